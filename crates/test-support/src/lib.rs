@@ -1,0 +1,71 @@
+//! Helpers shared by kmipd's tests: where the OASIS KMIP test vectors are, and how to read the
+//! hex files that hold wire captures. Only ever a dev-dependency.
+#![allow(clippy::panic, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable that points at a copy of the KMIP test vectors.
+pub const VECTORS_ENV: &str = "KMIPD_VECTORS";
+
+/// The directory of the KMIP test vectors: `$KMIPD_VECTORS` if set, else
+/// `../shared/kmip-vectors` beside the workspace.
+///
+/// Panics with instructions when the directory is missing: tests that need the vectors fail
+/// loudly, they never skip.
+pub fn vectors_dir() -> PathBuf {
+    let dir = match std::env::var_os(VECTORS_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("../shared/kmip-vectors"),
+    };
+    if !dir.join("README.md").is_file() {
+        panic!(
+            "KMIP test vectors not found at {}.\n\
+             Put the OASIS KMIP test cases there (or set {VECTORS_ENV} to their directory).\n\
+             OASIS publishes them with the KMIP Profiles and Test Cases documents at \
+             https://docs.oasis-open.org/kmip/ (e.g. \
+             https://docs.oasis-open.org/kmip/kmip-profiles/v2.1/os/test-cases/kmip-v2.1/ and \
+             https://docs.oasis-open.org/kmip/profiles/v1.4/os/test-cases/kmip-v1.4/); the \
+             expected layout is described in docs/testing.md.",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// A file or directory under [`vectors_dir`], which must exist.
+pub fn vector_path(relative: &str) -> PathBuf {
+    let path = vectors_dir().join(relative);
+    assert!(path.exists(), "missing KMIP test vector {}", path.display());
+    path
+}
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// All files under `dir` (recursively) whose name ends with `suffix`, sorted.
+pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("cannot read directory {}: {e}", d.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Decodes hex that may contain white space (as in capture files).
+pub fn hex_bytes(text: &str) -> Vec<u8> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    hex::decode(&compact).unwrap_or_else(|e| panic!("invalid hex: {e}"))
+}
