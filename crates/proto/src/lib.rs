@@ -2,4 +2,5 @@
 //! to 2.1 (each entry with the version that introduced it), and the KMIP XML and JSON encodings
 //! of a TTLV tree.
 
+pub mod json;
 pub mod spec;

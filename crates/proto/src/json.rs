@@ -1,0 +1,1730 @@
+//! The KMIP JSON encoding of a TTLV tree (KMIP Additional Message Encodings v1.0 §4, the JSON
+//! profile of KMIP Profiles 1.3 and later), both ways.
+//!
+//! Every item is a JSON object `{"tag": ..., "type": ..., "value": ...}`:
+//!
+//! - `tag`: the tag's normalized name (`"BatchCount"`), or `"0x"` and 6 hex digits for a tag
+//!   the tables do not know (`"0x540001"`); both are accepted for every tag.
+//! - `type`: the item type's name (`"Integer"`, `"DateTimeExtended"`, ...); omitted for a
+//!   Structure (an explicit `"Structure"` is accepted).
+//! - `value`, by type (first the form written, then the other forms read):
+//!
+//! | type | written | also read |
+//! |---|---|---|
+//! | Structure | array of items | |
+//! | Integer | number; for a mask tag, names joined by `\|` (`"Encrypt\|Decrypt"`, leftover bits as hex), `0` when empty | `"0x"` + hex; a mask string may mix names and hex |
+//! | LongInteger | number if `\|v\| < 2^52`, else `"0x"` + 16 hex digits | either form for any value |
+//! | BigInteger | `"0x"` + the two's complement bytes in hex (a multiple of 8 bytes) | a number; hex of any even length (sign-extended) |
+//! | Enumeration | the value's name, else `"0x"` + 8 hex digits | a number |
+//! | Boolean | `true` / `false` | `"0x0000000000000000"` / `"0x0000000000000001"` |
+//! | TextString | string | |
+//! | ByteString | hex without `0x` (lower case) | upper case |
+//! | DateTime | ISO 8601 `"2012-04-27T08:12:24+00:00"` (hex if beyond year 9999) | any UTC offset or `Z`; hex; a number of seconds |
+//! | Interval | number | `"0x"` + hex |
+//! | DateTimeExtended | ISO 8601 with microseconds `"...T08:12:24.000001+00:00"` | as DateTime, in microseconds |
+//!
+//! Hex numbers (`"0x..."`) are written with upper-case digits at full width (8 digits for
+//! 4-byte values, 16 for 8-byte ones); on input, fewer digits are accepted as long as the value
+//! fits, and so are lower-case digits.
+//!
+//! As in the XML encoding, the `AttributeValue` of a KMIP 1.x `Attribute` takes its
+//! enumeration (or mask) from the sibling `AttributeName` that precedes it: the value of
+//! `{"AttributeName": "Cryptographic Usage Mask"}` is written `"Encrypt|Decrypt"`.
+//!
+//! Reading is strict about everything else: an object with members other than `tag`, `type` and
+//! `value`, a value of the wrong JSON type, a number out of range, a name that is not in the
+//! enumeration, a date with fractions of a second finer than the type carries, all fail with a
+//! [`JsonError`] that carries the path of tag names down to the faulty item.
+//!
+//! Whatever is written reads back to the same tree, so that `TTLV -> JSON -> TTLV` is exact.
+
+use std::fmt;
+
+use kmipd_ttlv::{BigInteger, ItemType, Limits, Tag, Ttlv, Value};
+use serde_json::{Map, Number, Value as Json};
+
+use crate::spec::{self, EnumDef};
+
+/// Tag of `Attribute Name` (KMIP 1.x attribute structures).
+const TAG_ATTRIBUTE_NAME: u32 = 0x42_000A;
+/// Tag of `Attribute Value`.
+const TAG_ATTRIBUTE_VALUE: u32 = 0x42_000B;
+/// LongInteger values whose magnitude reaches this are written as hex: a JSON number is an IEEE
+/// double in most readers, exact only up to 52 bits of mantissa.
+const JSON_EXACT_LIMIT: i64 = 1 << 52;
+/// Offending text quoted in an error is cut to this many characters.
+const QUOTE_MAX: usize = 64;
+
+/// Why a JSON document is not a valid KMIP JSON item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonErrorKind {
+    /// The text is not JSON at all.
+    #[error("invalid JSON text: {0}")]
+    Syntax(String),
+    /// An item is not a JSON object.
+    #[error("an item must be a JSON object with \"tag\", \"type\" and \"value\"")]
+    NotAnObject,
+    /// An item lacks a required member (`tag` or `value`).
+    #[error("missing member \"{0}\"")]
+    MissingMember(&'static str),
+    /// An item has a member other than `tag`, `type` and `value`.
+    #[error("unexpected member \"{0}\"")]
+    UnexpectedMember(String),
+    /// `tag` or `type` is not a JSON string.
+    #[error("member \"{0}\" must be a string")]
+    MemberNotString(&'static str),
+    /// The tag is neither a known name nor `0x` and at most 6 hex digits.
+    #[error("unknown tag {0:?}")]
+    UnknownTag(String),
+    /// The type is not one of the TTLV item type names.
+    #[error("unknown type {0:?}")]
+    UnknownType(String),
+    /// The value is of a JSON type that this item type cannot take.
+    #[error("a {item_type} value cannot be a JSON {found}")]
+    WrongJsonType {
+        /// The item's type.
+        item_type: ItemType,
+        /// What was found: `string`, `number`, `boolean`, `array`, `object` or `null`.
+        found: &'static str,
+    },
+    /// A hex value has no digits, or a character that is not a hex digit, or (for a byte
+    /// string) an odd number of digits. The text is not quoted: it may be key material.
+    #[error("invalid hex value for a {0}")]
+    InvalidHex(ItemType),
+    /// A number or hex value does not fit the item type (or is not a whole number).
+    #[error("{value} is out of range for a {item_type}")]
+    OutOfRange {
+        /// The item's type.
+        item_type: ItemType,
+        /// The offending value, as written.
+        value: String,
+    },
+    /// A name that is not a value of the item's enumeration (or mask).
+    #[error("{name:?} is not a value of {enumeration}")]
+    UnknownEnumName {
+        /// The offending name.
+        name: String,
+        /// The enumeration's normalized name.
+        enumeration: &'static str,
+    },
+    /// A name where no enumeration or mask is known for the item (an unknown tag, an Integer
+    /// that is not a mask, an `AttributeValue` whose `AttributeName` has none).
+    #[error("{0:?} is a name, but no enumeration or mask is known for this item")]
+    NoEnumeration(String),
+    /// A mask string with no names or hex values in it.
+    #[error("empty mask {0:?}")]
+    EmptyMask(String),
+    /// A Boolean hex value other than 0 or 1.
+    #[error("{0:?} is not a Boolean (0x0000000000000000 or 0x0000000000000001)")]
+    InvalidBoolean(String),
+    /// A date-time that is not ISO 8601 `YYYY-MM-DDTHH:MM:SS[.fraction][Z|+HH:MM|-HH:MM]`, or
+    /// that does not exist, or is finer than the type's resolution, or out of range.
+    #[error("invalid date-time {0:?}")]
+    InvalidDateTime(String),
+    /// Structures nested deeper than [`Limits::max_depth`].
+    #[error("structures nested deeper than {0} levels")]
+    TooDeep(usize),
+    /// More items than [`Limits::max_items`].
+    #[error("more than {0} items")]
+    TooManyItems(usize),
+}
+
+/// A JSON document that is not a valid KMIP JSON item: what is wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct JsonError {
+    path: Vec<String>,
+    kind: JsonErrorKind,
+}
+
+impl JsonError {
+    fn new(kind: JsonErrorKind) -> Self {
+        Self {
+            path: Vec::new(),
+            kind,
+        }
+    }
+
+    fn within(mut self, label: String) -> Self {
+        self.path.insert(0, label);
+        self
+    }
+
+    /// What is wrong.
+    pub fn kind(&self) -> &JsonErrorKind {
+        &self.kind
+    }
+
+    /// Where: the tags (normalized names, or hex for unknown tags) from the outermost item
+    /// down to the faulty one; `[n]` stands for the n-th element (from 0) of a Structure where
+    /// the element's own tag could not be read. Empty for an error in the outermost item before
+    /// its tag is known.
+    pub fn path(&self) -> &[String] {
+        &self.path
+    }
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.kind)
+        } else {
+            write!(f, "at {}: {}", self.path.join("/"), self.kind)
+        }
+    }
+}
+
+impl From<JsonErrorKind> for JsonError {
+    fn from(kind: JsonErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Writing
+// ------------------------------------------------------------------------------------------
+
+/// The JSON form of a TTLV item (canonical: see the [module documentation](self)).
+pub fn to_json(item: &Ttlv) -> Json {
+    write_item(item, None)
+}
+
+/// The JSON text of a TTLV item, compact.
+pub fn to_string(item: &Ttlv) -> String {
+    to_json(item).to_string()
+}
+
+/// The JSON text of a TTLV item, indented for humans.
+pub fn to_string_pretty(item: &Ttlv) -> String {
+    // Serializing a `serde_json::Value` cannot fail; fall back to the compact form regardless.
+    let json = to_json(item);
+    serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+}
+
+fn write_item(item: &Ttlv, attribute_enum: Option<&'static EnumDef>) -> Json {
+    let tag = item.tag.value();
+    let mut object = Map::with_capacity(3);
+    object.insert("tag".to_owned(), Json::String(tag_label(item.tag)));
+    if !matches!(item.value, Value::Structure(_)) {
+        object.insert(
+            "type".to_owned(),
+            Json::String(item.item_type().name().to_owned()),
+        );
+    }
+    let enumeration = if tag == TAG_ATTRIBUTE_VALUE {
+        attribute_enum.or_else(|| spec::enum_of_tag(tag))
+    } else {
+        spec::enum_of_tag(tag)
+    };
+    let value = match &item.value {
+        Value::Structure(children) => {
+            let mut out = Vec::with_capacity(children.len());
+            let mut attribute_enum = None;
+            for child in children {
+                out.push(write_item(child, attribute_enum));
+                if let Some(found) = attribute_name_enum(child) {
+                    attribute_enum = found;
+                }
+            }
+            Json::Array(out)
+        }
+        Value::Integer(v) => match enumeration.filter(|e| e.is_mask) {
+            Some(mask) if *v != 0 => Json::String(mask_string(mask, i32_bits(*v))),
+            _ => Json::from(*v),
+        },
+        Value::LongInteger(v) => {
+            if v.unsigned_abs() < JSON_EXACT_LIMIT.unsigned_abs() {
+                Json::from(*v)
+            } else {
+                Json::String(format!("0x{:016X}", i64_bits(*v)))
+            }
+        }
+        Value::BigInteger(b) => Json::String(format!("0x{}", hex::encode_upper(b.as_bytes()))),
+        Value::Enumeration(v) => Json::String(
+            enumeration
+                .and_then(|e| canonical_name(e, *v))
+                .map_or_else(|| format!("0x{v:08X}"), str::to_owned),
+        ),
+        Value::Boolean(v) => Json::Bool(*v),
+        Value::TextString(s) => Json::String(s.clone()),
+        Value::ByteString(b) => Json::String(hex::encode(b.as_slice())),
+        Value::DateTime(secs) => Json::String(
+            format_date_time(*secs, None).unwrap_or_else(|| format!("0x{:016X}", i64_bits(*secs))),
+        ),
+        Value::Interval(v) => Json::from(*v),
+        Value::DateTimeExtended(micros) => Json::String(
+            format_date_time(
+                micros.div_euclid(1_000_000),
+                Some(micros.rem_euclid(1_000_000)),
+            )
+            .unwrap_or_else(|| format!("0x{:016X}", i64_bits(*micros))),
+        ),
+    };
+    object.insert("value".to_owned(), value);
+    Json::Object(object)
+}
+
+/// The name written for a tag: its normalized name if the tables know it (and the name leads
+/// back to it), else `0x` and 6 hex digits.
+fn tag_label(tag: Tag) -> String {
+    spec::tag_by_value(tag.value())
+        .filter(|d| spec::tag_by_xml_name(d.xml_name).is_some_and(|back| back.tag == d.tag))
+        .map_or_else(
+            || format!("0x{:06X}", tag.value()),
+            |d| d.xml_name.to_owned(),
+        )
+}
+
+/// The name of an enumeration value, if it has one that reads back to the same value.
+fn canonical_name(enumeration: &'static EnumDef, value: u32) -> Option<&'static str> {
+    let entry = enumeration.entry(value)?;
+    (enumeration.value_by_xml_name(entry.xml_name) == Some(value)).then_some(entry.xml_name)
+}
+
+/// A non-zero mask as names joined by `|`, with the bits no name covers as one hex value.
+fn mask_string(mask: &'static EnumDef, bits: u32) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut left = bits;
+    for entry in mask.values {
+        let v = entry.value;
+        if v != 0
+            && bits & v == v
+            && left & v != 0
+            && mask.value_by_xml_name(entry.xml_name) == Some(v)
+        {
+            parts.push(entry.xml_name.to_owned());
+            left &= !v;
+        }
+    }
+    if left != 0 {
+        parts.push(format!("0x{left:08X}"));
+    }
+    parts.join("|")
+}
+
+/// If `item` is a 1.x `AttributeName`, the enumeration its sibling `AttributeValue` takes
+/// (`Some(None)` when the attribute has none).
+fn attribute_name_enum(item: &Ttlv) -> Option<Option<&'static EnumDef>> {
+    match &item.value {
+        Value::TextString(name) if item.tag.value() == TAG_ATTRIBUTE_NAME => {
+            Some(spec::tag_by_xml_name(&normalize_name(name)).and_then(|d| d.enumeration))
+        }
+        _ => None,
+    }
+}
+
+/// The normalized (CamelCase) form of a KMIP name, by the rules of KMIP Additional Message
+/// Encodings §4.1.3 / §6.1.3: `Cryptographic Usage Mask` becomes `CryptographicUsageMask`,
+/// `PKCS#11 Function` becomes `PKCS_11Function`, `3DES` becomes `DES3`.
+fn normalize_name(name: &str) -> String {
+    // 1. Round brackets become spaces.
+    let chars: Vec<char> = name
+        .chars()
+        .map(|c| if c == '(' || c == ')' { ' ' } else { c })
+        .collect();
+    // 2. A non-word character followed by a letter and a lower-case letter becomes a space;
+    // 3. any other non-word character (except space) becomes an underscore.
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut text = String::with_capacity(chars.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if is_word(c) || c == ' ' {
+            text.push(c);
+            continue;
+        }
+        let next = chars.get(i + 1).copied();
+        let after = chars.get(i + 2).copied();
+        let word_start = next.is_some_and(|n| n.is_ascii_alphabetic())
+            && after.is_some_and(|a| a.is_ascii_lowercase());
+        text.push(if word_start { ' ' } else { '_' });
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        // 4. Leading digits of the first word move to its end.
+        let word = if i == 0 {
+            let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let (head, tail) = word.split_at(digits);
+            format!("{tail}{head}")
+        } else {
+            word.to_owned()
+        };
+        // 5. Each word starts with a capital; 6. spaces are removed.
+        let mut cs = word.chars();
+        if let Some(first) = cs.next() {
+            out.extend(first.to_uppercase());
+            out.extend(cs);
+        }
+    }
+    out
+}
+
+fn i32_bits(v: i32) -> u32 {
+    u32::from_be_bytes(v.to_be_bytes())
+}
+
+fn i64_bits(v: i64) -> u64 {
+    u64::from_be_bytes(v.to_be_bytes())
+}
+
+// ------------------------------------------------------------------------------------------
+// Reading
+// ------------------------------------------------------------------------------------------
+
+/// Reads a TTLV item from its JSON form, with the default [`Limits`] on depth and item count.
+pub fn from_json(json: &Json) -> Result<Ttlv, JsonError> {
+    from_json_with(json, &Limits::default())
+}
+
+/// Reads a TTLV item from its JSON form, within `limits` (`max_depth` and `max_items`; the
+/// byte length of the result is not checked here: encode it to find out).
+pub fn from_json_with(json: &Json, limits: &Limits) -> Result<Ttlv, JsonError> {
+    let mut reader = Reader {
+        max_depth: limits.max_depth.min(Limits::HARD_MAX_DEPTH),
+        items_left: limits.max_items,
+        max_items: limits.max_items,
+    };
+    reader.item(json, None, 1)
+}
+
+/// Reads a TTLV item from JSON text, with the default [`Limits`].
+pub fn from_str(text: &str) -> Result<Ttlv, JsonError> {
+    from_str_with(text, &Limits::default())
+}
+
+/// Reads a TTLV item from JSON text, within `limits` (see [`from_json_with`]).
+pub fn from_str_with(text: &str, limits: &Limits) -> Result<Ttlv, JsonError> {
+    let json: Json = serde_json::from_str(text)
+        .map_err(|e| JsonError::new(JsonErrorKind::Syntax(e.to_string())))?;
+    from_json_with(&json, limits)
+}
+
+struct Reader {
+    max_depth: usize,
+    items_left: usize,
+    max_items: usize,
+}
+
+impl Reader {
+    fn item(
+        &mut self,
+        json: &Json,
+        attribute_enum: Option<&'static EnumDef>,
+        depth: usize,
+    ) -> Result<Ttlv, JsonError> {
+        self.items_left = self
+            .items_left
+            .checked_sub(1)
+            .ok_or(JsonErrorKind::TooManyItems(self.max_items))?;
+        let object = json.as_object().ok_or(JsonErrorKind::NotAnObject)?;
+        if let Some(other) = object
+            .keys()
+            .find(|k| !matches!(k.as_str(), "tag" | "type" | "value"))
+        {
+            return Err(JsonErrorKind::UnexpectedMember(quote(other)).into());
+        }
+        let tag_text = object
+            .get("tag")
+            .ok_or(JsonErrorKind::MissingMember("tag"))?
+            .as_str()
+            .ok_or(JsonErrorKind::MemberNotString("tag"))?;
+        let tag = parse_tag(tag_text)?;
+        let label = tag_label(tag);
+        self.item_body(object, tag, attribute_enum, depth)
+            .map_err(|e| e.within(label))
+    }
+
+    fn item_body(
+        &mut self,
+        object: &Map<String, Json>,
+        tag: Tag,
+        attribute_enum: Option<&'static EnumDef>,
+        depth: usize,
+    ) -> Result<Ttlv, JsonError> {
+        let item_type = match object.get("type") {
+            None => ItemType::Structure,
+            Some(t) => {
+                let name = t.as_str().ok_or(JsonErrorKind::MemberNotString("type"))?;
+                ItemType::from_name(name).ok_or_else(|| JsonErrorKind::UnknownType(quote(name)))?
+            }
+        };
+        let json = object
+            .get("value")
+            .ok_or(JsonErrorKind::MissingMember("value"))?;
+        let enumeration = if tag.value() == TAG_ATTRIBUTE_VALUE {
+            attribute_enum.or_else(|| spec::enum_of_tag(tag.value()))
+        } else {
+            spec::enum_of_tag(tag.value())
+        };
+        let value = match item_type {
+            ItemType::Structure => Value::Structure(self.children(json, depth)?),
+            _ => scalar(item_type, json, enumeration)?,
+        };
+        Ok(Ttlv::new(tag, value))
+    }
+
+    fn children(&mut self, json: &Json, depth: usize) -> Result<Vec<Ttlv>, JsonError> {
+        let items = json.as_array().ok_or(JsonErrorKind::WrongJsonType {
+            item_type: ItemType::Structure,
+            found: json_type(json),
+        })?;
+        if depth >= self.max_depth && !items.is_empty() {
+            return Err(JsonErrorKind::TooDeep(self.max_depth).into());
+        }
+        let mut out = Vec::with_capacity(items.len().min(self.items_left));
+        let mut attribute_enum = None;
+        for (i, child) in items.iter().enumerate() {
+            let item = self.item(child, attribute_enum, depth + 1).map_err(|e| {
+                if e.path.is_empty() {
+                    e.within(format!("[{i}]"))
+                } else {
+                    e
+                }
+            })?;
+            if let Some(found) = attribute_name_enum(&item) {
+                attribute_enum = found;
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
+/// A tag from its name or from `0x` and at most 6 hex digits.
+fn parse_tag(text: &str) -> Result<Tag, JsonErrorKind> {
+    let unknown = || JsonErrorKind::UnknownTag(quote(text));
+    if let Some(digits) = hex_digits(text) {
+        let v = parse_hex(digits, 6).ok_or_else(unknown)?;
+        let v = u32::try_from(v).map_err(|_| unknown())?;
+        return Tag::new(v).map_err(|_| unknown());
+    }
+    let def = spec::tag_by_xml_name(text).ok_or_else(unknown)?;
+    Tag::new(def.tag).map_err(|_| unknown())
+}
+
+fn scalar(
+    item_type: ItemType,
+    json: &Json,
+    enumeration: Option<&'static EnumDef>,
+) -> Result<Value, JsonErrorKind> {
+    let wrong = || JsonErrorKind::WrongJsonType {
+        item_type,
+        found: json_type(json),
+    };
+    let out_of_range = |value: &dyn fmt::Display| JsonErrorKind::OutOfRange {
+        item_type,
+        value: quote(&value.to_string()),
+    };
+    Ok(match item_type {
+        ItemType::Integer => {
+            let mask = enumeration.filter(|e| e.is_mask);
+            match json {
+                Json::Number(n) => {
+                    let v = whole_number(n).ok_or_else(|| out_of_range(n))?;
+                    match (i32::try_from(v), mask) {
+                        (Ok(v), _) => Value::Integer(v),
+                        (Err(_), Some(_)) => Value::Integer(u32_to_i32(
+                            u32::try_from(v).map_err(|_| out_of_range(n))?,
+                        )),
+                        (Err(_), None) => return Err(out_of_range(n)),
+                    }
+                }
+                Json::String(s) => match mask {
+                    Some(mask) => Value::Integer(u32_to_i32(parse_mask(s, mask)?)),
+                    None if hex_digits(s).is_some() => {
+                        Value::Integer(u32_to_i32(hex_u32(item_type, s)?))
+                    }
+                    None => return Err(JsonErrorKind::NoEnumeration(quote(s))),
+                },
+                _ => return Err(wrong()),
+            }
+        }
+        ItemType::LongInteger => Value::LongInteger(match json {
+            Json::Number(n) => whole_number(n)
+                .and_then(|v| i64::try_from(v).ok())
+                .ok_or_else(|| out_of_range(n))?,
+            Json::String(s) => u64_to_i64(hex_u64(item_type, s)?),
+            _ => return Err(wrong()),
+        }),
+        ItemType::BigInteger => Value::BigInteger(match json {
+            Json::Number(n) => {
+                let v = whole_number(n).ok_or_else(|| out_of_range(n))?;
+                match i64::try_from(v) {
+                    Ok(small) => BigInteger::from_twos_complement(&small.to_be_bytes()),
+                    Err(_) => BigInteger::from_twos_complement(&v.to_be_bytes()),
+                }
+            }
+            Json::String(s) => {
+                let digits = hex_digits(s).unwrap_or(s);
+                if digits.is_empty() {
+                    return Err(JsonErrorKind::InvalidHex(item_type));
+                }
+                let bytes = zeroize::Zeroizing::new(
+                    hex::decode(digits).map_err(|_| JsonErrorKind::InvalidHex(item_type))?,
+                );
+                BigInteger::from_twos_complement(&bytes)
+            }
+            _ => return Err(wrong()),
+        }),
+        ItemType::Enumeration => Value::Enumeration(match json {
+            Json::Number(n) => whole_number(n)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| out_of_range(n))?,
+            Json::String(s) if hex_digits(s).is_some() => hex_u32(item_type, s)?,
+            Json::String(s) => enum_value(enumeration, s)?,
+            _ => return Err(wrong()),
+        }),
+        ItemType::Boolean => Value::Boolean(match json {
+            Json::Bool(b) => *b,
+            Json::String(s) => match hex_digits(s).and_then(|d| parse_hex(d, 16)) {
+                Some(0) => false,
+                Some(1) => true,
+                _ => return Err(JsonErrorKind::InvalidBoolean(quote(s))),
+            },
+            _ => return Err(wrong()),
+        }),
+        ItemType::TextString => match json {
+            Json::String(s) => Value::TextString(s.clone()),
+            _ => return Err(wrong()),
+        },
+        ItemType::ByteString => match json {
+            Json::String(s) => {
+                Value::bytes(hex::decode(s).map_err(|_| JsonErrorKind::InvalidHex(item_type))?)
+            }
+            _ => return Err(wrong()),
+        },
+        ItemType::DateTime => Value::DateTime(match json {
+            Json::Number(n) => whole_number(n)
+                .and_then(|v| i64::try_from(v).ok())
+                .ok_or_else(|| out_of_range(n))?,
+            Json::String(s) if hex_digits(s).is_some() => u64_to_i64(hex_u64(item_type, s)?),
+            Json::String(s) => {
+                let invalid = || JsonErrorKind::InvalidDateTime(quote(s));
+                match parse_date_time(s).ok_or_else(invalid)? {
+                    (secs, 0) => secs,
+                    _ => return Err(invalid()),
+                }
+            }
+            _ => return Err(wrong()),
+        }),
+        ItemType::Interval => Value::Interval(match json {
+            Json::Number(n) => whole_number(n)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| out_of_range(n))?,
+            Json::String(s) => hex_u32(item_type, s)?,
+            _ => return Err(wrong()),
+        }),
+        ItemType::DateTimeExtended => Value::DateTimeExtended(match json {
+            Json::Number(n) => whole_number(n)
+                .and_then(|v| i64::try_from(v).ok())
+                .ok_or_else(|| out_of_range(n))?,
+            Json::String(s) if hex_digits(s).is_some() => u64_to_i64(hex_u64(item_type, s)?),
+            Json::String(s) => {
+                let invalid = || JsonErrorKind::InvalidDateTime(quote(s));
+                let (secs, micros) = parse_date_time(s).ok_or_else(invalid)?;
+                secs.checked_mul(1_000_000)
+                    .and_then(|v| v.checked_add(micros))
+                    .ok_or_else(invalid)?
+            }
+            _ => return Err(wrong()),
+        }),
+        // Structures are read by the caller.
+        ItemType::Structure => return Err(wrong()),
+    })
+}
+
+/// An enumeration value from its name.
+fn enum_value(enumeration: Option<&'static EnumDef>, name: &str) -> Result<u32, JsonErrorKind> {
+    let enumeration = enumeration.ok_or_else(|| JsonErrorKind::NoEnumeration(quote(name)))?;
+    enumeration
+        .value_by_xml_name(name)
+        .ok_or_else(|| JsonErrorKind::UnknownEnumName {
+            name: quote(name),
+            enumeration: enumeration.xml_name,
+        })
+}
+
+/// A mask from names and hex values separated by `|` (white space around them is ignored;
+/// white space alone also separates, as in the XML encoding).
+fn parse_mask(text: &str, mask: &'static EnumDef) -> Result<u32, JsonErrorKind> {
+    let mut bits = 0u32;
+    let mut parts = 0usize;
+    for part in text
+        .split(|c: char| c == '|' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+    {
+        parts += 1;
+        bits |= if hex_digits(part).is_some() {
+            hex_u32(ItemType::Integer, part)?
+        } else {
+            enum_value(Some(mask), part)?
+        };
+    }
+    if parts == 0 {
+        return Err(JsonErrorKind::EmptyMask(quote(text)));
+    }
+    Ok(bits)
+}
+
+/// The digits of a `0x` hex value, or `None` if `text` does not start with `0x` (or `0X`).
+fn hex_digits(text: &str) -> Option<&str> {
+    text.strip_prefix("0x").or_else(|| text.strip_prefix("0X"))
+}
+
+/// Hex digits as a number of at most `max_digits` significant digits (leading zeros are free).
+fn parse_hex(digits: &str, max_digits: usize) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > max_digits {
+        return None;
+    }
+    if significant.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(significant, 16).ok()
+}
+
+/// A `0x` hex value of at most 32 bits.
+fn hex_u32(item_type: ItemType, text: &str) -> Result<u32, JsonErrorKind> {
+    let v = hex_u64_width(item_type, text, 8)?;
+    u32::try_from(v).map_err(|_| JsonErrorKind::OutOfRange {
+        item_type,
+        value: quote(text),
+    })
+}
+
+/// A `0x` hex value of at most 64 bits.
+fn hex_u64(item_type: ItemType, text: &str) -> Result<u64, JsonErrorKind> {
+    hex_u64_width(item_type, text, 16)
+}
+
+fn hex_u64_width(item_type: ItemType, text: &str, width: usize) -> Result<u64, JsonErrorKind> {
+    let digits = hex_digits(text).ok_or(JsonErrorKind::InvalidHex(item_type))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(JsonErrorKind::InvalidHex(item_type));
+    }
+    parse_hex(digits, width).ok_or_else(|| JsonErrorKind::OutOfRange {
+        item_type,
+        value: quote(text),
+    })
+}
+
+/// A JSON number as a whole number, if it is one (`3`, `-3`, `3.0`, `3e2`; not `3.5`).
+fn whole_number(n: &Number) -> Option<i128> {
+    if let Some(v) = n.as_i64() {
+        return Some(i128::from(v));
+    }
+    if let Some(v) = n.as_u64() {
+        return Some(i128::from(v));
+    }
+    let f = n.as_f64()?;
+    if !f.is_finite() || f.fract() != 0.0 || f.abs() > 1e30 {
+        return None;
+    }
+    format!("{f:.0}").parse().ok()
+}
+
+fn u32_to_i32(v: u32) -> i32 {
+    i32::from_be_bytes(v.to_be_bytes())
+}
+
+fn u64_to_i64(v: u64) -> i64 {
+    i64::from_be_bytes(v.to_be_bytes())
+}
+
+fn json_type(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+/// Offending text for an error message, cut short.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_MAX) {
+        Some((end, _)) => format!("{}...", text.get(..end).unwrap_or_default()),
+        None => text.to_owned(),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// ISO 8601 date-times (UTC), without a calendar library: the proleptic Gregorian calendar of
+// years 0000 to 9999.
+// ------------------------------------------------------------------------------------------
+
+/// Seconds of 0000-01-01T00:00:00Z and of 10000-01-01T00:00:00Z since the epoch.
+const FIRST_SECOND: i64 = -62_167_219_200;
+const END_SECOND: i64 = 253_402_300_800;
+
+/// Days since 1970-01-01 of a date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9).rem_euclid(12);
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a number of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS+00:00`, with `.ffffff` when `micros` is given; `None` outside years
+/// 0000 to 9999.
+fn format_date_time(secs: i64, micros: Option<i64>) -> Option<String> {
+    if !(FIRST_SECOND..END_SECOND).contains(&secs) {
+        return None;
+    }
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let in_day = secs.rem_euclid(86_400);
+    let (h, m, s) = (in_day / 3600, in_day % 3600 / 60, in_day % 60);
+    Some(match micros {
+        None => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}+00:00"),
+        Some(us) => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{us:06}+00:00"),
+    })
+}
+
+/// Reads `YYYY-MM-DDTHH:MM:SS[.fraction][Z|+HH:MM|-HH:MM|+HHMM|-HHMM]` (no zone means UTC)
+/// into seconds since the epoch and microseconds; `None` if malformed, if the date or time
+/// does not exist, or if the fraction is finer than a microsecond.
+fn parse_date_time(text: &str) -> Option<(i64, i64)> {
+    let mut p = Cursor { rest: text };
+    let year = p.number(4)?;
+    p.expect('-')?;
+    let month = p.number(2)?;
+    p.expect('-')?;
+    let day = p.number(2)?;
+    if !(p.eat('T') || p.eat('t')) {
+        return None;
+    }
+    let hour = p.number(2)?;
+    p.expect(':')?;
+    let minute = p.number(2)?;
+    p.expect(':')?;
+    let second = p.number(2)?;
+    let mut micros = 0i64;
+    if p.eat('.') || p.eat(',') {
+        let digits = p.take_digits();
+        if digits.is_empty() {
+            return None;
+        }
+        let (kept, dropped) = digits.split_at(digits.len().min(6));
+        if dropped.bytes().any(|b| b != b'0') {
+            return None;
+        }
+        micros = format!("{kept:0<6}").parse().ok()?;
+    }
+    let offset = if p.rest.is_empty() || p.eat('Z') || p.eat('z') {
+        0
+    } else {
+        let sign = if p.eat('+') {
+            1
+        } else if p.eat('-') {
+            -1
+        } else {
+            return None;
+        };
+        let oh = p.number(2)?;
+        p.eat(':');
+        let om = p.number(2)?;
+        if oh > 23 || om > 59 {
+            return None;
+        }
+        sign * (oh * 3600 + om * 60)
+    };
+    if !p.rest.is_empty()
+        || !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let secs =
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    Some((secs, micros))
+}
+
+struct Cursor<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn eat(&mut self, c: char) -> bool {
+        match self.rest.strip_prefix(c) {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn expect(&mut self, c: char) -> Option<()> {
+        self.eat(c).then_some(())
+    }
+
+    fn take_digits(&mut self) -> &'a str {
+        let end = self
+            .rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(self.rest.len());
+        let (digits, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        digits
+    }
+
+    /// Exactly `n` ASCII digits.
+    fn number(&mut self, n: usize) -> Option<i64> {
+        let digits = self.rest.get(..n)?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        self.rest = self.rest.get(n..)?;
+        digits.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tag(v: u32) -> Tag {
+        Tag::new(v).unwrap()
+    }
+
+    fn item(t: u32, value: Value) -> Ttlv {
+        Ttlv::new(tag(t), value)
+    }
+
+    /// `value` is written as `expected` and `expected` reads back to `value`.
+    fn both_ways(t: u32, value: Value, expected: Json) {
+        let it = item(t, value);
+        let written = to_json(&it);
+        assert_eq!(written, expected);
+        assert_eq!(from_json(&written).unwrap(), it);
+        assert_eq!(from_str(&to_string(&it)).unwrap(), it);
+        assert_eq!(from_str(&to_string_pretty(&it)).unwrap(), it);
+    }
+
+    /// `json` reads as `value` (an accepted, non-canonical form).
+    fn reads(t: u32, json: Json, value: Value) {
+        assert_eq!(from_json(&json).unwrap(), item(t, value), "{json}");
+    }
+
+    fn fails(json: Json) -> JsonError {
+        from_json(&json).unwrap_err()
+    }
+
+    const BATCH_COUNT: u32 = 0x42_000D;
+    const USAGE_MASK: u32 = 0x42_002C;
+    const OPERATION: u32 = 0x42_005C;
+    const EXT: u32 = 0x54_0001;
+
+    #[test]
+    fn structure_omits_type_and_holds_an_array() {
+        let it = item(
+            0x42_0069,
+            Value::Structure(vec![
+                item(0x42_006A, Value::Integer(1)),
+                item(0x42_006B, Value::Integer(4)),
+            ]),
+        );
+        let expected = json!({"tag": "ProtocolVersion", "value": [
+            {"tag": "ProtocolVersionMajor", "type": "Integer", "value": 1},
+            {"tag": "ProtocolVersionMinor", "type": "Integer", "value": 4},
+        ]});
+        assert_eq!(to_json(&it), expected);
+        assert_eq!(from_json(&expected).unwrap(), it);
+        assert_eq!(
+            to_string(&it),
+            r#"{"tag":"ProtocolVersion","value":[{"tag":"ProtocolVersionMajor","type":"Integer","value":1},{"tag":"ProtocolVersionMinor","type":"Integer","value":4}]}"#
+        );
+        both_ways(
+            0x42_0069,
+            Value::Structure(vec![]),
+            json!({"tag": "ProtocolVersion", "value": []}),
+        );
+        reads(
+            0x42_0069,
+            json!({"tag": "ProtocolVersion", "type": "Structure", "value": []}),
+            Value::Structure(vec![]),
+        );
+    }
+
+    #[test]
+    fn tags_by_name_or_hex() {
+        both_ways(
+            EXT,
+            Value::TextString("x".into()),
+            json!({"tag": "0x540001", "type": "TextString", "value": "x"}),
+        );
+        reads(
+            BATCH_COUNT,
+            json!({"tag": "0x42000D", "type": "Integer", "value": 1}),
+            Value::Integer(1),
+        );
+        reads(
+            BATCH_COUNT,
+            json!({"tag": "0x42000d", "type": "Integer", "value": 1}),
+            Value::Integer(1),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "Integer", "value": 1}),
+            Value::Integer(1),
+        );
+        // A KMIP tag unknown to the tables is written in hex.
+        both_ways(
+            0x42_FFF0,
+            Value::Integer(3),
+            json!({"tag": "0x42FFF0", "type": "Integer", "value": 3}),
+        );
+    }
+
+    #[test]
+    fn integer_forms() {
+        both_ways(
+            BATCH_COUNT,
+            Value::Integer(-5),
+            json!({"tag": "BatchCount", "type": "Integer", "value": -5}),
+        );
+        both_ways(
+            BATCH_COUNT,
+            Value::Integer(i32::MAX),
+            json!({"tag": "BatchCount", "type": "Integer", "value": 2147483647}),
+        );
+        reads(
+            BATCH_COUNT,
+            json!({"tag": "BatchCount", "type": "Integer", "value": "0x0000000A"}),
+            Value::Integer(10),
+        );
+        reads(
+            BATCH_COUNT,
+            json!({"tag": "BatchCount", "type": "Integer", "value": "0xa"}),
+            Value::Integer(10),
+        );
+        reads(
+            BATCH_COUNT,
+            json!({"tag": "BatchCount", "type": "Integer", "value": "0xFFFFFFFF"}),
+            Value::Integer(-1),
+        );
+        reads(
+            BATCH_COUNT,
+            json!({"tag": "BatchCount", "type": "Integer", "value": 3.0}),
+            Value::Integer(3),
+        );
+    }
+
+    #[test]
+    fn masks_as_names_joined_by_bars() {
+        both_ways(
+            USAGE_MASK,
+            Value::Integer(12),
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "Encrypt|Decrypt"}),
+        );
+        both_ways(
+            USAGE_MASK,
+            Value::Integer(0),
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": 0}),
+        );
+        // Bits without a name are kept, in hex.
+        both_ways(
+            USAGE_MASK,
+            Value::Integer(0x0100_0004),
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "Encrypt|0x01000000"}),
+        );
+        both_ways(
+            USAGE_MASK,
+            Value::Integer(i32::MIN),
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "0x80000000"}),
+        );
+        reads(
+            USAGE_MASK,
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "Decrypt | Encrypt"}),
+            Value::Integer(12),
+        );
+        reads(
+            USAGE_MASK,
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "Decrypt Encrypt"}),
+            Value::Integer(12),
+        );
+        reads(
+            USAGE_MASK,
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "Decrypt|0x00000004"}),
+            Value::Integer(12),
+        );
+        reads(
+            USAGE_MASK,
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": 12}),
+            Value::Integer(12),
+        );
+        reads(
+            USAGE_MASK,
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "0x0000000C"}),
+            Value::Integer(12),
+        );
+        reads(
+            USAGE_MASK,
+            json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": 4294967295u32}),
+            Value::Integer(-1),
+        );
+    }
+
+    #[test]
+    fn long_integer_forms() {
+        let t = 0x42_0001; // any tag: the tables do not matter for a Long Integer
+        let label = tag_label(tag(t));
+        both_ways(
+            t,
+            Value::LongInteger(1000),
+            json!({"tag": label, "type": "LongInteger", "value": 1000}),
+        );
+        both_ways(
+            t,
+            Value::LongInteger(-(1 << 52) + 1),
+            json!({"tag": label, "type": "LongInteger", "value": -(1i64 << 52) + 1}),
+        );
+        both_ways(
+            t,
+            Value::LongInteger(1 << 52),
+            json!({"tag": label, "type": "LongInteger", "value": "0x0010000000000000"}),
+        );
+        both_ways(
+            t,
+            Value::LongInteger(-1 << 52),
+            json!({"tag": label, "type": "LongInteger", "value": "0xFFF0000000000000"}),
+        );
+        both_ways(
+            t,
+            Value::LongInteger(i64::MIN),
+            json!({"tag": label, "type": "LongInteger", "value": "0x8000000000000000"}),
+        );
+        reads(
+            t,
+            json!({"tag": label, "type": "LongInteger", "value": i64::MAX}),
+            Value::LongInteger(i64::MAX),
+        );
+        reads(
+            t,
+            json!({"tag": label, "type": "LongInteger", "value": "0x10"}),
+            Value::LongInteger(16),
+        );
+    }
+
+    #[test]
+    fn big_integer_forms() {
+        let bi = |b: &[u8]| Value::BigInteger(BigInteger::from_twos_complement(b));
+        both_ways(
+            EXT,
+            bi(&[0, 0, 0, 0, 0, 1, 0, 1]),
+            json!({"tag": "0x540001", "type": "BigInteger", "value": "0x0000000000010001"}),
+        );
+        both_ways(
+            EXT,
+            bi(&[0xFF; 16]),
+            json!({"tag": "0x540001", "type": "BigInteger", "value": "0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"}),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "BigInteger", "value": 65537}),
+            bi(&[1, 0, 1]),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "BigInteger", "value": -1}),
+            bi(&[0xFF]),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "BigInteger", "value": u64::MAX}),
+            bi(&[0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "BigInteger", "value": "0x010001"}),
+            bi(&[1, 0, 1]),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "BigInteger", "value": "0x80"}),
+            bi(&[0x80]),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "BigInteger", "value": "0000000000010001"}),
+            bi(&[1, 0, 1]),
+        );
+    }
+
+    #[test]
+    fn enumeration_forms() {
+        both_ways(
+            OPERATION,
+            Value::Enumeration(0x18),
+            json!({"tag": "Operation", "type": "Enumeration", "value": "Query"}),
+        );
+        both_ways(
+            OPERATION,
+            Value::Enumeration(0x8000_0001),
+            json!({"tag": "Operation", "type": "Enumeration", "value": "0x80000001"}),
+        );
+        both_ways(
+            EXT,
+            Value::Enumeration(7),
+            json!({"tag": "0x540001", "type": "Enumeration", "value": "0x00000007"}),
+        );
+        reads(
+            OPERATION,
+            json!({"tag": "Operation", "type": "Enumeration", "value": 24}),
+            Value::Enumeration(0x18),
+        );
+        reads(
+            OPERATION,
+            json!({"tag": "Operation", "type": "Enumeration", "value": "0x18"}),
+            Value::Enumeration(0x18),
+        );
+    }
+
+    #[test]
+    fn boolean_forms() {
+        both_ways(
+            EXT,
+            Value::Boolean(true),
+            json!({"tag": "0x540001", "type": "Boolean", "value": true}),
+        );
+        both_ways(
+            EXT,
+            Value::Boolean(false),
+            json!({"tag": "0x540001", "type": "Boolean", "value": false}),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "Boolean", "value": "0x0000000000000001"}),
+            Value::Boolean(true),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "Boolean", "value": "0x0000000000000000"}),
+            Value::Boolean(false),
+        );
+    }
+
+    #[test]
+    fn text_and_byte_strings() {
+        both_ways(
+            EXT,
+            Value::TextString("héllo \"x\"\n".into()),
+            json!({"tag": "0x540001", "type": "TextString", "value": "héllo \"x\"\n"}),
+        );
+        both_ways(
+            EXT,
+            Value::TextString(String::new()),
+            json!({"tag": "0x540001", "type": "TextString", "value": ""}),
+        );
+        both_ways(
+            EXT,
+            Value::bytes(vec![0x01, 0xAB, 0xFF]),
+            json!({"tag": "0x540001", "type": "ByteString", "value": "01abff"}),
+        );
+        both_ways(
+            EXT,
+            Value::bytes(vec![]),
+            json!({"tag": "0x540001", "type": "ByteString", "value": ""}),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "ByteString", "value": "01ABFF"}),
+            Value::bytes(vec![0x01, 0xAB, 0xFF]),
+        );
+    }
+
+    #[test]
+    fn date_time_forms() {
+        let t = 0x42_0092; // Time Stamp
+        both_ways(
+            t,
+            Value::DateTime(1_335_514_344),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "2012-04-27T08:12:24+00:00"}),
+        );
+        both_ways(
+            t,
+            Value::DateTime(0),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "1970-01-01T00:00:00+00:00"}),
+        );
+        both_ways(
+            t,
+            Value::DateTime(-1),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "1969-12-31T23:59:59+00:00"}),
+        );
+        both_ways(
+            t,
+            Value::DateTime(951_782_400),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "2000-02-29T00:00:00+00:00"}),
+        );
+        both_ways(
+            t,
+            Value::DateTime(FIRST_SECOND),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "0000-01-01T00:00:00+00:00"}),
+        );
+        both_ways(
+            t,
+            Value::DateTime(END_SECOND - 1),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "9999-12-31T23:59:59+00:00"}),
+        );
+        // Beyond what ISO 8601's four-digit years hold: hex.
+        both_ways(
+            t,
+            Value::DateTime(END_SECOND),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "0x0000003AFFF44180"}),
+        );
+        both_ways(
+            t,
+            Value::DateTime(i64::MIN),
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": "0x8000000000000000"}),
+        );
+        for (text, secs) in [
+            ("2012-04-27T08:12:24Z", 1_335_514_344),
+            ("2012-04-27T08:12:24", 1_335_514_344),
+            ("2012-04-27T18:12:24+10:00", 1_335_514_344),
+            ("2012-04-27T03:12:24-0500", 1_335_514_344),
+            ("2012-04-27T08:12:24.000Z", 1_335_514_344),
+            ("0x000000004F9A54E8", 1_335_514_344),
+        ] {
+            reads(
+                t,
+                json!({"tag": "TimeStamp", "type": "DateTime", "value": text}),
+                Value::DateTime(secs),
+            );
+        }
+        reads(
+            t,
+            json!({"tag": "TimeStamp", "type": "DateTime", "value": 1_335_514_344}),
+            Value::DateTime(1_335_514_344),
+        );
+    }
+
+    #[test]
+    fn date_time_extended_forms() {
+        both_ways(
+            EXT,
+            Value::DateTimeExtended(1_335_514_344_000_001),
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": "2012-04-27T08:12:24.000001+00:00"}),
+        );
+        both_ways(
+            EXT,
+            Value::DateTimeExtended(-1),
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": "1969-12-31T23:59:59.999999+00:00"}),
+        );
+        both_ways(
+            EXT,
+            Value::DateTimeExtended(i64::MAX),
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": "0x7FFFFFFFFFFFFFFF"}),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": "2012-04-27T08:12:24.5Z"}),
+            Value::DateTimeExtended(1_335_514_344_500_000),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": "2012-04-27T08:12:24.123456000Z"}),
+            Value::DateTimeExtended(1_335_514_344_123_456),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": 12}),
+            Value::DateTimeExtended(12),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": "0x0C"}),
+            Value::DateTimeExtended(12),
+        );
+    }
+
+    #[test]
+    fn interval_forms() {
+        both_ways(
+            EXT,
+            Value::Interval(u32::MAX),
+            json!({"tag": "0x540001", "type": "Interval", "value": 4294967295u32}),
+        );
+        reads(
+            EXT,
+            json!({"tag": "0x540001", "type": "Interval", "value": "0x00000E10"}),
+            Value::Interval(3600),
+        );
+    }
+
+    #[test]
+    fn attribute_value_takes_the_enumeration_of_its_attribute_name() {
+        let attribute = |name: &str, value: Value| {
+            item(
+                0x42_0008,
+                Value::Structure(vec![
+                    item(0x42_000A, Value::TextString(name.into())),
+                    item(0x42_000B, value),
+                ]),
+            )
+        };
+        let it = attribute("Cryptographic Usage Mask", Value::Integer(12));
+        let written = to_json(&it);
+        assert_eq!(written["value"][1]["value"], json!("Encrypt|Decrypt"));
+        assert_eq!(from_json(&written).unwrap(), it);
+
+        let it = attribute("Cryptographic Algorithm", Value::Enumeration(3));
+        let written = to_json(&it);
+        assert_eq!(written["value"][1]["value"], json!("AES"));
+        assert_eq!(from_json(&written).unwrap(), it);
+
+        let it = attribute("Object Type", Value::Enumeration(2));
+        assert_eq!(to_json(&it)["value"][1]["value"], json!("SymmetricKey"));
+
+        // No enumeration known for the attribute: hex, and names are refused.
+        let it = attribute("x-custom", Value::Enumeration(2));
+        let written = to_json(&it);
+        assert_eq!(written["value"][1]["value"], json!("0x00000002"));
+        assert_eq!(from_json(&written).unwrap(), it);
+        let err = fails(json!({"tag": "Attribute", "value": [
+            {"tag": "AttributeName", "type": "TextString", "value": "x-custom"},
+            {"tag": "AttributeValue", "type": "Enumeration", "value": "AES"},
+        ]}));
+        assert_eq!(err.kind(), &JsonErrorKind::NoEnumeration("AES".into()));
+        assert_eq!(err.path(), ["Attribute", "AttributeValue"]);
+    }
+
+    #[test]
+    fn names_normalize_as_the_spec_says() {
+        assert_eq!(
+            normalize_name("Cryptographic Usage Mask"),
+            "CryptographicUsageMask"
+        );
+        assert_eq!(normalize_name("PKCS#11 Function"), "PKCS_11Function");
+        assert_eq!(normalize_name("3DES"), "DES3");
+        assert_eq!(normalize_name("Object Type"), "ObjectType");
+        assert_eq!(normalize_name("x-custom"), "XCustom");
+        assert_eq!(
+            normalize_name("Application Specific Information (ASI)"),
+            "ApplicationSpecificInformationASI"
+        );
+        assert_eq!(normalize_name(""), "");
+    }
+
+    #[test]
+    fn errors_carry_their_kind_and_path() {
+        let wrap = |inner: Json| json!({"tag": "RequestMessage", "value": [{"tag": "BatchItem", "value": [inner]}]});
+        let cases: Vec<(Json, JsonErrorKind, Vec<&str>)> = vec![
+            (
+                wrap(json!(3)),
+                JsonErrorKind::NotAnObject,
+                vec!["RequestMessage", "BatchItem", "[0]"],
+            ),
+            (
+                wrap(json!({"type": "Integer", "value": 1})),
+                JsonErrorKind::MissingMember("tag"),
+                vec!["RequestMessage", "BatchItem", "[0]"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer"})),
+                JsonErrorKind::MissingMember("value"),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer", "value": 1, "name": "x"})),
+                JsonErrorKind::UnexpectedMember("name".into()),
+                vec!["RequestMessage", "BatchItem", "[0]"],
+            ),
+            (
+                wrap(json!({"tag": 66, "type": "Integer", "value": 1})),
+                JsonErrorKind::MemberNotString("tag"),
+                vec!["RequestMessage", "BatchItem", "[0]"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": 2, "value": 1})),
+                JsonErrorKind::MemberNotString("type"),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "NoSuchTag", "type": "Integer", "value": 1})),
+                JsonErrorKind::UnknownTag("NoSuchTag".into()),
+                vec!["RequestMessage", "BatchItem", "[0]"],
+            ),
+            (
+                wrap(json!({"tag": "0x1000000", "type": "Integer", "value": 1})),
+                JsonErrorKind::UnknownTag("0x1000000".into()),
+                vec!["RequestMessage", "BatchItem", "[0]"],
+            ),
+            (
+                wrap(json!({"tag": "0xZZ", "type": "Integer", "value": 1})),
+                JsonErrorKind::UnknownTag("0xZZ".into()),
+                vec!["RequestMessage", "BatchItem", "[0]"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Int", "value": 1})),
+                JsonErrorKind::UnknownType("Int".into()),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer", "value": true})),
+                JsonErrorKind::WrongJsonType {
+                    item_type: ItemType::Integer,
+                    found: "boolean",
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "value": {}})),
+                JsonErrorKind::WrongJsonType {
+                    item_type: ItemType::Structure,
+                    found: "object",
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "TextString", "value": 1})),
+                JsonErrorKind::WrongJsonType {
+                    item_type: ItemType::TextString,
+                    found: "number",
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "ByteString", "value": "0g"})),
+                JsonErrorKind::InvalidHex(ItemType::ByteString),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "ByteString", "value": "abc"})),
+                JsonErrorKind::InvalidHex(ItemType::ByteString),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "ByteString", "value": "0x01"})),
+                JsonErrorKind::InvalidHex(ItemType::ByteString),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer", "value": "0x"})),
+                JsonErrorKind::InvalidHex(ItemType::Integer),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "BigInteger", "value": "0x123"})),
+                JsonErrorKind::InvalidHex(ItemType::BigInteger),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer", "value": 2147483648u32})),
+                JsonErrorKind::OutOfRange {
+                    item_type: ItemType::Integer,
+                    value: "2147483648".into(),
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer", "value": 1.5})),
+                JsonErrorKind::OutOfRange {
+                    item_type: ItemType::Integer,
+                    value: "1.5".into(),
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer", "value": "0x100000000"})),
+                JsonErrorKind::OutOfRange {
+                    item_type: ItemType::Integer,
+                    value: "0x100000000".into(),
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Enumeration", "value": -1})),
+                JsonErrorKind::OutOfRange {
+                    item_type: ItemType::Enumeration,
+                    value: "-1".into(),
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Interval", "value": -1})),
+                JsonErrorKind::OutOfRange {
+                    item_type: ItemType::Interval,
+                    value: "-1".into(),
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "LongInteger", "value": u64::MAX})),
+                JsonErrorKind::OutOfRange {
+                    item_type: ItemType::LongInteger,
+                    value: "18446744073709551615".into(),
+                },
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "Operation", "type": "Enumeration", "value": "Frobnicate"})),
+                JsonErrorKind::UnknownEnumName {
+                    name: "Frobnicate".into(),
+                    enumeration: "Operation",
+                },
+                vec!["RequestMessage", "BatchItem", "Operation"],
+            ),
+            (
+                wrap(
+                    json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": "Encrypt|Frobnicate"}),
+                ),
+                JsonErrorKind::UnknownEnumName {
+                    name: "Frobnicate".into(),
+                    enumeration: "CryptographicUsageMask",
+                },
+                vec!["RequestMessage", "BatchItem", "CryptographicUsageMask"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Integer", "value": "Encrypt"})),
+                JsonErrorKind::NoEnumeration("Encrypt".into()),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "0x540001", "type": "Enumeration", "value": "Query"})),
+                JsonErrorKind::NoEnumeration("Query".into()),
+                vec!["RequestMessage", "BatchItem", "0x540001"],
+            ),
+            (
+                wrap(json!({"tag": "CryptographicUsageMask", "type": "Integer", "value": " | "})),
+                JsonErrorKind::EmptyMask(" | ".into()),
+                vec!["RequestMessage", "BatchItem", "CryptographicUsageMask"],
+            ),
+            (
+                wrap(
+                    json!({"tag": "BatchCount", "type": "Boolean", "value": "0x0000000000000002"}),
+                ),
+                JsonErrorKind::InvalidBoolean("0x0000000000000002".into()),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+            (
+                wrap(json!({"tag": "BatchCount", "type": "Boolean", "value": "true"})),
+                JsonErrorKind::InvalidBoolean("true".into()),
+                vec!["RequestMessage", "BatchItem", "BatchCount"],
+            ),
+        ];
+        for (input, kind, path) in cases {
+            let err = fails(input.clone());
+            assert_eq!(err.kind(), &kind, "{input}");
+            assert_eq!(err.path(), path.as_slice(), "{input}");
+        }
+        let err = from_str("{\"tag\": ").unwrap_err();
+        assert!(matches!(err.kind(), JsonErrorKind::Syntax(_)));
+        assert!(err.path().is_empty());
+        let err = fails(json!({"tag": "BatchCount", "type": "Integer", "value": "x"}));
+        assert_eq!(
+            err.to_string(),
+            "at BatchCount: \"x\" is a name, but no enumeration or mask is known for this item"
+        );
+    }
+
+    #[test]
+    fn invalid_date_times() {
+        for text in [
+            "2012-04-27",
+            "2012-04-27 08:12:24Z",
+            "2012-13-01T00:00:00Z",
+            "2013-02-29T00:00:00Z",
+            "2012-04-27T24:00:00Z",
+            "2012-04-27T08:60:00Z",
+            "2012-04-27T08:12:60Z",
+            "2012-04-27T08:12:24+24:00",
+            "2012-04-27T08:12:24+10",
+            "2012-04-27T08:12:24.Z",
+            "2012-04-27T08:12:24ZZ",
+            "12-04-27T08:12:24Z",
+            "2012-04-27T08:12:24.5Z", // finer than a Date Time holds
+            "0xG",
+        ] {
+            let err = fails(json!({"tag": "TimeStamp", "type": "DateTime", "value": text}));
+            let expected = if text.starts_with("0x") {
+                JsonErrorKind::InvalidHex(ItemType::DateTime)
+            } else {
+                JsonErrorKind::InvalidDateTime(text.into())
+            };
+            assert_eq!(err.kind(), &expected, "{text}");
+        }
+        let err = fails(
+            json!({"tag": "0x540001", "type": "DateTimeExtended", "value": "2012-04-27T08:12:24.0000001Z"}),
+        );
+        assert!(matches!(err.kind(), JsonErrorKind::InvalidDateTime(_)));
+    }
+
+    #[test]
+    fn limits_on_depth_and_items() {
+        let mut json = json!({"tag": "0x540001", "type": "Integer", "value": 1});
+        for _ in 0..40 {
+            json = json!({"tag": "0x540002", "value": [json]});
+        }
+        assert_eq!(
+            fails(json.clone()).kind(),
+            &JsonErrorKind::TooDeep(Limits::DEFAULT_MAX_DEPTH)
+        );
+        assert!(from_json_with(&json, &Limits::unbounded()).is_ok());
+        let many = json!({"tag": "0x540002", "value": vec![json!({"tag": "0x540001", "type": "Integer", "value": 1}); 10]});
+        let limits = Limits {
+            max_items: 5,
+            ..Limits::default()
+        };
+        assert_eq!(
+            from_json_with(&many, &limits).unwrap_err().kind(),
+            &JsonErrorKind::TooManyItems(5)
+        );
+        let limits = Limits {
+            max_items: 11,
+            ..Limits::default()
+        };
+        assert!(from_json_with(&many, &limits).is_ok());
+    }
+
+    #[test]
+    fn long_quotes_are_cut() {
+        let long = "A".repeat(1000);
+        let err = fails(json!({"tag": long, "type": "Integer", "value": 1}));
+        match err.kind() {
+            JsonErrorKind::UnknownTag(t) => assert_eq!(t.len(), QUOTE_MAX + 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn calendar_round_trips() {
+        for days in (-719_528..2_932_897).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+            assert!((1..=days_in_month(y, m)).contains(&d));
+        }
+    }
+}
