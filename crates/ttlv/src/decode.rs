@@ -147,7 +147,7 @@ impl Decoder<'_> {
                         },
                     ));
                 }
-                let mut children = Vec::new();
+                let mut children = Vec::with_capacity(count_items(raw));
                 let mut at = value_pos;
                 while at < value_end {
                     if value_end - at < 8 {
@@ -210,6 +210,29 @@ impl Decoder<'_> {
             )
         })
     }
+}
+
+/// How many items a Structure's value holds, by hopping from header to header (a cheap first
+/// pass so that the children's vector is allocated once, at its exact size). Malformed content
+/// only ends the count early: the decoding pass reports it.
+fn count_items(mut content: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some(header) = content.first_chunk::<8>() {
+        let [_, _, _, code, l0, l1, l2, l3] = *header;
+        let len = u64::from(u32::from_be_bytes([l0, l1, l2, l3]));
+        let padded = if code == ItemType::Structure.code() {
+            len
+        } else {
+            len.div_ceil(8) * 8
+        };
+        let Some(rest) = content.get(8..) else { break };
+        let Some(rest) = rest.get(to_usize_u64(padded)..) else {
+            break;
+        };
+        n += 1;
+        content = rest;
+    }
+    n
 }
 
 fn check_padding(padding: &[u8], offset: usize) -> Result<(), DecodeError> {
