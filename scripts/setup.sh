@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the test command needs on a fresh Debian machine, and nothing that is already
+# there. Idempotent; safe to run every time.
+set -euo pipefail
+
+need_apt=()
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if ((${#need_apt[@]})); then
+    echo "setup: installing ${need_apt[*]} with apt-get" >&2
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found. Install Rust with rustup (https://rustup.rs), then re-run." >&2
+    exit 1
+fi
+
+# rustfmt and clippy are rustup components; the test command runs both.
+if command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+            echo "setup: adding rustup component ${component}" >&2
+            rustup component add "${component}"
+        fi
+    done
+fi
+cargo fmt --version >/dev/null
+cargo clippy --version >/dev/null

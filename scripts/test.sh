@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's one test command: formatting, lints, generated-code freshness, and every unit,
+# integration, property and doc test of the workspace. CI runs exactly this (.ci/run).
+#
+# The tests read the OASIS KMIP vectors from ../shared/kmip-vectors beside the checkout, or from
+# $KMIPD_VECTORS; they fail (never skip) when the vectors are missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "installing prerequisites (if missing)"
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "generated KMIP tables are up to date"
+python3 scripts/gen-spec-tables.py --check
+
+step "cargo test (unit, integration, property, doc)"
+cargo test --workspace --locked
+
+step "all tests passed"
