@@ -1,7 +1,12 @@
 //! Real traffic: the requests and responses PyKMIP 0.11's client wrote and read (KMIP 1.2, 1.4
 //! and 2.0) decode, re-encode byte-identically, and agree item by item with PyKMIP's own
 //! decoded view of them (the `.txt` files: tag, type and value of every item, in order).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use kmipd_test_support::{files_with_suffix, hex_bytes, vector_path};
 use kmipd_ttlv::{Limits, Ttlv, Value, decode, encode_to_vec};
@@ -22,7 +27,9 @@ fn parse_view(text: &str, section: &str) -> Vec<Line> {
             in_section = rest.starts_with(section);
             continue;
         }
-        let Some(open) = line.find("(0x") else { continue };
+        let Some(open) = line.find("(0x") else {
+            continue;
+        };
         if !in_section {
             continue;
         }
@@ -33,7 +40,11 @@ fn parse_view(text: &str, section: &str) -> Vec<Line> {
             Some((t, v)) => (t.to_string(), Some(v.to_string())),
             None => (rest.to_string(), None),
         };
-        lines.push(Line { tag, item_type, value });
+        lines.push(Line {
+            tag,
+            item_type,
+            value,
+        });
     }
     lines
 }
@@ -50,7 +61,11 @@ fn our_view(tree: &Ttlv) -> Vec<Line> {
             Value::ByteString(b) => Some(hex::encode(b.as_slice())),
             other => panic!("type not in the captures: {other:?}"),
         };
-        lines.push(Line { tag: item.tag.value(), item_type: item.item_type().to_string(), value });
+        lines.push(Line {
+            tag: item.tag.value(),
+            item_type: item.item_type().to_string(),
+            value,
+        });
     });
     lines
 }
@@ -59,13 +74,21 @@ fn our_view(tree: &Ttlv) -> Vec<Line> {
 fn pykmip_captures_decode_reencode_and_match_pykmips_view() {
     let dir = vector_path("pykmip-wire");
     let files = files_with_suffix(&dir, ".hex");
-    assert_eq!(files.len(), 48, "24 request/response pairs expected in {}", dir.display());
+    assert_eq!(
+        files.len(),
+        48,
+        "24 request/response pairs expected in {}",
+        dir.display()
+    );
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let bytes = hex_bytes(&std::fs::read_to_string(&file).unwrap());
-        let tree = decode(&bytes, &Limits::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(encode_to_vec(&tree).unwrap(), bytes, "{name}: re-encoding differs");
+        let tree = decode(&bytes, &Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            encode_to_vec(&tree).unwrap(),
+            bytes,
+            "{name}: re-encoding differs"
+        );
 
         let stem = name.rsplit_once('.').unwrap().0; // "04_get_1.2.request"
         let (base, section) = stem.rsplit_once('.').unwrap();
@@ -84,6 +107,10 @@ fn pykmip_captures_decode_reencode_and_match_pykmips_view() {
             }
         }
         assert!(!theirs.is_empty(), "{name}: no decoded view in {base}.txt");
-        assert_eq!(our_view(&tree), theirs, "{name}: differs from PyKMIP's view");
+        assert_eq!(
+            our_view(&tree),
+            theirs,
+            "{name}: differs from PyKMIP's view"
+        );
     }
 }
