@@ -19,17 +19,19 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--show-secrets" => show_secrets = true,
             "-h" | "--help" => {
-                eprintln!("usage: ttlv-dump [--show-secrets] [HEX]  (HEX read from stdin if absent)");
+                eprintln!(
+                    "usage: ttlv-dump [--show-secrets] [HEX]  (HEX read from stdin if absent)"
+                );
                 return ExitCode::SUCCESS;
             }
             _ => hex.push_str(&arg),
         }
     }
-    if hex.is_empty() {
-        if let Err(e) = std::io::stdin().read_to_string(&mut hex) {
-            eprintln!("ttlv-dump: cannot read standard input: {e}");
-            return ExitCode::FAILURE;
-        }
+    if hex.is_empty()
+        && let Err(e) = std::io::stdin().read_to_string(&mut hex)
+    {
+        eprintln!("ttlv-dump: cannot read standard input: {e}");
+        return ExitCode::FAILURE;
     }
     let compact: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
     let bytes = match hex::decode(&compact) {
@@ -41,7 +43,10 @@ fn main() -> ExitCode {
     };
     match decode(&bytes, &Limits::default()) {
         Ok(tree) => {
-            print!("{}", dump_with(&tree, &KmipNames, DumpOptions { show_secrets }));
+            print!(
+                "{}",
+                dump_with(&tree, &KmipNames, DumpOptions { show_secrets })
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
