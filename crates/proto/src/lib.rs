@@ -4,3 +4,4 @@
 
 pub mod json;
 pub mod spec;
+pub mod xml;

@@ -190,6 +190,12 @@ pub fn tag_by_xml_name(name: &str) -> Option<&'static TagDef> {
         .and_then(|(_, tag)| tag_by_value(*tag))
 }
 
+/// The tag with this spec name ("Cryptographic Usage Mask"), as 1.x Attribute Names give it
+/// (a linear search).
+pub fn tag_by_name(spec_name: &str) -> Option<&'static TagDef> {
+    generated::TAGS.iter().find(|t| t.name == spec_name)
+}
+
 /// The table with this spec, XML or alias name ("Cryptographic Algorithm",
 /// "CryptographicAlgorithm", "Batch Error Continuation Option").
 pub fn enum_by_name(spec_or_xml_name: &str) -> Option<&'static EnumDef> {
