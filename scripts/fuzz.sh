@@ -114,6 +114,7 @@ print(f"fuzz.sh: {count} seeds from the vectors", file=sys.stderr)
 PY
 
 count_files() { find "$1" -maxdepth 1 -type f | wc -l | tr -d ' '; }
+count_bytes() { find "$1" -maxdepth 1 -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }'; }
 
 cd "$fuzz_dir"
 say "building ${run_names[*]} (nightly, release, debug assertions)"
@@ -161,7 +162,7 @@ for i in "${!run_names[@]}"; do
     summary+=("== $name: started $started, ${secs}s, exit $rc
 $status
 $stats
-corpus: $before_run files before the run, $after_run after it, $after_cmin after cmin ($(du -sk "$corpus" | cut -f1) KiB)")
+corpus: $before_run files before the run, $after_run after it, $after_cmin after cmin ($(count_bytes "$corpus") bytes)")
 done
 
 echo
