@@ -1,5 +1,6 @@
 //! Every OASIS XML test case reads (placeholders bound deterministically), every message goes
-//! to TTLV bytes and back to the same tree, and written back to XML reads as the same tree.
+//! to TTLV bytes and back to the same tree, to KMIP JSON and back to the same tree, and written
+//! back to XML reads as the same tree.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -107,6 +108,12 @@ fn check_file(path: &std::path::Path) -> Result<usize, String> {
             .map_err(|e| format!("message {i}: decode: {e}"))?;
         if &back != item {
             return Err(format!("message {i}: TTLV round trip differs"));
+        }
+        let json = kmipd_proto::json::to_string(item);
+        let from_json = kmipd_proto::json::from_str(&json)
+            .map_err(|e| format!("message {i}: reading its JSON: {e}"))?;
+        if &from_json != item {
+            return Err(format!("message {i}: JSON round trip differs"));
         }
     }
     let wrapper = doc.wrapper.clone().unwrap_or_else(|| String::from("KMIP"));
