@@ -43,6 +43,7 @@ use std::fmt;
 use kmipd_ttlv::{BigInteger, ItemType, Limits, Tag, Ttlv, Value};
 use serde_json::{Map, Number, Value as Json};
 
+use crate::datetime;
 use crate::spec::{self, EnumDef};
 
 /// Tag of `Attribute Name` (KMIP 1.x attribute structures).
@@ -249,15 +250,14 @@ fn write_item(item: &Ttlv, attribute_enum: Option<&'static EnumDef>) -> Json {
         Value::TextString(s) => Json::String(s.clone()),
         Value::ByteString(b) => Json::String(hex::encode(b.as_slice())),
         Value::DateTime(secs) => Json::String(
-            format_date_time(*secs, None).unwrap_or_else(|| format!("0x{:016X}", i64_bits(*secs))),
+            secs.checked_mul(1_000_000)
+                .and_then(|us| datetime::format(us, false))
+                .unwrap_or_else(|| format!("0x{:016X}", i64_bits(*secs))),
         ),
         Value::Interval(v) => Json::from(*v),
         Value::DateTimeExtended(micros) => Json::String(
-            format_date_time(
-                micros.div_euclid(1_000_000),
-                Some(micros.rem_euclid(1_000_000)),
-            )
-            .unwrap_or_else(|| format!("0x{:016X}", i64_bits(*micros))),
+            datetime::format(*micros, true)
+                .unwrap_or_else(|| format!("0x{:016X}", i64_bits(*micros))),
         ),
     };
     object.insert("value".to_owned(), value);
@@ -598,8 +598,8 @@ fn scalar(
             Json::String(s) if hex_digits(s).is_some() => u64_to_i64(hex_u64(item_type, s)?),
             Json::String(s) => {
                 let invalid = || JsonErrorKind::InvalidDateTime(quote(s));
-                match parse_date_time(s).ok_or_else(invalid)? {
-                    (secs, 0) => secs,
+                match datetime::parse(s) {
+                    Some(us) if us % 1_000_000 == 0 => us / 1_000_000,
                     _ => return Err(invalid()),
                 }
             }
@@ -619,10 +619,7 @@ fn scalar(
             Json::String(s) if hex_digits(s).is_some() => u64_to_i64(hex_u64(item_type, s)?),
             Json::String(s) => {
                 let invalid = || JsonErrorKind::InvalidDateTime(quote(s));
-                let (secs, micros) = parse_date_time(s).ok_or_else(invalid)?;
-                secs.checked_mul(1_000_000)
-                    .and_then(|v| v.checked_add(micros))
-                    .ok_or_else(invalid)?
+                datetime::parse(s).ok_or_else(invalid)?
             }
             _ => return Err(wrong()),
         }),
@@ -748,166 +745,6 @@ fn quote(text: &str) -> String {
     match text.char_indices().nth(QUOTE_MAX) {
         Some((end, _)) => format!("{}...", text.get(..end).unwrap_or_default()),
         None => text.to_owned(),
-    }
-}
-
-// ------------------------------------------------------------------------------------------
-// ISO 8601 date-times (UTC), without a calendar library: the proleptic Gregorian calendar of
-// years 0000 to 9999.
-// ------------------------------------------------------------------------------------------
-
-/// Seconds of 0000-01-01T00:00:00Z and of 10000-01-01T00:00:00Z since the epoch.
-const FIRST_SECOND: i64 = -62_167_219_200;
-const END_SECOND: i64 = 253_402_300_800;
-
-/// Days since 1970-01-01 of a date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9).rem_euclid(12);
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a number of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS+00:00`, with `.ffffff` when `micros` is given; `None` outside years
-/// 0000 to 9999.
-fn format_date_time(secs: i64, micros: Option<i64>) -> Option<String> {
-    if !(FIRST_SECOND..END_SECOND).contains(&secs) {
-        return None;
-    }
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let in_day = secs.rem_euclid(86_400);
-    let (h, m, s) = (in_day / 3600, in_day % 3600 / 60, in_day % 60);
-    Some(match micros {
-        None => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}+00:00"),
-        Some(us) => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{us:06}+00:00"),
-    })
-}
-
-/// Reads `YYYY-MM-DDTHH:MM:SS[.fraction][Z|+HH:MM|-HH:MM|+HHMM|-HHMM]` (no zone means UTC)
-/// into seconds since the epoch and microseconds; `None` if malformed, if the date or time
-/// does not exist, or if the fraction is finer than a microsecond.
-fn parse_date_time(text: &str) -> Option<(i64, i64)> {
-    let mut p = Cursor { rest: text };
-    let year = p.number(4)?;
-    p.expect('-')?;
-    let month = p.number(2)?;
-    p.expect('-')?;
-    let day = p.number(2)?;
-    if !(p.eat('T') || p.eat('t')) {
-        return None;
-    }
-    let hour = p.number(2)?;
-    p.expect(':')?;
-    let minute = p.number(2)?;
-    p.expect(':')?;
-    let second = p.number(2)?;
-    let mut micros = 0i64;
-    if p.eat('.') || p.eat(',') {
-        let digits = p.take_digits();
-        if digits.is_empty() {
-            return None;
-        }
-        let (kept, dropped) = digits.split_at(digits.len().min(6));
-        if dropped.bytes().any(|b| b != b'0') {
-            return None;
-        }
-        micros = format!("{kept:0<6}").parse().ok()?;
-    }
-    let offset = if p.rest.is_empty() || p.eat('Z') || p.eat('z') {
-        0
-    } else {
-        let sign = if p.eat('+') {
-            1
-        } else if p.eat('-') {
-            -1
-        } else {
-            return None;
-        };
-        let oh = p.number(2)?;
-        p.eat(':');
-        let om = p.number(2)?;
-        if oh > 23 || om > 59 {
-            return None;
-        }
-        sign * (oh * 3600 + om * 60)
-    };
-    if !p.rest.is_empty()
-        || !(1..=12).contains(&month)
-        || !(1..=days_in_month(year, month)).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let secs =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    Some((secs, micros))
-}
-
-struct Cursor<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Cursor<'a> {
-    fn eat(&mut self, c: char) -> bool {
-        match self.rest.strip_prefix(c) {
-            Some(rest) => {
-                self.rest = rest;
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn expect(&mut self, c: char) -> Option<()> {
-        self.eat(c).then_some(())
-    }
-
-    fn take_digits(&mut self) -> &'a str {
-        let end = self
-            .rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(self.rest.len());
-        let (digits, rest) = self.rest.split_at(end);
-        self.rest = rest;
-        digits
-    }
-
-    /// Exactly `n` ASCII digits.
-    fn number(&mut self, n: usize) -> Option<i64> {
-        let digits = self.rest.get(..n)?;
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        self.rest = self.rest.get(n..)?;
-        digits.parse().ok()
     }
 }
 
@@ -1265,6 +1102,11 @@ mod tests {
             Value::bytes(vec![0x01, 0xAB, 0xFF]),
         );
     }
+
+    /// Seconds of 0000-01-01T00:00:00Z and of 10000-01-01T00:00:00Z since the epoch: the range
+    /// the text form holds.
+    const FIRST_SECOND: i64 = -62_167_219_200;
+    const END_SECOND: i64 = 253_402_300_800;
 
     #[test]
     fn date_time_forms() {
@@ -1716,15 +1558,6 @@ mod tests {
         match err.kind() {
             JsonErrorKind::UnknownTag(t) => assert_eq!(t.len(), QUOTE_MAX + 3),
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn calendar_round_trips() {
-        for days in (-719_528..2_932_897).step_by(997) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-            assert!((1..=days_in_month(y, m)).contains(&d));
         }
     }
 }

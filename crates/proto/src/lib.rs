@@ -2,6 +2,7 @@
 //! to 2.1 (each entry with the version that introduced it), and the KMIP XML and JSON encodings
 //! of a TTLV tree.
 
+mod datetime;
 pub mod json;
 pub mod spec;
 pub mod xml;

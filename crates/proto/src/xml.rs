@@ -14,8 +14,6 @@ use std::fmt::Write as _;
 
 use kmipd_ttlv::{BigInteger, ItemType, Tag, Ttlv, Value};
 use quick_xml::events::{BytesStart, Event};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::spec::{self, EnumDef};
 
@@ -627,18 +625,14 @@ fn parse_value(
         ItemType::ByteString => Value::bytes(parse_hex_bytes(text).ok_or_else(invalid)?),
         ItemType::DateTime => match parse_hex_u64(text) {
             Some(v) => Value::DateTime(v.cast_signed()),
-            None => {
-                let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid())?;
-                Value::DateTime(t.unix_timestamp())
-            }
+            None => match crate::datetime::parse(text) {
+                Some(us) if us % 1_000_000 == 0 => Value::DateTime(us / 1_000_000),
+                _ => return Err(invalid()),
+            },
         },
         ItemType::DateTimeExtended => match parse_hex_u64(text) {
             Some(v) => Value::DateTimeExtended(v.cast_signed()),
-            None => {
-                let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid())?;
-                let micros = t.unix_timestamp_nanos() / 1000;
-                Value::DateTimeExtended(i64::try_from(micros).map_err(|_| invalid())?)
-            }
+            None => Value::DateTimeExtended(crate::datetime::parse(text).ok_or_else(invalid)?),
         },
         ItemType::Interval => match parse_hex_u32(text) {
             Some(v) => Value::Interval(v),
@@ -733,9 +727,11 @@ fn value_text(tag: u32, value: &Value, siblings: &[Ttlv], options: &XmlOptions<'
         Value::Boolean(v) => v.to_string(),
         Value::TextString(s) => escape_text(s),
         Value::ByteString(b) => hex::encode_upper(b.as_slice()),
-        Value::DateTime(secs) => format_time(i128::from(*secs) * 1_000_000_000, false)
+        Value::DateTime(secs) => secs
+            .checked_mul(1_000_000)
+            .and_then(|us| crate::datetime::format(us, false))
             .unwrap_or_else(|| format!("0x{:016X}", secs.cast_unsigned())),
-        Value::DateTimeExtended(micros) => format_time(i128::from(*micros) * 1000, true)
+        Value::DateTimeExtended(micros) => crate::datetime::format(*micros, true)
             .unwrap_or_else(|| format!("0x{:016X}", micros.cast_unsigned())),
         Value::Interval(v) => v.to_string(),
     }
@@ -754,28 +750,6 @@ fn mask_text(table: &EnumDef, bits: u32) -> String {
         words.push(Cow::Owned(format!("0x{rest:08X}")));
     }
     words.join(" ")
-}
-
-/// xsd:dateTime in UTC (`+00:00`, as the test cases write it); `None` outside years 0..=9999.
-fn format_time(nanos: i128, micros: bool) -> Option<String> {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
-    if !(0..=9999).contains(&t.year()) {
-        return None;
-    }
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if micros {
-        let _ = write!(s, ".{:06}", t.microsecond());
-    }
-    s.push_str("+00:00");
-    Some(s)
 }
 
 /// Escapes a Text String so that reading (which collapses white space runs) gives it back.
