@@ -9,7 +9,6 @@
 //! Placeholders of the OASIS test cases (`$NOW`, `$UNIQUE_IDENTIFIER_0`, ...) are never guessed:
 //! the reader hands them to a caller-supplied [`PlaceholderResolver`].
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use kmipd_ttlv::{BigInteger, ItemType, Tag, Ttlv, Value};
@@ -548,9 +547,7 @@ fn table_for(tag: u32, siblings: &[Ttlv], options: &XmlOptions<'_>) -> Option<&'
             Value::TextString(n) if s.tag.value() == TAG_ATTRIBUTE_NAME => Some(n.as_str()),
             _ => None,
         })?;
-        return spec::tag_by_name(name)
-            .and_then(|t| t.enumeration)
-            .or_else(|| spec::enum_by_name(name));
+        return spec::attribute_value_enum(name);
     }
     options.enum_of_tag(tag)
 }
@@ -718,9 +715,7 @@ fn value_text(tag: u32, value: &Value, siblings: &[Ttlv], options: &XmlOptions<'
             let name = if tag == TAG_ATTRIBUTE_REFERENCE {
                 options.tag_name(*v)
             } else {
-                table_for(tag, siblings, options)
-                    .and_then(|t| t.entry(*v))
-                    .map(|e| e.xml_name)
+                table_for(tag, siblings, options).and_then(|t| t.canonical_name(*v))
             };
             name.map_or_else(|| format!("0x{v:08X}"), str::to_owned)
         }
@@ -737,17 +732,12 @@ fn value_text(tag: u32, value: &Value, siblings: &[Ttlv], options: &XmlOptions<'
     }
 }
 
+/// A non-zero mask as names separated by spaces, with the bits no name covers as one hex value.
 fn mask_text(table: &EnumDef, bits: u32) -> String {
-    let mut words: Vec<Cow<'static, str>> = Vec::new();
-    let mut rest = bits;
-    for entry in table.values {
-        if entry.value != 0 && bits & entry.value == entry.value {
-            words.push(Cow::Borrowed(entry.xml_name));
-            rest &= !entry.value;
-        }
-    }
-    if rest != 0 {
-        words.push(Cow::Owned(format!("0x{rest:08X}")));
+    let (mut words, left) = table.mask_names(bits);
+    let hex = format!("0x{left:08X}");
+    if left != 0 {
+        words.push(&hex);
     }
     words.join(" ")
 }

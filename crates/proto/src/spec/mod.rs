@@ -143,6 +143,41 @@ impl EnumDef {
             .ok()
             .and_then(|i| values.get(i))
     }
+
+    /// The XML name of `value`, if it has one that reads back to the same value (a spelling
+    /// shared with another entry is not used).
+    pub fn canonical_name(&self, value: u32) -> Option<&'static str> {
+        let entry = self.entry(value)?;
+        (self.value_by_xml_name(entry.xml_name) == Some(value)).then_some(entry.xml_name)
+    }
+
+    /// A mask value as the XML names of its bits (in table order), and the bits that no name
+    /// covers. Used by both text encodings, which differ only in the separator.
+    pub fn mask_names(&self, bits: u32) -> (Vec<&'static str>, u32) {
+        let mut names = Vec::new();
+        let mut left = bits;
+        for entry in self.values {
+            let v = entry.value;
+            if v != 0
+                && bits & v == v
+                && left & v != 0
+                && self.value_by_xml_name(entry.xml_name) == Some(v)
+            {
+                names.push(entry.xml_name);
+                left &= !v;
+            }
+        }
+        (names, left)
+    }
+}
+
+/// The table that a KMIP 1.x Attribute Value takes, from its sibling Attribute Name
+/// ("Cryptographic Algorithm", "Cryptographic Usage Mask"); `None` for attributes whose value
+/// is not an enumeration or mask, and for custom (`x-`, `y-`) attributes.
+pub fn attribute_value_enum(attribute_name: &str) -> Option<&'static EnumDef> {
+    tag_by_name(attribute_name)
+        .and_then(|t| t.enumeration)
+        .or_else(|| enum_by_name(attribute_name))
 }
 
 /// One entry of an enumeration or mask table.
@@ -239,6 +274,37 @@ impl Names for KmipNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_split_into_names_and_leftover_bits() {
+        let usage = enum_by_name("Cryptographic Usage Mask").unwrap();
+        assert!(usage.is_mask);
+        // Encrypt 0x4 | Decrypt 0x8 | an unnamed high bit.
+        let (names, left) = usage.mask_names(0x0100_000C);
+        assert_eq!(names, ["Encrypt", "Decrypt"]);
+        assert_eq!(left, 0x0100_0000);
+        assert_eq!(usage.mask_names(0), (vec![], 0));
+        let algorithm = enum_by_name("Cryptographic Algorithm").unwrap();
+        assert_eq!(algorithm.canonical_name(3), Some("AES"));
+        assert_eq!(algorithm.canonical_name(0x7FFF_FFFF), None);
+    }
+
+    #[test]
+    fn attribute_value_tables_come_from_the_attribute_name() {
+        let by = |n: &str| attribute_value_enum(n).map(|e| e.name);
+        assert_eq!(
+            by("Cryptographic Algorithm"),
+            Some("Cryptographic Algorithm")
+        );
+        assert_eq!(
+            by("Cryptographic Usage Mask"),
+            Some("Cryptographic Usage Mask")
+        );
+        assert_eq!(by("State"), Some("State"));
+        assert_eq!(by("Name"), None, "a structure, not an enumeration");
+        assert_eq!(by("Cryptographic Length"), None);
+        assert_eq!(by("x-custom"), None);
+    }
 
     #[test]
     fn known_tags_and_versions() {
