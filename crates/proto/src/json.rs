@@ -1416,19 +1416,11 @@ mod tests {
 
     #[test]
     fn invalid_date_times() {
+        // The forms themselves are tested in crate::datetime; here, that a refusal is reported
+        // as InvalidDateTime (or InvalidHex) with the offending text.
         for text in [
-            "2012-04-27",
             "2012-04-27 08:12:24Z",
-            "2012-13-01T00:00:00Z",
             "2013-02-29T00:00:00Z",
-            "2012-04-27T24:00:00Z",
-            "2012-04-27T08:60:00Z",
-            "2012-04-27T08:12:60Z",
-            "2012-04-27T08:12:24+24:00",
-            "2012-04-27T08:12:24+10",
-            "2012-04-27T08:12:24.Z",
-            "2012-04-27T08:12:24ZZ",
-            "12-04-27T08:12:24Z",
             "2012-04-27T08:12:24.5Z", // finer than a Date Time holds
             "0xG",
         ] {

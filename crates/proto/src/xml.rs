@@ -513,24 +513,23 @@ fn attribute_text(raw: &str, item_type: ItemType) -> Result<String, String> {
     })
 }
 
-fn parse_hex_u32(text: &str) -> Option<u32> {
+/// A `0x` hex value of at most `max_digits` digits.
+fn parse_hex(text: &str, max_digits: usize) -> Option<u64> {
     let hex = text
         .strip_prefix("0x")
         .or_else(|| text.strip_prefix("0X"))?;
-    if hex.is_empty() || hex.len() > 8 {
-        return None;
-    }
-    u32::from_str_radix(hex, 16).ok()
-}
-
-fn parse_hex_u64(text: &str) -> Option<u64> {
-    let hex = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))?;
-    if hex.is_empty() || hex.len() > 16 {
+    if hex.is_empty() || hex.len() > max_digits {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
+}
+
+fn parse_hex_u32(text: &str) -> Option<u32> {
+    parse_hex(text, 8).and_then(|v| u32::try_from(v).ok())
+}
+
+fn parse_hex_u64(text: &str) -> Option<u64> {
+    parse_hex(text, 16)
 }
 
 fn parse_hex_bytes(text: &str) -> Option<Vec<u8>> {
