@@ -1,8 +1,8 @@
-//! The framer and the decoder agree on arbitrary bytes (see `kmipd_ttlv_fuzz::frame_header`).
+//! The framer and the decoder agree on arbitrary bytes (see `kmipd_ttlv::fuzzing::frame_header`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    kmipd_ttlv_fuzz::frame_header::frame_header(data);
+    kmipd_ttlv::fuzzing::frame_header(data);
 });

@@ -5,6 +5,10 @@
 
 use crate::{HEADER_LEN, Limits, decode, encode_to_vec, frame_len};
 
+mod frame_header;
+
+pub use frame_header::frame_header;
+
 /// Decodes arbitrary bytes under default limits; must never panic.
 pub fn decode_bytes(data: &[u8]) {
     let _ = decode(data, &Limits::default());

@@ -14,11 +14,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-// The `frame_header` property lives in the fuzz crate; include the same file here.
-#[allow(unreachable_pub, dead_code)]
-#[path = "../../../fuzz/src/frame_header.rs"]
-mod frame_header;
-
 /// What a fuzz target calls on each input; panics when a property fails.
 type Check = fn(&[u8]);
 
@@ -26,7 +21,7 @@ type Check = fn(&[u8]);
 const TARGETS: [(&str, Check); 3] = [
     ("ttlv_decode", kmipd_ttlv::fuzzing::decode_bytes),
     ("ttlv_roundtrip", kmipd_ttlv::fuzzing::round_trip),
-    ("frame_header", frame_header::frame_header),
+    ("frame_header", kmipd_ttlv::fuzzing::frame_header),
 ];
 
 fn fuzz_dir() -> PathBuf {

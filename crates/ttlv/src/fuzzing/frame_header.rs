@@ -16,7 +16,7 @@
 //!    an accepted message followed by more bytes is `TrailingBytes` at `total_len`.
 #![allow(clippy::panic)]
 
-use kmipd_ttlv::{ErrorKind, HEADER_LEN, ItemType, Limits, decode, frame_len};
+use crate::{ErrorKind, HEADER_LEN, ItemType, Limits, decode, frame_len};
 
 /// Checks the framing properties under default and tight limits; panics when one fails.
 pub fn frame_header(data: &[u8]) {
@@ -114,8 +114,8 @@ fn check(data: &[u8], limits: &Limits) {
 }
 
 fn assert_refused_alike(
-    refused: &kmipd_ttlv::FrameError,
-    decoded: Option<&kmipd_ttlv::DecodeError>,
+    refused: &crate::FrameError,
+    decoded: Option<&crate::DecodeError>,
     len: usize,
     limits: &Limits,
 ) {
