@@ -115,6 +115,13 @@ def ident(s):
     return re.sub(r"[^A-Za-z0-9]", "_", xml_name(s)).upper()
 
 
+def snake(s):
+    """SCREAMING_SNAKE_CASE constant name from a spec name ("PKCS#11 Function" -> PKCS_11_FUNCTION)."""
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    s = re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").upper()
+    return "V" + s if s[:1].isdigit() else s
+
+
 def locate_input(argv):
     args = [a for a in argv if not a.startswith("--")]
     if args:
@@ -364,6 +371,49 @@ def build(base):
     for alias, canon in TABLE_ALIASES.items():
         for n in (alias, xml_name(alias)):
             names.setdefault(n, canon)
+    w("/// Every KMIP 1.0-2.1 tag as a constant named after its spec name.")
+    w("pub mod tag {")
+    w("    use kmipd_ttlv::Tag;")
+    idents = {}
+    for num in sorted(tags):
+        t = tags[num]
+        since, _ = since_removed(t["seen"])
+        if since == DRAFT:
+            continue
+        i = snake(t["name"])
+        if i in idents:
+            sys.exit(f"duplicate tag constant {i}: {idents[i]:#x} {num:#x}")
+        idents[i] = num
+        b = num.to_bytes(3, "big")
+        w(f"    /// {t['name']} ({num:#08x}).")
+        w(f"    pub const {i}: Tag = Tag::from_bytes([{b[0]:#04x}, {b[1]:#04x}, {b[2]:#04x}]);")
+    w("}")
+    w("")
+    w("/// The values of every KMIP 1.0-2.1 enumeration, one module per table, as constants named")
+    w("/// after their spec names.")
+    w("pub mod enums {")
+    for name in sorted(tables):
+        t = tables[name]
+        if t.since == DRAFT:
+            continue
+        mod = snake(name).lower()
+        w(f"    /// {name}.")
+        w(f"    pub mod {mod} {{")
+        seen_i = {}
+        for val in sorted(t.entries):
+            e = t.entries[val]
+            since, _ = since_removed(e["seen"])
+            if since == DRAFT:
+                continue
+            i = snake(e["name"])
+            if i in seen_i:
+                i = f"{i}_{val:X}"
+            seen_i[i] = val
+            w(f"        /// {e['name']}.")
+            w(f"        pub const {i}: u32 = {val:#010x};")
+        w("    }")
+    w("}")
+    w("")
     w("/// (spec, XML or alias name, table), sorted by name.")
     w("pub(super) static ENUMS_BY_NAME: &[(&str, &EnumDef)] = &[")
     for n in sorted(names):

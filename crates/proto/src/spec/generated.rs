@@ -11417,6 +11417,2669 @@ pub(super) static TAGS_BY_XML_NAME: &[(&str, u32)] = &[
     ("Y", 0x4200a0),
 ];
 
+/// Every KMIP 1.0-2.1 tag as a constant named after its spec name.
+pub mod tag {
+    use kmipd_ttlv::Tag;
+    /// Activation Date (0x420001).
+    pub const ACTIVATION_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x01]);
+    /// Application Data (0x420002).
+    pub const APPLICATION_DATA: Tag = Tag::from_bytes([0x42, 0x00, 0x02]);
+    /// Application Namespace (0x420003).
+    pub const APPLICATION_NAMESPACE: Tag = Tag::from_bytes([0x42, 0x00, 0x03]);
+    /// Application Specific Information (0x420004).
+    pub const APPLICATION_SPECIFIC_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0x04]);
+    /// Archive Date (0x420005).
+    pub const ARCHIVE_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x05]);
+    /// Asynchronous Correlation Value (0x420006).
+    pub const ASYNCHRONOUS_CORRELATION_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x06]);
+    /// Asynchronous Indicator (0x420007).
+    pub const ASYNCHRONOUS_INDICATOR: Tag = Tag::from_bytes([0x42, 0x00, 0x07]);
+    /// Attribute (0x420008).
+    pub const ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x00, 0x08]);
+    /// Attribute Index (0x420009).
+    pub const ATTRIBUTE_INDEX: Tag = Tag::from_bytes([0x42, 0x00, 0x09]);
+    /// Attribute Name (0x42000a).
+    pub const ATTRIBUTE_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0x0a]);
+    /// Attribute Value (0x42000b).
+    pub const ATTRIBUTE_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x0b]);
+    /// Authentication (0x42000c).
+    pub const AUTHENTICATION: Tag = Tag::from_bytes([0x42, 0x00, 0x0c]);
+    /// Batch Count (0x42000d).
+    pub const BATCH_COUNT: Tag = Tag::from_bytes([0x42, 0x00, 0x0d]);
+    /// Batch Error Continuation Option (0x42000e).
+    pub const BATCH_ERROR_CONTINUATION_OPTION: Tag = Tag::from_bytes([0x42, 0x00, 0x0e]);
+    /// Batch Item (0x42000f).
+    pub const BATCH_ITEM: Tag = Tag::from_bytes([0x42, 0x00, 0x0f]);
+    /// Batch Order Option (0x420010).
+    pub const BATCH_ORDER_OPTION: Tag = Tag::from_bytes([0x42, 0x00, 0x10]);
+    /// Block Cipher Mode (0x420011).
+    pub const BLOCK_CIPHER_MODE: Tag = Tag::from_bytes([0x42, 0x00, 0x11]);
+    /// Cancellation Result (0x420012).
+    pub const CANCELLATION_RESULT: Tag = Tag::from_bytes([0x42, 0x00, 0x12]);
+    /// Certificate (0x420013).
+    pub const CERTIFICATE: Tag = Tag::from_bytes([0x42, 0x00, 0x13]);
+    /// Certificate Identifier (0x420014).
+    pub const CERTIFICATE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0x14]);
+    /// Certificate Issuer (0x420015).
+    pub const CERTIFICATE_ISSUER: Tag = Tag::from_bytes([0x42, 0x00, 0x15]);
+    /// Certificate Issuer Alternative Name (0x420016).
+    pub const CERTIFICATE_ISSUER_ALTERNATIVE_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0x16]);
+    /// Certificate Issuer Distinguished Name (0x420017).
+    pub const CERTIFICATE_ISSUER_DISTINGUISHED_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0x17]);
+    /// Certificate Request (0x420018).
+    pub const CERTIFICATE_REQUEST: Tag = Tag::from_bytes([0x42, 0x00, 0x18]);
+    /// Certificate Request Type (0x420019).
+    pub const CERTIFICATE_REQUEST_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x19]);
+    /// Certificate Subject (0x42001a).
+    pub const CERTIFICATE_SUBJECT: Tag = Tag::from_bytes([0x42, 0x00, 0x1a]);
+    /// Certificate Subject Alternative Name (0x42001b).
+    pub const CERTIFICATE_SUBJECT_ALTERNATIVE_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0x1b]);
+    /// Certificate Subject Distinguished Name (0x42001c).
+    pub const CERTIFICATE_SUBJECT_DISTINGUISHED_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0x1c]);
+    /// Certificate Type (0x42001d).
+    pub const CERTIFICATE_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x1d]);
+    /// Certificate Value (0x42001e).
+    pub const CERTIFICATE_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x1e]);
+    /// Common Template-Attribute (0x42001f).
+    pub const COMMON_TEMPLATE_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x00, 0x1f]);
+    /// Compromise Date (0x420020).
+    pub const COMPROMISE_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x20]);
+    /// Compromise Occurrence Date (0x420021).
+    pub const COMPROMISE_OCCURRENCE_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x21]);
+    /// Contact Information (0x420022).
+    pub const CONTACT_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0x22]);
+    /// Credential (0x420023).
+    pub const CREDENTIAL: Tag = Tag::from_bytes([0x42, 0x00, 0x23]);
+    /// Credential Type (0x420024).
+    pub const CREDENTIAL_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x24]);
+    /// Credential Value (0x420025).
+    pub const CREDENTIAL_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x25]);
+    /// Criticality Indicator (0x420026).
+    pub const CRITICALITY_INDICATOR: Tag = Tag::from_bytes([0x42, 0x00, 0x26]);
+    /// CRT Coefficient (0x420027).
+    pub const CRT_COEFFICIENT: Tag = Tag::from_bytes([0x42, 0x00, 0x27]);
+    /// Cryptographic Algorithm (0x420028).
+    pub const CRYPTOGRAPHIC_ALGORITHM: Tag = Tag::from_bytes([0x42, 0x00, 0x28]);
+    /// Cryptographic Domain Parameters (0x420029).
+    pub const CRYPTOGRAPHIC_DOMAIN_PARAMETERS: Tag = Tag::from_bytes([0x42, 0x00, 0x29]);
+    /// Cryptographic Length (0x42002a).
+    pub const CRYPTOGRAPHIC_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0x2a]);
+    /// Cryptographic Parameters (0x42002b).
+    pub const CRYPTOGRAPHIC_PARAMETERS: Tag = Tag::from_bytes([0x42, 0x00, 0x2b]);
+    /// Cryptographic Usage Mask (0x42002c).
+    pub const CRYPTOGRAPHIC_USAGE_MASK: Tag = Tag::from_bytes([0x42, 0x00, 0x2c]);
+    /// Custom Attribute (0x42002d).
+    pub const CUSTOM_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x00, 0x2d]);
+    /// D (0x42002e).
+    pub const D: Tag = Tag::from_bytes([0x42, 0x00, 0x2e]);
+    /// Deactivation Date (0x42002f).
+    pub const DEACTIVATION_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x2f]);
+    /// Derivation Data (0x420030).
+    pub const DERIVATION_DATA: Tag = Tag::from_bytes([0x42, 0x00, 0x30]);
+    /// Derivation Method (0x420031).
+    pub const DERIVATION_METHOD: Tag = Tag::from_bytes([0x42, 0x00, 0x31]);
+    /// Derivation Parameters (0x420032).
+    pub const DERIVATION_PARAMETERS: Tag = Tag::from_bytes([0x42, 0x00, 0x32]);
+    /// Destroy Date (0x420033).
+    pub const DESTROY_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x33]);
+    /// Digest (0x420034).
+    pub const DIGEST: Tag = Tag::from_bytes([0x42, 0x00, 0x34]);
+    /// Digest Value (0x420035).
+    pub const DIGEST_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x35]);
+    /// Encryption Key Information (0x420036).
+    pub const ENCRYPTION_KEY_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0x36]);
+    /// G (0x420037).
+    pub const G: Tag = Tag::from_bytes([0x42, 0x00, 0x37]);
+    /// Hashing Algorithm (0x420038).
+    pub const HASHING_ALGORITHM: Tag = Tag::from_bytes([0x42, 0x00, 0x38]);
+    /// Initial Date (0x420039).
+    pub const INITIAL_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x39]);
+    /// Initialization Vector (0x42003a).
+    pub const INITIALIZATION_VECTOR: Tag = Tag::from_bytes([0x42, 0x00, 0x3a]);
+    /// Issuer (0x42003b).
+    pub const ISSUER: Tag = Tag::from_bytes([0x42, 0x00, 0x3b]);
+    /// Iteration Count (0x42003c).
+    pub const ITERATION_COUNT: Tag = Tag::from_bytes([0x42, 0x00, 0x3c]);
+    /// IV/Counter/Nonce (0x42003d).
+    pub const IV_COUNTER_NONCE: Tag = Tag::from_bytes([0x42, 0x00, 0x3d]);
+    /// J (0x42003e).
+    pub const J: Tag = Tag::from_bytes([0x42, 0x00, 0x3e]);
+    /// Key (0x42003f).
+    pub const KEY: Tag = Tag::from_bytes([0x42, 0x00, 0x3f]);
+    /// Key Block (0x420040).
+    pub const KEY_BLOCK: Tag = Tag::from_bytes([0x42, 0x00, 0x40]);
+    /// Key Compression Type (0x420041).
+    pub const KEY_COMPRESSION_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x41]);
+    /// Key Format Type (0x420042).
+    pub const KEY_FORMAT_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x42]);
+    /// Key Material (0x420043).
+    pub const KEY_MATERIAL: Tag = Tag::from_bytes([0x42, 0x00, 0x43]);
+    /// Key Part Identifier (0x420044).
+    pub const KEY_PART_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0x44]);
+    /// Key Value (0x420045).
+    pub const KEY_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x45]);
+    /// Key Wrapping Data (0x420046).
+    pub const KEY_WRAPPING_DATA: Tag = Tag::from_bytes([0x42, 0x00, 0x46]);
+    /// Key Wrapping Specification (0x420047).
+    pub const KEY_WRAPPING_SPECIFICATION: Tag = Tag::from_bytes([0x42, 0x00, 0x47]);
+    /// Last Change Date (0x420048).
+    pub const LAST_CHANGE_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x48]);
+    /// Lease Time (0x420049).
+    pub const LEASE_TIME: Tag = Tag::from_bytes([0x42, 0x00, 0x49]);
+    /// Link (0x42004a).
+    pub const LINK: Tag = Tag::from_bytes([0x42, 0x00, 0x4a]);
+    /// Link Type (0x42004b).
+    pub const LINK_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x4b]);
+    /// Linked Object Identifier (0x42004c).
+    pub const LINKED_OBJECT_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0x4c]);
+    /// MAC/Signature (0x42004d).
+    pub const MAC_SIGNATURE: Tag = Tag::from_bytes([0x42, 0x00, 0x4d]);
+    /// MAC/Signature Key Information (0x42004e).
+    pub const MAC_SIGNATURE_KEY_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0x4e]);
+    /// Maximum Items (0x42004f).
+    pub const MAXIMUM_ITEMS: Tag = Tag::from_bytes([0x42, 0x00, 0x4f]);
+    /// Maximum Response Size (0x420050).
+    pub const MAXIMUM_RESPONSE_SIZE: Tag = Tag::from_bytes([0x42, 0x00, 0x50]);
+    /// Message Extension (0x420051).
+    pub const MESSAGE_EXTENSION: Tag = Tag::from_bytes([0x42, 0x00, 0x51]);
+    /// Modulus (0x420052).
+    pub const MODULUS: Tag = Tag::from_bytes([0x42, 0x00, 0x52]);
+    /// Name (0x420053).
+    pub const NAME: Tag = Tag::from_bytes([0x42, 0x00, 0x53]);
+    /// Name Type (0x420054).
+    pub const NAME_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x54]);
+    /// Name Value (0x420055).
+    pub const NAME_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x55]);
+    /// Object Group (0x420056).
+    pub const OBJECT_GROUP: Tag = Tag::from_bytes([0x42, 0x00, 0x56]);
+    /// Object Type (0x420057).
+    pub const OBJECT_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x57]);
+    /// Offset (0x420058).
+    pub const OFFSET: Tag = Tag::from_bytes([0x42, 0x00, 0x58]);
+    /// Opaque Data Type (0x420059).
+    pub const OPAQUE_DATA_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x59]);
+    /// Opaque Data Value (0x42005a).
+    pub const OPAQUE_DATA_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0x5a]);
+    /// Opaque Object (0x42005b).
+    pub const OPAQUE_OBJECT: Tag = Tag::from_bytes([0x42, 0x00, 0x5b]);
+    /// Operation (0x42005c).
+    pub const OPERATION: Tag = Tag::from_bytes([0x42, 0x00, 0x5c]);
+    /// Operation Policy Name (0x42005d).
+    pub const OPERATION_POLICY_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0x5d]);
+    /// P (0x42005e).
+    pub const P: Tag = Tag::from_bytes([0x42, 0x00, 0x5e]);
+    /// Padding Method (0x42005f).
+    pub const PADDING_METHOD: Tag = Tag::from_bytes([0x42, 0x00, 0x5f]);
+    /// Prime Exponent P (0x420060).
+    pub const PRIME_EXPONENT_P: Tag = Tag::from_bytes([0x42, 0x00, 0x60]);
+    /// Prime Exponent Q (0x420061).
+    pub const PRIME_EXPONENT_Q: Tag = Tag::from_bytes([0x42, 0x00, 0x61]);
+    /// Prime Field Size (0x420062).
+    pub const PRIME_FIELD_SIZE: Tag = Tag::from_bytes([0x42, 0x00, 0x62]);
+    /// Private Exponent (0x420063).
+    pub const PRIVATE_EXPONENT: Tag = Tag::from_bytes([0x42, 0x00, 0x63]);
+    /// Private Key (0x420064).
+    pub const PRIVATE_KEY: Tag = Tag::from_bytes([0x42, 0x00, 0x64]);
+    /// Private Key Template-Attribute (0x420065).
+    pub const PRIVATE_KEY_TEMPLATE_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x00, 0x65]);
+    /// Private Key Unique Identifier (0x420066).
+    pub const PRIVATE_KEY_UNIQUE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0x66]);
+    /// Process Start Date (0x420067).
+    pub const PROCESS_START_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x67]);
+    /// Protect Stop Date (0x420068).
+    pub const PROTECT_STOP_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x68]);
+    /// Protocol Version (0x420069).
+    pub const PROTOCOL_VERSION: Tag = Tag::from_bytes([0x42, 0x00, 0x69]);
+    /// Protocol Version Major (0x42006a).
+    pub const PROTOCOL_VERSION_MAJOR: Tag = Tag::from_bytes([0x42, 0x00, 0x6a]);
+    /// Protocol Version Minor (0x42006b).
+    pub const PROTOCOL_VERSION_MINOR: Tag = Tag::from_bytes([0x42, 0x00, 0x6b]);
+    /// Public Exponent (0x42006c).
+    pub const PUBLIC_EXPONENT: Tag = Tag::from_bytes([0x42, 0x00, 0x6c]);
+    /// Public Key (0x42006d).
+    pub const PUBLIC_KEY: Tag = Tag::from_bytes([0x42, 0x00, 0x6d]);
+    /// Public Key Template-Attribute (0x42006e).
+    pub const PUBLIC_KEY_TEMPLATE_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x00, 0x6e]);
+    /// Public Key Unique Identifier (0x42006f).
+    pub const PUBLIC_KEY_UNIQUE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0x6f]);
+    /// Put Function (0x420070).
+    pub const PUT_FUNCTION: Tag = Tag::from_bytes([0x42, 0x00, 0x70]);
+    /// Q (0x420071).
+    pub const Q: Tag = Tag::from_bytes([0x42, 0x00, 0x71]);
+    /// Q String (0x420072).
+    pub const Q_STRING: Tag = Tag::from_bytes([0x42, 0x00, 0x72]);
+    /// Qlength (0x420073).
+    pub const QLENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0x73]);
+    /// Query Function (0x420074).
+    pub const QUERY_FUNCTION: Tag = Tag::from_bytes([0x42, 0x00, 0x74]);
+    /// Recommended Curve (0x420075).
+    pub const RECOMMENDED_CURVE: Tag = Tag::from_bytes([0x42, 0x00, 0x75]);
+    /// Replaced Unique Identifier (0x420076).
+    pub const REPLACED_UNIQUE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0x76]);
+    /// Request Header (0x420077).
+    pub const REQUEST_HEADER: Tag = Tag::from_bytes([0x42, 0x00, 0x77]);
+    /// Request Message (0x420078).
+    pub const REQUEST_MESSAGE: Tag = Tag::from_bytes([0x42, 0x00, 0x78]);
+    /// Request Payload (0x420079).
+    pub const REQUEST_PAYLOAD: Tag = Tag::from_bytes([0x42, 0x00, 0x79]);
+    /// Response Header (0x42007a).
+    pub const RESPONSE_HEADER: Tag = Tag::from_bytes([0x42, 0x00, 0x7a]);
+    /// Response Message (0x42007b).
+    pub const RESPONSE_MESSAGE: Tag = Tag::from_bytes([0x42, 0x00, 0x7b]);
+    /// Response Payload (0x42007c).
+    pub const RESPONSE_PAYLOAD: Tag = Tag::from_bytes([0x42, 0x00, 0x7c]);
+    /// Result Message (0x42007d).
+    pub const RESULT_MESSAGE: Tag = Tag::from_bytes([0x42, 0x00, 0x7d]);
+    /// Result Reason (0x42007e).
+    pub const RESULT_REASON: Tag = Tag::from_bytes([0x42, 0x00, 0x7e]);
+    /// Result Status (0x42007f).
+    pub const RESULT_STATUS: Tag = Tag::from_bytes([0x42, 0x00, 0x7f]);
+    /// Revocation Message (0x420080).
+    pub const REVOCATION_MESSAGE: Tag = Tag::from_bytes([0x42, 0x00, 0x80]);
+    /// Revocation Reason (0x420081).
+    pub const REVOCATION_REASON: Tag = Tag::from_bytes([0x42, 0x00, 0x81]);
+    /// Revocation Reason Code (0x420082).
+    pub const REVOCATION_REASON_CODE: Tag = Tag::from_bytes([0x42, 0x00, 0x82]);
+    /// Key Role Type (0x420083).
+    pub const KEY_ROLE_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x83]);
+    /// Salt (0x420084).
+    pub const SALT: Tag = Tag::from_bytes([0x42, 0x00, 0x84]);
+    /// Secret Data (0x420085).
+    pub const SECRET_DATA: Tag = Tag::from_bytes([0x42, 0x00, 0x85]);
+    /// Secret Data Type (0x420086).
+    pub const SECRET_DATA_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0x86]);
+    /// Serial Number (0x420087).
+    pub const SERIAL_NUMBER: Tag = Tag::from_bytes([0x42, 0x00, 0x87]);
+    /// Server Information (0x420088).
+    pub const SERVER_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0x88]);
+    /// Split Key (0x420089).
+    pub const SPLIT_KEY: Tag = Tag::from_bytes([0x42, 0x00, 0x89]);
+    /// Split Key Method (0x42008a).
+    pub const SPLIT_KEY_METHOD: Tag = Tag::from_bytes([0x42, 0x00, 0x8a]);
+    /// Split Key Parts (0x42008b).
+    pub const SPLIT_KEY_PARTS: Tag = Tag::from_bytes([0x42, 0x00, 0x8b]);
+    /// Split Key Threshold (0x42008c).
+    pub const SPLIT_KEY_THRESHOLD: Tag = Tag::from_bytes([0x42, 0x00, 0x8c]);
+    /// State (0x42008d).
+    pub const STATE: Tag = Tag::from_bytes([0x42, 0x00, 0x8d]);
+    /// Storage Status Mask (0x42008e).
+    pub const STORAGE_STATUS_MASK: Tag = Tag::from_bytes([0x42, 0x00, 0x8e]);
+    /// Symmetric Key (0x42008f).
+    pub const SYMMETRIC_KEY: Tag = Tag::from_bytes([0x42, 0x00, 0x8f]);
+    /// Template (0x420090).
+    pub const TEMPLATE: Tag = Tag::from_bytes([0x42, 0x00, 0x90]);
+    /// Template-Attribute (0x420091).
+    pub const TEMPLATE_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x00, 0x91]);
+    /// Time Stamp (0x420092).
+    pub const TIME_STAMP: Tag = Tag::from_bytes([0x42, 0x00, 0x92]);
+    /// Unique Batch Item ID (0x420093).
+    pub const UNIQUE_BATCH_ITEM_ID: Tag = Tag::from_bytes([0x42, 0x00, 0x93]);
+    /// Unique Identifier (0x420094).
+    pub const UNIQUE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0x94]);
+    /// Usage Limits (0x420095).
+    pub const USAGE_LIMITS: Tag = Tag::from_bytes([0x42, 0x00, 0x95]);
+    /// Usage Limits Count (0x420096).
+    pub const USAGE_LIMITS_COUNT: Tag = Tag::from_bytes([0x42, 0x00, 0x96]);
+    /// Usage Limits Total (0x420097).
+    pub const USAGE_LIMITS_TOTAL: Tag = Tag::from_bytes([0x42, 0x00, 0x97]);
+    /// Usage Limits Unit (0x420098).
+    pub const USAGE_LIMITS_UNIT: Tag = Tag::from_bytes([0x42, 0x00, 0x98]);
+    /// Username (0x420099).
+    pub const USERNAME: Tag = Tag::from_bytes([0x42, 0x00, 0x99]);
+    /// Validity Date (0x42009a).
+    pub const VALIDITY_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0x9a]);
+    /// Validity Indicator (0x42009b).
+    pub const VALIDITY_INDICATOR: Tag = Tag::from_bytes([0x42, 0x00, 0x9b]);
+    /// Vendor Extension (0x42009c).
+    pub const VENDOR_EXTENSION: Tag = Tag::from_bytes([0x42, 0x00, 0x9c]);
+    /// Vendor Identification (0x42009d).
+    pub const VENDOR_IDENTIFICATION: Tag = Tag::from_bytes([0x42, 0x00, 0x9d]);
+    /// Wrapping Method (0x42009e).
+    pub const WRAPPING_METHOD: Tag = Tag::from_bytes([0x42, 0x00, 0x9e]);
+    /// X (0x42009f).
+    pub const X: Tag = Tag::from_bytes([0x42, 0x00, 0x9f]);
+    /// Y (0x4200a0).
+    pub const Y: Tag = Tag::from_bytes([0x42, 0x00, 0xa0]);
+    /// Password (0x4200a1).
+    pub const PASSWORD: Tag = Tag::from_bytes([0x42, 0x00, 0xa1]);
+    /// Device Identifier (0x4200a2).
+    pub const DEVICE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0xa2]);
+    /// Encoding Option (0x4200a3).
+    pub const ENCODING_OPTION: Tag = Tag::from_bytes([0x42, 0x00, 0xa3]);
+    /// Extension Information (0x4200a4).
+    pub const EXTENSION_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0xa4]);
+    /// Extension Name (0x4200a5).
+    pub const EXTENSION_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xa5]);
+    /// Extension Tag (0x4200a6).
+    pub const EXTENSION_TAG: Tag = Tag::from_bytes([0x42, 0x00, 0xa6]);
+    /// Extension Type (0x4200a7).
+    pub const EXTENSION_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0xa7]);
+    /// Fresh (0x4200a8).
+    pub const FRESH: Tag = Tag::from_bytes([0x42, 0x00, 0xa8]);
+    /// Machine Identifier (0x4200a9).
+    pub const MACHINE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0xa9]);
+    /// Media Identifier (0x4200aa).
+    pub const MEDIA_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0xaa]);
+    /// Network Identifier (0x4200ab).
+    pub const NETWORK_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0xab]);
+    /// Object Group Member (0x4200ac).
+    pub const OBJECT_GROUP_MEMBER: Tag = Tag::from_bytes([0x42, 0x00, 0xac]);
+    /// Certificate Length (0x4200ad).
+    pub const CERTIFICATE_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0xad]);
+    /// Digital Signature Algorithm (0x4200ae).
+    pub const DIGITAL_SIGNATURE_ALGORITHM: Tag = Tag::from_bytes([0x42, 0x00, 0xae]);
+    /// Certificate Serial Number (0x4200af).
+    pub const CERTIFICATE_SERIAL_NUMBER: Tag = Tag::from_bytes([0x42, 0x00, 0xaf]);
+    /// Device Serial Number (0x4200b0).
+    pub const DEVICE_SERIAL_NUMBER: Tag = Tag::from_bytes([0x42, 0x00, 0xb0]);
+    /// Issuer Alternative Name (0x4200b1).
+    pub const ISSUER_ALTERNATIVE_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xb1]);
+    /// Issuer Distinguished Name (0x4200b2).
+    pub const ISSUER_DISTINGUISHED_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xb2]);
+    /// Subject Alternative Name (0x4200b3).
+    pub const SUBJECT_ALTERNATIVE_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xb3]);
+    /// Subject Distinguished Name (0x4200b4).
+    pub const SUBJECT_DISTINGUISHED_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xb4]);
+    /// X.509 Certificate Identifier (0x4200b5).
+    pub const X_509_CERTIFICATE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0xb5]);
+    /// X.509 Certificate Issuer (0x4200b6).
+    pub const X_509_CERTIFICATE_ISSUER: Tag = Tag::from_bytes([0x42, 0x00, 0xb6]);
+    /// X.509 Certificate Subject (0x4200b7).
+    pub const X_509_CERTIFICATE_SUBJECT: Tag = Tag::from_bytes([0x42, 0x00, 0xb7]);
+    /// Key Value Location (0x4200b8).
+    pub const KEY_VALUE_LOCATION: Tag = Tag::from_bytes([0x42, 0x00, 0xb8]);
+    /// Key Value Location Value (0x4200b9).
+    pub const KEY_VALUE_LOCATION_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0xb9]);
+    /// Key Value Location Type (0x4200ba).
+    pub const KEY_VALUE_LOCATION_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0xba]);
+    /// Key Value Present (0x4200bb).
+    pub const KEY_VALUE_PRESENT: Tag = Tag::from_bytes([0x42, 0x00, 0xbb]);
+    /// Original Creation Date (0x4200bc).
+    pub const ORIGINAL_CREATION_DATE: Tag = Tag::from_bytes([0x42, 0x00, 0xbc]);
+    /// PGP Key (0x4200bd).
+    pub const PGP_KEY: Tag = Tag::from_bytes([0x42, 0x00, 0xbd]);
+    /// PGP Key Version (0x4200be).
+    pub const PGP_KEY_VERSION: Tag = Tag::from_bytes([0x42, 0x00, 0xbe]);
+    /// Alternative Name (0x4200bf).
+    pub const ALTERNATIVE_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xbf]);
+    /// Alternative Name Value (0x4200c0).
+    pub const ALTERNATIVE_NAME_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0xc0]);
+    /// Alternative Name Type (0x4200c1).
+    pub const ALTERNATIVE_NAME_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0xc1]);
+    /// Data (0x4200c2).
+    pub const DATA: Tag = Tag::from_bytes([0x42, 0x00, 0xc2]);
+    /// Signature Data (0x4200c3).
+    pub const SIGNATURE_DATA: Tag = Tag::from_bytes([0x42, 0x00, 0xc3]);
+    /// Data Length (0x4200c4).
+    pub const DATA_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0xc4]);
+    /// Random IV (0x4200c5).
+    pub const RANDOM_IV: Tag = Tag::from_bytes([0x42, 0x00, 0xc5]);
+    /// MAC Data (0x4200c6).
+    pub const MAC_DATA: Tag = Tag::from_bytes([0x42, 0x00, 0xc6]);
+    /// Attestation Type (0x4200c7).
+    pub const ATTESTATION_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0xc7]);
+    /// Nonce (0x4200c8).
+    pub const NONCE: Tag = Tag::from_bytes([0x42, 0x00, 0xc8]);
+    /// Nonce ID (0x4200c9).
+    pub const NONCE_ID: Tag = Tag::from_bytes([0x42, 0x00, 0xc9]);
+    /// Nonce Value (0x4200ca).
+    pub const NONCE_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0xca]);
+    /// Attestation Measurement (0x4200cb).
+    pub const ATTESTATION_MEASUREMENT: Tag = Tag::from_bytes([0x42, 0x00, 0xcb]);
+    /// Attestation Assertion (0x4200cc).
+    pub const ATTESTATION_ASSERTION: Tag = Tag::from_bytes([0x42, 0x00, 0xcc]);
+    /// IV Length (0x4200cd).
+    pub const IV_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0xcd]);
+    /// Tag Length (0x4200ce).
+    pub const TAG_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0xce]);
+    /// Fixed Field Length (0x4200cf).
+    pub const FIXED_FIELD_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0xcf]);
+    /// Counter Length (0x4200d0).
+    pub const COUNTER_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0xd0]);
+    /// Initial Counter Value (0x4200d1).
+    pub const INITIAL_COUNTER_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0xd1]);
+    /// Invocation Field Length (0x4200d2).
+    pub const INVOCATION_FIELD_LENGTH: Tag = Tag::from_bytes([0x42, 0x00, 0xd2]);
+    /// Attestation Capable Indicator (0x4200d3).
+    pub const ATTESTATION_CAPABLE_INDICATOR: Tag = Tag::from_bytes([0x42, 0x00, 0xd3]);
+    /// Offset Items (0x4200d4).
+    pub const OFFSET_ITEMS: Tag = Tag::from_bytes([0x42, 0x00, 0xd4]);
+    /// Located Items (0x4200d5).
+    pub const LOCATED_ITEMS: Tag = Tag::from_bytes([0x42, 0x00, 0xd5]);
+    /// Correlation Value (0x4200d6).
+    pub const CORRELATION_VALUE: Tag = Tag::from_bytes([0x42, 0x00, 0xd6]);
+    /// Init Indicator (0x4200d7).
+    pub const INIT_INDICATOR: Tag = Tag::from_bytes([0x42, 0x00, 0xd7]);
+    /// Final Indicator (0x4200d8).
+    pub const FINAL_INDICATOR: Tag = Tag::from_bytes([0x42, 0x00, 0xd8]);
+    /// RNG Parameters (0x4200d9).
+    pub const RNG_PARAMETERS: Tag = Tag::from_bytes([0x42, 0x00, 0xd9]);
+    /// RNG Algorithm (0x4200da).
+    pub const RNG_ALGORITHM: Tag = Tag::from_bytes([0x42, 0x00, 0xda]);
+    /// DRBG Algorithm (0x4200db).
+    pub const DRBG_ALGORITHM: Tag = Tag::from_bytes([0x42, 0x00, 0xdb]);
+    /// FIPS186 Variation (0x4200dc).
+    pub const FIPS186_VARIATION: Tag = Tag::from_bytes([0x42, 0x00, 0xdc]);
+    /// Prediction Resistance (0x4200dd).
+    pub const PREDICTION_RESISTANCE: Tag = Tag::from_bytes([0x42, 0x00, 0xdd]);
+    /// Random Number Generator (0x4200de).
+    pub const RANDOM_NUMBER_GENERATOR: Tag = Tag::from_bytes([0x42, 0x00, 0xde]);
+    /// Validation Information (0x4200df).
+    pub const VALIDATION_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0xdf]);
+    /// Validation Authority Type (0x4200e0).
+    pub const VALIDATION_AUTHORITY_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0xe0]);
+    /// Validation Authority Country (0x4200e1).
+    pub const VALIDATION_AUTHORITY_COUNTRY: Tag = Tag::from_bytes([0x42, 0x00, 0xe1]);
+    /// Validation Authority URI (0x4200e2).
+    pub const VALIDATION_AUTHORITY_URI: Tag = Tag::from_bytes([0x42, 0x00, 0xe2]);
+    /// Validation Version Major (0x4200e3).
+    pub const VALIDATION_VERSION_MAJOR: Tag = Tag::from_bytes([0x42, 0x00, 0xe3]);
+    /// Validation Version Minor (0x4200e4).
+    pub const VALIDATION_VERSION_MINOR: Tag = Tag::from_bytes([0x42, 0x00, 0xe4]);
+    /// Validation Type (0x4200e5).
+    pub const VALIDATION_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0xe5]);
+    /// Validation Level (0x4200e6).
+    pub const VALIDATION_LEVEL: Tag = Tag::from_bytes([0x42, 0x00, 0xe6]);
+    /// Validation Certificate Identifier (0x4200e7).
+    pub const VALIDATION_CERTIFICATE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x00, 0xe7]);
+    /// Validation Certificate URI (0x4200e8).
+    pub const VALIDATION_CERTIFICATE_URI: Tag = Tag::from_bytes([0x42, 0x00, 0xe8]);
+    /// Validation Vendor URI (0x4200e9).
+    pub const VALIDATION_VENDOR_URI: Tag = Tag::from_bytes([0x42, 0x00, 0xe9]);
+    /// Validation Profile (0x4200ea).
+    pub const VALIDATION_PROFILE: Tag = Tag::from_bytes([0x42, 0x00, 0xea]);
+    /// Profile Information (0x4200eb).
+    pub const PROFILE_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0xeb]);
+    /// Profile Name (0x4200ec).
+    pub const PROFILE_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xec]);
+    /// Server URI (0x4200ed).
+    pub const SERVER_URI: Tag = Tag::from_bytes([0x42, 0x00, 0xed]);
+    /// Server Port (0x4200ee).
+    pub const SERVER_PORT: Tag = Tag::from_bytes([0x42, 0x00, 0xee]);
+    /// Streaming Capability (0x4200ef).
+    pub const STREAMING_CAPABILITY: Tag = Tag::from_bytes([0x42, 0x00, 0xef]);
+    /// Asynchronous Capability (0x4200f0).
+    pub const ASYNCHRONOUS_CAPABILITY: Tag = Tag::from_bytes([0x42, 0x00, 0xf0]);
+    /// Attestation Capability (0x4200f1).
+    pub const ATTESTATION_CAPABILITY: Tag = Tag::from_bytes([0x42, 0x00, 0xf1]);
+    /// Unwrap Mode (0x4200f2).
+    pub const UNWRAP_MODE: Tag = Tag::from_bytes([0x42, 0x00, 0xf2]);
+    /// Destroy Action (0x4200f3).
+    pub const DESTROY_ACTION: Tag = Tag::from_bytes([0x42, 0x00, 0xf3]);
+    /// Shredding Algorithm (0x4200f4).
+    pub const SHREDDING_ALGORITHM: Tag = Tag::from_bytes([0x42, 0x00, 0xf4]);
+    /// RNG Mode (0x4200f5).
+    pub const RNG_MODE: Tag = Tag::from_bytes([0x42, 0x00, 0xf5]);
+    /// Client Registration Method (0x4200f6).
+    pub const CLIENT_REGISTRATION_METHOD: Tag = Tag::from_bytes([0x42, 0x00, 0xf6]);
+    /// Capability Information (0x4200f7).
+    pub const CAPABILITY_INFORMATION: Tag = Tag::from_bytes([0x42, 0x00, 0xf7]);
+    /// Key Wrap Type (0x4200f8).
+    pub const KEY_WRAP_TYPE: Tag = Tag::from_bytes([0x42, 0x00, 0xf8]);
+    /// Batch Undo Capability (0x4200f9).
+    pub const BATCH_UNDO_CAPABILITY: Tag = Tag::from_bytes([0x42, 0x00, 0xf9]);
+    /// Batch Continue Capability (0x4200fa).
+    pub const BATCH_CONTINUE_CAPABILITY: Tag = Tag::from_bytes([0x42, 0x00, 0xfa]);
+    /// PKCS#12 Friendly Name (0x4200fb).
+    pub const PKCS_12_FRIENDLY_NAME: Tag = Tag::from_bytes([0x42, 0x00, 0xfb]);
+    /// Description (0x4200fc).
+    pub const DESCRIPTION: Tag = Tag::from_bytes([0x42, 0x00, 0xfc]);
+    /// Comment (0x4200fd).
+    pub const COMMENT: Tag = Tag::from_bytes([0x42, 0x00, 0xfd]);
+    /// Authenticated Encryption Additional Data (0x4200fe).
+    pub const AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA: Tag = Tag::from_bytes([0x42, 0x00, 0xfe]);
+    /// Authenticated Encryption Tag (0x4200ff).
+    pub const AUTHENTICATED_ENCRYPTION_TAG: Tag = Tag::from_bytes([0x42, 0x00, 0xff]);
+    /// Salt Length (0x420100).
+    pub const SALT_LENGTH: Tag = Tag::from_bytes([0x42, 0x01, 0x00]);
+    /// Mask Generator (0x420101).
+    pub const MASK_GENERATOR: Tag = Tag::from_bytes([0x42, 0x01, 0x01]);
+    /// Mask Generator Hashing Algorithm (0x420102).
+    pub const MASK_GENERATOR_HASHING_ALGORITHM: Tag = Tag::from_bytes([0x42, 0x01, 0x02]);
+    /// P Source (0x420103).
+    pub const P_SOURCE: Tag = Tag::from_bytes([0x42, 0x01, 0x03]);
+    /// Trailer Field (0x420104).
+    pub const TRAILER_FIELD: Tag = Tag::from_bytes([0x42, 0x01, 0x04]);
+    /// Client Correlation Value (0x420105).
+    pub const CLIENT_CORRELATION_VALUE: Tag = Tag::from_bytes([0x42, 0x01, 0x05]);
+    /// Server Correlation Value (0x420106).
+    pub const SERVER_CORRELATION_VALUE: Tag = Tag::from_bytes([0x42, 0x01, 0x06]);
+    /// Digested Data (0x420107).
+    pub const DIGESTED_DATA: Tag = Tag::from_bytes([0x42, 0x01, 0x07]);
+    /// Certificate Subject CN (0x420108).
+    pub const CERTIFICATE_SUBJECT_CN: Tag = Tag::from_bytes([0x42, 0x01, 0x08]);
+    /// Certificate Subject O (0x420109).
+    pub const CERTIFICATE_SUBJECT_O: Tag = Tag::from_bytes([0x42, 0x01, 0x09]);
+    /// Certificate Subject OU (0x42010a).
+    pub const CERTIFICATE_SUBJECT_OU: Tag = Tag::from_bytes([0x42, 0x01, 0x0a]);
+    /// Certificate Subject Email (0x42010b).
+    pub const CERTIFICATE_SUBJECT_EMAIL: Tag = Tag::from_bytes([0x42, 0x01, 0x0b]);
+    /// Certificate Subject C (0x42010c).
+    pub const CERTIFICATE_SUBJECT_C: Tag = Tag::from_bytes([0x42, 0x01, 0x0c]);
+    /// Certificate Subject ST (0x42010d).
+    pub const CERTIFICATE_SUBJECT_ST: Tag = Tag::from_bytes([0x42, 0x01, 0x0d]);
+    /// Certificate Subject L (0x42010e).
+    pub const CERTIFICATE_SUBJECT_L: Tag = Tag::from_bytes([0x42, 0x01, 0x0e]);
+    /// Certificate Subject UID (0x42010f).
+    pub const CERTIFICATE_SUBJECT_UID: Tag = Tag::from_bytes([0x42, 0x01, 0x0f]);
+    /// Certificate Subject Serial Number (0x420110).
+    pub const CERTIFICATE_SUBJECT_SERIAL_NUMBER: Tag = Tag::from_bytes([0x42, 0x01, 0x10]);
+    /// Certificate Subject Title (0x420111).
+    pub const CERTIFICATE_SUBJECT_TITLE: Tag = Tag::from_bytes([0x42, 0x01, 0x11]);
+    /// Certificate Subject DC (0x420112).
+    pub const CERTIFICATE_SUBJECT_DC: Tag = Tag::from_bytes([0x42, 0x01, 0x12]);
+    /// Certificate Subject DN Qualifier (0x420113).
+    pub const CERTIFICATE_SUBJECT_DN_QUALIFIER: Tag = Tag::from_bytes([0x42, 0x01, 0x13]);
+    /// Certificate Issuer CN (0x420114).
+    pub const CERTIFICATE_ISSUER_CN: Tag = Tag::from_bytes([0x42, 0x01, 0x14]);
+    /// Certificate Issuer O (0x420115).
+    pub const CERTIFICATE_ISSUER_O: Tag = Tag::from_bytes([0x42, 0x01, 0x15]);
+    /// Certificate Issuer OU (0x420116).
+    pub const CERTIFICATE_ISSUER_OU: Tag = Tag::from_bytes([0x42, 0x01, 0x16]);
+    /// Certificate Issuer Email (0x420117).
+    pub const CERTIFICATE_ISSUER_EMAIL: Tag = Tag::from_bytes([0x42, 0x01, 0x17]);
+    /// Certificate Issuer C (0x420118).
+    pub const CERTIFICATE_ISSUER_C: Tag = Tag::from_bytes([0x42, 0x01, 0x18]);
+    /// Certificate Issuer ST (0x420119).
+    pub const CERTIFICATE_ISSUER_ST: Tag = Tag::from_bytes([0x42, 0x01, 0x19]);
+    /// Certificate Issuer L (0x42011a).
+    pub const CERTIFICATE_ISSUER_L: Tag = Tag::from_bytes([0x42, 0x01, 0x1a]);
+    /// Certificate Issuer UID (0x42011b).
+    pub const CERTIFICATE_ISSUER_UID: Tag = Tag::from_bytes([0x42, 0x01, 0x1b]);
+    /// Certificate Issuer Serial Number (0x42011c).
+    pub const CERTIFICATE_ISSUER_SERIAL_NUMBER: Tag = Tag::from_bytes([0x42, 0x01, 0x1c]);
+    /// Certificate Issuer Title (0x42011d).
+    pub const CERTIFICATE_ISSUER_TITLE: Tag = Tag::from_bytes([0x42, 0x01, 0x1d]);
+    /// Certificate Issuer DC (0x42011e).
+    pub const CERTIFICATE_ISSUER_DC: Tag = Tag::from_bytes([0x42, 0x01, 0x1e]);
+    /// Certificate Issuer DN Qualifier (0x42011f).
+    pub const CERTIFICATE_ISSUER_DN_QUALIFIER: Tag = Tag::from_bytes([0x42, 0x01, 0x1f]);
+    /// Sensitive (0x420120).
+    pub const SENSITIVE: Tag = Tag::from_bytes([0x42, 0x01, 0x20]);
+    /// Always Sensitive (0x420121).
+    pub const ALWAYS_SENSITIVE: Tag = Tag::from_bytes([0x42, 0x01, 0x21]);
+    /// Extractable (0x420122).
+    pub const EXTRACTABLE: Tag = Tag::from_bytes([0x42, 0x01, 0x22]);
+    /// Never Extractable (0x420123).
+    pub const NEVER_EXTRACTABLE: Tag = Tag::from_bytes([0x42, 0x01, 0x23]);
+    /// Replace Existing (0x420124).
+    pub const REPLACE_EXISTING: Tag = Tag::from_bytes([0x42, 0x01, 0x24]);
+    /// Attributes (0x420125).
+    pub const ATTRIBUTES: Tag = Tag::from_bytes([0x42, 0x01, 0x25]);
+    /// Common Attributes (0x420126).
+    pub const COMMON_ATTRIBUTES: Tag = Tag::from_bytes([0x42, 0x01, 0x26]);
+    /// Private Key Attributes (0x420127).
+    pub const PRIVATE_KEY_ATTRIBUTES: Tag = Tag::from_bytes([0x42, 0x01, 0x27]);
+    /// Public Key Attributes (0x420128).
+    pub const PUBLIC_KEY_ATTRIBUTES: Tag = Tag::from_bytes([0x42, 0x01, 0x28]);
+    /// Extension Enumeration (0x420129).
+    pub const EXTENSION_ENUMERATION: Tag = Tag::from_bytes([0x42, 0x01, 0x29]);
+    /// Extension Attribute (0x42012a).
+    pub const EXTENSION_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x01, 0x2a]);
+    /// Extension Parent Structure Tag (0x42012b).
+    pub const EXTENSION_PARENT_STRUCTURE_TAG: Tag = Tag::from_bytes([0x42, 0x01, 0x2b]);
+    /// Extension Description (0x42012c).
+    pub const EXTENSION_DESCRIPTION: Tag = Tag::from_bytes([0x42, 0x01, 0x2c]);
+    /// Server Name (0x42012d).
+    pub const SERVER_NAME: Tag = Tag::from_bytes([0x42, 0x01, 0x2d]);
+    /// Server Serial Number (0x42012e).
+    pub const SERVER_SERIAL_NUMBER: Tag = Tag::from_bytes([0x42, 0x01, 0x2e]);
+    /// Server Version (0x42012f).
+    pub const SERVER_VERSION: Tag = Tag::from_bytes([0x42, 0x01, 0x2f]);
+    /// Server Load (0x420130).
+    pub const SERVER_LOAD: Tag = Tag::from_bytes([0x42, 0x01, 0x30]);
+    /// Product Name (0x420131).
+    pub const PRODUCT_NAME: Tag = Tag::from_bytes([0x42, 0x01, 0x31]);
+    /// Build Level (0x420132).
+    pub const BUILD_LEVEL: Tag = Tag::from_bytes([0x42, 0x01, 0x32]);
+    /// Build Date (0x420133).
+    pub const BUILD_DATE: Tag = Tag::from_bytes([0x42, 0x01, 0x33]);
+    /// Cluster Info (0x420134).
+    pub const CLUSTER_INFO: Tag = Tag::from_bytes([0x42, 0x01, 0x34]);
+    /// Alternate Failover Endpoints (0x420135).
+    pub const ALTERNATE_FAILOVER_ENDPOINTS: Tag = Tag::from_bytes([0x42, 0x01, 0x35]);
+    /// Short Unique Identifier (0x420136).
+    pub const SHORT_UNIQUE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x01, 0x36]);
+    /// Tag (0x420138).
+    pub const TAG: Tag = Tag::from_bytes([0x42, 0x01, 0x38]);
+    /// Certificate Request Unique Identifier (0x420139).
+    pub const CERTIFICATE_REQUEST_UNIQUE_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x01, 0x39]);
+    /// NIST Key Type (0x42013a).
+    pub const NIST_KEY_TYPE: Tag = Tag::from_bytes([0x42, 0x01, 0x3a]);
+    /// Attribute Reference (0x42013b).
+    pub const ATTRIBUTE_REFERENCE: Tag = Tag::from_bytes([0x42, 0x01, 0x3b]);
+    /// Current Attribute (0x42013c).
+    pub const CURRENT_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x01, 0x3c]);
+    /// New Attribute (0x42013d).
+    pub const NEW_ATTRIBUTE: Tag = Tag::from_bytes([0x42, 0x01, 0x3d]);
+    /// Certificate Request Value (0x420140).
+    pub const CERTIFICATE_REQUEST_VALUE: Tag = Tag::from_bytes([0x42, 0x01, 0x40]);
+    /// Log Message (0x420141).
+    pub const LOG_MESSAGE: Tag = Tag::from_bytes([0x42, 0x01, 0x41]);
+    /// Profile Version (0x420142).
+    pub const PROFILE_VERSION: Tag = Tag::from_bytes([0x42, 0x01, 0x42]);
+    /// Profile Version Major (0x420143).
+    pub const PROFILE_VERSION_MAJOR: Tag = Tag::from_bytes([0x42, 0x01, 0x43]);
+    /// Profile Version Minor (0x420144).
+    pub const PROFILE_VERSION_MINOR: Tag = Tag::from_bytes([0x42, 0x01, 0x44]);
+    /// Protection Level (0x420145).
+    pub const PROTECTION_LEVEL: Tag = Tag::from_bytes([0x42, 0x01, 0x45]);
+    /// Protection Period (0x420146).
+    pub const PROTECTION_PERIOD: Tag = Tag::from_bytes([0x42, 0x01, 0x46]);
+    /// Quantum Safe (0x420147).
+    pub const QUANTUM_SAFE: Tag = Tag::from_bytes([0x42, 0x01, 0x47]);
+    /// Quantum Safe Capability (0x420148).
+    pub const QUANTUM_SAFE_CAPABILITY: Tag = Tag::from_bytes([0x42, 0x01, 0x48]);
+    /// Ticket (0x420149).
+    pub const TICKET: Tag = Tag::from_bytes([0x42, 0x01, 0x49]);
+    /// Ticket Type (0x42014a).
+    pub const TICKET_TYPE: Tag = Tag::from_bytes([0x42, 0x01, 0x4a]);
+    /// Ticket Value (0x42014b).
+    pub const TICKET_VALUE: Tag = Tag::from_bytes([0x42, 0x01, 0x4b]);
+    /// Request Count (0x42014c).
+    pub const REQUEST_COUNT: Tag = Tag::from_bytes([0x42, 0x01, 0x4c]);
+    /// Rights (0x42014d).
+    pub const RIGHTS: Tag = Tag::from_bytes([0x42, 0x01, 0x4d]);
+    /// Objects (0x42014e).
+    pub const OBJECTS: Tag = Tag::from_bytes([0x42, 0x01, 0x4e]);
+    /// Operations (0x42014f).
+    pub const OPERATIONS: Tag = Tag::from_bytes([0x42, 0x01, 0x4f]);
+    /// Right (0x420150).
+    pub const RIGHT: Tag = Tag::from_bytes([0x42, 0x01, 0x50]);
+    /// Endpoint Role (0x420151).
+    pub const ENDPOINT_ROLE: Tag = Tag::from_bytes([0x42, 0x01, 0x51]);
+    /// Defaults Information (0x420152).
+    pub const DEFAULTS_INFORMATION: Tag = Tag::from_bytes([0x42, 0x01, 0x52]);
+    /// Object Defaults (0x420153).
+    pub const OBJECT_DEFAULTS: Tag = Tag::from_bytes([0x42, 0x01, 0x53]);
+    /// Ephemeral (0x420154).
+    pub const EPHEMERAL: Tag = Tag::from_bytes([0x42, 0x01, 0x54]);
+    /// Server Hashed Password (0x420155).
+    pub const SERVER_HASHED_PASSWORD: Tag = Tag::from_bytes([0x42, 0x01, 0x55]);
+    /// One Time Password (0x420156).
+    pub const ONE_TIME_PASSWORD: Tag = Tag::from_bytes([0x42, 0x01, 0x56]);
+    /// Hashed Password (0x420157).
+    pub const HASHED_PASSWORD: Tag = Tag::from_bytes([0x42, 0x01, 0x57]);
+    /// Adjustment Type (0x420158).
+    pub const ADJUSTMENT_TYPE: Tag = Tag::from_bytes([0x42, 0x01, 0x58]);
+    /// PKCS#11 Interface (0x420159).
+    pub const PKCS_11_INTERFACE: Tag = Tag::from_bytes([0x42, 0x01, 0x59]);
+    /// PKCS#11 Function (0x42015a).
+    pub const PKCS_11_FUNCTION: Tag = Tag::from_bytes([0x42, 0x01, 0x5a]);
+    /// PKCS#11 Input Parameters (0x42015b).
+    pub const PKCS_11_INPUT_PARAMETERS: Tag = Tag::from_bytes([0x42, 0x01, 0x5b]);
+    /// PKCS#11 Output Parameters (0x42015c).
+    pub const PKCS_11_OUTPUT_PARAMETERS: Tag = Tag::from_bytes([0x42, 0x01, 0x5c]);
+    /// PKCS#11 Return Code (0x42015d).
+    pub const PKCS_11_RETURN_CODE: Tag = Tag::from_bytes([0x42, 0x01, 0x5d]);
+    /// Protection Storage Mask (0x42015e).
+    pub const PROTECTION_STORAGE_MASK: Tag = Tag::from_bytes([0x42, 0x01, 0x5e]);
+    /// Protection Storage Masks (0x42015f).
+    pub const PROTECTION_STORAGE_MASKS: Tag = Tag::from_bytes([0x42, 0x01, 0x5f]);
+    /// Interop Function (0x420160).
+    pub const INTEROP_FUNCTION: Tag = Tag::from_bytes([0x42, 0x01, 0x60]);
+    /// Interop Identifier (0x420161).
+    pub const INTEROP_IDENTIFIER: Tag = Tag::from_bytes([0x42, 0x01, 0x61]);
+    /// Adjustment Value (0x420162).
+    pub const ADJUSTMENT_VALUE: Tag = Tag::from_bytes([0x42, 0x01, 0x62]);
+    /// Common Protection Storage Masks (0x420163).
+    pub const COMMON_PROTECTION_STORAGE_MASKS: Tag = Tag::from_bytes([0x42, 0x01, 0x63]);
+    /// Private Protection Storage Masks (0x420164).
+    pub const PRIVATE_PROTECTION_STORAGE_MASKS: Tag = Tag::from_bytes([0x42, 0x01, 0x64]);
+    /// Public Protection Storage Masks (0x420165).
+    pub const PUBLIC_PROTECTION_STORAGE_MASKS: Tag = Tag::from_bytes([0x42, 0x01, 0x65]);
+    /// Object Groups (0x420166).
+    pub const OBJECT_GROUPS: Tag = Tag::from_bytes([0x42, 0x01, 0x66]);
+    /// Object Types (0x420167).
+    pub const OBJECT_TYPES: Tag = Tag::from_bytes([0x42, 0x01, 0x67]);
+    /// Constraints (0x420168).
+    pub const CONSTRAINTS: Tag = Tag::from_bytes([0x42, 0x01, 0x68]);
+    /// Constraint (0x420169).
+    pub const CONSTRAINT: Tag = Tag::from_bytes([0x42, 0x01, 0x69]);
+    /// Rotate Interval (0x42016a).
+    pub const ROTATE_INTERVAL: Tag = Tag::from_bytes([0x42, 0x01, 0x6a]);
+    /// Rotate Automatic (0x42016b).
+    pub const ROTATE_AUTOMATIC: Tag = Tag::from_bytes([0x42, 0x01, 0x6b]);
+    /// Rotate Offset (0x42016c).
+    pub const ROTATE_OFFSET: Tag = Tag::from_bytes([0x42, 0x01, 0x6c]);
+    /// Rotate Date (0x42016d).
+    pub const ROTATE_DATE: Tag = Tag::from_bytes([0x42, 0x01, 0x6d]);
+    /// Rotate Generation (0x42016e).
+    pub const ROTATE_GENERATION: Tag = Tag::from_bytes([0x42, 0x01, 0x6e]);
+    /// Rotate Name (0x42016f).
+    pub const ROTATE_NAME: Tag = Tag::from_bytes([0x42, 0x01, 0x6f]);
+    /// Rotate Name Value (0x420170).
+    pub const ROTATE_NAME_VALUE: Tag = Tag::from_bytes([0x42, 0x01, 0x70]);
+    /// Rotate Name Type (0x420171).
+    pub const ROTATE_NAME_TYPE: Tag = Tag::from_bytes([0x42, 0x01, 0x71]);
+    /// Rotate Latest (0x420172).
+    pub const ROTATE_LATEST: Tag = Tag::from_bytes([0x42, 0x01, 0x72]);
+    /// Asynchronous Request (0x420173).
+    pub const ASYNCHRONOUS_REQUEST: Tag = Tag::from_bytes([0x42, 0x01, 0x73]);
+    /// Submission Date (0x420174).
+    pub const SUBMISSION_DATE: Tag = Tag::from_bytes([0x42, 0x01, 0x74]);
+    /// Processing Stage (0x420175).
+    pub const PROCESSING_STAGE: Tag = Tag::from_bytes([0x42, 0x01, 0x75]);
+    /// Asynchronous Correlation Values (0x420176).
+    pub const ASYNCHRONOUS_CORRELATION_VALUES: Tag = Tag::from_bytes([0x42, 0x01, 0x76]);
+}
+
+/// The values of every KMIP 1.0-2.1 enumeration, one module per table, as constants named
+/// after their spec names.
+pub mod enums {
+    /// Adjustment Type.
+    pub mod adjustment_type {
+        /// Increment.
+        pub const INCREMENT: u32 = 0x00000001;
+        /// Decrement.
+        pub const DECREMENT: u32 = 0x00000002;
+        /// Negate.
+        pub const NEGATE: u32 = 0x00000003;
+    }
+    /// Alternative Name Type.
+    pub mod alternative_name_type {
+        /// Uninterpreted Text String.
+        pub const UNINTERPRETED_TEXT_STRING: u32 = 0x00000001;
+        /// URI.
+        pub const URI: u32 = 0x00000002;
+        /// Object Serial Number.
+        pub const OBJECT_SERIAL_NUMBER: u32 = 0x00000003;
+        /// Email Address.
+        pub const EMAIL_ADDRESS: u32 = 0x00000004;
+        /// DNS Name.
+        pub const DNS_NAME: u32 = 0x00000005;
+        /// X.500 Distinguished Name.
+        pub const X_500_DISTINGUISHED_NAME: u32 = 0x00000006;
+        /// IP Address.
+        pub const IP_ADDRESS: u32 = 0x00000007;
+    }
+    /// Asynchronous Indicator.
+    pub mod asynchronous_indicator {
+        /// Mandatory.
+        pub const MANDATORY: u32 = 0x00000001;
+        /// Optional.
+        pub const OPTIONAL: u32 = 0x00000002;
+        /// Prohibited.
+        pub const PROHIBITED: u32 = 0x00000003;
+    }
+    /// Attestation Type.
+    pub mod attestation_type {
+        /// TPM Quote.
+        pub const TPM_QUOTE: u32 = 0x00000001;
+        /// TCG Integrity Report.
+        pub const TCG_INTEGRITY_REPORT: u32 = 0x00000002;
+        /// SAML Assertion.
+        pub const SAML_ASSERTION: u32 = 0x00000003;
+    }
+    /// Batch Error Continuation.
+    pub mod batch_error_continuation {
+        /// Continue.
+        pub const CONTINUE: u32 = 0x00000001;
+        /// Stop.
+        pub const STOP: u32 = 0x00000002;
+        /// Undo.
+        pub const UNDO: u32 = 0x00000003;
+    }
+    /// Block Cipher Mode.
+    pub mod block_cipher_mode {
+        /// CBC.
+        pub const CBC: u32 = 0x00000001;
+        /// ECB.
+        pub const ECB: u32 = 0x00000002;
+        /// PCBC.
+        pub const PCBC: u32 = 0x00000003;
+        /// CFB.
+        pub const CFB: u32 = 0x00000004;
+        /// OFB.
+        pub const OFB: u32 = 0x00000005;
+        /// CTR.
+        pub const CTR: u32 = 0x00000006;
+        /// CMAC.
+        pub const CMAC: u32 = 0x00000007;
+        /// CCM.
+        pub const CCM: u32 = 0x00000008;
+        /// GCM.
+        pub const GCM: u32 = 0x00000009;
+        /// CBC-MAC.
+        pub const CBC_MAC: u32 = 0x0000000a;
+        /// XTS.
+        pub const XTS: u32 = 0x0000000b;
+        /// AESKeyWrapPadding.
+        pub const AESKEY_WRAP_PADDING: u32 = 0x0000000c;
+        /// NISTKeyWrap.
+        pub const NISTKEY_WRAP: u32 = 0x0000000d;
+        /// X9.102 AESKW.
+        pub const X9_102_AESKW: u32 = 0x0000000e;
+        /// X9.102 TDKW.
+        pub const X9_102_TDKW: u32 = 0x0000000f;
+        /// X9.102 AKW1.
+        pub const X9_102_AKW1: u32 = 0x00000010;
+        /// X9.102 AKW2.
+        pub const X9_102_AKW2: u32 = 0x00000011;
+        /// AEAD.
+        pub const AEAD: u32 = 0x00000012;
+    }
+    /// Cancellation Result.
+    pub mod cancellation_result {
+        /// Canceled.
+        pub const CANCELED: u32 = 0x00000001;
+        /// Unable to Cancel.
+        pub const UNABLE_TO_CANCEL: u32 = 0x00000002;
+        /// Completed.
+        pub const COMPLETED: u32 = 0x00000003;
+        /// Failed.
+        pub const FAILED: u32 = 0x00000004;
+        /// Unavailable.
+        pub const UNAVAILABLE: u32 = 0x00000005;
+    }
+    /// Certificate Request Type.
+    pub mod certificate_request_type {
+        /// CRMF.
+        pub const CRMF: u32 = 0x00000001;
+        /// PKCS#10.
+        pub const PKCS_10: u32 = 0x00000002;
+        /// PEM.
+        pub const PEM: u32 = 0x00000003;
+        /// (Reserved).
+        pub const RESERVED: u32 = 0x00000004;
+    }
+    /// Certificate Type.
+    pub mod certificate_type {
+        /// X.509.
+        pub const X_509: u32 = 0x00000001;
+        /// PGP.
+        pub const PGP: u32 = 0x00000002;
+    }
+    /// Client Registration Method.
+    pub mod client_registration_method {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Server Pre-Generated.
+        pub const SERVER_PRE_GENERATED: u32 = 0x00000002;
+        /// Server On-Demand.
+        pub const SERVER_ON_DEMAND: u32 = 0x00000003;
+        /// Client Generated.
+        pub const CLIENT_GENERATED: u32 = 0x00000004;
+        /// Client Registered.
+        pub const CLIENT_REGISTERED: u32 = 0x00000005;
+    }
+    /// Credential Type.
+    pub mod credential_type {
+        /// Username and Password.
+        pub const USERNAME_AND_PASSWORD: u32 = 0x00000001;
+        /// Device.
+        pub const DEVICE: u32 = 0x00000002;
+        /// Attestation.
+        pub const ATTESTATION: u32 = 0x00000003;
+        /// One Time Password.
+        pub const ONE_TIME_PASSWORD: u32 = 0x00000004;
+        /// Hashed Password.
+        pub const HASHED_PASSWORD: u32 = 0x00000005;
+        /// Ticket.
+        pub const TICKET: u32 = 0x00000006;
+    }
+    /// Cryptographic Algorithm.
+    pub mod cryptographic_algorithm {
+        /// DES.
+        pub const DES: u32 = 0x00000001;
+        /// 3DES.
+        pub const V3_DES: u32 = 0x00000002;
+        /// AES.
+        pub const AES: u32 = 0x00000003;
+        /// RSA.
+        pub const RSA: u32 = 0x00000004;
+        /// DSA.
+        pub const DSA: u32 = 0x00000005;
+        /// ECDSA.
+        pub const ECDSA: u32 = 0x00000006;
+        /// HMAC-SHA1.
+        pub const HMAC_SHA1: u32 = 0x00000007;
+        /// HMAC-SHA224.
+        pub const HMAC_SHA224: u32 = 0x00000008;
+        /// HMAC-SHA256.
+        pub const HMAC_SHA256: u32 = 0x00000009;
+        /// HMAC-SHA384.
+        pub const HMAC_SHA384: u32 = 0x0000000a;
+        /// HMAC-SHA512.
+        pub const HMAC_SHA512: u32 = 0x0000000b;
+        /// HMAC-MD5.
+        pub const HMAC_MD5: u32 = 0x0000000c;
+        /// DH.
+        pub const DH: u32 = 0x0000000d;
+        /// ECDH.
+        pub const ECDH: u32 = 0x0000000e;
+        /// ECMQV.
+        pub const ECMQV: u32 = 0x0000000f;
+        /// Blowfish.
+        pub const BLOWFISH: u32 = 0x00000010;
+        /// Camellia.
+        pub const CAMELLIA: u32 = 0x00000011;
+        /// CAST5.
+        pub const CAST5: u32 = 0x00000012;
+        /// IDEA.
+        pub const IDEA: u32 = 0x00000013;
+        /// MARS.
+        pub const MARS: u32 = 0x00000014;
+        /// RC2.
+        pub const RC2: u32 = 0x00000015;
+        /// RC4.
+        pub const RC4: u32 = 0x00000016;
+        /// RC5.
+        pub const RC5: u32 = 0x00000017;
+        /// SKIPJACK.
+        pub const SKIPJACK: u32 = 0x00000018;
+        /// Twofish.
+        pub const TWOFISH: u32 = 0x00000019;
+        /// EC.
+        pub const EC: u32 = 0x0000001a;
+        /// One Time Pad.
+        pub const ONE_TIME_PAD: u32 = 0x0000001b;
+        /// ChaCha20.
+        pub const CHA_CHA20: u32 = 0x0000001c;
+        /// Poly1305.
+        pub const POLY1305: u32 = 0x0000001d;
+        /// ChaCha20Poly1305.
+        pub const CHA_CHA20_POLY1305: u32 = 0x0000001e;
+        /// SHA3-224.
+        pub const SHA3_224: u32 = 0x0000001f;
+        /// SHA3-256.
+        pub const SHA3_256: u32 = 0x00000020;
+        /// SHA3-384.
+        pub const SHA3_384: u32 = 0x00000021;
+        /// SHA3-512.
+        pub const SHA3_512: u32 = 0x00000022;
+        /// HMAC-SHA3-224.
+        pub const HMAC_SHA3_224: u32 = 0x00000023;
+        /// HMAC-SHA3-256.
+        pub const HMAC_SHA3_256: u32 = 0x00000024;
+        /// HMAC-SHA3-384.
+        pub const HMAC_SHA3_384: u32 = 0x00000025;
+        /// HMAC-SHA3-512.
+        pub const HMAC_SHA3_512: u32 = 0x00000026;
+        /// SHAKE-128.
+        pub const SHAKE_128: u32 = 0x00000027;
+        /// SHAKE-256.
+        pub const SHAKE_256: u32 = 0x00000028;
+        /// ARIA.
+        pub const ARIA: u32 = 0x00000029;
+        /// SEED.
+        pub const SEED: u32 = 0x0000002a;
+        /// SM2.
+        pub const SM2: u32 = 0x0000002b;
+        /// SM3.
+        pub const SM3: u32 = 0x0000002c;
+        /// SM4.
+        pub const SM4: u32 = 0x0000002d;
+        /// GOST R 34.10-2012.
+        pub const GOST_R_34_10_2012: u32 = 0x0000002e;
+        /// GOST R 34.11-2012.
+        pub const GOST_R_34_11_2012: u32 = 0x0000002f;
+        /// GOST R 34.13-2015.
+        pub const GOST_R_34_13_2015: u32 = 0x00000030;
+        /// GOST 28147-89.
+        pub const GOST_28147_89: u32 = 0x00000031;
+        /// XMSS.
+        pub const XMSS: u32 = 0x00000032;
+        /// SPHINCS-256.
+        pub const SPHINCS_256: u32 = 0x00000033;
+        /// McEliece.
+        pub const MC_ELIECE: u32 = 0x00000034;
+        /// McEliece-6960119.
+        pub const MC_ELIECE_6960119: u32 = 0x00000035;
+        /// McEliece-8192128.
+        pub const MC_ELIECE_8192128: u32 = 0x00000036;
+        /// Ed25519.
+        pub const ED25519: u32 = 0x00000037;
+        /// Ed448.
+        pub const ED448: u32 = 0x00000038;
+    }
+    /// Cryptographic Usage Mask.
+    pub mod cryptographic_usage_mask {
+        /// Sign.
+        pub const SIGN: u32 = 0x00000001;
+        /// Verify.
+        pub const VERIFY: u32 = 0x00000002;
+        /// Encrypt.
+        pub const ENCRYPT: u32 = 0x00000004;
+        /// Decrypt.
+        pub const DECRYPT: u32 = 0x00000008;
+        /// Wrap Key.
+        pub const WRAP_KEY: u32 = 0x00000010;
+        /// Unwrap Key.
+        pub const UNWRAP_KEY: u32 = 0x00000020;
+        /// Export.
+        pub const EXPORT: u32 = 0x00000040;
+        /// MAC Generate.
+        pub const MAC_GENERATE: u32 = 0x00000080;
+        /// MAC Verify.
+        pub const MAC_VERIFY: u32 = 0x00000100;
+        /// Derive Key.
+        pub const DERIVE_KEY: u32 = 0x00000200;
+        /// Content Commitment (Non Repudiation).
+        pub const CONTENT_COMMITMENT_NON_REPUDIATION: u32 = 0x00000400;
+        /// Key Agreement.
+        pub const KEY_AGREEMENT: u32 = 0x00000800;
+        /// Certificate Sign.
+        pub const CERTIFICATE_SIGN: u32 = 0x00001000;
+        /// CRL Sign.
+        pub const CRL_SIGN: u32 = 0x00002000;
+        /// Generate Cryptogram.
+        pub const GENERATE_CRYPTOGRAM: u32 = 0x00004000;
+        /// Validate Cryptogram.
+        pub const VALIDATE_CRYPTOGRAM: u32 = 0x00008000;
+        /// Translate Encrypt.
+        pub const TRANSLATE_ENCRYPT: u32 = 0x00010000;
+        /// Translate Decrypt.
+        pub const TRANSLATE_DECRYPT: u32 = 0x00020000;
+        /// Translate Wrap.
+        pub const TRANSLATE_WRAP: u32 = 0x00040000;
+        /// (Reserved).
+        pub const RESERVED: u32 = 0x00080000;
+        /// Authenticate.
+        pub const AUTHENTICATE: u32 = 0x00100000;
+        /// Unrestricted.
+        pub const UNRESTRICTED: u32 = 0x00200000;
+        /// FPE Encrypt.
+        pub const FPE_ENCRYPT: u32 = 0x00400000;
+        /// FPE Decrypt.
+        pub const FPE_DECRYPT: u32 = 0x00800000;
+    }
+    /// DRBG Algorithm.
+    pub mod drbg_algorithm {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Dual-EC.
+        pub const DUAL_EC: u32 = 0x00000002;
+        /// Hash.
+        pub const HASH: u32 = 0x00000003;
+        /// HMAC.
+        pub const HMAC: u32 = 0x00000004;
+        /// CTR.
+        pub const CTR: u32 = 0x00000005;
+    }
+    /// Data.
+    pub mod data {
+        /// Decrypt.
+        pub const DECRYPT: u32 = 0x00000001;
+        /// Encrypt.
+        pub const ENCRYPT: u32 = 0x00000002;
+        /// Hash.
+        pub const HASH: u32 = 0x00000003;
+        /// MAC MAC Data.
+        pub const MAC_MAC_DATA: u32 = 0x00000004;
+        /// RNG Retrieve.
+        pub const RNG_RETRIEVE: u32 = 0x00000005;
+        /// Sign Signature Data.
+        pub const SIGN_SIGNATURE_DATA: u32 = 0x00000006;
+        /// Signature Verify.
+        pub const SIGNATURE_VERIFY: u32 = 0x00000007;
+    }
+    /// Derivation Method.
+    pub mod derivation_method {
+        /// PBKDF2.
+        pub const PBKDF2: u32 = 0x00000001;
+        /// HASH.
+        pub const HASH: u32 = 0x00000002;
+        /// HMAC.
+        pub const HMAC: u32 = 0x00000003;
+        /// ENCRYPT.
+        pub const ENCRYPT: u32 = 0x00000004;
+        /// NIST800-108-C.
+        pub const NIST800_108_C: u32 = 0x00000005;
+        /// NIST800-108-F.
+        pub const NIST800_108_F: u32 = 0x00000006;
+        /// NIST800-108-DPI.
+        pub const NIST800_108_DPI: u32 = 0x00000007;
+        /// Asymmetric Key.
+        pub const ASYMMETRIC_KEY: u32 = 0x00000008;
+        /// AWS Signature Version 4.
+        pub const AWS_SIGNATURE_VERSION_4: u32 = 0x00000009;
+        /// HKDF.
+        pub const HKDF: u32 = 0x0000000a;
+    }
+    /// Destroy Action Type.
+    pub mod destroy_action_type {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Key Material Deleted.
+        pub const KEY_MATERIAL_DELETED: u32 = 0x00000002;
+        /// Key Material Shredded.
+        pub const KEY_MATERIAL_SHREDDED: u32 = 0x00000003;
+        /// Meta Data Deleted.
+        pub const META_DATA_DELETED: u32 = 0x00000004;
+        /// Meta Data Shredded.
+        pub const META_DATA_SHREDDED: u32 = 0x00000005;
+        /// Deleted.
+        pub const DELETED: u32 = 0x00000006;
+        /// Shredded.
+        pub const SHREDDED: u32 = 0x00000007;
+    }
+    /// Digital Signature Algorithm.
+    pub mod digital_signature_algorithm {
+        /// MD2 with RSA Encryption.
+        pub const MD2_WITH_RSA_ENCRYPTION: u32 = 0x00000001;
+        /// MD5 with RSA Encryption.
+        pub const MD5_WITH_RSA_ENCRYPTION: u32 = 0x00000002;
+        /// SHA-1 with RSA Encryption.
+        pub const SHA_1_WITH_RSA_ENCRYPTION: u32 = 0x00000003;
+        /// SHA-224 with RSA Encryption.
+        pub const SHA_224_WITH_RSA_ENCRYPTION: u32 = 0x00000004;
+        /// SHA-256 with RSA Encryption.
+        pub const SHA_256_WITH_RSA_ENCRYPTION: u32 = 0x00000005;
+        /// SHA-384 with RSA Encryption.
+        pub const SHA_384_WITH_RSA_ENCRYPTION: u32 = 0x00000006;
+        /// SHA-512 with RSA Encryption.
+        pub const SHA_512_WITH_RSA_ENCRYPTION: u32 = 0x00000007;
+        /// RSASSA-PSS.
+        pub const RSASSA_PSS: u32 = 0x00000008;
+        /// DSA with SHA-1.
+        pub const DSA_WITH_SHA_1: u32 = 0x00000009;
+        /// DSA with SHA224.
+        pub const DSA_WITH_SHA224: u32 = 0x0000000a;
+        /// DSA with SHA256.
+        pub const DSA_WITH_SHA256: u32 = 0x0000000b;
+        /// ECDSA with SHA-1.
+        pub const ECDSA_WITH_SHA_1: u32 = 0x0000000c;
+        /// ECDSA with SHA224.
+        pub const ECDSA_WITH_SHA224: u32 = 0x0000000d;
+        /// ECDSA with SHA256.
+        pub const ECDSA_WITH_SHA256: u32 = 0x0000000e;
+        /// ECDSA with SHA384.
+        pub const ECDSA_WITH_SHA384: u32 = 0x0000000f;
+        /// ECDSA with SHA512.
+        pub const ECDSA_WITH_SHA512: u32 = 0x00000010;
+        /// SHA3-256 with RSA Encryption.
+        pub const SHA3_256_WITH_RSA_ENCRYPTION: u32 = 0x00000011;
+        /// SHA3-384 with RSA Encryption.
+        pub const SHA3_384_WITH_RSA_ENCRYPTION: u32 = 0x00000012;
+        /// SHA3-512 with RSA Encryption.
+        pub const SHA3_512_WITH_RSA_ENCRYPTION: u32 = 0x00000013;
+    }
+    /// Encoding Option.
+    pub mod encoding_option {
+        /// No Encoding.
+        pub const NO_ENCODING: u32 = 0x00000001;
+        /// TTLV Encoding.
+        pub const TTLV_ENCODING: u32 = 0x00000002;
+    }
+    /// Endpoint Role.
+    pub mod endpoint_role {
+        /// Client.
+        pub const CLIENT: u32 = 0x00000001;
+        /// Server.
+        pub const SERVER: u32 = 0x00000002;
+    }
+    /// FIPS186 Variation.
+    pub mod fips186_variation {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// GP x-Original.
+        pub const GP_X_ORIGINAL: u32 = 0x00000002;
+        /// GP x-Change Notice.
+        pub const GP_X_CHANGE_NOTICE: u32 = 0x00000003;
+        /// x-Original.
+        pub const X_ORIGINAL: u32 = 0x00000004;
+        /// x-Change Notice.
+        pub const X_CHANGE_NOTICE: u32 = 0x00000005;
+        /// k-Original.
+        pub const K_ORIGINAL: u32 = 0x00000006;
+        /// k-Change Notice.
+        pub const K_CHANGE_NOTICE: u32 = 0x00000007;
+    }
+    /// Hashing Algorithm.
+    pub mod hashing_algorithm {
+        /// MD2.
+        pub const MD2: u32 = 0x00000001;
+        /// MD4.
+        pub const MD4: u32 = 0x00000002;
+        /// MD5.
+        pub const MD5: u32 = 0x00000003;
+        /// SHA-1.
+        pub const SHA_1: u32 = 0x00000004;
+        /// SHA-224.
+        pub const SHA_224: u32 = 0x00000005;
+        /// SHA-256.
+        pub const SHA_256: u32 = 0x00000006;
+        /// SHA-384.
+        pub const SHA_384: u32 = 0x00000007;
+        /// SHA-512.
+        pub const SHA_512: u32 = 0x00000008;
+        /// RIPEMD-160.
+        pub const RIPEMD_160: u32 = 0x00000009;
+        /// Tiger.
+        pub const TIGER: u32 = 0x0000000a;
+        /// Whirlpool.
+        pub const WHIRLPOOL: u32 = 0x0000000b;
+        /// SHA-512/224.
+        pub const SHA_512_224: u32 = 0x0000000c;
+        /// SHA-512/256.
+        pub const SHA_512_256: u32 = 0x0000000d;
+        /// SHA3-224.
+        pub const SHA3_224: u32 = 0x0000000e;
+        /// SHA3-256.
+        pub const SHA3_256: u32 = 0x0000000f;
+        /// SHA3-384.
+        pub const SHA3_384: u32 = 0x00000010;
+        /// SHA3-512.
+        pub const SHA3_512: u32 = 0x00000011;
+    }
+    /// Interop Function.
+    pub mod interop_function {
+        /// Begin.
+        pub const BEGIN: u32 = 0x00000001;
+        /// End.
+        pub const END: u32 = 0x00000002;
+        /// Reset.
+        pub const RESET: u32 = 0x00000003;
+    }
+    /// Item Type.
+    pub mod item_type {
+        /// Structure.
+        pub const STRUCTURE: u32 = 0x00000001;
+        /// Integer.
+        pub const INTEGER: u32 = 0x00000002;
+        /// Long Integer.
+        pub const LONG_INTEGER: u32 = 0x00000003;
+        /// Big Integer.
+        pub const BIG_INTEGER: u32 = 0x00000004;
+        /// Enumeration.
+        pub const ENUMERATION: u32 = 0x00000005;
+        /// Boolean.
+        pub const BOOLEAN: u32 = 0x00000006;
+        /// Text String.
+        pub const TEXT_STRING: u32 = 0x00000007;
+        /// Byte String.
+        pub const BYTE_STRING: u32 = 0x00000008;
+        /// Date Time.
+        pub const DATE_TIME: u32 = 0x00000009;
+        /// Interval.
+        pub const INTERVAL: u32 = 0x0000000a;
+        /// Date Time Extended.
+        pub const DATE_TIME_EXTENDED: u32 = 0x0000000b;
+    }
+    /// Key Compression Type.
+    pub mod key_compression_type {
+        /// EC Public Key Type Uncompressed.
+        pub const EC_PUBLIC_KEY_TYPE_UNCOMPRESSED: u32 = 0x00000001;
+        /// EC Public Key Type X9.62 Compressed Prime.
+        pub const EC_PUBLIC_KEY_TYPE_X9_62_COMPRESSED_PRIME: u32 = 0x00000002;
+        /// EC Public Key Type X9.62 Compressed Char2.
+        pub const EC_PUBLIC_KEY_TYPE_X9_62_COMPRESSED_CHAR2: u32 = 0x00000003;
+        /// EC Public Key Type X9.62 Hybrid.
+        pub const EC_PUBLIC_KEY_TYPE_X9_62_HYBRID: u32 = 0x00000004;
+    }
+    /// Key Format Type.
+    pub mod key_format_type {
+        /// Raw.
+        pub const RAW: u32 = 0x00000001;
+        /// Opaque.
+        pub const OPAQUE: u32 = 0x00000002;
+        /// PKCS#1.
+        pub const PKCS_1: u32 = 0x00000003;
+        /// PKCS#8.
+        pub const PKCS_8: u32 = 0x00000004;
+        /// X.509.
+        pub const X_509: u32 = 0x00000005;
+        /// ECPrivateKey.
+        pub const ECPRIVATE_KEY: u32 = 0x00000006;
+        /// Transparent Symmetric Key.
+        pub const TRANSPARENT_SYMMETRIC_KEY: u32 = 0x00000007;
+        /// Transparent DSA Private Key.
+        pub const TRANSPARENT_DSA_PRIVATE_KEY: u32 = 0x00000008;
+        /// Transparent DSA Public Key.
+        pub const TRANSPARENT_DSA_PUBLIC_KEY: u32 = 0x00000009;
+        /// Transparent RSA Private Key.
+        pub const TRANSPARENT_RSA_PRIVATE_KEY: u32 = 0x0000000a;
+        /// Transparent RSA Public Key.
+        pub const TRANSPARENT_RSA_PUBLIC_KEY: u32 = 0x0000000b;
+        /// Transparent DH Private Key.
+        pub const TRANSPARENT_DH_PRIVATE_KEY: u32 = 0x0000000c;
+        /// Transparent DH Public Key.
+        pub const TRANSPARENT_DH_PUBLIC_KEY: u32 = 0x0000000d;
+        /// Transparent ECDSA Private Key.
+        pub const TRANSPARENT_ECDSA_PRIVATE_KEY: u32 = 0x0000000e;
+        /// Transparent ECDSA Public Key.
+        pub const TRANSPARENT_ECDSA_PUBLIC_KEY: u32 = 0x0000000f;
+        /// Transparent ECDH Private Key.
+        pub const TRANSPARENT_ECDH_PRIVATE_KEY: u32 = 0x00000010;
+        /// Transparent ECDH Public Key.
+        pub const TRANSPARENT_ECDH_PUBLIC_KEY: u32 = 0x00000011;
+        /// Transparent ECMQV Private Key.
+        pub const TRANSPARENT_ECMQV_PRIVATE_KEY: u32 = 0x00000012;
+        /// (Reserved).
+        pub const RESERVED: u32 = 0x00000013;
+        /// Transparent EC Private Key.
+        pub const TRANSPARENT_EC_PRIVATE_KEY: u32 = 0x00000014;
+        /// Transparent EC Public Key.
+        pub const TRANSPARENT_EC_PUBLIC_KEY: u32 = 0x00000015;
+        /// PKCS#12.
+        pub const PKCS_12: u32 = 0x00000016;
+        /// PKCS#10.
+        pub const PKCS_10: u32 = 0x00000017;
+    }
+    /// Key Role Type.
+    pub mod key_role_type {
+        /// BDK.
+        pub const BDK: u32 = 0x00000001;
+        /// CVK.
+        pub const CVK: u32 = 0x00000002;
+        /// DEK.
+        pub const DEK: u32 = 0x00000003;
+        /// MKAC.
+        pub const MKAC: u32 = 0x00000004;
+        /// MKSMC.
+        pub const MKSMC: u32 = 0x00000005;
+        /// MKSMI.
+        pub const MKSMI: u32 = 0x00000006;
+        /// MKDAC.
+        pub const MKDAC: u32 = 0x00000007;
+        /// MKDN.
+        pub const MKDN: u32 = 0x00000008;
+        /// MKCP.
+        pub const MKCP: u32 = 0x00000009;
+        /// MKOTH.
+        pub const MKOTH: u32 = 0x0000000a;
+        /// KEK.
+        pub const KEK: u32 = 0x0000000b;
+        /// MAC16609.
+        pub const MAC16609: u32 = 0x0000000c;
+        /// MAC97971.
+        pub const MAC97971: u32 = 0x0000000d;
+        /// MAC97972.
+        pub const MAC97972: u32 = 0x0000000e;
+        /// MAC97973.
+        pub const MAC97973: u32 = 0x0000000f;
+        /// MAC97974.
+        pub const MAC97974: u32 = 0x00000010;
+        /// MAC97975.
+        pub const MAC97975: u32 = 0x00000011;
+        /// ZPK.
+        pub const ZPK: u32 = 0x00000012;
+        /// PVKIBM.
+        pub const PVKIBM: u32 = 0x00000013;
+        /// PVKPVV.
+        pub const PVKPVV: u32 = 0x00000014;
+        /// PVKOTH.
+        pub const PVKOTH: u32 = 0x00000015;
+        /// DUKPT.
+        pub const DUKPT: u32 = 0x00000016;
+        /// IV.
+        pub const IV: u32 = 0x00000017;
+        /// TRKBK.
+        pub const TRKBK: u32 = 0x00000018;
+    }
+    /// Key Value Location Type.
+    pub mod key_value_location_type {
+        /// Uninterpreted Text String.
+        pub const UNINTERPRETED_TEXT_STRING: u32 = 0x00000001;
+        /// URI.
+        pub const URI: u32 = 0x00000002;
+    }
+    /// Key Wrap Type.
+    pub mod key_wrap_type {
+        /// Not Wrapped.
+        pub const NOT_WRAPPED: u32 = 0x00000001;
+        /// As Registered.
+        pub const AS_REGISTERED: u32 = 0x00000002;
+    }
+    /// Link Type.
+    pub mod link_type {
+        /// Certificate Link.
+        pub const CERTIFICATE_LINK: u32 = 0x00000101;
+        /// Public Key Link.
+        pub const PUBLIC_KEY_LINK: u32 = 0x00000102;
+        /// Private Key Link.
+        pub const PRIVATE_KEY_LINK: u32 = 0x00000103;
+        /// Derivation Base Object Link.
+        pub const DERIVATION_BASE_OBJECT_LINK: u32 = 0x00000104;
+        /// Derived Key Link.
+        pub const DERIVED_KEY_LINK: u32 = 0x00000105;
+        /// Replacement Object Link.
+        pub const REPLACEMENT_OBJECT_LINK: u32 = 0x00000106;
+        /// Replaced Object Link.
+        pub const REPLACED_OBJECT_LINK: u32 = 0x00000107;
+        /// Parent Link.
+        pub const PARENT_LINK: u32 = 0x00000108;
+        /// Child Link.
+        pub const CHILD_LINK: u32 = 0x00000109;
+        /// Previous Link.
+        pub const PREVIOUS_LINK: u32 = 0x0000010a;
+        /// Next Link.
+        pub const NEXT_LINK: u32 = 0x0000010b;
+        /// PKCS#12 Certificate Link.
+        pub const PKCS_12_CERTIFICATE_LINK: u32 = 0x0000010c;
+        /// PKCS#12 Password Link.
+        pub const PKCS_12_PASSWORD_LINK: u32 = 0x0000010d;
+        /// Wrapping Key Link.
+        pub const WRAPPING_KEY_LINK: u32 = 0x0000010e;
+    }
+    /// Mask Generator.
+    pub mod mask_generator {
+        /// MGF1.
+        pub const MGF1: u32 = 0x00000001;
+    }
+    /// NIST Key Type.
+    pub mod nist_key_type {
+        /// Private signature key.
+        pub const PRIVATE_SIGNATURE_KEY: u32 = 0x00000001;
+        /// Public signature verification key.
+        pub const PUBLIC_SIGNATURE_VERIFICATION_KEY: u32 = 0x00000002;
+        /// Symmetric authentication key.
+        pub const SYMMETRIC_AUTHENTICATION_KEY: u32 = 0x00000003;
+        /// Private authentication key.
+        pub const PRIVATE_AUTHENTICATION_KEY: u32 = 0x00000004;
+        /// Public authentication key.
+        pub const PUBLIC_AUTHENTICATION_KEY: u32 = 0x00000005;
+        /// Symmetric data encryption key.
+        pub const SYMMETRIC_DATA_ENCRYPTION_KEY: u32 = 0x00000006;
+        /// Symmetric key wrapping key.
+        pub const SYMMETRIC_KEY_WRAPPING_KEY: u32 = 0x00000007;
+        /// Symmetric random number generation key.
+        pub const SYMMETRIC_RANDOM_NUMBER_GENERATION_KEY: u32 = 0x00000008;
+        /// Symmetric master key.
+        pub const SYMMETRIC_MASTER_KEY: u32 = 0x00000009;
+        /// Private key transport key.
+        pub const PRIVATE_KEY_TRANSPORT_KEY: u32 = 0x0000000a;
+        /// Public key transport key.
+        pub const PUBLIC_KEY_TRANSPORT_KEY: u32 = 0x0000000b;
+        /// Symmetric key agreement key.
+        pub const SYMMETRIC_KEY_AGREEMENT_KEY: u32 = 0x0000000c;
+        /// Private static key agreement key.
+        pub const PRIVATE_STATIC_KEY_AGREEMENT_KEY: u32 = 0x0000000d;
+        /// Public static key agreement key.
+        pub const PUBLIC_STATIC_KEY_AGREEMENT_KEY: u32 = 0x0000000e;
+        /// Private ephemeral key agreement key.
+        pub const PRIVATE_EPHEMERAL_KEY_AGREEMENT_KEY: u32 = 0x0000000f;
+        /// Public ephemeral key agreement key.
+        pub const PUBLIC_EPHEMERAL_KEY_AGREEMENT_KEY: u32 = 0x00000010;
+        /// Symmetric authorization key.
+        pub const SYMMETRIC_AUTHORIZATION_KEY: u32 = 0x00000011;
+        /// Private authorization key.
+        pub const PRIVATE_AUTHORIZATION_KEY: u32 = 0x00000012;
+        /// Public authorization key.
+        pub const PUBLIC_AUTHORIZATION_KEY: u32 = 0x00000013;
+    }
+    /// Name Type.
+    pub mod name_type {
+        /// Uninterpreted Text String.
+        pub const UNINTERPRETED_TEXT_STRING: u32 = 0x00000001;
+        /// URI.
+        pub const URI: u32 = 0x00000002;
+    }
+    /// Object Group Member Option.
+    pub mod object_group_member_option {
+        /// Group Member Fresh.
+        pub const GROUP_MEMBER_FRESH: u32 = 0x00000001;
+        /// Group Member Default.
+        pub const GROUP_MEMBER_DEFAULT: u32 = 0x00000002;
+    }
+    /// Object Type.
+    pub mod object_type {
+        /// Certificate.
+        pub const CERTIFICATE: u32 = 0x00000001;
+        /// Symmetric Key.
+        pub const SYMMETRIC_KEY: u32 = 0x00000002;
+        /// Public Key.
+        pub const PUBLIC_KEY: u32 = 0x00000003;
+        /// Private Key.
+        pub const PRIVATE_KEY: u32 = 0x00000004;
+        /// Split Key.
+        pub const SPLIT_KEY: u32 = 0x00000005;
+        /// (Reserved).
+        pub const RESERVED: u32 = 0x00000006;
+        /// Secret Data.
+        pub const SECRET_DATA: u32 = 0x00000007;
+        /// Opaque Object.
+        pub const OPAQUE_OBJECT: u32 = 0x00000008;
+        /// PGP Key.
+        pub const PGP_KEY: u32 = 0x00000009;
+        /// Certificate Request.
+        pub const CERTIFICATE_REQUEST: u32 = 0x0000000a;
+    }
+    /// Operation.
+    pub mod operation {
+        /// Create.
+        pub const CREATE: u32 = 0x00000001;
+        /// Create Key Pair.
+        pub const CREATE_KEY_PAIR: u32 = 0x00000002;
+        /// Register.
+        pub const REGISTER: u32 = 0x00000003;
+        /// Re-key.
+        pub const RE_KEY: u32 = 0x00000004;
+        /// Derive Key.
+        pub const DERIVE_KEY: u32 = 0x00000005;
+        /// Certify.
+        pub const CERTIFY: u32 = 0x00000006;
+        /// Re-certify.
+        pub const RE_CERTIFY: u32 = 0x00000007;
+        /// Locate.
+        pub const LOCATE: u32 = 0x00000008;
+        /// Check.
+        pub const CHECK: u32 = 0x00000009;
+        /// Get.
+        pub const GET: u32 = 0x0000000a;
+        /// Get Attributes.
+        pub const GET_ATTRIBUTES: u32 = 0x0000000b;
+        /// Get Attribute List.
+        pub const GET_ATTRIBUTE_LIST: u32 = 0x0000000c;
+        /// Add Attribute.
+        pub const ADD_ATTRIBUTE: u32 = 0x0000000d;
+        /// Modify Attribute.
+        pub const MODIFY_ATTRIBUTE: u32 = 0x0000000e;
+        /// Delete Attribute.
+        pub const DELETE_ATTRIBUTE: u32 = 0x0000000f;
+        /// Obtain Lease.
+        pub const OBTAIN_LEASE: u32 = 0x00000010;
+        /// Get Usage Allocation.
+        pub const GET_USAGE_ALLOCATION: u32 = 0x00000011;
+        /// Activate.
+        pub const ACTIVATE: u32 = 0x00000012;
+        /// Revoke.
+        pub const REVOKE: u32 = 0x00000013;
+        /// Destroy.
+        pub const DESTROY: u32 = 0x00000014;
+        /// Archive.
+        pub const ARCHIVE: u32 = 0x00000015;
+        /// Recover.
+        pub const RECOVER: u32 = 0x00000016;
+        /// Validate.
+        pub const VALIDATE: u32 = 0x00000017;
+        /// Query.
+        pub const QUERY: u32 = 0x00000018;
+        /// Cancel.
+        pub const CANCEL: u32 = 0x00000019;
+        /// Poll.
+        pub const POLL: u32 = 0x0000001a;
+        /// Notify.
+        pub const NOTIFY: u32 = 0x0000001b;
+        /// Put.
+        pub const PUT: u32 = 0x0000001c;
+        /// Re-key Key Pair.
+        pub const RE_KEY_KEY_PAIR: u32 = 0x0000001d;
+        /// Discover Versions.
+        pub const DISCOVER_VERSIONS: u32 = 0x0000001e;
+        /// Encrypt.
+        pub const ENCRYPT: u32 = 0x0000001f;
+        /// Decrypt.
+        pub const DECRYPT: u32 = 0x00000020;
+        /// Sign.
+        pub const SIGN: u32 = 0x00000021;
+        /// Signature Verify.
+        pub const SIGNATURE_VERIFY: u32 = 0x00000022;
+        /// MAC.
+        pub const MAC: u32 = 0x00000023;
+        /// MAC Verify.
+        pub const MAC_VERIFY: u32 = 0x00000024;
+        /// RNG Retrieve.
+        pub const RNG_RETRIEVE: u32 = 0x00000025;
+        /// RNG Seed.
+        pub const RNG_SEED: u32 = 0x00000026;
+        /// Hash.
+        pub const HASH: u32 = 0x00000027;
+        /// Create Split Key.
+        pub const CREATE_SPLIT_KEY: u32 = 0x00000028;
+        /// Join Split Key.
+        pub const JOIN_SPLIT_KEY: u32 = 0x00000029;
+        /// Import.
+        pub const IMPORT: u32 = 0x0000002a;
+        /// Export.
+        pub const EXPORT: u32 = 0x0000002b;
+        /// Log.
+        pub const LOG: u32 = 0x0000002c;
+        /// Login.
+        pub const LOGIN: u32 = 0x0000002d;
+        /// Logout.
+        pub const LOGOUT: u32 = 0x0000002e;
+        /// Delegated Login.
+        pub const DELEGATED_LOGIN: u32 = 0x0000002f;
+        /// Adjust Attribute.
+        pub const ADJUST_ATTRIBUTE: u32 = 0x00000030;
+        /// Set Attribute.
+        pub const SET_ATTRIBUTE: u32 = 0x00000031;
+        /// Set Endpoint Role.
+        pub const SET_ENDPOINT_ROLE: u32 = 0x00000032;
+        /// PKCS#11.
+        pub const PKCS_11: u32 = 0x00000033;
+        /// Interop.
+        pub const INTEROP: u32 = 0x00000034;
+        /// Re-Provision.
+        pub const RE_PROVISION: u32 = 0x00000035;
+        /// Set Defaults.
+        pub const SET_DEFAULTS: u32 = 0x00000036;
+        /// Set Constraints.
+        pub const SET_CONSTRAINTS: u32 = 0x00000037;
+        /// Get Constraints.
+        pub const GET_CONSTRAINTS: u32 = 0x00000038;
+        /// Query Asynchronous Requests.
+        pub const QUERY_ASYNCHRONOUS_REQUESTS: u32 = 0x00000039;
+        /// Process.
+        pub const PROCESS: u32 = 0x0000003a;
+        /// Ping.
+        pub const PING: u32 = 0x0000003b;
+    }
+    /// PKCS#11 Function.
+    pub mod pkcs_11_function {
+        /// C_Initialize.
+        pub const C_INITIALIZE: u32 = 0x00000001;
+        /// C_Finalize.
+        pub const C_FINALIZE: u32 = 0x00000002;
+        /// C_GetInfo.
+        pub const C_GET_INFO: u32 = 0x00000003;
+        /// C_GetFunctionList.
+        pub const C_GET_FUNCTION_LIST: u32 = 0x00000004;
+    }
+    /// PKCS#11 Return Code.
+    pub mod pkcs_11_return_code {
+        /// OK.
+        pub const OK: u32 = 0x00000000;
+    }
+    /// Padding Method.
+    pub mod padding_method {
+        /// None.
+        pub const NONE: u32 = 0x00000001;
+        /// OAEP.
+        pub const OAEP: u32 = 0x00000002;
+        /// PKCS5.
+        pub const PKCS5: u32 = 0x00000003;
+        /// SSL3.
+        pub const SSL3: u32 = 0x00000004;
+        /// Zeros.
+        pub const ZEROS: u32 = 0x00000005;
+        /// ANSI X9.23.
+        pub const ANSI_X9_23: u32 = 0x00000006;
+        /// ISO 10126.
+        pub const ISO_10126: u32 = 0x00000007;
+        /// PKCS1 v1.5.
+        pub const PKCS1_V1_5: u32 = 0x00000008;
+        /// X9.31.
+        pub const X9_31: u32 = 0x00000009;
+        /// PSS.
+        pub const PSS: u32 = 0x0000000a;
+    }
+    /// Processing Stage.
+    pub mod processing_stage {
+        /// Submitted.
+        pub const SUBMITTED: u32 = 0x00000001;
+        /// In Process.
+        pub const IN_PROCESS: u32 = 0x00000002;
+        /// Completed.
+        pub const COMPLETED: u32 = 0x00000003;
+    }
+    /// Profile Name.
+    pub mod profile_name {
+        /// Baseline Server Basic KMIP v1.2.
+        pub const BASELINE_SERVER_BASIC_KMIP_V1_2: u32 = 0x00000001;
+        /// Baseline Server TLS v1.2 KMIP v1.2.
+        pub const BASELINE_SERVER_TLS_V1_2_KMIP_V1_2: u32 = 0x00000002;
+        /// Baseline Client Basic KMIP v1.2.
+        pub const BASELINE_CLIENT_BASIC_KMIP_V1_2: u32 = 0x00000003;
+        /// Baseline Client TLS v1.2 KMIP v1.2.
+        pub const BASELINE_CLIENT_TLS_V1_2_KMIP_V1_2: u32 = 0x00000004;
+        /// Complete Server Basic KMIP v1.2.
+        pub const COMPLETE_SERVER_BASIC_KMIP_V1_2: u32 = 0x00000005;
+        /// Complete Server TLS v1.2 KMIP v1.2.
+        pub const COMPLETE_SERVER_TLS_V1_2_KMIP_V1_2: u32 = 0x00000006;
+        /// Tape Library Client KMIP v1.0.
+        pub const TAPE_LIBRARY_CLIENT_KMIP_V1_0: u32 = 0x00000007;
+        /// Tape Library Client KMIP v1.1.
+        pub const TAPE_LIBRARY_CLIENT_KMIP_V1_1: u32 = 0x00000008;
+        /// Tape Library Client KMIP v1.2.
+        pub const TAPE_LIBRARY_CLIENT_KMIP_V1_2: u32 = 0x00000009;
+        /// Tape Library Server KMIP v1.0.
+        pub const TAPE_LIBRARY_SERVER_KMIP_V1_0: u32 = 0x0000000a;
+        /// Tape Library Server KMIP v1.1.
+        pub const TAPE_LIBRARY_SERVER_KMIP_V1_1: u32 = 0x0000000b;
+        /// Tape Library Server KMIP v1.2.
+        pub const TAPE_LIBRARY_SERVER_KMIP_V1_2: u32 = 0x0000000c;
+        /// Symmetric Key Lifecycle Client KMIP v1.0.
+        pub const SYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_0: u32 = 0x0000000d;
+        /// Symmetric Key Lifecycle Client KMIP v1.1.
+        pub const SYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_1: u32 = 0x0000000e;
+        /// Symmetric Key Lifecycle Client KMIP v1.2.
+        pub const SYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_2: u32 = 0x0000000f;
+        /// Symmetric Key Lifecycle Server KMIP v1.0.
+        pub const SYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_0: u32 = 0x00000010;
+        /// Symmetric Key Lifecycle Server KMIP v1.1.
+        pub const SYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_1: u32 = 0x00000011;
+        /// Symmetric Key Lifecycle Server KMIP v1.2.
+        pub const SYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_2: u32 = 0x00000012;
+        /// Asymmetric Key Lifecycle Client KMIP v1.0.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_0: u32 = 0x00000013;
+        /// Asymmetric Key Lifecycle Client KMIP v1.1.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_1: u32 = 0x00000014;
+        /// Asymmetric Key Lifecycle Client KMIP v1.2.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_2: u32 = 0x00000015;
+        /// Asymmetric Key Lifecycle Server KMIP v1.0.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_0: u32 = 0x00000016;
+        /// Asymmetric Key Lifecycle Server KMIP v1.1.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_1: u32 = 0x00000017;
+        /// Asymmetric Key Lifecycle Server KMIP v1.2.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_2: u32 = 0x00000018;
+        /// Basic Cryptographic Client KMIP v1.2.
+        pub const BASIC_CRYPTOGRAPHIC_CLIENT_KMIP_V1_2: u32 = 0x00000019;
+        /// Basic Cryptographic Server KMIP v1.2.
+        pub const BASIC_CRYPTOGRAPHIC_SERVER_KMIP_V1_2: u32 = 0x0000001a;
+        /// Advanced Cryptographic Client KMIP v1.2.
+        pub const ADVANCED_CRYPTOGRAPHIC_CLIENT_KMIP_V1_2: u32 = 0x0000001b;
+        /// Advanced Cryptographic Server KMIP v1.2.
+        pub const ADVANCED_CRYPTOGRAPHIC_SERVER_KMIP_V1_2: u32 = 0x0000001c;
+        /// RNG Cryptographic Client KMIP v1.2.
+        pub const RNG_CRYPTOGRAPHIC_CLIENT_KMIP_V1_2: u32 = 0x0000001d;
+        /// RNG Cryptographic Server KMIP v1.2.
+        pub const RNG_CRYPTOGRAPHIC_SERVER_KMIP_V1_2: u32 = 0x0000001e;
+        /// Basic Symmetric Key Foundry Client KMIP v1.0.
+        pub const BASIC_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_0: u32 = 0x0000001f;
+        /// Intermediate Symmetric Key Foundry Client KMIP v1.0.
+        pub const INTERMEDIATE_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_0: u32 = 0x00000020;
+        /// Advanced Symmetric Key Foundry Client KMIP v1.0.
+        pub const ADVANCED_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_0: u32 = 0x00000021;
+        /// Basic Symmetric Key Foundry Client KMIP v1.1.
+        pub const BASIC_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_1: u32 = 0x00000022;
+        /// Intermediate Symmetric Key Foundry Client KMIP v1.1.
+        pub const INTERMEDIATE_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_1: u32 = 0x00000023;
+        /// Advanced Symmetric Key Foundry Client KMIP v1.1.
+        pub const ADVANCED_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_1: u32 = 0x00000024;
+        /// Basic Symmetric Key Foundry Client KMIP v1.2.
+        pub const BASIC_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_2: u32 = 0x00000025;
+        /// Intermediate Symmetric Key Foundry Client KMIP v1.2.
+        pub const INTERMEDIATE_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_2: u32 = 0x00000026;
+        /// Advanced Symmetric Key Foundry Client KMIP v1.2.
+        pub const ADVANCED_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_2: u32 = 0x00000027;
+        /// Symmetric Key Foundry Server KMIP v1.0.
+        pub const SYMMETRIC_KEY_FOUNDRY_SERVER_KMIP_V1_0: u32 = 0x00000028;
+        /// Symmetric Key Foundry Server KMIP v1.1.
+        pub const SYMMETRIC_KEY_FOUNDRY_SERVER_KMIP_V1_1: u32 = 0x00000029;
+        /// Symmetric Key Foundry Server KMIP v1.2.
+        pub const SYMMETRIC_KEY_FOUNDRY_SERVER_KMIP_V1_2: u32 = 0x0000002a;
+        /// Opaque Managed Object Store Client KMIP v1.0.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_CLIENT_KMIP_V1_0: u32 = 0x0000002b;
+        /// Opaque Managed Object Store Client KMIP v1.1.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_CLIENT_KMIP_V1_1: u32 = 0x0000002c;
+        /// Opaque Managed Object Store Client KMIP v1.2.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_CLIENT_KMIP_V1_2: u32 = 0x0000002d;
+        /// Opaque Managed Object Store Server KMIP v1.0.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_SERVER_KMIP_V1_0: u32 = 0x0000002e;
+        /// Opaque Managed Object Store Server KMIP v1.1.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_SERVER_KMIP_V1_1: u32 = 0x0000002f;
+        /// Opaque Managed Object Store Server KMIP v1.2.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_SERVER_KMIP_V1_2: u32 = 0x00000030;
+        /// Suite B minLOS_128 Client KMIP v1.0.
+        pub const SUITE_B_MIN_LOS_128_CLIENT_KMIP_V1_0: u32 = 0x00000031;
+        /// Suite B minLOS_128 Client KMIP v1.1.
+        pub const SUITE_B_MIN_LOS_128_CLIENT_KMIP_V1_1: u32 = 0x00000032;
+        /// Suite B minLOS_128 Client KMIP v1.2.
+        pub const SUITE_B_MIN_LOS_128_CLIENT_KMIP_V1_2: u32 = 0x00000033;
+        /// Suite B minLOS_128 Server KMIP v1.0.
+        pub const SUITE_B_MIN_LOS_128_SERVER_KMIP_V1_0: u32 = 0x00000034;
+        /// Suite B minLOS_128 Server KMIP v1.1.
+        pub const SUITE_B_MIN_LOS_128_SERVER_KMIP_V1_1: u32 = 0x00000035;
+        /// Suite B minLOS_128 Server KMIP v1.2.
+        pub const SUITE_B_MIN_LOS_128_SERVER_KMIP_V1_2: u32 = 0x00000036;
+        /// Suite B minLOS_192 Client KMIP v1.0.
+        pub const SUITE_B_MIN_LOS_192_CLIENT_KMIP_V1_0: u32 = 0x00000037;
+        /// Suite B minLOS_192 Client KMIP v1.1.
+        pub const SUITE_B_MIN_LOS_192_CLIENT_KMIP_V1_1: u32 = 0x00000038;
+        /// Suite B minLOS_192 Client KMIP v1.2.
+        pub const SUITE_B_MIN_LOS_192_CLIENT_KMIP_V1_2: u32 = 0x00000039;
+        /// Suite B minLOS_192 Server KMIP v1.0.
+        pub const SUITE_B_MIN_LOS_192_SERVER_KMIP_V1_0: u32 = 0x0000003a;
+        /// Suite B minLOS_192 Server KMIP v1.1.
+        pub const SUITE_B_MIN_LOS_192_SERVER_KMIP_V1_1: u32 = 0x0000003b;
+        /// Suite B minLOS_192 Server KMIP v1.2.
+        pub const SUITE_B_MIN_LOS_192_SERVER_KMIP_V1_2: u32 = 0x0000003c;
+        /// Storage Array with Self Encrypting Drive Client KMIP v1.0.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_CLIENT_KMIP_V1_0: u32 = 0x0000003d;
+        /// Storage Array with Self Encrypting Drive Client KMIP v1.1.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_CLIENT_KMIP_V1_1: u32 = 0x0000003e;
+        /// Storage Array with Self Encrypting Drive Client KMIP v1.2.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_CLIENT_KMIP_V1_2: u32 = 0x0000003f;
+        /// Storage Array with Self Encrypting Drive Server KMIP v1.0.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER_KMIP_V1_0: u32 = 0x00000040;
+        /// Storage Array with Self Encrypting Drive Server KMIP v1.1.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER_KMIP_V1_1: u32 = 0x00000041;
+        /// Storage Array with Self Encrypting Drive Server KMIP v1.2.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER_KMIP_V1_2: u32 = 0x00000042;
+        /// HTTPS Client KMIP v1.0.
+        pub const HTTPS_CLIENT_KMIP_V1_0: u32 = 0x00000043;
+        /// HTTPS Client KMIP v1.1.
+        pub const HTTPS_CLIENT_KMIP_V1_1: u32 = 0x00000044;
+        /// HTTPS Client KMIP v1.2.
+        pub const HTTPS_CLIENT_KMIP_V1_2: u32 = 0x00000045;
+        /// HTTPS Server KMIP v1.0.
+        pub const HTTPS_SERVER_KMIP_V1_0: u32 = 0x00000046;
+        /// HTTPS Server KMIP v1.1.
+        pub const HTTPS_SERVER_KMIP_V1_1: u32 = 0x00000047;
+        /// HTTPS Server KMIP v1.2.
+        pub const HTTPS_SERVER_KMIP_V1_2: u32 = 0x00000048;
+        /// JSON Client KMIP v1.0.
+        pub const JSON_CLIENT_KMIP_V1_0: u32 = 0x00000049;
+        /// JSON Client KMIP v1.1.
+        pub const JSON_CLIENT_KMIP_V1_1: u32 = 0x0000004a;
+        /// JSON Client KMIP v1.2.
+        pub const JSON_CLIENT_KMIP_V1_2: u32 = 0x0000004b;
+        /// JSON Server KMIP v1.0.
+        pub const JSON_SERVER_KMIP_V1_0: u32 = 0x0000004c;
+        /// JSON Server KMIP v1.1.
+        pub const JSON_SERVER_KMIP_V1_1: u32 = 0x0000004d;
+        /// JSON Server KMIP v1.2.
+        pub const JSON_SERVER_KMIP_V1_2: u32 = 0x0000004e;
+        /// XML Client KMIP v1.0.
+        pub const XML_CLIENT_KMIP_V1_0: u32 = 0x0000004f;
+        /// XML Client KMIP v1.1.
+        pub const XML_CLIENT_KMIP_V1_1: u32 = 0x00000050;
+        /// XML Client KMIP v1.2.
+        pub const XML_CLIENT_KMIP_V1_2: u32 = 0x00000051;
+        /// XML Server KMIP v1.0.
+        pub const XML_SERVER_KMIP_V1_0: u32 = 0x00000052;
+        /// XML Server KMIP v1.1.
+        pub const XML_SERVER_KMIP_V1_1: u32 = 0x00000053;
+        /// XML Server KMIP v1.2.
+        pub const XML_SERVER_KMIP_V1_2: u32 = 0x00000054;
+        /// Baseline Server Basic KMIP v1.3.
+        pub const BASELINE_SERVER_BASIC_KMIP_V1_3: u32 = 0x00000055;
+        /// Baseline Server TLS v1.2 KMIP v1.3.
+        pub const BASELINE_SERVER_TLS_V1_2_KMIP_V1_3: u32 = 0x00000056;
+        /// Baseline Client Basic KMIP v1.3.
+        pub const BASELINE_CLIENT_BASIC_KMIP_V1_3: u32 = 0x00000057;
+        /// Baseline Client TLS v1.2 KMIP v1.3.
+        pub const BASELINE_CLIENT_TLS_V1_2_KMIP_V1_3: u32 = 0x00000058;
+        /// Complete Server Basic KMIP v1.3.
+        pub const COMPLETE_SERVER_BASIC_KMIP_V1_3: u32 = 0x00000059;
+        /// Complete Server TLS v1.2 KMIP v1.3.
+        pub const COMPLETE_SERVER_TLS_V1_2_KMIP_V1_3: u32 = 0x0000005a;
+        /// Tape Library Client KMIP v1.3.
+        pub const TAPE_LIBRARY_CLIENT_KMIP_V1_3: u32 = 0x0000005b;
+        /// Tape Library Server KMIP v1.3.
+        pub const TAPE_LIBRARY_SERVER_KMIP_V1_3: u32 = 0x0000005c;
+        /// Symmetric Key Lifecycle Client KMIP v1.3.
+        pub const SYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_3: u32 = 0x0000005d;
+        /// Symmetric Key Lifecycle Server KMIP v1.3.
+        pub const SYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_3: u32 = 0x0000005e;
+        /// Asymmetric Key Lifecycle Client KMIP v1.3.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_3: u32 = 0x0000005f;
+        /// Asymmetric Key Lifecycle Server KMIP v1.3.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_3: u32 = 0x00000060;
+        /// Basic Cryptographic Client KMIP v1.3.
+        pub const BASIC_CRYPTOGRAPHIC_CLIENT_KMIP_V1_3: u32 = 0x00000061;
+        /// Basic Cryptographic Server KMIP v1.3.
+        pub const BASIC_CRYPTOGRAPHIC_SERVER_KMIP_V1_3: u32 = 0x00000062;
+        /// Advanced Cryptographic Client KMIP v1.3.
+        pub const ADVANCED_CRYPTOGRAPHIC_CLIENT_KMIP_V1_3: u32 = 0x00000063;
+        /// Advanced Cryptographic Server KMIP v1.3.
+        pub const ADVANCED_CRYPTOGRAPHIC_SERVER_KMIP_V1_3: u32 = 0x00000064;
+        /// RNG Cryptographic Client KMIP v1.3.
+        pub const RNG_CRYPTOGRAPHIC_CLIENT_KMIP_V1_3: u32 = 0x00000065;
+        /// RNG Cryptographic Server KMIP v1.3.
+        pub const RNG_CRYPTOGRAPHIC_SERVER_KMIP_V1_3: u32 = 0x00000066;
+        /// Basic Symmetric Key Foundry Client KMIP v1.3.
+        pub const BASIC_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_3: u32 = 0x00000067;
+        /// Intermediate Symmetric Key Foundry Client KMIP v1.3.
+        pub const INTERMEDIATE_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_3: u32 = 0x00000068;
+        /// Advanced Symmetric Key Foundry Client KMIP v1.3.
+        pub const ADVANCED_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_3: u32 = 0x00000069;
+        /// Symmetric Key Foundry Server KMIP v1.3.
+        pub const SYMMETRIC_KEY_FOUNDRY_SERVER_KMIP_V1_3: u32 = 0x0000006a;
+        /// Opaque Managed Object Store Client KMIP v1.3.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_CLIENT_KMIP_V1_3: u32 = 0x0000006b;
+        /// Opaque Managed Object Store Server KMIP v1.3.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_SERVER_KMIP_V1_3: u32 = 0x0000006c;
+        /// Suite B minLOS_128 Client KMIP v1.3.
+        pub const SUITE_B_MIN_LOS_128_CLIENT_KMIP_V1_3: u32 = 0x0000006d;
+        /// Suite B minLOS_128 Server KMIP v1.3.
+        pub const SUITE_B_MIN_LOS_128_SERVER_KMIP_V1_3: u32 = 0x0000006e;
+        /// Suite B minLOS_192 Client KMIP v1.3.
+        pub const SUITE_B_MIN_LOS_192_CLIENT_KMIP_V1_3: u32 = 0x0000006f;
+        /// Suite B minLOS_192 Server KMIP v1.3.
+        pub const SUITE_B_MIN_LOS_192_SERVER_KMIP_V1_3: u32 = 0x00000070;
+        /// Storage Array with Self Encrypting Drive Client KMIP v1.3.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_CLIENT_KMIP_V1_3: u32 = 0x00000071;
+        /// Storage Array with Self Encrypting Drive Server KMIP v1.3.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER_KMIP_V1_3: u32 = 0x00000072;
+        /// HTTPS Client KMIP v1.3.
+        pub const HTTPS_CLIENT_KMIP_V1_3: u32 = 0x00000073;
+        /// HTTPS Server KMIP v1.3.
+        pub const HTTPS_SERVER_KMIP_V1_3: u32 = 0x00000074;
+        /// JSON Client KMIP v1.3.
+        pub const JSON_CLIENT_KMIP_V1_3: u32 = 0x00000075;
+        /// JSON Server KMIP v1.3.
+        pub const JSON_SERVER_KMIP_V1_3: u32 = 0x00000076;
+        /// XML Client KMIP v1.3.
+        pub const XML_CLIENT_KMIP_V1_3: u32 = 0x00000077;
+        /// XML Server KMIP v1.3.
+        pub const XML_SERVER_KMIP_V1_3: u32 = 0x00000078;
+        /// Baseline Server Basic KMIP v1.4.
+        pub const BASELINE_SERVER_BASIC_KMIP_V1_4: u32 = 0x00000079;
+        /// Baseline Server TLS v1.2 KMIP v1.4.
+        pub const BASELINE_SERVER_TLS_V1_2_KMIP_V1_4: u32 = 0x0000007a;
+        /// Baseline Client Basic KMIP v1.4.
+        pub const BASELINE_CLIENT_BASIC_KMIP_V1_4: u32 = 0x0000007b;
+        /// Baseline Client TLS v1.2 KMIP v1.4.
+        pub const BASELINE_CLIENT_TLS_V1_2_KMIP_V1_4: u32 = 0x0000007c;
+        /// Complete Server Basic KMIP v1.4.
+        pub const COMPLETE_SERVER_BASIC_KMIP_V1_4: u32 = 0x0000007d;
+        /// Complete Server TLS v1.2 KMIP v1.4.
+        pub const COMPLETE_SERVER_TLS_V1_2_KMIP_V1_4: u32 = 0x0000007e;
+        /// Tape Library Client KMIP v1.4.
+        pub const TAPE_LIBRARY_CLIENT_KMIP_V1_4: u32 = 0x0000007f;
+        /// Tape Library Server KMIP v1.4.
+        pub const TAPE_LIBRARY_SERVER_KMIP_V1_4: u32 = 0x00000080;
+        /// Symmetric Key Lifecycle Client KMIP v1.4.
+        pub const SYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_4: u32 = 0x00000081;
+        /// Symmetric Key Lifecycle Server KMIP v1.4.
+        pub const SYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_4: u32 = 0x00000082;
+        /// Asymmetric Key Lifecycle Client KMIP v1.4.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_CLIENT_KMIP_V1_4: u32 = 0x00000083;
+        /// Asymmetric Key Lifecycle Server KMIP v1.4.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_SERVER_KMIP_V1_4: u32 = 0x00000084;
+        /// Basic Cryptographic Client KMIP v1.4.
+        pub const BASIC_CRYPTOGRAPHIC_CLIENT_KMIP_V1_4: u32 = 0x00000085;
+        /// Basic Cryptographic Server KMIP v1.4.
+        pub const BASIC_CRYPTOGRAPHIC_SERVER_KMIP_V1_4: u32 = 0x00000086;
+        /// Advanced Cryptographic Client KMIP v1.4.
+        pub const ADVANCED_CRYPTOGRAPHIC_CLIENT_KMIP_V1_4: u32 = 0x00000087;
+        /// Advanced Cryptographic Server KMIP v1.4.
+        pub const ADVANCED_CRYPTOGRAPHIC_SERVER_KMIP_V1_4: u32 = 0x00000088;
+        /// RNG Cryptographic Client KMIP v1.4.
+        pub const RNG_CRYPTOGRAPHIC_CLIENT_KMIP_V1_4: u32 = 0x00000089;
+        /// RNG Cryptographic Server KMIP v1.4.
+        pub const RNG_CRYPTOGRAPHIC_SERVER_KMIP_V1_4: u32 = 0x0000008a;
+        /// Basic Symmetric Key Foundry Client KMIP v1.4.
+        pub const BASIC_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_4: u32 = 0x0000008b;
+        /// Intermediate Symmetric Key Foundry Client KMIP v1.4.
+        pub const INTERMEDIATE_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_4: u32 = 0x0000008c;
+        /// Advanced Symmetric Key Foundry Client KMIP v1.4.
+        pub const ADVANCED_SYMMETRIC_KEY_FOUNDRY_CLIENT_KMIP_V1_4: u32 = 0x0000008d;
+        /// Symmetric Key Foundry Server KMIP v1.4.
+        pub const SYMMETRIC_KEY_FOUNDRY_SERVER_KMIP_V1_4: u32 = 0x0000008e;
+        /// Opaque Managed Object Store Client KMIP v1.4.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_CLIENT_KMIP_V1_4: u32 = 0x0000008f;
+        /// Opaque Managed Object Store Server KMIP v1.4.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_SERVER_KMIP_V1_4: u32 = 0x00000090;
+        /// Suite B minLOS_128 Client KMIP v1.4.
+        pub const SUITE_B_MIN_LOS_128_CLIENT_KMIP_V1_4: u32 = 0x00000091;
+        /// Suite B minLOS_128 Server KMIP v1.4.
+        pub const SUITE_B_MIN_LOS_128_SERVER_KMIP_V1_4: u32 = 0x00000092;
+        /// Suite B minLOS_192 Client KMIP v1.4.
+        pub const SUITE_B_MIN_LOS_192_CLIENT_KMIP_V1_4: u32 = 0x00000093;
+        /// Suite B minLOS_192 Server KMIP v1.4.
+        pub const SUITE_B_MIN_LOS_192_SERVER_KMIP_V1_4: u32 = 0x00000094;
+        /// Storage Array with Self Encrypting Drive Client KMIP v1.4.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_CLIENT_KMIP_V1_4: u32 = 0x00000095;
+        /// Storage Array with Self Encrypting Drive Server KMIP v1.4.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER_KMIP_V1_4: u32 = 0x00000096;
+        /// HTTPS Client KMIP v1.4.
+        pub const HTTPS_CLIENT_KMIP_V1_4: u32 = 0x00000097;
+        /// HTTPS Server KMIP v1.4.
+        pub const HTTPS_SERVER_KMIP_V1_4: u32 = 0x00000098;
+        /// JSON Client KMIP v1.4.
+        pub const JSON_CLIENT_KMIP_V1_4: u32 = 0x00000099;
+        /// JSON Server KMIP v1.4.
+        pub const JSON_SERVER_KMIP_V1_4: u32 = 0x0000009a;
+        /// XML Client KMIP v1.4.
+        pub const XML_CLIENT_KMIP_V1_4: u32 = 0x0000009b;
+        /// XML Server KMIP v1.4.
+        pub const XML_SERVER_KMIP_V1_4: u32 = 0x0000009c;
+        /// Complete Server Basic.
+        pub const COMPLETE_SERVER_BASIC: u32 = 0x00000104;
+        /// Complete Server TLS v1.2.
+        pub const COMPLETE_SERVER_TLS_V1_2: u32 = 0x00000105;
+        /// Tape Library Client.
+        pub const TAPE_LIBRARY_CLIENT: u32 = 0x00000106;
+        /// Tape Library Server.
+        pub const TAPE_LIBRARY_SERVER: u32 = 0x00000107;
+        /// Symmetric Key Lifecycle Client.
+        pub const SYMMETRIC_KEY_LIFECYCLE_CLIENT: u32 = 0x00000108;
+        /// Symmetric Key Lifecycle Server.
+        pub const SYMMETRIC_KEY_LIFECYCLE_SERVER: u32 = 0x00000109;
+        /// Asymmetric Key Lifecycle Client.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_CLIENT: u32 = 0x0000010a;
+        /// Asymmetric Key Lifecycle Server.
+        pub const ASYMMETRIC_KEY_LIFECYCLE_SERVER: u32 = 0x0000010b;
+        /// Basic Cryptographic Client.
+        pub const BASIC_CRYPTOGRAPHIC_CLIENT: u32 = 0x0000010c;
+        /// Basic Cryptographic Server.
+        pub const BASIC_CRYPTOGRAPHIC_SERVER: u32 = 0x0000010d;
+        /// Advanced Cryptographic Client.
+        pub const ADVANCED_CRYPTOGRAPHIC_CLIENT: u32 = 0x0000010e;
+        /// Advanced Cryptographic Server.
+        pub const ADVANCED_CRYPTOGRAPHIC_SERVER: u32 = 0x0000010f;
+        /// RNG Cryptographic Client.
+        pub const RNG_CRYPTOGRAPHIC_CLIENT: u32 = 0x00000110;
+        /// RNG Cryptographic Server.
+        pub const RNG_CRYPTOGRAPHIC_SERVER: u32 = 0x00000111;
+        /// Basic Symmetric Key Foundry Client.
+        pub const BASIC_SYMMETRIC_KEY_FOUNDRY_CLIENT: u32 = 0x00000112;
+        /// Intermediate Symmetric Key Foundry Client.
+        pub const INTERMEDIATE_SYMMETRIC_KEY_FOUNDRY_CLIENT: u32 = 0x00000113;
+        /// Advanced Symmetric Key Foundry Client.
+        pub const ADVANCED_SYMMETRIC_KEY_FOUNDRY_CLIENT: u32 = 0x00000114;
+        /// Symmetric Key Foundry Server.
+        pub const SYMMETRIC_KEY_FOUNDRY_SERVER: u32 = 0x00000115;
+        /// Opaque Managed Object Store Client.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_CLIENT: u32 = 0x00000116;
+        /// Opaque Managed Object Store Server.
+        pub const OPAQUE_MANAGED_OBJECT_STORE_SERVER: u32 = 0x00000117;
+        /// (Reserved).
+        pub const RESERVED: u32 = 0x0000011b;
+        /// Storage Array with Self Encrypting Drive Client.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_CLIENT: u32 = 0x0000011c;
+        /// Storage Array with Self Encrypting Drive Server.
+        pub const STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER: u32 = 0x0000011d;
+        /// HTTPS Client.
+        pub const HTTPS_CLIENT: u32 = 0x0000011e;
+        /// HTTPS Server.
+        pub const HTTPS_SERVER: u32 = 0x0000011f;
+        /// JSON Client.
+        pub const JSON_CLIENT: u32 = 0x00000120;
+        /// JSON Server.
+        pub const JSON_SERVER: u32 = 0x00000121;
+        /// XML Client.
+        pub const XML_CLIENT: u32 = 0x00000122;
+        /// XML Server.
+        pub const XML_SERVER: u32 = 0x00000123;
+        /// AES XTS Client.
+        pub const AES_XTS_CLIENT: u32 = 0x00000124;
+        /// AES XTS Server.
+        pub const AES_XTS_SERVER: u32 = 0x00000125;
+        /// Quantum Safe Client.
+        pub const QUANTUM_SAFE_CLIENT: u32 = 0x00000126;
+        /// Quantum Safe Server.
+        pub const QUANTUM_SAFE_SERVER: u32 = 0x00000127;
+        /// PKCS#11 Client.
+        pub const PKCS_11_CLIENT: u32 = 0x00000128;
+        /// PKCS#11 Server.
+        pub const PKCS_11_SERVER: u32 = 0x00000129;
+        /// Baseline Client.
+        pub const BASELINE_CLIENT: u32 = 0x0000012a;
+        /// Baseline Server.
+        pub const BASELINE_SERVER: u32 = 0x0000012b;
+        /// Complete Server.
+        pub const COMPLETE_SERVER: u32 = 0x0000012c;
+    }
+    /// Protection Level.
+    pub mod protection_level {
+        /// High.
+        pub const HIGH: u32 = 0x00000001;
+        /// Low.
+        pub const LOW: u32 = 0x00000002;
+    }
+    /// Protection Storage Mask.
+    pub mod protection_storage_mask {
+        /// Software.
+        pub const SOFTWARE: u32 = 0x00000001;
+        /// Hardware.
+        pub const HARDWARE: u32 = 0x00000002;
+        /// On Processor.
+        pub const ON_PROCESSOR: u32 = 0x00000004;
+        /// On System.
+        pub const ON_SYSTEM: u32 = 0x00000008;
+        /// Off System.
+        pub const OFF_SYSTEM: u32 = 0x00000010;
+        /// Hypervisor.
+        pub const HYPERVISOR: u32 = 0x00000020;
+        /// Operating System.
+        pub const OPERATING_SYSTEM: u32 = 0x00000040;
+        /// Container.
+        pub const CONTAINER: u32 = 0x00000080;
+        /// On Premises.
+        pub const ON_PREMISES: u32 = 0x00000100;
+        /// Off Premises.
+        pub const OFF_PREMISES: u32 = 0x00000200;
+        /// Self Managed.
+        pub const SELF_MANAGED: u32 = 0x00000400;
+        /// Outsourced.
+        pub const OUTSOURCED: u32 = 0x00000800;
+        /// Validated.
+        pub const VALIDATED: u32 = 0x00001000;
+        /// Same Jurisdiction.
+        pub const SAME_JURISDICTION: u32 = 0x00002000;
+    }
+    /// Put Function.
+    pub mod put_function {
+        /// New.
+        pub const NEW: u32 = 0x00000001;
+        /// Replace.
+        pub const REPLACE: u32 = 0x00000002;
+    }
+    /// Query Function.
+    pub mod query_function {
+        /// Query Operations.
+        pub const QUERY_OPERATIONS: u32 = 0x00000001;
+        /// Query Objects.
+        pub const QUERY_OBJECTS: u32 = 0x00000002;
+        /// Query Server Information.
+        pub const QUERY_SERVER_INFORMATION: u32 = 0x00000003;
+        /// Query Application Namespaces.
+        pub const QUERY_APPLICATION_NAMESPACES: u32 = 0x00000004;
+        /// Query Extension List.
+        pub const QUERY_EXTENSION_LIST: u32 = 0x00000005;
+        /// Query Extension Map.
+        pub const QUERY_EXTENSION_MAP: u32 = 0x00000006;
+        /// Query Attestation Types.
+        pub const QUERY_ATTESTATION_TYPES: u32 = 0x00000007;
+        /// Query RNGs.
+        pub const QUERY_RNGS: u32 = 0x00000008;
+        /// Query Validations.
+        pub const QUERY_VALIDATIONS: u32 = 0x00000009;
+        /// Query Profiles.
+        pub const QUERY_PROFILES: u32 = 0x0000000a;
+        /// Query Capabilities.
+        pub const QUERY_CAPABILITIES: u32 = 0x0000000b;
+        /// Query Client Registration Methods.
+        pub const QUERY_CLIENT_REGISTRATION_METHODS: u32 = 0x0000000c;
+        /// Query Defaults Information.
+        pub const QUERY_DEFAULTS_INFORMATION: u32 = 0x0000000d;
+        /// Query Storage Protection Masks.
+        pub const QUERY_STORAGE_PROTECTION_MASKS: u32 = 0x0000000e;
+    }
+    /// RNG Algorithm.
+    pub mod rng_algorithm {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// FIPS 186-2.
+        pub const FIPS_186_2: u32 = 0x00000002;
+        /// DRBG.
+        pub const DRBG: u32 = 0x00000003;
+        /// NRBG.
+        pub const NRBG: u32 = 0x00000004;
+        /// ANSI X9.31.
+        pub const ANSI_X9_31: u32 = 0x00000005;
+        /// ANSI X9.62.
+        pub const ANSI_X9_62: u32 = 0x00000006;
+    }
+    /// RNG Mode.
+    pub mod rng_mode {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Shared Instantiation.
+        pub const SHARED_INSTANTIATION: u32 = 0x00000002;
+        /// Non-Shared Instantiation.
+        pub const NON_SHARED_INSTANTIATION: u32 = 0x00000003;
+    }
+    /// Recommended Curve.
+    pub mod recommended_curve {
+        /// P-192.
+        pub const P_192: u32 = 0x00000001;
+        /// K-163.
+        pub const K_163: u32 = 0x00000002;
+        /// B-163.
+        pub const B_163: u32 = 0x00000003;
+        /// P-224.
+        pub const P_224: u32 = 0x00000004;
+        /// K-233.
+        pub const K_233: u32 = 0x00000005;
+        /// B-233.
+        pub const B_233: u32 = 0x00000006;
+        /// P-256.
+        pub const P_256: u32 = 0x00000007;
+        /// K-283.
+        pub const K_283: u32 = 0x00000008;
+        /// B-283.
+        pub const B_283: u32 = 0x00000009;
+        /// P-384.
+        pub const P_384: u32 = 0x0000000a;
+        /// K-409.
+        pub const K_409: u32 = 0x0000000b;
+        /// B-409.
+        pub const B_409: u32 = 0x0000000c;
+        /// P-521.
+        pub const P_521: u32 = 0x0000000d;
+        /// K-571.
+        pub const K_571: u32 = 0x0000000e;
+        /// B-571.
+        pub const B_571: u32 = 0x0000000f;
+        /// SECP112R1.
+        pub const SECP112_R1: u32 = 0x00000010;
+        /// SECP112R2.
+        pub const SECP112_R2: u32 = 0x00000011;
+        /// SECP128R1.
+        pub const SECP128_R1: u32 = 0x00000012;
+        /// SECP128R2.
+        pub const SECP128_R2: u32 = 0x00000013;
+        /// SECP160K1.
+        pub const SECP160_K1: u32 = 0x00000014;
+        /// SECP160R1.
+        pub const SECP160_R1: u32 = 0x00000015;
+        /// SECP160R2.
+        pub const SECP160_R2: u32 = 0x00000016;
+        /// SECP192K1.
+        pub const SECP192_K1: u32 = 0x00000017;
+        /// SECP224K1.
+        pub const SECP224_K1: u32 = 0x00000018;
+        /// SECP256K1.
+        pub const SECP256_K1: u32 = 0x00000019;
+        /// SECT113R1.
+        pub const SECT113_R1: u32 = 0x0000001a;
+        /// SECT113R2.
+        pub const SECT113_R2: u32 = 0x0000001b;
+        /// SECT131R1.
+        pub const SECT131_R1: u32 = 0x0000001c;
+        /// SECT131R2.
+        pub const SECT131_R2: u32 = 0x0000001d;
+        /// SECT163R1.
+        pub const SECT163_R1: u32 = 0x0000001e;
+        /// SECT193R1.
+        pub const SECT193_R1: u32 = 0x0000001f;
+        /// SECT193R2.
+        pub const SECT193_R2: u32 = 0x00000020;
+        /// SECT239K1.
+        pub const SECT239_K1: u32 = 0x00000021;
+        /// ANSIX9P192V2.
+        pub const ANSIX9_P192_V2: u32 = 0x00000022;
+        /// ANSIX9P192V3.
+        pub const ANSIX9_P192_V3: u32 = 0x00000023;
+        /// ANSIX9P239V1.
+        pub const ANSIX9_P239_V1: u32 = 0x00000024;
+        /// ANSIX9P239V2.
+        pub const ANSIX9_P239_V2: u32 = 0x00000025;
+        /// ANSIX9P239V3.
+        pub const ANSIX9_P239_V3: u32 = 0x00000026;
+        /// ANSIX9C2PNB163V1.
+        pub const ANSIX9_C2_PNB163_V1: u32 = 0x00000027;
+        /// ANSIX9C2PNB163V2.
+        pub const ANSIX9_C2_PNB163_V2: u32 = 0x00000028;
+        /// ANSIX9C2PNB163V3.
+        pub const ANSIX9_C2_PNB163_V3: u32 = 0x00000029;
+        /// ANSIX9C2PNB176V1.
+        pub const ANSIX9_C2_PNB176_V1: u32 = 0x0000002a;
+        /// ANSIX9C2TNB191V1.
+        pub const ANSIX9_C2_TNB191_V1: u32 = 0x0000002b;
+        /// ANSIX9C2TNB191V2.
+        pub const ANSIX9_C2_TNB191_V2: u32 = 0x0000002c;
+        /// ANSIX9C2TNB191V3.
+        pub const ANSIX9_C2_TNB191_V3: u32 = 0x0000002d;
+        /// ANSIX9C2PNB208W1.
+        pub const ANSIX9_C2_PNB208_W1: u32 = 0x0000002e;
+        /// ANSIX9C2TNB239V1.
+        pub const ANSIX9_C2_TNB239_V1: u32 = 0x0000002f;
+        /// ANSIX9C2TNB239V2.
+        pub const ANSIX9_C2_TNB239_V2: u32 = 0x00000030;
+        /// ANSIX9C2TNB239V3.
+        pub const ANSIX9_C2_TNB239_V3: u32 = 0x00000031;
+        /// ANSIX9C2PNB272W1.
+        pub const ANSIX9_C2_PNB272_W1: u32 = 0x00000032;
+        /// ANSIX9C2PNB304W1.
+        pub const ANSIX9_C2_PNB304_W1: u32 = 0x00000033;
+        /// ANSIX9C2TNB359V1.
+        pub const ANSIX9_C2_TNB359_V1: u32 = 0x00000034;
+        /// ANSIX9C2PNB368W1.
+        pub const ANSIX9_C2_PNB368_W1: u32 = 0x00000035;
+        /// ANSIX9C2TNB431R1.
+        pub const ANSIX9_C2_TNB431_R1: u32 = 0x00000036;
+        /// BRAINPOOLP160R1.
+        pub const BRAINPOOLP160_R1: u32 = 0x00000037;
+        /// BRAINPOOLP160T1.
+        pub const BRAINPOOLP160_T1: u32 = 0x00000038;
+        /// BRAINPOOLP192R1.
+        pub const BRAINPOOLP192_R1: u32 = 0x00000039;
+        /// BRAINPOOLP192T1.
+        pub const BRAINPOOLP192_T1: u32 = 0x0000003a;
+        /// BRAINPOOLP224R1.
+        pub const BRAINPOOLP224_R1: u32 = 0x0000003b;
+        /// BRAINPOOLP224T1.
+        pub const BRAINPOOLP224_T1: u32 = 0x0000003c;
+        /// BRAINPOOLP256R1.
+        pub const BRAINPOOLP256_R1: u32 = 0x0000003d;
+        /// BRAINPOOLP256T1.
+        pub const BRAINPOOLP256_T1: u32 = 0x0000003e;
+        /// BRAINPOOLP320R1.
+        pub const BRAINPOOLP320_R1: u32 = 0x0000003f;
+        /// BRAINPOOLP320T1.
+        pub const BRAINPOOLP320_T1: u32 = 0x00000040;
+        /// BRAINPOOLP384R1.
+        pub const BRAINPOOLP384_R1: u32 = 0x00000041;
+        /// BRAINPOOLP384T1.
+        pub const BRAINPOOLP384_T1: u32 = 0x00000042;
+        /// BRAINPOOLP512R1.
+        pub const BRAINPOOLP512_R1: u32 = 0x00000043;
+        /// BRAINPOOLP512T1.
+        pub const BRAINPOOLP512_T1: u32 = 0x00000044;
+        /// CURVE25519.
+        pub const CURVE25519: u32 = 0x00000045;
+        /// CURVE448.
+        pub const CURVE448: u32 = 0x00000046;
+    }
+    /// Result Reason.
+    pub mod result_reason {
+        /// Item Not Found.
+        pub const ITEM_NOT_FOUND: u32 = 0x00000001;
+        /// Response Too Large.
+        pub const RESPONSE_TOO_LARGE: u32 = 0x00000002;
+        /// Authentication Not Successful.
+        pub const AUTHENTICATION_NOT_SUCCESSFUL: u32 = 0x00000003;
+        /// Invalid Message.
+        pub const INVALID_MESSAGE: u32 = 0x00000004;
+        /// Operation Not Supported.
+        pub const OPERATION_NOT_SUPPORTED: u32 = 0x00000005;
+        /// Missing Data.
+        pub const MISSING_DATA: u32 = 0x00000006;
+        /// Invalid Field.
+        pub const INVALID_FIELD: u32 = 0x00000007;
+        /// Feature Not Supported.
+        pub const FEATURE_NOT_SUPPORTED: u32 = 0x00000008;
+        /// Operation Canceled By Requester.
+        pub const OPERATION_CANCELED_BY_REQUESTER: u32 = 0x00000009;
+        /// Cryptographic Failure.
+        pub const CRYPTOGRAPHIC_FAILURE: u32 = 0x0000000a;
+        /// Illegal Operation.
+        pub const ILLEGAL_OPERATION: u32 = 0x0000000b;
+        /// Permission Denied.
+        pub const PERMISSION_DENIED: u32 = 0x0000000c;
+        /// Object Archived.
+        pub const OBJECT_ARCHIVED: u32 = 0x0000000d;
+        /// Index Out of Bounds.
+        pub const INDEX_OUT_OF_BOUNDS: u32 = 0x0000000e;
+        /// Application Namespace Not Supported.
+        pub const APPLICATION_NAMESPACE_NOT_SUPPORTED: u32 = 0x0000000f;
+        /// Key Format Type Not Supported.
+        pub const KEY_FORMAT_TYPE_NOT_SUPPORTED: u32 = 0x00000010;
+        /// Key Compression Type Not Supported.
+        pub const KEY_COMPRESSION_TYPE_NOT_SUPPORTED: u32 = 0x00000011;
+        /// Encoding Option Error.
+        pub const ENCODING_OPTION_ERROR: u32 = 0x00000012;
+        /// Key Value Not Present.
+        pub const KEY_VALUE_NOT_PRESENT: u32 = 0x00000013;
+        /// Attestation Required.
+        pub const ATTESTATION_REQUIRED: u32 = 0x00000014;
+        /// Attestation Failed.
+        pub const ATTESTATION_FAILED: u32 = 0x00000015;
+        /// Sensitive.
+        pub const SENSITIVE: u32 = 0x00000016;
+        /// Not Extractable.
+        pub const NOT_EXTRACTABLE: u32 = 0x00000017;
+        /// Object Already Exists.
+        pub const OBJECT_ALREADY_EXISTS: u32 = 0x00000018;
+        /// Invalid Ticket.
+        pub const INVALID_TICKET: u32 = 0x00000019;
+        /// Usage Limit Exceeded.
+        pub const USAGE_LIMIT_EXCEEDED: u32 = 0x0000001a;
+        /// Numeric Range.
+        pub const NUMERIC_RANGE: u32 = 0x0000001b;
+        /// Invalid Data Type.
+        pub const INVALID_DATA_TYPE: u32 = 0x0000001c;
+        /// Read Only Attribute.
+        pub const READ_ONLY_ATTRIBUTE: u32 = 0x0000001d;
+        /// Multi Valued Attribute.
+        pub const MULTI_VALUED_ATTRIBUTE: u32 = 0x0000001e;
+        /// Unsupported Attribute.
+        pub const UNSUPPORTED_ATTRIBUTE: u32 = 0x0000001f;
+        /// Attribute Instance Not Found.
+        pub const ATTRIBUTE_INSTANCE_NOT_FOUND: u32 = 0x00000020;
+        /// Attribute Not Found.
+        pub const ATTRIBUTE_NOT_FOUND: u32 = 0x00000021;
+        /// Attribute Read Only.
+        pub const ATTRIBUTE_READ_ONLY: u32 = 0x00000022;
+        /// Attribute Single Valued.
+        pub const ATTRIBUTE_SINGLE_VALUED: u32 = 0x00000023;
+        /// Bad Cryptographic Parameters.
+        pub const BAD_CRYPTOGRAPHIC_PARAMETERS: u32 = 0x00000024;
+        /// Bad Password.
+        pub const BAD_PASSWORD: u32 = 0x00000025;
+        /// Codec Error.
+        pub const CODEC_ERROR: u32 = 0x00000026;
+        /// Illegal Object Type.
+        pub const ILLEGAL_OBJECT_TYPE: u32 = 0x00000028;
+        /// Incompatible Cryptographic Usage Mask.
+        pub const INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK: u32 = 0x00000029;
+        /// Internal Server Error.
+        pub const INTERNAL_SERVER_ERROR: u32 = 0x0000002a;
+        /// Invalid Asynchronous Correlation Value.
+        pub const INVALID_ASYNCHRONOUS_CORRELATION_VALUE: u32 = 0x0000002b;
+        /// Invalid Attribute.
+        pub const INVALID_ATTRIBUTE: u32 = 0x0000002c;
+        /// Invalid Attribute Value.
+        pub const INVALID_ATTRIBUTE_VALUE: u32 = 0x0000002d;
+        /// Invalid Correlation Value.
+        pub const INVALID_CORRELATION_VALUE: u32 = 0x0000002e;
+        /// Invalid CSR.
+        pub const INVALID_CSR: u32 = 0x0000002f;
+        /// Invalid Object Type.
+        pub const INVALID_OBJECT_TYPE: u32 = 0x00000030;
+        /// Key Wrap Type Not Supported.
+        pub const KEY_WRAP_TYPE_NOT_SUPPORTED: u32 = 0x00000032;
+        /// Missing Initialization Vector.
+        pub const MISSING_INITIALIZATION_VECTOR: u32 = 0x00000034;
+        /// Non Unique Name Attribute.
+        pub const NON_UNIQUE_NAME_ATTRIBUTE: u32 = 0x00000035;
+        /// Object Destroyed.
+        pub const OBJECT_DESTROYED: u32 = 0x00000036;
+        /// Object Not Found.
+        pub const OBJECT_NOT_FOUND: u32 = 0x00000037;
+        /// (Reserved).
+        pub const RESERVED: u32 = 0x00000038;
+        /// Not Authorised.
+        pub const NOT_AUTHORISED: u32 = 0x00000039;
+        /// Server Limit Exceeded.
+        pub const SERVER_LIMIT_EXCEEDED: u32 = 0x0000003a;
+        /// Unknown Enumeration.
+        pub const UNKNOWN_ENUMERATION: u32 = 0x0000003b;
+        /// Unknown Message Extension.
+        pub const UNKNOWN_MESSAGE_EXTENSION: u32 = 0x0000003c;
+        /// Unknown Tag.
+        pub const UNKNOWN_TAG: u32 = 0x0000003d;
+        /// Unsupported Cryptographic Parameters.
+        pub const UNSUPPORTED_CRYPTOGRAPHIC_PARAMETERS: u32 = 0x0000003e;
+        /// Unsupported Protocol Version.
+        pub const UNSUPPORTED_PROTOCOL_VERSION: u32 = 0x0000003f;
+        /// Wrapping Object Archived.
+        pub const WRAPPING_OBJECT_ARCHIVED: u32 = 0x00000040;
+        /// Wrapping Object Destroyed.
+        pub const WRAPPING_OBJECT_DESTROYED: u32 = 0x00000041;
+        /// Wrapping Object Not Found.
+        pub const WRAPPING_OBJECT_NOT_FOUND: u32 = 0x00000042;
+        /// Wrong Key Lifecycle State.
+        pub const WRONG_KEY_LIFECYCLE_STATE: u32 = 0x00000043;
+        /// Protection Storage Unavailable.
+        pub const PROTECTION_STORAGE_UNAVAILABLE: u32 = 0x00000044;
+        /// PKCS#11 Codec Error.
+        pub const PKCS_11_CODEC_ERROR: u32 = 0x00000045;
+        /// PKCS#11 Invalid Function.
+        pub const PKCS_11_INVALID_FUNCTION: u32 = 0x00000046;
+        /// PKCS#11 Invalid Interface.
+        pub const PKCS_11_INVALID_INTERFACE: u32 = 0x00000047;
+        /// Private Protection Storage Unavailable.
+        pub const PRIVATE_PROTECTION_STORAGE_UNAVAILABLE: u32 = 0x00000048;
+        /// Public Protection Storage Unavailable.
+        pub const PUBLIC_PROTECTION_STORAGE_UNAVAILABLE: u32 = 0x00000049;
+        /// Unknown Object Group.
+        pub const UNKNOWN_OBJECT_GROUP: u32 = 0x0000004a;
+        /// Constraint Violation.
+        pub const CONSTRAINT_VIOLATION: u32 = 0x0000004b;
+        /// Duplicate Process Request.
+        pub const DUPLICATE_PROCESS_REQUEST: u32 = 0x0000004c;
+        /// General Failure.
+        pub const GENERAL_FAILURE: u32 = 0x00000100;
+    }
+    /// Result Status.
+    pub mod result_status {
+        /// Success.
+        pub const SUCCESS: u32 = 0x00000000;
+        /// Operation Failed.
+        pub const OPERATION_FAILED: u32 = 0x00000001;
+        /// Operation Pending.
+        pub const OPERATION_PENDING: u32 = 0x00000002;
+        /// Operation Undone.
+        pub const OPERATION_UNDONE: u32 = 0x00000003;
+    }
+    /// Revocation Reason Code.
+    pub mod revocation_reason_code {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Key Compromise.
+        pub const KEY_COMPROMISE: u32 = 0x00000002;
+        /// CA Compromise.
+        pub const CA_COMPROMISE: u32 = 0x00000003;
+        /// Affiliation Changed.
+        pub const AFFILIATION_CHANGED: u32 = 0x00000004;
+        /// Superseded.
+        pub const SUPERSEDED: u32 = 0x00000005;
+        /// Cessation of Operation.
+        pub const CESSATION_OF_OPERATION: u32 = 0x00000006;
+        /// Privilege Withdrawn.
+        pub const PRIVILEGE_WITHDRAWN: u32 = 0x00000007;
+    }
+    /// Rotate Name Type.
+    pub mod rotate_name_type {
+        /// Uninterpreted Text String.
+        pub const UNINTERPRETED_TEXT_STRING: u32 = 0x00000001;
+        /// URI.
+        pub const URI: u32 = 0x00000002;
+    }
+    /// Secret Data Type.
+    pub mod secret_data_type {
+        /// Password.
+        pub const PASSWORD: u32 = 0x00000001;
+        /// Seed.
+        pub const SEED: u32 = 0x00000002;
+    }
+    /// Shredding Algorithm.
+    pub mod shredding_algorithm {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Cryptographic.
+        pub const CRYPTOGRAPHIC: u32 = 0x00000002;
+        /// Unsupported.
+        pub const UNSUPPORTED: u32 = 0x00000003;
+    }
+    /// Split Key Method.
+    pub mod split_key_method {
+        /// XOR.
+        pub const XOR: u32 = 0x00000001;
+        /// Polynomial Sharing GF (2^16).
+        pub const POLYNOMIAL_SHARING_GF_2_16: u32 = 0x00000002;
+        /// Polynomial Sharing Prime Field.
+        pub const POLYNOMIAL_SHARING_PRIME_FIELD: u32 = 0x00000003;
+        /// Polynomial Sharing GF (2^8).
+        pub const POLYNOMIAL_SHARING_GF_2_8: u32 = 0x00000004;
+    }
+    /// State.
+    pub mod state {
+        /// Pre-Active.
+        pub const PRE_ACTIVE: u32 = 0x00000001;
+        /// Active.
+        pub const ACTIVE: u32 = 0x00000002;
+        /// Deactivated.
+        pub const DEACTIVATED: u32 = 0x00000003;
+        /// Compromised.
+        pub const COMPROMISED: u32 = 0x00000004;
+        /// Destroyed.
+        pub const DESTROYED: u32 = 0x00000005;
+        /// Destroyed Compromised.
+        pub const DESTROYED_COMPROMISED: u32 = 0x00000006;
+    }
+    /// Storage Status Mask.
+    pub mod storage_status_mask {
+        /// On-line storage.
+        pub const ON_LINE_STORAGE: u32 = 0x00000001;
+        /// Archival storage.
+        pub const ARCHIVAL_STORAGE: u32 = 0x00000002;
+        /// Destroyed storage.
+        pub const DESTROYED_STORAGE: u32 = 0x00000004;
+    }
+    /// Ticket Type.
+    pub mod ticket_type {
+        /// Login.
+        pub const LOGIN: u32 = 0x00000001;
+    }
+    /// Unique Identifier.
+    pub mod unique_identifier {
+        /// ID Placeholder.
+        pub const ID_PLACEHOLDER: u32 = 0x00000001;
+        /// Certify.
+        pub const CERTIFY: u32 = 0x00000002;
+        /// Create.
+        pub const CREATE: u32 = 0x00000003;
+        /// Create Key Pair.
+        pub const CREATE_KEY_PAIR: u32 = 0x00000004;
+        /// Create Key Pair Private Key.
+        pub const CREATE_KEY_PAIR_PRIVATE_KEY: u32 = 0x00000005;
+        /// Create Key Pair Public Key.
+        pub const CREATE_KEY_PAIR_PUBLIC_KEY: u32 = 0x00000006;
+        /// Create Split Key.
+        pub const CREATE_SPLIT_KEY: u32 = 0x00000007;
+        /// Derive Key.
+        pub const DERIVE_KEY: u32 = 0x00000008;
+        /// Import.
+        pub const IMPORT: u32 = 0x00000009;
+        /// Join Split Key.
+        pub const JOIN_SPLIT_KEY: u32 = 0x0000000a;
+        /// Locate.
+        pub const LOCATE: u32 = 0x0000000b;
+        /// Register.
+        pub const REGISTER: u32 = 0x0000000c;
+        /// Re-key.
+        pub const RE_KEY: u32 = 0x0000000d;
+        /// Re-certify.
+        pub const RE_CERTIFY: u32 = 0x0000000e;
+        /// Re-key Key Pair.
+        pub const RE_KEY_KEY_PAIR: u32 = 0x0000000f;
+        /// Re-key Key Pair Private Key.
+        pub const RE_KEY_KEY_PAIR_PRIVATE_KEY: u32 = 0x00000010;
+        /// Re-key Key Pair Public Key.
+        pub const RE_KEY_KEY_PAIR_PUBLIC_KEY: u32 = 0x00000011;
+    }
+    /// Unwrap Mode.
+    pub mod unwrap_mode {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Processed.
+        pub const PROCESSED: u32 = 0x00000002;
+        /// Not Processed.
+        pub const NOT_PROCESSED: u32 = 0x00000003;
+    }
+    /// Usage Limits Unit.
+    pub mod usage_limits_unit {
+        /// Byte.
+        pub const BYTE: u32 = 0x00000001;
+        /// Object.
+        pub const OBJECT: u32 = 0x00000002;
+    }
+    /// Validation Authority Type.
+    pub mod validation_authority_type {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// NIST CMVP.
+        pub const NIST_CMVP: u32 = 0x00000002;
+        /// Common Criteria.
+        pub const COMMON_CRITERIA: u32 = 0x00000003;
+    }
+    /// Validation Type.
+    pub mod validation_type {
+        /// Unspecified.
+        pub const UNSPECIFIED: u32 = 0x00000001;
+        /// Hardware.
+        pub const HARDWARE: u32 = 0x00000002;
+        /// Software.
+        pub const SOFTWARE: u32 = 0x00000003;
+        /// Firmware.
+        pub const FIRMWARE: u32 = 0x00000004;
+        /// Hybrid.
+        pub const HYBRID: u32 = 0x00000005;
+    }
+    /// Validity Indicator.
+    pub mod validity_indicator {
+        /// Valid.
+        pub const VALID: u32 = 0x00000001;
+        /// Invalid.
+        pub const INVALID: u32 = 0x00000002;
+        /// Unknown.
+        pub const UNKNOWN: u32 = 0x00000003;
+    }
+    /// Wrapping Method.
+    pub mod wrapping_method {
+        /// Encrypt.
+        pub const ENCRYPT: u32 = 0x00000001;
+        /// MAC/sign.
+        pub const MAC_SIGN: u32 = 0x00000002;
+        /// Encrypt then MAC/sign.
+        pub const ENCRYPT_THEN_MAC_SIGN: u32 = 0x00000003;
+        /// MAC/sign then encrypt.
+        pub const MAC_SIGN_THEN_ENCRYPT: u32 = 0x00000004;
+        /// TR-31.
+        pub const TR_31: u32 = 0x00000005;
+    }
+}
+
 /// (spec, XML or alias name, table), sorted by name.
 pub(super) static ENUMS_BY_NAME: &[(&str, &EnumDef)] = &[
     ("Adjustment Type", &E_ADJUSTMENTTYPE),

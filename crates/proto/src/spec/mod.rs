@@ -12,6 +12,8 @@ use kmipd_ttlv::{Names, Tag};
 #[allow(clippy::unreadable_literal)]
 mod generated;
 
+pub use generated::{enums, tag};
+
 /// A KMIP protocol version that the tables know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Version {
