@@ -1,8 +1,14 @@
 //! KMIP protocol knowledge on top of the TTLV codec: the tag and enumeration tables of KMIP 1.0
-//! to 2.1 (each entry with the version that introduced it), and the KMIP XML and JSON encodings
-//! of a TTLV tree.
+//! to 2.1 (each entry with the version that introduced it), request and response messages,
+//! attributes in both the 1.x and 2.x forms, typed reading of payloads, and the KMIP XML and
+//! JSON encodings of a TTLV tree.
 
+pub mod attributes;
 mod datetime;
 pub mod json;
+pub mod message;
+pub mod reader;
 pub mod spec;
 pub mod xml;
+
+pub use spec::{enums, tag};

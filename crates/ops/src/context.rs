@@ -1,0 +1,142 @@
+//! What an operation handler sees: the request's context ([`Ctx`]) and the batch's pending
+//! changes ([`Tx`]), which reach the store in one atomic commit once the batch is done.
+
+use std::collections::BTreeMap;
+
+use kmipd_proto::message::ProtocolVersion;
+use kmipd_proto::spec::Version;
+use kmipd_store::{Change, ManagedObject, ObjectStore};
+
+use crate::Principal;
+use crate::engine::EngineConfig;
+use crate::error::{Error, Result};
+
+/// The changes of one batch over the store: reads see earlier writes of the same batch.
+pub(crate) struct Tx<'a> {
+    store: &'a dyn ObjectStore,
+    changes: BTreeMap<String, Option<ManagedObject>>,
+}
+
+/// A point to roll back to (one batch item's start).
+pub(crate) struct Savepoint(BTreeMap<String, Option<ManagedObject>>);
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(store: &'a dyn ObjectStore) -> Self {
+        Tx {
+            store,
+            changes: BTreeMap::new(),
+        }
+    }
+
+    /// The object, as this batch sees it.
+    pub(crate) fn get(&self, uid: &str) -> Result<Option<ManagedObject>> {
+        match self.changes.get(uid) {
+            Some(change) => Ok(change.clone()),
+            None => Ok(self.store.get(uid)?),
+        }
+    }
+
+    /// Every object, as this batch sees it, in creation order.
+    pub(crate) fn all(&self) -> Result<Vec<ManagedObject>> {
+        let mut objects: Vec<ManagedObject> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|o| !self.changes.contains_key(&o.uid))
+            .collect();
+        objects.extend(self.changes.values().flatten().cloned());
+        objects.sort_by_key(|o| o.sequence);
+        Ok(objects)
+    }
+
+    /// Inserts or replaces an object.
+    pub(crate) fn put(&mut self, object: ManagedObject) {
+        self.changes.insert(object.uid.clone(), Some(object));
+    }
+
+    /// Removes an object entirely.
+    pub(crate) fn delete(&mut self, uid: &str) {
+        self.changes.insert(uid.to_owned(), None);
+    }
+
+    /// A fresh sequence number for a new object.
+    pub(crate) fn next_sequence(&self) -> Result<u64> {
+        Ok(self.store.next_sequence()?)
+    }
+
+    pub(crate) fn savepoint(&self) -> Savepoint {
+        Savepoint(self.changes.clone())
+    }
+
+    pub(crate) fn rollback_to(&mut self, sp: Savepoint) {
+        self.changes = sp.0;
+    }
+
+    pub(crate) fn rollback_all(&mut self) {
+        self.changes.clear();
+    }
+
+    /// The changes, for the store's atomic commit.
+    pub(crate) fn into_changes(self) -> Vec<Change> {
+        self.changes
+            .into_iter()
+            .map(|(uid, o)| match o {
+                Some(o) => Change::Put(o),
+                None => Change::Delete(uid),
+            })
+            .collect()
+    }
+}
+
+/// Everything an operation handler may use.
+pub(crate) struct Ctx<'a> {
+    /// Who is asking (from the verified client certificate).
+    pub(crate) principal: &'a Principal,
+    /// The protocol version of the request, which the response uses.
+    pub(crate) version: ProtocolVersion,
+    /// The tables' version for `version`.
+    pub(crate) spec: Version,
+    /// The time of the request (seconds since the epoch), one value for the whole batch.
+    pub(crate) now: i64,
+    /// The batch's changes.
+    pub(crate) tx: Tx<'a>,
+    /// The ID Placeholder: the Unique Identifier of the last object an item of this batch
+    /// created or named (KMIP 1.4 §6.1.x / 2.1 §6.1.x).
+    pub(crate) id_placeholder: Option<String>,
+    /// 2.x: the Unique Identifiers returned by earlier items of this batch, for the Integer
+    /// and Enumeration forms of Unique Identifier.
+    pub(crate) batch_uids: Vec<String>,
+    /// 2.x: (Unique Identifier enumeration, identifier) of the objects earlier items of this
+    /// batch produced, e.g. (Create, uid) or (Create Key Pair Private Key, uid).
+    pub(crate) uid_by_kind: Vec<(u32, String)>,
+    /// The engine's configuration.
+    pub(crate) config: &'a EngineConfig,
+}
+
+impl Ctx<'_> {
+    /// True when the request is KMIP 2.x.
+    pub(crate) fn v2(&self) -> bool {
+        self.version.is_v2()
+    }
+
+    /// The object with this identifier, if the caller may see it; anything else is
+    /// [`Error::NotFound`] (an invisible object looks exactly like a missing one).
+    pub(crate) fn load(&self, uid: &str) -> Result<ManagedObject> {
+        match self.tx.get(uid)? {
+            Some(o) if self.principal.may_see(&o) => Ok(o),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// Records `uid` as the ID Placeholder and as this batch's latest identifier.
+    pub(crate) fn set_placeholder(&mut self, uid: &str) {
+        self.id_placeholder = Some(uid.to_owned());
+        self.batch_uids.push(uid.to_owned());
+    }
+
+    /// Records `uid` as what an item of this batch produced, for the 2.x Unique Identifier
+    /// enumeration (`kind` is a Unique Identifier enumeration value such as Create).
+    pub(crate) fn produced(&mut self, kind: u32, uid: &str) {
+        self.uid_by_kind.push((kind, uid.to_owned()));
+    }
+}

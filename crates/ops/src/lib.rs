@@ -1,0 +1,21 @@
+//! The KMIP engine: typed requests in, responses out, against an [`kmipd_store::ObjectStore`].
+//! No sockets, no TLS: the server crate feeds it bytes, the conformance runner feeds it trees.
+//!
+//! - [`engine`]: batches (order, error continuation, ID Placeholder, Maximum Response Size) and
+//!   versions.
+//! - `dispatch`: the one exhaustive match from Operation to handler; `operations/`: one file
+//!   per operation.
+//! - [`error`]: the error type and the one mapping to KMIP Result Reasons.
+//! - `lifecycle`: the state machine of KMIP's key lifecycle.
+
+mod context;
+mod dispatch;
+pub mod engine;
+pub mod error;
+mod keyblock;
+mod lifecycle;
+mod object;
+mod operations;
+
+pub use engine::{Engine, EngineConfig, Principal};
+pub use error::Error;

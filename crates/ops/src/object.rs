@@ -1,0 +1,189 @@
+//! Helpers shared by the operations: naming the object a request is about, making new managed
+//! objects with the attributes the server sets, time-driven state changes, and writing
+//! attributes in the request's version.
+
+use kmipd_proto::attributes::{AttrName, Attribute, Attributes, write_attributes};
+use kmipd_proto::enums::{state, unique_identifier as uid_enum};
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
+use kmipd_store::ManagedObject;
+use kmipd_ttlv::{Ttlv, Value};
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+/// The object a request names: its Unique Identifier (text; in 2.x also the Enumeration and
+/// Integer forms), or, when absent, the ID Placeholder.
+pub(crate) fn resolve_uid(ctx: &Ctx<'_>, r: &StructReader<'_>) -> Result<String> {
+    match r.optional(tag::UNIQUE_IDENTIFIER) {
+        Some(item) => uid_value(ctx, item),
+        None => ctx.id_placeholder.clone().ok_or(Error::MissingData(
+            "no Unique Identifier and no ID Placeholder",
+        )),
+    }
+}
+
+/// Reads one Unique Identifier item (any of its forms).
+pub(crate) fn uid_value(ctx: &Ctx<'_>, item: &Ttlv) -> Result<String> {
+    match &item.value {
+        Value::TextString(s) => Ok(s.clone()),
+        Value::Enumeration(e) if ctx.v2() => match *e {
+            uid_enum::ID_PLACEHOLDER => ctx
+                .id_placeholder
+                .clone()
+                .ok_or(Error::MissingData("no ID Placeholder")),
+            kind => ctx
+                .uid_by_kind
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, u)| u.clone())
+                .ok_or(Error::MissingData("no such identifier in this batch")),
+        },
+        Value::Integer(i) if ctx.v2() => {
+            let idx = usize::try_from(*i).map_err(|_| Error::InvalidField("Unique Identifier"))?;
+            ctx.batch_uids
+                .get(idx)
+                .cloned()
+                .ok_or(Error::InvalidField("Unique Identifier"))
+        }
+        _ => Err(Error::InvalidField("Unique Identifier")),
+    }
+}
+
+/// The Unique Identifier item of a response payload.
+pub(crate) fn uid_item(uid: &str) -> Ttlv {
+    reader::text(tag::UNIQUE_IDENTIFIER, uid)
+}
+
+/// A fresh Unique Identifier (a random UUID).
+pub(crate) fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Attributes a client may never set (the server owns them).
+pub(crate) fn server_only(name: &AttrName) -> bool {
+    let Some(t) = name.tag() else {
+        return false;
+    };
+    [
+        tag::UNIQUE_IDENTIFIER,
+        tag::OBJECT_TYPE,
+        tag::STATE,
+        tag::INITIAL_DATE,
+        tag::LAST_CHANGE_DATE,
+        tag::DESTROY_DATE,
+        tag::COMPROMISE_DATE,
+        tag::DIGEST,
+        tag::ORIGINAL_CREATION_DATE,
+        tag::FRESH,
+        tag::KEY_VALUE_PRESENT,
+        tag::KEY_VALUE_LOCATION,
+        tag::RANDOM_NUMBER_GENERATOR,
+        tag::ALWAYS_SENSITIVE,
+        tag::NEVER_EXTRACTABLE,
+    ]
+    .contains(&t)
+}
+
+/// Builds a new managed object owned by the caller, with the attributes the server sets:
+/// Unique Identifier, Object Type, State (Pre-Active, or Active when an Activation Date in the
+/// past was given), Initial Date, Last Change Date, Original Creation Date (1.4+) and, for
+/// objects made by the server, the client's attributes.
+pub(crate) fn new_object(
+    ctx: &Ctx<'_>,
+    object_type: u32,
+    object: Option<Ttlv>,
+    client_attributes: Attributes,
+) -> Result<ManagedObject> {
+    let uid = new_uid();
+    let mut attributes = Attributes::new();
+    attributes.set(tag::UNIQUE_IDENTIFIER, Value::TextString(uid.clone()));
+    attributes.set(tag::OBJECT_TYPE, Value::Enumeration(object_type));
+    for a in client_attributes.0 {
+        attributes.0.push(a);
+    }
+    attributes.set(tag::STATE, Value::Enumeration(state::PRE_ACTIVE));
+    attributes.set(tag::INITIAL_DATE, Value::DateTime(ctx.now));
+    attributes.set(tag::LAST_CHANGE_DATE, Value::DateTime(ctx.now));
+    attributes.set(tag::ORIGINAL_CREATION_DATE, Value::DateTime(ctx.now));
+    let mut obj = ManagedObject {
+        uid,
+        object_type,
+        owner: ctx.principal.name().to_owned(),
+        object,
+        attributes,
+        sequence: ctx.tx.next_sequence()?,
+    };
+    apply_dates(&mut obj, ctx.now);
+    Ok(obj)
+}
+
+/// Applies the time-driven transitions: an Activation Date at or before `now` makes a
+/// Pre-Active object Active; a Deactivation Date at or before `now` makes a Pre-Active or
+/// Active object Deactivated.
+pub(crate) fn apply_dates(obj: &mut ManagedObject, now: i64) {
+    let date = |t| match obj.attributes.get(t) {
+        Some(Value::DateTime(d)) => Some(*d),
+        _ => None,
+    };
+    let current = current_state(obj);
+    let activation = date(tag::ACTIVATION_DATE);
+    let deactivation = date(tag::DEACTIVATION_DATE);
+    if current == Some(state::PRE_ACTIVE) && activation.is_some_and(|d| d <= now) {
+        obj.attributes
+            .set(tag::STATE, Value::Enumeration(state::ACTIVE));
+    }
+    let current = current_state(obj);
+    if matches!(current, Some(state::PRE_ACTIVE | state::ACTIVE))
+        && deactivation.is_some_and(|d| d <= now)
+    {
+        obj.attributes
+            .set(tag::STATE, Value::Enumeration(state::DEACTIVATED));
+    }
+}
+
+/// The object's State.
+pub(crate) fn current_state(obj: &ManagedObject) -> Option<u32> {
+    match obj.attributes.get(tag::STATE) {
+        Some(Value::Enumeration(s)) => Some(*s),
+        _ => None,
+    }
+}
+
+/// Marks a change: Last Change Date = now.
+pub(crate) fn touch(ctx: &Ctx<'_>, obj: &mut ManagedObject) {
+    obj.attributes
+        .set(tag::LAST_CHANGE_DATE, Value::DateTime(ctx.now));
+}
+
+/// Attributes in the request's version: 1.x a list of `Attribute` (with Attribute Index when
+/// `with_index`), 2.x one `Attributes` structure. Attributes the version lacks are left out.
+pub(crate) fn attributes_out(
+    ctx: &Ctx<'_>,
+    attrs: &[(usize, &Attribute)],
+    with_index: bool,
+) -> Vec<Ttlv> {
+    let items = write_attributes(attrs, ctx.spec, with_index);
+    if ctx.v2() {
+        vec![reader::structure(tag::ATTRIBUTES, items)]
+    } else {
+        items
+    }
+}
+
+/// A standard attribute's value as an Enumeration.
+pub(crate) fn attr_enum(attrs: &Attributes, t: kmipd_ttlv::Tag) -> Option<u32> {
+    match attrs.get(t) {
+        Some(Value::Enumeration(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+/// A standard attribute's value as an Integer.
+pub(crate) fn attr_int(attrs: &Attributes, t: kmipd_ttlv::Tag) -> Option<i32> {
+    match attrs.get(t) {
+        Some(Value::Integer(v)) => Some(*v),
+        _ => None,
+    }
+}

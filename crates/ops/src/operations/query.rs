@@ -1,0 +1,11 @@
+//! Query: not implemented yet.
+
+use kmipd_ttlv::Ttlv;
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+/// Handles Query.
+pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
+    Err(Error::OperationNotSupported)
+}

@@ -1,0 +1,392 @@
+//! Attributes in one internal form, read from and written to both wire forms.
+//!
+//! - KMIP 1.x: `Attribute { Attribute Name (text), Attribute Index?, Attribute Value }`, the
+//!   name being the spec name ("Cryptographic Algorithm") or a custom `x-`/`y-` name; lists in
+//!   Template-Attribute structures.
+//! - KMIP 2.x: an `Attributes` structure whose children are tagged by the attribute itself
+//!   (`<CryptographicAlgorithm>`), vendor attributes as `Attribute { Vendor Identification,
+//!   Attribute Name, Attribute Value }`; Attribute Reference names one by tag.
+//!
+//! Internally an attribute is a [`AttrName`] and a TTLV [`Value`] (a structure's children keep
+//! their own tags, identical in both versions). Multi-instance attributes repeat the name; the
+//! 1.x Attribute Index of an instance is its position among the instances of that name.
+
+use kmipd_ttlv::{Tag, Ttlv, Value};
+
+use crate::reader::{self, ProtoError, StructReader};
+use crate::spec::{self, Version, tag};
+
+/// Which attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttrName {
+    /// An attribute of the specification, by its tag.
+    Std(Tag),
+    /// A custom attribute: 1.x `x-name`/`y-name` (vendor `None`), 2.x vendor attribute.
+    Custom {
+        /// 2.x Vendor Identification.
+        vendor: Option<String>,
+        /// The attribute name.
+        name: String,
+    },
+}
+
+impl AttrName {
+    /// The 1.x name: the spec name, or the custom name (a 2.x vendor attribute becomes
+    /// `vendor-name` unless the name already has an `x-`/`y-` prefix).
+    pub fn v1_name(&self) -> String {
+        match self {
+            AttrName::Std(t) => reader::name(*t),
+            AttrName::Custom { vendor: None, name } => name.clone(),
+            AttrName::Custom {
+                vendor: Some(v),
+                name,
+            } => {
+                if name.starts_with("x-") || name.starts_with("y-") {
+                    name.clone()
+                } else {
+                    format!("{v}-{name}")
+                }
+            }
+        }
+    }
+
+    /// The attribute for a 1.x Attribute Name.
+    pub fn from_v1_name(name: &str) -> AttrName {
+        if name.starts_with("x-") || name.starts_with("y-") {
+            return AttrName::Custom {
+                vendor: None,
+                name: name.to_owned(),
+            };
+        }
+        match spec::tag_by_name(name) {
+            Some(t) => AttrName::Std(Tag::from_bytes(tag_bytes(t.tag))),
+            None => AttrName::Custom {
+                vendor: None,
+                name: name.to_owned(),
+            },
+        }
+    }
+
+    /// True when this version defines the attribute (custom attributes always are).
+    pub fn defined_in(&self, version: Version) -> bool {
+        match self {
+            AttrName::Std(t) => {
+                spec::tag_by_value(t.value()).is_some_and(|d| d.defined_in(version))
+            }
+            AttrName::Custom { .. } => true,
+        }
+    }
+
+    /// The spec tag, for standard attributes.
+    pub fn tag(&self) -> Option<Tag> {
+        match self {
+            AttrName::Std(t) => Some(*t),
+            AttrName::Custom { .. } => None,
+        }
+    }
+}
+
+fn tag_bytes(v: u32) -> [u8; 3] {
+    let [_, a, b, c] = v.to_be_bytes();
+    [a, b, c]
+}
+
+/// One attribute instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    /// Which attribute.
+    pub name: AttrName,
+    /// Its value.
+    pub value: Value,
+}
+
+impl Attribute {
+    /// A standard attribute.
+    pub fn std(t: Tag, value: Value) -> Self {
+        Attribute {
+            name: AttrName::Std(t),
+            value,
+        }
+    }
+
+    /// Reads a 1.x `Attribute` structure; returns the attribute and the Attribute Index sent.
+    pub fn from_v1(item: &Ttlv) -> Result<(Attribute, Option<i32>), ProtoError> {
+        let r = StructReader::new(item, tag::ATTRIBUTE)?;
+        let name = AttrName::from_v1_name(r.req_text(tag::ATTRIBUTE_NAME)?);
+        let index = r.int(tag::ATTRIBUTE_INDEX)?;
+        let value = match r.optional(tag::ATTRIBUTE_VALUE) {
+            Some(v) => v.value.clone(),
+            None => return Err(ProtoError::Missing(tag::ATTRIBUTE_VALUE)),
+        };
+        Ok((Attribute { name, value }, index))
+    }
+
+    /// Reads a 1.x `Attribute` that may lack its value (Get/Delete forms): name, index, value.
+    pub fn ref_from_v1(item: &Ttlv) -> Result<(AttrName, Option<i32>, Option<Value>), ProtoError> {
+        let r = StructReader::new(item, tag::ATTRIBUTE)?;
+        let name = AttrName::from_v1_name(r.req_text(tag::ATTRIBUTE_NAME)?);
+        let index = r.int(tag::ATTRIBUTE_INDEX)?;
+        Ok((
+            name,
+            index,
+            r.optional(tag::ATTRIBUTE_VALUE).map(|v| v.value.clone()),
+        ))
+    }
+
+    /// The 1.x `Attribute` structure (the index is written when given).
+    pub fn to_v1(&self, index: Option<i32>) -> Ttlv {
+        let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, self.name.v1_name())];
+        if let Some(i) = index {
+            items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+        }
+        items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, self.value.clone()));
+        reader::structure(tag::ATTRIBUTE, items)
+    }
+
+    /// Reads one child of a 2.x `Attributes` structure (or a 2.x New/Current Attribute's child).
+    pub fn from_v2(item: &Ttlv) -> Result<Attribute, ProtoError> {
+        if item.tag == tag::ATTRIBUTE {
+            let r = StructReader::any(item)?;
+            let vendor = r.text(tag::VENDOR_IDENTIFICATION)?.map(str::to_owned);
+            let name = r.req_text(tag::ATTRIBUTE_NAME)?;
+            let value = r.required(tag::ATTRIBUTE_VALUE)?.value.clone();
+            let name = match vendor {
+                Some(v) => AttrName::Custom {
+                    vendor: Some(v),
+                    name: name.to_owned(),
+                },
+                None => AttrName::from_v1_name(name),
+            };
+            return Ok(Attribute { name, value });
+        }
+        Ok(Attribute {
+            name: AttrName::Std(item.tag),
+            value: item.value.clone(),
+        })
+    }
+
+    /// The 2.x form: the tagged item, or a vendor `Attribute` structure.
+    pub fn to_v2(&self) -> Ttlv {
+        match &self.name {
+            AttrName::Std(t) => Ttlv::new(*t, self.value.clone()),
+            AttrName::Custom { vendor, name } => {
+                let (vendor, name) = match vendor {
+                    Some(v) => (v.clone(), name.clone()),
+                    None => split_custom(name),
+                };
+                reader::structure(
+                    tag::ATTRIBUTE,
+                    vec![
+                        reader::text(tag::VENDOR_IDENTIFICATION, vendor),
+                        reader::text(tag::ATTRIBUTE_NAME, name),
+                        Ttlv::new(tag::ATTRIBUTE_VALUE, self.value.clone()),
+                    ],
+                )
+            }
+        }
+    }
+}
+
+/// A 1.x custom name `x-foo` as a 2.x (vendor, name) pair.
+fn split_custom(name: &str) -> (String, String) {
+    match name.split_once('-') {
+        Some((v, n)) if !v.is_empty() && !n.is_empty() => (v.to_owned(), n.to_owned()),
+        _ => (String::new(), name.to_owned()),
+    }
+}
+
+/// An ordered set of attribute instances (multi-instance attributes repeat their name).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Attributes(pub Vec<Attribute>);
+
+impl Attributes {
+    /// No attributes.
+    pub fn new() -> Self {
+        Attributes(Vec::new())
+    }
+
+    /// The first instance of a standard attribute.
+    pub fn get(&self, t: Tag) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|a| a.name == AttrName::Std(t))
+            .map(|a| &a.value)
+    }
+
+    /// Every instance of an attribute, in order.
+    pub fn all<'a>(&'a self, name: &'a AttrName) -> impl Iterator<Item = &'a Value> + 'a {
+        self.0
+            .iter()
+            .filter(move |a| &a.name == name)
+            .map(|a| &a.value)
+    }
+
+    /// The number of instances of an attribute.
+    pub fn count(&self, name: &AttrName) -> usize {
+        self.0.iter().filter(|a| &a.name == name).count()
+    }
+
+    /// True when at least one instance exists.
+    pub fn has(&self, name: &AttrName) -> bool {
+        self.0.iter().any(|a| &a.name == name)
+    }
+
+    /// Replaces every instance of a standard attribute with one value.
+    pub fn set(&mut self, t: Tag, value: Value) {
+        self.set_named(AttrName::Std(t), value);
+    }
+
+    /// Replaces every instance of an attribute with one value (kept at the first one's place).
+    pub fn set_named(&mut self, name: AttrName, value: Value) {
+        match self.0.iter().position(|a| a.name == name) {
+            Some(pos) => {
+                if let Some(slot) = self.0.get_mut(pos) {
+                    slot.value = value;
+                }
+                let mut i = 0usize;
+                self.0.retain(|a| {
+                    let keep = a.name != name || i == pos;
+                    i += 1;
+                    keep
+                });
+            }
+            None => self.0.push(Attribute { name, value }),
+        }
+    }
+
+    /// Appends an instance; returns its index among the instances of that name.
+    pub fn add(&mut self, attr: Attribute) -> usize {
+        let index = self.count(&attr.name);
+        self.0.push(attr);
+        index
+    }
+
+    /// The `index`-th instance of an attribute, mutable.
+    pub fn instance_mut(&mut self, name: &AttrName, index: usize) -> Option<&mut Value> {
+        self.0
+            .iter_mut()
+            .filter(|a| &a.name == name)
+            .nth(index)
+            .map(|a| &mut a.value)
+    }
+
+    /// Removes the `index`-th instance; returns it.
+    pub fn remove_instance(&mut self, name: &AttrName, index: usize) -> Option<Value> {
+        let pos = self
+            .0
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| &a.name == name)
+            .nth(index)
+            .map(|(p, _)| p)?;
+        Some(self.0.remove(pos).value)
+    }
+
+    /// Removes every instance of an attribute; returns how many there were.
+    pub fn remove_all(&mut self, name: &AttrName) -> usize {
+        let before = self.0.len();
+        self.0.retain(|a| &a.name != name);
+        before - self.0.len()
+    }
+
+    /// The instances with their per-name index, in order.
+    pub fn indexed(&self) -> Vec<(usize, &Attribute)> {
+        let mut counts: Vec<(&AttrName, usize)> = Vec::new();
+        self.0
+            .iter()
+            .map(|a| {
+                let n = match counts.iter_mut().find(|(n, _)| *n == &a.name) {
+                    Some((_, c)) => {
+                        *c += 1;
+                        *c
+                    }
+                    None => {
+                        counts.push((&a.name, 0));
+                        0
+                    }
+                };
+                (n, a)
+            })
+            .collect()
+    }
+
+    /// Iterates over the instances.
+    pub fn iter(&self) -> std::slice::Iter<'_, Attribute> {
+        self.0.iter()
+    }
+}
+
+/// Attributes read from a request: in 1.x a Template-Attribute (or Common/Private/Public Key
+/// Template-Attribute) structure of `Attribute`s, in 2.x an `Attributes` structure (or Common/
+/// Private/Public Key Attributes). Template `Name` references in 1.x templates are refused by
+/// the caller (templates are not supported), so they are returned apart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestAttributes {
+    /// The attributes, in order.
+    pub attributes: Attributes,
+    /// 1.x: the Attribute Index of each instance as sent (same order).
+    pub indexes: Vec<Option<i32>>,
+    /// 1.x: names of templates referenced (unsupported).
+    pub template_names: Vec<Ttlv>,
+}
+
+impl RequestAttributes {
+    /// Reads a 1.x Template-Attribute-like structure (children `Name` and `Attribute`).
+    pub fn from_v1_template(item: &Ttlv) -> Result<Self, ProtoError> {
+        let r = StructReader::any(item)?;
+        let mut out = RequestAttributes::default();
+        for child in r.items() {
+            if child.tag == tag::ATTRIBUTE {
+                let (a, index) = Attribute::from_v1(child)?;
+                out.attributes.0.push(a);
+                out.indexes.push(index);
+            } else if child.tag == tag::NAME {
+                out.template_names.push(child.clone());
+            } else {
+                return Err(ProtoError::WrongTag {
+                    expected: tag::ATTRIBUTE,
+                    found: child.tag,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a 2.x Attributes-like structure.
+    pub fn from_v2_attributes(item: &Ttlv) -> Result<Self, ProtoError> {
+        let r = StructReader::any(item)?;
+        let mut out = RequestAttributes::default();
+        for child in r.items() {
+            out.attributes.0.push(Attribute::from_v2(child)?);
+            out.indexes.push(None);
+        }
+        Ok(out)
+    }
+}
+
+/// Writes attributes in a version's form: 1.x a list of `Attribute` structures (with their
+/// index when `with_index`), 2.x the tagged items. Attributes the version does not define are
+/// left out.
+pub fn write_attributes(
+    attrs: &[(usize, &Attribute)],
+    version: Version,
+    with_index: bool,
+) -> Vec<Ttlv> {
+    let v2 = version >= Version::V2_0;
+    attrs
+        .iter()
+        .filter(|(_, a)| a.name.defined_in(version))
+        .map(|(i, a)| {
+            if v2 {
+                a.to_v2()
+            } else {
+                let index = if with_index {
+                    i32::try_from(*i).ok()
+                } else {
+                    None
+                };
+                a.to_v1(index)
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! An in-memory [`ObjectStore`]: a map behind a lock. Nothing survives the process.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{Change, ManagedObject, ObjectStore, StoreError};
+
+/// Objects in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: RwLock<BTreeMap<String, ManagedObject>>,
+    sequence: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Backend("memory store lock poisoned".into())
+}
+
+impl ObjectStore for MemoryStore {
+    fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
+        Ok(self.objects.read().map_err(poisoned)?.get(uid).cloned())
+    }
+
+    fn all(&self) -> Result<Vec<ManagedObject>, StoreError> {
+        let mut v: Vec<ManagedObject> = self
+            .objects
+            .read()
+            .map_err(poisoned)?
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by_key(|o| o.sequence);
+        Ok(v)
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let mut map = self.objects.write().map_err(poisoned)?;
+        for c in changes {
+            match c {
+                Change::Put(o) => {
+                    map.insert(o.uid.clone(), o);
+                }
+                Change::Delete(uid) => {
+                    map.remove(&uid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn next_sequence(&self) -> Result<u64, StoreError> {
+        Ok(self.sequence.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmipd_proto::attributes::Attributes;
+
+    fn obj(uid: &str, seq: u64) -> ManagedObject {
+        ManagedObject {
+            uid: uid.into(),
+            object_type: 2,
+            owner: "o".into(),
+            object: None,
+            attributes: Attributes::new(),
+            sequence: seq,
+        }
+    }
+
+    #[test]
+    fn commit_puts_and_deletes_and_all_keeps_creation_order() {
+        let s = MemoryStore::new();
+        s.commit(vec![Change::Put(obj("b", 1)), Change::Put(obj("a", 2))])
+            .unwrap();
+        assert_eq!(
+            s.all()
+                .unwrap()
+                .iter()
+                .map(|o| o.uid.as_str())
+                .collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        s.commit(vec![Change::Delete("b".into())]).unwrap();
+        assert!(s.get("b").unwrap().is_none());
+        assert!(s.get("a").unwrap().is_some());
+        assert!(s.next_sequence().unwrap() < s.next_sequence().unwrap());
+    }
+}
