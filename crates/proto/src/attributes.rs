@@ -337,7 +337,13 @@ impl RequestAttributes {
         let mut out = RequestAttributes::default();
         for child in r.items() {
             if child.tag == tag::ATTRIBUTE {
-                let (a, index) = Attribute::from_v1(child)?;
+                let (a, index) = match Attribute::from_v1(child) {
+                    Err(ProtoError::Missing(t)) if t == tag::ATTRIBUTE_NAME => {
+                        nameless_cryptographic_parameters(child)
+                            .ok_or(ProtoError::Missing(tag::ATTRIBUTE_NAME))?
+                    }
+                    other => other?,
+                };
                 out.attributes.0.push(a);
                 out.indexes.push(index);
             } else if child.tag == tag::NAME {
@@ -362,6 +368,32 @@ impl RequestAttributes {
         }
         Ok(out)
     }
+}
+
+/// The OASIS 1.2 cases CS-AC-M-3-12 and CS-AC-M-8-12 send a Cryptographic Parameters attribute
+/// without its Attribute Name. An Attribute whose value is a structure made only of Cryptographic
+/// Parameters fields can only be that attribute, so it is read as one; anything else without a
+/// name stays an error.
+fn nameless_cryptographic_parameters(item: &Ttlv) -> Option<(Attribute, Option<i32>)> {
+    const FIELDS: [Tag; 6] = [
+        tag::BLOCK_CIPHER_MODE,
+        tag::PADDING_METHOD,
+        tag::HASHING_ALGORITHM,
+        tag::KEY_ROLE_TYPE,
+        tag::DIGITAL_SIGNATURE_ALGORITHM,
+        tag::CRYPTOGRAPHIC_ALGORITHM,
+    ];
+    let r = StructReader::new(item, tag::ATTRIBUTE).ok()?;
+    let value = r.optional(tag::ATTRIBUTE_VALUE)?;
+    let children = value.children()?;
+    if children.is_empty() || !children.iter().all(|c| FIELDS.contains(&c.tag)) {
+        return None;
+    }
+    let index = r.int(tag::ATTRIBUTE_INDEX).ok()?;
+    Some((
+        Attribute::std(tag::CRYPTOGRAPHIC_PARAMETERS, value.value.clone()),
+        index,
+    ))
 }
 
 /// Writes attributes in a version's form: 1.x a list of `Attribute` structures (with their

@@ -11,7 +11,7 @@
 use kmipd_proto::spec::{self, EnumDef};
 use kmipd_proto::xml::{self, XmlOptions};
 use kmipd_test_support::{files_with_suffix, vectors_dir};
-use kmipd_ttlv::{BigInteger, ItemType, Limits, Tag, Value, decode, encode_to_vec};
+use kmipd_ttlv::{ItemType, Limits, decode, encode_to_vec};
 
 /// The 8 element names of the KMIP 3.0 draft (csd01) that no table gives a tag number for:
 /// neither the extracted 1.0-2.1 tables nor the third-party 3.0 CSV, and no OASIS 3.0 spec text
@@ -50,41 +50,7 @@ fn options() -> XmlOptions<'static> {
     }
 }
 
-/// Deterministic bindings: times from the placeholder's offset around a fixed instant, and
-/// every other placeholder a value of the declared type derived from its text.
-fn resolve(_tag: Tag, ty: ItemType, text: &str) -> Result<Value, String> {
-    const NOW: i64 = 1_700_000_000;
-    let time = |s: &str| -> Result<i64, String> {
-        let rest = s
-            .strip_prefix("$NOW")
-            .ok_or_else(|| format!("not a time: {s}"))?;
-        if rest.is_empty() {
-            Ok(NOW)
-        } else {
-            rest.parse::<i64>()
-                .map(|d| NOW + d)
-                .map_err(|e| e.to_string())
-        }
-    };
-    let seed: u32 = text
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    Ok(match ty {
-        ItemType::DateTime => Value::DateTime(time(text)?),
-        ItemType::DateTimeExtended => Value::DateTimeExtended(time(text)? * 1_000_000),
-        ItemType::TextString => Value::TextString(text.trim_start_matches('$').to_lowercase()),
-        ItemType::ByteString => Value::bytes(text.as_bytes().to_vec()),
-        ItemType::Integer => Value::Integer(i32::from_ne_bytes((seed & 0x7FFF).to_ne_bytes())),
-        ItemType::LongInteger => Value::LongInteger(i64::from(seed)),
-        ItemType::Interval => Value::Interval(seed),
-        ItemType::Enumeration => Value::Enumeration(seed),
-        ItemType::Boolean => Value::Boolean(seed.is_multiple_of(2)),
-        ItemType::BigInteger => {
-            Value::BigInteger(BigInteger::from_twos_complement(text.as_bytes()))
-        }
-        ItemType::Structure => return Err(format!("placeholder {text} for a structure")),
-    })
-}
+use kmipd_test_support::fixed_placeholder as resolve;
 
 fn manifest_xml_rows() -> usize {
     let manifest = std::fs::read_to_string(vectors_dir().join("MANIFEST.tsv")).unwrap();

@@ -69,3 +69,46 @@ pub fn hex_bytes(text: &str) -> Vec<u8> {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     hex::decode(&compact).unwrap_or_else(|e| panic!("invalid hex: {e}"))
 }
+
+/// Deterministic bindings for the placeholders of the OASIS XML test cases, for tests that only
+/// need well-typed values: times from the placeholder's offset around a fixed instant, and every
+/// other placeholder a value of the declared type derived from its text. (The conformance
+/// runner binds placeholders for real; this is for codec and model tests.)
+pub fn fixed_placeholder(
+    _tag: kmipd_ttlv::Tag,
+    ty: kmipd_ttlv::ItemType,
+    text: &str,
+) -> Result<kmipd_ttlv::Value, String> {
+    use kmipd_ttlv::{BigInteger, ItemType, Value};
+    const NOW: i64 = 1_700_000_000;
+    let time = |s: &str| -> Result<i64, String> {
+        let rest = s
+            .strip_prefix("$NOW")
+            .ok_or_else(|| format!("not a time: {s}"))?;
+        if rest.is_empty() {
+            Ok(NOW)
+        } else {
+            rest.parse::<i64>()
+                .map(|d| NOW + d)
+                .map_err(|e| e.to_string())
+        }
+    };
+    let seed: u32 = text
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    Ok(match ty {
+        ItemType::DateTime => Value::DateTime(time(text)?),
+        ItemType::DateTimeExtended => Value::DateTimeExtended(time(text)? * 1_000_000),
+        ItemType::TextString => Value::TextString(text.trim_start_matches('$').to_lowercase()),
+        ItemType::ByteString => Value::bytes(text.as_bytes().to_vec()),
+        ItemType::Integer => Value::Integer(i32::from_ne_bytes((seed & 0x7FFF).to_ne_bytes())),
+        ItemType::LongInteger => Value::LongInteger(i64::from(seed)),
+        ItemType::Interval => Value::Interval(seed),
+        ItemType::Enumeration => Value::Enumeration(seed),
+        ItemType::Boolean => Value::Boolean(seed.is_multiple_of(2)),
+        ItemType::BigInteger => {
+            Value::BigInteger(BigInteger::from_twos_complement(text.as_bytes()))
+        }
+        ItemType::Structure => return Err(format!("placeholder {text} for a structure")),
+    })
+}
