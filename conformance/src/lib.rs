@@ -1,0 +1,358 @@
+//! The OASIS KMIP conformance runner: replays the XML test cases of the KMIP Profiles and Test
+//! Cases documents against a KMIP server and compares each response with the expected one.
+//!
+//! A test case is a sequence of request/response pairs whose values partly depend on the server
+//! (identifiers, times, generated keys, random IVs). The runner therefore reads each file with
+//! placeholders kept as markers, fills them in just before each request is sent, and compares
+//! the actual response under the "Permitted Test Case Variations" that every Profiles document
+//! states (see `conformance/README.md` for the rules as implemented).
+//!
+//! The server is reached through a [`Target`]: in-process today (the engine, called directly),
+//! over TLS later, with the same comparison. Every file runs against a fresh target, since every
+//! case assumes a clean server.
+
+use std::path::{Path, PathBuf};
+
+use kmipd_proto::xml::{self, XmlOptions};
+use kmipd_ttlv::{Ttlv, Value};
+
+mod placeholders;
+pub mod report;
+mod session;
+mod show;
+mod tags;
+
+use placeholders::Markers;
+use session::{Quirks, Session};
+
+/// A KMIP server as the runner sees it: a request message in, a response message out.
+pub trait Target {
+    /// Sends one RequestMessage and returns the ResponseMessage (`Err` for transport failures,
+    /// which fail the test case).
+    fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String>;
+}
+
+/// The engine called directly (no sockets): the in-process mode, a fresh in-memory engine per
+/// test case. The wire mode (TLS to a running server) will be another [`Target`].
+#[derive(Debug)]
+pub struct InProcess {
+    engine: kmipd_ops::Engine,
+    principal: kmipd_ops::Principal,
+}
+
+impl InProcess {
+    /// A fresh engine over an empty in-memory store, default configuration.
+    pub fn new() -> Self {
+        Self {
+            engine: kmipd_ops::Engine::in_memory(),
+            principal: kmipd_ops::Principal::new("kmip-conformance"),
+        }
+    }
+
+    /// A factory for [`run_file`].
+    pub fn factory() -> impl FnMut() -> Box<dyn Target> {
+        || -> Box<dyn Target> { Box::new(InProcess::new()) }
+    }
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Target for InProcess {
+    fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String> {
+        Ok(self.engine.handle_message(&self.principal, request))
+    }
+}
+
+/// The result of one test case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOutcome {
+    /// Whether every response matched.
+    pub passed: bool,
+    /// When it failed: the first difference, one line (request number, path inside the message,
+    /// expected vs actual).
+    pub first_difference: Option<String>,
+    /// The first difference without values that change from run to run (server identifiers,
+    /// dates, random bytes, result message texts): what the generated report shows.
+    pub stable_difference: Option<String>,
+}
+
+impl FileOutcome {
+    fn pass() -> Self {
+        Self {
+            passed: true,
+            first_difference: None,
+            stable_difference: None,
+        }
+    }
+
+    fn fail(reason: String) -> Self {
+        Self {
+            passed: false,
+            stable_difference: Some(reason.clone()),
+            first_difference: Some(reason),
+        }
+    }
+}
+
+/// Runs the test case in `path` against a fresh target from `make_target`.
+pub fn run_file(path: &Path, make_target: &mut dyn FnMut() -> Box<dyn Target>) -> FileOutcome {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return FileOutcome::fail(format!("cannot read the file: {e}")),
+    };
+    let mut target = make_target();
+    run_document(&text, &path.to_string_lossy(), target.as_mut())
+}
+
+/// Runs a test case given as XML text. `name` is the file name or path: a few known defects of
+/// the OASIS files are recognized by it.
+pub fn run_document(xml_text: &str, name: &str, target: &mut dyn Target) -> FileOutcome {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    run_document_at(xml_text, name, target, now)
+}
+
+/// [`run_document`] with `$NOW` at a given time (POSIX seconds).
+pub fn run_document_at(
+    xml_text: &str,
+    name: &str,
+    target: &mut dyn Target,
+    now: i64,
+) -> FileOutcome {
+    let mut markers = Markers::default();
+    let document = {
+        let mut resolve = |tag, ty, text: &str| markers.resolve(tag, ty, text);
+        match xml::read_document(xml_text, &XmlOptions::default(), &mut resolve) {
+            Ok(d) => d,
+            Err(e) => return FileOutcome::fail(format!("cannot read the test case: {e}")),
+        }
+    };
+    let mut pairs = Vec::new();
+    let mut items = document.items.iter();
+    while let Some(request) = items.next() {
+        let Some(response) = items.next() else {
+            return FileOutcome::fail(String::from(
+                "malformed test case: the last request has no response",
+            ));
+        };
+        if request.tag != tags::REQUEST_MESSAGE || response.tag != tags::RESPONSE_MESSAGE {
+            return FileOutcome::fail(format!(
+                "malformed test case: message {} is a {} followed by a {}, not a RequestMessage \
+                 followed by a ResponseMessage",
+                2 * pairs.len(),
+                tags::name(request.tag),
+                tags::name(response.tag)
+            ));
+        }
+        pairs.push((request, response));
+    }
+    if pairs.is_empty() {
+        return FileOutcome::fail(String::from("malformed test case: no request"));
+    }
+    let mut session = Session::new(markers, Quirks::for_file(name), now);
+    for (n, (template, expected)) in pairs.into_iter().enumerate() {
+        let label = format!("request {n} ({})", operations(template));
+        let request = match session.prepare(template) {
+            Ok(r) => r,
+            Err(e) => return FileOutcome::fail(format!("{label}: {e}")),
+        };
+        let actual = match target.send(&request) {
+            Ok(a) => a,
+            Err(e) => return FileOutcome::fail(format!("{label}: no response: {e}")),
+        };
+        if let Err(d) = session.compare(expected, &actual, &request) {
+            let at = if d.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", d.path)
+            };
+            return FileOutcome {
+                passed: false,
+                first_difference: Some(format!("{label}: {at}{}", d.detail)),
+                stable_difference: Some(format!("{label}: {at}{}", d.stable)),
+            };
+        }
+    }
+    FileOutcome::pass()
+}
+
+/// The operation names of a request's batch items, comma-separated.
+fn operations(request: &Ttlv) -> String {
+    let names: Vec<String> = request
+        .children()
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.tag == tags::BATCH_ITEM)
+        .filter_map(|b| b.child(tags::OPERATION))
+        .map(|o| match o.value {
+            Value::Enumeration(_) => show::value(o.tag, &o.value),
+            _ => String::from("?"),
+        })
+        .collect();
+    names.join(",")
+}
+
+/// The test case files of `paths`: each a file, or a folder searched recursively for `*.xml`
+/// (folders of the KMIP 3.0 draft, `3.*`, are skipped: the runner covers 1.0 to 2.1). Sorted,
+/// without duplicates.
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &mut out)?;
+        } else if path.is_file() {
+            out.push(path.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", path.display()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        if path.is_dir() {
+            let draft = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("3."));
+            if !draft {
+                walk(&path, out)?;
+            }
+        } else if path.extension().is_some_and(|e| e == "xml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Where a test case belongs: protocol version, folder kind, profile.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Classification {
+    /// The version folder (`1.4`), or `?` when the path has none.
+    pub version: String,
+    /// The folder kind.
+    pub kind: Kind,
+    /// The profile from the file name (`CS-BC`, `SKLC`, `MSGENC`), `TC` for Test Cases notes.
+    pub profile: String,
+}
+
+/// The folder kinds of the OASIS layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `profiles/mandatory`.
+    Mandatory,
+    /// `profiles/optional`.
+    Optional,
+    /// `testcases` (the KMIP Test Cases notes).
+    TestCases,
+    /// Anything else.
+    Other,
+}
+
+/// The path of a test case relative to the vectors folder (`1.4/profiles/mandatory/TL-M-1-14.xml`):
+/// from the version folder on. Paths outside the OASIS layout are returned as given.
+pub fn vector_key(path: &Path) -> String {
+    let parts: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let start = parts.iter().enumerate().rev().find_map(|(i, p)| {
+        let next = parts.get(i + 1).map(String::as_str);
+        (is_version(p) && matches!(next, Some("profiles" | "testcases"))).then_some(i)
+    });
+    match start.and_then(|s| parts.get(s..)) {
+        Some(rest) => rest.join("/"),
+        None => path.to_string_lossy().into_owned(),
+    }
+}
+
+fn is_version(s: &str) -> bool {
+    let mut it = s.splitn(2, '.');
+    matches!(
+        (it.next(), it.next()),
+        (Some(major), Some(minor))
+            if !major.is_empty()
+                && major.chars().all(|c| c.is_ascii_digit())
+                && minor.chars().next().is_some_and(|c| c.is_ascii_digit())
+    )
+}
+
+/// The version, folder kind and profile of a test case path.
+pub fn classify(path: &Path) -> Classification {
+    let key = vector_key(path);
+    let parts: Vec<&str> = key.split('/').collect();
+    let version = parts
+        .first()
+        .filter(|v| is_version(v))
+        .map_or_else(|| String::from("?"), |v| (*v).to_owned());
+    let kind = match (parts.get(1).copied(), parts.get(2).copied()) {
+        (Some("profiles"), Some("mandatory")) => Kind::Mandatory,
+        (Some("profiles"), Some("optional")) => Kind::Optional,
+        (Some("testcases"), _) => Kind::TestCases,
+        _ => Kind::Other,
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Classification {
+        version,
+        kind,
+        profile: profile_of(&stem, kind),
+    }
+}
+
+/// The profile of a file name: what precedes `-M-` or `-O-` (`CS-BC-M-GCM-1-14` is `CS-BC`),
+/// with the message encoding profiles under `MSGENC`; `TC` for the Test Cases notes.
+pub fn profile_of(stem: &str, kind: Kind) -> String {
+    if kind == Kind::TestCases || stem.starts_with("TC") {
+        return String::from("TC");
+    }
+    let cut = ["-M-", "-O-"]
+        .iter()
+        .filter_map(|m| stem.find(m))
+        .min()
+        .unwrap_or(stem.len());
+    let profile = stem.get(..cut).unwrap_or(stem);
+    if profile.starts_with("MSGENC") {
+        String::from("MSGENC")
+    } else {
+        profile.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_classes() {
+        let p = Path::new("../shared/kmip-vectors/1.4/profiles/mandatory/CS-BC-M-GCM-1-14.xml");
+        assert_eq!(vector_key(p), "1.4/profiles/mandatory/CS-BC-M-GCM-1-14.xml");
+        let c = classify(p);
+        assert_eq!(
+            (c.version.as_str(), c.kind, c.profile.as_str()),
+            ("1.4", Kind::Mandatory, "CS-BC")
+        );
+        let c = classify(Path::new("x/2.1/profiles/optional/MSGENC-JSON-O-1-21.xml"));
+        assert_eq!((c.kind, c.profile.as_str()), (Kind::Optional, "MSGENC"));
+        let c = classify(Path::new("1.0/testcases/TC_311_10_Create_Destroy.xml"));
+        assert_eq!((c.kind, c.profile.as_str()), (Kind::TestCases, "TC"));
+        let c = classify(Path::new("/tmp/foo.xml"));
+        assert_eq!((c.version.as_str(), c.kind), ("?", Kind::Other));
+        assert_eq!(
+            profile_of("SUITEB_128-M-1-14", Kind::Mandatory),
+            "SUITEB_128"
+        );
+    }
+}

@@ -1,0 +1,863 @@
+//! One test case against one target: placeholders substituted into each request, each actual
+//! response compared with the expected one under the OASIS "Permitted Test Case Variations".
+//!
+//! The state that carries from one request to the next (bindings, captures, which objects the
+//! server generated) lives in [`State`], which is cheap to clone: order-insensitive matching
+//! (attribute lists, Query answers) tries each candidate on a copy and keeps the copy that
+//! matched, so a failed trial never leaves a half-made binding behind.
+
+use std::collections::{HashMap, HashSet};
+
+use kmipd_ttlv::{ItemType, Tag, Ttlv, Value};
+
+use crate::placeholders::{Markers, Placeholder};
+use crate::show;
+use crate::tags::{self, enum_value};
+
+/// The first difference between an expected and an actual response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Difference {
+    /// Where, inside the message (`BatchItem[0]/ResponsePayload/UniqueIdentifier`).
+    pub(crate) path: String,
+    /// What (`expected "x", got "y"`).
+    pub(crate) detail: String,
+    /// The same without values that change from run to run (identifiers, dates, random bytes,
+    /// result message texts), for the generated report.
+    pub(crate) stable: String,
+}
+
+impl Difference {
+    fn new(path: &str, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        Self {
+            path: path.to_owned(),
+            stable: detail.clone(),
+            detail,
+        }
+    }
+
+    /// Sets the stable form of the detail.
+    fn stable(mut self, stable: impl Into<String>) -> Self {
+        self.stable = stable.into();
+        self
+    }
+}
+
+type Compared = Result<(), Difference>;
+
+/// Per-file adjustments for known defects of the OASIS files.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Quirks {
+    /// The responses say another protocol version than the requests (OMOS-O-1-14 says 1.3).
+    pub(crate) response_version_may_vary: bool,
+}
+
+impl Quirks {
+    /// The quirks of a file, from its name.
+    pub(crate) fn for_file(name: &str) -> Self {
+        Self {
+            response_version_may_vary: name.contains("OMOS-O-1-14"),
+        }
+    }
+}
+
+/// What carries from one request to the next.
+#[derive(Debug, Clone, Default)]
+struct State {
+    /// The time `$NOW` stands for in this file (whole seconds since the epoch).
+    now: i64,
+    /// Named placeholders (`$UNIQUE_IDENTIFIER_0`, `$DATA_0`, `$..._RANDOM_0`) -> actual value.
+    named: HashMap<String, Value>,
+    /// Literal identifiers of the expected responses (1.0-1.2 files) -> the server's.
+    literal_uids: HashMap<String, Value>,
+    /// Literal expected values that the server chose differently -> the actual ones, replayed
+    /// into later requests that carry the expected value.
+    replay: Vec<(Value, Value)>,
+    /// The most recent actual Byte String of each tag in any response (`$DATA_0` in requests of
+    /// the 1.2 files means "the Data of the most recent response").
+    last_by_tag: HashMap<Tag, Value>,
+    /// `$NOW±n` -> the value sent for it.
+    sent_now: HashMap<String, Value>,
+    /// Literal Date-Times sent in requests (a response carrying one must carry it exactly).
+    sent_dates: Vec<Value>,
+    /// Identifiers of objects the server generated (Create, CreateKeyPair, ReKey, ...): their
+    /// key material and crypto output may vary.
+    generated: HashSet<String>,
+    /// Identifiers of registered keys whose signatures are randomized (PSS, DSA, ECDSA).
+    randomized: HashSet<String>,
+    /// Counter for client-invented values.
+    invented: u32,
+}
+
+/// The comparison context of one batch item, refined on the way down the tree.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ctx {
+    /// The operation of the batch item.
+    op: Option<u32>,
+    /// Ciphertext, IV, tag, signature and MAC may vary (server-generated key or IV).
+    vary_crypto: bool,
+    /// The response's Data is random (RNG Retrieve).
+    vary_data: bool,
+    /// The object is server-generated: its key material may vary.
+    generated_object: bool,
+    /// The client did not ask for a Key Format Type: the server chooses.
+    server_format: bool,
+    /// Below a Key Block.
+    in_key_block: bool,
+    /// Below a Digest.
+    in_digest: bool,
+    /// The protocol version of the response may differ (file quirk).
+    version_may_vary: bool,
+}
+
+/// Operation names used by the rules.
+fn op_is(op: Option<u32>, name: &str) -> bool {
+    op.is_some() && op == enum_value("Operation", name)
+}
+
+const GENERATING_OPS: [&str; 7] = [
+    "Create",
+    "CreateKeyPair",
+    "ReKey",
+    "ReKeyKeyPair",
+    "DeriveKey",
+    "CreateSplitKey",
+    "JoinSplitKey",
+];
+
+/// Byte Strings that are crypto output (vary with a server-generated key or IV).
+const CRYPTO_OUTPUT: [Tag; 5] = [
+    tags::DATA,
+    tags::IV_COUNTER_NONCE,
+    tags::AUTHENTICATED_ENCRYPTION_TAG,
+    tags::SIGNATURE_DATA,
+    tags::MAC_DATA,
+];
+
+/// One test case being run.
+#[derive(Debug)]
+pub(crate) struct Session {
+    markers: Markers,
+    quirks: Quirks,
+    state: State,
+}
+
+impl Session {
+    /// A session over a document read with `markers`, with `$NOW` at `now` (POSIX seconds).
+    pub(crate) fn new(markers: Markers, quirks: Quirks, now: i64) -> Self {
+        Self {
+            markers,
+            quirks,
+            state: State {
+                now,
+                ..State::default()
+            },
+        }
+    }
+
+    /// The request to send for a request of the document.
+    pub(crate) fn prepare(&mut self, template: &Ttlv) -> Result<Ttlv, String> {
+        let mut request = template.clone();
+        self.substitute(&mut request, false)?;
+        Ok(request)
+    }
+
+    fn substitute(&mut self, item: &mut Ttlv, uid_like: bool) -> Result<(), String> {
+        let tag = item.tag;
+        match &mut item.value {
+            Value::Structure(children) => {
+                let names_uid = attribute_name(children) == Some("Unique Identifier");
+                for child in children.iter_mut() {
+                    let like = tags::IDENTIFIERS.contains(&child.tag)
+                        || (child.tag == tags::ATTRIBUTE_VALUE && names_uid);
+                    self.substitute(child, like)?;
+                }
+            }
+            value => {
+                if let Some(text) = self.markers.lookup(value) {
+                    let text = text.to_owned();
+                    let resolved = self.placeholder_value(tag, value.item_type(), &text)?;
+                    if resolved.item_type() != value.item_type() {
+                        return Err(format!(
+                            "{text} is a {}, the request needs a {}",
+                            resolved.item_type(),
+                            value.item_type()
+                        ));
+                    }
+                    *value = resolved;
+                    return Ok(());
+                }
+                match value {
+                    Value::TextString(s) if uid_like => {
+                        if let Some(actual) = self.state.literal_uids.get(s.as_str()) {
+                            *value = actual.clone();
+                        }
+                    }
+                    Value::ByteString(_) => {
+                        if let Some((_, actual)) =
+                            self.state.replay.iter().find(|(e, _)| e == value)
+                        {
+                            *value = actual.clone();
+                        }
+                    }
+                    Value::DateTime(_) | Value::DateTimeExtended(_) => {
+                        self.state.sent_dates.push(value.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The value to send for a placeholder of a request.
+    fn placeholder_value(&mut self, tag: Tag, ty: ItemType, text: &str) -> Result<Value, String> {
+        let state = &mut self.state;
+        match Placeholder::classify(text) {
+            Placeholder::Now(offset) => {
+                let secs = state
+                    .now
+                    .checked_add(offset)
+                    .ok_or_else(|| format!("{text} is out of range"))?;
+                let v = match ty {
+                    ItemType::DateTimeExtended => Value::DateTimeExtended(
+                        secs.checked_mul(1_000_000)
+                            .ok_or_else(|| format!("{text} is out of range"))?,
+                    ),
+                    _ => Value::DateTime(secs),
+                };
+                state.sent_now.insert(text.to_owned(), v.clone());
+                Ok(v)
+            }
+            Placeholder::Uid(_) | Placeholder::ClientRandom(_) => {
+                if let Some(v) = state.named.get(text) {
+                    return Ok(v.clone());
+                }
+                // Never seen in a response (or client-chosen): invent a fresh value.
+                state.invented += 1;
+                let fresh = format!("kmip-conformance-{}-{}", state.now, state.invented);
+                let v = match ty {
+                    ItemType::ByteString => Value::bytes(fresh.into_bytes()),
+                    _ => Value::TextString(fresh),
+                };
+                state.named.insert(text.to_owned(), v.clone());
+                Ok(v)
+            }
+            Placeholder::Server(_) => state
+                .named
+                .get(text)
+                .or_else(|| state.last_by_tag.get(&tag))
+                .cloned()
+                .ok_or_else(|| format!("{text} is used before any response gave it a value")),
+        }
+    }
+
+    /// Compares an actual response message with the expected one, given the request sent.
+    pub(crate) fn compare(&mut self, expected: &Ttlv, actual: &Ttlv, sent: &Ttlv) -> Compared {
+        let result = self.compare_message(expected, actual, sent);
+        // Whatever the outcome, remember the Byte Strings of the response.
+        actual.walk(&mut |item, _| {
+            if let Value::ByteString(_) = item.value {
+                self.state.last_by_tag.insert(item.tag, item.value.clone());
+            }
+        });
+        result
+    }
+
+    fn compare_message(&mut self, expected: &Ttlv, actual: &Ttlv, sent: &Ttlv) -> Compared {
+        if actual.tag != tags::RESPONSE_MESSAGE {
+            return Err(Difference::new(
+                "",
+                format!("expected a ResponseMessage, got {}", tags::name(actual.tag)),
+            ));
+        }
+        let items = |t: &'_ Ttlv| -> Vec<Ttlv> {
+            t.children()
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| c.tag == tags::BATCH_ITEM)
+                .cloned()
+                .collect()
+        };
+        let (e_items, a_items, s_items) = (items(expected), items(actual), items(sent));
+        if e_items.len() != a_items.len() {
+            let first = a_items
+                .first()
+                .map(|a| status_summary(a, true))
+                .unwrap_or_default();
+            let stable = a_items
+                .first()
+                .map(|a| status_summary(a, false))
+                .unwrap_or_default();
+            let (n, m) = (e_items.len(), a_items.len());
+            return Err(Difference::new(
+                "BatchItem",
+                format!("expected {n} batch items, got {m}{first}"),
+            )
+            .stable(format!("expected {n} batch items, got {m}{stable}")));
+        }
+        let ctx = Ctx {
+            version_may_vary: self.quirks.response_version_may_vary,
+            ..Ctx::default()
+        };
+        match (
+            expected.child(tags::RESPONSE_HEADER),
+            actual.child(tags::RESPONSE_HEADER),
+        ) {
+            (Some(e), Some(a)) => {
+                let skip = |c: &&Ttlv| {
+                    c.tag != tags::SERVER_CORRELATION_VALUE
+                        && c.tag != tags::CLIENT_CORRELATION_VALUE
+                };
+                let es: Vec<&Ttlv> = e
+                    .children()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(skip)
+                    .collect();
+                let as_: Vec<&Ttlv> = a
+                    .children()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(skip)
+                    .collect();
+                self.ordered(&es, &as_, "ResponseHeader", ctx)?;
+            }
+            (Some(_), None) => return Err(Difference::new("ResponseHeader", "missing")),
+            _ => {}
+        }
+        for (i, (e, a)) in e_items.iter().zip(&a_items).enumerate() {
+            let path = format!("BatchItem[{i}]");
+            self.compare_batch_item(e, a, s_items.get(i), &path, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn compare_batch_item(
+        &mut self,
+        e: &Ttlv,
+        a: &Ttlv,
+        sent: Option<&Ttlv>,
+        path: &str,
+        ctx: Ctx,
+    ) -> Compared {
+        let op = match e.child(tags::OPERATION).map(|o| &o.value) {
+            Some(Value::Enumeration(v)) => Some(*v),
+            _ => None,
+        };
+        // Status and reason first: the most useful first difference.
+        for tag in [tags::RESULT_STATUS, tags::RESULT_REASON] {
+            let (ev, av) = (e.child(tag), a.child(tag));
+            if ev.map(|x| &x.value) != av.map(|x| &x.value) {
+                let shown =
+                    |x: Option<&Ttlv>| x.map_or("none".to_owned(), |x| show::value(tag, &x.value));
+                let (ev, av) = (shown(ev), shown(av));
+                return Err(Difference::new(
+                    &format!("{path}/{}", tags::name(tag)),
+                    format!("expected {ev}, got {av}{}", status_summary(a, true)),
+                )
+                .stable(format!(
+                    "expected {ev}, got {av}{}",
+                    status_summary(a, false)
+                )));
+            }
+        }
+        let a_payload = a.child(tags::RESPONSE_PAYLOAD);
+        let s_payload = sent.and_then(|s| s.child(tags::REQUEST_PAYLOAD));
+        let key = a_payload
+            .and_then(|p| p.child(tags::UNIQUE_IDENTIFIER))
+            .or_else(|| s_payload.and_then(|p| p.child(tags::UNIQUE_IDENTIFIER)))
+            .and_then(|u| match &u.value {
+                Value::TextString(s) => Some(s.clone()),
+                _ => None,
+            });
+        let generated = key
+            .as_ref()
+            .is_some_and(|k| self.state.generated.contains(k));
+        let has = |p: Option<&Ttlv>, tag: Tag| p.and_then(|p| p.child(tag)).is_some();
+        let server_iv =
+            !has(s_payload, tags::IV_COUNTER_NONCE) && has(a_payload, tags::IV_COUNTER_NONCE);
+        let randomized = key
+            .as_ref()
+            .is_some_and(|k| self.state.randomized.contains(k))
+            || s_payload.is_some_and(randomized_signature);
+        let ctx = Ctx {
+            op,
+            vary_crypto: (op_is(op, "Encrypt") && (generated || server_iv))
+                || (op_is(op, "Sign") && (generated || randomized))
+                || (op_is(op, "MAC") && generated),
+            vary_data: op_is(op, "RNGRetrieve"),
+            generated_object: generated,
+            server_format: (op_is(op, "Get") || op_is(op, "Export"))
+                && !s_payload.is_some_and(|p| p.walk_any(|c| c.tag == tags::KEY_FORMAT_TYPE)),
+            ..ctx
+        };
+        let keep = |c: &&Ttlv| c.tag != tags::RESULT_MESSAGE;
+        let es: Vec<&Ttlv> = e
+            .children()
+            .unwrap_or_default()
+            .iter()
+            .filter(keep)
+            .collect();
+        let as_: Vec<&Ttlv> = a
+            .children()
+            .unwrap_or_default()
+            .iter()
+            .filter(keep)
+            .collect();
+        let result = self.ordered(&es, &as_, path, ctx);
+        let success = matches!(
+            a.child(tags::RESULT_STATUS).map(|s| &s.value),
+            Some(Value::Enumeration(0))
+        );
+        if success && let Some(payload) = a_payload {
+            let ids = payload
+                .children()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| match (&c.value, tags::IDENTIFIERS.contains(&c.tag)) {
+                    (Value::TextString(s), true) => Some(s.clone()),
+                    _ => None,
+                });
+            if GENERATING_OPS.iter().any(|name| op_is(op, name)) {
+                self.state.generated.extend(ids);
+            } else if op_is(op, "Register") && s_payload.is_some_and(randomized_signature) {
+                self.state.randomized.extend(ids);
+            }
+        }
+        result
+    }
+
+    /// Compares one item.
+    fn item(&mut self, e: &Ttlv, a: &Ttlv, path: &str, ctx: Ctx, uid_like: bool) -> Compared {
+        if e.tag != a.tag {
+            return Err(Difference::new(
+                path,
+                format!("expected {}, got {}", self.describe(e), show::item(a)),
+            )
+            .stable(format!(
+                "expected {}, got {}",
+                self.describe(e),
+                show::stable_item(a)
+            )));
+        }
+        if let Some(text) = self.markers.lookup(&e.value) {
+            let text = text.to_owned();
+            return self.placeholder(&text, e, a, path);
+        }
+        if e.item_type() != a.item_type() {
+            return Err(Difference::new(
+                path,
+                format!("expected a {}, got {}", e.item_type(), show::item(a)),
+            )
+            .stable(format!(
+                "expected a {}, got a {}",
+                e.item_type(),
+                a.item_type()
+            )));
+        }
+        match (&e.value, &a.value) {
+            (Value::Structure(es), Value::Structure(as_)) => {
+                self.structure(e.tag, es, as_, path, ctx)
+            }
+            _ => self.leaf(e, a, path, ctx, uid_like),
+        }
+    }
+
+    /// An expected placeholder against the actual value.
+    fn placeholder(&mut self, text: &str, e: &Ttlv, a: &Ttlv, path: &str) -> Compared {
+        if e.item_type() != a.item_type() {
+            return Err(Difference::new(
+                path,
+                format!(
+                    "expected a {} ({text}), got {}",
+                    e.item_type(),
+                    show::item(a)
+                ),
+            )
+            .stable(format!(
+                "expected a {} ({text}), got a {}",
+                e.item_type(),
+                a.item_type()
+            )));
+        }
+        let state = &mut self.state;
+        match Placeholder::classify(text) {
+            Placeholder::Now(offset) => match state.sent_now.get(text) {
+                Some(sent) if offset != 0 && *sent != a.value => Err(Difference::new(
+                    path,
+                    format!(
+                        "expected {text} as sent ({}), got {}",
+                        show::value(e.tag, sent),
+                        show::value(a.tag, &a.value)
+                    ),
+                )
+                .stable(format!("expected {text} as sent, got another date"))),
+                _ => Ok(()),
+            },
+            Placeholder::Uid(_) | Placeholder::ClientRandom(_) => match state.named.get(text) {
+                Some(bound) if *bound == a.value => Ok(()),
+                Some(bound) => Err(Difference::new(
+                    path,
+                    format!(
+                        "expected {text} = {}, got {}",
+                        show::value(e.tag, bound),
+                        show::value(a.tag, &a.value)
+                    ),
+                )
+                .stable(format!(
+                    "expected {text} (bound earlier), got another value"
+                ))),
+                None => {
+                    let clash = state.named.iter().find(|(name, v)| {
+                        **v == a.value && matches!(Placeholder::classify(name), Placeholder::Uid(_))
+                    });
+                    if let Some((other, _)) = clash {
+                        let mut both = [other.clone(), text.to_owned()];
+                        both.sort();
+                        let [x, y] = both;
+                        return Err(Difference::new(
+                            path,
+                            format!(
+                                "the server gave {} for both {x} and {y}",
+                                show::value(a.tag, &a.value)
+                            ),
+                        )
+                        .stable(format!(
+                            "the server gave the same value for both {x} and {y}"
+                        )));
+                    }
+                    state.named.insert(text.to_owned(), a.value.clone());
+                    Ok(())
+                }
+            },
+            Placeholder::Server(_) => {
+                state.named.insert(text.to_owned(), a.value.clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn structure(&mut self, tag: Tag, es: &[Ttlv], as_: &[Ttlv], path: &str, ctx: Ctx) -> Compared {
+        let mut ctx = ctx;
+        if tag == tags::PROTOCOL_VERSION && ctx.version_may_vary {
+            return Ok(());
+        }
+        if tag == tags::SERVER_INFORMATION {
+            // Vendor-specific content.
+            return Ok(());
+        }
+        if tag == tags::KEY_BLOCK {
+            ctx.in_key_block = true;
+            let format = |items: &[Ttlv]| {
+                items
+                    .iter()
+                    .find(|c| c.tag == tags::KEY_FORMAT_TYPE)
+                    .map(|c| c.value.clone())
+            };
+            if ctx.server_format && format(es) != format(as_) {
+                // Another format than the test case shows: its bytes cannot be compared.
+                return Ok(());
+            }
+        }
+        if tag == tags::DIGEST {
+            ctx.in_digest = true;
+        }
+        let (es, as_): (Vec<&Ttlv>, Vec<&Ttlv>) = if tag == tags::ATTRIBUTE {
+            // AttributeIndex 0 may appear (or not).
+            let keep =
+                |c: &&Ttlv| !(c.tag == tags::ATTRIBUTE_INDEX && c.value == Value::Integer(0));
+            (
+                es.iter().filter(keep).collect(),
+                as_.iter().filter(keep).collect(),
+            )
+        } else {
+            (es.iter().collect(), as_.iter().collect())
+        };
+        let payload = tag == tags::RESPONSE_PAYLOAD;
+        if tag == tags::ATTRIBUTES || (payload && op_is(ctx.op, "Query")) {
+            return self.subset(&es, &as_, path, ctx, false);
+        }
+        let unordered: fn(Tag) -> bool = if payload && op_is(ctx.op, "Locate") {
+            |t| t == tags::UNIQUE_IDENTIFIER
+        } else if payload && op_is(ctx.op, "GetAttributeList") {
+            |t| t == tags::ATTRIBUTE_NAME || t == tags::ATTRIBUTE_REFERENCE
+        } else {
+            |t| t == tags::ATTRIBUTE
+        };
+        let (e_set, e_seq): (Vec<&Ttlv>, Vec<&Ttlv>) = es.iter().partition(|c| unordered(c.tag));
+        let (a_set, a_seq): (Vec<&Ttlv>, Vec<&Ttlv>) = as_.iter().partition(|c| unordered(c.tag));
+        self.ordered(&e_seq, &a_seq, path, ctx)?;
+        let exact = payload && op_is(ctx.op, "Locate");
+        self.subset(&e_set, &a_set, path, ctx, exact)
+    }
+
+    /// Children compared in order, one for one.
+    fn ordered(&mut self, es: &[&Ttlv], as_: &[&Ttlv], path: &str, ctx: Ctx) -> Compared {
+        let names_uid = attribute_name_of(es) == Some("Unique Identifier");
+        for i in 0..es.len().max(as_.len()) {
+            match (es.get(i), as_.get(i)) {
+                (Some(e), Some(a)) => {
+                    let child = child_path(path, es, i, e.tag);
+                    let like = tags::IDENTIFIERS.contains(&e.tag)
+                        || (e.tag == tags::ATTRIBUTE_VALUE && names_uid);
+                    self.item(e, a, &child, ctx, like)?;
+                }
+                (Some(e), None) => {
+                    let child = child_path(path, es, i, e.tag);
+                    return Err(Difference::new(
+                        &child,
+                        format!("missing (expected {})", self.describe(e)),
+                    ));
+                }
+                (None, Some(a)) => {
+                    return Err(
+                        Difference::new(path, format!("unexpected {}", show::item(a)))
+                            .stable(format!("unexpected {}", show::stable_item(a))),
+                    );
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Each expected child matches a distinct actual child, in any order; with `exact`, no
+    /// actual child is left over.
+    fn subset(
+        &mut self,
+        es: &[&Ttlv],
+        as_: &[&Ttlv],
+        path: &str,
+        ctx: Ctx,
+        exact: bool,
+    ) -> Compared {
+        let mut used = vec![false; as_.len()];
+        for e in es {
+            let child = format!("{path}/{}", label(e));
+            let mut nearest: Option<Difference> = None;
+            let mut found = false;
+            for (j, a) in as_.iter().enumerate() {
+                if used.get(j).copied().unwrap_or(true) || a.tag != e.tag {
+                    continue;
+                }
+                let saved = self.state.clone();
+                match self.item(e, a, &child, ctx, tags::IDENTIFIERS.contains(&e.tag)) {
+                    Ok(()) => {
+                        if let Some(u) = used.get_mut(j) {
+                            *u = true;
+                        }
+                        found = true;
+                        break;
+                    }
+                    Err(d) => {
+                        self.state = saved;
+                        if nearest.is_none() && label(e) == label(a) {
+                            nearest = Some(d);
+                        }
+                    }
+                }
+            }
+            if !found {
+                return Err(nearest.unwrap_or_else(|| {
+                    Difference::new(&child, format!("missing (expected {})", self.describe(e)))
+                }));
+            }
+        }
+        let left_over = used.iter().position(|u| !u).and_then(|j| as_.get(j));
+        if exact && let Some(a) = left_over {
+            return Err(
+                Difference::new(path, format!("unexpected {}", show::item(a)))
+                    .stable(format!("unexpected {}", show::stable_item(a))),
+            );
+        }
+        Ok(())
+    }
+
+    /// A primitive value.
+    fn leaf(&mut self, e: &Ttlv, a: &Ttlv, path: &str, ctx: Ctx, uid_like: bool) -> Compared {
+        let tag = e.tag;
+        let ignored = tag == tags::TIME_STAMP
+            || tag == tags::VENDOR_IDENTIFICATION && op_is(ctx.op, "Query")
+            || tag == tags::DIGEST_VALUE
+            || (tag == tags::KEY_FORMAT_TYPE && (ctx.in_digest || ctx.server_format));
+        if ignored {
+            return Ok(());
+        }
+        let state = &mut self.state;
+        match &e.value {
+            // Dates the request did not fix may vary.
+            Value::DateTime(_) | Value::DateTimeExtended(_)
+                if !state.sent_dates.contains(&e.value) || e.value == a.value =>
+            {
+                return Ok(());
+            }
+            Value::TextString(s) if uid_like => {
+                return match state.literal_uids.get(s.as_str()) {
+                    Some(bound) if *bound != a.value => Err(Difference::new(
+                        path,
+                        format!(
+                            "expected the identifier first seen as {}, i.e. {}, got {}",
+                            show::value(tag, &e.value),
+                            show::value(tag, bound),
+                            show::value(tag, &a.value)
+                        ),
+                    )
+                    .stable(format!(
+                        "expected the identifier first seen as {}, got another",
+                        show::value(tag, &e.value)
+                    ))),
+                    Some(_) => Ok(()),
+                    None => {
+                        state.literal_uids.insert(s.clone(), a.value.clone());
+                        Ok(())
+                    }
+                };
+            }
+            Value::ByteString(_) | Value::BigInteger(_) => {
+                let varies = (ctx.vary_crypto && CRYPTO_OUTPUT.contains(&tag))
+                    || (ctx.vary_data && tag == tags::DATA)
+                    || (ctx.in_key_block && ctx.generated_object);
+                if varies {
+                    if e.value != a.value {
+                        state.replay.push((e.value.clone(), a.value.clone()));
+                    }
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        if e.value == a.value
+            || state
+                .replay
+                .iter()
+                .any(|(x, y)| *x == e.value && *y == a.value)
+        {
+            return Ok(());
+        }
+        Err(Difference::new(
+            path,
+            format!(
+                "expected {}, got {}",
+                show::value(tag, &e.value),
+                show::value(tag, &a.value)
+            ),
+        )
+        .stable(format!(
+            "expected {}, got {}",
+            show::stable(tag, &e.value),
+            show::stable(tag, &a.value)
+        )))
+    }
+
+    /// An expected item for a message, with placeholders by name.
+    fn describe(&self, e: &Ttlv) -> String {
+        match self.markers.lookup(&e.value) {
+            Some(text) => format!("{} {text}", tags::name(e.tag)),
+            None => show::item(e),
+        }
+    }
+}
+
+/// ` (ResultReason ..., ResultMessage "...")` of an actual batch item, for messages (the
+/// message text only `with_message`).
+fn status_summary(a: &Ttlv, with_message: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = a.child(tags::RESULT_REASON) {
+        parts.push(format!("ResultReason {}", show::value(r.tag, &r.value)));
+    }
+    if let Some(m) = a.child(tags::RESULT_MESSAGE).filter(|_| with_message) {
+        parts.push(format!("ResultMessage {}", show::value(m.tag, &m.value)));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// The Attribute Name among the children of a 1.x Attribute.
+fn attribute_name(children: &[Ttlv]) -> Option<&str> {
+    children.iter().find_map(|c| match &c.value {
+        Value::TextString(s) if c.tag == tags::ATTRIBUTE_NAME => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+fn attribute_name_of<'a>(children: &[&'a Ttlv]) -> Option<&'a str> {
+    children.iter().find_map(|c| match &c.value {
+        Value::TextString(s) if c.tag == tags::ATTRIBUTE_NAME => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// How a child appears in a path of an order-insensitive list: `Attribute(Name)` for 1.x
+/// attributes, the tag name otherwise.
+fn label(t: &Ttlv) -> String {
+    match t.children().and_then(attribute_name) {
+        Some(name) if t.tag == tags::ATTRIBUTE => format!("Attribute({name})"),
+        _ => tags::name(t.tag),
+    }
+}
+
+/// `path/Name` or `path/Name[i]` when the tag repeats among the siblings.
+fn child_path(path: &str, siblings: &[&Ttlv], i: usize, tag: Tag) -> String {
+    let name = tags::name(tag);
+    let same: Vec<usize> = siblings
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.tag == tag)
+        .map(|(j, _)| j)
+        .collect();
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    if same.len() > 1 {
+        let n = same.iter().position(|j| *j == i).unwrap_or_default();
+        format!("{prefix}{name}[{n}]")
+    } else {
+        format!("{prefix}{name}")
+    }
+}
+
+/// Whether a request (payload) asks for a randomized signature scheme: PSS padding, DSA or
+/// ECDSA (by algorithm or digital signature algorithm).
+fn randomized_signature(payload: &Ttlv) -> bool {
+    let pss = enum_value("Padding Method", "PSS");
+    let algorithms = ["DSA", "ECDSA", "EC"].map(|n| enum_value("Cryptographic Algorithm", n));
+    let schemes = [
+        "RSASSA_PSS",
+        "DSAWithSHA_1",
+        "DSAWithSHA224",
+        "DSAWithSHA256",
+        "ECDSAWithSHA_1",
+        "ECDSAWithSHA224",
+        "ECDSAWithSHA256",
+        "ECDSAWithSHA384",
+        "ECDSAWithSHA512",
+    ]
+    .map(|n| enum_value("Digital Signature Algorithm", n));
+    payload.walk_any(|c| match c.value {
+        Value::Enumeration(v) => {
+            (c.tag == tags::PADDING_METHOD && Some(v) == pss)
+                || (c.tag == tags::CRYPTOGRAPHIC_ALGORITHM && algorithms.contains(&Some(v)))
+                || (c.tag == tags::DIGITAL_SIGNATURE_ALGORITHM && schemes.contains(&Some(v)))
+        }
+        _ => false,
+    })
+}
+
+/// `any` over a tree.
+trait WalkAny {
+    fn walk_any(&self, f: impl Fn(&Ttlv) -> bool) -> bool;
+}
+
+impl WalkAny for Ttlv {
+    fn walk_any(&self, f: impl Fn(&Ttlv) -> bool) -> bool {
+        let mut found = false;
+        self.walk(&mut |item, _| found = found || f(item));
+        found
+    }
+}
