@@ -1,14 +1,17 @@
 //! The key lifecycle (KMIP 1.4 §3.22 / 2.1 §4.57 State, and the state diagram): pure functions
 //! from (state, event) to the next state. Operations call these and never set State by hand.
 //!
+//! The specification numbers the permitted transitions and adds "Only the transitions described
+//! above are permitted"; this table is exactly that list (2.1 §4.57 items 2-10):
+//!
 //! | from \ event | Activate | Revoke (compromise) | Revoke (other) | Destroy |
 //! |---|---|---|---|---|
-//! | Pre-Active | Active | Compromised | Deactivated | Destroyed |
-//! | Active | refused | Compromised | Deactivated | refused |
-//! | Deactivated | refused | Compromised | Deactivated | Destroyed |
-//! | Compromised | refused | Compromised | Compromised | Destroyed Compromised |
-//! | Destroyed | refused | Destroyed Compromised | refused | refused |
-//! | Destroyed Compromised | refused | Destroyed Compromised | refused | refused |
+//! | Pre-Active | Active (4) | Compromised (3) | refused | Destroyed (2) |
+//! | Active | refused | Compromised (5) | Deactivated (6) | refused |
+//! | Deactivated | refused | Compromised (8) | refused | Destroyed (7) |
+//! | Compromised | refused | refused | refused | Destroyed Compromised (9) |
+//! | Destroyed | refused | Destroyed Compromised (10) | refused | refused |
+//! | Destroyed Compromised | refused | refused | refused | refused |
 //!
 //! Time-driven transitions (Activation Date, Deactivation Date reached) are in
 //! `object::apply_dates`.
@@ -32,21 +35,20 @@ pub(crate) enum Event {
     Destroy,
 }
 
-/// The state after `event`, or the refusal.
+/// The state after `event`, or the refusal ([`Error::WrongState`]).
 pub(crate) fn transition(state: u32, event: Event) -> Result<u32> {
     match (state, event) {
         (PRE_ACTIVE, Event::Activate) => Ok(ACTIVE),
         (_, Event::Activate) => Err(Error::WrongState(
             "only a Pre-Active object can be activated",
         )),
-        (PRE_ACTIVE | ACTIVE | DEACTIVATED | COMPROMISED, Event::RevokeCompromise) => {
-            Ok(COMPROMISED)
-        }
-        (DESTROYED | DESTROYED_COMPROMISED, Event::RevokeCompromise) => Ok(DESTROYED_COMPROMISED),
-        (_, Event::RevokeCompromise) => Err(Error::WrongState("unknown state")),
-        (PRE_ACTIVE | ACTIVE | DEACTIVATED, Event::RevokeOther) => Ok(DEACTIVATED),
-        (COMPROMISED, Event::RevokeOther) => Ok(COMPROMISED),
-        (_, Event::RevokeOther) => Err(Error::WrongState("the object cannot be revoked")),
+        (PRE_ACTIVE | ACTIVE | DEACTIVATED, Event::RevokeCompromise) => Ok(COMPROMISED),
+        (DESTROYED, Event::RevokeCompromise) => Ok(DESTROYED_COMPROMISED),
+        (_, Event::RevokeCompromise) => Err(Error::WrongState("the object is already compromised")),
+        (ACTIVE, Event::RevokeOther) => Ok(DEACTIVATED),
+        (_, Event::RevokeOther) => Err(Error::WrongState(
+            "only an Active object can be revoked for a reason other than compromise",
+        )),
         (PRE_ACTIVE | DEACTIVATED, Event::Destroy) => Ok(DESTROYED),
         (COMPROMISED, Event::Destroy) => Ok(DESTROYED_COMPROMISED),
         (ACTIVE, Event::Destroy) => Err(Error::WrongState("an Active object cannot be destroyed")),
@@ -68,25 +70,14 @@ mod tests {
     ];
 
     fn expected(state: u32, event: Event) -> Option<u32> {
-        match event {
-            Event::Activate => (state == PRE_ACTIVE).then_some(ACTIVE),
-            Event::RevokeCompromise => {
-                Some(if state == DESTROYED || state == DESTROYED_COMPROMISED {
-                    DESTROYED_COMPROMISED
-                } else {
-                    COMPROMISED
-                })
-            }
-            Event::RevokeOther => match state {
-                PRE_ACTIVE | ACTIVE | DEACTIVATED => Some(DEACTIVATED),
-                COMPROMISED => Some(COMPROMISED),
-                _ => None,
-            },
-            Event::Destroy => match state {
-                PRE_ACTIVE | DEACTIVATED => Some(DESTROYED),
-                COMPROMISED => Some(DESTROYED_COMPROMISED),
-                _ => None,
-            },
+        match (state, event) {
+            (PRE_ACTIVE, Event::Activate) => Some(ACTIVE),
+            (PRE_ACTIVE | ACTIVE | DEACTIVATED, Event::RevokeCompromise) => Some(COMPROMISED),
+            (DESTROYED, Event::RevokeCompromise) => Some(DESTROYED_COMPROMISED),
+            (ACTIVE, Event::RevokeOther) => Some(DEACTIVATED),
+            (PRE_ACTIVE | DEACTIVATED, Event::Destroy) => Some(DESTROYED),
+            (COMPROMISED, Event::Destroy) => Some(DESTROYED_COMPROMISED),
+            _ => None,
         }
     }
 

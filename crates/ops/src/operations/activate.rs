@@ -25,7 +25,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         .set(tag::ACTIVATION_DATE, Value::DateTime(ctx.now));
     touch(ctx, &mut obj);
     ctx.tx.put(obj);
-    ctx.set_placeholder(&uid);
+    // Not an ID Placeholder source (only creating operations and Locate are), but a Unique
+    // Identifier of the response, which the 2.x Integer form counts.
+    ctx.batch_uids.push(uid.clone());
     Ok(Some(reader::structure(
         tag::RESPONSE_PAYLOAD,
         vec![uid_item(&uid)],
