@@ -9,6 +9,7 @@
 //! - `lifecycle`: the state machine of KMIP's key lifecycle.
 
 mod context;
+pub(crate) mod crypto;
 mod dispatch;
 pub mod engine;
 pub mod error;

@@ -1,0 +1,25 @@
+//! The cryptography of the engine: key generation, key-format conversions, and the primitives
+//! behind Encrypt/Decrypt, Sign/Signature Verify, MAC/MAC Verify, Hash, RNG Retrieve and Derive
+//! Key. Everything here is pure computation on byte slices and KMIP enumeration values; the
+//! operation files read requests and objects and call in here.
+//!
+//! Which library does what (and why) is in `docs/crypto.md`: OpenSSL (the `openssl` crate, the
+//! system libssl) for RSA, EC and the block/stream ciphers, because it takes every parameter the
+//! test cases use at run time (GCM IVs of 8, 12 and 60 bytes, tag lengths 12..16, OAEP with an
+//! MGF1 hash different from the label hash, any PSS salt length, 1024-bit keys) and does RSA
+//! private-key operations with blinding in constant time; RustCrypto for digests, HMAC and the
+//! KDFs (pure Rust, small); the OS CSPRNG (`getrandom`) for key material and RNG Retrieve.
+//!
+//! Secrets are returned in [`zeroize::Zeroizing`] containers.
+
+// Create, Create Key Pair and Get call these as they land; some helpers are not used yet.
+#[allow(dead_code)]
+pub(crate) mod keygen;
+
+use crate::error::Error;
+
+/// Maps an OpenSSL failure to the engine's error (never with OpenSSL's text: it may describe
+/// key material).
+pub(crate) fn ossl(_e: openssl::error::ErrorStack) -> Error {
+    Error::CryptographicFailure("the cryptographic library refused the operation")
+}
