@@ -71,6 +71,12 @@ pub enum Error {
     /// Another object already has this Name.
     #[error("name already in use")]
     NonUniqueName,
+    /// The attribute has several instances and the request does not say which one.
+    #[error("attribute has several instances")]
+    MultiValuedAttribute,
+    /// The attribute is unknown, or not defined in the request's protocol version.
+    #[error("invalid attribute: {0}")]
+    InvalidAttribute(&'static str),
     /// The key format requested is not offered.
     #[error("key format type not supported")]
     KeyFormatTypeNotSupported,
@@ -160,6 +166,10 @@ impl Error {
             Error::InvalidAttributeValue(_) => rr::INVALID_FIELD,
             Error::NonUniqueName if v2 => rr::NON_UNIQUE_NAME_ATTRIBUTE,
             Error::NonUniqueName => rr::INVALID_FIELD,
+            Error::MultiValuedAttribute if v2 => rr::MULTI_VALUED_ATTRIBUTE,
+            Error::MultiValuedAttribute => rr::INVALID_FIELD,
+            Error::InvalidAttribute(_) if v2 => rr::INVALID_ATTRIBUTE,
+            Error::InvalidAttribute(_) => rr::INVALID_FIELD,
             Error::KeyFormatTypeNotSupported => rr::KEY_FORMAT_TYPE_NOT_SUPPORTED,
             Error::KeyCompressionTypeNotSupported => rr::KEY_COMPRESSION_TYPE_NOT_SUPPORTED,
             Error::EncodingOptionError => rr::ENCODING_OPTION_ERROR,

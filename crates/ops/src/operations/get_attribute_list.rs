@@ -1,11 +1,40 @@
-//! GetAttributeList: not implemented yet.
+//! Get Attribute List (KMIP 1.4 §4.13, 2.1 §6.1.21): the names of an object's attributes, each
+//! once, in the object's order: 1.x Attribute Name text strings, 2.x Attribute Reference items
+//! (an Enumeration naming the tag, or a vendor structure for custom attributes). Attributes
+//! the request's version does not define are left out.
+//!
+//! Result reasons: Item/Object Not Found (no such object, or not visible).
 
+use kmipd_proto::attributes::AttrName;
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
+use crate::attrs::{self, canon};
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::object::{resolve_uid, uid_item};
 
-/// Handles GetAttributeList.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+/// Handles Get Attribute List.
+pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    let r = StructReader::any(payload)?;
+    let uid = resolve_uid(ctx, &r)?;
+    let obj = ctx.load(&uid)?;
+    let mut names: Vec<AttrName> = Vec::new();
+    for a in obj.attributes.iter() {
+        let name = canon(&a.name);
+        if attrs::visible(ctx, &name) && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let mut items = vec![uid_item(&uid)];
+    items.extend(names.iter().map(|n| {
+        if ctx.v2() {
+            attrs::reference_item(n)
+        } else {
+            reader::text(tag::ATTRIBUTE_NAME, n.v1_name())
+        }
+    }));
+    ctx.set_placeholder(&uid);
+    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }

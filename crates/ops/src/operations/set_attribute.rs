@@ -1,11 +1,38 @@
-//! SetAttribute: not implemented yet.
+//! Set Attribute (KMIP 2.1 §6.1.51): adds the attribute when the object has none, replaces it
+//! when it has exactly one instance, and refuses when it has several (Multi Valued Attribute).
+//! The same client-modifiability, state, value and Name-uniqueness rules as Add and Modify
+//! Attribute apply (`attrs`). 2.1 only: earlier versions have no such operation.
 
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::object::{resolve_uid, uid_item};
 
-/// Handles SetAttribute.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+/// Handles Set Attribute.
+pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    if !ctx.v2() {
+        return Err(Error::OperationNotSupported);
+    }
+    let r = StructReader::any(payload)?;
+    let uid = resolve_uid(ctx, &r)?;
+    let new = attrs::read_v2_wrapped(r.required(tag::NEW_ATTRIBUTE)?)?;
+    let mut obj = ctx.load(&uid)?;
+    attrs::check_known(ctx, &new.name)?;
+    let positions = attrs::positions(&obj.attributes, &new.name);
+    match positions.as_slice() {
+        [] => {
+            attrs::add_instance(ctx, &mut obj, new)?;
+        }
+        [pos] => attrs::replace_instance(ctx, &mut obj, *pos, new)?,
+        _ => return Err(Error::MultiValuedAttribute),
+    }
+    attrs::save(ctx, obj);
+    Ok(Some(reader::structure(
+        tag::RESPONSE_PAYLOAD,
+        vec![uid_item(&uid)],
+    )))
 }

@@ -1,0 +1,559 @@
+//! The rules a client meets when it reads or changes attributes (KMIP 1.4 §3, 2.1 §4: each
+//! attribute's "Attribute Rules" table), shared by Get Attributes, Get Attribute List, Add /
+//! Modify / Delete / Set Attribute and Locate.
+//!
+//! - **Who may change what.** Only the attributes whose rules table says "Modifiable by client:
+//!   Yes" may be added, modified or set by a client; some only in a given state (Activation
+//!   Date while Pre-Active; Deactivation Date while Pre-Active or Active; Process Start and
+//!   Protect Stop Date also only before the date is reached). Everything else (Unique
+//!   Identifier, State, Cryptographic Algorithm/Length, Usage Mask, dates the server sets,
+//!   Certificate Length, ...) is read-only: Attribute Read Only (2.x) / Permission Denied (1.x),
+//!   and a state rule broken is Wrong Key Lifecycle State (2.x) / Permission Denied (1.x), as
+//!   the SKLC/AKLC test cases expect. Only "Deletable by client: Yes" attributes may be deleted.
+//! - **Custom attributes.** `x-` names (2.x: any vendor but `y`) belong to clients: added,
+//!   modified, deleted freely, multi-instance. `y-` names are the server's: read-only.
+//! - **One spelling for custom names.** A 1.x `x-foo` and a 2.x vendor attribute (`x`, `foo`)
+//!   are the same attribute; [`canon`] turns both into the 1.x spelling and every lookup here
+//!   compares canonical names, whichever form the object was stored with.
+//! - **Versions.** An attribute is visible to a request only when its version defines it as an
+//!   attribute ([`visible`]): the tables' since/removed versions, plus Key Format Type and Opaque
+//!   Data Type, which 1.x has as fields but not as attributes.
+//! - **Name** is unique in the server (KMIP: "unique within a given key management domain"):
+//!   [`name_in_use`] checks every object that is not destroyed, whoever owns it.
+
+use kmipd_proto::attributes::{AttrName, Attribute, Attributes};
+use kmipd_proto::enums::state;
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::spec::Version;
+use kmipd_proto::tag;
+use kmipd_store::ManagedObject;
+use kmipd_ttlv::{Tag, Ttlv, Value};
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::object::{apply_dates, current_state, touch};
+
+/// When a client may add or modify an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Never: the attribute is read-only for clients.
+    Never,
+    /// In any state.
+    Always,
+    /// Only while the object is Pre-Active.
+    PreActive,
+    /// Only while the object is Pre-Active or Active.
+    PreActiveOrActive,
+    /// Only while Pre-Active or Active and before the current date value is reached.
+    PreActiveOrActiveBeforeDate,
+}
+
+/// A client's rights on one attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rule {
+    /// Several instances are permitted.
+    pub(crate) multi: bool,
+    /// When a client may add or modify it.
+    pub(crate) change: Change,
+    /// A client may delete it.
+    pub(crate) delete: bool,
+}
+
+const READ_ONLY: Rule = Rule {
+    multi: false,
+    change: Change::Never,
+    delete: false,
+};
+const CLIENT_MULTI: Rule = Rule {
+    multi: true,
+    change: Change::Always,
+    delete: true,
+};
+const CLIENT_SINGLE: Rule = Rule {
+    multi: false,
+    change: Change::Always,
+    delete: true,
+};
+
+/// The client's rights on an attribute (the spec's rules tables, the same in 1.x and 2.x for
+/// the attributes both define).
+pub(crate) fn rule(name: &AttrName) -> Rule {
+    let t = match name {
+        AttrName::Custom { .. } => {
+            return if canon_text(name).starts_with("y-") {
+                Rule {
+                    multi: true,
+                    ..READ_ONLY
+                }
+            } else {
+                CLIENT_MULTI
+            };
+        }
+        AttrName::Std(t) => *t,
+    };
+    if [
+        tag::NAME,
+        tag::CRYPTOGRAPHIC_PARAMETERS,
+        tag::OBJECT_GROUP,
+        tag::APPLICATION_SPECIFIC_INFORMATION,
+        tag::ALTERNATIVE_NAME,
+        tag::KEY_VALUE_LOCATION,
+        tag::LINK,
+    ]
+    .contains(&t)
+    {
+        return CLIENT_MULTI;
+    }
+    if [
+        tag::USAGE_LIMITS,
+        tag::CONTACT_INFORMATION,
+        tag::DESCRIPTION,
+        tag::COMMENT,
+        tag::PROTECTION_LEVEL,
+        tag::PROTECTION_PERIOD,
+        tag::QUANTUM_SAFE,
+        tag::ROTATE_NAME,
+    ]
+    .contains(&t)
+    {
+        return CLIENT_SINGLE;
+    }
+    let single = |change| Rule {
+        multi: false,
+        change,
+        delete: false,
+    };
+    if t == tag::SENSITIVE || t == tag::EXTRACTABLE {
+        single(Change::Always)
+    } else if t == tag::ACTIVATION_DATE {
+        single(Change::PreActive)
+    } else if t == tag::DEACTIVATION_DATE {
+        single(Change::PreActiveOrActive)
+    } else if t == tag::PROCESS_START_DATE || t == tag::PROTECT_STOP_DATE {
+        single(Change::PreActiveOrActiveBeforeDate)
+    } else if [
+        tag::DIGEST,
+        tag::CERTIFICATE,
+        tag::DIGITAL_SIGNATURE_ALGORITHM,
+    ]
+    .contains(&t)
+    {
+        Rule {
+            multi: true,
+            ..READ_ONLY
+        }
+    } else {
+        READ_ONLY
+    }
+}
+
+/// Checks that a client may add or modify `name` on `obj` now (`current` is the instance
+/// being replaced, for the date rules).
+pub(crate) fn check_change(
+    ctx: &Ctx<'_>,
+    obj: &ManagedObject,
+    name: &AttrName,
+    current: Option<&Value>,
+) -> Result<()> {
+    let st = current_state(obj);
+    if matches!(st, Some(state::DESTROYED | state::DESTROYED_COMPROMISED)) {
+        return Err(Error::WrongState("the object is destroyed"));
+    }
+    let pre_or_active = matches!(st, Some(state::PRE_ACTIVE | state::ACTIVE));
+    match rule(name).change {
+        Change::Never => Err(Error::AttributeReadOnly("not modifiable by a client")),
+        Change::Always => Ok(()),
+        Change::PreActive if st == Some(state::PRE_ACTIVE) => Ok(()),
+        Change::PreActive => Err(Error::WrongState(
+            "the attribute may change only while Pre-Active",
+        )),
+        Change::PreActiveOrActive if pre_or_active => Ok(()),
+        Change::PreActiveOrActive => Err(Error::WrongState(
+            "the attribute may change only while Pre-Active or Active",
+        )),
+        Change::PreActiveOrActiveBeforeDate => {
+            let reached = current.and_then(date_value).is_some_and(|d| d <= ctx.now);
+            if pre_or_active && !reached {
+                Ok(())
+            } else {
+                Err(Error::WrongState(
+                    "the date may change only before it is reached",
+                ))
+            }
+        }
+    }
+}
+
+/// Checks that a client may delete `name` from `obj`.
+pub(crate) fn check_delete(obj: &ManagedObject, name: &AttrName) -> Result<()> {
+    if matches!(
+        current_state(obj),
+        Some(state::DESTROYED | state::DESTROYED_COMPROMISED)
+    ) {
+        return Err(Error::WrongState("the object is destroyed"));
+    }
+    if rule(name).delete {
+        Ok(())
+    } else {
+        Err(Error::AttributeReadOnly("not deletable by a client"))
+    }
+}
+
+/// The canonical spelling of a custom name (`x-foo` for the 2.x vendor attribute `x`/`foo`).
+fn canon_text(name: &AttrName) -> String {
+    name.v1_name()
+}
+
+/// The canonical form of an attribute name: custom attributes as 1.x `vendor-name` without a
+/// separate vendor, standard ones unchanged.
+pub(crate) fn canon(name: &AttrName) -> AttrName {
+    match name {
+        AttrName::Std(t) => AttrName::Std(*t),
+        AttrName::Custom { .. } => AttrName::Custom {
+            vendor: None,
+            name: canon_text(name),
+        },
+    }
+}
+
+/// True when two names are the same attribute.
+pub(crate) fn same(a: &AttrName, b: &AttrName) -> bool {
+    match (a, b) {
+        (AttrName::Std(x), AttrName::Std(y)) => x == y,
+        (AttrName::Custom { .. }, AttrName::Custom { .. }) => canon_text(a) == canon_text(b),
+        _ => false,
+    }
+}
+
+/// True when the request's version defines this attribute.
+pub(crate) fn visible(ctx: &Ctx<'_>, name: &AttrName) -> bool {
+    visible_in(ctx.spec, name)
+}
+
+/// True when `version` defines this attribute.
+pub(crate) fn visible_in(version: Version, name: &AttrName) -> bool {
+    match name {
+        AttrName::Std(t) => {
+            let v2_only = [tag::KEY_FORMAT_TYPE, tag::OPAQUE_DATA_TYPE].contains(t);
+            name.defined_in(version) && !(v2_only && version < Version::V2_0)
+        }
+        AttrName::Custom { .. } => true,
+    }
+}
+
+/// Refuses a name that is not an attribute this version defines (1.x: an unknown name that is
+/// not a custom `x-`/`y-` one).
+pub(crate) fn check_known(ctx: &Ctx<'_>, name: &AttrName) -> Result<()> {
+    match name {
+        AttrName::Std(_) if visible(ctx, name) => Ok(()),
+        AttrName::Std(_) => Err(Error::InvalidAttribute(
+            "not an attribute of this protocol version",
+        )),
+        AttrName::Custom {
+            vendor: Some(_), ..
+        } => Ok(()),
+        AttrName::Custom { vendor: None, name } => {
+            if name.starts_with("x-") || name.starts_with("y-") || ctx.v2() {
+                Ok(())
+            } else {
+                Err(Error::InvalidAttribute("unknown attribute name"))
+            }
+        }
+    }
+}
+
+/// Positions in `attrs.0` of the instances of `name`, in order.
+pub(crate) fn positions(attrs: &Attributes, name: &AttrName) -> Vec<usize> {
+    attrs
+        .0
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| same(&a.name, name))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The 1.x Attribute structure of an instance (Attribute Index written only when not 0).
+pub(crate) fn v1_item(attr: &Attribute, index: usize) -> Ttlv {
+    let index = if index == 0 {
+        None
+    } else {
+        i32::try_from(index).ok()
+    };
+    attr.to_v1(index)
+}
+
+/// Reads a 2.x Attribute Reference: an Enumeration naming a tag, or a structure with Vendor
+/// Identification and Attribute Name.
+pub(crate) fn read_reference(item: &Ttlv) -> Result<AttrName> {
+    match &item.value {
+        Value::Enumeration(v) => Tag::new(*v)
+            .map(AttrName::Std)
+            .map_err(|_| Error::InvalidField("Attribute Reference")),
+        Value::Structure(_) => {
+            let r = StructReader::any(item)?;
+            let vendor = r.text(tag::VENDOR_IDENTIFICATION)?.map(str::to_owned);
+            let name = r.req_text(tag::ATTRIBUTE_NAME)?.to_owned();
+            Ok(canon(&AttrName::Custom { vendor, name }))
+        }
+        _ => Err(Error::InvalidField("Attribute Reference")),
+    }
+}
+
+/// The 2.x Attribute Reference item for an attribute.
+pub(crate) fn reference_item(name: &AttrName) -> Ttlv {
+    match name {
+        AttrName::Std(t) => reader::enumeration(tag::ATTRIBUTE_REFERENCE, t.value()),
+        AttrName::Custom { .. } => {
+            let full = canon_text(name);
+            let (vendor, short) = match full.split_once('-') {
+                Some((v, n)) if !v.is_empty() && !n.is_empty() => (v.to_owned(), n.to_owned()),
+                _ => (String::new(), full.clone()),
+            };
+            reader::structure(
+                tag::ATTRIBUTE_REFERENCE,
+                vec![
+                    reader::text(tag::VENDOR_IDENTIFICATION, vendor),
+                    reader::text(tag::ATTRIBUTE_NAME, short),
+                ],
+            )
+        }
+    }
+}
+
+/// Reads the single attribute inside a 2.x New Attribute / Current Attribute structure.
+pub(crate) fn read_v2_wrapped(item: &Ttlv) -> Result<Attribute> {
+    let r = StructReader::any(item)?;
+    let mut children = r.items().iter();
+    let (Some(child), None) = (children.next(), children.next()) else {
+        return Err(Error::InvalidField("exactly one attribute expected"));
+    };
+    let mut a = Attribute::from_v2(child)?;
+    a.name = canon(&a.name);
+    Ok(a)
+}
+
+/// A Date-Time value in seconds.
+pub(crate) fn date_value(v: &Value) -> Option<i64> {
+    match v {
+        Value::DateTime(d) => Some(*d),
+        Value::DateTimeExtended(d) => Some(d.div_euclid(1_000_000)),
+        _ => None,
+    }
+}
+
+/// Light validation of a value a client sets: the item type of the well-known attributes,
+/// and a non-empty Name.
+pub(crate) fn check_value(attr: &Attribute) -> Result<()> {
+    let AttrName::Std(t) = attr.name else {
+        return Ok(());
+    };
+    let ok = match &attr.value {
+        Value::Structure(items) => {
+            if t == tag::NAME {
+                items.iter().any(|i| {
+                    i.tag == tag::NAME_VALUE
+                        && matches!(&i.value, Value::TextString(s) if !s.is_empty())
+                })
+            } else if t == tag::LINK {
+                items.iter().any(|i| i.tag == tag::LINKED_OBJECT_IDENTIFIER)
+            } else {
+                [
+                    tag::CRYPTOGRAPHIC_PARAMETERS,
+                    tag::APPLICATION_SPECIFIC_INFORMATION,
+                    tag::ALTERNATIVE_NAME,
+                    tag::KEY_VALUE_LOCATION,
+                    tag::USAGE_LIMITS,
+                ]
+                .contains(&t)
+            }
+        }
+        Value::TextString(_) => [
+            tag::OBJECT_GROUP,
+            tag::CONTACT_INFORMATION,
+            tag::DESCRIPTION,
+            tag::COMMENT,
+            tag::ROTATE_NAME,
+        ]
+        .contains(&t),
+        Value::DateTime(_) | Value::DateTimeExtended(_) => [
+            tag::ACTIVATION_DATE,
+            tag::DEACTIVATION_DATE,
+            tag::PROCESS_START_DATE,
+            tag::PROTECT_STOP_DATE,
+        ]
+        .contains(&t),
+        Value::Boolean(_) => [tag::SENSITIVE, tag::EXTRACTABLE, tag::QUANTUM_SAFE].contains(&t),
+        _ => ![
+            tag::NAME,
+            tag::LINK,
+            tag::OBJECT_GROUP,
+            tag::DESCRIPTION,
+            tag::COMMENT,
+            tag::ACTIVATION_DATE,
+            tag::DEACTIVATION_DATE,
+            tag::PROCESS_START_DATE,
+            tag::PROTECT_STOP_DATE,
+            tag::SENSITIVE,
+            tag::EXTRACTABLE,
+        ]
+        .contains(&t),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidAttributeValue(
+            "wrong type for this attribute",
+        ))
+    }
+}
+
+/// The Name Value of a Name attribute value.
+pub(crate) fn name_value(v: &Value) -> Option<&str> {
+    match v {
+        Value::Structure(items) => items.iter().find_map(|i| match &i.value {
+            Value::TextString(s) if i.tag == tag::NAME_VALUE => Some(s.as_str()),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// True when an object that is not destroyed (other than `except`, or any object when `None`)
+/// already carries a Name with this Name Value.
+pub(crate) fn name_in_use(ctx: &Ctx<'_>, name: &Value, except: Option<&str>) -> Result<bool> {
+    let Some(wanted) = name_value(name) else {
+        return Ok(false);
+    };
+    Ok(ctx.tx.all()?.iter().any(|o| {
+        except != Some(o.uid.as_str())
+            && !matches!(
+                current_state(o),
+                Some(state::DESTROYED | state::DESTROYED_COMPROMISED)
+            )
+            && o.attributes
+                .all(&AttrName::Std(tag::NAME))
+                .any(|v| name_value(v) == Some(wanted))
+    }))
+}
+
+/// Adds an instance after the checks of Add Attribute (and Set Attribute on an absent
+/// attribute): a client-settable attribute, not a second instance of a single-instance one,
+/// a plausible value, a Name not already in use. Returns the new instance's index.
+pub(crate) fn add_instance(
+    ctx: &Ctx<'_>,
+    obj: &mut ManagedObject,
+    attr: Attribute,
+) -> Result<usize> {
+    check_known(ctx, &attr.name)?;
+    check_change(ctx, obj, &attr.name, None)?;
+    let existing = positions(&obj.attributes, &attr.name).len();
+    if existing > 0 && !rule(&attr.name).multi {
+        return Err(Error::AttributeSingleValued);
+    }
+    check_value(&attr)?;
+    if attr.name == AttrName::Std(tag::NAME) && name_in_use(ctx, &attr.value, None)? {
+        return Err(Error::NonUniqueName);
+    }
+    obj.attributes.0.push(Attribute {
+        name: canon(&attr.name),
+        value: attr.value,
+    });
+    Ok(existing)
+}
+
+/// Replaces the instance at `pos` (a position in `obj.attributes.0`) after the checks of
+/// Modify Attribute.
+pub(crate) fn replace_instance(
+    ctx: &Ctx<'_>,
+    obj: &mut ManagedObject,
+    pos: usize,
+    attr: Attribute,
+) -> Result<()> {
+    let current = obj
+        .attributes
+        .0
+        .get(pos)
+        .map(|a| a.value.clone())
+        .ok_or(Error::Internal("attribute position out of range"))?;
+    check_change(ctx, obj, &attr.name, Some(&current))?;
+    check_value(&attr)?;
+    if attr.name == AttrName::Std(tag::NAME)
+        && name_value(&attr.value) != name_value(&current)
+        && name_in_use(ctx, &attr.value, None)?
+    {
+        return Err(Error::NonUniqueName);
+    }
+    let slot = obj
+        .attributes
+        .0
+        .get_mut(pos)
+        .ok_or(Error::Internal("attribute position out of range"))?;
+    *slot = Attribute {
+        name: canon(&attr.name),
+        value: attr.value,
+    };
+    Ok(())
+}
+
+/// Stores a changed object: the time-driven state changes (an Activation or Deactivation
+/// Date set to the past), Last Change Date = now, and the ID Placeholder.
+pub(crate) fn save(ctx: &mut Ctx<'_>, mut obj: ManagedObject) {
+    apply_dates(&mut obj, ctx.now);
+    touch(ctx, &mut obj);
+    let uid = obj.uid.clone();
+    ctx.tx.put(obj);
+    ctx.set_placeholder(&uid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn custom(vendor: Option<&str>, name: &str) -> AttrName {
+        AttrName::Custom {
+            vendor: vendor.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn v1_and_v2_custom_names_are_the_same_attribute() {
+        assert!(same(&custom(Some("x"), "attr"), &custom(None, "x-attr")));
+        assert!(!same(&custom(Some("x"), "attr"), &custom(None, "x-other")));
+        assert_eq!(canon(&custom(Some("x"), "attr")), custom(None, "x-attr"));
+    }
+
+    #[test]
+    fn rules_follow_the_spec_tables() {
+        assert_eq!(rule(&AttrName::Std(tag::STATE)).change, Change::Never);
+        assert_eq!(
+            rule(&AttrName::Std(tag::CRYPTOGRAPHIC_ALGORITHM)).change,
+            Change::Never
+        );
+        assert_eq!(
+            rule(&AttrName::Std(tag::ACTIVATION_DATE)).change,
+            Change::PreActive
+        );
+        assert!(rule(&AttrName::Std(tag::NAME)).multi);
+        assert!(!rule(&AttrName::Std(tag::DESCRIPTION)).multi);
+        assert!(rule(&custom(None, "x-a")).delete);
+        assert_eq!(rule(&custom(None, "y-a")).change, Change::Never);
+    }
+
+    #[test]
+    fn key_format_type_is_an_attribute_only_in_2x() {
+        let kft = AttrName::Std(tag::KEY_FORMAT_TYPE);
+        assert!(!visible_in(Version::V1_4, &kft));
+        assert!(visible_in(Version::V2_1, &kft));
+        assert!(visible_in(Version::V1_0, &AttrName::Std(tag::STATE)));
+    }
+
+    #[test]
+    fn references_round_trip() {
+        let n = custom(None, "x-ID");
+        assert_eq!(read_reference(&reference_item(&n)).unwrap(), n);
+        let s = AttrName::Std(tag::STATE);
+        assert_eq!(read_reference(&reference_item(&s)).unwrap(), s);
+    }
+}
