@@ -14,9 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kmipd_proto::enums::{batch_error_continuation as bec, result_status};
 use kmipd_proto::message::{
-    ProtocolVersion, RequestHeader, RequestMessage, ResponseBatchItem, ResponseHeader,
-    ResponseMessage,
+    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
+    ResponseHeader, ResponseMessage,
 };
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
 use kmipd_store::{ManagedObject, MemoryStore, ObjectStore};
@@ -140,7 +141,6 @@ impl Engine {
             Ok(tree) => self.handle_message(principal, &tree),
             Err(_) => message_error(
                 ProtocolVersion::V1_0,
-                None,
                 &Error::InvalidMessage("undecodable TTLV"),
             ),
         };
@@ -148,27 +148,33 @@ impl Engine {
     }
 
     /// A Request Message tree in, the Response Message tree out. Never panics.
+    ///
+    /// A message whose header is unreadable, or that holds something other than a header and
+    /// batch items, gets one batch item without Operation, Invalid Message (KMIP 1.4 §11.1
+    /// "Message cannot be parsed"). A readable header with an unreadable batch item fails that
+    /// item only, Invalid Message ("Error parsing batch item"), under the batch's error
+    /// continuation option.
     pub fn handle_message(&self, principal: &Principal, request: &Ttlv) -> Ttlv {
-        let message = match RequestMessage::from_ttlv(request) {
-            Ok(m) => m,
-            Err(e) => {
-                let header = RequestMessage::salvage_header(request);
-                let version = header.as_ref().map_or(ProtocolVersion::V1_0, |h| {
-                    self.answer_version(h.protocol_version)
-                });
-                let err = if request.tag == tag::REQUEST_MESSAGE {
-                    Error::Proto(e)
-                } else {
-                    Error::InvalidMessage("not a request message")
-                };
-                let err = match err {
-                    Error::Proto(_) => Error::InvalidMessage("malformed request"),
-                    other => other,
-                };
-                return message_error(version, header.as_ref(), &err);
-            }
+        if let Ok(m) = RequestMessage::from_ttlv(request) {
+            let items = m.items.into_iter().map(Item::Read).collect();
+            return self.run(principal, &m.header, items).to_ttlv();
+        }
+        let header = if request.tag == tag::REQUEST_MESSAGE {
+            RequestMessage::salvage_header(request)
+        } else {
+            None
         };
-        self.run(principal, &message).to_ttlv()
+        let err = Error::InvalidMessage("malformed request message");
+        let Some(header) = header else {
+            return message_error(ProtocolVersion::V1_0, &err);
+        };
+        match salvage_items(request) {
+            Some(items) if !items.is_empty() => self.run(principal, &header, items).to_ttlv(),
+            _ => {
+                let version = self.answer_version(header.protocol_version);
+                message_error(version, &err)
+            }
+        }
     }
 
     /// The version to answer a request of `asked` in: the same when served; the newest minor
@@ -198,27 +204,34 @@ impl Engine {
         })
     }
 
-    fn run(&self, principal: &Principal, message: &RequestMessage) -> ResponseMessage {
-        let header = &message.header;
+    fn run(
+        &self,
+        principal: &Principal,
+        header: &RequestHeader,
+        items: Vec<Item>,
+    ) -> ResponseMessage {
         let Some(version) = self.served(header.protocol_version) else {
-            let v = self.answer_version(header.protocol_version);
-            return error_response(
-                v,
-                header,
-                &message.items,
-                &Error::UnsupportedProtocolVersion,
-            );
+            // KMIP 1.4 §11.1: a major version mismatch gets a header and one batch item
+            // without Operation (Invalid Message in 1.x, Unsupported Protocol Version in 2.x).
+            let version = self.answer_version(header.protocol_version);
+            return single_failure(version, &Error::UnsupportedProtocolVersion);
         };
-        if usize::try_from(header.batch_count).ok() != Some(message.items.len()) {
+        if usize::try_from(header.batch_count).ok() != Some(items.len()) {
             return error_response(
                 version,
-                header,
-                &message.items,
+                &items,
                 &Error::InvalidMessage("batch count does not match the batch items"),
             );
         }
         let spec = version.spec().unwrap_or(Version::V1_0);
         let option = header.batch_error_continuation_option.unwrap_or(bec::STOP);
+        if ![bec::STOP, bec::CONTINUE, bec::UNDO].contains(&option) {
+            return error_response(
+                version,
+                &items,
+                &Error::InvalidField("Batch Error Continuation Option"),
+            );
+        }
         let mut ctx = Ctx {
             principal,
             version,
@@ -230,15 +243,18 @@ impl Engine {
             uid_by_kind: Vec::new(),
             config: &self.config,
         };
-        let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(message.items.len());
+        let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());
         let mut failed = false;
-        for item in &message.items {
+        for item in &items {
             let sp = ctx.tx.savepoint();
-            let result = dispatch::dispatch(&mut ctx, item.operation, item.payload.as_ref());
+            let result = match item {
+                Item::Read(item) => run_item(&mut ctx, item),
+                Item::Unreadable { .. } => Err(Error::InvalidMessage("unreadable batch item")),
+            };
             match result {
                 Ok(payload) => answers.push(ResponseBatchItem {
-                    operation: Some(item.operation),
-                    unique_batch_item_id: item.unique_batch_item_id.clone(),
+                    operation: item.operation(),
+                    unique_batch_item_id: item.unique_batch_item_id(),
                     result_status: result_status::SUCCESS,
                     result_reason: None,
                     result_message: None,
@@ -246,7 +262,7 @@ impl Engine {
                 }),
                 Err(err) => {
                     ctx.tx.rollback_to(sp);
-                    answers.push(failure(version, Some(item.operation), item, &err));
+                    answers.push(failure(version, item, &err));
                     if option == bec::CONTINUE {
                         continue;
                     }
@@ -256,35 +272,47 @@ impl Engine {
             }
         }
         if failed && option == bec::UNDO {
+            // Every earlier item was performed and is now undone: its changes go, its answer
+            // stays (Operation Undone is not a failure, so the payload remains, as the 3.0
+            // BL-M-2 case shows); the failed item keeps its failure.
             ctx.tx.rollback_all();
             let last = answers.len().saturating_sub(1);
             for a in answers.iter_mut().take(last) {
                 a.result_status = result_status::OPERATION_UNDONE;
-                a.payload = None;
             }
         }
         let changes = ctx.tx.into_changes();
-        if !changes.is_empty() {
-            if let Err(e) = self.store.commit(changes) {
-                let err = Error::Store(e);
-                return error_response(version, header, &message.items, &err);
-            }
-        }
         let response = ResponseMessage {
-            header: response_header(version, header, answers.len()),
+            header: response_header(version, answers.len()),
             items: answers,
         };
-        self.enforce_size(response, header)
+        // Maximum Response Size: an answer that would be larger becomes Response Too Large,
+        // and then nothing of the batch is kept (the client never learns what was done).
+        let response = match self.enforce_size(response, header) {
+            Ok(response) => response,
+            Err(too_large) => return too_large,
+        };
+        if !changes.is_empty()
+            && let Err(e) = self.store.commit(changes)
+        {
+            return error_response(version, &items, &Error::Store(e));
+        }
+        response
     }
 
-    /// Maximum Response Size: an answer that would be larger becomes Response Too Large.
-    fn enforce_size(&self, response: ResponseMessage, header: &RequestHeader) -> ResponseMessage {
+    /// The response when it fits the request's Maximum Response Size; otherwise (`Err`) the
+    /// same batch items answered Response Too Large.
+    fn enforce_size(
+        &self,
+        response: ResponseMessage,
+        header: &RequestHeader,
+    ) -> Result<ResponseMessage, ResponseMessage> {
         let Some(max) = header.maximum_response_size else {
-            return response;
+            return Ok(response);
         };
         let len = kmipd_ttlv::encoded_len(&response.to_ttlv());
         if usize::try_from(max).is_ok_and(|m| len <= m) {
-            return response;
+            return Ok(response);
         }
         let version = response.header.protocol_version;
         let items = response
@@ -299,33 +327,109 @@ impl Engine {
                 payload: None,
             })
             .collect();
-        ResponseMessage {
+        Err(ResponseMessage {
             header: response.header,
             items,
+        })
+    }
+}
+
+/// One batch item of a request: read, or unreadable (what could be read of it is echoed).
+enum Item {
+    Read(RequestBatchItem),
+    Unreadable {
+        operation: Option<u32>,
+        unique_batch_item_id: Option<Vec<u8>>,
+    },
+}
+
+impl Item {
+    fn operation(&self) -> Option<u32> {
+        match self {
+            Item::Read(i) => Some(i.operation),
+            Item::Unreadable { operation, .. } => *operation,
+        }
+    }
+
+    fn unique_batch_item_id(&self) -> Option<Vec<u8>> {
+        match self {
+            Item::Read(i) => i.unique_batch_item_id.clone(),
+            Item::Unreadable {
+                unique_batch_item_id,
+                ..
+            } => unique_batch_item_id.clone(),
         }
     }
 }
 
-fn response_header(version: ProtocolVersion, req: &RequestHeader, count: usize) -> ResponseHeader {
-    let v14 = version >= ProtocolVersion::new(1, 4);
+/// The batch items of a request message that did not read as a whole; `None` when the message
+/// holds anything but a header and batch items.
+fn salvage_items(request: &Ttlv) -> Option<Vec<Item>> {
+    let r = StructReader::any(request).ok()?;
+    let mut items = Vec::new();
+    for child in r.items() {
+        if child.tag == tag::REQUEST_HEADER {
+            continue;
+        }
+        if child.tag != tag::BATCH_ITEM {
+            return None;
+        }
+        items.push(match RequestBatchItem::from_ttlv(child) {
+            Ok(item) => Item::Read(item),
+            Err(_) => {
+                let r = StructReader::any(child).ok();
+                Item::Unreadable {
+                    operation: r.and_then(|r| r.enumeration(tag::OPERATION).ok().flatten()),
+                    unique_batch_item_id: r.and_then(|r| {
+                        r.bytes(tag::UNIQUE_BATCH_ITEM_ID)
+                            .ok()
+                            .flatten()
+                            .map(<[u8]>::to_vec)
+                    }),
+                }
+            }
+        });
+    }
+    Some(items)
+}
+
+/// Runs one batch item: the operation must exist in the request's version, and a critical
+/// Message Extension (none is understood) refuses the item (KMIP 1.4 §11.1).
+fn run_item(ctx: &mut Ctx<'_>, item: &RequestBatchItem) -> Result<Option<Ttlv>, Error> {
+    let defined = kmipd_proto::spec::enum_of_tag(tag::OPERATION.value())
+        .and_then(|e| e.entry(item.operation))
+        .is_some_and(|e| e.defined_in(ctx.spec));
+    if !defined {
+        return Err(Error::OperationNotSupported);
+    }
+    if let Some(ext) = &item.message_extension {
+        let critical = StructReader::any(ext)?.boolean(tag::CRITICALITY_INDICATOR)?;
+        if critical != Some(false) {
+            return Err(Error::FeatureNotSupported("critical message extension"));
+        }
+    }
+    dispatch::dispatch(ctx, item.operation, item.payload.as_ref())
+}
+
+fn response_header(version: ProtocolVersion, count: usize) -> ResponseHeader {
+    // KMIP 1.4 §6.18/2.1 §9.9-9.10: in a client-to-server operation the Client Correlation Value
+    // travels in the request only, and the server provides its own Server Correlation Value
+    // (globally unique, for both sides' logs) in the response.
+    let server_correlation =
+        (version >= ProtocolVersion::V1_4).then(|| uuid::Uuid::new_v4().to_string());
     ResponseHeader {
         protocol_version: version,
         time_stamp: now(),
-        client_correlation_value: req.client_correlation_value.clone().filter(|_| v14),
-        server_correlation_value: req.server_correlation_value.clone().filter(|_| v14),
+        client_correlation_value: None,
+        server_correlation_value: server_correlation,
         batch_count: i32::try_from(count).unwrap_or(i32::MAX),
     }
 }
 
-fn failure(
-    version: ProtocolVersion,
-    operation: Option<u32>,
-    item: &kmipd_proto::message::RequestBatchItem,
-    err: &Error,
-) -> ResponseBatchItem {
+fn failure(version: ProtocolVersion, item: &Item, err: &Error) -> ResponseBatchItem {
     ResponseBatchItem {
-        operation,
-        unique_batch_item_id: item.unique_batch_item_id.clone(),
+        operation: item.operation(),
+        unique_batch_item_id: item.unique_batch_item_id(),
         result_status: result_status::OPERATION_FAILED,
         result_reason: Some(err.result_reason(version)),
         result_message: Some(err.client_message()),
@@ -334,45 +438,30 @@ fn failure(
 }
 
 /// Every item of the request fails with the same error.
-fn error_response(
-    version: ProtocolVersion,
-    header: &RequestHeader,
-    items: &[kmipd_proto::message::RequestBatchItem],
-    err: &Error,
-) -> ResponseMessage {
-    let answers: Vec<ResponseBatchItem> = items
-        .iter()
-        .map(|i| failure(version, Some(i.operation), i, err))
-        .collect();
+fn error_response(version: ProtocolVersion, items: &[Item], err: &Error) -> ResponseMessage {
+    let answers: Vec<ResponseBatchItem> = items.iter().map(|i| failure(version, i, err)).collect();
     ResponseMessage {
-        header: response_header(version, header, answers.len()),
+        header: response_header(version, answers.len()),
         items: answers,
     }
 }
 
-/// The response to a message that could not be read as a request.
-fn message_error(version: ProtocolVersion, header: Option<&RequestHeader>, err: &Error) -> Ttlv {
-    let item = ResponseBatchItem {
-        operation: None,
-        unique_batch_item_id: None,
-        result_status: result_status::OPERATION_FAILED,
-        result_reason: Some(err.result_reason(version)),
-        result_message: Some(err.client_message()),
-        payload: None,
-    };
-    let header = match header {
-        Some(h) => response_header(version, h, 1),
-        None => ResponseHeader {
-            protocol_version: version,
-            time_stamp: now(),
-            client_correlation_value: None,
-            server_correlation_value: None,
-            batch_count: 1,
-        },
-    };
+/// A header and one batch item without Operation that fails with `err`.
+fn single_failure(version: ProtocolVersion, err: &Error) -> ResponseMessage {
     ResponseMessage {
-        header,
-        items: vec![item],
+        header: response_header(version, 1),
+        items: vec![ResponseBatchItem {
+            operation: None,
+            unique_batch_item_id: None,
+            result_status: result_status::OPERATION_FAILED,
+            result_reason: Some(err.result_reason(version)),
+            result_message: Some(err.client_message()),
+            payload: None,
+        }],
     }
-    .to_ttlv()
+}
+
+/// The response to a message that could not be read as a request.
+fn message_error(version: ProtocolVersion, err: &Error) -> Ttlv {
+    single_failure(version, err).to_ttlv()
 }

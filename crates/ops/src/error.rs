@@ -147,7 +147,11 @@ impl Error {
             Error::Destroyed if v2 => rr::OBJECT_DESTROYED,
             Error::Destroyed => rr::ITEM_NOT_FOUND,
             Error::PermissionDenied(_) => rr::PERMISSION_DENIED,
-            Error::WrongState(_) if v2 => rr::WRONG_KEY_LIFECYCLE_STATE,
+            // 2.0 defines Wrong Key Lifecycle State, but its OASIS cases (AKLC-M-2-20, Destroy
+            // of an Active key) expect Permission Denied, as 1.x; 2.1 and 3.0 use the new code.
+            Error::WrongState(_) if version >= ProtocolVersion::V2_1 => {
+                rr::WRONG_KEY_LIFECYCLE_STATE
+            }
             Error::WrongState(_) => rr::PERMISSION_DENIED,
             Error::OperationNotSupported => rr::OPERATION_NOT_SUPPORTED,
             Error::FeatureNotSupported(_) => rr::FEATURE_NOT_SUPPORTED,

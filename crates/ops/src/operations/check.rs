@@ -51,19 +51,16 @@ fn check(
             return Err(Error::IncompatibleUsageMask);
         }
     }
-    if let Some(asked) = count {
-        if let Some(left) = usage_limits_count(obj) {
-            if asked > left {
-                return Err(Error::UsageLimitExceeded);
-            }
-        }
+    if let Some(asked) = count
+        && usage_limits_count(obj).is_some_and(|left| asked > left)
+    {
+        return Err(Error::UsageLimitExceeded);
     }
-    if let Some(asked) = lease {
-        if let Some(Value::Interval(max)) = obj.attributes.get(tag::LEASE_TIME) {
-            if asked > *max {
-                return Err(Error::PermissionDenied("lease time longer than allowed"));
-            }
-        }
+    if let Some(asked) = lease
+        && let Some(Value::Interval(max)) = obj.attributes.get(tag::LEASE_TIME)
+        && asked > *max
+    {
+        return Err(Error::PermissionDenied("lease time longer than allowed"));
     }
     Ok(())
 }
