@@ -557,3 +557,133 @@ mod tests {
         assert_eq!(read_reference(&reference_item(&s)).unwrap(), s);
     }
 }
+
+/// A handler test bench: objects put straight into a store, a [`Ctx`] over it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use kmipd_proto::attributes::{AttrName, Attribute, Attributes};
+    use kmipd_proto::enums::{object_type, state};
+    use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
+    use kmipd_proto::tag;
+    use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore};
+    use kmipd_ttlv::{Tag, Ttlv, Value};
+
+    use crate::context::{Ctx, Tx};
+    use crate::engine::{EngineConfig, Principal};
+
+    /// The time of every test request.
+    pub(crate) const NOW: i64 = 1_700_000_000;
+
+    /// A symmetric key `uid` owned by `owner`, Pre-Active, named `name` when given.
+    pub(crate) fn key(uid: &str, owner: &str, sequence: u64, name: Option<&str>) -> ManagedObject {
+        let mut attributes = Attributes::new();
+        attributes.set(tag::UNIQUE_IDENTIFIER, Value::TextString(uid.to_owned()));
+        attributes.set(
+            tag::OBJECT_TYPE,
+            Value::Enumeration(object_type::SYMMETRIC_KEY),
+        );
+        attributes.set(tag::CRYPTOGRAPHIC_ALGORITHM, Value::Enumeration(3));
+        attributes.set(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(128));
+        attributes.set(tag::CRYPTOGRAPHIC_USAGE_MASK, Value::Integer(4 | 8));
+        attributes.set(tag::STATE, Value::Enumeration(state::PRE_ACTIVE));
+        attributes.set(tag::INITIAL_DATE, Value::DateTime(NOW - 100));
+        attributes.set(tag::LAST_CHANGE_DATE, Value::DateTime(NOW - 100));
+        attributes.set(tag::KEY_FORMAT_TYPE, Value::Enumeration(1));
+        if let Some(n) = name {
+            attributes.0.push(Attribute::std(tag::NAME, name_value(n)));
+        }
+        ManagedObject {
+            uid: uid.to_owned(),
+            object_type: object_type::SYMMETRIC_KEY,
+            owner: owner.to_owned(),
+            object: Some(reader::structure(tag::SYMMETRIC_KEY, Vec::new())),
+            attributes,
+            sequence,
+        }
+    }
+
+    /// A Name attribute value.
+    pub(crate) fn name_value(n: &str) -> Value {
+        Value::Structure(vec![
+            reader::text(tag::NAME_VALUE, n),
+            reader::enumeration(tag::NAME_TYPE, 1),
+        ])
+    }
+
+    /// A store holding these objects.
+    pub(crate) fn store(objects: Vec<ManagedObject>) -> MemoryStore {
+        let s = MemoryStore::new();
+        s.commit(objects.into_iter().map(Change::Put).collect())
+            .unwrap();
+        s
+    }
+
+    /// Runs `f` with a context of `version` for principal `who` over `store`.
+    pub(crate) fn with_ctx<R>(
+        store: &MemoryStore,
+        who: &Principal,
+        version: ProtocolVersion,
+        f: impl FnOnce(&mut Ctx<'_>) -> R,
+    ) -> R {
+        let config = EngineConfig::default();
+        let mut ctx = Ctx {
+            principal: who,
+            version,
+            spec: version.spec().unwrap(),
+            now: NOW,
+            tx: Tx::new(store),
+            id_placeholder: None,
+            batch_uids: Vec::new(),
+            uid_by_kind: Vec::new(),
+            config: &config,
+        };
+        f(&mut ctx)
+    }
+
+    /// A request payload.
+    pub(crate) fn payload(items: Vec<Ttlv>) -> Ttlv {
+        reader::structure(tag::REQUEST_PAYLOAD, items)
+    }
+
+    /// A 1.x Attribute structure.
+    pub(crate) fn v1_attr(name: &str, index: Option<i32>, value: Value) -> Ttlv {
+        let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
+        if let Some(i) = index {
+            items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+        }
+        items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
+        reader::structure(tag::ATTRIBUTE, items)
+    }
+
+    /// A 2.x wrapper (New Attribute, Current Attribute) around one attribute item.
+    pub(crate) fn wrap(t: Tag, item: Ttlv) -> Ttlv {
+        reader::structure(t, vec![item])
+    }
+
+    /// A 2.x vendor attribute item.
+    pub(crate) fn vendor(v: &str, name: &str, value: Value) -> Ttlv {
+        reader::structure(
+            tag::ATTRIBUTE,
+            vec![
+                reader::text(tag::VENDOR_IDENTIFICATION, v),
+                reader::text(tag::ATTRIBUTE_NAME, name),
+                Ttlv::new(tag::ATTRIBUTE_VALUE, value),
+            ],
+        )
+    }
+
+    /// The children of a response payload.
+    pub(crate) fn items(response: Option<Ttlv>) -> Vec<Ttlv> {
+        match response.unwrap().value {
+            Value::Structure(v) => v,
+            other => panic!("not a structure: {other:?}"),
+        }
+    }
+
+    /// Every value of a standard attribute of an object as the batch sees it.
+    pub(crate) fn values(ctx: &Ctx<'_>, uid: &str, t: Tag) -> Vec<Value> {
+        let o = ctx.tx.get(uid).unwrap().unwrap();
+        o.attributes.all(&AttrName::Std(t)).cloned().collect()
+    }
+}

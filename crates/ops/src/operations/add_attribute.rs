@@ -42,3 +42,88 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }
+
+#[cfg(test)]
+mod tests {
+    use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
+    use kmipd_proto::tag;
+    use kmipd_ttlv::Value;
+
+    use super::handle;
+    use crate::attrs::testing::*;
+    use crate::engine::Principal;
+    use crate::error::Error;
+
+    fn add_v1(
+        ctx: &mut crate::context::Ctx<'_>,
+        uid: &str,
+        name: &str,
+        v: Value,
+    ) -> crate::error::Result<Vec<kmipd_ttlv::Ttlv>> {
+        handle(
+            ctx,
+            &payload(vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, uid),
+                v1_attr(name, None, v),
+            ]),
+        )
+        .map(items)
+    }
+
+    #[test]
+    fn v1_custom_attributes_get_their_index_and_last_change_date_moves() {
+        let s = store(vec![key("k1", "a", 1, None)]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let first = add_v1(ctx, "k1", "x-a", Value::TextString("1".into())).unwrap();
+            assert_eq!(
+                first[1],
+                v1_attr("x-a", None, Value::TextString("1".into()))
+            );
+            let second = add_v1(ctx, "k1", "x-a", Value::TextString("2".into())).unwrap();
+            assert_eq!(
+                second[1],
+                v1_attr("x-a", Some(1), Value::TextString("2".into()))
+            );
+            assert_eq!(
+                values(ctx, "k1", tag::LAST_CHANGE_DATE),
+                vec![Value::DateTime(NOW)]
+            );
+        });
+    }
+
+    #[test]
+    fn read_only_single_valued_and_state_rules() {
+        let s = store(vec![
+            key("k1", "a", 1, Some("taken")),
+            key("k2", "a", 2, None),
+        ]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
+            let add = |ctx: &mut crate::context::Ctx<'_>, uid: &str, item| {
+                handle(
+                    ctx,
+                    &payload(vec![
+                        reader::text(tag::UNIQUE_IDENTIFIER, uid),
+                        wrap(tag::NEW_ATTRIBUTE, item),
+                    ]),
+                )
+            };
+            let r = add(ctx, "k2", reader::enumeration(tag::STATE, 2));
+            assert!(matches!(r, Err(Error::AttributeReadOnly(_))), "{r:?}");
+            add(ctx, "k2", reader::text(tag::DESCRIPTION, "d1")).unwrap();
+            let r = add(ctx, "k2", reader::text(tag::DESCRIPTION, "d2"));
+            assert!(matches!(r, Err(Error::AttributeSingleValued)), "{r:?}");
+            let name = kmipd_ttlv::Ttlv::new(tag::NAME, name_value("taken"));
+            let r = add(ctx, "k2", name.clone());
+            assert!(matches!(r, Err(Error::NonUniqueName)), "{r:?}");
+            let r = add(ctx, "k1", name);
+            assert!(matches!(r, Err(Error::NonUniqueName)), "{r:?}");
+            // 2.x answers the Unique Identifier only.
+            let out = items(add(ctx, "k2", reader::text(tag::OBJECT_GROUP, "g")).unwrap());
+            assert_eq!(out, vec![reader::text(tag::UNIQUE_IDENTIFIER, "k2")]);
+            // An Activation Date in the past activates the key.
+            add(ctx, "k2", reader::datetime(tag::ACTIVATION_DATE, NOW - 1)).unwrap();
+            assert_eq!(values(ctx, "k2", tag::STATE), vec![Value::Enumeration(2)]);
+        });
+    }
+}

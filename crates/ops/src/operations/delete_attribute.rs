@@ -97,3 +97,85 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }
+
+#[cfg(test)]
+mod tests {
+    use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
+    use kmipd_proto::tag;
+    use kmipd_ttlv::Value;
+
+    use super::handle;
+    use crate::attrs::testing::*;
+    use crate::engine::Principal;
+    use crate::error::Error;
+
+    #[test]
+    fn v1_answers_the_deleted_instance_and_refuses_read_only_or_absent() {
+        let mut k = key("k1", "a", 1, None);
+        for g in ["g1", "g2"] {
+            k.attributes.0.push(kmipd_proto::attributes::Attribute::std(
+                tag::OBJECT_GROUP,
+                Value::TextString(g.into()),
+            ));
+        }
+        let s = store(vec![k]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let del = |ctx: &mut crate::context::Ctx<'_>, name: &str, index: Option<i32>| {
+                let mut p = vec![
+                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                    reader::text(tag::ATTRIBUTE_NAME, name),
+                ];
+                if let Some(i) = index {
+                    p.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+                }
+                handle(ctx, &payload(p)).map(items)
+            };
+            let out = del(ctx, "Object Group", Some(1)).unwrap();
+            assert_eq!(
+                out[1],
+                v1_attr("Object Group", Some(1), Value::TextString("g2".into()))
+            );
+            assert!(matches!(
+                del(ctx, "Object Group", Some(1)),
+                Err(Error::IndexOutOfBounds)
+            ));
+            assert!(matches!(
+                del(ctx, "State", None),
+                Err(Error::AttributeReadOnly(_))
+            ));
+            assert!(matches!(
+                del(ctx, "x-none", None),
+                Err(Error::AttributeNotFound)
+            ));
+            assert_eq!(
+                values(ctx, "k1", tag::OBJECT_GROUP),
+                vec![Value::TextString("g1".into())]
+            );
+        });
+    }
+
+    #[test]
+    fn v2_reference_deletes_every_instance() {
+        let mut k = key("k1", "a", 1, Some("n1"));
+        k.attributes.0.push(kmipd_proto::attributes::Attribute::std(
+            tag::NAME,
+            name_value("n2"),
+        ));
+        let s = store(vec![k]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![
+                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                        reader::enumeration(tag::ATTRIBUTE_REFERENCE, tag::NAME.value()),
+                    ]),
+                )
+                .unwrap(),
+            );
+            assert_eq!(out, vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]);
+            assert!(values(ctx, "k1", tag::NAME).is_empty());
+        });
+    }
+}

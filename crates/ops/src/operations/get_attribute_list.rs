@@ -38,3 +38,51 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ctx.set_placeholder(&uid);
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }
+
+#[cfg(test)]
+mod tests {
+    use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
+    use kmipd_proto::tag;
+
+    use super::handle;
+    use crate::attrs::testing::*;
+    use crate::engine::Principal;
+
+    #[test]
+    fn names_once_each_in_the_version_form() {
+        let mut k = key("k1", "a", 1, Some("n1"));
+        k.attributes.0.push(kmipd_proto::attributes::Attribute::std(
+            tag::NAME,
+            name_value("n2"),
+        ));
+        let s = store(vec![k]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::new(1, 2), |ctx| {
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
+                )
+                .unwrap(),
+            );
+            let names: Vec<_> = out.iter().skip(1).cloned().collect();
+            let n = reader::text(tag::ATTRIBUTE_NAME, "Name");
+            assert_eq!(names.iter().filter(|i| **i == n).count(), 1);
+            assert!(names.contains(&reader::text(tag::ATTRIBUTE_NAME, "State")));
+            assert!(!names.contains(&reader::text(tag::ATTRIBUTE_NAME, "Key Format Type")));
+        });
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
+                )
+                .unwrap(),
+            );
+            assert!(out.contains(&reader::enumeration(
+                tag::ATTRIBUTE_REFERENCE,
+                tag::KEY_FORMAT_TYPE.value()
+            )));
+        });
+    }
+}

@@ -69,3 +69,124 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ctx.set_placeholder(&uid);
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }
+
+#[cfg(test)]
+mod tests {
+    use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
+    use kmipd_proto::tag;
+    use kmipd_ttlv::Value;
+
+    use super::handle;
+    use crate::attrs::testing::*;
+    use crate::engine::Principal;
+    use crate::error::Error;
+
+    #[test]
+    fn v1_named_attributes_and_a_missing_one_is_left_out() {
+        let s = store(vec![key("k1", "a", 1, Some("n1"))]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![
+                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                        reader::text(tag::ATTRIBUTE_NAME, "State"),
+                        reader::text(tag::ATTRIBUTE_NAME, "x-absent"),
+                        reader::text(tag::ATTRIBUTE_NAME, "Name"),
+                    ]),
+                )
+                .unwrap(),
+            );
+            assert_eq!(out.len(), 3);
+            assert_eq!(out[0], reader::text(tag::UNIQUE_IDENTIFIER, "k1"));
+            assert_eq!(
+                out[1],
+                v1_attr("State", None, Value::Enumeration(1)),
+                "no Attribute Index 0"
+            );
+            assert_eq!(out[2], v1_attr("Name", None, name_value("n1")));
+            assert_eq!(ctx.id_placeholder.as_deref(), Some("k1"));
+        });
+    }
+
+    #[test]
+    fn v1_all_attributes_leave_out_2x_only_ones() {
+        let s = store(vec![key("k1", "a", 1, None)]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_0, |ctx| {
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
+                )
+                .unwrap(),
+            );
+            let names: Vec<String> = out
+                .iter()
+                .filter_map(|i| i.child(tag::ATTRIBUTE_NAME))
+                .map(|n| reader::as_text(n).unwrap().to_owned())
+                .collect();
+            assert!(names.contains(&"Cryptographic Usage Mask".to_owned()));
+            assert!(!names.contains(&"Key Format Type".to_owned()), "{names:?}");
+        });
+    }
+
+    #[test]
+    fn v2_vendor_reference_finds_a_1x_custom_attribute_and_empty_attributes_is_present() {
+        let mut k = key("k1", "a", 1, None);
+        k.attributes.0.push(kmipd_proto::attributes::Attribute {
+            name: kmipd_proto::attributes::AttrName::Custom {
+                vendor: None,
+                name: "x-Barcode".into(),
+            },
+            value: Value::TextString("XX1".into()),
+        });
+        let s = store(vec![k]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
+            let reference = reader::structure(
+                tag::ATTRIBUTE_REFERENCE,
+                vec![
+                    reader::text(tag::VENDOR_IDENTIFICATION, "x"),
+                    reader::text(tag::ATTRIBUTE_NAME, "Barcode"),
+                ],
+            );
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1"), reference]),
+                )
+                .unwrap(),
+            );
+            assert_eq!(
+                out[1],
+                reader::structure(
+                    tag::ATTRIBUTES,
+                    vec![vendor("x", "Barcode", Value::TextString("XX1".into()))]
+                )
+            );
+            let none = items(
+                handle(
+                    ctx,
+                    &payload(vec![
+                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                        reader::enumeration(tag::ATTRIBUTE_REFERENCE, tag::DESCRIPTION.value()),
+                    ]),
+                )
+                .unwrap(),
+            );
+            assert_eq!(none[1], reader::structure(tag::ATTRIBUTES, vec![]));
+        });
+    }
+
+    #[test]
+    fn another_owners_object_is_not_found() {
+        let s = store(vec![key("k1", "a", 1, None)]);
+        with_ctx(&s, &Principal::new("b"), ProtocolVersion::V1_4, |ctx| {
+            let r = handle(
+                ctx,
+                &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
+            );
+            assert!(matches!(r, Err(Error::NotFound)));
+        });
+    }
+}

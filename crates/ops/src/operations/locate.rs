@@ -247,6 +247,165 @@ fn value_matches(have: &Value, wanted: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrs::testing::*;
+    use crate::engine::Principal;
+    use kmipd_proto::message::ProtocolVersion;
+
+    fn uids(out: &[Ttlv]) -> Vec<String> {
+        out.iter()
+            .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
+            .map(|i| reader::as_text(i).unwrap().to_owned())
+            .collect()
+    }
+
+    fn objects() -> Vec<ManagedObject> {
+        let mut destroyed = key("k4", "a", 4, Some("n4"));
+        destroyed
+            .attributes
+            .set(tag::STATE, Value::Enumeration(state::DESTROYED));
+        let mut dated = key("k3", "a", 3, None);
+        dated
+            .attributes
+            .set(tag::PROTECT_STOP_DATE, Value::DateTime(1000));
+        vec![
+            key("k1", "a", 1, Some("n1")),
+            key("k2", "a", 2, Some("n2")),
+            dated,
+            destroyed,
+            key("other", "b", 5, Some("n5")),
+        ]
+    }
+
+    #[test]
+    fn newest_first_visible_only_online_only_and_paged() {
+        let s = store(objects());
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let out = items(handle(ctx, &payload(vec![])).unwrap());
+            assert_eq!(uids(&out), ["k3", "k2", "k1"]);
+            assert!(out.iter().all(|i| i.tag != tag::LOCATED_ITEMS));
+            assert_eq!(ctx.id_placeholder, None);
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![
+                        reader::int(tag::MAXIMUM_ITEMS, 1),
+                        reader::int(tag::OFFSET_ITEMS, 1),
+                    ]),
+                )
+                .unwrap(),
+            );
+            assert_eq!(out.first(), Some(&reader::int(tag::LOCATED_ITEMS, 3)));
+            assert_eq!(uids(&out), ["k2"]);
+            assert_eq!(ctx.id_placeholder.as_deref(), Some("k2"));
+        });
+        // 1.0 does not define Located Items; libkmip sends Offset Items anyway.
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_0, |ctx| {
+            let out =
+                items(handle(ctx, &payload(vec![reader::int(tag::OFFSET_ITEMS, 0)])).unwrap());
+            assert_eq!(uids(&out), ["k3", "k2", "k1"]);
+            assert!(out.iter().all(|i| i.tag != tag::LOCATED_ITEMS));
+        });
+        with_ctx(
+            &s,
+            &Principal::admin("root"),
+            ProtocolVersion::V2_1,
+            |ctx| {
+                let all = reader::int(tag::STORAGE_STATUS_MASK, 1 | 4);
+                let out = items(
+                    handle(
+                        ctx,
+                        &payload(vec![all, reader::structure(tag::ATTRIBUTES, vec![])]),
+                    )
+                    .unwrap(),
+                );
+                assert_eq!(uids(&out), ["other", "k4", "k3", "k2", "k1"]);
+            },
+        );
+    }
+
+    #[test]
+    fn filters_names_masks_dates_and_unknown_names() {
+        let s = store(objects());
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let by = |ctx: &mut Ctx<'_>, attrs: Vec<Ttlv>| {
+                uids(&items(handle(ctx, &payload(attrs)).unwrap()))
+            };
+            assert_eq!(
+                by(ctx, vec![v1_attr("Name", None, name_value("n2"))]),
+                ["k2"]
+            );
+            assert_eq!(ctx.id_placeholder.as_deref(), Some("k2"));
+            assert!(by(ctx, vec![v1_attr("Name", None, name_value("n5"))]).is_empty());
+            assert_eq!(
+                by(
+                    ctx,
+                    vec![v1_attr("Cryptographic Usage Mask", None, Value::Integer(4))]
+                )
+                .len(),
+                3
+            );
+            assert!(
+                by(
+                    ctx,
+                    vec![v1_attr(
+                        "Cryptographic Usage Mask",
+                        None,
+                        Value::Integer(1 | 4)
+                    )]
+                )
+                .is_empty()
+            );
+            assert!(
+                by(
+                    ctx,
+                    vec![v1_attr("x-Nmae", None, Value::TextString("n1".into()))]
+                )
+                .is_empty()
+            );
+            assert_eq!(
+                by(
+                    ctx,
+                    vec![
+                        v1_attr("Protect Stop Date", None, Value::DateTime(500)),
+                        v1_attr("Protect Stop Date", None, Value::DateTime(1500)),
+                    ]
+                ),
+                ["k3"]
+            );
+            assert!(
+                by(
+                    ctx,
+                    vec![
+                        v1_attr("Protect Stop Date", None, Value::DateTime(1001)),
+                        v1_attr("Protect Stop Date", None, Value::DateTime(1500)),
+                    ]
+                )
+                .is_empty()
+            );
+            assert_eq!(
+                by(
+                    ctx,
+                    vec![v1_attr(
+                        "Unique Identifier",
+                        None,
+                        Value::TextString("k1".into())
+                    )]
+                ),
+                ["k1"]
+            );
+            assert!(
+                by(
+                    ctx,
+                    vec![v1_attr(
+                        "Unique Identifier",
+                        None,
+                        Value::TextString("k4".into())
+                    )]
+                )
+                .is_empty()
+            );
+        });
+    }
 
     #[test]
     fn masks_need_every_bit_and_structures_match_partially() {

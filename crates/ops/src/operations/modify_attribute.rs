@@ -76,3 +76,150 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }
+
+#[cfg(test)]
+mod tests {
+    use kmipd_proto::enums::state;
+    use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
+    use kmipd_proto::tag;
+    use kmipd_ttlv::{Ttlv, Value};
+
+    use super::handle;
+    use crate::attrs::testing::*;
+    use crate::engine::Principal;
+    use crate::error::{Error, Result};
+
+    fn modify_v1(
+        ctx: &mut crate::context::Ctx<'_>,
+        name: &str,
+        index: Option<i32>,
+        v: Value,
+    ) -> Result<Vec<Ttlv>> {
+        handle(
+            ctx,
+            &payload(vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                v1_attr(name, index, v),
+            ]),
+        )
+        .map(items)
+    }
+
+    #[test]
+    fn v1_activation_date_drives_the_state_then_is_frozen() {
+        let s = store(vec![key("k1", "a", 1, Some("n"))]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_0, |ctx| {
+            // Absent: Modify does not create it.
+            let r = modify_v1(ctx, "Activation Date", None, Value::DateTime(NOW - 5));
+            assert!(matches!(r, Err(Error::AttributeNotFound)), "{r:?}");
+            ctx.tx.put({
+                let mut o = ctx.tx.get("k1").unwrap().unwrap();
+                o.attributes
+                    .set(tag::ACTIVATION_DATE, Value::DateTime(NOW + 1000));
+                o
+            });
+            let out = modify_v1(ctx, "Activation Date", None, Value::DateTime(NOW - 5)).unwrap();
+            assert_eq!(
+                out[1],
+                v1_attr("Activation Date", None, Value::DateTime(NOW - 5))
+            );
+            assert_eq!(
+                values(ctx, "k1", tag::STATE),
+                vec![Value::Enumeration(state::ACTIVE)]
+            );
+            let r = modify_v1(ctx, "Activation Date", None, Value::DateTime(NOW));
+            assert!(matches!(r, Err(Error::WrongState(_))), "{r:?}");
+            let r = modify_v1(ctx, "Name", Some(1), name_value("m"));
+            assert!(matches!(r, Err(Error::IndexOutOfBounds)), "{r:?}");
+            let r = modify_v1(ctx, "Cryptographic Algorithm", None, Value::Enumeration(2));
+            assert!(matches!(r, Err(Error::AttributeReadOnly(_))), "{r:?}");
+        });
+    }
+
+    #[test]
+    fn v2_current_attribute_selects_the_instance() {
+        let mut k = key("k1", "a", 1, None);
+        for g in ["g1", "g2"] {
+            k.attributes.0.push(kmipd_proto::attributes::Attribute::std(
+                tag::OBJECT_GROUP,
+                Value::TextString(g.into()),
+            ));
+        }
+        let s = store(vec![k]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
+            let new = wrap(tag::NEW_ATTRIBUTE, reader::text(tag::OBJECT_GROUP, "g3"));
+            let r = handle(
+                ctx,
+                &payload(vec![
+                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                    new.clone(),
+                ]),
+            );
+            assert!(matches!(r, Err(Error::MultiValuedAttribute)), "{r:?}");
+            let missing = wrap(
+                tag::CURRENT_ATTRIBUTE,
+                reader::text(tag::OBJECT_GROUP, "zz"),
+            );
+            let r = handle(
+                ctx,
+                &payload(vec![
+                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                    missing,
+                    new.clone(),
+                ]),
+            );
+            assert!(matches!(r, Err(Error::IndexOutOfBounds)), "{r:?}");
+            let current = wrap(
+                tag::CURRENT_ATTRIBUTE,
+                reader::text(tag::OBJECT_GROUP, "g2"),
+            );
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![
+                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                        current,
+                        new,
+                    ]),
+                )
+                .unwrap(),
+            );
+            assert_eq!(out, vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]);
+            assert_eq!(
+                values(ctx, "k1", tag::OBJECT_GROUP),
+                vec![
+                    Value::TextString("g1".into()),
+                    Value::TextString("g3".into())
+                ]
+            );
+            // A vendor attribute stored in 1.x spelling is modified through its 2.x form.
+            ctx.tx.put({
+                let mut o = ctx.tx.get("k1").unwrap().unwrap();
+                o.attributes.0.push(kmipd_proto::attributes::Attribute {
+                    name: kmipd_proto::attributes::AttrName::Custom {
+                        vendor: None,
+                        name: "x-V2".into(),
+                    },
+                    value: Value::Integer(0),
+                });
+                o
+            });
+            let new = wrap(tag::NEW_ATTRIBUTE, vendor("x", "V2", Value::Integer(1)));
+            handle(
+                ctx,
+                &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1"), new]),
+            )
+            .unwrap();
+            let o = ctx.tx.get("k1").unwrap().unwrap();
+            assert_eq!(
+                o.attributes
+                    .iter()
+                    .filter(|a| a.name.v1_name() == "x-V2")
+                    .map(|a| a.value.clone())
+                    .collect::<Vec<_>>(),
+                vec![Value::Integer(1)]
+            );
+        });
+    }
+}

@@ -36,3 +36,44 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         vec![uid_item(&uid)],
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
+    use kmipd_proto::tag;
+    use kmipd_ttlv::Value;
+
+    use super::handle;
+    use crate::attrs::testing::*;
+    use crate::engine::Principal;
+    use crate::error::Error;
+
+    #[test]
+    fn adds_then_replaces_and_is_2x_only() {
+        let s = store(vec![key("k1", "a", 1, None)]);
+        let set = |ctx: &mut crate::context::Ctx<'_>, v: &str| {
+            handle(
+                ctx,
+                &payload(vec![
+                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                    wrap(
+                        tag::NEW_ATTRIBUTE,
+                        reader::text(tag::CONTACT_INFORMATION, v),
+                    ),
+                ]),
+            )
+        };
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
+            set(ctx, "c1").unwrap();
+            set(ctx, "c2").unwrap();
+            assert_eq!(
+                values(ctx, "k1", tag::CONTACT_INFORMATION),
+                vec![Value::TextString("c2".into())]
+            );
+        });
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            assert!(matches!(set(ctx, "c3"), Err(Error::OperationNotSupported)));
+        });
+    }
+}
