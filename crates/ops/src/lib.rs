@@ -17,6 +17,7 @@ pub mod error;
 mod keyblock;
 mod lifecycle;
 mod object;
+mod objects;
 mod operations;
 
 pub use engine::{Engine, EngineConfig, Principal};

@@ -1,11 +1,48 @@
-//! Get: not implemented yet.
+//! Get (KMIP 1.4 §4.11, 2.1 §6.1.22): the object itself, in its stored format or in the Key
+//! Format Type the client asks for, optionally wrapped per a Key Wrapping Specification. The
+//! Key Value carries Key Material only (PyKMIP and Veeam fail on attributes inside it).
+//!
+//! Get works in any state but the destroyed ones (Pre-Active keys included, as vSphere needs).
+//! Result reasons: Item/Object Not Found; Object Destroyed (2.x; Item Not Found in 1.x); Key
+//! Format Type Not Supported; Key Compression Type Not Supported; Sensitive / Not Extractable
+//! for an unwrapped export of a protected key (1.4+).
 
-use kmipd_ttlv::Ttlv;
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Ttlv, Value};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::object::{resolve_uid, uid_item};
+use crate::objects::{format, wrap};
 
 /// Handles Get.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    let r = StructReader::any(payload)?;
+    let uid = resolve_uid(ctx, &r)?;
+    let obj = ctx.load(&uid)?;
+    let body = obj.object.as_ref().ok_or(Error::Destroyed)?;
+    let wanted_format = r.enumeration(tag::KEY_FORMAT_TYPE)?;
+    let compression = r.enumeration(tag::KEY_COMPRESSION_TYPE)?;
+    let wrap_type = r.enumeration(tag::KEY_WRAP_TYPE)?;
+    let spec = r.optional(tag::KEY_WRAPPING_SPECIFICATION);
+    let mut object = format::convert(ctx, &obj, body, wanted_format, compression)?;
+    match spec {
+        Some(spec) => object = wrap::wrap_object(ctx, &obj, object, spec)?,
+        None => {
+            wrap::check_exportable(&obj)?;
+            if wrap_type.is_some() {
+                object = wrap::stored_wrap(object, wrap_type)?;
+            }
+        }
+    }
+    ctx.set_placeholder(&uid);
+    Ok(Some(reader::structure(
+        tag::RESPONSE_PAYLOAD,
+        vec![
+            Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(obj.object_type)),
+            uid_item(&uid),
+            object,
+        ],
+    )))
 }

@@ -1,11 +1,223 @@
-//! Register: not implemented yet.
+//! Register (KMIP 1.4 §4.3, 2.1 §6.1.43): the client gives an object (a key, a certificate,
+//! secret data, an opaque object; in 1.x also a template) and its attributes; the server stores
+//! it, Pre-Active unless an Activation Date in the past was given, and answers its Unique
+//! Identifier, which becomes the ID Placeholder.
+//!
+//! Attributes come from the Template-Attribute (1.x) or Attributes (2.x) field, from the Key
+//! Value (1.x Attribute list / 2.x Attributes), from the Key Block (Cryptographic Algorithm and
+//! Length) and, for certificates, from the certificate itself; those of the request win.
+//!
+//! Result reasons: Invalid Field / Missing Data for a malformed object; Feature Not Supported
+//! for Split Key, PGP Key and Certificate Request objects (and Template in 2.x); 2.x Non-Unique
+//! Name Attribute when the Name is taken.
 
+use kmipd_proto::enums::unique_identifier as uid_kind;
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::object::{new_object, uid_item};
+use crate::objects::{self, template};
 
 /// Handles Register.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    let r = StructReader::any(payload)?;
+    let object_type = r.req_enum(tag::OBJECT_TYPE)?;
+    let object_tag = objects::object_tag(object_type).ok_or(Error::InvalidField("Object Type"))?;
+    let mut attrs = objects::request_attributes(ctx, &r, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES)?;
+    let item = r
+        .optional(object_tag)
+        .ok_or(Error::MissingData("the object to register"))?;
+    let parsed = objects::parse_object(ctx, object_type, item)?;
+    objects::merge_missing(&mut attrs, parsed.attributes);
+    objects::check_names_unique(ctx, &attrs)?;
+    template::server_defaults(&mut attrs, object_type, &parsed.object, false);
+    let obj = new_object(ctx, object_type, Some(parsed.object), attrs)?;
+    let uid = obj.uid.clone();
+    ctx.tx.put(obj);
+    ctx.set_placeholder(&uid);
+    ctx.produced(uid_kind::REGISTER, &uid);
+    Ok(Some(reader::structure(
+        tag::RESPONSE_PAYLOAD,
+        vec![uid_item(&uid)],
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use kmipd_proto::attributes::{AttrName, Attribute};
+    use kmipd_proto::enums::{key_format_type, object_type, result_status};
+    use kmipd_proto::message::ResponseMessage;
+    use kmipd_proto::reader::{self as r, StructReader};
+    use kmipd_proto::tag;
+    use kmipd_ttlv::{Ttlv, Value};
+
+    use crate::{Engine, Principal};
+
+    pub(crate) fn request(major: i32, minor: i32, op: u32, payload: Vec<Ttlv>) -> Ttlv {
+        r::structure(
+            tag::REQUEST_MESSAGE,
+            vec![
+                r::structure(
+                    tag::REQUEST_HEADER,
+                    vec![
+                        r::structure(
+                            tag::PROTOCOL_VERSION,
+                            vec![
+                                r::int(tag::PROTOCOL_VERSION_MAJOR, major),
+                                r::int(tag::PROTOCOL_VERSION_MINOR, minor),
+                            ],
+                        ),
+                        r::int(tag::BATCH_COUNT, 1),
+                    ],
+                ),
+                r::structure(
+                    tag::BATCH_ITEM,
+                    vec![
+                        r::enumeration(tag::OPERATION, op),
+                        r::structure(tag::REQUEST_PAYLOAD, payload),
+                    ],
+                ),
+            ],
+        )
+    }
+
+    fn symmetric_key(with_attr: bool) -> Ttlv {
+        let mut kv = vec![r::bytes(tag::KEY_MATERIAL, vec![7u8; 16])];
+        if with_attr {
+            kv.push(Attribute::std(tag::CRYPTOGRAPHIC_USAGE_MASK, Value::Integer(4)).to_v1(None));
+        }
+        r::structure(
+            tag::SYMMETRIC_KEY,
+            vec![r::structure(
+                tag::KEY_BLOCK,
+                vec![
+                    r::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::RAW),
+                    r::structure(tag::KEY_VALUE, kv),
+                    r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
+                    r::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
+                ],
+            )],
+        )
+    }
+
+    fn one(resp: &Ttlv) -> (u32, Option<u32>, Option<Ttlv>) {
+        let m = ResponseMessage::from_ttlv(resp).unwrap();
+        let i = m.items.into_iter().next().unwrap();
+        (i.result_status, i.result_reason, i.payload)
+    }
+
+    #[test]
+    fn register_then_get_attributes_has_key_value_attributes_and_pre_active_state() {
+        let engine = Engine::in_memory();
+        let p = Principal::new("a");
+        let req = request(
+            1,
+            4,
+            kmipd_proto::enums::operation::REGISTER,
+            vec![
+                r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                r::structure(tag::TEMPLATE_ATTRIBUTE, vec![]),
+                symmetric_key(true),
+            ],
+        );
+        let (status, _, payload) = one(&engine.handle_message(&p, &req));
+        assert_eq!(status, result_status::SUCCESS);
+        let payload = payload.unwrap();
+        let uid = StructReader::any(&payload)
+            .unwrap()
+            .req_text(tag::UNIQUE_IDENTIFIER)
+            .unwrap()
+            .to_owned();
+        let get = request(
+            1,
+            4,
+            kmipd_proto::enums::operation::GET,
+            vec![r::text(tag::UNIQUE_IDENTIFIER, uid)],
+        );
+        let (status, _, payload) = one(&engine.handle_message(&p, &get));
+        assert_eq!(status, result_status::SUCCESS);
+        // The Key Value carries Key Material only.
+        let payload = payload.unwrap();
+        let key = StructReader::any(&payload)
+            .unwrap()
+            .required(tag::SYMMETRIC_KEY)
+            .unwrap()
+            .clone();
+        let kb = StructReader::any(&key)
+            .unwrap()
+            .required(tag::KEY_BLOCK)
+            .unwrap()
+            .clone();
+        let kv = StructReader::any(&kb)
+            .unwrap()
+            .required(tag::KEY_VALUE)
+            .unwrap()
+            .clone();
+        assert_eq!(StructReader::any(&kv).unwrap().items().len(), 1);
+        let _ = AttrName::Std(tag::NAME);
+    }
+
+    #[test]
+    fn split_key_is_refused_and_missing_object_is_missing_data() {
+        let engine = Engine::in_memory();
+        let p = Principal::new("a");
+        let req = request(
+            2,
+            1,
+            kmipd_proto::enums::operation::REGISTER,
+            vec![
+                r::enumeration(tag::OBJECT_TYPE, object_type::SPLIT_KEY),
+                r::structure(tag::SPLIT_KEY, vec![]),
+            ],
+        );
+        let (status, reason, _) = one(&engine.handle_message(&p, &req));
+        assert_eq!(status, result_status::OPERATION_FAILED);
+        assert_eq!(
+            reason,
+            Some(kmipd_proto::enums::result_reason::FEATURE_NOT_SUPPORTED)
+        );
+        let req = request(
+            2,
+            1,
+            kmipd_proto::enums::operation::REGISTER,
+            vec![r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY)],
+        );
+        let (_, reason, _) = one(&engine.handle_message(&p, &req));
+        assert_eq!(
+            reason,
+            Some(kmipd_proto::enums::result_reason::MISSING_DATA)
+        );
+    }
+
+    #[test]
+    fn a_second_register_with_the_same_name_is_refused_in_2x() {
+        let engine = Engine::in_memory();
+        let p = Principal::new("a");
+        let req = request(
+            2,
+            1,
+            kmipd_proto::enums::operation::REGISTER,
+            vec![
+                r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                r::structure(
+                    tag::ATTRIBUTES,
+                    vec![Ttlv::new(tag::NAME, crate::objects::name_attr("n"))],
+                ),
+                symmetric_key(false),
+            ],
+        );
+        assert_eq!(
+            one(&engine.handle_message(&p, &req)).0,
+            result_status::SUCCESS
+        );
+        let (status, reason, _) = one(&engine.handle_message(&p, &req));
+        assert_eq!(status, result_status::OPERATION_FAILED);
+        assert_eq!(
+            reason,
+            Some(kmipd_proto::enums::result_reason::NON_UNIQUE_NAME_ATTRIBUTE)
+        );
+    }
 }

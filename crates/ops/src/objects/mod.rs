@@ -1,0 +1,278 @@
+//! Managed-object structures as clients send them (Register, the Key Value of a Get answer)
+//! and the attributes requests carry (Template-Attribute in 1.x, Attributes in 2.x).
+//!
+//! The store keeps an object as its KMIP structure with Key Material only inside the Key Value:
+//! attributes a client put in a Key Value, and the Key Block's Cryptographic Algorithm/Length,
+//! become object attributes here, so that every later operation finds them in one place.
+
+pub(crate) mod cert;
+pub(crate) mod format;
+pub(crate) mod template;
+pub(crate) mod wrap;
+
+use kmipd_proto::attributes::{AttrName, Attribute, Attributes, RequestAttributes};
+use kmipd_proto::enums::{key_format_type as kft, object_type as ot};
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Tag, Ttlv, Value};
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::object::server_only;
+
+/// Object Type Template (1.x; reserved in 2.x, so absent from the 2.x-based tables).
+pub(crate) const TEMPLATE: u32 = 6;
+
+/// The tag of an object type's structure.
+pub(crate) fn object_tag(object_type: u32) -> Option<Tag> {
+    Some(match object_type {
+        ot::CERTIFICATE => tag::CERTIFICATE,
+        ot::SYMMETRIC_KEY => tag::SYMMETRIC_KEY,
+        ot::PUBLIC_KEY => tag::PUBLIC_KEY,
+        ot::PRIVATE_KEY => tag::PRIVATE_KEY,
+        ot::SPLIT_KEY => tag::SPLIT_KEY,
+        TEMPLATE => tag::TEMPLATE,
+        ot::SECRET_DATA => tag::SECRET_DATA,
+        ot::OPAQUE_OBJECT => tag::OPAQUE_OBJECT,
+        ot::PGP_KEY => tag::PGP_KEY,
+        ot::CERTIFICATE_REQUEST => tag::CERTIFICATE_REQUEST,
+        _ => return None,
+    })
+}
+
+/// Reads the attributes of a request: the 1.x Template-Attribute-like structure `v1` or the
+/// 2.x Attributes-like structure `v2`, whichever the request's version uses. 1.x template
+/// references are resolved (their attributes apply unless the request gives its own).
+/// Attributes only the server sets are dropped (clients such as MySQL keyring_okv send them).
+pub(crate) fn request_attributes(
+    ctx: &Ctx<'_>,
+    r: &StructReader<'_>,
+    v1: Tag,
+    v2: Tag,
+) -> Result<Attributes> {
+    let parsed = if ctx.v2() {
+        match r.optional(v2) {
+            Some(item) => RequestAttributes::from_v2_attributes(item)?,
+            None => RequestAttributes::default(),
+        }
+    } else {
+        match r.optional(v1) {
+            Some(item) => RequestAttributes::from_v1_template(item)?,
+            None => RequestAttributes::default(),
+        }
+    };
+    let mut attrs = Attributes::new();
+    for a in parsed.attributes.0 {
+        if !server_only(&a.name) {
+            attrs.0.push(a);
+        }
+    }
+    for name in &parsed.template_names {
+        let from_template = template::attributes_of(ctx, name)?;
+        for a in from_template.0 {
+            if !attrs.has(&a.name) {
+                attrs.0.push(a);
+            }
+        }
+    }
+    Ok(attrs)
+}
+
+/// Adds `extra` attributes that `attrs` does not already have (the request's own win).
+pub(crate) fn merge_missing(attrs: &mut Attributes, extra: Attributes) {
+    for a in extra.0 {
+        if !attrs.has(&a.name) {
+            attrs.0.push(a);
+        }
+    }
+}
+
+/// A Register request's object, ready for the store, with the attributes it carried.
+pub(crate) struct Parsed {
+    /// The object structure (Key Value with Key Material only).
+    pub(crate) object: Ttlv,
+    /// Attributes found in the object (Key Value attributes, Key Block algorithm/length,
+    /// certificate fields).
+    pub(crate) attributes: Attributes,
+}
+
+/// Checks and normalises a registered object of type `object_type`.
+pub(crate) fn parse_object(ctx: &Ctx<'_>, object_type: u32, item: &Ttlv) -> Result<Parsed> {
+    let r = StructReader::any(item)?;
+    let mut attributes = Attributes::new();
+    let object = match object_type {
+        ot::SYMMETRIC_KEY | ot::PUBLIC_KEY | ot::PRIVATE_KEY => {
+            let kb = key_block(ctx, r.required(tag::KEY_BLOCK)?, &mut attributes)?;
+            reader::structure(item.tag, vec![kb])
+        }
+        ot::SECRET_DATA => {
+            let sdt = r.required(tag::SECRET_DATA_TYPE)?;
+            reader::as_enum(sdt)?;
+            let kb = key_block(ctx, r.required(tag::KEY_BLOCK)?, &mut attributes)?;
+            reader::structure(item.tag, vec![sdt.clone(), kb])
+        }
+        ot::OPAQUE_OBJECT => {
+            let odt = r.required(tag::OPAQUE_DATA_TYPE)?;
+            reader::as_enum(odt)?;
+            let odv = r.required(tag::OPAQUE_DATA_VALUE)?;
+            reader::as_bytes(odv)?;
+            reader::structure(item.tag, vec![odt.clone(), odv.clone()])
+        }
+        ot::CERTIFICATE => {
+            let ct = r.req_enum(tag::CERTIFICATE_TYPE)?;
+            let der = r.req_bytes(tag::CERTIFICATE_VALUE)?;
+            attributes = cert::attributes(ctx, ct, der)?;
+            item.clone()
+        }
+        TEMPLATE if !ctx.v2() => {
+            // The Template's content stays in the object; its Names name the template itself.
+            let parsed = RequestAttributes::from_v1_template(item)?;
+            let mut kept = Vec::new();
+            for a in parsed.attributes.0 {
+                if a.name == AttrName::Std(tag::NAME) {
+                    attributes.0.push(a);
+                } else {
+                    kept.push(a.to_v1(None));
+                }
+            }
+            reader::structure(item.tag, kept)
+        }
+        _ => return Err(Error::FeatureNotSupported("object type")),
+    };
+    Ok(Parsed { object, attributes })
+}
+
+/// Normalises a Key Block: attributes inside the Key Value move out; Cryptographic
+/// Algorithm/Length become attributes; a missing length of a raw symmetric key is derived.
+fn key_block(ctx: &Ctx<'_>, item: &Ttlv, attrs: &mut Attributes) -> Result<Ttlv> {
+    let kb = StructReader::new(item, tag::KEY_BLOCK)?;
+    let format = kb.req_enum(tag::KEY_FORMAT_TYPE)?;
+    if let Some(c) = kb.optional(tag::KEY_COMPRESSION_TYPE) {
+        reader::as_enum(c)?;
+    }
+    let value = kb.required(tag::KEY_VALUE)?;
+    let algorithm = kb.enumeration(tag::CRYPTOGRAPHIC_ALGORITHM)?;
+    let mut length = kb.int(tag::CRYPTOGRAPHIC_LENGTH)?;
+    let wrapped = kb.optional(tag::KEY_WRAPPING_DATA).is_some();
+    let mut items = Vec::with_capacity(kb.items().len());
+    for child in kb.items() {
+        if child.tag == tag::KEY_VALUE {
+            items.push(key_value(ctx, value, attrs, wrapped)?);
+        } else {
+            items.push(child.clone());
+        }
+    }
+    if length.is_none() && !wrapped {
+        length = derived_length(format, value);
+    }
+    if let Some(a) = algorithm
+        && !attrs.has(&AttrName::Std(tag::CRYPTOGRAPHIC_ALGORITHM))
+    {
+        attrs.set(tag::CRYPTOGRAPHIC_ALGORITHM, Value::Enumeration(a));
+    }
+    if let Some(l) = length
+        && algorithm.is_some()
+        && !attrs.has(&AttrName::Std(tag::CRYPTOGRAPHIC_LENGTH))
+    {
+        attrs.set(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(l));
+    }
+    Ok(reader::structure(tag::KEY_BLOCK, items))
+}
+
+/// The Key Value with Key Material only; its attributes are appended to `attrs`.
+fn key_value(ctx: &Ctx<'_>, value: &Ttlv, attrs: &mut Attributes, wrapped: bool) -> Result<Ttlv> {
+    if let Value::ByteString(_) = value.value {
+        if wrapped {
+            return Ok(value.clone());
+        }
+        return Err(Error::InvalidField("Key Value"));
+    }
+    let r = StructReader::new(value, tag::KEY_VALUE)?;
+    let material = r.required(tag::KEY_MATERIAL)?;
+    for child in r.items() {
+        if child.tag == tag::ATTRIBUTE && !ctx.v2() {
+            let (a, _) = Attribute::from_v1(child)?;
+            push_client_attr(attrs, a);
+        } else if child.tag == tag::ATTRIBUTES || child.tag == tag::ATTRIBUTE {
+            for a in RequestAttributes::from_v2_attributes(child)?.attributes.0 {
+                push_client_attr(attrs, a);
+            }
+        } else if child.tag != tag::KEY_MATERIAL {
+            return Err(Error::InvalidField("Key Value"));
+        }
+    }
+    Ok(reader::structure(tag::KEY_VALUE, vec![material.clone()]))
+}
+
+fn push_client_attr(attrs: &mut Attributes, a: Attribute) {
+    if !server_only(&a.name) {
+        attrs.0.push(a);
+    }
+}
+
+/// The length in bits of a symmetric key given without one.
+fn derived_length(format: u32, value: &Ttlv) -> Option<i32> {
+    let r = StructReader::new(value, tag::KEY_VALUE).ok()?;
+    let material = r.optional(tag::KEY_MATERIAL)?;
+    let bytes = match format {
+        kft::RAW => reader::as_bytes(material).ok()?,
+        kft::TRANSPARENT_SYMMETRIC_KEY => {
+            StructReader::any(material).ok()?.bytes(tag::KEY).ok()??
+        }
+        _ => return None,
+    };
+    i32::try_from(bytes.len()).ok()?.checked_mul(8)
+}
+
+/// The Name values of an attribute list (text only).
+pub(crate) fn names(attrs: &Attributes) -> Vec<String> {
+    attrs
+        .all(&AttrName::Std(tag::NAME))
+        .filter_map(name_value)
+        .collect()
+}
+
+/// The Name Value of a Name attribute value.
+pub(crate) fn name_value(v: &Value) -> Option<String> {
+    match v {
+        Value::Structure(items) => items
+            .iter()
+            .find(|i| i.tag == tag::NAME_VALUE)
+            .and_then(|i| reader::as_text(i).ok())
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// KMIP 2.x: a Name must be unique among the objects the caller can see (2.1 BL-M-8); 1.x
+/// leaves it to the client (the 1.x test cases register the same name twice).
+pub(crate) fn check_names_unique(ctx: &Ctx<'_>, attrs: &Attributes) -> Result<()> {
+    if !ctx.v2() {
+        return Ok(());
+    }
+    let wanted = names(attrs);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    for o in ctx.tx.all()? {
+        if !ctx.principal.may_see(&o) {
+            continue;
+        }
+        if names(&o.attributes).iter().any(|n| wanted.contains(n)) {
+            return Err(Error::NonUniqueName);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+/// A Name attribute value (Uninterpreted Text String).
+pub(crate) fn name_attr(value: &str) -> Value {
+    Value::Structure(vec![
+        reader::text(tag::NAME_VALUE, value),
+        reader::enumeration(
+            tag::NAME_TYPE,
+            kmipd_proto::enums::name_type::UNINTERPRETED_TEXT_STRING,
+        ),
+    ])
+}

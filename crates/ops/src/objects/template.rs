@@ -1,0 +1,131 @@
+//! Attributes that come from elsewhere than the request itself: the attributes the server sets
+//! on every new object (Digest, Sensitive/Extractable and their history, Fresh, Lease Time,
+//! Random Number Generator), and, in 1.x, those of a registered Template named by a request.
+//!
+//! Every attribute is stored whatever the request's version; answers filter them by version
+//! (`object::attributes_out`), so a 1.0 client never sees a 1.1 attribute.
+
+use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes};
+use kmipd_proto::enums::{hashing_algorithm, object_type as ot, rng_algorithm};
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Ttlv, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::TEMPLATE;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::keyblock;
+
+/// The lease the server grants (seconds), reported as Lease Time.
+pub(crate) const LEASE_TIME: u32 = 3600;
+
+/// Adds the server-set attributes of a new object of `object_type` whose structure is
+/// `object`; `generated` is true when the server made the key material (Create, Create Key
+/// Pair, ReKey), which adds Random Number Generator.
+pub(crate) fn server_defaults(
+    attrs: &mut Attributes,
+    object_type: u32,
+    object: &Ttlv,
+    generated: bool,
+) {
+    if let Some(d) = digest(object_type, object) {
+        attrs.set(tag::DIGEST, d);
+    }
+    let sensitive = match attrs.get(tag::SENSITIVE) {
+        Some(Value::Boolean(b)) => *b,
+        _ => false,
+    };
+    let extractable = match attrs.get(tag::EXTRACTABLE) {
+        Some(Value::Boolean(b)) => *b,
+        _ => true,
+    };
+    let is_key = matches!(
+        object_type,
+        ot::SYMMETRIC_KEY | ot::PRIVATE_KEY | ot::SECRET_DATA | ot::SPLIT_KEY
+    );
+    let defaults = [
+        (tag::SENSITIVE, Value::Boolean(sensitive)),
+        (tag::EXTRACTABLE, Value::Boolean(extractable)),
+        (tag::ALWAYS_SENSITIVE, Value::Boolean(sensitive && is_key)),
+        (
+            tag::NEVER_EXTRACTABLE,
+            Value::Boolean(!extractable && is_key),
+        ),
+        (tag::FRESH, Value::Boolean(true)),
+        (tag::LEASE_TIME, Value::Interval(LEASE_TIME)),
+    ];
+    for (t, v) in defaults {
+        if !attrs.has(&AttrName::Std(t)) {
+            attrs.set(t, v);
+        }
+    }
+    if generated && !attrs.has(&AttrName::Std(tag::RANDOM_NUMBER_GENERATOR)) {
+        attrs.set(
+            tag::RANDOM_NUMBER_GENERATOR,
+            Value::Structure(vec![reader::enumeration(
+                tag::RNG_ALGORITHM,
+                rng_algorithm::UNSPECIFIED,
+            )]),
+        );
+    }
+}
+
+/// The Digest attribute (SHA-256 of the key material as stored, or of the certificate or
+/// opaque bytes): `{Hashing Algorithm, Digest Value, Key Format Type}`.
+pub(crate) fn digest(object_type: u32, object: &Ttlv) -> Option<Value> {
+    let (bytes, format) = match object_type {
+        ot::CERTIFICATE => {
+            let r = StructReader::any(object).ok()?;
+            (r.bytes(tag::CERTIFICATE_VALUE).ok()??.to_vec(), None)
+        }
+        ot::OPAQUE_OBJECT => {
+            let r = StructReader::any(object).ok()?;
+            (r.bytes(tag::OPAQUE_DATA_VALUE).ok()??.to_vec(), None)
+        }
+        TEMPLATE => return None,
+        _ => {
+            let kb = keyblock::key_block(object).ok()?;
+            let bytes = match kb.bytes() {
+                Ok(b) => b.to_vec(),
+                Err(_) => kmipd_ttlv::encode_to_vec(kb.material).ok()?,
+            };
+            (bytes, Some(kb.format))
+        }
+    };
+    let value = Sha256::digest(&bytes).to_vec();
+    let mut items = vec![
+        reader::enumeration(tag::HASHING_ALGORITHM, hashing_algorithm::SHA_256),
+        reader::bytes(tag::DIGEST_VALUE, value),
+    ];
+    if let Some(f) = format {
+        items.push(reader::enumeration(tag::KEY_FORMAT_TYPE, f));
+    }
+    Some(Value::Structure(items))
+}
+
+/// 1.x: the attributes of the registered Template named by `name` (a Name structure), other
+/// than its own Names. Unknown template: Item Not Found.
+pub(crate) fn attributes_of(ctx: &Ctx<'_>, name: &Ttlv) -> Result<Attributes> {
+    let wanted = super::name_value(&name.value).ok_or(Error::InvalidField("Name"))?;
+    for o in ctx.tx.all()? {
+        if o.object_type != TEMPLATE || !ctx.principal.may_see(&o) {
+            continue;
+        }
+        if !super::names(&o.attributes).contains(&wanted) {
+            continue;
+        }
+        let Some(body) = &o.object else {
+            continue;
+        };
+        let parsed = RequestAttributes::from_v1_template(body)?;
+        let mut out = Attributes::new();
+        for a in parsed.attributes.0 {
+            if a.name != AttrName::Std(tag::NAME) {
+                out.0.push(a);
+            }
+        }
+        return Ok(out);
+    }
+    Err(Error::NotFound)
+}
