@@ -132,28 +132,10 @@ pub fn run_document_at(
             Err(e) => return FileOutcome::fail(format!("cannot read the test case: {e}")),
         }
     };
-    let mut pairs = Vec::new();
-    let mut items = document.items.iter();
-    while let Some(request) = items.next() {
-        let Some(response) = items.next() else {
-            return FileOutcome::fail(String::from(
-                "malformed test case: the last request has no response",
-            ));
-        };
-        if request.tag != tags::REQUEST_MESSAGE || response.tag != tags::RESPONSE_MESSAGE {
-            return FileOutcome::fail(format!(
-                "malformed test case: message {} is a {} followed by a {}, not a RequestMessage \
-                 followed by a ResponseMessage",
-                2 * pairs.len(),
-                tags::name(request.tag),
-                tags::name(response.tag)
-            ));
-        }
-        pairs.push((request, response));
-    }
-    if pairs.is_empty() {
-        return FileOutcome::fail(String::from("malformed test case: no request"));
-    }
+    let pairs = match pair_up(&document.items) {
+        Ok(p) => p,
+        Err(e) => return FileOutcome::fail(format!("malformed test case: {e}")),
+    };
     let mut session = Session::new(markers, Quirks::for_file(name), now);
     for (n, (template, expected)) in pairs.into_iter().enumerate() {
         let label = format!("request {n} ({})", operations(template));
@@ -161,9 +143,19 @@ pub fn run_document_at(
             Ok(r) => r,
             Err(e) => return FileOutcome::fail(format!("{label}: {e}")),
         };
-        let actual = match target.send(&request) {
-            Ok(a) => a,
-            Err(e) => return FileOutcome::fail(format!("{label}: no response: {e}")),
+        // A panicking target fails the file, not the whole run.
+        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.send(&request)));
+        let actual = match sent {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return FileOutcome::fail(format!("{label}: no response: {e}")),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return FileOutcome::fail(format!("{label}: the server panicked: {what}"));
+            }
         };
         if let Err(d) = session.compare(expected, &actual, &request) {
             let at = if d.path.is_empty() {
@@ -181,7 +173,43 @@ pub fn run_document_at(
     FileOutcome::pass()
 }
 
-/// The operation names of a request's batch items, comma-separated.
+/// The (request, expected response) pairs of a document, in the order the requests are sent.
+///
+/// The documents alternate RequestMessage and ResponseMessage. One OASIS file
+/// (`1.4/testcases/TC-DERIVEKEY-4-10.xml`) lists two requests before their two responses, in
+/// swapped order; so a response is paired with the earliest pending request that has the same
+/// operations, and requests are sent in the order of their responses.
+fn pair_up(items: &[Ttlv]) -> Result<Vec<(&Ttlv, &Ttlv)>, String> {
+    let mut pairs = Vec::new();
+    let mut pending: Vec<&Ttlv> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if item.tag == tags::REQUEST_MESSAGE {
+            pending.push(item);
+        } else if item.tag == tags::RESPONSE_MESSAGE {
+            let ops = operations(item);
+            let at = pending
+                .iter()
+                .position(|r| operations(r) == ops)
+                .or(if pending.is_empty() { None } else { Some(0) })
+                .ok_or_else(|| format!("message {i} is a response without a request"))?;
+            pairs.push((pending.remove(at), item));
+        } else {
+            return Err(format!(
+                "message {i} is a {}, not a RequestMessage or ResponseMessage",
+                tags::name(item.tag)
+            ));
+        }
+    }
+    if !pending.is_empty() {
+        return Err(format!("{} requests have no response", pending.len()));
+    }
+    if pairs.is_empty() {
+        return Err(String::from("no request"));
+    }
+    Ok(pairs)
+}
+
+/// The operation names of a message's batch items, comma-separated.
 fn operations(request: &Ttlv) -> String {
     let names: Vec<String> = request
         .children()
@@ -195,6 +223,31 @@ fn operations(request: &Ttlv) -> String {
         })
         .collect();
     names.join(",")
+}
+
+/// The profiles whose mandatory test cases `conformance/tests/mandatory.rs` runs (by file name
+/// prefix, see [`profile_of`]).
+pub const CORE_PROFILES: [&str; 12] = [
+    "BL", "SKLC", "SKFF", "AKLC", "CS-BC", "CS-AC", "CS-RNG", "OMOS", "SASED", "TL", "AX", "MSGENC",
+];
+
+/// The protocol versions the runner covers.
+pub const VERSIONS: [&str; 7] = ["1.0", "1.1", "1.2", "1.3", "1.4", "2.0", "2.1"];
+
+/// The mandatory test cases of [`CORE_PROFILES`] for [`VERSIONS`] under a vectors folder,
+/// sorted.
+pub fn core_mandatory(vectors: &Path) -> Result<Vec<PathBuf>, String> {
+    let dirs: Vec<PathBuf> = VERSIONS
+        .iter()
+        .map(|v| vectors.join(v).join("profiles").join("mandatory"))
+        .filter(|d| d.is_dir())
+        .collect();
+    let mut files = collect_files(&dirs)?;
+    files.retain(|f| {
+        let c = classify(f);
+        c.kind == Kind::Mandatory && CORE_PROFILES.contains(&c.profile.as_str())
+    });
+    Ok(files)
 }
 
 /// The test case files of `paths`: each a file, or a folder searched recursively for `*.xml`

@@ -283,11 +283,11 @@ impl Session {
         if e_items.len() != a_items.len() {
             let first = a_items
                 .first()
-                .map(|a| status_summary(a, true))
+                .map(|a| status_summary(a, tags::RESULT_STATUS, true))
                 .unwrap_or_default();
             let stable = a_items
                 .first()
-                .map(|a| status_summary(a, false))
+                .map(|a| status_summary(a, tags::RESULT_STATUS, false))
                 .unwrap_or_default();
             let (n, m) = (e_items.len(), a_items.len());
             return Err(Difference::new(
@@ -354,11 +354,11 @@ impl Session {
                 let (ev, av) = (shown(ev), shown(av));
                 return Err(Difference::new(
                     &format!("{path}/{}", tags::name(tag)),
-                    format!("expected {ev}, got {av}{}", status_summary(a, true)),
+                    format!("expected {ev}, got {av}{}", status_summary(a, tag, true)),
                 )
                 .stable(format!(
                     "expected {ev}, got {av}{}",
-                    status_summary(a, false)
+                    status_summary(a, tag, false)
                 )));
             }
         }
@@ -652,7 +652,11 @@ impl Session {
                     }
                     Err(d) => {
                         self.state = saved;
-                        if nearest.is_none() && label(e) == label(a) {
+                        let telling = match e.children() {
+                            Some(_) => label(e) == label(a),
+                            None => as_.iter().filter(|x| x.tag == e.tag).count() == 1,
+                        };
+                        if nearest.is_none() && telling {
                             nearest = Some(d);
                         }
                     }
@@ -759,11 +763,14 @@ impl Session {
     }
 }
 
-/// ` (ResultReason ..., ResultMessage "...")` of an actual batch item, for messages (the
-/// message text only `with_message`).
-fn status_summary(a: &Ttlv, with_message: bool) -> String {
+/// ` (ResultReason ..., ResultMessage "...")` of an actual batch item, for messages (without
+/// the `shown` tag; the message text only `with_message`).
+fn status_summary(a: &Ttlv, shown: Tag, with_message: bool) -> String {
     let mut parts = Vec::new();
-    if let Some(r) = a.child(tags::RESULT_REASON) {
+    if let Some(r) = a
+        .child(tags::RESULT_REASON)
+        .filter(|_| shown != tags::RESULT_REASON)
+    {
         parts.push(format!("ResultReason {}", show::value(r.tag, &r.value)));
     }
     if let Some(m) = a.child(tags::RESULT_MESSAGE).filter(|_| with_message) {

@@ -22,9 +22,9 @@ pub(crate) fn value(tag: Tag, v: &Value) -> String {
         Value::LongInteger(i) => i.to_string(),
         Value::Interval(i) => i.to_string(),
         Value::Boolean(b) => b.to_string(),
-        Value::Enumeration(e) => kmipd_proto::spec::enum_of_tag(tag.value())
-            .and_then(|t| t.entry(*e))
-            .map_or_else(|| format!("0x{e:08X}"), |entry| entry.xml_name.to_owned()),
+        Value::Enumeration(e) => {
+            enum_name(tag, *e).map_or_else(|| format!("0x{e:08X}"), str::to_owned)
+        }
         Value::TextString(s) => {
             let mut shown: String = s.chars().take(CHARS_SHOWN).collect();
             if shown.len() < s.len() {
@@ -48,6 +48,24 @@ pub(crate) fn stable(tag: Tag, v: &Value) -> String {
         Value::DateTime(_) | Value::DateTimeExtended(_) => String::from("a date"),
         _ => value(tag, v),
     }
+}
+
+/// The name of an enumeration value; for values that a later version reserved (Template is
+/// "(Reserved)" since 2.0), the older name.
+fn enum_name(tag: Tag, v: u32) -> Option<&'static str> {
+    let table = kmipd_proto::spec::enum_of_tag(tag.value())?;
+    let entry = table.entry(v)?;
+    if entry.name.starts_with('(') {
+        let older = table
+            .by_xml_name
+            .iter()
+            .find(|(n, x)| *x == v && *n != entry.xml_name)
+            .map(|(n, _)| *n);
+        if older.is_some() {
+            return older;
+        }
+    }
+    Some(entry.xml_name)
 }
 
 /// An item: its tag name and value.
@@ -88,5 +106,7 @@ mod tests {
         let status = Tag::new(0x42_007F).unwrap();
         assert_eq!(value(status, &Value::Enumeration(0)), "Success");
         assert_eq!(value(t, &Value::DateTime(0)), "1970-01-01T00:00:00Z");
+        let object_type = Tag::new(0x42_0057).unwrap();
+        assert_eq!(value(object_type, &Value::Enumeration(6)), "Template");
     }
 }

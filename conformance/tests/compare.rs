@@ -1,0 +1,663 @@
+//! The comparison rules against a scripted target (a fake server that answers given responses
+//! and records what it was sent): identifier binding, dates, capture and replay, attribute and
+//! Query lists, and that real differences fail with a useful first difference.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use kmipd_conformance::{FileOutcome, Target, run_document_at};
+use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
+use kmipd_ttlv::{Tag, Ttlv, Value};
+
+const NOW: i64 = 1_700_000_000;
+
+/// Answers the scripted responses in order and records the requests.
+struct Scripted {
+    responses: Vec<Ttlv>,
+    sent: Vec<Ttlv>,
+}
+
+impl Scripted {
+    fn new(responses: &[String]) -> Self {
+        Self {
+            responses: responses
+                .iter()
+                .map(|r| xml::read_item(r, &XmlOptions::default(), &mut NoPlaceholders).unwrap())
+                .collect(),
+            sent: Vec::new(),
+        }
+    }
+
+    /// The first value with this tag in the n-th request sent.
+    fn sent_value(&self, n: usize, tag: u32) -> Value {
+        let mut found = None;
+        self.sent[n].walk(&mut |item, _| {
+            if item.tag == Tag::new(tag).unwrap() && found.is_none() {
+                found = Some(item.value.clone());
+            }
+        });
+        found.unwrap_or_else(|| panic!("request {n} has no tag 0x{tag:06X}"))
+    }
+}
+
+impl Target for Scripted {
+    fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String> {
+        self.sent.push(request.clone());
+        if self.responses.is_empty() {
+            return Err(String::from("script exhausted"));
+        }
+        Ok(self.responses.remove(0))
+    }
+}
+
+const UID: u32 = 0x42_0094;
+const DATA: u32 = 0x42_00C2;
+const ACTIVATION_DATE: u32 = 0x42_0001;
+
+fn header(major: i32, minor: i32, response: bool) -> String {
+    let ts = if response {
+        r#"<TimeStamp type="DateTime" value="2012-04-27T08:14:39+00:00"/>"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<ProtocolVersion><ProtocolVersionMajor type="Integer" value="{major}"/><ProtocolVersionMinor type="Integer" value="{minor}"/></ProtocolVersion>{ts}"#
+    )
+}
+
+/// A request message of protocol 1.4 with one batch item per operation/payload pair.
+fn req(items: &[(&str, &str)]) -> String {
+    req_v(1, 4, items)
+}
+
+fn req_v(major: i32, minor: i32, items: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        r#"<RequestMessage><RequestHeader>{}<BatchCount type="Integer" value="{}"/></RequestHeader>"#,
+        header(major, minor, false),
+        items.len()
+    );
+    for (op, payload) in items {
+        s.push_str(&format!(
+            r#"<BatchItem><Operation type="Enumeration" value="{op}"/><RequestPayload>{payload}</RequestPayload></BatchItem>"#
+        ));
+    }
+    s.push_str("</RequestMessage>");
+    s
+}
+
+/// A successful response message of protocol 1.4.
+fn ok(items: &[(&str, &str)]) -> String {
+    ok_v(1, 4, items)
+}
+
+fn ok_v(major: i32, minor: i32, items: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        r#"<ResponseMessage><ResponseHeader>{}<BatchCount type="Integer" value="{}"/></ResponseHeader>"#,
+        header(major, minor, true),
+        items.len()
+    );
+    for (op, payload) in items {
+        s.push_str(&format!(
+            r#"<BatchItem><Operation type="Enumeration" value="{op}"/><ResultStatus type="Enumeration" value="Success"/><ResponsePayload>{payload}</ResponsePayload></BatchItem>"#
+        ));
+    }
+    s.push_str("</ResponseMessage>");
+    s
+}
+
+/// A failed response of protocol 1.4.
+fn failed(op: &str, reason: &str) -> String {
+    format!(
+        r#"<ResponseMessage><ResponseHeader>{}<BatchCount type="Integer" value="1"/></ResponseHeader><BatchItem><Operation type="Enumeration" value="{op}"/><ResultStatus type="Enumeration" value="OperationFailed"/><ResultReason type="Enumeration" value="{reason}"/><ResultMessage type="TextString" value="some text"/></BatchItem></ResponseMessage>"#,
+        header(1, 4, true)
+    )
+}
+
+fn uid(v: &str) -> String {
+    format!(r#"<UniqueIdentifier type="TextString" value="{v}"/>"#)
+}
+
+fn attr(name: &str, ty: &str, value: &str) -> String {
+    format!(
+        r#"<Attribute><AttributeName type="TextString" value="{name}"/><AttributeValue type="{ty}" value="{value}"/></Attribute>"#
+    )
+}
+
+fn doc(messages: &[String]) -> String {
+    format!("<KMIP>{}</KMIP>", messages.concat())
+}
+
+fn run(messages: &[String], script: &mut Scripted) -> FileOutcome {
+    run_document_at(&doc(messages), "test.xml", script, NOW)
+}
+
+fn assert_fails_at(outcome: &FileOutcome, needle: &str) {
+    assert!(!outcome.passed, "expected a failure");
+    let reason = outcome.first_difference.as_deref().unwrap();
+    assert!(
+        reason.contains(needle),
+        "{reason:?} does not contain {needle:?}"
+    );
+}
+
+fn create() -> String {
+    req(&[(
+        "Create",
+        r#"<ObjectType type="Enumeration" value="SymmetricKey"/>"#,
+    )])
+}
+
+#[test]
+fn identifiers_are_bound_and_substituted_and_checked() {
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        req(&[("Get", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        ok(&[("Get", &uid("$UNIQUE_IDENTIFIER_0"))]),
+    ];
+    let mut good = Scripted::new(&[
+        ok(&[("Create", &uid("srv-1"))]),
+        ok(&[("Get", &uid("srv-1"))]),
+    ]);
+    let outcome = run(&messages, &mut good);
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(good.sent_value(1, UID), Value::TextString("srv-1".into()));
+
+    // The server answers the Get with another identifier.
+    let mut bad = Scripted::new(&[
+        ok(&[("Create", &uid("srv-1"))]),
+        ok(&[("Get", &uid("srv-2"))]),
+    ]);
+    let outcome = run(&messages, &mut bad);
+    assert_fails_at(
+        &outcome,
+        "request 1 (Get): BatchItem[0]/ResponsePayload/UniqueIdentifier: expected \
+         $UNIQUE_IDENTIFIER_0 = \"srv-1\", got \"srv-2\"",
+    );
+    assert_eq!(
+        outcome.stable_difference.as_deref(),
+        Some(
+            "request 1 (Get): BatchItem[0]/ResponsePayload/UniqueIdentifier: expected \
+             $UNIQUE_IDENTIFIER_0 (bound earlier), got another value"
+        )
+    );
+}
+
+#[test]
+fn two_placeholders_may_not_get_the_same_identifier() {
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_1"))]),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Create", &uid("same"))]),
+        ok(&[("Create", &uid("same"))]),
+    ]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "both $UNIQUE_IDENTIFIER_0 and $UNIQUE_IDENTIFIER_1",
+    );
+}
+
+#[test]
+fn literal_identifiers_of_old_files_bind_too() {
+    // 1.0-1.2 files carry the identifiers the recording server chose.
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("1234"))]),
+        req(&[("Destroy", &uid("1234"))]),
+        ok(&[("Destroy", &uid("1234"))]),
+        req(&[("Get", &uid("never-seen"))]),
+        failed("Get", "ItemNotFound"),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Create", &uid("uuid-a"))]),
+        ok(&[("Destroy", &uid("uuid-a"))]),
+        failed("Get", "ItemNotFound"),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(s.sent_value(1, UID), Value::TextString("uuid-a".into()));
+    // An identifier no response gave is sent as written.
+    assert_eq!(s.sent_value(2, UID), Value::TextString("never-seen".into()));
+}
+
+#[test]
+fn result_status_and_reason_are_exact() {
+    let messages = [req(&[("Get", &uid("x"))]), failed("Get", "ItemNotFound")];
+    let mut s = Scripted::new(&[failed("Get", "PermissionDenied")]);
+    let outcome = run(&messages, &mut s);
+    assert_fails_at(
+        &outcome,
+        "request 0 (Get): BatchItem[0]/ResultReason: expected ItemNotFound, got PermissionDenied",
+    );
+    // The result message text may vary, and the stable form leaves it out.
+    assert!(!outcome.stable_difference.unwrap().contains("some text"));
+
+    let mut s = Scripted::new(&[ok(&[("Get", &uid("x"))])]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "BatchItem[0]/ResultStatus: expected OperationFailed, got Success",
+    );
+    let mut s = Scripted::new(&[failed("Get", "ItemNotFound")]);
+    assert!(run(&messages, &mut s).passed);
+}
+
+#[test]
+fn a_value_difference_fails_with_its_path() {
+    let expected = format!(
+        "{}{}",
+        uid("$UNIQUE_IDENTIFIER_0"),
+        attr("Cryptographic Length", "Integer", "128")
+    );
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        req(&[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        ok(&[("GetAttributes", &expected)]),
+    ];
+    let actual = format!(
+        "{}{}",
+        uid("k"),
+        attr("Cryptographic Length", "Integer", "256")
+    );
+    let mut s = Scripted::new(&[
+        ok(&[("Create", &uid("k"))]),
+        ok(&[("GetAttributes", &actual)]),
+    ]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "request 1 (GetAttributes): BatchItem[0]/ResponsePayload/Attribute(Cryptographic \
+         Length)/AttributeValue: expected 128, got 256",
+    );
+    // Missing altogether.
+    let mut s = Scripted::new(&[
+        ok(&[("Create", &uid("k"))]),
+        ok(&[("GetAttributes", &uid("k"))]),
+    ]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "Attribute(Cryptographic Length): missing",
+    );
+}
+
+#[test]
+fn attribute_lists_are_subsets_in_any_order() {
+    let expected = [
+        uid("$UNIQUE_IDENTIFIER_0"),
+        attr("Cryptographic Algorithm", "Enumeration", "AES"),
+        attr("Cryptographic Length", "Integer", "128"),
+        attr("Cryptographic Usage Mask", "Integer", "Encrypt Decrypt"),
+    ]
+    .concat();
+    let actual = [
+        uid("k"),
+        attr("Object Group", "TextString", "default"),
+        attr("Cryptographic Usage Mask", "Integer", "12"),
+        attr("y-server", "TextString", "extra"),
+        // AttributeIndex 0 may appear.
+        r#"<Attribute><AttributeName type="TextString" value="Cryptographic Length"/><AttributeIndex type="Integer" value="0"/><AttributeValue type="Integer" value="128"/></Attribute>"#.to_owned(),
+        attr("Cryptographic Algorithm", "Enumeration", "AES"),
+    ]
+    .concat();
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        req(&[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        ok(&[("GetAttributes", &expected)]),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Create", &uid("k"))]),
+        ok(&[("GetAttributes", &actual)]),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+
+    // 2.x: the children of Attributes, likewise.
+    let e2 = format!(
+        r#"{}<Attributes><CryptographicLength type="Integer" value="128"/><State type="Enumeration" value="PreActive"/></Attributes>"#,
+        uid("$UNIQUE_IDENTIFIER_0")
+    );
+    let a2 = format!(
+        r#"{}<Attributes><State type="Enumeration" value="PreActive"/><ObjectGroup type="TextString" value="g"/><CryptographicLength type="Integer" value="128"/></Attributes>"#,
+        uid("k")
+    );
+    let messages = [
+        req_v(2, 1, &[("Create", "")]),
+        ok_v(2, 1, &[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        req_v(2, 1, &[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        ok_v(2, 1, &[("GetAttributes", &e2)]),
+    ];
+    let mut s = Scripted::new(&[
+        ok_v(2, 1, &[("Create", &uid("k"))]),
+        ok_v(2, 1, &[("GetAttributes", &a2)]),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    let a2_wrong = a2.replace("PreActive", "Active");
+    let mut s = Scripted::new(&[
+        ok_v(2, 1, &[("Create", &uid("k"))]),
+        ok_v(2, 1, &[("GetAttributes", &a2_wrong)]),
+    ]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "BatchItem[0]/ResponsePayload/Attributes/State: expected PreActive, got Active",
+    );
+}
+
+#[test]
+fn dates_sent_must_come_back_others_may_vary() {
+    let register = req(&[(
+        "Register",
+        &attr("Activation Date", "DateTime", "$NOW-3600"),
+    )]);
+    let get = req(&[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]);
+    let expected = [
+        uid("$UNIQUE_IDENTIFIER_0"),
+        attr("Activation Date", "DateTime", "$NOW-3600"),
+        attr("Initial Date", "DateTime", "$NOW"),
+        // A literal date no request sent: any value.
+        attr("Last Change Date", "DateTime", "2012-04-27T08:14:39+00:00"),
+    ]
+    .concat();
+    let messages = [
+        register,
+        ok(&[("Register", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        get,
+        ok(&[("GetAttributes", &expected)]),
+    ];
+    let actual = |activation: &str| {
+        [
+            uid("k"),
+            attr("Activation Date", "DateTime", activation),
+            attr("Initial Date", "DateTime", "2023-11-14T22:13:21+00:00"),
+            attr("Last Change Date", "DateTime", "2023-11-14T22:13:22+00:00"),
+        ]
+        .concat()
+    };
+    // NOW is 2023-11-14T22:13:20Z; NOW-3600 is 21:13:20.
+    let mut s = Scripted::new(&[
+        ok(&[("Register", &uid("k"))]),
+        ok(&[("GetAttributes", &actual("2023-11-14T21:13:20+00:00"))]),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(s.sent_value(0, 0x42_000B), Value::DateTime(NOW - 3600));
+
+    let mut s = Scripted::new(&[
+        ok(&[("Register", &uid("k"))]),
+        ok(&[("GetAttributes", &actual("2023-11-14T21:13:21+00:00"))]),
+    ]);
+    assert_fails_at(&run(&messages, &mut s), "expected $NOW-3600 as sent");
+
+    // A literal date sent in a request and echoed must be exact.
+    let fixed = "2020-01-01T00:00:00+00:00";
+    let messages = [
+        req(&[(
+            "Register",
+            &format!(r#"<ActivationDate type="DateTime" value="{fixed}"/>"#),
+        )]),
+        ok(&[(
+            "Register",
+            &format!(r#"<ActivationDate type="DateTime" value="{fixed}"/>"#),
+        )]),
+    ];
+    let mut s = Scripted::new(&[ok(&[(
+        "Register",
+        r#"<ActivationDate type="DateTime" value="2020-01-01T00:00:01+00:00"/>"#,
+    )])]);
+    assert_fails_at(&run(&messages, &mut s), "ResponsePayload/ActivationDate");
+    let _ = ACTIVATION_DATE;
+}
+
+#[test]
+fn server_output_is_captured_and_replayed() {
+    // A server-generated key: the ciphertext and IV vary; the Decrypt of the test case's
+    // ciphertext must carry the server's instead, and give the plaintext back exactly.
+    let data = |hex: &str| format!(r#"<Data type="ByteString" value="{hex}"/>"#);
+    let iv = |hex: &str| format!(r#"<IVCounterNonce type="ByteString" value="{hex}"/>"#);
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        req(&[(
+            "Encrypt",
+            &format!("{}{}", uid("$UNIQUE_IDENTIFIER_0"), data("01020304")),
+        )]),
+        ok(&[(
+            "Encrypt",
+            &format!(
+                "{}{}{}",
+                uid("$UNIQUE_IDENTIFIER_0"),
+                data("AAAA"),
+                iv("1111")
+            ),
+        )]),
+        req(&[(
+            "Decrypt",
+            &format!(
+                "{}{}{}",
+                uid("$UNIQUE_IDENTIFIER_0"),
+                data("AAAA"),
+                iv("1111")
+            ),
+        )]),
+        ok(&[(
+            "Decrypt",
+            &format!("{}{}", uid("$UNIQUE_IDENTIFIER_0"), data("01020304")),
+        )]),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Create", &uid("k"))]),
+        ok(&[(
+            "Encrypt",
+            &format!("{}{}{}", uid("k"), data("BBBB"), iv("2222")),
+        )]),
+        ok(&[("Decrypt", &format!("{}{}", uid("k"), data("01020304")))]),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(s.sent_value(2, DATA), Value::bytes(vec![0xBB, 0xBB]));
+    assert_eq!(s.sent_value(2, 0x42_003D), Value::bytes(vec![0x22, 0x22]));
+
+    // The plaintext is fixed by the request: a wrong one fails.
+    let mut s = Scripted::new(&[
+        ok(&[("Create", &uid("k"))]),
+        ok(&[(
+            "Encrypt",
+            &format!("{}{}{}", uid("k"), data("BBBB"), iv("2222")),
+        )]),
+        ok(&[("Decrypt", &format!("{}{}", uid("k"), data("01020305")))]),
+    ]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "request 2 (Decrypt): BatchItem[0]/ResponsePayload/Data: expected <4 bytes 01020304>, \
+         got <4 bytes 01020305>",
+    );
+}
+
+#[test]
+fn placeholders_of_server_output_are_replayed_by_name_or_by_tag() {
+    let sig = |v: &str| format!(r#"<SignatureData type="ByteString" value="{v}"/>"#);
+    let data = |v: &str| format!(r#"<Data type="ByteString" value="{v}"/>"#);
+    // 1.3+: $SIGNATURE_DATA in a response, replayed by name.
+    let messages = [
+        req(&[("Sign", &format!("{}{}", uid("k"), data("01")))]),
+        ok(&[("Sign", &format!("{}{}", uid("k"), sig("$SIGNATURE_DATA")))]),
+        req(&[(
+            "SignatureVerify",
+            &format!("{}{}", uid("k"), sig("$SIGNATURE_DATA")),
+        )]),
+        ok(&[("SignatureVerify", &uid("k"))]),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Sign", &format!("{}{}", uid("k"), sig("C0FFEE")))]),
+        ok(&[("SignatureVerify", &uid("k"))]),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(
+        s.sent_value(1, 0x42_00C3),
+        Value::bytes(vec![0xC0, 0xFF, 0xEE])
+    );
+
+    // 1.2: $DATA_0 only in the request: the Data of the most recent response that had one.
+    let messages = [
+        req(&[("Encrypt", &format!("{}{}", uid("k"), data("01")))]),
+        ok(&[("Encrypt", &format!("{}{}", uid("k"), data("AA")))]),
+        req(&[("Decrypt", &format!("{}{}", uid("k"), data("$DATA_0")))]),
+        ok(&[("Decrypt", &format!("{}{}", uid("k"), data("01")))]),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Encrypt", &format!("{}{}", uid("k"), data("AA")))]),
+        ok(&[("Decrypt", &format!("{}{}", uid("k"), data("01")))]),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(s.sent_value(1, DATA), Value::bytes(vec![0xAA]));
+}
+
+#[test]
+fn registered_keys_give_exact_crypto_output_generated_keys_not() {
+    let data = |v: &str| format!(r#"<Data type="ByteString" value="{v}"/>"#);
+    let iv = |hex: &str| format!(r#"<IVCounterNonce type="ByteString" value="{hex}"/>"#);
+    let encrypt = req(&[(
+        "Encrypt",
+        &format!("{}{}{}", uid("$UNIQUE_IDENTIFIER_0"), data("01"), iv("00")),
+    )]);
+    let expected = ok(&[(
+        "Encrypt",
+        &format!("{}{}", uid("$UNIQUE_IDENTIFIER_0"), data("AA")),
+    )]);
+    let answer = ok(&[("Encrypt", &format!("{}{}", uid("k"), data("BB")))]);
+    // Registered key, IV given: the ciphertext is deterministic.
+    let messages = [
+        req(&[("Register", "")]),
+        ok(&[("Register", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        encrypt.clone(),
+        expected.clone(),
+    ];
+    let mut s = Scripted::new(&[ok(&[("Register", &uid("k"))]), answer.clone()]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "ResponsePayload/Data: expected <1 bytes AA>",
+    );
+    // Generated key: it varies.
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        encrypt,
+        expected,
+    ];
+    let mut s = Scripted::new(&[ok(&[("Create", &uid("k"))]), answer]);
+    assert!(run(&messages, &mut s).passed);
+}
+
+#[test]
+fn generated_key_material_varies_registered_does_not() {
+    let key = |material: &str| {
+        format!(
+            r#"{}<ObjectType type="Enumeration" value="SymmetricKey"/><SymmetricKey><KeyBlock><KeyFormatType type="Enumeration" value="Raw"/><KeyValue><KeyMaterial type="ByteString" value="{material}"/></KeyValue></KeyBlock></SymmetricKey>"#,
+            uid("$UNIQUE_IDENTIFIER_0")
+        )
+    };
+    let answer = |material: &str| key(material).replace("$UNIQUE_IDENTIFIER_0", "k");
+    let secret = "00112233445566778899AABBCCDDEEFF";
+    let other = "FFEEDDCCBBAA99887766554433221100";
+    let get = req(&[("Get", &uid("$UNIQUE_IDENTIFIER_0"))]);
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        get.clone(),
+        ok(&[("Get", &key(secret))]),
+    ];
+    let mut s = Scripted::new(&[ok(&[("Create", &uid("k"))]), ok(&[("Get", &answer(other))])]);
+    assert!(run(&messages, &mut s).passed);
+
+    let messages = [
+        req(&[("Register", "")]),
+        ok(&[("Register", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        get,
+        ok(&[("Get", &key(secret))]),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Register", &uid("k"))]),
+        ok(&[("Get", &answer(other))]),
+    ]);
+    let outcome = run(&messages, &mut s);
+    assert_fails_at(
+        &outcome,
+        "KeyValue/KeyMaterial: expected <16 bytes 00112233…>",
+    );
+    // Key bytes beyond a short prefix never appear.
+    let reason = outcome.first_difference.unwrap();
+    assert!(
+        !reason.contains("445566") && !reason.contains("BBAA99"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn query_answers_may_list_more() {
+    let op = |name: &str| format!(r#"<Operation type="Enumeration" value="{name}"/>"#);
+    let messages = [
+        req(&[(
+            "Query",
+            r#"<QueryFunction type="Enumeration" value="QueryOperations"/>"#,
+        )]),
+        ok(&[(
+            "Query",
+            &format!(
+                r#"{}{}<VendorIdentification type="TextString" value="server-vendor.com"/><ServerInformation/>"#,
+                op("Create"),
+                op("Get")
+            ),
+        )]),
+    ];
+    let answer = format!(
+        r#"{}{}{}<VendorIdentification type="TextString" value="kmipd"/><ServerInformation><TTLV tag="0x540001" type="TextString" value="x"/></ServerInformation>"#,
+        op("Get"),
+        op("Locate"),
+        op("Create")
+    );
+    let mut s = Scripted::new(&[ok(&[("Query", &answer)])]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    let mut s = Scripted::new(&[ok(&[("Query", &format!("{}{}", op("Get"), op("Locate")))])]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "ResponsePayload/Operation: missing",
+    );
+}
+
+#[test]
+fn batch_item_count_and_order_matter() {
+    let messages = [
+        req(&[("Create", ""), ("Get", "")]),
+        ok(&[
+            ("Create", &uid("$UNIQUE_IDENTIFIER_0")),
+            ("Get", &uid("$UNIQUE_IDENTIFIER_0")),
+        ]),
+    ];
+    let mut s = Scripted::new(&[failed("Create", "GeneralFailure")]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "request 0 (Create,Get): BatchItem: expected 2 batch items, got 1 (ResultReason \
+         GeneralFailure",
+    );
+    let mut s = Scripted::new(&[ok(&[("Create", &uid("a")), ("Get", &uid("a"))])]);
+    assert!(run(&messages, &mut s).passed);
+}
+
+#[test]
+fn unreadable_or_unpaired_documents_fail() {
+    let mut s = Scripted::new(&[]);
+    let outcome = run_document_at("<KMIP><Nonsense/></KMIP>", "x.xml", &mut s, NOW);
+    assert_fails_at(&outcome, "cannot read the test case");
+    let outcome = run_document_at(&doc(&[create()]), "x.xml", &mut s, NOW);
+    assert_fails_at(&outcome, "malformed test case");
+}
