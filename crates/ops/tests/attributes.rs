@@ -1,0 +1,299 @@
+//! Attribute operations and Locate through the public engine, in the flows real clients use
+//! (docs: ../shared/notes/clients.md): vSphere's GetAttributes of an `x-` attribute not yet set
+//! and its batch of Add Attributes, Percona's Locate by Object Group paged with Offset Items,
+//! pg_tde's Locate under a 1.0 header, and Locate never showing another client's objects.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use kmipd_ops::{Engine, Principal};
+use kmipd_proto::enums::{object_type, operation, result_reason, result_status};
+use kmipd_proto::message::{
+    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
+    ResponseMessage,
+};
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Ttlv, Value};
+
+fn request(version: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> Ttlv {
+    RequestMessage {
+        header: RequestHeader {
+            protocol_version: version,
+            maximum_response_size: None,
+            client_correlation_value: None,
+            server_correlation_value: None,
+            asynchronous_indicator: None,
+            attestation_capable_indicator: None,
+            authentication: None,
+            batch_error_continuation_option: None,
+            batch_order_option: None,
+            time_stamp: None,
+            batch_count: i32::try_from(items.len()).unwrap(),
+        },
+        items: items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (op, payload))| RequestBatchItem {
+                operation: op,
+                ephemeral: None,
+                unique_batch_item_id: Some(vec![u8::try_from(i).unwrap()]),
+                payload: Some(reader::structure(tag::REQUEST_PAYLOAD, payload)),
+                message_extension: None,
+            })
+            .collect(),
+    }
+    .to_ttlv()
+}
+
+fn send(
+    e: &Engine,
+    who: &str,
+    version: ProtocolVersion,
+    items: Vec<(u32, Vec<Ttlv>)>,
+) -> Vec<ResponseBatchItem> {
+    let out = e.handle_message(&Principal::new(who), &request(version, items));
+    ResponseMessage::from_ttlv(&out).unwrap().items
+}
+
+fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
+    assert_eq!(
+        item.result_status,
+        result_status::SUCCESS,
+        "{:?} {:?}",
+        item.result_reason,
+        item.result_message
+    );
+    StructReader::any(item.payload.as_ref().unwrap())
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+fn v1_attr(name: &str, value: Value) -> Ttlv {
+    reader::structure(
+        tag::ATTRIBUTE,
+        vec![
+            reader::text(tag::ATTRIBUTE_NAME, name),
+            Ttlv::new(tag::ATTRIBUTE_VALUE, value),
+        ],
+    )
+}
+
+fn name(n: &str) -> Value {
+    Value::Structure(vec![
+        reader::text(tag::NAME_VALUE, n),
+        reader::enumeration(tag::NAME_TYPE, 1),
+    ])
+}
+
+/// Registers a 1.x Secret Data with these template attributes; returns its identifier.
+fn register(e: &Engine, who: &str, attrs: Vec<Ttlv>) -> String {
+    let secret = reader::structure(
+        tag::SECRET_DATA,
+        vec![
+            reader::enumeration(tag::SECRET_DATA_TYPE, 2),
+            reader::structure(
+                tag::KEY_BLOCK,
+                vec![
+                    reader::enumeration(tag::KEY_FORMAT_TYPE, 2),
+                    reader::structure(
+                        tag::KEY_VALUE,
+                        vec![reader::bytes(tag::KEY_MATERIAL, vec![7u8; 16])],
+                    ),
+                ],
+            ),
+        ],
+    );
+    let mut template = vec![v1_attr(
+        "Cryptographic Usage Mask",
+        Value::Integer(0x0000_0200),
+    )];
+    template.extend(attrs);
+    let items = send(
+        e,
+        who,
+        ProtocolVersion::V1_4,
+        vec![(
+            operation::REGISTER,
+            vec![
+                reader::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
+                reader::structure(tag::TEMPLATE_ATTRIBUTE, template),
+                secret,
+            ],
+        )],
+    );
+    let payload = ok(&items[0]);
+    let uid = payload
+        .iter()
+        .find(|i| i.tag == tag::UNIQUE_IDENTIFIER)
+        .unwrap();
+    reader::as_text(uid).unwrap().to_owned()
+}
+
+fn uids(payload: &[Ttlv]) -> Vec<String> {
+    payload
+        .iter()
+        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
+        .map(|i| reader::as_text(i).unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn vsphere_reads_an_unset_custom_attribute_then_adds_three_in_one_batch() {
+    let e = Engine::in_memory();
+    let uid = register(&e, "vc", vec![]);
+    let v = ProtocolVersion::new(1, 1);
+    let got = send(
+        &e,
+        "vc",
+        v,
+        vec![(
+            operation::GET_ATTRIBUTES,
+            vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
+                reader::text(tag::ATTRIBUTE_NAME, "x-Product_Version"),
+            ],
+        )],
+    );
+    assert_eq!(
+        ok(&got[0]),
+        vec![reader::text(tag::UNIQUE_IDENTIFIER, uid.clone())]
+    );
+    let add = |n: &str| {
+        (
+            operation::ADD_ATTRIBUTE,
+            vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
+                v1_attr(n, Value::TextString(format!("{n}-value"))),
+            ],
+        )
+    };
+    let got = send(
+        &e,
+        "vc",
+        v,
+        vec![add("x-Product"), add("x-Product_Version"), add("x-Vendor")],
+    );
+    assert_eq!(got.len(), 3);
+    for (i, item) in got.iter().enumerate() {
+        assert_eq!(
+            item.unique_batch_item_id,
+            Some(vec![u8::try_from(i).unwrap()])
+        );
+        ok(item);
+    }
+    let got = send(
+        &e,
+        "vc",
+        v,
+        vec![(
+            operation::GET_ATTRIBUTES,
+            vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
+                reader::text(tag::ATTRIBUTE_NAME, "x-Product_Version"),
+            ],
+        )],
+    );
+    assert_eq!(
+        ok(&got[0])[1],
+        v1_attr(
+            "x-Product_Version",
+            Value::TextString("x-Product_Version-value".into())
+        )
+    );
+}
+
+#[test]
+fn locate_by_object_group_pages_newest_first_and_counts_located_items() {
+    let e = Engine::in_memory();
+    let group = || v1_attr("Object Group", Value::TextString("mysql".into()));
+    let registered: Vec<String> = (0..5).map(|_| register(&e, "db", vec![group()])).collect();
+    register(
+        &e,
+        "db",
+        vec![v1_attr("Object Group", Value::TextString("other".into()))],
+    );
+    let page = |offset: i32| {
+        let got = send(
+            &e,
+            "db",
+            ProtocolVersion::V1_4,
+            vec![(
+                operation::LOCATE,
+                vec![
+                    reader::int(tag::MAXIMUM_ITEMS, 2),
+                    reader::int(tag::OFFSET_ITEMS, offset),
+                    group(),
+                ],
+            )],
+        );
+        ok(&got[0])
+    };
+    let mut seen = Vec::new();
+    for offset in [0, 2, 4] {
+        let p = page(offset);
+        assert_eq!(p[0], reader::int(tag::LOCATED_ITEMS, 5));
+        seen.extend(uids(&p));
+    }
+    let newest_first: Vec<String> = registered.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+}
+
+#[test]
+fn locate_under_a_1_0_header_finds_one_by_name_and_never_another_clients_object() {
+    let e = Engine::in_memory();
+    let mine = register(&e, "pg", vec![v1_attr("Name", name("tde-key-1"))]);
+    register(&e, "intruder-target", vec![v1_attr("Name", name("master"))]);
+    let locate = |who: &str, n: &str| {
+        let got = send(
+            &e,
+            who,
+            ProtocolVersion::V1_0,
+            vec![(
+                operation::LOCATE,
+                vec![
+                    reader::int(tag::MAXIMUM_ITEMS, 16),
+                    reader::int(tag::OFFSET_ITEMS, 0),
+                    v1_attr("Object Type", Value::Enumeration(object_type::SECRET_DATA)),
+                    v1_attr("Name", name(n)),
+                ],
+            )],
+        );
+        ok(&got[0])
+    };
+    let found = locate("pg", "tde-key-1");
+    assert_eq!(
+        found,
+        vec![reader::text(tag::UNIQUE_IDENTIFIER, mine)],
+        "no Located Items in 1.0"
+    );
+    assert!(locate("pg", "master").is_empty());
+    assert!(locate("pg", "tde-key-2").is_empty());
+}
+
+#[test]
+fn a_name_in_use_cannot_be_added_again_in_2_1() {
+    let e = Engine::in_memory();
+    let uid = register(&e, "a", vec![v1_attr("Name", name("dup"))]);
+    let got = send(
+        &e,
+        "a",
+        ProtocolVersion::V2_1,
+        vec![(
+            operation::ADD_ATTRIBUTE,
+            vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, uid),
+                reader::structure(tag::NEW_ATTRIBUTE, vec![Ttlv::new(tag::NAME, name("dup"))]),
+            ],
+        )],
+    );
+    assert_eq!(got[0].result_status, result_status::OPERATION_FAILED);
+    assert_eq!(
+        got[0].result_reason,
+        Some(result_reason::NON_UNIQUE_NAME_ATTRIBUTE)
+    );
+}
