@@ -17,10 +17,12 @@
 //! **Storage Status Mask**: without it, only on-line objects (not destroyed, not archived);
 //! destroyed objects (State Destroyed or Destroyed Compromised) only when the Destroyed
 //! Storage bit is set, archived ones (with an Archive Date) only with the Archival bit.
-//! **Object Group Member** Group Member Fresh keeps only objects whose Fresh is true.
+//! **Object Group Member** Group Member Fresh keeps only objects whose Fresh is true, oldest
+//! first: the group is handed out in the order it was filled (TC-152: key 1, then, once a Get
+//! made it no longer fresh, key 2). Group Member Default adds no criterion.
 //! Only objects the caller may see are ever considered (the owner, or an administrator).
 //!
-//! **Order**: newest first (descending creation order, as 2.x requires and the test cases
+//! **Order** (except Group Member Fresh): newest first (descending creation order, as 2.x requires and the test cases
 //! expect), stable across calls, so that Offset Items pages are consistent. Offset Items are
 //! skipped, then at most Maximum Items returned. Located Items (the count of all matches) is
 //! answered when the request pages (Offset or Maximum Items) and the version defines it (1.3+).
@@ -71,15 +73,15 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let criteria = criteria(requested);
 
     let mut objects = ctx.tx.all()?;
-    objects.sort_by_key(|o| std::cmp::Reverse(o.sequence));
+    let fresh_only = group_member == Some(object_group_member_option::GROUP_MEMBER_FRESH);
+    if !fresh_only {
+        objects.sort_by_key(|o| std::cmp::Reverse(o.sequence));
+    }
     let matches: Vec<String> = objects
         .iter()
         .filter(|o| ctx.principal.may_see(o))
         .filter(|o| stored_as(o, storage))
-        .filter(|o| {
-            group_member != Some(object_group_member_option::GROUP_MEMBER_FRESH)
-                || o.attributes.get(tag::FRESH) == Some(&Value::Boolean(true))
-        })
+        .filter(|o| !fresh_only || o.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)))
         .filter(|o| criteria.iter().all(|c| c.matches(o)))
         .map(|o| o.uid.clone())
         .collect();
@@ -321,6 +323,31 @@ mod tests {
                 assert_eq!(uids(&out), ["other", "k4", "k3", "k2", "k1"]);
             },
         );
+    }
+
+    #[test]
+    fn group_member_fresh_hands_out_the_oldest_fresh_object_first() {
+        let mut objs = objects();
+        for (o, fresh) in objs.iter_mut().zip([false, true, true]) {
+            o.attributes.set(tag::FRESH, Value::Boolean(fresh));
+        }
+        let s = store(objs);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let out = items(
+                handle(
+                    ctx,
+                    &payload(vec![
+                        reader::int(tag::MAXIMUM_ITEMS, 1),
+                        reader::enumeration(
+                            tag::OBJECT_GROUP_MEMBER,
+                            object_group_member_option::GROUP_MEMBER_FRESH,
+                        ),
+                    ]),
+                )
+                .unwrap(),
+            );
+            assert_eq!(uids(&out), ["k2"]);
+        });
     }
 
     #[test]
