@@ -26,6 +26,7 @@ pub(crate) const DIGITAL_SIGNATURE_ALGORITHM: Tag = kmip(0x00AE);
 pub(crate) const IV_COUNTER_NONCE: Tag = kmip(0x003D);
 pub(crate) const KEY_BLOCK: Tag = kmip(0x0040);
 pub(crate) const KEY_FORMAT_TYPE: Tag = kmip(0x0042);
+pub(crate) const KEY_VALUE: Tag = kmip(0x0045);
 pub(crate) const LINKED_OBJECT_IDENTIFIER: Tag = kmip(0x004C);
 pub(crate) const MAC_DATA: Tag = kmip(0x00C6);
 pub(crate) const OPERATION: Tag = kmip(0x005C);

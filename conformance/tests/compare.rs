@@ -661,3 +661,52 @@ fn unreadable_or_unpaired_documents_fail() {
     let outcome = run_document_at(&doc(&[create()]), "x.xml", &mut s, NOW);
     assert_fails_at(&outcome, "malformed test case");
 }
+
+#[test]
+fn a_key_format_the_server_chose_is_accepted_but_the_rest_of_the_key_block_compared() {
+    let key = |format: &str, material: &str, algorithm: &str| {
+        format!(
+            r#"{}<ObjectType type="Enumeration" value="SymmetricKey"/><SymmetricKey><KeyBlock><KeyFormatType type="Enumeration" value="{format}"/><KeyValue>{material}</KeyValue><CryptographicAlgorithm type="Enumeration" value="{algorithm}"/></KeyBlock></SymmetricKey>"#,
+            uid("k")
+        )
+    };
+    let raw = r#"<KeyMaterial type="ByteString" value="00112233"/>"#;
+    let transparent = r#"<KeyMaterial><Key type="ByteString" value="00112233"/></KeyMaterial>"#;
+    let messages = [
+        req(&[("Get", &uid("k"))]),
+        ok(&[("Get", &key("Raw", raw, "AES"))]),
+    ];
+    let mut s = Scripted::new(&[ok(&[(
+        "Get",
+        &key("TransparentSymmetricKey", transparent, "AES"),
+    )])]);
+    let outcome = run(&messages, &mut s);
+    assert!(outcome.passed, "{outcome:?}");
+    let mut s = Scripted::new(&[ok(&[(
+        "Get",
+        &key("TransparentSymmetricKey", transparent, "DES3"),
+    )])]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "KeyBlock/CryptographicAlgorithm: expected AES, got DES3",
+    );
+    // Asked for Raw: the format is fixed by the request.
+    let messages = [
+        req(&[(
+            "Get",
+            &format!(
+                r#"{}<KeyFormatType type="Enumeration" value="Raw"/>"#,
+                uid("k")
+            ),
+        )]),
+        ok(&[("Get", &key("Raw", raw, "AES"))]),
+    ];
+    let mut s = Scripted::new(&[ok(&[(
+        "Get",
+        &key("TransparentSymmetricKey", transparent, "AES"),
+    )])]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "KeyBlock/KeyFormatType: expected Raw",
+    );
+}
