@@ -273,14 +273,37 @@ pub(crate) fn positions(attrs: &Attributes, name: &AttrName) -> Vec<usize> {
         .collect()
 }
 
-/// The 1.x Attribute structure of an instance (Attribute Index written only when not 0).
-pub(crate) fn v1_item(attr: &Attribute, index: usize) -> Ttlv {
+/// The 1.x Attribute structure of an instance for `version` (Attribute Index written only when
+/// not 0; fields of a structured value that `version` lacks left out).
+pub(crate) fn v1_item(version: Version, attr: &Attribute, index: usize) -> Ttlv {
     let index = if index == 0 {
         None
     } else {
         i32::try_from(index).ok()
     };
-    attr.to_v1(index)
+    for_version(version, attr).to_v1(index)
+}
+
+/// The attribute as `version` defines it: the fields of a structured value that the version
+/// lacks are left out (the Digest's Key Format Type is a 1.1 addition; tags newer than the
+/// version in any structure).
+pub(crate) fn for_version(version: Version, attr: &Attribute) -> Attribute {
+    let Value::Structure(items) = &attr.value else {
+        return attr.clone();
+    };
+    let digest_v10 = attr.name == AttrName::Std(tag::DIGEST) && version < Version::V1_1;
+    let kept = items
+        .iter()
+        .filter(|i| !(digest_v10 && i.tag == tag::KEY_FORMAT_TYPE))
+        .filter(|i| {
+            kmipd_proto::spec::tag_by_value(i.tag.value()).is_none_or(|d| d.defined_in(version))
+        })
+        .cloned()
+        .collect();
+    Attribute {
+        name: attr.name.clone(),
+        value: Value::Structure(kept),
+    }
 }
 
 /// Reads a 2.x Attribute Reference: an Enumeration naming a tag, or a structure with Vendor
@@ -547,6 +570,24 @@ mod tests {
         assert!(!visible_in(Version::V1_4, &kft));
         assert!(visible_in(Version::V2_1, &kft));
         assert!(visible_in(Version::V1_0, &AttrName::Std(tag::STATE)));
+    }
+
+    #[test]
+    fn a_1_0_digest_has_no_key_format_type() {
+        let digest = Attribute::std(
+            tag::DIGEST,
+            Value::Structure(vec![
+                reader::enumeration(tag::HASHING_ALGORITHM, 6),
+                reader::bytes(tag::DIGEST_VALUE, vec![1u8; 32]),
+                reader::enumeration(tag::KEY_FORMAT_TYPE, 1),
+            ]),
+        );
+        let children = |v: Version| match for_version(v, &digest).value {
+            Value::Structure(items) => items.len(),
+            _ => 0,
+        };
+        assert_eq!(children(Version::V1_0), 2);
+        assert_eq!(children(Version::V1_1), 3);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     attrs::save(ctx, obj);
     let mut items = vec![uid_item(&uid)];
     if !ctx.v2() {
-        items.push(attrs::v1_item(&attr, index));
+        items.push(attrs::v1_item(ctx.spec, &attr, index));
     }
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }

@@ -88,6 +88,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         && let Some(a) = first
     {
         items.push(attrs::v1_item(
+            ctx.spec,
             &Attribute {
                 name: canon(&a.name),
                 value: a.value,

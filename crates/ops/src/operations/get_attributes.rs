@@ -61,10 +61,17 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     if ctx.v2() {
         items.push(reader::structure(
             tag::ATTRIBUTES,
-            selected.iter().map(|(_, a)| a.to_v2()).collect(),
+            selected
+                .iter()
+                .map(|(_, a)| attrs::for_version(ctx.spec, a).to_v2())
+                .collect(),
         ));
     } else {
-        items.extend(selected.iter().map(|(i, a)| attrs::v1_item(a, *i)));
+        items.extend(
+            selected
+                .iter()
+                .map(|(i, a)| attrs::v1_item(ctx.spec, a, *i)),
+        );
     }
     ctx.set_placeholder(&uid);
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))

@@ -72,7 +72,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     attrs::save(ctx, obj);
     let mut items = vec![uid_item(&uid)];
     if !ctx.v2() {
-        items.push(attrs::v1_item(&new, k));
+        items.push(attrs::v1_item(ctx.spec, &new, k));
     }
     Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
 }
