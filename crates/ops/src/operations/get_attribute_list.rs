@@ -57,20 +57,25 @@ mod tests {
             name_value("n2"),
         ));
         let s = store(vec![k]);
-        with_ctx(&s, &Principal::new("a"), ProtocolVersion::new(1, 2), |ctx| {
-            let out = items(
-                handle(
-                    ctx,
-                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
-                )
-                .unwrap(),
-            );
-            let names: Vec<_> = out.iter().skip(1).cloned().collect();
-            let n = reader::text(tag::ATTRIBUTE_NAME, "Name");
-            assert_eq!(names.iter().filter(|i| **i == n).count(), 1);
-            assert!(names.contains(&reader::text(tag::ATTRIBUTE_NAME, "State")));
-            assert!(!names.contains(&reader::text(tag::ATTRIBUTE_NAME, "Key Format Type")));
-        });
+        with_ctx(
+            &s,
+            &Principal::new("a"),
+            ProtocolVersion::new(1, 2),
+            |ctx| {
+                let out = items(
+                    handle(
+                        ctx,
+                        &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
+                    )
+                    .unwrap(),
+                );
+                let names: Vec<_> = out.iter().skip(1).cloned().collect();
+                let n = reader::text(tag::ATTRIBUTE_NAME, "Name");
+                assert_eq!(names.iter().filter(|i| **i == n).count(), 1);
+                assert!(names.contains(&reader::text(tag::ATTRIBUTE_NAME, "State")));
+                assert!(!names.contains(&reader::text(tag::ATTRIBUTE_NAME, "Key Format Type")));
+            },
+        );
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
             let out = items(
                 handle(
