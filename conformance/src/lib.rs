@@ -105,7 +105,38 @@ pub fn run_file(path: &Path, make_target: &mut dyn FnMut() -> Box<dyn Target>) -
         Err(e) => return FileOutcome::fail(format!("cannot read the file: {e}")),
     };
     let mut target = make_target();
+    if let Some(setup) = prerequisite(path) {
+        let outcome = match std::fs::read_to_string(&setup) {
+            Ok(t) => run_document(&t, &setup.to_string_lossy(), target.as_mut()),
+            Err(e) => FileOutcome::fail(format!("cannot read the file: {e}")),
+        };
+        if !outcome.passed {
+            let name = setup
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let prefix =
+                |r: Option<String>| Some(format!("setup {name}: {}", r.unwrap_or_default()));
+            return FileOutcome {
+                passed: false,
+                first_difference: prefix(outcome.first_difference),
+                stable_difference: prefix(outcome.stable_difference),
+            };
+        }
+    }
     run_document(&text, &path.to_string_lossy(), target.as_mut())
+}
+
+/// The test case whose objects a test case continues with, run first on the same server:
+/// SASED-M-3 and TL-M-3 locate (and destroy) what SASED-M-2 and TL-M-2 registered or created.
+/// Looked up in the same folder; `None` when it is not there (2.1 has no TL-M-2).
+pub fn prerequisite(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let rest = ["SASED-M-3-", "TL-M-3-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p).map(|r| (p, r)))?;
+    let setup = path.with_file_name(format!("{}{}", rest.0.replace("-3-", "-2-"), rest.1));
+    setup.is_file().then_some(setup)
 }
 
 /// Runs a test case given as XML text. `name` is the file name or path: a few known defects of
