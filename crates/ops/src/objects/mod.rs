@@ -7,6 +7,7 @@
 
 pub(crate) mod cert;
 pub(crate) mod format;
+pub(crate) mod keys;
 pub(crate) mod template;
 pub(crate) mod wrap;
 

@@ -1,14 +1,27 @@
 //! Key export protection for Get: Sensitive and Extractable (1.4+), and wrapping a key with
-//! another key per a Key Wrapping Specification.
+//! another key per a Key Wrapping Specification (KMIP 1.4 §2.1.5-2.1.6, 2.1 §2.1.5-2.1.6).
+//!
+//! Supported: Wrapping Method Encrypt with an Active AES key whose usage mask allows Wrap Key,
+//! block cipher mode NIST Key Wrap (RFC 3394; RFC 5649 when the data is not a multiple of 8
+//! bytes) or AES Key Wrap Padding (RFC 5649); Encoding Option No Encoding (the Key Material
+//! bytes) or TTLV Encoding (the default: the TTLV-encoded Key Value, with the attributes the
+//! specification names). MAC/sign methods and public-key wrapping are Feature Not Supported.
 
-use kmipd_proto::attributes::Attributes;
-use kmipd_proto::enums::key_wrap_type;
+use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::enums::{
+    block_cipher_mode as bcm, cryptographic_algorithm as alg, cryptographic_usage_mask as usage,
+    encoding_option, key_wrap_type, object_type as ot, state, wrapping_method,
+};
+use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_store::ManagedObject;
 use kmipd_ttlv::{Ttlv, Value};
+use openssl::aes::{AesKey, wrap_key};
+use zeroize::Zeroizing;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::object::{attr_enum, attr_int, attributes_out, current_state, uid_value};
 
 fn flag(attrs: &Attributes, t: kmipd_ttlv::Tag) -> Option<bool> {
     match attrs.get(t) {
@@ -39,13 +52,237 @@ pub(crate) fn stored_wrap(object: Ttlv, wrap_type: Option<u32>) -> Result<Ttlv> 
 
 /// The object with its Key Block wrapped per `spec`.
 pub(crate) fn wrap_object(
-    _ctx: &Ctx<'_>,
+    ctx: &Ctx<'_>,
     obj: &ManagedObject,
-    _object: Ttlv,
-    _spec: &Ttlv,
+    object: Ttlv,
+    spec: &Ttlv,
 ) -> Result<Ttlv> {
     if flag(&obj.attributes, tag::EXTRACTABLE) == Some(false) {
         return Err(Error::NotExtractable);
     }
-    Err(Error::FeatureNotSupported("key wrapping"))
+    let s = StructReader::new(spec, tag::KEY_WRAPPING_SPECIFICATION)?;
+    if s.req_enum(tag::WRAPPING_METHOD)? != wrapping_method::ENCRYPT
+        || s.optional(tag::MAC_SIGNATURE_KEY_INFORMATION).is_some()
+    {
+        return Err(Error::FeatureNotSupported("wrapping method"));
+    }
+    let eki = s
+        .optional(tag::ENCRYPTION_KEY_INFORMATION)
+        .ok_or(Error::MissingData("Encryption Key Information"))?;
+    let e = StructReader::new(eki, tag::ENCRYPTION_KEY_INFORMATION)?;
+    let kek_uid = uid_value(ctx, e.required(tag::UNIQUE_IDENTIFIER)?)?;
+    let kek = ctx.load(&kek_uid)?;
+    let mode = wrapping_mode(&kek, e.optional(tag::CRYPTOGRAPHIC_PARAMETERS))?;
+    let kek_bytes = wrapping_key(&kek)?;
+    let encoding = s.enumeration(tag::ENCODING_OPTION)?;
+    let names: Vec<&str> = s
+        .repeated(tag::ATTRIBUTE_NAME)
+        .map(reader::as_text)
+        .collect::<Result<_, _>>()?;
+    if encoding == Some(encoding_option::NO_ENCODING) && !names.is_empty() {
+        return Err(Error::EncodingOptionError);
+    }
+
+    let body = StructReader::any(&object)?;
+    let kb = StructReader::new(body.required(tag::KEY_BLOCK)?, tag::KEY_BLOCK)?;
+    if kb.optional(tag::KEY_WRAPPING_DATA).is_some() {
+        return Err(Error::EncodingOptionError);
+    }
+    let value = StructReader::new(kb.required(tag::KEY_VALUE)?, tag::KEY_VALUE)?;
+    let material = value.required(tag::KEY_MATERIAL)?;
+    let plain: Zeroizing<Vec<u8>> = match encoding {
+        Some(encoding_option::NO_ENCODING) => match &material.value {
+            Value::ByteString(b) => Zeroizing::new(b.to_vec()),
+            _ => return Err(Error::EncodingOptionError),
+        },
+        Some(encoding_option::TTLV_ENCODING) | None => {
+            let mut items = vec![material.clone()];
+            items.extend(named_attributes(ctx, obj, &names));
+            let kv = reader::structure(tag::KEY_VALUE, items);
+            Zeroizing::new(
+                kmipd_ttlv::encode_to_vec(&kv).map_err(|_| Error::Internal("TTLV encoding"))?,
+            )
+        }
+        Some(_) => return Err(Error::EncodingOptionError),
+    };
+    let wrapped = aes_wrap(&kek_bytes, &plain, mode)?;
+
+    let mut eki_out = vec![reader::text(tag::UNIQUE_IDENTIFIER, kek_uid)];
+    if let Some(p) = e.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
+        eki_out.push(p.clone());
+    }
+    let mut kwd = vec![
+        reader::enumeration(tag::WRAPPING_METHOD, wrapping_method::ENCRYPT),
+        reader::structure(tag::ENCRYPTION_KEY_INFORMATION, eki_out),
+    ];
+    if let Some(enc) = encoding {
+        kwd.push(reader::enumeration(tag::ENCODING_OPTION, enc));
+    }
+    let mut items: Vec<Ttlv> = kb
+        .items()
+        .iter()
+        .map(|i| {
+            if i.tag == tag::KEY_VALUE {
+                reader::bytes(tag::KEY_VALUE, wrapped.clone())
+            } else {
+                i.clone()
+            }
+        })
+        .collect();
+    items.push(reader::structure(tag::KEY_WRAPPING_DATA, kwd));
+    let new_kb = reader::structure(tag::KEY_BLOCK, items);
+    let children = body
+        .items()
+        .iter()
+        .map(|i| {
+            if i.tag == tag::KEY_BLOCK {
+                new_kb.clone()
+            } else {
+                i.clone()
+            }
+        })
+        .collect();
+    Ok(reader::structure(object.tag, children))
+}
+
+/// The attributes a wrapping specification names, in the request's form (1.x Attribute
+/// structures, 2.x one Attributes structure).
+fn named_attributes(ctx: &Ctx<'_>, obj: &ManagedObject, names: &[&str]) -> Vec<Ttlv> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let wanted: Vec<AttrName> = names.iter().map(|n| AttrName::from_v1_name(n)).collect();
+    let indexed = obj.attributes.indexed();
+    let chosen: Vec<_> = indexed
+        .into_iter()
+        .filter(|(_, a)| wanted.contains(&a.name))
+        .collect();
+    attributes_out(ctx, &chosen, !ctx.v2())
+}
+
+/// The block cipher mode to wrap with: the specification's, else the wrapping key's
+/// Cryptographic Parameters, else NIST Key Wrap.
+fn wrapping_mode(kek: &ManagedObject, params: Option<&Ttlv>) -> Result<u32> {
+    let from = |item: &Ttlv| -> Result<Option<u32>> {
+        Ok(StructReader::any(item)?.enumeration(tag::BLOCK_CIPHER_MODE)?)
+    };
+    let mode = match params {
+        Some(p) => from(p)?,
+        None => match kek.attributes.get(tag::CRYPTOGRAPHIC_PARAMETERS) {
+            Some(v) => from(&Ttlv::new(tag::CRYPTOGRAPHIC_PARAMETERS, v.clone()))?,
+            None => None,
+        },
+    };
+    match mode.unwrap_or(bcm::NISTKEY_WRAP) {
+        m @ (bcm::NISTKEY_WRAP | bcm::AESKEY_WRAP_PADDING) => Ok(m),
+        _ => Err(Error::FeatureNotSupported(
+            "block cipher mode for key wrapping",
+        )),
+    }
+}
+
+/// The wrapping key's bytes: an Active AES key allowed to wrap keys.
+fn wrapping_key(kek: &ManagedObject) -> Result<Zeroizing<Vec<u8>>> {
+    if kek.object_type != ot::SYMMETRIC_KEY {
+        return Err(Error::FeatureNotSupported("wrapping with this object type"));
+    }
+    if attr_enum(&kek.attributes, tag::CRYPTOGRAPHIC_ALGORITHM) != Some(alg::AES) {
+        return Err(Error::FeatureNotSupported("wrapping with this algorithm"));
+    }
+    if current_state(kek) != Some(state::ACTIVE) {
+        return Err(Error::WrongState("the wrapping key is not Active"));
+    }
+    if let Some(mask) = attr_int(&kek.attributes, tag::CRYPTOGRAPHIC_USAGE_MASK) {
+        let bits = u32::from_ne_bytes(mask.to_ne_bytes());
+        if bits & usage::WRAP_KEY == 0 {
+            return Err(Error::IncompatibleUsageMask);
+        }
+    }
+    let body = kek.object.as_ref().ok_or(Error::Destroyed)?;
+    crate::keyblock::key_block(body)?.bytes()
+}
+
+/// AES key wrap: RFC 3394 for NIST Key Wrap of whole 8-byte blocks (16 bytes or more), RFC
+/// 5649 otherwise.
+pub(crate) fn aes_wrap(kek: &[u8], data: &[u8], mode: u32) -> Result<Vec<u8>> {
+    let key =
+        AesKey::new_encrypt(kek).map_err(|_| Error::CryptographicFailure("wrapping key length"))?;
+    let whole = data.len() >= 16 && data.len().is_multiple_of(8);
+    if mode == bcm::NISTKEY_WRAP && whole {
+        let mut out = vec![0u8; data.len().saturating_add(8)];
+        wrap_key(&key, None, &mut out, data)
+            .map_err(|_| Error::CryptographicFailure("key wrap"))?;
+        return Ok(out);
+    }
+    // RFC 5649: alternative IV with the message length, zero padding to 8 bytes.
+    let mli = u32::try_from(data.len()).map_err(|_| Error::CryptographicFailure("too long"))?;
+    let mut aiv = [0xA6, 0x59, 0x59, 0xA6, 0, 0, 0, 0];
+    if let Some(tail) = aiv.get_mut(4..) {
+        tail.copy_from_slice(&mli.to_be_bytes());
+    }
+    let padded_len = data.len().div_ceil(8).saturating_mul(8).max(8);
+    let mut padded = Zeroizing::new(data.to_vec());
+    padded.resize(padded_len, 0);
+    if padded_len == 8 {
+        // One block: AES-ECB of AIV || P.
+        let mut block = Zeroizing::new(aiv.to_vec());
+        block.extend_from_slice(&padded);
+        let mut out = vec![0u8; 16 + 16];
+        let mut c = openssl::symm::Crypter::new(
+            ecb_cipher(kek.len())?,
+            openssl::symm::Mode::Encrypt,
+            kek,
+            None,
+        )
+        .map_err(|_| Error::CryptographicFailure("key wrap"))?;
+        c.pad(false);
+        let n = c
+            .update(&block, &mut out)
+            .map_err(|_| Error::CryptographicFailure("key wrap"))?;
+        out.truncate(n);
+        return Ok(out);
+    }
+    let mut out = vec![0u8; padded_len.saturating_add(8)];
+    wrap_key(&key, Some(aiv), &mut out, &padded)
+        .map_err(|_| Error::CryptographicFailure("key wrap"))?;
+    Ok(out)
+}
+
+fn ecb_cipher(len: usize) -> Result<openssl::symm::Cipher> {
+    match len {
+        16 => Ok(openssl::symm::Cipher::aes_128_ecb()),
+        24 => Ok(openssl::symm::Cipher::aes_192_ecb()),
+        32 => Ok(openssl::symm::Cipher::aes_256_ecb()),
+        _ => Err(Error::CryptographicFailure("wrapping key length")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3394_vector_4_1() {
+        let kek = hex::decode("000102030405060708090A0B0C0D0E0F").unwrap();
+        let data = hex::decode("00112233445566778899AABBCCDDEEFF").unwrap();
+        let out = aes_wrap(&kek, &data, bcm::NISTKEY_WRAP).unwrap();
+        assert_eq!(
+            hex::encode(out),
+            "1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5"
+        );
+    }
+
+    #[test]
+    fn rfc5649_vectors() {
+        let kek = hex::decode("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8").unwrap();
+        let data = hex::decode("c37b7e6492584340bed12207808941155068f738").unwrap();
+        let out = aes_wrap(&kek, &data, bcm::AESKEY_WRAP_PADDING).unwrap();
+        assert_eq!(
+            hex::encode(out),
+            "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a"
+        );
+        let data = hex::decode("466f7250617369").unwrap();
+        let out = aes_wrap(&kek, &data, bcm::AESKEY_WRAP_PADDING).unwrap();
+        assert_eq!(hex::encode(out), "afbeb0f07dfbf5419200f2ccb50bb24f");
+    }
 }
