@@ -1,0 +1,617 @@
+//! Batch and message semantics through the Engine (KMIP 1.4 §6-7 and §11.1, 2.1 §8-9): Batch
+//! Error Continuation Stop/Continue/Undo, the ID Placeholder across items, the Unique Batch
+//! Item ID echo, Maximum Response Size, versions (answer in the request's version, a newer
+//! minor, a major mismatch), malformed messages, correlation values, Interop, Discover Versions
+//! and Query in both major versions.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+
+use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::enums::{
+    batch_error_continuation as bec, interop_function, key_format_type, object_type,
+    operation as op, query_function as qf, result_reason as rr, result_status as rs,
+    secret_data_type, state,
+};
+use kmipd_proto::message::{
+    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseMessage,
+};
+use kmipd_proto::reader::{self as r, StructReader};
+use kmipd_proto::tag;
+use kmipd_store::{MemoryStore, ObjectStore};
+use kmipd_ttlv::{Ttlv, Value};
+
+const V21: ProtocolVersion = ProtocolVersion::V2_1;
+const V14: ProtocolVersion = ProtocolVersion::V1_4;
+
+struct Server {
+    engine: Engine,
+    store: Arc<MemoryStore>,
+    who: Principal,
+}
+
+fn server() -> Server {
+    let store = Arc::new(MemoryStore::new());
+    Server {
+        engine: Engine::new(store.clone(), EngineConfig::default()),
+        store,
+        who: Principal::new("alice"),
+    }
+}
+
+fn header(v: ProtocolVersion, count: usize) -> RequestHeader {
+    RequestHeader {
+        protocol_version: v,
+        maximum_response_size: None,
+        client_correlation_value: None,
+        server_correlation_value: None,
+        asynchronous_indicator: None,
+        attestation_capable_indicator: None,
+        authentication: None,
+        batch_error_continuation_option: None,
+        batch_order_option: None,
+        time_stamp: None,
+        batch_count: i32::try_from(count).unwrap(),
+    }
+}
+
+fn item(operation: u32, payload: Vec<Ttlv>) -> RequestBatchItem {
+    RequestBatchItem {
+        operation,
+        ephemeral: None,
+        unique_batch_item_id: None,
+        payload: Some(r::structure(tag::REQUEST_PAYLOAD, payload)),
+        message_extension: None,
+    }
+}
+
+fn message(v: ProtocolVersion, items: Vec<RequestBatchItem>) -> RequestMessage {
+    RequestMessage {
+        header: header(v, items.len()),
+        items,
+    }
+}
+
+impl Server {
+    fn send(&self, m: &RequestMessage) -> ResponseMessage {
+        self.send_tree(&m.to_ttlv())
+    }
+
+    fn send_tree(&self, t: &Ttlv) -> ResponseMessage {
+        ResponseMessage::from_ttlv(&self.engine.handle_message(&self.who, t)).unwrap()
+    }
+
+    fn count(&self) -> usize {
+        self.store.all().unwrap().len()
+    }
+}
+
+fn register() -> RequestBatchItem {
+    item(
+        op::REGISTER,
+        vec![
+            r::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
+            r::structure(tag::ATTRIBUTES, vec![]),
+            r::structure(
+                tag::SECRET_DATA,
+                vec![
+                    r::enumeration(tag::SECRET_DATA_TYPE, secret_data_type::SEED),
+                    r::structure(
+                        tag::KEY_BLOCK,
+                        vec![
+                            r::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::OPAQUE),
+                            r::structure(
+                                tag::KEY_VALUE,
+                                vec![r::bytes(tag::KEY_MATERIAL, vec![7u8; 16])],
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+        ],
+    )
+}
+
+fn destroy(uid: &str) -> RequestBatchItem {
+    item(op::DESTROY, vec![r::text(tag::UNIQUE_IDENTIFIER, uid)])
+}
+
+fn uid_of(payload: Option<&Ttlv>) -> String {
+    let p = StructReader::any(payload.expect("payload")).unwrap();
+    p.req_text(tag::UNIQUE_IDENTIFIER).unwrap().to_owned()
+}
+
+fn statuses(m: &ResponseMessage) -> Vec<u32> {
+    m.items.iter().map(|a| a.result_status).collect()
+}
+
+#[test]
+fn stop_is_the_default_ends_the_batch_and_keeps_what_was_done() {
+    let s = server();
+    let mut m = message(V21, vec![register(), destroy("nope"), register()]);
+    let answer = s.send(&m);
+    assert_eq!(statuses(&answer), [rs::SUCCESS, rs::OPERATION_FAILED]);
+    assert_eq!(answer.header.batch_count, 2);
+    assert_eq!(answer.items[1].result_reason, Some(rr::OBJECT_NOT_FOUND));
+    assert_eq!(s.count(), 1);
+    m.header.batch_error_continuation_option = Some(bec::STOP);
+    assert_eq!(statuses(&s.send(&m)), [rs::SUCCESS, rs::OPERATION_FAILED]);
+    assert_eq!(s.count(), 2);
+}
+
+#[test]
+fn continue_runs_every_item() {
+    let s = server();
+    let mut m = message(V21, vec![register(), destroy("nope"), register()]);
+    m.header.batch_error_continuation_option = Some(bec::CONTINUE);
+    let answer = s.send(&m);
+    assert_eq!(
+        statuses(&answer),
+        [rs::SUCCESS, rs::OPERATION_FAILED, rs::SUCCESS]
+    );
+    assert_eq!(answer.header.batch_count, 3);
+    assert_eq!(s.count(), 2);
+}
+
+#[test]
+fn undo_answers_operation_undone_and_leaves_no_trace() {
+    let s = server();
+    let mut m = message(
+        V21,
+        vec![
+            register(),
+            item(op::ACTIVATE, vec![]),
+            destroy("nope"),
+            register(),
+        ],
+    );
+    m.header.batch_error_continuation_option = Some(bec::UNDO);
+    let answer = s.send(&m);
+    assert_eq!(
+        statuses(&answer),
+        [
+            rs::OPERATION_UNDONE,
+            rs::OPERATION_UNDONE,
+            rs::OPERATION_FAILED
+        ]
+    );
+    // Undone is not a failure: the payload stays, but the object is gone.
+    let uid = uid_of(answer.items[0].payload.as_ref());
+    assert_eq!(uid_of(answer.items[1].payload.as_ref()), uid);
+    assert!(answer.items[0].result_reason.is_none());
+    assert!(s.store.get(&uid).unwrap().is_none());
+    assert_eq!(s.count(), 0);
+    // An undone batch in which nothing fails is simply done.
+    let mut m = message(V21, vec![register(), item(op::ACTIVATE, vec![])]);
+    m.header.batch_error_continuation_option = Some(bec::UNDO);
+    assert_eq!(statuses(&s.send(&m)), [rs::SUCCESS, rs::SUCCESS]);
+    assert_eq!(s.count(), 1);
+}
+
+#[test]
+fn the_id_placeholder_carries_across_items() {
+    let s = server();
+    let m = message(
+        V21,
+        vec![
+            register(),
+            item(op::ACTIVATE, vec![]),
+            item(
+                op::REVOKE,
+                vec![r::structure(
+                    tag::REVOCATION_REASON,
+                    vec![r::enumeration(tag::REVOCATION_REASON_CODE, 5)],
+                )],
+            ),
+            item(op::DESTROY, vec![]),
+        ],
+    );
+    let answer = s.send(&m);
+    assert!(
+        answer.items.iter().all(|a| a.result_status == rs::SUCCESS),
+        "{answer:?}"
+    );
+    let uid = uid_of(answer.items[0].payload.as_ref());
+    for a in &answer.items {
+        assert_eq!(uid_of(a.payload.as_ref()), uid);
+    }
+    let o = s.store.get(&uid).unwrap().unwrap();
+    assert_eq!(
+        o.attributes.get(tag::STATE),
+        Some(&Value::Enumeration(state::DESTROYED))
+    );
+    // A new message starts without a placeholder.
+    let a = s.send(&message(V21, vec![item(op::ACTIVATE, vec![])]));
+    assert_eq!(a.items[0].result_status, rs::OPERATION_FAILED);
+}
+
+#[test]
+fn unique_batch_item_ids_are_echoed_on_success_and_failure() {
+    let s = server();
+    let mut a = register();
+    a.unique_batch_item_id = Some(vec![0x01]);
+    let mut b = destroy("nope");
+    b.unique_batch_item_id = Some(vec![0xAB, 0xCD]);
+    let c = register();
+    let mut m = message(V14, vec![a, b, c]);
+    m.header.batch_error_continuation_option = Some(bec::CONTINUE);
+    let answer = s.send(&m);
+    let ids: Vec<Option<Vec<u8>>> = answer
+        .items
+        .iter()
+        .map(|a| a.unique_batch_item_id.clone())
+        .collect();
+    assert_eq!(ids, [Some(vec![0x01]), Some(vec![0xAB, 0xCD]), None]);
+    assert_eq!(answer.items[1].operation, Some(op::DESTROY));
+}
+
+#[test]
+fn maximum_response_size_gives_response_too_large_and_keeps_nothing() {
+    let s = server();
+    let query = item(
+        op::QUERY,
+        vec![
+            r::enumeration(tag::QUERY_FUNCTION, qf::QUERY_OPERATIONS),
+            r::enumeration(tag::QUERY_FUNCTION, qf::QUERY_OBJECTS),
+        ],
+    );
+    let mut m = message(V21, vec![register(), query]);
+    m.header.maximum_response_size = Some(256);
+    let answer = s.send(&m);
+    assert_eq!(
+        statuses(&answer),
+        [rs::OPERATION_FAILED, rs::OPERATION_FAILED]
+    );
+    for a in &answer.items {
+        assert_eq!(a.result_reason, Some(rr::RESPONSE_TOO_LARGE));
+        assert!(a.payload.is_none());
+    }
+    assert_eq!(answer.items[1].operation, Some(op::QUERY));
+    assert_eq!(s.count(), 0, "nothing of a too large answer is kept");
+    m.header.maximum_response_size = Some(4096);
+    assert_eq!(statuses(&s.send(&m)), [rs::SUCCESS, rs::SUCCESS]);
+    assert_eq!(s.count(), 1);
+}
+
+#[test]
+fn versions_answer_in_the_request_version_or_the_newest_minor_of_its_major() {
+    let s = server();
+    for (asked, answered) in [
+        ((1, 1), (1, 1)),
+        ((1, 2), (1, 2)),
+        ((1, 4), (1, 4)),
+        ((1, 7), (1, 4)),
+        ((2, 0), (2, 0)),
+        ((2, 1), (2, 1)),
+        ((2, 9), (2, 1)),
+    ] {
+        let v = ProtocolVersion::new(asked.0, asked.1);
+        let m = message(v, vec![item(op::DISCOVER_VERSIONS, vec![])]);
+        let answer = s.send(&m);
+        assert_eq!(
+            answer.header.protocol_version,
+            ProtocolVersion::new(answered.0, answered.1),
+            "{v}"
+        );
+        assert_eq!(statuses(&answer), [rs::SUCCESS], "{v}");
+    }
+}
+
+#[test]
+fn a_major_version_mismatch_gets_one_item_without_operation() {
+    let s = server();
+    for v in [ProtocolVersion::new(3, 0), ProtocolVersion::new(0, 9)] {
+        let m = message(v, vec![register(), item(op::QUERY, vec![])]);
+        let answer = s.send(&m);
+        assert_eq!(answer.header.protocol_version, V21);
+        assert_eq!(answer.header.batch_count, 1);
+        assert_eq!(answer.items.len(), 1);
+        let a = &answer.items[0];
+        assert_eq!(a.operation, None);
+        assert_eq!(a.result_status, rs::OPERATION_FAILED);
+        assert_eq!(a.result_reason, Some(rr::UNSUPPORTED_PROTOCOL_VERSION));
+    }
+    assert_eq!(s.count(), 0);
+}
+
+#[test]
+fn operations_a_version_does_not_define_are_not_supported() {
+    let s = server();
+    // Discover Versions came with 1.1.
+    let old = s.send(&message(
+        ProtocolVersion::new(1, 0),
+        vec![item(op::DISCOVER_VERSIONS, vec![])],
+    ));
+    assert_eq!(old.header.protocol_version, ProtocolVersion::new(1, 0));
+    assert_eq!(
+        old.items[0].result_reason,
+        Some(rr::OPERATION_NOT_SUPPORTED)
+    );
+    let interop = item(
+        op::INTEROP,
+        vec![r::enumeration(
+            tag::INTEROP_FUNCTION,
+            interop_function::BEGIN,
+        )],
+    );
+    let log = item(op::LOG, vec![r::text(tag::LOG_MESSAGE, "hello")]);
+    let mut m = message(V14, vec![interop.clone(), log.clone()]);
+    m.header.batch_error_continuation_option = Some(bec::CONTINUE);
+    let answer = s.send(&m);
+    for a in &answer.items {
+        assert_eq!(a.result_reason, Some(rr::OPERATION_NOT_SUPPORTED));
+    }
+    let answer = s.send(&message(V21, vec![interop, log]));
+    assert_eq!(statuses(&answer), [rs::SUCCESS, rs::SUCCESS]);
+    let unknown = s.send(&message(V21, vec![item(0x7777, vec![])]));
+    assert_eq!(
+        unknown.items[0].result_reason,
+        Some(rr::OPERATION_NOT_SUPPORTED)
+    );
+}
+
+#[test]
+fn malformed_messages() {
+    let s = server();
+    // Batch Count disagrees with the items.
+    let mut m = message(V21, vec![register()]);
+    m.header.batch_count = 2;
+    let answer = s.send(&m);
+    assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
+    assert_eq!(s.count(), 0);
+    // One unreadable batch item fails alone (Operation as a Text String).
+    let mut m = message(V21, vec![register(), register()]);
+    m.header.batch_error_continuation_option = Some(bec::CONTINUE);
+    let mut tree = m.to_ttlv();
+    if let Value::Structure(children) = &mut tree.value {
+        children[1] = r::structure(
+            tag::BATCH_ITEM,
+            vec![
+                r::text(tag::OPERATION, "Register"),
+                r::bytes(tag::UNIQUE_BATCH_ITEM_ID, vec![9]),
+            ],
+        );
+    }
+    let answer = s.send_tree(&tree);
+    assert_eq!(statuses(&answer), [rs::OPERATION_FAILED, rs::SUCCESS]);
+    assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
+    assert_eq!(answer.items[0].unique_batch_item_id, Some(vec![9]));
+    assert_eq!(s.count(), 1);
+    // No header: one item without Operation, Invalid Message.
+    let bare = r::structure(tag::REQUEST_MESSAGE, vec![register().to_ttlv()]);
+    let answer = s.send_tree(&bare);
+    assert_eq!(answer.items.len(), 1);
+    assert_eq!(answer.items[0].operation, None);
+    assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
+    // Not a request at all.
+    let answer = s.send_tree(&r::structure(tag::RESPONSE_MESSAGE, vec![]));
+    assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
+    // Undecodable bytes.
+    let bytes = s
+        .engine
+        .handle_bytes(&s.who, &[0x42, 0x00, 0x78, 0x01, 0, 0, 0, 9]);
+    let tree = kmipd_ttlv::decode(&bytes, &kmipd_ttlv::Limits::default()).unwrap();
+    let answer = ResponseMessage::from_ttlv(&tree).unwrap();
+    assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
+}
+
+#[test]
+fn a_critical_message_extension_is_refused() {
+    let s = server();
+    let mut critical = register();
+    critical.message_extension = Some(r::structure(
+        tag::MESSAGE_EXTENSION,
+        vec![
+            r::text(tag::VENDOR_IDENTIFICATION, "acme"),
+            r::boolean(tag::CRITICALITY_INDICATOR, true),
+            r::structure(tag::VENDOR_EXTENSION, vec![]),
+        ],
+    ));
+    let answer = s.send(&message(V14, vec![critical.clone()]));
+    assert_eq!(
+        answer.items[0].result_reason,
+        Some(rr::FEATURE_NOT_SUPPORTED)
+    );
+    let mut optional = critical;
+    optional.message_extension = Some(r::structure(
+        tag::MESSAGE_EXTENSION,
+        vec![
+            r::text(tag::VENDOR_IDENTIFICATION, "acme"),
+            r::boolean(tag::CRITICALITY_INDICATOR, false),
+            r::structure(tag::VENDOR_EXTENSION, vec![]),
+        ],
+    ));
+    let answer = s.send(&message(V14, vec![optional]));
+    assert_eq!(statuses(&answer), [rs::SUCCESS]);
+}
+
+#[test]
+fn correlation_values() {
+    let s = server();
+    let mut m = message(V14, vec![item(op::DISCOVER_VERSIONS, vec![])]);
+    m.header.client_correlation_value = Some("client-side".into());
+    let a = s.send(&m).header;
+    assert_eq!(a.client_correlation_value, None, "not echoed to the client");
+    let first = a
+        .server_correlation_value
+        .expect("server correlation value");
+    let again = s.send(&m).header.server_correlation_value.unwrap();
+    assert_ne!(first, again, "unique per response");
+    let old = s.send(&message(
+        ProtocolVersion::new(1, 2),
+        vec![item(op::DISCOVER_VERSIONS, vec![])],
+    ));
+    assert_eq!(
+        old.header.server_correlation_value, None,
+        "1.2 has no such field"
+    );
+}
+
+#[test]
+fn interop_reset_deletes_the_callers_objects_only() {
+    let s = server();
+    s.send(&message(V21, vec![register(), register()]));
+    let bob = Principal::new("bob");
+    s.engine
+        .handle_message(&bob, &message(V21, vec![register()]).to_ttlv());
+    assert_eq!(s.count(), 3);
+    let reset = |f| {
+        item(
+            op::INTEROP,
+            vec![
+                r::enumeration(tag::INTEROP_FUNCTION, f),
+                r::text(tag::INTEROP_IDENTIFIER, "T-1"),
+            ],
+        )
+    };
+    let answer = s.send(&message(
+        V21,
+        vec![reset(interop_function::BEGIN), reset(interop_function::END)],
+    ));
+    assert_eq!(statuses(&answer), [rs::SUCCESS, rs::SUCCESS]);
+    assert_eq!(s.count(), 3);
+    let answer = s.send(&message(V21, vec![reset(interop_function::RESET)]));
+    assert_eq!(statuses(&answer), [rs::SUCCESS]);
+    let left = s.store.all().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].owner, "bob");
+    let bad = s.send(&message(V21, vec![reset(9)]));
+    assert_eq!(bad.items[0].result_reason, Some(rr::INVALID_FIELD));
+}
+
+fn versions_of(payload: Option<&Ttlv>) -> Vec<(i32, i32)> {
+    StructReader::any(payload.unwrap())
+        .unwrap()
+        .repeated(tag::PROTOCOL_VERSION)
+        .map(|v| {
+            let v = ProtocolVersion::from_ttlv(v).unwrap();
+            (v.major, v.minor)
+        })
+        .collect()
+}
+
+#[test]
+fn discover_versions() {
+    let s = server();
+    let ask = |v: ProtocolVersion, list: &[(i32, i32)]| {
+        let payload = list
+            .iter()
+            .map(|(a, b)| ProtocolVersion::new(*a, *b).to_ttlv())
+            .collect();
+        let answer = s.send(&message(v, vec![item(op::DISCOVER_VERSIONS, payload)]));
+        versions_of(answer.items[0].payload.as_ref())
+    };
+    assert_eq!(
+        ask(ProtocolVersion::new(1, 2), &[]),
+        [(1, 2), (1, 1), (1, 0)]
+    );
+    assert_eq!(
+        ask(V21, &[]),
+        [(2, 1), (2, 0), (1, 4), (1, 3), (1, 2), (1, 1), (1, 0)]
+    );
+    assert_eq!(ask(V14, &[(9, 31)]), Vec::<(i32, i32)>::new());
+    assert_eq!(
+        ask(
+            ProtocolVersion::new(1, 1),
+            &[(1, 0), (2, 1), (3, 0), (1, 4)]
+        ),
+        [(1, 0), (2, 1), (1, 4)]
+    );
+}
+
+fn query(s: &Server, v: ProtocolVersion, functions: &[u32]) -> (u32, Option<u32>, Vec<Ttlv>) {
+    let payload = functions
+        .iter()
+        .map(|f| r::enumeration(tag::QUERY_FUNCTION, *f))
+        .collect();
+    let mut answer = s.send(&message(v, vec![item(op::QUERY, payload)]));
+    let a = answer.items.remove(0);
+    let items = match a.payload.map(|p| p.value) {
+        Some(Value::Structure(items)) => items,
+        _ => Vec::new(),
+    };
+    (a.result_status, a.result_reason, items)
+}
+
+#[test]
+fn query_answers_in_the_request_version() {
+    let s = server();
+    let all = [
+        qf::QUERY_OPERATIONS,
+        qf::QUERY_OBJECTS,
+        qf::QUERY_SERVER_INFORMATION,
+    ];
+    let (status, _, v14) = query(&s, V14, &all);
+    assert_eq!(status, rs::SUCCESS);
+    let ops14: Vec<&Value> = v14
+        .iter()
+        .filter(|i| i.tag == tag::OPERATION)
+        .map(|i| &i.value)
+        .collect();
+    assert!(ops14.contains(&&Value::Enumeration(op::REVOKE)));
+    assert!(
+        !ops14.contains(&&Value::Enumeration(op::INTEROP)),
+        "2.x only"
+    );
+    assert!(v14.iter().any(|i| i.tag == tag::OBJECT_TYPE));
+    let info = v14
+        .iter()
+        .find(|i| i.tag == tag::SERVER_INFORMATION)
+        .unwrap();
+    assert_eq!(
+        info.value,
+        Value::Structure(vec![]),
+        "1.x defines no fields"
+    );
+    assert!(v14.iter().any(|i| i.tag == tag::VENDOR_IDENTIFICATION));
+
+    let (_, _, v21) = query(&s, V21, &all);
+    assert!(
+        v21.iter()
+            .any(|i| i.value == Value::Enumeration(op::INTEROP))
+    );
+    let info = v21
+        .iter()
+        .find(|i| i.tag == tag::SERVER_INFORMATION)
+        .unwrap();
+    let info = StructReader::any(info).unwrap();
+    assert_eq!(info.req_text(tag::SERVER_NAME).unwrap(), "kmipd");
+
+    // Query Capabilities came with 1.3; Defaults Information with 2.0.
+    let (_, reason, _) = query(&s, ProtocolVersion::new(1, 2), &[qf::QUERY_CAPABILITIES]);
+    assert_eq!(reason, Some(rr::INVALID_FIELD));
+    let (_, reason, _) = query(&s, V14, &[qf::QUERY_DEFAULTS_INFORMATION]);
+    assert_eq!(reason, Some(rr::INVALID_FIELD));
+    let (_, _, caps) = query(&s, V14, &[qf::QUERY_CAPABILITIES, qf::QUERY_RNGS]);
+    // In the response payload's order: RNG Parameters before Capability Information.
+    assert_eq!(caps[0].tag, tag::RNG_PARAMETERS);
+    let cap = StructReader::any(&caps[1]).unwrap();
+    assert_eq!(cap.boolean(tag::BATCH_UNDO_CAPABILITY).unwrap(), Some(true));
+    assert!(
+        cap.optional(tag::QUANTUM_SAFE_CAPABILITY).is_none(),
+        "2.1 only"
+    );
+    let (status, _, extras) = query(
+        &s,
+        V21,
+        &[
+            qf::QUERY_DEFAULTS_INFORMATION,
+            qf::QUERY_STORAGE_PROTECTION_MASKS,
+            qf::QUERY_PROFILES,
+        ],
+    );
+    assert_eq!(status, rs::SUCCESS);
+    let tags: Vec<_> = extras.iter().map(|i| i.tag).collect();
+    assert_eq!(
+        tags,
+        [tag::DEFAULTS_INFORMATION, tag::PROTECTION_STORAGE_MASKS]
+    );
+    // No Query Function: an empty answer.
+    let (status, _, none) = query(&s, V21, &[]);
+    assert_eq!((status, none.len()), (rs::SUCCESS, 0));
+}
