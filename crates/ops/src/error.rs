@@ -116,6 +116,10 @@ pub enum Error {
     /// The persistence layer failed; detail for the log only.
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
+    /// A request the server refuses with General Failure, as the OASIS cases expect (e.g. an
+    /// AEAD Tag Length out of range); the text is sent.
+    #[error("general failure: {0}")]
+    GeneralFailure(&'static str),
     /// Something that should not happen happened; detail for the log only.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -189,6 +193,7 @@ impl Error {
             Error::UsageLimitExceeded if v2 => rr::USAGE_LIMIT_EXCEEDED,
             Error::UsageLimitExceeded => rr::PERMISSION_DENIED,
             Error::ResponseTooLarge => rr::RESPONSE_TOO_LARGE,
+            Error::GeneralFailure(_) => rr::GENERAL_FAILURE,
             Error::Store(_) | Error::Internal(_) => rr::GENERAL_FAILURE,
         }
     }

@@ -13,8 +13,16 @@
 //! Secrets are returned in [`zeroize::Zeroizing`] containers.
 
 // Create, Create Key Pair and Get call these as they land; some helpers are not used yet.
+// Sign and Signature Verify use the signature half as they land.
+#[allow(dead_code)]
+pub(crate) mod asym;
+pub(crate) mod cipher_op;
 #[allow(dead_code)]
 pub(crate) mod keygen;
+pub(crate) mod params;
+pub(crate) mod stream;
+pub(crate) mod sym;
+pub(crate) mod usage;
 
 use crate::error::Error;
 

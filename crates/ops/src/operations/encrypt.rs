@@ -1,11 +1,13 @@
-//! Encrypt: not implemented yet.
+//! Encrypt (KMIP 1.4 §4.29, 2.1 §6.1.18): see `crate::crypto::cipher_op`, shared with
+//! Decrypt.
 
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::crypto::{cipher_op, sym::Dir};
+use crate::error::Result;
 
 /// Handles Encrypt.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    cipher_op::handle(ctx, payload, Dir::Encrypt)
 }
