@@ -5,7 +5,7 @@
 //! The answers are what kmipd really does, not what the OASIS example servers of the Test
 //! Cases notes claim (those disagree with each other, e.g. TC-Q-CAP-1 and -2):
 //! - Operations: every implemented operation ([`Op::ALL`]) the version defines.
-//! - Objects: the object types [`OBJECT_TYPES`] that the version defines.
+//! - Objects: the object types [`OBJECT_TYPES`] that the version defines (Template in 1.x).
 //! - Server Information: Vendor Identification (configuration) and a Server Information
 //!   structure (2.x: Server Name, Server Version, Product Name; 1.x defines no fields in it).
 //! - Application Namespaces, Extension List/Map, Attestation Types, Validations, Profiles,
@@ -32,15 +32,20 @@ use crate::context::Ctx;
 use crate::dispatch::Op;
 use crate::error::{Error, Result};
 
-/// The object types kmipd stores (Query Objects), in Object Type order.
-pub(crate) const OBJECT_TYPES: [u32; 6] = [
+/// The object types kmipd stores (Query Objects), in Object Type order. Template (6) is a 1.x
+/// object only (2.x renamed the value Reserved), listed for 1.x requests alone.
+pub(crate) const OBJECT_TYPES: [u32; 7] = [
     ot::CERTIFICATE,
     ot::SYMMETRIC_KEY,
     ot::PUBLIC_KEY,
     ot::PRIVATE_KEY,
+    TEMPLATE,
     ot::SECRET_DATA,
     ot::OPAQUE_OBJECT,
 ];
+
+/// The 1.x Template object type.
+const TEMPLATE: u32 = 6;
 
 /// Handles Query.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
@@ -71,6 +76,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             OBJECT_TYPES
                 .iter()
                 .filter(|t| enum_defined(tag::OBJECT_TYPE, **t, v))
+                .filter(|t| **t != TEMPLATE || !ctx.v2())
                 .map(|t| reader::enumeration(tag::OBJECT_TYPE, *t)),
         );
     }
