@@ -12,11 +12,10 @@
 //!
 //! Secrets are returned in [`zeroize::Zeroizing`] containers.
 
-// Create, Create Key Pair and Get call these as they land; some helpers are not used yet.
-// Sign and Signature Verify use the signature half as they land.
-#[allow(dead_code)]
 pub(crate) mod asym;
 pub(crate) mod cipher_op;
+pub(crate) mod digest;
+// Create, Create Key Pair and Get call these; some conversions are not used yet.
 #[allow(dead_code)]
 pub(crate) mod keygen;
 pub(crate) mod params;

@@ -1,11 +1,28 @@
-//! RngRetrieve: not implemented yet.
+//! RNG Retrieve (KMIP 1.3 §4.35, 2.1 §6.1.45): Data Length bytes from the OS CSPRNG (the same
+//! source as new keys, `crate::crypto::keygen::symmetric`), at most 1 MiB per request.
 
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
+use crate::crypto::keygen;
 use crate::error::{Error, Result};
 
-/// Handles RngRetrieve.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+/// The largest Data Length served.
+const MAX_LEN: usize = 1 << 20;
+
+/// Handles RNG Retrieve.
+pub(crate) fn handle(_ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    let r = StructReader::any(payload)?;
+    let len = r.req_int(tag::DATA_LENGTH)?;
+    let len = usize::try_from(len).map_err(|_| Error::InvalidField("Data Length"))?;
+    if len == 0 || len > MAX_LEN {
+        return Err(Error::InvalidField("Data Length"));
+    }
+    let data = keygen::symmetric(len);
+    Ok(Some(reader::structure(
+        tag::RESPONSE_PAYLOAD,
+        vec![reader::bytes(tag::DATA, data.to_vec())],
+    )))
 }

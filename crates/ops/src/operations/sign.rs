@@ -1,11 +1,46 @@
-//! Sign: not implemented yet.
+//! Sign (KMIP 1.4 §4.31, 2.1 §6.1.50): RSA PSS / PKCS#1 v1.5 and ECDSA over Data or Digested
+//! Data with an Active private key whose usage mask has Sign (see `crate::crypto::asym`).
 
+use kmipd_proto::enums::cryptographic_usage_mask as mask;
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
+use crate::crypto::asym::{self, Input};
+use crate::crypto::params::Params;
+use crate::crypto::usage::{self, Use};
 use crate::error::{Error, Result};
+use crate::object::uid_item;
 
 /// Handles Sign.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    let r = StructReader::any(payload)?;
+    let key = usage::load(ctx, &r, mask::SIGN, Use::Protect)?;
+    let params = match r.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
+        Some(item) => Params::read(item)?,
+        None => Params::default(),
+    }
+    .or(&key.params);
+    let input = match (r.bytes(tag::DATA)?, r.bytes(tag::DIGESTED_DATA)?) {
+        (Some(d), _) => Input::Data(d),
+        (None, Some(d)) => Input::Digest(d),
+        (None, None) => return Err(Error::MissingData("Data or Digested Data")),
+    };
+    if r.optional(tag::INIT_INDICATOR).is_some() || r.optional(tag::CORRELATION_VALUE).is_some() {
+        return Err(Error::FeatureNotSupported("streamed signing"));
+    }
+    let len = match input {
+        Input::Data(d) | Input::Digest(d) => d.len(),
+    };
+    usage::consume(ctx, &key, len)?;
+    let scheme = asym::scheme(&params, key.algorithm)?;
+    let sig = asym::sign(&key.material, scheme, &params, input)?;
+    Ok(Some(reader::structure(
+        tag::RESPONSE_PAYLOAD,
+        vec![
+            uid_item(&key.obj.uid),
+            reader::bytes(tag::SIGNATURE_DATA, sig),
+        ],
+    )))
 }

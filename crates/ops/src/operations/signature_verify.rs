@@ -1,11 +1,48 @@
-//! SignatureVerify: not implemented yet.
+//! Signature Verify (KMIP 1.4 §4.32, 2.1 §6.1.51): checks Signature Data over Data or Digested
+//! Data with a public key (or a private key's public half) whose usage mask has Verify. The
+//! answer is a Validity Indicator; a wrong signature is Invalid, not an error.
 
+use kmipd_proto::enums::{cryptographic_usage_mask as mask, validity_indicator};
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
+use crate::crypto::asym::{self, Input};
+use crate::crypto::params::Params;
+use crate::crypto::usage::{self, Use};
 use crate::error::{Error, Result};
+use crate::object::uid_item;
 
-/// Handles SignatureVerify.
-pub(crate) fn handle(_ctx: &mut Ctx<'_>, _payload: &Ttlv) -> Result<Option<Ttlv>> {
-    Err(Error::OperationNotSupported)
+/// Handles Signature Verify.
+pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
+    let r = StructReader::any(payload)?;
+    let key = usage::load(ctx, &r, mask::VERIFY, Use::Process)?;
+    let params = match r.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
+        Some(item) => Params::read(item)?,
+        None => Params::default(),
+    }
+    .or(&key.params);
+    let input = match (r.bytes(tag::DATA)?, r.bytes(tag::DIGESTED_DATA)?) {
+        (Some(d), _) => Input::Data(d),
+        (None, Some(d)) => Input::Digest(d),
+        (None, None) => return Err(Error::MissingData("Data or Digested Data")),
+    };
+    let sig = r
+        .bytes(tag::SIGNATURE_DATA)?
+        .ok_or(Error::MissingData("Signature Data"))?;
+    let scheme = asym::scheme(&params, key.algorithm)?;
+    let valid = asym::verify(&key.material, scheme, &params, input, sig)?;
+    let indicator = if valid {
+        validity_indicator::VALID
+    } else {
+        validity_indicator::INVALID
+    };
+    Ok(Some(reader::structure(
+        tag::RESPONSE_PAYLOAD,
+        vec![
+            uid_item(&key.obj.uid),
+            reader::enumeration(tag::VALIDITY_INDICATOR, indicator),
+        ],
+    )))
 }
