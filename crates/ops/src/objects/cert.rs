@@ -115,8 +115,18 @@ fn text_name(name: &X509Name<'_>) -> String {
     parts.join(",")
 }
 
+/// Upper-case hex without leading zero bytes (`DADA16A58D2924D9`), as the 1.x cases show.
 fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let start = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    bytes
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
 }
 
 /// A DER INTEGER around the serial's content octets.
