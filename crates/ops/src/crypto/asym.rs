@@ -171,7 +171,10 @@ pub(crate) fn scheme(p: &Params, key_algorithm: Option<u32>) -> Result<Scheme> {
         });
     }
     let hash = p.hashing_algorithm.unwrap_or(ha::SHA_256);
-    match p.cryptographic_algorithm.or(key_algorithm) {
+    // An EC key signs with ECDSA whatever RSA parameters come with the request (the 1.3 case
+    // CS-AC-M-3-ECC verifies an ECDSA signature with RSA/PSS parameters and expects Valid).
+    let ec_key = key_algorithm.filter(|a| matches!(*a, alg::EC | alg::ECDSA));
+    match ec_key.or(p.cryptographic_algorithm).or(key_algorithm) {
         Some(alg::RSA) => match p.padding_method {
             Some(pm::PSS) => Ok(rsa(true, hash)),
             None | Some(pm::PKCS1_V1_5) => Ok(rsa(false, hash)),
