@@ -4,12 +4,12 @@
 //! `CN=..,O=..,C=..`) and the 1.1+ DER form (X.509 Certificate Identifier/Subject/Issuer).
 //! Answers filter them by the request's version.
 
-use kmipd_proto::attributes::Attributes;
+use kmipd_proto::attributes::{Attribute, Attributes};
 use kmipd_proto::enums::digital_signature_algorithm as dsa;
 use kmipd_proto::enums::{certificate_type, cryptographic_algorithm as alg};
 use kmipd_proto::reader;
 use kmipd_proto::tag;
-use kmipd_ttlv::Value;
+use kmipd_ttlv::{Tag, Value};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 use x509_parser::public_key::PublicKey;
 
@@ -70,6 +70,8 @@ pub(crate) fn attributes(_ctx: &Ctx<'_>, cert_type: u32, der: &[u8]) -> Result<A
             text_name(&tbs.issuer),
         )]),
     );
+    components(&mut attrs, &tbs.subject, true);
+    components(&mut attrs, &tbs.issuer, false);
     // 1.2+ DER forms (the serial as a DER INTEGER, as the OASIS cases show it).
     attrs.set(
         tag::X_509_CERTIFICATE_IDENTIFIER,
@@ -93,6 +95,53 @@ pub(crate) fn attributes(_ctx: &Ctx<'_>, cert_type: u32, der: &[u8]) -> Result<A
         )]),
     );
     Ok(attrs)
+}
+
+/// The per-component text attributes (Certificate Subject CN, Certificate Issuer O, ...).
+fn components(attrs: &mut Attributes, name: &X509Name<'_>, subject: bool) {
+    for rdn in name.iter_rdn() {
+        for atv in rdn.iter() {
+            let Some((s, i)) = component_tags(&atv.attr_type().to_id_string()) else {
+                continue;
+            };
+            let Ok(value) = atv.as_str() else {
+                continue;
+            };
+            let t = if subject { s } else { i };
+            attrs.add(Attribute::std(t, Value::TextString(value.to_owned())));
+        }
+    }
+}
+
+/// (subject tag, issuer tag) of a name component's OID.
+fn component_tags(oid: &str) -> Option<(Tag, Tag)> {
+    Some(match oid {
+        "2.5.4.3" => (tag::CERTIFICATE_SUBJECT_CN, tag::CERTIFICATE_ISSUER_CN),
+        "2.5.4.6" => (tag::CERTIFICATE_SUBJECT_C, tag::CERTIFICATE_ISSUER_C),
+        "2.5.4.10" => (tag::CERTIFICATE_SUBJECT_O, tag::CERTIFICATE_ISSUER_O),
+        "2.5.4.11" => (tag::CERTIFICATE_SUBJECT_OU, tag::CERTIFICATE_ISSUER_OU),
+        "2.5.4.7" => (tag::CERTIFICATE_SUBJECT_L, tag::CERTIFICATE_ISSUER_L),
+        "2.5.4.8" => (tag::CERTIFICATE_SUBJECT_ST, tag::CERTIFICATE_ISSUER_ST),
+        "2.5.4.5" => (
+            tag::CERTIFICATE_SUBJECT_SERIAL_NUMBER,
+            tag::CERTIFICATE_ISSUER_SERIAL_NUMBER,
+        ),
+        "2.5.4.12" => (
+            tag::CERTIFICATE_SUBJECT_TITLE,
+            tag::CERTIFICATE_ISSUER_TITLE,
+        ),
+        "2.5.4.46" => (
+            tag::CERTIFICATE_SUBJECT_DN_QUALIFIER,
+            tag::CERTIFICATE_ISSUER_DN_QUALIFIER,
+        ),
+        "0.9.2342.19200300.100.1.25" => (tag::CERTIFICATE_SUBJECT_DC, tag::CERTIFICATE_ISSUER_DC),
+        "0.9.2342.19200300.100.1.1" => (tag::CERTIFICATE_SUBJECT_UID, tag::CERTIFICATE_ISSUER_UID),
+        "1.2.840.113549.1.9.1" => (
+            tag::CERTIFICATE_SUBJECT_EMAIL,
+            tag::CERTIFICATE_ISSUER_EMAIL,
+        ),
+        _ => return None,
+    })
 }
 
 /// `CN=EE,O=Kmip Test,C=AU`: the RDNs last first (RFC 4514 order).

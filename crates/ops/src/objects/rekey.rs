@@ -15,7 +15,8 @@ use crate::object::touch;
 
 /// Attributes never copied to the replacement (the server sets them anew, or they describe the
 /// existing key's own history).
-const NOT_COPIED: [Tag; 18] = [
+const NOT_COPIED: [Tag; 19] = [
+    tag::SHORT_UNIQUE_IDENTIFIER,
     tag::UNIQUE_IDENTIFIER,
     tag::OBJECT_TYPE,
     tag::STATE,

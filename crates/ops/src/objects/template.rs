@@ -6,9 +6,12 @@
 //! (`object::attributes_out`), so a 1.0 client never sees a 1.1 attribute.
 
 use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes};
-use kmipd_proto::enums::{hashing_algorithm, object_type as ot, rng_algorithm};
+use kmipd_proto::enums::{
+    hashing_algorithm, object_type as ot, protection_storage_mask, rng_algorithm,
+};
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
+use kmipd_store::ManagedObject;
 use kmipd_ttlv::{Ttlv, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -40,20 +43,18 @@ pub(crate) fn server_defaults(
         Some(Value::Boolean(b)) => *b,
         _ => true,
     };
-    let is_key = matches!(
-        object_type,
-        ot::SYMMETRIC_KEY | ot::PRIVATE_KEY | ot::SECRET_DATA | ot::SPLIT_KEY
-    );
     let defaults = [
         (tag::SENSITIVE, Value::Boolean(sensitive)),
         (tag::EXTRACTABLE, Value::Boolean(extractable)),
-        (tag::ALWAYS_SENSITIVE, Value::Boolean(sensitive && is_key)),
-        (
-            tag::NEVER_EXTRACTABLE,
-            Value::Boolean(!extractable && is_key),
-        ),
+        (tag::ALWAYS_SENSITIVE, Value::Boolean(sensitive)),
+        (tag::NEVER_EXTRACTABLE, Value::Boolean(!extractable)),
         (tag::FRESH, Value::Boolean(true)),
         (tag::LEASE_TIME, Value::Interval(LEASE_TIME)),
+        // 2.x: where the object is kept (in memory or on disk, by this software).
+        (
+            tag::PROTECTION_STORAGE_MASK,
+            Value::Integer(storage_mask(protection_storage_mask::SOFTWARE)),
+        ),
     ];
     for (t, v) in defaults {
         if !attrs.has(&AttrName::Std(t)) {
@@ -69,6 +70,30 @@ pub(crate) fn server_defaults(
             )]),
         );
     }
+}
+
+/// Attributes that need the new object's identity (2.x): Short Unique Identifier (SHA-256 of
+/// the Unique Identifier) and, for keys, the Key Format Type attribute. 1.x has neither (its
+/// Key Format Type tag is a Key Block field, not an attribute), so they are set for 2.x
+/// requests only.
+pub(crate) fn finish(ctx: &Ctx<'_>, obj: &mut ManagedObject) {
+    if !ctx.v2() {
+        return;
+    }
+    let short = Sha256::digest(obj.uid.as_bytes()).to_vec();
+    obj.attributes
+        .set(tag::SHORT_UNIQUE_IDENTIFIER, Value::bytes(short));
+    if let Some(body) = &obj.object
+        && let Ok(kb) = keyblock::key_block(body)
+    {
+        let format = kb.format;
+        obj.attributes
+            .set(tag::KEY_FORMAT_TYPE, Value::Enumeration(format));
+    }
+}
+
+fn storage_mask(bits: u32) -> i32 {
+    i32::from_ne_bytes(bits.to_ne_bytes())
 }
 
 /// The Digest attribute (SHA-256 of the key material as stored, or of the certificate or

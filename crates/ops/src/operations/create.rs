@@ -40,7 +40,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     };
     objects::check_names_unique(ctx, &attrs)?;
     template::server_defaults(&mut attrs, object_type, &object, true);
-    let obj = new_object(ctx, object_type, Some(object), attrs)?;
+    let mut obj = new_object(ctx, object_type, Some(object), attrs)?;
+    template::finish(ctx, &mut obj);
     let uid = obj.uid.clone();
     ctx.tx.put(obj);
     ctx.set_placeholder(&uid);

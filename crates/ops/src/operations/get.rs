@@ -36,6 +36,12 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             }
         }
     }
+    if obj.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)) {
+        // Served once: no longer Fresh (2.1 §4.24).
+        let mut served = obj.clone();
+        served.attributes.set(tag::FRESH, Value::Boolean(false));
+        ctx.tx.put(served);
+    }
     ctx.set_placeholder(&uid);
     Ok(Some(reader::structure(
         tag::RESPONSE_PAYLOAD,

@@ -30,6 +30,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     template::server_defaults(&mut attrs, ot::SYMMETRIC_KEY, &object, true);
     let mut new = new_object(ctx, ot::SYMMETRIC_KEY, Some(object), attrs)?;
     new.attributes.add(rekey::replaced_link(&uid));
+    template::finish(ctx, &mut new);
     let new_uid = new.uid.clone();
     rekey::retire(ctx, &uid, &new_uid)?;
     objects::check_names_unique(ctx, &new.attributes)?;

@@ -34,7 +34,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     objects::merge_missing(&mut attrs, parsed.attributes);
     objects::check_names_unique(ctx, &attrs)?;
     template::server_defaults(&mut attrs, object_type, &parsed.object, false);
-    let obj = new_object(ctx, object_type, Some(parsed.object), attrs)?;
+    let mut obj = new_object(ctx, object_type, Some(parsed.object), attrs)?;
+    template::finish(ctx, &mut obj);
     let uid = obj.uid.clone();
     ctx.tx.put(obj);
     ctx.set_placeholder(&uid);
