@@ -105,9 +105,16 @@ pub fn run_file(path: &Path, make_target: &mut dyn FnMut() -> Box<dyn Target>) -
         Err(e) => return FileOutcome::fail(format!("cannot read the file: {e}")),
     };
     let mut target = make_target();
+    let mut carried = Carried::default();
     if let Some(setup) = prerequisite(path) {
         let outcome = match std::fs::read_to_string(&setup) {
-            Ok(t) => run_document(&t, &setup.to_string_lossy(), target.as_mut()),
+            Ok(t) => run_document_carrying(
+                &t,
+                &setup.to_string_lossy(),
+                target.as_mut(),
+                now(),
+                &mut carried,
+            ),
             Err(e) => FileOutcome::fail(format!("cannot read the file: {e}")),
         };
         if !outcome.passed {
@@ -124,7 +131,26 @@ pub fn run_file(path: &Path, make_target: &mut dyn FnMut() -> Box<dyn Target>) -
             };
         }
     }
-    run_document(&text, &path.to_string_lossy(), target.as_mut())
+    run_document_carrying(
+        &text,
+        &path.to_string_lossy(),
+        target.as_mut(),
+        now(),
+        &mut carried,
+    )
+}
+
+/// What a dependent test case inherits from its setup file: the identifiers of the objects the
+/// server generated there (their key material may vary in the dependent file too).
+#[derive(Debug, Default)]
+struct Carried {
+    generated: std::collections::HashSet<String>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The test case whose objects a test case continues with, run first on the same server:
@@ -142,10 +168,7 @@ pub fn prerequisite(path: &Path) -> Option<PathBuf> {
 /// Runs a test case given as XML text. `name` is the file name or path: a few known defects of
 /// the OASIS files are recognized by it.
 pub fn run_document(xml_text: &str, name: &str, target: &mut dyn Target) -> FileOutcome {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    run_document_at(xml_text, name, target, now)
+    run_document_at(xml_text, name, target, now())
 }
 
 /// [`run_document`] with `$NOW` at a given time (POSIX seconds).
@@ -154,6 +177,16 @@ pub fn run_document_at(
     name: &str,
     target: &mut dyn Target,
     now: i64,
+) -> FileOutcome {
+    run_document_carrying(xml_text, name, target, now, &mut Carried::default())
+}
+
+fn run_document_carrying(
+    xml_text: &str,
+    name: &str,
+    target: &mut dyn Target,
+    now: i64,
+    carried: &mut Carried,
 ) -> FileOutcome {
     let mut markers = Markers::default();
     let document = {
@@ -168,6 +201,7 @@ pub fn run_document_at(
         Err(e) => return FileOutcome::fail(format!("malformed test case: {e}")),
     };
     let mut session = Session::new(markers, Quirks::for_file(name), now);
+    session.inherit_generated(std::mem::take(&mut carried.generated));
     for (n, (template, expected)) in pairs.into_iter().enumerate() {
         let label = format!("request {n} ({})", operations(template));
         let request = match session.prepare(template) {
@@ -201,6 +235,7 @@ pub fn run_document_at(
             };
         }
     }
+    carried.generated = session.generated();
     FileOutcome::pass()
 }
 
