@@ -119,6 +119,10 @@ def snake(s):
     """SCREAMING_SNAKE_CASE constant name from a spec name ("PKCS#11 Function" -> PKCS_11_FUNCTION)."""
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
     s = re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").upper()
+    # As in the XML names, digits that start the first word move to its end ("3DES" -> DES3).
+    m = re.match(r"^([0-9]+)_?([A-Z][A-Z0-9]*)(.*)$", s)
+    if m:
+        s = m.group(2) + m.group(1) + m.group(3)
     return "V" + s if s[:1].isdigit() else s
 
 

@@ -43,6 +43,10 @@ pub(crate) enum Kind {
     ChaCha20,
     /// ChaCha20-Poly1305.
     ChaChaPoly,
+    /// Triple DES (EDE, three keys) in ECB mode.
+    Des3Ecb,
+    /// Triple DES (EDE, three keys) in CBC mode.
+    Des3Cbc,
 }
 
 impl Kind {
@@ -54,7 +58,8 @@ impl Kind {
     /// The IV length the server generates when the client sends none (0: no IV).
     fn default_iv_len(self) -> usize {
         match self {
-            Kind::Ecb => 0,
+            Kind::Ecb | Kind::Des3Ecb => 0,
+            Kind::Des3Cbc => 8,
             Kind::Cbc | Kind::Ctr => 16,
             Kind::Gcm | Kind::ChaCha20 | Kind::ChaChaPoly => 12,
         }
@@ -91,6 +96,19 @@ pub(crate) fn select(algorithm: u32, key_len: usize, p: &Params) -> Result<(Kind
                 _ => return Err(Error::CryptographicFailure("AES key of a wrong length")),
             };
             Ok((kind, cipher))
+        }
+        // Triple DES survives for old tape libraries and arrays (the 1.3 3DES case); three
+        // independent keys only (24 bytes), ECB and CBC.
+        alg::DES3 => {
+            if key_len != 24 {
+                return Err(Error::CryptographicFailure("3DES key of a wrong length"));
+            }
+            match p.block_cipher_mode {
+                Some(bcm::ECB) => Ok((Kind::Des3Ecb, Cipher::des_ede3())),
+                Some(bcm::CBC) => Ok((Kind::Des3Cbc, Cipher::des_ede3_cbc())),
+                Some(_) => Err(Error::FeatureNotSupported("this Block Cipher Mode")),
+                None => Err(Error::BadCryptographicParameters("no Block Cipher Mode")),
+            }
         }
         alg::CHA_CHA20 if key_len == 32 => Ok((Kind::ChaCha20, Cipher::chacha20())),
         alg::CHA_CHA20_POLY1305 if key_len == 32 => {
@@ -132,9 +150,10 @@ pub(crate) fn encryption_iv(kind: Kind, iv: Option<&[u8]>) -> (Option<Vec<u8>>, 
 fn cipher_iv(kind: Kind, iv: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
     let bad = Error::InvalidField("IV/Counter/Nonce of a wrong length");
     match (kind, iv) {
-        (Kind::Ecb, _) => Ok(None),
+        (Kind::Ecb | Kind::Des3Ecb, _) => Ok(None),
         (_, None) => Err(Error::InvalidMessage("missing IV/Counter/Nonce")),
         (Kind::Cbc | Kind::Ctr, Some(iv)) if iv.len() == 16 => Ok(Some(iv.to_vec())),
+        (Kind::Des3Cbc, Some(iv)) if iv.len() == 8 => Ok(Some(iv.to_vec())),
         (Kind::Gcm, Some(iv)) if !iv.is_empty() => Ok(Some(iv.to_vec())),
         (Kind::ChaChaPoly, Some(iv)) if iv.len() == 12 => Ok(Some(iv.to_vec())),
         // OpenSSL's ChaCha20 IV is the last four words of the state: block counter, then nonce.
@@ -189,9 +208,12 @@ pub(crate) fn run(job: &Job<'_>, key: &[u8], input: &[u8], finish: bool) -> Resu
     };
     let fail = |_| Error::CryptographicFailure("decryption failed");
     let mut c = Crypter::new(job.cipher, mode, key, iv.as_deref()).map_err(ossl)?;
-    let padded = matches!(job.kind, Kind::Ecb | Kind::Cbc);
+    let padded = matches!(
+        job.kind,
+        Kind::Ecb | Kind::Cbc | Kind::Des3Ecb | Kind::Des3Cbc
+    );
     c.pad(padded && job.pad);
-    if padded && !job.pad && finish && !input.len().is_multiple_of(16) {
+    if padded && !job.pad && finish && !input.len().is_multiple_of(job.cipher.block_size()) {
         return Err(Error::InvalidField(
             "data is not a multiple of the block size (no padding)",
         ));
@@ -323,6 +345,21 @@ mod tests {
         assert_eq!(*o.data, h("69c4e0d86a7b0430d8cdb78070b4c55a"));
         let pt = dec(alg::AES, &p, &key, None, &[], None, &o.data).unwrap();
         assert_eq!(*pt, h("00112233445566778899aabbccddeeff"));
+    }
+
+    #[test]
+    fn des3_ecb_sp800_67_example_and_round_trip() {
+        // NIST SP 800-67 Rev. 1, Appendix B: "The qufck brown fox jump".
+        let key = h("0123456789abcdef23456789abcdef01456789abcdef0123");
+        let p = params(bcm::ECB, Some(padding_method::NONE));
+        let pt = b"The qufck brown fox jump".to_vec();
+        let o = enc(alg::DES3, &p, &key, None, &[], 0, &pt);
+        assert_eq!(
+            *o.data,
+            h("a826fd8ce53b855fcce21c8112256fe668d5c05dd9b6b900")
+        );
+        // A two-key (16-byte) 3DES key is refused rather than guessed at.
+        assert!(select(alg::DES3, 16, &p).is_err());
     }
 
     #[test]

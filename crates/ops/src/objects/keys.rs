@@ -27,7 +27,7 @@ fn symmetric_len(algorithm: u32, bits: Option<i32>) -> Result<usize> {
     let bits = bits.ok_or(ProtoError::Missing(tag::CRYPTOGRAPHIC_LENGTH))?;
     let ok = match algorithm {
         alg::AES | alg::CAMELLIA | alg::ARIA => matches!(bits, 128 | 192 | 256),
-        alg::V3_DES => matches!(bits, 112 | 128 | 168 | 192),
+        alg::DES3 => matches!(bits, 112 | 128 | 168 | 192),
         alg::DES => matches!(bits, 56 | 64),
         alg::CHA_CHA20 | alg::CHA_CHA20_POLY1305 => bits == 256,
         alg::POLY1305 => bits == 256,
@@ -54,8 +54,8 @@ fn symmetric_len(algorithm: u32, bits: Option<i32>) -> Result<usize> {
     }
     let bytes = match (algorithm, bits) {
         // Two-key 3DES is 16 bytes, three-key 24 (parity bits included).
-        (alg::V3_DES, 112 | 128) => 16,
-        (alg::V3_DES, _) => 24,
+        (alg::DES3, 112 | 128) => 16,
+        (alg::DES3, _) => 24,
         (alg::DES, _) => 8,
         _ => usize::try_from(bits / 8).map_err(|_| Error::InvalidField("Cryptographic Length"))?,
     };

@@ -12323,7 +12323,7 @@ pub mod enums {
         /// DES.
         pub const DES: u32 = 0x00000001;
         /// 3DES.
-        pub const V3_DES: u32 = 0x00000002;
+        pub const DES3: u32 = 0x00000002;
         /// AES.
         pub const AES: u32 = 0x00000003;
         /// RSA.
