@@ -109,7 +109,7 @@ pub fn run_file(path: &Path, make_target: &mut dyn FnMut() -> Box<dyn Target>) -
     if let Some(setup) = prerequisite(path) {
         let outcome = match std::fs::read_to_string(&setup) {
             Ok(t) => run_document_carrying(
-                &t,
+                &adapt_setup(&t, &setup, path),
                 &setup.to_string_lossy(),
                 target.as_mut(),
                 now(),
@@ -153,16 +153,54 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// A setup file borrowed from the older minor version (TL-M-2-20 for TL-M-3-21) is replayed as
+/// the 2.1 file would have been written: protocol 2.1, and its `-20` names as `-21` (TL-M-3-21
+/// expects the x-ID "TL-M-2-21"). The file itself is not changed.
+fn adapt_setup(text: &str, setup: &Path, for_path: &Path) -> String {
+    if setup.parent() == for_path.parent() {
+        return text.to_owned();
+    }
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let old_stem = stem(setup);
+    let new_stem = old_stem.replace("-20", "-21");
+    text.replace(&old_stem, &new_stem).replace(
+        r#"<ProtocolVersionMinor type="Integer" value="0"/>"#,
+        r#"<ProtocolVersionMinor type="Integer" value="1"/>"#,
+    )
+}
+
 /// The test case whose objects a test case continues with, run first on the same server:
 /// SASED-M-3 and TL-M-3 locate (and destroy) what SASED-M-2 and TL-M-2 registered or created.
-/// Looked up in the same folder; `None` when it is not there (2.1 has no TL-M-2).
+/// Looked up in the same folder. The 2.1 set has no TL-M-2: TL-M-3-21 then takes 2.0's
+/// TL-M-2-20 (same major version, so a 2.1 server answers it), from the sibling `2.0` folder.
 pub fn prerequisite(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
     let rest = ["SASED-M-3-", "TL-M-3-"]
         .iter()
         .find_map(|p| name.strip_prefix(p).map(|r| (p, r)))?;
-    let setup = path.with_file_name(format!("{}{}", rest.0.replace("-3-", "-2-"), rest.1));
-    setup.is_file().then_some(setup)
+    let setup_name = format!("{}{}", rest.0.replace("-3-", "-2-"), rest.1);
+    let setup = path.with_file_name(&setup_name);
+    if setup.is_file() {
+        return Some(setup);
+    }
+    // <vectors>/2.1/profiles/mandatory/TL-M-3-21.xml -> <vectors>/2.0/profiles/mandatory/TL-M-2-20.xml
+    let folder = path.parent()?;
+    let kind = folder.file_name()?;
+    let profiles = folder.parent()?;
+    let version_dir = profiles.parent()?;
+    if version_dir.file_name()?.to_str()? != "2.1" {
+        return None;
+    }
+    let older = version_dir
+        .with_file_name("2.0")
+        .join(profiles.file_name()?)
+        .join(kind)
+        .join(setup_name.replace("-21.xml", "-20.xml"));
+    older.is_file().then_some(older)
 }
 
 /// Runs a test case given as XML text. `name` is the file name or path: a few known defects of

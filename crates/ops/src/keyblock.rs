@@ -19,8 +19,6 @@ pub(crate) struct KeyBlock<'a> {
     pub(crate) format: u32,
     /// Cryptographic Algorithm, when given.
     pub(crate) algorithm: Option<u32>,
-    /// Cryptographic Length, when given.
-    pub(crate) length: Option<i32>,
     /// The Key Material item (a Byte String for Raw/Opaque/PKCS#1/PKCS#8/X.509 formats, a
     /// structure for the Transparent formats).
     pub(crate) material: &'a Ttlv,
@@ -66,7 +64,6 @@ pub(crate) fn key_block(object: &Ttlv) -> Result<KeyBlock<'_>> {
     Ok(KeyBlock {
         format,
         algorithm: kb.enumeration(tag::CRYPTOGRAPHIC_ALGORITHM)?,
-        length: kb.int(tag::CRYPTOGRAPHIC_LENGTH)?,
         material,
         wrapped: kb.optional(tag::KEY_WRAPPING_DATA).is_some(),
     })
