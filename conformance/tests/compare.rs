@@ -648,6 +648,28 @@ fn query_operation_and_object_lists_are_the_servers_own() {
 }
 
 #[test]
+fn query_descriptions_are_the_servers_but_the_answer_must_be_a_query_answer() {
+    let rng = |alg: &str| {
+        format!(
+            r#"<RNGParameters><RNGAlgorithm type="Enumeration" value="{alg}"/></RNGParameters>"#
+        )
+    };
+    let messages = [
+        req(&[(
+            "Query",
+            r#"<QueryFunction type="Enumeration" value="QueryRNGs"/>"#,
+        )]),
+        ok(&[("Query", &rng("ANSIX9_31"))]),
+    ];
+    // Another generator than the recording server's: its own description.
+    let mut s = Scripted::new(&[ok(&[("Query", &rng("DRBG"))])]);
+    assert!(run(&messages, &mut s).passed);
+    // Something no Query answer holds fails.
+    let mut s = Scripted::new(&[ok(&[("Query", &format!("{}{}", rng("DRBG"), uid("x")))])]);
+    assert_fails_at(&run(&messages, &mut s), "a Query answer cannot hold");
+}
+
+#[test]
 fn batch_item_count_and_order_matter() {
     let messages = [
         req(&[("Create", ""), ("Get", "")]),
