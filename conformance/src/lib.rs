@@ -30,6 +30,12 @@ pub trait Target {
     /// Sends one RequestMessage and returns the ResponseMessage (`Err` for transport failures,
     /// which fail the test case).
     fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String>;
+
+    /// Moves the server's clock forward by `seconds`, when the target can (a case's own
+    /// timeline: TC_92 waits two minutes for a key to deactivate). `false` when it cannot.
+    fn advance_clock(&mut self, _seconds: i64) -> bool {
+        false
+    }
 }
 
 /// The engine called directly (no sockets): the in-process mode, a fresh in-memory engine per
@@ -38,14 +44,29 @@ pub trait Target {
 pub struct InProcess {
     engine: kmipd_ops::Engine,
     principal: kmipd_ops::Principal,
+    /// Seconds added to the system clock (see [`Target::advance_clock`]).
+    offset: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl InProcess {
-    /// A fresh engine over an empty in-memory store, default configuration.
+    /// A fresh engine over an empty in-memory store, default configuration, with a clock the
+    /// runner can move forward.
     pub fn new() -> Self {
+        let offset = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let clock_offset = std::sync::Arc::clone(&offset);
+        let config = kmipd_ops::EngineConfig {
+            clock: kmipd_ops::Clock::from_fn(move || {
+                now().saturating_add(clock_offset.load(std::sync::atomic::Ordering::Relaxed))
+            }),
+            ..kmipd_ops::EngineConfig::default()
+        };
         Self {
-            engine: kmipd_ops::Engine::in_memory(),
+            engine: kmipd_ops::Engine::new(
+                std::sync::Arc::new(kmipd_store::MemoryStore::new()),
+                config,
+            ),
             principal: kmipd_ops::Principal::new("kmip-conformance"),
+            offset,
         }
     }
 
@@ -64,6 +85,12 @@ impl Default for InProcess {
 impl Target for InProcess {
     fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String> {
         Ok(self.engine.handle_message(&self.principal, request))
+    }
+
+    fn advance_clock(&mut self, seconds: i64) -> bool {
+        self.offset
+            .fetch_add(seconds, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 }
 
@@ -240,8 +267,19 @@ fn run_document_carrying(
     };
     let mut session = Session::new(markers, Quirks::for_file(name), now);
     session.inherit_generated(std::mem::take(&mut carried.generated));
+    let mut last_time: Option<i64> = None;
     for (n, (template, expected)) in pairs.into_iter().enumerate() {
         let label = format!("request {n} ({})", operations(template));
+        // Replay the case's own timeline: when the recorded responses carry literal time
+        // stamps, move the server's clock forward by the time that passed between them.
+        let time = session.recorded_time(expected);
+        if let (Some(before), Some(at)) = (last_time, time)
+            && at > before
+            && target.advance_clock(at - before)
+        {
+            session.clock_advanced(at - before);
+        }
+        last_time = time.or(last_time);
         let request = match session.prepare(template) {
             Ok(r) => r,
             Err(e) => return FileOutcome::fail(format!("{label}: {e}")),

@@ -673,7 +673,7 @@ pub(crate) mod testing {
             version,
             spec: version.spec().unwrap(),
             now: NOW,
-            tx: Tx::new(store),
+            tx: Tx::new(store, NOW),
             id_placeholder: None,
             batch_uids: Vec::new(),
             uid_by_kind: Vec::new(),

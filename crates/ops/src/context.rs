@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// The changes of one batch over the store: reads see earlier writes of the same batch.
 pub(crate) struct Tx<'a> {
     store: &'a dyn ObjectStore,
+    /// The batch's time: objects are read with their time-driven state changes applied
+    /// (an Activation or Deactivation Date that has passed changes the State on read).
+    now: i64,
     changes: BTreeMap<String, Option<ManagedObject>>,
 }
 
@@ -21,19 +24,24 @@ pub(crate) struct Tx<'a> {
 pub(crate) struct Savepoint(BTreeMap<String, Option<ManagedObject>>);
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(store: &'a dyn ObjectStore) -> Self {
+    pub(crate) fn new(store: &'a dyn ObjectStore, now: i64) -> Self {
         Tx {
             store,
+            now,
             changes: BTreeMap::new(),
         }
     }
 
     /// The object, as this batch sees it.
     pub(crate) fn get(&self, uid: &str) -> Result<Option<ManagedObject>> {
-        match self.changes.get(uid) {
-            Some(change) => Ok(change.clone()),
-            None => Ok(self.store.get(uid)?),
+        let mut object = match self.changes.get(uid) {
+            Some(change) => change.clone(),
+            None => self.store.get(uid)?,
+        };
+        if let Some(o) = object.as_mut() {
+            crate::object::apply_dates(o, self.now);
         }
+        Ok(object)
     }
 
     /// Every object, as this batch sees it, in creation order.
@@ -46,6 +54,9 @@ impl<'a> Tx<'a> {
             .collect();
         objects.extend(self.changes.values().flatten().cloned());
         objects.sort_by_key(|o| o.sequence);
+        for o in &mut objects {
+            crate::object::apply_dates(o, self.now);
+        }
         Ok(objects)
     }
 

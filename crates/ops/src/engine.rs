@@ -73,6 +73,42 @@ pub struct EngineConfig {
     pub versions: Vec<ProtocolVersion>,
     /// Limits on decoding request bytes.
     pub limits: Limits,
+    /// The time the engine acts at (activation and deactivation dates, Initial Date, ...).
+    pub clock: Clock,
+}
+
+/// Where the engine's "now" comes from: the system clock, or (in tests and the conformance
+/// runner, which replays a test case's own timeline) any function.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// POSIX seconds from the system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    /// A clock reading `f` (POSIX seconds).
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    /// The current time, POSIX seconds.
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
 }
 
 impl Default for EngineConfig {
@@ -90,6 +126,7 @@ impl Default for EngineConfig {
                 ProtocolVersion::new(1, 0),
             ],
             limits: Limits::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -232,12 +269,13 @@ impl Engine {
                 &Error::InvalidField("Batch Error Continuation Option"),
             );
         }
+        let now = self.config.clock.now();
         let mut ctx = Ctx {
             principal,
             version,
             spec,
-            now: now(),
-            tx: Tx::new(self.store.as_ref()),
+            now,
+            tx: Tx::new(self.store.as_ref(), now),
             id_placeholder: None,
             batch_uids: Vec::new(),
             uid_by_kind: Vec::new(),

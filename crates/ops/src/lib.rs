@@ -20,5 +20,5 @@ mod object;
 mod objects;
 mod operations;
 
-pub use engine::{Engine, EngineConfig, Principal};
+pub use engine::{Clock, Engine, EngineConfig, Principal};
 pub use error::Error;

@@ -529,3 +529,67 @@ fn check_lease_time_and_usage_limits() {
         Some(rr::USAGE_LIMIT_EXCEEDED)
     );
 }
+
+/// The State an engine reports through GetAttributes (2.1).
+fn reported_state(s: &Server, uid: &str) -> u32 {
+    let a = s.one(
+        V21,
+        op::GET_ATTRIBUTES,
+        vec![
+            uid_item(uid),
+            Ttlv::new(
+                tag::ATTRIBUTE_REFERENCE,
+                Value::Enumeration(tag::STATE.value()),
+            ),
+        ],
+    );
+    assert_eq!(a.result_status, rs::SUCCESS, "{a:?}");
+    let mut found = None;
+    a.payload.unwrap().walk(&mut |i, _| {
+        if i.tag == tag::STATE {
+            found = Some(i.value.clone());
+        }
+    });
+    match found {
+        Some(Value::Enumeration(v)) => v,
+        other => panic!("no State in GetAttributes: {other:?}"),
+    }
+}
+
+#[test]
+fn a_deactivation_date_that_passes_changes_the_state_seen_by_reads_and_locate() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = Arc::clone(&offset);
+    let store = Arc::new(MemoryStore::new());
+    let config = EngineConfig {
+        clock: kmipd_ops::Clock::from_fn(move || now() + clock_offset.load(Ordering::Relaxed)),
+        ..EngineConfig::default()
+    };
+    let s = Server {
+        engine: Engine::new(store.clone(), config),
+        store,
+        who: Principal::new("alice"),
+    };
+    let deactivation = Attribute::std(tag::DEACTIVATION_DATE, Value::DateTime(now() + 100)).to_v2();
+    let uid = s.register(V21, vec![usage(cum::ENCRYPT), deactivation]);
+    let ok = |a: ResponseBatchItem| assert_eq!(a.result_status, rs::SUCCESS, "{a:?}");
+    ok(s.one(V21, op::ACTIVATE, vec![uid_item(&uid)]));
+    assert_eq!(reported_state(&s, &uid), state::ACTIVE);
+    // Nothing wrote the object, but 200 seconds later its Deactivation Date has passed.
+    offset.store(200, Ordering::Relaxed);
+    assert_eq!(reported_state(&s, &uid), state::DEACTIVATED);
+    let located = s.one(
+        V21,
+        op::LOCATE,
+        vec![r::structure(
+            tag::ATTRIBUTES,
+            vec![Ttlv::new(
+                tag::STATE,
+                Value::Enumeration(state::DEACTIVATED),
+            )],
+        )],
+    );
+    assert_eq!(located.result_status, rs::SUCCESS, "{located:?}");
+    assert_eq!(uid_of(&located), uid);
+}
