@@ -40,11 +40,12 @@ pub(crate) enum Op {
     MacVerify,
     Hash,
     DeriveKey,
+    ObtainLease,
 }
 
 impl Op {
     /// Every implemented operation (Query Operations lists them in this order).
-    pub(crate) const ALL: [Op; 30] = [
+    pub(crate) const ALL: [Op; 31] = [
         Op::DiscoverVersions,
         Op::Query,
         Op::Create,
@@ -75,6 +76,7 @@ impl Op {
         Op::MacVerify,
         Op::Hash,
         Op::DeriveKey,
+        Op::ObtainLease,
     ];
 
     /// The operation for a wire number, when implemented.
@@ -110,6 +112,7 @@ impl Op {
             op::MAC_VERIFY => Op::MacVerify,
             op::HASH => Op::Hash,
             op::DERIVE_KEY => Op::DeriveKey,
+            op::OBTAIN_LEASE => Op::ObtainLease,
             _ => return None,
         })
     }
@@ -147,6 +150,7 @@ impl Op {
             Op::MacVerify => op::MAC_VERIFY,
             Op::Hash => op::HASH,
             Op::DeriveKey => op::DERIVE_KEY,
+            Op::ObtainLease => op::OBTAIN_LEASE,
         }
     }
 }
@@ -196,5 +200,6 @@ pub(crate) fn dispatch(
         Op::MacVerify => operations::mac_verify::handle(ctx, payload),
         Op::Hash => operations::hash::handle(ctx, payload),
         Op::DeriveKey => operations::derive_key::handle(ctx, payload),
+        Op::ObtainLease => operations::obtain_lease::handle(ctx, payload),
     }
 }

@@ -85,7 +85,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv, dir: Dir) -> Result<Opti
         None => {
             let client_iv = r.bytes(tag::IV_COUNTER_NONCE)?;
             let (iv, generated) = match dir {
-                Dir::Encrypt => sym::encryption_iv(kind, client_iv),
+                Dir::Encrypt => sym::encryption_iv(kind, client_iv)?,
                 Dir::Decrypt => (client_iv.map(<[u8]>::to_vec), false),
             };
             let aad = r

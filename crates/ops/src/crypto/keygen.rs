@@ -2,8 +2,15 @@
 //! Get and the cryptographic operations need.
 //!
 //! # Use
-//! - Symmetric keys (AES, ChaCha20, HMAC keys, Secret Data): [`symmetric`]`(len_bytes)` gives
-//!   `len_bytes` bytes from the OS CSPRNG. Store them as Raw (or Transparent Symmetric Key).
+//! - Symmetric keys (AES, ChaCha20, HMAC keys, Secret Data), IVs and RNG Retrieve:
+//!   [`symmetric`]`(len_bytes)` gives `len_bytes` bytes from OpenSSL's `RAND_bytes`, the
+//!   public DRBG of OpenSSL 3's default provider: NIST SP 800-90A CTR_DRBG with AES-256
+//!   (derivation function on), seeded and periodically reseeded from the operating system's
+//!   entropy source, and reseeded in a forked child. OpenSSL also draws RSA primes and EC
+//!   scalars from the same DRBG (its private instance), so every piece of key material the
+//!   server makes comes from one kind of generator, the one Query (RNG Parameters) and the
+//!   Random Number Generator attribute describe. Store them as Raw (or Transparent Symmetric
+//!   Key).
 //! - RSA: [`rsa`]`(bits)` for 1024..=4096 bits (a multiple of 8), public exponent 65537. The
 //!   pair comes as DER: [`RsaPair::private_pkcs1`] (RFC 8017 `RSAPrivateKey`, Key Format Type
 //!   PKCS#1) and [`RsaPair::public_pkcs1`] (`RSAPublicKey`, PKCS#1). These are the forms to
@@ -29,7 +36,6 @@ use openssl::ec::{EcGroup, EcKey, PointConversionForm};
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::rsa::Rsa;
-use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use kmipd_proto::enums::recommended_curve;
@@ -37,11 +43,14 @@ use kmipd_proto::enums::recommended_curve;
 use super::ossl;
 use crate::error::{Error, Result};
 
-/// `len_bytes` random bytes from the OS CSPRNG, for a new symmetric key.
-pub(crate) fn symmetric(len_bytes: usize) -> Zeroizing<Vec<u8>> {
+/// `len_bytes` random bytes from OpenSSL's DRBG (`RAND_bytes`: SP 800-90A CTR_DRBG, AES-256,
+/// seeded from the OS), for a new symmetric key, an IV or RNG Retrieve. Fails (rather than
+/// falling back to another source) when the DRBG cannot produce output, e.g. when it could not
+/// be seeded.
+pub(crate) fn symmetric(len_bytes: usize) -> Result<Zeroizing<Vec<u8>>> {
     let mut key = Zeroizing::new(vec![0u8; len_bytes]);
-    OsRng.fill_bytes(&mut key);
-    key
+    openssl::rand::rand_bytes(&mut key).map_err(ossl)?;
+    Ok(key)
 }
 
 /// A new RSA key pair in PKCS#1 DER.
@@ -106,6 +115,7 @@ pub(crate) fn curve_nid(curve: u32) -> Result<(Nid, u32)> {
         recommended_curve::P_256 => Ok((Nid::X9_62_PRIME256V1, 256)),
         recommended_curve::P_384 => Ok((Nid::SECP384R1, 384)),
         recommended_curve::P_521 => Ok((Nid::SECP521R1, 521)),
+        recommended_curve::SECP256_K1 => Ok((Nid::SECP256K1, 256)),
         _ => Err(Error::InvalidField("Recommended Curve")),
     }
 }
@@ -116,11 +126,13 @@ fn curve_of(nid: Nid) -> Result<u32> {
         Nid::X9_62_PRIME256V1 => Ok(recommended_curve::P_256),
         Nid::SECP384R1 => Ok(recommended_curve::P_384),
         Nid::SECP521R1 => Ok(recommended_curve::P_521),
+        Nid::SECP256K1 => Ok(recommended_curve::SECP256_K1),
         _ => Err(Error::FeatureNotSupported("elliptic curve")),
     }
 }
 
-/// A new EC key pair on `curve` (a KMIP Recommended Curve: P-256, P-384 or P-521).
+/// A new EC key pair on `curve` (a KMIP Recommended Curve: P-256, P-384, P-521 or
+/// secp256k1).
 pub(crate) fn ec(curve: u32) -> Result<EcPair> {
     let (nid, bits) = curve_nid(curve)?;
     let group = EcGroup::from_curve_name(nid).map_err(ossl)?;
@@ -389,9 +401,9 @@ mod tests {
 
     #[test]
     fn symmetric_lengths_and_randomness() {
-        assert_eq!(symmetric(16).len(), 16);
-        assert_eq!(symmetric(32).len(), 32);
-        assert_ne!(*symmetric(32), *symmetric(32));
+        assert_eq!(symmetric(16).unwrap().len(), 16);
+        assert_eq!(symmetric(32).unwrap().len(), 32);
+        assert_ne!(*symmetric(32).unwrap(), *symmetric(32).unwrap());
     }
 
     #[test]

@@ -8,13 +8,15 @@
 //! test cases use at run time (GCM IVs of 8, 12 and 60 bytes, tag lengths 12..16, OAEP with an
 //! MGF1 hash different from the label hash, any PSS salt length, 1024-bit keys) and does RSA
 //! private-key operations with blinding in constant time; RustCrypto for digests, HMAC and the
-//! KDFs (pure Rust, small); the OS CSPRNG (`getrandom`) for key material and RNG Retrieve.
+//! KDFs (pure Rust, small); OpenSSL's DRBG (`RAND_bytes`, SP 800-90A CTR_DRBG with AES-256,
+//! seeded from the OS) for key material, IVs and RNG Retrieve.
 //!
 //! Secrets are returned in [`zeroize::Zeroizing`] containers.
 
 pub(crate) mod asym;
 pub(crate) mod cipher_op;
 pub(crate) mod digest;
+pub(crate) mod kdf;
 // Create, Create Key Pair and Get call these; some conversions are not used yet.
 #[allow(dead_code)]
 pub(crate) mod keygen;

@@ -83,7 +83,7 @@ impl Stream {
 
 /// Stores `stream` under a new Correlation Value, which it returns.
 pub(crate) fn open(mut stream: Stream) -> Result<Vec<u8>> {
-    let id = super::keygen::symmetric(16).to_vec();
+    let id = super::keygen::symmetric(16)?.to_vec();
     let mut t = table()?;
     stream.seq = t.next;
     t.next = t.next.wrapping_add(1);

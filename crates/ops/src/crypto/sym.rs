@@ -135,15 +135,15 @@ pub(crate) fn check_tag_len(len: usize) -> Result<()> {
 
 /// The IV to use for encryption: the client's, or a fresh random one (returned as the second
 /// value so that the response can carry it).
-pub(crate) fn encryption_iv(kind: Kind, iv: Option<&[u8]>) -> (Option<Vec<u8>>, bool) {
-    match iv {
+pub(crate) fn encryption_iv(kind: Kind, iv: Option<&[u8]>) -> Result<(Option<Vec<u8>>, bool)> {
+    Ok(match iv {
         Some(iv) => (Some(iv.to_vec()), false),
         None if kind.default_iv_len() == 0 => (None, false),
         None => (
-            Some(super::keygen::symmetric(kind.default_iv_len()).to_vec()),
+            Some(super::keygen::symmetric(kind.default_iv_len())?.to_vec()),
             true,
         ),
-    }
+    })
 }
 
 /// The IV in the form OpenSSL takes; checks its length.

@@ -23,7 +23,7 @@ pub(crate) fn algorithm_and_length(attrs: &Attributes) -> Result<(u32, Option<i3
 }
 
 /// The key length in bytes of a new symmetric key of `algorithm` with `bits` bits.
-fn symmetric_len(algorithm: u32, bits: Option<i32>) -> Result<usize> {
+pub(crate) fn symmetric_len(algorithm: u32, bits: Option<i32>) -> Result<usize> {
     let bits = bits.ok_or(ProtoError::Missing(tag::CRYPTOGRAPHIC_LENGTH))?;
     let ok = match algorithm {
         alg::AES | alg::CAMELLIA | alg::ARIA => matches!(bits, 128 | 192 | 256),
@@ -81,7 +81,7 @@ pub(crate) fn key_block(format: u32, material: Vec<u8>, algorithm: u32, bits: i3
 /// A new Symmetric Key structure (Raw) for `algorithm` and `bits`.
 pub(crate) fn new_symmetric(algorithm: u32, bits: Option<i32>) -> Result<(Ttlv, i32)> {
     let len = symmetric_len(algorithm, bits)?;
-    let key = keygen::symmetric(len);
+    let key = keygen::symmetric(len)?;
     let bits = bits.ok_or(ProtoError::Missing(tag::CRYPTOGRAPHIC_LENGTH))?;
     Ok((
         reader::structure(
@@ -99,7 +99,7 @@ pub(crate) fn new_secret_data(bits: Option<i32>, secret_type: u32) -> Result<Ttl
         return Err(Error::InvalidField("Cryptographic Length"));
     }
     let len = usize::try_from(bits / 8).map_err(|_| Error::InvalidField("Cryptographic Length"))?;
-    let key = keygen::symmetric(len);
+    let key = keygen::symmetric(len)?;
     Ok(reader::structure(
         tag::SECRET_DATA,
         vec![

@@ -1,5 +1,6 @@
-//! RNG Retrieve (KMIP 1.3 §4.35, 2.1 §6.1.45): Data Length bytes from the OS CSPRNG (the same
-//! source as new keys, `crate::crypto::keygen::symmetric`), at most 1 MiB per request.
+//! RNG Retrieve (KMIP 1.3 §4.35, 2.1 §6.1.45): Data Length bytes from OpenSSL's DRBG
+//! (SP 800-90A CTR_DRBG with AES-256, seeded from the OS; the same source as new keys,
+//! `crate::crypto::keygen::symmetric`), at most 1 MiB per request.
 
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
@@ -20,7 +21,7 @@ pub(crate) fn handle(_ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>>
     if len == 0 || len > MAX_LEN {
         return Err(Error::InvalidField("Data Length"));
     }
-    let data = keygen::symmetric(len);
+    let data = keygen::symmetric(len)?;
     Ok(Some(reader::structure(
         tag::RESPONSE_PAYLOAD,
         vec![reader::bytes(tag::DATA, data.to_vec())],
