@@ -10,6 +10,9 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 # The engine's cryptography links OpenSSL 3 (docs/crypto.md says why).
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
+# SoftHSM2 is the development and test HSM that holds the master key (crates/hsm); its tests
+# fail, never skip, without it.
+[[ -e /usr/lib/softhsm/libsofthsm2.so ]] || need_apt+=(softhsm2)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     sudo_cmd=()
