@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kmipd_proto::message::ProtocolVersion;
 use kmipd_proto::spec::Version;
-use kmipd_store::{Change, ManagedObject, ObjectStore};
+use kmipd_store::{Change, ManagedObject, ObjectStore, Query};
 
 use crate::Principal;
 use crate::engine::EngineConfig;
@@ -53,6 +53,30 @@ impl<'a> Tx<'a> {
             .filter(|o| !self.changes.contains_key(&o.uid))
             .collect();
         objects.extend(self.changes.values().flatten().cloned());
+        objects.sort_by_key(|o| o.sequence);
+        for o in &mut objects {
+            crate::object::apply_dates(o, self.now);
+        }
+        Ok(objects)
+    }
+
+    /// The objects satisfying `query` (on their stored attributes), as this batch sees them,
+    /// in creation order (the store narrows by its indexes; this batch's own changes are
+    /// checked directly). The query must not filter on what `apply_dates` changes (State).
+    pub(crate) fn find(&self, query: &Query) -> Result<Vec<ManagedObject>> {
+        let mut objects: Vec<ManagedObject> = self
+            .store
+            .find(query)?
+            .into_iter()
+            .filter(|o| !self.changes.contains_key(&o.uid))
+            .collect();
+        objects.extend(
+            self.changes
+                .values()
+                .flatten()
+                .filter(|o| query.matches(o))
+                .cloned(),
+        );
         objects.sort_by_key(|o| o.sequence);
         for o in &mut objects {
             crate::object::apply_dates(o, self.now);

@@ -5,11 +5,28 @@
 //! Error Continuation Undo and crash safety rely on it). A success answer is sent only after
 //! `commit` returned, so a durable backend must have the changes on stable storage by then.
 //!
-//! [`MemoryStore`] keeps everything in memory (tests, the conformance runner).
+//! - [`MemoryStore`] keeps everything in memory (tests, the conformance runner).
+//! - [`SledStore`] is the durable embedded backend: records in a versioned format (see
+//!   `docs/storage.md`), key material wrapped by a [`Kek`] (RFC 5649), indexes for
+//!   [`ObjectStore::find`], group commit with an explicit fsync after sled's flush.
+//!
+//! The trait is synchronous and transactional (one commit = one transaction), so that a
+//! networked SQL backend can sit behind it later; an async server calls it from a blocking
+//! thread pool.
 
+mod durable;
+mod kek;
 mod memory;
+mod query;
+mod record;
+mod sled_store;
 
+pub use durable::SyncStats;
+pub use kek::{Kek, KekId, MlockWarning};
 pub use memory::MemoryStore;
+pub use query::{Filter, Query};
+pub use record::FORMAT_VERSION;
+pub use sled_store::{BackupInfo, KekRotation, SledStore};
 
 use kmipd_proto::attributes::Attributes;
 use kmipd_ttlv::Ttlv;
@@ -41,13 +58,14 @@ pub enum Change {
     Delete(String),
 }
 
-/// What can go wrong in a store.
+/// What can go wrong in a store. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (I/O, corruption); the message is for the operator's log only.
+    /// The backend failed (I/O, sled); the message is for the operator's log only.
     #[error("storage backend failure: {0}")]
     Backend(String),
-    /// A stored record could not be read back.
+    /// A stored record could not be read back (checksum, format, unwrap failure). Only this
+    /// object is affected.
     #[error("stored record {uid} is unreadable: {reason}")]
     Corrupt {
         /// The object.
@@ -55,16 +73,33 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The store was opened but no Key Encryption Key was supplied yet ([`SledStore::unlock`]).
+    #[error("the store is locked: unlock it with its key encryption key first")]
+    Locked,
+    /// A Key Encryption Key does not fit this store (wrong key for its id, unknown id, the
+    /// current KEK missing at unlock).
+    #[error("key encryption key: {0}")]
+    Kek(String),
 }
 
 /// Persistence of managed objects.
 pub trait ObjectStore: Send + Sync {
     /// The object with this identifier.
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError>;
-    /// Every object, in creation order (Locate filters them; an indexed backend narrows first).
+    /// Every object, in creation order (sequence, then identifier).
     fn all(&self) -> Result<Vec<ManagedObject>, StoreError>;
-    /// Applies every change atomically.
+    /// The objects that satisfy every filter of `query`, in creation order. A backend with
+    /// indexes narrows by its indexed filters first; the answer is exactly
+    /// `all()` filtered by [`Query::matches`].
+    fn find(&self, query: &Query) -> Result<Vec<ManagedObject>, StoreError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|o| query.matches(o))
+            .collect())
+    }
+    /// Applies every change atomically; on success the changes are durable.
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;
-    /// A fresh sequence number (monotonic, never reused).
+    /// A fresh sequence number (monotonic, never reused by a stored object).
     fn next_sequence(&self) -> Result<u64, StoreError>;
 }

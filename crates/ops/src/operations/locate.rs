@@ -35,7 +35,7 @@ use kmipd_proto::enums::{object_group_member_option, state, storage_status_mask 
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
-use kmipd_store::ManagedObject;
+use kmipd_store::{Filter, ManagedObject, Query};
 use kmipd_ttlv::{Ttlv, Value};
 
 use crate::attrs::{self, canon};
@@ -72,7 +72,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let requested = request_attributes(ctx, &r)?;
     let criteria = criteria(requested);
 
-    let mut objects = ctx.tx.all()?;
+    let mut objects = ctx.tx.find(&index_query(&criteria))?;
     let fresh_only = group_member == Some(object_group_member_option::GROUP_MEMBER_FRESH);
     if !fresh_only {
         objects.sort_by_key(|o| std::cmp::Reverse(o.sequence));
@@ -165,6 +165,43 @@ fn criteria(attrs_in: Vec<Attribute>) -> Vec<Criterion> {
         }
     }
     out
+}
+
+/// The criteria the store's indexes can narrow by (a necessary condition of each; the full
+/// matching below still decides): Name by its Name Value, plain values of an attribute
+/// (not masks, structures, the identifier, or State, which reads change with time) by
+/// equality, dates by range.
+fn index_query(criteria: &[Criterion]) -> Query {
+    let mut filters = Vec::new();
+    for c in criteria {
+        match c {
+            Criterion::Value(AttrName::Std(t), Value::Structure(fields)) if *t == tag::NAME => {
+                if let Some(Value::TextString(n)) = fields
+                    .iter()
+                    .find(|f| f.tag == tag::NAME_VALUE)
+                    .map(|f| &f.value)
+                {
+                    filters.push(Filter::Name(n.clone()));
+                }
+            }
+            Criterion::Value(name, Value::DateTime(d)) => {
+                filters.push(Filter::Date(name.clone(), *d, *d));
+            }
+            Criterion::Value(name, v)
+                if !is_mask(name)
+                    && *name != AttrName::Std(tag::UNIQUE_IDENTIFIER)
+                    && *name != AttrName::Std(tag::STATE)
+                    && !matches!(v, Value::Structure(_) | Value::DateTimeExtended(_)) =>
+            {
+                filters.push(Filter::Attr(name.clone(), v.clone()));
+            }
+            Criterion::Value(..) => {}
+            Criterion::Range(name, from, to) => {
+                filters.push(Filter::Date(name.clone(), *from, *to));
+            }
+        }
+    }
+    Query::new(filters)
 }
 
 /// True when the object is in one of the storages the mask asks for.

@@ -1,0 +1,239 @@
+//! What [`ObjectStore::find`](crate::ObjectStore::find) is asked, and which of its filters an
+//! index can answer.
+//!
+//! A [`Query`] is a conjunction of [`Filter`]s with exact semantics ([`Query::matches`]);
+//! Locate turns the criteria it can express this way into filters and applies its full
+//! matching rules to what comes back. A backend with indexes scans the index of each indexed
+//! filter, intersects, and checks the rest on the loaded objects, so its answer equals the
+//! answer of a full scan.
+
+use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Tag, Ttlv, Value};
+
+use crate::{ManagedObject, StoreError};
+
+/// One condition on an object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// The object's owner is this identity.
+    Owner(String),
+    /// One of its Name attributes has this Name Value.
+    Name(String),
+    /// One instance of the attribute (custom names compared in their 1.x spelling) equals
+    /// this value. Indexed for Object Type, State, Object Group, Cryptographic Algorithm,
+    /// Cryptographic Length and every custom attribute with a scalar value.
+    Attr(AttrName, Value),
+    /// One Date-Time (or Date-Time Extended, in seconds) instance of the attribute lies in
+    /// `[from, to]`, both ends included.
+    Date(AttrName, i64, i64),
+}
+
+/// Filters that must all hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    /// The conditions.
+    pub filters: Vec<Filter>,
+}
+
+impl Query {
+    /// A query with these filters.
+    pub fn new(filters: Vec<Filter>) -> Self {
+        Query { filters }
+    }
+
+    /// True when the object satisfies every filter.
+    pub fn matches(&self, o: &ManagedObject) -> bool {
+        self.filters.iter().all(|f| f.matches(o))
+    }
+}
+
+impl Filter {
+    /// True when the object satisfies this filter.
+    pub fn matches(&self, o: &ManagedObject) -> bool {
+        match self {
+            Filter::Owner(owner) => o.owner == *owner,
+            Filter::Name(name) => names(&o.attributes).any(|n| n == name),
+            Filter::Attr(name, value) => o
+                .attributes
+                .iter()
+                .any(|a| same(&a.name, name) && a.value == *value),
+            Filter::Date(name, from, to) => o
+                .attributes
+                .iter()
+                .filter(|a| same(&a.name, name))
+                .filter_map(|a| date_secs(&a.value))
+                .any(|d| *from <= d && d <= *to),
+        }
+    }
+
+    /// True when an index answers this filter.
+    pub(crate) fn indexed(&self) -> bool {
+        match self {
+            Filter::Owner(_) | Filter::Name(_) | Filter::Date(..) => true,
+            Filter::Attr(name, value) => indexed_attr(name, value),
+        }
+    }
+}
+
+/// Two attribute names denote the same attribute (custom ones by their 1.x spelling, as the
+/// engine compares them).
+fn same(a: &AttrName, b: &AttrName) -> bool {
+    match (a, b) {
+        (AttrName::Std(x), AttrName::Std(y)) => x == y,
+        (AttrName::Custom { .. }, AttrName::Custom { .. }) => a.v1_name() == b.v1_name(),
+        _ => false,
+    }
+}
+
+/// The Name Values of the object's Name attributes.
+fn names(attrs: &Attributes) -> impl Iterator<Item = &str> {
+    attrs
+        .iter()
+        .filter(|a| a.name == AttrName::Std(tag::NAME))
+        .filter_map(|a| match &a.value {
+            Value::Structure(fields) => fields.iter().find(|f| f.tag == tag::NAME_VALUE),
+            _ => None,
+        })
+        .filter_map(|f| match &f.value {
+            Value::TextString(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// A date attribute value in seconds.
+fn date_secs(v: &Value) -> Option<i64> {
+    match v {
+        Value::DateTime(d) => Some(*d),
+        Value::DateTimeExtended(d) => Some(d.div_euclid(1_000_000)),
+        _ => None,
+    }
+}
+
+const INDEXED_STD: [Tag; 5] = [
+    tag::OBJECT_TYPE,
+    tag::STATE,
+    tag::OBJECT_GROUP,
+    tag::CRYPTOGRAPHIC_ALGORITHM,
+    tag::CRYPTOGRAPHIC_LENGTH,
+];
+
+fn indexed_attr(name: &AttrName, value: &Value) -> bool {
+    let scalar = matches!(
+        value,
+        Value::Integer(_)
+            | Value::LongInteger(_)
+            | Value::Enumeration(_)
+            | Value::Boolean(_)
+            | Value::TextString(_)
+            | Value::Interval(_)
+    );
+    scalar
+        && match name {
+            AttrName::Std(t) => INDEXED_STD.contains(t),
+            AttrName::Custom { .. } => true,
+        }
+}
+
+// ---- index keys ----------------------------------------------------------------------------
+//
+// Every index entry is a key in the `index` tree with an empty value:
+//   'o' lp(owner) uid | 'n' lp(name value) uid | 'a' lp(attr name) lp(value TTLV) uid
+//   'd' lp(attr name) date(8, order-preserving) uid
+// lp = 4-byte big-endian length + bytes, so a filter's prefix is unambiguous and the uid is
+// the rest of the key.
+
+const KIND_OWNER: u8 = b'o';
+const KIND_NAME: u8 = b'n';
+const KIND_ATTR: u8 = b'a';
+const KIND_DATE: u8 = b'd';
+
+/// Tag of the item an attribute value is encoded in for its index key.
+const VALUE_TAG: Tag = Tag::from_bytes([0x54, 0xff, 0x7f]);
+
+fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| StoreError::Backend("index field longer than 4 GiB".into()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn name_bytes(name: &AttrName) -> Vec<u8> {
+    match name {
+        AttrName::Std(t) => {
+            let mut v = vec![1];
+            v.extend_from_slice(&t.to_bytes());
+            v
+        }
+        AttrName::Custom { .. } => {
+            let mut v = vec![2];
+            v.extend_from_slice(name.v1_name().as_bytes());
+            v
+        }
+    }
+}
+
+/// An order-preserving encoding of a signed date.
+pub(crate) fn date_key(d: i64) -> [u8; 8] {
+    (u64::from_be_bytes(d.to_be_bytes()) ^ (1 << 63)).to_be_bytes()
+}
+
+fn value_bytes(v: &Value) -> Result<Vec<u8>, StoreError> {
+    kmipd_ttlv::encode_to_vec(&Ttlv::new(VALUE_TAG, v.clone()))
+        .map_err(|e| StoreError::Backend(format!("index value: {e}")))
+}
+
+/// The prefix under which the index entries of `f` are (for dates: without the date).
+pub(crate) fn filter_prefix(f: &Filter) -> Result<Vec<u8>, StoreError> {
+    let mut k = Vec::new();
+    match f {
+        Filter::Owner(o) => {
+            k.push(KIND_OWNER);
+            push_lp(&mut k, o.as_bytes())?;
+        }
+        Filter::Name(n) => {
+            k.push(KIND_NAME);
+            push_lp(&mut k, n.as_bytes())?;
+        }
+        Filter::Attr(name, value) => {
+            k.push(KIND_ATTR);
+            push_lp(&mut k, &name_bytes(name))?;
+            push_lp(&mut k, &value_bytes(value)?)?;
+        }
+        Filter::Date(name, _, _) => {
+            k.push(KIND_DATE);
+            push_lp(&mut k, &name_bytes(name))?;
+        }
+    }
+    Ok(k)
+}
+
+/// Every index key of the object (deduplicated, sorted).
+pub(crate) fn index_keys(o: &ManagedObject) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut keys = Vec::new();
+    let mut add = |mut prefix: Vec<u8>| {
+        prefix.extend_from_slice(o.uid.as_bytes());
+        keys.push(prefix);
+    };
+    add(filter_prefix(&Filter::Owner(o.owner.clone()))?);
+    for n in names(&o.attributes) {
+        add(filter_prefix(&Filter::Name(n.to_owned()))?);
+    }
+    for a in o.attributes.iter() {
+        if indexed_attr(&a.name, &a.value) {
+            add(filter_prefix(&Filter::Attr(
+                a.name.clone(),
+                a.value.clone(),
+            ))?);
+        }
+        if let Some(d) = date_secs(&a.value) {
+            let mut k = filter_prefix(&Filter::Date(a.name.clone(), d, d))?;
+            k.extend_from_slice(&date_key(d));
+            add(k);
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}

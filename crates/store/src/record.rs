@@ -1,0 +1,285 @@
+//! The on-disk record of one managed object (format version 1; `docs/storage.md`).
+//!
+//! ```text
+//! byte 0        format version (1)
+//! bytes 1..n-4  TTLV Structure 0x54FF01 "Store Record":
+//!                 0x54FF02 Unique Identifier   Text String
+//!                 0x54FF03 Object Type         Enumeration
+//!                 0x54FF04 Owner               Text String
+//!                 0x54FF05 Sequence            Long Integer (the u64's bits)
+//!                 0x54FF06 Attributes          Structure of 0x54FF07 Attribute:
+//!                            0x54FF08 Tag (Integer, standard) | 0x54FF09 Vendor + 0x54FF0A Name
+//!                            0x54FF0B Value (the attribute's TTLV value)
+//!                 0x54FF0C KEK Id              Integer            } only when the object
+//!                 0x54FF0D Wrapped Object      Byte String        } (key material) exists
+//! bytes n-4..n  CRC-32 (big-endian) of bytes 0..n-4
+//! ```
+//!
+//! The Wrapped Object is RFC 5649 (AES key wrap with padding) under the KEK, of the TTLV
+//! encoding of Structure 0x54FF0E { Unique Identifier, the object structure }: the uid inside
+//! binds the material to its record, so a blob copied into another record does not unwrap
+//! as that object. The CRC catches a damaged record whose damage the unwrap would not see
+//! (attributes). Attributes stay in the clear: the indexes are built from them, and a restore
+//! rebuilds the indexes without the KEK.
+
+use kmipd_proto::attributes::{AttrName, Attribute, Attributes};
+use kmipd_ttlv::{Limits, Tag, Ttlv, Value};
+use zeroize::Zeroizing;
+
+use crate::kek::{Kek, KekId};
+use crate::{ManagedObject, StoreError};
+
+/// The record format this build writes.
+pub const FORMAT_VERSION: u8 = 1;
+
+const fn t(b: u8) -> Tag {
+    Tag::from_bytes([0x54, 0xff, b])
+}
+const RECORD: Tag = t(0x01);
+const UID: Tag = t(0x02);
+const OBJECT_TYPE: Tag = t(0x03);
+const OWNER: Tag = t(0x04);
+const SEQUENCE: Tag = t(0x05);
+const ATTRIBUTES: Tag = t(0x06);
+const ATTRIBUTE: Tag = t(0x07);
+const ATTR_TAG: Tag = t(0x08);
+const ATTR_VENDOR: Tag = t(0x09);
+const ATTR_NAME: Tag = t(0x0a);
+const ATTR_VALUE: Tag = t(0x0b);
+const KEK_ID: Tag = t(0x0c);
+const WRAPPED: Tag = t(0x0d);
+const SEALED: Tag = t(0x0e);
+
+/// Records are written by kmipd itself, but the limits still bound a damaged one.
+const LIMITS: Limits = Limits {
+    max_message_len: 64 << 20,
+    max_depth: 64,
+    max_items: 1 << 20,
+};
+
+/// A record read from disk, key material still wrapped.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub(crate) uid: String,
+    pub(crate) object_type: u32,
+    pub(crate) owner: String,
+    pub(crate) sequence: u64,
+    pub(crate) attributes: Attributes,
+    /// (KEK, wrapped object) when the object has key material.
+    pub(crate) wrapped: Option<(KekId, Vec<u8>)>,
+}
+
+impl Parsed {
+    /// The object without its material (for indexing and listing).
+    pub(crate) fn shell(&self) -> ManagedObject {
+        ManagedObject {
+            uid: self.uid.clone(),
+            object_type: self.object_type,
+            owner: self.owner.clone(),
+            object: None,
+            attributes: self.attributes.clone(),
+            sequence: self.sequence,
+        }
+    }
+}
+
+fn corrupt(uid: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        uid: uid.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn enc(item: &Ttlv) -> Result<Vec<u8>, StoreError> {
+    kmipd_ttlv::encode_to_vec(item).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+/// The record of `o`, its object wrapped under `kek`.
+pub(crate) fn encode(o: &ManagedObject, kek: &Kek) -> Result<Vec<u8>, StoreError> {
+    let mut items = vec![
+        Ttlv::new(UID, Value::TextString(o.uid.clone())),
+        Ttlv::new(OBJECT_TYPE, Value::Enumeration(o.object_type)),
+        Ttlv::new(OWNER, Value::TextString(o.owner.clone())),
+        Ttlv::new(
+            SEQUENCE,
+            Value::LongInteger(i64::from_be_bytes(o.sequence.to_be_bytes())),
+        ),
+        Ttlv::new(
+            ATTRIBUTES,
+            Value::Structure(o.attributes.iter().map(encode_attr).collect()),
+        ),
+    ];
+    if let Some(object) = &o.object {
+        let wrapped = seal(&o.uid, object, kek)?;
+        items.push(Ttlv::new(KEK_ID, Value::Enumeration(kek.id().0)));
+        items.push(Ttlv::new(
+            WRAPPED,
+            Value::ByteString(Zeroizing::new(wrapped)),
+        ));
+    }
+    let body = enc(&Ttlv::new(RECORD, Value::Structure(items)))?;
+    let mut out = Vec::with_capacity(body.len().saturating_add(5));
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&body);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
+/// The wrapped form of an object.
+pub(crate) fn seal(uid: &str, object: &Ttlv, kek: &Kek) -> Result<Vec<u8>, StoreError> {
+    let sealed = Ttlv::new(
+        SEALED,
+        Value::Structure(vec![
+            Ttlv::new(UID, Value::TextString(uid.to_owned())),
+            object.clone(),
+        ]),
+    );
+    let plain = Zeroizing::new(enc(&sealed)?);
+    kek.wrap(&plain)
+        .map_err(|e| StoreError::Backend(format!("key wrap: {e}")))
+}
+
+/// Unwraps a record's object.
+pub(crate) fn open_sealed(uid: &str, wrapped: &[u8], kek: &Kek) -> Result<Ttlv, StoreError> {
+    let plain = kek.unwrap(wrapped).map_err(|_| {
+        corrupt(
+            uid,
+            format!("key material does not unwrap under KEK {}", kek.id()),
+        )
+    })?;
+    let sealed = kmipd_ttlv::decode(&plain, &LIMITS)
+        .map_err(|e| corrupt(uid, format!("wrapped object: {e}")))?;
+    let mut children = match sealed.value {
+        Value::Structure(c) if sealed.tag == SEALED => c.into_iter(),
+        _ => return Err(corrupt(uid, "wrapped object has the wrong shape")),
+    };
+    match (children.next(), children.next(), children.next()) {
+        (
+            Some(Ttlv {
+                tag: UID,
+                value: Value::TextString(u),
+            }),
+            Some(object),
+            None,
+        ) if u == uid => Ok(object),
+        _ => Err(corrupt(uid, "wrapped object belongs to another record")),
+    }
+}
+
+fn encode_attr(a: &Attribute) -> Ttlv {
+    let mut f = Vec::with_capacity(3);
+    match &a.name {
+        AttrName::Std(tag) => f.push(Ttlv::new(ATTR_TAG, Value::Enumeration(tag.value()))),
+        AttrName::Custom { vendor, name } => {
+            if let Some(v) = vendor {
+                f.push(Ttlv::new(ATTR_VENDOR, Value::TextString(v.clone())));
+            }
+            f.push(Ttlv::new(ATTR_NAME, Value::TextString(name.clone())));
+        }
+    }
+    f.push(Ttlv::new(ATTR_VALUE, a.value.clone()));
+    Ttlv::new(ATTRIBUTE, Value::Structure(f))
+}
+
+/// Parses a record (checksum, version, structure); the object stays wrapped.
+pub(crate) fn parse(uid: &str, bytes: &[u8]) -> Result<Parsed, StoreError> {
+    let (body, crc) = bytes
+        .split_last_chunk::<4>()
+        .ok_or_else(|| corrupt(uid, "record shorter than its checksum"))?;
+    if crc32fast::hash(body) != u32::from_be_bytes(*crc) {
+        return Err(corrupt(uid, "checksum mismatch"));
+    }
+    let (version, ttlv) = body
+        .split_first()
+        .ok_or_else(|| corrupt(uid, "empty record"))?;
+    match *version {
+        1 => parse_v1(uid, ttlv),
+        v => Err(corrupt(
+            uid,
+            format!("record format {v} is newer than this kmipd ({FORMAT_VERSION})"),
+        )),
+    }
+}
+
+fn parse_v1(uid: &str, bytes: &[u8]) -> Result<Parsed, StoreError> {
+    let root = kmipd_ttlv::decode(bytes, &LIMITS).map_err(|e| corrupt(uid, e.to_string()))?;
+    let bad = |what: &str| corrupt(uid, format!("field {what} missing or of the wrong type"));
+    let children = match &root.value {
+        Value::Structure(c) if root.tag == RECORD => c,
+        _ => return Err(bad("Store Record")),
+    };
+    let find = |t: Tag| children.iter().find(|c| c.tag == t).map(|c| &c.value);
+    let text = |t: Tag, what: &str| match find(t) {
+        Some(Value::TextString(s)) => Ok(s.clone()),
+        _ => Err(bad(what)),
+    };
+    let record_uid = text(UID, "Unique Identifier")?;
+    if record_uid != uid {
+        return Err(corrupt(uid, "record is stored under another identifier"));
+    }
+    let object_type = match find(OBJECT_TYPE) {
+        Some(Value::Enumeration(v)) => *v,
+        _ => return Err(bad("Object Type")),
+    };
+    let owner = text(OWNER, "Owner")?;
+    let sequence = match find(SEQUENCE) {
+        Some(Value::LongInteger(v)) => u64::from_be_bytes(v.to_be_bytes()),
+        _ => return Err(bad("Sequence")),
+    };
+    let mut attributes = Attributes::new();
+    match find(ATTRIBUTES) {
+        Some(Value::Structure(list)) => {
+            for a in list {
+                attributes
+                    .0
+                    .push(parse_attr(a).ok_or_else(|| bad("Attribute"))?);
+            }
+        }
+        _ => return Err(bad("Attributes")),
+    }
+    let wrapped = match (find(KEK_ID), find(WRAPPED)) {
+        (Some(Value::Enumeration(k)), Some(Value::ByteString(b))) => Some((KekId(*k), b.to_vec())),
+        (None, None) => None,
+        _ => return Err(bad("Wrapped Object")),
+    };
+    Ok(Parsed {
+        uid: record_uid,
+        object_type,
+        owner,
+        sequence,
+        attributes,
+        wrapped,
+    })
+}
+
+fn parse_attr(a: &Ttlv) -> Option<Attribute> {
+    let f = match &a.value {
+        Value::Structure(f) if a.tag == ATTRIBUTE => f,
+        _ => return None,
+    };
+    let get = |t: Tag| f.iter().find(|c| c.tag == t).map(|c| &c.value);
+    let name = match (get(ATTR_TAG), get(ATTR_VENDOR), get(ATTR_NAME)) {
+        (Some(Value::Enumeration(v)), None, None) => AttrName::Std(Tag::new(*v).ok()?),
+        (None, vendor, Some(Value::TextString(n))) => AttrName::Custom {
+            vendor: match vendor {
+                Some(Value::TextString(v)) => Some(v.clone()),
+                None => None,
+                Some(_) => return None,
+            },
+            name: n.clone(),
+        },
+        _ => return None,
+    };
+    Some(Attribute {
+        name,
+        value: get(ATTR_VALUE)?.clone(),
+    })
+}
+
+/// Re-wraps a record's object under `kek` (rotation); other bytes are re-encoded unchanged.
+pub(crate) fn rewrap(parsed: &Parsed, object: &Ttlv, kek: &Kek) -> Result<Vec<u8>, StoreError> {
+    let mut o = parsed.shell();
+    o.object = Some(object.clone());
+    encode(&o, kek)
+}

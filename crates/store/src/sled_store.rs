@@ -1,0 +1,974 @@
+//! [`SledStore`]: the durable embedded backend (sled 0.34).
+//!
+//! **Trees.** `objects` (uid → record, `record.rs`), `index` (index keys, `query.rs`), `seq`
+//! (sequence ‖ uid, creation order), `refs` (uid → the `seq` and `index` keys of its current
+//! record, so that a replaced or deleted object's entries are removed without decoding the old
+//! record, even a damaged one), `meta` (format version, KEKs). One commit is one sled
+//! transaction over `objects`, `index`, `seq` and `refs`, then a group sync (`durable.rs`).
+//!
+//! **Keys.** The store is opened locked; [`SledStore::unlock`] takes the KEKs (plain, from
+//! the HSM layer, which keeps their wrapped blobs here with
+//! [`SledStore::store_wrapped_kek`]). Every record with key material names the KEK that
+//! wrapped it, so a KEK rotation rewrites records one by one and a crash at any point leaves
+//! each record readable under the KEK it names; the old KEK is retired only after a scan
+//! finds no record that still needs it.
+//!
+//! **Damaged records.** A record that fails its checksum or its unwrap is reported as
+//! [`StoreError::Corrupt`] by `get`, and left out (and remembered, [`SledStore::corrupt_records`])
+//! by `all` and `find`, so one bad record does not stop Locate for everything else.
+//!
+//! **Backup.** [`SledStore::backup`] streams every record and the metadata (key material
+//! stays wrapped) while commits go on: changes made during the copy are journalled and
+//! re-read at the end under a short write lock, so the file is the state at one instant.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::durable::{FileSyncer, GroupCommit, SyncStats, sync_dir};
+use crate::kek::{Kek, KekId};
+use crate::query::{Filter, Query, date_key, filter_prefix, index_keys};
+use crate::record::{self, FORMAT_VERSION, Parsed};
+use crate::{Change, ManagedObject, ObjectStore, StoreError};
+
+const META_FORMAT: &[u8] = b"format";
+const META_CURRENT: &[u8] = b"kek/current";
+const META_CHECK: &str = "kek/check/";
+const META_WRAPPED: &str = "kek/wrapped/";
+const META_RETIRED: &str = "kek/retired/";
+/// What a KEK's check value wraps: proves at unlock that the key is the one registered.
+const CHECK_PLAIN: &[u8] = b"kmipd store KEK check v1";
+
+const BACKUP_MAGIC: &[u8; 8] = b"KMIPDBAK";
+const BACKUP_VERSION: u8 = 1;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn meta_key(prefix: &str, id: KekId) -> Vec<u8> {
+    let mut k = prefix.as_bytes().to_vec();
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+fn id_from_meta_key(prefix: &str, key: &[u8]) -> Option<KekId> {
+    let rest = key.strip_prefix(prefix.as_bytes())?;
+    Some(KekId(u32::from_be_bytes(rest.try_into().ok()?)))
+}
+
+fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| backend("field longer than 4 GiB"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Splits length-prefixed fields.
+fn split_lp(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        let (field, rest) = rest.split_at(len);
+        out.push(field);
+        bytes = rest;
+    }
+    Some(out)
+}
+
+fn seq_key(o: &ManagedObject) -> Vec<u8> {
+    let mut k = o.sequence.to_be_bytes().to_vec();
+    k.extend_from_slice(o.uid.as_bytes());
+    k
+}
+
+/// The KEKs in memory.
+#[derive(Default)]
+struct Keyring {
+    current: Option<KekId>,
+    keks: BTreeMap<KekId, Arc<Kek>>,
+}
+
+/// What a finished KEK rotation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KekRotation {
+    /// Records re-wrapped under the new KEK.
+    pub rewrapped: usize,
+    /// Records that could not be re-wrapped because they are damaged (see `corrupt_records`).
+    pub skipped_corrupt: Vec<String>,
+    /// KEKs no record needs any more (their wrapped blobs may be deleted).
+    pub retired: Vec<KekId>,
+}
+
+/// What a backup or restore copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// Object records.
+    pub records: usize,
+    /// Metadata entries (format, KEK check values and wrapped KEKs).
+    pub meta: usize,
+    /// Records that could not be parsed (restore: copied but not indexed).
+    pub unindexed: usize,
+}
+
+/// The durable sled backend.
+pub struct SledStore {
+    dir: PathBuf,
+    db: sled::Db,
+    objects: sled::Tree,
+    index: sled::Tree,
+    seq: sled::Tree,
+    refs: sled::Tree,
+    meta: sled::Tree,
+    keyring: RwLock<Keyring>,
+    /// Commits hold it shared; a KEK switch and the end of a backup hold it exclusively.
+    gate: RwLock<()>,
+    /// While a backup runs: the uids changed since it started.
+    journal: Mutex<Option<BTreeSet<String>>>,
+    sequence: AtomicU64,
+    corrupt: Mutex<BTreeSet<String>>,
+    syncer: FileSyncer,
+    group: GroupCommit,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`, locked: objects are readable once
+    /// [`unlock`](Self::unlock) got the KEKs. The wrapped KEK blobs are readable now.
+    pub fn open(dir: impl AsRef<Path>) -> Result<SledStore, StoreError> {
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(backend)?;
+        let db = sled::Config::new()
+            .path(&dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(backend)?;
+        let tree = |n: &str| db.open_tree(n).map_err(backend);
+        let (objects, index, seq, refs, meta) = (
+            tree("objects")?,
+            tree("index")?,
+            tree("seq")?,
+            tree("refs")?,
+            tree("meta")?,
+        );
+        match meta.get(META_FORMAT).map_err(backend)? {
+            None => {
+                meta.insert(META_FORMAT, &[FORMAT_VERSION])
+                    .map_err(backend)?;
+            }
+            Some(v) => match v.first() {
+                Some(&v) if v <= FORMAT_VERSION => {}
+                _ => {
+                    return Err(backend(format!(
+                        "the store in {} was written by a newer kmipd (format {:?})",
+                        dir.display(),
+                        v.first()
+                    )));
+                }
+            },
+        }
+        let last = match seq.last().map_err(backend)? {
+            Some((k, _)) => k
+                .first_chunk::<8>()
+                .map(|b| u64::from_be_bytes(*b))
+                .unwrap_or(0),
+            None => 0,
+        };
+        let current = match meta.get(META_CURRENT).map_err(backend)? {
+            Some(v) => Some(KekId(u32::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| backend("damaged current KEK id"))?,
+            ))),
+            None => None,
+        };
+        let syncer = FileSyncer::new(&dir).map_err(backend)?;
+        let store = SledStore {
+            dir,
+            db,
+            objects,
+            index,
+            seq,
+            refs,
+            meta,
+            keyring: RwLock::new(Keyring {
+                current,
+                keks: BTreeMap::new(),
+            }),
+            gate: RwLock::new(()),
+            journal: Mutex::new(None),
+            sequence: AtomicU64::new(last),
+            corrupt: Mutex::new(BTreeSet::new()),
+            syncer,
+            group: GroupCommit::default(),
+        };
+        store.sync()?;
+        Ok(store)
+    }
+
+    /// Opens and unlocks with one KEK (a new store registers it as its first KEK).
+    pub fn open_with_kek(dir: impl AsRef<Path>, kek: Kek) -> Result<SledStore, StoreError> {
+        let s = SledStore::open(dir)?;
+        s.unlock(vec![kek])?;
+        Ok(s)
+    }
+
+    /// Supplies the KEKs. A new store registers the first one as its current KEK; otherwise
+    /// every KEK the store still needs ([`required_keks`](Self::required_keks)) must be given,
+    /// each matching its registered check value.
+    pub fn unlock(&self, keks: Vec<Kek>) -> Result<(), StoreError> {
+        let mut ring = self
+            .keyring
+            .write()
+            .map_err(|_| backend("keyring lock poisoned"))?;
+        let fresh = ring.current.is_none();
+        let mut given = BTreeMap::new();
+        for kek in keks {
+            let id = kek.id();
+            match self.meta.get(meta_key(META_CHECK, id)).map_err(backend)? {
+                Some(check) => verify_check(&kek, &check)?,
+                None if fresh && given.is_empty() => {
+                    let _g = self.gate.write().map_err(|_| backend("gate poisoned"))?;
+                    self.register(&kek)?;
+                    self.meta
+                        .insert(META_CURRENT, &id.0.to_be_bytes())
+                        .map_err(backend)?;
+                    ring.current = Some(id);
+                }
+                None => {
+                    return Err(StoreError::Kek(format!(
+                        "KEK {id} is not registered in this store (introduce a new KEK with rotate_kek)"
+                    )));
+                }
+            }
+            given.insert(id, Arc::new(kek));
+        }
+        for id in self.required_keks()? {
+            if !given.contains_key(&id) {
+                return Err(StoreError::Kek(format!(
+                    "KEK {id} is still needed by this store but was not supplied"
+                )));
+            }
+        }
+        ring.keks = given;
+        drop(ring);
+        self.sync()
+    }
+
+    fn register(&self, kek: &Kek) -> Result<(), StoreError> {
+        let check = kek
+            .wrap(CHECK_PLAIN)
+            .map_err(|e| StoreError::Kek(format!("wrap check value: {e}")))?;
+        self.meta
+            .insert(meta_key(META_CHECK, kek.id()), check)
+            .map_err(backend)?;
+        self.meta
+            .remove(meta_key(META_RETIRED, kek.id()))
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// The KEKs that must be supplied at unlock: registered and not retired.
+    pub fn required_keks(&self) -> Result<Vec<KekId>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.meta.scan_prefix(META_CHECK) {
+            let (k, _) = kv.map_err(backend)?;
+            if let Some(id) = id_from_meta_key(META_CHECK, &k)
+                && !self
+                    .meta
+                    .contains_key(meta_key(META_RETIRED, id))
+                    .map_err(backend)?
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The KEK new records are wrapped with, once one is registered.
+    pub fn current_kek(&self) -> Result<Option<KekId>, StoreError> {
+        Ok(self
+            .keyring
+            .read()
+            .map_err(|_| backend("keyring lock poisoned"))?
+            .current)
+    }
+
+    /// Keeps the HSM layer's wrapped form of a KEK (durable on return). The store never sees
+    /// the master key and cannot unwrap it.
+    pub fn store_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<(), StoreError> {
+        let _g = self.gate.read().map_err(|_| backend("gate poisoned"))?;
+        self.meta
+            .insert(meta_key(META_WRAPPED, id), blob)
+            .map_err(backend)?;
+        drop(_g);
+        self.sync()
+    }
+
+    /// Every wrapped KEK blob kept, by id.
+    pub fn wrapped_keks(&self) -> Result<Vec<(KekId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.meta.scan_prefix(META_WRAPPED) {
+            let (k, v) = kv.map_err(backend)?;
+            if let Some(id) = id_from_meta_key(META_WRAPPED, &k) {
+                out.push((id, v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the wrapped blob of a retired KEK.
+    pub fn remove_wrapped_kek(&self, id: KekId) -> Result<(), StoreError> {
+        if self.required_keks()?.contains(&id) {
+            return Err(StoreError::Kek(format!("KEK {id} is still needed")));
+        }
+        self.meta
+            .remove(meta_key(META_WRAPPED, id))
+            .map_err(backend)?;
+        self.sync()
+    }
+
+    /// What the durability layer did so far.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.syncer.counters.snapshot()
+    }
+
+    /// Records found damaged since the store was opened.
+    pub fn corrupt_records(&self) -> Vec<String> {
+        self.corrupt
+            .lock()
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Flush + fsync, shared with concurrent callers.
+    fn sync(&self) -> Result<(), StoreError> {
+        let t = self.group.ticket().map_err(StoreError::Backend)?;
+        self.group
+            .wait(t, || self.syncer.sync(&self.db))
+            .map_err(StoreError::Backend)
+    }
+
+    fn kek(&self, id: KekId) -> Result<Arc<Kek>, StoreError> {
+        let ring = self
+            .keyring
+            .read()
+            .map_err(|_| backend("keyring lock poisoned"))?;
+        if ring.keks.is_empty() {
+            return Err(StoreError::Locked);
+        }
+        ring.keks
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::Kek(format!("KEK {id} was not supplied at unlock")))
+    }
+
+    fn current(&self) -> Result<Arc<Kek>, StoreError> {
+        let ring = self
+            .keyring
+            .read()
+            .map_err(|_| backend("keyring lock poisoned"))?;
+        let id = ring.current.ok_or(StoreError::Locked)?;
+        ring.keks.get(&id).cloned().ok_or(StoreError::Locked)
+    }
+
+    /// Parses and unwraps one record.
+    fn decode(&self, uid: &str, raw: &[u8]) -> Result<ManagedObject, StoreError> {
+        let parsed = record::parse(uid, raw)?;
+        let mut o = parsed.shell();
+        if let Some((id, wrapped)) = &parsed.wrapped {
+            let kek = match self.kek(*id) {
+                Ok(k) => k,
+                Err(StoreError::Kek(reason)) => {
+                    return Err(StoreError::Corrupt {
+                        uid: uid.to_owned(),
+                        reason,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            o.object = Some(record::open_sealed(uid, wrapped, &kek)?);
+        }
+        Ok(o)
+    }
+
+    /// Loads for a listing: a damaged record is remembered and left out.
+    fn load_listed(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
+        let Some(raw) = self.objects.get(uid.as_bytes()).map_err(backend)? else {
+            return Ok(None);
+        };
+        match self.decode(uid, &raw) {
+            Ok(o) => Ok(Some(o)),
+            Err(StoreError::Corrupt { uid, .. }) => {
+                if let Ok(mut c) = self.corrupt.lock() {
+                    c.insert(uid);
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The uids an indexed filter selects.
+    fn scan(&self, f: &Filter) -> Result<BTreeSet<String>, StoreError> {
+        let prefix = filter_prefix(f)?;
+        let mut out = BTreeSet::new();
+        let mut take = |key: &[u8], skip: usize| {
+            if let Some(uid) = key.get(skip..)
+                && let Ok(u) = std::str::from_utf8(uid)
+            {
+                out.insert(u.to_owned());
+            }
+        };
+        match f {
+            Filter::Date(_, from, to) => {
+                if from > to {
+                    return Ok(out);
+                }
+                let mut start = prefix.clone();
+                start.extend_from_slice(&date_key(*from));
+                let high = date_key(*to);
+                let date_at = prefix.len();
+                for kv in self.index.range(start..) {
+                    let (k, _) = kv.map_err(backend)?;
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    match k.get(date_at..date_at.saturating_add(8)) {
+                        Some(d) if d <= high.as_slice() => take(&k, date_at.saturating_add(8)),
+                        _ => break,
+                    }
+                }
+            }
+            _ => {
+                for kv in self.index.scan_prefix(&prefix) {
+                    let (k, _) = kv.map_err(backend)?;
+                    take(&k, prefix.len());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn journal(&self, uids: impl Iterator<Item = String>) {
+        if let Ok(mut j) = self.journal.lock()
+            && let Some(set) = j.as_mut()
+        {
+            set.extend(uids);
+        }
+    }
+
+    // ---- KEK rotation ----------------------------------------------------------------------
+
+    /// Rotates to `new`: registers it as the current KEK, re-wraps every record, and retires
+    /// the KEKs no record needs any more. Online; resumable after a crash (call it again with
+    /// the same KEK after unlocking with the old and the new one).
+    pub fn rotate_kek(&self, new: Kek) -> Result<KekRotation, StoreError> {
+        self.begin_kek_rotation(new)?;
+        let mut report = KekRotation::default();
+        loop {
+            let (done, skipped) = self.rewrap_step(256)?;
+            report.rewrapped = report.rewrapped.saturating_add(done);
+            if done == 0 {
+                report.skipped_corrupt = skipped;
+                break;
+            }
+        }
+        report.retired = self.finish_kek_rotation()?;
+        Ok(report)
+    }
+
+    /// First step of a rotation: `new` is registered and becomes the KEK of every write
+    /// from now on (durable before return). Both KEKs stay required until
+    /// [`finish_kek_rotation`](Self::finish_kek_rotation).
+    pub fn begin_kek_rotation(&self, new: Kek) -> Result<(), StoreError> {
+        let id = new.id();
+        let _g = self.gate.write().map_err(|_| backend("gate poisoned"))?;
+        let mut ring = self
+            .keyring
+            .write()
+            .map_err(|_| backend("keyring lock poisoned"))?;
+        if ring.keks.is_empty() {
+            return Err(StoreError::Locked);
+        }
+        match self.meta.get(meta_key(META_CHECK, id)).map_err(backend)? {
+            Some(check) => verify_check(&new, &check)?,
+            None => self.register(&new)?,
+        }
+        self.meta
+            .insert(META_CURRENT, &id.0.to_be_bytes())
+            .map_err(backend)?;
+        ring.current = Some(id);
+        ring.keks.insert(id, Arc::new(new));
+        drop(ring);
+        drop(_g);
+        self.sync()
+    }
+
+    /// Re-wraps up to `max` records not under the current KEK (durable before return).
+    /// Returns how many were re-wrapped and the damaged records that were skipped.
+    pub fn rewrap_step(&self, max: usize) -> Result<(usize, Vec<String>), StoreError> {
+        let current = self.current()?;
+        let mut done = 0;
+        let mut skipped = Vec::new();
+        for kv in self.objects.iter() {
+            if done >= max {
+                break;
+            }
+            let (k, raw) = kv.map_err(backend)?;
+            let uid = String::from_utf8_lossy(&k).into_owned();
+            let parsed = match record::parse(&uid, &raw) {
+                Ok(p) => p,
+                Err(_) => {
+                    skipped.push(uid);
+                    continue;
+                }
+            };
+            let Some((id, wrapped)) = &parsed.wrapped else {
+                continue;
+            };
+            if *id == current.id() {
+                continue;
+            }
+            let object = match self
+                .kek(*id)
+                .and_then(|kek| record::open_sealed(&uid, wrapped, &kek))
+            {
+                Ok(o) => o,
+                Err(_) => {
+                    skipped.push(uid);
+                    continue;
+                }
+            };
+            let new_raw = record::rewrap(&parsed, &object, &current)?;
+            let _g = self.gate.read().map_err(|_| backend("gate poisoned"))?;
+            let swapped = self
+                .objects
+                .compare_and_swap(&k, Some(&raw), Some(new_raw))
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                self.journal(std::iter::once(uid));
+                done += 1;
+            }
+        }
+        for s in &skipped {
+            if let Ok(mut c) = self.corrupt.lock() {
+                c.insert(s.clone());
+            }
+        }
+        if done > 0 {
+            self.sync()?;
+        }
+        Ok((done, skipped))
+    }
+
+    /// Last step of a rotation: if no readable record needs an older KEK, retires every
+    /// KEK but the current one and returns them; otherwise fails (run `rewrap_step` again).
+    pub fn finish_kek_rotation(&self) -> Result<Vec<KekId>, StoreError> {
+        let current = self.current()?.id();
+        for kv in self.objects.iter() {
+            let (k, raw) = kv.map_err(backend)?;
+            let uid = String::from_utf8_lossy(&k).into_owned();
+            let Ok(parsed) = record::parse(&uid, &raw) else {
+                continue;
+            };
+            if let Some((id, wrapped)) = &parsed.wrapped
+                && *id != current
+                && self
+                    .kek(*id)
+                    .and_then(|kek| record::open_sealed(&uid, wrapped, &kek))
+                    .is_ok()
+            {
+                return Err(StoreError::Kek(format!(
+                    "rotation not finished: {uid} is still wrapped by KEK {id}"
+                )));
+            }
+        }
+        let mut retired = Vec::new();
+        for id in self.required_keks()? {
+            if id != current {
+                self.meta
+                    .insert(meta_key(META_RETIRED, id), &[])
+                    .map_err(backend)?;
+                retired.push(id);
+            }
+        }
+        self.sync()?;
+        if let Ok(mut ring) = self.keyring.write() {
+            ring.keks.retain(|id, _| *id == current);
+        }
+        Ok(retired)
+    }
+
+    // ---- backup and restore ----------------------------------------------------------------
+
+    /// Writes a consistent copy of the store to `path` while it keeps serving. Records stay
+    /// as they are on disk (key material wrapped); the metadata (check values, wrapped KEKs)
+    /// is included, so a restore needs the same KEKs. The file is fsynced before return.
+    pub fn backup(&self, path: impl AsRef<Path>) -> Result<BackupInfo, StoreError> {
+        let path = path.as_ref();
+        let tmp = path.with_extension("partial");
+        let file = File::create(&tmp).map_err(backend)?;
+        let mut w = CrcWriter::new(BufWriter::new(file));
+        let mut info = BackupInfo::default();
+        w.write_all(BACKUP_MAGIC)?;
+        w.write_all(&[BACKUP_VERSION])?;
+        *self
+            .journal
+            .lock()
+            .map_err(|_| backend("journal poisoned"))? = Some(BTreeSet::new());
+        let result = (|| {
+            for kv in self.objects.iter() {
+                let (k, v) = kv.map_err(backend)?;
+                w.entry(b'R', &k, Some(&v))?;
+                info.records = info.records.saturating_add(1);
+            }
+            // The cut: no commit runs while the journal is replayed and the metadata read.
+            let _g = self.gate.write().map_err(|_| backend("gate poisoned"))?;
+            let changed = self
+                .journal
+                .lock()
+                .map_err(|_| backend("journal poisoned"))?
+                .take()
+                .unwrap_or_default();
+            for uid in changed {
+                match self.objects.get(uid.as_bytes()).map_err(backend)? {
+                    Some(v) => w.entry(b'R', uid.as_bytes(), Some(&v))?,
+                    None => w.entry(b'X', uid.as_bytes(), None)?,
+                }
+            }
+            for kv in self.meta.iter() {
+                let (k, v) = kv.map_err(backend)?;
+                w.entry(b'M', &k, Some(&v))?;
+                info.meta = info.meta.saturating_add(1);
+            }
+            Ok::<(), StoreError>(())
+        })();
+        if let Ok(mut j) = self.journal.lock() {
+            *j = None;
+        }
+        result?;
+        let crc = w.crc.clone().finalize();
+        let mut inner = w.inner;
+        inner.write_all(b"E").map_err(backend)?;
+        inner.write_all(&crc.to_be_bytes()).map_err(backend)?;
+        let file = inner.into_inner().map_err(|e| backend(e.error()))?;
+        file.sync_all().map_err(backend)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(backend)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent).map_err(backend)?;
+        }
+        Ok(info)
+    }
+
+    /// Creates a store in `dir` (absent or empty) from a backup file, rebuilding the
+    /// indexes from the records (no KEK needed: attributes are stored in the clear). Open it
+    /// afterwards and unlock it with the KEKs of the backed-up store.
+    pub fn restore(
+        backup: impl AsRef<Path>,
+        dir: impl AsRef<Path>,
+    ) -> Result<BackupInfo, StoreError> {
+        let dir = dir.as_ref();
+        if dir.exists() && std::fs::read_dir(dir).map_err(backend)?.next().is_some() {
+            return Err(backend(format!(
+                "restore target {} is not empty",
+                dir.display()
+            )));
+        }
+        let mut bytes = Vec::new();
+        File::open(backup.as_ref())
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(backend)?;
+        let (body, trailer) = bytes
+            .split_last_chunk::<5>()
+            .ok_or_else(|| backend("backup file truncated"))?;
+        let (end, crc) = trailer
+            .split_first()
+            .ok_or_else(|| backend("backup truncated"))?;
+        if *end != b'E' || crc32fast::hash(body).to_be_bytes() != *crc {
+            return Err(backend("backup file damaged or truncated (checksum)"));
+        }
+        let rest = body
+            .strip_prefix(BACKUP_MAGIC.as_slice())
+            .and_then(|r| r.strip_prefix(&[BACKUP_VERSION]))
+            .ok_or_else(|| backend("not a kmipd backup of a known version"))?;
+        let mut records: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut meta = Vec::new();
+        let mut cur = rest;
+        while let Some((kind, r)) = cur.split_first() {
+            let (key, r) = take_lp(r)?;
+            let (value, r) = if *kind == b'X' {
+                (&[][..], r)
+            } else {
+                take_lp(r)?
+            };
+            match kind {
+                b'R' => {
+                    records.insert(key.to_vec(), Some(value.to_vec()));
+                }
+                b'X' => {
+                    records.insert(key.to_vec(), None);
+                }
+                b'M' => meta.push((key.to_vec(), value.to_vec())),
+                _ => return Err(backend("backup file: unknown entry")),
+            }
+            cur = r;
+        }
+        let store = SledStore::open(dir)?;
+        let mut info = BackupInfo::default();
+        for (k, v) in meta {
+            store.meta.insert(k, v).map_err(backend)?;
+            info.meta = info.meta.saturating_add(1);
+        }
+        for (k, v) in records.into_iter().filter_map(|(k, v)| Some((k, v?))) {
+            let uid = String::from_utf8_lossy(&k).into_owned();
+            store.objects.insert(&k, v.as_slice()).map_err(backend)?;
+            info.records = info.records.saturating_add(1);
+            match record::parse(&uid, &v) {
+                Ok(p) => store.index_parsed(&p)?,
+                Err(_) => info.unindexed = info.unindexed.saturating_add(1),
+            }
+        }
+        store.sync()?;
+        Ok(info)
+    }
+
+    /// Writes the index, seq and refs entries of a parsed record (restore, migrations).
+    fn index_parsed(&self, p: &Parsed) -> Result<(), StoreError> {
+        let shell = p.shell();
+        let keys = index_keys(&shell)?;
+        let sk = seq_key(&shell);
+        let mut refs = Vec::new();
+        push_lp(&mut refs, &sk)?;
+        for k in &keys {
+            push_lp(&mut refs, k)?;
+            self.index.insert(k.as_slice(), &[]).map_err(backend)?;
+        }
+        self.seq.insert(sk, &[]).map_err(backend)?;
+        self.refs
+            .insert(shell.uid.as_bytes(), refs)
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn take_lp(b: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let (len, rest) = b
+        .split_first_chunk::<4>()
+        .ok_or_else(|| backend("backup file: truncated entry"))?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(backend)?;
+    if rest.len() < len {
+        return Err(backend("backup file: truncated entry"));
+    }
+    Ok(rest.split_at(len))
+}
+
+fn verify_check(kek: &Kek, check: &[u8]) -> Result<(), StoreError> {
+    match kek.unwrap(check) {
+        Ok(p) if p.as_slice() == CHECK_PLAIN => Ok(()),
+        _ => Err(StoreError::Kek(format!(
+            "the key given as KEK {} is not the one this store registered under that id",
+            kek.id()
+        ))),
+    }
+}
+
+/// A writer that keeps a CRC-32 of what went through it.
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> CrcWriter<W> {
+    fn new(inner: W) -> Self {
+        CrcWriter {
+            inner,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    fn write_all(&mut self, b: &[u8]) -> Result<(), StoreError> {
+        self.crc.update(b);
+        self.inner.write_all(b).map_err(backend)
+    }
+
+    fn entry(&mut self, kind: u8, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut buf = vec![kind];
+        push_lp(&mut buf, key)?;
+        if let Some(v) = value {
+            push_lp(&mut buf, v)?;
+        }
+        self.write_all(&buf)
+    }
+}
+
+/// (record, seq key, refs value, index keys).
+type PreparedPut = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
+
+/// A change with its record encoded, ready for the transaction.
+struct Prepared {
+    uid: String,
+    /// (record, seq key, refs value, index keys) for a Put.
+    put: Option<PreparedPut>,
+}
+
+type TxErr = ConflictableTransactionError<StoreError>;
+
+impl ObjectStore for SledStore {
+    fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
+        match self.objects.get(uid.as_bytes()).map_err(backend)? {
+            Some(raw) => self.decode(uid, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn all(&self) -> Result<Vec<ManagedObject>, StoreError> {
+        self.current()?;
+        let mut out = Vec::new();
+        for kv in self.seq.iter() {
+            let (k, _) = kv.map_err(backend)?;
+            let Some(uid) = k.get(8..).and_then(|u| std::str::from_utf8(u).ok()) else {
+                continue;
+            };
+            if let Some(o) = self.load_listed(uid)? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    fn find(&self, query: &Query) -> Result<Vec<ManagedObject>, StoreError> {
+        self.current()?;
+        let indexed: Vec<&Filter> = query.filters.iter().filter(|f| f.indexed()).collect();
+        if indexed.is_empty() {
+            return Ok(self
+                .all()?
+                .into_iter()
+                .filter(|o| query.matches(o))
+                .collect());
+        }
+        let mut sets = indexed
+            .into_iter()
+            .map(|f| self.scan(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        sets.sort_by_key(BTreeSet::len);
+        let mut sets = sets.into_iter();
+        let mut uids = sets.next().unwrap_or_default();
+        for s in sets {
+            uids.retain(|u| s.contains(u));
+        }
+        let mut out = Vec::with_capacity(uids.len());
+        for uid in uids {
+            if let Some(o) = self.load_listed(&uid)?
+                && query.matches(&o)
+            {
+                out.push(o);
+            }
+        }
+        out.sort_by(|a, b| (a.sequence, &a.uid).cmp(&(b.sequence, &b.uid)));
+        Ok(out)
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let gate = self.gate.read().map_err(|_| backend("gate poisoned"))?;
+        let kek = self.current()?;
+        let mut prepared = Vec::with_capacity(changes.len());
+        for c in &changes {
+            match c {
+                Change::Put(o) => {
+                    let rec = record::encode(o, &kek)?;
+                    let keys = index_keys(o)?;
+                    let sk = seq_key(o);
+                    let mut refs = Vec::new();
+                    push_lp(&mut refs, &sk)?;
+                    for k in &keys {
+                        push_lp(&mut refs, k)?;
+                    }
+                    self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
+                    prepared.push(Prepared {
+                        uid: o.uid.clone(),
+                        put: Some((rec, sk, refs, keys)),
+                    });
+                }
+                Change::Delete(uid) => prepared.push(Prepared {
+                    uid: uid.clone(),
+                    put: None,
+                }),
+            }
+        }
+        let result = (&self.objects, &self.index, &self.seq, &self.refs).transaction(
+            |(objects, index, seq, refs)| {
+                for p in &prepared {
+                    let key = p.uid.as_bytes();
+                    if let Some(old) = refs.get(key)? {
+                        let fields = split_lp(&old).ok_or_else(|| {
+                            TxErr::Abort(backend(format!("index references of {} damaged", p.uid)))
+                        })?;
+                        let mut fields = fields.into_iter();
+                        if let Some(sk) = fields.next() {
+                            seq.remove(sk)?;
+                        }
+                        for k in fields {
+                            index.remove(k)?;
+                        }
+                    }
+                    match &p.put {
+                        Some((rec, sk, r, keys)) => {
+                            objects.insert(key, rec.as_slice())?;
+                            seq.insert(sk.as_slice(), &[])?;
+                            for k in keys {
+                                index.insert(k.as_slice(), &[])?;
+                            }
+                            refs.insert(key, r.as_slice())?;
+                        }
+                        None => {
+                            objects.remove(key)?;
+                            refs.remove(key)?;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        );
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(backend(e)),
+        }
+        self.journal(prepared.into_iter().map(|p| p.uid));
+        drop(gate);
+        self.syncer.count_commit();
+        self.sync()
+    }
+
+    fn next_sequence(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .sequence
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1))
+    }
+}
+
+#[cfg(test)]
+mod tests;
