@@ -105,7 +105,12 @@ pub fn render(outcomes: &[(PathBuf, FileOutcome)], command: &str) -> String {
         "Each OASIS XML test case is replayed in-process against a fresh engine and its responses \
          compared under the Permitted Test Case Variations. `passed/total` per protocol version; \
          mandatory and optional are the Profiles documents' test cases, Test Cases the \
-         non-normative KMIP Test Cases notes."
+         non-normative KMIP Test Cases notes. How responses are compared: \
+         `conformance/README.md`. Mandatory cases that no correct server can pass (OASIS \
+         defects, each verified): `conformance/known-defects.txt`. Cases outside the KMIP \
+         profiles kmipd claims (PKCS#11, Quantum Safe, Suite B, asynchronous operations, \
+         Archive/Recover, Certify, Put/Notify, split keys) fail with Operation Not Supported \
+         or a feature refusal until they are implemented."
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "## Summary");

@@ -7,7 +7,9 @@
 //!   listed file that starts passing fails the test too, so the list stays true;
 //! - every file listed in `conformance/passing.txt` (Test Cases notes and optional cases that
 //!   pass today: ReKey, ReKeyKeyPair, Discover Versions, Query, ...) keeps passing; files outside
-//!   the core set that pass but are not listed are printed so that someone adds them.
+//!   the core set that pass but are not listed are printed so that someone adds them;
+//! - `docs/conformance.md` is what the runner generates from this very run (it is generated,
+//!   never written by hand: regenerate it with the command at its top when this fails).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,7 +20,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use kmipd_conformance::{InProcess, core_mandatory, run_file, vector_key};
+use kmipd_conformance::{
+    FileOutcome, InProcess, VERSIONS, collect_files, core_mandatory, report, run_file, vector_key,
+};
 use kmipd_test_support::vectors_dir;
 
 /// Non-empty, non-comment lines of a file next to this crate's manifest.
@@ -71,30 +75,46 @@ fn every_core_mandatory_case_passes_and_listed_cases_keep_passing() {
             dir.display()
         );
     }
+    // Every 1.0-2.1 file runs once: the gate reads the outcomes, the report renders them all.
+    let version_dirs: Vec<_> = VERSIONS.iter().map(|v| dir.join(v)).collect();
     let mut factory = InProcess::factory();
+    let outcomes: Vec<(std::path::PathBuf, FileOutcome)> = collect_files(&version_dirs)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let o = run_file(&p, &mut factory);
+            (p, o)
+        })
+        .collect();
+    let by_key: BTreeMap<String, &FileOutcome> =
+        outcomes.iter().map(|(p, o)| (vector_key(p), o)).collect();
     let mut failures = Vec::new();
     let mut unlisted = Vec::new();
     let mut passed = 0;
+    // (defects outside the core and listed sets are run and checked too)
     let defect_keys: BTreeSet<String> = defects.keys().cloned().collect();
     let all: BTreeSet<String> = core.union(&listed).cloned().collect();
     for key in all.union(&defect_keys) {
-        let outcome = run_file(&dir.join(key), &mut factory);
+        let outcome = by_key
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} was not run"));
         let defect = defects.get(key);
         match (outcome.passed, defect) {
-            (true, None) => {
-                passed += 1;
-                if !core.contains(key) && !listed.contains(key) {
-                    unlisted.push(key.clone());
-                }
-            }
+            (true, None) => passed += 1,
             (true, Some(_)) => failures.push(format!(
                 "{key} passes now: remove it from conformance/known-defects.txt"
             )),
             (false, Some(_)) => {}
             (false, None) => failures.push(format!(
                 "{key}: {}",
-                outcome.first_difference.unwrap_or_default()
+                outcome.first_difference.clone().unwrap_or_default()
             )),
+        }
+    }
+    for (p, o) in &outcomes {
+        let key = vector_key(p);
+        if o.passed && !core.contains(&key) && !listed.contains(&key) {
+            unlisted.push(key);
         }
     }
     let core_passed = core.iter().filter(|k| !defects.contains_key(*k)).count();
@@ -111,5 +131,15 @@ fn every_core_mandatory_case_passes_and_listed_cases_keep_passing() {
         "{} conformance failures:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    let generated = report::render(
+        &outcomes,
+        "cargo run -p kmipd-conformance -- --report docs/conformance.md ../shared/kmip-vectors",
+    );
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/conformance.md");
+    let current = std::fs::read_to_string(&doc).unwrap_or_default();
+    assert!(
+        current == generated,
+        "docs/conformance.md is out of date: regenerate it with the command at its top"
     );
 }
