@@ -45,29 +45,11 @@ fn server() -> Server {
 }
 
 fn header(v: ProtocolVersion, count: usize) -> RequestHeader {
-    RequestHeader {
-        protocol_version: v,
-        maximum_response_size: None,
-        client_correlation_value: None,
-        server_correlation_value: None,
-        asynchronous_indicator: None,
-        attestation_capable_indicator: None,
-        authentication: None,
-        batch_error_continuation_option: None,
-        batch_order_option: None,
-        time_stamp: None,
-        batch_count: i32::try_from(count).unwrap(),
-    }
+    RequestHeader::new(v, i32::try_from(count).unwrap())
 }
 
 fn item(operation: u32, payload: Vec<Ttlv>) -> RequestBatchItem {
-    RequestBatchItem {
-        operation,
-        ephemeral: None,
-        unique_batch_item_id: None,
-        payload: Some(r::structure(tag::REQUEST_PAYLOAD, payload)),
-        message_extension: None,
-    }
+    RequestBatchItem::new(operation, payload)
 }
 
 fn message(v: ProtocolVersion, items: Vec<RequestBatchItem>) -> RequestMessage {
@@ -606,11 +588,17 @@ fn query_answers_in_the_request_version() {
         ],
     );
     assert_eq!(status, rs::SUCCESS);
-    let tags: Vec<_> = extras.iter().map(|i| i.tag).collect();
+    // Profiles first (the claimed server profiles; see operations/query.rs), then the rest.
+    let tags: Vec<_> = extras
+        .iter()
+        .map(|i| i.tag)
+        .filter(|t| *t != tag::PROFILE_INFORMATION)
+        .collect();
     assert_eq!(
         tags,
         [tag::DEFAULTS_INFORMATION, tag::PROTECTION_STORAGE_MASKS]
     );
+    assert_eq!(extras[0].tag, tag::PROFILE_INFORMATION);
     // No Query Function: an empty answer.
     let (status, _, none) = query(&s, V21, &[]);
     assert_eq!((status, none.len()), (rs::SUCCESS, 0));

@@ -53,6 +53,23 @@ pub(crate) fn symmetric(len_bytes: usize) -> Result<Zeroizing<Vec<u8>>> {
     Ok(key)
 }
 
+/// The fields of an RNG Parameters structure (KMIP 1.3+) describing [`symmetric`]'s generator:
+/// RNG Algorithm DRBG, Cryptographic Algorithm AES, Cryptographic Length 256, DRBG Algorithm
+/// CTR-DRBG, Prediction Resistance false (OpenSSL reseeds its DRBG periodically and after a
+/// fork, not before every request). Query (RNG Parameters) and the Random Number Generator
+/// attribute of generated objects both use it, so they cannot disagree.
+pub(crate) fn rng_parameters() -> Vec<kmipd_ttlv::Ttlv> {
+    use kmipd_proto::enums::{cryptographic_algorithm, drbg_algorithm, rng_algorithm};
+    use kmipd_proto::{reader, tag};
+    vec![
+        reader::enumeration(tag::RNG_ALGORITHM, rng_algorithm::DRBG),
+        reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, cryptographic_algorithm::AES),
+        reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+        reader::enumeration(tag::DRBG_ALGORITHM, drbg_algorithm::CTR),
+        reader::boolean(tag::PREDICTION_RESISTANCE, false),
+    ]
+}
+
 /// A new RSA key pair in PKCS#1 DER.
 pub(crate) struct RsaPair {
     /// `RSAPrivateKey` (RFC 8017 A.1.2), DER.

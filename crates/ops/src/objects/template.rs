@@ -6,9 +6,7 @@
 //! (`object::attributes_out`), so a 1.0 client never sees a 1.1 attribute.
 
 use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes};
-use kmipd_proto::enums::{
-    hashing_algorithm, object_type as ot, protection_storage_mask, rng_algorithm,
-};
+use kmipd_proto::enums::{hashing_algorithm, object_type as ot, protection_storage_mask};
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_store::ManagedObject;
@@ -62,12 +60,10 @@ pub(crate) fn server_defaults(
         }
     }
     if generated && !attrs.has(&AttrName::Std(tag::RANDOM_NUMBER_GENERATOR)) {
+        // The generator behind every generated key (OpenSSL's CTR_DRBG, AES-256).
         attrs.set(
             tag::RANDOM_NUMBER_GENERATOR,
-            Value::Structure(vec![reader::enumeration(
-                tag::RNG_ALGORITHM,
-                rng_algorithm::UNSPECIFIED,
-            )]),
+            Value::Structure(crate::crypto::keygen::rng_parameters()),
         );
     }
 }
