@@ -678,6 +678,7 @@ pub(crate) mod testing {
             batch_uids: Vec::new(),
             uid_by_kind: Vec::new(),
             config: &config,
+            operation: 0,
         };
         f(&mut ctx)
     }

@@ -146,6 +146,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) uid_by_kind: Vec<(u32, String)>,
     /// The engine's configuration.
     pub(crate) config: &'a EngineConfig,
+    /// The Operation of the batch item being run (what a grantee must have been granted).
+    pub(crate) operation: u32,
 }
 
 impl Ctx<'_> {
@@ -154,13 +156,19 @@ impl Ctx<'_> {
         self.version.is_v2()
     }
 
-    /// The object with this identifier, if the caller may see it; anything else is
+    /// The object with this identifier, if the caller may perform the current operation on it
+    /// (owner, administrator, or grantee of the operation: `access`); anything else is
     /// [`Error::NotFound`] (an invisible object looks exactly like a missing one).
     pub(crate) fn load(&self, uid: &str) -> Result<ManagedObject> {
         match self.tx.get(uid)? {
-            Some(o) if self.principal.may_see(&o) => Ok(o),
+            Some(o) if self.may(&o) => Ok(o),
             _ => Err(Error::NotFound),
         }
+    }
+
+    /// True when the caller may perform the current operation on the object.
+    pub(crate) fn may(&self, object: &ManagedObject) -> bool {
+        self.principal.may(object, self.operation)
     }
 
     /// Records `uid` as the ID Placeholder and as this batch's latest identifier.

@@ -56,9 +56,22 @@ impl Principal {
         &self.name
     }
 
-    /// True when this identity may see the object (its owner, or an administrator).
+    /// True for an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// True when this identity has every right on the object (its owner, or an
+    /// administrator). Grantees have only their granted operations: see [`Principal::may`].
     pub fn may_see(&self, object: &ManagedObject) -> bool {
         self.admin || object.owner == self.name
+    }
+
+    /// True when this identity may perform `operation` (an Operation enumeration value) on the
+    /// object: its owner, an administrator, or a grantee of that operation
+    /// (see [`crate::access`]).
+    pub fn may(&self, object: &ManagedObject, operation: u32) -> bool {
+        crate::access::may_access(self, object, operation)
     }
 }
 
@@ -280,6 +293,7 @@ impl Engine {
             batch_uids: Vec::new(),
             uid_by_kind: Vec::new(),
             config: &self.config,
+            operation: 0,
         };
         let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());
         let mut failed = false;
@@ -336,6 +350,66 @@ impl Engine {
             return error_response(version, &items, &Error::Store(e));
         }
         response
+    }
+
+    /// Grants `operations` (Operation enumeration values) on object `uid` to `grantee`, adding
+    /// to what it already holds. Only the object's owner or an administrator may grant;
+    /// anyone else gets [`Error::NotFound`], as if the object did not exist.
+    pub fn grant(
+        &self,
+        who: &Principal,
+        uid: &str,
+        grantee: &str,
+        operations: &[u32],
+    ) -> Result<(), Error> {
+        if grantee.is_empty() || grantee.contains(char::is_control) {
+            return Err(Error::InvalidField("grantee"));
+        }
+        if operations.is_empty() {
+            return Err(Error::MissingData("no operation to grant"));
+        }
+        let mut object = self.owned(who, uid)?;
+        crate::access::add_grant(&mut object, grantee, operations);
+        self.save(object)
+    }
+
+    /// Takes back `operations` (every operation when `None`) granted on object `uid` to
+    /// `grantee`; true when something was taken back. Only the owner or an administrator.
+    pub fn revoke_grant(
+        &self,
+        who: &Principal,
+        uid: &str,
+        grantee: &str,
+        operations: Option<&[u32]>,
+    ) -> Result<bool, Error> {
+        let mut object = self.owned(who, uid)?;
+        let removed = crate::access::remove_grant(&mut object, grantee, operations);
+        if removed {
+            self.save(object)?;
+        }
+        Ok(removed)
+    }
+
+    /// The grants on object `uid`, for its owner or an administrator.
+    pub fn grants(&self, who: &Principal, uid: &str) -> Result<Vec<crate::access::Grant>, Error> {
+        Ok(crate::access::grants(&self.owned(who, uid)?))
+    }
+
+    /// The stored object, when `who` is its owner or an administrator.
+    fn owned(&self, who: &Principal, uid: &str) -> Result<ManagedObject, Error> {
+        match self.store.get(uid)? {
+            Some(o) if who.may_see(&o) => Ok(o),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    fn save(&self, mut object: ManagedObject) -> Result<(), Error> {
+        object.attributes.set(
+            tag::LAST_CHANGE_DATE,
+            kmipd_ttlv::Value::DateTime(self.config.clock.now()),
+        );
+        self.store.commit(vec![kmipd_store::Change::Put(object)])?;
+        Ok(())
     }
 
     /// The response when it fits the request's Maximum Response Size; otherwise (`Err`) the
@@ -446,6 +520,7 @@ fn run_item(ctx: &mut Ctx<'_>, item: &RequestBatchItem) -> Result<Option<Ttlv>, 
             return Err(Error::FeatureNotSupported("critical message extension"));
         }
     }
+    ctx.operation = item.operation;
     dispatch::dispatch(ctx, item.operation, item.payload.as_ref())
 }
 

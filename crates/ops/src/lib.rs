@@ -8,6 +8,7 @@
 //! - [`error`]: the error type and the one mapping to KMIP Result Reasons.
 //! - `lifecycle`: the state machine of KMIP's key lifecycle.
 
+pub mod access;
 mod attrs;
 mod context;
 pub(crate) mod crypto;

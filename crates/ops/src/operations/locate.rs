@@ -20,7 +20,8 @@
 //! **Object Group Member** Group Member Fresh keeps only objects whose Fresh is true, oldest
 //! first: the group is handed out in the order it was filled (TC-152: key 1, then, once a Get
 //! made it no longer fresh, key 2). Group Member Default adds no criterion.
-//! Only objects the caller may see are ever considered (the owner, or an administrator).
+//! Only objects the caller may see are ever considered (the owner, an administrator, or an
+//! identity granted Locate on the object: `access`).
 //!
 //! **Order** (except Group Member Fresh): newest first (descending creation order, as 2.x requires and the test cases
 //! expect), stable across calls, so that Offset Items pages are consistent. Offset Items are
@@ -79,7 +80,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     let matches: Vec<String> = objects
         .iter()
-        .filter(|o| ctx.principal.may_see(o))
+        .filter(|o| ctx.may(o))
         .filter(|o| stored_as(o, storage))
         .filter(|o| !fresh_only || o.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)))
         .filter(|o| criteria.iter().all(|c| c.matches(o)))
