@@ -76,6 +76,17 @@ impl HsmConfig {
         }
     }
 
+    /// For SoftHSM2 configurations (`softhsm2_conf` set): makes sure the process runs with
+    /// `SOFTHSM2_CONF` pointing at it, re-executing the process if not (see
+    /// [`crate::ensure_softhsm_env`]); returns only when it does, or on failure. Does nothing
+    /// for other modules. Call it first thing in `main`, before any thread or runtime starts.
+    pub fn ensure_process_env(&self) -> Result<()> {
+        match &self.softhsm2_conf {
+            Some(conf) => crate::softhsm::ensure_softhsm_env(conf),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the combinations serde cannot: one token selector, one PIN source, a key label.
     pub fn validate(&self) -> Result<()> {
         self.token()?;
@@ -165,6 +176,29 @@ mod tests {
                 .unwrap();
         c.validate().unwrap();
         assert_eq!(c.token().unwrap(), TokenSelector::Label("t".into()));
+    }
+
+    #[test]
+    fn embeds_as_a_table_of_the_server_config() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Server {
+            #[allow(dead_code)]
+            listen: String,
+            hsm: HsmConfig,
+        }
+        let s: Server = toml::from_str(
+            "listen = \"127.0.0.1:5696\"\n[hsm]\nmodule = \"/m.so\"\nslot = 0\n\
+             key_label = \"k\"\npin_file = \"pin\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.hsm.slot, Some(0));
+        let e = toml::from_str::<Server>(
+            "listen = \"x\"\n[hsm]\nmodule = \"/m.so\"\nkey_label = \"k\"\nmodul = 1\n",
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("unknown field `modul`"), "{e}");
     }
 
     #[test]

@@ -189,7 +189,8 @@ pub enum HsmError {
     /// The HSM refused to unwrap the blob (integrity check of RFC 5649 failed).
     #[error(
         "master key {label:?} cannot unwrap the KEK blob ({rv}): the blob is damaged or was \
-         made by another HSM key with the same label; restore the KEK record from a backup"
+         made by another HSM key with the same label (SoftHSM2 reports a failed integrity \
+         check as CKR_GENERAL_ERROR); restore the KEK record from a backup"
     )]
     UnwrapFailed {
         /// The master key used.
@@ -280,7 +281,7 @@ fn quoted(labels: &[String]) -> String {
 /// A PKCS#11 failure as one short line: the `CKR_` name and the function.
 pub(crate) fn rv_text(e: &CkError) -> String {
     match e {
-        CkError::Pkcs11(rv, func) => format!("{} in {func}", ckr_name(*rv)),
+        CkError::Pkcs11(rv, func) => format!("{} in C_{func:?}", ckr_name(*rv)),
         other => one_line(&other.to_string()),
     }
 }
