@@ -12,40 +12,24 @@
 use kmipd_ops::{Engine, Principal};
 use kmipd_proto::enums::{object_type, operation, result_reason, result_status};
 use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
-    ResponseMessage,
+    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
 };
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
 fn request(version: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> Ttlv {
-    RequestMessage {
-        header: RequestHeader {
-            protocol_version: version,
-            maximum_response_size: None,
-            client_correlation_value: None,
-            server_correlation_value: None,
-            asynchronous_indicator: None,
-            attestation_capable_indicator: None,
-            authentication: None,
-            batch_error_continuation_option: None,
-            batch_order_option: None,
-            time_stamp: None,
-            batch_count: i32::try_from(items.len()).unwrap(),
-        },
-        items: items
+    RequestMessage::new(
+        version,
+        items
             .into_iter()
             .enumerate()
             .map(|(i, (op, payload))| RequestBatchItem {
-                operation: op,
-                ephemeral: None,
                 unique_batch_item_id: Some(vec![u8::try_from(i).unwrap()]),
-                payload: Some(reader::structure(tag::REQUEST_PAYLOAD, payload)),
-                message_extension: None,
+                ..RequestBatchItem::new(op, payload)
             })
             .collect(),
-    }
+    )
     .to_ttlv()
 }
 

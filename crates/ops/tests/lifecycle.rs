@@ -19,8 +19,7 @@ use kmipd_proto::enums::{
     state,
 };
 use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
-    ResponseMessage,
+    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
 };
 use kmipd_proto::reader as r;
 use kmipd_proto::tag;
@@ -47,31 +46,13 @@ impl Server {
     }
 
     fn send(&self, v: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> ResponseMessage {
-        let message = RequestMessage {
-            header: RequestHeader {
-                protocol_version: v,
-                maximum_response_size: None,
-                client_correlation_value: None,
-                server_correlation_value: None,
-                asynchronous_indicator: None,
-                attestation_capable_indicator: None,
-                authentication: None,
-                batch_error_continuation_option: None,
-                batch_order_option: None,
-                time_stamp: None,
-                batch_count: i32::try_from(items.len()).unwrap(),
-            },
-            items: items
+        let message = RequestMessage::new(
+            v,
+            items
                 .into_iter()
-                .map(|(operation, payload)| RequestBatchItem {
-                    operation,
-                    ephemeral: None,
-                    unique_batch_item_id: None,
-                    payload: Some(r::structure(tag::REQUEST_PAYLOAD, payload)),
-                    message_extension: None,
-                })
+                .map(|(operation, payload)| RequestBatchItem::new(operation, payload))
                 .collect(),
-        };
+        );
         let answer = self.engine.handle_message(&self.who, &message.to_ttlv());
         ResponseMessage::from_ttlv(&answer).unwrap()
     }

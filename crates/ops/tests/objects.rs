@@ -14,8 +14,7 @@ use kmipd_proto::enums::{
     object_type, operation as op, result_reason as rr, result_status as rs, state, wrapping_method,
 };
 use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
-    ResponseMessage,
+    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
 };
 use kmipd_proto::reader::{self as r, StructReader};
 use kmipd_proto::tag;
@@ -29,31 +28,13 @@ fn send(
     v: ProtocolVersion,
     items: Vec<(u32, Vec<Ttlv>)>,
 ) -> Vec<ResponseBatchItem> {
-    let msg = RequestMessage {
-        header: RequestHeader {
-            protocol_version: v,
-            maximum_response_size: None,
-            client_correlation_value: None,
-            server_correlation_value: None,
-            asynchronous_indicator: None,
-            attestation_capable_indicator: None,
-            authentication: None,
-            batch_error_continuation_option: None,
-            batch_order_option: None,
-            time_stamp: None,
-            batch_count: i32::try_from(items.len()).unwrap(),
-        },
-        items: items
+    let msg = RequestMessage::new(
+        v,
+        items
             .into_iter()
-            .map(|(operation, payload)| RequestBatchItem {
-                operation,
-                ephemeral: None,
-                unique_batch_item_id: None,
-                payload: Some(r::structure(tag::REQUEST_PAYLOAD, payload)),
-                message_extension: None,
-            })
+            .map(|(operation, payload)| RequestBatchItem::new(operation, payload))
             .collect(),
-    };
+    );
     let resp = engine.handle_message(&Principal::new("a"), &msg.to_ttlv());
     ResponseMessage::from_ttlv(&resp).unwrap().items
 }

@@ -121,6 +121,15 @@ pub struct RequestMessage {
 }
 
 impl RequestMessage {
+    /// A request of `version` with these batch items (the Batch Count is theirs; every other
+    /// header field absent).
+    pub fn new(version: ProtocolVersion, items: Vec<RequestBatchItem>) -> Self {
+        RequestMessage {
+            header: RequestHeader::new(version, i32::try_from(items.len()).unwrap_or(i32::MAX)),
+            items,
+        }
+    }
+
     /// Reads a Request Message.
     pub fn from_ttlv(item: &Ttlv) -> Result<Self, ProtoError> {
         let r = StructReader::new(item, tag::REQUEST_MESSAGE)?;
@@ -159,6 +168,23 @@ impl RequestMessage {
 }
 
 impl RequestHeader {
+    /// A header with only the Protocol Version and the Batch Count.
+    pub fn new(protocol_version: ProtocolVersion, batch_count: i32) -> Self {
+        RequestHeader {
+            protocol_version,
+            maximum_response_size: None,
+            client_correlation_value: None,
+            server_correlation_value: None,
+            asynchronous_indicator: None,
+            attestation_capable_indicator: None,
+            authentication: None,
+            batch_error_continuation_option: None,
+            batch_order_option: None,
+            time_stamp: None,
+            batch_count,
+        }
+    }
+
     /// Reads a Request Header.
     pub fn from_ttlv(item: &Ttlv) -> Result<Self, ProtoError> {
         let r = StructReader::new(item, tag::REQUEST_HEADER)?;
@@ -213,6 +239,17 @@ impl RequestHeader {
 }
 
 impl RequestBatchItem {
+    /// A batch item of `operation` whose Request Payload holds `payload`.
+    pub fn new(operation: u32, payload: Vec<Ttlv>) -> Self {
+        RequestBatchItem {
+            operation,
+            ephemeral: None,
+            unique_batch_item_id: None,
+            payload: Some(reader::structure(tag::REQUEST_PAYLOAD, payload)),
+            message_extension: None,
+        }
+    }
+
     /// Reads a request Batch Item.
     pub fn from_ttlv(item: &Ttlv) -> Result<Self, ProtoError> {
         let r = StructReader::new(item, tag::BATCH_ITEM)?;
