@@ -13,7 +13,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -26,6 +26,7 @@ use secrecy::SecretString;
 
 const CHILD_ENV: &str = "KMIPD_HSM_TEST_CHILD";
 const DIR_ENV: &str = "KMIPD_HSM_TEST_DIR";
+const PHASE_ENV: &str = "KMIPD_HSM_TEST_PHASE";
 const TOKEN: &str = "kmipd-test";
 const KEY: &str = "kmipd-master";
 
@@ -42,17 +43,27 @@ fn in_own_process(name: &str, set_conf: bool, body: impl FnOnce(&Path)) {
     require_softhsm();
     let tmp = tempfile::tempdir().unwrap();
     let conf = kmipd_hsm::write_softhsm_conf(tmp.path()).unwrap();
+    let out = child(name, tmp.path(), set_conf.then_some(conf.as_path()), "");
+    assert_child_passed(name, &out);
+}
+
+/// Starts this test binary as a child that runs only test `name`, in `dir`, with
+/// `SOFTHSM2_CONF` = `conf` (removed if `None`) and `KMIPD_HSM_TEST_PHASE` = `phase`.
+fn child(name: &str, dir: &Path, conf: Option<&Path>, phase: &str) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, name)
-        .env(DIR_ENV, tmp.path())
+        .env(DIR_ENV, dir)
+        .env(PHASE_ENV, phase)
         .env_remove("KMIPD_HSM_REEXECUTED");
-    if set_conf {
-        cmd.env("SOFTHSM2_CONF", &conf);
-    } else {
-        cmd.env_remove("SOFTHSM2_CONF");
-    }
-    let out = cmd.output().unwrap();
+    match conf {
+        Some(conf) => cmd.env("SOFTHSM2_CONF", conf),
+        None => cmd.env_remove("SOFTHSM2_CONF"),
+    };
+    cmd.output().unwrap()
+}
+
+fn assert_child_passed(name: &str, out: &Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -581,4 +592,95 @@ fn the_master_key_is_shared_across_threads() {
             t.join().unwrap();
         }
     });
+}
+
+#[test]
+fn a_crash_in_the_middle_of_rotation_loses_nothing() {
+    // Phase "rotate": provision, wrap KEKs, store the blobs, rotate, store the new blobs next
+    // to them, and abort (SIGABRT: no destructor, no logout, no C_Finalize) before confirming.
+    // Phase "restart": a new process reads every old and every new blob, then confirms.
+    const NAME: &str = "a_crash_in_the_middle_of_rotation_loses_nothing";
+    if std::env::var(CHILD_ENV).as_deref() == Ok(NAME) {
+        let dir = PathBuf::from(std::env::var_os(DIR_ENV).unwrap());
+        let keks: Vec<Vec<u8>> = (30u8..34).map(kek).collect();
+        // Blobs are stored one per line, in hex.
+        let store = |file: &str, blobs: &[Vec<u8>]| {
+            let text: String = blobs
+                .iter()
+                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n")
+                .collect();
+            std::fs::write(dir.join(file), text).unwrap();
+        };
+        let load = |file: &str| -> Vec<Vec<u8>> {
+            std::fs::read_to_string(dir.join(file))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    (0..l.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+                        .collect()
+                })
+                .collect()
+        };
+        match std::env::var(PHASE_ENV).unwrap().as_str() {
+            "rotate" => {
+                let p = provision(&dir);
+                let mk = Pkcs11MasterKey::open(&p.config).unwrap();
+                let old: Vec<Vec<u8>> = keks.iter().map(|k| mk.wrap_kek(k).unwrap()).collect();
+                store("old-blobs", &old);
+                let new = mk.rotate(&old).unwrap();
+                store("new-blobs", &new);
+                std::process::abort();
+            }
+            "restart" => {
+                let config: HsmConfig =
+                    toml::from_str(&std::fs::read_to_string(dir.join("hsm.toml")).unwrap())
+                        .unwrap();
+                let mk = Pkcs11MasterKey::open(&config).unwrap();
+                assert_eq!(mk.current_label(), format!("{KEY}.v2"));
+                let (old, new) = (load("old-blobs"), load("new-blobs"));
+                assert_eq!((old.len(), new.len()), (keks.len(), keks.len()));
+                for ((k, o), n) in keks.iter().zip(&old).zip(&new) {
+                    assert_eq!(*mk.unwrap_kek(o).unwrap(), *k);
+                    assert_eq!(*mk.unwrap_kek(n).unwrap(), *k);
+                }
+                assert_eq!(mk.confirm_rotation(&new).unwrap(), [KEY]);
+            }
+            other => panic!("unknown phase {other}"),
+        }
+        return;
+    }
+    require_softhsm();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = kmipd_hsm::write_softhsm_conf(tmp.path()).unwrap();
+    let out = child(NAME, tmp.path(), Some(&conf), "rotate");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(6),
+        "the rotate phase should abort: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tmp.path().join("new-blobs").exists(),
+        "the rotate phase did not get to rotate"
+    );
+    // The configuration the instance would have in its kmipd.toml.
+    let dir = tmp.path().canonicalize().unwrap();
+    let config = HsmConfig {
+        module: kmipd_hsm::find_softhsm_module(None).unwrap(),
+        token_label: Some(TOKEN.into()),
+        slot: None,
+        key_label: KEY.into(),
+        pin_env: None,
+        pin_file: Some(dir.join("pin")),
+        softhsm2_conf: Some(conf.clone()),
+    };
+    std::fs::write(
+        tmp.path().join("hsm.toml"),
+        toml::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    let out = child(NAME, tmp.path(), Some(&conf), "restart");
+    assert_child_passed(NAME, &out);
 }
