@@ -153,7 +153,7 @@ proptest! {
                 }
                 Op::All => prop_assert_eq!(model.all().unwrap(), s.all().unwrap()),
                 Op::Reopen => {
-                    sled = None;
+                    drop(sled.take());
                     sled = Some(SledStore::open_with_kek(dir.path(), kek()).unwrap());
                 }
             }

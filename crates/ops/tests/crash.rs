@@ -1,0 +1,243 @@
+//! Crash test: a child process runs concurrent Creates through the engine over a `SledStore`
+//! and prints each Create only after the engine acknowledged it (and a Get returned its key
+//! bytes); the parent kills it with SIGKILL at random moments, reopens the store, and finds
+//! every acknowledged key again with the same bytes. Repeated over many cycles, bounded in
+//! time.
+//!
+//! The child is this test binary itself, run with `KMIPD_CRASH_CHILD` set and filtered to
+//! `crash_child` (which does nothing in an ordinary run), so no separate binary has to be
+//! built first.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::enums::{
+    cryptographic_algorithm as alg, object_type, operation as op, result_status as rs,
+};
+use kmipd_proto::message::{
+    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseMessage,
+};
+use kmipd_proto::reader::{self as r, StructReader};
+use kmipd_proto::tag;
+use kmipd_store::{Kek, KekId, ObjectStore, SledStore};
+use kmipd_ttlv::{Ttlv, Value};
+use zeroize::Zeroizing;
+
+const CHILD_ENV: &str = "KMIPD_CRASH_CHILD";
+const WRITERS: usize = 16;
+
+fn kek() -> Kek {
+    Kek::new(KekId(1), &Zeroizing::new([0x33; 32]))
+}
+
+fn call(engine: &Engine, operation: u32, payload: Vec<Ttlv>) -> Option<Ttlv> {
+    let msg = RequestMessage {
+        header: RequestHeader {
+            protocol_version: ProtocolVersion::V2_1,
+            maximum_response_size: None,
+            client_correlation_value: None,
+            server_correlation_value: None,
+            asynchronous_indicator: None,
+            attestation_capable_indicator: None,
+            authentication: None,
+            batch_error_continuation_option: None,
+            batch_order_option: None,
+            time_stamp: None,
+            batch_count: 1,
+        },
+        items: vec![RequestBatchItem {
+            operation,
+            ephemeral: None,
+            unique_batch_item_id: None,
+            payload: Some(r::structure(tag::REQUEST_PAYLOAD, payload)),
+            message_extension: None,
+        }],
+    };
+    let resp = engine.handle_message(&Principal::new("crash"), &msg.to_ttlv());
+    let item = ResponseMessage::from_ttlv(&resp)
+        .ok()?
+        .items
+        .into_iter()
+        .next()?;
+    (item.result_status == rs::SUCCESS).then_some(item.payload?)
+}
+
+fn key_material(t: &Ttlv) -> Option<Vec<u8>> {
+    let mut out = None;
+    t.walk(&mut |i, _| {
+        if i.tag == tag::KEY_MATERIAL
+            && let Value::ByteString(b) = &i.value
+        {
+            out = Some(b.to_vec());
+        }
+    });
+    out
+}
+
+/// The child: Creates forever from `WRITERS` threads; one line per acknowledged key.
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let store = SledStore::open_with_kek(PathBuf::from(dir), kek()).unwrap();
+    let engine = Arc::new(Engine::new(Arc::new(store), EngineConfig::default()));
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (engine, out) = (engine.clone(), out.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let created = call(
+                        &engine,
+                        op::CREATE,
+                        vec![
+                            r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                            r::structure(
+                                tag::ATTRIBUTES,
+                                vec![
+                                    r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+                                    r::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+                                    r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
+                                ],
+                            ),
+                        ],
+                    )
+                    .expect("create");
+                    let uid = StructReader::any(&created)
+                        .unwrap()
+                        .req_text(tag::UNIQUE_IDENTIFIER)
+                        .unwrap()
+                        .to_owned();
+                    let got = call(
+                        &engine,
+                        op::GET,
+                        vec![r::text(tag::UNIQUE_IDENTIFIER, &uid)],
+                    )
+                    .expect("get");
+                    let bytes = key_material(&got).expect("key material");
+                    // One write per line (atomic on a pipe), flushed before the next Create.
+                    let line = format!("ACK {uid} {}\n", hex::encode(bytes));
+                    let mut o = out.lock().unwrap();
+                    o.write_all(line.as_bytes()).unwrap();
+                    o.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    // The writers run until the parent kills the process.
+    drop(threads);
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A small pseudo-random sequence (no extra dependency; the seed is printed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn verify(dir: &Path, acked: &[(String, Vec<u8>)]) -> usize {
+    let store = SledStore::open_with_kek(dir, kek()).unwrap();
+    for (uid, bytes) in acked {
+        let o = store
+            .get(uid)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged {uid} lost"));
+        assert_eq!(
+            key_material(o.object.as_ref().unwrap()).as_deref(),
+            Some(bytes.as_slice()),
+            "{uid}: key bytes differ"
+        );
+    }
+    store.all().unwrap().len()
+}
+
+#[test]
+fn every_acknowledged_create_survives_sigkill() {
+    let dir = TempDir(std::env::temp_dir().join(format!("kmipd-crash-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let seed = now.as_secs() ^ u64::from(now.subsec_nanos()) << 20;
+    eprintln!("crash test seed {seed}");
+    let mut rng = Lcg(seed);
+    let exe = std::env::current_exe().unwrap();
+    let start = Instant::now();
+    let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut cycles = 0;
+    let mut killed_mid_stream = 0;
+    while cycles < 40 && start.elapsed() < Duration::from_secs(15) {
+        cycles += 1;
+        let mut child = Command::new(&exe)
+            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &dir.0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut f = line.split(' ');
+                if let (Some("ACK"), Some(uid), Some(h), None) =
+                    (f.next(), f.next(), f.next(), f.next())
+                    && let Ok(bytes) = hex::decode(h)
+                    && bytes.len() == 32
+                {
+                    lines.push((uid.to_owned(), bytes));
+                }
+            }
+            lines
+        });
+        // Kill at a random moment, from start-up (opening, recovering) to full speed.
+        std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let new = reader.join().unwrap();
+        if !new.is_empty() {
+            killed_mid_stream += 1;
+        }
+        acked.extend(new);
+        let stored = verify(&dir.0, &acked);
+        assert!(stored >= acked.len());
+    }
+    eprintln!(
+        "{cycles} cycles, {} acknowledged creates, {killed_mid_stream} kills while writing",
+        acked.len()
+    );
+    assert!(cycles >= 5);
+    assert!(
+        killed_mid_stream >= 3,
+        "the child hardly ever wrote: {killed_mid_stream}"
+    );
+}
