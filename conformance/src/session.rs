@@ -803,7 +803,10 @@ impl Session {
     /// A primitive value.
     fn leaf(&mut self, e: &Ttlv, a: &Ttlv, path: &str, ctx: Ctx, uid_like: bool) -> Compared {
         let tag = e.tag;
+        // Lease Time is the server's lease policy (the 1.0, 1.1 and 1.2 versions of TC_95 expect
+        // 16, 0 and 3600 seconds for the same request).
         let ignored = tag == tags::TIME_STAMP
+            || tag == tags::LEASE_TIME
             || tag == tags::VENDOR_IDENTIFICATION && op_is(ctx.op, "Query")
             || tag == tags::DIGEST_VALUE
             || (tag == tags::KEY_VALUE && ctx.other_format)
