@@ -1,0 +1,882 @@
+//! The audit log: one record per batch item, hash-chained, durable before the reply is sent.
+//!
+//! **What a record holds.** Time (RFC 3339, UTC), the caller's identity (from its verified
+//! certificate), the peer address, the operation, the object identifiers the item named or
+//! produced, the Result Status and Result Reason (and the server's fixed Result Message). Never
+//! key material: the record is built only from those fields, never from payload bytes, so a
+//! registered key's bytes cannot reach the file (a test registers a key and searches the file
+//! for it).
+//!
+//! **Format.** One JSON object per line, fields in this order:
+//! `{"seq":N,"time":..,"identity":..,"peer":..,"operation":..,"uids":[..],"status":..,
+//! "reason":..,"message":..,"prev":"<hex>","hash":"<hex>"}`. `seq` counts records from 1.
+//! `hash` is the SHA-256 of the line up to (not including) `,"hash":`, followed by `}`; that
+//! is, of the record without its own hash. `prev` is the previous record's `hash` (64 zeros for
+//! the first record).
+//!
+//! **What [`verify`] catches** and how it names it:
+//! - a record **edited** without fixing its hash: its own `hash` does not match;
+//! - a record edited and re-hashed: the next record's `prev` no longer matches it;
+//! - a record **removed**: `seq` jumps (record N is missing);
+//! - records **reordered**: a `seq` smaller than expected, or the expected one found later.
+//!
+//! A chain without a key proves order and integrity only up to its last record: whoever can
+//! write the file can cut its tail, or rewrite every record from some point on. [`verify`]
+//! returns the count, and [`head`] the last hash, so that an operator can keep both elsewhere
+//! (a log shipper, a ticket) and notice a shorter or rewritten file later.
+//!
+//! **Durability.** [`AuditLog::record_batch`] returns once its records are on disk
+//! (`fdatasync`). Writers append under a lock, then fsync outside it with **group commit**: one
+//! `fdatasync` covers every record written before it started, so concurrent requests share
+//! syncs instead of queueing one each. The server calls it before writing the reply, from a
+//! blocking context (`spawn_blocking`), or through [`AuditLog::record_batch_async`].
+//!
+//! **Crash.** A line torn by a crash (no final newline) was never acknowledged: its request got
+//! no reply. [`AuditLog::open`] cuts it off so the chain continues from the last whole record.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use kmipd_proto::enums::result_status;
+use kmipd_proto::message::ResponseMessage;
+use kmipd_proto::reader::StructReader;
+use kmipd_proto::spec;
+use kmipd_proto::tag;
+use kmipd_ttlv::{Ttlv, Value};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Most identifiers recorded for one item (a Locate may answer thousands); the rest are counted.
+const MAX_UIDS: usize = 64;
+
+/// What went wrong with the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Reading, writing or syncing the file failed.
+    #[error("audit log {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not a record.
+    #[error("audit record {record}: not a valid record ({reason})")]
+    Malformed {
+        /// The record number (line number, from 1).
+        record: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A record's content does not match its hash, or the next record's chain hash.
+    #[error("audit record {record} was edited ({detail})")]
+    Edited {
+        /// The record number.
+        record: usize,
+        /// What does not match.
+        detail: String,
+    },
+    /// A record is missing.
+    #[error(
+        "audit record {record} was removed (the record after record {after} is record {found})"
+    )]
+    Removed {
+        /// The missing record's number.
+        record: usize,
+        /// The last good record before the gap.
+        after: usize,
+        /// The record found in its place.
+        found: usize,
+    },
+    /// Records are out of order.
+    #[error("audit records reordered: line {line} holds record {found}, expected record {record}")]
+    Reordered {
+        /// The record number expected at this line.
+        record: usize,
+        /// The line (from 1).
+        line: usize,
+        /// The record number found there.
+        found: usize,
+    },
+    /// The audit log's lock was poisoned by a panic elsewhere.
+    #[error("audit log unusable after an earlier failure")]
+    Poisoned,
+}
+
+/// One audit record (without its own hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Record number, from 1.
+    pub seq: u64,
+    /// RFC 3339 time, UTC.
+    pub time: String,
+    /// The caller's identity.
+    pub identity: String,
+    /// The peer's address.
+    pub peer: String,
+    /// The Operation's name (`Get`), or `-` when the request named none.
+    pub operation: String,
+    /// Unique Identifiers the item named or produced.
+    pub uids: Vec<String>,
+    /// Result Status name (`Success`, `OperationFailed`, `OperationUndone`, `NotRun`).
+    pub status: String,
+    /// Result Reason name, on failure.
+    pub reason: Option<String>,
+    /// Result Message (the server's fixed text), on failure.
+    pub message: Option<String>,
+    /// The previous record's hash.
+    pub prev: String,
+}
+
+/// The parts of one batch item that are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemSummary {
+    /// Operation name.
+    pub operation: String,
+    /// Unique Identifiers.
+    pub uids: Vec<String>,
+    /// Result Status name.
+    pub status: String,
+    /// Result Reason name.
+    pub reason: Option<String>,
+    /// Result Message.
+    pub message: Option<String>,
+}
+
+struct Tail {
+    file: File,
+    seq: u64,
+    last_hash: String,
+}
+
+struct Inner {
+    path: PathBuf,
+    tail: Mutex<Tail>,
+    /// Group commit: the highest `seq` known to be on disk, and a handle to sync with.
+    synced: Mutex<(u64, File)>,
+}
+
+/// An open audit log; cheap to clone and share between connections.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl AuditLog {
+    /// Opens (creating when absent) the audit log at `path`, continuing its chain. A torn last
+    /// line (crash during a write) is cut off.
+    pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
+        let path = path.as_ref();
+        let err = io_err(path);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(&err)?;
+        let (seq, last_hash) = last_record(&mut file, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(d) = File::open(dir)
+        {
+            // The file's directory entry must survive a crash too.
+            let _ = d.sync_all();
+        }
+        let sync_handle = file.try_clone().map_err(&err)?;
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                tail: Mutex::new(Tail {
+                    file,
+                    seq,
+                    last_hash,
+                }),
+                synced: Mutex::new((seq, sync_handle)),
+            }),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Records every batch item of one request/response exchange and returns once the records
+    /// are durable. Blocking (file writes and `fdatasync`).
+    pub fn record_batch(
+        &self,
+        identity: &str,
+        peer: Option<SocketAddr>,
+        request: &Ttlv,
+        response: &Ttlv,
+    ) -> Result<(), AuditError> {
+        let items = summarize(request, response);
+        let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        self.append(identity, &peer, &items)
+    }
+
+    /// [`AuditLog::record_batch`] from async code: the trees are summarized here, the write and
+    /// sync run on tokio's blocking pool.
+    pub async fn record_batch_async(
+        &self,
+        identity: &str,
+        peer: Option<SocketAddr>,
+        request: &Ttlv,
+        response: &Ttlv,
+    ) -> Result<(), AuditError> {
+        let items = summarize(request, response);
+        let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let identity = identity.to_owned();
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || log.append(&identity, &peer, &items))
+            .await
+            .map_err(|_| AuditError::Poisoned)?
+    }
+
+    /// Appends one record per item, then makes them durable (group commit).
+    pub fn append(
+        &self,
+        identity: &str,
+        peer: &str,
+        items: &[ItemSummary],
+    ) -> Result<(), AuditError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let err = io_err(&self.inner.path);
+        let mine = {
+            let mut tail = self.inner.tail.lock().map_err(|_| AuditError::Poisoned)?;
+            let time = now_rfc3339();
+            let mut buf = String::new();
+            let mut seq = tail.seq;
+            let mut prev = tail.last_hash.clone();
+            for item in items {
+                seq = seq.saturating_add(1);
+                let record = Record {
+                    seq,
+                    time: time.clone(),
+                    identity: identity.to_owned(),
+                    peer: peer.to_owned(),
+                    operation: item.operation.clone(),
+                    uids: item.uids.clone(),
+                    status: item.status.clone(),
+                    reason: item.reason.clone(),
+                    message: item.message.clone(),
+                    prev,
+                };
+                let (line, hash) = render(&record)?;
+                buf.push_str(&line);
+                buf.push('\n');
+                prev = hash;
+            }
+            // One write for the whole batch: a crash leaves whole records or a torn last line.
+            tail.file.write_all(buf.as_bytes()).map_err(&err)?;
+            tail.seq = seq;
+            tail.last_hash = prev;
+            seq
+        };
+        let mut synced = self.inner.synced.lock().map_err(|_| AuditError::Poisoned)?;
+        if synced.0 >= mine {
+            return Ok(()); // another writer's sync covered these records
+        }
+        // Everything written so far is covered by this sync.
+        let upto = self
+            .inner
+            .tail
+            .lock()
+            .map_err(|_| AuditError::Poisoned)?
+            .seq;
+        synced.1.sync_data().map_err(&err)?;
+        synced.0 = upto;
+        Ok(())
+    }
+}
+
+/// The record's line (without newline) and its hash.
+fn render(record: &Record) -> Result<(String, String), AuditError> {
+    let body = serde_json::to_string(record).map_err(|e| AuditError::Malformed {
+        record: usize::try_from(record.seq).unwrap_or(usize::MAX),
+        reason: e.to_string(),
+    })?;
+    let open = body.strip_suffix('}').unwrap_or(&body);
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    Ok((format!("{open},\"hash\":\"{hash}\"}}"), hash))
+}
+
+/// Splits a line into the record without its hash (what was hashed) and the stated hash.
+fn split_hash(line: &str) -> Option<(String, &str)> {
+    let (open, rest) = line.rsplit_once(",\"hash\":\"")?;
+    let hash = rest.strip_suffix("\"}")?;
+    Some((format!("{open}}}"), hash))
+}
+
+/// The last record's number and hash, cutting off a torn last line.
+fn last_record(file: &mut File, path: &Path) -> Result<(u64, String), AuditError> {
+    let err = io_err(path);
+    let len = file.metadata().map_err(&err)?.len();
+    if len == 0 {
+        return Ok((0, GENESIS.to_owned()));
+    }
+    // Records are small: the last whole one lies in the last 1 MiB.
+    let start = len.saturating_sub(1 << 20);
+    file.seek(SeekFrom::Start(start)).map_err(&err)?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(&err)?;
+    let whole = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i.saturating_add(1),
+        None => 0,
+    };
+    if whole < tail.len() {
+        let keep = start.saturating_add(u64::try_from(whole).unwrap_or(u64::MAX));
+        file.set_len(keep).map_err(&err)?;
+        file.sync_data().map_err(&err)?;
+    }
+    let text = String::from_utf8_lossy(tail.get(..whole).unwrap_or_default());
+    let Some(line) = text.lines().last() else {
+        return Ok((0, GENESIS.to_owned()));
+    };
+    let (body, hash) = split_hash(line).ok_or_else(|| AuditError::Malformed {
+        record: 0,
+        reason: "last line has no hash".to_owned(),
+    })?;
+    let record: Record = serde_json::from_str(&body).map_err(|e| AuditError::Malformed {
+        record: 0,
+        reason: e.to_string(),
+    })?;
+    Ok((record.seq, hash.to_owned()))
+}
+
+/// Checks the whole chain of the file at `path`; returns the number of records. The error
+/// names the first record that was edited, removed or reordered.
+pub fn verify(path: impl AsRef<Path>) -> Result<usize, AuditError> {
+    verify_head(path).map(|(n, _)| n)
+}
+
+/// The number of records and the last record's hash (what an operator keeps elsewhere to
+/// detect a cut or rewritten tail later), after checking the chain.
+pub fn head(path: impl AsRef<Path>) -> Result<(usize, String), AuditError> {
+    verify_head(path)
+}
+
+fn verify_head(path: impl AsRef<Path>) -> Result<(usize, String), AuditError> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut records: Vec<(Record, String, String)> = Vec::new(); // (record, stated, computed)
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let n = i.saturating_add(1);
+        let line = line.map_err(io_err(path))?;
+        let malformed = |reason: String| AuditError::Malformed { record: n, reason };
+        let (body, stated) =
+            split_hash(&line).ok_or_else(|| malformed("no hash field".to_owned()))?;
+        let record: Record = serde_json::from_str(&body).map_err(|e| malformed(e.to_string()))?;
+        let computed = hex::encode(Sha256::digest(body.as_bytes()));
+        records.push((record, stated.to_owned(), computed));
+    }
+    let mut prev_hash = GENESIS.to_owned();
+    for (i, (record, stated, computed)) in records.iter().enumerate() {
+        let line = i.saturating_add(1);
+        let expected = u64::try_from(line).unwrap_or(u64::MAX);
+        let found = usize::try_from(record.seq).unwrap_or(usize::MAX);
+        if record.seq != expected {
+            let later = records.iter().skip(line).any(|(r, ..)| r.seq == expected);
+            if record.seq < expected || later {
+                return Err(AuditError::Reordered {
+                    record: line,
+                    line,
+                    found,
+                });
+            }
+            return Err(AuditError::Removed {
+                record: line,
+                after: line.saturating_sub(1),
+                found,
+            });
+        }
+        if stated != computed {
+            return Err(AuditError::Edited {
+                record: line,
+                detail: "its content does not match its hash".to_owned(),
+            });
+        }
+        if record.prev != prev_hash {
+            return Err(AuditError::Edited {
+                record: line.saturating_sub(1),
+                detail: format!("record {line} carries a different hash of it"),
+            });
+        }
+        prev_hash = stated.clone();
+    }
+    Ok((records.len(), prev_hash))
+}
+
+/// The recorded parts of every batch item of an exchange. Items the server did not run (after
+/// a failure under Stop) are recorded as `NotRun`; a request that could not be read at all is
+/// recorded from the response's items.
+pub fn summarize(request: &Ttlv, response: &Ttlv) -> Vec<ItemSummary> {
+    let answers = ResponseMessage::from_ttlv(response)
+        .map(|m| m.items)
+        .unwrap_or_default();
+    let asked = request_items(request);
+    let n = asked.len().max(answers.len()).max(1);
+    (0..n)
+        .map(|i| {
+            let q = asked.get(i);
+            let a = answers.get(i);
+            let op = q.and_then(|q| q.0).or_else(|| a.and_then(|a| a.operation));
+            let mut uids = Vec::new();
+            if let Some(p) = q.and_then(|q| q.1) {
+                collect_uids(p, &mut uids);
+            }
+            if let Some(p) = a.and_then(|a| a.payload.as_ref()) {
+                collect_uids(p, &mut uids);
+            }
+            if uids.len() > MAX_UIDS {
+                let more = uids.len().saturating_sub(MAX_UIDS);
+                uids.truncate(MAX_UIDS);
+                uids.push(format!("(+{more} more)"));
+            }
+            ItemSummary {
+                operation: op.map_or_else(|| "-".to_owned(), |o| enum_name(tag::OPERATION, o)),
+                uids,
+                status: a.map_or_else(
+                    || "NotRun".to_owned(),
+                    |a| enum_name(tag::RESULT_STATUS, a.result_status),
+                ),
+                reason: a
+                    .and_then(|a| a.result_reason)
+                    .map(|r| enum_name(tag::RESULT_REASON, r)),
+                message: a
+                    .filter(|a| a.result_status != result_status::SUCCESS)
+                    .and_then(|a| a.result_message.clone()),
+            }
+        })
+        .collect()
+}
+
+/// (Operation, Request Payload) of each batch item, read leniently (a malformed request still
+/// shows what can be read).
+fn request_items(request: &Ttlv) -> Vec<(Option<u32>, Option<&Ttlv>)> {
+    let Ok(r) = StructReader::any(request) else {
+        return Vec::new();
+    };
+    r.repeated(tag::BATCH_ITEM)
+        .map(|b| match StructReader::any(b) {
+            Ok(b) => (
+                b.enumeration(tag::OPERATION).ok().flatten(),
+                b.optional(tag::REQUEST_PAYLOAD),
+            ),
+            Err(_) => (None, None),
+        })
+        .collect()
+}
+
+/// Text identifiers at the top of a payload (Unique Identifier and the key-pair forms), in
+/// order, without repeats. Nothing else of the payload is looked at.
+fn collect_uids(payload: &Ttlv, out: &mut Vec<String>) {
+    let Value::Structure(items) = &payload.value else {
+        return;
+    };
+    for i in items {
+        if ![
+            tag::UNIQUE_IDENTIFIER,
+            tag::PRIVATE_KEY_UNIQUE_IDENTIFIER,
+            tag::PUBLIC_KEY_UNIQUE_IDENTIFIER,
+        ]
+        .contains(&i.tag)
+        {
+            continue;
+        }
+        let uid = match &i.value {
+            Value::TextString(s) => s.clone(),
+            // 2.x: an identifier of this batch by position or kind.
+            Value::Integer(n) => format!("(batch item {n})"),
+            Value::Enumeration(_) => "(placeholder)".to_owned(),
+            _ => continue,
+        };
+        if !out.contains(&uid) {
+            out.push(uid);
+        }
+    }
+}
+
+/// The XML name of an enumeration value of `t`, or its number in hex.
+fn enum_name(t: kmipd_ttlv::Tag, v: u32) -> String {
+    spec::enum_of_tag(t.value())
+        .and_then(|e| e.canonical_name(v))
+        .map_or_else(|| format!("0x{v:08X}"), str::to_owned)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmipd_ops::{Engine, Principal};
+    use kmipd_proto::enums::{object_type, operation};
+    use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage};
+    use kmipd_proto::reader;
+
+    fn request(items: Vec<(u32, Vec<Ttlv>)>) -> Ttlv {
+        RequestMessage {
+            header: RequestHeader {
+                protocol_version: ProtocolVersion::V1_4,
+                maximum_response_size: None,
+                client_correlation_value: None,
+                server_correlation_value: None,
+                asynchronous_indicator: None,
+                attestation_capable_indicator: None,
+                authentication: None,
+                batch_error_continuation_option: None,
+                batch_order_option: None,
+                time_stamp: None,
+                batch_count: i32::try_from(items.len()).unwrap(),
+            },
+            items: items
+                .into_iter()
+                .map(|(op, p)| RequestBatchItem {
+                    operation: op,
+                    ephemeral: None,
+                    unique_batch_item_id: None,
+                    payload: Some(reader::structure(tag::REQUEST_PAYLOAD, p)),
+                    message_extension: None,
+                })
+                .collect(),
+        }
+        .to_ttlv()
+    }
+
+    const KEY: [u8; 16] = *b"\x8b\x13SECRETKEYBYTES";
+
+    fn register_key() -> Ttlv {
+        request(vec![(
+            operation::REGISTER,
+            vec![
+                reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                reader::structure(
+                    tag::TEMPLATE_ATTRIBUTE,
+                    vec![reader::structure(
+                        tag::ATTRIBUTE,
+                        vec![
+                            reader::text(tag::ATTRIBUTE_NAME, "Cryptographic Usage Mask"),
+                            reader::int(tag::ATTRIBUTE_VALUE, 12),
+                        ],
+                    )],
+                ),
+                reader::structure(
+                    tag::SYMMETRIC_KEY,
+                    vec![reader::structure(
+                        tag::KEY_BLOCK,
+                        vec![
+                            reader::enumeration(tag::KEY_FORMAT_TYPE, 1),
+                            reader::structure(
+                                tag::KEY_VALUE,
+                                vec![reader::bytes(tag::KEY_MATERIAL, KEY.to_vec())],
+                            ),
+                            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
+                            reader::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
+                        ],
+                    )],
+                ),
+            ],
+        )])
+    }
+
+    fn uid_of(response: &Ttlv) -> String {
+        let m = ResponseMessage::from_ttlv(response).unwrap();
+        let p = m.items[0].payload.as_ref().unwrap();
+        reader::as_text(
+            StructReader::any(p)
+                .unwrap()
+                .required(tag::UNIQUE_IDENTIFIER)
+                .unwrap(),
+        )
+        .unwrap()
+        .to_owned()
+    }
+
+    /// A log with five records made by a real engine: Register, Get (which returns the key),
+    /// Get of a missing object, and a batch of two.
+    fn sample(dir: &Path) -> (PathBuf, String) {
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        let engine = Engine::in_memory();
+        let who = Principal::new("alice");
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let exchange = |req: Ttlv| {
+            let resp = engine.handle_message(&who, &req);
+            log.record_batch("alice", Some(peer), &req, &resp).unwrap();
+            resp
+        };
+        let uid = uid_of(&exchange(register_key()));
+        let uid_item = || vec![reader::text(tag::UNIQUE_IDENTIFIER, uid.clone())];
+        exchange(request(vec![(operation::GET, uid_item())]));
+        exchange(request(vec![(
+            operation::GET,
+            vec![reader::text(tag::UNIQUE_IDENTIFIER, "missing")],
+        )]));
+        exchange(request(vec![
+            (operation::GET_ATTRIBUTES, uid_item()),
+            (operation::DESTROY, uid_item()),
+        ]));
+        (path, uid)
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn write(path: &Path, lines: &[String]) {
+        let mut s = lines.join("\n");
+        s.push('\n');
+        std::fs::write(path, s).unwrap();
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "kmipd-audit-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn records_hold_who_what_and_result_and_never_key_material() {
+        let dir = tempdir("content");
+        let (path, uid) = sample(&dir);
+        assert_eq!(verify(&path).unwrap(), 5);
+        let text = std::fs::read(&path).unwrap();
+        for needle in [
+            &KEY[..],
+            &KEY[2..],
+            hex::encode(KEY).as_bytes(),
+            b"SECRETKEYBYTES",
+        ] {
+            assert!(
+                !text.windows(needle.len()).any(|w| w == needle),
+                "key material in the audit log"
+            );
+        }
+        let records: Vec<Record> = lines(&path)
+            .iter()
+            .map(|l| serde_json::from_str(&split_hash(l).unwrap().0).unwrap())
+            .collect();
+        let summary: Vec<(&str, &str, Option<&str>)> = records
+            .iter()
+            .map(|r| (r.operation.as_str(), r.status.as_str(), r.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Register", "Success", None),
+                ("Get", "Success", None),
+                ("Get", "OperationFailed", Some("ItemNotFound")),
+                ("GetAttributes", "Success", None),
+                ("Destroy", "Success", None),
+            ]
+        );
+        assert_eq!(records[0].uids, vec![uid]);
+        assert_eq!(records[2].uids, ["missing"]);
+        assert!(
+            records
+                .iter()
+                .all(|r| r.identity == "alice" && r.peer == "127.0.0.1:40000")
+        );
+        assert_eq!(records[0].prev, GENESIS);
+        assert!(records[2].message.is_some());
+        // Reopening continues the chain.
+        let log = AuditLog::open(&path).unwrap();
+        log.append(
+            "bob",
+            "-",
+            &summarize(
+                &register_key(),
+                &Ttlv::new(tag::RESPONSE_MESSAGE, Value::Structure(vec![])),
+            ),
+        )
+        .unwrap();
+        assert_eq!(verify(&path).unwrap(), 6);
+        let last: Record = serde_json::from_str(&split_hash(&lines(&path)[5]).unwrap().0).unwrap();
+        assert_eq!((last.seq, last.status.as_str()), (6, "NotRun"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_edited_record_is_caught_with_or_without_a_fixed_hash() {
+        let dir = tempdir("edit");
+        let (path, _) = sample(&dir);
+        let good = lines(&path);
+        // Edited in place: its own hash no longer matches.
+        let mut l = good.clone();
+        l[2] = l[2].replace("alice", "mallory");
+        write(&path, &l);
+        let e = verify(&path).unwrap_err();
+        assert!(matches!(e, AuditError::Edited { record: 3, .. }), "{e}");
+        assert!(e.to_string().contains("record 3 was edited"), "{e}");
+        // Edited and re-hashed: the next record's chain hash gives it away.
+        let (body, _) = split_hash(&l[2]).unwrap();
+        let record: Record = serde_json::from_str(&body).unwrap();
+        l[2] = render(&record).unwrap().0;
+        write(&path, &l);
+        let e = verify(&path).unwrap_err();
+        assert!(matches!(e, AuditError::Edited { record: 3, .. }), "{e}");
+        // The last record edited.
+        let mut l = good.clone();
+        l[4] = l[4].replace("Success", "OperationFailed");
+        write(&path, &l);
+        assert!(matches!(
+            verify(&path),
+            Err(AuditError::Edited { record: 5, .. })
+        ));
+        // Garbage.
+        let mut l = good;
+        l[1] = "not json".to_owned();
+        write(&path, &l);
+        assert!(matches!(
+            verify(&path),
+            Err(AuditError::Malformed { record: 2, .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_removed_record_is_caught() {
+        let dir = tempdir("remove");
+        let (path, _) = sample(&dir);
+        let mut l = lines(&path);
+        l.remove(1);
+        write(&path, &l);
+        let e = verify(&path).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AuditError::Removed {
+                    record: 2,
+                    after: 1,
+                    found: 3
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("record 2 was removed"), "{e}");
+        let mut l = lines(&path);
+        l.remove(0);
+        write(&path, &l);
+        assert!(matches!(
+            verify(&path),
+            Err(AuditError::Removed { record: 1, .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reordered_records_are_caught() {
+        let dir = tempdir("reorder");
+        let (path, _) = sample(&dir);
+        let mut l = lines(&path);
+        l.swap(1, 3);
+        write(&path, &l);
+        let e = verify(&path).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AuditError::Reordered {
+                    record: 2,
+                    line: 2,
+                    found: 4
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("reordered"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_the_chain_goes_on() {
+        let dir = tempdir("torn");
+        let (path, _) = sample(&dir);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":6,\"time\":\"20").unwrap();
+        drop(f);
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(verify(&path).unwrap(), 5);
+        log.append(
+            "a",
+            "-",
+            &[ItemSummary {
+                operation: "Query".into(),
+                uids: vec![],
+                status: "Success".into(),
+                reason: None,
+                message: None,
+            }],
+        )
+        .unwrap();
+        assert_eq!(verify(&path).unwrap(), 6);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_writers_share_syncs_and_keep_one_chain() {
+        let dir = tempdir("concurrent");
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        let item = ItemSummary {
+            operation: "Get".into(),
+            uids: vec!["u".into()],
+            status: "Success".into(),
+            reason: None,
+            message: None,
+        };
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let log = log.clone();
+                let item = item.clone();
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        log.append(&format!("t{t}"), "-", &[item.clone(), item.clone()])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(verify(&path).unwrap(), 400);
+        let (n, h) = head(&path).unwrap();
+        assert_eq!(n, 400);
+        assert_eq!(h.len(), 64);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
