@@ -155,11 +155,27 @@ impl SledStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<SledStore, StoreError> {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).map_err(backend)?;
-        let db = sled::Config::new()
+        // Every commit flushes and fsyncs (durable.rs): sled's periodic flusher is not needed.
+        let config = sled::Config::new()
             .path(&dir)
             .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(backend)?;
+            .flush_every_ms(None);
+        // A store dropped a moment ago in this process may still hold sled's file lock
+        // while sled's background threads wind down: retry for a short while.
+        let mut attempts = 0u32;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                // sled reports its flock failure as ErrorKind::Other with this text.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && attempts < 500 =>
+                {
+                    attempts = attempts.saturating_add(1);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        };
         let tree = |n: &str| db.open_tree(n).map_err(backend);
         let (objects, index, seq, refs, meta) = (
             tree("objects")?,
