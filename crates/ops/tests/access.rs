@@ -169,10 +169,10 @@ fn two_identities_cannot_see_each_others_objects_which_look_absent() {
             assert_eq!(theirs.result_reason, Some(expected));
         }
         assert!(locate_by_name(&e, &bob, v, "alice-key").is_empty());
-        assert_eq!(locate_by_name(&e, &bob, v, "bob-key"), [b.clone()]);
-        assert_eq!(locate_by_name(&e, &alice, v, "alice-key"), [a.clone()]);
+        assert_eq!(locate_by_name(&e, &bob, v, "bob-key"), vec![b.clone()]);
+        assert_eq!(locate_by_name(&e, &alice, v, "alice-key"), vec![a.clone()]);
         let all_of_bob = uids(&payload_items(&send(&e, &bob, v, op::LOCATE, vec![])));
-        assert_eq!(all_of_bob, [b.clone()]);
+        assert_eq!(all_of_bob, vec![b.clone()]);
     }
     // Nothing happened to alice's key: she still gets it, and an administrator sees both.
     payload_items(&send(
@@ -209,7 +209,7 @@ fn a_grant_opens_exactly_the_granted_operations_until_it_is_revoked() {
             operations: vec![op::LOCATE, op::GET]
         }]
     );
-    assert_eq!(locate_by_name(&e, &bob, v, "shared"), [a.clone()]);
+    assert_eq!(locate_by_name(&e, &bob, v, "shared"), vec![a.clone()]);
     let got = payload_items(&send(&e, &bob, v, op::GET, by_uid(&a)));
     assert!(got.iter().any(|i| i.tag == tag::SYMMETRIC_KEY));
     // Not granted: still absent.
@@ -255,7 +255,7 @@ fn a_grant_opens_exactly_the_granted_operations_until_it_is_revoked() {
     assert!(e.revoke_grant(&alice, &a, "bob", Some(&[op::GET])).unwrap());
     let r = send(&e, &bob, v, op::GET, by_uid(&a));
     assert_eq!(r.result_reason, Some(result_reason::OBJECT_NOT_FOUND));
-    assert_eq!(locate_by_name(&e, &bob, v, "shared"), [a.clone()]);
+    assert_eq!(locate_by_name(&e, &bob, v, "shared"), vec![a.clone()]);
     assert!(e.revoke_grant(&alice, &a, "bob", None).unwrap());
     assert!(!e.revoke_grant(&alice, &a, "bob", None).unwrap());
     assert!(locate_by_name(&e, &bob, v, "shared").is_empty());
