@@ -1,0 +1,673 @@
+//! The TOML configuration of `kmipd serve` (documented key by key in `docs/configuration.md`).
+//!
+//! One typed struct, read with serde and `deny_unknown_fields` on every table, so a misspelt
+//! key is an error that names the key instead of a silently ignored setting. Defaults are
+//! named `DEFAULT_*` constants; relative paths are resolved against the configuration file's
+//! directory ([`Config::resolve_paths`]), so an instance directory made by `kmipd init` can be
+//! served from anywhere. Durations are strings with a unit (`"10s"`, `"500ms"`, `"5m"`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kmipd_hsm::HsmConfig;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Default KMIP listen address (IANA port 5696, loopback: a development instance).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5696";
+/// Default metrics listen address (loopback only).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9696";
+/// Default largest request message, header included (1 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+/// Default TLS handshake deadline.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may stay idle between requests.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default deadline for the rest of a request once its first byte arrived, and for writing a
+/// response.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on open connections (TLS handshakes included).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default cap on open connections of one identity.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IDENTITY: usize = 64;
+/// Default cap on batch items in one request.
+pub const DEFAULT_MAX_BATCH_ITEMS: usize = 256;
+/// Default cap on requests executed at the same time (engine calls on the blocking pool).
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+/// Default time given to requests in flight at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default number of TLS sessions kept for resumption by session id.
+pub const DEFAULT_SESSION_CACHE_SIZE: usize = 1024;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the KMIP (TLS) listener binds.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Certificates, keys, CRLs and the client certificate policy.
+    pub tls: TlsConfig,
+    /// Where a client's identity comes from, and who administers.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The optional Prometheus endpoint; absent means no metrics listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+    /// Persistence.
+    pub store: StoreConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// The HSM holding the master key (required by the `sled` store backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<HsmConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5696))
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM bundle of the CA certificates that issue client certificates.
+    pub client_ca: PathBuf,
+    /// PEM chain (leaf first) of the ECDSA server certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecdsa_cert: Option<PathBuf>,
+    /// PEM PKCS#8 (or SEC1) private key of the ECDSA server certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecdsa_key: Option<PathBuf>,
+    /// PEM chain (leaf first) of the RSA server certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsa_cert: Option<PathBuf>,
+    /// PEM PKCS#8 (or PKCS#1) private key of the RSA server certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsa_key: Option<PathBuf>,
+    /// PEM CRL files checked against client certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<PathBuf>,
+    /// Client certificate Extended Key Usage policy.
+    #[serde(default)]
+    pub client_eku: EkuPolicy,
+    /// TLS protocol versions accepted.
+    #[serde(default = "default_versions")]
+    pub versions: Vec<TlsVersion>,
+    /// Issue TLS session tickets (stateless resumption).
+    #[serde(default = "yes")]
+    pub session_tickets: bool,
+    /// Sessions kept for resumption by session id (0 disables the cache).
+    #[serde(default = "default_session_cache_size")]
+    pub session_cache_size: usize,
+}
+
+fn default_versions() -> Vec<TlsVersion> {
+    vec![TlsVersion::Tls12, TlsVersion::Tls13]
+}
+fn yes() -> bool {
+    true
+}
+fn default_session_cache_size() -> usize {
+    DEFAULT_SESSION_CACHE_SIZE
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// What a client certificate's Extended Key Usage must say.
+///
+/// rustls itself refuses a certificate whose EKU extension lacks clientAuth; the question is
+/// only whether a certificate *without* the extension is accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EkuPolicy {
+    /// The extension must be present and list clientAuth (the default: a server or CA
+    /// certificate cannot be used as a client identity by accident).
+    #[default]
+    Require,
+    /// A certificate without the extension is accepted; one with it must list clientAuth.
+    AllowAbsent,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Which part of the verified client certificate names the client.
+    #[serde(default)]
+    pub source: IdentitySource,
+    /// Identities that see and may do everything.
+    #[serde(default)]
+    pub administrators: Vec<String>,
+}
+
+/// Where a client's identity is read from in its certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentitySource {
+    /// The subject's (first) Common Name.
+    #[default]
+    Cn,
+    /// The whole subject, RFC 4514 style (`CN=client, O=kmipd dev`).
+    Subject,
+    /// The first DNS name of the Subject Alternative Name.
+    SanDns,
+    /// The first e-mail address (rfc822Name) of the Subject Alternative Name.
+    SanEmail,
+    /// The first URI of the Subject Alternative Name.
+    SanUri,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request message in bytes, TTLV header included; checked from the header.
+    #[serde(default = "d_max_message")]
+    pub max_message_size: usize,
+    /// Deadline for the TLS handshake.
+    #[serde(default = "d_handshake", with = "duration")]
+    pub handshake_timeout: Duration,
+    /// How long a connection may wait for its next request.
+    #[serde(default = "d_idle", with = "duration")]
+    pub idle_timeout: Duration,
+    /// Deadline for the rest of a request once it started, and for writing a response.
+    #[serde(default = "d_io", with = "duration")]
+    pub io_timeout: Duration,
+    /// Open connections in total (handshakes included).
+    #[serde(default = "d_max_conn")]
+    pub max_connections: usize,
+    /// Open connections of one identity.
+    #[serde(default = "d_max_conn_id")]
+    pub max_connections_per_identity: usize,
+    /// Batch items in one request.
+    #[serde(default = "d_max_batch")]
+    pub max_batch_items: usize,
+    /// Requests executed at the same time.
+    #[serde(default = "d_max_concurrent")]
+    pub max_concurrent_requests: usize,
+    /// Time given to requests in flight after SIGTERM/SIGINT.
+    #[serde(default = "d_grace", with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+fn d_max_message() -> usize {
+    DEFAULT_MAX_MESSAGE_SIZE
+}
+fn d_handshake() -> Duration {
+    DEFAULT_HANDSHAKE_TIMEOUT
+}
+fn d_idle() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
+}
+fn d_io() -> Duration {
+    DEFAULT_IO_TIMEOUT
+}
+fn d_max_conn() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+fn d_max_conn_id() -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_IDENTITY
+}
+fn d_max_batch() -> usize {
+    DEFAULT_MAX_BATCH_ITEMS
+}
+fn d_max_concurrent() -> usize {
+    DEFAULT_MAX_CONCURRENT_REQUESTS
+}
+fn d_grace() -> Duration {
+    DEFAULT_SHUTDOWN_GRACE
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_identity: DEFAULT_MAX_CONNECTIONS_PER_IDENTITY,
+            max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `kmipd=debug,warn`); `RUST_LOG` overrides it.
+    #[serde(default = "d_level")]
+    pub level: String,
+}
+
+fn d_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: d_level(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[metrics]`: its presence enables the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Plain-HTTP address serving `GET /metrics`.
+    #[serde(default = "d_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+fn d_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9696))
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sled` (durable; needs `[hsm]`) or `memory` (tests only: lost at exit).
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// Directory of the sled database.
+    #[serde(default = "d_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn d_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// Storage backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreBackend {
+    /// sled, key material wrapped by a KEK that the HSM's master key wraps.
+    #[default]
+    Sled,
+    /// In memory, for tests; nothing survives a restart.
+    Memory,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The hash-chained audit log file (created when absent; one record per batch item).
+    #[serde(default = "d_audit_path")]
+    pub path: PathBuf,
+}
+
+fn d_audit_path() -> PathBuf {
+    PathBuf::from("audit.log")
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: d_audit_path(),
+        }
+    }
+}
+
+/// A configuration that could not be read or is inconsistent. `Display` is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, a wrong type.
+    #[error("configuration {path}{location}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// ` line N` when known.
+        location: String,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// Keys that parse but do not fit together.
+    #[error("configuration {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What to change.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses, resolves relative paths against the file's directory, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        config.resolve_paths(base);
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (`path` only names the file in errors). Paths stay as written.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let location = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|before| format!(" line {}", before.matches('\n').count() + 1))
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                location,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })
+    }
+
+    /// Makes every relative path relative to `base` (the configuration file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let t = &mut self.tls;
+        fix(&mut t.client_ca);
+        for p in [
+            &mut t.ecdsa_cert,
+            &mut t.ecdsa_key,
+            &mut t.rsa_cert,
+            &mut t.rsa_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+        t.crls.iter_mut().for_each(fix);
+        fix(&mut self.store.data_dir);
+        fix(&mut self.audit.path);
+        if let Some(h) = self.hsm.as_mut() {
+            h.resolve_relative_to(base);
+        }
+    }
+
+    /// Checks what serde cannot: pairs of certificate and key, non-zero limits, an HSM for the
+    /// durable store.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let t = &self.tls;
+        let pair = |c: &Option<PathBuf>, k: &Option<PathBuf>, name: &str| match (c, k) {
+            (Some(_), Some(_)) => Ok(true),
+            (None, None) => Ok(false),
+            _ => Err(invalid(format!(
+                "tls.{name}_cert and tls.{name}_key go together: set both or neither"
+            ))),
+        };
+        let ec = pair(&t.ecdsa_cert, &t.ecdsa_key, "ecdsa")?;
+        let rsa = pair(&t.rsa_cert, &t.rsa_key, "rsa")?;
+        if !ec && !rsa {
+            return Err(invalid(
+                "no server certificate: set tls.ecdsa_cert/tls.ecdsa_key or tls.rsa_cert/tls.rsa_key"
+                    .into(),
+            ));
+        }
+        if t.versions.is_empty() {
+            return Err(invalid(
+                "tls.versions is empty: list \"1.2\" and/or \"1.3\"".into(),
+            ));
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("max_message_size", l.max_message_size),
+            ("max_connections", l.max_connections),
+            (
+                "max_connections_per_identity",
+                l.max_connections_per_identity,
+            ),
+            ("max_batch_items", l.max_batch_items),
+            ("max_concurrent_requests", l.max_concurrent_requests),
+        ] {
+            if v == 0 {
+                return Err(invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        if l.max_message_size < 8 {
+            return Err(invalid(
+                "limits.max_message_size must be at least 8 bytes".into(),
+            ));
+        }
+        for (name, d) in [
+            ("handshake_timeout", l.handshake_timeout),
+            ("idle_timeout", l.idle_timeout),
+            ("io_timeout", l.io_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(format!("limits.{name} must be longer than 0")));
+            }
+        }
+        if self.store.backend == StoreBackend::Sled {
+            match &self.hsm {
+                None => {
+                    return Err(invalid(
+                        "store.backend = \"sled\" needs an [hsm] table: the master key wraps \
+                         the key encryption key"
+                            .into(),
+                    ));
+                }
+                Some(h) => h.validate().map_err(|e| invalid(format!("[hsm]: {e}")))?,
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
+        Ok(())
+    }
+}
+
+/// Durations as strings with a unit: `ms`, `s`, `m`, `h` (`"250ms"`, `"10s"`, `"5m"`).
+pub mod duration {
+    use super::*;
+
+    /// Parses `"<integer><unit>"`.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("duration {s:?} has no unit (ms, s, m or h)"))?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("duration {s:?} does not start with a whole number"))?;
+        let secs = |mult: u64| {
+            n.checked_mul(mult)
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("duration {s:?} is too long"))
+        };
+        match unit {
+            "ms" => Ok(Duration::from_millis(n)),
+            "s" => secs(1),
+            "m" => secs(60),
+            "h" => secs(3600),
+            _ => Err(format!("duration {s:?}: unit must be ms, s, m or h")),
+        }
+    }
+
+    /// Formats as the largest unit that divides the duration exactly.
+    pub fn format(d: &Duration) -> String {
+        let ms = d.as_millis();
+        if !ms.is_multiple_of(1000) {
+            return format!("{ms}ms");
+        }
+        let s = d.as_secs();
+        if s != 0 && s.is_multiple_of(3600) {
+            format!("{}h", s / 3600)
+        } else if s != 0 && s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{s}s")
+        }
+    }
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(d))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[tls]
+client_ca = "certs/ca.pem"
+ecdsa_cert = "certs/server-ec.pem"
+ecdsa_key = "certs/server-ec.key"
+
+[store]
+backend = "memory"
+"#;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_takes_the_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        c.validate(Path::new("t")).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.tls.client_eku, EkuPolicy::Require);
+        assert_eq!(c.identity.source, IdentitySource::Cn);
+        assert!(c.metrics.is_none());
+        assert_eq!(c.tls.versions, vec![TlsVersion::Tls12, TlsVersion::Tls13]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name_with_their_line() {
+        let e = parse(&format!("{MINIMAL}\n[limits]\nmax_conections = 3\n")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("unknown field `max_conections`"), "{msg}");
+        assert!(msg.contains("line 11"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        let e = parse(&format!("colour = 1\n{MINIMAL}")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `colour`"), "{e}");
+        let e = parse(&MINIMAL.replace("[store]", "[store]\ndatadir = \"x\"")).unwrap_err();
+        assert!(e.to_string().contains("`datadir`"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_enums_parse() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[limits]\nidle_timeout = \"250ms\"\nhandshake_timeout = \"2m\"\n\
+             [identity]\nsource = \"san-dns\"\nadministrators = [\"admin\"]\n[log]\nformat = \"json\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.idle_timeout, Duration::from_millis(250));
+        assert_eq!(c.limits.handshake_timeout, Duration::from_secs(120));
+        assert_eq!(c.identity.source, IdentitySource::SanDns);
+        assert_eq!(c.log.format, LogFormat::Json);
+        let e = parse(&format!("{MINIMAL}\n[limits]\nidle_timeout = 5\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("idle_timeout") || e.to_string().contains("string"),
+            "{e}"
+        );
+        let e = parse(&format!("{MINIMAL}\n[limits]\nidle_timeout = \"5 days\"\n")).unwrap_err();
+        assert!(e.to_string().contains("unit"), "{e}");
+        for d in ["250ms", "10s", "5m", "2h", "0s"] {
+            assert_eq!(duration::format(&duration::parse(d).unwrap()), d);
+        }
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused() {
+        let c = parse(&MINIMAL.replace("ecdsa_key = \"certs/server-ec.key\"", "")).unwrap();
+        let e = c.validate(Path::new("t")).unwrap_err().to_string();
+        assert!(e.contains("tls.ecdsa_cert and tls.ecdsa_key"), "{e}");
+        let c = parse(&MINIMAL.replace("backend = \"memory\"", "")).unwrap();
+        let e = c.validate(Path::new("t")).unwrap_err().to_string();
+        assert!(e.contains("[hsm]"), "{e}");
+        let c = parse(&format!("{MINIMAL}\n[limits]\nmax_batch_items = 0\n")).unwrap();
+        let e = c.validate(Path::new("t")).unwrap_err().to_string();
+        assert!(e.contains("limits.max_batch_items"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let mut c = parse(MINIMAL).unwrap();
+        c.resolve_paths(Path::new("/inst"));
+        assert_eq!(c.tls.client_ca, Path::new("/inst/certs/ca.pem"));
+        assert_eq!(c.store.data_dir, Path::new("/inst/data"));
+    }
+
+    #[test]
+    fn the_example_config_in_docs_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kmipd.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::parse(&text, &path).unwrap();
+        c.validate(&path).unwrap();
+        assert!(c.metrics.is_some(), "the example shows the metrics table");
+        assert!(c.hsm.is_some(), "the example shows the hsm table");
+        // Serializing and parsing again gives the same configuration.
+        let again = Config::parse(&toml::to_string(&c).unwrap(), &path).unwrap();
+        assert_eq!(again, c);
+    }
+}

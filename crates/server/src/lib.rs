@@ -1,0 +1,33 @@
+//! kmipd: the KMIP server (mutual TLS on port 5696) around the `kmipd-ops` engine.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library, so the end-to-end tests can run
+//! the same server in-process:
+//!
+//! ```ignore
+//! let inst = kmipd::init_instance_with(dir, &kmipd::InitOptions { hsm: false, ..Default::default() })?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let handle = kmipd::Server::new(inst.config()?).listener(listener).start().await?;
+//! // ... connect to handle.local_addr() with inst.cert("client") / inst.key("client") ...
+//! handle.stop().await;
+//! ```
+//!
+//! Modules: [`config`] (the TOML file), [`init`] (development instances), [`certs`]
+//! (development certificates), [`tls`] (rustls, certificate choice, identity), [`server`]
+//! (connections and limits), [`metrics`], [`storage`] (store + HSM at start-up), [`logging`].
+
+pub mod audit;
+pub mod certs;
+pub mod config;
+pub mod init;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+pub mod storage;
+pub mod tls;
+
+#[cfg(test)]
+mod smoke;
+
+pub use config::Config;
+pub use init::{InitError, InitOptions, Instance, init_instance, init_instance_with};
+pub use server::{Server, ServerHandle, StartError, run, shutdown_signal};

@@ -1,0 +1,243 @@
+//! Prometheus metrics, kept in atomics and rendered in the text exposition format by a tiny
+//! plain-HTTP/1.1 responder on its own listener (`[metrics]`, loopback by default).
+//!
+//! A hand-written responder instead of an HTTP stack: it answers exactly `GET /metrics`
+//! (404 otherwise), reads at most 8 KiB of request head under a 5 s deadline, and closes the
+//! connection after each answer. Nothing on this listener touches KMIP state.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The server's counters. Shared (`Arc`) between connections and the metrics listener.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String), u64>>,
+    buckets: [AtomicU64; 12],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    open_connections: AtomicU64,
+    connections_total: AtomicU64,
+    handshake_failures: AtomicU64,
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    /// One batch item answered.
+    pub fn item(&self, operation: &str, result: &str) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((operation.to_owned(), result.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    /// One request message answered after `d`.
+    pub fn latency(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (b, le) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            if secs <= le {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// A connection was accepted (TCP).
+    pub fn connection_opened(&self) {
+        self.open_connections.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self) {
+        let _ = self
+            .open_connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+
+    /// A TLS handshake failed or timed out.
+    pub fn handshake_failed(&self) {
+        self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection or request was refused by a limit (`reason` is a fixed label).
+    pub fn refused(&self, reason: &'static str) {
+        if let Ok(mut m) = self.refusals.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Handshake failures so far.
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_requests_total KMIP batch items answered, by operation and result status.\n\
+             # TYPE kmipd_requests_total counter"
+        );
+        if let Ok(m) = self.requests.lock() {
+            for ((op, res), n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "kmipd_requests_total{{operation=\"{}\",result=\"{}\"}} {n}",
+                    escape(op),
+                    escape(res)
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_request_duration_seconds Time from a request's arrival to its response.\n\
+             # TYPE kmipd_request_duration_seconds histogram"
+        );
+        for (b, le) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(
+                o,
+                "kmipd_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
+                b.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let sum_us = self.latency_sum_us.load(Ordering::Relaxed);
+        let _ = writeln!(
+            o,
+            "kmipd_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+             kmipd_request_duration_seconds_sum {}.{:06}\n\
+             kmipd_request_duration_seconds_count {count}",
+            sum_us / 1_000_000,
+            sum_us % 1_000_000
+        );
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_open_connections Connections open now.\n\
+             # TYPE kmipd_open_connections gauge\n\
+             kmipd_open_connections {}\n\
+             # HELP kmipd_connections_total Connections accepted.\n\
+             # TYPE kmipd_connections_total counter\n\
+             kmipd_connections_total {}\n\
+             # HELP kmipd_tls_handshake_failures_total TLS handshakes that failed or timed out.\n\
+             # TYPE kmipd_tls_handshake_failures_total counter\n\
+             kmipd_tls_handshake_failures_total {}",
+            self.open_connections.load(Ordering::Relaxed),
+            self.connections_total.load(Ordering::Relaxed),
+            self.handshake_failures.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_refusals_total Connections and requests refused by a limit, by reason.\n\
+             # TYPE kmipd_refusals_total counter"
+        );
+        if let Ok(m) = self.refusals.lock() {
+            for (reason, n) in m.iter() {
+                let _ = writeln!(o, "kmipd_refusals_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        o
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(512);
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    let n = stream.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(buf.get(..n).unwrap_or_default());
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                return;
+            }
+            let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+            let (status, body) = if line.starts_with(b"GET /metrics ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "not found: try GET /metrics\n".to_owned())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_family() {
+        let m = Metrics::default();
+        m.item("Create", "Success");
+        m.item("Create", "Success");
+        m.item("Get", "Operation Failed");
+        m.latency(Duration::from_millis(3));
+        m.connection_opened();
+        m.handshake_failed();
+        m.refused("max_connections");
+        let t = m.render();
+        assert!(
+            t.contains("kmipd_requests_total{operation=\"Create\",result=\"Success\"} 2"),
+            "{t}"
+        );
+        assert!(t.contains("kmipd_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(t.contains("kmipd_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(t.contains("kmipd_request_duration_seconds_count 1"));
+        assert!(t.contains("kmipd_open_connections 1"));
+        assert!(t.contains("kmipd_tls_handshake_failures_total 1"));
+        assert!(t.contains("kmipd_refusals_total{reason=\"max_connections\"} 1"));
+    }
+}
