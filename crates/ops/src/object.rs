@@ -61,7 +61,9 @@ pub(crate) fn new_uid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Attributes a client may never set (the server owns them).
+/// Attributes a client may never set (the server owns them), and Storage Status Mask, which is
+/// not an attribute at all (a Locate field) but which MySQL keyring_okv puts in its Create
+/// template: dropped from a request rather than stored and answered as an attribute.
 pub(crate) fn server_only(name: &AttrName) -> bool {
     let Some(t) = name.tag() else {
         return false;
@@ -82,6 +84,7 @@ pub(crate) fn server_only(name: &AttrName) -> bool {
         tag::RANDOM_NUMBER_GENERATOR,
         tag::ALWAYS_SENSITIVE,
         tag::NEVER_EXTRACTABLE,
+        tag::STORAGE_STATUS_MASK,
     ]
     .contains(&t)
 }
