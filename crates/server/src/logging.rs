@@ -1,6 +1,8 @@
 //! Logging: `tracing-subscriber` with the configured format (text or JSON) and filter;
 //! `RUST_LOG`, when set, overrides `log.level`. Logs go to stderr.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -18,7 +20,8 @@ pub fn init(log: &LogConfig) -> Result<(), String> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder

@@ -643,6 +643,8 @@ async fn serve_requests(
             }
             Ok(Ok(0)) => return End::ClientClosed,
             Ok(Ok(_)) => {}
+            // Many clients end with a plain TCP close, no close_notify.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return End::ClientClosed,
             Ok(Err(e)) => {
                 info!(error = %e, "connection closed: read failed");
                 return End::Closed;
