@@ -67,11 +67,18 @@ impl AttrName {
         }
     }
 
-    /// True when this version defines the attribute (custom attributes always are).
+    /// True when this version defines the attribute (custom attributes always are): its tag
+    /// exists in that version and, for the few tags that were fields before they became
+    /// attributes, the version has the attribute.
     pub fn defined_in(&self, version: Version) -> bool {
         match self {
             AttrName::Std(t) => {
-                spec::tag_by_value(t.value()).is_some_and(|d| d.defined_in(version))
+                let became_attribute = ATTRIBUTE_SINCE
+                    .iter()
+                    .find(|(tag, _)| tag == t)
+                    .is_none_or(|(_, since)| version >= *since);
+                became_attribute
+                    && spec::tag_by_value(t.value()).is_some_and(|d| d.defined_in(version))
             }
             AttrName::Custom { .. } => true,
         }
@@ -85,6 +92,11 @@ impl AttrName {
         }
     }
 }
+
+/// Tags that were message fields before the version that made them attributes (KMIP 2.0
+/// §4.26 Key Format Type is an attribute; in 1.x it is only a Key Block field). A 1.x client must
+/// not see them among an object's attributes.
+const ATTRIBUTE_SINCE: [(Tag, Version); 1] = [(tag::KEY_FORMAT_TYPE, Version::V2_0)];
 
 fn tag_bytes(v: u32) -> [u8; 3] {
     let [_, a, b, c] = v.to_be_bytes();

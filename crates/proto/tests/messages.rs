@@ -150,3 +150,13 @@ fn nameless_cryptographic_parameters_of_the_1_2_cases_are_read_as_that_attribute
     );
     assert!(RequestAttributes::from_v1_template(&bad).is_err());
 }
+
+#[test]
+fn key_format_type_is_an_attribute_only_from_2_0() {
+    use kmipd_proto::spec::Version;
+    let kft = AttrName::Std(tag::KEY_FORMAT_TYPE);
+    assert!(!kft.defined_in(Version::V1_4));
+    assert!(kft.defined_in(Version::V2_0));
+    assert!(AttrName::Std(tag::CRYPTOGRAPHIC_ALGORITHM).defined_in(Version::V1_0));
+    assert!(!AttrName::Std(tag::SENSITIVE).defined_in(Version::V1_3));
+}
