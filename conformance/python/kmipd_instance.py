@@ -1,0 +1,166 @@
+"""A fresh kmipd instance for the Python interoperability suites.
+
+`KmipdInstance.start()` runs `kmipd init --dir D` (its own CA, client certificates and SoftHSM2
+token) and then `kmipd serve --config D/kmipd.toml --listen 127.0.0.1:PORT` on a free port, and
+waits for the port with a bounded timeout. `stop()` always ends the server: SIGTERM to its
+process group, then SIGKILL after a grace period. Every wait here is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+INIT_TIMEOUT = 120  # s: init provisions a SoftHSM2 token and issues certificates
+START_TIMEOUT = 60  # s: until the port accepts connections
+STOP_GRACE = 15  # s: after SIGTERM, before SIGKILL
+BUILD_TIMEOUT = 1800  # s: a cold debug build of the workspace on two cores
+
+
+def kmipd_binary() -> Path:
+    """$KMIPD_BIN, or target/debug/kmipd freshly built with `cargo build -p kmipd`."""
+    env = os.environ.get("KMIPD_BIN")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise RuntimeError(f"KMIPD_BIN={env} does not exist")
+        return path
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--locked", "-p", "kmipd"],
+        cwd=REPO,
+        check=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    return REPO / "target" / "debug" / "kmipd"
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, however it dies (Linux prctl)."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KmipdInstance:
+    def __init__(self, binary: Path, directory: Path):
+        self.binary = Path(binary)
+        self.dir = Path(directory)
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.dir.parent / (self.dir.name + ".log")
+        self._log = None
+
+    # Certificates written by `kmipd init`.
+    def cert(self, name: str) -> str:
+        return str(self.dir / "certs" / f"{name}.pem")
+
+    def key(self, name: str) -> str:
+        return str(self.dir / "certs" / f"{name}.key")
+
+    @property
+    def ca(self) -> str:
+        return self.cert("ca")
+
+    def init(self) -> None:
+        subprocess.run(
+            [str(self.binary), "init", "--dir", str(self.dir)],
+            check=True,
+            timeout=INIT_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start(self, attempts: int = 3) -> "KmipdInstance":
+        if not (self.dir / "kmipd.toml").exists():
+            self.init()
+        last = None
+        for _ in range(attempts):
+            # The port is free now; another process could take it before kmipd binds it, so a
+            # server that exits at once is retried on a new port.
+            self.port = free_port()
+            try:
+                self._spawn()
+                return self
+            except RuntimeError as e:
+                last = e
+                self.stop()
+        raise RuntimeError(f"kmipd did not start: {last}\n{self.log_tail()}")
+
+    def _spawn(self) -> None:
+        self._log = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        self.proc = subprocess.Popen(
+            [
+                str(self.binary),
+                "serve",
+                "--config",
+                str(self.dir / "kmipd.toml"),
+                "--listen",
+                f"{self.host}:{self.port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: stop() ends it and its children
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kmipd serve exited with status {self.proc.returncode}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"port {self.port} not open after {START_TIMEOUT} s")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=STOP_GRACE)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
