@@ -38,6 +38,10 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default number of TLS sessions kept for resumption by session id.
 pub const DEFAULT_SESSION_CACHE_SIZE: usize = 1024;
+/// Default path of the administration socket (relative to the configuration's directory).
+pub const DEFAULT_ADMIN_SOCKET: &str = "admin.sock";
+/// Longest Unix domain socket path Linux accepts (`sun_path` is 108 bytes, NUL included).
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -68,6 +72,9 @@ pub struct Config {
     /// The HSM holding the master key (required by the `sled` store backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsm: Option<HsmConfig>,
+    /// The local administration socket (`kmipd admin ...`).
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -348,6 +355,32 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[admin]`: the local administration socket that `kmipd admin` connects to (see
+/// [`crate::admin`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen on the socket while serving (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Path of the Unix domain socket (created mode 0600, removed at shutdown).
+    #[serde(default = "d_admin_socket")]
+    pub socket: PathBuf,
+}
+
+fn d_admin_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_ADMIN_SOCKET)
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            socket: d_admin_socket(),
+        }
+    }
+}
+
 /// A configuration that could not be read or is inconsistent. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -437,6 +470,7 @@ impl Config {
         t.crls.iter_mut().for_each(fix);
         fix(&mut self.store.data_dir);
         fix(&mut self.audit.path);
+        fix(&mut self.admin.socket);
         if let Some(h) = self.hsm.as_mut() {
             h.resolve_relative_to(base);
         }
@@ -510,6 +544,13 @@ impl Config {
                 }
                 Some(h) => h.validate().map_err(|e| invalid(format!("[hsm]: {e}")))?,
             }
+        }
+        if self.admin.enabled && self.admin.socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(invalid(format!(
+                "admin.socket {} is longer than {MAX_SOCKET_PATH} bytes (the Unix socket limit): \
+                 choose a shorter path",
+                self.admin.socket.display()
+            )));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
@@ -599,6 +640,23 @@ backend = "memory"
         assert_eq!(c.identity.source, IdentitySource::Cn);
         assert!(c.metrics.is_none());
         assert_eq!(c.tls.versions, vec![TlsVersion::Tls12, TlsVersion::Tls13]);
+        assert!(c.admin.enabled);
+        assert_eq!(c.admin.socket, Path::new(DEFAULT_ADMIN_SOCKET));
+    }
+
+    #[test]
+    fn the_admin_table_rejects_unknown_keys_and_long_paths() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[admin]\nsocket = \"/run/kmipd/admin.sock\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.admin.socket, Path::new("/run/kmipd/admin.sock"));
+        let e = parse(&format!("{MINIMAL}\n[admin]\nsokcet = \"x\"\n")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `sokcet`"), "{e}");
+        let long = format!("/{}", "a".repeat(120));
+        let c = parse(&format!("{MINIMAL}\n[admin]\nsocket = \"{long}\"\n")).unwrap();
+        let e = c.validate(Path::new("t")).unwrap_err().to_string();
+        assert!(e.contains("admin.socket"), "{e}");
     }
 
     #[test]
@@ -656,6 +714,7 @@ backend = "memory"
         c.resolve_paths(Path::new("/inst"));
         assert_eq!(c.tls.client_ca, Path::new("/inst/certs/ca.pem"));
         assert_eq!(c.store.data_dir, Path::new("/inst/data"));
+        assert_eq!(c.admin.socket, Path::new("/inst/admin.sock"));
     }
 
     #[test]

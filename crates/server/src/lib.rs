@@ -13,8 +13,10 @@
 //!
 //! Modules: [`config`] (the TOML file), [`init`] (development instances), [`certs`]
 //! (development certificates), [`tls`] (rustls, certificate choice, identity), [`server`]
-//! (connections and limits), [`metrics`], [`storage`] (store + HSM at start-up), [`logging`].
+//! (connections and limits), [`metrics`], [`storage`] (store + HSM at start-up), [`logging`],
+//! [`admin`] (the local admin socket: rotations, backup, grants while serving; offline restore).
 
+pub mod admin;
 pub mod audit;
 pub mod certs;
 pub mod config;

@@ -54,6 +54,67 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Administer a running server through its admin socket (`[admin] socket`).
+    Admin {
+        /// The configuration file of the running server.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop waiting for the answer after this long (`30s`, `10m`); default: wait until the
+        /// command finishes.
+        #[arg(long)]
+        timeout: Option<String>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Restore a backup into the store's data directory (absent or empty), offline: the server
+    /// must not run on it. Then checks that the configured master key unlocks it.
+    Restore {
+        /// The configuration file (its [hsm] unlocks the restored store).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Restore here instead of the configuration's `store.data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The backup file (`kmipd admin backup`).
+        backup: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// A new key encryption key; every object re-wrapped under it while serving (resumes an
+    /// interrupted rotation).
+    RotateKek,
+    /// A new master key version in the HSM; the KEK blobs re-wrapped; old versions destroyed.
+    RotateMasterKey,
+    /// A consistent backup of the store, written by the server to PATH (must not exist).
+    Backup {
+        /// The backup file.
+        path: PathBuf,
+    },
+    /// Grant operations on an object to an identity (OPS: comma-separated, e.g. Get,Locate).
+    Grant {
+        /// The object's Unique Identifier.
+        uid: String,
+        /// The grantee's identity (as taken from its certificate).
+        identity: String,
+        /// Comma-separated operation names (`Get,GetAttributes,Locate`).
+        ops: String,
+    },
+    /// Take back operations (all when OPS is omitted) granted on an object to an identity.
+    RevokeGrant {
+        /// The object's Unique Identifier.
+        uid: String,
+        /// The grantee's identity.
+        identity: String,
+        /// Comma-separated operation names; omitted: every operation.
+        ops: Option<String>,
+    },
+    /// List the grants on an object.
+    Grants {
+        /// The object's Unique Identifier.
+        uid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +153,105 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => audit_verify(file),
+        Command::Admin {
+            config,
+            timeout,
+            command,
+        } => admin(config, timeout, command),
+        Command::Restore {
+            config,
+            data_dir,
+            backup,
+        } => restore(config, data_dir, backup),
+    }
+}
+
+fn split_ops(ops: &str) -> Vec<String> {
+    ops.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitCode {
+    use kmipd::admin::Request;
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    if !config.admin.enabled {
+        return fail(
+            2,
+            format!(
+                "{}: admin.enabled is false: no admin socket",
+                path.display()
+            ),
+        );
+    }
+    let timeout = match timeout
+        .map(|t| kmipd::config::duration::parse(&t))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => return fail(2, format!("--timeout: {e}")),
+    };
+    let request = match command {
+        AdminCommand::RotateKek => Request::RotateKek,
+        AdminCommand::RotateMasterKey => Request::RotateMasterKey,
+        AdminCommand::Backup { path } => match std::path::absolute(&path) {
+            Ok(p) => Request::Backup { path: p },
+            Err(e) => return fail(2, format!("{}: {e}", path.display())),
+        },
+        AdminCommand::Grant { uid, identity, ops } => Request::Grant {
+            uid,
+            identity,
+            operations: split_ops(&ops),
+        },
+        AdminCommand::RevokeGrant { uid, identity, ops } => Request::RevokeGrant {
+            uid,
+            identity,
+            operations: ops.as_deref().map(split_ops),
+        },
+        AdminCommand::Grants { uid } => Request::Grants { uid },
+    };
+    match kmipd::admin::call(&config.admin.socket, &request, timeout) {
+        Ok(r) if r.ok => {
+            println!("kmipd: {}: {}", request.name(), r.message);
+            ExitCode::SUCCESS
+        }
+        Ok(r) => fail(1, format!("{}: {}", request.name(), r.message)),
+        Err(e) => fail(1, format!("{}: {e}", request.name())),
+    }
+}
+
+fn restore(path: PathBuf, data_dir: Option<PathBuf>, backup: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    if config.store.backend != kmipd::config::StoreBackend::Sled {
+        return fail(
+            2,
+            format!("{}: restore needs store.backend = \"sled\"", path.display()),
+        );
+    }
+    // Before any thread exists: SoftHSM2 must see the instance's SOFTHSM2_CONF.
+    if let Some(conf) = config.hsm.as_ref().and_then(|h| h.softhsm2_conf.as_ref())
+        && let Err(e) = kmipd_hsm::ensure_softhsm_env(conf)
+    {
+        return fail(1, e);
+    }
+    let dir = match data_dir.map(|d| std::path::absolute(&d)).transpose() {
+        Ok(d) => d.unwrap_or_else(|| config.store.data_dir.clone()),
+        Err(e) => return fail(2, format!("--data-dir: {e}")),
+    };
+    match kmipd::admin::restore(&config, &backup, &dir) {
+        Ok(msg) => {
+            println!("kmipd: restore: {msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, format!("restore from {}: {e}", backup.display())),
     }
 }
 

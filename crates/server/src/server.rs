@@ -41,6 +41,7 @@ use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::enums::{result_reason, result_status};
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem, ResponseHeader, ResponseMessage};
 use kmipd_proto::tag;
+use kmipd_store::ObjectStore;
 use kmipd_ttlv::{ErrorKind, HEADER_LEN, Limits, Ttlv, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -51,7 +52,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{self, AuditLog, ItemSummary};
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use crate::metrics::Metrics;
 use crate::storage::StorageError;
 use crate::tls::{HelloSummary, TlsError, identity_from_cert, parse_client_hello};
@@ -216,16 +217,25 @@ impl Server {
             }
             (None, None) => None,
         };
-        let engine = match engine {
-            Some(e) => e,
+        // The sled store is opened here (not through storage::open_store) so that the admin
+        // socket keeps the store and the master key for rotations and backups.
+        let (engine, durable) = match engine {
+            Some(e) => (e, None),
             None => {
                 let c = config.clone();
-                let store = tokio::task::spawn_blocking(move || crate::storage::open_store(&c))
-                    .await
-                    .map_err(|e| StartError::Other(format!("store opening task: {e}")))??;
+                let opened = tokio::task::spawn_blocking(move || match c.store.backend {
+                    StoreBackend::Sled => crate::admin::open_durable(&c).map(|d| {
+                        let store: Arc<dyn ObjectStore> = d.store.clone();
+                        (store, Some(d))
+                    }),
+                    StoreBackend::Memory => crate::storage::open_store(&c).map(|s| (s, None)),
+                })
+                .await
+                .map_err(|e| StartError::Other(format!("store opening task: {e}")))?;
+                let (store, durable) = opened?;
                 let mut ec = EngineConfig::default();
                 ec.limits.max_message_len = config.limits.max_message_size;
-                Engine::new(store, ec)
+                (Engine::new(store, ec), durable)
             }
         };
         let audit = match audit {
@@ -249,6 +259,23 @@ impl Server {
             None => None,
         };
         let stop = CancellationToken::new();
+        if config.admin.enabled {
+            let path = config.admin.socket.clone();
+            let listener =
+                crate::admin::bind(&path).map_err(|e| StartError::Other(e.to_string()))?;
+            let admin = crate::admin::Admin::new(
+                engine.clone(),
+                durable,
+                Some(audit.clone()),
+                stop.clone(),
+            );
+            tokio::spawn(crate::admin::serve(
+                listener,
+                path,
+                Arc::new(admin),
+                stop.clone(),
+            ));
+        }
         let metrics = Arc::new(Metrics::default());
         let mut limits = engine.config().limits;
         limits.max_message_len = config.limits.max_message_size;
