@@ -11,6 +11,7 @@ use kmipd_ttlv::{Ttlv, Value};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::lifecycle::{Event, transition};
 
 /// The object a request names: its Unique Identifier (text; in 2.x also the Enumeration and
 /// Integer forms), or, when absent, the ID Placeholder.
@@ -54,6 +55,11 @@ pub(crate) fn uid_value(ctx: &Ctx<'_>, item: &Ttlv) -> Result<String> {
 /// The Unique Identifier item of a response payload.
 pub(crate) fn uid_item(uid: &str) -> Ttlv {
     reader::text(tag::UNIQUE_IDENTIFIER, uid)
+}
+
+/// A response payload that holds only the Unique Identifier.
+pub(crate) fn uid_payload(uid: &str) -> Ttlv {
+    reader::structure(tag::RESPONSE_PAYLOAD, vec![uid_item(uid)])
 }
 
 /// A fresh Unique Identifier (a random UUID).
@@ -158,6 +164,25 @@ pub(crate) fn current_state(obj: &ManagedObject) -> Option<u32> {
 pub(crate) fn touch(ctx: &Ctx<'_>, obj: &mut ManagedObject) {
     obj.attributes
         .set(tag::LAST_CHANGE_DATE, Value::DateTime(ctx.now));
+}
+
+/// Moves the object's State by a lifecycle `event`: the next state, or `lifecycle`'s refusal.
+pub(crate) fn transition_state(obj: &mut ManagedObject, event: Event) -> Result<()> {
+    let current = current_state(obj).ok_or(Error::Internal("object without State"))?;
+    let next = transition(current, event)?;
+    obj.attributes.set(tag::STATE, Value::Enumeration(next));
+    Ok(())
+}
+
+/// Ends an operation that changed an existing object: Last Change Date = now, the object is
+/// written back, and the answer is its Unique Identifier. Not an ID Placeholder source (only
+/// creating operations and Locate are), but a Unique Identifier of the response, which the 2.x
+/// Integer form counts.
+pub(crate) fn save_and_answer(ctx: &mut Ctx<'_>, mut obj: ManagedObject, uid: &str) -> Ttlv {
+    touch(ctx, &mut obj);
+    ctx.tx.put(obj);
+    ctx.batch_uids.push(uid.to_owned());
+    uid_payload(uid)
 }
 
 /// Attributes in the request's version: 1.x a list of `Attribute` (with Attribute Index when

@@ -11,14 +11,14 @@
 //! batch item carries no Response Payload), so the attributes that caused it are named in the
 //! Result Message rather than echoed in a payload.
 
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_store::ManagedObject;
 use kmipd_ttlv::{Ttlv, Value};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::object::{attr_int, resolve_uid, uid_item};
+use crate::object::{attr_int, resolve_uid, uid_payload};
 
 /// Handles Check.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
@@ -33,10 +33,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         return Err(e);
     }
     ctx.batch_uids.push(uid.clone());
-    Ok(Some(reader::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&uid)],
-    )))
+    Ok(Some(uid_payload(&uid)))
 }
 
 fn check(

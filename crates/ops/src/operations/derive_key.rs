@@ -43,7 +43,9 @@ use crate::crypto::kdf;
 use crate::crypto::params::Params;
 use crate::error::{Error, Result};
 use crate::keyblock::{key_block, object_body};
-use crate::object::{apply_dates, attr_int, current_state, new_object, touch, uid_item, uid_value};
+use crate::object::{
+    apply_dates, attr_int, current_state, new_object, touch, uid_payload, uid_value,
+};
 use crate::objects::{self, keys, template};
 
 /// The largest derived object, in bytes (8192 bits).
@@ -134,10 +136,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     ctx.set_placeholder(&uid);
     ctx.produced(uid_kind::DERIVE_KEY, &uid);
-    Ok(Some(reader::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&uid)],
-    )))
+    Ok(Some(uid_payload(&uid)))
 }
 
 /// The new object's Cryptographic Algorithm (keys), Cryptographic Length in bits, and length

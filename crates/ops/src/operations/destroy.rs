@@ -9,36 +9,29 @@
 //! already destroyed one Object Destroyed (2.x) / Item Not Found (1.x).
 
 use kmipd_proto::enums::state;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::lifecycle::{Event, transition};
-use crate::object::{current_state, resolve_uid, touch, uid_item};
+use crate::lifecycle::Event;
+use crate::object::{current_state, resolve_uid, save_and_answer, transition_state};
 
 /// Handles Destroy.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
     let r = StructReader::any(payload)?;
     let uid = resolve_uid(ctx, &r)?;
     let mut obj = ctx.load(&uid)?;
-    let current = current_state(&obj).ok_or(Error::Internal("object without State"))?;
-    if matches!(current, state::DESTROYED | state::DESTROYED_COMPROMISED) {
+    if matches!(
+        current_state(&obj),
+        Some(state::DESTROYED | state::DESTROYED_COMPROMISED)
+    ) {
         return Err(Error::Destroyed);
     }
-    let next = transition(current, Event::Destroy)?;
+    transition_state(&mut obj, Event::Destroy)?;
     obj.object = None;
-    obj.attributes.set(tag::STATE, Value::Enumeration(next));
     obj.attributes
         .set(tag::DESTROY_DATE, Value::DateTime(ctx.now));
-    touch(ctx, &mut obj);
-    ctx.tx.put(obj);
-    // Not an ID Placeholder source (only creating operations and Locate are), but a Unique
-    // Identifier of the response, which the 2.x Integer form counts.
-    ctx.batch_uids.push(uid.clone());
-    Ok(Some(reader::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&uid)],
-    )))
+    Ok(Some(save_and_answer(ctx, obj, &uid)))
 }

@@ -8,13 +8,13 @@
 //! Invalid Field (2.x) for an object that is not a symmetric key.
 
 use kmipd_proto::enums::{object_type as ot, unique_identifier as uid_kind};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::object::{new_object, resolve_uid, uid_item};
+use crate::object::{new_object, resolve_uid, uid_payload};
 use crate::objects::{self, keys, rekey, template};
 
 /// Handles Re-Key.
@@ -37,8 +37,5 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ctx.tx.put(new);
     ctx.set_placeholder(&new_uid);
     ctx.produced(uid_kind::RE_KEY, &new_uid);
-    Ok(Some(reader::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&new_uid)],
-    )))
+    Ok(Some(uid_payload(&new_uid)))
 }

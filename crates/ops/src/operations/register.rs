@@ -12,13 +12,13 @@
 //! Name Attribute when the Name is taken.
 
 use kmipd_proto::enums::unique_identifier as uid_kind;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::object::{new_object, uid_item};
+use crate::object::{new_object, uid_payload};
 use crate::objects::{self, template};
 
 /// Handles Register.
@@ -40,10 +40,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ctx.tx.put(obj);
     ctx.set_placeholder(&uid);
     ctx.produced(uid_kind::REGISTER, &uid);
-    Ok(Some(reader::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&uid)],
-    )))
+    Ok(Some(uid_payload(&uid)))
 }
 
 #[cfg(test)]

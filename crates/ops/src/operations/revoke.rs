@@ -10,14 +10,14 @@
 //! reason other than a compromise ("SHALL NOT be specified").
 
 use kmipd_proto::enums::revocation_reason_code as code;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::lifecycle::{Event, transition};
-use crate::object::{current_state, resolve_uid, touch, uid_item};
+use crate::lifecycle::Event;
+use crate::object::{resolve_uid, save_and_answer, transition_state};
 
 /// Handles Revoke.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
@@ -43,14 +43,12 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
 
     let mut obj = ctx.load(&uid)?;
-    let state = current_state(&obj).ok_or(Error::Internal("object without State"))?;
     let event = if compromise {
         Event::RevokeCompromise
     } else {
         Event::RevokeOther
     };
-    let next = transition(state, event)?;
-    obj.attributes.set(tag::STATE, Value::Enumeration(next));
+    transition_state(&mut obj, event)?;
     obj.attributes
         .set(tag::REVOCATION_REASON, reason_item.value.clone());
     if compromise {
@@ -68,13 +66,5 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         obj.attributes
             .set(tag::DEACTIVATION_DATE, Value::DateTime(ctx.now));
     }
-    touch(ctx, &mut obj);
-    ctx.tx.put(obj);
-    // Not an ID Placeholder source (only creating operations and Locate are), but a Unique
-    // Identifier of the response, which the 2.x Integer form counts.
-    ctx.batch_uids.push(uid.clone());
-    Ok(Some(reader::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&uid)],
-    )))
+    Ok(Some(save_and_answer(ctx, obj, &uid)))
 }

@@ -3,14 +3,14 @@
 //! The same client-modifiability, state, value and Name-uniqueness rules as Add and Modify
 //! Attribute apply (`attrs`). 2.1 only: earlier versions have no such operation.
 
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::attrs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::object::{resolve_uid, uid_item};
+use crate::object::{resolve_uid, uid_payload};
 
 /// Handles Set Attribute.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
@@ -31,10 +31,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         _ => return Err(Error::MultiValuedAttribute),
     }
     attrs::save(ctx, obj);
-    Ok(Some(reader::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&uid)],
-    )))
+    Ok(Some(uid_payload(&uid)))
 }
 
 #[cfg(test)]
