@@ -31,7 +31,12 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "interop(client, version=None): one row of docs/interoperability.md"
     )
-    config._interop = {"rows": {}, "clients": {}, "order": {}}
+    config._interop = {"rows": {}, "clients": {}, "order": {}, "partial": False}
+
+
+def pytest_deselected(items):
+    if items:
+        items[0].config._interop["partial"] = True
 
 
 @pytest.fixture(scope="session")
@@ -117,5 +122,9 @@ def pytest_sessionfinish(session, exitstatus):
         "rows": rows,
     }
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    # A partial run (-k, -m, node ids) must not replace the full table with a few rows.
+    if state["partial"] or any("::" in a or a.endswith(".py") for a in session.config.args):
+        print("\ninterop: partial run, target/interop/python.json and the doc left as they were")
+        return
     RESULTS_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     interop_doc.DOC.write_text(interop_doc.render())
