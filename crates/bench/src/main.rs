@@ -108,6 +108,9 @@ pub(crate) enum Workload {
     Encrypt,
     /// ECDSA P-256 Sign (SHA-256) of 64 bytes.
     Sign,
+    /// Each connection sends one Discover Versions, then stays open and idle until the end
+    /// of `--seconds` (to measure the server's memory per idle connection).
+    Idle,
 }
 
 impl Workload {
@@ -119,6 +122,7 @@ impl Workload {
             Workload::Locate => "locate",
             Workload::Encrypt => "encrypt",
             Workload::Sign => "sign",
+            Workload::Idle => "idle",
         }
     }
 }
@@ -165,6 +169,7 @@ struct Shared {
     /// Set once every worker is connected (time-bounded runs).
     deadline: std::sync::OnceLock<Instant>,
     reconnect: bool,
+    idle: bool,
 }
 
 impl Shared {
@@ -246,6 +251,11 @@ async fn worker(
                 Err(e) => Err(e),
             }
         };
+        let idle_until = if shared.idle {
+            shared.deadline.get().copied()
+        } else {
+            None
+        };
         let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         match outcome {
             Ok(()) => {
@@ -257,6 +267,10 @@ async fn worker(
                     r.first_error = Some(e);
                 }
             }
+        }
+        if let Some(until) = idle_until {
+            tokio::time::sleep_until(until.into()).await;
+            break;
         }
     }
     if let Some(c) = conn {
@@ -285,6 +299,9 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
         (None, Workload::Encrypt) => ProtocolVersion::V1_4,
         (None, _) => ProtocolVersion::new(1, 2),
     };
+    if args.workload == Workload::Idle && (args.seconds.is_none() || args.reconnect) {
+        return Err("--workload idle needs --seconds (how long to hold the connections)".into());
+    }
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
@@ -352,6 +369,7 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
         remaining: AtomicU64::new(args.requests.unwrap_or(u64::MAX)),
         deadline: std::sync::OnceLock::new(),
         reconnect: args.reconnect,
+        idle: args.workload == Workload::Idle,
     });
     // Every worker connects, then the clock starts and the workers are released.
     let parties = args.connections.saturating_add(1);

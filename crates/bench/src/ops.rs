@@ -104,9 +104,10 @@ fn gcm_parameters() -> Ttlv {
     reader::structure(
         tag::CRYPTOGRAPHIC_PARAMETERS,
         vec![
+            // In the specification's field order (PyKMIP's decoder insists on it).
             reader::enumeration(tag::BLOCK_CIPHER_MODE, block_cipher_mode::GCM),
-            reader::int(tag::TAG_LENGTH, 16),
             reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+            reader::int(tag::TAG_LENGTH, 16),
         ],
     )
 }
@@ -348,6 +349,11 @@ async fn setup_inner(
             plan.requests = Arc::new(reqs);
             plan.subjects = Arc::new(names);
         }
+        Workload::Idle => {
+            let req = encode(v, operation::DISCOVER_VERSIONS, vec![]).map_err(err)?;
+            probe(c, &req, "Discover Versions").await?;
+            plan.requests = Arc::new(vec![req]);
+        }
         Workload::Encrypt => {
             let uid = c.create_aes(256, None).await?;
             c.activate(&uid).await?;
@@ -405,7 +411,11 @@ impl Plan {
 
     async fn run_raw(&self, c: &mut Client, state: &mut WorkerState) -> Result<(), String> {
         match self.workload {
-            Workload::Get | Workload::Create | Workload::Encrypt | Workload::Sign => {
+            Workload::Get
+            | Workload::Create
+            | Workload::Encrypt
+            | Workload::Sign
+            | Workload::Idle => {
                 let req = Self::pick(&self.requests, state)?;
                 let response = send_raw(c, req).await?;
                 check(&response).map(|_| ())
@@ -464,6 +474,9 @@ impl Plan {
             }
             Workload::Encrypt => {
                 c.encrypt(subject(state)?, &[0x5a; ENCRYPT_LEN]).await?;
+            }
+            Workload::Idle => {
+                c.discover_versions().await?;
             }
             Workload::Sign => {
                 c.call(operation::SIGN, sign_payload(subject(state)?))

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# kmipd beside PyKMIP's server: the standard kmip-bench set against both, in the same run, and
+# one table with both and the ratio (docs/performance.md, "Side by side").
+#
+#   scripts/bench.sh                 # build, run everything, print the table (about 4 minutes)
+#   BENCH_SECONDS=20 scripts/bench.sh        # longer kmipd runs (default 8 s each)
+#   BENCH_PY_SECONDS=10 scripts/bench.sh     # longer PyKMIP runs (default 5 s each)
+#   BENCH_ONLY=kmipd scripts/bench.sh        # skip PyKMIP's server
+#   BENCH_SOAK=600 scripts/bench.sh          # then a mixed run of 600 s against kmipd,
+#                                            # sampling its resident memory
+#
+# Both servers are fresh: kmipd from `kmipd init` (sled store, its own SoftHSM2 token, a
+# development CA) with the connection caps raised for the idle-connection measurement;
+# PyKMIP 0.11.0 from a virtual environment (scripts/python-env.sh into target/bench-venv),
+# serving the kmipd instance's ECDSA server certificate and CA (TLS 1.2, client certificates
+# required) over its own SQLite database. Everything lives in a temporary directory under
+# target/ and every process started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+secs="${BENCH_SECONDS:-8}"
+py_secs="${BENCH_PY_SECONDS:-5}"
+only="${BENCH_ONLY:-}"
+soak="${BENCH_SOAK:-0}"
+
+echo "bench: building (release)" >&2
+cargo build --release --quiet -p kmipd -p kmipd-bench
+kmipd=target/release/kmipd
+bench=target/release/kmip-bench
+
+mkdir -p target/bench
+work=$(mktemp -d "$PWD/target/bench/run-XXXXXX")
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() { # port, pid, log
+    local i
+    for i in $(seq 1 150); do
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "bench: server exited during start-up; its log:" >&2
+            tail -20 "$3" >&2
+            exit 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "bench: nothing listens on port $1 after 30 s" >&2
+    exit 1
+}
+
+# --- kmipd --------------------------------------------------------------------------------
+kport=$(free_port)
+"$kmipd" init --dir "$work/kmipd" --listen "127.0.0.1:$kport" >/dev/null
+cat >>"$work/kmipd/kmipd.toml" <<EOF
+
+# bench.sh: room for 1,000 idle connections of one identity.
+[limits]
+max_connections = 4096
+max_connections_per_identity = 4096
+EOF
+"$kmipd" serve --config "$work/kmipd/kmipd.toml" >"$work/kmipd.log" 2>&1 &
+kpid=$!
+pids+=("$kpid")
+wait_port "$kport" "$kpid" "$work/kmipd.log"
+certs="$work/kmipd/certs"
+tls=(--ca "$certs/ca.pem" --cert "$certs/client.pem" --key "$certs/client.key")
+
+# --- PyKMIP's server ----------------------------------------------------------------------
+pport=""
+if [[ "$only" != kmipd ]]; then
+    venv="$PWD/target/bench-venv"
+    if [[ -x scripts/python-env.sh ]]; then
+        KMIPD_PY_VENV="$venv" scripts/python-env.sh
+    elif [[ ! -x "$venv/bin/pykmip-server" ]]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            PyKMIP==0.11.0 cryptography==50.0.2 SQLAlchemy==2.1.9
+    fi
+    pport=$(free_port)
+    mkdir -p "$work/pykmip/policies"
+    cat >"$work/pykmip/server.conf" <<EOF
+[server]
+hostname=127.0.0.1
+port=$pport
+certificate_path=$certs/server-ec.pem
+key_path=$certs/server-ec.key
+ca_path=$certs/ca.pem
+auth_suite=TLS1.2
+policy_path=$work/pykmip/policies
+enable_tls_client_auth=True
+logging_level=WARNING
+database_path=$work/pykmip/pykmip.db
+EOF
+    (cd "$work/pykmip" && exec "$venv/bin/pykmip-server" -f "$work/pykmip/server.conf" \
+        -l "$work/pykmip/server.log") >"$work/pykmip.out" 2>&1 &
+    ppid=$!
+    pids+=("$ppid")
+    wait_port "$pport" "$ppid" "$work/pykmip.out"
+fi
+
+# --- the standard set ---------------------------------------------------------------------
+# label | kmip-bench arguments
+runs=(
+    "get|--workload get --connections 32 --keys 64"
+    "get x64 (p99)|--workload get --connections 64 --keys 64"
+    "create (durable)|--workload create --connections 64"
+    "cycle (create+get+destroy)|--workload cycle --connections 16"
+    "locate by name|--workload locate --connections 16 --keys 64"
+    "encrypt AES-GCM 1 KiB|--workload encrypt --connections 16"
+    "sign ECDSA P-256|--workload sign --connections 16"
+    "reconnect, full handshake|--workload get --keys 8 --connections 8 --reconnect --no-resumption"
+    "reconnect, resumed|--workload get --keys 8 --connections 8 --reconnect"
+)
+results="$work/results.tsv"
+: >"$results"
+run_one() { # server-label port seconds label args...
+    local who=$1 port=$2 s=$3 label=$4
+    shift 4
+    local out="$work/out-$who-$(echo "$label" | tr -c 'a-zA-Z0-9' _).txt"
+    local rc=0
+    # shellcheck disable=SC2068
+    timeout 180 "$bench" --server "127.0.0.1:$port" "${tls[@]}" --seconds "$s" --json $@ \
+        >"$out" 2>&1 || rc=$?
+    local json
+    json=$(tail -1 "$out")
+    if [[ $rc -ne 0 && $rc -ne 3 ]] || [[ "$json" != \{* ]]; then
+        json="{\"failed\": \"exit $rc: $(grep -v '^{' "$out" | tail -1 | tr -d '"\\' | head -c 200)\"}"
+    fi
+    printf '%s\t%s\t%s\n' "$who" "$label" "$json" >>"$results"
+    echo "bench: $who $label: $(grep -v '^{' "$out" | tail -1)" >&2
+}
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for r in "${runs[@]}"; do
+    label=${r%%|*}
+    args=${r#*|}
+    run_one kmipd "$kport" "$secs" "$label" $args
+    if [[ -n "$pport" ]]; then
+        run_one pykmip "$pport" "$py_secs" "$label" $args
+    fi
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- memory: resident size with idle connections ------------------------------------------
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+mem="$work/memory.tsv"
+: >"$mem"
+for n in 100 1000; do
+    before=$(rss_kb "$kpid")
+    "$bench" --server "127.0.0.1:$kport" "${tls[@]}" --workload idle --connections "$n" \
+        --seconds 6 --json >"$work/idle-$n.txt" 2>&1 &
+    bpid=$!
+    pids+=("$bpid")
+    # The largest resident size while the connections are open (they connect, send one
+    # Discover Versions each, then stay idle for 6 s).
+    during=$before
+    while kill -0 "$bpid" 2>/dev/null; do
+        r=$(rss_kb "$kpid")
+        (( r > during )) && during=$r
+        sleep 0.5
+    done
+    wait "$bpid" || true
+    sleep 1
+    after=$(rss_kb "$kpid")
+    printf '%s\t%s\t%s\t%s\n' "$n" "$before" "$during" "$after" >>"$mem"
+done
+
+# --- the table ----------------------------------------------------------------------------
+python3 - "$results" "$mem" "$load_before" "$load_after" "$secs" "$py_secs" <<'EOF'
+import json, sys
+results, mem, load_before, load_after, secs, py_secs = sys.argv[1:7]
+rows, order = {}, []
+for line in open(results):
+    who, label, js = line.rstrip("\n").split("\t", 2)
+    rows.setdefault(label, {})[who] = json.loads(js)
+    if label not in order:
+        order.append(label)
+
+def cell(r):
+    if r is None:
+        return "not run", "", ""
+    if "unsupported" in r:
+        return "unsupported", "", ""
+    if "failed" in r:
+        return "failed", "", ""
+    ops = r["ops_per_sec"]
+    err = f" ({r['errors']} errors)" if r.get("errors") else ""
+    res = f", {r['resumed']} resumed" if "resumed" in r and r.get("resumed") else ""
+    return f"{ops:,.0f}{err}{res}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"
+
+print(f"kmipd {secs} s and PyKMIP {py_secs} s per row; load average before {load_before}, "
+      f"after {load_after}")
+print()
+print("| workload | conns | kmipd ops/s | p50 ms | p99 ms | PyKMIP ops/s | p50 ms | p99 ms | ratio |")
+print("|---|---|---|---|---|---|---|---|---|")
+for label in order:
+    k, p = rows[label].get("kmipd"), rows[label].get("pykmip")
+    conns = (k or p or {}).get("connections", "")
+    kc, pc = cell(k), cell(p)
+    ratio = ""
+    if k and p and k.get("ops_per_sec") and p.get("ops_per_sec"):
+        ratio = f"{k['ops_per_sec'] / p['ops_per_sec']:,.0f}x"
+    print(f"| {label} | {conns} | {kc[0]} | {kc[1]} | {kc[2]} | {pc[0]} | {pc[1]} | {pc[2]} | {ratio} |")
+for label in order:
+    for who, r in rows[label].items():
+        if "failed" in r:
+            print(f"{who} {label}: {r['failed']}")
+        elif "unsupported" in r:
+            print(f"{who} {label}: unsupported: {r['unsupported']}")
+        elif r.get("first_error"):
+            print(f"{who} {label}: first error: {r['first_error']}")
+print()
+print("kmipd resident memory with idle mutual-TLS connections (VmRSS):")
+for line in open(mem):
+    n, before, during, after = map(int, line.split())
+    print(f"  {n} idle: {before/1024:.1f} MiB before, {during/1024:.1f} MiB with them "
+          f"({(during-before)/n:.1f} KiB per connection), {after/1024:.1f} MiB after they closed")
+EOF
+
+# --- optional soak: mixed load, resident memory sampled -----------------------------------
+if [[ "$soak" -gt 0 ]]; then
+    echo
+    echo "Mixed run of $soak s against kmipd (cycle x8, get x16, locate x4), VmRSS every 30 s:"
+    for spec in "cycle 8" "get 16" "locate 4"; do
+        set -- $spec
+        "$bench" --server "127.0.0.1:$kport" "${tls[@]}" --workload "$1" --connections "$2" \
+            --seconds "$soak" --json >"$work/soak-$1.txt" 2>&1 &
+        pids+=("$!")
+    done
+    start=$(date +%s)
+    while (( $(date +%s) - start < soak + 5 )); do
+        printf '  t=%4ss  %s kB\n' "$(( $(date +%s) - start ))" "$(rss_kb "$kpid")"
+        sleep 30
+    done
+    for w in cycle get locate; do
+        echo "  $w: $(grep -v '^{' "$work/soak-$w.txt" | tail -1)"
+    done
+fi
+echo
+echo "(logs and raw JSON: $work)"
