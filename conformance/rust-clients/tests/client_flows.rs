@@ -1,0 +1,1279 @@
+//! Real clients' flows, each built as the client builds it (its protocol version, field shapes
+//! and quirks, from `../shared/notes/clients.md`), sent as raw TTLV over mutual TLS to a kmipd
+//! started by the test on 127.0.0.1 (`kmipd-client`'s `send_ttlv`), with the client's
+//! connection habits: one connection per call (pg_tde, Synology DSM), no SNI (libkmip), TLS
+//! session resumption under client certificates (Veeam), RSA-only suites (Synology DSM).
+//! The same request shapes are tested against the engine in-process in
+//! `crates/ops/tests/clients.rs`; here they cross the real server, its framing and its TLS.
+//!
+//! Every answer is checked by value; every wait is bounded (`BOUND`, the client's timeouts).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{BOUND, Kmipd, Step};
+use kmipd_client::{Client, Connector, TlsOptions};
+use kmipd_proto::attributes::AttrName;
+use kmipd_proto::enums::{
+    batch_error_continuation, cryptographic_algorithm as alg, cryptographic_usage_mask as mask,
+    key_format_type as kft, object_type, operation, query_function, result_reason, result_status,
+    secret_data_type, state,
+};
+use kmipd_proto::message::{
+    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
+};
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::spec::{self, Version};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Tag, Ttlv, Value};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+const V1_0: ProtocolVersion = ProtocolVersion::V1_0;
+const V1_1: ProtocolVersion = ProtocolVersion::new(1, 1);
+const V1_2: ProtocolVersion = ProtocolVersion::new(1, 2);
+const V1_4: ProtocolVersion = ProtocolVersion::V1_4;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: TLS set-ups, exchanges, request pieces
+// ---------------------------------------------------------------------------------------------
+
+/// Bounds a future; a test that would hang fails instead.
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
+}
+
+/// A rustls client configuration for `who`, with `adjust` applied to the crypto provider and
+/// only `versions` offered.
+fn rustls_config(
+    k: &Kmipd,
+    who: &str,
+    adjust: impl FnOnce(&mut rustls::crypto::CryptoProvider),
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&k.cert("ca")) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_slice_iter(&k.cert(who))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&k.key(who)).unwrap();
+    let mut provider = rustls::crypto::ring::default_provider();
+    adjust(&mut provider);
+    rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap()
+}
+
+fn options(version: ProtocolVersion, resumption: bool) -> TlsOptions {
+    TlsOptions {
+        version,
+        resumption,
+        timeout: std::time::Duration::from_secs(15),
+        ..TlsOptions::default()
+    }
+}
+
+/// libkmip's TLS: OpenSSL with no SNI set, no session kept between its per-call connections.
+fn libkmip_connector(k: &Kmipd, version: ProtocolVersion) -> Connector {
+    let mut config = rustls_config(k, "client", |_| {}, rustls::DEFAULT_VERSIONS);
+    config.enable_sni = false;
+    Connector::from_config(config, options(version, false)).unwrap()
+}
+
+async fn connect(c: &Connector, k: &Kmipd) -> Client {
+    bounded("connect", c.connect(k.addr)).await.unwrap()
+}
+
+/// Sends the message as raw TTLV; checks the answer is in the request's version and has one
+/// item per request item.
+async fn exchange(client: &mut Client, msg: &RequestMessage) -> ResponseMessage {
+    let tree = bounded("exchange", client.send_ttlv(&msg.to_ttlv()))
+        .await
+        .unwrap();
+    if msg.header.protocol_version == V1_0 {
+        assert_only_1_0(&tree);
+    }
+    let resp = ResponseMessage::from_ttlv(&tree).unwrap();
+    assert_eq!(
+        resp.header.protocol_version, msg.header.protocol_version,
+        "answered in the request's version"
+    );
+    assert_eq!(resp.items.len(), msg.items.len());
+    for i in &resp.items {
+        if let Some(m) = &i.result_message {
+            assert!(m.is_ascii(), "non-ASCII Result Message {m:?}");
+        }
+    }
+    resp
+}
+
+/// One operation in one request; its batch item.
+async fn one(
+    client: &mut Client,
+    v: ProtocolVersion,
+    op: u32,
+    payload: Vec<Ttlv>,
+) -> ResponseBatchItem {
+    let msg = RequestMessage::new(v, vec![RequestBatchItem::new(op, payload)]);
+    let item = exchange(client, &msg)
+        .await
+        .items
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(item.operation, Some(op));
+    item
+}
+
+/// A new connection for one call, closed after it (libkmip, Synology DSM).
+async fn one_shot(c: &Connector, k: &Kmipd, op: u32, payload: Vec<Ttlv>) -> ResponseBatchItem {
+    let mut client = connect(c, k).await;
+    let v = c.options().version;
+    let item = one(&mut client, v, op, payload).await;
+    bounded("close", client.shutdown()).await.unwrap();
+    item
+}
+
+/// The payload's children of a successful answer.
+fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
+    assert_eq!(
+        item.result_status,
+        result_status::SUCCESS,
+        "{:?} {:?}",
+        item.result_reason,
+        item.result_message
+    );
+    StructReader::any(item.payload.as_ref().unwrap())
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+fn failed(item: &ResponseBatchItem, reason: u32) {
+    assert_eq!(
+        item.result_status,
+        result_status::OPERATION_FAILED,
+        "{:?}",
+        item.result_message
+    );
+    assert_eq!(
+        item.result_reason,
+        Some(reason),
+        "{:?}",
+        item.result_message
+    );
+}
+
+fn find(items: &[Ttlv], t: Tag) -> &Ttlv {
+    items
+        .iter()
+        .find(|i| i.tag == t)
+        .unwrap_or_else(|| panic!("no {} in {items:?}", reader::name(t)))
+}
+
+fn uid(items: &[Ttlv]) -> String {
+    reader::as_text(find(items, tag::UNIQUE_IDENTIFIER))
+        .unwrap()
+        .to_owned()
+}
+
+fn uids(items: &[Ttlv]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
+        .map(|i| reader::as_text(i).unwrap().to_owned())
+        .collect()
+}
+
+fn child(item: &Ttlv, t: Tag) -> &Ttlv {
+    StructReader::any(item)
+        .unwrap()
+        .optional(t)
+        .unwrap_or_else(|| panic!("no {} in {item:?}", reader::name(t)))
+}
+
+fn by_uid(u: &str) -> Vec<Ttlv> {
+    vec![reader::text(tag::UNIQUE_IDENTIFIER, u)]
+}
+
+/// A 1.x Attribute, with an Attribute Index when given.
+fn attr_at(name: &str, index: Option<i32>, value: Value) -> Ttlv {
+    let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
+    if let Some(i) = index {
+        items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+    }
+    items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
+    reader::structure(tag::ATTRIBUTE, items)
+}
+
+fn attr(name: &str, value: Value) -> Ttlv {
+    attr_at(name, None, value)
+}
+
+fn text(s: &str) -> Value {
+    Value::TextString(s.to_owned())
+}
+
+fn name(n: &str) -> Value {
+    Value::Structure(vec![
+        reader::text(tag::NAME_VALUE, n),
+        reader::enumeration(tag::NAME_TYPE, 1),
+    ])
+}
+
+fn usage(m: u32) -> Ttlv {
+    attr(
+        "Cryptographic Usage Mask",
+        Value::Integer(i32::try_from(m).unwrap()),
+    )
+}
+
+fn template(attrs: Vec<Ttlv>) -> Ttlv {
+    reader::structure(tag::TEMPLATE_ATTRIBUTE, attrs)
+}
+
+/// The 1.x attributes of an answer, by name.
+fn v1_attrs(items: &[Ttlv]) -> Vec<(String, Value)> {
+    items
+        .iter()
+        .filter(|i| i.tag == tag::ATTRIBUTE)
+        .map(|a| {
+            let r = StructReader::any(a).unwrap();
+            (
+                r.req_text(tag::ATTRIBUTE_NAME).unwrap().to_owned(),
+                r.required(tag::ATTRIBUTE_VALUE).unwrap().value.clone(),
+            )
+        })
+        .collect()
+}
+
+fn v1_value(items: &[Ttlv], n: &str) -> Option<Value> {
+    v1_attrs(items)
+        .into_iter()
+        .find(|(k, _)| k == n)
+        .map(|(_, v)| v)
+}
+
+fn aes_key(bytes: &[u8]) -> Ttlv {
+    reader::structure(
+        tag::SYMMETRIC_KEY,
+        vec![reader::structure(
+            tag::KEY_BLOCK,
+            vec![
+                reader::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
+                reader::structure(
+                    tag::KEY_VALUE,
+                    vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
+                ),
+                reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+                reader::int(
+                    tag::CRYPTOGRAPHIC_LENGTH,
+                    i32::try_from(bytes.len() * 8).unwrap(),
+                ),
+            ],
+        )],
+    )
+}
+
+fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
+    reader::structure(
+        tag::SECRET_DATA,
+        vec![
+            reader::enumeration(tag::SECRET_DATA_TYPE, kind),
+            reader::structure(
+                tag::KEY_BLOCK,
+                vec![
+                    reader::enumeration(tag::KEY_FORMAT_TYPE, format),
+                    reader::structure(
+                        tag::KEY_VALUE,
+                        vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
+                    ),
+                ],
+            ),
+        ],
+    )
+}
+
+fn register_payload(ot: u32, attrs: Vec<Ttlv>, object: Ttlv) -> Vec<Ttlv> {
+    vec![
+        reader::enumeration(tag::OBJECT_TYPE, ot),
+        template(attrs),
+        object,
+    ]
+}
+
+/// A Register answer: the Unique Identifier and nothing else.
+fn registered(item: &ResponseBatchItem) -> String {
+    let payload = ok(item);
+    assert_eq!(
+        payload.iter().map(|i| i.tag).collect::<Vec<_>>(),
+        [tag::UNIQUE_IDENTIFIER],
+        "a Register answer is the Unique Identifier only"
+    );
+    uid(&payload)
+}
+
+/// The object structure of a Get answer (its Object Type and identifier checked).
+fn got_object(item: &ResponseBatchItem, id: &str, ot: u32) -> Ttlv {
+    let got = ok(item);
+    assert_eq!(uid(&got), id);
+    assert_eq!(reader::as_enum(find(&got, tag::OBJECT_TYPE)).unwrap(), ot);
+    got.iter()
+        .find(|i| ![tag::OBJECT_TYPE, tag::UNIQUE_IDENTIFIER].contains(&i.tag))
+        .unwrap()
+        .clone()
+}
+
+/// The Key Value's only child, Key Material.
+fn key_value_material_only(object: &Ttlv) -> Ttlv {
+    let kv = child(child(object, tag::KEY_BLOCK), tag::KEY_VALUE);
+    let children = kv.children().expect("a Key Value structure");
+    assert_eq!(
+        children.iter().map(|c| c.tag).collect::<Vec<_>>(),
+        [tag::KEY_MATERIAL],
+        "the Key Value holds Key Material only"
+    );
+    children[0].clone()
+}
+
+fn material_bytes(object: &Ttlv) -> Vec<u8> {
+    reader::as_bytes(&key_value_material_only(object))
+        .unwrap()
+        .to_vec()
+}
+
+fn key_format(object: &Ttlv) -> u32 {
+    reader::as_enum(child(child(object, tag::KEY_BLOCK), tag::KEY_FORMAT_TYPE)).unwrap()
+}
+
+/// Every item of a 1.0 answer is a 1.0 tag and every attribute named is a 1.0 attribute.
+fn assert_only_1_0(tree: &Ttlv) {
+    let def = spec::tag_by_value(tree.tag.value());
+    assert!(
+        def.is_none_or(|d| d.defined_in(Version::V1_0)),
+        "{} is not a KMIP 1.0 field",
+        reader::name(tree.tag)
+    );
+    if tree.tag == tag::ATTRIBUTE_NAME {
+        let n = reader::as_text(tree).unwrap();
+        assert!(
+            AttrName::from_v1_name(n).defined_in(Version::V1_0),
+            "attribute {n} is not a KMIP 1.0 attribute"
+        );
+    }
+    if let Some(children) = tree.children() {
+        children.iter().for_each(assert_only_1_0);
+    }
+}
+
+async fn get_attributes(
+    client: &mut Client,
+    v: ProtocolVersion,
+    id: &str,
+    names: &[&str],
+) -> Vec<Ttlv> {
+    let mut payload = by_uid(id);
+    payload.extend(names.iter().map(|n| reader::text(tag::ATTRIBUTE_NAME, *n)));
+    ok(&one(client, v, operation::GET_ATTRIBUTES, payload).await)
+}
+
+async fn state_of(client: &mut Client, v: ProtocolVersion, id: &str) -> u32 {
+    match v1_value(&get_attributes(client, v, id, &["State"]).await, "State") {
+        Some(Value::Enumeration(s)) => s,
+        other => panic!("State: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// vSphere 7 (KMIP 1.1)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
+    let k = Kmipd::start();
+    let s = Step::new(
+        common::VSPHERE,
+        "1.1",
+        "Discover Versions (health check, x3), Query Server Information, Create AES-256 \
+         unnamed, Get Attributes before tagging, batch of 3 Add Attribute x- (Unique Batch Item \
+         IDs echoed), Get while Pre-Active",
+        1,
+    );
+    k.rt.block_on(async {
+        let c = k.connector("client", V1_1, true);
+        let mut vc = connect(&c, &k).await;
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let payload = ok(&one(&mut vc, V1_1, operation::DISCOVER_VERSIONS, vec![]).await);
+            let versions: Vec<ProtocolVersion> = payload
+                .iter()
+                .map(|p| ProtocolVersion::from_ttlv(p).unwrap())
+                .collect();
+            assert!(
+                versions.contains(&V1_1) && versions.contains(&V1_0),
+                "{versions:?}"
+            );
+            answers.push(versions);
+        }
+        assert!(answers.windows(2).all(|w| w[0] == w[1]));
+
+        let info = ok(&one(
+            &mut vc,
+            V1_1,
+            operation::QUERY,
+            vec![reader::enumeration(
+                tag::QUERY_FUNCTION,
+                query_function::QUERY_SERVER_INFORMATION,
+            )],
+        )
+        .await);
+        assert_eq!(
+            reader::as_text(find(&info, tag::VENDOR_IDENTIFICATION)).unwrap(),
+            "kmipd"
+        );
+
+        let created = ok(&one(
+            &mut vc,
+            V1_1,
+            operation::CREATE,
+            vec![
+                reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                template(vec![
+                    attr("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
+                    attr("Cryptographic Length", Value::Integer(256)),
+                    usage(mask::ENCRYPT | mask::DECRYPT),
+                ]),
+            ],
+        )
+        .await);
+        let key = uid(&created);
+        let attrs = get_attributes(&mut vc, V1_1, &key, &["Name", "x-Product_Version"]).await;
+        assert_eq!(
+            attrs,
+            by_uid(&key),
+            "no Name, no x-Product_Version yet: an empty list"
+        );
+
+        let ids: [&[u8]; 3] = [b"\x01\x02", b"\xff", b"vc-3"];
+        let names = ["x-Vendor", "x-Product", "x-Product_Version"];
+        let items = names
+            .iter()
+            .zip(ids)
+            .map(|(n, id)| RequestBatchItem {
+                unique_batch_item_id: Some(id.to_vec()),
+                ..RequestBatchItem::new(
+                    operation::ADD_ATTRIBUTE,
+                    vec![
+                        reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
+                        attr(n, text(&format!("{n}=7.0.3"))),
+                    ],
+                )
+            })
+            .collect();
+        let resp = exchange(&mut vc, &RequestMessage::new(V1_1, items)).await;
+        assert_eq!(resp.header.batch_count, 3);
+        for ((got, id), n) in resp.items.iter().zip(ids).zip(names) {
+            assert_eq!(got.unique_batch_item_id.as_deref(), Some(id));
+            assert_eq!(got.operation, Some(operation::ADD_ATTRIBUTE));
+            let payload = ok(got);
+            assert_eq!(uid(&payload), key);
+            assert_eq!(v1_value(&payload, n), Some(text(&format!("{n}=7.0.3"))));
+        }
+        let attrs = get_attributes(&mut vc, V1_1, &key, &names).await;
+        assert_eq!(
+            v1_attrs(&attrs),
+            names
+                .iter()
+                .map(|n| (n.to_string(), text(&format!("{n}=7.0.3"))))
+                .collect::<Vec<_>>()
+        );
+
+        assert_eq!(state_of(&mut vc, V1_1, &key).await, state::PRE_ACTIVE);
+        let object = got_object(
+            &one(&mut vc, V1_1, operation::GET, by_uid(&key)).await,
+            &key,
+            object_type::SYMMETRIC_KEY,
+        );
+        assert_eq!(key_format(&object), kft::RAW);
+        assert_eq!(material_bytes(&object).len(), 32);
+        bounded("close", vc.shutdown()).await.unwrap();
+    });
+    s.pass();
+}
+
+// ---------------------------------------------------------------------------------------------
+// pg_tde (libkmip): a new TLS connection per call, no SNI
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_without_sni() {
+    let k = Kmipd::start();
+    let register = Step::new(
+        common::PG_TDE,
+        "1.4",
+        "Register AES-128 with Name (no Activate); new TLS connection per call, no SNI",
+        1,
+    );
+    let locate = Step::new(
+        common::PG_TDE,
+        "1.0",
+        "Locate (Object Type, Name, Maximum Items 16, Offset Items 0) finds exactly one; Get \
+         returns the registered bytes; new TLS connection per call, no SNI",
+        2,
+    );
+    k.rt.block_on(async {
+        let v14 = libkmip_connector(&k, V1_4);
+        let v10 = libkmip_connector(&k, V1_0);
+        let principal: Vec<u8> = (100u8..116).collect();
+        let mut keys = Vec::new();
+        for (i, bytes) in [principal.clone(), vec![9u8; 16]].into_iter().enumerate() {
+            let n = format!("pg_tde_principal_{i}");
+            let item = one_shot(
+                &v14,
+                &k,
+                operation::REGISTER,
+                register_payload(
+                    object_type::SYMMETRIC_KEY,
+                    vec![attr("Name", name(&n)), usage(mask::ENCRYPT | mask::DECRYPT)],
+                    aes_key(&bytes),
+                ),
+            )
+            .await;
+            keys.push(registered(&item));
+        }
+        register.pass();
+
+        let locate_payload = |n: &str| {
+            vec![
+                reader::int(tag::MAXIMUM_ITEMS, 16),
+                reader::int(tag::OFFSET_ITEMS, 0),
+                attr(
+                    "Object Type",
+                    Value::Enumeration(object_type::SYMMETRIC_KEY),
+                ),
+                attr("Name", name(n)),
+            ]
+        };
+        let found = ok(&one_shot(
+            &v10,
+            &k,
+            operation::LOCATE,
+            locate_payload("pg_tde_principal_0"),
+        )
+        .await);
+        assert_eq!(
+            found,
+            by_uid(&keys[0]),
+            "exactly one, and no Located Items (a 1.3 field) in a 1.0 answer"
+        );
+        let none = ok(&one_shot(
+            &v10,
+            &k,
+            operation::LOCATE,
+            locate_payload("pg_tde_principal_9"),
+        )
+        .await);
+        assert!(none.is_empty());
+        let object = got_object(
+            &one_shot(&v10, &k, operation::GET, by_uid(&keys[0])).await,
+            &keys[0],
+            object_type::SYMMETRIC_KEY,
+        );
+        assert_eq!(material_bytes(&object), principal);
+        // Never activated: still Pre-Active, and served all the same.
+        let mut c = connect(&v10, &k).await;
+        assert_eq!(state_of(&mut c, V1_0, &keys[0]).await, state::PRE_ACTIVE);
+        assert!(!c.resumed(), "libkmip keeps no session");
+    });
+    locate.pass();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Percona MySQL keyring_kmip
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one() {
+    let k = Kmipd::start();
+    let s_register = Step::new(
+        common::PERCONA_MYSQL,
+        "1.4",
+        "Register 18 AES-256 keys and 2 Secret Data (Derive Key | Export) in Object Group \
+         \"percona\"",
+        1,
+    );
+    let s_activate = Step::new(common::PERCONA_MYSQL, "1.0", "Activate each", 2);
+    let s_locate = Step::new(
+        common::PERCONA_MYSQL,
+        "1.4",
+        "Locate by Object Group, 16 per page with Offset Items, Located Items = 20",
+        3,
+    );
+    let s_read = Step::new(
+        common::PERCONA_MYSQL,
+        "1.0",
+        "Get every object (bytes as registered); Get Attributes (Name) under 1.4",
+        4,
+    );
+    let s_erase = Step::new(
+        common::PERCONA_MYSQL,
+        "1.0",
+        "Erase: Revoke (reason 1) then Destroy; the group lists 19",
+        5,
+    );
+    k.rt.block_on(async {
+        let mut c = connect(&k.connector("client", V1_4, true), &k).await;
+        let group = || attr("Object Group", text("percona"));
+        let mut objects = Vec::new();
+        for i in 0..20u8 {
+            let secret = i >= 18;
+            let n = format!("percona_{i}");
+            let bytes: Vec<u8> = (0..32).map(|b| b ^ i.wrapping_mul(37)).collect();
+            let (ot, m, object) = if secret {
+                (
+                    object_type::SECRET_DATA,
+                    mask::DERIVE_KEY | mask::EXPORT,
+                    secret_data(secret_data_type::PASSWORD, kft::OPAQUE, &bytes),
+                )
+            } else {
+                (
+                    object_type::SYMMETRIC_KEY,
+                    mask::ENCRYPT | mask::DECRYPT,
+                    aes_key(&bytes),
+                )
+            };
+            let item = one(
+                &mut c,
+                V1_4,
+                operation::REGISTER,
+                register_payload(ot, vec![attr("Name", name(&n)), group(), usage(m)], object),
+            )
+            .await;
+            objects.push((registered(&item), n, bytes, ot));
+        }
+        // Someone else's group on the same server.
+        one(
+            &mut c,
+            V1_4,
+            operation::REGISTER,
+            register_payload(
+                object_type::SYMMETRIC_KEY,
+                vec![attr("Object Group", text("other"))],
+                aes_key(&[1u8; 32]),
+            ),
+        )
+        .await;
+        s_register.pass();
+
+        for (id, ..) in &objects {
+            let a = ok(&one(&mut c, V1_0, operation::ACTIVATE, by_uid(id)).await);
+            assert_eq!(uid(&a), *id);
+        }
+        for (id, ..) in &objects {
+            assert_eq!(state_of(&mut c, V1_4, id).await, state::ACTIVE);
+        }
+        s_activate.pass();
+
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = ok(&one(
+                &mut c,
+                V1_4,
+                operation::LOCATE,
+                vec![
+                    reader::int(tag::MAXIMUM_ITEMS, 16),
+                    reader::int(tag::OFFSET_ITEMS, offset),
+                    group(),
+                ],
+            )
+            .await);
+            assert_eq!(
+                reader::as_int(find(&page, tag::LOCATED_ITEMS)).unwrap(),
+                20,
+                "Located Items counts every match, not the page"
+            );
+            let ids = uids(&page);
+            assert!(ids.len() <= 16);
+            if ids.is_empty() {
+                break;
+            }
+            offset += i32::try_from(ids.len()).unwrap();
+            seen.extend(ids);
+        }
+        assert_eq!(offset, 20);
+        let mut expected: Vec<String> = objects.iter().map(|o| o.0.clone()).collect();
+        let mut got = seen.clone();
+        expected.sort();
+        got.sort();
+        got.dedup();
+        assert_eq!(got, expected, "each object once, none of the other group");
+        s_locate.pass();
+
+        for (id, n, bytes, ot) in &objects {
+            let object = got_object(
+                &one(&mut c, V1_0, operation::GET, by_uid(id)).await,
+                id,
+                *ot,
+            );
+            assert_eq!(&material_bytes(&object), bytes);
+            let attrs = get_attributes(&mut c, V1_4, id, &["Name"]).await;
+            assert_eq!(v1_attrs(&attrs), [("Name".to_owned(), name(n))]);
+        }
+        s_read.pass();
+
+        let victim = objects[0].0.clone();
+        let revoked = ok(&one(
+            &mut c,
+            V1_0,
+            operation::REVOKE,
+            vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, victim.clone()),
+                reader::structure(
+                    tag::REVOCATION_REASON,
+                    vec![reader::enumeration(tag::REVOCATION_REASON_CODE, 1)],
+                ),
+            ],
+        )
+        .await);
+        assert_eq!(uid(&revoked), victim);
+        assert_eq!(state_of(&mut c, V1_4, &victim).await, state::DEACTIVATED);
+        assert_eq!(
+            uid(&ok(
+                &one(&mut c, V1_0, operation::DESTROY, by_uid(&victim)).await
+            )),
+            victim
+        );
+        let gone = one(&mut c, V1_0, operation::GET, by_uid(&victim)).await;
+        assert_eq!(gone.result_status, result_status::OPERATION_FAILED);
+        let page = ok(&one(
+            &mut c,
+            V1_4,
+            operation::LOCATE,
+            vec![
+                reader::int(tag::MAXIMUM_ITEMS, 16),
+                reader::int(tag::OFFSET_ITEMS, 16),
+                group(),
+            ],
+        )
+        .await);
+        assert_eq!(reader::as_int(find(&page, tag::LOCATED_ITEMS)).unwrap(), 19);
+        assert_eq!(uids(&page).len(), 3);
+    });
+    s_erase.pass();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Percona Server for MongoDB (KMIP 1.0)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key() {
+    let k = Kmipd::start();
+    let s = Step::new(
+        common::PERCONA_MONGODB,
+        "1.0",
+        "Register AES-256, Activate, Get (Raw, asked and by default), polling Get Attributes \
+         (State); Item Not Found for a missing key; no field or attribute newer than 1.0 in any \
+         answer",
+        1,
+    );
+    k.rt.block_on(async {
+        let mut c = connect(&k.connector("client", V1_0, true), &k).await;
+        let key_bytes = [0x42u8; 32];
+        let key = registered(
+            &one(
+                &mut c,
+                V1_0,
+                operation::REGISTER,
+                register_payload(
+                    object_type::SYMMETRIC_KEY,
+                    vec![usage(mask::ENCRYPT | mask::DECRYPT)],
+                    aes_key(&key_bytes),
+                ),
+            )
+            .await,
+        );
+        ok(&one(&mut c, V1_0, operation::ACTIVATE, by_uid(&key)).await);
+        for payload in [
+            by_uid(&key),
+            vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
+                reader::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
+            ],
+        ] {
+            let object = got_object(
+                &one(&mut c, V1_0, operation::GET, payload).await,
+                &key,
+                object_type::SYMMETRIC_KEY,
+            );
+            assert_eq!(key_format(&object), kft::RAW);
+            assert_eq!(material_bytes(&object), key_bytes);
+        }
+        for _ in 0..3 {
+            let got = get_attributes(&mut c, V1_0, &key, &["State"]).await;
+            assert_eq!(
+                v1_attrs(&got),
+                [("State".to_owned(), Value::Enumeration(state::ACTIVE))]
+            );
+        }
+        // Every attribute, checked field by field for 1.0 by `exchange`.
+        let all = get_attributes(&mut c, V1_0, &key, &[]).await;
+        assert!(v1_value(&all, "Fresh").is_none());
+        assert!(v1_value(&all, "Initial Date").is_some());
+        failed(
+            &one(&mut c, V1_0, operation::GET, by_uid("no-such-key")).await,
+            result_reason::ITEM_NOT_FOUND,
+        );
+        failed(
+            &one(
+                &mut c,
+                V1_0,
+                operation::GET_ATTRIBUTES,
+                vec![
+                    reader::text(tag::UNIQUE_IDENTIFIER, "no-such-key"),
+                    reader::text(tag::ATTRIBUTE_NAME, "State"),
+                ],
+            )
+            .await,
+            result_reason::ITEM_NOT_FOUND,
+        );
+    });
+    s.pass();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Synology DSM (KMIP 1.2): RSA only, a connection per operation
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret() {
+    let k = Kmipd::start();
+    let s = Step::new(
+        common::SYNOLOGY,
+        "1.2",
+        "Query, Locate (Name) finds none, Register Secret Data with Operation Policy Name \
+         \"default\", Modify Attribute (Name) echoed, Locate (Name), Activate; a TLS 1.2 \
+         ECDHE-RSA connection per operation",
+        1,
+    );
+    k.rt.block_on(async {
+        // Only ECDHE-RSA suites: the handshake succeeds only with kmipd's RSA certificate.
+        let config = rustls_config(
+            &k,
+            "client",
+            |p| {
+                p.cipher_suites = vec![
+                    rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                    rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+                ];
+            },
+            &[&rustls::version::TLS12],
+        );
+        let dsm = Connector::from_config(config, options(V1_2, false)).unwrap();
+        let probe = connect(&dsm, &k).await;
+        assert_eq!(probe.tls_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+        drop(probe);
+
+        let q = ok(&one_shot(
+            &dsm,
+            &k,
+            operation::QUERY,
+            vec![
+                reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
+                reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
+            ],
+        )
+        .await);
+        let ops: Vec<u32> = q
+            .iter()
+            .filter(|i| i.tag == tag::OPERATION)
+            .map(|i| reader::as_enum(i).unwrap())
+            .collect();
+        for op in [
+            operation::REGISTER,
+            operation::LOCATE,
+            operation::MODIFY_ATTRIBUTE,
+            operation::ACTIVATE,
+            operation::GET,
+        ] {
+            assert!(ops.contains(&op), "{op} not in Query Operations");
+        }
+        assert!(q.iter().any(|i| i.tag == tag::OBJECT_TYPE
+            && reader::as_enum(i).unwrap() == object_type::SECRET_DATA));
+
+        let by_name = |n: &str| vec![attr("Name", name(n))];
+        assert!(
+            ok(&one_shot(&dsm, &k, operation::LOCATE, by_name("dsm-volume1")).await).is_empty()
+        );
+        let passphrase = b"volume1 passphrase".to_vec();
+        let secret = registered(
+            &one_shot(
+                &dsm,
+                &k,
+                operation::REGISTER,
+                register_payload(
+                    object_type::SECRET_DATA,
+                    vec![
+                        attr("Cryptographic Usage Mask", Value::Integer(0)),
+                        attr("Operation Policy Name", text("default")),
+                        attr("Name", name("dsm-pending")),
+                    ],
+                    secret_data(secret_data_type::PASSWORD, kft::OPAQUE, &passphrase),
+                ),
+            )
+            .await,
+        );
+        let modified = ok(&one_shot(
+            &dsm,
+            &k,
+            operation::MODIFY_ATTRIBUTE,
+            vec![
+                reader::text(tag::UNIQUE_IDENTIFIER, secret.clone()),
+                attr("Name", name("dsm-volume1")),
+            ],
+        )
+        .await);
+        assert_eq!(uid(&modified), secret);
+        assert_eq!(
+            v1_attrs(&modified),
+            [("Name".to_owned(), name("dsm-volume1"))],
+            "the answer echoes the attribute with its new value"
+        );
+        assert_eq!(
+            uids(&ok(&one_shot(
+                &dsm,
+                &k,
+                operation::LOCATE,
+                by_name("dsm-volume1")
+            )
+            .await)),
+            [secret.as_str()]
+        );
+        assert!(
+            ok(&one_shot(&dsm, &k, operation::LOCATE, by_name("dsm-pending")).await).is_empty()
+        );
+        ok(&one_shot(&dsm, &k, operation::ACTIVATE, by_uid(&secret)).await);
+        let mut c = connect(&dsm, &k).await;
+        let attrs =
+            get_attributes(&mut c, V1_2, &secret, &["Operation Policy Name", "State"]).await;
+        assert_eq!(
+            v1_attrs(&attrs),
+            [
+                ("Operation Policy Name".to_owned(), text("default")),
+                ("State".to_owned(), Value::Enumeration(state::ACTIVE)),
+            ]
+        );
+        let object = got_object(
+            &one(&mut c, V1_2, operation::GET, by_uid(&secret)).await,
+            &secret,
+            object_type::SECRET_DATA,
+        );
+        assert_eq!(material_bytes(&object), passphrase);
+    });
+    s.pass();
+}
+
+// ---------------------------------------------------------------------------------------------
+// MySQL Enterprise keyring_okv (KMIP 1.1)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_attribute() {
+    let k = Kmipd::start();
+    let s = Step::new(
+        common::KEYRING_OKV,
+        "1.1",
+        "Create AES-256 with Attribute Index 0 on every attribute, Maximum Response Size in the \
+         header, Storage Status Mask in the template (tolerated); Get",
+        1,
+    );
+    k.rt.block_on(async {
+        let mut c = connect(&k.connector("client", V1_1, true), &k).await;
+        let idx = |n: &str, v: Value| attr_at(n, Some(0), v);
+        let payload = vec![
+            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            template(vec![
+                idx("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
+                idx("Cryptographic Length", Value::Integer(256)),
+                idx(
+                    "Cryptographic Usage Mask",
+                    Value::Integer(i32::try_from(mask::ENCRYPT | mask::DECRYPT).unwrap()),
+                ),
+                idx("Name", name("okv-mysql-master-key-1")),
+                idx("Storage Status Mask", Value::Integer(1)),
+            ]),
+        ];
+        let mut msg = RequestMessage::new(
+            V1_1,
+            vec![RequestBatchItem::new(operation::CREATE, payload)],
+        );
+        msg.header.maximum_response_size = Some(65536);
+        let key = uid(&ok(&exchange(&mut c, &msg).await.items[0]));
+        let attrs = get_attributes(&mut c, V1_1, &key, &[]).await;
+        assert_eq!(
+            v1_value(&attrs, "Cryptographic Algorithm"),
+            Some(Value::Enumeration(alg::AES))
+        );
+        assert_eq!(
+            v1_value(&attrs, "Cryptographic Length"),
+            Some(Value::Integer(256))
+        );
+        assert_eq!(
+            v1_value(&attrs, "Name"),
+            Some(name("okv-mysql-master-key-1"))
+        );
+        assert_eq!(v1_value(&attrs, "Storage Status Mask"), None);
+        let mut get = RequestMessage::new(
+            V1_1,
+            vec![RequestBatchItem::new(operation::GET, by_uid(&key))],
+        );
+        get.header.maximum_response_size = Some(65536);
+        let object = got_object(
+            &exchange(&mut c, &get).await.items[0],
+            &key,
+            object_type::SYMMETRIC_KEY,
+        );
+        assert_eq!(material_bytes(&object).len(), 32);
+    });
+    s.pass();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Veeam (KMIP 1.4): TLS session resumption under client certificates
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones() {
+    let k = Kmipd::start();
+    let s13 = Step::new(
+        common::VEEAM,
+        "1.4",
+        "Create Key Pair RSA-2048, Activate, Get public and private (Key Value = Key Material \
+         only, halves match); TLS 1.3 session resumed, same identity",
+        1,
+    );
+    let s12 = Step::new(
+        common::VEEAM,
+        "1.4",
+        "The same over TLS 1.2, session resumed",
+        2,
+    );
+    k.rt.block_on(async {
+        for (tls, step) in [
+            (&rustls::version::TLS13, s13),
+            (&rustls::version::TLS12, s12),
+        ] {
+            let config = rustls_config(&k, "client", |_| {}, &[tls]);
+            let veeam = Connector::from_config(config, options(V1_4, true)).unwrap();
+            let mut first = connect(&veeam, &k).await;
+            assert!(!first.resumed());
+            let created = ok(&one(
+                &mut first,
+                V1_4,
+                operation::CREATE_KEY_PAIR,
+                vec![
+                    reader::structure(
+                        tag::COMMON_TEMPLATE_ATTRIBUTE,
+                        vec![
+                            attr("Cryptographic Algorithm", Value::Enumeration(alg::RSA)),
+                            attr("Cryptographic Length", Value::Integer(2048)),
+                        ],
+                    ),
+                    reader::structure(
+                        tag::PRIVATE_KEY_TEMPLATE_ATTRIBUTE,
+                        vec![usage(mask::DECRYPT), attr("Name", name("veeam-priv"))],
+                    ),
+                    reader::structure(
+                        tag::PUBLIC_KEY_TEMPLATE_ATTRIBUTE,
+                        vec![usage(mask::ENCRYPT), attr("Name", name("veeam-pub"))],
+                    ),
+                ],
+            )
+            .await);
+            let private = reader::as_text(find(&created, tag::PRIVATE_KEY_UNIQUE_IDENTIFIER))
+                .unwrap()
+                .to_owned();
+            let public = reader::as_text(find(&created, tag::PUBLIC_KEY_UNIQUE_IDENTIFIER))
+                .unwrap()
+                .to_owned();
+            bounded("close", first.shutdown()).await.unwrap();
+
+            // Later connections resume the session; the identity is the certificate's still
+            // (the objects are the first connection's owner's).
+            let mut ders = Vec::new();
+            for (id, ot) in [
+                (&private, object_type::PRIVATE_KEY),
+                (&public, object_type::PUBLIC_KEY),
+            ] {
+                let mut c = connect(&veeam, &k).await;
+                assert!(c.resumed(), "{tls:?}: the session is resumed");
+                assert_eq!(c.tls_version(), Some(tls.version));
+                ok(&one(&mut c, V1_4, operation::ACTIVATE, by_uid(id)).await);
+                let object =
+                    got_object(&one(&mut c, V1_4, operation::GET, by_uid(id)).await, id, ot);
+                let kb = child(&object, tag::KEY_BLOCK);
+                assert_eq!(
+                    reader::as_enum(child(kb, tag::CRYPTOGRAPHIC_ALGORITHM)).unwrap(),
+                    alg::RSA
+                );
+                assert_eq!(
+                    reader::as_int(child(kb, tag::CRYPTOGRAPHIC_LENGTH)).unwrap(),
+                    2048
+                );
+                ders.push((key_format(&object), material_bytes(&object)));
+                bounded("close", c.shutdown()).await.unwrap();
+            }
+            // The halves belong together: the private key's modulus is the public key's.
+            let private_key = match ders[0].0 {
+                kft::PKCS_1 => openssl::rsa::Rsa::private_key_from_der(&ders[0].1).unwrap(),
+                kft::PKCS_8 => openssl::pkey::PKey::private_key_from_der(&ders[0].1)
+                    .unwrap()
+                    .rsa()
+                    .unwrap(),
+                other => panic!("private key format {other}"),
+            };
+            let public_key = match ders[1].0 {
+                kft::PKCS_1 => openssl::rsa::Rsa::public_key_from_der_pkcs1(&ders[1].1).unwrap(),
+                kft::X_509 => openssl::pkey::PKey::public_key_from_der(&ders[1].1)
+                    .unwrap()
+                    .rsa()
+                    .unwrap(),
+                other => panic!("public key format {other}"),
+            };
+            assert_eq!(private_key.n(), public_key.n());
+            assert_eq!(private_key.size(), 256);
+            private_key.check_key().unwrap();
+            step.pass();
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A storage array (KMIP 1.0): four batch items, Get and Get Attributes by ID Placeholder
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder() {
+    let k = Kmipd::start();
+    let s = Step::new(
+        common::STORAGE_ARRAY,
+        "1.0",
+        "One request of four batch items: Query, Locate (x- text and integer attributes), Get \
+         (Opaque) and Get Attributes by ID Placeholder; a failed Get does not stop Get \
+         Attributes",
+        1,
+    );
+    k.rt.block_on(async {
+        let mut c = connect(&k.connector("client", V1_0, true), &k).await;
+        let custom = |serial: &str, slot: i32| {
+            vec![
+                attr("x-array-serial", text(serial)),
+                attr("x-array-slot", Value::Integer(slot)),
+            ]
+        };
+        let blob = [0xa5u8; 48];
+        let opaque = registered(
+            &one(
+                &mut c,
+                V1_0,
+                operation::REGISTER,
+                register_payload(
+                    object_type::SECRET_DATA,
+                    custom("SN-1", 7),
+                    secret_data(secret_data_type::SEED, kft::OPAQUE, &blob),
+                ),
+            )
+            .await,
+        );
+        let raw = registered(
+            &one(
+                &mut c,
+                V1_0,
+                operation::REGISTER,
+                register_payload(
+                    object_type::SYMMETRIC_KEY,
+                    custom("SN-1", 8),
+                    aes_key(&[3u8; 32]),
+                ),
+            )
+            .await,
+        );
+        let batch = |serial: &str, slot: i32| {
+            let mut msg = RequestMessage::new(
+                V1_0,
+                vec![
+                    RequestBatchItem::new(
+                        operation::QUERY,
+                        vec![
+                            reader::enumeration(
+                                tag::QUERY_FUNCTION,
+                                query_function::QUERY_OPERATIONS,
+                            ),
+                            reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
+                        ],
+                    ),
+                    RequestBatchItem::new(operation::LOCATE, custom(serial, slot)),
+                    RequestBatchItem::new(
+                        operation::GET,
+                        vec![reader::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE)],
+                    ),
+                    RequestBatchItem::new(operation::GET_ATTRIBUTES, vec![]),
+                ],
+            );
+            msg.header.batch_error_continuation_option = Some(batch_error_continuation::CONTINUE);
+            msg
+        };
+
+        let resp = exchange(&mut c, &batch("SN-1", 7)).await;
+        let ops: Vec<Option<u32>> = resp.items.iter().map(|i| i.operation).collect();
+        assert_eq!(
+            ops,
+            [
+                Some(operation::QUERY),
+                Some(operation::LOCATE),
+                Some(operation::GET),
+                Some(operation::GET_ATTRIBUTES)
+            ]
+        );
+        assert!(ok(&resp.items[0]).iter().any(|i| i.tag == tag::OPERATION));
+        assert_eq!(uids(&ok(&resp.items[1])), [opaque.as_str()]);
+        let object = got_object(&resp.items[2], &opaque, object_type::SECRET_DATA);
+        assert_eq!(key_format(&object), kft::OPAQUE);
+        assert_eq!(material_bytes(&object), blob);
+        let attrs = ok(&resp.items[3]);
+        assert_eq!(uid(&attrs), opaque);
+        assert_eq!(v1_value(&attrs, "x-array-serial"), Some(text("SN-1")));
+        assert_eq!(v1_value(&attrs, "x-array-slot"), Some(Value::Integer(7)));
+
+        // The Raw key cannot be served as Opaque: that item alone fails.
+        let resp = exchange(&mut c, &batch("SN-1", 8)).await;
+        assert_eq!(uids(&ok(&resp.items[1])), [raw.as_str()]);
+        failed(&resp.items[2], result_reason::KEY_FORMAT_TYPE_NOT_SUPPORTED);
+        let attrs = ok(&resp.items[3]);
+        assert_eq!(uid(&attrs), raw);
+        assert_eq!(v1_value(&attrs, "x-array-slot"), Some(Value::Integer(8)));
+
+        // Nothing located: no placeholder, so Get and Get Attributes fail, never guess.
+        let resp = exchange(&mut c, &batch("SN-2", 7)).await;
+        assert!(uids(&ok(&resp.items[1])).is_empty());
+        for i in &resp.items[2..] {
+            assert_eq!(i.result_status, result_status::OPERATION_FAILED);
+        }
+    });
+    s.pass();
+}
