@@ -27,7 +27,7 @@ def kmipd_binary() -> Path:
     """$KMIPD_BIN, or target/debug/kmipd freshly built with `cargo build -p kmipd`."""
     env = os.environ.get("KMIPD_BIN")
     if env:
-        path = Path(env)
+        path = Path(env).resolve()
         if not path.is_file():
             raise RuntimeError(f"KMIPD_BIN={env} does not exist")
         return path
