@@ -44,10 +44,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv, dir: Dir) -> Result<Opti
         }
         None => usage::load(ctx, &r, bit, how)?,
     };
-    let req_params = match r.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
-        Some(item) => Params::read(item)?,
-        None => Params::default(),
-    };
+    let req_params = Params::in_request(&r)?;
     let params = match &prior {
         Some(s) => req_params.or(&s.params),
         None => req_params.or(&key.params),

@@ -1,6 +1,7 @@
 //! Cryptographic Parameters (KMIP 1.4 §2.1.? / 2.1 §2.1.?) as one typed value: the request's
 //! structure, completed field by field by the key's Cryptographic Parameters attribute.
 
+use kmipd_proto::attributes::Attributes;
 use kmipd_proto::reader::{ProtoError, StructReader};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
@@ -61,6 +62,23 @@ impl Params {
     /// Reads the value of a Cryptographic Parameters attribute (a structure value).
     pub(crate) fn from_value(v: &Value) -> Result<Params, ProtoError> {
         Params::read(&Ttlv::new(tag::CRYPTOGRAPHIC_PARAMETERS, v.clone()))
+    }
+
+    /// The Cryptographic Parameters field of a request (or of a structure such as Derivation
+    /// Parameters); every field absent when the request has none.
+    pub(crate) fn in_request(r: &StructReader<'_>) -> Result<Params, ProtoError> {
+        match r.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
+            Some(item) => Params::read(item),
+            None => Ok(Params::default()),
+        }
+    }
+
+    /// An object's Cryptographic Parameters attribute; every field absent when it has none.
+    pub(crate) fn of_object(attributes: &Attributes) -> Result<Params, ProtoError> {
+        match attributes.get(tag::CRYPTOGRAPHIC_PARAMETERS) {
+            Some(v) => Params::from_value(v),
+            None => Ok(Params::default()),
+        }
     }
 
     /// These parameters, with every absent field taken from `fallback`.

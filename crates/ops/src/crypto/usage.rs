@@ -105,10 +105,7 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, r: &StructReader<'_>, mask: u32, how: Use)
     }
     let algorithm = kb.algorithm;
     let material = kb.bytes()?;
-    let params = match obj.attributes.get(tag::CRYPTOGRAPHIC_PARAMETERS) {
-        Some(v) => Params::from_value(v)?,
-        None => Params::default(),
-    };
+    let params = Params::of_object(&obj.attributes)?;
     ctx.set_placeholder(&uid);
     Ok(Key {
         obj,

@@ -194,10 +194,7 @@ fn base(ctx: &Ctx<'_>, uid: &str) -> Result<Base> {
         return Err(Error::IncompatibleUsageMask);
     }
     let (algorithm, material) = material(&obj)?;
-    let params = match obj.attributes.get(tag::CRYPTOGRAPHIC_PARAMETERS) {
-        Some(v) => Params::from_value(v)?,
-        None => Params::default(),
-    };
+    let params = Params::of_object(&obj.attributes)?;
     Ok(Base {
         uid: uid.to_owned(),
         object_type: obj.object_type,
@@ -235,10 +232,7 @@ fn derive(
     bases: &[Base],
     out_len: usize,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let request_params = match dp.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
-        Some(item) => Params::read(item)?,
-        None => Params::default(),
-    };
+    let request_params = Params::in_request(dp)?;
     let mut data_items = dp.repeated(tag::DERIVATION_DATA);
     let explicit = data_items.next().map(reader::as_bytes).transpose()?;
     if data_items.next().is_some() {

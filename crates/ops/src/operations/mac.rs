@@ -16,11 +16,7 @@ use crate::object::uid_item;
 
 /// The MAC algorithm for this request and key.
 pub(crate) fn mac_algorithm(r: &StructReader<'_>, key: &Key) -> Result<u32> {
-    let params = match r.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
-        Some(item) => Params::read(item)?,
-        None => Params::default(),
-    }
-    .or(&key.params);
+    let params = Params::in_request(r)?.or(&key.params);
     params
         .cryptographic_algorithm
         .or(key.algorithm)

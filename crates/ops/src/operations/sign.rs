@@ -13,20 +13,21 @@ use crate::crypto::usage::{self, Use};
 use crate::error::{Error, Result};
 use crate::object::uid_item;
 
+/// What a Sign or Signature Verify request signs: its Data, else its Digested Data.
+pub(crate) fn signed_input<'a>(r: &StructReader<'a>) -> Result<Input<'a>> {
+    match (r.bytes(tag::DATA)?, r.bytes(tag::DIGESTED_DATA)?) {
+        (Some(d), _) => Ok(Input::Data(d)),
+        (None, Some(d)) => Ok(Input::Digest(d)),
+        (None, None) => Err(Error::MissingData("Data or Digested Data")),
+    }
+}
+
 /// Handles Sign.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
     let r = StructReader::any(payload)?;
     let key = usage::load(ctx, &r, mask::SIGN, Use::Protect)?;
-    let params = match r.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
-        Some(item) => Params::read(item)?,
-        None => Params::default(),
-    }
-    .or(&key.params);
-    let input = match (r.bytes(tag::DATA)?, r.bytes(tag::DIGESTED_DATA)?) {
-        (Some(d), _) => Input::Data(d),
-        (None, Some(d)) => Input::Digest(d),
-        (None, None) => return Err(Error::MissingData("Data or Digested Data")),
-    };
+    let params = Params::in_request(&r)?.or(&key.params);
+    let input = signed_input(&r)?;
     if r.optional(tag::INIT_INDICATOR).is_some() || r.optional(tag::CORRELATION_VALUE).is_some() {
         return Err(Error::FeatureNotSupported("streamed signing"));
     }

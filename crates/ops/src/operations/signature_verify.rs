@@ -8,41 +8,40 @@ use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
-use crate::crypto::asym::{self, Input};
+use crate::crypto::asym;
 use crate::crypto::params::Params;
 use crate::crypto::usage::{self, Use};
 use crate::error::{Error, Result};
 use crate::object::uid_item;
+use crate::operations::sign::signed_input;
 
 /// Handles Signature Verify.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
     let r = StructReader::any(payload)?;
     let key = usage::load(ctx, &r, mask::VERIFY, Use::Process)?;
-    let params = match r.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
-        Some(item) => Params::read(item)?,
-        None => Params::default(),
-    }
-    .or(&key.params);
-    let input = match (r.bytes(tag::DATA)?, r.bytes(tag::DIGESTED_DATA)?) {
-        (Some(d), _) => Input::Data(d),
-        (None, Some(d)) => Input::Digest(d),
-        (None, None) => return Err(Error::MissingData("Data or Digested Data")),
-    };
+    let params = Params::in_request(&r)?.or(&key.params);
+    let input = signed_input(&r)?;
     let sig = r
         .bytes(tag::SIGNATURE_DATA)?
         .ok_or(Error::MissingData("Signature Data"))?;
     let scheme = asym::scheme(&params, key.algorithm)?;
     let valid = asym::verify(&key.material, scheme, &params, input, sig)?;
+    Ok(Some(validity_payload(&key.obj.uid, valid)))
+}
+
+/// The answer of Signature Verify and MAC Verify: the key's Unique Identifier and the Validity
+/// Indicator (Valid or Invalid).
+pub(crate) fn validity_payload(uid: &str, valid: bool) -> Ttlv {
     let indicator = if valid {
         validity_indicator::VALID
     } else {
         validity_indicator::INVALID
     };
-    Ok(Some(reader::structure(
+    reader::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
-            uid_item(&key.obj.uid),
+            uid_item(uid),
             reader::enumeration(tag::VALIDITY_INDICATOR, indicator),
         ],
-    )))
+    )
 }
