@@ -7,6 +7,8 @@ need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+# The Python interoperability suites (conformance/python) create a virtual environment.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The engine's cryptography links OpenSSL 3 (docs/crypto.md says why).
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)

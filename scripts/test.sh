@@ -24,4 +24,8 @@ python3 scripts/gen-spec-tables.py --check
 step "cargo test (unit, integration, property, doc)"
 cargo test --workspace --locked
 
+step "interoperability: PyKMIP 0.11.0 and libmongocrypt against a fresh kmipd (conformance/python)"
+scripts/python-env.sh
+.venv-interop/bin/pytest conformance/python
+
 step "all tests passed"
