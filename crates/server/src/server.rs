@@ -259,6 +259,7 @@ impl Server {
             None => None,
         };
         let stop = CancellationToken::new();
+        let mut admin_task = None;
         if config.admin.enabled {
             let path = config.admin.socket.clone();
             let listener =
@@ -269,12 +270,12 @@ impl Server {
                 Some(audit.clone()),
                 stop.clone(),
             );
-            tokio::spawn(crate::admin::serve(
+            admin_task = Some(tokio::spawn(crate::admin::serve(
                 listener,
                 path,
                 Arc::new(admin),
                 stop.clone(),
-            ));
+            )));
         }
         let metrics = Arc::new(Metrics::default());
         let mut limits = engine.config().limits;
@@ -299,7 +300,15 @@ impl Server {
             }
         }
         info!(addr = %local_addr, "kmipd listening");
-        let task = tokio::spawn(accept_loop(listener, shared));
+        let grace = shared.config.limits.shutdown_grace;
+        let task = tokio::spawn(async move {
+            accept_loop(listener, shared).await;
+            // The admin socket is gone and its commands answered (or abandoned) before the
+            // server counts as stopped.
+            if let Some(t) = admin_task {
+                let _ = tokio::time::timeout(grace, t).await;
+            }
+        });
         Ok(ServerHandle {
             local_addr,
             metrics_addr,

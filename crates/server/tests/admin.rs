@@ -1,0 +1,583 @@
+//! The admin commands against a real `kmipd` child process (the binary, over its own SoftHSM2
+//! token made by `kmipd init`): KEK and master key rotation while serving, a SIGKILL in the middle
+//! of a KEK rotation and its completion after a restart, an online backup restored into a new
+//! directory and served, and grants through the admin socket as seen by `client2`.
+//!
+//! Each server is a child process (SoftHSM2 reads `SOFTHSM2_CONF` once per process, and `kmipd
+//! serve` sets it itself), killed when its handle drops. Every wait is bounded: child processes
+//! have deadlines and are killed past them; client calls have timeouts.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kmipd_client::{Client, Connector, TlsOptions};
+
+const KMIPD: &str = env!("CARGO_BIN_EXE_kmipd");
+/// Bound on one admin command or one server start.
+const BOUND: Duration = Duration::from_secs(120);
+
+/// `kmipd init --dir DIR` through the binary.
+fn init(dir: &Path, hsm: bool) {
+    let mut cmd = Command::new(KMIPD);
+    cmd.args(["init", "--dir"]).arg(dir);
+    if !hsm {
+        cmd.arg("--no-hsm");
+    }
+    let (ok, out, err) = run_bounded(cmd);
+    assert!(ok, "kmipd init failed:\n{out}\n{err}");
+}
+
+/// Runs a command to completion within [`BOUND`]; (success, stdout, stderr).
+fn run_bounded(mut cmd: Command) -> (bool, String, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    finish(child)
+}
+
+fn finish(mut child: Child) -> (bool, String, String) {
+    let deadline = Instant::now() + BOUND;
+    // Read the pipes on threads so that a chatty child cannot block on a full pipe.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut so, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut se, &mut s).unwrap();
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {child:?} did not finish within {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), out.join().unwrap(), err.join().unwrap())
+}
+
+/// `kmipd admin --config CONFIG <args>`.
+fn admin_cmd(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(KMIPD);
+    cmd.args(["admin", "--config"]).arg(config).args(args);
+    cmd
+}
+
+/// Runs an admin command that must succeed; returns its one line.
+fn admin_ok(config: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = run_bounded(admin_cmd(config, args));
+    assert!(ok, "kmipd admin {args:?} failed: {out}{err}");
+    assert_eq!(out.lines().count(), 1, "one line: {out:?}");
+    assert!(err.is_empty(), "nothing on stderr: {err:?}");
+    out.trim().to_owned()
+}
+
+/// Runs an admin command that must fail; returns its one error line.
+fn admin_err(config: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = run_bounded(admin_cmd(config, args));
+    assert!(!ok, "kmipd admin {args:?} should fail: {out}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("kmipd: error: "), "{err}");
+    err.trim().to_owned()
+}
+
+/// A `kmipd serve` child process; SIGKILLed when dropped.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Starts `kmipd serve --config CONFIG --listen 127.0.0.1:0` with extra environment and
+    /// waits for its "listening" line.
+    fn start(config: &Path, env: &[(&str, &str)]) -> Served {
+        let mut cmd = Command::new(KMIPD);
+        cmd.args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(a) = line.split("kmipd listening addr=").nth(1) {
+                        let _ = tx.send(a.trim().to_owned());
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(BOUND) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "kmipd serve did not start:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Served { child, addr, log }
+    }
+
+    fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `needle` was logged `n` times.
+    fn wait_for_log(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + BOUND;
+        while self.log_count(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {n} times:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert!(s.success(), "kmipd exited with {s}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "kmipd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, at once.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Instance {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Instance {
+    fn new(hsm: bool) -> Instance {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap().join("kmipd");
+        init(&dir, hsm);
+        Instance { _tmp: tmp, dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("kmipd.toml")
+    }
+
+    fn connector(&self, who: &str) -> Connector {
+        let read = |p: PathBuf| std::fs::read(p).unwrap();
+        let certs = self.dir.join("certs");
+        Connector::new(
+            &read(certs.join("ca.pem")),
+            &read(certs.join(format!("{who}.pem"))),
+            &read(certs.join(format!("{who}.key"))),
+            TlsOptions {
+                timeout: Duration::from_secs(30),
+                ..TlsOptions::default()
+            },
+        )
+        .unwrap()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(c: &Connector, addr: SocketAddr) -> Client {
+    c.connect(addr).await.unwrap()
+}
+
+/// Creates `n` AES-256 keys named `{prefix}-{i}`; returns uid → key bytes.
+async fn create_keys(c: &mut Client, prefix: &str, n: usize) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for i in 0..n {
+        let uid = c
+            .create_aes(256, Some(&format!("{prefix}-{i}")))
+            .await
+            .unwrap();
+        let bytes = c.get_key_bytes(&uid).await.unwrap().to_vec();
+        assert_eq!(bytes.len(), 32);
+        out.insert(uid, bytes);
+    }
+    out
+}
+
+/// Every object is there with the same key bytes.
+async fn assert_all_readable(c: &mut Client, keys: &BTreeMap<String, Vec<u8>>, when: &str) {
+    for (uid, bytes) in keys {
+        let got = c
+            .get_key_bytes(uid)
+            .await
+            .unwrap_or_else(|e| panic!("{when}: object {uid} unreadable: {e:?}"));
+        assert_eq!(&*got, bytes, "{when}: object {uid} has other key bytes");
+    }
+}
+
+#[test]
+fn kek_and_master_key_rotation_while_serving_keep_every_object() {
+    let inst = Instance::new(true);
+    let cfg = inst.config();
+    let rt = runtime();
+    let server = Served::start(&cfg, &[]);
+    let addr = server.addr;
+    let connector = inst.connector("client");
+    let mut keys = rt.block_on(async {
+        let mut c = connect(&connector, addr).await;
+        create_keys(&mut c, "before", 40).await
+    });
+    let secret = rt.block_on(async {
+        let mut c = connect(&connector, addr).await;
+        c.register_secret(b"a password", Some("pw")).await.unwrap()
+    });
+
+    // A writer keeps creating keys while the KEK rotates and the master key rotates.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let connector = connector.clone();
+        let stop = stop.clone();
+        rt.spawn(async move {
+            let mut c = connector.connect(addr).await.unwrap();
+            let mut made = BTreeMap::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 5 {
+                made.extend(create_keys(&mut c, &format!("during-{i}"), 1).await);
+                i += 1;
+            }
+            made
+        })
+    };
+    let line = admin_ok(&cfg, &["rotate-kek"]);
+    assert!(
+        line.starts_with("kmipd: rotate-kek: KEK rotated: KEK 2 is current"),
+        "{line}"
+    );
+    assert!(line.contains("KEK 1 retired"), "{line}");
+    let line = admin_ok(&cfg, &["rotate-master-key"]);
+    assert!(line.contains("kmipd-master.v2 is current"), "{line}");
+    assert!(
+        line.contains("old versions destroyed: kmipd-master"),
+        "{line}"
+    );
+    // A second KEK rotation, its KEK wrapped by the new master key version.
+    let line = admin_ok(&cfg, &["rotate-kek"]);
+    assert!(line.contains("KEK 3 is current"), "{line}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = rt.block_on(writer).unwrap();
+    assert!(during.len() >= 5);
+    keys.extend(during);
+    rt.block_on(async {
+        let mut c = connect(&connector, addr).await;
+        keys.extend(create_keys(&mut c, "after", 10).await);
+        assert_all_readable(&mut c, &keys, "after the rotations").await;
+        assert_eq!(&*c.get_key_bytes(&secret).await.unwrap(), b"a password");
+    });
+    server.stop();
+
+    // A restart unwraps the current KEK with the current master key version.
+    let server = Served::start(&cfg, &[]);
+    rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        assert_all_readable(&mut c, &keys, "after a restart").await;
+        assert_eq!(&*c.get_key_bytes(&secret).await.unwrap(), b"a password");
+    });
+    server.stop();
+    // Every admin command is in the audit chain.
+    let (ok, out, err) = run_bounded({
+        let mut c = Command::new(KMIPD);
+        c.args(["audit", "verify"]).arg(inst.dir.join("audit.log"));
+        c
+    });
+    assert!(ok, "{out}{err}");
+    let audit = std::fs::read_to_string(inst.dir.join("audit.log")).unwrap();
+    assert_eq!(audit.matches("\"admin rotate-kek\"").count(), 2);
+    assert_eq!(audit.matches("\"admin rotate-master-key\"").count(), 1);
+}
+
+#[test]
+fn a_kill_during_a_kek_rotation_leaves_every_object_readable_and_the_rotation_completable() {
+    let inst = Instance::new(true);
+    let cfg = inst.config();
+    let rt = runtime();
+    // Batches of 5 records with a pause after each: the rotation of 60 records takes seconds.
+    let slow = [
+        ("KMIPD_TEST_REWRAP_BATCH", "5"),
+        ("KMIPD_TEST_REWRAP_PAUSE_MS", "150"),
+    ];
+    let server = Served::start(&cfg, &slow);
+    let connector = inst.connector("client");
+    let keys = rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        create_keys(&mut c, "k", 60).await
+    });
+    let rotation = admin_cmd(&cfg, &["rotate-kek"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two batches (10 records) re-wrapped under KEK 2, then SIGKILL.
+    server.wait_for_log("KEK rotation: batch re-wrapped", 2);
+    server.kill9();
+    let (ok, _, err) = finish(rotation);
+    assert!(!ok, "the interrupted rotation reports failure");
+    assert!(
+        err.contains("closed the connection without an answer"),
+        "{err}"
+    );
+
+    // Restart: both KEKs are unwrapped; every object reads with its bytes, whichever KEK
+    // wraps it.
+    let server = Served::start(&cfg, &[]);
+    rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        assert_all_readable(&mut c, &keys, "after a kill mid-rotation").await;
+    });
+    // Running the command again completes the interrupted rotation (same KEK 2).
+    let line = admin_ok(&cfg, &["rotate-kek"]);
+    assert!(
+        line.contains("(an interrupted rotation completed): KEK 2 is current"),
+        "{line}"
+    );
+    let rewrapped: usize = line
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"));
+    assert!(
+        (1..=50).contains(&rewrapped),
+        "the rest of the records, not all 60: {line}"
+    );
+    assert!(line.contains("KEK 1 retired"), "{line}");
+    rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        assert_all_readable(&mut c, &keys, "after completing the rotation").await;
+    });
+    server.stop();
+    let server = Served::start(&cfg, &[]);
+    rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        assert_all_readable(&mut c, &keys, "after a restart with KEK 1 retired").await;
+    });
+    // The next rotation is an ordinary one.
+    let line = admin_ok(&cfg, &["rotate-kek"]);
+    assert!(
+        line.contains("KEK rotated: KEK 3 is current, 60 records"),
+        "{line}"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_backup_taken_while_serving_restores_into_a_new_directory_that_serves_every_object() {
+    let inst = Instance::new(true);
+    let cfg = inst.config();
+    let rt = runtime();
+    let server = Served::start(&cfg, &[]);
+    let connector = inst.connector("client");
+    let mut keys = rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        create_keys(&mut c, "b", 30).await
+    });
+    // A writer runs during the backup; what it had before the backup started is in it.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let connector = connector.clone();
+        let stop = stop.clone();
+        let addr = server.addr;
+        rt.spawn(async move {
+            let mut c = connector.connect(addr).await.unwrap();
+            let mut made = BTreeMap::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                made.extend(create_keys(&mut c, &format!("w-{i}"), 1).await);
+                i += 1;
+            }
+            made
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let backup = inst.dir.join("backups").join("one.kmipdbak");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    let line = admin_ok(&cfg, &["backup", backup.to_str().unwrap()]);
+    assert!(
+        line.starts_with("kmipd: backup: backup written to"),
+        "{line}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = rt.block_on(writer).unwrap();
+    // Refuses to overwrite.
+    let e = admin_err(&cfg, &["backup", backup.to_str().unwrap()]);
+    assert!(e.contains("exists"), "{e}");
+    server.stop();
+
+    // Restore into a new data directory, offline, and serve it with a configuration that
+    // points there (same HSM, its own audit log).
+    let restored = inst.dir.join("restored-data");
+    let (ok, out, err) = run_bounded({
+        let mut c = Command::new(KMIPD);
+        c.args(["restore", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(&restored)
+            .arg(&backup);
+        c
+    });
+    assert!(ok, "restore failed: {out}{err}");
+    assert!(out.contains("unlocked with the master key"), "{out}");
+    // Restoring onto a non-empty directory is refused.
+    let (ok, _, err) = run_bounded({
+        let mut c = Command::new(KMIPD);
+        c.args(["restore", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(&restored)
+            .arg(&backup);
+        c
+    });
+    assert!(!ok && err.contains("not empty"), "{err}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("data_dir = \"data\""));
+    let text = text.replace("data_dir = \"data\"", "data_dir = \"restored-data\"")
+        + "\n[audit]\npath = \"restored-audit.log\"\n";
+    let cfg2 = inst.dir.join("restored.toml");
+    std::fs::write(&cfg2, text).unwrap();
+    let server = Served::start(&cfg2, &[]);
+    rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        assert_all_readable(&mut c, &keys, "in the restored store").await;
+        // What the writer made during the backup: each either wholly there or absent.
+        let mut present = 0;
+        for (uid, bytes) in &during {
+            if let Ok(got) = c.get_key_bytes(uid).await {
+                assert_eq!(&*got, bytes);
+                present += 1;
+            }
+        }
+        assert!(present > 0, "keys made before the backup's cut are in it");
+        keys.extend(create_keys(&mut c, "after-restore", 3).await);
+        assert_eq!(c.locate_by_name("b-7").await.unwrap().len(), 1);
+    });
+    server.stop();
+}
+
+#[test]
+fn grants_through_the_admin_socket_change_what_client2_sees() {
+    let inst = Instance::new(false);
+    let cfg = inst.config();
+    let rt = runtime();
+    let server = Served::start(&cfg, &[]);
+    let sock = inst.dir.join("admin.sock");
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "socket mode 0600");
+    let owner = inst.connector("client");
+    let other = inst.connector("client2");
+    let addr = server.addr;
+    let uid = rt.block_on(async {
+        let mut c = connect(&owner, addr).await;
+        c.create_aes(256, Some("shared-key")).await.unwrap()
+    });
+    let sees = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let mut c = connect(&other, addr).await;
+            let get = c.get_key_bytes(&uid).await.is_ok();
+            let located = c.locate_by_name("shared-key").await.unwrap() == vec![uid.clone()];
+            (get, located)
+        })
+    };
+    assert_eq!(sees(&rt), (false, false), "client2 sees nothing at first");
+
+    let line = admin_ok(&cfg, &["grant", &uid, "client2", "Get, Locate"]);
+    assert_eq!(
+        line,
+        format!("kmipd: grant: granted Get,Locate on {uid} to client2")
+    );
+    assert_eq!(sees(&rt), (true, true));
+    let line = admin_ok(&cfg, &["grants", &uid]);
+    assert_eq!(line, format!("kmipd: grants: {uid}: client2 Locate,Get"));
+
+    let line = admin_ok(&cfg, &["revoke-grant", &uid, "client2", "Get"]);
+    assert!(line.contains("revoked Get"), "{line}");
+    assert_eq!(sees(&rt), (false, true));
+    let line = admin_ok(&cfg, &["revoke-grant", &uid, "client2"]);
+    assert!(line.contains("revoked every grant"), "{line}");
+    assert_eq!(sees(&rt), (false, false));
+    let line = admin_ok(&cfg, &["grants", &uid]);
+    assert!(line.ends_with("no grants"), "{line}");
+
+    // Failures: one line, non-zero exit.
+    let e = admin_err(&cfg, &["grant", &uid, "client2", "Get,Frobnicate"]);
+    assert!(e.contains("unknown operation \"Frobnicate\""), "{e}");
+    let e = admin_err(&cfg, &["grant", "no-such-uid", "client2", "Get"]);
+    assert!(e.contains("object no-such-uid not found"), "{e}");
+    let e = admin_err(&cfg, &["rotate-kek"]);
+    assert!(e.contains("needs the durable store"), "{e}");
+    server.stop();
+    assert!(!sock.exists(), "the socket is removed at shutdown");
+    let e = admin_err(&cfg, &["grants", &uid]);
+    assert!(e.contains("is kmipd serve running"), "{e}");
+}
