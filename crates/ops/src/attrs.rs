@@ -273,6 +273,19 @@ pub(crate) fn positions(attrs: &Attributes, name: &AttrName) -> Vec<usize> {
         .collect()
 }
 
+/// Which of the instances at `positions` (from [`positions`]) has `value`: its index among them,
+/// or Attribute Instance Not Found ([`Error::IndexOutOfBounds`]).
+pub(crate) fn instance_with_value(
+    attrs: &Attributes,
+    positions: &[usize],
+    value: &Value,
+) -> Result<usize> {
+    positions
+        .iter()
+        .position(|p| attrs.0.get(*p).is_some_and(|a| a.value == *value))
+        .ok_or(Error::IndexOutOfBounds)
+}
+
 /// The 1.x Attribute structure of an instance for `version` (Attribute Index written only when
 /// not 0; fields of a structured value that `version` lacks left out).
 pub(crate) fn v1_item(version: Version, attr: &Attribute, index: usize) -> Ttlv {
@@ -642,6 +655,18 @@ pub(crate) mod testing {
             attributes,
             sequence,
         }
+    }
+
+    /// [`key`] `k1` owned by `a`, with one Object Group instance per entry of `groups`.
+    pub(crate) fn key_with_groups(groups: &[&str]) -> ManagedObject {
+        let mut k = key("k1", "a", 1, None);
+        for g in groups {
+            k.attributes.0.push(Attribute::std(
+                tag::OBJECT_GROUP,
+                Value::TextString((*g).into()),
+            ));
+        }
+        k
     }
 
     /// A Name attribute value.

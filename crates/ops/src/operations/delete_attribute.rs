@@ -67,10 +67,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let (remove, index): (Vec<usize>, usize) = match target {
         Target::Index(i) => (vec![*positions.get(i).ok_or(Error::IndexOutOfBounds)?], i),
         Target::Value(v) => {
-            let k = positions
-                .iter()
-                .position(|p| obj.attributes.0.get(*p).is_some_and(|a| a.value == v))
-                .ok_or(Error::IndexOutOfBounds)?;
+            let k = attrs::instance_with_value(&obj.attributes, &positions, &v)?;
             (positions.get(k).copied().into_iter().collect(), k)
         }
         Target::All => (positions, 0),
@@ -113,14 +110,7 @@ mod tests {
 
     #[test]
     fn v1_answers_the_deleted_instance_and_refuses_read_only_or_absent() {
-        let mut k = key("k1", "a", 1, None);
-        for g in ["g1", "g2"] {
-            k.attributes.0.push(kmipd_proto::attributes::Attribute::std(
-                tag::OBJECT_GROUP,
-                Value::TextString(g.into()),
-            ));
-        }
-        let s = store(vec![k]);
+        let s = store(vec![key_with_groups(&["g1", "g2"])]);
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
             let del = |ctx: &mut crate::context::Ctx<'_>, name: &str, index: Option<i32>| {
                 let mut p = vec![

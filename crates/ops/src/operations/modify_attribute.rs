@@ -60,10 +60,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     let k = match (index, &current) {
         (Some(i), _) => i,
-        (None, Some(c)) => positions
-            .iter()
-            .position(|p| obj.attributes.0.get(*p).is_some_and(|a| a.value == c.value))
-            .ok_or(Error::IndexOutOfBounds)?,
+        (None, Some(c)) => attrs::instance_with_value(&obj.attributes, &positions, &c.value)?,
         (None, None) if positions.len() == 1 => 0,
         (None, None) => return Err(Error::MultiValuedAttribute),
     };
@@ -139,14 +136,7 @@ mod tests {
 
     #[test]
     fn v2_current_attribute_selects_the_instance() {
-        let mut k = key("k1", "a", 1, None);
-        for g in ["g1", "g2"] {
-            k.attributes.0.push(kmipd_proto::attributes::Attribute::std(
-                tag::OBJECT_GROUP,
-                Value::TextString(g.into()),
-            ));
-        }
-        let s = store(vec![k]);
+        let s = store(vec![key_with_groups(&["g1", "g2"])]);
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
             let new = wrap(tag::NEW_ATTRIBUTE, reader::text(tag::OBJECT_GROUP, "g3"));
             let r = handle(
