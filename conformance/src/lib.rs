@@ -21,6 +21,7 @@ pub mod report;
 mod session;
 mod show;
 mod tags;
+pub mod wire;
 
 use placeholders::Markers;
 use session::{Quirks, Session};
@@ -165,6 +166,61 @@ pub fn run_file(path: &Path, make_target: &mut dyn FnMut() -> Box<dyn Target>) -
         now(),
         &mut carried,
     )
+}
+
+/// Runs `files` on `jobs` threads (at least one), each file against a fresh target from
+/// `make_target`, and returns the outcomes in the order of `files`. `on_done` sees each outcome
+/// in that order as soon as it and every earlier one are known (the command prints with it).
+///
+/// Parallel runs pay off in the wire mode, where a file mostly waits for a server to start
+/// (`kmipd init`, SoftHSM2, fsync); every file still gets its own target, and a file that needs
+/// a setup file (SASED-M-3) runs it on that same target ([`run_file`]).
+pub fn run_files(
+    files: &[PathBuf],
+    jobs: usize,
+    make_target: &(dyn Fn() -> Box<dyn Target> + Sync),
+    on_done: &mut dyn FnMut(&Path, &FileOutcome),
+) -> Vec<(PathBuf, FileOutcome)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<Option<FileOutcome>> = vec![None; files.len()];
+    let mut reported = 0;
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, FileOutcome)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, files.len().max(1)) {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                let mut factory = || make_target();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    if tx.send((i, run_file(path, &mut factory))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (i, outcome) in rx {
+            if let Some(slot) = done.get_mut(i) {
+                *slot = Some(outcome);
+            }
+            while let (Some(Some(outcome)), Some(path)) = (done.get(reported), files.get(reported))
+            {
+                on_done(path, outcome);
+                reported += 1;
+            }
+        }
+    });
+    files
+        .iter()
+        .cloned()
+        .zip(done)
+        .map(|(p, o)| {
+            let o = o.unwrap_or_else(|| FileOutcome::fail(String::from("not run")));
+            (p, o)
+        })
+        .collect()
 }
 
 /// What a dependent test case inherits from its setup file: the identifiers of the objects the
