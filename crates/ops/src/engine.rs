@@ -578,3 +578,65 @@ fn single_failure(version: ProtocolVersion, err: &Error) -> ResponseMessage {
 fn message_error(version: ProtocolVersion, err: &Error) -> Ttlv {
     single_failure(version, err).to_ttlv()
 }
+
+/// Unit-test helpers that drive the whole engine: a one-item request message, the first answer
+/// of a response, both in one call.
+#[cfg(test)]
+pub(crate) mod testing {
+    use kmipd_proto::message::ResponseMessage;
+    use kmipd_proto::reader as r;
+    use kmipd_proto::tag;
+    use kmipd_ttlv::Ttlv;
+
+    use super::{Engine, Principal};
+
+    /// A request message of protocol version `major.minor` with one batch item: `op` with
+    /// `payload` as its Request Payload.
+    pub(crate) fn request(major: i32, minor: i32, op: u32, payload: Vec<Ttlv>) -> Ttlv {
+        r::structure(
+            tag::REQUEST_MESSAGE,
+            vec![
+                r::structure(
+                    tag::REQUEST_HEADER,
+                    vec![
+                        r::structure(
+                            tag::PROTOCOL_VERSION,
+                            vec![
+                                r::int(tag::PROTOCOL_VERSION_MAJOR, major),
+                                r::int(tag::PROTOCOL_VERSION_MINOR, minor),
+                            ],
+                        ),
+                        r::int(tag::BATCH_COUNT, 1),
+                    ],
+                ),
+                r::structure(
+                    tag::BATCH_ITEM,
+                    vec![
+                        r::enumeration(tag::OPERATION, op),
+                        r::structure(tag::REQUEST_PAYLOAD, payload),
+                    ],
+                ),
+            ],
+        )
+    }
+
+    /// The first batch item of a response message: Result Status, Result Reason, payload.
+    pub(crate) fn first_item(resp: &Ttlv) -> (u32, Option<u32>, Option<Ttlv>) {
+        let m = ResponseMessage::from_ttlv(resp).unwrap();
+        let i = m.items.into_iter().next().unwrap();
+        (i.result_status, i.result_reason, i.payload)
+    }
+
+    /// Sends `engine` a one-item request of `version` (major, minor) as principal `a` and
+    /// answers its first batch item (see [`first_item`]).
+    pub(crate) fn call(
+        engine: &Engine,
+        version: (i32, i32),
+        op: u32,
+        payload: Vec<Ttlv>,
+    ) -> (u32, Option<u32>, Option<Ttlv>) {
+        let (major, minor) = version;
+        let req = request(major, minor, op, payload);
+        first_item(&engine.handle_message(&Principal::new("a"), &req))
+    }
+}

@@ -247,52 +247,22 @@ mod tests {
         client_registration_method, cryptographic_algorithm, drbg_algorithm, operation,
         profile_name as pn, query_function as qf, rng_algorithm, rng_mode,
     };
-    use kmipd_proto::message::ResponseMessage;
     use kmipd_proto::reader::{self as r, StructReader};
     use kmipd_proto::tag;
     use kmipd_ttlv::{Ttlv, Value};
 
-    use crate::{Engine, Principal};
+    use crate::Engine;
+    use crate::engine::testing::call;
 
     fn query(version: (i32, i32), functions: &[u32]) -> Vec<Ttlv> {
-        let (major, minor) = version;
-        let req = r::structure(
-            tag::REQUEST_MESSAGE,
-            vec![
-                r::structure(
-                    tag::REQUEST_HEADER,
-                    vec![
-                        r::structure(
-                            tag::PROTOCOL_VERSION,
-                            vec![
-                                r::int(tag::PROTOCOL_VERSION_MAJOR, major),
-                                r::int(tag::PROTOCOL_VERSION_MINOR, minor),
-                            ],
-                        ),
-                        r::int(tag::BATCH_COUNT, 1),
-                    ],
-                ),
-                r::structure(
-                    tag::BATCH_ITEM,
-                    vec![
-                        r::enumeration(tag::OPERATION, operation::QUERY),
-                        r::structure(
-                            tag::REQUEST_PAYLOAD,
-                            functions
-                                .iter()
-                                .map(|f| r::enumeration(tag::QUERY_FUNCTION, *f))
-                                .collect(),
-                        ),
-                    ],
-                ),
-            ],
-        );
-        let resp = Engine::in_memory().handle_message(&Principal::new("a"), &req);
-        let m = ResponseMessage::from_ttlv(&resp).unwrap();
-        let item = m.items.into_iter().next().unwrap();
-        match item.payload.map(|p| p.value) {
+        let functions = functions
+            .iter()
+            .map(|f| r::enumeration(tag::QUERY_FUNCTION, *f))
+            .collect();
+        let (_, reason, payload) = call(&Engine::in_memory(), version, operation::QUERY, functions);
+        match payload.map(|p| p.value) {
             Some(Value::Structure(items)) => items,
-            _ => panic!("no payload: {:?}", item.result_reason),
+            _ => panic!("no payload: {reason:?}"),
         }
     }
 

@@ -46,41 +46,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
 #[cfg(test)]
 mod tests {
     use kmipd_proto::attributes::{AttrName, Attribute};
-    use kmipd_proto::enums::{key_format_type, object_type, result_status};
-    use kmipd_proto::message::ResponseMessage;
+    use kmipd_proto::enums::{key_format_type, object_type, operation, result_status};
     use kmipd_proto::reader::{self as r, StructReader};
     use kmipd_proto::tag;
     use kmipd_ttlv::{Ttlv, Value};
 
-    use crate::{Engine, Principal};
-
-    pub(crate) fn request(major: i32, minor: i32, op: u32, payload: Vec<Ttlv>) -> Ttlv {
-        r::structure(
-            tag::REQUEST_MESSAGE,
-            vec![
-                r::structure(
-                    tag::REQUEST_HEADER,
-                    vec![
-                        r::structure(
-                            tag::PROTOCOL_VERSION,
-                            vec![
-                                r::int(tag::PROTOCOL_VERSION_MAJOR, major),
-                                r::int(tag::PROTOCOL_VERSION_MINOR, minor),
-                            ],
-                        ),
-                        r::int(tag::BATCH_COUNT, 1),
-                    ],
-                ),
-                r::structure(
-                    tag::BATCH_ITEM,
-                    vec![
-                        r::enumeration(tag::OPERATION, op),
-                        r::structure(tag::REQUEST_PAYLOAD, payload),
-                    ],
-                ),
-            ],
-        )
-    }
+    use crate::Engine;
+    use crate::engine::testing::call;
 
     fn symmetric_key(with_attr: bool) -> Ttlv {
         let mut kv = vec![r::bytes(tag::KEY_MATERIAL, vec![7u8; 16])];
@@ -101,27 +73,19 @@ mod tests {
         )
     }
 
-    fn one(resp: &Ttlv) -> (u32, Option<u32>, Option<Ttlv>) {
-        let m = ResponseMessage::from_ttlv(resp).unwrap();
-        let i = m.items.into_iter().next().unwrap();
-        (i.result_status, i.result_reason, i.payload)
-    }
-
     #[test]
     fn register_then_get_attributes_has_key_value_attributes_and_pre_active_state() {
         let engine = Engine::in_memory();
-        let p = Principal::new("a");
-        let req = request(
-            1,
-            4,
-            kmipd_proto::enums::operation::REGISTER,
+        let (status, _, payload) = call(
+            &engine,
+            (1, 4),
+            operation::REGISTER,
             vec![
                 r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
                 r::structure(tag::TEMPLATE_ATTRIBUTE, vec![]),
                 symmetric_key(true),
             ],
         );
-        let (status, _, payload) = one(&engine.handle_message(&p, &req));
         assert_eq!(status, result_status::SUCCESS);
         let payload = payload.unwrap();
         let uid = StructReader::any(&payload)
@@ -129,13 +93,12 @@ mod tests {
             .req_text(tag::UNIQUE_IDENTIFIER)
             .unwrap()
             .to_owned();
-        let get = request(
-            1,
-            4,
-            kmipd_proto::enums::operation::GET,
+        let (status, _, payload) = call(
+            &engine,
+            (1, 4),
+            operation::GET,
             vec![r::text(tag::UNIQUE_IDENTIFIER, uid)],
         );
-        let (status, _, payload) = one(&engine.handle_message(&p, &get));
         assert_eq!(status, result_status::SUCCESS);
         // The Key Value carries Key Material only.
         let payload = payload.unwrap();
@@ -161,29 +124,26 @@ mod tests {
     #[test]
     fn split_key_is_refused_and_missing_object_is_missing_data() {
         let engine = Engine::in_memory();
-        let p = Principal::new("a");
-        let req = request(
-            2,
-            1,
-            kmipd_proto::enums::operation::REGISTER,
+        let (status, reason, _) = call(
+            &engine,
+            (2, 1),
+            operation::REGISTER,
             vec![
                 r::enumeration(tag::OBJECT_TYPE, object_type::SPLIT_KEY),
                 r::structure(tag::SPLIT_KEY, vec![]),
             ],
         );
-        let (status, reason, _) = one(&engine.handle_message(&p, &req));
         assert_eq!(status, result_status::OPERATION_FAILED);
         assert_eq!(
             reason,
             Some(kmipd_proto::enums::result_reason::FEATURE_NOT_SUPPORTED)
         );
-        let req = request(
-            2,
-            1,
-            kmipd_proto::enums::operation::REGISTER,
+        let (_, reason, _) = call(
+            &engine,
+            (2, 1),
+            operation::REGISTER,
             vec![r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY)],
         );
-        let (_, reason, _) = one(&engine.handle_message(&p, &req));
         assert_eq!(
             reason,
             Some(kmipd_proto::enums::result_reason::MISSING_DATA)
@@ -193,25 +153,23 @@ mod tests {
     #[test]
     fn a_second_register_with_the_same_name_is_refused_in_2x() {
         let engine = Engine::in_memory();
-        let p = Principal::new("a");
-        let req = request(
-            2,
-            1,
-            kmipd_proto::enums::operation::REGISTER,
-            vec![
-                r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                r::structure(
-                    tag::ATTRIBUTES,
-                    vec![Ttlv::new(tag::NAME, crate::objects::name_attr("n"))],
-                ),
-                symmetric_key(false),
-            ],
-        );
-        assert_eq!(
-            one(&engine.handle_message(&p, &req)).0,
-            result_status::SUCCESS
-        );
-        let (status, reason, _) = one(&engine.handle_message(&p, &req));
+        let register = || {
+            call(
+                &engine,
+                (2, 1),
+                operation::REGISTER,
+                vec![
+                    r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                    r::structure(
+                        tag::ATTRIBUTES,
+                        vec![Ttlv::new(tag::NAME, crate::objects::name_attr("n"))],
+                    ),
+                    symmetric_key(false),
+                ],
+            )
+        };
+        assert_eq!(register().0, result_status::SUCCESS);
+        let (status, reason, _) = register();
         assert_eq!(status, result_status::OPERATION_FAILED);
         assert_eq!(
             reason,
