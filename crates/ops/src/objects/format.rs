@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::context::Ctx;
 use crate::crypto::keygen;
 use crate::error::{Error, Result};
+use crate::objects::with_child;
 
 /// EC Public Key Type Uncompressed (Key Compression Type 1).
 const EC_UNCOMPRESSED: u32 = 1;
@@ -55,32 +56,15 @@ pub(crate) fn convert(
     let value = StructReader::new(kb.required(tag::KEY_VALUE)?, tag::KEY_VALUE)?;
     let material = value.required(tag::KEY_MATERIAL)?;
     let new_material = convert_material(obj.object_type, stored, wanted, material)?;
-    let items = kb
-        .items()
-        .iter()
-        .map(|i| {
-            if i.tag == tag::KEY_FORMAT_TYPE {
-                reader::enumeration(tag::KEY_FORMAT_TYPE, wanted)
-            } else if i.tag == tag::KEY_VALUE {
-                reader::structure(tag::KEY_VALUE, vec![new_material.clone()])
-            } else {
-                i.clone()
-            }
-        })
-        .collect();
+    let items = with_child(
+        &with_child(
+            kb.items(),
+            &reader::enumeration(tag::KEY_FORMAT_TYPE, wanted),
+        ),
+        &reader::structure(tag::KEY_VALUE, vec![new_material]),
+    );
     let new_kb = reader::structure(tag::KEY_BLOCK, items);
-    let children = r
-        .items()
-        .iter()
-        .map(|i| {
-            if i.tag == tag::KEY_BLOCK {
-                new_kb.clone()
-            } else {
-                i.clone()
-            }
-        })
-        .collect();
-    Ok(reader::structure(body.tag, children))
+    Ok(reader::structure(body.tag, with_child(r.items(), &new_kb)))
 }
 
 /// The Key Material item in another format.

@@ -4,7 +4,7 @@
 
 use kmipd_proto::attributes::{AttrName, Attributes};
 use kmipd_proto::enums::{
-    cryptographic_algorithm as alg, key_format_type as kft, recommended_curve,
+    cryptographic_algorithm as alg, key_format_type as kft, recommended_curve, secret_data_type,
 };
 use kmipd_proto::reader::{self, ProtoError};
 use kmipd_proto::tag;
@@ -100,7 +100,17 @@ pub(crate) fn new_secret_data(bits: Option<i32>, secret_type: u32) -> Result<Ttl
     }
     let len = usize::try_from(bits / 8).map_err(|_| Error::InvalidField("Cryptographic Length"))?;
     let key = keygen::symmetric(len)?;
-    Ok(reader::structure(
+    Ok(secret_data(secret_type, &key))
+}
+
+/// The Secret Data Type a new Secret Data gets: the request's attribute, else Seed.
+pub(crate) fn secret_data_type(attrs: &Attributes) -> u32 {
+    attr_enum(attrs, tag::SECRET_DATA_TYPE).unwrap_or(secret_data_type::SEED)
+}
+
+/// A Secret Data structure of `secret_type` holding `material` (Opaque format).
+pub(crate) fn secret_data(secret_type: u32, material: &[u8]) -> Ttlv {
+    reader::structure(
         tag::SECRET_DATA,
         vec![
             reader::enumeration(tag::SECRET_DATA_TYPE, secret_type),
@@ -110,12 +120,12 @@ pub(crate) fn new_secret_data(bits: Option<i32>, secret_type: u32) -> Result<Ttl
                     reader::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE),
                     reader::structure(
                         tag::KEY_VALUE,
-                        vec![reader::bytes(tag::KEY_MATERIAL, key.to_vec())],
+                        vec![reader::bytes(tag::KEY_MATERIAL, material.to_vec())],
                     ),
                 ],
             ),
         ],
-    ))
+    )
 }
 
 /// A new key pair: the Private Key and Public Key structures and the key length in bits.

@@ -267,6 +267,20 @@ pub(crate) fn check_names_unique(ctx: &Ctx<'_>, attrs: &Attributes) -> Result<()
     Ok(())
 }
 
+/// `items` (a structure's children) with each item of `new`'s tag replaced by `new`.
+pub(crate) fn with_child(items: &[Ttlv], new: &Ttlv) -> Vec<Ttlv> {
+    items
+        .iter()
+        .map(|i| {
+            if i.tag == new.tag {
+                new.clone()
+            } else {
+                i.clone()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 /// A Name attribute value (Uninterpreted Text String).
 pub(crate) fn name_attr(value: &str) -> Value {

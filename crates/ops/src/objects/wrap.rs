@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::{attr_enum, attr_int, attributes_out, current_state, uid_value};
+use crate::objects::with_child;
 
 fn flag(attrs: &Attributes, t: kmipd_ttlv::Tag) -> Option<bool> {
     match attrs.get(t) {
@@ -118,31 +119,13 @@ pub(crate) fn wrap_object(
     if let Some(enc) = encoding {
         kwd.push(reader::enumeration(tag::ENCODING_OPTION, enc));
     }
-    let mut items: Vec<Ttlv> = kb
-        .items()
-        .iter()
-        .map(|i| {
-            if i.tag == tag::KEY_VALUE {
-                reader::bytes(tag::KEY_VALUE, wrapped.clone())
-            } else {
-                i.clone()
-            }
-        })
-        .collect();
+    let mut items = with_child(kb.items(), &reader::bytes(tag::KEY_VALUE, wrapped));
     items.push(reader::structure(tag::KEY_WRAPPING_DATA, kwd));
     let new_kb = reader::structure(tag::KEY_BLOCK, items);
-    let children = body
-        .items()
-        .iter()
-        .map(|i| {
-            if i.tag == tag::KEY_BLOCK {
-                new_kb.clone()
-            } else {
-                i.clone()
-            }
-        })
-        .collect();
-    Ok(reader::structure(object.tag, children))
+    Ok(reader::structure(
+        object.tag,
+        with_child(body.items(), &new_kb),
+    ))
 }
 
 /// The attributes a wrapping specification names, in the request's form (1.x Attribute

@@ -7,10 +7,10 @@
 //! 2.x: a Name already in use is Non-Unique Name Attribute; QuantumSafe that cannot be
 //! honoured is General Failure (2.1 QS-M-2).
 
-use kmipd_proto::enums::{object_type as ot, secret_data_type, unique_identifier as uid_kind};
+use kmipd_proto::enums::{object_type as ot, unique_identifier as uid_kind};
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
-use kmipd_ttlv::{Ttlv, Value};
+use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -30,10 +30,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         }
         ot::SECRET_DATA => {
             let bits = attr_int(&attrs, tag::CRYPTOGRAPHIC_LENGTH);
-            let kind = match attrs.get(tag::SECRET_DATA_TYPE) {
-                Some(Value::Enumeration(t)) => *t,
-                _ => secret_data_type::SEED,
-            };
+            let kind = keys::secret_data_type(&attrs);
             keys::new_secret_data(bits, kind)?
         }
         _ => return Err(Error::InvalidField("Object Type")),

@@ -28,8 +28,8 @@
 use kmipd_proto::attributes::Attribute;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, cryptographic_usage_mask as mask, derivation_method as dm,
-    hashing_algorithm as ha, key_format_type as kft, link_type, object_type as ot,
-    secret_data_type, state, unique_identifier as uid_kind,
+    hashing_algorithm as ha, key_format_type as kft, link_type, object_type as ot, state,
+    unique_identifier as uid_kind,
 };
 use kmipd_proto::reader::{self, ProtoError, StructReader};
 use kmipd_proto::spec;
@@ -109,7 +109,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
                 bits,
             )],
         ),
-        _ => secret_data(&attrs, &material),
+        _ => keys::secret_data(keys::secret_data_type(&attrs), &material),
     };
     objects::check_names_unique(ctx, &attrs)?;
     // Not generated: the material comes from the base objects, not from the RNG.
@@ -369,31 +369,6 @@ fn asymmetric(params: &Params, bases: &[Base], out_len: usize) -> Result<Zeroizi
             "Asymmetric Key derivation other than ECDH",
         )),
     }
-}
-
-/// A Secret Data structure (Opaque) holding `material`, of the requested Secret Data Type
-/// (default Seed, as Create).
-fn secret_data(attrs: &kmipd_proto::attributes::Attributes, material: &[u8]) -> Ttlv {
-    let kind = match attrs.get(tag::SECRET_DATA_TYPE) {
-        Some(Value::Enumeration(t)) => *t,
-        _ => secret_data_type::SEED,
-    };
-    reader::structure(
-        tag::SECRET_DATA,
-        vec![
-            reader::enumeration(tag::SECRET_DATA_TYPE, kind),
-            reader::structure(
-                tag::KEY_BLOCK,
-                vec![
-                    reader::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE),
-                    reader::structure(
-                        tag::KEY_VALUE,
-                        vec![reader::bytes(tag::KEY_MATERIAL, material.to_vec())],
-                    ),
-                ],
-            ),
-        ],
-    )
 }
 
 /// A Link attribute value.
