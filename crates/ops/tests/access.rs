@@ -12,72 +12,13 @@
 use kmipd_ops::access::{self, Grant};
 use kmipd_ops::{Engine, Error, Principal};
 use kmipd_proto::enums::{object_type, operation as op, result_reason, result_status};
-use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
-    ResponseMessage,
-};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
+use kmipd_proto::reader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-fn request(version: ProtocolVersion, operation: u32, payload: Vec<Ttlv>) -> Ttlv {
-    RequestMessage {
-        header: RequestHeader {
-            protocol_version: version,
-            maximum_response_size: None,
-            client_correlation_value: None,
-            server_correlation_value: None,
-            asynchronous_indicator: None,
-            attestation_capable_indicator: None,
-            authentication: None,
-            batch_error_continuation_option: None,
-            batch_order_option: None,
-            time_stamp: None,
-            batch_count: 1,
-        },
-        items: vec![RequestBatchItem {
-            operation,
-            ephemeral: None,
-            unique_batch_item_id: None,
-            payload: Some(reader::structure(tag::REQUEST_PAYLOAD, payload)),
-            message_extension: None,
-        }],
-    }
-    .to_ttlv()
-}
-
-fn send(
-    e: &Engine,
-    who: &Principal,
-    version: ProtocolVersion,
-    operation: u32,
-    payload: Vec<Ttlv>,
-) -> ResponseBatchItem {
-    let out = e.handle_message(who, &request(version, operation, payload));
-    ResponseMessage::from_ttlv(&out).unwrap().items.remove(0)
-}
-
-fn payload_items(item: &ResponseBatchItem) -> Vec<Ttlv> {
-    assert_eq!(
-        item.result_status,
-        result_status::SUCCESS,
-        "{:?} {:?}",
-        item.result_reason,
-        item.result_message
-    );
-    StructReader::any(item.payload.as_ref().unwrap())
-        .unwrap()
-        .items()
-        .to_vec()
-}
-
-fn uids(items: &[Ttlv]) -> Vec<String> {
-    items
-        .iter()
-        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
-        .map(|i| reader::as_text(i).unwrap().to_owned())
-        .collect()
-}
+mod common;
+use common::{attr, by_uid, ok, one, uids};
 
 /// Creates an AES-256 key named `name` (2.1) and returns its identifier.
 fn create(e: &Engine, who: &Principal, name: &str) -> String {
@@ -87,16 +28,10 @@ fn create(e: &Engine, who: &Principal, name: &str) -> String {
             reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
             reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
             reader::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 0x0C),
-            reader::structure(
-                tag::NAME,
-                vec![
-                    reader::text(tag::NAME_VALUE, name),
-                    reader::enumeration(tag::NAME_TYPE, 1),
-                ],
-            ),
+            Ttlv::new(tag::NAME, common::name(name)),
         ],
     );
-    let item = send(
+    let item = one(
         e,
         who,
         ProtocolVersion::V2_1,
@@ -106,33 +41,19 @@ fn create(e: &Engine, who: &Principal, name: &str) -> String {
             attrs,
         ],
     );
-    uids(&payload_items(&item)).remove(0)
-}
-
-fn by_uid(uid: &str) -> Vec<Ttlv> {
-    vec![reader::text(tag::UNIQUE_IDENTIFIER, uid)]
+    uids(&ok(&item)).remove(0)
 }
 
 fn locate_by_name(e: &Engine, who: &Principal, v: ProtocolVersion, name: &str) -> Vec<String> {
-    let name = reader::structure(
-        tag::NAME,
-        vec![
-            reader::text(tag::NAME_VALUE, name),
-            reader::enumeration(tag::NAME_TYPE, 1),
-        ],
-    );
     let payload = if v.is_v2() {
-        vec![reader::structure(tag::ATTRIBUTES, vec![name])]
-    } else {
         vec![reader::structure(
-            tag::ATTRIBUTE,
-            vec![
-                reader::text(tag::ATTRIBUTE_NAME, "Name"),
-                Ttlv::new(tag::ATTRIBUTE_VALUE, name.value),
-            ],
+            tag::ATTRIBUTES,
+            vec![Ttlv::new(tag::NAME, common::name(name))],
         )]
+    } else {
+        vec![attr("Name", common::name(name))]
     };
-    uids(&payload_items(&send(e, who, v, op::LOCATE, payload)))
+    uids(&ok(&one(e, who, v, op::LOCATE, payload)))
 }
 
 /// The failure an identifier nobody ever used gets, for comparison.
@@ -157,8 +78,8 @@ fn two_identities_cannot_see_each_others_objects_which_look_absent() {
         ProtocolVersion::V2_1,
     ] {
         for operation in [op::GET, op::GET_ATTRIBUTES, op::DESTROY, op::ACTIVATE] {
-            let theirs = send(&e, &bob, v, operation, by_uid(&a));
-            let nobodys = send(&e, &bob, v, operation, by_uid("no-such-object"));
+            let theirs = one(&e, &bob, v, operation, by_uid(&a));
+            let nobodys = one(&e, &bob, v, operation, by_uid("no-such-object"));
             assert_eq!(theirs.result_status, result_status::OPERATION_FAILED);
             assert_eq!(failure(&theirs), failure(&nobodys), "{v} op {operation}");
             let expected = if v >= ProtocolVersion::V2_1 {
@@ -171,19 +92,13 @@ fn two_identities_cannot_see_each_others_objects_which_look_absent() {
         assert!(locate_by_name(&e, &bob, v, "alice-key").is_empty());
         assert_eq!(locate_by_name(&e, &bob, v, "bob-key"), vec![b.clone()]);
         assert_eq!(locate_by_name(&e, &alice, v, "alice-key"), vec![a.clone()]);
-        let all_of_bob = uids(&payload_items(&send(&e, &bob, v, op::LOCATE, vec![])));
+        let all_of_bob = uids(&ok(&one(&e, &bob, v, op::LOCATE, vec![])));
         assert_eq!(all_of_bob, vec![b.clone()]);
     }
     // Nothing happened to alice's key: she still gets it, and an administrator sees both.
-    payload_items(&send(
-        &e,
-        &alice,
-        ProtocolVersion::V2_1,
-        op::GET,
-        by_uid(&a),
-    ));
+    ok(&one(&e, &alice, ProtocolVersion::V2_1, op::GET, by_uid(&a)));
     let admin = Principal::admin("root");
-    let all = uids(&payload_items(&send(
+    let all = uids(&ok(&one(
         &e,
         &admin,
         ProtocolVersion::V2_1,
@@ -210,11 +125,11 @@ fn a_grant_opens_exactly_the_granted_operations_until_it_is_revoked() {
         }]
     );
     assert_eq!(locate_by_name(&e, &bob, v, "shared"), vec![a.clone()]);
-    let got = payload_items(&send(&e, &bob, v, op::GET, by_uid(&a)));
+    let got = ok(&one(&e, &bob, v, op::GET, by_uid(&a)));
     assert!(got.iter().any(|i| i.tag == tag::SYMMETRIC_KEY));
     // Not granted: still absent.
     for operation in [op::GET_ATTRIBUTES, op::DESTROY, op::ACTIVATE] {
-        let r = send(&e, &bob, v, operation, by_uid(&a));
+        let r = one(&e, &bob, v, operation, by_uid(&a));
         assert_eq!(r.result_reason, Some(result_reason::OBJECT_NOT_FOUND));
     }
     // A third identity sees nothing; the grantee cannot pass the grant on.
@@ -226,10 +141,10 @@ fn a_grant_opens_exactly_the_granted_operations_until_it_is_revoked() {
     assert!(matches!(e.grants(&bob, &a), Err(Error::NotFound)));
 
     // The grant attribute is the server's: the owner cannot forge or delete it over KMIP.
-    let attrs = payload_items(&send(&e, &alice, v, op::GET_ATTRIBUTES, by_uid(&a)));
+    let attrs = ok(&one(&e, &alice, v, op::GET_ATTRIBUTES, by_uid(&a)));
     let text = format!("{attrs:?}");
     assert!(text.contains("kmipd-grant"), "{text}");
-    let forged = send(
+    let forged = one(
         &e,
         &alice,
         v,
@@ -253,7 +168,7 @@ fn a_grant_opens_exactly_the_granted_operations_until_it_is_revoked() {
 
     // Revoking Get leaves Locate; revoking everything closes the object again.
     assert!(e.revoke_grant(&alice, &a, "bob", Some(&[op::GET])).unwrap());
-    let r = send(&e, &bob, v, op::GET, by_uid(&a));
+    let r = one(&e, &bob, v, op::GET, by_uid(&a));
     assert_eq!(r.result_reason, Some(result_reason::OBJECT_NOT_FOUND));
     assert_eq!(locate_by_name(&e, &bob, v, "shared"), vec![a.clone()]);
     assert!(e.revoke_grant(&alice, &a, "bob", None).unwrap());
@@ -270,9 +185,9 @@ fn a_grant_opens_exactly_the_granted_operations_until_it_is_revoked() {
         &[access::operation_by_name("Destroy").unwrap()],
     )
     .unwrap();
-    let r = send(&e, &bob, v, op::DESTROY, by_uid(&a));
+    let r = one(&e, &bob, v, op::DESTROY, by_uid(&a));
     assert_eq!(r.result_status, result_status::SUCCESS, "{r:?}");
-    let r = send(&e, &alice, v, op::GET, by_uid(&a));
+    let r = one(&e, &alice, v, op::GET, by_uid(&a));
     assert_eq!(r.result_status, result_status::OPERATION_FAILED);
 }
 

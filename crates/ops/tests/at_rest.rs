@@ -15,73 +15,20 @@ use std::sync::Arc;
 use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::enums::{
     certificate_type, cryptographic_algorithm as alg, key_format_type as kft, object_type,
-    operation as op, result_status as rs, secret_data_type,
+    operation as op, secret_data_type,
 };
-use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
-    ResponseMessage,
-};
-use kmipd_proto::reader::{self as r, StructReader};
+use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
+use kmipd_proto::reader as r;
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, ObjectStore, SledStore};
 use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("kmipd-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{TempDir, create_aes256_v2, key_material, ok_uid, opaque_secret};
 
 fn send(engine: &Engine, items: Vec<(u32, Vec<Ttlv>)>) -> Vec<ResponseBatchItem> {
-    let msg = RequestMessage {
-        header: RequestHeader {
-            protocol_version: ProtocolVersion::V2_1,
-            maximum_response_size: None,
-            client_correlation_value: None,
-            server_correlation_value: None,
-            asynchronous_indicator: None,
-            attestation_capable_indicator: None,
-            authentication: None,
-            batch_error_continuation_option: None,
-            batch_order_option: None,
-            time_stamp: None,
-            batch_count: i32::try_from(items.len()).unwrap(),
-        },
-        items: items
-            .into_iter()
-            .map(|(operation, payload)| RequestBatchItem {
-                operation,
-                ephemeral: None,
-                unique_batch_item_id: None,
-                payload: Some(r::structure(tag::REQUEST_PAYLOAD, payload)),
-                message_extension: None,
-            })
-            .collect(),
-    };
-    let resp = engine.handle_message(&Principal::new("a"), &msg.to_ttlv());
-    ResponseMessage::from_ttlv(&resp).unwrap().items
-}
-
-fn uid_of(item: &ResponseBatchItem) -> String {
-    assert_eq!(item.result_status, rs::SUCCESS, "{item:?}");
-    StructReader::any(item.payload.as_ref().unwrap())
-        .unwrap()
-        .req_text(tag::UNIQUE_IDENTIFIER)
-        .unwrap()
-        .to_owned()
+    common::send(engine, &Principal::new("a"), ProtocolVersion::V2_1, items)
 }
 
 fn key_block(format: u32, material: &[u8], algorithm: u32, bits: i32) -> Ttlv {
@@ -111,7 +58,7 @@ fn register(engine: &Engine, ot: u32, mask: i32, object: Ttlv) -> String {
             vec![r::enumeration(tag::OBJECT_TYPE, ot), attrs, object],
         )],
     );
-    uid_of(&out[0])
+    ok_uid(&out[0])
 }
 
 fn random(n: usize) -> Vec<u8> {
@@ -198,22 +145,7 @@ fn no_key_material_of_any_object_type_rests_in_the_data_directory() {
             &engine,
             object_type::SECRET_DATA,
             0,
-            r::structure(
-                tag::SECRET_DATA,
-                vec![
-                    r::enumeration(tag::SECRET_DATA_TYPE, secret_data_type::PASSWORD),
-                    r::structure(
-                        tag::KEY_BLOCK,
-                        vec![
-                            r::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE),
-                            r::structure(
-                                tag::KEY_VALUE,
-                                vec![r::bytes(tag::KEY_MATERIAL, secret.clone())],
-                            ),
-                        ],
-                    ),
-                ],
-            ),
+            opaque_secret(secret_data_type::PASSWORD, &secret),
         ));
         uids.push(register(
             &engine,
@@ -258,36 +190,13 @@ fn no_key_material_of_any_object_type_rests_in_the_data_directory() {
             ),
         ));
         // A key the server generates: its bytes come back from Get.
-        let out = send(
-            &engine,
-            vec![(
-                op::CREATE,
-                vec![
-                    r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                    r::structure(
-                        tag::ATTRIBUTES,
-                        vec![
-                            r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                            r::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                            r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
-                        ],
-                    ),
-                ],
-            )],
-        );
-        let created = uid_of(&out[0]);
+        let out = send(&engine, vec![(op::CREATE, create_aes256_v2())]);
+        let created = ok_uid(&out[0]);
         let got = send(
             &engine,
             vec![(op::GET, vec![r::text(tag::UNIQUE_IDENTIFIER, &created)])],
         );
-        let mut material = None;
-        got[0].payload.as_ref().unwrap().walk(&mut |i, _| {
-            if i.tag == tag::KEY_MATERIAL
-                && let Value::ByteString(b) = &i.value
-            {
-                material = Some(b.to_vec());
-            }
-        });
+        let material = key_material(got[0].payload.as_ref().unwrap());
         secrets.push(("created symmetric key", material.unwrap()));
         uids.push(created);
     }

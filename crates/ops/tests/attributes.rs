@@ -11,12 +11,13 @@
 
 use kmipd_ops::{Engine, Principal};
 use kmipd_proto::enums::{object_type, operation, result_reason, result_status};
-use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
-};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem};
+use kmipd_proto::reader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
+
+mod common;
+use common::{attr, name, ok, secret_data, uids};
 
 fn request(version: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> Ttlv {
     RequestMessage::new(
@@ -33,66 +34,20 @@ fn request(version: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> Ttlv {
     .to_ttlv()
 }
 
+/// Sends a batch whose items carry Unique Batch Item IDs 0, 1, ...; the answers.
 fn send(
     e: &Engine,
     who: &str,
     version: ProtocolVersion,
     items: Vec<(u32, Vec<Ttlv>)>,
 ) -> Vec<ResponseBatchItem> {
-    let out = e.handle_message(&Principal::new(who), &request(version, items));
-    ResponseMessage::from_ttlv(&out).unwrap().items
-}
-
-fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
-    assert_eq!(
-        item.result_status,
-        result_status::SUCCESS,
-        "{:?} {:?}",
-        item.result_reason,
-        item.result_message
-    );
-    StructReader::any(item.payload.as_ref().unwrap())
-        .unwrap()
-        .items()
-        .to_vec()
-}
-
-fn v1_attr(name: &str, value: Value) -> Ttlv {
-    reader::structure(
-        tag::ATTRIBUTE,
-        vec![
-            reader::text(tag::ATTRIBUTE_NAME, name),
-            Ttlv::new(tag::ATTRIBUTE_VALUE, value),
-        ],
-    )
-}
-
-fn name(n: &str) -> Value {
-    Value::Structure(vec![
-        reader::text(tag::NAME_VALUE, n),
-        reader::enumeration(tag::NAME_TYPE, 1),
-    ])
+    common::exchange_tree(e, &Principal::new(who), &request(version, items)).items
 }
 
 /// Registers a 1.x Secret Data with these template attributes; returns its identifier.
 fn register(e: &Engine, who: &str, attrs: Vec<Ttlv>) -> String {
-    let secret = reader::structure(
-        tag::SECRET_DATA,
-        vec![
-            reader::enumeration(tag::SECRET_DATA_TYPE, 2),
-            reader::structure(
-                tag::KEY_BLOCK,
-                vec![
-                    reader::enumeration(tag::KEY_FORMAT_TYPE, 2),
-                    reader::structure(
-                        tag::KEY_VALUE,
-                        vec![reader::bytes(tag::KEY_MATERIAL, vec![7u8; 16])],
-                    ),
-                ],
-            ),
-        ],
-    );
-    let mut template = vec![v1_attr(
+    let secret = secret_data(2, 2, &[7u8; 16]);
+    let mut template = vec![attr(
         "Cryptographic Usage Mask",
         Value::Integer(0x0000_0200),
     )];
@@ -110,20 +65,7 @@ fn register(e: &Engine, who: &str, attrs: Vec<Ttlv>) -> String {
             ],
         )],
     );
-    let payload = ok(&items[0]);
-    let uid = payload
-        .iter()
-        .find(|i| i.tag == tag::UNIQUE_IDENTIFIER)
-        .unwrap();
-    reader::as_text(uid).unwrap().to_owned()
-}
-
-fn uids(payload: &[Ttlv]) -> Vec<String> {
-    payload
-        .iter()
-        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
-        .map(|i| reader::as_text(i).unwrap().to_owned())
-        .collect()
+    uids(&ok(&items[0])).remove(0)
 }
 
 #[test]
@@ -152,7 +94,7 @@ fn vsphere_reads_an_unset_custom_attribute_then_adds_three_in_one_batch() {
             operation::ADD_ATTRIBUTE,
             vec![
                 reader::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
-                v1_attr(n, Value::TextString(format!("{n}-value"))),
+                attr(n, Value::TextString(format!("{n}-value"))),
             ],
         )
     };
@@ -184,7 +126,7 @@ fn vsphere_reads_an_unset_custom_attribute_then_adds_three_in_one_batch() {
     );
     assert_eq!(
         ok(&got[0])[1],
-        v1_attr(
+        attr(
             "x-Product_Version",
             Value::TextString("x-Product_Version-value".into())
         )
@@ -194,12 +136,12 @@ fn vsphere_reads_an_unset_custom_attribute_then_adds_three_in_one_batch() {
 #[test]
 fn locate_by_object_group_pages_newest_first_and_counts_located_items() {
     let e = Engine::in_memory();
-    let group = || v1_attr("Object Group", Value::TextString("mysql".into()));
+    let group = || attr("Object Group", Value::TextString("mysql".into()));
     let registered: Vec<String> = (0..5).map(|_| register(&e, "db", vec![group()])).collect();
     register(
         &e,
         "db",
-        vec![v1_attr("Object Group", Value::TextString("other".into()))],
+        vec![attr("Object Group", Value::TextString("other".into()))],
     );
     let page = |offset: i32| {
         let got = send(
@@ -230,8 +172,8 @@ fn locate_by_object_group_pages_newest_first_and_counts_located_items() {
 #[test]
 fn locate_under_a_1_0_header_finds_one_by_name_and_never_another_clients_object() {
     let e = Engine::in_memory();
-    let mine = register(&e, "pg", vec![v1_attr("Name", name("tde-key-1"))]);
-    register(&e, "intruder-target", vec![v1_attr("Name", name("master"))]);
+    let mine = register(&e, "pg", vec![attr("Name", name("tde-key-1"))]);
+    register(&e, "intruder-target", vec![attr("Name", name("master"))]);
     let locate = |who: &str, n: &str| {
         let got = send(
             &e,
@@ -242,8 +184,8 @@ fn locate_under_a_1_0_header_finds_one_by_name_and_never_another_clients_object(
                 vec![
                     reader::int(tag::MAXIMUM_ITEMS, 16),
                     reader::int(tag::OFFSET_ITEMS, 0),
-                    v1_attr("Object Type", Value::Enumeration(object_type::SECRET_DATA)),
-                    v1_attr("Name", name(n)),
+                    attr("Object Type", Value::Enumeration(object_type::SECRET_DATA)),
+                    attr("Name", name(n)),
                 ],
             )],
         );
@@ -262,7 +204,7 @@ fn locate_under_a_1_0_header_finds_one_by_name_and_never_another_clients_object(
 #[test]
 fn a_name_in_use_cannot_be_added_again_in_2_1() {
     let e = Engine::in_memory();
-    let uid = register(&e, "a", vec![v1_attr("Name", name("dup"))]);
+    let uid = register(&e, "a", vec![attr("Name", name("dup"))]);
     let got = send(
         &e,
         "a",

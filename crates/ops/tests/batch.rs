@@ -10,39 +10,24 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::Arc;
-
-use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_ops::Principal;
 use kmipd_proto::enums::{
-    batch_error_continuation as bec, interop_function, key_format_type, object_type,
-    operation as op, query_function as qf, result_reason as rr, result_status as rs,
-    secret_data_type, state,
+    batch_error_continuation as bec, interop_function, object_type, operation as op,
+    query_function as qf, result_reason as rr, result_status as rs, secret_data_type, state,
 };
 use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseMessage,
 };
 use kmipd_proto::reader::{self as r, StructReader};
 use kmipd_proto::tag;
-use kmipd_store::{MemoryStore, ObjectStore};
+use kmipd_store::ObjectStore;
 use kmipd_ttlv::{Ttlv, Value};
+
+mod common;
+use common::{Server, opaque_secret, uid_of};
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
 const V14: ProtocolVersion = ProtocolVersion::V1_4;
-
-struct Server {
-    engine: Engine,
-    store: Arc<MemoryStore>,
-    who: Principal,
-}
-
-fn server() -> Server {
-    let store = Arc::new(MemoryStore::new());
-    Server {
-        engine: Engine::new(store.clone(), EngineConfig::default()),
-        store,
-        who: Principal::new("alice"),
-    }
-}
 
 fn header(v: ProtocolVersion, count: usize) -> RequestHeader {
     RequestHeader::new(v, i32::try_from(count).unwrap())
@@ -59,42 +44,13 @@ fn message(v: ProtocolVersion, items: Vec<RequestBatchItem>) -> RequestMessage {
     }
 }
 
-impl Server {
-    fn send(&self, m: &RequestMessage) -> ResponseMessage {
-        self.send_tree(&m.to_ttlv())
-    }
-
-    fn send_tree(&self, t: &Ttlv) -> ResponseMessage {
-        ResponseMessage::from_ttlv(&self.engine.handle_message(&self.who, t)).unwrap()
-    }
-
-    fn count(&self) -> usize {
-        self.store.all().unwrap().len()
-    }
-}
-
 fn register() -> RequestBatchItem {
     item(
         op::REGISTER,
         vec![
             r::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
             r::structure(tag::ATTRIBUTES, vec![]),
-            r::structure(
-                tag::SECRET_DATA,
-                vec![
-                    r::enumeration(tag::SECRET_DATA_TYPE, secret_data_type::SEED),
-                    r::structure(
-                        tag::KEY_BLOCK,
-                        vec![
-                            r::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::OPAQUE),
-                            r::structure(
-                                tag::KEY_VALUE,
-                                vec![r::bytes(tag::KEY_MATERIAL, vec![7u8; 16])],
-                            ),
-                        ],
-                    ),
-                ],
-            ),
+            opaque_secret(secret_data_type::SEED, &[7u8; 16]),
         ],
     )
 }
@@ -103,35 +59,33 @@ fn destroy(uid: &str) -> RequestBatchItem {
     item(op::DESTROY, vec![r::text(tag::UNIQUE_IDENTIFIER, uid)])
 }
 
-fn uid_of(payload: Option<&Ttlv>) -> String {
-    let p = StructReader::any(payload.expect("payload")).unwrap();
-    p.req_text(tag::UNIQUE_IDENTIFIER).unwrap().to_owned()
-}
-
 fn statuses(m: &ResponseMessage) -> Vec<u32> {
     m.items.iter().map(|a| a.result_status).collect()
 }
 
 #[test]
 fn stop_is_the_default_ends_the_batch_and_keeps_what_was_done() {
-    let s = server();
+    let s = Server::new();
     let mut m = message(V21, vec![register(), destroy("nope"), register()]);
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     assert_eq!(statuses(&answer), [rs::SUCCESS, rs::OPERATION_FAILED]);
     assert_eq!(answer.header.batch_count, 2);
     assert_eq!(answer.items[1].result_reason, Some(rr::OBJECT_NOT_FOUND));
     assert_eq!(s.count(), 1);
     m.header.batch_error_continuation_option = Some(bec::STOP);
-    assert_eq!(statuses(&s.send(&m)), [rs::SUCCESS, rs::OPERATION_FAILED]);
+    assert_eq!(
+        statuses(&s.send_message(&m)),
+        [rs::SUCCESS, rs::OPERATION_FAILED]
+    );
     assert_eq!(s.count(), 2);
 }
 
 #[test]
 fn continue_runs_every_item() {
-    let s = server();
+    let s = Server::new();
     let mut m = message(V21, vec![register(), destroy("nope"), register()]);
     m.header.batch_error_continuation_option = Some(bec::CONTINUE);
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     assert_eq!(
         statuses(&answer),
         [rs::SUCCESS, rs::OPERATION_FAILED, rs::SUCCESS]
@@ -142,7 +96,7 @@ fn continue_runs_every_item() {
 
 #[test]
 fn undo_answers_operation_undone_and_leaves_no_trace() {
-    let s = server();
+    let s = Server::new();
     let mut m = message(
         V21,
         vec![
@@ -153,7 +107,7 @@ fn undo_answers_operation_undone_and_leaves_no_trace() {
         ],
     );
     m.header.batch_error_continuation_option = Some(bec::UNDO);
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     assert_eq!(
         statuses(&answer),
         [
@@ -163,21 +117,21 @@ fn undo_answers_operation_undone_and_leaves_no_trace() {
         ]
     );
     // Undone is not a failure: the payload stays, but the object is gone.
-    let uid = uid_of(answer.items[0].payload.as_ref());
-    assert_eq!(uid_of(answer.items[1].payload.as_ref()), uid);
+    let uid = uid_of(&answer.items[0]);
+    assert_eq!(uid_of(&answer.items[1]), uid);
     assert!(answer.items[0].result_reason.is_none());
     assert!(s.store.get(&uid).unwrap().is_none());
     assert_eq!(s.count(), 0);
     // An undone batch in which nothing fails is simply done.
     let mut m = message(V21, vec![register(), item(op::ACTIVATE, vec![])]);
     m.header.batch_error_continuation_option = Some(bec::UNDO);
-    assert_eq!(statuses(&s.send(&m)), [rs::SUCCESS, rs::SUCCESS]);
+    assert_eq!(statuses(&s.send_message(&m)), [rs::SUCCESS, rs::SUCCESS]);
     assert_eq!(s.count(), 1);
 }
 
 #[test]
 fn the_id_placeholder_carries_across_items() {
-    let s = server();
+    let s = Server::new();
     let m = message(
         V21,
         vec![
@@ -193,14 +147,14 @@ fn the_id_placeholder_carries_across_items() {
             item(op::DESTROY, vec![]),
         ],
     );
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     assert!(
         answer.items.iter().all(|a| a.result_status == rs::SUCCESS),
         "{answer:?}"
     );
-    let uid = uid_of(answer.items[0].payload.as_ref());
+    let uid = uid_of(&answer.items[0]);
     for a in &answer.items {
-        assert_eq!(uid_of(a.payload.as_ref()), uid);
+        assert_eq!(uid_of(a), uid);
     }
     let o = s.store.get(&uid).unwrap().unwrap();
     assert_eq!(
@@ -208,13 +162,13 @@ fn the_id_placeholder_carries_across_items() {
         Some(&Value::Enumeration(state::DESTROYED))
     );
     // A new message starts without a placeholder.
-    let a = s.send(&message(V21, vec![item(op::ACTIVATE, vec![])]));
+    let a = s.send_message(&message(V21, vec![item(op::ACTIVATE, vec![])]));
     assert_eq!(a.items[0].result_status, rs::OPERATION_FAILED);
 }
 
 #[test]
 fn unique_batch_item_ids_are_echoed_on_success_and_failure() {
-    let s = server();
+    let s = Server::new();
     let mut a = register();
     a.unique_batch_item_id = Some(vec![0x01]);
     let mut b = destroy("nope");
@@ -222,7 +176,7 @@ fn unique_batch_item_ids_are_echoed_on_success_and_failure() {
     let c = register();
     let mut m = message(V14, vec![a, b, c]);
     m.header.batch_error_continuation_option = Some(bec::CONTINUE);
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     let ids: Vec<Option<Vec<u8>>> = answer
         .items
         .iter()
@@ -234,7 +188,7 @@ fn unique_batch_item_ids_are_echoed_on_success_and_failure() {
 
 #[test]
 fn maximum_response_size_gives_response_too_large_and_keeps_nothing() {
-    let s = server();
+    let s = Server::new();
     let query = item(
         op::QUERY,
         vec![
@@ -244,7 +198,7 @@ fn maximum_response_size_gives_response_too_large_and_keeps_nothing() {
     );
     let mut m = message(V21, vec![register(), query]);
     m.header.maximum_response_size = Some(256);
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     assert_eq!(
         statuses(&answer),
         [rs::OPERATION_FAILED, rs::OPERATION_FAILED]
@@ -256,13 +210,13 @@ fn maximum_response_size_gives_response_too_large_and_keeps_nothing() {
     assert_eq!(answer.items[1].operation, Some(op::QUERY));
     assert_eq!(s.count(), 0, "nothing of a too large answer is kept");
     m.header.maximum_response_size = Some(4096);
-    assert_eq!(statuses(&s.send(&m)), [rs::SUCCESS, rs::SUCCESS]);
+    assert_eq!(statuses(&s.send_message(&m)), [rs::SUCCESS, rs::SUCCESS]);
     assert_eq!(s.count(), 1);
 }
 
 #[test]
 fn versions_answer_in_the_request_version_or_the_newest_minor_of_its_major() {
-    let s = server();
+    let s = Server::new();
     for (asked, answered) in [
         ((1, 1), (1, 1)),
         ((1, 2), (1, 2)),
@@ -274,7 +228,7 @@ fn versions_answer_in_the_request_version_or_the_newest_minor_of_its_major() {
     ] {
         let v = ProtocolVersion::new(asked.0, asked.1);
         let m = message(v, vec![item(op::DISCOVER_VERSIONS, vec![])]);
-        let answer = s.send(&m);
+        let answer = s.send_message(&m);
         assert_eq!(
             answer.header.protocol_version,
             ProtocolVersion::new(answered.0, answered.1),
@@ -286,10 +240,10 @@ fn versions_answer_in_the_request_version_or_the_newest_minor_of_its_major() {
 
 #[test]
 fn a_major_version_mismatch_gets_one_item_without_operation() {
-    let s = server();
+    let s = Server::new();
     for v in [ProtocolVersion::new(3, 0), ProtocolVersion::new(0, 9)] {
         let m = message(v, vec![register(), item(op::QUERY, vec![])]);
-        let answer = s.send(&m);
+        let answer = s.send_message(&m);
         assert_eq!(answer.header.protocol_version, V21);
         assert_eq!(answer.header.batch_count, 1);
         assert_eq!(answer.items.len(), 1);
@@ -303,9 +257,9 @@ fn a_major_version_mismatch_gets_one_item_without_operation() {
 
 #[test]
 fn operations_a_version_does_not_define_are_not_supported() {
-    let s = server();
+    let s = Server::new();
     // Discover Versions came with 1.1.
-    let old = s.send(&message(
+    let old = s.send_message(&message(
         ProtocolVersion::new(1, 0),
         vec![item(op::DISCOVER_VERSIONS, vec![])],
     ));
@@ -324,13 +278,13 @@ fn operations_a_version_does_not_define_are_not_supported() {
     let log = item(op::LOG, vec![r::text(tag::LOG_MESSAGE, "hello")]);
     let mut m = message(V14, vec![interop.clone(), log.clone()]);
     m.header.batch_error_continuation_option = Some(bec::CONTINUE);
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     for a in &answer.items {
         assert_eq!(a.result_reason, Some(rr::OPERATION_NOT_SUPPORTED));
     }
-    let answer = s.send(&message(V21, vec![interop, log]));
+    let answer = s.send_message(&message(V21, vec![interop, log]));
     assert_eq!(statuses(&answer), [rs::SUCCESS, rs::SUCCESS]);
-    let unknown = s.send(&message(V21, vec![item(0x7777, vec![])]));
+    let unknown = s.send_message(&message(V21, vec![item(0x7777, vec![])]));
     assert_eq!(
         unknown.items[0].result_reason,
         Some(rr::OPERATION_NOT_SUPPORTED)
@@ -339,11 +293,11 @@ fn operations_a_version_does_not_define_are_not_supported() {
 
 #[test]
 fn malformed_messages() {
-    let s = server();
+    let s = Server::new();
     // Batch Count disagrees with the items.
     let mut m = message(V21, vec![register()]);
     m.header.batch_count = 2;
-    let answer = s.send(&m);
+    let answer = s.send_message(&m);
     assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
     assert_eq!(s.count(), 0);
     // One unreadable batch item fails alone (Operation as a Text String).
@@ -384,7 +338,7 @@ fn malformed_messages() {
 
 #[test]
 fn a_critical_message_extension_is_refused() {
-    let s = server();
+    let s = Server::new();
     let mut critical = register();
     critical.message_extension = Some(r::structure(
         tag::MESSAGE_EXTENSION,
@@ -394,7 +348,7 @@ fn a_critical_message_extension_is_refused() {
             r::structure(tag::VENDOR_EXTENSION, vec![]),
         ],
     ));
-    let answer = s.send(&message(V14, vec![critical.clone()]));
+    let answer = s.send_message(&message(V14, vec![critical.clone()]));
     assert_eq!(
         answer.items[0].result_reason,
         Some(rr::FEATURE_NOT_SUPPORTED)
@@ -408,23 +362,23 @@ fn a_critical_message_extension_is_refused() {
             r::structure(tag::VENDOR_EXTENSION, vec![]),
         ],
     ));
-    let answer = s.send(&message(V14, vec![optional]));
+    let answer = s.send_message(&message(V14, vec![optional]));
     assert_eq!(statuses(&answer), [rs::SUCCESS]);
 }
 
 #[test]
 fn correlation_values() {
-    let s = server();
+    let s = Server::new();
     let mut m = message(V14, vec![item(op::DISCOVER_VERSIONS, vec![])]);
     m.header.client_correlation_value = Some("client-side".into());
-    let a = s.send(&m).header;
+    let a = s.send_message(&m).header;
     assert_eq!(a.client_correlation_value, None, "not echoed to the client");
     let first = a
         .server_correlation_value
         .expect("server correlation value");
-    let again = s.send(&m).header.server_correlation_value.unwrap();
+    let again = s.send_message(&m).header.server_correlation_value.unwrap();
     assert_ne!(first, again, "unique per response");
-    let old = s.send(&message(
+    let old = s.send_message(&message(
         ProtocolVersion::new(1, 2),
         vec![item(op::DISCOVER_VERSIONS, vec![])],
     ));
@@ -436,8 +390,8 @@ fn correlation_values() {
 
 #[test]
 fn interop_reset_deletes_the_callers_objects_only() {
-    let s = server();
-    s.send(&message(V21, vec![register(), register()]));
+    let s = Server::new();
+    s.send_message(&message(V21, vec![register(), register()]));
     let bob = Principal::new("bob");
     s.engine
         .handle_message(&bob, &message(V21, vec![register()]).to_ttlv());
@@ -451,18 +405,18 @@ fn interop_reset_deletes_the_callers_objects_only() {
             ],
         )
     };
-    let answer = s.send(&message(
+    let answer = s.send_message(&message(
         V21,
         vec![reset(interop_function::BEGIN), reset(interop_function::END)],
     ));
     assert_eq!(statuses(&answer), [rs::SUCCESS, rs::SUCCESS]);
     assert_eq!(s.count(), 3);
-    let answer = s.send(&message(V21, vec![reset(interop_function::RESET)]));
+    let answer = s.send_message(&message(V21, vec![reset(interop_function::RESET)]));
     assert_eq!(statuses(&answer), [rs::SUCCESS]);
     let left = s.store.all().unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].owner, "bob");
-    let bad = s.send(&message(V21, vec![reset(9)]));
+    let bad = s.send_message(&message(V21, vec![reset(9)]));
     assert_eq!(bad.items[0].result_reason, Some(rr::INVALID_FIELD));
 }
 
@@ -479,13 +433,13 @@ fn versions_of(payload: Option<&Ttlv>) -> Vec<(i32, i32)> {
 
 #[test]
 fn discover_versions() {
-    let s = server();
+    let s = Server::new();
     let ask = |v: ProtocolVersion, list: &[(i32, i32)]| {
         let payload = list
             .iter()
             .map(|(a, b)| ProtocolVersion::new(*a, *b).to_ttlv())
             .collect();
-        let answer = s.send(&message(v, vec![item(op::DISCOVER_VERSIONS, payload)]));
+        let answer = s.send_message(&message(v, vec![item(op::DISCOVER_VERSIONS, payload)]));
         versions_of(answer.items[0].payload.as_ref())
     };
     assert_eq!(
@@ -511,7 +465,7 @@ fn query(s: &Server, v: ProtocolVersion, functions: &[u32]) -> (u32, Option<u32>
         .iter()
         .map(|f| r::enumeration(tag::QUERY_FUNCTION, *f))
         .collect();
-    let mut answer = s.send(&message(v, vec![item(op::QUERY, payload)]));
+    let mut answer = s.send_message(&message(v, vec![item(op::QUERY, payload)]));
     let a = answer.items.remove(0);
     let items = match a.payload.map(|p| p.value) {
         Some(Value::Structure(items)) => items,
@@ -522,7 +476,7 @@ fn query(s: &Server, v: ProtocolVersion, functions: &[u32]) -> (u32, Option<u32>
 
 #[test]
 fn query_answers_in_the_request_version() {
-    let s = server();
+    let s = Server::new();
     let all = [
         qf::QUERY_OPERATIONS,
         qf::QUERY_OBJECTS,

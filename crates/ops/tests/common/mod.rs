@@ -1,0 +1,316 @@
+//! The engine harness the integration tests share: building request messages (typed or from
+//! KMIP XML), sending them through an [`Engine`], reading the answers (success, payload items,
+//! Unique Identifiers), the request fields and objects tests register, and a temporary
+//! directory. Each test binary uses a part of it, hence `dead_code` is allowed.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::enums::{
+    cryptographic_algorithm as alg, key_format_type as kft, object_type, result_status,
+};
+use kmipd_proto::message::{
+    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
+};
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::tag;
+use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
+use kmipd_store::{MemoryStore, ObjectStore};
+use kmipd_ttlv::{Tag, Ttlv, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+// ---------------------------------------------------------------------------------------------
+
+/// A request message of `v` with one batch item per (operation, payload items).
+pub(crate) fn message(v: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> RequestMessage {
+    RequestMessage::new(
+        v,
+        items
+            .into_iter()
+            .map(|(operation, payload)| RequestBatchItem::new(operation, payload))
+            .collect(),
+    )
+}
+
+/// Sends a request tree to `e` as `who`; the answer, read as a Response Message.
+pub(crate) fn exchange_tree(e: &Engine, who: &Principal, request: &Ttlv) -> ResponseMessage {
+    ResponseMessage::from_ttlv(&e.handle_message(who, request)).unwrap()
+}
+
+/// Sends a request message to `e` as `who`; the answer.
+pub(crate) fn exchange(e: &Engine, who: &Principal, msg: &RequestMessage) -> ResponseMessage {
+    exchange_tree(e, who, &msg.to_ttlv())
+}
+
+/// Sends a batch of (operation, payload items) in `v`; the answers of its items.
+pub(crate) fn send(
+    e: &Engine,
+    who: &Principal,
+    v: ProtocolVersion,
+    items: Vec<(u32, Vec<Ttlv>)>,
+) -> Vec<ResponseBatchItem> {
+    exchange(e, who, &message(v, items)).items
+}
+
+/// Sends one operation in `v`; the answer of its one batch item.
+pub(crate) fn one(
+    e: &Engine,
+    who: &Principal,
+    v: ProtocolVersion,
+    operation: u32,
+    payload: Vec<Ttlv>,
+) -> ResponseBatchItem {
+    let mut items = send(e, who, v, vec![(operation, payload)]);
+    assert_eq!(items.len(), 1);
+    items.remove(0)
+}
+
+/// An engine over a [`MemoryStore`] the test can read, and the identity that sends.
+pub(crate) struct Server {
+    pub(crate) engine: Engine,
+    pub(crate) store: Arc<MemoryStore>,
+    pub(crate) who: Principal,
+}
+
+impl Server {
+    /// A fresh engine over an empty store; requests come from `alice`.
+    pub(crate) fn new() -> Server {
+        let store = Arc::new(MemoryStore::new());
+        Server {
+            engine: Engine::new(store.clone(), EngineConfig::default()),
+            store,
+            who: Principal::new("alice"),
+        }
+    }
+
+    /// Sends a request message.
+    pub(crate) fn send_message(&self, m: &RequestMessage) -> ResponseMessage {
+        exchange(&self.engine, &self.who, m)
+    }
+
+    /// Sends a request tree (which need not be a well-formed request).
+    pub(crate) fn send_tree(&self, t: &Ttlv) -> ResponseMessage {
+        exchange_tree(&self.engine, &self.who, t)
+    }
+
+    /// Sends a batch of (operation, payload items) in `v`.
+    pub(crate) fn send(&self, v: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> ResponseMessage {
+        self.send_message(&message(v, items))
+    }
+
+    /// Sends one operation in `v`; the answer of its one batch item.
+    pub(crate) fn one(
+        &self,
+        v: ProtocolVersion,
+        operation: u32,
+        payload: Vec<Ttlv>,
+    ) -> ResponseBatchItem {
+        one(&self.engine, &self.who, v, operation, payload)
+    }
+
+    /// How many objects the store holds.
+    pub(crate) fn count(&self) -> usize {
+        self.store.all().unwrap().len()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading answers
+// ---------------------------------------------------------------------------------------------
+
+/// The payload's children of an answer, which must be a success.
+pub(crate) fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
+    assert_eq!(
+        item.result_status,
+        result_status::SUCCESS,
+        "{:?} {:?}",
+        item.result_reason,
+        item.result_message
+    );
+    StructReader::any(item.payload.as_ref().unwrap())
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+/// The Unique Identifier of an answer's payload (an undone item keeps its payload).
+pub(crate) fn uid_of(item: &ResponseBatchItem) -> String {
+    StructReader::any(item.payload.as_ref().expect("payload"))
+        .unwrap()
+        .req_text(tag::UNIQUE_IDENTIFIER)
+        .unwrap()
+        .to_owned()
+}
+
+/// The Unique Identifier of an answer, which must be a success.
+pub(crate) fn ok_uid(item: &ResponseBatchItem) -> String {
+    assert_eq!(item.result_status, result_status::SUCCESS, "{item:?}");
+    uid_of(item)
+}
+
+/// Every Unique Identifier among payload items, in order.
+pub(crate) fn uids(items: &[Ttlv]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
+        .map(|i| reader::as_text(i).unwrap().to_owned())
+        .collect()
+}
+
+/// The Key Material bytes somewhere in `t` (the last Byte String one), if any.
+pub(crate) fn key_material(t: &Ttlv) -> Option<Vec<u8>> {
+    let mut out = None;
+    t.walk(&mut |i, _| {
+        if i.tag == tag::KEY_MATERIAL
+            && let Value::ByteString(b) = &i.value
+        {
+            out = Some(b.to_vec());
+        }
+    });
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request fields and objects
+// ---------------------------------------------------------------------------------------------
+
+/// A Unique Identifier item.
+pub(crate) fn uid_item(uid: &str) -> Ttlv {
+    reader::text(tag::UNIQUE_IDENTIFIER, uid)
+}
+
+/// A payload that names one object.
+pub(crate) fn by_uid(uid: &str) -> Vec<Ttlv> {
+    vec![uid_item(uid)]
+}
+
+/// A Name attribute value (Uninterpreted Text String).
+pub(crate) fn name(n: &str) -> Value {
+    Value::Structure(vec![
+        reader::text(tag::NAME_VALUE, n),
+        reader::enumeration(tag::NAME_TYPE, 1),
+    ])
+}
+
+/// A 1.x Attribute, with an Attribute Index when given.
+pub(crate) fn attr_at(name: &str, index: Option<i32>, value: Value) -> Ttlv {
+    let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
+    if let Some(i) = index {
+        items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+    }
+    items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
+    reader::structure(tag::ATTRIBUTE, items)
+}
+
+/// A 1.x Attribute without Attribute Index.
+pub(crate) fn attr(name: &str, value: Value) -> Ttlv {
+    attr_at(name, None, value)
+}
+
+/// The 2.x Create payload of an AES-256 key for Encrypt and Decrypt.
+pub(crate) fn create_aes256_v2() -> Vec<Ttlv> {
+    vec![
+        reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+        reader::structure(
+            tag::ATTRIBUTES,
+            vec![
+                reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+                reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+                reader::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
+            ],
+        ),
+    ]
+}
+
+/// A Secret Data structure of Secret Data Type `kind` whose Key Block holds `bytes` in
+/// `format`.
+pub(crate) fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
+    reader::structure(
+        tag::SECRET_DATA,
+        vec![
+            reader::enumeration(tag::SECRET_DATA_TYPE, kind),
+            reader::structure(
+                tag::KEY_BLOCK,
+                vec![
+                    reader::enumeration(tag::KEY_FORMAT_TYPE, format),
+                    reader::structure(
+                        tag::KEY_VALUE,
+                        vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
+                    ),
+                ],
+            ),
+        ],
+    )
+}
+
+/// A Secret Data structure of Secret Data Type `kind` holding `bytes` (Opaque format).
+pub(crate) fn opaque_secret(kind: u32, bytes: &[u8]) -> Ttlv {
+    secret_data(kind, kft::OPAQUE, bytes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// KMIP XML requests
+// ---------------------------------------------------------------------------------------------
+
+/// A request message of version (major, minor) from the KMIP XML of its batch items.
+pub(crate) fn xml_request(v: (u8, u8), items: &str) -> Ttlv {
+    let (major, minor) = v;
+    let text = format!(
+        r#"<RequestMessage><RequestHeader><ProtocolVersion>
+<ProtocolVersionMajor type="Integer" value="{major}"/>
+<ProtocolVersionMinor type="Integer" value="{minor}"/>
+</ProtocolVersion><BatchCount type="Integer" value="{}"/></RequestHeader>{items}</RequestMessage>"#,
+        items.matches("<BatchItem>").count()
+    );
+    xml::read_item(&text, &XmlOptions::default(), &mut NoPlaceholders).unwrap()
+}
+
+/// The Batch Items of a response tree.
+pub(crate) fn batch_items(response: &Ttlv) -> Vec<Ttlv> {
+    StructReader::any(response)
+        .unwrap()
+        .repeated(tag::BATCH_ITEM)
+        .cloned()
+        .collect()
+}
+
+/// The item at `path` (a tag a level) below `item`, if there is one.
+pub(crate) fn field<'a>(item: &'a Ttlv, path: &[Tag]) -> Option<&'a Ttlv> {
+    let mut cur = item;
+    for t in path {
+        cur = StructReader::any(cur).ok()?.optional(*t)?;
+    }
+    Some(cur)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------
+
+/// A directory removed when dropped.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    /// An empty directory `kmipd-<name>-<pid>` under the system's temporary directory.
+    pub(crate) fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("kmipd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
