@@ -21,17 +21,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kmipd_ops::{Engine, EngineConfig, Principal};
-use kmipd_proto::enums::{
-    cryptographic_algorithm as alg, object_type, operation as op, result_status as rs,
-};
-use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseMessage,
-};
+use kmipd_proto::enums::{operation as op, result_status as rs};
+use kmipd_proto::message::ProtocolVersion;
 use kmipd_proto::reader::{self as r, StructReader};
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, ObjectStore, SledStore};
-use kmipd_ttlv::{Ttlv, Value};
+use kmipd_ttlv::Ttlv;
 use zeroize::Zeroizing;
+
+mod common;
+use common::{TempDir, create_aes256_v2, key_material};
 
 const CHILD_ENV: &str = "KMIPD_CRASH_CHILD";
 const WRITERS: usize = 16;
@@ -41,47 +40,9 @@ fn kek() -> Kek {
 }
 
 fn call(engine: &Engine, operation: u32, payload: Vec<Ttlv>) -> Option<Ttlv> {
-    let msg = RequestMessage {
-        header: RequestHeader {
-            protocol_version: ProtocolVersion::V2_1,
-            maximum_response_size: None,
-            client_correlation_value: None,
-            server_correlation_value: None,
-            asynchronous_indicator: None,
-            attestation_capable_indicator: None,
-            authentication: None,
-            batch_error_continuation_option: None,
-            batch_order_option: None,
-            time_stamp: None,
-            batch_count: 1,
-        },
-        items: vec![RequestBatchItem {
-            operation,
-            ephemeral: None,
-            unique_batch_item_id: None,
-            payload: Some(r::structure(tag::REQUEST_PAYLOAD, payload)),
-            message_extension: None,
-        }],
-    };
-    let resp = engine.handle_message(&Principal::new("crash"), &msg.to_ttlv());
-    let item = ResponseMessage::from_ttlv(&resp)
-        .ok()?
-        .items
-        .into_iter()
-        .next()?;
+    let who = Principal::new("crash");
+    let item = common::one(engine, &who, ProtocolVersion::V2_1, operation, payload);
     (item.result_status == rs::SUCCESS).then_some(item.payload?)
-}
-
-fn key_material(t: &Ttlv) -> Option<Vec<u8>> {
-    let mut out = None;
-    t.walk(&mut |i, _| {
-        if i.tag == tag::KEY_MATERIAL
-            && let Value::ByteString(b) = &i.value
-        {
-            out = Some(b.to_vec());
-        }
-    });
-    out
 }
 
 /// The child: Creates forever from `WRITERS` threads; one line per acknowledged key.
@@ -98,22 +59,7 @@ fn crash_child() {
             let (engine, out) = (engine.clone(), out.clone());
             std::thread::spawn(move || {
                 loop {
-                    let created = call(
-                        &engine,
-                        op::CREATE,
-                        vec![
-                            r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                            r::structure(
-                                tag::ATTRIBUTES,
-                                vec![
-                                    r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                                    r::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                                    r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
-                                ],
-                            ),
-                        ],
-                    )
-                    .expect("create");
+                    let created = call(&engine, op::CREATE, create_aes256_v2()).expect("create");
                     let uid = StructReader::any(&created)
                         .unwrap()
                         .req_text(tag::UNIQUE_IDENTIFIER)
@@ -139,14 +85,6 @@ fn crash_child() {
     drop(threads);
     loop {
         std::thread::sleep(Duration::from_secs(60));
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

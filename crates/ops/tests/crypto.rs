@@ -9,20 +9,11 @@
 )]
 
 use kmipd_ops::{Engine, Principal};
-use kmipd_proto::reader::{StructReader, as_bytes, as_enum};
+use kmipd_proto::reader::{as_bytes, as_enum};
 use kmipd_proto::tag;
-use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
-use kmipd_ttlv::Ttlv;
 
-fn request(items: &str) -> Ttlv {
-    let text = format!(
-        r#"<RequestMessage><RequestHeader><ProtocolVersion>
-<ProtocolVersionMajor type="Integer" value="2"/><ProtocolVersionMinor type="Integer" value="1"/>
-</ProtocolVersion><BatchCount type="Integer" value="{}"/></RequestHeader>{items}</RequestMessage>"#,
-        items.matches("<BatchItem>").count()
-    );
-    xml::read_item(&text, &XmlOptions::default(), &mut NoPlaceholders).unwrap()
-}
+mod common;
+use common::{batch_items, field, xml_request};
 
 const REGISTER: &str = r#"<BatchItem><Operation type="Enumeration" value="Register"/><RequestPayload>
 <ObjectType type="Enumeration" value="SymmetricKey"/>
@@ -33,22 +24,6 @@ const REGISTER: &str = r#"<BatchItem><Operation type="Enumeration" value="Regist
 <CryptographicAlgorithm type="Enumeration" value="AES"/>
 <CryptographicLength type="Integer" value="128"/></KeyBlock></SymmetricKey>
 </RequestPayload></BatchItem>"#;
-
-fn items(response: &Ttlv) -> Vec<Ttlv> {
-    StructReader::any(response)
-        .unwrap()
-        .repeated(tag::BATCH_ITEM)
-        .cloned()
-        .collect()
-}
-
-fn field<'a>(item: &'a Ttlv, path: &[kmipd_ttlv::Tag]) -> Option<&'a Ttlv> {
-    let mut cur = item;
-    for t in path {
-        cur = StructReader::any(cur).ok()?.optional(*t)?;
-    }
-    Some(cur)
-}
 
 #[test]
 fn register_then_gcm_encrypt_decrypt_with_the_placeholder() {
@@ -67,9 +42,9 @@ fn register_then_gcm_encrypt_decrypt_with_the_placeholder() {
 </RequestPayload></BatchItem>"#;
     let resp = engine.handle_message(
         &Principal::new("a"),
-        &request(&format!("{REGISTER}{enc}{dec_bad}")),
+        &xml_request((2, 1), &format!("{REGISTER}{enc}{dec_bad}")),
     );
-    let it = items(&resp);
+    let it = batch_items(&resp);
     assert_eq!(it.len(), 3);
     let data = field(&it[1], &[tag::RESPONSE_PAYLOAD, tag::DATA]).unwrap();
     assert_eq!(
@@ -98,8 +73,8 @@ fn hash_sha256_known_answer() {
     let hash = r#"<BatchItem><Operation type="Enumeration" value="Hash"/><RequestPayload>
 <CryptographicParameters><HashingAlgorithm type="Enumeration" value="SHA_256"/></CryptographicParameters>
 <Data type="ByteString" value="616263"/></RequestPayload></BatchItem>"#;
-    let resp = engine.handle_message(&Principal::new("a"), &request(hash));
-    let it = items(&resp);
+    let resp = engine.handle_message(&Principal::new("a"), &xml_request((2, 1), hash));
+    let it = batch_items(&resp);
     let data = field(&it[0], &[tag::RESPONSE_PAYLOAD, tag::DATA]).unwrap();
     assert_eq!(
         hex::encode(as_bytes(data).unwrap()),

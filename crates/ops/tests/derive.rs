@@ -15,29 +15,15 @@ use kmipd_ops::{Engine, Principal};
 use kmipd_proto::enums::{link_type, result_reason as rr, result_status};
 use kmipd_proto::reader::{StructReader, as_bytes, as_enum, as_text};
 use kmipd_proto::tag;
-use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
 use kmipd_ttlv::{Ttlv, Value};
+
+mod common;
+use common::{batch_items, field, xml_request};
 
 const PAST: &str = "2001-01-01T00:00:00+00:00";
 
-fn request(major: u8, minor: u8, items: &str) -> Ttlv {
-    let text = format!(
-        r#"<RequestMessage><RequestHeader><ProtocolVersion>
-<ProtocolVersionMajor type="Integer" value="{major}"/>
-<ProtocolVersionMinor type="Integer" value="{minor}"/>
-</ProtocolVersion><BatchCount type="Integer" value="{}"/></RequestHeader>{items}</RequestMessage>"#,
-        items.matches("<BatchItem>").count()
-    );
-    xml::read_item(&text, &XmlOptions::default(), &mut NoPlaceholders).unwrap()
-}
-
 fn send(e: &Engine, who: &str, v: (u8, u8), items: &str) -> Vec<Ttlv> {
-    let resp = e.handle_message(&Principal::new(who), &request(v.0, v.1, items));
-    StructReader::any(&resp)
-        .unwrap()
-        .repeated(tag::BATCH_ITEM)
-        .cloned()
-        .collect()
+    batch_items(&e.handle_message(&Principal::new(who), &xml_request(v, items)))
 }
 
 fn item(op: &str, payload: &str) -> String {
@@ -46,24 +32,16 @@ fn item(op: &str, payload: &str) -> String {
     )
 }
 
-fn child<'a>(t: &'a Ttlv, path: &[kmipd_ttlv::Tag]) -> Option<&'a Ttlv> {
-    let mut cur = t;
-    for p in path {
-        cur = StructReader::any(cur).ok()?.optional(*p)?;
-    }
-    Some(cur)
-}
-
 fn status(it: &Ttlv) -> (u32, Option<u32>) {
     (
-        as_enum(child(it, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
-        child(it, &[tag::RESULT_REASON]).map(|r| as_enum(r).unwrap()),
+        as_enum(field(it, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
+        field(it, &[tag::RESULT_REASON]).map(|r| as_enum(r).unwrap()),
     )
 }
 
 fn uid(it: &Ttlv) -> String {
     assert_eq!(status(it), (result_status::SUCCESS, None), "{it:?}");
-    as_text(child(it, &[tag::RESPONSE_PAYLOAD, tag::UNIQUE_IDENTIFIER]).unwrap())
+    as_text(field(it, &[tag::RESPONSE_PAYLOAD, tag::UNIQUE_IDENTIFIER]).unwrap())
         .unwrap()
         .to_owned()
 }
@@ -187,7 +165,7 @@ fn material(e: &Engine, v: (u8, u8), uid: &str) -> String {
         &format!(r#"<UniqueIdentifier type="TextString" value="{uid}"/>"#),
     );
     assert_eq!(status(&got).0, result_status::SUCCESS, "{got:?}");
-    let payload = child(&got, &[tag::RESPONSE_PAYLOAD]).unwrap();
+    let payload = field(&got, &[tag::RESPONSE_PAYLOAD]).unwrap();
     let object = StructReader::any(payload)
         .unwrap()
         .items()
@@ -195,7 +173,7 @@ fn material(e: &Engine, v: (u8, u8), uid: &str) -> String {
         .find(|i| i.tag == tag::SYMMETRIC_KEY || i.tag == tag::SECRET_DATA)
         .unwrap()
         .clone();
-    let m = child(
+    let m = field(
         &object,
         &[tag::KEY_BLOCK, tag::KEY_VALUE, tag::KEY_MATERIAL],
     )
@@ -220,15 +198,15 @@ fn links(e: &Engine, uid: &str) -> Vec<(u32, String)> {
             r#"<UniqueIdentifier type="TextString" value="{uid}"/><AttributeName type="TextString" value="Link"/>"#
         ),
     );
-    let payload = child(&it, &[tag::RESPONSE_PAYLOAD]).unwrap();
+    let payload = field(&it, &[tag::RESPONSE_PAYLOAD]).unwrap();
     StructReader::any(payload)
         .unwrap()
         .repeated(tag::ATTRIBUTE)
         .map(|a| {
-            let v = child(a, &[tag::ATTRIBUTE_VALUE]).unwrap();
+            let v = field(a, &[tag::ATTRIBUTE_VALUE]).unwrap();
             (
-                as_enum(child(v, &[tag::LINK_TYPE]).unwrap()).unwrap(),
-                as_text(child(v, &[tag::LINKED_OBJECT_IDENTIFIER]).unwrap())
+                as_enum(field(v, &[tag::LINK_TYPE]).unwrap()).unwrap(),
+                as_text(field(v, &[tag::LINKED_OBJECT_IDENTIFIER]).unwrap())
                     .unwrap()
                     .to_owned(),
             )
@@ -414,8 +392,8 @@ fn key_pair(e: &Engine, v: (u8, u8), curve: &str) -> (String, String) {
     );
     let it = one(e, v, "CreateKeyPair", &payload);
     assert_eq!(status(&it).0, result_status::SUCCESS, "{it:?}");
-    let p = child(&it, &[tag::RESPONSE_PAYLOAD]).unwrap();
-    let text = |t| as_text(child(p, &[t]).unwrap()).unwrap().to_owned();
+    let p = field(&it, &[tag::RESPONSE_PAYLOAD]).unwrap();
+    let text = |t| as_text(field(p, &[t]).unwrap()).unwrap().to_owned();
     (
         text(tag::PRIVATE_KEY_UNIQUE_IDENTIFIER),
         text(tag::PUBLIC_KEY_UNIQUE_IDENTIFIER),
@@ -571,13 +549,13 @@ fn obtain_lease_gives_the_lease_time_and_last_change_date_and_none_for_compromis
             &format!(r#"<UniqueIdentifier type="TextString" value="{k}"/>"#),
         );
         assert_eq!(uid(&lease), k);
-        let p = child(&lease, &[tag::RESPONSE_PAYLOAD]).unwrap();
+        let p = field(&lease, &[tag::RESPONSE_PAYLOAD]).unwrap();
         assert_eq!(
-            child(p, &[tag::LEASE_TIME]).unwrap().value,
+            field(p, &[tag::LEASE_TIME]).unwrap().value,
             Value::Interval(3600)
         );
         assert!(matches!(
-            child(p, &[tag::LAST_CHANGE_DATE]).unwrap().value,
+            field(p, &[tag::LAST_CHANGE_DATE]).unwrap().value,
             Value::DateTime(d) if d > 1_600_000_000
         ));
         // Another client sees nothing.

@@ -14,55 +14,23 @@ use std::sync::Arc;
 use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::attributes::Attribute;
 use kmipd_proto::enums::{
-    cryptographic_usage_mask as cum, key_format_type, object_type, operation as op,
-    result_reason as rr, result_status as rs, revocation_reason_code as rc, secret_data_type,
-    state,
+    cryptographic_usage_mask as cum, object_type, operation as op, result_reason as rr,
+    result_status as rs, revocation_reason_code as rc, secret_data_type, state,
 };
-use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
-};
+use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
 use kmipd_proto::reader as r;
 use kmipd_proto::tag;
 use kmipd_store::{ManagedObject, MemoryStore, ObjectStore};
 use kmipd_ttlv::{Ttlv, Value};
 
+mod common;
+use common::{Server, opaque_secret, uid_item, uid_of};
+
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
 const V14: ProtocolVersion = ProtocolVersion::V1_4;
 
-struct Server {
-    engine: Engine,
-    store: Arc<MemoryStore>,
-    who: Principal,
-}
-
+/// The lifecycle tests' requests and readings, on the shared harness's server.
 impl Server {
-    fn new() -> Server {
-        let store = Arc::new(MemoryStore::new());
-        Server {
-            engine: Engine::new(store.clone(), EngineConfig::default()),
-            store,
-            who: Principal::new("alice"),
-        }
-    }
-
-    fn send(&self, v: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> ResponseMessage {
-        let message = RequestMessage::new(
-            v,
-            items
-                .into_iter()
-                .map(|(operation, payload)| RequestBatchItem::new(operation, payload))
-                .collect(),
-        );
-        let answer = self.engine.handle_message(&self.who, &message.to_ttlv());
-        ResponseMessage::from_ttlv(&answer).unwrap()
-    }
-
-    fn one(&self, v: ProtocolVersion, operation: u32, payload: Vec<Ttlv>) -> ResponseBatchItem {
-        let mut m = self.send(v, vec![(operation, payload)]);
-        assert_eq!(m.items.len(), 1);
-        m.items.remove(0)
-    }
-
     /// Registers Secret Data with these (2.x-form) attributes; returns its identifier.
     fn register(&self, v: ProtocolVersion, attrs: Vec<Ttlv>) -> String {
         let a = self.one(v, op::REGISTER, register_payload(v, attrs));
@@ -127,17 +95,8 @@ fn now() -> i64 {
     .unwrap()
 }
 
-fn uid_item(uid: &str) -> Ttlv {
-    r::text(tag::UNIQUE_IDENTIFIER, uid)
-}
-
 fn usage(mask: u32) -> Ttlv {
     r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, i32::try_from(mask).unwrap())
-}
-
-fn uid_of(a: &ResponseBatchItem) -> String {
-    let p = r::StructReader::any(a.payload.as_ref().expect("payload")).unwrap();
-    p.req_text(tag::UNIQUE_IDENTIFIER).unwrap().to_owned()
 }
 
 fn register_payload(v: ProtocolVersion, attrs: Vec<Ttlv>) -> Vec<Ttlv> {
@@ -155,22 +114,7 @@ fn register_payload(v: ProtocolVersion, attrs: Vec<Ttlv>) -> Vec<Ttlv> {
     vec![
         r::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
         attributes,
-        r::structure(
-            tag::SECRET_DATA,
-            vec![
-                r::enumeration(tag::SECRET_DATA_TYPE, secret_data_type::PASSWORD),
-                r::structure(
-                    tag::KEY_BLOCK,
-                    vec![
-                        r::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::OPAQUE),
-                        r::structure(
-                            tag::KEY_VALUE,
-                            vec![r::bytes(tag::KEY_MATERIAL, b"correct horse".to_vec())],
-                        ),
-                    ],
-                ),
-            ],
-        ),
+        opaque_secret(secret_data_type::PASSWORD, b"correct horse"),
     ]
 }
 

@@ -13,12 +13,12 @@ use kmipd_proto::enums::{
     block_cipher_mode, cryptographic_algorithm as alg, key_format_type as kft, link_type,
     object_type, operation as op, result_reason as rr, result_status as rs, state, wrapping_method,
 };
-use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
-};
+use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
 use kmipd_proto::reader::{self as r, StructReader};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
+
+mod common;
 
 const V14: ProtocolVersion = ProtocolVersion::V1_4;
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
@@ -28,15 +28,7 @@ fn send(
     v: ProtocolVersion,
     items: Vec<(u32, Vec<Ttlv>)>,
 ) -> Vec<ResponseBatchItem> {
-    let msg = RequestMessage::new(
-        v,
-        items
-            .into_iter()
-            .map(|(operation, payload)| RequestBatchItem::new(operation, payload))
-            .collect(),
-    );
-    let resp = engine.handle_message(&Principal::new("a"), &msg.to_ttlv());
-    ResponseMessage::from_ttlv(&resp).unwrap().items
+    common::send(engine, &Principal::new("a"), v, items)
 }
 
 fn ok(item: &ResponseBatchItem) -> StructReader<'_> {
