@@ -25,6 +25,9 @@ use kmipd_proto::spec::{self, Version};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
+mod common;
+use common::{attr, attr_at, by_uid, name, ok, secret_data, uids};
+
 const V1_1: ProtocolVersion = ProtocolVersion::new(1, 1);
 const V1_2: ProtocolVersion = ProtocolVersion::new(1, 2);
 
@@ -37,8 +40,7 @@ fn item(op: u32, payload: Vec<Ttlv>) -> RequestBatchItem {
 }
 
 fn exchange(e: &Engine, who: &str, msg: &RequestMessage) -> ResponseMessage {
-    let out = e.handle_message(&Principal::new(who), &msg.to_ttlv());
-    let resp = ResponseMessage::from_ttlv(&out).unwrap();
+    let resp = common::exchange(e, &Principal::new(who), msg);
     assert_eq!(
         resp.header.protocol_version, msg.header.protocol_version,
         "answered in the request's version"
@@ -57,21 +59,6 @@ fn one(
     let resp = exchange(e, who, &RequestMessage::new(v, vec![item(op, payload)]));
     assert_eq!(resp.items.len(), 1);
     resp.items.into_iter().next().unwrap()
-}
-
-/// The payload's children of a successful answer.
-fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
-    assert_eq!(
-        item.result_status,
-        result_status::SUCCESS,
-        "{:?} {:?}",
-        item.result_reason,
-        item.result_message
-    );
-    StructReader::any(item.payload.as_ref().unwrap())
-        .unwrap()
-        .items()
-        .to_vec()
 }
 
 fn failed(item: &ResponseBatchItem, reason: u32) {
@@ -102,14 +89,6 @@ fn uid(items: &[Ttlv]) -> String {
         .to_owned()
 }
 
-fn uids(items: &[Ttlv]) -> Vec<String> {
-    items
-        .iter()
-        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
-        .map(|i| reader::as_text(i).unwrap().to_owned())
-        .collect()
-}
-
 fn child(item: &Ttlv, t: Tag) -> &Ttlv {
     StructReader::any(item)
         .unwrap()
@@ -117,29 +96,8 @@ fn child(item: &Ttlv, t: Tag) -> &Ttlv {
         .unwrap_or_else(|| panic!("no {} in {item:?}", reader::name(t)))
 }
 
-/// A 1.x Attribute, with an Attribute Index when given.
-fn attr_at(name: &str, index: Option<i32>, value: Value) -> Ttlv {
-    let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
-    if let Some(i) = index {
-        items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
-    }
-    items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
-    reader::structure(tag::ATTRIBUTE, items)
-}
-
-fn attr(name: &str, value: Value) -> Ttlv {
-    attr_at(name, None, value)
-}
-
 fn text(s: &str) -> Value {
     Value::TextString(s.to_owned())
-}
-
-fn name(n: &str) -> Value {
-    Value::Structure(vec![
-        reader::text(tag::NAME_VALUE, n),
-        reader::enumeration(tag::NAME_TYPE, 1),
-    ])
 }
 
 fn template(attrs: Vec<Ttlv>) -> Ttlv {
@@ -190,18 +148,6 @@ fn aes_key(bytes: &[u8]) -> Ttlv {
             ),
         ],
     )
-}
-
-fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
-    let kb = key_block(
-        tag::SECRET_DATA,
-        format,
-        reader::bytes(tag::KEY_MATERIAL, bytes.to_vec()),
-        vec![],
-    );
-    let mut items = vec![reader::enumeration(tag::SECRET_DATA_TYPE, kind)];
-    items.extend(kb.children().unwrap().iter().cloned());
-    reader::structure(tag::SECRET_DATA, items)
 }
 
 fn register(
@@ -258,10 +204,6 @@ fn create_aes256(e: &Engine, who: &str, v: ProtocolVersion, extra: Vec<Ttlv>) ->
         object_type::SYMMETRIC_KEY
     );
     uid(&payload)
-}
-
-fn by_uid(u: &str) -> Vec<Ttlv> {
-    vec![reader::text(tag::UNIQUE_IDENTIFIER, u)]
 }
 
 fn activate(e: &Engine, who: &str, v: ProtocolVersion, u: &str) {
