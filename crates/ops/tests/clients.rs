@@ -26,7 +26,7 @@ use kmipd_proto::tag;
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
 mod common;
-use common::{attr, attr_at, by_uid, name, ok, secret_data, uids};
+use common::{attr, attr_at, by_uid, create_aes256_v2, name, ok, secret_data, uids};
 
 const V1_1: ProtocolVersion = ProtocolVersion::new(1, 1);
 const V1_2: ProtocolVersion = ProtocolVersion::new(1, 2);
@@ -1115,20 +1115,7 @@ fn a_username_password_credential_is_accepted_and_the_identity_stays_the_princip
         ProtocolVersion::V2_1,
     ] {
         let create = if v.is_v2() {
-            item(
-                operation::CREATE,
-                vec![
-                    reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                    reader::structure(
-                        tag::ATTRIBUTES,
-                        vec![
-                            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                            reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                            reader::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
-                        ],
-                    ),
-                ],
-            )
+            item(operation::CREATE, create_aes256_v2())
         } else {
             item(
                 operation::CREATE,
