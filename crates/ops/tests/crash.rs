@@ -54,6 +54,12 @@ fn crash_child() {
     let store = SledStore::open_with_kek(PathBuf::from(dir), kek()).unwrap();
     let engine = Arc::new(Engine::new(Arc::new(store), EngineConfig::default()));
     let out = Arc::new(Mutex::new(std::io::stdout()));
+    {
+        // Opened and recovered: from here on a kill lands while writing.
+        let mut o = out.lock().unwrap();
+        o.write_all(b"READY\n").unwrap();
+        o.flush().unwrap();
+    }
     let threads: Vec<_> = (0..WRITERS)
         .map(|_| {
             let (engine, out) = (engine.clone(), out.clone());
@@ -132,7 +138,9 @@ fn every_acknowledged_create_survives_sigkill() {
     let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
     let mut cycles = 0;
     let mut killed_mid_stream = 0;
-    while cycles < 40 && start.elapsed() < Duration::from_secs(15) {
+    // Bounded by count and by time; on a loaded machine a cycle (start a debug binary, open
+    // and recover the store, write, verify every key so far) can take seconds.
+    while cycles < 24 && start.elapsed() < Duration::from_secs(40) {
         cycles += 1;
         let mut child = Command::new(&exe)
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -142,10 +150,16 @@ fn every_acknowledged_create_survives_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                // libtest may have written "test crash_child ... " on the same line.
+                if line.ends_with("READY") {
+                    let _ = ready_tx.send(());
+                    continue;
+                }
                 let mut f = line.split(' ');
                 if let (Some("ACK"), Some(uid), Some(h), None) =
                     (f.next(), f.next(), f.next(), f.next())
@@ -157,7 +171,11 @@ fn every_acknowledged_create_survives_sigkill() {
             }
             lines
         });
-        // Kill at a random moment, from start-up (opening, recovering) to full speed.
+        // One cycle in four is killed at a random moment of start-up (opening, recovering);
+        // the others at a random moment after the store is open, whatever the machine's load.
+        if rng.below(4) != 0 {
+            let _ = ready_rx.recv_timeout(Duration::from_secs(30));
+        }
         std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -173,9 +191,9 @@ fn every_acknowledged_create_survives_sigkill() {
         "{cycles} cycles, {} acknowledged creates, {killed_mid_stream} kills while writing",
         acked.len()
     );
-    assert!(cycles >= 5);
+    assert!(cycles >= 3, "only {cycles} cycles");
     assert!(
-        killed_mid_stream >= 3,
+        killed_mid_stream >= 2,
         "the child hardly ever wrote: {killed_mid_stream}"
     );
 }
