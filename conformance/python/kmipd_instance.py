@@ -24,7 +24,8 @@ BUILD_TIMEOUT = 1800  # s: a cold debug build of the workspace on two cores
 
 
 def kmipd_binary() -> Path:
-    """$KMIPD_BIN, or target/debug/kmipd freshly built with `cargo build -p kmipd`."""
+    """$KMIPD_BIN, or kmipd freshly built with `cargo build -p kmipd` (in $CARGO_TARGET_DIR when
+    set, else target/)."""
     env = os.environ.get("KMIPD_BIN")
     if env:
         path = Path(env).resolve()
@@ -37,7 +38,9 @@ def kmipd_binary() -> Path:
         check=True,
         timeout=BUILD_TIMEOUT,
     )
-    return REPO / "target" / "debug" / "kmipd"
+    target = os.environ.get("CARGO_TARGET_DIR")
+    base = (REPO / target) if target else REPO / "target"
+    return base.resolve() / "debug" / "kmipd"
 
 
 def _die_with_parent() -> None:
