@@ -28,4 +28,8 @@ step "interoperability: PyKMIP 0.11.0 and libmongocrypt against a fresh kmipd (c
 scripts/python-env.sh
 .venv-interop/bin/pytest conformance/python
 
+step "docs/interoperability.md is the one this run rendered (commit it when this fails)"
+python3 conformance/python/interop_doc.py
+git diff --exit-code --stat -- docs/interoperability.md
+
 step "all tests passed"
