@@ -7,9 +7,9 @@
 //! the actual response under the "Permitted Test Case Variations" that every Profiles document
 //! states (see `conformance/README.md` for the rules as implemented).
 //!
-//! The server is reached through a [`Target`]: in-process today (the engine, called directly),
-//! over TLS later, with the same comparison. Every file runs against a fresh target, since every
-//! case assumes a clean server.
+//! The server is reached through a [`Target`]: in-process (the engine, called directly) or over
+//! the wire ([`wire`]: mutual TLS to a kmipd process, a fresh one per file), with the same
+//! comparison. Every file runs against a fresh target, since every case assumes a clean server.
 
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,7 @@ pub trait Target {
 }
 
 /// The engine called directly (no sockets): the in-process mode, a fresh in-memory engine per
-/// test case. The wire mode (TLS to a running server) will be another [`Target`].
+/// test case. The wire mode is [`wire::WireTarget`].
 #[derive(Debug)]
 pub struct InProcess {
     engine: kmipd_ops::Engine,

@@ -54,36 +54,171 @@ impl Row {
     }
 }
 
-/// The report for `outcomes`; `command` is the command line that regenerates it.
-pub fn render(outcomes: &[(PathBuf, FileOutcome)], command: &str) -> String {
+/// The outcome of one file over the wire when it differs from the in-process one: one line of
+/// `conformance/wire-differences.txt` (`path<TAB>PASS` or `path<TAB>FAIL<TAB>stable reason`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WireDifference {
+    /// The path from the version folder on ([`vector_key`]).
+    pub key: String,
+    /// Whether the file passes over the wire.
+    pub passed: bool,
+    /// When it fails over the wire: the stable first difference.
+    pub reason: Option<String>,
+}
+
+impl WireDifference {
+    /// The wire outcome of the file `key` as a line of the differences file would say it.
+    pub fn of(key: String, wire: &FileOutcome) -> WireDifference {
+        WireDifference {
+            key,
+            passed: wire.passed,
+            reason: (!wire.passed).then(|| escape(&stable_reason(wire))),
+        }
+    }
+
+    /// The line of the differences file.
+    pub fn line(&self) -> String {
+        match (&self.reason, self.passed) {
+            (_, true) => format!("{}\tPASS", self.key),
+            (Some(r), false) => format!("{}\tFAIL\t{}", self.key, escape(r)),
+            (None, false) => format!("{}\tFAIL\tfailed", self.key),
+        }
+    }
+
+    /// A line of the differences file (comments and blank lines: `None`).
+    pub fn parse(line: &str) -> Result<Option<WireDifference>, String> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() || line.starts_with('#') {
+            return Ok(None);
+        }
+        let mut parts = line.splitn(3, '\t');
+        let key = parts.next().unwrap_or_default().to_owned();
+        match (parts.next(), parts.next()) {
+            (Some("PASS"), None) => Ok(Some(WireDifference {
+                key,
+                passed: true,
+                reason: None,
+            })),
+            (Some("FAIL"), Some(reason)) if !reason.trim().is_empty() => Ok(Some(WireDifference {
+                key,
+                passed: false,
+                reason: Some(reason.to_owned()),
+            })),
+            _ => Err(format!(
+                "not `path<TAB>PASS` or `path<TAB>FAIL<TAB>reason`: {line}"
+            )),
+        }
+    }
+}
+
+/// The files whose wire outcome differs from their in-process outcome (passed or not, or the
+/// stable reason of the failure), sorted by key.
+pub fn wire_differences(
+    in_process: &[(PathBuf, FileOutcome)],
+    wire: &[(PathBuf, FileOutcome)],
+) -> Vec<WireDifference> {
+    let local: BTreeMap<String, &FileOutcome> =
+        in_process.iter().map(|(p, o)| (vector_key(p), o)).collect();
+    let mut out: Vec<WireDifference> = wire
+        .iter()
+        .filter_map(|(p, w)| {
+            let key = vector_key(p);
+            let same = local.get(&key).is_some_and(|l| {
+                l.passed == w.passed
+                    && (w.passed || escape(&stable_reason(l)) == escape(&stable_reason(w)))
+            });
+            (!same).then(|| WireDifference::of(key, w))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The wire outcomes that `differences` describe: the in-process outcomes, with the listed files
+/// replaced by their wire outcome. What `conformance/tests/mandatory.rs` renders the report
+/// from (the wire run itself takes minutes; `conformance/tests/wire.rs` checks the list).
+pub fn apply_differences(
+    in_process: &[(PathBuf, FileOutcome)],
+    differences: &[WireDifference],
+) -> Vec<(PathBuf, FileOutcome)> {
+    let by_key: BTreeMap<&str, &WireDifference> =
+        differences.iter().map(|d| (d.key.as_str(), d)).collect();
+    in_process
+        .iter()
+        .map(|(p, o)| match by_key.get(vector_key(p).as_str()) {
+            None => (p.clone(), o.clone()),
+            Some(d) => (
+                p.clone(),
+                FileOutcome {
+                    passed: d.passed,
+                    first_difference: d.reason.clone(),
+                    stable_difference: d.reason.clone(),
+                },
+            ),
+        })
+        .collect()
+}
+
+fn stable_reason(o: &FileOutcome) -> String {
+    o.stable_difference
+        .clone()
+        .unwrap_or_else(|| String::from("failed"))
+}
+
+/// In-process and wire counts of one kind.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pair {
+    local: Row,
+    wire: Row,
+}
+
+fn cells(local: Count, wire: Count) -> String {
+    format!("{} | {}", local.cell(), wire.cell())
+}
+
+/// The report for the in-process `outcomes` and the `wire` outcomes of the same files;
+/// `command` is the command line that regenerates it.
+pub fn render(
+    outcomes: &[(PathBuf, FileOutcome)],
+    wire: &[(PathBuf, FileOutcome)],
+    command: &str,
+) -> String {
+    let wire_by_key: BTreeMap<String, bool> = wire
+        .iter()
+        .map(|(p, o)| (vector_key(p), o.passed))
+        .collect();
     // version -> profile -> counts; version -> failures (key, reason).
-    let mut versions: BTreeMap<String, BTreeMap<String, Row>> = BTreeMap::new();
-    let mut totals: BTreeMap<String, Row> = BTreeMap::new();
+    let mut versions: BTreeMap<String, BTreeMap<String, Pair>> = BTreeMap::new();
+    let mut totals: BTreeMap<String, Pair> = BTreeMap::new();
     let mut failures: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut all = Row::default();
+    let mut all = Pair::default();
     for (path, outcome) in outcomes {
         let c = classify(path);
-        versions
-            .entry(c.version.clone())
-            .or_default()
-            .entry(c.profile)
-            .or_default()
-            .add(c.kind, outcome.passed);
-        totals
-            .entry(c.version.clone())
-            .or_default()
-            .add(c.kind, outcome.passed);
-        all.add(c.kind, outcome.passed);
+        let key = vector_key(path);
+        let over_wire = wire_by_key.get(&key).copied().unwrap_or(false);
+        for pair in [
+            versions
+                .entry(c.version.clone())
+                .or_default()
+                .entry(c.profile)
+                .or_default(),
+            totals.entry(c.version.clone()).or_default(),
+            &mut all,
+        ] {
+            pair.local.add(c.kind, outcome.passed);
+            pair.wire.add(c.kind, over_wire);
+        }
         if !outcome.passed {
-            let reason = outcome
-                .stable_difference
-                .clone()
-                .unwrap_or_else(|| String::from("failed"));
             failures
                 .entry(c.version)
                 .or_default()
-                .push((vector_key(path), reason));
+                .push((key, stable_reason(outcome)));
         }
+    }
+    let mut wire_only: BTreeMap<String, Vec<WireDifference>> = BTreeMap::new();
+    for d in wire_differences(outcomes, wire) {
+        let version = d.key.split('/').next().unwrap_or_default().to_owned();
+        wire_only.entry(version).or_default().push(d);
     }
     let mut out = String::new();
     let _ = writeln!(out, "# KMIP conformance (OASIS test cases)");
@@ -102,61 +237,85 @@ pub fn render(outcomes: &[(PathBuf, FileOutcome)], command: &str) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Each OASIS XML test case is replayed in-process against a fresh engine and its responses \
-         compared under the Permitted Test Case Variations. `passed/total` per protocol version; \
-         mandatory and optional are the Profiles documents' test cases, Test Cases the \
-         non-normative KMIP Test Cases notes. How responses are compared: \
-         `conformance/README.md`. Mandatory cases that no correct server can pass (OASIS \
-         defects, each verified): `conformance/known-defects.txt`. Cases outside the KMIP \
-         profiles kmipd claims (PKCS#11, Quantum Safe, Suite B, asynchronous operations, \
-         Archive/Recover, Certify, Put/Notify, split keys) fail with Operation Not Supported \
-         or a feature refusal until they are implemented."
+        "Each OASIS XML test case is replayed twice and its responses compared under the \
+         Permitted Test Case Variations: **in-process** against a fresh engine called directly, \
+         and over the **wire** against a fresh kmipd per file (`kmipd init` with its SoftHSM2 \
+         token and sled store, `kmipd serve` on a loopback port, mutual TLS as the instance's \
+         `client` identity). `passed/total` per protocol version; mandatory and optional are the \
+         Profiles documents' test cases, Test Cases the non-normative KMIP Test Cases notes. How \
+         responses are compared: `conformance/README.md`. Mandatory cases that no correct server \
+         can pass (OASIS defects, each verified): `conformance/known-defects.txt`. Cases outside \
+         the KMIP profiles kmipd claims (PKCS#11, Quantum Safe, Suite B, asynchronous \
+         operations, Archive/Recover, Certify, Put/Notify, split keys) fail with Operation Not \
+         Supported or a feature refusal until they are implemented. A failure listed for a \
+         version fails in both modes unless it is listed again under \"Over the wire\"."
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "## Summary");
     let _ = writeln!(out);
-    let _ = writeln!(out, "| version | mandatory | optional | Test Cases |");
-    let _ = writeln!(out, "|---|---|---|---|");
-    for (version, row) in &totals {
+    let _ = writeln!(
+        out,
+        "| version | mandatory | mandatory (wire) | optional | optional (wire) | Test Cases \
+         | Test Cases (wire) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for (version, p) in &totals {
         let _ = writeln!(
             out,
             "| {version} | {} | {} | {} |",
-            row.mandatory.cell(),
-            row.optional.cell(),
-            row.test_cases.cell()
+            cells(p.local.mandatory, p.wire.mandatory),
+            cells(p.local.optional, p.wire.optional),
+            cells(p.local.test_cases, p.wire.test_cases),
         );
     }
+    let bold = |c: Count| format!("**{}**", c.cell());
     let _ = writeln!(
         out,
-        "| **all** | **{}** | **{}** | **{}** |",
-        all.mandatory.cell(),
-        all.optional.cell(),
-        all.test_cases.cell()
+        "| **all** | {} | {} | {} | {} | {} | {} |",
+        bold(all.local.mandatory),
+        bold(all.wire.mandatory),
+        bold(all.local.optional),
+        bold(all.wire.optional),
+        bold(all.local.test_cases),
+        bold(all.wire.test_cases),
     );
-    if all.other.total > 0 {
+    if all.local.other.total > 0 {
         let _ = writeln!(out);
-        let _ = writeln!(out, "Outside the OASIS layout: {} files.", all.other.cell());
+        let _ = writeln!(
+            out,
+            "Outside the OASIS layout: {} files ({} over the wire).",
+            all.local.other.cell(),
+            all.wire.other.cell()
+        );
     }
     for (version, profiles) in &versions {
         let _ = writeln!(out);
         let _ = writeln!(out, "## {version}");
         let _ = writeln!(out);
-        let _ = writeln!(out, "| profile | mandatory | optional |");
-        let _ = writeln!(out, "|---|---|---|");
-        for (profile, row) in profiles {
+        let _ = writeln!(
+            out,
+            "| profile | mandatory | mandatory (wire) | optional | optional (wire) |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for (profile, p) in profiles {
             if profile == "TC" {
                 continue;
             }
             let _ = writeln!(
                 out,
                 "| {profile} | {} | {} |",
-                row.mandatory.cell(),
-                row.optional.cell()
+                cells(p.local.mandatory, p.wire.mandatory),
+                cells(p.local.optional, p.wire.optional),
             );
         }
         if let Some(tc) = profiles.get("TC") {
             let _ = writeln!(out);
-            let _ = writeln!(out, "Test Cases notes: {}.", tc.test_cases.cell());
+            let _ = writeln!(
+                out,
+                "Test Cases notes: {}, over the wire {}.",
+                tc.local.test_cases.cell(),
+                tc.wire.test_cases.cell()
+            );
         }
         if let Some(list) = failures.get_mut(version) {
             list.sort();
@@ -165,6 +324,25 @@ pub fn render(outcomes: &[(PathBuf, FileOutcome)], command: &str) -> String {
             let _ = writeln!(out);
             for (key, reason) in list {
                 let _ = writeln!(out, "- `{key}`: {}", escape(reason));
+            }
+        }
+        if let Some(list) = wire_only.get(version) {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "Over the wire (where the outcome differs from in-process; reasons: \
+                 `conformance/README.md`):"
+            );
+            let _ = writeln!(out);
+            for d in list {
+                match &d.reason {
+                    None => {
+                        let _ = writeln!(out, "- `{}`: passes", d.key);
+                    }
+                    Some(r) => {
+                        let _ = writeln!(out, "- `{}`: {}", d.key, escape(r));
+                    }
+                }
             }
         }
     }
@@ -214,16 +392,49 @@ mod tests {
                 fail,
             ),
         ];
-        let text = render(&outcomes, "kmip-conformance --report r.md v");
-        assert!(text.contains("| 1.4 | 1/2 | 0/1 | – |"), "{text}");
-        assert!(text.contains("| TL | 1/2 | – |"), "{text}");
-        assert!(text.contains("Test Cases notes: 1/1."), "{text}");
+        // Over the wire, TL-M-1 fails too.
+        let mut wire = outcomes.clone();
+        wire[1].1 = FileOutcome {
+            passed: false,
+            first_difference: Some(String::from("no response: 127.0.0.1:4242")),
+            stable_difference: Some(String::from("request 0 (Query): no response")),
+        };
+        let text = render(&outcomes, &wire, "kmip-conformance --report r.md v");
+        assert!(
+            text.contains("| 1.4 | 1/2 | 0/2 | 0/1 | 0/1 | – | – |"),
+            "{text}"
+        );
+        assert!(text.contains("| TL | 1/2 | 0/2 | – | – |"), "{text}");
+        assert!(
+            text.contains("Test Cases notes: 1/1, over the wire 1/1."),
+            "{text}"
+        );
         assert!(text.contains("- `1.4/profiles/mandatory/TL-M-2-14.xml`: request 0 (Get): x"));
+        assert!(
+            text.contains(
+                "- `1.4/profiles/mandatory/TL-M-1-14.xml`: request 0 (Query): no response"
+            )
+        );
         assert!(!text.contains("full 123"));
+        assert!(!text.contains("4242"));
         assert!(text.find("## 1.0").unwrap() < text.find("## 1.4").unwrap());
         let mut reversed = outcomes.clone();
         reversed.reverse();
-        let again = render(&reversed, "kmip-conformance --report r.md v");
+        let again = render(&reversed, &wire, "kmip-conformance --report r.md v");
         assert_eq!(text, again);
+        // The differences file reproduces the wire column.
+        let differences = wire_differences(&outcomes, &wire);
+        assert_eq!(differences.len(), 1);
+        let lines: Vec<String> = differences.iter().map(WireDifference::line).collect();
+        let parsed: Vec<WireDifference> = lines
+            .iter()
+            .map(|l| WireDifference::parse(l).unwrap().unwrap())
+            .collect();
+        assert_eq!(parsed, differences);
+        let derived = apply_differences(&outcomes, &parsed);
+        assert_eq!(
+            render(&outcomes, &derived, "kmip-conformance --report r.md v"),
+            text
+        );
     }
 }

@@ -8,8 +8,10 @@
 //! - every file listed in `conformance/passing.txt` (Test Cases notes and optional cases that
 //!   pass today: ReKey, ReKeyKeyPair, Discover Versions, Query, ...) keeps passing; files outside
 //!   the core set that pass but are not listed are printed so that someone adds them;
-//! - `docs/conformance.md` is what the runner generates from this very run (it is generated,
-//!   never written by hand: regenerate it with the command at its top when this fails).
+//! - `docs/conformance.md` is what the runner generates from this very run and
+//!   `conformance/wire-differences.txt` (the files whose outcome over the wire differs, checked
+//!   by `tests/wire.rs`): it is generated, never written by hand; regenerate it with the command
+//!   at its top when this fails.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,10 +22,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use kmipd_conformance::report::WireDifference;
 use kmipd_conformance::{
     FileOutcome, InProcess, VERSIONS, collect_files, core_mandatory, report, run_file, vector_key,
 };
 use kmipd_test_support::vectors_dir;
+
+/// The command at the top of docs/conformance.md.
+const REGENERATE: &str = "cargo build -p kmipd && cargo run -p kmipd-conformance -- --spawn \
+                          target/debug/kmipd --report docs/conformance.md \
+                          --write-wire-differences conformance/wire-differences.txt \
+                          ../shared/kmip-vectors";
 
 /// Non-empty, non-comment lines of a file next to this crate's manifest.
 fn lines(name: &str) -> Vec<String> {
@@ -132,10 +141,14 @@ fn every_core_mandatory_case_passes_and_listed_cases_keep_passing() {
         failures.len(),
         failures.join("\n")
     );
-    let generated = report::render(
-        &outcomes,
-        "cargo run -p kmipd-conformance -- --report docs/conformance.md ../shared/kmip-vectors",
-    );
+    // The wire columns: these outcomes, except where conformance/wire-differences.txt says the
+    // wire run differs (tests/wire.rs checks that list over the wire).
+    let differences: Vec<WireDifference> = lines("wire-differences.txt")
+        .iter()
+        .filter_map(|l| WireDifference::parse(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let wire = report::apply_differences(&outcomes, &differences);
+    let generated = report::render(&outcomes, &wire, REGENERATE);
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/conformance.md");
     let current = std::fs::read_to_string(&doc).unwrap_or_default();
     assert!(
