@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use kmipd_hsm::{MasterKey, Pkcs11MasterKey};
+use kmipd_hsm::MasterKey;
 use kmipd_store::{Kek, KekId, MemoryStore, ObjectStore, SledStore};
 use zeroize::Zeroizing;
 
@@ -39,14 +39,11 @@ pub enum StorageError {
 pub fn open_store(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
     match config.store.backend {
         StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        // One way to open a sled store: the KEKs it requires, unwrapped by the master key.
         StoreBackend::Sled => {
-            let hsm = config.hsm.as_ref().ok_or_else(|| {
-                StorageError::Config("store.backend = \"sled\" needs an [hsm] table".into())
-            })?;
-            let master = Pkcs11MasterKey::open(hsm)?;
-            let store = SledStore::open(&config.store.data_dir)?;
-            unlock(&store, &master)?;
-            Ok(Arc::new(store))
+            let durable = crate::admin::open_durable(config)?;
+            let store: Arc<dyn ObjectStore> = durable.store;
+            Ok(store)
         }
     }
 }
