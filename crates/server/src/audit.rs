@@ -38,7 +38,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use kmipd_proto::enums::result_status;
 use kmipd_proto::message::ResponseMessage;
@@ -158,8 +158,17 @@ struct Tail {
 struct Inner {
     path: PathBuf,
     tail: Mutex<Tail>,
-    /// Group commit: the highest `seq` known to be on disk, and a handle to sync with.
-    synced: Mutex<(u64, File)>,
+    /// Group commit: the highest `seq` known to be on disk, and whether a sync is running.
+    synced: Mutex<SyncState>,
+    /// Signalled when a sync ends: its waiters learn at once whether it covered them.
+    sync_done: Condvar,
+    /// A handle to sync with, used outside every lock.
+    sync_handle: File,
+}
+
+struct SyncState {
+    seq: u64,
+    syncing: bool,
 }
 
 /// An open audit log; cheap to clone and share between connections.
@@ -211,7 +220,12 @@ impl AuditLog {
                     seq,
                     last_hash,
                 }),
-                synced: Mutex::new((seq, sync_handle)),
+                synced: Mutex::new(SyncState {
+                    seq,
+                    syncing: false,
+                }),
+                sync_done: Condvar::new(),
+                sync_handle,
             }),
         })
     }
@@ -295,20 +309,38 @@ impl AuditLog {
             tail.last_hash = prev;
             seq
         };
-        let mut synced = self.inner.synced.lock().map_err(|_| AuditError::Poisoned)?;
-        if synced.0 >= mine {
-            return Ok(()); // another writer's sync covered these records
+        // One sync at a time, run without holding the lock: writers that arrive meanwhile
+        // wait for its end, and those it covered return at once (not queued behind the next
+        // sync); the first one it did not cover starts the next sync for all of them.
+        let inner = &self.inner;
+        let mut state = inner.synced.lock().map_err(|_| AuditError::Poisoned)?;
+        loop {
+            if state.seq >= mine {
+                return Ok(()); // a sync covered these records
+            }
+            if state.syncing {
+                state = inner
+                    .sync_done
+                    .wait(state)
+                    .map_err(|_| AuditError::Poisoned)?;
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            // Everything written so far is covered by this sync.
+            let upto = inner.tail.lock().map(|t| t.seq);
+            let synced = match upto {
+                Ok(upto) => inner.sync_handle.sync_data().map(|()| upto),
+                Err(_) => Err(std::io::Error::other("audit tail lock poisoned")),
+            };
+            state = inner.synced.lock().map_err(|_| AuditError::Poisoned)?;
+            state.syncing = false;
+            inner.sync_done.notify_all();
+            match synced {
+                Ok(upto) => state.seq = state.seq.max(upto),
+                Err(e) => return Err(err(e)),
+            }
         }
-        // Everything written so far is covered by this sync.
-        let upto = self
-            .inner
-            .tail
-            .lock()
-            .map_err(|_| AuditError::Poisoned)?
-            .seq;
-        synced.1.sync_data().map_err(&err)?;
-        synced.0 = upto;
-        Ok(())
     }
 }
 
