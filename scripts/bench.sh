@@ -202,8 +202,11 @@ def cell(r):
     res = f", {r['resumed']} resumed" if "resumed" in r and r.get("resumed") else ""
     return f"{ops:,.0f}{err}{res}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"
 
-print(f"kmipd {secs} s and PyKMIP {py_secs} s per row; load average before {load_before}, "
-      f"after {load_after}")
+import os, subprocess
+model = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True,
+              text=True).stdout.splitlines() if l.startswith("Model name")), "?")
+print(f"{os.cpu_count()} CPUs ({model}); kmipd {secs} s and PyKMIP {py_secs} s per row; "
+      f"load average before {load_before}, after {load_after}")
 print()
 print("| workload | conns | kmipd ops/s | p50 ms | p99 ms | PyKMIP ops/s | p50 ms | p99 ms | ratio |")
 print("|---|---|---|---|---|---|---|---|---|")
