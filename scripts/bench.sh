@@ -39,6 +39,8 @@ cleanup() {
     for p in "${pids[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    # The stores can reach gigabytes (a soak): keep only the logs and the results.
+    rm -rf "$work/kmipd/data" "$work/pykmip/pykmip.db"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
