@@ -39,8 +39,12 @@ cleanup() {
     for p in "${pids[@]}"; do
         wait "$p" 2>/dev/null || true
     done
-    # The stores can reach gigabytes (a soak): keep only the logs and the results.
-    rm -rf "$work/kmipd/data" "$work/pykmip/pykmip.db"
+    # The stores, the audit log and the request log reach gigabytes in a soak (one audit
+    # record and one log line per request): keep the results and the log's last lines.
+    rm -rf "$work/kmipd/data" "$work/kmipd/audit.log" "$work/pykmip/pykmip.db"
+    if [[ -f "$work/kmipd.log" ]]; then
+        tail -n 2000 "$work/kmipd.log" >"$work/kmipd.log.tail" && rm -f "$work/kmipd.log"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
