@@ -25,8 +25,7 @@ use kmipd_proto::enums::{
     name_type, object_type, operation, query_function, result_status, secret_data_type,
 };
 use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
-    ResponseMessage,
+    ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
 };
 use kmipd_proto::reader::{self, ProtoError, StructReader};
 use kmipd_proto::tag;
@@ -338,22 +337,7 @@ impl Client {
 
     /// A request of this connection's version with these batch items.
     pub fn request(&self, items: Vec<RequestBatchItem>) -> RequestMessage {
-        RequestMessage {
-            header: RequestHeader {
-                protocol_version: self.version,
-                maximum_response_size: None,
-                client_correlation_value: None,
-                server_correlation_value: None,
-                asynchronous_indicator: None,
-                attestation_capable_indicator: None,
-                authentication: None,
-                batch_error_continuation_option: None,
-                batch_order_option: None,
-                time_stamp: None,
-                batch_count: i32::try_from(items.len()).unwrap_or(i32::MAX),
-            },
-            items,
-        }
+        RequestMessage::new(self.version, items)
     }
 
     /// Sends one operation and returns its response payload's items; a failure is

@@ -569,35 +569,17 @@ mod tests {
     use super::*;
     use kmipd_ops::{Engine, Principal};
     use kmipd_proto::enums::{object_type, operation};
-    use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage};
+    use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage};
     use kmipd_proto::reader;
 
     fn request(items: Vec<(u32, Vec<Ttlv>)>) -> Ttlv {
-        RequestMessage {
-            header: RequestHeader {
-                protocol_version: ProtocolVersion::V1_4,
-                maximum_response_size: None,
-                client_correlation_value: None,
-                server_correlation_value: None,
-                asynchronous_indicator: None,
-                attestation_capable_indicator: None,
-                authentication: None,
-                batch_error_continuation_option: None,
-                batch_order_option: None,
-                time_stamp: None,
-                batch_count: i32::try_from(items.len()).unwrap(),
-            },
-            items: items
+        RequestMessage::new(
+            ProtocolVersion::V1_4,
+            items
                 .into_iter()
-                .map(|(op, p)| RequestBatchItem {
-                    operation: op,
-                    ephemeral: None,
-                    unique_batch_item_id: None,
-                    payload: Some(reader::structure(tag::REQUEST_PAYLOAD, p)),
-                    message_extension: None,
-                })
+                .map(|(op, p)| RequestBatchItem::new(op, p))
                 .collect(),
-        }
+        )
         .to_ttlv()
     }
 
