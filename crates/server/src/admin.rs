@@ -206,7 +206,7 @@ pub fn open_durable(config: &Config) -> Result<Durable, StorageError> {
         StorageError::Config("store.backend = \"sled\" needs an [hsm] table".into())
     })?;
     let master = Pkcs11MasterKey::open(hsm)?;
-    let store = SledStore::open(&config.store.data_dir)?;
+    let store = SledStore::open_with(&config.store.data_dir, &config.store.sled_options())?;
     unlock_required(&store, &master)?;
     Ok(Durable {
         store: Arc::new(store),

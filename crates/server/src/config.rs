@@ -317,10 +317,25 @@ pub struct StoreConfig {
     /// Directory of the sled database.
     #[serde(default = "d_data_dir")]
     pub data_dir: PathBuf,
+    /// Bound of sled's page cache in MiB (sled's own default is 1 GiB).
+    #[serde(default = "d_cache_capacity_mb")]
+    pub cache_capacity_mb: u64,
 }
 
 fn d_data_dir() -> PathBuf {
     PathBuf::from("data")
+}
+fn d_cache_capacity_mb() -> u64 {
+    kmipd_store::DEFAULT_CACHE_CAPACITY_MB
+}
+
+impl StoreConfig {
+    /// The options the sled store is opened with.
+    pub fn sled_options(&self) -> kmipd_store::SledOptions {
+        kmipd_store::SledOptions {
+            cache_capacity_mb: self.cache_capacity_mb,
+        }
+    }
 }
 
 /// Storage backend.
@@ -533,6 +548,9 @@ impl Config {
                 return Err(invalid(format!("limits.{name} must be longer than 0")));
             }
         }
+        if self.store.cache_capacity_mb == 0 {
+            return Err(invalid("store.cache_capacity_mb must be at least 1".into()));
+        }
         if self.store.backend == StoreBackend::Sled {
             match &self.hsm {
                 None => {
@@ -670,6 +688,26 @@ backend = "memory"
         assert!(e.to_string().contains("unknown field `colour`"), "{e}");
         let e = parse(&MINIMAL.replace("[store]", "[store]\ndatadir = \"x\"")).unwrap_err();
         assert!(e.to_string().contains("`datadir`"), "{e}");
+    }
+
+    #[test]
+    fn the_store_cache_capacity_parses_and_defaults_to_64_mib() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.store.cache_capacity_mb, 64);
+        assert_eq!(c.store.sled_options(), kmipd_store::SledOptions::default());
+        let c = parse(&MINIMAL.replace("[store]", "[store]\ncache_capacity_mb = 16")).unwrap();
+        c.validate(Path::new("t")).unwrap();
+        assert_eq!(c.store.cache_capacity_mb, 16);
+        assert_eq!(c.store.sled_options().cache_capacity_bytes(), 16 << 20);
+        let e = parse(&MINIMAL.replace("[store]", "[store]\ncache_capacity = 16")).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `cache_capacity`"),
+            "{e}"
+        );
+        assert!(parse(&MINIMAL.replace("[store]", "[store]\ncache_capacity_mb = -1")).is_err());
+        let c = parse(&MINIMAL.replace("[store]", "[store]\ncache_capacity_mb = 0")).unwrap();
+        let e = c.validate(Path::new("t")).unwrap_err().to_string();
+        assert!(e.contains("store.cache_capacity_mb"), "{e}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use kek::{Kek, KekId, MlockWarning};
 pub use memory::MemoryStore;
 pub use query::{Filter, Query};
 pub use record::FORMAT_VERSION;
-pub use sled_store::{BackupInfo, KekRotation, SledStore};
+pub use sled_store::{BackupInfo, DEFAULT_CACHE_CAPACITY_MB, KekRotation, SledOptions, SledStore};
 
 use kmipd_proto::attributes::Attributes;
 use kmipd_ttlv::Ttlv;

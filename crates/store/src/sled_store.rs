@@ -121,6 +121,32 @@ pub struct BackupInfo {
     pub unindexed: usize,
 }
 
+/// Default bound of sled's page cache, in MiB (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_CAPACITY_MB: u64 = 64;
+
+/// How a [`SledStore`] opens its sled database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SledOptions {
+    /// Bound of sled's page cache in MiB (`sled::Config::cache_capacity`). sled's default of
+    /// 1 GiB is far more than a key store needs and grows the resident size under a long run.
+    pub cache_capacity_mb: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_capacity_mb: DEFAULT_CACHE_CAPACITY_MB,
+        }
+    }
+}
+
+impl SledOptions {
+    /// The cache bound in bytes (saturating).
+    pub fn cache_capacity_bytes(&self) -> u64 {
+        self.cache_capacity_mb.saturating_mul(1024 * 1024)
+    }
+}
+
 /// The durable sled backend.
 pub struct SledStore {
     dir: PathBuf,
@@ -151,14 +177,24 @@ impl std::fmt::Debug for SledStore {
 
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`, locked: objects are readable once
-    /// [`unlock`](Self::unlock) got the KEKs. The wrapped KEK blobs are readable now.
+    /// [`unlock`](Self::unlock) got the KEKs. The wrapped KEK blobs are readable now. Uses
+    /// the default [`SledOptions`].
     pub fn open(dir: impl AsRef<Path>) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, &SledOptions::default())
+    }
+
+    /// [`open`](Self::open) with explicit options (the page cache bound).
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: &SledOptions,
+    ) -> Result<SledStore, StoreError> {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).map_err(backend)?;
         // Every commit flushes and fsyncs (durable.rs): sled's periodic flusher is not needed.
         let config = sled::Config::new()
             .path(&dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(options.cache_capacity_bytes())
             .flush_every_ms(None);
         // A store dropped a moment ago in this process may still hold sled's file lock
         // while sled's background threads wind down: retry for a short while.

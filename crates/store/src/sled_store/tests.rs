@@ -364,3 +364,29 @@ fn concurrent_writers_share_syncs() {
     assert_eq!(st.log_fsyncs, st.group_syncs);
     assert_eq!(s.all().unwrap().len(), 640);
 }
+
+#[test]
+fn the_page_cache_is_bounded_by_the_options() {
+    assert_eq!(
+        SledOptions::default().cache_capacity_mb,
+        DEFAULT_CACHE_CAPACITY_MB
+    );
+    assert_eq!(SledOptions::default().cache_capacity_bytes(), 64 << 20);
+    let huge = SledOptions {
+        cache_capacity_mb: u64::MAX,
+    };
+    assert_eq!(huge.cache_capacity_bytes(), u64::MAX);
+    // A store with a tiny cache works and reads back what it wrote.
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = SledOptions {
+        cache_capacity_mb: 1,
+    };
+    {
+        let s = SledStore::open_with(dir.path(), &tiny).unwrap();
+        s.unlock(vec![kek(1, 1)]).unwrap();
+        fill(&s, 10);
+    }
+    let s = SledStore::open_with(dir.path(), &tiny).unwrap();
+    s.unlock(vec![kek(1, 1)]).unwrap();
+    check_all(&s, 10);
+}
