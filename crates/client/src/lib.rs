@@ -687,13 +687,17 @@ fn key_block(material: &[u8], algorithm: Option<(u32, i32)>) -> Ttlv {
     reader::structure(tag::KEY_BLOCK, items)
 }
 
+/// The Cryptographic Parameters of AES-GCM with a 16-byte tag.
+///
+/// The fields follow the specification's order of Cryptographic Parameters (Block Cipher Mode,
+/// ..., Cryptographic Algorithm, ..., Tag Length): strict servers (PyKMIP) refuse another.
 fn gcm_parameters() -> Ttlv {
     reader::structure(
         tag::CRYPTOGRAPHIC_PARAMETERS,
         vec![
             reader::enumeration(tag::BLOCK_CIPHER_MODE, block_cipher_mode::GCM),
-            reader::int(tag::TAG_LENGTH, 16),
             reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, cryptographic_algorithm::AES),
+            reader::int(tag::TAG_LENGTH, 16),
         ],
     )
 }
@@ -713,4 +717,28 @@ fn find_key_material(items: &[Ttlv]) -> Option<&[u8]> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcm_parameters_follow_the_spec_field_order() {
+        let p = gcm_parameters();
+        assert_eq!(p.tag, tag::CRYPTOGRAPHIC_PARAMETERS);
+        let Value::Structure(fields) = &p.value else {
+            panic!("not a structure: {p:?}");
+        };
+        let tags: Vec<_> = fields.iter().map(|f| f.tag).collect();
+        assert_eq!(
+            tags,
+            [
+                tag::BLOCK_CIPHER_MODE,
+                tag::CRYPTOGRAPHIC_ALGORITHM,
+                tag::TAG_LENGTH
+            ]
+        );
+        assert_eq!(fields[2].value, Value::Integer(16));
+    }
 }
