@@ -25,6 +25,7 @@ use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
 use zeroize::Zeroizing;
 
+use super::key_cache;
 use super::keygen::{parse_private, parse_public};
 use super::ossl;
 use super::params::Params;
@@ -235,9 +236,16 @@ fn digest_input(s: Scheme, input: Input<'_>) -> Result<Vec<u8>> {
     }
 }
 
-/// Signs with a private key (PKCS#1, PKCS#8 or SEC1 DER).
-pub(crate) fn sign(key_der: &[u8], s: Scheme, p: &Params, input: Input<'_>) -> Result<Vec<u8>> {
-    let pkey = parse_private(key_der)?;
+/// Signs with the private key (PKCS#1, PKCS#8 or SEC1 DER) of object `uid`, parsed once and
+/// then taken from the key cache (`key_cache.rs`).
+pub(crate) fn sign(
+    uid: &str,
+    key_der: &[u8],
+    s: Scheme,
+    p: &Params,
+    input: Input<'_>,
+) -> Result<Vec<u8>> {
+    let pkey = key_cache::private(uid, key_der)?;
     check_family(&pkey, s)?;
     let digest = digest_input(s, input)?;
     let mut ctx = PkeyCtx::new(&pkey).map_err(ossl)?;
@@ -264,8 +272,10 @@ fn verify_with<T: HasPublic>(
     Ok(ctx.verify(digest, sig).unwrap_or(false))
 }
 
-/// Verifies with a public key (SubjectPublicKeyInfo or PKCS#1 DER) or a private key's DER.
+/// Verifies with the key of object `uid`: a public key (SubjectPublicKeyInfo or PKCS#1 DER) or
+/// a private key's DER, parsed once and then taken from the key cache (`key_cache.rs`).
 pub(crate) fn verify(
+    uid: &str,
     key_der: &[u8],
     s: Scheme,
     p: &Params,
@@ -273,9 +283,9 @@ pub(crate) fn verify(
     sig: &[u8],
 ) -> Result<bool> {
     let digest = digest_input(s, input)?;
-    match parse_public(key_der) {
-        Ok(k) => verify_with(&k, s, p, &digest, sig),
-        Err(_) => verify_with(&parse_private(key_der)?, s, p, &digest, sig),
+    match key_cache::verifying(uid, key_der)? {
+        key_cache::Parsed::Public(k) => verify_with(&k, s, p, &digest, sig),
+        key_cache::Parsed::Private(k) => verify_with(&k, s, p, &digest, sig),
     }
 }
 
@@ -345,17 +355,17 @@ mod tests {
                 hash: ha::SHA_256
             }
         );
-        let a = sign(&pair.private_pkcs1, s, &p, Input::Data(b"abc")).unwrap();
-        let b = sign(&pair.private_pkcs1, s, &p, Input::Data(b"abc")).unwrap();
+        let a = sign("t", &pair.private_pkcs1, s, &p, Input::Data(b"abc")).unwrap();
+        let b = sign("t", &pair.private_pkcs1, s, &p, Input::Data(b"abc")).unwrap();
         assert_eq!(a, b);
         // Digested Data gives the same signature as Data.
         let d = h("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(
-            sign(&pair.private_pkcs1, s, &p, Input::Digest(&d)).unwrap(),
+            sign("t", &pair.private_pkcs1, s, &p, Input::Digest(&d)).unwrap(),
             a
         );
-        assert!(verify(&pair.public_pkcs1, s, &p, Input::Data(b"abc"), &a).unwrap());
-        assert!(!verify(&pair.public_pkcs1, s, &p, Input::Data(b"abd"), &a).unwrap());
+        assert!(verify("t", &pair.public_pkcs1, s, &p, Input::Data(b"abc"), &a).unwrap());
+        assert!(!verify("t", &pair.public_pkcs1, s, &p, Input::Data(b"abd"), &a).unwrap());
     }
 
     #[test]
@@ -369,22 +379,22 @@ mod tests {
             ..Params::default()
         };
         let s = scheme(&p, None).unwrap();
-        let sig = sign(&pair.private_pkcs1, s, &p, Input::Data(b"m")).unwrap();
+        let sig = sign("t", &pair.private_pkcs1, s, &p, Input::Data(b"m")).unwrap();
         assert_ne!(
             sig,
-            sign(&pair.private_pkcs1, s, &p, Input::Data(b"m")).unwrap()
+            sign("t", &pair.private_pkcs1, s, &p, Input::Data(b"m")).unwrap()
         );
         let auto = Params {
             salt_length: None,
             ..p.clone()
         };
-        assert!(verify(&pair.public_pkcs1, s, &auto, Input::Data(b"m"), &sig).unwrap());
-        assert!(verify(&pair.public_pkcs1, s, &p, Input::Data(b"m"), &sig).unwrap());
+        assert!(verify("t", &pair.public_pkcs1, s, &auto, Input::Data(b"m"), &sig).unwrap());
+        assert!(verify("t", &pair.public_pkcs1, s, &p, Input::Data(b"m"), &sig).unwrap());
         let wrong = Params {
             salt_length: Some(32),
             ..p.clone()
         };
-        assert!(!verify(&pair.public_pkcs1, s, &wrong, Input::Data(b"m"), &sig).unwrap());
+        assert!(!verify("t", &pair.public_pkcs1, s, &wrong, Input::Data(b"m"), &sig).unwrap());
     }
 
     #[test]
@@ -399,16 +409,16 @@ mod tests {
                 ..Params::default()
             };
             let s = scheme(&p, None).unwrap();
-            let sig = sign(&pair.private_pkcs8, s, &p, Input::Data(b"m")).unwrap();
-            assert!(verify(&pair.public_spki, s, &p, Input::Data(b"m"), &sig).unwrap());
-            assert!(!verify(&pair.public_spki, s, &p, Input::Data(b"n"), &sig).unwrap());
+            let sig = sign("t", &pair.private_pkcs8, s, &p, Input::Data(b"m")).unwrap();
+            assert!(verify("t", &pair.public_spki, s, &p, Input::Data(b"m"), &sig).unwrap());
+            assert!(!verify("t", &pair.public_spki, s, &p, Input::Data(b"n"), &sig).unwrap());
             // An RSA scheme on an EC key is refused.
             let rsa = Params {
                 digital_signature_algorithm: Some(dsa::SHA_256_WITH_RSA_ENCRYPTION),
                 ..Params::default()
             };
             let rs = scheme(&rsa, None).unwrap();
-            assert!(sign(&pair.private_pkcs8, rs, &rsa, Input::Data(b"m")).is_err());
+            assert!(sign("t", &pair.private_pkcs8, rs, &rsa, Input::Data(b"m")).is_err());
         }
     }
 }

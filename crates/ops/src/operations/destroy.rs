@@ -31,6 +31,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     transition_state(&mut obj, Event::Destroy)?;
     obj.object = None;
+    // The parsed key of Sign / Signature Verify goes with the material (`crypto::key_cache`).
+    crate::crypto::key_cache::forget(&uid);
     obj.attributes
         .set(tag::DESTROY_DATE, Value::DateTime(ctx.now));
     Ok(Some(save_and_answer(ctx, obj, &uid)))

@@ -36,7 +36,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     };
     usage::consume(ctx, &key, len)?;
     let scheme = asym::scheme(&params, key.algorithm)?;
-    let sig = asym::sign(&key.material, scheme, &params, input)?;
+    let sig = asym::sign(&key.obj.uid, &key.material, scheme, &params, input)?;
     Ok(Some(reader::structure(
         tag::RESPONSE_PAYLOAD,
         vec![

@@ -25,7 +25,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         .bytes(tag::SIGNATURE_DATA)?
         .ok_or(Error::MissingData("Signature Data"))?;
     let scheme = asym::scheme(&params, key.algorithm)?;
-    let valid = asym::verify(&key.material, scheme, &params, input, sig)?;
+    let valid = asym::verify(&key.obj.uid, &key.material, scheme, &params, input, sig)?;
     Ok(Some(validity_payload(&key.obj.uid, valid)))
 }
 
