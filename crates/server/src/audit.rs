@@ -667,10 +667,22 @@ mod tests {
             .collect()
     }
 
-    fn write(path: &Path, lines: &[String]) {
+    /// Writes `lines` as the log at `path`, then verifies it.
+    fn write_and_verify(path: &Path, lines: &[String]) -> Result<usize, AuditError> {
         let mut s = lines.join("\n");
         s.push('\n');
         std::fs::write(path, s).unwrap();
+        verify(path)
+    }
+
+    /// Applies `edit` to the lines of the log at `path`, then verifies it.
+    fn edit_and_verify(
+        path: &Path,
+        edit: impl FnOnce(&mut Vec<String>),
+    ) -> Result<usize, AuditError> {
+        let mut l = lines(path);
+        edit(&mut l);
+        write_and_verify(path, &l)
     }
 
     fn tempdir(name: &str) -> PathBuf {
@@ -755,31 +767,27 @@ mod tests {
         // Edited in place: its own hash no longer matches.
         let mut l = good.clone();
         l[2] = l[2].replace("alice", "mallory");
-        write(&path, &l);
-        let e = verify(&path).unwrap_err();
+        let e = write_and_verify(&path, &l).unwrap_err();
         assert!(matches!(e, AuditError::Edited { record: 3, .. }), "{e}");
         assert!(e.to_string().contains("record 3 was edited"), "{e}");
         // Edited and re-hashed: the next record's chain hash gives it away.
         let (body, _) = split_hash(&l[2]).unwrap();
         let record: Record = serde_json::from_str(&body).unwrap();
         l[2] = render(&record).unwrap().0;
-        write(&path, &l);
-        let e = verify(&path).unwrap_err();
+        let e = write_and_verify(&path, &l).unwrap_err();
         assert!(matches!(e, AuditError::Edited { record: 3, .. }), "{e}");
         // The last record edited.
         let mut l = good.clone();
         l[4] = l[4].replace("Success", "OperationFailed");
-        write(&path, &l);
         assert!(matches!(
-            verify(&path),
+            write_and_verify(&path, &l),
             Err(AuditError::Edited { record: 5, .. })
         ));
         // Garbage.
         let mut l = good;
         l[1] = "not json".to_owned();
-        write(&path, &l);
         assert!(matches!(
-            verify(&path),
+            write_and_verify(&path, &l),
             Err(AuditError::Malformed { record: 2, .. })
         ));
         std::fs::remove_dir_all(dir).unwrap();
@@ -789,10 +797,10 @@ mod tests {
     fn a_removed_record_is_caught() {
         let dir = tempdir("remove");
         let (path, _) = sample(&dir);
-        let mut l = lines(&path);
-        l.remove(1);
-        write(&path, &l);
-        let e = verify(&path).unwrap_err();
+        let e = edit_and_verify(&path, |l| {
+            l.remove(1);
+        })
+        .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -805,11 +813,10 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("record 2 was removed"), "{e}");
-        let mut l = lines(&path);
-        l.remove(0);
-        write(&path, &l);
         assert!(matches!(
-            verify(&path),
+            edit_and_verify(&path, |l| {
+                l.remove(0);
+            }),
             Err(AuditError::Removed { record: 1, .. })
         ));
         std::fs::remove_dir_all(dir).unwrap();
@@ -819,10 +826,7 @@ mod tests {
     fn reordered_records_are_caught() {
         let dir = tempdir("reorder");
         let (path, _) = sample(&dir);
-        let mut l = lines(&path);
-        l.swap(1, 3);
-        write(&path, &l);
-        let e = verify(&path).unwrap_err();
+        let e = edit_and_verify(&path, |l| l.swap(1, 3)).unwrap_err();
         assert!(
             matches!(
                 e,
