@@ -266,6 +266,36 @@ async fn create_keys(c: &mut Client, prefix: &str, n: usize) -> BTreeMap<String,
     out
 }
 
+/// A writer on its own connection creating keys `{prefix}-{i}-0` one at a time, at least
+/// `at_least` of them, until `stop` is set; it returns what it made.
+fn spawn_writer(
+    rt: &tokio::runtime::Runtime,
+    connector: &Connector,
+    addr: SocketAddr,
+    prefix: &'static str,
+    at_least: usize,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<BTreeMap<String, Vec<u8>>>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let connector = connector.clone();
+        let stop = stop.clone();
+        rt.spawn(async move {
+            let mut c = connector.connect(addr).await.unwrap();
+            let mut made = BTreeMap::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < at_least {
+                made.extend(create_keys(&mut c, &format!("{prefix}-{i}"), 1).await);
+                i += 1;
+            }
+            made
+        })
+    };
+    (stop, writer)
+}
+
 /// Every object is there with the same key bytes.
 async fn assert_all_readable(c: &mut Client, keys: &BTreeMap<String, Vec<u8>>, when: &str) {
     for (uid, bytes) in keys {
@@ -295,21 +325,7 @@ fn kek_and_master_key_rotation_while_serving_keep_every_object() {
     });
 
     // A writer keeps creating keys while the KEK rotates and the master key rotates.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let connector = connector.clone();
-        let stop = stop.clone();
-        rt.spawn(async move {
-            let mut c = connector.connect(addr).await.unwrap();
-            let mut made = BTreeMap::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 5 {
-                made.extend(create_keys(&mut c, &format!("during-{i}"), 1).await);
-                i += 1;
-            }
-            made
-        })
-    };
+    let (stop, writer) = spawn_writer(&rt, &connector, addr, "during", 5);
     let line = admin_ok(&cfg, &["rotate-kek"]);
     assert!(
         line.starts_with("kmipd: rotate-kek: KEK rotated: KEK 2 is current"),
@@ -373,6 +389,13 @@ fn a_kill_during_a_kek_rotation_leaves_every_object_readable_and_the_rotation_co
         let mut c = connect(&connector, server.addr).await;
         create_keys(&mut c, "k", 60).await
     });
+    // On a new connection to `addr`, every object reads with its bytes.
+    let all_readable = |addr: SocketAddr, when: &str| {
+        rt.block_on(async {
+            let mut c = connect(&connector, addr).await;
+            assert_all_readable(&mut c, &keys, when).await;
+        });
+    };
     let rotation = admin_cmd(&cfg, &["rotate-kek"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -391,10 +414,7 @@ fn a_kill_during_a_kek_rotation_leaves_every_object_readable_and_the_rotation_co
     // Restart: both KEKs are unwrapped; every object reads with its bytes, whichever KEK
     // wraps it.
     let server = Served::start(&cfg, &[]);
-    rt.block_on(async {
-        let mut c = connect(&connector, server.addr).await;
-        assert_all_readable(&mut c, &keys, "after a kill mid-rotation").await;
-    });
+    all_readable(server.addr, "after a kill mid-rotation");
     // Running the command again completes the interrupted rotation (same KEK 2).
     let line = admin_ok(&cfg, &["rotate-kek"]);
     assert!(
@@ -412,16 +432,10 @@ fn a_kill_during_a_kek_rotation_leaves_every_object_readable_and_the_rotation_co
         "the rest of the records, not all 60: {line}"
     );
     assert!(line.contains("KEK 1 retired"), "{line}");
-    rt.block_on(async {
-        let mut c = connect(&connector, server.addr).await;
-        assert_all_readable(&mut c, &keys, "after completing the rotation").await;
-    });
+    all_readable(server.addr, "after completing the rotation");
     server.stop();
     let server = Served::start(&cfg, &[]);
-    rt.block_on(async {
-        let mut c = connect(&connector, server.addr).await;
-        assert_all_readable(&mut c, &keys, "after a restart with KEK 1 retired").await;
-    });
+    all_readable(server.addr, "after a restart with KEK 1 retired");
     // The next rotation is an ordinary one.
     let line = admin_ok(&cfg, &["rotate-kek"]);
     assert!(
@@ -443,22 +457,7 @@ fn a_backup_taken_while_serving_restores_into_a_new_directory_that_serves_every_
         create_keys(&mut c, "b", 30).await
     });
     // A writer runs during the backup; what it had before the backup started is in it.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let connector = connector.clone();
-        let stop = stop.clone();
-        let addr = server.addr;
-        rt.spawn(async move {
-            let mut c = connector.connect(addr).await.unwrap();
-            let mut made = BTreeMap::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                made.extend(create_keys(&mut c, &format!("w-{i}"), 1).await);
-                i += 1;
-            }
-            made
-        })
-    };
+    let (stop, writer) = spawn_writer(&rt, &connector, server.addr, "w", 0);
     std::thread::sleep(Duration::from_millis(200));
     let backup = inst.dir.join("backups").join("one.kmipdbak");
     std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
@@ -477,27 +476,22 @@ fn a_backup_taken_while_serving_restores_into_a_new_directory_that_serves_every_
     // Restore into a new data directory, offline, and serve it with a configuration that
     // points there (same HSM, its own audit log).
     let restored = inst.dir.join("restored-data");
-    let (ok, out, err) = run_bounded({
-        let mut c = Command::new(KMIPD);
-        c.args(["restore", "--config"])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(&restored)
-            .arg(&backup);
-        c
-    });
+    let restore = || {
+        run_bounded({
+            let mut c = Command::new(KMIPD);
+            c.args(["restore", "--config"])
+                .arg(&cfg)
+                .arg("--data-dir")
+                .arg(&restored)
+                .arg(&backup);
+            c
+        })
+    };
+    let (ok, out, err) = restore();
     assert!(ok, "restore failed: {out}{err}");
     assert!(out.contains("unlocked with the master key"), "{out}");
     // Restoring onto a non-empty directory is refused.
-    let (ok, _, err) = run_bounded({
-        let mut c = Command::new(KMIPD);
-        c.args(["restore", "--config"])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(&restored)
-            .arg(&backup);
-        c
-    });
+    let (ok, _, err) = restore();
     assert!(!ok && err.contains("not empty"), "{err}");
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.contains("data_dir = \"data\""));
