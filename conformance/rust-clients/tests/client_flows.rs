@@ -380,6 +380,30 @@ fn assert_only_1_0(tree: &Ttlv) {
     }
 }
 
+/// Get by identifier; the object structure (see `got_object`).
+async fn get_object(client: &mut Client, v: ProtocolVersion, id: &str, ot: u32) -> Ttlv {
+    got_object(&one(client, v, operation::GET, by_uid(id)).await, id, ot)
+}
+
+/// Register; the new object's identifier (see `registered`).
+async fn register(
+    client: &mut Client,
+    v: ProtocolVersion,
+    ot: u32,
+    attrs: Vec<Ttlv>,
+    object: Ttlv,
+) -> String {
+    registered(
+        &one(
+            client,
+            v,
+            operation::REGISTER,
+            register_payload(ot, attrs, object),
+        )
+        .await,
+    )
+}
+
 async fn get_attributes(
     client: &mut Client,
     v: ProtocolVersion,
@@ -503,11 +527,7 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
         );
 
         assert_eq!(state_of(&mut vc, V1_1, &key).await, state::PRE_ACTIVE);
-        let object = got_object(
-            &one(&mut vc, V1_1, operation::GET, by_uid(&key)).await,
-            &key,
-            object_type::SYMMETRIC_KEY,
-        );
+        let object = get_object(&mut vc, V1_1, &key, object_type::SYMMETRIC_KEY).await;
         assert_eq!(key_format(&object), kft::RAW);
         assert_eq!(material_bytes(&object).len(), 32);
         bounded("close", vc.shutdown()).await.unwrap();
@@ -568,25 +588,15 @@ fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_w
                 attr("Name", name(n)),
             ]
         };
-        let found = ok(&one_shot(
-            &v10,
-            &k,
-            operation::LOCATE,
-            locate_payload("pg_tde_principal_0"),
-        )
-        .await);
+        let located =
+            async |n: &str| ok(&one_shot(&v10, &k, operation::LOCATE, locate_payload(n)).await);
+        let found = located("pg_tde_principal_0").await;
         assert_eq!(
             found,
             by_uid(&keys[0]),
             "exactly one, and no Located Items (a 1.3 field) in a 1.0 answer"
         );
-        let none = ok(&one_shot(
-            &v10,
-            &k,
-            operation::LOCATE,
-            locate_payload("pg_tde_principal_9"),
-        )
-        .await);
+        let none = located("pg_tde_principal_9").await;
         assert!(none.is_empty());
         let object = got_object(
             &one_shot(&v10, &k, operation::GET, by_uid(&keys[0])).await,
@@ -656,14 +666,15 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
                     aes_key(&bytes),
                 )
             };
-            let item = one(
+            let id = register(
                 &mut c,
                 V1_4,
-                operation::REGISTER,
-                register_payload(ot, vec![attr("Name", name(&n)), group(), usage(m)], object),
+                ot,
+                vec![attr("Name", name(&n)), group(), usage(m)],
+                object,
             )
             .await;
-            objects.push((registered(&item), n, bytes, ot));
+            objects.push((id, n, bytes, ot));
         }
         // Someone else's group on the same server.
         one(
@@ -688,20 +699,17 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
         }
         s_activate.pass();
 
+        let page_at = |offset: i32| {
+            vec![
+                reader::int(tag::MAXIMUM_ITEMS, 16),
+                reader::int(tag::OFFSET_ITEMS, offset),
+                group(),
+            ]
+        };
         let mut seen = Vec::new();
         let mut offset = 0;
         loop {
-            let page = ok(&one(
-                &mut c,
-                V1_4,
-                operation::LOCATE,
-                vec![
-                    reader::int(tag::MAXIMUM_ITEMS, 16),
-                    reader::int(tag::OFFSET_ITEMS, offset),
-                    group(),
-                ],
-            )
-            .await);
+            let page = ok(&one(&mut c, V1_4, operation::LOCATE, page_at(offset)).await);
             assert_eq!(
                 reader::as_int(find(&page, tag::LOCATED_ITEMS)).unwrap(),
                 20,
@@ -725,11 +733,7 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
         s_locate.pass();
 
         for (id, n, bytes, ot) in &objects {
-            let object = got_object(
-                &one(&mut c, V1_0, operation::GET, by_uid(id)).await,
-                id,
-                *ot,
-            );
+            let object = get_object(&mut c, V1_0, id, *ot).await;
             assert_eq!(&material_bytes(&object), bytes);
             let attrs = get_attributes(&mut c, V1_4, id, &["Name"]).await;
             assert_eq!(v1_attrs(&attrs), [("Name".to_owned(), name(n))]);
@@ -760,17 +764,7 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
         );
         let gone = one(&mut c, V1_0, operation::GET, by_uid(&victim)).await;
         assert_eq!(gone.result_status, result_status::OPERATION_FAILED);
-        let page = ok(&one(
-            &mut c,
-            V1_4,
-            operation::LOCATE,
-            vec![
-                reader::int(tag::MAXIMUM_ITEMS, 16),
-                reader::int(tag::OFFSET_ITEMS, 16),
-                group(),
-            ],
-        )
-        .await);
+        let page = ok(&one(&mut c, V1_4, operation::LOCATE, page_at(16)).await);
         assert_eq!(reader::as_int(find(&page, tag::LOCATED_ITEMS)).unwrap(), 19);
         assert_eq!(uids(&page).len(), 3);
     });
@@ -795,19 +789,14 @@ fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key
     k.rt.block_on(async {
         let mut c = connect(&k.connector("client", V1_0, true), &k).await;
         let key_bytes = [0x42u8; 32];
-        let key = registered(
-            &one(
-                &mut c,
-                V1_0,
-                operation::REGISTER,
-                register_payload(
-                    object_type::SYMMETRIC_KEY,
-                    vec![usage(mask::ENCRYPT | mask::DECRYPT)],
-                    aes_key(&key_bytes),
-                ),
-            )
-            .await,
-        );
+        let key = register(
+            &mut c,
+            V1_0,
+            object_type::SYMMETRIC_KEY,
+            vec![usage(mask::ENCRYPT | mask::DECRYPT)],
+            aes_key(&key_bytes),
+        )
+        .await;
         ok(&one(&mut c, V1_0, operation::ACTIVATE, by_uid(&key)).await);
         for payload in [
             by_uid(&key),
@@ -916,10 +905,11 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
         assert!(q.iter().any(|i| i.tag == tag::OBJECT_TYPE
             && reader::as_enum(i).unwrap() == object_type::SECRET_DATA));
 
-        let by_name = |n: &str| vec![attr("Name", name(n))];
-        assert!(
-            ok(&one_shot(&dsm, &k, operation::LOCATE, by_name("dsm-volume1")).await).is_empty()
-        );
+        let located = async |n: &str| {
+            let by_name = vec![attr("Name", name(n))];
+            ok(&one_shot(&dsm, &k, operation::LOCATE, by_name).await)
+        };
+        assert!(located("dsm-volume1").await.is_empty());
         let passphrase = b"volume1 passphrase".to_vec();
         let secret = registered(
             &one_shot(
@@ -954,19 +944,8 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
             [("Name".to_owned(), name("dsm-volume1"))],
             "the answer echoes the attribute with its new value"
         );
-        assert_eq!(
-            uids(&ok(&one_shot(
-                &dsm,
-                &k,
-                operation::LOCATE,
-                by_name("dsm-volume1")
-            )
-            .await)),
-            [secret.as_str()]
-        );
-        assert!(
-            ok(&one_shot(&dsm, &k, operation::LOCATE, by_name("dsm-pending")).await).is_empty()
-        );
+        assert_eq!(uids(&located("dsm-volume1").await), [secret.as_str()]);
+        assert!(located("dsm-pending").await.is_empty());
         ok(&one_shot(&dsm, &k, operation::ACTIVATE, by_uid(&secret)).await);
         let mut c = connect(&dsm, &k).await;
         let attrs =
@@ -978,11 +957,7 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
                 ("State".to_owned(), Value::Enumeration(state::ACTIVE)),
             ]
         );
-        let object = got_object(
-            &one(&mut c, V1_2, operation::GET, by_uid(&secret)).await,
-            &secret,
-            object_type::SECRET_DATA,
-        );
+        let object = get_object(&mut c, V1_2, &secret, object_type::SECRET_DATA).await;
         assert_eq!(material_bytes(&object), passphrase);
     });
     s.pass();
@@ -1124,8 +1099,7 @@ fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones() {
                 assert!(c.resumed(), "{tls:?}: the session is resumed");
                 assert_eq!(c.tls_version(), Some(tls.version));
                 ok(&one(&mut c, V1_4, operation::ACTIVATE, by_uid(id)).await);
-                let object =
-                    got_object(&one(&mut c, V1_4, operation::GET, by_uid(id)).await, id, ot);
+                let object = get_object(&mut c, V1_4, id, ot).await;
                 let kb = child(&object, tag::KEY_BLOCK);
                 assert_eq!(
                     reader::as_enum(child(kb, tag::CRYPTOGRAPHIC_ALGORITHM)).unwrap(),
@@ -1187,32 +1161,22 @@ fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder(
             ]
         };
         let blob = [0xa5u8; 48];
-        let opaque = registered(
-            &one(
-                &mut c,
-                V1_0,
-                operation::REGISTER,
-                register_payload(
-                    object_type::SECRET_DATA,
-                    custom("SN-1", 7),
-                    secret_data(secret_data_type::SEED, kft::OPAQUE, &blob),
-                ),
-            )
-            .await,
-        );
-        let raw = registered(
-            &one(
-                &mut c,
-                V1_0,
-                operation::REGISTER,
-                register_payload(
-                    object_type::SYMMETRIC_KEY,
-                    custom("SN-1", 8),
-                    aes_key(&[3u8; 32]),
-                ),
-            )
-            .await,
-        );
+        let opaque = register(
+            &mut c,
+            V1_0,
+            object_type::SECRET_DATA,
+            custom("SN-1", 7),
+            secret_data(secret_data_type::SEED, kft::OPAQUE, &blob),
+        )
+        .await;
+        let raw = register(
+            &mut c,
+            V1_0,
+            object_type::SYMMETRIC_KEY,
+            custom("SN-1", 8),
+            aes_key(&[3u8; 32]),
+        )
+        .await;
         let batch = |serial: &str, slot: i32| {
             let mut msg = RequestMessage::new(
                 V1_0,
