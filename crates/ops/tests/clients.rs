@@ -1322,23 +1322,7 @@ fn kmip_2_0_get_answers_a_bare_key_value_even_when_registered_with_attributes_in
 }
 
 fn create_aes_v2(e: &Engine, who: &str, v: ProtocolVersion) -> String {
-    uid(&ok(&one(
-        e,
-        who,
-        v,
-        operation::CREATE,
-        vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            reader::structure(
-                tag::ATTRIBUTES,
-                vec![
-                    reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                    reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                    reader::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
-                ],
-            ),
-        ],
-    )))
+    uid(&ok(&one(e, who, v, operation::CREATE, create_aes256_v2())))
 }
 
 #[test]
