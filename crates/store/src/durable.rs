@@ -27,39 +27,64 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::wal::Wal;
 
 /// Counters of what the durability layer did (for tests and the operator).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SyncStats {
     /// Commits that waited for durability.
     pub commits: u64,
-    /// Group syncs run (sled flush + fsyncs); fewer than `commits` under concurrency.
+    /// Group syncs run (each one `fdatasync` round over the live WAL segments); fewer than
+    /// `commits` under concurrency.
     pub group_syncs: u64,
-    /// `fdatasync` calls on sled's log file.
+    /// `fdatasync` calls on WAL segments (one per group sync, two while a checkpoint runs).
+    pub wal_fsyncs: u64,
+    /// Checkpoints completed (sled flush + fsyncs, then older WAL segments deleted).
+    pub checkpoints: u64,
+    /// `fdatasync` calls on sled's log file (one per checkpoint).
     pub log_fsyncs: u64,
     /// `fsync` calls on other new files (blobs, snapshots).
     pub file_fsyncs: u64,
     /// `fsync` calls on directories.
     pub dir_fsyncs: u64,
+    /// WAL frames applied to sled at open (commits sled had not flushed before a crash).
+    pub replayed_frames: u64,
+    /// WAL frames found at open that sled already had (skipped).
+    pub skipped_frames: u64,
+    /// WAL bytes ignored at open: a torn tail and anything after it (never acknowledged).
+    pub discarded_bytes: u64,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     commits: AtomicU64,
     group_syncs: AtomicU64,
+    wal_fsyncs: AtomicU64,
+    checkpoints: AtomicU64,
     log_fsyncs: AtomicU64,
     file_fsyncs: AtomicU64,
     dir_fsyncs: AtomicU64,
+    pub(crate) replayed_frames: AtomicU64,
+    pub(crate) skipped_frames: AtomicU64,
+    pub(crate) discarded_bytes: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn snapshot(&self) -> SyncStats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SyncStats {
-            commits: self.commits.load(Ordering::Relaxed),
-            group_syncs: self.group_syncs.load(Ordering::Relaxed),
-            log_fsyncs: self.log_fsyncs.load(Ordering::Relaxed),
-            file_fsyncs: self.file_fsyncs.load(Ordering::Relaxed),
-            dir_fsyncs: self.dir_fsyncs.load(Ordering::Relaxed),
+            commits: l(&self.commits),
+            group_syncs: l(&self.group_syncs),
+            wal_fsyncs: l(&self.wal_fsyncs),
+            checkpoints: l(&self.checkpoints),
+            log_fsyncs: l(&self.log_fsyncs),
+            file_fsyncs: l(&self.file_fsyncs),
+            dir_fsyncs: l(&self.dir_fsyncs),
+            replayed_frames: l(&self.replayed_frames),
+            skipped_frames: l(&self.skipped_frames),
+            discarded_bytes: l(&self.discarded_bytes),
         }
     }
 }
@@ -97,9 +122,8 @@ impl FileSyncer {
         Ok(s)
     }
 
-    /// Makes everything sled wrote so far durable.
+    /// Makes everything sled applied so far durable (the heavy part of a checkpoint).
     pub(crate) fn sync(&self, db: &sled::Db) -> io::Result<()> {
-        bump(&self.counters.group_syncs);
         db.flush().map_err(io::Error::other)?;
         self.log.sync_data()?;
         bump(&self.counters.log_fsyncs);
@@ -179,6 +203,24 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
+    /// Marks the store poisoned (a failed sync or append outside [`GroupCommit::wait`]).
+    pub(crate) fn poison(&self, why: String) {
+        if let Ok(mut st) = self.state.lock()
+            && st.poisoned.is_none()
+        {
+            st.poisoned = Some(why);
+            self.cv.notify_all();
+        }
+    }
+
+    /// Why the store is poisoned, if it is.
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        match self.state.lock() {
+            Ok(st) => st.poisoned.clone(),
+            Err(_) => Some("group commit lock poisoned".to_owned()),
+        }
+    }
+
     /// A ticket for changes already applied (in memory) by the caller.
     pub(crate) fn ticket(&self) -> Result<u64, String> {
         let mut st = self
@@ -232,11 +274,154 @@ impl FileSyncer {
     }
 }
 
+/// How often the background thread checkpoints when anything was written.
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct Background {
+    stop: bool,
+    /// Tests only: no timed or size-triggered checkpoints (explicit ones still run).
+    paused: bool,
+    /// The current segment passed its size limit.
+    kick: bool,
+}
+
+/// Everything a commit, a checkpoint and the background thread share.
+#[derive(Debug)]
+pub(crate) struct Durability {
+    pub(crate) db: sled::Db,
+    pub(crate) syncer: FileSyncer,
+    pub(crate) wal: Wal,
+    pub(crate) group: GroupCommit,
+    /// One checkpoint at a time.
+    checkpointing: Mutex<()>,
+    background: Mutex<Background>,
+    wake: Condvar,
+}
+
+impl Durability {
+    pub(crate) fn new(db: sled::Db, syncer: FileSyncer, wal: Wal) -> Durability {
+        Durability {
+            db,
+            syncer,
+            wal,
+            group: GroupCommit::default(),
+            checkpointing: Mutex::new(()),
+            background: Mutex::new(Background::default()),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Waits until the WAL frame of `ticket` is durable: one shared `fdatasync` of the live
+    /// segments per group.
+    pub(crate) fn wait_durable(&self, ticket: u64) -> Result<(), String> {
+        self.group.wait(ticket, || {
+            let n = self.wal.sync()?;
+            bump(&self.syncer.counters.group_syncs);
+            self.syncer
+                .counters
+                .wal_fsyncs
+                .fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    /// Checkpoint: under the commit mutex, appends switch to a new segment (if the current one
+    /// holds anything); then sled is flushed and its files fsynced (`FileSyncer::sync`);
+    /// then the older segments are deleted. Every frame of a deleted segment was applied to
+    /// sled before the flush began, so it is in sled's durable state. Also the way every
+    /// write that bypasses the WAL (metadata, re-wraps, restore) is made durable. A failed
+    /// flush or fsync poisons the store; a poisoned store does not checkpoint any more.
+    pub(crate) fn checkpoint(&self) -> Result<(), String> {
+        let _one = self
+            .checkpointing
+            .lock()
+            .map_err(|_| "checkpoint lock poisoned".to_owned())?;
+        if let Some(p) = self.group.poisoned() {
+            return Err(p);
+        }
+        let keep = {
+            let mut w = self.wal.lock().map_err(|e| e.to_string())?;
+            if self.wal.current_size() > 0 {
+                self.wal.switch(&mut w).map_err(|e| e.to_string())?
+            } else {
+                self.wal.current_id(&w)
+            }
+        };
+        if let Err(e) = self.syncer.sync(&self.db) {
+            let why = format!("checkpoint fsync failed, store poisoned: {e}");
+            self.group.poison(why.clone());
+            return Err(why);
+        }
+        self.wal.retire_before(keep).map_err(|e| e.to_string())?;
+        bump(&self.syncer.counters.checkpoints);
+        Ok(())
+    }
+
+    /// Asks the background thread for an early checkpoint (the segment is full).
+    pub(crate) fn kick(&self) {
+        if let Ok(mut b) = self.background.lock() {
+            b.kick = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// Tests: stops (or resumes) timed and size-triggered checkpoints.
+    pub(crate) fn pause(&self, paused: bool) {
+        if let Ok(mut b) = self.background.lock() {
+            b.paused = paused;
+        }
+    }
+
+    /// Makes the background thread return.
+    pub(crate) fn stop(&self) {
+        if let Ok(mut b) = self.background.lock() {
+            b.stop = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// The background thread: a checkpoint every [`CHECKPOINT_INTERVAL`] if anything was
+    /// written, and early when a segment passes `wal::SEGMENT_LIMIT`. Returns after
+    /// [`Durability::stop`] or once the store is poisoned.
+    pub(crate) fn run_background(&self) {
+        let Ok(mut b) = self.background.lock() else {
+            return;
+        };
+        loop {
+            if b.stop {
+                return;
+            }
+            if !b.kick {
+                b = match self.wake.wait_timeout(b, CHECKPOINT_INTERVAL) {
+                    Ok((b, _)) => b,
+                    Err(_) => return,
+                };
+                if b.stop {
+                    return;
+                }
+            }
+            b.kick = false;
+            if b.paused || self.wal.current_size() == 0 {
+                continue;
+            }
+            drop(b);
+            let failed = self.checkpoint().is_err() && self.group.poisoned().is_some();
+            b = match self.background.lock() {
+                Ok(b) => b,
+                Err(_) => return,
+            };
+            if failed {
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::time::Duration;
 
     /// Every waiter returns only after a sync that began after its write completed, and
     /// concurrent waiters share syncs.

@@ -20,6 +20,7 @@ mod memory;
 mod query;
 mod record;
 mod sled_store;
+mod wal;
 
 pub use durable::SyncStats;
 pub use kek::{Kek, KekId, MlockWarning};

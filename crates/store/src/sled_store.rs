@@ -31,10 +31,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::durable::{FileSyncer, GroupCommit, SyncStats, sync_dir};
+use crate::durable::{Durability, FileSyncer, SyncStats, sync_dir};
 use crate::kek::{Kek, KekId};
 use crate::query::{Filter, Query, date_key, filter_prefix, index_keys};
 use crate::record::{self, FORMAT_VERSION, Parsed};
+use crate::wal::{self, Wal};
 use crate::{Change, ManagedObject, ObjectStore, StoreError};
 
 const META_FORMAT: &[u8] = b"format";
@@ -44,6 +45,12 @@ const META_WRAPPED: &str = "kek/wrapped/";
 const META_RETIRED: &str = "kek/retired/";
 /// What a KEK's check value wraps: proves at unlock that the key is the one registered.
 const CHECK_PLAIN: &[u8] = b"kmipd store KEK check v1";
+
+/// Key in `refs` of the number of the last WAL frame applied to sled (written in the same
+/// transaction as the frame's changes). Not UTF-8, so never a uid.
+const APPLIED_KEY: &[u8] = &[0xFF];
+/// Format byte of a WAL frame payload.
+const WAL_FORMAT: u8 = 1;
 
 const BACKUP_MAGIC: &[u8; 8] = b"KMIPDBAK";
 const BACKUP_VERSION: u8 = 1;
@@ -150,7 +157,6 @@ impl SledOptions {
 /// The durable sled backend.
 pub struct SledStore {
     dir: PathBuf,
-    db: sled::Db,
     objects: sled::Tree,
     index: sled::Tree,
     seq: sled::Tree,
@@ -163,8 +169,21 @@ pub struct SledStore {
     journal: Mutex<Option<BTreeSet<String>>>,
     sequence: AtomicU64,
     corrupt: Mutex<BTreeSet<String>>,
-    syncer: FileSyncer,
-    group: GroupCommit,
+    /// sled, the WAL, group commit and checkpoints (shared with the background thread).
+    durable: Arc<Durability>,
+    /// The background checkpoint thread (stopped and joined on drop).
+    background: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SledStore {
+    /// Stops the background thread and checkpoints (a clean close leaves an empty WAL).
+    fn drop(&mut self) {
+        self.durable.stop();
+        if let Some(t) = self.background.take() {
+            let _ = t.join();
+        }
+        let _ = self.durable.checkpoint();
+    }
 }
 
 impl std::fmt::Debug for SledStore {
@@ -220,13 +239,10 @@ impl SledStore {
             tree("refs")?,
             tree("meta")?,
         );
-        match meta.get(META_FORMAT).map_err(backend)? {
-            None => {
-                meta.insert(META_FORMAT, &[FORMAT_VERSION])
-                    .map_err(backend)?;
-            }
+        let format_known = match meta.get(META_FORMAT).map_err(backend)? {
+            None => false,
             Some(v) => match v.first() {
-                Some(&v) if v <= FORMAT_VERSION => {}
+                Some(&v) if v <= FORMAT_VERSION => true,
                 _ => {
                     return Err(backend(format!(
                         "the store in {} was written by a newer kmipd (format {:?})",
@@ -235,7 +251,17 @@ impl SledStore {
                     )));
                 }
             },
+        };
+        let syncer = FileSyncer::new(&dir).map_err(backend)?;
+        // Recovery: commits acknowledged from the WAL that sled had not flushed.
+        let wal_dir = dir.join("wal");
+        let segments = wal::list_segments(&wal_dir).map_err(backend)?;
+        let applied = replay(&[&objects, &index, &seq, &refs], &segments, &syncer)?;
+        if !format_known {
+            meta.insert(META_FORMAT, &[FORMAT_VERSION])
+                .map_err(backend)?;
         }
+        // After the replay, which may have added `seq` entries.
         let last = match seq.last().map_err(backend)? {
             Some((k, _)) => k
                 .first_chunk::<8>()
@@ -251,10 +277,12 @@ impl SledStore {
             ))),
             None => None,
         };
-        let syncer = FileSyncer::new(&dir).map_err(backend)?;
-        let store = SledStore {
+        let first_segment = segments.last().map_or(1, |(id, _)| id.saturating_add(1));
+        let log =
+            Wal::create(&wal_dir, first_segment, applied.saturating_add(1)).map_err(backend)?;
+        let durable = Arc::new(Durability::new(db, syncer, log));
+        let mut store = SledStore {
             dir,
-            db,
             objects,
             index,
             seq,
@@ -268,10 +296,19 @@ impl SledStore {
             journal: Mutex::new(None),
             sequence: AtomicU64::new(last),
             corrupt: Mutex::new(BTreeSet::new()),
-            syncer,
-            group: GroupCommit::default(),
+            durable,
+            background: None,
         };
-        store.sync()?;
+        // The replayed frames and the format byte into sled's durable state; the old
+        // segments go.
+        store.checkpoint()?;
+        let d = store.durable.clone();
+        store.background = Some(
+            std::thread::Builder::new()
+                .name("kmipd-store-checkpoint".into())
+                .spawn(move || d.run_background())
+                .map_err(backend)?,
+        );
         Ok(store)
     }
 
@@ -321,7 +358,7 @@ impl SledStore {
         }
         ring.keks = given;
         drop(ring);
-        self.sync()
+        self.checkpoint()
     }
 
     fn register(&self, kek: &Kek) -> Result<(), StoreError> {
@@ -371,7 +408,7 @@ impl SledStore {
             .insert(meta_key(META_WRAPPED, id), blob)
             .map_err(backend)?;
         drop(_g);
-        self.sync()
+        self.checkpoint()
     }
 
     /// Every wrapped KEK blob kept, by id.
@@ -394,12 +431,27 @@ impl SledStore {
         self.meta
             .remove(meta_key(META_WRAPPED, id))
             .map_err(backend)?;
-        self.sync()
+        self.checkpoint()
     }
 
     /// What the durability layer did so far.
     pub fn sync_stats(&self) -> SyncStats {
-        self.syncer.counters.snapshot()
+        self.durable.syncer.counters.snapshot()
+    }
+
+    /// Checkpoints now: sled flushed and fsynced, WAL segments before this point deleted
+    /// (the background thread does it every second when anything was written). Every write
+    /// that does not go through the WAL ends with one.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.durable.checkpoint().map_err(StoreError::Backend)
+    }
+
+    /// Tests only: stops (`true`) or resumes timed and size-triggered checkpoints, so that
+    /// commits stay in the WAL and a crash image exercises replay. Explicit checkpoints
+    /// (metadata writes, [`checkpoint`](Self::checkpoint), drop) still run.
+    #[doc(hidden)]
+    pub fn pause_checkpoints(&self, paused: bool) {
+        self.durable.pause(paused);
     }
 
     /// Records found damaged since the store was opened.
@@ -408,14 +460,6 @@ impl SledStore {
             .lock()
             .map(|c| c.iter().cloned().collect())
             .unwrap_or_default()
-    }
-
-    /// Flush + fsync, shared with concurrent callers.
-    fn sync(&self) -> Result<(), StoreError> {
-        let t = self.group.ticket().map_err(StoreError::Backend)?;
-        self.group
-            .wait(t, || self.syncer.sync(&self.db))
-            .map_err(StoreError::Backend)
     }
 
     fn kek(&self, id: KekId) -> Result<Arc<Kek>, StoreError> {
@@ -571,7 +615,7 @@ impl SledStore {
         ring.keks.insert(id, Arc::new(new));
         drop(ring);
         drop(_g);
-        self.sync()
+        self.checkpoint()
     }
 
     /// Re-wraps up to `max` records not under the current KEK (durable before return).
@@ -626,7 +670,7 @@ impl SledStore {
             }
         }
         if done > 0 {
-            self.sync()?;
+            self.checkpoint()?;
         }
         Ok((done, skipped))
     }
@@ -662,7 +706,7 @@ impl SledStore {
                 retired.push(id);
             }
         }
-        self.sync()?;
+        self.checkpoint()?;
         if let Ok(mut ring) = self.keyring.write() {
             ring.keks.retain(|id, _| *id == current);
         }
@@ -799,7 +843,7 @@ impl SledStore {
                 Err(_) => info.unindexed = info.unindexed.saturating_add(1),
             }
         }
-        store.sync()?;
+        store.checkpoint()?;
         Ok(info)
     }
 
@@ -883,6 +927,177 @@ struct Prepared {
 }
 
 type TxErr = ConflictableTransactionError<StoreError>;
+
+/// Applies prepared changes as one sled transaction over `objects`, `index`, `seq`, `refs`
+/// (in that order in `trees`), recording `frame` as the last applied WAL frame. A replace
+/// or delete first removes the uid's old `seq`/`index` entries named by `refs`. Used by
+/// `commit` (under the commit mutex) and by the WAL replay at open.
+fn apply(trees: &[&sled::Tree; 4], prepared: &[Prepared], frame: u64) -> Result<(), StoreError> {
+    let [objects, index, seq, refs] = *trees;
+    let result = (objects, index, seq, refs).transaction(|(objects, index, seq, refs)| {
+        for p in prepared {
+            let key = p.uid.as_bytes();
+            if let Some(old) = refs.get(key)? {
+                let fields = split_lp(&old).ok_or_else(|| {
+                    TxErr::Abort(backend(format!("index references of {} damaged", p.uid)))
+                })?;
+                let mut fields = fields.into_iter();
+                if let Some(sk) = fields.next() {
+                    seq.remove(sk)?;
+                }
+                for k in fields {
+                    index.remove(k)?;
+                }
+            }
+            match &p.put {
+                Some((rec, sk, r, keys)) => {
+                    objects.insert(key, rec.as_slice())?;
+                    seq.insert(sk.as_slice(), &[])?;
+                    for k in keys {
+                        index.insert(k.as_slice(), &[])?;
+                    }
+                    refs.insert(key, r.as_slice())?;
+                }
+                None => {
+                    objects.remove(key)?;
+                    refs.remove(key)?;
+                }
+            }
+        }
+        refs.insert(APPLIED_KEY, &frame.to_be_bytes())?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(backend(e)),
+    }
+}
+
+/// The WAL payload of a commit: format byte, frame number (8 bytes BE, set under the commit
+/// mutex by [`set_frame_number`]), then one lp field per change: `P` lp(uid) lp(record)
+/// lp(refs value) or `D` lp(uid). The record is the encoded one (key material KEK-wrapped);
+/// the seq and index keys are the fields of the refs value.
+fn encode_payload(prepared: &[Prepared]) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![WAL_FORMAT];
+    out.extend_from_slice(&0u64.to_be_bytes());
+    let mut change = Vec::new();
+    for p in prepared {
+        change.clear();
+        match &p.put {
+            Some((rec, _, refs, _)) => {
+                change.push(b'P');
+                push_lp(&mut change, p.uid.as_bytes())?;
+                push_lp(&mut change, rec)?;
+                push_lp(&mut change, refs)?;
+            }
+            None => {
+                change.push(b'D');
+                push_lp(&mut change, p.uid.as_bytes())?;
+            }
+        }
+        push_lp(&mut out, &change)?;
+    }
+    Ok(out)
+}
+
+fn set_frame_number(payload: &mut [u8], n: u64) -> std::io::Result<()> {
+    payload
+        .get_mut(1..9)
+        .ok_or_else(|| std::io::Error::other("WAL payload too short"))?
+        .copy_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+/// Parses a WAL payload back into its frame number and prepared changes.
+fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Prepared>)> {
+    let (format, rest) = payload.split_first()?;
+    if *format != WAL_FORMAT {
+        return None;
+    }
+    let (n, rest) = rest.split_first_chunk::<8>()?;
+    let mut prepared = Vec::new();
+    for change in split_lp(rest)? {
+        let (kind, fields) = change.split_first()?;
+        let fields = split_lp(fields)?;
+        match (kind, fields.as_slice()) {
+            (b'P', [uid, rec, refs]) => {
+                let mut keys = split_lp(refs)?.into_iter().map(<[u8]>::to_vec);
+                let sk = keys.next()?;
+                prepared.push(Prepared {
+                    uid: String::from_utf8(uid.to_vec()).ok()?,
+                    put: Some((rec.to_vec(), sk, refs.to_vec(), keys.collect())),
+                });
+            }
+            (b'D', [uid]) => prepared.push(Prepared {
+                uid: String::from_utf8(uid.to_vec()).ok()?,
+                put: None,
+            }),
+            _ => return None,
+        }
+    }
+    Some((u64::from_be_bytes(*n), prepared))
+}
+
+/// The number of the last WAL frame sled has applied (0: none yet).
+fn applied_frame(refs: &sled::Tree) -> Result<u64, StoreError> {
+    match refs.get(APPLIED_KEY).map_err(backend)? {
+        None => Ok(0),
+        Some(v) => v
+            .as_ref()
+            .first_chunk::<8>()
+            .map(|b| u64::from_be_bytes(*b))
+            .ok_or_else(|| backend("damaged WAL position")),
+    }
+}
+
+/// Recovery: applies, in order, the frames of `segments` that sled does not have yet (frame
+/// number = last applied + 1); skips those it has; ignores a segment's torn tail and, after
+/// a gap in the numbering, everything else (never acknowledged: see `docs/storage.md`).
+/// Returns the number of the last frame applied to sled.
+fn replay(
+    trees: &[&sled::Tree; 4],
+    segments: &[(u64, PathBuf)],
+    syncer: &FileSyncer,
+) -> Result<u64, StoreError> {
+    let [_, _, _, refs] = *trees;
+    let mut applied = applied_frame(refs)?;
+    let counters = &syncer.counters;
+    let count = |c: &AtomicU64, n: u64| {
+        c.fetch_add(n, Ordering::Relaxed);
+    };
+    let mut gap = false;
+    for (_, path) in segments {
+        let contents = wal::read_segment(path).map_err(backend)?;
+        count(&counters.discarded_bytes, contents.torn_bytes);
+        for payload in &contents.frames {
+            let frame_len = u64::try_from(payload.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(8);
+            if gap {
+                count(&counters.discarded_bytes, frame_len);
+                continue;
+            }
+            let (n, prepared) = decode_payload(payload).ok_or_else(|| {
+                backend(format!(
+                    "WAL frame in {} is of an unknown format (written by a newer kmipd?)",
+                    path.display()
+                ))
+            })?;
+            if n <= applied {
+                count(&counters.skipped_frames, 1);
+            } else if n == applied.saturating_add(1) {
+                apply(trees, &prepared, n)?;
+                applied = n;
+                count(&counters.replayed_frames, 1);
+            } else {
+                gap = true;
+                count(&counters.discarded_bytes, frame_len);
+            }
+        }
+    }
+    Ok(applied)
+}
 
 impl ObjectStore for SledStore {
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
@@ -969,49 +1184,46 @@ impl ObjectStore for SledStore {
                 }),
             }
         }
-        let result = (&self.objects, &self.index, &self.seq, &self.refs).transaction(
-            |(objects, index, seq, refs)| {
-                for p in &prepared {
-                    let key = p.uid.as_bytes();
-                    if let Some(old) = refs.get(key)? {
-                        let fields = split_lp(&old).ok_or_else(|| {
-                            TxErr::Abort(backend(format!("index references of {} damaged", p.uid)))
-                        })?;
-                        let mut fields = fields.into_iter();
-                        if let Some(sk) = fields.next() {
-                            seq.remove(sk)?;
-                        }
-                        for k in fields {
-                            index.remove(k)?;
-                        }
-                    }
-                    match &p.put {
-                        Some((rec, sk, r, keys)) => {
-                            objects.insert(key, rec.as_slice())?;
-                            seq.insert(sk.as_slice(), &[])?;
-                            for k in keys {
-                                index.insert(k.as_slice(), &[])?;
-                            }
-                            refs.insert(key, r.as_slice())?;
-                        }
-                        None => {
-                            objects.remove(key)?;
-                            refs.remove(key)?;
-                        }
-                    }
-                }
-                Ok(())
-            },
-        );
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(backend(e)),
+        if let Some(p) = self.durable.group.poisoned() {
+            return Err(StoreError::Backend(p));
+        }
+        let mut payload = encode_payload(&prepared)?;
+        let wal = &self.durable.wal;
+        // The commit mutex: sled applies and the WAL appends in the same order.
+        let mut w = wal.lock().map_err(backend)?;
+        let n = w.next_frame;
+        apply(
+            &[&self.objects, &self.index, &self.seq, &self.refs],
+            &prepared,
+            n,
+        )?;
+        let appended = set_frame_number(&mut payload, n)
+            .and_then(|()| wal::encode_frame(&payload))
+            .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));
+        let (size, len) = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                // sled has the change in memory but the log may hold a partial frame: no
+                // later frame could be trusted after it.
+                let why = format!("WAL append failed, store poisoned: {e}");
+                self.durable.group.poison(why.clone());
+                return Err(StoreError::Backend(why));
+            }
+        };
+        w.next_frame = n.saturating_add(1);
+        let ticket = self.durable.group.ticket().map_err(StoreError::Backend)?;
+        drop(w);
+        if size >= wal::SEGMENT_LIMIT
+            && size.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX)) < wal::SEGMENT_LIMIT
+        {
+            self.durable.kick();
         }
         self.journal(prepared.into_iter().map(|p| p.uid));
         drop(gate);
-        self.syncer.count_commit();
-        self.sync()
+        self.durable.syncer.count_commit();
+        self.durable
+            .wait_durable(ticket)
+            .map_err(StoreError::Backend)
     }
 
     fn next_sequence(&self) -> Result<u64, StoreError> {

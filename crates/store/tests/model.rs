@@ -1,5 +1,8 @@
 //! Model test: random sequences of commits (puts and deletes), gets, finds, listings and
 //! reopenings run against `MemoryStore` (the model) and `SledStore`; every answer must be equal.
+//! A reopen is either clean (the store is dropped: checkpoint) or a crash: the new store opens
+//! a crash image made of sled's files as of the last checkpoint plus the WAL as it is now, so
+//! every commit since that checkpoint comes back through WAL replay.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use kmipd_proto::attributes::{AttrName, Attributes};
@@ -9,6 +12,7 @@ use kmipd_store::{
 };
 use kmipd_ttlv::{Ttlv, Value};
 use proptest::prelude::*;
+use std::path::Path;
 use zeroize::Zeroizing;
 
 const UIDS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
@@ -27,6 +31,7 @@ enum Op {
     Find(Vec<Filter>),
     All,
     Reopen,
+    Crash,
 }
 
 fn object() -> impl Strategy<Value = ManagedObject> {
@@ -110,6 +115,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop::collection::vec(filter(), 0..3).prop_map(Op::Find),
         1 => Just(Op::All),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
     ]
 }
 
@@ -130,19 +136,50 @@ fn one_per_uid(changes: Vec<Change>) -> Vec<Change> {
     seen.into_values().collect()
 }
 
+/// Copies a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Opens `dir` with background checkpoints paused and copies it to `base` (sled's files
+/// right after the open's checkpoint).
+fn open_paused(dir: &Path, base: &Path) -> SledStore {
+    let s = SledStore::open_with_kek(dir, kek()).unwrap();
+    s.pause_checkpoints(true);
+    let _ = std::fs::remove_dir_all(base);
+    copy_dir(dir, base);
+    s
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn sled_store_answers_like_the_memory_store(ops in prop::collection::vec(op(), 1..40)) {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let mut dir = tmp.path().join("store0");
+        let mut images = 0;
+        let mut frames = 0u64;
         let model = MemoryStore::new();
-        let mut sled = Some(SledStore::open_with_kek(dir.path(), kek()).unwrap());
+        let mut sled = Some(open_paused(&dir, &base));
         for op in ops {
             let s = sled.as_ref().unwrap();
             match op {
                 Op::Commit(changes) => {
                     let changes = one_per_uid(changes);
+                    if !changes.is_empty() {
+                        frames += 1;
+                    }
                     model.commit(changes.clone()).unwrap();
                     s.commit(changes).unwrap();
                 }
@@ -154,7 +191,20 @@ proptest! {
                 Op::All => prop_assert_eq!(model.all().unwrap(), s.all().unwrap()),
                 Op::Reopen => {
                     drop(sled.take());
-                    sled = Some(SledStore::open_with_kek(dir.path(), kek()).unwrap());
+                    sled = Some(open_paused(&dir, &base));
+                    frames = 0;
+                }
+                Op::Crash => {
+                    images += 1;
+                    let image = tmp.path().join(format!("store{images}"));
+                    copy_dir(&base, &image);
+                    copy_dir(&dir.join("wal"), &image.join("wal"));
+                    drop(sled.take());
+                    dir = image;
+                    let s = open_paused(&dir, &base);
+                    prop_assert_eq!(s.sync_stats().replayed_frames, frames);
+                    sled = Some(s);
+                    frames = 0;
                 }
             }
         }
