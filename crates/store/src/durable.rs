@@ -1,24 +1,48 @@
-//! Durability: what makes a successful commit survive a power cut, and group commit.
+//! Durability: what makes a successful commit survive a power cut — the write-ahead log,
+//! group commit and checkpoints.
+//!
+//! **Commit.** `SledStore::commit` applies its sled transaction (memory, plus whatever sled's
+//! own transaction machinery writes to its log file) and appends one frame to the current WAL
+//! segment (`wal.rs`), both under one commit mutex so that frame order is sled's apply order;
+//! the transaction also records the frame's number in sled (`refs`, key `0xFF`). It then waits
+//! for a group sync: one `fdatasync` of every live WAL segment, shared by every committer that
+//! queued meanwhile. That `fdatasync` is the only I/O a commit waits for.
+//!
+//! **Checkpoint** ([`Durability::checkpoint`]): under the commit mutex, appends switch to a new
+//! segment; then sled's `flush()` and the fsyncs below ([`FileSyncer::sync`]); then the older
+//! segments are deleted. Every frame of a deleted segment was applied before the flush began,
+//! so it is in sled's durable state. A background thread checkpoints every second when
+//! anything was written, early when a segment passes 32 MiB, and the store checkpoints on
+//! drop; every write that bypasses the WAL (metadata, KEK registration and rotation steps,
+//! restore) ends with a checkpoint before it returns.
 //!
 //! **Why an fsync after sled's flush.** sled 0.34's `Db::flush` writes its buffers and ends
 //! in `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` on Linux (upstream issue 1452).
 //! That call starts and waits for the write-back of the page-cache range, but it does not
 //! flush the drive's volatile write cache and does not write file metadata (a grown file
-//! size, a new file's directory entry), so an acknowledged write can still be lost on power
-//! failure. After sled's flush we therefore call `fdatasync` on sled's log file (`db`) —
-//! which also issues the cache flush and persists the size — and `fsync` every file sled
-//! created since the last sync (`blobs/*`, `snap.*`) and the directories that got new entries.
+//! size, a new file's directory entry), so a flushed write can still be lost on power
+//! failure. A checkpoint therefore calls `fdatasync` on sled's log file (`db`) — which also
+//! issues the cache flush and persists the size — and `fsync`s every file sled created since
+//! the last checkpoint (`blobs/*`, `snap.*`) and the directories that got new entries.
 //!
-//! **Group commit.** A commit applies its transaction (memory only), takes a ticket, and waits
-//! until a sync that started after its ticket has completed. The first waiter that finds no
-//! sync running becomes the leader: it notes the last ticket handed out, syncs, and marks
+//! **Recovery** (`SledStore::open_with`): the frames whose number is above the one sled
+//! recorded are applied in order; those at or below it are skipped (sled has them); a
+//! segment's torn tail, and everything after a gap in the numbering, was never acknowledged
+//! and is ignored. Then a checkpoint and a fresh segment. `SyncStats` counts all of it.
+//!
+//! **Group commit.** A commit takes a ticket after its frame is written and waits until a
+//! sync that started after its ticket has completed. The first waiter that finds no sync
+//! running becomes the leader: it notes the last ticket handed out, syncs, and marks
 //! everything up to that ticket durable; the others wait on a condition variable. While one
 //! sync runs, every new committer queues and the next leader covers them all with one sync,
 //! so 64 writers share a handful of syncs instead of queueing behind 64.
 //!
 //! **A failed fsync poisons the store.** After an fsync error Linux may have dropped the dirty
 //! pages, so a later successful fsync would not prove the earlier writes durable; every later
-//! commit fails until the process restarts and recovers from what is on disk.
+//! commit fails until the process restarts and recovers from what is on disk. The same for a
+//! failed WAL append (the segment may end in a partial frame) and a failed checkpoint flush;
+//! a poisoned store does not checkpoint any more (not even on drop), so the WAL stays as the
+//! last acknowledged state left it.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;

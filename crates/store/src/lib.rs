@@ -8,7 +8,8 @@
 //! - [`MemoryStore`] keeps everything in memory (tests, the conformance runner).
 //! - [`SledStore`] is the durable embedded backend: records in a versioned format (see
 //!   `docs/storage.md`), key material wrapped by a [`Kek`] (RFC 5649), indexes for
-//!   [`ObjectStore::find`], group commit with an explicit fsync after sled's flush.
+//!   [`ObjectStore::find`], a write-ahead log with group commit (one shared `fdatasync` per
+//!   group) and background checkpoints that flush and fsync sled.
 //!
 //! The trait is synchronous and transactional (one commit = one transaction), so that a
 //! networked SQL backend can sit behind it later; an async server calls it from a blocking

@@ -3,8 +3,13 @@
 //! **Trees.** `objects` (uid → record, `record.rs`), `index` (index keys, `query.rs`), `seq`
 //! (sequence ‖ uid, creation order), `refs` (uid → the `seq` and `index` keys of its current
 //! record, so that a replaced or deleted object's entries are removed without decoding the old
-//! record, even a damaged one), `meta` (format version, KEKs). One commit is one sled
-//! transaction over `objects`, `index`, `seq` and `refs`, then a group sync (`durable.rs`).
+//! record, even a damaged one, and under the non-UTF-8 key `0xFF` the number of the last WAL
+//! frame applied), `meta` (format version, KEKs). One commit is one sled transaction over
+//! `objects`, `index`, `seq` and `refs` plus one frame appended to the write-ahead log
+//! (`<dir>/wal/`, `wal.rs`), both under the commit mutex, then a group `fdatasync` of the log;
+//! sled itself is flushed by checkpoints (`durable.rs`). [`SledStore::open_with`] replays the
+//! frames sled had not flushed before a crash; writes that bypass the log end with a
+//! checkpoint.
 //!
 //! **Keys.** The store is opened locked; [`SledStore::unlock`] takes the KEKs (plain, from
 //! the HSM layer, which keeps their wrapped blobs here with
