@@ -159,6 +159,16 @@ impl SledOptions {
     }
 }
 
+/// Commits queued for the next batch, and the results of applied batches by commit id.
+#[derive(Default)]
+struct ApplyQueue {
+    next_id: u64,
+    waiting: Vec<(u64, Vec<Prepared>)>,
+    done: BTreeMap<u64, Result<u64, StoreError>>,
+    /// A thread is applying a batch.
+    busy: bool,
+}
+
 /// The durable sled backend.
 pub struct SledStore {
     dir: PathBuf,
@@ -174,6 +184,10 @@ pub struct SledStore {
     journal: Mutex<Option<BTreeSet<String>>>,
     sequence: AtomicU64,
     corrupt: Mutex<BTreeSet<String>>,
+    /// Commits waiting to be applied as one batch (see `apply_grouped`).
+    applying: Mutex<ApplyQueue>,
+    /// Signalled when a batch was applied.
+    applied: std::sync::Condvar,
     /// sled, the WAL, group commit and checkpoints (shared with the background thread).
     durable: Arc<Durability>,
     /// The background checkpoint thread (stopped and joined on drop).
@@ -301,6 +315,8 @@ impl SledStore {
             journal: Mutex::new(None),
             sequence: AtomicU64::new(last),
             corrupt: Mutex::new(BTreeSet::new()),
+            applying: Mutex::new(ApplyQueue::default()),
+            applied: std::sync::Condvar::new(),
             durable,
             background: None,
         };
@@ -574,6 +590,109 @@ impl SledStore {
         {
             set.extend(uids);
         }
+    }
+
+    // ---- applying commits ----------------------------------------------------------------
+
+    /// Applies one commit's prepared changes and appends its WAL frame; returns the group
+    /// commit ticket to wait on. Commits that arrive while another thread is applying queue
+    /// up, and the next applier takes them all as one batch: one sled transaction and one
+    /// frame for the batch (sled's transactions each write and `sync_file_range` its log
+    /// twice, so this is what keeps the commit mutex short under concurrency). A batch is a
+    /// superset of each of its commits, so each commit stays atomic; if the batch transaction
+    /// aborts (a damaged `refs` entry), its commits are retried one by one so that only the
+    /// one that touches the damaged object fails.
+    fn apply_grouped(&self, prepared: Vec<Prepared>) -> Result<u64, StoreError> {
+        let poisoned = || backend("apply queue lock poisoned");
+        let mut q = self.applying.lock().map_err(|_| poisoned())?;
+        let id = q.next_id;
+        q.next_id = id.saturating_add(1);
+        q.waiting.push((id, prepared));
+        loop {
+            if let Some(r) = q.done.remove(&id) {
+                return r;
+            }
+            if q.busy {
+                q = self.applied.wait(q).map_err(|_| poisoned())?;
+                continue;
+            }
+            q.busy = true;
+            let batch = std::mem::take(&mut q.waiting);
+            drop(q);
+            let results = self.apply_batch(batch);
+            q = self.applying.lock().map_err(|_| poisoned())?;
+            q.busy = false;
+            q.done.extend(results);
+            self.applied.notify_all();
+        }
+    }
+
+    /// One batch (see [`apply_grouped`](Self::apply_grouped)): the result of each commit.
+    fn apply_batch(&self, batch: Vec<(u64, Vec<Prepared>)>) -> Vec<(u64, Result<u64, StoreError>)> {
+        let all: Vec<&Prepared> = batch.iter().flat_map(|(_, p)| p.iter()).collect();
+        match self.apply_and_append(&all) {
+            Ok(t) => batch.into_iter().map(|(id, _)| (id, Ok(t))).collect(),
+            Err(Failure::Aborted(e)) if batch.len() == 1 => {
+                let mut e = Some(e);
+                batch
+                    .into_iter()
+                    .filter_map(|(id, _)| Some((id, Err(e.take()?))))
+                    .collect()
+            }
+            Err(Failure::Aborted(_)) => batch
+                .iter()
+                .map(|(id, p)| {
+                    let mine: Vec<&Prepared> = p.iter().collect();
+                    (
+                        *id,
+                        self.apply_and_append(&mine).map_err(Failure::into_error),
+                    )
+                })
+                .collect(),
+            Err(Failure::Other(msg)) => batch
+                .into_iter()
+                .map(|(id, _)| (id, Err(StoreError::Backend(msg.clone()))))
+                .collect(),
+        }
+    }
+
+    /// Under the commit mutex: applies `items` as one sled transaction and appends them as
+    /// one WAL frame (same order); returns the group commit ticket of that frame.
+    fn apply_and_append(&self, items: &[&Prepared]) -> Result<u64, Failure> {
+        if let Some(p) = self.durable.group.poisoned() {
+            return Err(Failure::Other(p));
+        }
+        let other = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
+        let mut payload = encode_payload(items).map_err(|e| other(&e))?;
+        let wal = &self.durable.wal;
+        let mut w = wal.lock().map_err(|e| other(&e))?;
+        let n = w.next_frame;
+        apply(
+            &[&self.objects, &self.index, &self.seq, &self.refs],
+            items,
+            n,
+        )?;
+        let appended = set_frame_number(&mut payload, n)
+            .and_then(|()| wal::encode_frame(&payload))
+            .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));
+        let (size, len) = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                // sled has the changes in memory but the log may end in a partial frame: no
+                // later frame could be trusted after it.
+                let why = format!("WAL append failed, store poisoned: {e}");
+                self.durable.group.poison(why.clone());
+                return Err(Failure::Other(why));
+            }
+        };
+        w.next_frame = n.saturating_add(1);
+        let ticket = self.durable.group.ticket().map_err(Failure::Other)?;
+        drop(w);
+        let before = size.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX));
+        if size >= wal::SEGMENT_LIMIT && before < wal::SEGMENT_LIMIT {
+            self.durable.kick();
+        }
+        Ok(ticket)
     }
 
     // ---- KEK rotation ----------------------------------------------------------------------
@@ -937,7 +1056,7 @@ type TxErr = ConflictableTransactionError<StoreError>;
 /// (in that order in `trees`), recording `frame` as the last applied WAL frame. A replace
 /// or delete first removes the uid's old `seq`/`index` entries named by `refs`. Used by
 /// `commit` (under the commit mutex) and by the WAL replay at open.
-fn apply(trees: &[&sled::Tree; 4], prepared: &[Prepared], frame: u64) -> Result<(), StoreError> {
+fn apply(trees: &[&sled::Tree; 4], prepared: &[&Prepared], frame: u64) -> Result<(), Failure> {
     let [objects, index, seq, refs] = *trees;
     let result = (objects, index, seq, refs).transaction(|(objects, index, seq, refs)| {
         for p in prepared {
@@ -974,8 +1093,25 @@ fn apply(trees: &[&sled::Tree; 4], prepared: &[Prepared], frame: u64) -> Result<
     });
     match result {
         Ok(()) => Ok(()),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(backend(e)),
+        Err(TransactionError::Abort(e)) => Err(Failure::Aborted(e)),
+        Err(TransactionError::Storage(e)) => Err(Failure::Other(e.to_string())),
+    }
+}
+
+/// Why applying a commit failed.
+enum Failure {
+    /// The transaction aborted (nothing applied, nothing appended): this commit's fault.
+    Aborted(StoreError),
+    /// Storage, WAL or a poisoned store: nothing more can be committed.
+    Other(String),
+}
+
+impl Failure {
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Aborted(e) => e,
+            Failure::Other(m) => StoreError::Backend(m),
+        }
     }
 }
 
@@ -983,7 +1119,7 @@ fn apply(trees: &[&sled::Tree; 4], prepared: &[Prepared], frame: u64) -> Result<
 /// mutex by [`set_frame_number`]), then one lp field per change: `P` lp(uid) lp(record)
 /// lp(refs value) or `D` lp(uid). The record is the encoded one (key material KEK-wrapped);
 /// the seq and index keys are the fields of the refs value.
-fn encode_payload(prepared: &[Prepared]) -> Result<Vec<u8>, StoreError> {
+fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![WAL_FORMAT];
     out.extend_from_slice(&0u64.to_be_bytes());
     let mut change = Vec::new();
@@ -1092,7 +1228,8 @@ fn replay(
             if n <= applied {
                 count(&counters.skipped_frames, 1);
             } else if n == applied.saturating_add(1) {
-                apply(trees, &prepared, n)?;
+                let items: Vec<&Prepared> = prepared.iter().collect();
+                apply(trees, &items, n).map_err(Failure::into_error)?;
                 applied = n;
                 count(&counters.replayed_frames, 1);
             } else {
@@ -1189,41 +1326,9 @@ impl ObjectStore for SledStore {
                 }),
             }
         }
-        if let Some(p) = self.durable.group.poisoned() {
-            return Err(StoreError::Backend(p));
-        }
-        let mut payload = encode_payload(&prepared)?;
-        let wal = &self.durable.wal;
-        // The commit mutex: sled applies and the WAL appends in the same order.
-        let mut w = wal.lock().map_err(backend)?;
-        let n = w.next_frame;
-        apply(
-            &[&self.objects, &self.index, &self.seq, &self.refs],
-            &prepared,
-            n,
-        )?;
-        let appended = set_frame_number(&mut payload, n)
-            .and_then(|()| wal::encode_frame(&payload))
-            .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));
-        let (size, len) = match appended {
-            Ok(a) => a,
-            Err(e) => {
-                // sled has the change in memory but the log may hold a partial frame: no
-                // later frame could be trusted after it.
-                let why = format!("WAL append failed, store poisoned: {e}");
-                self.durable.group.poison(why.clone());
-                return Err(StoreError::Backend(why));
-            }
-        };
-        w.next_frame = n.saturating_add(1);
-        let ticket = self.durable.group.ticket().map_err(StoreError::Backend)?;
-        drop(w);
-        if size >= wal::SEGMENT_LIMIT
-            && size.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX)) < wal::SEGMENT_LIMIT
-        {
-            self.durable.kick();
-        }
-        self.journal(prepared.into_iter().map(|p| p.uid));
+        let uids: Vec<String> = prepared.iter().map(|p| p.uid.clone()).collect();
+        let ticket = self.apply_grouped(prepared)?;
+        self.journal(uids.into_iter());
         drop(gate);
         self.durable.syncer.count_commit();
         self.durable

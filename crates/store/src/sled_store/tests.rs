@@ -603,3 +603,44 @@ fn a_checkpoint_keeps_one_segment_and_a_clean_close_leaves_it_empty() {
     assert_eq!(s.sync_stats().replayed_frames, 0);
     check_all(&s, 4);
 }
+
+/// Concurrent commits are applied in batches (one sled transaction); a commit whose
+/// transaction aborts (damaged `refs` of the object it replaces) fails alone and the others
+/// of its batch are applied and durable.
+#[test]
+fn a_commit_that_aborts_fails_alone_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap());
+    s.pause_checkpoints(true);
+    fill(&s, 1);
+    s.refs.insert("k0", &[0, 0, 0, 9, 1]).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| {
+                        let n = if t == 0 && i % 3 == 0 {
+                            0
+                        } else {
+                            t * 100 + i + 1
+                        };
+                        s.commit(vec![Change::Put(obj(&format!("k{n}"), n as u64, b"m"))])
+                            .is_ok()
+                    })
+                    .collect::<Vec<bool>>()
+            })
+        })
+        .collect();
+    let results: Vec<Vec<bool>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for (t, r) in results.iter().enumerate() {
+        for (i, ok) in r.iter().enumerate() {
+            assert_eq!(*ok, !(t == 0 && i % 3 == 0), "thread {t} commit {i}");
+        }
+    }
+    assert_eq!(s.all().unwrap().len(), 1 + 16 * 10 - 4);
+    // And durable.
+    drop(Arc::try_unwrap(s).unwrap());
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    assert_eq!(s.all().unwrap().len(), 1 + 16 * 10 - 4);
+}
