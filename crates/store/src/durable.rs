@@ -8,8 +8,11 @@
 //! for a group sync: one `fdatasync` of every live WAL segment, shared by every committer that
 //! queued meanwhile. That `fdatasync` is the only I/O a commit waits for.
 //!
-//! **Checkpoint** ([`Durability::checkpoint`]): under the commit mutex, appends switch to a new
-//! segment; then sled's `flush()` and the fsyncs below ([`FileSyncer::sync`]); then the older
+//! Concurrent commits are applied in batches (one transaction and one frame per batch:
+//! `SledStore::apply_grouped`).
+//!
+//! **Checkpoint** ([`Durability::checkpoint`]): a new segment is created; under the commit
+//! mutex, appends switch to it; then sled's `flush()` and the fsyncs below ([`FileSyncer::sync`]); then the older
 //! segments are deleted. Every frame of a deleted segment was applied before the flush began,
 //! so it is in sled's durable state. A background thread checkpoints every second when
 //! anything was written, early when a segment passes 32 MiB, and the store checkpoints on
@@ -364,12 +367,18 @@ impl Durability {
         if let Some(p) = self.group.poisoned() {
             return Err(p);
         }
+        // Only this thread switches segments, so a non-empty segment stays non-empty until
+        // the switch below.
+        let next = if self.wal.current_size() > 0 {
+            Some(self.wal.create_next().map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let keep = {
             let mut w = self.wal.lock().map_err(|e| e.to_string())?;
-            if self.wal.current_size() > 0 {
-                self.wal.switch(&mut w).map_err(|e| e.to_string())?
-            } else {
-                self.wal.current_id(&w)
+            match next {
+                Some(next) => self.wal.switch(&mut w, next).map_err(|e| e.to_string())?,
+                None => self.wal.current_id(&w),
             }
         };
         if let Err(e) = self.syncer.sync(&self.db) {

@@ -198,11 +198,17 @@ impl Wal {
         Ok(u64::try_from(live.len()).unwrap_or(u64::MAX))
     }
 
-    /// Under the commit mutex: appends go to a new segment from now on (created and made
-    /// durable). Returns its id; every older segment only holds frames already applied to sled.
-    pub(crate) fn switch(&self, w: &mut Writer) -> io::Result<u64> {
-        let id = w.current.id.saturating_add(1);
-        let next = create_segment(&self.dir, id)?;
+    /// The next segment, created and made durable (outside the commit mutex: the directory
+    /// fsync does not hold up commits). Only one caller at a time (checkpoints are serialized).
+    pub(crate) fn create_next(&self) -> io::Result<Arc<Segment>> {
+        let id = self.lock()?.current.id.saturating_add(1);
+        create_segment(&self.dir, id)
+    }
+
+    /// Under the commit mutex: appends go to `next` (from [`Wal::create_next`]) from now on.
+    /// Returns its id; every older segment only holds frames already applied to sled.
+    pub(crate) fn switch(&self, w: &mut Writer, next: Arc<Segment>) -> io::Result<u64> {
+        let id = next.id;
         self.live
             .lock()
             .map_err(|_| other("WAL lock poisoned"))?
@@ -282,11 +288,12 @@ mod tests {
     fn switch_and_retire_keep_only_the_newest_segment() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::create(dir.path(), 7, 1).unwrap();
-        let keep = {
+        {
             let mut w = wal.lock().unwrap();
             wal.append(&mut w, &encode_frame(b"x").unwrap()).unwrap();
-            wal.switch(&mut w).unwrap()
-        };
+        }
+        let next = wal.create_next().unwrap();
+        let keep = wal.switch(&mut wal.lock().unwrap(), next).unwrap();
         assert_eq!(keep, 8);
         assert_eq!(wal.sync().unwrap(), 2);
         assert_eq!(wal.retire_before(keep).unwrap(), 1);
