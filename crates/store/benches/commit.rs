@@ -1,6 +1,7 @@
 //! Durable commits per second with group commit at 1, 16 and 64 concurrent writers (each
 //! commit one new object with 32 bytes of key material, on stable storage before `commit`
-//! returns), and gets per second (read + checksum + unwrap). Results: docs/performance.md.
+//! returns: one WAL append and a shared fdatasync, see docs/storage.md), and gets per second
+//! (read + checksum + unwrap). Results: docs/performance.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::as_conversions)]
 
 use std::sync::Arc;
@@ -80,10 +81,14 @@ fn commits(c: &mut Criterion) {
     g.finish();
     let st = s.sync_stats();
     eprintln!(
-        "sync stats: {} commits, {} group syncs ({:.1} commits per sync)",
+        "sync stats: {} commits, {} group syncs ({:.1} commits per sync), {} WAL frames \
+         ({:.1} commits per sled transaction), {} checkpoints",
         st.commits,
         st.group_syncs,
-        st.commits as f64 / st.group_syncs.max(1) as f64
+        st.commits as f64 / st.group_syncs.max(1) as f64,
+        st.wal_frames,
+        st.commits as f64 / st.wal_frames.max(1) as f64,
+        st.checkpoints
     );
 }
 

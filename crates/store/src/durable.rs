@@ -68,6 +68,8 @@ pub struct SyncStats {
     pub group_syncs: u64,
     /// `fdatasync` calls on WAL segments (one per group sync, two while a checkpoint runs).
     pub wal_fsyncs: u64,
+    /// WAL frames appended: one per batch of concurrent commits (one sled transaction each).
+    pub wal_frames: u64,
     /// Checkpoints completed (sled flush + fsyncs, then older WAL segments deleted).
     pub checkpoints: u64,
     /// `fdatasync` calls on sled's log file (one per checkpoint).
@@ -89,6 +91,7 @@ pub(crate) struct Counters {
     commits: AtomicU64,
     group_syncs: AtomicU64,
     wal_fsyncs: AtomicU64,
+    pub(crate) wal_frames: AtomicU64,
     checkpoints: AtomicU64,
     log_fsyncs: AtomicU64,
     file_fsyncs: AtomicU64,
@@ -105,6 +108,7 @@ impl Counters {
             commits: l(&self.commits),
             group_syncs: l(&self.group_syncs),
             wal_fsyncs: l(&self.wal_fsyncs),
+            wal_frames: l(&self.wal_frames),
             checkpoints: l(&self.checkpoints),
             log_fsyncs: l(&self.log_fsyncs),
             file_fsyncs: l(&self.file_fsyncs),

@@ -686,6 +686,11 @@ impl SledStore {
             }
         };
         w.next_frame = n.saturating_add(1);
+        self.durable
+            .syncer
+            .counters
+            .wal_frames
+            .fetch_add(1, Ordering::Relaxed);
         let ticket = self.durable.group.ticket().map_err(Failure::Other)?;
         drop(w);
         let before = size.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX));

@@ -364,6 +364,12 @@ fn concurrent_writers_share_syncs() {
     );
     // Every group sync fdatasyncs the live WAL segment(s): one, two during a checkpoint.
     assert!(st.wal_fsyncs >= st.group_syncs && st.wal_fsyncs <= 2 * st.group_syncs);
+    // One WAL frame (one sled transaction) per batch of commits, never more than commits.
+    let frames = st.wal_frames - before.wal_frames;
+    assert!(
+        frames >= 1 && frames <= commits,
+        "{frames} frames for {commits} commits"
+    );
     assert_eq!(s.all().unwrap().len(), 640);
 }
 
