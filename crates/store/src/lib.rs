@@ -84,6 +84,9 @@ pub enum StoreError {
     Kek(String),
 }
 
+/// The completion of [`ObjectStore::commit_then`]: called once with the commit's outcome.
+pub type CommitDone = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
+
 /// Persistence of managed objects.
 pub trait ObjectStore: Send + Sync {
     /// The object with this identifier.
@@ -100,8 +103,13 @@ pub trait ObjectStore: Send + Sync {
             .filter(|o| query.matches(o))
             .collect())
     }
-    /// Applies every change atomically; on success the changes are durable.
+    /// Applies every change atomically; on success the changes are durable. Blocking.
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;
+    /// [`commit`](Self::commit) without waiting: the changes are applied atomically, and
+    /// `done` is called exactly once with the outcome when they are durable (or have failed),
+    /// possibly on another thread, possibly before this returns. Never waits for I/O, so an
+    /// async server may call it on its event-loop threads and await `done`.
+    fn commit_then(&self, changes: Vec<Change>, done: CommitDone);
     /// A fresh sequence number (monotonic, never reused by a stored object).
     fn next_sequence(&self) -> Result<u64, StoreError>;
 }

@@ -41,6 +41,11 @@ impl ObjectStore for MemoryStore {
         Ok(v)
     }
 
+    /// In memory nothing waits: the commit is done before `done` is called, here.
+    fn commit_then(&self, changes: Vec<Change>, done: crate::CommitDone) {
+        done(self.commit(changes));
+    }
+
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let mut map = self.objects.write().map_err(poisoned)?;
         for c in changes {

@@ -1301,6 +1301,12 @@ impl ObjectStore for SledStore {
         Ok(out)
     }
 
+    /// For now the blocking commit, then `done` (it waits for the WAL sync on the caller's
+    /// thread).
+    fn commit_then(&self, changes: Vec<Change>, done: crate::CommitDone) {
+        done(self.commit(changes));
+    }
+
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
