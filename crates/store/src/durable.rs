@@ -214,94 +214,29 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Whether the store is poisoned (see the module docs): set once, never cleared.
 #[derive(Debug, Default)]
-struct GroupState {
-    /// Last ticket handed out.
-    issued: u64,
-    /// Every ticket up to this one is durable.
-    durable: u64,
-    /// A sync is running.
-    leader: bool,
-    /// A sync failed: nothing is durable any more.
-    poisoned: Option<String>,
+pub(crate) struct Poison {
+    why: Mutex<Option<String>>,
 }
 
-/// Leader/follower group commit over any sync function.
-#[derive(Debug, Default)]
-pub(crate) struct GroupCommit {
-    state: Mutex<GroupState>,
-    cv: Condvar,
-}
-
-impl GroupCommit {
-    /// Marks the store poisoned (a failed sync or append outside [`GroupCommit::wait`]).
+impl Poison {
+    /// Marks the store poisoned (a failed fsync, append or checkpoint flush). The first
+    /// reason is kept.
     pub(crate) fn poison(&self, why: String) {
-        if let Ok(mut st) = self.state.lock()
-            && st.poisoned.is_none()
+        if let Ok(mut p) = self.why.lock()
+            && p.is_none()
         {
-            st.poisoned = Some(why);
-            self.cv.notify_all();
+            *p = Some(why);
         }
     }
 
     /// Why the store is poisoned, if it is.
     pub(crate) fn poisoned(&self) -> Option<String> {
-        match self.state.lock() {
-            Ok(st) => st.poisoned.clone(),
-            Err(_) => Some("group commit lock poisoned".to_owned()),
+        match self.why.lock() {
+            Ok(p) => p.clone(),
+            Err(_) => Some("poison lock poisoned".to_owned()),
         }
-    }
-
-    /// A ticket for changes already applied (in memory) by the caller.
-    pub(crate) fn ticket(&self) -> Result<u64, String> {
-        let mut st = self
-            .state
-            .lock()
-            .map_err(|_| "group commit lock poisoned")?;
-        if let Some(p) = &st.poisoned {
-            return Err(p.clone());
-        }
-        st.issued = st.issued.saturating_add(1);
-        Ok(st.issued)
-    }
-
-    /// Returns once a sync that started after `ticket` was issued has completed.
-    pub(crate) fn wait(
-        &self,
-        ticket: u64,
-        sync: impl Fn() -> io::Result<()>,
-    ) -> Result<(), String> {
-        let poisoned = |_| "group commit lock poisoned".to_owned();
-        let mut st = self.state.lock().map_err(poisoned)?;
-        loop {
-            if let Some(p) = &st.poisoned {
-                return Err(p.clone());
-            }
-            if st.durable >= ticket {
-                return Ok(());
-            }
-            if st.leader {
-                st = self.cv.wait(st).map_err(poisoned)?;
-                continue;
-            }
-            st.leader = true;
-            let target = st.issued;
-            drop(st);
-            let result = sync();
-            st = self.state.lock().map_err(poisoned)?;
-            st.leader = false;
-            match result {
-                Ok(()) => st.durable = st.durable.max(target),
-                Err(e) => st.poisoned = Some(format!("fsync failed, store poisoned: {e}")),
-            }
-            self.cv.notify_all();
-        }
-    }
-}
-
-impl FileSyncer {
-    pub(crate) fn count_commit(&self) {
-        bump(&self.counters.commits);
     }
 }
 
@@ -323,7 +258,7 @@ pub(crate) struct Durability {
     pub(crate) db: sled::Db,
     pub(crate) syncer: FileSyncer,
     pub(crate) wal: Wal,
-    pub(crate) group: GroupCommit,
+    pub(crate) poison: Poison,
     /// One checkpoint at a time.
     checkpointing: Mutex<()>,
     background: Mutex<Background>,
@@ -336,25 +271,35 @@ impl Durability {
             db,
             syncer,
             wal,
-            group: GroupCommit::default(),
+            poison: Poison::default(),
             checkpointing: Mutex::new(()),
             background: Mutex::new(Background::default()),
             wake: Condvar::new(),
         }
     }
 
-    /// Waits until the WAL frame of `ticket` is durable: one shared `fdatasync` of the live
-    /// segments per group.
-    pub(crate) fn wait_durable(&self, ticket: u64) -> Result<(), String> {
-        self.group.wait(ticket, || {
-            let n = self.wal.sync()?;
-            bump(&self.syncer.counters.group_syncs);
-            self.syncer
-                .counters
-                .wal_fsyncs
-                .fetch_add(n, Ordering::Relaxed);
-            Ok(())
-        })
+    /// The syncer's round (`pipeline.rs`): one `fdatasync` of every live WAL segment, which
+    /// makes every frame appended before the call durable (a segment no longer live was
+    /// covered by a checkpoint instead), on behalf of `commits` commits. Fails without syncing
+    /// if the store is poisoned; a failed fsync poisons it.
+    pub(crate) fn sync_wal(&self, commits: u64) -> Result<(), String> {
+        if let Some(p) = self.poison.poisoned() {
+            return Err(p);
+        }
+        match self.wal.sync() {
+            Ok(n) => {
+                let c = &self.syncer.counters;
+                bump(&c.group_syncs);
+                c.wal_fsyncs.fetch_add(n, Ordering::Relaxed);
+                c.commits.fetch_add(commits, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("fsync failed, store poisoned: {e}");
+                self.poison.poison(why.clone());
+                Err(why)
+            }
+        }
     }
 
     /// Checkpoint: under the commit mutex, appends switch to a new segment (if the current one
@@ -368,7 +313,7 @@ impl Durability {
             .checkpointing
             .lock()
             .map_err(|_| "checkpoint lock poisoned".to_owned())?;
-        if let Some(p) = self.group.poisoned() {
+        if let Some(p) = self.poison.poisoned() {
             return Err(p);
         }
         // Only this thread switches segments, so a non-empty segment stays non-empty until
@@ -387,7 +332,7 @@ impl Durability {
         };
         if let Err(e) = self.syncer.sync(&self.db) {
             let why = format!("checkpoint fsync failed, store poisoned: {e}");
-            self.group.poison(why.clone());
+            self.poison.poison(why.clone());
             return Err(why);
         }
         self.wal.retire_before(keep).map_err(|e| e.to_string())?;
@@ -443,7 +388,7 @@ impl Durability {
                 continue;
             }
             drop(b);
-            let failed = self.checkpoint().is_err() && self.group.poisoned().is_some();
+            let failed = self.checkpoint().is_err() && self.poison.poisoned().is_some();
             b = match self.background.lock() {
                 Ok(b) => b,
                 Err(_) => return,
@@ -458,49 +403,13 @@ impl Durability {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    /// Every waiter returns only after a sync that began after its write completed, and
-    /// concurrent waiters share syncs.
-    #[test]
-    fn group_commit_covers_every_waiter_with_shared_syncs() {
-        let g = Arc::new(GroupCommit::default());
-        let written = Arc::new(AtomicU64::new(0));
-        let durable = Arc::new(AtomicU64::new(0));
-        let syncs = Arc::new(AtomicU64::new(0));
-        let threads: Vec<_> = (0..64)
-            .map(|_| {
-                let (g, written, durable, syncs) =
-                    (g.clone(), written.clone(), durable.clone(), syncs.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..20 {
-                        let mine = written.fetch_add(1, Ordering::SeqCst) + 1;
-                        let t = g.ticket().unwrap();
-                        g.wait(t, || {
-                            let seen = written.load(Ordering::SeqCst);
-                            std::thread::sleep(Duration::from_micros(300));
-                            syncs.fetch_add(1, Ordering::SeqCst);
-                            durable.fetch_max(seen, Ordering::SeqCst);
-                            Ok(())
-                        })
-                        .unwrap();
-                        assert!(durable.load(Ordering::SeqCst) >= mine);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let n = syncs.load(Ordering::SeqCst);
-        assert!((1..64 * 20).contains(&n), "{n} syncs for 1280 commits");
-    }
 
     #[test]
-    fn a_failed_sync_poisons_every_later_commit() {
-        let g = GroupCommit::default();
-        let t = g.ticket().unwrap();
-        assert!(g.wait(t, || Err(io::Error::other("disk gone"))).is_err());
-        assert!(g.ticket().is_err());
+    fn poison_keeps_the_first_reason() {
+        let p = Poison::default();
+        assert_eq!(p.poisoned(), None);
+        p.poison("disk gone".into());
+        p.poison("later".into());
+        assert_eq!(p.poisoned().as_deref(), Some("disk gone"));
     }
 }

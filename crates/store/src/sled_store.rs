@@ -31,6 +31,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sled::Transactional;
@@ -159,16 +160,6 @@ impl SledOptions {
     }
 }
 
-/// Commits queued for the next batch, and the results of applied batches by commit id.
-#[derive(Default)]
-struct ApplyQueue {
-    next_id: u64,
-    waiting: Vec<(u64, Vec<Prepared>)>,
-    done: BTreeMap<u64, Result<u64, StoreError>>,
-    /// A thread is applying a batch.
-    busy: bool,
-}
-
 /// The durable sled backend.
 pub struct SledStore {
     dir: PathBuf,
@@ -180,14 +171,14 @@ pub struct SledStore {
     keyring: RwLock<Keyring>,
     /// Commits hold it shared; a KEK switch and the end of a backup hold it exclusively.
     gate: RwLock<()>,
-    /// While a backup runs: the uids changed since it started.
-    journal: Mutex<Option<BTreeSet<String>>>,
+    /// While a backup runs: the uids changed since it started (shared with the applier).
+    journal: Arc<Mutex<Option<BTreeSet<String>>>>,
     sequence: AtomicU64,
     corrupt: Mutex<BTreeSet<String>>,
-    /// Commits waiting to be applied as one batch (see `apply_grouped`).
-    applying: Mutex<ApplyQueue>,
-    /// Signalled when a batch was applied.
-    applied: std::sync::Condvar,
+    /// The applier's queue (`pipeline.rs`); `None` once the store is closing.
+    to_applier: Option<Sender<ToApplier>>,
+    /// The applier and syncer threads (joined on drop).
+    pipeline: Vec<std::thread::JoinHandle<()>>,
     /// sled, the WAL, group commit and checkpoints (shared with the background thread).
     durable: Arc<Durability>,
     /// The background checkpoint thread (stopped and joined on drop).
@@ -195,8 +186,14 @@ pub struct SledStore {
 }
 
 impl Drop for SledStore {
-    /// Stops the background thread and checkpoints (a clean close leaves an empty WAL).
+    /// Closes the applier's queue and waits for the pipeline: everything queued is applied,
+    /// synced and completed. Then stops the background thread and checkpoints (a clean close
+    /// leaves an empty WAL).
     fn drop(&mut self) {
+        self.to_applier = None;
+        for t in self.pipeline.drain(..) {
+            let _ = t.join();
+        }
         self.durable.stop();
         if let Some(t) = self.background.take() {
             let _ = t.join();
@@ -312,14 +309,15 @@ impl SledStore {
                 keks: BTreeMap::new(),
             }),
             gate: RwLock::new(()),
-            journal: Mutex::new(None),
+            journal: Arc::new(Mutex::new(None)),
             sequence: AtomicU64::new(last),
             corrupt: Mutex::new(BTreeSet::new()),
-            applying: Mutex::new(ApplyQueue::default()),
-            applied: std::sync::Condvar::new(),
+            to_applier: None,
+            pipeline: Vec::new(),
             durable,
             background: None,
         };
+        store.start_pipeline()?;
         // The replayed frames and the format byte into sled's durable state; the old
         // segments go.
         store.checkpoint()?;
@@ -594,110 +592,81 @@ impl SledStore {
 
     // ---- applying commits ----------------------------------------------------------------
 
-    /// Applies one commit's prepared changes and appends its WAL frame; returns the group
-    /// commit ticket to wait on. Commits that arrive while another thread is applying queue
-    /// up, and the next applier takes them all as one batch: one sled transaction and one
-    /// frame for the batch (sled's transactions each write and `sync_file_range` its log
-    /// twice, so this is what keeps the commit mutex short under concurrency). A batch is a
-    /// superset of each of its commits, so each commit stays atomic; if the batch transaction
-    /// aborts (a damaged `refs` entry), its commits are retried one by one so that only the
-    /// one that touches the damaged object fails.
-    fn apply_grouped(&self, prepared: Vec<Prepared>) -> Result<u64, StoreError> {
-        let poisoned = || backend("apply queue lock poisoned");
-        let mut q = self.applying.lock().map_err(|_| poisoned())?;
-        let id = q.next_id;
-        q.next_id = id.saturating_add(1);
-        q.waiting.push((id, prepared));
-        loop {
-            if let Some(r) = q.done.remove(&id) {
-                return r;
-            }
-            if q.busy {
-                q = self.applied.wait(q).map_err(|_| poisoned())?;
-                continue;
-            }
-            q.busy = true;
-            let batch = std::mem::take(&mut q.waiting);
-            drop(q);
-            let results = self.apply_batch(batch);
-            q = self.applying.lock().map_err(|_| poisoned())?;
-            q.busy = false;
-            q.done.extend(results);
-            self.applied.notify_all();
-        }
-    }
-
-    /// One batch (see [`apply_grouped`](Self::apply_grouped)): the result of each commit.
-    fn apply_batch(&self, batch: Vec<(u64, Vec<Prepared>)>) -> Vec<(u64, Result<u64, StoreError>)> {
-        let all: Vec<&Prepared> = batch.iter().flat_map(|(_, p)| p.iter()).collect();
-        match self.apply_and_append(&all) {
-            Ok(t) => batch.into_iter().map(|(id, _)| (id, Ok(t))).collect(),
-            Err(Failure::Aborted(e)) if batch.len() == 1 => {
-                let mut e = Some(e);
-                batch
-                    .into_iter()
-                    .filter_map(|(id, _)| Some((id, Err(e.take()?))))
-                    .collect()
-            }
-            Err(Failure::Aborted(_)) => batch
-                .iter()
-                .map(|(id, p)| {
-                    let mine: Vec<&Prepared> = p.iter().collect();
-                    (
-                        *id,
-                        self.apply_and_append(&mine).map_err(Failure::into_error),
-                    )
-                })
-                .collect(),
-            Err(Failure::Other(msg)) => batch
-                .into_iter()
-                .map(|(id, _)| (id, Err(StoreError::Backend(msg.clone()))))
-                .collect(),
-        }
-    }
-
-    /// Under the commit mutex: applies `items` as one sled transaction and appends them as
-    /// one WAL frame (same order); returns the group commit ticket of that frame.
-    fn apply_and_append(&self, items: &[&Prepared]) -> Result<u64, Failure> {
-        if let Some(p) = self.durable.group.poisoned() {
-            return Err(Failure::Other(p));
-        }
-        let other = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
-        let mut payload = encode_payload(items).map_err(|e| other(&e))?;
-        let wal = &self.durable.wal;
-        let mut w = wal.lock().map_err(|e| other(&e))?;
-        let n = w.next_frame;
-        apply(
-            &[&self.objects, &self.index, &self.seq, &self.refs],
-            items,
-            n,
-        )?;
-        let appended = set_frame_number(&mut payload, n)
-            .and_then(|()| wal::encode_frame(&payload))
-            .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));
-        let (size, len) = match appended {
-            Ok(a) => a,
-            Err(e) => {
-                // sled has the changes in memory but the log may end in a partial frame: no
-                // later frame could be trusted after it.
-                let why = format!("WAL append failed, store poisoned: {e}");
-                self.durable.group.poison(why.clone());
-                return Err(Failure::Other(why));
-            }
+    /// Starts the applier and syncer threads (`pipeline.rs`).
+    fn start_pipeline(&mut self) -> Result<(), StoreError> {
+        let (to_syncer, syncer_rx) = mpsc::channel();
+        let d = self.durable.clone();
+        self.pipeline.push(
+            std::thread::Builder::new()
+                .name("kmipd-store-sync".into())
+                .spawn(move || pipeline::run_syncer(&d, syncer_rx))
+                .map_err(backend)?,
+        );
+        let (to_applier, applier_rx) = mpsc::channel();
+        let applier = Applier {
+            trees: [
+                self.objects.clone(),
+                self.index.clone(),
+                self.seq.clone(),
+                self.refs.clone(),
+            ],
+            durable: self.durable.clone(),
+            journal: self.journal.clone(),
         };
-        w.next_frame = n.saturating_add(1);
-        self.durable
-            .syncer
-            .counters
-            .wal_frames
-            .fetch_add(1, Ordering::Relaxed);
-        let ticket = self.durable.group.ticket().map_err(Failure::Other)?;
-        drop(w);
-        let before = size.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX));
-        if size >= wal::SEGMENT_LIMIT && before < wal::SEGMENT_LIMIT {
-            self.durable.kick();
+        self.pipeline.push(
+            std::thread::Builder::new()
+                .name("kmipd-store-apply".into())
+                .spawn(move || applier.run(applier_rx, to_syncer))
+                .map_err(backend)?,
+        );
+        self.to_applier = Some(to_applier);
+        Ok(())
+    }
+
+    /// Takes the gate exclusively, then waits until every commit queued so far is applied
+    /// (and journalled): from here until the guard is dropped, sled holds every commit that
+    /// was encoded before, and no new one is encoded.
+    fn exclusive(&self) -> Result<std::sync::RwLockWriteGuard<'_, ()>, StoreError> {
+        let g = self.gate.write().map_err(|_| backend("gate poisoned"))?;
+        let (tx, rx) = mpsc::channel();
+        self.to_applier
+            .as_ref()
+            .ok_or_else(|| backend("the store is closing"))?
+            .send(ToApplier::Barrier(tx))
+            .map_err(|_| backend("the store's applier thread is gone"))?;
+        rx.recv()
+            .map_err(|_| backend("the store's applier thread is gone"))?;
+        Ok(g)
+    }
+
+    /// Encodes the changes of a commit (the caller's thread, no lock but the shared gate).
+    fn prepare(&self, changes: &[Change]) -> Result<Vec<Prepared>, StoreError> {
+        let kek = self.current()?;
+        let mut prepared = Vec::with_capacity(changes.len());
+        for c in changes {
+            match c {
+                Change::Put(o) => {
+                    let rec = record::encode(o, &kek)?;
+                    let keys = index_keys(o)?;
+                    let sk = seq_key(o);
+                    let mut refs = Vec::new();
+                    push_lp(&mut refs, &sk)?;
+                    for k in &keys {
+                        push_lp(&mut refs, k)?;
+                    }
+                    self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
+                    prepared.push(Prepared {
+                        uid: o.uid.clone(),
+                        put: Some((rec, sk, refs, keys)),
+                    });
+                }
+                Change::Delete(uid) => prepared.push(Prepared {
+                    uid: uid.clone(),
+                    put: None,
+                }),
+            }
         }
-        Ok(ticket)
+        Ok(prepared)
     }
 
     // ---- KEK rotation ----------------------------------------------------------------------
@@ -725,7 +694,7 @@ impl SledStore {
     /// [`finish_kek_rotation`](Self::finish_kek_rotation).
     pub fn begin_kek_rotation(&self, new: Kek) -> Result<(), StoreError> {
         let id = new.id();
-        let _g = self.gate.write().map_err(|_| backend("gate poisoned"))?;
+        let _g = self.exclusive()?;
         let mut ring = self
             .keyring
             .write()
@@ -865,8 +834,9 @@ impl SledStore {
                 w.entry(b'R', &k, Some(&v))?;
                 info.records = info.records.saturating_add(1);
             }
-            // The cut: no commit runs while the journal is replayed and the metadata read.
-            let _g = self.gate.write().map_err(|_| backend("gate poisoned"))?;
+            // The cut: every commit encoded so far is applied and journalled, and no new one
+            // is encoded while the journal is replayed and the metadata read.
+            let _g = self.exclusive()?;
             let changed = self
                 .journal
                 .lock()
@@ -1301,50 +1271,50 @@ impl ObjectStore for SledStore {
         Ok(out)
     }
 
-    /// For now the blocking commit, then `done` (it waits for the WAL sync on the caller's
-    /// thread).
+    /// Encodes on the caller's thread, then queues for the applier (`pipeline.rs`) and
+    /// returns. Waits for nothing but the gate held shared (taken exclusively only for a
+    /// backup's final cut and a KEK switch, each a short in-memory section). `done` runs on
+    /// the store's applier or syncer thread (or on this one for an encoding error or a locked
+    /// or closed store): it must be quick and must not call back into the store.
     fn commit_then(&self, changes: Vec<Change>, done: crate::CommitDone) {
-        done(self.commit(changes));
+        let done = Completion::new(done);
+        if changes.is_empty() {
+            return done.complete(Ok(()));
+        }
+        let gate = match self.gate.read() {
+            Ok(g) => g,
+            Err(_) => return done.complete(Err(backend("gate poisoned"))),
+        };
+        let prepared = match self.prepare(&changes) {
+            Ok(p) => p,
+            Err(e) => {
+                drop(gate);
+                return done.complete(Err(e));
+            }
+        };
+        drop(changes);
+        let sent = match &self.to_applier {
+            Some(tx) => tx.send(ToApplier::Commit(prepared, done)).map_err(|e| e.0),
+            None => Err(ToApplier::Commit(prepared, done)),
+        };
+        drop(gate);
+        if let Err(ToApplier::Commit(_, done)) = sent {
+            done.complete(Err(backend("the store is closing")));
+        }
     }
 
+    /// [`commit_then`](Self::commit_then), then waits on a channel of its own for the
+    /// completion (no other committer is woken for it).
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let gate = self.gate.read().map_err(|_| backend("gate poisoned"))?;
-        let kek = self.current()?;
-        let mut prepared = Vec::with_capacity(changes.len());
-        for c in &changes {
-            match c {
-                Change::Put(o) => {
-                    let rec = record::encode(o, &kek)?;
-                    let keys = index_keys(o)?;
-                    let sk = seq_key(o);
-                    let mut refs = Vec::new();
-                    push_lp(&mut refs, &sk)?;
-                    for k in &keys {
-                        push_lp(&mut refs, k)?;
-                    }
-                    self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
-                    prepared.push(Prepared {
-                        uid: o.uid.clone(),
-                        put: Some((rec, sk, refs, keys)),
-                    });
-                }
-                Change::Delete(uid) => prepared.push(Prepared {
-                    uid: uid.clone(),
-                    put: None,
-                }),
-            }
-        }
-        let uids: Vec<String> = prepared.iter().map(|p| p.uid.clone()).collect();
-        let ticket = self.apply_grouped(prepared)?;
-        self.journal(uids.into_iter());
-        drop(gate);
-        self.durable.syncer.count_commit();
-        self.durable
-            .wait_durable(ticket)
-            .map_err(StoreError::Backend)
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.commit_then(
+            changes,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .map_err(|_| backend("the commit's completion was lost"))?
     }
 
     fn next_sequence(&self) -> Result<u64, StoreError> {
@@ -1354,6 +1324,9 @@ impl ObjectStore for SledStore {
             .saturating_add(1))
     }
 }
+
+mod pipeline;
+use pipeline::{Applier, Completion, ToApplier};
 
 #[cfg(test)]
 mod tests;

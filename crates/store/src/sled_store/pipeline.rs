@@ -1,0 +1,226 @@
+//! The commit pipeline of [`SledStore`]: an **applier** thread and a **syncer** thread per
+//! store (the pattern of the server's audit log writer).
+//!
+//! ```text
+//! caller (commit_then)        applier thread                    syncer thread
+//! encode records      ──mpsc──▶ take ≤ MAX_BATCH queued ──mpsc──▶ take everything handed over
+//! (outside any lock)            one sled transaction +            one fdatasync of the live
+//! return                        one WAL frame (apply_batch)       WAL segments (sync_wal)
+//!                               failed commits: done(Err)         done(Ok) / done(Err)
+//! ```
+//!
+//! While the syncer runs its `fdatasync`, the applier applies and appends the next batch: the
+//! two stages overlap, and everything that queued during one stage is covered by the next
+//! round of it (group commit). No committer parks on a shared condition variable: a caller of
+//! the blocking `commit` waits on its own channel and is the only thread woken for it.
+//!
+//! **Completions.** Every commit carries a [`Completion`]; it is called exactly once, on the
+//! applier thread (the commit failed to apply), on the syncer thread (after the sync, or its
+//! failure), or on the caller's thread (an encoding error, a locked or closed store). If it is
+//! dropped without being called (a thread died, the store went away) its `Drop` calls it
+//! with an error: a completion is never lost. Callbacks run on the pipeline threads, so they
+//! must be quick and must not call back into the store (the blocking `commit` and the server
+//! only send on a channel).
+//!
+//! **Barriers.** [`ToApplier::Barrier`] is answered once every commit queued before it has
+//! been applied (and journalled for a running backup). A backup's cut and a KEK switch take
+//! the store's gate exclusively and then drain the applier with a barrier: `commit_then`
+//! encodes and enqueues under the gate held shared, so every commit encoded before the
+//! exclusive section is in sled when it begins (the same guarantee the gate gave when
+//! callers applied their own commits).
+//!
+//! **Shutdown.** Dropping the store drops the only sender: the applier applies what is still
+//! queued and returns, which closes the syncer's channel; the syncer syncs what it was handed,
+//! calls every completion and returns. Both are joined before the final checkpoint.
+
+use std::collections::BTreeSet;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use super::{Failure, Prepared, apply, encode_payload, set_frame_number};
+use crate::durable::Durability;
+use crate::wal;
+use crate::{CommitDone, StoreError};
+
+/// At most this many commits are applied as one sled transaction and one WAL frame.
+pub(super) const MAX_BATCH: usize = 1024;
+
+/// The completion of one commit: calls `done` exactly once (with an error if dropped unused).
+pub(crate) struct Completion(Option<CommitDone>);
+
+impl Completion {
+    pub(crate) fn new(done: CommitDone) -> Completion {
+        Completion(Some(done))
+    }
+
+    /// Calls the callback with the outcome.
+    pub(crate) fn complete(mut self, result: Result<(), StoreError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(StoreError::Backend(
+                "the store shut down before this commit completed".to_owned(),
+            )));
+        }
+    }
+}
+
+/// What the applier thread receives.
+pub(super) enum ToApplier {
+    /// One commit's encoded changes (never empty) and its completion.
+    Commit(Vec<Prepared>, Completion),
+    /// Answered once everything queued before it is applied.
+    Barrier(Sender<()>),
+}
+
+/// What the applier owns: the trees a commit writes, the WAL and the backup journal.
+pub(super) struct Applier {
+    pub(super) trees: [sled::Tree; 4],
+    pub(super) durable: Arc<Durability>,
+    pub(super) journal: Arc<Mutex<Option<BTreeSet<String>>>>,
+}
+
+impl Applier {
+    /// The applier thread: returns once every sender is gone and the queue is empty; the
+    /// syncer's channel closes when `to_syncer` is dropped on return.
+    pub(super) fn run(self, from: Receiver<ToApplier>, to_syncer: Sender<Vec<Completion>>) {
+        let mut commits: Vec<(Vec<Prepared>, Completion)> = Vec::new();
+        while let Ok(first) = from.recv() {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    ToApplier::Commit(p, c) => commits.push((p, c)),
+                    ToApplier::Barrier(answer) => {
+                        self.apply_batch(std::mem::take(&mut commits), &to_syncer);
+                        let _ = answer.send(());
+                    }
+                }
+                if commits.len() < MAX_BATCH {
+                    next = from.try_recv().ok();
+                }
+            }
+            self.apply_batch(std::mem::take(&mut commits), &to_syncer);
+        }
+    }
+
+    /// Applies one batch: one transaction and one frame for all of it; if that aborts (a
+    /// damaged `refs` entry) each commit is retried alone so that only the culprit fails.
+    /// Failed commits complete here; the others go to the syncer.
+    fn apply_batch(
+        &self,
+        batch: Vec<(Vec<Prepared>, Completion)>,
+        to_syncer: &Sender<Vec<Completion>>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let all: Vec<&Prepared> = batch.iter().flat_map(|(p, _)| p.iter()).collect();
+        let first = self.apply_and_append(&all);
+        let results: Vec<Result<(), StoreError>> = match first {
+            Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+            Err(Failure::Aborted(e)) if batch.len() == 1 => vec![Err(e)],
+            Err(Failure::Aborted(_)) => batch
+                .iter()
+                .map(|(p, _)| {
+                    let mine: Vec<&Prepared> = p.iter().collect();
+                    self.apply_and_append(&mine).map_err(Failure::into_error)
+                })
+                .collect(),
+            Err(Failure::Other(msg)) => batch
+                .iter()
+                .map(|_| Err(StoreError::Backend(msg.clone())))
+                .collect(),
+        };
+        if let Ok(mut j) = self.journal.lock()
+            && let Some(set) = j.as_mut()
+        {
+            for ((p, _), r) in batch.iter().zip(&results) {
+                if r.is_ok() {
+                    set.extend(p.iter().map(|p| p.uid.clone()));
+                }
+            }
+        }
+        let mut applied = Vec::with_capacity(batch.len());
+        for ((_, done), r) in batch.into_iter().zip(results) {
+            match r {
+                Ok(()) => applied.push(done),
+                Err(e) => done.complete(Err(e)),
+            }
+        }
+        if !applied.is_empty() {
+            // If the syncer is gone the completions come back in the error and their drop
+            // reports the failure.
+            let _ = to_syncer.send(applied);
+        }
+    }
+
+    /// Under the commit mutex: applies `items` as one sled transaction and appends them as
+    /// one WAL frame (same order).
+    fn apply_and_append(&self, items: &[&Prepared]) -> Result<(), Failure> {
+        if let Some(p) = self.durable.poison.poisoned() {
+            return Err(Failure::Other(p));
+        }
+        let other = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
+        let mut payload = encode_payload(items).map_err(|e| other(&e))?;
+        let wal = &self.durable.wal;
+        let mut w = wal.lock().map_err(|e| other(&e))?;
+        let n = w.next_frame;
+        let [objects, index, seq, refs] = &self.trees;
+        apply(&[objects, index, seq, refs], items, n)?;
+        let appended = set_frame_number(&mut payload, n)
+            .and_then(|()| wal::encode_frame(&payload))
+            .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));
+        let (size, len) = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                // sled has the changes in memory but the log may end in a partial frame: no
+                // later frame could be trusted after it.
+                let why = format!("WAL append failed, store poisoned: {e}");
+                self.durable.poison.poison(why.clone());
+                return Err(Failure::Other(why));
+            }
+        };
+        w.next_frame = n.saturating_add(1);
+        drop(w);
+        self.durable
+            .syncer
+            .counters
+            .wal_frames
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let before = size.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX));
+        if size >= wal::SEGMENT_LIMIT && before < wal::SEGMENT_LIMIT {
+            self.durable.kick();
+        }
+        Ok(())
+    }
+}
+
+/// The syncer thread: for everything handed over since its last round, one `fdatasync` of
+/// the live WAL segments, then each completion. Returns once the applier is gone and the
+/// channel is empty.
+pub(super) fn run_syncer(durable: &Durability, from: Receiver<Vec<Completion>>) {
+    while let Ok(mut round) = from.recv() {
+        while let Ok(more) = from.try_recv() {
+            round.extend(more);
+        }
+        let n = u64::try_from(round.len()).unwrap_or(u64::MAX);
+        match durable.sync_wal(n) {
+            Ok(()) => {
+                for done in round {
+                    done.complete(Ok(()));
+                }
+            }
+            Err(why) => {
+                for done in round {
+                    done.complete(Err(StoreError::Backend(why.clone())));
+                }
+            }
+        }
+    }
+}
