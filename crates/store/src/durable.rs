@@ -1,15 +1,14 @@
 //! Durability: what makes a successful commit survive a power cut — the write-ahead log,
 //! group commit and checkpoints.
 //!
-//! **Commit.** `SledStore::commit` applies its sled transaction (memory, plus whatever sled's
-//! own transaction machinery writes to its log file) and appends one frame to the current WAL
-//! segment (`wal.rs`), both under one commit mutex so that frame order is sled's apply order;
-//! the transaction also records the frame's number in sled (`refs`, key `0xFF`). It then waits
-//! for a group sync: one `fdatasync` of every live WAL segment, shared by every committer that
-//! queued meanwhile. That `fdatasync` is the only I/O a commit waits for.
-//!
-//! Concurrent commits are applied in batches (one transaction and one frame per batch:
-//! `SledStore::apply_grouped`).
+//! **Commit.** A commit is applied by the store's applier thread (`sled_store/pipeline.rs`):
+//! its sled transaction (memory, plus whatever sled's own transaction machinery writes to its
+//! log file) and one frame appended to the current WAL segment (`wal.rs`), both under one
+//! commit mutex so that frame order is sled's apply order; the transaction also records the
+//! frame's number in sled (`refs`, key `0xFF`). Commits queued together are applied as one
+//! transaction and one frame. The syncer thread then runs one `fdatasync` of every live WAL
+//! segment ([`Durability::sync_wal`]) for everything the applier handed over since its last
+//! round, and completes those commits. That `fdatasync` is the only I/O a commit waits for.
 //!
 //! **Checkpoint** ([`Durability::checkpoint`]): a new segment is created; under the commit
 //! mutex, appends switch to it; then sled's `flush()` and the fsyncs below ([`FileSyncer::sync`]); then the older
@@ -33,12 +32,14 @@
 //! segment's torn tail, and everything after a gap in the numbering, was never acknowledged
 //! and is ignored. Then a checkpoint and a fresh segment. `SyncStats` counts all of it.
 //!
-//! **Group commit.** A commit takes a ticket after its frame is written and waits until a
-//! sync that started after its ticket has completed. The first waiter that finds no sync
-//! running becomes the leader: it notes the last ticket handed out, syncs, and marks
-//! everything up to that ticket durable; the others wait on a condition variable. While one
-//! sync runs, every new committer queues and the next leader covers them all with one sync,
-//! so 64 writers share a handful of syncs instead of queueing behind 64.
+//! **Group commit.** The applier and the syncer form a two-stage pipeline: while the syncer
+//! runs one `fdatasync`, the applier applies the next batch, and the syncer's next round covers
+//! every commit handed over meanwhile. So 64 writers share a handful of syncs, and no
+//! committer parks on a shared condition variable (each blocking caller waits on its own
+//! channel; see `sled_store/pipeline.rs`). A frame appended before a checkpoint's segment
+//! switch is covered either by the syncer (its segment is still live: [`Wal::sync`] syncs
+//! every live segment) or by the checkpoint (the segment leaves the live list only after
+//! sled's flush and fsyncs).
 //!
 //! **A failed fsync poisons the store.** After an fsync error Linux may have dropped the dirty
 //! pages, so a later successful fsync would not prove the earlier writes durable; every later
@@ -61,14 +62,15 @@ use crate::wal::Wal;
 /// Counters of what the durability layer did (for tests and the operator).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SyncStats {
-    /// Commits that waited for durability.
+    /// Commits acknowledged as durable by a group sync.
     pub commits: u64,
-    /// Group syncs run (each one `fdatasync` round over the live WAL segments); fewer than
-    /// `commits` under concurrency.
+    /// Group syncs run (the syncer thread's rounds, each one `fdatasync` round over the live
+    /// WAL segments); fewer than `commits` under concurrency.
     pub group_syncs: u64,
     /// `fdatasync` calls on WAL segments (one per group sync, two while a checkpoint runs).
     pub wal_fsyncs: u64,
-    /// WAL frames appended: one per batch of concurrent commits (one sled transaction each).
+    /// WAL frames appended: one per batch the applier thread applied (one sled transaction
+    /// each; a batch that aborted and was retried commit by commit counts one per commit).
     pub wal_frames: u64,
     /// Checkpoints completed (sled flush + fsyncs, then older WAL segments deleted).
     pub checkpoints: u64,

@@ -8,12 +8,14 @@
 //! - [`MemoryStore`] keeps everything in memory (tests, the conformance runner).
 //! - [`SledStore`] is the durable embedded backend: records in a versioned format (see
 //!   `docs/storage.md`), key material wrapped by a [`Kek`] (RFC 5649), indexes for
-//!   [`ObjectStore::find`], a write-ahead log with group commit (one shared `fdatasync` per
-//!   group) and background checkpoints that flush and fsync sled.
+//!   [`ObjectStore::find`], a write-ahead log with group commit (an applier thread applies
+//!   queued commits as one transaction, a syncer thread covers them with one shared
+//!   `fdatasync`) and background checkpoints that flush and fsync sled.
 //!
 //! The trait is synchronous and transactional (one commit = one transaction), so that a
-//! networked SQL backend can sit behind it later; an async server calls it from a blocking
-//! thread pool.
+//! networked SQL backend can sit behind it later. Reads and the blocking `commit` belong on a
+//! blocking thread pool; an async server commits with [`ObjectStore::commit_then`] and awaits
+//! its completion (for `SledStore` it never waits for I/O).
 
 mod durable;
 mod kek;
@@ -108,7 +110,9 @@ pub trait ObjectStore: Send + Sync {
     /// [`commit`](Self::commit) without waiting: the changes are applied atomically, and
     /// `done` is called exactly once with the outcome when they are durable (or have failed),
     /// possibly on another thread, possibly before this returns. Never waits for I/O, so an
-    /// async server may call it on its event-loop threads and await `done`.
+    /// async server may call it on its event-loop threads and await `done`. `done` may run on
+    /// a thread of the store: it must be quick and must not call back into the store (send
+    /// on a channel, wake a task).
     fn commit_then(&self, changes: Vec<Change>, done: CommitDone);
     /// A fresh sequence number (monotonic, never reused by a stored object).
     fn next_sequence(&self) -> Result<u64, StoreError>;

@@ -7,7 +7,9 @@
 //! frame applied), `meta` (format version, KEKs). One commit is one sled transaction over
 //! `objects`, `index`, `seq` and `refs` plus one frame appended to the write-ahead log
 //! (`<dir>/wal/`, `wal.rs`), both under the commit mutex, then a group `fdatasync` of the log;
-//! sled itself is flushed by checkpoints (`durable.rs`). [`SledStore::open_with`] replays the
+//! the applier and syncer threads of `pipeline.rs` do both stages, so
+//! [`ObjectStore::commit_then`] never waits for I/O. sled itself is flushed by checkpoints
+//! (`durable.rs`). [`SledStore::open_with`] replays the
 //! frames sled had not flushed before a crash; writes that bypass the log end with a
 //! checkpoint.
 //!

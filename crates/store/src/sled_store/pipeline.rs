@@ -1,4 +1,4 @@
-//! The commit pipeline of [`SledStore`]: an **applier** thread and a **syncer** thread per
+//! The commit pipeline of [`SledStore`](crate::SledStore): an **applier** thread and a **syncer** thread per
 //! store (the pattern of the server's audit log writer).
 //!
 //! ```text
