@@ -79,6 +79,49 @@ impl Op {
         Op::ObtainLease,
     ];
 
+    /// Whether the operation's work is small and bounded whatever its object: in-memory reads
+    /// and attribute edits, symmetric and public-key cryptography, no key generation, no
+    /// private-key RSA, no scan of the store. A server may run such requests on its async
+    /// threads instead of handing them to a thread pool ([`crate::Engine::is_light`]); their
+    /// store commit, when they make changes, is still separate ([`crate::Engine::complete`]).
+    pub(crate) fn is_light(self) -> bool {
+        match self {
+            Op::DiscoverVersions
+            | Op::Query
+            | Op::Get
+            | Op::GetAttributes
+            | Op::GetAttributeList
+            | Op::AddAttribute
+            | Op::ModifyAttribute
+            | Op::DeleteAttribute
+            | Op::SetAttribute
+            | Op::Activate
+            | Op::Revoke
+            | Op::Destroy
+            | Op::Check
+            | Op::Encrypt
+            | Op::SignatureVerify
+            | Op::Mac
+            | Op::MacVerify
+            | Op::Hash
+            | Op::ObtainLease
+            | Op::Interop
+            | Op::Log => true,
+            // Key generation, store scans, PBKDF2 counts, RSA private-key operations, large
+            // random outputs, and writes that always commit.
+            Op::Create
+            | Op::CreateKeyPair
+            | Op::Register
+            | Op::Locate
+            | Op::ReKey
+            | Op::ReKeyKeyPair
+            | Op::RngRetrieve
+            | Op::Decrypt
+            | Op::Sign
+            | Op::DeriveKey => false,
+        }
+    }
+
     /// The operation for a wire number, when implemented.
     pub(crate) fn from_code(code: u32) -> Option<Op> {
         Some(match code {

@@ -20,8 +20,8 @@ use kmipd_proto::message::{
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
-use kmipd_store::{ManagedObject, MemoryStore, ObjectStore};
-use kmipd_ttlv::{Limits, Ttlv};
+use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore};
+use kmipd_ttlv::{Limits, Ttlv, Value};
 
 use crate::context::{Ctx, Tx};
 use crate::dispatch;
@@ -205,9 +205,18 @@ impl Engine {
     /// item only, Invalid Message ("Error parsing batch item"), under the batch's error
     /// continuation option.
     pub fn handle_message(&self, principal: &Principal, request: &Ttlv) -> Ttlv {
+        self.complete(self.prepare(principal, request))
+    }
+
+    /// The first half of [`Engine::handle_message`]: runs every batch item against the store
+    /// and in memory, without storing anything. Its changes are stored, and its answer made
+    /// final, by [`Engine::complete`]; a [`Prepared`] without changes
+    /// ([`Prepared::needs_commit`] false) completes without touching the store. Dropping a
+    /// `Prepared` discards its changes. Does not block on I/O except for the store's reads.
+    pub fn prepare(&self, principal: &Principal, request: &Ttlv) -> Prepared {
         if let Ok(m) = RequestMessage::from_ttlv(request) {
             let items = m.items.into_iter().map(Item::Read).collect();
-            return self.run(principal, &m.header, items).to_ttlv();
+            return self.run(principal, &m.header, items);
         }
         let header = if request.tag == tag::REQUEST_MESSAGE {
             RequestMessage::salvage_header(request)
@@ -216,15 +225,65 @@ impl Engine {
         };
         let err = Error::InvalidMessage("malformed request message");
         let Some(header) = header else {
-            return message_error(ProtocolVersion::V1_0, &err);
+            return Prepared::answer(single_failure(ProtocolVersion::V1_0, &err));
         };
         match salvage_items(request) {
-            Some(items) if !items.is_empty() => self.run(principal, &header, items).to_ttlv(),
+            Some(items) if !items.is_empty() => self.run(principal, &header, items),
             _ => {
                 let version = self.answer_version(header.protocol_version);
-                message_error(version, &err)
+                Prepared::answer(single_failure(version, &err))
             }
         }
+    }
+
+    /// The second half of [`Engine::handle_message`]: stores the changes of `prepared` in one
+    /// commit (blocking until they are durable) and returns the Response Message; when the
+    /// commit fails, every item of the request fails with the store's error and nothing of
+    /// the batch is kept.
+    pub fn complete(&self, prepared: Prepared) -> Ttlv {
+        let Prepared {
+            response,
+            changes,
+            items,
+        } = prepared;
+        if changes.is_empty() {
+            return response.to_ttlv();
+        }
+        match self.store.commit(changes) {
+            Ok(()) => response.to_ttlv(),
+            Err(e) => {
+                let version = response.header.protocol_version;
+                error_response(version, &items, &Error::Store(e)).to_ttlv()
+            }
+        }
+    }
+
+    /// Whether every batch item of `request` names a light operation (small, bounded work:
+    /// reads, attribute edits, symmetric and public-key cryptography; see the list in
+    /// `dispatch.rs`) and the batch is short, so that a server may [`prepare`](Self::prepare)
+    /// it on an async thread. Anything unreadable is not light.
+    pub fn is_light(request: &Ttlv) -> bool {
+        /// Longest batch run inline.
+        const MAX_LIGHT_ITEMS: usize = 8;
+        let Value::Structure(children) = &request.value else {
+            return false;
+        };
+        let mut items = 0usize;
+        for c in children {
+            if c.tag != tag::BATCH_ITEM {
+                continue;
+            }
+            items = items.saturating_add(1);
+            let light = c.children().into_iter().flatten().any(|f| {
+                f.tag == tag::OPERATION
+                    && matches!(f.value, Value::Enumeration(code)
+                        if crate::dispatch::Op::from_code(code).is_some_and(|o| o.is_light()))
+            });
+            if !light || items > MAX_LIGHT_ITEMS {
+                return false;
+            }
+        }
+        items > 0
     }
 
     /// The version to answer a request of `asked` in: the same when served; the newest minor
@@ -254,33 +313,28 @@ impl Engine {
         })
     }
 
-    fn run(
-        &self,
-        principal: &Principal,
-        header: &RequestHeader,
-        items: Vec<Item>,
-    ) -> ResponseMessage {
+    fn run(&self, principal: &Principal, header: &RequestHeader, items: Vec<Item>) -> Prepared {
         let Some(version) = self.served(header.protocol_version) else {
             // KMIP 1.4 §11.1: a major version mismatch gets a header and one batch item
             // without Operation (Invalid Message in 1.x, Unsupported Protocol Version in 2.x).
             let version = self.answer_version(header.protocol_version);
-            return single_failure(version, &Error::UnsupportedProtocolVersion);
+            return Prepared::answer(single_failure(version, &Error::UnsupportedProtocolVersion));
         };
         if usize::try_from(header.batch_count).ok() != Some(items.len()) {
-            return error_response(
+            return Prepared::answer(error_response(
                 version,
                 &items,
                 &Error::InvalidMessage("batch count does not match the batch items"),
-            );
+            ));
         }
         let spec = version.spec().unwrap_or(Version::V1_0);
         let option = header.batch_error_continuation_option.unwrap_or(bec::STOP);
         if ![bec::STOP, bec::CONTINUE, bec::UNDO].contains(&option) {
-            return error_response(
+            return Prepared::answer(error_response(
                 version,
                 &items,
                 &Error::InvalidField("Batch Error Continuation Option"),
-            );
+            ));
         }
         let now = self.config.clock.now();
         let mut ctx = Ctx {
@@ -342,14 +396,13 @@ impl Engine {
         // and then nothing of the batch is kept (the client never learns what was done).
         let response = match self.enforce_size(response, header) {
             Ok(response) => response,
-            Err(too_large) => return too_large,
+            Err(too_large) => return Prepared::answer(too_large),
         };
-        if !changes.is_empty()
-            && let Err(e) = self.store.commit(changes)
-        {
-            return error_response(version, &items, &Error::Store(e));
+        Prepared {
+            response,
+            changes,
+            items,
         }
-        response
     }
 
     /// Grants `operations` (Operation enumeration values) on object `uid` to `grantee`, adding
@@ -443,6 +496,42 @@ impl Engine {
             header: response.header,
             items,
         })
+    }
+}
+
+/// A request run by [`Engine::prepare`]: its answer, and the changes [`Engine::complete`]
+/// stores before that answer may be sent.
+pub struct Prepared {
+    response: ResponseMessage,
+    changes: Vec<Change>,
+    /// The request's items, to fail them all if the commit fails.
+    items: Vec<Item>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the payloads or the changes: they may hold key material.
+        f.debug_struct("Prepared")
+            .field("items", &self.response.items.len())
+            .field("changes", &self.changes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// An answer with nothing to store.
+    fn answer(response: ResponseMessage) -> Prepared {
+        Prepared {
+            response,
+            changes: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Whether [`Engine::complete`] has changes to store (and so blocks until they are
+    /// durable).
+    pub fn needs_commit(&self) -> bool {
+        !self.changes.is_empty()
     }
 }
 

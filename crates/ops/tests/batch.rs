@@ -557,3 +557,83 @@ fn query_answers_in_the_request_version() {
     let (status, _, none) = query(&s, V21, &[]);
     assert_eq!((status, none.len()), (rs::SUCCESS, 0));
 }
+
+/// `prepare` answers without storing anything; `complete` stores the changes and gives the
+/// same answer `handle_message` would. A first Get clears Fresh (a change), a repeat Get has
+/// none; dropping a prepared request discards its changes.
+#[test]
+fn prepare_stores_nothing_and_complete_stores_the_changes() {
+    let s = Server::new();
+    let created = s.one(V21, op::CREATE, common::create_aes256_v2());
+    let uid = uid_of(&created);
+    let fresh = |s: &Server| {
+        s.store
+            .get(&uid)
+            .unwrap()
+            .unwrap()
+            .attributes
+            .get(tag::FRESH)
+            .cloned()
+    };
+    assert_eq!(fresh(&s), Some(Value::Boolean(true)));
+
+    let get = message(V21, vec![item(op::GET, common::by_uid(&uid))]).to_ttlv();
+    assert!(kmipd_ops::Engine::is_light(&get));
+    // Prepared, then dropped: the object stays Fresh.
+    let dropped = s.engine.prepare(&s.who, &get);
+    assert!(dropped.needs_commit(), "a first Get clears Fresh");
+    drop(dropped);
+    assert_eq!(fresh(&s), Some(Value::Boolean(true)));
+    // Prepared: nothing stored yet; completed: stored, and the answer is a success.
+    let prepared = s.engine.prepare(&s.who, &get);
+    assert!(prepared.needs_commit());
+    assert_eq!(fresh(&s), Some(Value::Boolean(true)));
+    let answer = ResponseMessage::from_ttlv(&s.engine.complete(prepared)).unwrap();
+    assert_eq!(answer.items[0].result_status, rs::SUCCESS);
+    assert_eq!(fresh(&s), Some(Value::Boolean(false)));
+    // A repeat Get changes nothing: no commit, the same items as handle_message answers
+    // (the headers differ by their server correlation value).
+    let again = s.engine.prepare(&s.who, &get);
+    assert!(!again.needs_commit());
+    let via_prepare = ResponseMessage::from_ttlv(&s.engine.complete(again)).unwrap();
+    let direct = ResponseMessage::from_ttlv(&s.engine.handle_message(&s.who, &get)).unwrap();
+    assert_eq!(via_prepare.items, direct.items);
+    assert_eq!(via_prepare.items[0].result_status, rs::SUCCESS);
+}
+
+/// Which requests a server may prepare on its async threads: every item light, a short batch.
+#[test]
+fn light_requests_are_reads_and_short_batches() {
+    use kmipd_ops::Engine;
+    let get = || item(op::GET, common::by_uid("x"));
+    assert!(Engine::is_light(&message(V21, vec![get()]).to_ttlv()));
+    assert!(Engine::is_light(
+        &message(V14, vec![get(), item(op::ACTIVATE, common::by_uid("x"))]).to_ttlv()
+    ));
+    // Key generation, scans, RSA private-key work: never.
+    for heavy in [
+        op::CREATE,
+        op::CREATE_KEY_PAIR,
+        op::LOCATE,
+        op::SIGN,
+        op::DECRYPT,
+    ] {
+        let m = message(V21, vec![get(), item(heavy, Vec::new())]);
+        assert!(!Engine::is_light(&m.to_ttlv()), "operation {heavy:#x}");
+    }
+    // Too many items, no items, an unknown operation, not a request at all.
+    assert!(!Engine::is_light(
+        &message(V21, (0..9).map(|_| get()).collect()).to_ttlv()
+    ));
+    assert!(Engine::is_light(
+        &message(V21, (0..8).map(|_| get()).collect()).to_ttlv()
+    ));
+    assert!(!Engine::is_light(&message(V21, Vec::new()).to_ttlv()));
+    assert!(!Engine::is_light(
+        &message(V21, vec![item(0x7777, Vec::new())]).to_ttlv()
+    ));
+    assert!(!Engine::is_light(&Ttlv::new(
+        tag::REQUEST_MESSAGE,
+        Value::Integer(1)
+    )));
+}

@@ -25,11 +25,15 @@
 //! returns the count, and [`head`] the last hash, so that an operator can keep both elsewhere
 //! (a log shipper, a ticket) and notice a shorter or rewritten file later.
 //!
-//! **Durability.** [`AuditLog::record_batch`] returns once its records are on disk
-//! (`fdatasync`). Writers append under a lock, then fsync outside it with **group commit**: one
-//! `fdatasync` covers every record written before it started, so concurrent requests share
-//! syncs instead of queueing one each. The server calls it before writing the reply, from a
-//! blocking context (`spawn_blocking`), or through [`AuditLog::record_batch_async`].
+//! **Durability.** A request's records are on disk (`fdatasync`) before its reply is sent.
+//! Two threads of their own do the work, so no request thread waits on a lock or the disk:
+//! the **writer** takes every submission queued so far, renders their records in order (the
+//! chain), writes them with one `write` and hands them to the **syncer**, which runs one
+//! `fdatasync` for everything written before it started and then answers each request
+//! ([`AuditLog::submit`] resolves; [`AuditLog::append`] returns). While the syncer waits for
+//! the disk the next submissions queue up at the writer: that is the group commit, and under
+//! load one sync covers the records of many connections. After an I/O failure the log is
+//! poisoned: every later request fails, and the server withholds its reply.
 //!
 //! **Crash.** A line torn by a crash (no final newline) was never acknowledged: its request got
 //! no reply. [`AuditLog::open`] cuts it off so the chain continues from the last whole record.
@@ -38,7 +42,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 
 use kmipd_proto::enums::result_status;
 use kmipd_proto::message::ResponseMessage;
@@ -48,6 +54,7 @@ use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
 /// The `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -149,26 +156,40 @@ pub struct ItemSummary {
     pub message: Option<String>,
 }
 
-struct Tail {
-    file: File,
-    seq: u64,
-    last_hash: String,
+/// Most submissions the writer renders into one `write` (and so at most one sync).
+const MAX_JOBS_PER_WRITE: usize = 1024;
+
+/// One request's records, waiting for the writer.
+struct Job {
+    identity: String,
+    peer: String,
+    items: Vec<ItemSummary>,
+    done: oneshot::Sender<Result<(), AuditError>>,
+}
+
+/// Records written to the file (page cache), waiting for the syncer.
+struct Written {
+    done: Vec<oneshot::Sender<Result<(), AuditError>>>,
 }
 
 struct Inner {
     path: PathBuf,
-    tail: Mutex<Tail>,
-    /// Group commit: the highest `seq` known to be on disk, and whether a sync is running.
-    synced: Mutex<SyncState>,
-    /// Signalled when a sync ends: its waiters learn at once whether it covered them.
-    sync_done: Condvar,
-    /// A handle to sync with, used outside every lock.
-    sync_handle: File,
+    /// To the writer thread; `None` only while dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    /// The writer and syncer threads, joined on drop so that the file is closed and every
+    /// submitted record answered before the log goes away.
+    threads: Vec<JoinHandle<()>>,
 }
 
-struct SyncState {
-    seq: u64,
-    syncing: bool,
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after the records already submitted; the syncer
+        // ends when the writer has gone.
+        drop(self.jobs.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// An open audit log; cheap to clone and share between connections.
@@ -192,9 +213,17 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
     }
 }
 
+/// A copy of an I/O error for each of the requests it failed (`io::Error` is not `Clone`).
+fn io_copy(path: &Path, e: &std::io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 impl AuditLog {
-    /// Opens (creating when absent) the audit log at `path`, continuing its chain. A torn last
-    /// line (crash during a write) is cut off.
+    /// Opens (creating when absent) the audit log at `path`, continuing its chain, and starts
+    /// its writer and syncer threads. A torn last line (crash during a write) is cut off.
     pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
         let path = path.as_ref();
         let err = io_err(path);
@@ -212,20 +241,36 @@ impl AuditLog {
             let _ = d.sync_all();
         }
         let sync_handle = file.try_clone().map_err(&err)?;
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (written, written_rx) = mpsc::channel::<Written>();
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            path: path.to_owned(),
+            file,
+            seq,
+            last_hash,
+            poisoned: poisoned.clone(),
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(f)
+                .map_err(&err)
+        };
+        let w = spawn(
+            "kmipd-audit-write",
+            Box::new(move || writer.run(&job_rx, &written)),
+        )?;
+        let sync_path = path.to_owned();
+        let s = spawn(
+            "kmipd-audit-sync",
+            Box::new(move || sync_loop(&sync_path, &sync_handle, &written_rx, &poisoned)),
+        )?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                tail: Mutex::new(Tail {
-                    file,
-                    seq,
-                    last_hash,
-                }),
-                synced: Mutex::new(SyncState {
-                    seq,
-                    syncing: false,
-                }),
-                sync_done: Condvar::new(),
-                sync_handle,
+                jobs: Some(jobs),
+                threads: vec![w, s],
             }),
         })
     }
@@ -236,7 +281,7 @@ impl AuditLog {
     }
 
     /// Records every batch item of one request/response exchange and returns once the records
-    /// are durable. Blocking (file writes and `fdatasync`).
+    /// are durable. Blocking (waits for the writer's `fdatasync`); not from async code.
     pub fn record_batch(
         &self,
         identity: &str,
@@ -249,8 +294,8 @@ impl AuditLog {
         self.append(identity, &peer, &items)
     }
 
-    /// [`AuditLog::record_batch`] from async code: the trees are summarized here, the write and
-    /// sync run on tokio's blocking pool.
+    /// [`AuditLog::record_batch`] from async code: no thread is blocked while the records are
+    /// written and synced.
     pub async fn record_batch_async(
         &self,
         identity: &str,
@@ -260,14 +305,11 @@ impl AuditLog {
     ) -> Result<(), AuditError> {
         let items = summarize(request, response);
         let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
-        let identity = identity.to_owned();
-        let log = self.clone();
-        tokio::task::spawn_blocking(move || log.append(&identity, &peer, &items))
-            .await
-            .map_err(|_| AuditError::Poisoned)?
+        self.submit(identity.to_owned(), peer, items).await
     }
 
-    /// Appends one record per item, then makes them durable (group commit).
+    /// Appends one record per item and returns once they are durable. Blocking; not from
+    /// async code (use [`AuditLog::submit`] there).
     pub fn append(
         &self,
         identity: &str,
@@ -277,73 +319,177 @@ impl AuditLog {
         if items.is_empty() {
             return Ok(());
         }
-        let err = io_err(&self.inner.path);
-        let mine = {
-            let mut tail = self.inner.tail.lock().map_err(|_| AuditError::Poisoned)?;
-            let time = now_rfc3339();
-            let mut buf = String::new();
-            let mut seq = tail.seq;
-            let mut prev = tail.last_hash.clone();
-            for item in items {
-                seq = seq.saturating_add(1);
-                let record = Record {
-                    seq,
-                    time: time.clone(),
-                    identity: identity.to_owned(),
-                    peer: peer.to_owned(),
-                    operation: item.operation.clone(),
-                    uids: item.uids.clone(),
-                    status: item.status.clone(),
-                    reason: item.reason.clone(),
-                    message: item.message.clone(),
-                    prev,
-                };
-                let (line, hash) = render(&record)?;
-                buf.push_str(&line);
-                buf.push('\n');
-                prev = hash;
-            }
-            // One write for the whole batch: a crash leaves whole records or a torn last line.
-            tail.file.write_all(buf.as_bytes()).map_err(&err)?;
-            tail.seq = seq;
-            tail.last_hash = prev;
-            seq
+        let rx = self.enqueue(identity.to_owned(), peer.to_owned(), items.to_vec())?;
+        rx.blocking_recv().map_err(|_| AuditError::Poisoned)?
+    }
+
+    /// Hands one request's records to the writer; the future resolves once they are durable
+    /// (or the log failed). The records are queued at once, in call order: a request whose
+    /// future is dropped still gets its records.
+    pub fn submit(
+        &self,
+        identity: String,
+        peer: String,
+        items: Vec<ItemSummary>,
+    ) -> impl Future<Output = Result<(), AuditError>> + Send + 'static {
+        let queued = if items.is_empty() {
+            None
+        } else {
+            Some(self.enqueue(identity, peer, items))
         };
-        // One sync at a time, run without holding the lock: writers that arrive meanwhile
-        // wait for its end, and those it covered return at once (not queued behind the next
-        // sync); the first one it did not cover starts the next sync for all of them.
-        let inner = &self.inner;
-        let mut state = inner.synced.lock().map_err(|_| AuditError::Poisoned)?;
-        loop {
-            if state.seq >= mine {
-                return Ok(()); // a sync covered these records
+        async move {
+            match queued {
+                None => Ok(()),
+                Some(Err(e)) => Err(e),
+                Some(Ok(rx)) => rx.await.map_err(|_| AuditError::Poisoned)?,
             }
-            if state.syncing {
-                state = inner
-                    .sync_done
-                    .wait(state)
-                    .map_err(|_| AuditError::Poisoned)?;
+        }
+    }
+
+    fn enqueue(
+        &self,
+        identity: String,
+        peer: String,
+        items: Vec<ItemSummary>,
+    ) -> Result<oneshot::Receiver<Result<(), AuditError>>, AuditError> {
+        let (done, rx) = oneshot::channel();
+        let job = Job {
+            identity,
+            peer,
+            items,
+            done,
+        };
+        let jobs = self.inner.jobs.as_ref().ok_or(AuditError::Poisoned)?;
+        jobs.send(job).map_err(|_| AuditError::Poisoned)?;
+        Ok(rx)
+    }
+}
+
+/// The writer thread's state: the file's tail and the chain.
+struct Writer {
+    path: PathBuf,
+    file: File,
+    seq: u64,
+    last_hash: String,
+    /// Set by either thread after an I/O failure: from then on nothing is written and every
+    /// request fails (after a failed `fdatasync` Linux may have dropped the dirty pages, so a
+    /// later successful one would prove nothing).
+    poisoned: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Takes every queued submission, renders them into one buffer, writes it with one
+    /// `write` (a crash leaves whole records or a torn last line) and passes them to the
+    /// syncer. While the syncer waits for the disk, the next submissions queue up here: that
+    /// is the group commit, without a lock or a thread per waiting request.
+    fn run(mut self, jobs: &mpsc::Receiver<Job>, written: &mpsc::Sender<Written>) {
+        let mut buf = String::new();
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_JOBS_PER_WRITE {
+                match jobs.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            if self.poisoned.load(Ordering::Acquire) {
+                for j in batch {
+                    let _ = j.done.send(Err(AuditError::Poisoned));
+                }
                 continue;
             }
-            state.syncing = true;
-            drop(state);
-            // Everything written so far is covered by this sync.
-            let upto = inner.tail.lock().map(|t| t.seq);
-            let synced = match upto {
-                Ok(upto) => inner.sync_handle.sync_data().map(|()| upto),
-                Err(_) => Err(std::io::Error::other("audit tail lock poisoned")),
-            };
-            state = inner.synced.lock().map_err(|_| AuditError::Poisoned)?;
-            state.syncing = false;
-            inner.sync_done.notify_all();
-            match synced {
-                Ok(upto) => state.seq = state.seq.max(upto),
-                Err(e) => return Err(err(e)),
+            buf.clear();
+            let time = now_rfc3339();
+            let (mut seq, mut prev) = (self.seq, self.last_hash.clone());
+            let mut done = Vec::with_capacity(batch.len());
+            for j in batch {
+                let mark = (buf.len(), seq, prev.clone());
+                match render_job(&j, &time, &mut seq, &mut prev, &mut buf) {
+                    Ok(()) => done.push(j.done),
+                    Err(e) => {
+                        // This request only: its records are dropped, the chain goes on.
+                        buf.truncate(mark.0);
+                        (seq, prev) = (mark.1, mark.2);
+                        let _ = j.done.send(Err(e));
+                    }
+                }
+            }
+            if done.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.file.write_all(buf.as_bytes()) {
+                self.poisoned.store(true, Ordering::Release);
+                for d in done {
+                    let _ = d.send(Err(io_copy(&self.path, &e)));
+                }
+                continue;
+            }
+            (self.seq, self.last_hash) = (seq, prev);
+            if let Err(mpsc::SendError(w)) = written.send(Written { done }) {
+                for d in w.done {
+                    let _ = d.send(Err(AuditError::Poisoned));
+                }
             }
         }
     }
 }
 
+/// Renders one request's records (one per item) onto `buf`, advancing the chain.
+fn render_job(
+    job: &Job,
+    time: &str,
+    seq: &mut u64,
+    prev: &mut String,
+    buf: &mut String,
+) -> Result<(), AuditError> {
+    for item in &job.items {
+        *seq = seq.saturating_add(1);
+        let record = Record {
+            seq: *seq,
+            time: time.to_owned(),
+            identity: job.identity.clone(),
+            peer: job.peer.clone(),
+            operation: item.operation.clone(),
+            uids: item.uids.clone(),
+            status: item.status.clone(),
+            reason: item.reason.clone(),
+            message: item.message.clone(),
+            prev: std::mem::take(prev),
+        };
+        let (line, hash) = render(&record)?;
+        buf.push_str(&line);
+        buf.push('\n');
+        *prev = hash;
+    }
+    Ok(())
+}
+
+/// The syncer thread: one `fdatasync` covers everything written before it started, then
+/// every request it covered is answered.
+fn sync_loop(path: &Path, file: &File, written: &mpsc::Receiver<Written>, poisoned: &AtomicBool) {
+    while let Ok(first) = written.recv() {
+        let mut batch = vec![first];
+        while let Ok(w) = written.try_recv() {
+            batch.push(w);
+        }
+        let synced = if poisoned.load(Ordering::Acquire) {
+            Err(None)
+        } else {
+            file.sync_data().map_err(Some)
+        };
+        if synced.is_err() {
+            poisoned.store(true, Ordering::Release);
+        }
+        for d in batch.into_iter().flat_map(|w| w.done) {
+            let r = match &synced {
+                Ok(()) => Ok(()),
+                Err(Some(e)) => Err(io_copy(path, e)),
+                Err(None) => Err(AuditError::Poisoned),
+            };
+            let _ = d.send(r);
+        }
+    }
+}
 /// The record's line (without newline) and its hash.
 fn render(record: &Record) -> Result<(String, String), AuditError> {
     let body = serde_json::to_string(record).map_err(|e| AuditError::Malformed {
@@ -895,6 +1041,68 @@ mod tests {
         let (n, h) = head(&path).unwrap();
         assert_eq!(n, 400);
         assert_eq!(h.len(), 64);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_failure_fails_that_request_and_poisons_the_log() {
+        // /dev/full opens, and fails every write with ENOSPC.
+        let log = AuditLog::open("/dev/full").unwrap();
+        let item = ItemSummary {
+            operation: "Get".into(),
+            uids: vec!["u".into()],
+            status: "Success".into(),
+            reason: None,
+            message: None,
+        };
+        let first = log.append("alice", "-", std::slice::from_ref(&item));
+        assert!(
+            matches!(&first, Err(AuditError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull),
+            "{first:?}"
+        );
+        // After a failed write nothing is trusted any more: every later request fails.
+        let later = log.append("alice", "-", std::slice::from_ref(&item));
+        assert!(matches!(later, Err(AuditError::Poisoned)), "{later:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_submissions_share_syncs_and_a_dropped_one_is_still_recorded() {
+        let dir = tempdir("async");
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        let item = ItemSummary {
+            operation: "Get".into(),
+            uids: vec!["u".into()],
+            status: "Success".into(),
+            reason: None,
+            message: None,
+        };
+        // Queued at the call, even if nobody awaits the answer.
+        drop(log.submit("dropped".into(), "-".into(), vec![item.clone()]));
+        let tasks: Vec<_> = (0..32)
+            .map(|t| {
+                let log = log.clone();
+                let item = item.clone();
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        log.submit(format!("t{t}"), "-".into(), vec![item.clone()])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        drop(log); // joins the writer and the syncer
+        assert_eq!(verify(&path).unwrap(), 321);
+        assert!(
+            lines(&path)
+                .iter()
+                .any(|l| l.contains("\"identity\":\"dropped\""))
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

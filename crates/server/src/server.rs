@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_ops::{Engine, EngineConfig, Prepared, Principal};
 use kmipd_proto::enums::{result_reason, result_status};
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem, ResponseHeader, ResponseMessage};
 use kmipd_proto::tag;
@@ -780,7 +780,8 @@ async fn io_deadline<T>(
     }
 }
 
-/// Runs one request on the blocking pool; `None` when no response may be sent.
+/// Runs one request on the blocking pool, then waits (without holding a thread) for its audit
+/// records to be durable; `None` when no response may be sent.
 async fn execute(
     shared: &Shared,
     principal: &Principal,
@@ -796,23 +797,40 @@ async fn execute(
     let principal_c = principal.clone();
     let limits = shared.limits;
     let max_batch = shared.config.limits.max_batch_items;
-    let audit = shared.audit.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let out = process(
-            &engine,
-            &principal_c,
-            peer,
-            &message,
-            &limits,
-            max_batch,
-            &audit,
-        );
-        drop(permit);
-        out
-    });
-    let joined = tokio::select! {
-        () = shared.hard_stop.cancelled() => return None,
-        j = task => j,
+    // A light request (reads, attribute edits, symmetric and public-key cryptography: small,
+    // bounded work) is prepared right here; only a store commit, which waits for an fsync,
+    // goes to the blocking pool. Anything else runs there whole.
+    let blocking = |f: Box<dyn FnOnce() -> Processed + Send>| async move {
+        let task = tokio::task::spawn_blocking(f);
+        tokio::select! {
+            () = shared.hard_stop.cancelled() => None,
+            j = task => Some(j),
+        }
+    };
+    let joined = match kmipd_ttlv::decode(&message, &limits) {
+        Ok(tree) if Engine::is_light(&tree) && batch_len(&tree) <= max_batch => {
+            let prepared = engine.prepare(principal, &tree);
+            if prepared.needs_commit() {
+                blocking(Box::new(move || {
+                    let out = finish(&engine, prepared, &tree);
+                    drop(permit);
+                    out
+                }))
+                .await?
+            } else {
+                let out = finish(&engine, prepared, &tree);
+                drop(permit);
+                Ok(out)
+            }
+        }
+        decoded => {
+            blocking(Box::new(move || {
+                let out = process(&engine, &principal_c, decoded, &message, max_batch);
+                drop(permit);
+                out
+            }))
+            .await?
+        }
     };
     let out = match joined {
         Ok(v) => v,
@@ -828,7 +846,8 @@ async fn execute(
     let elapsed = started.elapsed();
     for item in &out.items {
         shared.metrics.item(&item.operation, &item.status);
-        info!(
+        // The audit log holds the same facts durably; this line is for debugging.
+        debug!(
             operation = %item.operation,
             object = %item.uids.join(","),
             result = %item.status,
@@ -837,7 +856,15 @@ async fn execute(
             "request"
         );
     }
-    if let Some(e) = out.audit_error {
+    // Queued now, in this order; the reply waits until the records are on disk.
+    let audited = shared
+        .audit
+        .submit(principal.name().to_owned(), peer.to_string(), out.items);
+    let audited = tokio::select! {
+        () = shared.hard_stop.cancelled() => return None,
+        r = audited => r,
+    };
+    if let Err(e) = audited {
         error!(error = %e, "audit record not written: response withheld, closing the connection");
         return None;
     }
@@ -849,27 +876,20 @@ struct Processed {
     items: Vec<ItemSummary>,
     /// Why the request was refused before the engine (batch cap).
     refusal: Option<String>,
-    /// The audit log could not keep the records.
-    audit_error: Option<String>,
 }
 
-/// Decode, batch cap, engine, audit (durable before returning). Blocking: the engine and the
-/// audit log may fsync.
+/// Batch cap, engine; the items to audit. Blocking: the engine's store commit waits for its
+/// fsync. `message` is what `decoded` came from (an undecodable one is answered from it).
 fn process(
     engine: &Engine,
     principal: &Principal,
-    peer: SocketAddr,
+    decoded: Result<Ttlv, kmipd_ttlv::DecodeError>,
     message: &[u8],
-    limits: &Limits,
     max_batch: usize,
-    audit: &AuditLog,
 ) -> Processed {
-    let (request, response, refusal) = match kmipd_ttlv::decode(message, limits) {
+    let (request, response, refusal) = match decoded {
         Ok(tree) => {
-            let batch = children(&tree)
-                .iter()
-                .filter(|c| c.tag == tag::BATCH_ITEM)
-                .count();
+            let batch = batch_len(&tree);
             if batch > max_batch {
                 let version = request_version(&tree).unwrap_or(ProtocolVersion::V1_0);
                 let msg = format!("{batch} batch items exceed the limit of {max_batch}");
@@ -900,17 +920,33 @@ fn process(
         }
     };
     let items = audit::summarize(&request, &response);
-    let audit_error = audit
-        .append(principal.name(), &peer.to_string(), &items)
-        .err()
-        .map(|e| e.to_string());
     let response = kmipd_ttlv::encode_to_vec(&response).unwrap_or_default();
     Processed {
         response,
         items,
         refusal,
-        audit_error,
     }
+}
+
+/// Completes a prepared request (storing its changes: blocking when there are any) and
+/// encodes the answer.
+fn finish(engine: &Engine, prepared: Prepared, request: &Ttlv) -> Processed {
+    let response = engine.complete(prepared);
+    let items = audit::summarize(request, &response);
+    let response = kmipd_ttlv::encode_to_vec(&response).unwrap_or_default();
+    Processed {
+        response,
+        items,
+        refusal: None,
+    }
+}
+
+/// The number of batch items in a request message.
+fn batch_len(request: &Ttlv) -> usize {
+    children(request)
+        .iter()
+        .filter(|c| c.tag == tag::BATCH_ITEM)
+        .count()
 }
 
 fn children(t: &Ttlv) -> &[Ttlv] {
