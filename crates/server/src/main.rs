@@ -4,6 +4,12 @@
 //! fails, 2 for a command-line or configuration error. Every failure is one line on stderr,
 //! `kmipd: error: ...`.
 
+/// mimalloc instead of glibc's malloc: the request path allocates many small short-lived
+/// buffers on several threads (TTLV trees, records, TLS), where glibc's arenas showed up at
+/// about 15% of a profile (`docs/performance.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
