@@ -80,10 +80,11 @@ impl Op {
     ];
 
     /// Whether the operation's work is small and bounded whatever its object: in-memory reads
-    /// and attribute edits, symmetric and public-key cryptography, no key generation, no
-    /// private-key RSA, no scan of the store. A server may run such requests on its async
+    /// and attribute edits, symmetric and public-key cryptography, symmetric key generation;
+    /// no asymmetric key generation, no private-key RSA, no scan of the store. A server may run such requests on its async
     /// threads instead of handing them to a thread pool ([`crate::Engine::is_light`]); their
-    /// store commit, when they make changes, is still separate ([`crate::Engine::complete`]).
+    /// store commit, when they make changes, does not wait on their thread
+    /// ([`crate::Engine::complete_then`]).
     pub(crate) fn is_light(self) -> bool {
         match self {
             Op::DiscoverVersions
@@ -106,11 +107,13 @@ impl Op {
             | Op::Hash
             | Op::ObtainLease
             | Op::Interop
-            | Op::Log => true,
-            // Key generation, store scans, PBKDF2 counts, RSA private-key operations, large
-            // random outputs, and writes that always commit.
-            Op::Create
-            | Op::CreateKeyPair
+            | Op::Log
+            // Symmetric keys and secret data: random bytes.
+            | Op::Create => true,
+            // Asymmetric key generation, store scans, PBKDF2 counts, RSA private-key
+            // operations, parsing keys of any format (OpenSSL's decoders), large random
+            // outputs.
+            Op::CreateKeyPair
             | Op::Register
             | Op::Locate
             | Op::ReKey

@@ -258,6 +258,35 @@ impl Engine {
         }
     }
 
+    /// [`Engine::complete`] without blocking: the changes go to the store with
+    /// [`ObjectStore::commit_then`], and `done` gets the Response Message once they are durable
+    /// (or failed), possibly on the store's thread and possibly before this returns. `done`
+    /// must be quick (an async server sends on a channel).
+    pub fn complete_then(&self, prepared: Prepared, done: impl FnOnce(Ttlv) + Send + 'static) {
+        let Prepared {
+            response,
+            changes,
+            items,
+        } = prepared;
+        if changes.is_empty() {
+            done(response.to_ttlv());
+            return;
+        }
+        self.store.commit_then(
+            changes,
+            Box::new(move |stored| {
+                let answer = match stored {
+                    Ok(()) => response,
+                    Err(e) => {
+                        let version = response.header.protocol_version;
+                        error_response(version, &items, &Error::Store(e))
+                    }
+                };
+                done(answer.to_ttlv());
+            }),
+        );
+    }
+
     /// Whether every batch item of `request` names a light operation (small, bounded work:
     /// reads, attribute edits, symmetric and public-key cryptography; see the list in
     /// `dispatch.rs`) and the batch is short, so that a server may [`prepare`](Self::prepare)

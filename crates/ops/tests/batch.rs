@@ -601,6 +601,39 @@ fn prepare_stores_nothing_and_complete_stores_the_changes() {
     assert_eq!(via_prepare.items[0].result_status, rs::SUCCESS);
 }
 
+/// `complete_then` gives the answer `complete` would, after the store's commit: a Create is
+/// stored when `done` runs, and a request without changes is answered at once.
+#[test]
+fn complete_then_answers_once_the_changes_are_stored() {
+    let s = Server::new();
+    let create = message(V21, vec![item(op::CREATE, common::create_aes256_v2())]).to_ttlv();
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.engine
+        .complete_then(s.engine.prepare(&s.who, &create), move |answer| {
+            tx.send(answer).unwrap();
+        });
+    let answer = ResponseMessage::from_ttlv(&rx.recv().unwrap()).unwrap();
+    let uid = uid_of(&answer.items[0]);
+    assert!(s.store.get(&uid).unwrap().is_some());
+    // Nothing to store: `done` runs before complete_then returns.
+    let get = message(
+        V21,
+        vec![item(op::GET_ATTRIBUTE_LIST, common::by_uid(&uid))],
+    )
+    .to_ttlv();
+    let prepared = s.engine.prepare(&s.who, &get);
+    assert!(!prepared.needs_commit());
+    let mut answered = None;
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.engine
+        .complete_then(prepared, move |a| tx.send(a).unwrap());
+    if let Ok(a) = rx.try_recv() {
+        answered = Some(a);
+    }
+    let answered = ResponseMessage::from_ttlv(&answered.expect("answered at once")).unwrap();
+    assert_eq!(answered.items[0].result_status, rs::SUCCESS);
+}
+
 /// Which requests a server may prepare on its async threads: every item light, a short batch.
 #[test]
 fn light_requests_are_reads_and_short_batches() {
@@ -610,13 +643,18 @@ fn light_requests_are_reads_and_short_batches() {
     assert!(Engine::is_light(
         &message(V14, vec![get(), item(op::ACTIVATE, common::by_uid("x"))]).to_ttlv()
     ));
-    // Key generation, scans, RSA private-key work: never.
+    // Symmetric key generation is light; asymmetric key generation, scans, RSA private-key
+    // work and key parsing are not.
+    assert!(Engine::is_light(
+        &message(V21, vec![item(op::CREATE, common::create_aes256_v2())]).to_ttlv()
+    ));
     for heavy in [
-        op::CREATE,
         op::CREATE_KEY_PAIR,
+        op::REGISTER,
         op::LOCATE,
         op::SIGN,
         op::DECRYPT,
+        op::DERIVE_KEY,
     ] {
         let m = message(V21, vec![get(), item(heavy, Vec::new())]);
         assert!(!Engine::is_light(&m.to_ttlv()), "operation {heavy:#x}");

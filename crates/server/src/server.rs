@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use kmipd_ops::{Engine, EngineConfig, Prepared, Principal};
+use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::enums::{result_reason, result_status};
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem, ResponseHeader, ResponseMessage};
 use kmipd_proto::tag;
@@ -797,9 +797,9 @@ async fn execute(
     let principal_c = principal.clone();
     let limits = shared.limits;
     let max_batch = shared.config.limits.max_batch_items;
-    // A light request (reads, attribute edits, symmetric and public-key cryptography: small,
-    // bounded work) is prepared right here; only a store commit, which waits for an fsync,
-    // goes to the blocking pool. Anything else runs there whole.
+    // A light request (reads, attribute edits, symmetric keys, symmetric and public-key
+    // cryptography: small, bounded work) runs right here, and its store commit, if any, is
+    // awaited without holding a thread. Anything else runs on the blocking pool.
     let blocking = |f: Box<dyn FnOnce() -> Processed + Send>| async move {
         let task = tokio::task::spawn_blocking(f);
         tokio::select! {
@@ -810,18 +810,16 @@ async fn execute(
     let joined = match kmipd_ttlv::decode(&message, &limits) {
         Ok(tree) if Engine::is_light(&tree) && batch_len(&tree) <= max_batch => {
             let prepared = engine.prepare(principal, &tree);
-            if prepared.needs_commit() {
-                blocking(Box::new(move || {
-                    let out = finish(&engine, prepared, &tree);
-                    drop(permit);
-                    out
-                }))
-                .await?
-            } else {
-                let out = finish(&engine, prepared, &tree);
+            let (answered, answer) = tokio::sync::oneshot::channel();
+            engine.complete_then(prepared, move |response| {
+                let _ = answered.send(response);
                 drop(permit);
-                Ok(out)
-            }
+            });
+            let response = tokio::select! {
+                () = shared.hard_stop.cancelled() => return None,
+                r = answer => r.ok()?,
+            };
+            Ok(finish(&tree, &response))
         }
         decoded => {
             blocking(Box::new(move || {
@@ -928,12 +926,10 @@ fn process(
     }
 }
 
-/// Completes a prepared request (storing its changes: blocking when there are any) and
-/// encodes the answer.
-fn finish(engine: &Engine, prepared: Prepared, request: &Ttlv) -> Processed {
-    let response = engine.complete(prepared);
-    let items = audit::summarize(request, &response);
-    let response = kmipd_ttlv::encode_to_vec(&response).unwrap_or_default();
+/// The items to audit and the encoded answer of a completed request.
+fn finish(request: &Ttlv, response: &Ttlv) -> Processed {
+    let items = audit::summarize(request, response);
+    let response = kmipd_ttlv::encode_to_vec(response).unwrap_or_default();
     Processed {
         response,
         items,
