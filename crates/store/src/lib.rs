@@ -53,6 +53,11 @@ pub struct ManagedObject {
     pub sequence: u64,
 }
 
+/// What a stored object's record was when it was read ([`ObjectStore::get_revised`]): equal
+/// revisions mean the same stored record. Opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Revision(pub [u8; 16]);
+
 /// One change of a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -60,6 +65,16 @@ pub enum Change {
     Put(ManagedObject),
     /// Remove an object entirely.
     Delete(String),
+    /// A condition, not a write: the whole commit fails with [`StoreError::Conflict`] and
+    /// stores nothing unless object `uid` is still the record read at `revision` (`None`: it
+    /// must still be absent). Checked atomically with the commit's writes, against the state
+    /// the commit applies to (including commits applied just before it in the same batch).
+    Expect {
+        /// The object.
+        uid: String,
+        /// Its revision when it was read (`None`: it was absent).
+        revision: Option<Revision>,
+    },
 }
 
 /// What can go wrong in a store. Messages never contain key material.
@@ -84,6 +99,13 @@ pub enum StoreError {
     /// current KEK missing at unlock).
     #[error("key encryption key: {0}")]
     Kek(String),
+    /// A [`Change::Expect`] did not hold: the object changed since it was read. Nothing of the
+    /// commit was stored; the caller may read again and retry.
+    #[error("object {uid} changed concurrently")]
+    Conflict {
+        /// The object whose expectation failed.
+        uid: String,
+    },
 }
 
 /// The completion of [`ObjectStore::commit_then`]: called once with the commit's outcome.
@@ -93,6 +115,8 @@ pub type CommitDone = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
 pub trait ObjectStore: Send + Sync {
     /// The object with this identifier.
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError>;
+    /// The object with this identifier and its current revision, read together.
+    fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError>;
     /// Every object, in creation order (sequence, then identifier).
     fn all(&self) -> Result<Vec<ManagedObject>, StoreError>;
     /// The objects that satisfy every filter of `query`, in creation order. A backend with
@@ -106,6 +130,8 @@ pub trait ObjectStore: Send + Sync {
             .collect())
     }
     /// Applies every change atomically; on success the changes are durable. Blocking.
+    /// Fails with [`StoreError::Conflict`], storing nothing, if a [`Change::Expect`] of the
+    /// commit does not hold.
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;
     /// [`commit`](Self::commit) without waiting: the changes are applied atomically, and
     /// `done` is called exactly once with the outcome when they are durable (or have failed),

@@ -4,13 +4,24 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Change, ManagedObject, ObjectStore, StoreError};
+use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
 
 /// Objects in memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: RwLock<BTreeMap<String, ManagedObject>>,
+    /// Each object with the stamp of the Put that stored it (its revision).
+    objects: RwLock<BTreeMap<String, (ManagedObject, u64)>>,
     sequence: AtomicU64,
+    /// The last revision stamp given (under the write lock).
+    stamp: AtomicU64,
+}
+
+/// A stamp as a [`Revision`]: its bytes, zero-padded.
+fn revision(stamp: u64) -> Revision {
+    let mut r = [0u8; 16];
+    let (head, _) = r.split_at_mut(8);
+    head.copy_from_slice(&stamp.to_be_bytes());
+    Revision(r)
 }
 
 impl MemoryStore {
@@ -26,7 +37,21 @@ fn poisoned<T>(_: T) -> StoreError {
 
 impl ObjectStore for MemoryStore {
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        Ok(self.objects.read().map_err(poisoned)?.get(uid).cloned())
+        Ok(self
+            .objects
+            .read()
+            .map_err(poisoned)?
+            .get(uid)
+            .map(|(o, _)| o.clone()))
+    }
+
+    fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
+        Ok(self
+            .objects
+            .read()
+            .map_err(poisoned)?
+            .get(uid)
+            .map(|(o, stamp)| (o.clone(), revision(*stamp))))
     }
 
     fn all(&self) -> Result<Vec<ManagedObject>, StoreError> {
@@ -35,7 +60,7 @@ impl ObjectStore for MemoryStore {
             .read()
             .map_err(poisoned)?
             .values()
-            .cloned()
+            .map(|(o, _)| o.clone())
             .collect();
         v.sort_by_key(|o| o.sequence);
         Ok(v)
@@ -48,14 +73,28 @@ impl ObjectStore for MemoryStore {
 
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let mut map = self.objects.write().map_err(poisoned)?;
+        for c in &changes {
+            if let Change::Expect {
+                uid,
+                revision: want,
+            } = c
+            {
+                let now = map.get(uid).map(|(_, stamp)| revision(*stamp));
+                if now != *want {
+                    return Err(StoreError::Conflict { uid: uid.clone() });
+                }
+            }
+        }
         for c in changes {
             match c {
                 Change::Put(o) => {
-                    map.insert(o.uid.clone(), o);
+                    let stamp = self.stamp.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                    map.insert(o.uid.clone(), (o, stamp));
                 }
                 Change::Delete(uid) => {
                     map.remove(&uid);
                 }
+                Change::Expect { .. } => {}
             }
         }
         Ok(())

@@ -44,7 +44,7 @@ use crate::kek::{Kek, KekId};
 use crate::query::{Filter, Query, date_key, filter_prefix, index_keys};
 use crate::record::{self, FORMAT_VERSION, Parsed};
 use crate::wal::{self, Wal};
-use crate::{Change, ManagedObject, ObjectStore, StoreError};
+use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
 
 const META_FORMAT: &[u8] = b"format";
 const META_CURRENT: &[u8] = b"kek/current";
@@ -642,9 +642,19 @@ impl SledStore {
     }
 
     /// Encodes the changes of a commit (the caller's thread, no lock but the shared gate).
+    /// Expectations come first, so that they are checked against the state before the
+    /// commit's own writes.
     fn prepare(&self, changes: &[Change]) -> Result<Vec<Prepared>, StoreError> {
         let kek = self.current()?;
         let mut prepared = Vec::with_capacity(changes.len());
+        for c in changes {
+            if let Change::Expect { uid, revision } = c {
+                prepared.push(Prepared {
+                    uid: uid.clone(),
+                    op: Op::Expect(*revision),
+                });
+            }
+        }
         for c in changes {
             match c {
                 Change::Put(o) => {
@@ -659,13 +669,14 @@ impl SledStore {
                     self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
                     prepared.push(Prepared {
                         uid: o.uid.clone(),
-                        put: Some((rec, sk, refs, keys)),
+                        op: Op::Put((rec, sk, refs, keys)),
                     });
                 }
                 Change::Delete(uid) => prepared.push(Prepared {
                     uid: uid.clone(),
-                    put: None,
+                    op: Op::Delete,
                 }),
+                Change::Expect { .. } => {}
             }
         }
         Ok(prepared)
@@ -1023,21 +1034,60 @@ type PreparedPut = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
 /// A change with its record encoded, ready for the transaction.
 struct Prepared {
     uid: String,
-    /// (record, seq key, refs value, index keys) for a Put.
-    put: Option<PreparedPut>,
+    op: Op,
+}
+
+/// What a [`Prepared`] does to its uid.
+enum Op {
+    /// (record, seq key, refs value, index keys).
+    Put(PreparedPut),
+    Delete,
+    /// A condition checked in the transaction, never written (nor logged in the WAL).
+    Expect(Option<Revision>),
+}
+
+impl Prepared {
+    /// A write (Put or Delete), not an expectation.
+    fn writes(&self) -> bool {
+        !matches!(self.op, Op::Expect(_))
+    }
+}
+
+/// The revision of a raw stored record: the first 16 bytes of its SHA-256.
+fn revision_of(raw: &[u8]) -> Revision {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(raw);
+    let mut r = [0u8; 16];
+    if let Some(head) = digest.first_chunk::<16>() {
+        r = *head;
+    }
+    Revision(r)
 }
 
 type TxErr = ConflictableTransactionError<StoreError>;
 
 /// Applies prepared changes as one sled transaction over `objects`, `index`, `seq`, `refs`
-/// (in that order in `trees`), recording `frame` as the last applied WAL frame. A replace
-/// or delete first removes the uid's old `seq`/`index` entries named by `refs`. Used by
-/// `commit` (under the commit mutex) and by the WAL replay at open.
-fn apply(trees: &[&sled::Tree; 4], prepared: &[&Prepared], frame: u64) -> Result<(), Failure> {
+/// (in that order in `trees`), recording `frame` (if any) as the last applied WAL frame. A
+/// replace or delete first removes the uid's old `seq`/`index` entries named by `refs`. An
+/// expectation reads the uid's record in the transaction (so it sees the writes before it)
+/// and aborts everything with [`StoreError::Conflict`] if it does not hold. Used by `commit`
+/// (under the commit mutex) and by the WAL replay at open (which has no expectations).
+fn apply(
+    trees: &[&sled::Tree; 4],
+    prepared: &[&Prepared],
+    frame: Option<u64>,
+) -> Result<(), Failure> {
     let [objects, index, seq, refs] = *trees;
     let result = (objects, index, seq, refs).transaction(|(objects, index, seq, refs)| {
         for p in prepared {
             let key = p.uid.as_bytes();
+            if let Op::Expect(want) = &p.op {
+                let now = objects.get(key)?.map(|raw| revision_of(&raw));
+                if now != *want {
+                    return Err(TxErr::Abort(StoreError::Conflict { uid: p.uid.clone() }));
+                }
+                continue;
+            }
             if let Some(old) = refs.get(key)? {
                 let fields = split_lp(&old).ok_or_else(|| {
                     TxErr::Abort(backend(format!("index references of {} damaged", p.uid)))
@@ -1050,8 +1100,8 @@ fn apply(trees: &[&sled::Tree; 4], prepared: &[&Prepared], frame: u64) -> Result
                     index.remove(k)?;
                 }
             }
-            match &p.put {
-                Some((rec, sk, r, keys)) => {
+            match &p.op {
+                Op::Put((rec, sk, r, keys)) => {
                     objects.insert(key, rec.as_slice())?;
                     seq.insert(sk.as_slice(), &[])?;
                     for k in keys {
@@ -1059,13 +1109,16 @@ fn apply(trees: &[&sled::Tree; 4], prepared: &[&Prepared], frame: u64) -> Result
                     }
                     refs.insert(key, r.as_slice())?;
                 }
-                None => {
+                Op::Delete => {
                     objects.remove(key)?;
                     refs.remove(key)?;
                 }
+                Op::Expect(_) => {}
             }
         }
-        refs.insert(APPLIED_KEY, &frame.to_be_bytes())?;
+        if let Some(frame) = frame {
+            refs.insert(APPLIED_KEY, &frame.to_be_bytes())?;
+        }
         Ok(())
     });
     match result {
@@ -1095,24 +1148,26 @@ impl Failure {
 /// The WAL payload of a commit: format byte, frame number (8 bytes BE, set under the commit
 /// mutex by [`set_frame_number`]), then one lp field per change: `P` lp(uid) lp(record)
 /// lp(refs value) or `D` lp(uid). The record is the encoded one (key material KEK-wrapped);
-/// the seq and index keys are the fields of the refs value.
+/// the seq and index keys are the fields of the refs value. Expectations are not written:
+/// a logged commit already passed them.
 fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![WAL_FORMAT];
     out.extend_from_slice(&0u64.to_be_bytes());
     let mut change = Vec::new();
     for p in prepared {
         change.clear();
-        match &p.put {
-            Some((rec, _, refs, _)) => {
+        match &p.op {
+            Op::Put((rec, _, refs, _)) => {
                 change.push(b'P');
                 push_lp(&mut change, p.uid.as_bytes())?;
                 push_lp(&mut change, rec)?;
                 push_lp(&mut change, refs)?;
             }
-            None => {
+            Op::Delete => {
                 change.push(b'D');
                 push_lp(&mut change, p.uid.as_bytes())?;
             }
+            Op::Expect(_) => continue,
         }
         push_lp(&mut out, &change)?;
     }
@@ -1144,12 +1199,12 @@ fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Prepared>)> {
                 let sk = keys.next()?;
                 prepared.push(Prepared {
                     uid: String::from_utf8(uid.to_vec()).ok()?,
-                    put: Some((rec.to_vec(), sk, refs.to_vec(), keys.collect())),
+                    op: Op::Put((rec.to_vec(), sk, refs.to_vec(), keys.collect())),
                 });
             }
             (b'D', [uid]) => prepared.push(Prepared {
                 uid: String::from_utf8(uid.to_vec()).ok()?,
-                put: None,
+                op: Op::Delete,
             }),
             _ => return None,
         }
@@ -1206,7 +1261,7 @@ fn replay(
                 count(&counters.skipped_frames, 1);
             } else if n == applied.saturating_add(1) {
                 let items: Vec<&Prepared> = prepared.iter().collect();
-                apply(trees, &items, n).map_err(Failure::into_error)?;
+                apply(trees, &items, Some(n)).map_err(Failure::into_error)?;
                 applied = n;
                 count(&counters.replayed_frames, 1);
             } else {
@@ -1222,6 +1277,14 @@ impl ObjectStore for SledStore {
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
         match self.objects.get(uid.as_bytes()).map_err(backend)? {
             Some(raw) => self.decode(uid, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The record is read once; its revision is the first 16 bytes of its SHA-256.
+    fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
+        match self.objects.get(uid.as_bytes()).map_err(backend)? {
+            Some(raw) => Ok(Some((self.decode(uid, &raw)?, revision_of(&raw)))),
             None => Ok(None),
         }
     }

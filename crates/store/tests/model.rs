@@ -130,6 +130,7 @@ fn one_per_uid(changes: Vec<Change>) -> Vec<Change> {
         let uid = match &c {
             Change::Put(o) => o.uid.clone(),
             Change::Delete(u) => u.clone(),
+            Change::Expect { uid, .. } => uid.clone(),
         };
         seen.insert(uid, c);
     }

@@ -110,7 +110,8 @@ impl Applier {
     }
 
     /// Applies one batch: one transaction and one frame for all of it; if that aborts (a
-    /// damaged `refs` entry) each commit is retried alone so that only the culprit fails.
+    /// failed expectation, a damaged `refs` entry) each commit is retried alone, in order, so
+    /// that only the culprit fails.
     /// Failed commits complete here; the others go to the syncer.
     fn apply_batch(
         &self,
@@ -142,7 +143,7 @@ impl Applier {
         {
             for ((p, _), r) in batch.iter().zip(&results) {
                 if r.is_ok() {
-                    set.extend(p.iter().map(|p| p.uid.clone()));
+                    set.extend(p.iter().filter(|p| p.writes()).map(|p| p.uid.clone()));
                 }
             }
         }
@@ -160,19 +161,24 @@ impl Applier {
         }
     }
 
-    /// Under the commit mutex: applies `items` as one sled transaction and appends them as
-    /// one WAL frame (same order).
+    /// Under the commit mutex: applies `items` as one sled transaction and appends their
+    /// writes as one WAL frame (same order). Items that are all expectations are checked in a
+    /// transaction that writes nothing, and no frame is appended.
     fn apply_and_append(&self, items: &[&Prepared]) -> Result<(), Failure> {
         if let Some(p) = self.durable.poison.poisoned() {
             return Err(Failure::Other(p));
         }
         let other = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
+        if !items.iter().any(|p| p.writes()) {
+            let [objects, index, seq, refs] = &self.trees;
+            return apply(&[objects, index, seq, refs], items, None);
+        }
         let mut payload = encode_payload(items).map_err(|e| other(&e))?;
         let wal = &self.durable.wal;
         let mut w = wal.lock().map_err(|e| other(&e))?;
         let n = w.next_frame;
         let [objects, index, seq, refs] = &self.trees;
-        apply(&[objects, index, seq, refs], items, n)?;
+        apply(&[objects, index, seq, refs], items, Some(n))?;
         let appended = set_frame_number(&mut payload, n)
             .and_then(|()| wal::encode_frame(&payload))
             .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));
