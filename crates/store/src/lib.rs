@@ -25,6 +25,9 @@ mod record;
 mod sled_store;
 mod wal;
 
+#[cfg(test)]
+mod conditional_tests;
+
 pub use durable::SyncStats;
 pub use kek::{Kek, KekId, MlockWarning};
 pub use memory::MemoryStore;

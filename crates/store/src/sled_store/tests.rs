@@ -814,3 +814,166 @@ fn a_dropped_completion_reports_an_error() {
         Some(Err(StoreError::Backend(_)))
     ));
 }
+
+// ---- conditional commits (Change::Expect) ------------------------------------------------------
+
+fn versioned(uid: &str, seq: u64, version: u8) -> ManagedObject {
+    obj(uid, seq, &[b'v', version])
+}
+
+fn expect(uid: &str, revision: Option<Revision>) -> Change {
+    Change::Expect {
+        uid: uid.into(),
+        revision,
+    }
+}
+
+#[test]
+fn sled_store_conditional_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    crate::conditional_tests::conditional_commits(&s, &versioned);
+}
+
+/// A commit made only of expectations appends no WAL frame.
+#[test]
+fn a_commit_of_expectations_only_writes_no_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    s.commit(vec![Change::Put(versioned("A", 1, 0))]).unwrap();
+    let (_, rev) = s.get_revised("A").unwrap().unwrap();
+    let frames = s.sync_stats().wal_frames;
+    s.commit(vec![expect("A", Some(rev)), expect("B", None)])
+        .unwrap();
+    assert!(matches!(
+        s.commit(vec![expect("A", None)]),
+        Err(StoreError::Conflict { uid }) if uid == "A"
+    ));
+    assert_eq!(s.sync_stats().wal_frames, frames);
+}
+
+/// Two commits from the same base revision queued into one batch: the first applied wins,
+/// the second conflicts alone, and a non-conflicting commit of the same batch is applied.
+#[test]
+fn concurrent_conflicting_commits_in_one_batch_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    s.pause_checkpoints(true);
+    s.commit(vec![Change::Put(versioned("A", 1, 0))]).unwrap();
+    let (_, base) = s.get_revised("A").unwrap().unwrap();
+    let calls = counters(4);
+    let (tx, rx) = mpsc::channel();
+    // Hold the WAL so that the applier blocks on a first commit while the others queue up:
+    // they are then taken as one batch.
+    let held = s.durable.wal.lock().unwrap();
+    s.commit_then(
+        vec![Change::Put(versioned("Z", 9, 0))],
+        counting_done(0, &calls, &tx),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    s.commit_then(
+        vec![expect("A", Some(base)), Change::Put(versioned("A", 1, 1))],
+        counting_done(1, &calls, &tx),
+    );
+    s.commit_then(
+        vec![
+            expect("A", Some(base)),
+            Change::Put(versioned("A", 1, 2)),
+            Change::Put(versioned("X", 3, 0)),
+        ],
+        counting_done(2, &calls, &tx),
+    );
+    s.commit_then(
+        vec![expect("Y", None), Change::Put(versioned("Y", 4, 0))],
+        counting_done(3, &calls, &tx),
+    );
+    drop(held);
+    drop(tx);
+    let mut ok = [false; 4];
+    for _ in 0..4 {
+        let (i, r) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        ok[i] = r;
+    }
+    assert!(ok[0] && ok[3], "{ok:?}");
+    assert!(ok[1] != ok[2], "exactly one of the two wins: {ok:?}");
+    let winner = if ok[1] { 1 } else { 2 };
+    assert_eq!(s.get("A").unwrap().unwrap(), versioned("A", 1, winner));
+    assert_eq!(s.get("X").unwrap().is_some(), ok[2]);
+    assert_eq!(s.get("Y").unwrap().unwrap(), versioned("Y", 4, 0));
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+}
+
+/// The loser of a conflict gets `StoreError::Conflict` with its uid (blocking commits).
+#[test]
+fn the_losing_commit_gets_conflict_with_the_uid() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap());
+    s.commit(vec![Change::Put(versioned("A", 1, 0))]).unwrap();
+    let (_, base) = s.get_revised("A").unwrap().unwrap();
+    let workers: Vec<_> = (1..=8u8)
+        .map(|v| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.commit(vec![
+                    expect("A", Some(base)),
+                    Change::Put(versioned("A", 1, v)),
+                ])
+                .map(|()| v)
+            })
+        })
+        .collect();
+    let results: Vec<Result<u8, StoreError>> =
+        workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let winners: Vec<u8> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, StoreError::Conflict { uid } if uid == "A"),
+                "{e:?}"
+            );
+        }
+    }
+    assert_eq!(s.get("A").unwrap().unwrap(), versioned("A", 1, winners[0]));
+}
+
+/// A Put committed after a passed expectation is in the WAL like any other and survives a
+/// crash (replayed without re-checking); a conflicting commit left nothing to replay.
+#[test]
+fn a_conditional_commit_survives_a_crash_through_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, base, image) = (
+        dir.path().join("live"),
+        dir.path().join("base"),
+        dir.path().join("image"),
+    );
+    let s = paused_store_and_base(&live, &base);
+    s.commit(vec![expect("A", None), Change::Put(versioned("A", 1, 0))])
+        .unwrap();
+    let (_, rev0) = s.get_revised("A").unwrap().unwrap();
+    s.commit(vec![
+        expect("A", Some(rev0)),
+        Change::Put(versioned("A", 1, 1)),
+    ])
+    .unwrap();
+    assert!(matches!(
+        s.commit(vec![
+            expect("A", Some(rev0)),
+            Change::Put(versioned("A", 1, 2)),
+            Change::Put(versioned("B", 2, 0)),
+        ]),
+        Err(StoreError::Conflict { .. })
+    ));
+    let (_, rev1) = s.get_revised("A").unwrap().unwrap();
+    crash_image(&base, &live, &image);
+    drop(s);
+    let r = SledStore::open_with_kek(&image, kek(1, 1)).unwrap();
+    assert_eq!(r.sync_stats().replayed_frames, 2);
+    let (a, rev) = r.get_revised("A").unwrap().unwrap();
+    assert_eq!(a, versioned("A", 1, 1));
+    assert_eq!(rev, rev1, "the same record after the replay");
+    assert!(r.get("B").unwrap().is_none());
+}
