@@ -1,11 +1,12 @@
 //! What an operation handler sees: the request's context ([`Ctx`]) and the batch's pending
 //! changes ([`Tx`]), which reach the store in one atomic commit once the batch is done.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use kmipd_proto::message::ProtocolVersion;
 use kmipd_proto::spec::Version;
-use kmipd_store::{Change, ManagedObject, ObjectStore, Query};
+use kmipd_store::{Change, ManagedObject, ObjectStore, Query, Revision};
 
 use crate::Principal;
 use crate::engine::EngineConfig;
@@ -18,6 +19,13 @@ pub(crate) struct Tx<'a> {
     /// (an Activation or Deactivation Date that has passed changes the State on read).
     now: i64,
     changes: BTreeMap<String, Option<ManagedObject>>,
+    /// The revision of each object when this batch first read it from the store (`None`: it
+    /// was absent). The commit expects every object it writes to be still at that revision
+    /// ([`Change::Expect`]), so a concurrent request's acknowledged change is never
+    /// overwritten with a record computed from an older one; the engine runs the request
+    /// again instead. Objects seen only through [`Tx::all`] or [`Tx::find`] (uniqueness
+    /// checks, Locate) carry no revision.
+    read: RefCell<BTreeMap<String, Option<Revision>>>,
 }
 
 /// A point to roll back to (one batch item's start).
@@ -29,6 +37,7 @@ impl<'a> Tx<'a> {
             store,
             now,
             changes: BTreeMap::new(),
+            read: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -36,7 +45,17 @@ impl<'a> Tx<'a> {
     pub(crate) fn get(&self, uid: &str) -> Result<Option<ManagedObject>> {
         let mut object = match self.changes.get(uid) {
             Some(change) => change.clone(),
-            None => self.store.get(uid)?,
+            None => {
+                let (object, revision) = match self.store.get_revised(uid)? {
+                    Some((o, r)) => (Some(o), Some(r)),
+                    None => (None, None),
+                };
+                self.read
+                    .borrow_mut()
+                    .entry(uid.to_owned())
+                    .or_insert(revision);
+                object
+            }
         };
         if let Some(o) = object.as_mut() {
             crate::object::apply_dates(o, self.now);
@@ -111,15 +130,24 @@ impl<'a> Tx<'a> {
         self.changes.clear();
     }
 
-    /// The changes, for the store's atomic commit.
+    /// The changes, for the store's atomic commit: each write, preceded by the expectation
+    /// that its object is still as this batch read it (when it read it from the store).
     pub(crate) fn into_changes(self) -> Vec<Change> {
-        self.changes
-            .into_iter()
-            .map(|(uid, o)| match o {
+        let read = self.read.into_inner();
+        let mut out = Vec::with_capacity(self.changes.len().saturating_mul(2));
+        for (uid, o) in self.changes {
+            if let Some(revision) = read.get(&uid) {
+                out.push(Change::Expect {
+                    uid: uid.clone(),
+                    revision: *revision,
+                });
+            }
+            out.push(match o {
                 Some(o) => Change::Put(o),
                 None => Change::Delete(uid),
-            })
-            .collect()
+            });
+        }
+        out
     }
 }
 

@@ -20,7 +20,7 @@ use kmipd_proto::message::{
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
-use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore};
+use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore, Revision, StoreError};
 use kmipd_ttlv::{Limits, Ttlv, Value};
 
 use crate::context::{Ctx, Tx};
@@ -204,8 +204,40 @@ impl Engine {
     /// "Message cannot be parsed"). A readable header with an unreadable batch item fails that
     /// item only, Invalid Message ("Error parsing batch item"), under the batch's error
     /// continuation option.
+    ///
+    /// A request whose commit finds an object changed by a concurrent request since it read
+    /// it ([`Conflict`]) is run again after [`Engine::retry_pause`], up to
+    /// [`Engine::MAX_ATTEMPTS`] times in all.
     pub fn handle_message(&self, principal: &Principal, request: &Ttlv) -> Ttlv {
-        self.complete(self.prepare(principal, request))
+        let mut attempt = 1;
+        loop {
+            match self.complete(self.prepare(principal, request)) {
+                Ok(answer) => return answer,
+                Err(_) if attempt < Engine::MAX_ATTEMPTS => {
+                    std::thread::sleep(Engine::retry_pause(attempt));
+                    attempt += 1;
+                }
+                Err(conflict) => return conflict.into_answer(),
+            }
+        }
+    }
+
+    /// How many times in all a request is run when its commits keep finding objects changed
+    /// by concurrent requests; after that it fails (General Failure, "retry").
+    pub const MAX_ATTEMPTS: usize = 32;
+
+    /// How long to wait before running a request again after its `attempt`-th run conflicted:
+    /// a random pause of up to `attempt` milliseconds (at most 8), so that requests contending
+    /// for one object spread out instead of colliding again.
+    pub fn retry_pause(attempt: usize) -> std::time::Duration {
+        let cap = u32::try_from(attempt.clamp(1, 8))
+            .unwrap_or(8)
+            .saturating_mul(1_000);
+        // Jitter only (not a secret): the clock's sub-microsecond bits.
+        let jitter = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() / 7);
+        std::time::Duration::from_micros(u64::from(jitter % cap))
     }
 
     /// The first half of [`Engine::handle_message`]: runs every batch item against the store
@@ -239,51 +271,43 @@ impl Engine {
     /// The second half of [`Engine::handle_message`]: stores the changes of `prepared` in one
     /// commit (blocking until they are durable) and returns the Response Message; when the
     /// commit fails, every item of the request fails with the store's error and nothing of
-    /// the batch is kept.
-    pub fn complete(&self, prepared: Prepared) -> Ttlv {
+    /// the batch is kept. `Err` when an object the request read has changed since
+    /// (a concurrent request's commit): nothing was stored, and the request should be
+    /// prepared again.
+    pub fn complete(&self, prepared: Prepared) -> Result<Ttlv, Conflict> {
         let Prepared {
             response,
             changes,
             items,
         } = prepared;
         if changes.is_empty() {
-            return response.to_ttlv();
+            return Ok(response.to_ttlv());
         }
-        match self.store.commit(changes) {
-            Ok(()) => response.to_ttlv(),
-            Err(e) => {
-                let version = response.header.protocol_version;
-                error_response(version, &items, &Error::Store(e)).to_ttlv()
-            }
-        }
+        let stored = self.store.commit(changes);
+        answer_after_commit(response, &items, stored)
     }
 
     /// [`Engine::complete`] without blocking: the changes go to the store with
-    /// [`ObjectStore::commit_then`], and `done` gets the Response Message once they are durable
+    /// [`ObjectStore::commit_then`], and `done` gets the outcome once they are durable
     /// (or failed), possibly on the store's thread and possibly before this returns. `done`
     /// must be quick (an async server sends on a channel).
-    pub fn complete_then(&self, prepared: Prepared, done: impl FnOnce(Ttlv) + Send + 'static) {
+    pub fn complete_then(
+        &self,
+        prepared: Prepared,
+        done: impl FnOnce(Result<Ttlv, Conflict>) + Send + 'static,
+    ) {
         let Prepared {
             response,
             changes,
             items,
         } = prepared;
         if changes.is_empty() {
-            done(response.to_ttlv());
+            done(Ok(response.to_ttlv()));
             return;
         }
         self.store.commit_then(
             changes,
-            Box::new(move |stored| {
-                let answer = match stored {
-                    Ok(()) => response,
-                    Err(e) => {
-                        let version = response.header.protocol_version;
-                        error_response(version, &items, &Error::Store(e))
-                    }
-                };
-                done(answer.to_ttlv());
-            }),
+            Box::new(move |stored| done(answer_after_commit(response, &items, stored))),
         );
     }
 
@@ -450,9 +474,10 @@ impl Engine {
         if operations.is_empty() {
             return Err(Error::MissingData("no operation to grant"));
         }
-        let mut object = self.owned(who, uid)?;
-        crate::access::add_grant(&mut object, grantee, operations);
-        self.save(object)
+        self.edit_owned(who, uid, |object| {
+            crate::access::add_grant(object, grantee, operations);
+            (true, ())
+        })
     }
 
     /// Takes back `operations` (every operation when `None`) granted on object `uid` to
@@ -464,34 +489,60 @@ impl Engine {
         grantee: &str,
         operations: Option<&[u32]>,
     ) -> Result<bool, Error> {
-        let mut object = self.owned(who, uid)?;
-        let removed = crate::access::remove_grant(&mut object, grantee, operations);
-        if removed {
-            self.save(object)?;
-        }
-        Ok(removed)
+        self.edit_owned(who, uid, |object| {
+            let removed = crate::access::remove_grant(object, grantee, operations);
+            (removed, removed)
+        })
     }
 
     /// The grants on object `uid`, for its owner or an administrator.
     pub fn grants(&self, who: &Principal, uid: &str) -> Result<Vec<crate::access::Grant>, Error> {
-        Ok(crate::access::grants(&self.owned(who, uid)?))
+        Ok(crate::access::grants(&self.owned(who, uid)?.0))
     }
 
-    /// The stored object, when `who` is its owner or an administrator.
-    fn owned(&self, who: &Principal, uid: &str) -> Result<ManagedObject, Error> {
-        match self.store.get(uid)? {
-            Some(o) if who.may_see(&o) => Ok(o),
+    /// The stored object and its revision, when `who` is its owner or an administrator.
+    fn owned(&self, who: &Principal, uid: &str) -> Result<(ManagedObject, Revision), Error> {
+        match self.store.get_revised(uid)? {
+            Some((o, r)) if who.may_see(&o) => Ok((o, r)),
             _ => Err(Error::NotFound),
         }
     }
 
-    fn save(&self, mut object: ManagedObject) -> Result<(), Error> {
-        object.attributes.set(
-            tag::LAST_CHANGE_DATE,
-            kmipd_ttlv::Value::DateTime(self.config.clock.now()),
-        );
-        self.store.commit(vec![kmipd_store::Change::Put(object)])?;
-        Ok(())
+    /// Reads object `uid` (owner or administrator only), lets `edit` change it, and stores it
+    /// if `edit` says so, provided nobody changed it meanwhile (else it starts over, up to
+    /// [`Engine::MAX_ATTEMPTS`] times). `edit`'s last answer.
+    fn edit_owned<T>(
+        &self,
+        who: &Principal,
+        uid: &str,
+        mut edit: impl FnMut(&mut ManagedObject) -> (bool, T),
+    ) -> Result<T, Error> {
+        let mut attempt = 1;
+        loop {
+            let (mut object, revision) = self.owned(who, uid)?;
+            let (changed, answer) = edit(&mut object);
+            if !changed {
+                return Ok(answer);
+            }
+            object.attributes.set(
+                tag::LAST_CHANGE_DATE,
+                kmipd_ttlv::Value::DateTime(self.config.clock.now()),
+            );
+            let changes = vec![
+                Change::Expect {
+                    uid: uid.to_owned(),
+                    revision: Some(revision),
+                },
+                Change::Put(object),
+            ];
+            match self.store.commit(changes) {
+                Ok(()) => return Ok(answer),
+                Err(StoreError::Conflict { .. }) if attempt < Engine::MAX_ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The response when it fits the request's Maximum Response Size; otherwise (`Err`) the
@@ -525,6 +576,37 @@ impl Engine {
             header: response.header,
             items,
         })
+    }
+}
+
+/// The commit of a prepared request found an object changed since the request read it, by a
+/// concurrent request's commit: nothing was stored. Prepare the request again, or give up
+/// and send [`Conflict::into_answer`].
+#[derive(Debug)]
+pub struct Conflict {
+    answer: Ttlv,
+}
+
+impl Conflict {
+    /// The answer when giving up: every item failed, General Failure, "retry".
+    pub fn into_answer(self) -> Ttlv {
+        self.answer
+    }
+}
+
+/// The answer once the store has the commit's outcome.
+fn answer_after_commit(
+    response: ResponseMessage,
+    items: &[Item],
+    stored: Result<(), StoreError>,
+) -> Result<Ttlv, Conflict> {
+    let version = response.header.protocol_version;
+    match stored {
+        Ok(()) => Ok(response.to_ttlv()),
+        Err(e @ StoreError::Conflict { .. }) => Err(Conflict {
+            answer: error_response(version, items, &Error::Store(e)).to_ttlv(),
+        }),
+        Err(e) => Ok(error_response(version, items, &Error::Store(e)).to_ttlv()),
     }
 }
 

@@ -201,6 +201,9 @@ impl Error {
     /// The Result Message: short, and free of internal detail.
     pub fn client_message(&self) -> String {
         match self {
+            Error::Store(StoreError::Conflict { .. }) => {
+                "the object was changed concurrently; retry the request".to_owned()
+            }
             Error::Store(_) | Error::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
         }

@@ -21,5 +21,5 @@ mod object;
 mod objects;
 mod operations;
 
-pub use engine::{Clock, Engine, EngineConfig, Prepared, Principal};
+pub use engine::{Clock, Conflict, Engine, EngineConfig, Prepared, Principal};
 pub use error::Error;

@@ -809,16 +809,28 @@ async fn execute(
     };
     let joined = match kmipd_ttlv::decode(&message, &limits) {
         Ok(tree) if Engine::is_light(&tree) && batch_len(&tree) <= max_batch => {
-            let prepared = engine.prepare(principal, &tree);
-            let (answered, answer) = tokio::sync::oneshot::channel();
-            engine.complete_then(prepared, move |response| {
-                let _ = answered.send(response);
-                drop(permit);
-            });
-            let response = tokio::select! {
-                () = shared.hard_stop.cancelled() => return None,
-                r = answer => r.ok()?,
+            // Run again when the commit finds an object changed by a concurrent request.
+            let mut attempt = 1;
+            let response = loop {
+                let prepared = engine.prepare(principal, &tree);
+                let (answered, answer) = tokio::sync::oneshot::channel();
+                engine.complete_then(prepared, move |outcome| {
+                    let _ = answered.send(outcome);
+                });
+                let outcome = tokio::select! {
+                    () = shared.hard_stop.cancelled() => return None,
+                    r = answer => r.ok()?,
+                };
+                match outcome {
+                    Ok(response) => break response,
+                    Err(_) if attempt < Engine::MAX_ATTEMPTS => {
+                        tokio::time::sleep(Engine::retry_pause(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(conflict) => break conflict.into_answer(),
+                }
             };
+            drop(permit);
             Ok(finish(&tree, &response))
         }
         decoded => {

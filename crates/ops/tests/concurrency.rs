@@ -1,0 +1,161 @@
+//! Concurrent requests on one object: no acknowledged change is lost. A commit expects every
+//! object it writes to be still as its request read it (`Change::Expect`); when a concurrent
+//! request changed it meanwhile, nothing of the commit is stored and the engine runs the
+//! request again on the new record.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+
+use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::attributes::AttrName;
+use kmipd_proto::enums::{
+    operation as op, result_reason as rr, result_status as rs, revocation_reason_code as rc, state,
+};
+use kmipd_proto::message::{ProtocolVersion, ResponseMessage};
+use kmipd_proto::reader as r;
+use kmipd_proto::tag;
+use kmipd_store::{Kek, KekId, ManagedObject, MemoryStore, ObjectStore, SledStore};
+use kmipd_ttlv::{Ttlv, Value};
+use zeroize::Zeroizing;
+
+mod common;
+use common::{TempDir, attr, by_uid, create_aes256_v2, message, ok_uid, one, uid_item};
+
+const V21: ProtocolVersion = ProtocolVersion::V2_1;
+const V14: ProtocolVersion = ProtocolVersion::V1_4;
+
+/// A 1.4 Add Attribute of custom attribute `name` to `uid`.
+fn add_custom(uid: &str, name: &str) -> Ttlv {
+    message(
+        V14,
+        vec![(
+            op::ADD_ATTRIBUTE,
+            vec![
+                uid_item(uid),
+                attr(name, Value::TextString(format!("{name}-value"))),
+            ],
+        )],
+    )
+    .to_ttlv()
+}
+
+fn revoke_compromised(uid: &str) -> Ttlv {
+    message(
+        V21,
+        vec![(
+            op::REVOKE,
+            vec![
+                uid_item(uid),
+                r::structure(
+                    tag::REVOCATION_REASON,
+                    vec![r::enumeration(
+                        tag::REVOCATION_REASON_CODE,
+                        rc::KEY_COMPROMISE,
+                    )],
+                ),
+                r::datetime(tag::COMPROMISE_OCCURRENCE_DATE, 1_000_000_000),
+            ],
+        )],
+    )
+    .to_ttlv()
+}
+
+fn has_custom(o: &ManagedObject, name: &str) -> bool {
+    o.attributes
+        .iter()
+        .any(|a| matches!(&a.name, AttrName::Custom { name: n, .. } if n == name))
+}
+
+fn status(answer: &Ttlv) -> (u32, Option<u32>) {
+    let m = ResponseMessage::from_ttlv(answer).unwrap();
+    (m.items[0].result_status, m.items[0].result_reason)
+}
+
+/// An active AES key of `who`'s.
+fn active_key(e: &Engine, who: &Principal) -> String {
+    let uid = ok_uid(&one(e, who, V21, op::CREATE, create_aes256_v2()));
+    let a = one(e, who, V21, op::ACTIVATE, by_uid(&uid));
+    assert_eq!(a.result_status, rs::SUCCESS);
+    uid
+}
+
+/// The security case: an attribute edit computed from the Active record must not bring the
+/// key back to Active over a Revoke acknowledged in between.
+#[test]
+fn a_revoke_is_not_undone_by_an_edit_prepared_before_it() {
+    let store = Arc::new(MemoryStore::new());
+    let e = Engine::new(store.clone(), EngineConfig::default());
+    let who = Principal::new("alice");
+    let uid = active_key(&e, &who);
+    let edit = add_custom(&uid, "x-note");
+
+    let stale = e.prepare(&who, &edit); // reads the Active record
+    let revoked = e
+        .complete(e.prepare(&who, &revoke_compromised(&uid)))
+        .unwrap();
+    assert_eq!(status(&revoked), (rs::SUCCESS, None));
+    // Its commit fails and stores nothing: the key stays Compromised, without the note.
+    let conflict = e.complete(stale).unwrap_err();
+    assert_eq!(
+        status(&conflict.into_answer()),
+        (rs::OPERATION_FAILED, Some(rr::GENERAL_FAILURE))
+    );
+    let o = store.get(&uid).unwrap().unwrap();
+    assert_eq!(
+        o.attributes.get(tag::STATE),
+        Some(&Value::Enumeration(state::COMPROMISED))
+    );
+    assert!(!has_custom(&o, "x-note"));
+    // Sent as usual, the edit runs on the revoked record: both changes are kept.
+    assert_eq!(status(&e.handle_message(&who, &edit)), (rs::SUCCESS, None));
+    let o = store.get(&uid).unwrap().unwrap();
+    assert_eq!(
+        o.attributes.get(tag::STATE),
+        Some(&Value::Enumeration(state::COMPROMISED))
+    );
+    assert!(has_custom(&o, "x-note"));
+}
+
+/// Many threads edit one object at once; every acknowledged edit is in the final record.
+fn every_concurrent_edit_is_kept(store: Arc<dyn ObjectStore>) {
+    let e = Engine::new(store.clone(), EngineConfig::default());
+    let who = Principal::new("alice");
+    let uid = active_key(&e, &who);
+    const THREADS: usize = 8;
+    const EDITS: usize = 25;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (e, who, uid) = (&e, &who, &uid);
+            s.spawn(move || {
+                for i in 0..EDITS {
+                    let answer = e.handle_message(who, &add_custom(uid, &format!("x-t{t}-{i}")));
+                    assert_eq!(status(&answer), (rs::SUCCESS, None), "thread {t} edit {i}");
+                }
+            });
+        }
+    });
+    let o = store.get(&uid).unwrap().unwrap();
+    for t in 0..THREADS {
+        for i in 0..EDITS {
+            assert!(has_custom(&o, &format!("x-t{t}-{i}")), "edit {t}/{i} lost");
+        }
+    }
+}
+
+#[test]
+fn every_concurrent_edit_of_one_object_is_kept_in_memory() {
+    every_concurrent_edit_is_kept(Arc::new(MemoryStore::new()));
+}
+
+#[test]
+fn every_concurrent_edit_of_one_object_is_kept_over_sled() {
+    let tmp = TempDir::new("concurrent-edits");
+    let kek = Kek::new(KekId(1), &Zeroizing::new([0x5a; 32]));
+    let store = SledStore::open_with_kek(&tmp.0, kek).unwrap();
+    every_concurrent_edit_is_kept(Arc::new(store));
+}
