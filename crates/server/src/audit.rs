@@ -1013,18 +1013,23 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn concurrent_writers_share_syncs_and_keep_one_chain() {
-        let dir = tempdir("concurrent");
-        let path = dir.join("audit.log");
-        let log = AuditLog::open(&path).unwrap();
-        let item = ItemSummary {
+    /// A successful Get of object `u`.
+    fn successful_get() -> ItemSummary {
+        ItemSummary {
             operation: "Get".into(),
             uids: vec!["u".into()],
             status: "Success".into(),
             reason: None,
             message: None,
-        };
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_share_syncs_and_keep_one_chain() {
+        let dir = tempdir("concurrent");
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        let item = successful_get();
         std::thread::scope(|s| {
             for t in 0..8 {
                 let log = log.clone();
@@ -1048,13 +1053,7 @@ mod tests {
     fn a_write_failure_fails_that_request_and_poisons_the_log() {
         // /dev/full opens, and fails every write with ENOSPC.
         let log = AuditLog::open("/dev/full").unwrap();
-        let item = ItemSummary {
-            operation: "Get".into(),
-            uids: vec!["u".into()],
-            status: "Success".into(),
-            reason: None,
-            message: None,
-        };
+        let item = successful_get();
         let first = log.append("alice", "-", std::slice::from_ref(&item));
         assert!(
             matches!(&first, Err(AuditError::Io { source, .. })
@@ -1071,13 +1070,7 @@ mod tests {
         let dir = tempdir("async");
         let path = dir.join("audit.log");
         let log = AuditLog::open(&path).unwrap();
-        let item = ItemSummary {
-            operation: "Get".into(),
-            uids: vec!["u".into()],
-            status: "Success".into(),
-            reason: None,
-            message: None,
-        };
+        let item = successful_get();
         // Queued at the call, even if nobody awaits the answer.
         drop(log.submit("dropped".into(), "-".into(), vec![item.clone()]));
         let tasks: Vec<_> = (0..32)
