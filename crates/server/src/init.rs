@@ -194,9 +194,40 @@ pub fn init_instance(dir: &Path) -> Result<Instance, InitError> {
     init_instance_with(dir, &InitOptions::default())
 }
 
-/// Makes a development instance in `dir`.
+/// Makes a development instance in `dir`. When it fails after `dir` was found fresh, what it
+/// made is removed again (the directory too, when it did not exist), so that the same command
+/// can simply be run again.
 pub fn init_instance_with(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> {
     check_fresh(dir)?;
+    let existed = dir.exists();
+    let made = make_instance(dir, opts);
+    if made.is_err() {
+        remove_partial(dir, existed);
+    }
+    made
+}
+
+/// Removes a failed init's files. `dir` held nothing but what this init (or the `kmipd init`
+/// that re-executed into it) wrote: [`check_fresh`] said so before anything was made.
+fn remove_partial(dir: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+}
+
+fn make_instance(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> {
     mkdir(dir, 0o700)?;
     let dir = dir.canonicalize().map_err(|e| io(dir, e))?;
     let inst = Instance::at(&dir);
@@ -328,5 +359,39 @@ mod tests {
         assert!(matches!(e, InitError::NotEmpty(_)), "{e}");
         // The TLS configuration builds from what init wrote.
         crate::tls::server_config(&c.tls).unwrap();
+    }
+
+    /// An init that fails half way (here: no SoftHSM2 library where it is told to look,
+    /// after the certificates were written) leaves nothing behind, and the same command then
+    /// works; a directory that was not fresh is never touched.
+    #[test]
+    fn a_failed_init_removes_what_it_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let broken = InitOptions {
+            hsm: true,
+            softhsm_module: Some(tmp.path().join("no-such-libsofthsm2.so")),
+            ..InitOptions::default()
+        };
+        // The directory did not exist: it is gone again.
+        let dir = tmp.path().join("inst");
+        assert!(init_instance_with(&dir, &broken).is_err());
+        assert!(!dir.exists());
+        // It existed, empty: it stays, empty.
+        std::fs::create_dir(&dir).unwrap();
+        assert!(init_instance_with(&dir, &broken).is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let ok = InitOptions {
+            hsm: false,
+            ..InitOptions::default()
+        };
+        init_instance_with(&dir, &ok).unwrap();
+        // Not fresh: refused, and nothing of it removed.
+        let before = std::fs::read_dir(&dir).unwrap().count();
+        assert!(matches!(
+            init_instance_with(&dir, &broken),
+            Err(InitError::NotEmpty(_))
+        ));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
+        assert!(dir.join("certs/ca.pem").exists());
     }
 }
