@@ -32,4 +32,6 @@ mod smoke;
 
 pub use config::Config;
 pub use init::{InitError, InitOptions, Instance, init_instance, init_instance_with};
-pub use server::{Server, ServerHandle, StartError, run, shutdown_signal};
+pub use server::{
+    Server, ServerHandle, StartError, reload_signal, run, serve_until, shutdown_signal,
+};

@@ -334,10 +334,9 @@ fn serve(path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
         Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async move {
+        let hangup = kmipd::reload_signal()?;
         let handle = kmipd::Server::new(config).start().await?;
-        kmipd::shutdown_signal().await;
-        handle.stop().await;
-        Ok::<_, kmipd::StartError>(())
+        kmipd::serve_until(handle, kmipd::shutdown_signal(), hangup).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,13 +97,22 @@ impl std::fmt::Debug for Server {
 }
 
 /// A running server: its addresses, its counters, and the way to stop it.
-#[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
     task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerHandle {
@@ -125,6 +134,23 @@ impl ServerHandle {
     /// A token whose cancellation starts the graceful shutdown (clone it freely).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    /// Reads `[tls]`'s files again (client CA, CRLs, server certificates and keys) and uses
+    /// them for every handshake from now on; connections already established are not
+    /// affected. Sessions issued before cannot be resumed (a new session cache and new ticket
+    /// keys): a resumed handshake does not check the client certificate again, so a client a
+    /// new CRL revokes must not resume its way in. On error nothing changes and the server
+    /// goes on with what it had. `kmipd serve` calls it on SIGHUP.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        let fresh = crate::tls::server_config(&self.shared.config.tls)?;
+        let mut acceptor = self
+            .shared
+            .acceptor
+            .write()
+            .map_err(|_| crate::tls::TlsError::Rustls("TLS acceptor lock poisoned".into()))?;
+        *acceptor = TlsAcceptor::from(fresh);
+        Ok(())
     }
 
     /// Starts the graceful shutdown; returns at once.
@@ -281,7 +307,7 @@ impl Server {
         let mut limits = engine.config().limits;
         limits.max_message_len = config.limits.max_message_size;
         let shared = Arc::new(Shared {
-            acceptor: TlsAcceptor::from(tls),
+            acceptor: std::sync::RwLock::new(TlsAcceptor::from(tls)),
             conn_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             exec_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             per_identity: Mutex::new(HashMap::new()),
@@ -301,6 +327,7 @@ impl Server {
         }
         info!(addr = %local_addr, "kmipd listening");
         let grace = shared.config.limits.shutdown_grace;
+        let handle_shared = shared.clone();
         let task = tokio::spawn(async move {
             accept_loop(listener, shared).await;
             // The admin socket is gone and its commands answered (or abandoned) before the
@@ -315,6 +342,7 @@ impl Server {
             stop,
             metrics,
             task,
+            shared: handle_shared,
         })
     }
 }
@@ -325,11 +353,41 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let hangup = reload_signal()?;
     let handle = Server::new(config).listener(listener).start().await?;
+    serve_until(handle, shutdown, hangup).await
+}
+
+/// The SIGHUP stream for [`serve_until`]. Take it before [`Server::start`]: from then on a
+/// SIGHUP no longer ends the process (its default), even before the server listens.
+pub fn reload_signal() -> Result<tokio::signal::unix::Signal, StartError> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| StartError::Other(format!("SIGHUP handler: {e}")))
+}
+
+/// Serves with a started server until `shutdown` completes (or the server is stopped
+/// otherwise), then shuts down gracefully. Meanwhile each signal on `hangup`
+/// ([`reload_signal`]) reloads `[tls]` ([`ServerHandle::reload_tls`]); a failed reload is
+/// logged and changes nothing.
+pub async fn serve_until(
+    handle: ServerHandle,
+    shutdown: impl Future<Output = ()>,
+    mut hangup: tokio::signal::unix::Signal,
+) -> Result<(), StartError> {
     let token = handle.shutdown_token();
-    tokio::select! {
-        () = shutdown => token.cancel(),
-        () = token.cancelled() => {}
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                token.cancel();
+                break;
+            }
+            () = token.cancelled() => break,
+            Some(()) = hangup.recv() => match handle.reload_tls() {
+                Ok(()) => info!("SIGHUP: TLS certificates, client CA and CRLs reloaded"),
+                Err(e) => error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous TLS configuration"),
+            },
+        }
     }
     handle.wait().await;
     Ok(())
@@ -355,7 +413,8 @@ pub async fn shutdown_signal() {
 
 struct Shared {
     config: Config,
-    acceptor: TlsAcceptor,
+    /// Replaced by [`ServerHandle::reload_tls`]; each handshake takes a clone.
+    acceptor: std::sync::RwLock<TlsAcceptor>,
     engine: Engine,
     metrics: Arc<Metrics>,
     conn_slots: Arc<Semaphore>,
@@ -525,11 +584,12 @@ async fn handshake(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr) -> Han
             pos: 0,
             inner: tcp,
         };
-        shared
+        let acceptor = shared
             .acceptor
-            .accept(stream)
-            .await
-            .map_err(|e| e.to_string())
+            .read()
+            .map_err(|_| "TLS acceptor lock poisoned".to_owned())?
+            .clone();
+        acceptor.accept(stream).await.map_err(|e| e.to_string())
     };
     let timeout = shared.config.limits.handshake_timeout;
     let result = tokio::select! {

@@ -575,3 +575,40 @@ fn grants_through_the_admin_socket_change_what_client2_sees() {
     let e = admin_err(&cfg, &["grants", &uid]);
     assert!(e.contains("is kmipd serve running"), "{e}");
 }
+
+/// `kmipd serve` reloads `[tls]` on SIGHUP; a reload that fails (an unreadable client CA)
+/// keeps the previous configuration: the server still answers, and stops cleanly on SIGTERM.
+#[test]
+fn sighup_reloads_tls_and_a_failed_reload_keeps_the_server_going() {
+    let inst = Instance::new(false);
+    let rt = runtime();
+    let server = Served::start(&inst.config(), &[]);
+    let client = inst.connector("client");
+    let addr = server.addr;
+    let hup = || {
+        let pid = server.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    hup();
+    server.wait_for_log("SIGHUP: TLS certificates, client CA and CRLs reloaded", 1);
+    rt.block_on(async {
+        connect(&client, addr).await;
+    });
+    let ca = inst.dir.join("certs").join("ca.pem");
+    let good_ca = std::fs::read(&ca).unwrap();
+    std::fs::write(&ca, "not a certificate").unwrap();
+    hup();
+    server.wait_for_log("SIGHUP: TLS reload failed", 1);
+    // The client CA read at start still verifies new connections.
+    std::fs::write(&ca, good_ca).unwrap();
+    rt.block_on(async {
+        connect(&client, addr).await;
+    });
+    server.stop();
+}

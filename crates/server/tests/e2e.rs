@@ -226,6 +226,63 @@ async fn each_tls_refusal() {
     bounded("stop", server.stop()).await;
 }
 
+/// A CRL rewritten while the server runs applies from `reload_tls` (SIGHUP) on: the revoked
+/// client is refused, even with a session it could have resumed; a broken file is refused and
+/// changes nothing; established connections and other clients go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_tls_applies_a_new_crl_to_new_connections() {
+    let env = instance(false);
+    let ca = env.ca();
+    let victim = ca
+        .issue_client("victim", &ClientOptions::default())
+        .unwrap();
+    let other = ca.issue_client("other", &ClientOptions::default()).unwrap();
+    let crl_path = env.inst.dir.join("certs").join("reload.crl");
+    std::fs::write(&crl_path, ca.crl(&[&other.serial]).unwrap()).unwrap();
+    let mut config = env.config();
+    config.tls.crls = vec![crl_path.clone()];
+    let server = start(config, None).await;
+    let addr = server.local_addr();
+    let victim_tls = Connector::new(
+        &env.read(env.inst.cert("ca")),
+        victim.cert_pem.as_bytes(),
+        victim.key_pem.as_bytes(),
+        TlsOptions {
+            timeout: Duration::from_secs(15),
+            ..TlsOptions::default()
+        },
+    )
+    .unwrap();
+    let mut established = connect(&victim_tls, addr).await;
+    assert!(
+        connect(&victim_tls, addr).await.resumed(),
+        "a session to resume"
+    );
+    let good = env.connector("client");
+    connect(&good, addr).await;
+
+    // Not a CRL: the reload fails and the old CRL stays in force.
+    std::fs::write(&crl_path, "not a CRL").unwrap();
+    assert!(server.reload_tls().is_err());
+    connect(&victim_tls, addr).await;
+
+    std::fs::write(&crl_path, ca.crl(&[&other.serial, &victim.serial]).unwrap()).unwrap();
+    server.reload_tls().unwrap();
+    assert!(
+        refused(&victim_tls, addr).await,
+        "revoked by the reloaded CRL"
+    );
+    // The connection made before the reload is not cut; the good client gets a full
+    // handshake, then resumes again.
+    bounded("established", established.query()).await.unwrap();
+    assert!(
+        !connect(&good, addr).await.resumed(),
+        "old sessions are not resumed"
+    );
+    assert!(connect(&good, addr).await.resumed());
+    bounded("stop", server.stop()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_identities_are_isolated_then_a_grant_and_its_revocation() {
     let env = instance(false);
