@@ -853,8 +853,7 @@ async fn execute(
         () = shared.hard_stop.cancelled() => return None,
         p = shared.exec_slots.clone().acquire_owned() => p.ok()?,
     };
-    let engine = shared.engine.clone();
-    let principal_c = principal.clone();
+    let engine = &shared.engine;
     let limits = shared.limits;
     let max_batch = shared.config.limits.max_batch_items;
     // A light request (reads, attribute edits, symmetric keys, symmetric and public-key
@@ -894,8 +893,9 @@ async fn execute(
             Ok(finish(&tree, &response))
         }
         decoded => {
+            let (engine, principal) = (engine.clone(), principal.clone());
             blocking(Box::new(move || {
-                let out = process(&engine, &principal_c, decoded, &message, max_batch);
+                let out = process(&engine, &principal, decoded, &message, max_batch);
                 drop(permit);
                 out
             }))
@@ -989,12 +989,9 @@ fn process(
             (empty, response, None)
         }
     };
-    let items = audit::summarize(&request, &response);
-    let response = kmipd_ttlv::encode_to_vec(&response).unwrap_or_default();
     Processed {
-        response,
-        items,
         refusal,
+        ..finish(&request, &response)
     }
 }
 
