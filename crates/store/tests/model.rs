@@ -10,6 +10,7 @@ use kmipd_proto::tag;
 use kmipd_store::{
     Change, Filter, Kek, KekId, ManagedObject, MemoryStore, ObjectStore, Query, SledStore,
 };
+use kmipd_test_support::copy_dir;
 use kmipd_ttlv::{Ttlv, Value};
 use proptest::prelude::*;
 use std::path::Path;
@@ -135,20 +136,6 @@ fn one_per_uid(changes: Vec<Change>) -> Vec<Change> {
         seen.insert(uid, c);
     }
     seen.into_values().collect()
-}
-
-/// Copies a directory tree.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// Opens `dir` with background checkpoints paused and copies it to `base` (sled's files

@@ -1,5 +1,5 @@
-//! Helpers shared by kmipd's tests: where the OASIS KMIP test vectors are, and how to read the
-//! hex files that hold wire captures. Only ever a dev-dependency.
+//! Helpers shared by kmipd's tests: where the OASIS KMIP test vectors are, how to read the
+//! hex files that hold wire captures, and copying a store's directory. Only ever a dev-dependency.
 #![allow(clippy::panic, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -62,6 +62,30 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Copies the directory tree `from` to `to` (created when absent): a store's files as a crash
+/// would leave them, when nothing writes to `from` meanwhile.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to)
+        .unwrap_or_else(|e| panic!("cannot create directory {}: {e}", to.display()));
+    let entries = std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("cannot read directory {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| {
+                panic!(
+                    "cannot copy {} to {}: {e}",
+                    entry.path().display(),
+                    target.display()
+                )
+            });
+        }
+    }
 }
 
 /// Decodes hex that may contain white space (as in capture files).

@@ -3,6 +3,7 @@
 use super::*;
 use kmipd_proto::attributes::{AttrName, Attributes};
 use kmipd_proto::tag;
+use kmipd_test_support::copy_dir;
 use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
@@ -400,20 +401,6 @@ fn the_page_cache_is_bounded_by_the_options() {
 }
 
 // ---- write-ahead log --------------------------------------------------------------------------
-
-/// Copies a directory tree (a store that is not being written to: what a crash leaves).
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
 
 /// A store with background checkpoints paused, and a copy of its files right after a
 /// checkpoint: sled's durable state, the base of crash images.
