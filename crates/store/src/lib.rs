@@ -33,7 +33,9 @@ pub use kek::{Kek, KekId, MlockWarning};
 pub use memory::MemoryStore;
 pub use query::{Filter, Query};
 pub use record::FORMAT_VERSION;
-pub use sled_store::{BackupInfo, DEFAULT_CACHE_CAPACITY_MB, KekRotation, SledOptions, SledStore};
+pub use sled_store::{
+    BackupInfo, DEFAULT_CACHE_CAPACITY_MB, KekRotation, STORE_FORMAT, SledOptions, SledStore,
+};
 
 use kmipd_proto::attributes::Attributes;
 use kmipd_ttlv::Ttlv;

@@ -135,13 +135,13 @@ fn indexed_attr(name: &AttrName, value: &Value) -> bool {
         }
 }
 
-// ---- index keys ----------------------------------------------------------------------------
+// ---- index terms ---------------------------------------------------------------------------
 //
-// Every index entry is a key in the `index` tree with an empty value:
-//   'o' lp(owner) uid | 'n' lp(name value) uid | 'a' lp(attr name) lp(value TTLV) uid
-//   'd' lp(attr name) date(8, order-preserving) uid
-// lp = 4-byte big-endian length + bytes, so a filter's prefix is unambiguous and the uid is
-// the rest of the key.
+// An index term is the prefix of a filter the object satisfies:
+//   'o' lp(owner) | 'n' lp(name value) | 'a' lp(attr name) lp(value TTLV) | 'd' lp(attr name)
+// with the date in seconds beside a 'd' prefix. lp = 4-byte big-endian length + bytes, so
+// two different filters never share a prefix. The sled backend keeps them in memory
+// (`sled_store/index.rs`).
 
 const KIND_OWNER: u8 = b'o';
 const KIND_NAME: u8 = b'n';
@@ -174,11 +174,6 @@ fn name_bytes(name: &AttrName) -> Vec<u8> {
     }
 }
 
-/// An order-preserving encoding of a signed date.
-pub(crate) fn date_key(d: i64) -> [u8; 8] {
-    (u64::from_be_bytes(d.to_be_bytes()) ^ (1 << 63)).to_be_bytes()
-}
-
 fn value_bytes(v: &Value) -> Result<Vec<u8>, StoreError> {
     kmipd_ttlv::encode_to_vec(&Ttlv::new(VALUE_TAG, v.clone()))
         .map_err(|e| StoreError::Backend(format!("index value: {e}")))
@@ -209,31 +204,29 @@ pub(crate) fn filter_prefix(f: &Filter) -> Result<Vec<u8>, StoreError> {
     Ok(k)
 }
 
-/// Every index key of the object (deduplicated, sorted).
-pub(crate) fn index_keys(o: &ManagedObject) -> Result<Vec<Vec<u8>>, StoreError> {
-    let mut keys = Vec::new();
-    let mut add = |mut prefix: Vec<u8>| {
-        prefix.extend_from_slice(o.uid.as_bytes());
-        keys.push(prefix);
-    };
-    add(filter_prefix(&Filter::Owner(o.owner.clone()))?);
+/// One index term of an object: the [`filter_prefix`] of a filter it satisfies and, for a
+/// date attribute, the date in seconds.
+pub(crate) type Term = (Vec<u8>, Option<i64>);
+
+/// Every index term of the object (deduplicated, sorted): its owner, each Name, each indexed
+/// attribute value and each date.
+pub(crate) fn index_terms(o: &ManagedObject) -> Result<Vec<Term>, StoreError> {
+    let mut terms = vec![(filter_prefix(&Filter::Owner(o.owner.clone()))?, None)];
     for n in names(&o.attributes) {
-        add(filter_prefix(&Filter::Name(n.to_owned()))?);
+        terms.push((filter_prefix(&Filter::Name(n.to_owned()))?, None));
     }
     for a in o.attributes.iter() {
         if indexed_attr(&a.name, &a.value) {
-            add(filter_prefix(&Filter::Attr(
-                a.name.clone(),
-                a.value.clone(),
-            ))?);
+            terms.push((
+                filter_prefix(&Filter::Attr(a.name.clone(), a.value.clone()))?,
+                None,
+            ));
         }
         if let Some(d) = date_secs(&a.value) {
-            let mut k = filter_prefix(&Filter::Date(a.name.clone(), d, d))?;
-            k.extend_from_slice(&date_key(d));
-            add(k);
+            terms.push((filter_prefix(&Filter::Date(a.name.clone(), d, d))?, Some(d)));
         }
     }
-    keys.sort();
-    keys.dedup();
-    Ok(keys)
+    terms.sort();
+    terms.dedup();
+    Ok(terms)
 }

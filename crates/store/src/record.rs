@@ -81,6 +81,18 @@ impl Parsed {
             sequence: self.sequence,
         }
     }
+
+    /// [`shell`](Self::shell) without the copies.
+    pub(crate) fn into_shell(self) -> ManagedObject {
+        ManagedObject {
+            uid: self.uid,
+            object_type: self.object_type,
+            owner: self.owner,
+            object: None,
+            attributes: self.attributes,
+            sequence: self.sequence,
+        }
+    }
 }
 
 fn corrupt(uid: &str, reason: impl Into<String>) -> StoreError {

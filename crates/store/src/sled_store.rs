@@ -1,12 +1,12 @@
 //! [`SledStore`]: the durable embedded backend (sled 0.34).
 //!
-//! **Trees.** `objects` (uid → record, `record.rs`), `index` (index keys, `query.rs`), `seq`
-//! (sequence ‖ uid, creation order), `refs` (uid → the `seq` and `index` keys of its current
-//! record, so that a replaced or deleted object's entries are removed without decoding the old
-//! record, even a damaged one, and under the non-UTF-8 key `0xFF` the number of the last WAL
-//! frame applied), `meta` (format version, KEKs). One commit is one sled transaction over
-//! `objects`, `index`, `seq` and `refs` plus one frame appended to the write-ahead log
-//! (`<dir>/wal/`, `wal.rs`), both under the commit mutex, then a group `fdatasync` of the log;
+//! **Trees.** `objects` (uid → record, `record.rs`), `refs` (under the non-UTF-8 key `0xFF`
+//! the number of the last WAL frame applied; store format 1 also kept index keys here and in
+//! the `index` and `seq` trees, which opening a format-1 store drops), `meta` (store format,
+//! KEKs). Creation order and the index terms of Locate live in memory (`index.rs`), built
+//! from `objects` at open. One commit is one sled transaction over `objects` and `refs` plus
+//! one frame appended to the write-ahead log (`<dir>/wal/`, `wal.rs`), both under the commit
+//! mutex, then the in-memory index is updated, then a group `fdatasync` of the log;
 //! the applier and syncer threads of `pipeline.rs` do both stages, so
 //! [`ObjectStore::commit_then`] never waits for I/O. sled itself is flushed by checkpoints
 //! (`durable.rs`). [`SledStore::open_with`] replays the
@@ -41,8 +41,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::durable::{Durability, FileSyncer, SyncStats, sync_dir};
 use crate::kek::{Kek, KekId};
-use crate::query::{Filter, Query, date_key, filter_prefix, index_keys};
-use crate::record::{self, FORMAT_VERSION, Parsed};
+use crate::query::{Filter, Query, Term, filter_prefix, index_terms};
+use crate::record;
 use crate::wal::{self, Wal};
 use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
 
@@ -57,8 +57,13 @@ const CHECK_PLAIN: &[u8] = b"kmipd store KEK check v1";
 /// Key in `refs` of the number of the last WAL frame applied to sled (written in the same
 /// transaction as the frame's changes). Not UTF-8, so never a uid.
 const APPLIED_KEY: &[u8] = &[0xFF];
-/// Format byte of a WAL frame payload.
-const WAL_FORMAT: u8 = 1;
+/// Format byte of the WAL frame payloads this build writes (2: no index keys; 1, still
+/// replayed: each Put also carried the record's `refs` value).
+const WAL_FORMAT: u8 = 2;
+/// The store format this build writes under `meta`'s `format` key. 2: the indexes are in
+/// memory; 1: they were sled trees (`index`, `seq`, `refs`), dropped when a format-1 store is
+/// opened. Records have their own format byte (`record::FORMAT_VERSION`).
+pub const STORE_FORMAT: u8 = 2;
 
 const BACKUP_MAGIC: &[u8; 8] = b"KMIPDBAK";
 const BACKUP_VERSION: u8 = 1;
@@ -99,12 +104,6 @@ fn split_lp(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
         bytes = rest;
     }
     Some(out)
-}
-
-fn seq_key(o: &ManagedObject) -> Vec<u8> {
-    let mut k = o.sequence.to_be_bytes().to_vec();
-    k.extend_from_slice(o.uid.as_bytes());
-    k
 }
 
 /// The KEKs in memory.
@@ -166,10 +165,10 @@ impl SledOptions {
 pub struct SledStore {
     dir: PathBuf,
     objects: sled::Tree,
-    index: sled::Tree,
-    seq: sled::Tree,
     refs: sled::Tree,
     meta: sled::Tree,
+    /// Creation order and index terms (`index.rs`), updated by the applier.
+    index: Arc<RwLock<MemIndex>>,
     keyring: RwLock<Keyring>,
     /// Commits hold it shared; a KEK switch and the end of a backup hold it exclusively.
     gate: RwLock<()>,
@@ -250,17 +249,11 @@ impl SledStore {
             }
         };
         let tree = |n: &str| db.open_tree(n).map_err(backend);
-        let (objects, index, seq, refs, meta) = (
-            tree("objects")?,
-            tree("index")?,
-            tree("seq")?,
-            tree("refs")?,
-            tree("meta")?,
-        );
-        let format_known = match meta.get(META_FORMAT).map_err(backend)? {
-            None => false,
+        let (objects, refs, meta) = (tree("objects")?, tree("refs")?, tree("meta")?);
+        let format = match meta.get(META_FORMAT).map_err(backend)? {
+            None => None,
             Some(v) => match v.first() {
-                Some(&v) if v <= FORMAT_VERSION => true,
+                Some(&v) if v <= STORE_FORMAT => Some(v),
                 _ => {
                     return Err(backend(format!(
                         "the store in {} was written by a newer kmipd (format {:?})",
@@ -270,23 +263,20 @@ impl SledStore {
                 }
             },
         };
+        if format.is_some_and(|f| f < STORE_FORMAT) {
+            drop_index_trees(&db, &refs)?;
+        }
         let syncer = FileSyncer::new(&dir).map_err(backend)?;
         // Recovery: commits acknowledged from the WAL that sled had not flushed.
         let wal_dir = dir.join("wal");
         let segments = wal::list_segments(&wal_dir).map_err(backend)?;
-        let applied = replay(&[&objects, &index, &seq, &refs], &segments, &syncer)?;
-        if !format_known {
-            meta.insert(META_FORMAT, &[FORMAT_VERSION])
-                .map_err(backend)?;
+        let applied = replay(&objects, &refs, &segments, &syncer)?;
+        if format != Some(STORE_FORMAT) {
+            meta.insert(META_FORMAT, &[STORE_FORMAT]).map_err(backend)?;
         }
-        // After the replay, which may have added `seq` entries.
-        let last = match seq.last().map_err(backend)? {
-            Some((k, _)) => k
-                .first_chunk::<8>()
-                .map(|b| u64::from_be_bytes(*b))
-                .unwrap_or(0),
-            None => 0,
-        };
+        // After the replay.
+        let (index, unindexed) = build_index(&objects)?;
+        let last = index.last_sequence();
         let current = match meta.get(META_CURRENT).map_err(backend)? {
             Some(v) => Some(KekId(u32::from_be_bytes(
                 v.as_ref()
@@ -302,10 +292,9 @@ impl SledStore {
         let mut store = SledStore {
             dir,
             objects,
-            index,
-            seq,
             refs,
             meta,
+            index: Arc::new(RwLock::new(index)),
             keyring: RwLock::new(Keyring {
                 current,
                 keks: BTreeMap::new(),
@@ -313,7 +302,7 @@ impl SledStore {
             gate: RwLock::new(()),
             journal: Arc::new(Mutex::new(None)),
             sequence: AtomicU64::new(last),
-            corrupt: Mutex::new(BTreeSet::new()),
+            corrupt: Mutex::new(unindexed),
             to_applier: None,
             pipeline: Vec::new(),
             durable,
@@ -544,44 +533,16 @@ impl SledStore {
     }
 
     /// The uids an indexed filter selects.
-    fn scan(&self, f: &Filter) -> Result<BTreeSet<String>, StoreError> {
+    fn scan(&self, f: &Filter) -> Result<BTreeSet<Arc<str>>, StoreError> {
         let prefix = filter_prefix(f)?;
-        let mut out = BTreeSet::new();
-        let mut take = |key: &[u8], skip: usize| {
-            if let Some(uid) = key.get(skip..)
-                && let Ok(u) = std::str::from_utf8(uid)
-            {
-                out.insert(u.to_owned());
-            }
-        };
-        match f {
-            Filter::Date(_, from, to) => {
-                if from > to {
-                    return Ok(out);
-                }
-                let mut start = prefix.clone();
-                start.extend_from_slice(&date_key(*from));
-                let high = date_key(*to);
-                let date_at = prefix.len();
-                for kv in self.index.range(start..) {
-                    let (k, _) = kv.map_err(backend)?;
-                    if !k.starts_with(&prefix) {
-                        break;
-                    }
-                    match k.get(date_at..date_at.saturating_add(8)) {
-                        Some(d) if d <= high.as_slice() => take(&k, date_at.saturating_add(8)),
-                        _ => break,
-                    }
-                }
-            }
-            _ => {
-                for kv in self.index.scan_prefix(&prefix) {
-                    let (k, _) = kv.map_err(backend)?;
-                    take(&k, prefix.len());
-                }
-            }
-        }
-        Ok(out)
+        let index = self
+            .index
+            .read()
+            .map_err(|_| backend("index lock poisoned"))?;
+        Ok(match f {
+            Filter::Date(_, from, to) => index.dates(&prefix, *from, *to),
+            _ => index.exact(&prefix),
+        })
     }
 
     fn journal(&self, uids: impl Iterator<Item = String>) {
@@ -606,12 +567,9 @@ impl SledStore {
         );
         let (to_applier, applier_rx) = mpsc::channel();
         let applier = Applier {
-            trees: [
-                self.objects.clone(),
-                self.index.clone(),
-                self.seq.clone(),
-                self.refs.clone(),
-            ],
+            objects: self.objects.clone(),
+            refs: self.refs.clone(),
+            index: self.index.clone(),
             durable: self.durable.clone(),
             journal: self.journal.clone(),
         };
@@ -658,18 +616,16 @@ impl SledStore {
         for c in changes {
             match c {
                 Change::Put(o) => {
-                    let rec = record::encode(o, &kek)?;
-                    let keys = index_keys(o)?;
-                    let sk = seq_key(o);
-                    let mut refs = Vec::new();
-                    push_lp(&mut refs, &sk)?;
-                    for k in &keys {
-                        push_lp(&mut refs, k)?;
-                    }
+                    let record = record::encode(o, &kek)?;
+                    let terms = index_terms(o)?;
                     self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
                     prepared.push(Prepared {
                         uid: o.uid.clone(),
-                        op: Op::Put((rec, sk, refs, keys)),
+                        op: Op::Put {
+                            record,
+                            sequence: o.sequence,
+                            terms,
+                        },
                     });
                 }
                 Change::Delete(uid) => prepared.push(Prepared {
@@ -887,9 +843,10 @@ impl SledStore {
         Ok(info)
     }
 
-    /// Creates a store in `dir` (absent or empty) from a backup file, rebuilding the
-    /// indexes from the records (no KEK needed: attributes are stored in the clear). Open it
-    /// afterwards and unlock it with the KEKs of the backed-up store.
+    /// Creates a store in `dir` (absent or empty) from a backup file. The indexes are built
+    /// from the records when the store is opened (no KEK needed: attributes are stored in the
+    /// clear); open it afterwards and unlock it with the KEKs of the backed-up store. The
+    /// backup's store format entry is not copied: the store is in this build's format.
     pub fn restore(
         backup: impl AsRef<Path>,
         dir: impl AsRef<Path>,
@@ -943,38 +900,21 @@ impl SledStore {
         let store = SledStore::open(dir)?;
         let mut info = BackupInfo::default();
         for (k, v) in meta {
-            store.meta.insert(k, v).map_err(backend)?;
+            if k != META_FORMAT {
+                store.meta.insert(k, v).map_err(backend)?;
+            }
             info.meta = info.meta.saturating_add(1);
         }
         for (k, v) in records.into_iter().filter_map(|(k, v)| Some((k, v?))) {
             let uid = String::from_utf8_lossy(&k).into_owned();
             store.objects.insert(&k, v.as_slice()).map_err(backend)?;
             info.records = info.records.saturating_add(1);
-            match record::parse(&uid, &v) {
-                Ok(p) => store.index_parsed(&p)?,
-                Err(_) => info.unindexed = info.unindexed.saturating_add(1),
+            if record::parse(&uid, &v).is_err() {
+                info.unindexed = info.unindexed.saturating_add(1);
             }
         }
         store.checkpoint()?;
         Ok(info)
-    }
-
-    /// Writes the index, seq and refs entries of a parsed record (restore, migrations).
-    fn index_parsed(&self, p: &Parsed) -> Result<(), StoreError> {
-        let shell = p.shell();
-        let keys = index_keys(&shell)?;
-        let sk = seq_key(&shell);
-        let mut refs = Vec::new();
-        push_lp(&mut refs, &sk)?;
-        for k in &keys {
-            push_lp(&mut refs, k)?;
-            self.index.insert(k.as_slice(), &[]).map_err(backend)?;
-        }
-        self.seq.insert(sk, &[]).map_err(backend)?;
-        self.refs
-            .insert(shell.uid.as_bytes(), refs)
-            .map_err(backend)?;
-        Ok(())
     }
 }
 
@@ -1028,9 +968,6 @@ impl<W: Write> CrcWriter<W> {
     }
 }
 
-/// (record, seq key, refs value, index keys).
-type PreparedPut = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
-
 /// A change with its record encoded, ready for the transaction.
 struct Prepared {
     uid: String,
@@ -1039,8 +976,13 @@ struct Prepared {
 
 /// What a [`Prepared`] does to its uid.
 enum Op {
-    /// (record, seq key, refs value, index keys).
-    Put(PreparedPut),
+    /// The encoded record, and what the in-memory index needs (not in the WAL: a replay
+    /// rebuilds the index from the records).
+    Put {
+        record: Vec<u8>,
+        sequence: u64,
+        terms: Vec<Term>,
+    },
     Delete,
     /// A condition checked in the transaction, never written (nor logged in the WAL).
     Expect(Option<Revision>),
@@ -1066,54 +1008,34 @@ fn revision_of(raw: &[u8]) -> Revision {
 
 type TxErr = ConflictableTransactionError<StoreError>;
 
-/// Applies prepared changes as one sled transaction over `objects`, `index`, `seq`, `refs`
-/// (in that order in `trees`), recording `frame` (if any) as the last applied WAL frame. A
-/// replace or delete first removes the uid's old `seq`/`index` entries named by `refs`. An
-/// expectation reads the uid's record in the transaction (so it sees the writes before it)
-/// and aborts everything with [`StoreError::Conflict`] if it does not hold. Used by `commit`
-/// (under the commit mutex) and by the WAL replay at open (which has no expectations).
+/// Applies prepared changes as one sled transaction over `objects` and `refs`, recording
+/// `frame` (if any) as the last applied WAL frame in `refs`. An expectation reads the uid's
+/// record in the transaction (so it sees the writes before it) and aborts everything with
+/// [`StoreError::Conflict`] if it does not hold. Used by `commit` (under the commit mutex) and
+/// by the WAL replay at open (which has no expectations). The in-memory index is the
+/// caller's business.
 fn apply(
-    trees: &[&sled::Tree; 4],
+    objects: &sled::Tree,
+    refs: &sled::Tree,
     prepared: &[&Prepared],
     frame: Option<u64>,
 ) -> Result<(), Failure> {
-    let [objects, index, seq, refs] = *trees;
-    let result = (objects, index, seq, refs).transaction(|(objects, index, seq, refs)| {
+    let result = (objects, refs).transaction(|(objects, refs)| {
         for p in prepared {
             let key = p.uid.as_bytes();
-            if let Op::Expect(want) = &p.op {
-                let now = objects.get(key)?.map(|raw| revision_of(&raw));
-                if now != *want {
-                    return Err(TxErr::Abort(StoreError::Conflict { uid: p.uid.clone() }));
-                }
-                continue;
-            }
-            if let Some(old) = refs.get(key)? {
-                let fields = split_lp(&old).ok_or_else(|| {
-                    TxErr::Abort(backend(format!("index references of {} damaged", p.uid)))
-                })?;
-                let mut fields = fields.into_iter();
-                if let Some(sk) = fields.next() {
-                    seq.remove(sk)?;
-                }
-                for k in fields {
-                    index.remove(k)?;
-                }
-            }
             match &p.op {
-                Op::Put((rec, sk, r, keys)) => {
-                    objects.insert(key, rec.as_slice())?;
-                    seq.insert(sk.as_slice(), &[])?;
-                    for k in keys {
-                        index.insert(k.as_slice(), &[])?;
+                Op::Expect(want) => {
+                    let now = objects.get(key)?.map(|raw| revision_of(&raw));
+                    if now != *want {
+                        return Err(TxErr::Abort(StoreError::Conflict { uid: p.uid.clone() }));
                     }
-                    refs.insert(key, r.as_slice())?;
+                }
+                Op::Put { record, .. } => {
+                    objects.insert(key, record.as_slice())?;
                 }
                 Op::Delete => {
                     objects.remove(key)?;
-                    refs.remove(key)?;
                 }
-                Op::Expect(_) => {}
             }
         }
         if let Some(frame) = frame {
@@ -1146,10 +1068,10 @@ impl Failure {
 }
 
 /// The WAL payload of a commit: format byte, frame number (8 bytes BE, set under the commit
-/// mutex by [`set_frame_number`]), then one lp field per change: `P` lp(uid) lp(record)
-/// lp(refs value) or `D` lp(uid). The record is the encoded one (key material KEK-wrapped);
-/// the seq and index keys are the fields of the refs value. Expectations are not written:
-/// a logged commit already passed them.
+/// mutex by [`set_frame_number`]), then one lp field per change: `P` lp(uid) lp(record) or
+/// `D` lp(uid). The record is the encoded one (key material KEK-wrapped). Format 1 had a
+/// third field after a Put's record (its index keys), which a replay ignores. Expectations
+/// are not written: a logged commit already passed them.
 fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![WAL_FORMAT];
     out.extend_from_slice(&0u64.to_be_bytes());
@@ -1157,11 +1079,10 @@ fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreError> {
     for p in prepared {
         change.clear();
         match &p.op {
-            Op::Put((rec, _, refs, _)) => {
+            Op::Put { record, .. } => {
                 change.push(b'P');
                 push_lp(&mut change, p.uid.as_bytes())?;
-                push_lp(&mut change, rec)?;
-                push_lp(&mut change, refs)?;
+                push_lp(&mut change, record)?;
             }
             Op::Delete => {
                 change.push(b'D');
@@ -1182,10 +1103,11 @@ fn set_frame_number(payload: &mut [u8], n: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Parses a WAL payload back into its frame number and prepared changes.
+/// Parses a WAL payload (format 1 or 2) back into its frame number and prepared changes
+/// (with no index terms: a replay's index is rebuilt from the records).
 fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Prepared>)> {
     let (format, rest) = payload.split_first()?;
-    if *format != WAL_FORMAT {
+    if !matches!(*format, 1 | WAL_FORMAT) {
         return None;
     }
     let (n, rest) = rest.split_first_chunk::<8>()?;
@@ -1193,16 +1115,21 @@ fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Prepared>)> {
     for change in split_lp(rest)? {
         let (kind, fields) = change.split_first()?;
         let fields = split_lp(fields)?;
-        match (kind, fields.as_slice()) {
-            (b'P', [uid, rec, refs]) => {
-                let mut keys = split_lp(refs)?.into_iter().map(<[u8]>::to_vec);
-                let sk = keys.next()?;
-                prepared.push(Prepared {
-                    uid: String::from_utf8(uid.to_vec()).ok()?,
-                    op: Op::Put((rec.to_vec(), sk, refs.to_vec(), keys.collect())),
-                });
+        let put = |uid: &[u8], record: &[u8]| {
+            Some(Prepared {
+                uid: String::from_utf8(uid.to_vec()).ok()?,
+                op: Op::Put {
+                    record: record.to_vec(),
+                    sequence: 0,
+                    terms: Vec::new(),
+                },
+            })
+        };
+        match (*format, kind, fields.as_slice()) {
+            (1, b'P', [uid, rec, _]) | (WAL_FORMAT, b'P', [uid, rec]) => {
+                prepared.push(put(uid, rec)?);
             }
-            (b'D', [uid]) => prepared.push(Prepared {
+            (_, b'D', [uid]) => prepared.push(Prepared {
                 uid: String::from_utf8(uid.to_vec()).ok()?,
                 op: Op::Delete,
             }),
@@ -1229,11 +1156,11 @@ fn applied_frame(refs: &sled::Tree) -> Result<u64, StoreError> {
 /// a gap in the numbering, everything else (never acknowledged: see `docs/storage.md`).
 /// Returns the number of the last frame applied to sled.
 fn replay(
-    trees: &[&sled::Tree; 4],
+    objects: &sled::Tree,
+    refs: &sled::Tree,
     segments: &[(u64, PathBuf)],
     syncer: &FileSyncer,
 ) -> Result<u64, StoreError> {
-    let [_, _, _, refs] = *trees;
     let mut applied = applied_frame(refs)?;
     let counters = &syncer.counters;
     let count = |c: &AtomicU64, n: u64| {
@@ -1261,7 +1188,7 @@ fn replay(
                 count(&counters.skipped_frames, 1);
             } else if n == applied.saturating_add(1) {
                 let items: Vec<&Prepared> = prepared.iter().collect();
-                apply(trees, &items, Some(n)).map_err(Failure::into_error)?;
+                apply(objects, refs, &items, Some(n)).map_err(Failure::into_error)?;
                 applied = n;
                 count(&counters.replayed_frames, 1);
             } else {
@@ -1271,6 +1198,43 @@ fn replay(
         }
     }
     Ok(applied)
+}
+
+/// Drops what store format 1 kept in sled for its indexes: the `index` and `seq` trees and
+/// every `refs` entry but the applied WAL frame. Idempotent (a crash before the new format
+/// byte is flushed makes the next open do it again).
+fn drop_index_trees(db: &sled::Db, refs: &sled::Tree) -> Result<(), StoreError> {
+    for name in ["index", "seq"] {
+        db.drop_tree(name).map_err(backend)?;
+    }
+    for kv in refs.iter() {
+        let (k, _) = kv.map_err(backend)?;
+        if k.as_ref() != APPLIED_KEY {
+            refs.remove(k).map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
+/// The in-memory index of every record in `objects`, and the uids of the records that could
+/// not be parsed (left out of it, and reported by `corrupt_records`).
+fn build_index(objects: &sled::Tree) -> Result<(MemIndex, BTreeSet<String>), StoreError> {
+    let mut index = MemIndex::default();
+    let mut damaged = BTreeSet::new();
+    for kv in objects.iter() {
+        let (k, raw) = kv.map_err(backend)?;
+        let uid = String::from_utf8_lossy(&k).into_owned();
+        match record::parse(&uid, &raw).and_then(|p| {
+            let shell = p.into_shell();
+            Ok((shell.sequence, index_terms(&shell)?))
+        }) {
+            Ok((sequence, terms)) => index.put(&uid, sequence, terms),
+            Err(_) => {
+                damaged.insert(uid);
+            }
+        }
+    }
+    Ok((index, damaged))
 }
 
 impl ObjectStore for SledStore {
@@ -1291,13 +1255,14 @@ impl ObjectStore for SledStore {
 
     fn all(&self) -> Result<Vec<ManagedObject>, StoreError> {
         self.current()?;
-        let mut out = Vec::new();
-        for kv in self.seq.iter() {
-            let (k, _) = kv.map_err(backend)?;
-            let Some(uid) = k.get(8..).and_then(|u| std::str::from_utf8(u).ok()) else {
-                continue;
-            };
-            if let Some(o) = self.load_listed(uid)? {
+        let uids = self
+            .index
+            .read()
+            .map_err(|_| backend("index lock poisoned"))?
+            .in_order();
+        let mut out = Vec::with_capacity(uids.len());
+        for uid in uids {
+            if let Some(o) = self.load_listed(&uid)? {
                 out.push(o);
             }
         }
@@ -1390,7 +1355,9 @@ impl ObjectStore for SledStore {
     }
 }
 
+mod index;
 mod pipeline;
+use index::MemIndex;
 use pipeline::{Applier, Completion, ToApplier};
 
 #[cfg(test)]

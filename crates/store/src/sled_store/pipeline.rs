@@ -5,8 +5,9 @@
 //! caller (commit_then)        applier thread                    syncer thread
 //! encode records      ──mpsc──▶ take ≤ MAX_BATCH queued ──mpsc──▶ take everything handed over
 //! (outside any lock)            one sled transaction +            one fdatasync of the live
-//! return                        one WAL frame (apply_batch)       WAL segments (sync_wal)
-//!                               failed commits: done(Err)         done(Ok) / done(Err)
+//! return                        one WAL frame (apply_batch),      WAL segments (sync_wal)
+//!                               then the in-memory index          done(Ok) / done(Err)
+//!                               failed commits: done(Err)
 //! ```
 //!
 //! While the syncer runs its `fdatasync`, the applier applies and appends the next batch: the
@@ -35,9 +36,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
-use super::{Failure, Prepared, apply, encode_payload, set_frame_number};
+use super::index::MemIndex;
+use super::{Failure, Op, Prepared, apply, encode_payload, set_frame_number};
 use crate::durable::Durability;
 use crate::wal;
 use crate::{CommitDone, StoreError};
@@ -79,9 +81,12 @@ pub(super) enum ToApplier {
     Barrier(Sender<()>),
 }
 
-/// What the applier owns: the trees a commit writes, the WAL and the backup journal.
+/// What the applier owns: the trees a commit writes, the in-memory index, the WAL and the
+/// backup journal.
 pub(super) struct Applier {
-    pub(super) trees: [sled::Tree; 4],
+    pub(super) objects: sled::Tree,
+    pub(super) refs: sled::Tree,
+    pub(super) index: Arc<RwLock<MemIndex>>,
     pub(super) durable: Arc<Durability>,
     pub(super) journal: Arc<Mutex<Option<BTreeSet<String>>>>,
 }
@@ -147,13 +152,31 @@ impl Applier {
                 }
             }
         }
+        // The index before any completion: a commit's effects are all visible once it is
+        // acknowledged. (A poisoned lock would mean a panic in here; the index is then left
+        // as it is, and every later commit fails on the poison check above.)
+        let mut index = self.index.write().ok();
         let mut applied = Vec::with_capacity(batch.len());
-        for ((_, done), r) in batch.into_iter().zip(results) {
+        for ((prepared, done), r) in batch.into_iter().zip(results) {
             match r {
-                Ok(()) => applied.push(done),
+                Ok(()) => {
+                    if let Some(index) = index.as_mut() {
+                        for p in prepared {
+                            match p.op {
+                                Op::Put {
+                                    sequence, terms, ..
+                                } => index.put(&p.uid, sequence, terms),
+                                Op::Delete => index.remove(&p.uid),
+                                Op::Expect(_) => {}
+                            }
+                        }
+                    }
+                    applied.push(done);
+                }
                 Err(e) => done.complete(Err(e)),
             }
         }
+        drop(index);
         if !applied.is_empty() {
             // If the syncer is gone the completions come back in the error and their drop
             // reports the failure.
@@ -170,15 +193,13 @@ impl Applier {
         }
         let other = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
         if !items.iter().any(|p| p.writes()) {
-            let [objects, index, seq, refs] = &self.trees;
-            return apply(&[objects, index, seq, refs], items, None);
+            return apply(&self.objects, &self.refs, items, None);
         }
         let mut payload = encode_payload(items).map_err(|e| other(&e))?;
         let wal = &self.durable.wal;
         let mut w = wal.lock().map_err(|e| other(&e))?;
         let n = w.next_frame;
-        let [objects, index, seq, refs] = &self.trees;
-        apply(&[objects, index, seq, refs], items, Some(n))?;
+        apply(&self.objects, &self.refs, items, Some(n))?;
         let appended = set_frame_number(&mut payload, n)
             .and_then(|()| wal::encode_frame(&payload))
             .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));

@@ -598,15 +598,15 @@ fn a_checkpoint_keeps_one_segment_and_a_clean_close_leaves_it_empty() {
 }
 
 /// Concurrent commits are applied in batches (one sled transaction); a commit whose
-/// transaction aborts (damaged `refs` of the object it replaces) fails alone and the others
-/// of its batch are applied and durable.
+/// transaction aborts (an expectation that no longer holds for the object it replaces) fails
+/// alone and the others of its batch are applied, indexed and durable.
 #[test]
 fn a_commit_that_aborts_fails_alone_in_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap());
     s.pause_checkpoints(true);
     fill(&s, 1);
-    s.refs.insert("k0", &[0, 0, 0, 9, 1]).unwrap();
+    let stale = Revision([7; 16]);
     let threads: Vec<_> = (0..16)
         .map(|t| {
             let s = s.clone();
@@ -618,8 +618,14 @@ fn a_commit_that_aborts_fails_alone_in_its_batch() {
                         } else {
                             t * 100 + i + 1
                         };
-                        s.commit(vec![Change::Put(obj(&format!("k{n}"), n as u64, b"m"))])
-                            .is_ok()
+                        let mut changes = vec![Change::Put(obj(&format!("k{n}"), n as u64, b"m"))];
+                        if n == 0 {
+                            changes.push(Change::Expect {
+                                uid: "k0".into(),
+                                revision: Some(stale),
+                            });
+                        }
+                        s.commit(changes).is_ok()
                     })
                     .collect::<Vec<bool>>()
             })
@@ -631,11 +637,115 @@ fn a_commit_that_aborts_fails_alone_in_its_batch() {
             assert_eq!(*ok, !(t == 0 && i % 3 == 0), "thread {t} commit {i}");
         }
     }
-    assert_eq!(s.all().unwrap().len(), 1 + 16 * 10 - 4);
+    let count = 1 + 16 * 10 - 4;
+    let owned = Query::new(vec![Filter::Owner("alice".into())]);
+    assert_eq!(s.all().unwrap().len(), count);
+    assert_eq!(s.find(&owned).unwrap().len(), count);
+    // The failed commits left k0 as it was, in the index too.
+    let name = Query::new(vec![Filter::Name("name-k0".into())]);
+    assert_eq!(s.find(&name).unwrap(), vec![obj("k0", 1, &material(0))]);
     // And durable.
     drop(Arc::try_unwrap(s).unwrap());
     let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
-    assert_eq!(s.all().unwrap().len(), 1 + 16 * 10 - 4);
+    assert_eq!(s.all().unwrap().len(), count);
+    assert_eq!(s.find(&owned).unwrap().len(), count);
+}
+
+/// A store of format 1 (indexes as sled trees, WAL frames with index keys) opens: its index
+/// trees are dropped, a format-1 WAL frame is replayed, the indexes are rebuilt in memory
+/// from the records, and the store is format 2 from then on.
+#[test]
+fn a_format_1_store_is_migrated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+        fill(&s, 3);
+    }
+    // Make it look like format 1: the format byte, index trees with entries (one naming an
+    // object that does not exist), refs entries beside the applied frame, and a format-1
+    // frame in the WAL holding k3 that sled never got.
+    let applied;
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert(META_FORMAT, &[1])
+            .unwrap();
+        db.open_tree("index")
+            .unwrap()
+            .insert(b"o\0\0\0\x05alicek9", &[])
+            .unwrap();
+        db.open_tree("seq")
+            .unwrap()
+            .insert(9u64.to_be_bytes(), b"k9".as_slice())
+            .unwrap();
+        let refs = db.open_tree("refs").unwrap();
+        refs.insert("k0", &[0, 0, 0, 1, 0]).unwrap();
+        applied = applied_frame(&refs).unwrap();
+        db.flush().unwrap();
+    }
+    let k3 = obj("k3", 4, &material(3));
+    let record = record::encode(&k3, &kek(1, 1)).unwrap();
+    let mut change = vec![b'P'];
+    push_lp(&mut change, b"k3").unwrap();
+    push_lp(&mut change, &record).unwrap();
+    push_lp(&mut change, b"\0\0\0\x01x").unwrap();
+    let mut payload = vec![1];
+    payload.extend_from_slice(&(applied + 1).to_be_bytes());
+    push_lp(&mut payload, &change).unwrap();
+    let segs = wal::list_segments(&dir.path().join("wal")).unwrap();
+    let (_, last) = segs.last().unwrap();
+    std::fs::write(last, wal::encode_frame(&payload).unwrap()).unwrap();
+
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    assert_eq!(s.sync_stats().replayed_frames, 1);
+    check_all(&s, 4);
+    let uids =
+        |q: Query| -> Vec<String> { s.find(&q).unwrap().into_iter().map(|o| o.uid).collect() };
+    assert_eq!(
+        uids(Query::new(vec![Filter::Owner("alice".into())])),
+        ["k0", "k1", "k2", "k3"]
+    );
+    assert_eq!(
+        uids(Query::new(vec![Filter::Name("name-k3".into())])),
+        ["k3"]
+    );
+    let all: Vec<String> = s.all().unwrap().into_iter().map(|o| o.uid).collect();
+    assert_eq!(all, ["k0", "k1", "k2", "k3"]);
+    assert_eq!(
+        s.meta.get(META_FORMAT).unwrap().unwrap().as_ref(),
+        [STORE_FORMAT]
+    );
+    drop(s);
+    let db = sled::open(dir.path()).unwrap();
+    let names: Vec<Vec<u8>> = db.tree_names().into_iter().map(|n| n.to_vec()).collect();
+    assert!(!names.contains(&b"index".to_vec()) && !names.contains(&b"seq".to_vec()));
+    let refs: Vec<_> = db
+        .open_tree("refs")
+        .unwrap()
+        .iter()
+        .keys()
+        .map(|k| k.unwrap().to_vec())
+        .collect();
+    assert_eq!(refs, [APPLIED_KEY.to_vec()]);
+}
+
+/// An older kmipd refuses a store of a newer format instead of misreading it; this build
+/// refuses format 3.
+#[test]
+fn a_store_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert(META_FORMAT, &[STORE_FORMAT + 1])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("newer kmipd"), "{err}");
 }
 
 // ---- commit pipeline (pipeline.rs) ------------------------------------------------------------
