@@ -532,19 +532,6 @@ impl SledStore {
         }
     }
 
-    /// The uids an indexed filter selects.
-    fn scan(&self, f: &Filter) -> Result<BTreeSet<Arc<str>>, StoreError> {
-        let prefix = filter_prefix(f)?;
-        let index = self
-            .index
-            .read()
-            .map_err(|_| backend("index lock poisoned"))?;
-        Ok(match f {
-            Filter::Date(_, from, to) => index.dates(&prefix, *from, *to),
-            _ => index.exact(&prefix),
-        })
-    }
-
     fn journal(&self, uids: impl Iterator<Item = String>) {
         if let Ok(mut j) = self.journal.lock()
             && let Some(set) = j.as_mut()
@@ -1228,7 +1215,11 @@ fn build_index(objects: &sled::Tree) -> Result<(MemIndex, BTreeSet<String>), Sto
             let shell = p.into_shell();
             Ok((shell.sequence, index_terms(&shell)?))
         }) {
-            Ok((sequence, terms)) => index.put(&uid, sequence, terms),
+            Ok((sequence, terms)) => {
+                if !index.put(&uid, sequence, terms) {
+                    return Err(backend("more than 2^32 objects or index terms"));
+                }
+            }
             Err(_) => {
                 damaged.insert(uid);
             }
@@ -1279,16 +1270,21 @@ impl ObjectStore for SledStore {
                 .filter(|o| query.matches(o))
                 .collect());
         }
-        let mut sets = indexed
+        let terms = indexed
             .into_iter()
-            .map(|f| self.scan(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        sets.sort_by_key(BTreeSet::len);
-        let mut sets = sets.into_iter();
-        let mut uids = sets.next().unwrap_or_default();
-        for s in sets {
-            uids.retain(|u| s.contains(u));
-        }
+            .map(|f| {
+                let range = match f {
+                    Filter::Date(_, from, to) => Some((*from, *to)),
+                    _ => None,
+                };
+                Ok((filter_prefix(f)?, range))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let uids = self
+            .index
+            .read()
+            .map_err(|_| backend("index lock poisoned"))?
+            .select(&terms);
         let mut out = Vec::with_capacity(uids.len());
         for uid in uids {
             if let Some(o) = self.load_listed(&uid)?

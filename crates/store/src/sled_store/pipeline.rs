@@ -165,7 +165,12 @@ impl Applier {
                             match p.op {
                                 Op::Put {
                                     sequence, terms, ..
-                                } => index.put(&p.uid, sequence, terms),
+                                } => {
+                                    // False only past 2^32 objects or terms, which memory
+                                    // bounds long before.
+                                    let indexed = index.put(&p.uid, sequence, terms);
+                                    debug_assert!(indexed, "index full");
+                                }
                                 Op::Delete => index.remove(&p.uid),
                                 Op::Expect(_) => {}
                             }
