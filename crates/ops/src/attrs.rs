@@ -26,7 +26,7 @@ use kmipd_proto::enums::state;
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
-use kmipd_store::ManagedObject;
+use kmipd_store::{Filter, ManagedObject, Query};
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
 use crate::context::Ctx;
@@ -461,15 +461,15 @@ pub(crate) fn name_in_use(ctx: &Ctx<'_>, name: &Value, except: Option<&str>) -> 
     let Some(wanted) = name_value(name) else {
         return Ok(false);
     };
-    Ok(ctx.tx.all()?.iter().any(|o| {
+    let holders = ctx
+        .tx
+        .find(&Query::new(vec![Filter::Name(wanted.to_owned())]))?;
+    Ok(holders.iter().any(|o| {
         except != Some(o.uid.as_str())
             && !matches!(
                 current_state(o),
                 Some(state::DESTROYED | state::DESTROYED_COMPROMISED)
             )
-            && o.attributes
-                .all(&AttrName::Std(tag::NAME))
-                .any(|v| name_value(v) == Some(wanted))
     }))
 }
 

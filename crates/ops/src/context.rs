@@ -23,8 +23,8 @@ pub(crate) struct Tx<'a> {
     /// was absent). The commit expects every object it writes to be still at that revision
     /// ([`Change::Expect`]), so a concurrent request's acknowledged change is never
     /// overwritten with a record computed from an older one; the engine runs the request
-    /// again instead. Objects seen only through [`Tx::all`] or [`Tx::find`] (uniqueness
-    /// checks, Locate) carry no revision.
+    /// again instead. Objects seen only through [`Tx::find`] (uniqueness checks, Locate)
+    /// carry no revision.
     read: RefCell<BTreeMap<String, Option<Revision>>>,
 }
 
@@ -61,22 +61,6 @@ impl<'a> Tx<'a> {
             crate::object::apply_dates(o, self.now);
         }
         Ok(object)
-    }
-
-    /// Every object, as this batch sees it, in creation order.
-    pub(crate) fn all(&self) -> Result<Vec<ManagedObject>> {
-        let mut objects: Vec<ManagedObject> = self
-            .store
-            .all()?
-            .into_iter()
-            .filter(|o| !self.changes.contains_key(&o.uid))
-            .collect();
-        objects.extend(self.changes.values().flatten().cloned());
-        objects.sort_by_key(|o| o.sequence);
-        for o in &mut objects {
-            crate::object::apply_dates(o, self.now);
-        }
-        Ok(objects)
     }
 
     /// The objects satisfying `query` (on their stored attributes), as this batch sees them,

@@ -21,6 +21,7 @@ use kmipd_ttlv::{Tag, Ttlv, Value};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::server_only;
+use kmipd_store::{Filter, Query};
 
 /// Object Type Template (1.x; reserved in 2.x, so absent from the 2.x-based tables).
 pub(crate) const TEMPLATE: u32 = 6;
@@ -256,11 +257,9 @@ pub(crate) fn check_names_unique(ctx: &Ctx<'_>, attrs: &Attributes) -> Result<()
     if wanted.is_empty() {
         return Ok(());
     }
-    for o in ctx.tx.all()? {
-        if !ctx.principal.may_see(&o) {
-            continue;
-        }
-        if names(&o.attributes).iter().any(|n| wanted.contains(n)) {
+    for name in wanted {
+        let holders = ctx.tx.find(&Query::new(vec![Filter::Name(name)]))?;
+        if holders.iter().any(|o| ctx.principal.may_see(o)) {
             return Err(Error::NonUniqueName);
         }
     }

@@ -9,7 +9,7 @@ use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes};
 use kmipd_proto::enums::{hashing_algorithm, object_type as ot, protection_storage_mask};
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
-use kmipd_store::ManagedObject;
+use kmipd_store::{Filter, ManagedObject, Query};
 use kmipd_ttlv::{Ttlv, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -129,11 +129,8 @@ pub(crate) fn digest(object_type: u32, object: &Ttlv) -> Option<Value> {
 /// than its own Names. Unknown template: Item Not Found.
 pub(crate) fn attributes_of(ctx: &Ctx<'_>, name: &Ttlv) -> Result<Attributes> {
     let wanted = super::name_value(&name.value).ok_or(Error::InvalidField("Name"))?;
-    for o in ctx.tx.all()? {
+    for o in ctx.tx.find(&Query::new(vec![Filter::Name(wanted)]))? {
         if o.object_type != TEMPLATE || !ctx.principal.may_see(&o) {
-            continue;
-        }
-        if !super::names(&o.attributes).contains(&wanted) {
             continue;
         }
         let Some(body) = &o.object else {

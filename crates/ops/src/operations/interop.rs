@@ -14,6 +14,7 @@ use kmipd_ttlv::Ttlv;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use kmipd_store::{Filter, Query};
 
 /// Handles Interop.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
@@ -26,9 +27,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             let owner = ctx.principal.name().to_owned();
             let mine: Vec<String> = ctx
                 .tx
-                .all()?
+                .find(&Query::new(vec![Filter::Owner(owner)]))?
                 .into_iter()
-                .filter(|o| o.owner == owner)
                 .map(|o| o.uid)
                 .collect();
             for uid in mine {
