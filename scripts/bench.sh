@@ -6,8 +6,9 @@
 #   BENCH_SECONDS=20 scripts/bench.sh        # longer kmipd runs (default 8 s each)
 #   BENCH_PY_SECONDS=10 scripts/bench.sh     # longer PyKMIP runs (default 5 s each)
 #   BENCH_ONLY=kmipd scripts/bench.sh        # skip PyKMIP's server
-#   BENCH_SOAK=600 scripts/bench.sh          # then a mixed run of 600 s against kmipd,
-#                                            # sampling its resident memory
+#   BENCH_SOAK=600 scripts/bench.sh          # then two mixed runs of 600 s each against
+#                                            # kmipd (writes that keep the store's size, then
+#                                            # writes that grow it), sampling its memory
 #
 # Both servers are fresh: kmipd from `kmipd init` (sled store, its own SoftHSM2 token, a
 # development CA) with the connection caps raised for the idle-connection measurement;
@@ -241,23 +242,35 @@ for line in open(mem):
 EOF
 
 # --- optional soak: mixed load, resident memory sampled -----------------------------------
-if [[ "$soak" -gt 0 ]]; then
+# Two mixes of $soak seconds each, one after the other on the same kmipd: first one whose
+# writes (Modify Attribute) leave the number of stored objects unchanged, so resident memory
+# should stay flat; then one whose writes (cycle: Create, Get, Destroy, which keeps the
+# metadata) add an object each, so it grows with the store.
+soak_mix() { # label, then "workload connections" specs
+    local label=$1 spec w start
+    shift
     echo
-    echo "Mixed run of $soak s against kmipd (cycle x8, get x16, locate x4), VmRSS every 30 s:"
-    for spec in "cycle 8" "get 16" "locate 4"; do
+    echo "Mixed run of $soak s against kmipd, $label ($*), VmRSS every 30 s:"
+    local names=()
+    for spec in "$@"; do
         set -- $spec
         "$bench" --server "127.0.0.1:$kport" "${tls[@]}" --workload "$1" --connections "$2" \
-            --seconds "$soak" --json >"$work/soak-$1.txt" 2>&1 &
+            --seconds "$soak" --json >"$work/soak-$label-$1.txt" 2>&1 &
         pids+=("$!")
+        names+=("$1")
     done
     start=$(date +%s)
     while (( $(date +%s) - start < soak + 5 )); do
         printf '  t=%4ss  %s kB\n' "$(( $(date +%s) - start ))" "$(rss_kb "$kpid")"
         sleep 30
     done
-    for w in cycle get locate; do
-        echo "  $w: $(grep -v '^{' "$work/soak-$w.txt" | tail -1)"
+    for w in "${names[@]}"; do
+        echo "  $w: $(grep -v '^{' "$work/soak-$label-$w.txt" | tail -1)"
     done
+}
+if [[ "$soak" -gt 0 ]]; then
+    soak_mix steady "modify 8" "get 16" "locate 4"
+    soak_mix growing "cycle 8" "get 16" "locate 4"
 fi
 echo
 echo "(logs and raw JSON: $work)"

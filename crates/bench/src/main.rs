@@ -104,6 +104,9 @@ pub(crate) enum Workload {
     Cycle,
     /// Locate by Name of keys created during setup.
     Locate,
+    /// Modify Attribute (a custom attribute, a new value each time) of keys created during
+    /// setup: a durable write that does not grow the store.
+    Modify,
     /// AES-GCM Encrypt of 1 KiB.
     Encrypt,
     /// ECDSA P-256 Sign (SHA-256) of 64 bytes.
@@ -120,6 +123,7 @@ impl Workload {
             Workload::Create => "create",
             Workload::Cycle => "cycle",
             Workload::Locate => "locate",
+            Workload::Modify => "modify",
             Workload::Encrypt => "encrypt",
             Workload::Sign => "sign",
             Workload::Idle => "idle",

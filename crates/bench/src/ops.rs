@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kmipd_client::{Client, Error as ClientError, name_attr};
+use kmipd_client::{Client, Error as ClientError, custom_attr, name_attr};
 use kmipd_proto::attributes::Attribute;
 use kmipd_proto::enums::{
     block_cipher_mode, cryptographic_algorithm as alg, cryptographic_usage_mask as usage,
@@ -24,6 +24,8 @@ use crate::{ClientPath, Workload};
 const ENCRYPT_LEN: usize = 1024;
 /// Bytes signed per Sign.
 const SIGN_LEN: usize = 64;
+/// The custom attribute the modify workload changes.
+const MODIFY_ATTR: &str = "x-kmip-bench";
 
 /// The outcome of setup.
 pub(crate) enum Setup {
@@ -48,6 +50,8 @@ pub(crate) struct Plan {
 /// A worker's position in the plan's requests.
 pub(crate) struct WorkerState {
     next: usize,
+    /// Modify: the value of the next change.
+    counter: u64,
 }
 
 fn request(version: ProtocolVersion, op: u32, payload: Vec<Ttlv>) -> Ttlv {
@@ -132,6 +136,19 @@ fn sign_payload(uid: &str) -> Vec<Ttlv> {
         ),
         reader::bytes(tag::DATA, vec![0xa5; SIGN_LEN]),
     ]
+}
+
+/// The payload of an Add Attribute or a Modify Attribute of the modify workload's attribute.
+fn attribute_edit_payload(version: ProtocolVersion, uid: &str, value: &str) -> Vec<Ttlv> {
+    let a = custom_attr(MODIFY_ATTR, value);
+    if version.is_v2() {
+        vec![
+            uid_item(uid),
+            reader::structure(tag::NEW_ATTRIBUTE, vec![a.to_v2()]),
+        ]
+    } else {
+        vec![uid_item(uid), a.to_v1(None)]
+    }
 }
 
 fn locate_payload(version: ProtocolVersion, name: &str) -> Vec<Ttlv> {
@@ -349,6 +366,34 @@ async fn setup_inner(
             plan.requests = Arc::new(reqs);
             plan.subjects = Arc::new(names);
         }
+        Workload::Modify => {
+            let mut uids = Vec::with_capacity(keys);
+            for _ in 0..keys {
+                let uid = c.create_aes(256, None).await?;
+                c.call(
+                    operation::ADD_ATTRIBUTE,
+                    attribute_edit_payload(v, &uid, "0"),
+                )
+                .await
+                .map_err(|e| match e {
+                    ClientError::Kmip { .. } => {
+                        SetupFailure::Unsupported(format!("Add Attribute: {e}"))
+                    }
+                    o => SetupFailure::Error(o.to_string()),
+                })?;
+                uids.push(uid);
+            }
+            if let Some(uid) = uids.first() {
+                let req = encode(
+                    v,
+                    operation::MODIFY_ATTRIBUTE,
+                    attribute_edit_payload(v, uid, "1"),
+                )
+                .map_err(err)?;
+                probe(c, &req, "Modify Attribute").await?;
+            }
+            plan.subjects = Arc::new(uids);
+        }
         Workload::Idle => {
             let req = encode(v, operation::DISCOVER_VERSIONS, vec![]).map_err(err)?;
             probe(c, &req, "Discover Versions").await?;
@@ -388,7 +433,10 @@ async fn setup_inner(
 impl Plan {
     /// Worker `index` starts at its own key.
     pub(crate) fn worker_state(&self, index: usize) -> WorkerState {
-        WorkerState { next: index }
+        WorkerState {
+            next: index,
+            counter: 0,
+        }
     }
 
     fn pick<'a, T>(list: &'a [T], state: &mut WorkerState) -> Result<&'a T, String> {
@@ -399,6 +447,24 @@ impl Plan {
         let i = state.next % n;
         state.next = state.next.wrapping_add(1);
         list.get(i).ok_or_else(|| "internal: index".to_owned())
+    }
+
+    /// The next Modify Attribute's key (the worker's next one) and value (one this worker
+    /// has not set before).
+    fn modify_target(&self, state: &mut WorkerState) -> Result<(String, String), String> {
+        state.counter = state.counter.wrapping_add(1);
+        let value = format!("{}-{}", state.next, state.counter);
+        let uid = Self::pick(&self.subjects, state)?;
+        Ok((uid.clone(), value))
+    }
+
+    fn modify_request(&self, state: &mut WorkerState) -> Result<Vec<u8>, String> {
+        let (uid, value) = self.modify_target(state)?;
+        encode(
+            self.version,
+            operation::MODIFY_ATTRIBUTE,
+            attribute_edit_payload(self.version, &uid, &value),
+        )
     }
 
     /// One operation on `c`.
@@ -433,6 +499,11 @@ impl Plan {
                     Err(format!("Locate by Name found {found} objects"))
                 }
             }
+            Workload::Modify => {
+                let req = self.modify_request(state)?;
+                let response = send_raw(c, &req).await?;
+                check(&response).map(|_| ())
+            }
             Workload::Cycle => {
                 let create = Self::pick(&self.requests, state)?;
                 let response = send_raw(c, create).await?;
@@ -465,6 +536,16 @@ impl Plan {
                 let uid = c.create_aes(256, None).await?;
                 c.get(&uid).await?;
                 c.destroy(&uid).await?;
+            }
+            Workload::Modify => {
+                let (uid, value) = self
+                    .modify_target(state)
+                    .map_err(|_| ClientError::Unexpected("empty plan"))?;
+                c.call(
+                    operation::MODIFY_ATTRIBUTE,
+                    attribute_edit_payload(self.version, &uid, &value),
+                )
+                .await?;
             }
             Workload::Locate => {
                 let found = c.locate_by_name(subject(state)?).await?;
