@@ -463,7 +463,7 @@ pub(crate) fn name_in_use(ctx: &Ctx<'_>, name: &Value, except: Option<&str>) -> 
     };
     let holders = ctx
         .tx
-        .find(&Query::new(vec![Filter::Name(wanted.to_owned())]))?;
+        .find_guarded(&Query::new(vec![Filter::Name(wanted.to_owned())]))?;
     Ok(holders.iter().any(|o| {
         except != Some(o.uid.as_str())
             && !matches!(

@@ -23,9 +23,12 @@ pub(crate) struct Tx<'a> {
     /// was absent). The commit expects every object it writes to be still at that revision
     /// ([`Change::Expect`]), so a concurrent request's acknowledged change is never
     /// overwritten with a record computed from an older one; the engine runs the request
-    /// again instead. Objects seen only through [`Tx::find`] (uniqueness checks, Locate)
-    /// carry no revision.
+    /// again instead. Objects seen only through [`Tx::find`] (Locate) carry no revision.
     read: RefCell<BTreeMap<String, Option<Revision>>>,
+    /// The searches made through [`Tx::find_guarded`] (uniqueness checks) with the objects
+    /// the store answered: the commit expects that nothing else matches them now
+    /// ([`Change::ExpectNoOther`]), so two concurrent requests cannot both take a Name.
+    searched: RefCell<Vec<(Query, Vec<String>)>>,
 }
 
 /// A point to roll back to (one batch item's start).
@@ -38,6 +41,7 @@ impl<'a> Tx<'a> {
             now,
             changes: BTreeMap::new(),
             read: RefCell::new(BTreeMap::new()),
+            searched: RefCell::new(Vec::new()),
         }
     }
 
@@ -67,9 +71,12 @@ impl<'a> Tx<'a> {
     /// in creation order (the store narrows by its indexes; this batch's own changes are
     /// checked directly). The query must not filter on what `apply_dates` changes (State).
     pub(crate) fn find(&self, query: &Query) -> Result<Vec<ManagedObject>> {
-        let mut objects: Vec<ManagedObject> = self
-            .store
-            .find(query)?
+        Ok(self.merged(query, self.store.find(query)?))
+    }
+
+    /// The store's answer to `query` with this batch's changes in place of what they change.
+    fn merged(&self, query: &Query, stored: Vec<ManagedObject>) -> Vec<ManagedObject> {
+        let mut objects: Vec<ManagedObject> = stored
             .into_iter()
             .filter(|o| !self.changes.contains_key(&o.uid))
             .collect();
@@ -84,7 +91,20 @@ impl<'a> Tx<'a> {
         for o in &mut objects {
             crate::object::apply_dates(o, self.now);
         }
-        Ok(objects)
+        objects
+    }
+
+    /// [`find`](Self::find) for a check whose answer must still hold at commit (a Name that
+    /// must be free): if this batch writes anything, its commit fails with a conflict (and
+    /// the engine runs the request again) when another object matching `query` was stored
+    /// meanwhile.
+    pub(crate) fn find_guarded(&self, query: &Query) -> Result<Vec<ManagedObject>> {
+        let stored = self.store.find(query)?;
+        self.searched.borrow_mut().push((
+            query.clone(),
+            stored.iter().map(|o| o.uid.clone()).collect(),
+        ));
+        Ok(self.merged(query, stored))
     }
 
     /// Inserts or replaces an object.
@@ -119,6 +139,11 @@ impl<'a> Tx<'a> {
     pub(crate) fn into_changes(self) -> Vec<Change> {
         let read = self.read.into_inner();
         let mut out = Vec::with_capacity(self.changes.len().saturating_mul(2));
+        if !self.changes.is_empty() {
+            for (query, seen) in self.searched.into_inner() {
+                out.push(Change::ExpectNoOther { query, seen });
+            }
+        }
         for (uid, o) in self.changes {
             if let Some(revision) = read.get(&uid) {
                 out.push(Change::Expect {

@@ -1,7 +1,8 @@
 //! Concurrent requests on one object: no acknowledged change is lost. A commit expects every
 //! object it writes to be still as its request read it (`Change::Expect`); when a concurrent
 //! request changed it meanwhile, nothing of the commit is stored and the engine runs the
-//! request again on the new record.
+//! request again on the new record. Likewise a 2.x Name checked free must still be free at
+//! commit (`Change::ExpectNoOther`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,7 +25,7 @@ use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
 mod common;
-use common::{TempDir, attr, by_uid, create_aes256_v2, message, ok_uid, one, uid_item};
+use common::{TempDir, attr, by_uid, create_aes256_v2, message, name, ok_uid, one, uid_item};
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
 const V14: ProtocolVersion = ProtocolVersion::V1_4;
@@ -158,4 +159,73 @@ fn every_concurrent_edit_of_one_object_is_kept_over_sled() {
     let kek = Kek::new(KekId(1), &Zeroizing::new([0x5a; 32]));
     let store = SledStore::open_with_kek(&tmp.0, kek).unwrap();
     every_concurrent_edit_is_kept(Arc::new(store));
+}
+
+/// A 2.1 Create of an AES-256 key named `n`.
+fn create_named(n: &str) -> Ttlv {
+    let mut payload = create_aes256_v2();
+    if let Value::Structure(attrs) = &mut payload[1].value {
+        attrs.push(Ttlv::new(tag::NAME, name(n)));
+    }
+    message(V21, vec![(op::CREATE, payload)]).to_ttlv()
+}
+
+/// Two 2.1 Creates of one Name, both checked before either commits: the second's commit
+/// fails (the Name was taken meanwhile) and, run again, it is refused as a non-unique Name.
+#[test]
+fn a_name_checked_free_is_still_free_at_commit() {
+    let store = Arc::new(MemoryStore::new());
+    let e = Engine::new(store.clone(), EngineConfig::default());
+    let who = Principal::new("alice");
+    let first = e.prepare(&who, &create_named("db-key"));
+    let second = e.prepare(&who, &create_named("db-key"));
+    assert_eq!(status(&e.complete(first).unwrap()), (rs::SUCCESS, None));
+    let conflict = e.complete(second).unwrap_err();
+    assert_eq!(
+        status(&conflict.into_answer()),
+        (rs::OPERATION_FAILED, Some(rr::GENERAL_FAILURE))
+    );
+    assert_eq!(store.all().unwrap().len(), 1);
+    assert_eq!(
+        status(&e.handle_message(&who, &create_named("db-key"))),
+        (rs::OPERATION_FAILED, Some(rr::NON_UNIQUE_NAME_ATTRIBUTE))
+    );
+}
+
+/// Threads create keys of the same names at once over sled: each name is taken exactly once,
+/// every other attempt is refused as a non-unique Name.
+#[test]
+fn concurrent_creates_of_one_name_over_sled_take_it_once() {
+    let tmp = TempDir::new("concurrent-names");
+    let kek = Kek::new(KekId(1), &Zeroizing::new([0x5a; 32]));
+    let store: Arc<dyn ObjectStore> = Arc::new(SledStore::open_with_kek(&tmp.0, kek).unwrap());
+    let e = Engine::new(store.clone(), EngineConfig::default());
+    let who = Principal::new("alice");
+    const THREADS: usize = 6;
+    const NAMES: usize = 10;
+    let outcomes: Vec<Vec<(u32, Option<u32>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (e, who) = (&e, &who);
+                s.spawn(move || {
+                    (0..NAMES)
+                        .map(|i| status(&e.handle_message(who, &create_named(&format!("n{i}")))))
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for i in 0..NAMES {
+        let won = outcomes
+            .iter()
+            .filter(|o| o[i] == (rs::SUCCESS, None))
+            .count();
+        let refused = outcomes
+            .iter()
+            .filter(|o| o[i] == (rs::OPERATION_FAILED, Some(rr::NON_UNIQUE_NAME_ATTRIBUTE)))
+            .count();
+        assert_eq!((won, refused), (1, THREADS - 1), "name n{i}: {outcomes:?}");
+    }
+    assert_eq!(store.all().unwrap().len(), NAMES);
 }

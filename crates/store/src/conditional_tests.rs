@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::{Change, ManagedObject, MemoryStore, ObjectStore, StoreError};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Ttlv, Value};
+
+use crate::{Change, Filter, ManagedObject, MemoryStore, ObjectStore, Query, StoreError};
 
 /// Runs the conditional-commit checks against `s`; `obj(uid, seq, version)` makes an object
 /// (`version` tells apart two records of the same uid).
@@ -137,6 +140,78 @@ pub(crate) fn conditional_commits(
     ])
     .unwrap();
     assert_eq!(s.get("A").unwrap().unwrap(), obj("A", 1, 3));
+}
+
+/// An object with one Name.
+pub(crate) fn named(uid: &str, seq: u64, name: &str) -> ManagedObject {
+    let mut attributes = kmipd_proto::attributes::Attributes::new();
+    attributes.set(
+        tag::NAME,
+        Value::Structure(vec![Ttlv::new(
+            tag::NAME_VALUE,
+            Value::TextString(name.into()),
+        )]),
+    );
+    ManagedObject {
+        uid: uid.into(),
+        object_type: 2,
+        owner: "o".into(),
+        object: None,
+        attributes,
+        sequence: seq,
+    }
+}
+
+/// A search condition on the Name `n`, having seen `seen`.
+pub(crate) fn no_other_named(n: &str, seen: &[&str]) -> Change {
+    Change::ExpectNoOther {
+        query: Query::new(vec![Filter::Name(n.into())]),
+        seen: seen.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// Runs the search-condition checks ([`Change::ExpectNoOther`]) against `s` (empty).
+pub(crate) fn search_conditions(s: &dyn ObjectStore) {
+    // Nothing named n: a commit that adds one passes (checked before its own writes).
+    s.commit(vec![
+        no_other_named("n", &[]),
+        Change::Put(named("A", 1, "n")),
+    ])
+    .unwrap();
+    // Now A has it: a second one that saw nothing conflicts on A, and stores nothing.
+    match s.commit(vec![
+        no_other_named("n", &[]),
+        Change::Put(named("B", 2, "n")),
+    ]) {
+        Err(StoreError::Conflict { uid }) => assert_eq!(uid, "A"),
+        other => panic!("expected a conflict on A, got {other:?}"),
+    }
+    assert!(s.get("B").unwrap().is_none());
+    // Having seen A it passes; an object of another name is no conflict either.
+    s.commit(vec![
+        no_other_named("n", &["A"]),
+        Change::Put(named("B", 2, "n")),
+    ])
+    .unwrap();
+    s.commit(vec![
+        no_other_named("m", &[]),
+        Change::Put(named("C", 3, "m")),
+    ])
+    .unwrap();
+    // Alone (no write): checked all the same.
+    assert!(s.commit(vec![no_other_named("n", &["A"])]).is_err());
+    s.commit(vec![no_other_named("n", &["A", "B"])]).unwrap();
+    // Gone objects are no conflict.
+    s.commit(vec![Change::Delete("A".into()), Change::Delete("B".into())])
+        .unwrap();
+    s.commit(vec![no_other_named("n", &[])]).unwrap();
+    let found = s.find(&Query::new(vec![Filter::Name("m".into())])).unwrap();
+    assert_eq!(found, vec![named("C", 3, "m")]);
+}
+
+#[test]
+fn memory_store_search_conditions() {
+    search_conditions(&MemoryStore::new());
 }
 
 fn plain(uid: &str, seq: u64, version: u8) -> ManagedObject {

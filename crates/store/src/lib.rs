@@ -80,6 +80,19 @@ pub enum Change {
         /// Its revision when it was read (`None`: it was absent).
         revision: Option<Revision>,
     },
+    /// A condition on a search, not a write: the whole commit fails with
+    /// [`StoreError::Conflict`] (naming one object found) and stores nothing if an object
+    /// that is not in `seen` satisfies `query` on its stored attributes. How a request that
+    /// searched (2.x Name uniqueness) proves that nothing it looked for appeared since.
+    /// Checked atomically with the commit's writes, against the state before them (including
+    /// commits applied just before it). A stored object that satisfies the query but could
+    /// not be read (a damaged record that `find` left out) also fails it.
+    ExpectNoOther {
+        /// What was searched.
+        query: Query,
+        /// The objects the search found.
+        seen: Vec<String>,
+    },
 }
 
 /// What can go wrong in a store. Messages never contain key material.
@@ -104,7 +117,8 @@ pub enum StoreError {
     /// current KEK missing at unlock).
     #[error("key encryption key: {0}")]
     Kek(String),
-    /// A [`Change::Expect`] did not hold: the object changed since it was read. Nothing of the
+    /// A [`Change::Expect`] (or [`Change::ExpectNoOther`]) did not hold: the object changed (or
+    /// appeared) since it was read. Nothing of the
     /// commit was stored; the caller may read again and retry.
     #[error("object {uid} changed concurrently")]
     Conflict {
@@ -135,8 +149,8 @@ pub trait ObjectStore: Send + Sync {
             .collect())
     }
     /// Applies every change atomically; on success the changes are durable. Blocking.
-    /// Fails with [`StoreError::Conflict`], storing nothing, if a [`Change::Expect`] of the
-    /// commit does not hold.
+    /// Fails with [`StoreError::Conflict`], storing nothing, if a [`Change::Expect`] or
+    /// [`Change::ExpectNoOther`] of the commit does not hold.
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;
     /// [`commit`](Self::commit) without waiting: the changes are applied atomically, and
     /// `done` is called exactly once with the outcome when they are durable (or have failed),

@@ -74,15 +74,25 @@ impl ObjectStore for MemoryStore {
     fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let mut map = self.objects.write().map_err(poisoned)?;
         for c in &changes {
-            if let Change::Expect {
-                uid,
-                revision: want,
-            } = c
-            {
-                let now = map.get(uid).map(|(_, stamp)| revision(*stamp));
-                if now != *want {
-                    return Err(StoreError::Conflict { uid: uid.clone() });
+            match c {
+                Change::Expect {
+                    uid,
+                    revision: want,
+                } => {
+                    let now = map.get(uid).map(|(_, stamp)| revision(*stamp));
+                    if now != *want {
+                        return Err(StoreError::Conflict { uid: uid.clone() });
+                    }
                 }
+                Change::ExpectNoOther { query, seen } => {
+                    if let Some((uid, _)) = map
+                        .iter()
+                        .find(|(uid, (o, _))| !seen.contains(uid) && query.matches(o))
+                    {
+                        return Err(StoreError::Conflict { uid: uid.clone() });
+                    }
+                }
+                Change::Put(_) | Change::Delete(_) => {}
             }
         }
         for c in changes {
@@ -94,7 +104,7 @@ impl ObjectStore for MemoryStore {
                 Change::Delete(uid) => {
                     map.remove(&uid);
                 }
-                Change::Expect { .. } => {}
+                Change::Expect { .. } | Change::ExpectNoOther { .. } => {}
             }
         }
         Ok(())

@@ -593,11 +593,20 @@ impl SledStore {
         let kek = self.current()?;
         let mut prepared = Vec::with_capacity(changes.len());
         for c in changes {
-            if let Change::Expect { uid, revision } = c {
-                prepared.push(Prepared {
+            match c {
+                Change::Expect { uid, revision } => prepared.push(Prepared {
                     uid: uid.clone(),
                     op: Op::Expect(*revision),
-                });
+                }),
+                Change::ExpectNoOther { query, seen } => prepared.push(Prepared {
+                    uid: String::new(),
+                    op: Op::NoOther(Box::new(Search {
+                        terms: select_terms(query)?,
+                        query: query.clone(),
+                        seen: seen.iter().cloned().collect(),
+                    })),
+                }),
+                Change::Put(_) | Change::Delete(_) => {}
             }
         }
         for c in changes {
@@ -619,7 +628,7 @@ impl SledStore {
                     uid: uid.clone(),
                     op: Op::Delete,
                 }),
-                Change::Expect { .. } => {}
+                Change::Expect { .. } | Change::ExpectNoOther { .. } => {}
             }
         }
         Ok(prepared)
@@ -973,12 +982,23 @@ enum Op {
     Delete,
     /// A condition checked in the transaction, never written (nor logged in the WAL).
     Expect(Option<Revision>),
+    /// A condition on a search ([`Change::ExpectNoOther`]), checked by the applier against
+    /// the index before the commit's transaction; never written. Its `uid` is empty.
+    NoOther(Box<Search>),
+}
+
+/// A [`Change::ExpectNoOther`], ready for the applier.
+struct Search {
+    query: Query,
+    /// The query's index terms (empty: every object is a candidate).
+    terms: Vec<Select>,
+    seen: BTreeSet<String>,
 }
 
 impl Prepared {
     /// A write (Put or Delete), not an expectation.
     fn writes(&self) -> bool {
-        !matches!(self.op, Op::Expect(_))
+        matches!(self.op, Op::Put { .. } | Op::Delete)
     }
 }
 
@@ -1023,6 +1043,7 @@ fn apply(
                 Op::Delete => {
                     objects.remove(key)?;
                 }
+                Op::NoOther(_) => {}
             }
         }
         if let Some(frame) = frame {
@@ -1075,7 +1096,7 @@ fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreError> {
                 change.push(b'D');
                 push_lp(&mut change, p.uid.as_bytes())?;
             }
-            Op::Expect(_) => continue,
+            Op::Expect(_) | Op::NoOther(_) => continue,
         }
         push_lp(&mut out, &change)?;
     }
@@ -1187,6 +1208,22 @@ fn replay(
     Ok(applied)
 }
 
+/// The index terms of the indexed filters of `query` (none: the query needs a scan).
+fn select_terms(query: &Query) -> Result<Vec<Select>, StoreError> {
+    query
+        .filters
+        .iter()
+        .filter(|f| f.indexed())
+        .map(|f| {
+            let range = match f {
+                Filter::Date(_, from, to) => Some((*from, *to)),
+                _ => None,
+            };
+            Ok((filter_prefix(f)?, range))
+        })
+        .collect()
+}
+
 /// Drops what store format 1 kept in sled for its indexes: the `index` and `seq` trees and
 /// every `refs` entry but the applied WAL frame. Idempotent (a crash before the new format
 /// byte is flushed makes the next open do it again).
@@ -1270,16 +1307,7 @@ impl ObjectStore for SledStore {
                 .filter(|o| query.matches(o))
                 .collect());
         }
-        let terms = indexed
-            .into_iter()
-            .map(|f| {
-                let range = match f {
-                    Filter::Date(_, from, to) => Some((*from, *to)),
-                    _ => None,
-                };
-                Ok((filter_prefix(f)?, range))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let terms = select_terms(query)?;
         let uids = self
             .index
             .read()
@@ -1353,7 +1381,7 @@ impl ObjectStore for SledStore {
 
 mod index;
 mod pipeline;
-use index::MemIndex;
+use index::{MemIndex, Select};
 use pipeline::{Applier, Completion, ToApplier};
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use kmipd_proto::attributes::{AttrName, Attributes};
 use kmipd_proto::tag;
 use kmipd_store::{
     Change, Filter, Kek, KekId, ManagedObject, MemoryStore, ObjectStore, Query, SledStore,
+    StoreError,
 };
 use kmipd_test_support::copy_dir;
 use kmipd_ttlv::{Ttlv, Value};
@@ -28,6 +29,8 @@ fn custom() -> AttrName {
 #[derive(Debug, Clone)]
 enum Op {
     Commit(Vec<Change>),
+    /// A commit with a search condition: the changes, the query's filters, what it "saw".
+    Guarded(Vec<Change>, Vec<Filter>, Vec<String>),
     Get(usize),
     Find(Vec<Filter>),
     All,
@@ -102,16 +105,27 @@ fn filter() -> impl Strategy<Value = Filter> {
     ]
 }
 
+fn changes(max: usize) -> impl Strategy<Value = Vec<Change>> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => object().prop_map(Change::Put),
+            1 => (0..UIDS.len()).prop_map(|u| Change::Delete(UIDS[u].into())),
+        ],
+        0..max,
+    )
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => prop::collection::vec(
-            prop_oneof![
-                3 => object().prop_map(Change::Put),
-                1 => (0..UIDS.len()).prop_map(|u| Change::Delete(UIDS[u].into())),
-            ],
-            0..4
+        4 => changes(4).prop_map(Op::Commit),
+        2 => (
+            changes(3),
+            prop::collection::vec(filter(), 0..3),
+            prop::sample::subsequence(UIDS.to_vec(), 0..=UIDS.len()),
         )
-        .prop_map(Op::Commit),
+            .prop_map(|(c, f, seen)| {
+                Op::Guarded(c, f, seen.into_iter().map(str::to_owned).collect())
+            }),
         2 => (0..UIDS.len()).prop_map(Op::Get),
         3 => prop::collection::vec(filter(), 0..3).prop_map(Op::Find),
         1 => Just(Op::All),
@@ -132,6 +146,7 @@ fn one_per_uid(changes: Vec<Change>) -> Vec<Change> {
             Change::Put(o) => o.uid.clone(),
             Change::Delete(u) => u.clone(),
             Change::Expect { uid, .. } => uid.clone(),
+            Change::ExpectNoOther { .. } => unreachable!("not generated here"),
         };
         seen.insert(uid, c);
     }
@@ -170,6 +185,23 @@ proptest! {
                     }
                     model.commit(changes.clone()).unwrap();
                     s.commit(changes).unwrap();
+                }
+                Op::Guarded(changes, filters, seen) => {
+                    let changes = one_per_uid(changes);
+                    let writes = !changes.is_empty();
+                    let mut all = changes;
+                    all.push(Change::ExpectNoOther { query: Query::new(filters), seen });
+                    let want = model.commit(all.clone());
+                    let got = s.commit(all);
+                    prop_assert_eq!(want.is_ok(), got.is_ok(), "{:?} vs {:?}", want, got);
+                    for r in [&want, &got] {
+                        if let Err(e) = r {
+                            prop_assert!(matches!(e, StoreError::Conflict { .. }), "{:?}", e);
+                        }
+                    }
+                    if got.is_ok() && writes {
+                        frames += 1;
+                    }
                 }
                 Op::Get(u) => prop_assert_eq!(model.get(UIDS[u]).unwrap(), s.get(UIDS[u]).unwrap()),
                 Op::Find(filters) => {

@@ -258,7 +258,7 @@ pub(crate) fn check_names_unique(ctx: &Ctx<'_>, attrs: &Attributes) -> Result<()
         return Ok(());
     }
     for name in wanted {
-        let holders = ctx.tx.find(&Query::new(vec![Filter::Name(name)]))?;
+        let holders = ctx.tx.find_guarded(&Query::new(vec![Filter::Name(name)]))?;
         if holders.iter().any(|o| ctx.principal.may_see(o)) {
             return Err(Error::NonUniqueName);
         }

@@ -115,8 +115,9 @@ impl Applier {
     }
 
     /// Applies one batch: one transaction and one frame for all of it; if that aborts (a
-    /// failed expectation, a damaged `refs` entry) each commit is retried alone, in order, so
-    /// that only the culprit fails.
+    /// failed expectation) each commit is retried alone, in order, so that only the culprit
+    /// fails. A batch with a search condition ([`Op::NoOther`]) is applied commit by commit,
+    /// the index updated after each, so that each search sees the commits before it.
     /// Failed commits complete here; the others go to the syncer.
     fn apply_batch(
         &self,
@@ -126,22 +127,43 @@ impl Applier {
         if batch.is_empty() {
             return;
         }
-        let all: Vec<&Prepared> = batch.iter().flat_map(|(p, _)| p.iter()).collect();
-        let first = self.apply_and_append(&all);
-        let results: Vec<Result<(), StoreError>> = match first {
-            Ok(()) => batch.iter().map(|_| Ok(())).collect(),
-            Err(Failure::Aborted(e)) if batch.len() == 1 => vec![Err(e)],
-            Err(Failure::Aborted(_)) => batch
+        let one_by_one = batch
+            .iter()
+            .any(|(p, _)| p.iter().any(|p| matches!(p.op, Op::NoOther(_))));
+        let results: Vec<Result<(), StoreError>> = if one_by_one {
+            batch
                 .iter()
                 .map(|(p, _)| {
+                    self.check_searches(p)?;
                     let mine: Vec<&Prepared> = p.iter().collect();
-                    self.apply_and_append(&mine).map_err(Failure::into_error)
+                    self.apply_and_append(&mine).map_err(Failure::into_error)?;
+                    let mut index = self
+                        .index
+                        .write()
+                        .map_err(|_| StoreError::Backend("index lock poisoned".into()))?;
+                    for p in p {
+                        index_copy(&mut index, p);
+                    }
+                    Ok(())
                 })
-                .collect(),
-            Err(Failure::Other(msg)) => batch
-                .iter()
-                .map(|_| Err(StoreError::Backend(msg.clone())))
-                .collect(),
+                .collect()
+        } else {
+            let all: Vec<&Prepared> = batch.iter().flat_map(|(p, _)| p.iter()).collect();
+            match self.apply_and_append(&all) {
+                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+                Err(Failure::Aborted(e)) if batch.len() == 1 => vec![Err(e)],
+                Err(Failure::Aborted(_)) => batch
+                    .iter()
+                    .map(|(p, _)| {
+                        let mine: Vec<&Prepared> = p.iter().collect();
+                        self.apply_and_append(&mine).map_err(Failure::into_error)
+                    })
+                    .collect(),
+                Err(Failure::Other(msg)) => batch
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(msg.clone())))
+                    .collect(),
+            }
         };
         if let Ok(mut j) = self.journal.lock()
             && let Some(set) = j.as_mut()
@@ -155,25 +177,18 @@ impl Applier {
         // The index before any completion: a commit's effects are all visible once it is
         // acknowledged. (A poisoned lock would mean a panic in here; the index is then left
         // as it is, and every later commit fails on the poison check above.)
-        let mut index = self.index.write().ok();
+        let mut index = if one_by_one {
+            None
+        } else {
+            self.index.write().ok()
+        };
         let mut applied = Vec::with_capacity(batch.len());
         for ((prepared, done), r) in batch.into_iter().zip(results) {
             match r {
                 Ok(()) => {
                     if let Some(index) = index.as_mut() {
                         for p in prepared {
-                            match p.op {
-                                Op::Put {
-                                    sequence, terms, ..
-                                } => {
-                                    // False only past 2^32 objects or terms, which memory
-                                    // bounds long before.
-                                    let indexed = index.put(&p.uid, sequence, terms);
-                                    debug_assert!(indexed, "index full");
-                                }
-                                Op::Delete => index.remove(&p.uid),
-                                Op::Expect(_) => {}
-                            }
+                            index_one(index, p.uid, p.op);
                         }
                     }
                     applied.push(done);
@@ -187,6 +202,52 @@ impl Applier {
             // reports the failure.
             let _ = to_syncer.send(applied);
         }
+    }
+
+    /// The search conditions of one commit, against the index and the records as they are
+    /// (every commit before it applied and indexed): fails with [`StoreError::Conflict`] on
+    /// the first object that satisfies a search's query and is not among what it saw. The
+    /// candidates are the index's answer (every object when the query has no indexed
+    /// filter); each is checked on its stored attributes (parsed, not unwrapped).
+    fn check_searches(&self, commit: &[Prepared]) -> Result<(), StoreError> {
+        for p in commit {
+            let Op::NoOther(search) = &p.op else {
+                continue;
+            };
+            let candidates = {
+                let index = self
+                    .index
+                    .read()
+                    .map_err(|_| StoreError::Backend("index lock poisoned".into()))?;
+                if search.terms.is_empty() {
+                    index.in_order()
+                } else {
+                    index.select(&search.terms)
+                }
+            };
+            for uid in candidates {
+                if search.seen.contains(&*uid) {
+                    continue;
+                }
+                let Some(raw) = self
+                    .objects
+                    .get(uid.as_bytes())
+                    .map_err(|e| StoreError::Backend(e.to_string()))?
+                else {
+                    continue;
+                };
+                let matches = match crate::record::parse(&uid, &raw) {
+                    Ok(parsed) => search.query.matches(&parsed.into_shell()),
+                    Err(_) => false,
+                };
+                if matches {
+                    return Err(StoreError::Conflict {
+                        uid: uid.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Under the commit mutex: applies `items` as one sled transaction and appends their
@@ -230,6 +291,35 @@ impl Applier {
             self.durable.kick();
         }
         Ok(())
+    }
+}
+
+/// Applies one applied change to the index.
+fn index_one(index: &mut MemIndex, uid: String, op: Op) {
+    match op {
+        Op::Put {
+            sequence, terms, ..
+        } => {
+            // False only past 2^32 objects or terms, which memory bounds long before.
+            let indexed = index.put(&uid, sequence, terms);
+            debug_assert!(indexed, "index full");
+        }
+        Op::Delete => index.remove(&uid),
+        Op::Expect(_) | Op::NoOther(_) => {}
+    }
+}
+
+/// [`index_one`] from a borrowed change (its terms copied).
+fn index_copy(index: &mut MemIndex, p: &Prepared) {
+    match &p.op {
+        Op::Put {
+            sequence, terms, ..
+        } => {
+            let indexed = index.put(&p.uid, *sequence, terms.clone());
+            debug_assert!(indexed, "index full");
+        }
+        Op::Delete => index.remove(&p.uid),
+        Op::Expect(_) | Op::NoOther(_) => {}
     }
 }
 

@@ -926,6 +926,55 @@ fn expect(uid: &str, revision: Option<Revision>) -> Change {
 }
 
 #[test]
+fn sled_store_search_conditions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    crate::conditional_tests::search_conditions(&s);
+}
+
+/// Two commits in one batch that each searched for a Name, found nothing and add an object of
+/// that Name: the second sees the first (applied and indexed before it is checked), so
+/// exactly one wins; a commit of another Name in the same batch is not affected.
+#[test]
+fn search_conditions_in_one_batch_see_each_other() {
+    use crate::conditional_tests::{named, no_other_named};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    s.pause_checkpoints(true);
+    let calls = counters(4);
+    let (tx, rx) = mpsc::channel();
+    let held = s.durable.wal.lock().unwrap();
+    s.commit_then(
+        vec![Change::Put(versioned("Z", 9, 0))],
+        counting_done(0, &calls, &tx),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for (i, uid) in [(1, "P"), (2, "Q")] {
+        s.commit_then(
+            vec![no_other_named("n", &[]), Change::Put(named(uid, i, "n"))],
+            counting_done(i as usize, &calls, &tx),
+        );
+    }
+    s.commit_then(
+        vec![no_other_named("m", &[]), Change::Put(named("R", 3, "m"))],
+        counting_done(3, &calls, &tx),
+    );
+    drop(held);
+    drop(tx);
+    let mut ok = [false; 4];
+    for _ in 0..4 {
+        let (i, r) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        ok[i] = r;
+    }
+    assert!(ok[0] && ok[3], "{ok:?}");
+    assert!(ok[1] && !ok[2], "the first queued wins: {ok:?}");
+    let found = s.find(&Query::new(vec![Filter::Name("n".into())])).unwrap();
+    assert_eq!(found, vec![named("P", 1, "n")]);
+    assert!(s.get("Q").unwrap().is_none());
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+}
+
+#[test]
 fn sled_store_conditional_commits() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
