@@ -1253,7 +1253,7 @@ fn build_index(objects: &sled::Tree) -> Result<(MemIndex, BTreeSet<String>), Sto
             Ok((shell.sequence, index_terms(&shell)?))
         }) {
             Ok((sequence, terms)) => {
-                if !index.put(&uid, sequence, terms) {
+                if !index.put(&uid, sequence, &terms) {
                     return Err(backend("more than 2^32 objects or index terms"));
                 }
             }

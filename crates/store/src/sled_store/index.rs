@@ -69,8 +69,8 @@ impl<P> Default for Table<P> {
 impl<P: Postings> Table<P> {
     /// The id of `prefix`, a new one (with empty postings) if it is not interned yet.
     /// `None` only past 2^32 distinct prefixes.
-    fn intern(&mut self, prefix: Vec<u8>) -> Option<TermId> {
-        if let Some(id) = self.ids.get(prefix.as_slice()) {
+    fn intern(&mut self, prefix: &[u8]) -> Option<TermId> {
+        if let Some(id) = self.ids.get(prefix) {
             return Some(*id);
         }
         let prefix: Arc<[u8]> = Arc::from(prefix);
@@ -132,7 +132,7 @@ pub(super) type Select = (Vec<u8>, Option<(i64, i64)>);
 impl MemIndex {
     /// Indexes `uid` with these terms, replacing what was indexed for it. Returns false (and
     /// indexes nothing for it) only past 2^32 objects or distinct terms.
-    pub(super) fn put(&mut self, uid: &str, sequence: u64, terms: Vec<Term>) -> bool {
+    pub(super) fn put(&mut self, uid: &str, sequence: u64, terms: &[Term]) -> bool {
         let uid: Arc<str> = match self.by_uid.get_key_value(uid) {
             Some((k, _)) => k.clone(),
             None => Arc::from(uid),
@@ -148,7 +148,7 @@ impl MemIndex {
         let mut exact = Vec::new();
         let mut dates = Vec::new();
         for (prefix, date) in terms {
-            match date {
+            match *date {
                 None => {
                     let Some(id) = self.exact.intern(prefix) else {
                         continue;
@@ -296,8 +296,8 @@ mod tests {
     #[test]
     fn put_replace_remove() {
         let mut ix = MemIndex::default();
-        assert!(ix.put("a", 2, vec![exact("state=1"), date("init", 10)]));
-        assert!(ix.put("b", 1, vec![exact("state=1"), date("init", 20)]));
+        assert!(ix.put("a", 2, &[exact("state=1"), date("init", 10)]));
+        assert!(ix.put("b", 1, &[exact("state=1"), date("init", 20)]));
         assert_eq!(select(&ix, &[("state=1", None)]), ["a", "b"]);
         assert_eq!(select(&ix, &[("init", Some((10, 19)))]), ["a"]);
         assert_eq!(select(&ix, &[("init", Some((10, 20)))]), ["a", "b"]);
@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(ix.last_sequence(), 2);
 
         // A replace drops the old terms.
-        ix.put("a", 2, vec![exact("state=2"), date("init", 10)]);
+        ix.put("a", 2, &[exact("state=2"), date("init", 10)]);
         assert_eq!(select(&ix, &[("state=1", None)]), ["b"]);
         assert_eq!(select(&ix, &[("state=2", None)]), ["a"]);
         assert_eq!(ix.len(), 2);
@@ -324,7 +324,7 @@ mod tests {
         ix.remove("a");
         assert!(select(&ix, &[("state=2", None)]).is_empty());
         assert!(ix.exact.postings(b"state=2").is_none());
-        ix.put("c", 3, vec![exact("state=3")]);
+        ix.put("c", 3, &[exact("state=3")]);
         assert_eq!(ix.objects.len(), 2);
         assert_eq!(select(&ix, &[("state=3", None)]), ["c"]);
         ix.remove("b");
@@ -364,7 +364,7 @@ mod tests {
                 }
                 terms.sort();
                 terms.dedup();
-                assert!(ix.put(&uid, step, terms.clone()));
+                assert!(ix.put(&uid, step, &terms));
                 model.insert(uid, (step, terms));
             }
             let (s, d) = (format!("s{}", next(3)), next(50) as i64);

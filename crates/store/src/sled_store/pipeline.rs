@@ -142,7 +142,7 @@ impl Applier {
                         .write()
                         .map_err(|_| StoreError::Backend("index lock poisoned".into()))?;
                     for p in p {
-                        index_copy(&mut index, p);
+                        index_one(&mut index, p);
                     }
                     Ok(())
                 })
@@ -187,8 +187,8 @@ impl Applier {
             match r {
                 Ok(()) => {
                     if let Some(index) = index.as_mut() {
-                        for p in prepared {
-                            index_one(index, p.uid, p.op);
+                        for p in &prepared {
+                            index_one(index, p);
                         }
                     }
                     applied.push(done);
@@ -295,27 +295,13 @@ impl Applier {
 }
 
 /// Applies one applied change to the index.
-fn index_one(index: &mut MemIndex, uid: String, op: Op) {
-    match op {
-        Op::Put {
-            sequence, terms, ..
-        } => {
-            // False only past 2^32 objects or terms, which memory bounds long before.
-            let indexed = index.put(&uid, sequence, terms);
-            debug_assert!(indexed, "index full");
-        }
-        Op::Delete => index.remove(&uid),
-        Op::Expect(_) | Op::NoOther(_) => {}
-    }
-}
-
-/// [`index_one`] from a borrowed change (its terms copied).
-fn index_copy(index: &mut MemIndex, p: &Prepared) {
+fn index_one(index: &mut MemIndex, p: &Prepared) {
     match &p.op {
         Op::Put {
             sequence, terms, ..
         } => {
-            let indexed = index.put(&p.uid, *sequence, terms.clone());
+            // False only past 2^32 objects or terms, which memory bounds long before.
+            let indexed = index.put(&p.uid, *sequence, terms);
             debug_assert!(indexed, "index full");
         }
         Op::Delete => index.remove(&p.uid),
