@@ -189,12 +189,18 @@ impl Engine {
     pub fn handle_bytes(&self, principal: &Principal, request: &[u8]) -> Vec<u8> {
         let response = match kmipd_ttlv::decode(request, &self.config.limits) {
             Ok(tree) => self.handle_message(principal, &tree),
-            Err(_) => message_error(
-                ProtocolVersion::V1_0,
-                &Error::InvalidMessage("undecodable TTLV"),
-            ),
+            Err(_) => Engine::undecodable_response(),
         };
         kmipd_ttlv::encode_to_vec(&response).unwrap_or_default()
+    }
+
+    /// The answer to a request that is not TTLV within the limits: a KMIP 1.0 Response
+    /// Message with one batch item, Invalid Message.
+    pub fn undecodable_response() -> Ttlv {
+        message_error(
+            ProtocolVersion::V1_0,
+            &Error::InvalidMessage("undecodable TTLV"),
+        )
     }
 
     /// A Request Message tree in, the Response Message tree out. Never panics.

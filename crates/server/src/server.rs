@@ -895,7 +895,7 @@ async fn execute(
         decoded => {
             let (engine, principal) = (engine.clone(), principal.clone());
             blocking(Box::new(move || {
-                let out = process(&engine, &principal, decoded, &message, max_batch);
+                let out = process(&engine, &principal, decoded, max_batch);
                 drop(permit);
                 out
             }))
@@ -949,12 +949,11 @@ struct Processed {
 }
 
 /// Batch cap, engine; the items to audit. Blocking: the engine's store commit waits for its
-/// fsync. `message` is what `decoded` came from (an undecodable one is answered from it).
+/// fsync. An undecodable request is answered Invalid Message without the engine.
 fn process(
     engine: &Engine,
     principal: &Principal,
     decoded: Result<Ttlv, kmipd_ttlv::DecodeError>,
-    message: &[u8],
     max_batch: usize,
 ) -> Processed {
     let (request, response, refusal) = match decoded {
@@ -977,11 +976,7 @@ fn process(
         }
         Err(e) => {
             debug!(error = %e, "undecodable request: answering Invalid Message");
-            let bytes = engine.handle_bytes(principal, message);
-            let response = kmipd_ttlv::decode(&bytes, &Limits::default()).unwrap_or(Ttlv {
-                tag: tag::RESPONSE_MESSAGE,
-                value: Value::Structure(Vec::new()),
-            });
+            let response = Engine::undecodable_response();
             let empty = Ttlv {
                 tag: tag::REQUEST_MESSAGE,
                 value: Value::Structure(Vec::new()),
