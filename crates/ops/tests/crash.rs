@@ -14,10 +14,8 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kmipd_ops::{Engine, EngineConfig, Principal};
@@ -26,6 +24,7 @@ use kmipd_proto::message::ProtocolVersion;
 use kmipd_proto::reader::{self as r, StructReader};
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, ObjectStore, SledStore};
+use kmipd_test_support::crash::{Acks, Kill, Lcg, run_child_and_kill};
 use kmipd_ttlv::Ttlv;
 use zeroize::Zeroizing;
 
@@ -53,16 +52,11 @@ fn crash_child() {
     };
     let store = SledStore::open_with_kek(PathBuf::from(dir), kek()).unwrap();
     let engine = Arc::new(Engine::new(Arc::new(store), EngineConfig::default()));
-    let out = Arc::new(Mutex::new(std::io::stdout()));
-    {
-        // Opened and recovered: from here on a kill lands while writing.
-        let mut o = out.lock().unwrap();
-        o.write_all(b"READY\n").unwrap();
-        o.flush().unwrap();
-    }
+    let acks = Arc::new(Acks::default());
+    acks.ready();
     let threads: Vec<_> = (0..WRITERS)
         .map(|_| {
-            let (engine, out) = (engine.clone(), out.clone());
+            let (engine, acks) = (engine.clone(), acks.clone());
             std::thread::spawn(move || {
                 loop {
                     let created = call(&engine, op::CREATE, create_aes256_v2()).expect("create");
@@ -78,11 +72,7 @@ fn crash_child() {
                     )
                     .expect("get");
                     let bytes = key_material(&got).expect("key material");
-                    // One write per line (atomic on a pipe), flushed before the next Create.
-                    let line = format!("ACK {uid} {}\n", hex::encode(bytes));
-                    let mut o = out.lock().unwrap();
-                    o.write_all(line.as_bytes()).unwrap();
-                    o.flush().unwrap();
+                    acks.ack(&format!("{uid} {}", hex::encode(bytes)));
                 }
             })
         })
@@ -91,19 +81,6 @@ fn crash_child() {
     drop(threads);
     loop {
         std::thread::sleep(Duration::from_secs(60));
-    }
-}
-
-/// A small pseudo-random sequence (no extra dependency; the seed is printed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
     }
 }
 
@@ -133,7 +110,6 @@ fn every_acknowledged_create_survives_sigkill() {
     let seed = now.as_secs() ^ u64::from(now.subsec_nanos()) << 20;
     eprintln!("crash test seed {seed}");
     let mut rng = Lcg(seed);
-    let exe = std::env::current_exe().unwrap();
     let start = Instant::now();
     let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
     let mut cycles = 0;
@@ -142,44 +118,26 @@ fn every_acknowledged_create_survives_sigkill() {
     // and recover the store, write, verify every key so far) can take seconds.
     while cycles < 24 && start.elapsed() < Duration::from_secs(40) {
         cycles += 1;
-        let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &dir.0)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // libtest may have written "test crash_child ... " on the same line.
-                if line.ends_with("READY") {
-                    let _ = ready_tx.send(());
-                    continue;
-                }
-                let mut f = line.split(' ');
-                if let (Some("ACK"), Some(uid), Some(h), None) =
-                    (f.next(), f.next(), f.next(), f.next())
-                    && let Ok(bytes) = hex::decode(h)
-                    && bytes.len() == 32
-                {
-                    lines.push((uid.to_owned(), bytes));
-                }
-            }
-            lines
-        });
         // One cycle in four is killed at a random moment of start-up (opening, recovering);
         // the others at a random moment after the store is open, whatever the machine's load.
-        if rng.below(4) != 0 {
-            let _ = ready_rx.recv_timeout(Duration::from_secs(30));
-        }
-        std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let new = reader.join().unwrap();
+        let kill = Kill {
+            after_ready: rng.below(4) != 0,
+            delay: Duration::from_millis(20 + rng.below(300)),
+        };
+        let new: Vec<(String, Vec<u8>)> =
+            run_child_and_kill("crash_child", CHILD_ENV, &dir.0, kill)
+                .iter()
+                .filter_map(|line| {
+                    let mut f = line.split(' ');
+                    match (f.next(), f.next(), f.next()) {
+                        (Some(uid), Some(h), None) => {
+                            let bytes = hex::decode(h).ok().filter(|b| b.len() == 32)?;
+                            Some((uid.to_owned(), bytes))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect();
         if !new.is_empty() {
             killed_mid_stream += 1;
         }

@@ -11,16 +11,15 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kmipd_proto::attributes::Attributes;
 use kmipd_proto::tag;
 use kmipd_store::{Change, Kek, KekId, ManagedObject, ObjectStore, SledStore};
+use kmipd_test_support::crash::{Acks, Kill, Lcg, run_child_and_kill};
 use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
@@ -73,16 +72,12 @@ fn wal_crash_child() {
         return;
     };
     let store = Arc::new(SledStore::open_with_kek(PathBuf::from(dir), kek()).unwrap());
-    let out = Arc::new(Mutex::new(std::io::stdout()));
-    {
-        let mut o = out.lock().unwrap();
-        o.write_all(b"READY\n").unwrap();
-        o.flush().unwrap();
-    }
+    let acks = Arc::new(Acks::default());
+    acks.ready();
     let pid = std::process::id();
     let counter = Arc::new(AtomicU64::new(0));
     for t in 0..WRITERS {
-        let (store, out, counter) = (store.clone(), out.clone(), counter.clone());
+        let (store, acks, counter) = (store.clone(), acks.clone(), counter.clone());
         std::thread::spawn(move || {
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -94,9 +89,7 @@ fn wal_crash_child() {
                         Change::Put(object(&format!("p{pid}-t{t}-last"), seq)),
                     ])
                     .unwrap();
-                let mut o = out.lock().unwrap();
-                o.write_all(format!("ACK {uid}\n").as_bytes()).unwrap();
-                o.flush().unwrap();
+                acks.ack(&uid);
             }
         });
     }
@@ -128,56 +121,19 @@ fn verify(dir: &Path, acked: &[String]) -> (u64, u64) {
 fn every_acknowledged_commit_survives_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let exe = std::env::current_exe().unwrap();
     let start = Instant::now();
     let mut acked: Vec<String> = Vec::new();
     let (mut cycles, mut mid_stream, mut from_wal) = (0u64, 0u64, 0u64);
-    let mut seed = u64::from(std::process::id());
-    let mut below = |n: u64| {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (seed >> 33) % n
-    };
+    let mut rng = Lcg(u64::from(std::process::id()));
     while cycles < 16 && start.elapsed() < Duration::from_secs(30) {
         cycles += 1;
-        let mut child = Command::new(&exe)
-            .args([
-                "wal_crash_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, &dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.ends_with("READY") {
-                    let _ = ready_tx.send(());
-                    continue;
-                }
-                if let Some(uid) = line.strip_prefix("ACK ") {
-                    lines.push(uid.to_owned());
-                }
-            }
-            lines
-        });
         // One kill in four lands during open and recovery; the others while committing,
         // before or after the background checkpoint (every second).
-        if below(4) != 0 {
-            let _ = ready_rx.recv_timeout(Duration::from_secs(30));
-        }
-        std::thread::sleep(Duration::from_millis(20 + below(1500)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let new = reader.join().unwrap();
+        let kill = Kill {
+            after_ready: rng.below(4) != 0,
+            delay: Duration::from_millis(20 + rng.below(1500)),
+        };
+        let new = run_child_and_kill("wal_crash_child", CHILD_ENV, &dir, kill);
         if !new.is_empty() {
             mid_stream += 1;
         }

@@ -1,5 +1,6 @@
 //! Helpers shared by kmipd's tests: where the OASIS KMIP test vectors are, how to read the
-//! hex files that hold wire captures, and copying a store's directory. Only ever a dev-dependency.
+//! hex files that hold wire captures, copying a store's directory, and the child process of the
+//! SIGKILL crash tests ([`crash`]). Only ever a dev-dependency.
 #![allow(clippy::panic, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -136,3 +137,5 @@ pub fn fixed_placeholder(
         ItemType::Structure => return Err(format!("placeholder {text} for a structure")),
     })
 }
+
+pub mod crash;
