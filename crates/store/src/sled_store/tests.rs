@@ -767,6 +767,34 @@ fn counters(n: usize) -> Arc<Vec<AtomicU64>> {
     Arc::new((0..n).map(|_| AtomicU64::new(0)).collect())
 }
 
+/// Commits `commits` so that the applier takes them as one batch: a first commit (of `Z`) is
+/// queued while the test holds the WAL, so the applier blocks on it while the others queue up.
+/// Returns each commit's outcome (the first one's too, at index 0), after checking that every
+/// completion ran exactly once.
+fn in_one_batch(s: &SledStore, commits: Vec<Vec<Change>>) -> Vec<bool> {
+    let n = commits.len() + 1;
+    let calls = counters(n);
+    let (tx, rx) = mpsc::channel();
+    let held = s.durable.wal.lock().unwrap();
+    s.commit_then(
+        vec![Change::Put(versioned("Z", 9, 0))],
+        counting_done(0, &calls, &tx),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for (i, c) in commits.into_iter().enumerate() {
+        s.commit_then(c, counting_done(i + 1, &calls, &tx));
+    }
+    drop(held);
+    drop(tx);
+    let mut ok = vec![false; n];
+    for _ in 0..n {
+        let (i, r) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        ok[i] = r;
+    }
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+    ok
+}
+
 /// `commit_then` from many threads: every `done` is called exactly once, with Ok; after it
 /// the object is readable, and it survives a crash image (sled's files as of the last
 /// checkpoint plus the WAL), i.e. it was in the fdatasynced log when `done` ran.
@@ -941,37 +969,19 @@ fn search_conditions_in_one_batch_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
     s.pause_checkpoints(true);
-    let calls = counters(4);
-    let (tx, rx) = mpsc::channel();
-    let held = s.durable.wal.lock().unwrap();
-    s.commit_then(
-        vec![Change::Put(versioned("Z", 9, 0))],
-        counting_done(0, &calls, &tx),
+    let ok = in_one_batch(
+        &s,
+        vec![
+            vec![no_other_named("n", &[]), Change::Put(named("P", 1, "n"))],
+            vec![no_other_named("n", &[]), Change::Put(named("Q", 2, "n"))],
+            vec![no_other_named("m", &[]), Change::Put(named("R", 3, "m"))],
+        ],
     );
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    for (i, uid) in [(1, "P"), (2, "Q")] {
-        s.commit_then(
-            vec![no_other_named("n", &[]), Change::Put(named(uid, i, "n"))],
-            counting_done(i as usize, &calls, &tx),
-        );
-    }
-    s.commit_then(
-        vec![no_other_named("m", &[]), Change::Put(named("R", 3, "m"))],
-        counting_done(3, &calls, &tx),
-    );
-    drop(held);
-    drop(tx);
-    let mut ok = [false; 4];
-    for _ in 0..4 {
-        let (i, r) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
-        ok[i] = r;
-    }
     assert!(ok[0] && ok[3], "{ok:?}");
     assert!(ok[1] && !ok[2], "the first queued wins: {ok:?}");
     let found = s.find(&Query::new(vec![Filter::Name("n".into())])).unwrap();
     assert_eq!(found, vec![named("P", 1, "n")]);
     assert!(s.get("Q").unwrap().is_none());
-    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
 }
 
 #[test]
@@ -1007,46 +1017,24 @@ fn concurrent_conflicting_commits_in_one_batch_one_wins() {
     s.pause_checkpoints(true);
     s.commit(vec![Change::Put(versioned("A", 1, 0))]).unwrap();
     let (_, base) = s.get_revised("A").unwrap().unwrap();
-    let calls = counters(4);
-    let (tx, rx) = mpsc::channel();
-    // Hold the WAL so that the applier blocks on a first commit while the others queue up:
-    // they are then taken as one batch.
-    let held = s.durable.wal.lock().unwrap();
-    s.commit_then(
-        vec![Change::Put(versioned("Z", 9, 0))],
-        counting_done(0, &calls, &tx),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    s.commit_then(
-        vec![expect("A", Some(base)), Change::Put(versioned("A", 1, 1))],
-        counting_done(1, &calls, &tx),
-    );
-    s.commit_then(
+    let ok = in_one_batch(
+        &s,
         vec![
-            expect("A", Some(base)),
-            Change::Put(versioned("A", 1, 2)),
-            Change::Put(versioned("X", 3, 0)),
+            vec![expect("A", Some(base)), Change::Put(versioned("A", 1, 1))],
+            vec![
+                expect("A", Some(base)),
+                Change::Put(versioned("A", 1, 2)),
+                Change::Put(versioned("X", 3, 0)),
+            ],
+            vec![expect("Y", None), Change::Put(versioned("Y", 4, 0))],
         ],
-        counting_done(2, &calls, &tx),
     );
-    s.commit_then(
-        vec![expect("Y", None), Change::Put(versioned("Y", 4, 0))],
-        counting_done(3, &calls, &tx),
-    );
-    drop(held);
-    drop(tx);
-    let mut ok = [false; 4];
-    for _ in 0..4 {
-        let (i, r) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
-        ok[i] = r;
-    }
     assert!(ok[0] && ok[3], "{ok:?}");
     assert!(ok[1] != ok[2], "exactly one of the two wins: {ok:?}");
     let winner = if ok[1] { 1 } else { 2 };
     assert_eq!(s.get("A").unwrap().unwrap(), versioned("A", 1, winner));
     assert_eq!(s.get("X").unwrap().is_some(), ok[2]);
     assert_eq!(s.get("Y").unwrap().unwrap(), versioned("Y", 4, 0));
-    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
 }
 
 /// The loser of a conflict gets `StoreError::Conflict` with its uid (blocking commits).
