@@ -265,6 +265,14 @@ impl From<ClientError> for SetupFailure {
     }
 }
 
+/// A setup call's failure, named `what` when the server refused it (then unsupported).
+fn refused(what: &'static str) -> impl Fn(ClientError) -> SetupFailure {
+    move |e| match e {
+        ClientError::Kmip { .. } => SetupFailure::Unsupported(format!("{what}: {e}")),
+        o => SetupFailure::Error(o.to_string()),
+    }
+}
+
 /// Runs `bytes` once during setup; a KMIP failure means unsupported.
 async fn probe(c: &mut Client, bytes: &[u8], what: &str) -> Result<(), SetupFailure> {
     let response = send_raw(c, bytes).await.map_err(SetupFailure::Error)?;
@@ -375,12 +383,7 @@ async fn setup_inner(
                     attribute_edit_payload(v, &uid, "0"),
                 )
                 .await
-                .map_err(|e| match e {
-                    ClientError::Kmip { .. } => {
-                        SetupFailure::Unsupported(format!("Add Attribute: {e}"))
-                    }
-                    o => SetupFailure::Error(o.to_string()),
-                })?;
+                .map_err(refused("Add Attribute"))?;
                 uids.push(uid);
             }
             if let Some(uid) = uids.first() {
@@ -411,12 +414,7 @@ async fn setup_inner(
             let items = c
                 .call(operation::CREATE_KEY_PAIR, create_key_pair_payload(v))
                 .await
-                .map_err(|e| match e {
-                    ClientError::Kmip { .. } => {
-                        SetupFailure::Unsupported(format!("Create Key Pair ECDSA P-256: {e}"))
-                    }
-                    o => SetupFailure::Error(o.to_string()),
-                })?;
+                .map_err(refused("Create Key Pair ECDSA P-256"))?;
             let uid = text_of(&items, tag::PRIVATE_KEY_UNIQUE_IDENTIFIER).ok_or_else(|| {
                 SetupFailure::Error("Create Key Pair: no Private Key Unique Identifier".into())
             })?;
