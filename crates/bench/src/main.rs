@@ -74,7 +74,7 @@ struct Args {
     /// With --reconnect: no TLS session resumption (every handshake is a full one).
     #[arg(long, requires = "reconnect")]
     no_resumption: bool,
-    /// Keys created during setup for `get` and `locate` (spread over the connections).
+    /// Keys created during setup for `get`, `locate` and `modify` (spread over the connections).
     #[arg(long, default_value_t = 64)]
     keys: usize,
     /// Runtime threads of the generator (1: a single-threaded runtime, leaving the other
