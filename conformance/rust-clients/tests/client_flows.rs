@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use common::{BOUND, Kmipd, Step};
 use kmipd_client::{Client, Connector, TlsOptions};
-use kmipd_proto::attributes::AttrName;
 use kmipd_proto::enums::{
     batch_error_continuation, cryptographic_algorithm as alg, cryptographic_usage_mask as mask,
     key_format_type as kft, object_type, operation, query_function, result_reason, result_status,
@@ -29,10 +28,13 @@ use kmipd_proto::enums::{
 use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
 };
-use kmipd_proto::reader::{self, StructReader};
-use kmipd_proto::spec::{self, Version};
+use kmipd_proto::reader;
 use kmipd_proto::tag;
-use kmipd_ttlv::{Tag, Ttlv, Value};
+use kmipd_test_support::kmip::{
+    aes_key, assert_only_1_0, child, failed, find, material_bytes, ok, template, text, uid, uids,
+    v1_attrs, v1_value,
+};
+use kmipd_ttlv::{Ttlv, Value};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -148,64 +150,6 @@ async fn one_shot(c: &Connector, k: &Kmipd, op: u32, payload: Vec<Ttlv>) -> Resp
     item
 }
 
-/// The payload's children of a successful answer.
-fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
-    assert_eq!(
-        item.result_status,
-        result_status::SUCCESS,
-        "{:?} {:?}",
-        item.result_reason,
-        item.result_message
-    );
-    StructReader::any(item.payload.as_ref().unwrap())
-        .unwrap()
-        .items()
-        .to_vec()
-}
-
-fn failed(item: &ResponseBatchItem, reason: u32) {
-    assert_eq!(
-        item.result_status,
-        result_status::OPERATION_FAILED,
-        "{:?}",
-        item.result_message
-    );
-    assert_eq!(
-        item.result_reason,
-        Some(reason),
-        "{:?}",
-        item.result_message
-    );
-}
-
-fn find(items: &[Ttlv], t: Tag) -> &Ttlv {
-    items
-        .iter()
-        .find(|i| i.tag == t)
-        .unwrap_or_else(|| panic!("no {} in {items:?}", reader::name(t)))
-}
-
-fn uid(items: &[Ttlv]) -> String {
-    reader::as_text(find(items, tag::UNIQUE_IDENTIFIER))
-        .unwrap()
-        .to_owned()
-}
-
-fn uids(items: &[Ttlv]) -> Vec<String> {
-    items
-        .iter()
-        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
-        .map(|i| reader::as_text(i).unwrap().to_owned())
-        .collect()
-}
-
-fn child(item: &Ttlv, t: Tag) -> &Ttlv {
-    StructReader::any(item)
-        .unwrap()
-        .optional(t)
-        .unwrap_or_else(|| panic!("no {} in {item:?}", reader::name(t)))
-}
-
 fn by_uid(u: &str) -> Vec<Ttlv> {
     vec![reader::text(tag::UNIQUE_IDENTIFIER, u)]
 }
@@ -224,10 +168,6 @@ fn attr(name: &str, value: Value) -> Ttlv {
     attr_at(name, None, value)
 }
 
-fn text(s: &str) -> Value {
-    Value::TextString(s.to_owned())
-}
-
 fn name(n: &str) -> Value {
     Value::Structure(vec![
         reader::text(tag::NAME_VALUE, n),
@@ -239,53 +179,6 @@ fn usage(m: u32) -> Ttlv {
     attr(
         "Cryptographic Usage Mask",
         Value::Integer(i32::try_from(m).unwrap()),
-    )
-}
-
-fn template(attrs: Vec<Ttlv>) -> Ttlv {
-    reader::structure(tag::TEMPLATE_ATTRIBUTE, attrs)
-}
-
-/// The 1.x attributes of an answer, by name.
-fn v1_attrs(items: &[Ttlv]) -> Vec<(String, Value)> {
-    items
-        .iter()
-        .filter(|i| i.tag == tag::ATTRIBUTE)
-        .map(|a| {
-            let r = StructReader::any(a).unwrap();
-            (
-                r.req_text(tag::ATTRIBUTE_NAME).unwrap().to_owned(),
-                r.required(tag::ATTRIBUTE_VALUE).unwrap().value.clone(),
-            )
-        })
-        .collect()
-}
-
-fn v1_value(items: &[Ttlv], n: &str) -> Option<Value> {
-    v1_attrs(items)
-        .into_iter()
-        .find(|(k, _)| k == n)
-        .map(|(_, v)| v)
-}
-
-fn aes_key(bytes: &[u8]) -> Ttlv {
-    reader::structure(
-        tag::SYMMETRIC_KEY,
-        vec![reader::structure(
-            tag::KEY_BLOCK,
-            vec![
-                reader::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
-                reader::structure(
-                    tag::KEY_VALUE,
-                    vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
-                ),
-                reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                reader::int(
-                    tag::CRYPTOGRAPHIC_LENGTH,
-                    i32::try_from(bytes.len() * 8).unwrap(),
-                ),
-            ],
-        )],
     )
 }
 
@@ -338,46 +231,8 @@ fn got_object(item: &ResponseBatchItem, id: &str, ot: u32) -> Ttlv {
         .clone()
 }
 
-/// The Key Value's only child, Key Material.
-fn key_value_material_only(object: &Ttlv) -> Ttlv {
-    let kv = child(child(object, tag::KEY_BLOCK), tag::KEY_VALUE);
-    let children = kv.children().expect("a Key Value structure");
-    assert_eq!(
-        children.iter().map(|c| c.tag).collect::<Vec<_>>(),
-        [tag::KEY_MATERIAL],
-        "the Key Value holds Key Material only"
-    );
-    children[0].clone()
-}
-
-fn material_bytes(object: &Ttlv) -> Vec<u8> {
-    reader::as_bytes(&key_value_material_only(object))
-        .unwrap()
-        .to_vec()
-}
-
 fn key_format(object: &Ttlv) -> u32 {
     reader::as_enum(child(child(object, tag::KEY_BLOCK), tag::KEY_FORMAT_TYPE)).unwrap()
-}
-
-/// Every item of a 1.0 answer is a 1.0 tag and every attribute named is a 1.0 attribute.
-fn assert_only_1_0(tree: &Ttlv) {
-    let def = spec::tag_by_value(tree.tag.value());
-    assert!(
-        def.is_none_or(|d| d.defined_in(Version::V1_0)),
-        "{} is not a KMIP 1.0 field",
-        reader::name(tree.tag)
-    );
-    if tree.tag == tag::ATTRIBUTE_NAME {
-        let n = reader::as_text(tree).unwrap();
-        assert!(
-            AttrName::from_v1_name(n).defined_in(Version::V1_0),
-            "attribute {n} is not a KMIP 1.0 attribute"
-        );
-    }
-    if let Some(children) = tree.children() {
-        children.iter().for_each(assert_only_1_0);
-    }
 }
 
 /// Get by identifier; the object structure (see `got_object`).

@@ -11,7 +11,6 @@
 )]
 
 use kmipd_ops::{Engine, Principal};
-use kmipd_proto::attributes::AttrName;
 use kmipd_proto::enums::{
     batch_error_continuation, credential_type, cryptographic_algorithm as alg,
     cryptographic_usage_mask as mask, key_format_type as kft, object_type, operation,
@@ -21,9 +20,12 @@ use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
 };
 use kmipd_proto::reader::{self, StructReader};
-use kmipd_proto::spec::{self, Version};
 use kmipd_proto::tag;
-use kmipd_ttlv::{Tag, Ttlv, Value};
+use kmipd_test_support::kmip::{
+    aes_key, assert_only_1_0, child, failed, find, key_block, key_value_material_only,
+    material_bytes, template, text, uid, v1_attrs, v1_value,
+};
+use kmipd_ttlv::{Ttlv, Value};
 
 mod common;
 use common::{attr, attr_at, by_uid, create_aes256_v2, name, ok, secret_data, uids};
@@ -59,95 +61,6 @@ fn one(
     let resp = exchange(e, who, &RequestMessage::new(v, vec![item(op, payload)]));
     assert_eq!(resp.items.len(), 1);
     resp.items.into_iter().next().unwrap()
-}
-
-fn failed(item: &ResponseBatchItem, reason: u32) {
-    assert_eq!(
-        item.result_status,
-        result_status::OPERATION_FAILED,
-        "{:?}",
-        item.result_message
-    );
-    assert_eq!(
-        item.result_reason,
-        Some(reason),
-        "{:?}",
-        item.result_message
-    );
-}
-
-fn find(items: &[Ttlv], t: Tag) -> &Ttlv {
-    items
-        .iter()
-        .find(|i| i.tag == t)
-        .unwrap_or_else(|| panic!("no {} in {items:?}", reader::name(t)))
-}
-
-fn uid(items: &[Ttlv]) -> String {
-    reader::as_text(find(items, tag::UNIQUE_IDENTIFIER))
-        .unwrap()
-        .to_owned()
-}
-
-fn child(item: &Ttlv, t: Tag) -> &Ttlv {
-    StructReader::any(item)
-        .unwrap()
-        .optional(t)
-        .unwrap_or_else(|| panic!("no {} in {item:?}", reader::name(t)))
-}
-
-fn text(s: &str) -> Value {
-    Value::TextString(s.to_owned())
-}
-
-fn template(attrs: Vec<Ttlv>) -> Ttlv {
-    reader::structure(tag::TEMPLATE_ATTRIBUTE, attrs)
-}
-
-/// The 1.x attributes of a Get Attributes answer, by name.
-fn v1_attrs(items: &[Ttlv]) -> Vec<(String, Value)> {
-    items
-        .iter()
-        .filter(|i| i.tag == tag::ATTRIBUTE)
-        .map(|a| {
-            let r = StructReader::any(a).unwrap();
-            (
-                r.req_text(tag::ATTRIBUTE_NAME).unwrap().to_owned(),
-                r.required(tag::ATTRIBUTE_VALUE).unwrap().value.clone(),
-            )
-        })
-        .collect()
-}
-
-fn v1_value(items: &[Ttlv], n: &str) -> Option<Value> {
-    v1_attrs(items)
-        .into_iter()
-        .find(|(k, _)| k == n)
-        .map(|(_, v)| v)
-}
-
-fn key_block(object_type_tag: Tag, format: u32, material: Ttlv, extra: Vec<Ttlv>) -> Ttlv {
-    let mut kb = vec![
-        reader::enumeration(tag::KEY_FORMAT_TYPE, format),
-        reader::structure(tag::KEY_VALUE, vec![material]),
-    ];
-    kb.extend(extra);
-    reader::structure(object_type_tag, vec![reader::structure(tag::KEY_BLOCK, kb)])
-}
-
-fn aes_key(bytes: &[u8]) -> Ttlv {
-    key_block(
-        tag::SYMMETRIC_KEY,
-        kft::RAW,
-        reader::bytes(tag::KEY_MATERIAL, bytes.to_vec()),
-        vec![
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-            reader::int(
-                tag::CRYPTOGRAPHIC_LENGTH,
-                i32::try_from(bytes.len() * 8).unwrap(),
-            ),
-        ],
-    )
 }
 
 fn register(
@@ -237,47 +150,8 @@ fn get(e: &Engine, who: &str, v: ProtocolVersion, payload: Vec<Ttlv>) -> (u32, T
     (ot, object)
 }
 
-/// The Key Value of an object structure; asserts it holds Key Material and nothing else.
-fn key_value_material_only(object: &Ttlv) -> Ttlv {
-    let kv = child(child(object, tag::KEY_BLOCK), tag::KEY_VALUE);
-    let children = kv.children().expect("a Key Value structure");
-    assert_eq!(
-        children.iter().map(|c| c.tag).collect::<Vec<_>>(),
-        [tag::KEY_MATERIAL],
-        "the Key Value holds Key Material only"
-    );
-    children[0].clone()
-}
-
-fn material_bytes(object: &Ttlv) -> Vec<u8> {
-    reader::as_bytes(&key_value_material_only(object))
-        .unwrap()
-        .to_vec()
-}
-
 fn locate(e: &Engine, who: &str, v: ProtocolVersion, attrs: Vec<Ttlv>) -> Vec<String> {
     uids(&ok(&one(e, who, v, operation::LOCATE, attrs)))
-}
-
-/// Every item of a 1.0 answer is a 1.0 tag and every attribute named is a 1.0 attribute.
-fn assert_only_1_0(tree: &Ttlv) {
-    let def = spec::tag_by_value(tree.tag.value());
-    assert!(
-        def.is_none_or(|d| d.defined_in(Version::V1_0)),
-        "{} is not a KMIP 1.0 field",
-        reader::name(tree.tag)
-    );
-    if tree.tag == tag::ATTRIBUTE_NAME {
-        let n = reader::as_text(tree).unwrap();
-        assert!(
-            AttrName::from_v1_name(n).defined_in(Version::V1_0),
-            "attribute {n} is not a KMIP 1.0 attribute"
-        );
-        assert_ne!(n, "Fresh");
-    }
-    if let Some(children) = tree.children() {
-        children.iter().for_each(assert_only_1_0);
-    }
 }
 
 fn ascii_only(resp: &ResponseMessage) {

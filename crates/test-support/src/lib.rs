@@ -1,6 +1,7 @@
 //! Helpers shared by kmipd's tests: where the OASIS KMIP test vectors are, how to read the
-//! hex files that hold wire captures, copying a store's directory, and the child process of the
-//! SIGKILL crash tests ([`crash`]). Only ever a dev-dependency.
+//! hex files that hold wire captures, copying a store's directory, the child process of the
+//! SIGKILL crash tests ([`crash`]), and reading KMIP answers in tests ([`kmip`]). Only ever a
+//! dev-dependency.
 #![allow(clippy::panic, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -139,3 +140,4 @@ pub fn fixed_placeholder(
 }
 
 pub mod crash;
+pub mod kmip;

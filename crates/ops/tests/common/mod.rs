@@ -24,6 +24,9 @@ use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
 use kmipd_store::{MemoryStore, ObjectStore};
+// Not every test binary that includes this module uses them.
+#[allow(unused_imports)]
+pub(crate) use kmipd_test_support::kmip::{ok, uids};
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -127,21 +130,6 @@ impl Server {
 // Reading answers
 // ---------------------------------------------------------------------------------------------
 
-/// The payload's children of an answer, which must be a success.
-pub(crate) fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
-    assert_eq!(
-        item.result_status,
-        result_status::SUCCESS,
-        "{:?} {:?}",
-        item.result_reason,
-        item.result_message
-    );
-    StructReader::any(item.payload.as_ref().unwrap())
-        .unwrap()
-        .items()
-        .to_vec()
-}
-
 /// The Unique Identifier of an answer's payload (an undone item keeps its payload).
 pub(crate) fn uid_of(item: &ResponseBatchItem) -> String {
     StructReader::any(item.payload.as_ref().expect("payload"))
@@ -155,15 +143,6 @@ pub(crate) fn uid_of(item: &ResponseBatchItem) -> String {
 pub(crate) fn ok_uid(item: &ResponseBatchItem) -> String {
     assert_eq!(item.result_status, result_status::SUCCESS, "{item:?}");
     uid_of(item)
-}
-
-/// Every Unique Identifier among payload items, in order.
-pub(crate) fn uids(items: &[Ttlv]) -> Vec<String> {
-    items
-        .iter()
-        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
-        .map(|i| reader::as_text(i).unwrap().to_owned())
-        .collect()
 }
 
 /// The Key Material bytes somewhere in `t` (the last Byte String one), if any.

@@ -1,0 +1,179 @@
+//! Reading KMIP answers and building the request fields that the engine's tests
+//! (`crates/ops/tests`) and the interoperability tests over the wire
+//! (`conformance/rust-clients/tests`) share. Every helper asserts: a test fails with the
+//! answer in its message when the answer is not what it expects.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use kmipd_proto::attributes::AttrName;
+use kmipd_proto::enums::{cryptographic_algorithm as alg, key_format_type as kft, result_status};
+use kmipd_proto::message::ResponseBatchItem;
+use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::spec::{self, Version};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Tag, Ttlv, Value};
+
+/// The payload's children of a successful answer (asserts Success).
+pub fn ok(item: &ResponseBatchItem) -> Vec<Ttlv> {
+    assert_eq!(
+        item.result_status,
+        result_status::SUCCESS,
+        "{:?} {:?}",
+        item.result_reason,
+        item.result_message
+    );
+    StructReader::any(item.payload.as_ref().unwrap())
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+/// Asserts an Operation Failed answer with this Result Reason.
+pub fn failed(item: &ResponseBatchItem, reason: u32) {
+    assert_eq!(
+        item.result_status,
+        result_status::OPERATION_FAILED,
+        "{:?}",
+        item.result_message
+    );
+    assert_eq!(
+        item.result_reason,
+        Some(reason),
+        "{:?}",
+        item.result_message
+    );
+}
+
+/// The first item of tag `t` (asserts there is one).
+pub fn find(items: &[Ttlv], t: Tag) -> &Ttlv {
+    items
+        .iter()
+        .find(|i| i.tag == t)
+        .unwrap_or_else(|| panic!("no {} in {items:?}", reader::name(t)))
+}
+
+/// The Unique Identifier among `items`.
+pub fn uid(items: &[Ttlv]) -> String {
+    reader::as_text(find(items, tag::UNIQUE_IDENTIFIER))
+        .unwrap()
+        .to_owned()
+}
+
+/// Every Unique Identifier among `items`, in order.
+pub fn uids(items: &[Ttlv]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
+        .map(|i| reader::as_text(i).unwrap().to_owned())
+        .collect()
+}
+
+/// The child of tag `t` of a structure (asserts there is one).
+pub fn child(item: &Ttlv, t: Tag) -> &Ttlv {
+    StructReader::any(item)
+        .unwrap()
+        .optional(t)
+        .unwrap_or_else(|| panic!("no {} in {item:?}", reader::name(t)))
+}
+
+/// A Text String value.
+pub fn text(s: &str) -> Value {
+    Value::TextString(s.to_owned())
+}
+
+/// A 1.x Template-Attribute of these Attribute items.
+pub fn template(attrs: Vec<Ttlv>) -> Ttlv {
+    reader::structure(tag::TEMPLATE_ATTRIBUTE, attrs)
+}
+
+/// A key object (`object_type_tag`) with one Key Block: format, Key Value holding `material`,
+/// then `extra` (algorithm, length, ...).
+pub fn key_block(object_type_tag: Tag, format: u32, material: Ttlv, extra: Vec<Ttlv>) -> Ttlv {
+    let mut kb = vec![
+        reader::enumeration(tag::KEY_FORMAT_TYPE, format),
+        reader::structure(tag::KEY_VALUE, vec![material]),
+    ];
+    kb.extend(extra);
+    reader::structure(object_type_tag, vec![reader::structure(tag::KEY_BLOCK, kb)])
+}
+
+/// A raw AES Symmetric Key of these bytes.
+pub fn aes_key(bytes: &[u8]) -> Ttlv {
+    key_block(
+        tag::SYMMETRIC_KEY,
+        kft::RAW,
+        reader::bytes(tag::KEY_MATERIAL, bytes.to_vec()),
+        vec![
+            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+            reader::int(
+                tag::CRYPTOGRAPHIC_LENGTH,
+                i32::try_from(bytes.len() * 8).unwrap(),
+            ),
+        ],
+    )
+}
+
+/// The Key Material of a key object, asserting that its Key Value holds nothing else (no
+/// attributes inside the Key Value, as clients that read `KeyValue[0]` expect).
+pub fn key_value_material_only(object: &Ttlv) -> Ttlv {
+    let kv = child(child(object, tag::KEY_BLOCK), tag::KEY_VALUE);
+    let children = kv.children().expect("a Key Value structure");
+    assert_eq!(
+        children.iter().map(|c| c.tag).collect::<Vec<_>>(),
+        [tag::KEY_MATERIAL],
+        "the Key Value holds Key Material only"
+    );
+    children[0].clone()
+}
+
+/// The key bytes of a key object whose Key Value is raw Key Material only.
+pub fn material_bytes(object: &Ttlv) -> Vec<u8> {
+    reader::as_bytes(&key_value_material_only(object))
+        .unwrap()
+        .to_vec()
+}
+
+/// The 1.x Attribute items among `items`, as (name, value).
+pub fn v1_attrs(items: &[Ttlv]) -> Vec<(String, Value)> {
+    items
+        .iter()
+        .filter(|i| i.tag == tag::ATTRIBUTE)
+        .map(|a| {
+            let r = StructReader::any(a).unwrap();
+            (
+                r.req_text(tag::ATTRIBUTE_NAME).unwrap().to_owned(),
+                r.required(tag::ATTRIBUTE_VALUE).unwrap().value.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The value of the 1.x attribute named `n` among `items`.
+pub fn v1_value(items: &[Ttlv], n: &str) -> Option<Value> {
+    v1_attrs(items)
+        .into_iter()
+        .find(|(k, _)| k == n)
+        .map(|(_, v)| v)
+}
+
+/// Asserts that every tag and attribute name in `tree` exists in KMIP 1.0 (what a 1.0-only
+/// client such as pg_tde's libkmip can read).
+pub fn assert_only_1_0(tree: &Ttlv) {
+    let def = spec::tag_by_value(tree.tag.value());
+    assert!(
+        def.is_none_or(|d| d.defined_in(Version::V1_0)),
+        "{} is not a KMIP 1.0 field",
+        reader::name(tree.tag)
+    );
+    if tree.tag == tag::ATTRIBUTE_NAME {
+        let n = reader::as_text(tree).unwrap();
+        assert!(
+            AttrName::from_v1_name(n).defined_in(Version::V1_0),
+            "attribute {n} is not a KMIP 1.0 attribute"
+        );
+        assert_ne!(n, "Fresh");
+    }
+    if let Some(children) = tree.children() {
+        children.iter().for_each(assert_only_1_0);
+    }
+}
