@@ -31,8 +31,8 @@ use kmipd_proto::message::{
 use kmipd_proto::reader;
 use kmipd_proto::tag;
 use kmipd_test_support::kmip::{
-    aes_key, assert_only_1_0, child, failed, find, material_bytes, ok, template, text, uid, uids,
-    v1_attrs, v1_value,
+    aes_key, assert_only_1_0, attr, attr_at, child, failed, find, material_bytes, name, ok,
+    secret_data, template, text, uid, uids, usage, v1_attrs, v1_value,
 };
 use kmipd_ttlv::{Ttlv, Value};
 use rustls::pki_types::pem::PemObject;
@@ -152,53 +152,6 @@ async fn one_shot(c: &Connector, k: &Kmipd, op: u32, payload: Vec<Ttlv>) -> Resp
 
 fn by_uid(u: &str) -> Vec<Ttlv> {
     vec![reader::text(tag::UNIQUE_IDENTIFIER, u)]
-}
-
-/// A 1.x Attribute, with an Attribute Index when given.
-fn attr_at(name: &str, index: Option<i32>, value: Value) -> Ttlv {
-    let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
-    if let Some(i) = index {
-        items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
-    }
-    items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
-    reader::structure(tag::ATTRIBUTE, items)
-}
-
-fn attr(name: &str, value: Value) -> Ttlv {
-    attr_at(name, None, value)
-}
-
-fn name(n: &str) -> Value {
-    Value::Structure(vec![
-        reader::text(tag::NAME_VALUE, n),
-        reader::enumeration(tag::NAME_TYPE, 1),
-    ])
-}
-
-fn usage(m: u32) -> Ttlv {
-    attr(
-        "Cryptographic Usage Mask",
-        Value::Integer(i32::try_from(m).unwrap()),
-    )
-}
-
-fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
-    reader::structure(
-        tag::SECRET_DATA,
-        vec![
-            reader::enumeration(tag::SECRET_DATA_TYPE, kind),
-            reader::structure(
-                tag::KEY_BLOCK,
-                vec![
-                    reader::enumeration(tag::KEY_FORMAT_TYPE, format),
-                    reader::structure(
-                        tag::KEY_VALUE,
-                        vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
-                    ),
-                ],
-            ),
-        ],
-    )
 }
 
 fn register_payload(ot: u32, attrs: Vec<Ttlv>, object: Ttlv) -> Vec<Ttlv> {

@@ -23,7 +23,7 @@ use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_test_support::kmip::{
     aes_key, assert_only_1_0, child, failed, find, key_block, key_value_material_only,
-    material_bytes, template, text, uid, v1_attrs, v1_value,
+    material_bytes, template, text, uid, usage, v1_attrs, v1_value,
 };
 use kmipd_ttlv::{Ttlv, Value};
 
@@ -687,12 +687,6 @@ fn keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_at
 fn veeam_creates_an_rsa_2048_pair_activates_and_gets_both_halves_with_bare_key_values() {
     let e = Engine::in_memory();
     let v = ProtocolVersion::V1_4;
-    let usage = |m: u32| {
-        attr(
-            "Cryptographic Usage Mask",
-            Value::Integer(i32::try_from(m).unwrap()),
-        )
-    };
     let got = ok(&one(
         &e,
         "veeam",

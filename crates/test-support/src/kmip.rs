@@ -177,3 +177,55 @@ pub fn assert_only_1_0(tree: &Ttlv) {
         children.iter().for_each(assert_only_1_0);
     }
 }
+
+/// A Name attribute value (Uninterpreted Text String).
+pub fn name(n: &str) -> Value {
+    Value::Structure(vec![
+        reader::text(tag::NAME_VALUE, n),
+        reader::enumeration(tag::NAME_TYPE, 1),
+    ])
+}
+
+/// A 1.x Attribute, with an Attribute Index when given.
+pub fn attr_at(name: &str, index: Option<i32>, value: Value) -> Ttlv {
+    let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
+    if let Some(i) = index {
+        items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+    }
+    items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
+    reader::structure(tag::ATTRIBUTE, items)
+}
+
+/// A 1.x Attribute without Attribute Index.
+pub fn attr(name: &str, value: Value) -> Ttlv {
+    attr_at(name, None, value)
+}
+
+/// A Secret Data structure of Secret Data Type `kind` whose Key Block holds `bytes` in
+/// `format`.
+pub fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
+    reader::structure(
+        tag::SECRET_DATA,
+        vec![
+            reader::enumeration(tag::SECRET_DATA_TYPE, kind),
+            reader::structure(
+                tag::KEY_BLOCK,
+                vec![
+                    reader::enumeration(tag::KEY_FORMAT_TYPE, format),
+                    reader::structure(
+                        tag::KEY_VALUE,
+                        vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
+                    ),
+                ],
+            ),
+        ],
+    )
+}
+
+/// A 1.x Cryptographic Usage Mask attribute.
+pub fn usage(m: u32) -> Ttlv {
+    attr(
+        "Cryptographic Usage Mask",
+        Value::Integer(i32::try_from(m).unwrap()),
+    )
+}

@@ -26,7 +26,7 @@ use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
 use kmipd_store::{MemoryStore, ObjectStore};
 // Not every test binary that includes this module uses them.
 #[allow(unused_imports)]
-pub(crate) use kmipd_test_support::kmip::{ok, uids};
+pub(crate) use kmipd_test_support::kmip::{attr, attr_at, name, ok, secret_data, uids};
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -172,29 +172,6 @@ pub(crate) fn by_uid(uid: &str) -> Vec<Ttlv> {
     vec![uid_item(uid)]
 }
 
-/// A Name attribute value (Uninterpreted Text String).
-pub(crate) fn name(n: &str) -> Value {
-    Value::Structure(vec![
-        reader::text(tag::NAME_VALUE, n),
-        reader::enumeration(tag::NAME_TYPE, 1),
-    ])
-}
-
-/// A 1.x Attribute, with an Attribute Index when given.
-pub(crate) fn attr_at(name: &str, index: Option<i32>, value: Value) -> Ttlv {
-    let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
-    if let Some(i) = index {
-        items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
-    }
-    items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
-    reader::structure(tag::ATTRIBUTE, items)
-}
-
-/// A 1.x Attribute without Attribute Index.
-pub(crate) fn attr(name: &str, value: Value) -> Ttlv {
-    attr_at(name, None, value)
-}
-
 /// The 2.x Create payload of an AES-256 key for Encrypt and Decrypt.
 pub(crate) fn create_aes256_v2() -> Vec<Ttlv> {
     vec![
@@ -208,27 +185,6 @@ pub(crate) fn create_aes256_v2() -> Vec<Ttlv> {
             ],
         ),
     ]
-}
-
-/// A Secret Data structure of Secret Data Type `kind` whose Key Block holds `bytes` in
-/// `format`.
-pub(crate) fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
-    reader::structure(
-        tag::SECRET_DATA,
-        vec![
-            reader::enumeration(tag::SECRET_DATA_TYPE, kind),
-            reader::structure(
-                tag::KEY_BLOCK,
-                vec![
-                    reader::enumeration(tag::KEY_FORMAT_TYPE, format),
-                    reader::structure(
-                        tag::KEY_VALUE,
-                        vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
-                    ),
-                ],
-            ),
-        ],
-    )
 }
 
 /// A Secret Data structure of Secret Data Type `kind` holding `bytes` (Opaque format).
