@@ -1,4 +1,5 @@
-//! Administration while kmipd serves: KEK and master key rotation, online backup, grants.
+//! Administration while kmipd serves: KEK and master key rotation, online backup, grants,
+//! audit log rotation.
 //!
 //! # Why a socket
 //!
@@ -115,6 +116,9 @@ pub enum Request {
         /// The object.
         uid: String,
     },
+    /// Moves the audit log aside and continues its chain in a new file
+    /// ([`AuditLog::rotate`]).
+    RotateAudit,
 }
 
 impl Request {
@@ -127,6 +131,7 @@ impl Request {
             Request::Grant { .. } => "grant",
             Request::RevokeGrant { .. } => "revoke-grant",
             Request::Grants { .. } => "grants",
+            Request::RotateAudit => "rotate-audit",
         }
     }
 
@@ -316,6 +321,7 @@ impl Admin {
                     operations,
                 } => self.revoke_grant(uid, identity, operations.as_deref()),
                 Request::Grants { uid } => self.grants(uid),
+                Request::RotateAudit => self.rotate_audit(),
             }
         };
         if let Some(audit) = &self.audit {
@@ -368,6 +374,25 @@ impl Admin {
             }
         }
         Ok(removed)
+    }
+
+    /// Moves the audit log aside and continues its chain in a new file
+    /// ([`AuditLog::rotate`]); this command's own record is the first of the new file.
+    pub fn rotate_audit(&self) -> Result<String, AdminError> {
+        let audit = self
+            .audit
+            .as_ref()
+            .ok_or_else(|| AdminError::Refused("this server keeps no audit log".into()))?;
+        let r = audit
+            .rotate()
+            .map_err(|e| AdminError::Refused(format!("audit log not rotated: {e}")))?;
+        Ok(format!(
+            "audit log rotated: records 1-{} end in {} with hash {}; the chain goes on in {}",
+            r.last_seq,
+            r.file.display(),
+            r.last_hash,
+            audit.path().display()
+        ))
     }
 
     /// KEK rotation (see the module docs). Resumes an interrupted one.

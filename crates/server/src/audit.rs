@@ -37,6 +37,11 @@
 //!
 //! **Crash.** A line torn by a crash (no final newline) was never acknowledged: its request got
 //! no reply. [`AuditLog::open`] cuts it off so the chain continues from the last whole record.
+//!
+//! **Rotation.** [`AuditLog::rotate`] (the writer thread, between two writes) syncs the file,
+//! renames it to [`rotated_name`] (`<file>.<last record number>`) and continues the chain in a
+//! new file at the same path. Opening an empty log continues the newest rotated file's chain.
+//! [`Verifier`] checks a chain across files, or from a given hash on.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -114,6 +119,18 @@ pub enum AuditError {
     /// The audit log's lock was poisoned by a panic elsewhere.
     #[error("audit log unusable after an earlier failure")]
     Poisoned,
+    /// A rotation was asked of a file that holds no record.
+    #[error("audit log {0} holds no record: nothing to rotate")]
+    NothingToRotate(PathBuf),
+    /// The first record checked does not continue the hash given to [`Verifier::after`].
+    #[error(
+        "audit record {found} is the first one checked but does not continue the given hash \
+         (records before it are missing, or the hash is not the one the earlier files end with)"
+    )]
+    Unanchored {
+        /// Its record number.
+        found: usize,
+    },
 }
 
 /// One audit record (without its own hash).
@@ -159,6 +176,25 @@ pub struct ItemSummary {
 /// Most submissions the writer renders into one `write` (and so at most one sync).
 const MAX_JOBS_PER_WRITE: usize = 1024;
 
+/// What the writer thread is asked.
+enum ToWriter {
+    /// One request's records.
+    Job(Job),
+    /// Move the file aside and continue the chain in a new one ([`AuditLog::rotate`]).
+    Rotate(mpsc::Sender<Result<Rotated, AuditError>>),
+}
+
+/// A finished rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// Where the records written so far now are.
+    pub file: PathBuf,
+    /// The number of the last record in it.
+    pub last_seq: u64,
+    /// Its hash: the `prev` of the first record of the new file.
+    pub last_hash: String,
+}
+
 /// One request's records, waiting for the writer.
 struct Job {
     identity: String,
@@ -169,13 +205,15 @@ struct Job {
 
 /// Records written to the file (page cache), waiting for the syncer.
 struct Written {
+    /// The file they were written to (a rotation may have replaced the writer's since).
+    file: Arc<File>,
     done: Vec<oneshot::Sender<Result<(), AuditError>>>,
 }
 
 struct Inner {
     path: PathBuf,
     /// To the writer thread; `None` only while dropping.
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<ToWriter>>,
     /// The writer and syncer threads, joined on drop so that the file is closed and every
     /// submitted record answered before the log goes away.
     threads: Vec<JoinHandle<()>>,
@@ -233,20 +271,23 @@ impl AuditLog {
             .create(true)
             .open(path)
             .map_err(&err)?;
-        let (seq, last_hash) = last_record(&mut file, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && let Ok(d) = File::open(dir)
+        let (mut seq, mut last_hash) = last_record(&mut file, path, true)?;
+        if seq == 0
+            && let Some(rotated) = newest_rotated(path)?
         {
-            // The file's directory entry must survive a crash too.
-            let _ = d.sync_all();
+            // An empty file after a rotation (or a crash in the middle of one): the chain
+            // goes on from the file the records were moved to.
+            let mut f = File::open(&rotated).map_err(io_err(&rotated))?;
+            (seq, last_hash) = last_record(&mut f, &rotated, false)?;
         }
-        let sync_handle = file.try_clone().map_err(&err)?;
-        let (jobs, job_rx) = mpsc::channel::<Job>();
+        // The file's directory entry must survive a crash too.
+        sync_parent(path);
+        let (jobs, job_rx) = mpsc::channel::<ToWriter>();
         let (written, written_rx) = mpsc::channel::<Written>();
         let poisoned = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             path: path.to_owned(),
-            file,
+            file: Arc::new(file),
             seq,
             last_hash,
             poisoned: poisoned.clone(),
@@ -264,7 +305,7 @@ impl AuditLog {
         let sync_path = path.to_owned();
         let s = spawn(
             "kmipd-audit-sync",
-            Box::new(move || sync_loop(&sync_path, &sync_handle, &written_rx, &poisoned)),
+            Box::new(move || sync_loop(&sync_path, &written_rx, &poisoned)),
         )?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
@@ -278,6 +319,19 @@ impl AuditLog {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Moves the file aside, to `<file name>.<last record number, 12 digits>` beside it, and
+    /// continues the chain (record numbers and hashes) in a new, empty file at the same path.
+    /// Records submitted before this call are in the rotated file, later ones in the new
+    /// file. The rotated file is synced before it is renamed, and the directory after the new
+    /// file is made. Refused when the file holds no record. Blocking; not from async code.
+    pub fn rotate(&self) -> Result<Rotated, AuditError> {
+        let (tx, rx) = mpsc::channel();
+        let jobs = self.inner.jobs.as_ref().ok_or(AuditError::Poisoned)?;
+        jobs.send(ToWriter::Rotate(tx))
+            .map_err(|_| AuditError::Poisoned)?;
+        rx.recv().map_err(|_| AuditError::Poisoned)?
     }
 
     /// Records every batch item of one request/response exchange and returns once the records
@@ -360,7 +414,8 @@ impl AuditLog {
             done,
         };
         let jobs = self.inner.jobs.as_ref().ok_or(AuditError::Poisoned)?;
-        jobs.send(job).map_err(|_| AuditError::Poisoned)?;
+        jobs.send(ToWriter::Job(job))
+            .map_err(|_| AuditError::Poisoned)?;
         Ok(rx)
     }
 }
@@ -368,7 +423,7 @@ impl AuditLog {
 /// The writer thread's state: the file's tail and the chain.
 struct Writer {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     seq: u64,
     last_hash: String,
     /// Set by either thread after an I/O failure: from then on nothing is written and every
@@ -382,56 +437,177 @@ impl Writer {
     /// `write` (a crash leaves whole records or a torn last line) and passes them to the
     /// syncer. While the syncer waits for the disk, the next submissions queue up here: that
     /// is the group commit, without a lock or a thread per waiting request.
-    fn run(mut self, jobs: &mpsc::Receiver<Job>, written: &mpsc::Sender<Written>) {
+    fn run(mut self, jobs: &mpsc::Receiver<ToWriter>, written: &mpsc::Sender<Written>) {
         let mut buf = String::new();
-        while let Ok(first) = jobs.recv() {
+        let mut carried: Option<ToWriter> = None;
+        loop {
+            let first = match carried.take() {
+                Some(m) => m,
+                None => match jobs.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                },
+            };
+            let first = match first {
+                ToWriter::Job(j) => j,
+                ToWriter::Rotate(reply) => {
+                    let _ = reply.send(self.rotate());
+                    continue;
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_JOBS_PER_WRITE {
                 match jobs.try_recv() {
-                    Ok(j) => batch.push(j),
+                    Ok(ToWriter::Job(j)) => batch.push(j),
+                    // After this batch: a rotation splits the records where it was asked.
+                    Ok(other) => {
+                        carried = Some(other);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
-            if self.poisoned.load(Ordering::Acquire) {
-                for j in batch {
-                    let _ = j.done.send(Err(AuditError::Poisoned));
-                }
-                continue;
-            }
-            buf.clear();
-            let time = now_rfc3339();
-            let (mut seq, mut prev) = (self.seq, self.last_hash.clone());
-            let mut done = Vec::with_capacity(batch.len());
+            self.write_batch(batch, &mut buf, written);
+        }
+    }
+
+    fn write_batch(&mut self, batch: Vec<Job>, buf: &mut String, written: &mpsc::Sender<Written>) {
+        if self.poisoned.load(Ordering::Acquire) {
             for j in batch {
-                let mark = (buf.len(), seq, prev.clone());
-                match render_job(&j, &time, &mut seq, &mut prev, &mut buf) {
-                    Ok(()) => done.push(j.done),
-                    Err(e) => {
-                        // This request only: its records are dropped, the chain goes on.
-                        buf.truncate(mark.0);
-                        (seq, prev) = (mark.1, mark.2);
-                        let _ = j.done.send(Err(e));
-                    }
-                }
+                let _ = j.done.send(Err(AuditError::Poisoned));
             }
-            if done.is_empty() {
-                continue;
-            }
-            if let Err(e) = self.file.write_all(buf.as_bytes()) {
-                self.poisoned.store(true, Ordering::Release);
-                for d in done {
-                    let _ = d.send(Err(io_copy(&self.path, &e)));
-                }
-                continue;
-            }
-            (self.seq, self.last_hash) = (seq, prev);
-            if let Err(mpsc::SendError(w)) = written.send(Written { done }) {
-                for d in w.done {
-                    let _ = d.send(Err(AuditError::Poisoned));
+            return;
+        }
+        buf.clear();
+        let time = now_rfc3339();
+        let (mut seq, mut prev) = (self.seq, self.last_hash.clone());
+        let mut done = Vec::with_capacity(batch.len());
+        for j in batch {
+            let mark = (buf.len(), seq, prev.clone());
+            match render_job(&j, &time, &mut seq, &mut prev, buf) {
+                Ok(()) => done.push(j.done),
+                Err(e) => {
+                    // This request only: its records are dropped, the chain goes on.
+                    buf.truncate(mark.0);
+                    (seq, prev) = (mark.1, mark.2);
+                    let _ = j.done.send(Err(e));
                 }
             }
         }
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = (&*self.file).write_all(buf.as_bytes()) {
+            self.poisoned.store(true, Ordering::Release);
+            for d in done {
+                let _ = d.send(Err(io_copy(&self.path, &e)));
+            }
+            return;
+        }
+        (self.seq, self.last_hash) = (seq, prev);
+        let w = Written {
+            file: self.file.clone(),
+            done,
+        };
+        if let Err(mpsc::SendError(w)) = written.send(w) {
+            for d in w.done {
+                let _ = d.send(Err(AuditError::Poisoned));
+            }
+        }
     }
+
+    /// Syncs the file, renames it to its rotated name and creates a new one at the path.
+    /// A failure before the rename changes nothing; one after it poisons the log (there is no
+    /// file to write to).
+    fn rotate(&mut self) -> Result<Rotated, AuditError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(AuditError::Poisoned);
+        }
+        let err = io_err(&self.path);
+        if self.file.metadata().map_err(&err)?.len() == 0 {
+            return Err(AuditError::NothingToRotate(self.path.clone()));
+        }
+        let rotated = rotated_name(&self.path, self.seq);
+        if rotated.exists() {
+            return Err(AuditError::Io {
+                path: rotated,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a rotated audit log of that name exists already",
+                ),
+            });
+        }
+        self.file.sync_data().map_err(&err)?;
+        std::fs::rename(&self.path, &rotated).map_err(&err)?;
+        let created = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&self.path);
+        match created {
+            Ok(f) => {
+                self.file = Arc::new(f);
+                sync_parent(&self.path);
+                Ok(Rotated {
+                    file: rotated,
+                    last_seq: self.seq,
+                    last_hash: self.last_hash.clone(),
+                })
+            }
+            Err(e) => {
+                self.poisoned.store(true, Ordering::Release);
+                Err(io_copy(&self.path, &e))
+            }
+        }
+    }
+}
+
+/// Makes the directory entries of `path`'s directory durable (best effort: a directory that
+/// cannot be opened is the file system's to report on the next write).
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+}
+
+/// Where a rotation moves the file whose last record is `last_seq`: `<name>.<12 digits>`
+/// beside it (so rotated files sort in chain order).
+pub fn rotated_name(path: &Path, last_seq: u64) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "audit.log".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!("{name}.{last_seq:012}"))
+}
+
+/// The rotated file of `path` with the highest record number, if any.
+fn newest_rotated(path: &Path) -> Result<Option<PathBuf>, AuditError> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(None);
+    };
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_owned(),
+        None => PathBuf::from("."),
+    };
+    let prefix = format!("{name}.");
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+        let entry = entry.map_err(io_err(&dir))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(digits) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(n) = digits.parse::<u64>()
+            && best.as_ref().is_none_or(|(m, _)| n > *m)
+        {
+            best = Some((n, entry.path()));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
 }
 
 /// Renders one request's records (one per item) onto `buf`, advancing the chain.
@@ -464,18 +640,24 @@ fn render_job(
     Ok(())
 }
 
-/// The syncer thread: one `fdatasync` covers everything written before it started, then
-/// every request it covered is answered.
-fn sync_loop(path: &Path, file: &File, written: &mpsc::Receiver<Written>, poisoned: &AtomicBool) {
+/// The syncer thread: one `fdatasync` (per file: two around a rotation) covers everything
+/// written before it started, then every request it covered is answered.
+fn sync_loop(path: &Path, written: &mpsc::Receiver<Written>, poisoned: &AtomicBool) {
     while let Ok(first) = written.recv() {
         let mut batch = vec![first];
         while let Ok(w) = written.try_recv() {
             batch.push(w);
         }
+        let mut files: Vec<Arc<File>> = Vec::new();
+        for w in &batch {
+            if !files.iter().any(|f| Arc::ptr_eq(f, &w.file)) {
+                files.push(w.file.clone());
+            }
+        }
         let synced = if poisoned.load(Ordering::Acquire) {
             Err(None)
         } else {
-            file.sync_data().map_err(Some)
+            files.iter().try_for_each(|f| f.sync_data()).map_err(Some)
         };
         if synced.is_err() {
             poisoned.store(true, Ordering::Release);
@@ -490,6 +672,7 @@ fn sync_loop(path: &Path, file: &File, written: &mpsc::Receiver<Written>, poison
         }
     }
 }
+
 /// The record's line (without newline) and its hash.
 fn render(record: &Record) -> Result<(String, String), AuditError> {
     let body = serde_json::to_string(record).map_err(|e| AuditError::Malformed {
@@ -508,8 +691,9 @@ fn split_hash(line: &str) -> Option<(String, &str)> {
     Some((format!("{open}}}"), hash))
 }
 
-/// The last record's number and hash, cutting off a torn last line.
-fn last_record(file: &mut File, path: &Path) -> Result<(u64, String), AuditError> {
+/// The last record's number and hash; with `cut`, a torn last line is cut off (otherwise it
+/// is ignored).
+fn last_record(file: &mut File, path: &Path, cut: bool) -> Result<(u64, String), AuditError> {
     let err = io_err(path);
     let len = file.metadata().map_err(&err)?.len();
     if len == 0 {
@@ -524,7 +708,7 @@ fn last_record(file: &mut File, path: &Path) -> Result<(u64, String), AuditError
         Some(i) => i.saturating_add(1),
         None => 0,
     };
-    if whole < tail.len() {
+    if cut && whole < tail.len() {
         let keep = start.saturating_add(u64::try_from(whole).unwrap_or(u64::MAX));
         file.set_len(keep).map_err(&err)?;
         file.sync_data().map_err(&err)?;
@@ -544,67 +728,135 @@ fn last_record(file: &mut File, path: &Path) -> Result<(u64, String), AuditError
     Ok((record.seq, hash.to_owned()))
 }
 
-/// Checks the whole chain of the file at `path`; returns the number of records. The error
-/// names the first record that was edited, removed or reordered.
+/// Checks the whole chain of the file at `path`, which must start the chain (record 1);
+/// returns the number of records. The error names the first record that was edited, removed
+/// or reordered.
 pub fn verify(path: impl AsRef<Path>) -> Result<usize, AuditError> {
-    verify_head(path).map(|(n, _)| n)
+    head(path).map(|(n, _)| n)
 }
 
 /// The number of records and the last record's hash (what an operator keeps elsewhere to
-/// detect a cut or rewritten tail later), after checking the chain.
+/// detect a cut or rewritten tail later), after checking the chain as [`verify`] does.
 pub fn head(path: impl AsRef<Path>) -> Result<(usize, String), AuditError> {
-    verify_head(path)
+    let mut v = Verifier::new();
+    v.file(path.as_ref())?;
+    Ok((v.records(), v.last_hash().to_owned()))
 }
 
-fn verify_head(path: impl AsRef<Path>) -> Result<(usize, String), AuditError> {
-    let path = path.as_ref();
-    let file = File::open(path).map_err(io_err(path))?;
-    let mut records: Vec<(Record, String, String)> = Vec::new(); // (record, stated, computed)
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let n = i.saturating_add(1);
-        let line = line.map_err(io_err(path))?;
-        let malformed = |reason: String| AuditError::Malformed { record: n, reason };
-        let (body, stated) =
-            split_hash(&line).ok_or_else(|| malformed("no hash field".to_owned()))?;
-        let record: Record = serde_json::from_str(&body).map_err(|e| malformed(e.to_string()))?;
-        let computed = hex::encode(Sha256::digest(body.as_bytes()));
-        records.push((record, stated.to_owned(), computed));
+/// Checks a chain across files, in order: the rotated files of an audit log, oldest first,
+/// then the current one. Each file must continue the one before it (record numbers and
+/// hashes); the first must start the chain, or continue the hash given to
+/// [`Verifier::after`].
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    /// The record number expected next (`None`: the first record checked sets it).
+    next_seq: Option<u64>,
+    prev: String,
+    records: usize,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier::new()
     }
-    let mut prev_hash = GENESIS.to_owned();
-    for (i, (record, stated, computed)) in records.iter().enumerate() {
-        let line = i.saturating_add(1);
-        let expected = u64::try_from(line).unwrap_or(u64::MAX);
-        let found = usize::try_from(record.seq).unwrap_or(usize::MAX);
-        if record.seq != expected {
-            let later = records.iter().skip(line).any(|(r, ..)| r.seq == expected);
-            if record.seq < expected || later {
-                return Err(AuditError::Reordered {
-                    record: line,
-                    line,
+}
+
+impl Verifier {
+    /// A chain from its first record (record 1, after 64 zeros).
+    pub fn new() -> Self {
+        Verifier {
+            next_seq: Some(1),
+            prev: GENESIS.to_owned(),
+            records: 0,
+        }
+    }
+
+    /// A chain that continues a record whose hash is `hash` (the last hash of the files
+    /// before, kept by the operator, or printed by `kmipd admin rotate-audit`).
+    pub fn after(hash: &str) -> Self {
+        Verifier {
+            next_seq: None,
+            prev: hash.to_ascii_lowercase(),
+            records: 0,
+        }
+    }
+
+    /// Records checked so far.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// The hash of the last record checked (the starting hash before any).
+    pub fn last_hash(&self) -> &str {
+        &self.prev
+    }
+
+    /// The number of the last record checked, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.next_seq
+            .map(|n| n.saturating_sub(1))
+            .filter(|_| self.records > 0)
+    }
+
+    /// Checks the next file of the chain. Record numbers in errors are the records' own.
+    pub fn file(&mut self, path: &Path) -> Result<(), AuditError> {
+        let file = File::open(path).map_err(io_err(path))?;
+        let mut records: Vec<(Record, String, String)> = Vec::new(); // (record, stated, computed)
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(io_err(path))?;
+            let malformed = |reason: String| AuditError::Malformed {
+                record: i.saturating_add(1),
+                reason,
+            };
+            let (body, stated) =
+                split_hash(&line).ok_or_else(|| malformed("no hash field".to_owned()))?;
+            let record: Record =
+                serde_json::from_str(&body).map_err(|e| malformed(e.to_string()))?;
+            let computed = hex::encode(Sha256::digest(body.as_bytes()));
+            records.push((record, stated.to_owned(), computed));
+        }
+        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        for (i, (record, stated, computed)) in records.iter().enumerate() {
+            let line = i.saturating_add(1);
+            let found = as_usize(record.seq);
+            let expected = match self.next_seq {
+                Some(n) => n,
+                None if record.prev == self.prev => record.seq,
+                None => return Err(AuditError::Unanchored { found }),
+            };
+            if record.seq != expected {
+                let later = records.iter().skip(line).any(|(r, ..)| r.seq == expected);
+                if record.seq < expected || later {
+                    return Err(AuditError::Reordered {
+                        record: as_usize(expected),
+                        line,
+                        found,
+                    });
+                }
+                return Err(AuditError::Removed {
+                    record: as_usize(expected),
+                    after: as_usize(expected.saturating_sub(1)),
                     found,
                 });
             }
-            return Err(AuditError::Removed {
-                record: line,
-                after: line.saturating_sub(1),
-                found,
-            });
+            if stated != computed {
+                return Err(AuditError::Edited {
+                    record: found,
+                    detail: "its content does not match its hash".to_owned(),
+                });
+            }
+            if record.prev != self.prev {
+                return Err(AuditError::Edited {
+                    record: found.saturating_sub(1),
+                    detail: format!("record {found} carries a different hash of it"),
+                });
+            }
+            self.prev.clone_from(stated);
+            self.next_seq = Some(record.seq.saturating_add(1));
+            self.records = self.records.saturating_add(1);
         }
-        if stated != computed {
-            return Err(AuditError::Edited {
-                record: line,
-                detail: "its content does not match its hash".to_owned(),
-            });
-        }
-        if record.prev != prev_hash {
-            return Err(AuditError::Edited {
-                record: line.saturating_sub(1),
-                detail: format!("record {line} carries a different hash of it"),
-            });
-        }
-        prev_hash = stated.clone();
+        Ok(())
     }
-    Ok((records.len(), prev_hash))
 }
 
 /// The recorded parts of every batch item of an exchange. Items the server did not run (after
@@ -1096,6 +1348,127 @@ mod tests {
                 .iter()
                 .any(|l| l.contains("\"identity\":\"dropped\""))
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn query_item() -> ItemSummary {
+        ItemSummary {
+            operation: "Query".into(),
+            uids: vec![],
+            status: "Success".into(),
+            reason: None,
+            message: None,
+        }
+    }
+
+    fn append_n(log: &AuditLog, n: usize) {
+        for _ in 0..n {
+            log.append("a", "-", &[query_item()]).unwrap();
+        }
+    }
+
+    /// A rotation moves the records aside and the chain goes on in a new file: each file
+    /// checks as part of the chain, in order, and the second alone only after the first's
+    /// last hash. Records submitted concurrently with the rotation land whole on one side.
+    #[test]
+    fn a_rotation_continues_the_chain_in_a_new_file() {
+        let dir = tempdir("rotate");
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        assert!(matches!(log.rotate(), Err(AuditError::NothingToRotate(_))));
+        append_n(&log, 5);
+        let r = log.rotate().unwrap();
+        assert_eq!(r.file, dir.join("audit.log.000000000005"));
+        assert_eq!(
+            (r.last_seq, r.last_hash.clone()),
+            (5, head(&r.file).unwrap().1)
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        // Writers racing a second rotation.
+        let mid = std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| append_n(&log, 25));
+            }
+            s.spawn(|| {
+                // Once some of them are written (bounded: the writers need well under this).
+                for _ in 0..2000 {
+                    if std::fs::metadata(&path).unwrap().len() > 0 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                log.rotate().unwrap()
+            })
+            .join()
+            .unwrap()
+        });
+        append_n(&log, 1);
+        drop(log);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p != &path)
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 2, "{files:?}");
+        files.push(path.clone());
+        let mut chain = Verifier::new();
+        for f in &files {
+            chain.file(f).unwrap();
+        }
+        assert_eq!((chain.records(), chain.last_seq()), (106, Some(106)));
+        // The current file alone: it does not start the chain...
+        assert!(matches!(
+            verify(&path),
+            Err(AuditError::Removed { record: 1, .. })
+        ));
+        // ...but continues the hash the rotated ones end with, and nothing else.
+        let (_, second_head) = head(&files[0])
+            .and_then(|_| {
+                let mut v = Verifier::new();
+                v.file(&files[0])?;
+                v.file(&files[1])?;
+                Ok((v.records(), v.last_hash().to_owned()))
+            })
+            .unwrap();
+        let mut tail = Verifier::after(&second_head);
+        tail.file(&path).unwrap();
+        assert_eq!(second_head, mid.last_hash);
+        let after_mid = usize::try_from(106 - mid.last_seq).unwrap();
+        assert_eq!((tail.records(), tail.last_seq()), (after_mid, Some(106)));
+        let first_of_current = usize::try_from(mid.last_seq + 1).unwrap();
+        assert!(matches!(
+            Verifier::after(&r.last_hash).file(&path),
+            Err(AuditError::Unanchored { found }) if found == first_of_current
+        ));
+        // Out of order: the second file before the first.
+        let mut wrong = Verifier::new();
+        assert!(wrong.file(&files[1]).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Opening an empty audit log next to rotated ones (a restart right after a rotation, or
+    /// a crash between the rename and the new file) continues the newest rotated chain.
+    #[test]
+    fn an_empty_log_continues_the_newest_rotated_file() {
+        let dir = tempdir("rotate-reopen");
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        append_n(&log, 3);
+        log.rotate().unwrap();
+        append_n(&log, 2);
+        let second = log.rotate().unwrap();
+        drop(log);
+        // The crash case: the new file never made it.
+        std::fs::remove_file(&path).unwrap();
+        let log = AuditLog::open(&path).unwrap();
+        append_n(&log, 1);
+        drop(log);
+        let mut chain = Verifier::new();
+        for f in [dir.join("audit.log.000000000003"), second.file, path] {
+            chain.file(&f).unwrap();
+        }
+        assert_eq!(chain.records(), 6);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

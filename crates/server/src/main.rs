@@ -121,14 +121,24 @@ enum AdminCommand {
         /// The object's Unique Identifier.
         uid: String,
     },
+    /// Move the audit log aside (to FILE.<last record number>) and continue its hash chain in
+    /// a new file.
+    RotateAudit,
 }
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check an audit log's hash chain; report the first record edited, removed or reordered.
+    /// Give rotated files oldest first, then the current one: each must continue the one
+    /// before.
     Verify {
-        /// The audit log file.
-        file: PathBuf,
+        /// The chain does not start at record 1 but continues a record with this hash (the
+        /// last hash of earlier files, as `rotate-audit` printed it).
+        #[arg(long, value_name = "HASH")]
+        after: Option<String>,
+        /// The audit log files, in chain order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -157,8 +167,8 @@ fn main() -> ExitCode {
             Err(e) => fail(2, e),
         },
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => audit_verify(file),
+            command: AuditCommand::Verify { after, files },
+        } => audit_verify(after.as_deref(), &files),
         Command::Admin {
             config,
             timeout,
@@ -220,6 +230,7 @@ fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitC
             operations: ops.as_deref().map(split_ops),
         },
         AdminCommand::Grants { uid } => Request::Grants { uid },
+        AdminCommand::RotateAudit => Request::RotateAudit,
     };
     match kmipd::admin::call(&config.admin.socket, &request, timeout) {
         Ok(r) if r.ok => {
@@ -261,14 +272,27 @@ fn restore(path: PathBuf, data_dir: Option<PathBuf>, backup: PathBuf) -> ExitCod
     }
 }
 
-fn audit_verify(file: PathBuf) -> ExitCode {
-    match kmipd::audit::verify(&file) {
-        Ok(n) => {
-            println!("{}: {n} records, chain intact", file.display());
-            ExitCode::SUCCESS
+fn audit_verify(after: Option<&str>, files: &[PathBuf]) -> ExitCode {
+    let mut chain = match after {
+        Some(hash) => kmipd::audit::Verifier::after(hash),
+        None => kmipd::audit::Verifier::new(),
+    };
+    for file in files {
+        if let Err(e) = chain.file(file) {
+            return fail(1, format!("{}: {e}", file.display()));
         }
-        Err(e) => fail(1, format!("{}: {e}", file.display())),
     }
+    let last = chain
+        .last_seq()
+        .map_or_else(|| "none".to_owned(), |n| n.to_string());
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    println!(
+        "{}: {} records, chain intact; last record {last}, hash {}",
+        names.join(", "),
+        chain.records(),
+        chain.last_hash()
+    );
+    ExitCode::SUCCESS
 }
 
 fn init(dir: PathBuf, listen: SocketAddr, no_hsm: bool) -> ExitCode {

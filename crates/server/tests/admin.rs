@@ -612,3 +612,74 @@ fn sighup_reloads_tls_and_a_failed_reload_keeps_the_server_going() {
     });
     server.stop();
 }
+
+/// `kmipd admin rotate-audit` moves the audit log aside while the server serves; the chain
+/// goes on in the new file, and `kmipd audit verify` checks the files together (the current
+/// one alone only after the rotated one's last hash).
+#[test]
+fn rotate_audit_continues_the_chain_and_verify_checks_the_files_together() {
+    let inst = Instance::new(false);
+    let cfg = inst.config();
+    let rt = runtime();
+    let server = Served::start(&cfg, &[]);
+    let connector = inst.connector("client");
+    let addr = server.addr;
+    rt.block_on(async {
+        let mut c = connect(&connector, addr).await;
+        create_keys(&mut c, "before", 3).await;
+    });
+    let line = admin_ok(&cfg, &["rotate-audit"]);
+    assert!(
+        line.contains("kmipd: rotate-audit: audit log rotated: records 1-"),
+        "{line}"
+    );
+    let hash = line
+        .split("with hash ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_owned();
+    rt.block_on(async {
+        let mut c = connect(&connector, addr).await;
+        create_keys(&mut c, "after", 2).await;
+    });
+    server.stop();
+    let current = inst.dir.join("audit.log");
+    let rotated: Vec<PathBuf> = std::fs::read_dir(&inst.dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("audit.log."))
+        })
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    assert!(line.contains(&rotated[0].display().to_string()), "{line}");
+    // The new file starts with the command's own record.
+    let first = std::fs::read_to_string(&current).unwrap();
+    assert!(
+        first
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"admin rotate-audit\""),
+        "{first}"
+    );
+    let verify = |args: &[&str], files: &[&PathBuf]| {
+        let mut c = Command::new(KMIPD);
+        c.args(["audit", "verify"]).args(args);
+        for f in files {
+            c.arg(f);
+        }
+        run_bounded(c)
+    };
+    let (ok, out, err) = verify(&[], &[&rotated[0], &current]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("chain intact"), "{out}");
+    let (ok, _, err) = verify(&[], &[&current]);
+    assert!(!ok && err.contains("was removed"), "{err}");
+    let (ok, out, err) = verify(&["--after", &hash], &[&current]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = verify(&[], &[&current, &rotated[0]]);
+    assert!(!ok, "{err}");
+}
