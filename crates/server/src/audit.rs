@@ -798,26 +798,22 @@ impl Verifier {
             .filter(|_| self.records > 0)
     }
 
-    /// Checks the next file of the chain. Record numbers in errors are the records' own.
+    /// Checks the next file of the chain, reading it line by line (memory does not grow with
+    /// the file). Record numbers in errors are the records' own.
     pub fn file(&mut self, path: &Path) -> Result<(), AuditError> {
         let file = File::open(path).map_err(io_err(path))?;
-        let mut records: Vec<(Record, String, String)> = Vec::new(); // (record, stated, computed)
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(io_err(path))?;
+        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        for (i, text) in BufReader::new(file).lines().enumerate() {
+            let line = i.saturating_add(1);
+            let text = text.map_err(io_err(path))?;
             let malformed = |reason: String| AuditError::Malformed {
-                record: i.saturating_add(1),
+                record: line,
                 reason,
             };
             let (body, stated) =
-                split_hash(&line).ok_or_else(|| malformed("no hash field".to_owned()))?;
+                split_hash(&text).ok_or_else(|| malformed("no hash field".to_owned()))?;
             let record: Record =
                 serde_json::from_str(&body).map_err(|e| malformed(e.to_string()))?;
-            let computed = hex::encode(Sha256::digest(body.as_bytes()));
-            records.push((record, stated.to_owned(), computed));
-        }
-        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        for (i, (record, stated, computed)) in records.iter().enumerate() {
-            let line = i.saturating_add(1);
             let found = as_usize(record.seq);
             let expected = match self.next_seq {
                 Some(n) => n,
@@ -825,8 +821,7 @@ impl Verifier {
                 None => return Err(AuditError::Unanchored { found }),
             };
             if record.seq != expected {
-                let later = records.iter().skip(line).any(|(r, ..)| r.seq == expected);
-                if record.seq < expected || later {
+                if record.seq < expected || seq_after_line(path, line, expected)? {
                     return Err(AuditError::Reordered {
                         record: as_usize(expected),
                         line,
@@ -839,7 +834,7 @@ impl Verifier {
                     found,
                 });
             }
-            if stated != computed {
+            if hex::encode(Sha256::digest(body.as_bytes())) != stated {
                 return Err(AuditError::Edited {
                     record: found,
                     detail: "its content does not match its hash".to_owned(),
@@ -851,12 +846,29 @@ impl Verifier {
                     detail: format!("record {found} carries a different hash of it"),
                 });
             }
-            self.prev.clone_from(stated);
+            stated.clone_into(&mut self.prev);
             self.next_seq = Some(record.seq.saturating_add(1));
             self.records = self.records.saturating_add(1);
         }
         Ok(())
     }
+}
+
+/// True when a line after line `after` of the file holds record `seq` (a second pass, only
+/// once a record is out of place: it tells a reordering from a removal).
+fn seq_after_line(path: &Path, after: usize, seq: u64) -> Result<bool, AuditError> {
+    #[derive(Deserialize)]
+    struct SeqOnly {
+        seq: u64,
+    }
+    let file = File::open(path).map_err(io_err(path))?;
+    for text in BufReader::new(file).lines().skip(after) {
+        let text = text.map_err(io_err(path))?;
+        if serde_json::from_str::<SeqOnly>(&text).is_ok_and(|r| r.seq == seq) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The recorded parts of every batch item of an exchange. Items the server did not run (after
