@@ -279,7 +279,14 @@ fn audit_verify(after: Option<&str>, files: &[PathBuf]) -> ExitCode {
     };
     for file in files {
         if let Err(e) = chain.file(file) {
-            return fail(1, format!("{}: {e}", file.display()));
+            let hint = match e {
+                kmipd::audit::AuditError::Removed { after: 0, .. } if chain.records() == 0 => {
+                    "; if the records before it were rotated into other files, give those \
+                     files first, or --after with the hash they end with"
+                }
+                _ => "",
+            };
+            return fail(1, format!("{}: {e}{hint}", file.display()));
         }
     }
     let last = chain

@@ -678,6 +678,7 @@ fn rotate_audit_continues_the_chain_and_verify_checks_the_files_together() {
     assert!(out.contains("chain intact"), "{out}");
     let (ok, _, err) = verify(&[], &[&current]);
     assert!(!ok && err.contains("was removed"), "{err}");
+    assert!(err.contains("give those files first, or --after"), "{err}");
     let (ok, out, err) = verify(&["--after", &hash], &[&current]);
     assert!(ok, "{out}{err}");
     let (ok, _, err) = verify(&[], &[&current, &rotated[0]]);
