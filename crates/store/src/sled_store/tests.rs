@@ -404,6 +404,18 @@ fn the_page_cache_is_bounded_by_the_options() {
 
 /// A store with background checkpoints paused, and a copy of its files right after a
 /// checkpoint: sled's durable state, the base of crash images.
+/// A temporary directory with the three paths of a crash test: the live store, its files as
+/// of its last checkpoint (`base`), and the crash image.
+fn crash_dirs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, base, image) = (
+        dir.path().join("live"),
+        dir.path().join("base"),
+        dir.path().join("image"),
+    );
+    (dir, live, base, image)
+}
+
 fn paused_store_and_base(live: &Path, base: &Path) -> SledStore {
     let s = SledStore::open_with_kek(live, kek(1, 1)).unwrap();
     s.pause_checkpoints(true);
@@ -429,12 +441,7 @@ fn last_segment(dir: &Path) -> PathBuf {
 
 #[test]
 fn commits_only_in_the_wal_are_replayed_and_a_torn_tail_is_cut() {
-    let dir = tempfile::tempdir().unwrap();
-    let (live, base, image) = (
-        dir.path().join("live"),
-        dir.path().join("base"),
-        dir.path().join("image"),
-    );
+    let (dir, live, base, image) = crash_dirs();
     let s = paused_store_and_base(&live, &base);
     fill(&s, 10);
     s.commit(vec![Change::Delete("k3".into())]).unwrap();
@@ -483,12 +490,7 @@ fn commits_only_in_the_wal_are_replayed_and_a_torn_tail_is_cut() {
 
 #[test]
 fn frames_sled_already_has_are_skipped_so_replaying_twice_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (live, base, image) = (
-        dir.path().join("live"),
-        dir.path().join("base"),
-        dir.path().join("image"),
-    );
+    let (_dir, live, base, image) = crash_dirs();
     let s = paused_store_and_base(&live, &base);
     fill(&s, 8);
     s.commit(vec![
@@ -532,12 +534,7 @@ fn frames_sled_already_has_are_skipped_so_replaying_twice_changes_nothing() {
 /// Replaying them would bring back records only the retired KEK opens.
 #[test]
 fn a_crash_after_a_kek_rotation_does_not_bring_back_records_under_the_retired_kek() {
-    let dir = tempfile::tempdir().unwrap();
-    let (live, base, image) = (
-        dir.path().join("live"),
-        dir.path().join("base"),
-        dir.path().join("image"),
-    );
+    let (dir, live, base, image) = crash_dirs();
     let s = paused_store_and_base(&live, &base);
     fill(&s, 20);
     let old_wal = dir.path().join("old-wal");
@@ -800,12 +797,7 @@ fn in_one_batch(s: &SledStore, commits: Vec<Vec<Change>>) -> Vec<bool> {
 /// checkpoint plus the WAL), i.e. it was in the fdatasynced log when `done` ran.
 #[test]
 fn commit_then_from_many_threads_completes_each_once_and_durably() {
-    let dir = tempfile::tempdir().unwrap();
-    let (live, base, image) = (
-        dir.path().join("live"),
-        dir.path().join("base"),
-        dir.path().join("image"),
-    );
+    let (_dir, live, base, image) = crash_dirs();
     let s = Arc::new(paused_store_and_base(&live, &base));
     let before = s.sync_stats();
     let (threads, per) = (8usize, 40usize);
@@ -1078,12 +1070,7 @@ fn the_losing_commit_gets_conflict_with_the_uid() {
 /// crash (replayed without re-checking); a conflicting commit left nothing to replay.
 #[test]
 fn a_conditional_commit_survives_a_crash_through_the_wal() {
-    let dir = tempfile::tempdir().unwrap();
-    let (live, base, image) = (
-        dir.path().join("live"),
-        dir.path().join("base"),
-        dir.path().join("image"),
-    );
+    let (_dir, live, base, image) = crash_dirs();
     let s = paused_store_and_base(&live, &base);
     s.commit(vec![expect("A", None), Change::Put(versioned("A", 1, 0))])
         .unwrap();
