@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use kmipd_store::SledStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -31,6 +33,9 @@ pub struct Metrics {
     connections_total: AtomicU64,
     handshake_failures: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// The durable store, for its gauges and counters (none with the memory backend). Weak:
+    /// the metrics do not keep a closing store open.
+    store: OnceLock<Weak<SledStore>>,
 }
 
 impl Metrics {
@@ -78,6 +83,11 @@ impl Metrics {
         if let Ok(mut m) = self.refusals.lock() {
             *m.entry(reason).or_default() += 1;
         }
+    }
+
+    /// Adds the store's figures to the exposition (once; later calls are ignored).
+    pub fn watch_store(&self, store: &Arc<SledStore>) {
+        let _ = self.store.set(Arc::downgrade(store));
     }
 
     /// Connections open now.
@@ -154,6 +164,32 @@ impl Metrics {
             for (reason, n) in m.iter() {
                 let _ = writeln!(o, "kmipd_refusals_total{{reason=\"{reason}\"}} {n}");
             }
+        }
+        if let Some(store) = self.store.get().and_then(Weak::upgrade) {
+            let st = store.sync_stats();
+            let _ = writeln!(
+                o,
+                "# HELP kmipd_store_objects Objects in the store (a destroyed object keeps its metadata).\n\
+                 # TYPE kmipd_store_objects gauge\n\
+                 kmipd_store_objects {}\n\
+                 # HELP kmipd_store_commits_total Store commits made durable.\n\
+                 # TYPE kmipd_store_commits_total counter\n\
+                 kmipd_store_commits_total {}\n\
+                 # HELP kmipd_store_wal_syncs_total Group fdatasync rounds of the store's write-ahead log.\n\
+                 # TYPE kmipd_store_wal_syncs_total counter\n\
+                 kmipd_store_wal_syncs_total {}\n\
+                 # HELP kmipd_store_checkpoints_total Checkpoints of sled (its files flushed, older log segments deleted).\n\
+                 # TYPE kmipd_store_checkpoints_total counter\n\
+                 kmipd_store_checkpoints_total {}\n\
+                 # HELP kmipd_store_corrupt_records Records found damaged since the store was opened.\n\
+                 # TYPE kmipd_store_corrupt_records gauge\n\
+                 kmipd_store_corrupt_records {}",
+                store.stored_objects(),
+                st.commits,
+                st.group_syncs,
+                st.checkpoints,
+                store.corrupt_records().len(),
+            );
         }
         o
     }
@@ -239,5 +275,34 @@ mod tests {
         assert!(t.contains("kmipd_open_connections 1"));
         assert!(t.contains("kmipd_tls_handshake_failures_total 1"));
         assert!(t.contains("kmipd_refusals_total{reason=\"max_connections\"} 1"));
+    }
+
+    #[test]
+    fn the_store_s_figures_while_it_is_open() {
+        use kmipd_store::{Change, Kek, KekId, ManagedObject, ObjectStore};
+        let m = Metrics::default();
+        assert!(!m.render().contains("kmipd_store_objects"));
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::new(KekId(1), &zeroize::Zeroizing::new([7; 32]));
+        let store = Arc::new(SledStore::open_with_kek(dir.path(), kek).unwrap());
+        m.watch_store(&store);
+        for (i, uid) in ["a", "b"].into_iter().enumerate() {
+            let o = ManagedObject {
+                uid: uid.into(),
+                object_type: 7,
+                owner: "o".into(),
+                object: None,
+                attributes: kmipd_proto::attributes::Attributes::new(),
+                sequence: u64::try_from(i).unwrap(),
+            };
+            store.commit(vec![Change::Put(o)]).unwrap();
+        }
+        let t = m.render();
+        assert!(t.contains("kmipd_store_objects 2\n"), "{t}");
+        assert!(t.contains("kmipd_store_commits_total 2\n"), "{t}");
+        assert!(t.contains("kmipd_store_corrupt_records 0"), "{t}");
+        // A closed store is no longer reported (and not kept open by the metrics).
+        drop(store);
+        assert!(!m.render().contains("kmipd_store_objects"));
     }
 }

@@ -284,6 +284,7 @@ impl Server {
             ),
             None => None,
         };
+        let watched = durable.as_ref().map(|d| d.store.clone());
         let stop = CancellationToken::new();
         let mut admin_task = None;
         if config.admin.enabled {
@@ -304,6 +305,10 @@ impl Server {
             )));
         }
         let metrics = Arc::new(Metrics::default());
+        if let Some(store) = &watched {
+            metrics.watch_store(store);
+        }
+        drop(watched);
         let mut limits = engine.config().limits;
         limits.max_message_len = config.limits.max_message_size;
         let shared = Arc::new(Shared {

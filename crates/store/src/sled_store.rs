@@ -464,6 +464,12 @@ impl SledStore {
         self.durable.pause(paused);
     }
 
+    /// The number of objects in the store: the indexed ones (a record that could not be
+    /// parsed at open is not counted; see [`corrupt_records`](Self::corrupt_records)).
+    pub fn stored_objects(&self) -> usize {
+        self.index.read().map_or(0, |i| i.len())
+    }
+
     /// Records found damaged since the store was opened.
     pub fn corrupt_records(&self) -> Vec<String> {
         self.corrupt

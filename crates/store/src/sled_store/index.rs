@@ -264,8 +264,7 @@ impl MemIndex {
     }
 
     /// How many objects are indexed.
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.by_uid.len()
     }
 }
