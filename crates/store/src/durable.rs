@@ -1,25 +1,19 @@
 //! Durability: what makes a successful commit survive a power cut — the write-ahead log,
 //! group commit and checkpoints.
 //!
-//! **Commit.** A commit is applied by the store's applier thread (`sled_store/pipeline.rs`)
-//! under one commit mutex: its expectations are checked against the current records, one
-//! frame is appended to the current WAL segment (`wal.rs`), and its records go into the
-//! **overlay** ([`Overlay`]: uid → newest raw record, or deleted, with its frame number),
-//! where every read looks before sled. sled is not written per commit. Commits queued
-//! together are appended as one frame. The syncer thread then runs one `fdatasync` of every
-//! live WAL segment ([`Durability::sync_wal`]) for everything the applier handed over since
-//! its last round, and completes those commits. That `fdatasync` is the only I/O a commit
-//! waits for.
+//! **Commit.** A commit is applied by the store's applier thread (`sled_store/pipeline.rs`):
+//! its sled transaction (memory, plus whatever sled's own transaction machinery writes to its
+//! log file) and one frame appended to the current WAL segment (`wal.rs`), both under one
+//! commit mutex so that frame order is sled's apply order; the transaction also records the
+//! frame's number in sled (`refs`, key `0xFF`). Commits queued together are applied as one
+//! transaction and one frame. The syncer thread then runs one `fdatasync` of every live WAL
+//! segment ([`Durability::sync_wal`]) for everything the applier handed over since its last
+//! round, and completes those commits. That `fdatasync` is the only I/O a commit waits for.
 //!
 //! **Checkpoint** ([`Durability::checkpoint`]): a new segment is created; under the commit
-//! mutex, appends switch to it and the overlay is copied with the number N of the last frame;
-//! the copy goes into sled as one transaction that also records N (`refs`, key `0xFF`); then
-//! sled's `flush()` and the fsyncs below ([`FileSyncer::sync`]); then the older segments are
-//! deleted, and the overlay forgets each copied record that no commit has replaced since.
-//! Every frame of a deleted segment is at most N, so its records are in sled's durable
-//! state. (Applying commits to sled only here, one transaction a checkpoint, is what makes a
-//! commit cheap: each sled 0.34 transaction seals and writes sled's log buffer, about 100 µs
-//! of CPU, `docs/performance.md`.) A background thread checkpoints every second when
+//! mutex, appends switch to it; then sled's `flush()` and the fsyncs below ([`FileSyncer::sync`]); then the older
+//! segments are deleted. Every frame of a deleted segment was applied before the flush began,
+//! so it is in sled's durable state. A background thread checkpoints every second when
 //! anything was written, early when a segment passes 32 MiB, and the store checkpoints on
 //! drop; every write that bypasses the WAL (metadata, KEK registration and rotation steps,
 //! restore) ends with a checkpoint before it returns.
@@ -54,13 +48,13 @@
 //! a poisoned store does not checkpoint any more (not even on drop), so the WAL stays as the
 //! last acknowledged state left it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use crate::wal::Wal;
@@ -261,26 +255,9 @@ struct Background {
 }
 
 /// Everything a commit, a checkpoint and the background thread share.
-/// A record committed since the last checkpoint: its newest raw bytes (`None`: deleted) and the
-/// WAL frame that wrote it.
-#[derive(Debug, Clone)]
-pub(crate) struct Pending {
-    pub(crate) raw: Option<Arc<[u8]>>,
-    pub(crate) frame: u64,
-}
-
-/// The records committed since the last checkpoint, newest per uid. Reads look here before
-/// sled; the applier writes here (sled is not touched per commit); a checkpoint moves them
-/// into sled in one transaction.
-pub(crate) type Overlay = RwLock<HashMap<String, Pending>>;
-
 #[derive(Debug)]
 pub(crate) struct Durability {
     pub(crate) db: sled::Db,
-    /// `objects` and `refs`, which checkpoints write.
-    objects: sled::Tree,
-    refs: sled::Tree,
-    pub(crate) overlay: Overlay,
     pub(crate) syncer: FileSyncer,
     pub(crate) wal: Wal,
     pub(crate) poison: Poison,
@@ -291,18 +268,9 @@ pub(crate) struct Durability {
 }
 
 impl Durability {
-    pub(crate) fn new(
-        db: sled::Db,
-        objects: sled::Tree,
-        refs: sled::Tree,
-        syncer: FileSyncer,
-        wal: Wal,
-    ) -> Durability {
+    pub(crate) fn new(db: sled::Db, syncer: FileSyncer, wal: Wal) -> Durability {
         Durability {
             db,
-            objects,
-            refs,
-            overlay: RwLock::new(HashMap::new()),
             syncer,
             wal,
             poison: Poison::default(),
@@ -357,68 +325,21 @@ impl Durability {
         } else {
             None
         };
-        // Under the commit mutex: every frame so far is in the overlay or in sled, and every
-        // frame of the older segments is among them.
-        let (keep, applied, snapshot) = {
+        let keep = {
             let mut w = self.wal.lock().map_err(|e| e.to_string())?;
-            let keep = match next {
+            match next {
                 Some(next) => self.wal.switch(&mut w, next).map_err(|e| e.to_string())?,
                 None => self.wal.current_id(&w),
-            };
-            let snapshot: Vec<(String, Pending)> = self
-                .overlay
-                .read()
-                .map_err(|_| "overlay lock poisoned".to_owned())?
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (keep, w.next_frame.saturating_sub(1), snapshot)
+            }
         };
-        if !snapshot.is_empty()
-            && let Err(e) = self.apply_snapshot(&snapshot, applied)
-        {
-            let why = format!("checkpoint failed, store poisoned: {e}");
-            self.poison.poison(why.clone());
-            return Err(why);
-        }
         if let Err(e) = self.syncer.sync(&self.db) {
             let why = format!("checkpoint fsync failed, store poisoned: {e}");
             self.poison.poison(why.clone());
             return Err(why);
         }
         self.wal.retire_before(keep).map_err(|e| e.to_string())?;
-        // sled has them now: drop each entry unless a later commit replaced it meanwhile.
-        if let Ok(mut overlay) = self.overlay.write() {
-            for (uid, p) in &snapshot {
-                if overlay.get(uid).is_some_and(|now| now.frame == p.frame) {
-                    overlay.remove(uid);
-                }
-            }
-        }
         bump(&self.syncer.counters.checkpoints);
         Ok(())
-    }
-
-    /// Writes the overlay's records into sled as one transaction, recording `applied` as the
-    /// last WAL frame sled has.
-    fn apply_snapshot(&self, snapshot: &[(String, Pending)], applied: u64) -> Result<(), String> {
-        use sled::Transactional as _;
-        (&self.objects, &self.refs)
-            .transaction(|(objects, refs)| {
-                for (uid, p) in snapshot {
-                    match &p.raw {
-                        Some(raw) => {
-                            objects.insert(uid.as_bytes(), raw.as_ref())?;
-                        }
-                        None => {
-                            objects.remove(uid.as_bytes())?;
-                        }
-                    }
-                }
-                refs.insert(crate::sled_store::APPLIED_KEY, &applied.to_be_bytes())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| format!("{e:?}"))
     }
 
     /// Asks the background thread for an early checkpoint (the segment is full).

@@ -4,15 +4,14 @@
 //! the number of the last WAL frame applied; store format 1 also kept index keys here and in
 //! the `index` and `seq` trees, which opening a format-1 store drops), `meta` (store format,
 //! KEKs). Creation order and the index terms of Locate live in memory (`index.rs`), built
-//! from `objects` at open. One commit is one frame appended to the write-ahead log
-//! (`<dir>/wal/`, `wal.rs`) and its records put in the overlay (`durable.rs`: the records
-//! committed since the last checkpoint, which reads consult first), under the commit mutex,
-//! then the in-memory index is updated, then a group `fdatasync` of the log; the applier and
-//! syncer threads of `pipeline.rs` do both stages, so [`ObjectStore::commit_then`] never
-//! waits for I/O. Checkpoints move the overlay into sled, one transaction each, and flush it
-//! (`durable.rs`). [`SledStore::open_with`] replays the frames sled did not have before a
-//! crash; writes that bypass the log (KEK rewraps, restore, metadata) end with a checkpoint,
-//! and scans of sled (rewrap, backup) begin with one.
+//! from `objects` at open. One commit is one sled transaction over `objects` and `refs` plus
+//! one frame appended to the write-ahead log (`<dir>/wal/`, `wal.rs`), both under the commit
+//! mutex, then the in-memory index is updated, then a group `fdatasync` of the log;
+//! the applier and syncer threads of `pipeline.rs` do both stages, so
+//! [`ObjectStore::commit_then`] never waits for I/O. sled itself is flushed by checkpoints
+//! (`durable.rs`). [`SledStore::open_with`] replays the
+//! frames sled had not flushed before a crash; writes that bypass the log end with a
+//! checkpoint.
 //!
 //! **Keys.** The store is opened locked; [`SledStore::unlock`] takes the KEKs (plain, from
 //! the HSM layer, which keeps their wrapped blobs here with
@@ -57,7 +56,7 @@ const CHECK_PLAIN: &[u8] = b"kmipd store KEK check v1";
 
 /// Key in `refs` of the number of the last WAL frame applied to sled (written in the same
 /// transaction as the frame's changes). Not UTF-8, so never a uid.
-pub(crate) const APPLIED_KEY: &[u8] = &[0xFF];
+const APPLIED_KEY: &[u8] = &[0xFF];
 /// Format byte of the WAL frame payloads this build writes (2: no index keys; 1, still
 /// replayed: each Put also carried the record's `refs` value).
 const WAL_FORMAT: u8 = 2;
@@ -166,6 +165,7 @@ impl SledOptions {
 pub struct SledStore {
     dir: PathBuf,
     objects: sled::Tree,
+    refs: sled::Tree,
     meta: sled::Tree,
     /// Creation order and index terms (`index.rs`), updated by the applier.
     index: Arc<RwLock<MemIndex>>,
@@ -288,10 +288,11 @@ impl SledStore {
         let first_segment = segments.last().map_or(1, |(id, _)| id.saturating_add(1));
         let log =
             Wal::create(&wal_dir, first_segment, applied.saturating_add(1)).map_err(backend)?;
-        let durable = Arc::new(Durability::new(db, objects.clone(), refs, syncer, log));
+        let durable = Arc::new(Durability::new(db, syncer, log));
         let mut store = SledStore {
             dir,
             objects,
+            refs,
             meta,
             index: Arc::new(RwLock::new(index)),
             keyring: RwLock::new(Keyring {
@@ -522,7 +523,7 @@ impl SledStore {
 
     /// Loads for a listing: a damaged record is remembered and left out.
     fn load_listed(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        let Some(raw) = read_raw(&self.durable, &self.objects, uid)? else {
+        let Some(raw) = self.objects.get(uid.as_bytes()).map_err(backend)? else {
             return Ok(None);
         };
         match self.decode(uid, &raw) {
@@ -560,6 +561,7 @@ impl SledStore {
         let (to_applier, applier_rx) = mpsc::channel();
         let applier = Applier {
             objects: self.objects.clone(),
+            refs: self.refs.clone(),
             index: self.index.clone(),
             durable: self.durable.clone(),
             journal: self.journal.clone(),
@@ -689,8 +691,6 @@ impl SledStore {
     /// Returns how many were re-wrapped and the damaged records that were skipped.
     pub fn rewrap_step(&self, max: usize) -> Result<(usize, Vec<String>), StoreError> {
         let current = self.current()?;
-        // Records committed before the KEK switch may still be in the overlay: into sled first.
-        self.checkpoint()?;
         let mut done = 0;
         let mut skipped = Vec::new();
         for kv in self.objects.iter() {
@@ -748,7 +748,6 @@ impl SledStore {
     /// KEK but the current one and returns them; otherwise fails (run `rewrap_step` again).
     pub fn finish_kek_rotation(&self) -> Result<Vec<KekId>, StoreError> {
         let current = self.current()?.id();
-        self.checkpoint()?;
         for kv in self.objects.iter() {
             let (k, raw) = kv.map_err(backend)?;
             let uid = String::from_utf8_lossy(&k).into_owned();
@@ -801,9 +800,6 @@ impl SledStore {
             .lock()
             .map_err(|_| backend("journal poisoned"))? = Some(BTreeSet::new());
         let result = (|| {
-            // Commits applied before the journal started may be only in the overlay: into
-            // sled first (later ones are journalled and re-read at the cut).
-            self.checkpoint()?;
             for kv in self.objects.iter() {
                 let (k, v) = kv.map_err(backend)?;
                 w.entry(b'R', &k, Some(&v))?;
@@ -819,7 +815,7 @@ impl SledStore {
                 .take()
                 .unwrap_or_default();
             for uid in changed {
-                match read_raw(&self.durable, &self.objects, &uid)? {
+                match self.objects.get(uid.as_bytes()).map_err(backend)? {
                     Some(v) => w.entry(b'R', uid.as_bytes(), Some(&v))?,
                     None => w.entry(b'X', uid.as_bytes(), None)?,
                 }
@@ -1083,11 +1079,6 @@ impl Failure {
             Failure::Other(m) => StoreError::Backend(m),
         }
     }
-
-    /// A store error met while applying (a read failed): not this commit's fault.
-    fn into_other(e: StoreError) -> Failure {
-        Failure::Other(e.to_string())
-    }
 }
 
 /// The WAL payload of a commit: format byte, frame number (8 bytes BE, set under the commit
@@ -1239,43 +1230,6 @@ fn select_terms(query: &Query) -> Result<Vec<Select>, StoreError> {
         .collect()
 }
 
-/// A record's raw bytes: committed since the last checkpoint (the overlay) or in sled.
-pub(crate) enum Raw {
-    Pending(Arc<[u8]>),
-    Stored(sled::IVec),
-}
-
-impl std::ops::Deref for Raw {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Raw::Pending(a) => a,
-            Raw::Stored(v) => v,
-        }
-    }
-}
-
-/// The current record of `uid`: the overlay's if it has one (`None` there: deleted), else
-/// sled's.
-pub(crate) fn read_raw(
-    durable: &Durability,
-    objects: &sled::Tree,
-    uid: &str,
-) -> Result<Option<Raw>, StoreError> {
-    if let Some(p) = durable
-        .overlay
-        .read()
-        .map_err(|_| backend("overlay lock poisoned"))?
-        .get(uid)
-    {
-        return Ok(p.raw.clone().map(Raw::Pending));
-    }
-    Ok(objects
-        .get(uid.as_bytes())
-        .map_err(backend)?
-        .map(Raw::Stored))
-}
-
 /// Drops what store format 1 kept in sled for its indexes: the `index` and `seq` trees and
 /// every `refs` entry but the applied WAL frame. Idempotent (a crash before the new format
 /// byte is flushed makes the next open do it again).
@@ -1319,7 +1273,7 @@ fn build_index(objects: &sled::Tree) -> Result<(MemIndex, BTreeSet<String>), Sto
 
 impl ObjectStore for SledStore {
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        match read_raw(&self.durable, &self.objects, uid)? {
+        match self.objects.get(uid.as_bytes()).map_err(backend)? {
             Some(raw) => self.decode(uid, &raw).map(Some),
             None => Ok(None),
         }
@@ -1327,7 +1281,7 @@ impl ObjectStore for SledStore {
 
     /// The record is read once; its revision is the first 16 bytes of its SHA-256.
     fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
-        match read_raw(&self.durable, &self.objects, uid)? {
+        match self.objects.get(uid.as_bytes()).map_err(backend)? {
             Some(raw) => Ok(Some((self.decode(uid, &raw)?, revision_of(&raw)))),
             None => Ok(None),
         }

@@ -4,9 +4,9 @@
 //! ```text
 //! caller (commit_then)        applier thread                    syncer thread
 //! encode records      ──mpsc──▶ take ≤ MAX_BATCH queued ──mpsc──▶ take everything handed over
-//! (outside any lock)            expectations checked, one WAL     one fdatasync of the live
-//! return                        frame, records into the overlay   WAL segments (sync_wal)
-//!                               (apply_batch), the index          done(Ok) / done(Err)
+//! (outside any lock)            one sled transaction +            one fdatasync of the live
+//! return                        one WAL frame (apply_batch),      WAL segments (sync_wal)
+//!                               then the in-memory index          done(Ok) / done(Err)
 //!                               failed commits: done(Err)
 //! ```
 //!
@@ -39,12 +39,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::index::MemIndex;
-use super::{Failure, Op, Prepared, encode_payload, read_raw, set_frame_number};
-use crate::durable::{Durability, Pending};
+use super::{Failure, Op, Prepared, apply, encode_payload, set_frame_number};
+use crate::durable::Durability;
 use crate::wal;
 use crate::{CommitDone, StoreError};
 
-/// At most this many commits are applied as one WAL frame.
+/// At most this many commits are applied as one sled transaction and one WAL frame.
 pub(super) const MAX_BATCH: usize = 1024;
 
 /// The completion of one commit: calls `done` exactly once (with an error if dropped unused).
@@ -85,6 +85,7 @@ pub(super) enum ToApplier {
 /// backup journal.
 pub(super) struct Applier {
     pub(super) objects: sled::Tree,
+    pub(super) refs: sled::Tree,
     pub(super) index: Arc<RwLock<MemIndex>>,
     pub(super) durable: Arc<Durability>,
     pub(super) journal: Arc<Mutex<Option<BTreeSet<String>>>>,
@@ -113,8 +114,8 @@ impl Applier {
         }
     }
 
-    /// Applies one batch: one frame for all of it; if an expectation fails, each commit is
-    /// retried alone, in order, so that only the culprit
+    /// Applies one batch: one transaction and one frame for all of it; if that aborts (a
+    /// failed expectation) each commit is retried alone, in order, so that only the culprit
     /// fails. A batch with a search condition ([`Op::NoOther`]) is applied commit by commit,
     /// the index updated after each, so that each search sees the commits before it.
     /// Failed commits complete here; the others go to the syncer.
@@ -203,39 +204,6 @@ impl Applier {
         }
     }
 
-    /// The expectations of `items`, in order: each against the current record (the overlay's or
-    /// sled's), or the write of an earlier item of the same call. The applier is the only
-    /// writer of both, so nothing changes between this check and the writes.
-    fn check_expectations(&self, items: &[&Prepared]) -> Result<(), Failure> {
-        let mut written: std::collections::HashMap<&str, Option<&[u8]>> =
-            std::collections::HashMap::new();
-        for p in items {
-            match &p.op {
-                Op::Expect(want) => {
-                    let now = match written.get(p.uid.as_str()) {
-                        Some(w) => w.map(super::revision_of),
-                        None => read_raw(&self.durable, &self.objects, &p.uid)
-                            .map_err(Failure::into_other)?
-                            .map(|raw| super::revision_of(&raw)),
-                    };
-                    if now != *want {
-                        return Err(Failure::Aborted(StoreError::Conflict {
-                            uid: p.uid.clone(),
-                        }));
-                    }
-                }
-                Op::Put { record, .. } => {
-                    written.insert(&p.uid, Some(record.as_slice()));
-                }
-                Op::Delete => {
-                    written.insert(&p.uid, None);
-                }
-                Op::NoOther(_) => {}
-            }
-        }
-        Ok(())
-    }
-
     /// The search conditions of one commit, against the index and the records as they are
     /// (every commit before it applied and indexed): fails with [`StoreError::Conflict`] on
     /// the first object that satisfies a search's query and is not among what it saw. The
@@ -261,7 +229,11 @@ impl Applier {
                 if search.seen.contains(&*uid) {
                     continue;
                 }
-                let Some(raw) = read_raw(&self.durable, &self.objects, &uid)? else {
+                let Some(raw) = self
+                    .objects
+                    .get(uid.as_bytes())
+                    .map_err(|e| StoreError::Backend(e.to_string()))?
+                else {
                     continue;
                 };
                 let matches = match crate::record::parse(&uid, &raw) {
@@ -278,22 +250,22 @@ impl Applier {
         Ok(())
     }
 
-    /// Under the commit mutex: checks the expectations of `items` (in order, each seeing the
-    /// writes before it), appends their writes as one WAL frame and puts them in the overlay.
-    /// Items that are all expectations append nothing.
+    /// Under the commit mutex: applies `items` as one sled transaction and appends their
+    /// writes as one WAL frame (same order). Items that are all expectations are checked in a
+    /// transaction that writes nothing, and no frame is appended.
     fn apply_and_append(&self, items: &[&Prepared]) -> Result<(), Failure> {
         if let Some(p) = self.durable.poison.poisoned() {
             return Err(Failure::Other(p));
         }
         let other = |e: &dyn std::fmt::Display| Failure::Other(e.to_string());
-        let wal = &self.durable.wal;
-        let mut w = wal.lock().map_err(|e| other(&e))?;
-        self.check_expectations(items)?;
         if !items.iter().any(|p| p.writes()) {
-            return Ok(());
+            return apply(&self.objects, &self.refs, items, None);
         }
         let mut payload = encode_payload(items).map_err(|e| other(&e))?;
+        let wal = &self.durable.wal;
+        let mut w = wal.lock().map_err(|e| other(&e))?;
         let n = w.next_frame;
+        apply(&self.objects, &self.refs, items, Some(n))?;
         let appended = set_frame_number(&mut payload, n)
             .and_then(|()| wal::encode_frame(&payload))
             .and_then(|frame| Ok((wal.append(&mut w, &frame)?, frame.len())));
@@ -307,24 +279,6 @@ impl Applier {
                 return Err(Failure::Other(why));
             }
         };
-        // Visible from here on (reads look at the overlay first); sled gets them at the next
-        // checkpoint. Still under the commit mutex, so a checkpoint's snapshot has every frame
-        // before its segment switch.
-        {
-            let mut overlay = self
-                .durable
-                .overlay
-                .write()
-                .map_err(|_| Failure::Other("overlay lock poisoned".into()))?;
-            for p in items {
-                let raw = match &p.op {
-                    Op::Put { record, .. } => Some(Arc::<[u8]>::from(record.as_slice())),
-                    Op::Delete => None,
-                    Op::Expect(_) | Op::NoOther(_) => continue,
-                };
-                overlay.insert(p.uid.clone(), Pending { raw, frame: n });
-            }
-        }
         w.next_frame = n.saturating_add(1);
         drop(w);
         self.durable

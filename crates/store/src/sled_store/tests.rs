@@ -183,8 +183,6 @@ fn a_damaged_record_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
     fill(&s, 5);
-    // Into sled (commits wait in memory until a checkpoint), where a disk can damage them.
-    s.checkpoint().unwrap();
     // One byte flipped in k2's record (past sled's own checksums: what a bad disk block or
     // a memory error would leave), in the attributes and, separately, in k3's wrapped object.
     for (uid, at) in [("k2", 30usize), ("k3", 0)] {
@@ -223,7 +221,6 @@ fn a_record_moved_under_another_uid_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
     fill(&s, 2);
-    s.checkpoint().unwrap();
     let raw = s.objects.get("k0").unwrap().unwrap();
     s.objects.insert("k1", raw).unwrap();
     assert!(matches!(s.get("k1"), Err(StoreError::Corrupt { .. })));
@@ -1100,57 +1097,4 @@ fn a_conditional_commit_survives_a_crash_through_the_wal() {
     assert_eq!(a, versioned("A", 1, 1));
     assert_eq!(rev, rev1, "the same record after the replay");
     assert!(r.get("B").unwrap().is_none());
-}
-
-/// Commits wait in memory (the overlay) until a checkpoint moves them into sled. Writers that
-/// keep replacing the same objects while checkpoints run: every read sees the newest version,
-/// before and after each checkpoint, and after a reopen (whose open replays nothing the last
-/// checkpoint had, and whose close checkpoints the rest).
-#[test]
-fn checkpoints_while_writing_keep_the_newest_version_of_every_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap());
-    s.pause_checkpoints(true);
-    const WRITERS: usize = 4;
-    const ROUNDS: u8 = 60;
-    std::thread::scope(|scope| {
-        for t in 0..WRITERS {
-            let s = s.clone();
-            scope.spawn(move || {
-                for v in 0..ROUNDS {
-                    for k in 0..3 {
-                        let uid = format!("w{t}-{k}");
-                        s.commit(vec![Change::Put(versioned(&uid, 1, v))]).unwrap();
-                        assert_eq!(s.get(&uid).unwrap().unwrap(), versioned(&uid, 1, v));
-                    }
-                }
-            });
-        }
-        let s = s.clone();
-        scope.spawn(move || {
-            for _ in 0..20 {
-                s.checkpoint().unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        });
-    });
-    let check = |s: &SledStore| {
-        for t in 0..WRITERS {
-            for k in 0..3 {
-                let uid = format!("w{t}-{k}");
-                assert_eq!(
-                    s.get(&uid).unwrap().unwrap(),
-                    versioned(&uid, 1, ROUNDS - 1)
-                );
-            }
-        }
-        assert_eq!(s.all().unwrap().len(), WRITERS * 3);
-    };
-    check(&s);
-    s.checkpoint().unwrap();
-    check(&s);
-    drop(Arc::try_unwrap(s).unwrap());
-    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
-    assert_eq!(s.sync_stats().replayed_frames, 0);
-    check(&s);
 }
