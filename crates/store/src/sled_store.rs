@@ -1305,15 +1305,14 @@ impl ObjectStore for SledStore {
 
     fn find(&self, query: &Query) -> Result<Vec<ManagedObject>, StoreError> {
         self.current()?;
-        let indexed: Vec<&Filter> = query.filters.iter().filter(|f| f.indexed()).collect();
-        if indexed.is_empty() {
+        let terms = select_terms(query)?;
+        if terms.is_empty() {
             return Ok(self
                 .all()?
                 .into_iter()
                 .filter(|o| query.matches(o))
                 .collect());
         }
-        let terms = select_terms(query)?;
         let uids = self
             .index
             .read()
