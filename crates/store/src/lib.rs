@@ -17,7 +17,6 @@
 //! blocking thread pool; an async server commits with [`ObjectStore::commit_then`] and awaits
 //! its completion (for `SledStore` it never waits for I/O).
 
-mod durable;
 mod kek;
 mod memory;
 mod query;
@@ -28,13 +27,13 @@ mod wal;
 #[cfg(test)]
 mod conditional_tests;
 
-pub use durable::SyncStats;
 pub use kek::{Kek, KekId, MlockWarning};
 pub use memory::MemoryStore;
 pub use query::{Filter, Query};
 pub use record::FORMAT_VERSION;
 pub use sled_store::{
     BackupInfo, DEFAULT_CACHE_CAPACITY_MB, KekRotation, STORE_FORMAT, SledOptions, SledStore,
+    SyncStats,
 };
 
 use kmipd_proto::attributes::Attributes;

@@ -1,12 +1,13 @@
-//! The write-ahead log of [`SledStore`](crate::SledStore): segment files and frames.
+//! A write-ahead log: segment files and frames. Generic (it knows nothing of sled); used by
+//! [`SledStore`](crate::SledStore).
 //!
 //! **Files.** `<store>/wal/<id>.log`, `id` 16 decimal digits, zero-padded, increasing. Appends
-//! go to the newest segment; a checkpoint (`durable.rs`) switches to a new one and deletes the
+//! go to the newest segment; a checkpoint (`sled_store/durable.rs`) switches to a new one and deletes the
 //! older ones once sled has flushed everything they hold.
 //!
 //! **Frame.** `len` (u32 LE) ‖ `crc` (CRC-32 of the payload, u32 LE) ‖ payload (`len` bytes).
 //! One frame per commit, written with one `write_all`. The payload format belongs to the store
-//! (`sled_store.rs`: format byte, frame number, the commit's prepared entries; key material is
+//! (`sled_store/commit.rs`: format byte, frame number, the commit's prepared entries; key material is
 //! already KEK-wrapped there, never plaintext).
 //!
 //! **Reading.** [`read_segment`] returns the frames up to the first one that is short or fails
@@ -138,7 +139,7 @@ fn create_segment(dir: &Path, id: u64) -> io::Result<Arc<Segment>> {
         .write(true)
         .create_new(true)
         .open(segment_path(dir, id))?;
-    crate::durable::sync_dir(dir)?;
+    sync_dir(dir)?;
     Ok(Arc::new(Segment { id, file }))
 }
 
@@ -148,7 +149,7 @@ impl Wal {
     pub(crate) fn create(dir: &Path, id: u64, next_frame: u64) -> io::Result<Wal> {
         std::fs::create_dir_all(dir)?;
         if let Some(parent) = dir.parent() {
-            crate::durable::sync_dir(parent)?;
+            sync_dir(parent)?;
         }
         let current = create_segment(dir, id)?;
         Ok(Wal {
@@ -238,10 +239,15 @@ impl Wal {
             }
         }
         if removed > 0 {
-            crate::durable::sync_dir(&self.dir)?;
+            sync_dir(&self.dir)?;
         }
         Ok(removed)
     }
+}
+
+/// fsync of a directory (its entries: new, renamed and removed files).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -38,9 +38,9 @@ use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::commit::{Failure, Op, Prepared, apply, encode_payload, set_frame_number};
+use super::durable::Durability;
 use super::index::MemIndex;
-use super::{Failure, Op, Prepared, apply, encode_payload, set_frame_number};
-use crate::durable::Durability;
 use crate::wal;
 use crate::{CommitDone, StoreError};
 

@@ -1,10 +1,18 @@
 #![allow(clippy::as_conversions, clippy::indexing_slicing)]
 
+use super::commit::{APPLIED_KEY, push_lp};
+use super::open::{META_FORMAT, applied_frame};
+use super::pipeline::Completion;
 use super::*;
+use crate::kek::{Kek, KekId};
+use crate::query::{Filter, Query};
+use crate::{Change, ManagedObject, ObjectStore, Revision, record, wal};
 use kmipd_proto::attributes::{AttrName, Attributes};
 use kmipd_proto::tag;
 use kmipd_test_support::copy_dir;
 use kmipd_ttlv::{Ttlv, Value};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use zeroize::Zeroizing;
 
 fn kek(id: u32, b: u8) -> Kek {

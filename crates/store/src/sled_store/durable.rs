@@ -1,7 +1,7 @@
 //! Durability: what makes a successful commit survive a power cut — the write-ahead log,
 //! group commit and checkpoints.
 //!
-//! **Commit.** A commit is applied by the store's applier thread (`sled_store/pipeline.rs`):
+//! **Commit.** A commit is applied by the store's applier thread (`pipeline.rs`):
 //! its sled transaction (memory, plus whatever sled's own transaction machinery writes to its
 //! log file) and one frame appended to the current WAL segment (`wal.rs`), both under one
 //! commit mutex so that frame order is sled's apply order; the transaction also records the
@@ -36,7 +36,7 @@
 //! runs one `fdatasync`, the applier applies the next batch, and the syncer's next round covers
 //! every commit handed over meanwhile. So 64 writers share a handful of syncs, and no
 //! committer parks on a shared condition variable (each blocking caller waits on its own
-//! channel; see `sled_store/pipeline.rs`). A frame appended before a checkpoint's segment
+//! channel; see `pipeline.rs`). A frame appended before a checkpoint's segment
 //! switch is covered either by the syncer (its segment is still live: [`Wal::sync`] syncs
 //! every live segment) or by the checkpoint (the segment leaves the live list only after
 //! sled's flush and fsyncs).
@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use crate::wal::Wal;
+use crate::wal::{Wal, sync_dir};
 
 /// Counters of what the durability layer did (for tests and the operator).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -209,11 +209,6 @@ impl FileSyncer {
         }
         Ok(())
     }
-}
-
-/// fsync of a directory (its entries: new, renamed and removed files).
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Whether the store is poisoned (see the module docs): set once, never cleared.

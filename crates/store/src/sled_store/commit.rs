@@ -1,0 +1,299 @@
+//! A commit of a [`SledStore`](super::SledStore), from changes to sled and the WAL.
+//!
+//! [`SledStore::prepare`](super::SledStore) encodes each change on the caller's thread
+//! (records KEK-wrapped, index terms computed, expectations first so they are checked against
+//! the state before the commit's own writes); the applier thread (`pipeline.rs`) applies a
+//! batch of them as one sled transaction ([`apply`]) that also records the WAL frame's number
+//! under `refs`' key `0xFF`, and appends one WAL frame ([`encode_payload`]). The recovery at
+//! open decodes the frames ([`decode_payload`]) and applies them with the same function.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::index::Select;
+use super::{SledStore, backend};
+use crate::query::{Filter, Query, Term, filter_prefix, index_terms};
+use crate::record;
+use crate::{Change, Revision, StoreError};
+
+/// Key in `refs` of the number of the last WAL frame applied to sled (written in the same
+/// transaction as the frame's changes). Not UTF-8, so never a uid.
+pub(super) const APPLIED_KEY: &[u8] = &[0xFF];
+/// Format byte of the WAL frame payloads this build writes (2: no index keys; 1, still
+/// replayed: each Put also carried the record's `refs` value).
+const WAL_FORMAT: u8 = 2;
+
+pub(super) fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| backend("field longer than 4 GiB"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Splits length-prefixed fields.
+fn split_lp(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        let (field, rest) = rest.split_at(len);
+        out.push(field);
+        bytes = rest;
+    }
+    Some(out)
+}
+
+impl SledStore {
+    /// Encodes the changes of a commit (the caller's thread, no lock but the shared gate).
+    /// Expectations come first, so that they are checked against the state before the
+    /// commit's own writes.
+    pub(super) fn prepare(&self, changes: &[Change]) -> Result<Vec<Prepared>, StoreError> {
+        let kek = self.current()?;
+        let mut prepared = Vec::with_capacity(changes.len());
+        for c in changes {
+            match c {
+                Change::Expect { uid, revision } => prepared.push(Prepared {
+                    uid: uid.clone(),
+                    op: Op::Expect(*revision),
+                }),
+                Change::ExpectNoOther { query, seen } => prepared.push(Prepared {
+                    uid: String::new(),
+                    op: Op::NoOther(Box::new(Search {
+                        terms: select_terms(query)?,
+                        query: query.clone(),
+                        seen: seen.iter().cloned().collect(),
+                    })),
+                }),
+                Change::Put(_) | Change::Delete(_) => {}
+            }
+        }
+        for c in changes {
+            match c {
+                Change::Put(o) => {
+                    let record = record::encode(o, &kek)?;
+                    let terms = index_terms(o)?;
+                    self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
+                    prepared.push(Prepared {
+                        uid: o.uid.clone(),
+                        op: Op::Put {
+                            record,
+                            sequence: o.sequence,
+                            terms,
+                        },
+                    });
+                }
+                Change::Delete(uid) => prepared.push(Prepared {
+                    uid: uid.clone(),
+                    op: Op::Delete,
+                }),
+                Change::Expect { .. } | Change::ExpectNoOther { .. } => {}
+            }
+        }
+        Ok(prepared)
+    }
+}
+
+/// A change with its record encoded, ready for the transaction.
+pub(super) struct Prepared {
+    pub(super) uid: String,
+    pub(super) op: Op,
+}
+
+/// What a [`Prepared`] does to its uid.
+pub(super) enum Op {
+    /// The encoded record, and what the in-memory index needs (not in the WAL: a replay
+    /// rebuilds the index from the records).
+    Put {
+        record: Vec<u8>,
+        sequence: u64,
+        terms: Vec<Term>,
+    },
+    Delete,
+    /// A condition checked in the transaction, never written (nor logged in the WAL).
+    Expect(Option<Revision>),
+    /// A condition on a search ([`Change::ExpectNoOther`]), checked by the applier against
+    /// the index before the commit's transaction; never written. Its `uid` is empty.
+    NoOther(Box<Search>),
+}
+
+/// A [`Change::ExpectNoOther`], ready for the applier.
+pub(super) struct Search {
+    pub(super) query: Query,
+    /// The query's index terms (empty: every object is a candidate).
+    pub(super) terms: Vec<Select>,
+    pub(super) seen: BTreeSet<String>,
+}
+
+impl Prepared {
+    /// A write (Put or Delete), not an expectation.
+    pub(super) fn writes(&self) -> bool {
+        matches!(self.op, Op::Put { .. } | Op::Delete)
+    }
+}
+
+/// The revision of a raw stored record: the first 16 bytes of its SHA-256.
+pub(super) fn revision_of(raw: &[u8]) -> Revision {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(raw);
+    let mut r = [0u8; 16];
+    if let Some(head) = digest.first_chunk::<16>() {
+        r = *head;
+    }
+    Revision(r)
+}
+
+type TxErr = ConflictableTransactionError<StoreError>;
+
+/// Applies prepared changes as one sled transaction over `objects` and `refs`, recording
+/// `frame` (if any) as the last applied WAL frame in `refs`. An expectation reads the uid's
+/// record in the transaction (so it sees the writes before it) and aborts everything with
+/// [`StoreError::Conflict`] if it does not hold. Used by `commit` (under the commit mutex) and
+/// by the WAL replay at open (which has no expectations). The in-memory index is the
+/// caller's business.
+pub(super) fn apply(
+    objects: &sled::Tree,
+    refs: &sled::Tree,
+    prepared: &[&Prepared],
+    frame: Option<u64>,
+) -> Result<(), Failure> {
+    let result = (objects, refs).transaction(|(objects, refs)| {
+        for p in prepared {
+            let key = p.uid.as_bytes();
+            match &p.op {
+                Op::Expect(want) => {
+                    let now = objects.get(key)?.map(|raw| revision_of(&raw));
+                    if now != *want {
+                        return Err(TxErr::Abort(StoreError::Conflict { uid: p.uid.clone() }));
+                    }
+                }
+                Op::Put { record, .. } => {
+                    objects.insert(key, record.as_slice())?;
+                }
+                Op::Delete => {
+                    objects.remove(key)?;
+                }
+                Op::NoOther(_) => {}
+            }
+        }
+        if let Some(frame) = frame {
+            refs.insert(APPLIED_KEY, &frame.to_be_bytes())?;
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionError::Abort(e)) => Err(Failure::Aborted(e)),
+        Err(TransactionError::Storage(e)) => Err(Failure::Other(e.to_string())),
+    }
+}
+
+/// Why applying a commit failed.
+pub(super) enum Failure {
+    /// The transaction aborted (nothing applied, nothing appended): this commit's fault.
+    Aborted(StoreError),
+    /// Storage, WAL or a poisoned store: nothing more can be committed.
+    Other(String),
+}
+
+impl Failure {
+    pub(super) fn into_error(self) -> StoreError {
+        match self {
+            Failure::Aborted(e) => e,
+            Failure::Other(m) => StoreError::Backend(m),
+        }
+    }
+}
+
+/// The WAL payload of a commit: format byte, frame number (8 bytes BE, set under the commit
+/// mutex by [`set_frame_number`]), then one lp field per change: `P` lp(uid) lp(record) or
+/// `D` lp(uid). The record is the encoded one (key material KEK-wrapped). Format 1 had a
+/// third field after a Put's record (its index keys), which a replay ignores. Expectations
+/// are not written: a logged commit already passed them.
+pub(super) fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![WAL_FORMAT];
+    out.extend_from_slice(&0u64.to_be_bytes());
+    let mut change = Vec::new();
+    for p in prepared {
+        change.clear();
+        match &p.op {
+            Op::Put { record, .. } => {
+                change.push(b'P');
+                push_lp(&mut change, p.uid.as_bytes())?;
+                push_lp(&mut change, record)?;
+            }
+            Op::Delete => {
+                change.push(b'D');
+                push_lp(&mut change, p.uid.as_bytes())?;
+            }
+            Op::Expect(_) | Op::NoOther(_) => continue,
+        }
+        push_lp(&mut out, &change)?;
+    }
+    Ok(out)
+}
+
+pub(super) fn set_frame_number(payload: &mut [u8], n: u64) -> std::io::Result<()> {
+    payload
+        .get_mut(1..9)
+        .ok_or_else(|| std::io::Error::other("WAL payload too short"))?
+        .copy_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+/// Parses a WAL payload (format 1 or 2) back into its frame number and prepared changes
+/// (with no index terms: a replay's index is rebuilt from the records).
+pub(super) fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Prepared>)> {
+    let (format, rest) = payload.split_first()?;
+    if !matches!(*format, 1 | WAL_FORMAT) {
+        return None;
+    }
+    let (n, rest) = rest.split_first_chunk::<8>()?;
+    let mut prepared = Vec::new();
+    for change in split_lp(rest)? {
+        let (kind, fields) = change.split_first()?;
+        let fields = split_lp(fields)?;
+        let put = |uid: &[u8], record: &[u8]| {
+            Some(Prepared {
+                uid: String::from_utf8(uid.to_vec()).ok()?,
+                op: Op::Put {
+                    record: record.to_vec(),
+                    sequence: 0,
+                    terms: Vec::new(),
+                },
+            })
+        };
+        match (*format, kind, fields.as_slice()) {
+            (1, b'P', [uid, rec, _]) | (WAL_FORMAT, b'P', [uid, rec]) => {
+                prepared.push(put(uid, rec)?);
+            }
+            (_, b'D', [uid]) => prepared.push(Prepared {
+                uid: String::from_utf8(uid.to_vec()).ok()?,
+                op: Op::Delete,
+            }),
+            _ => return None,
+        }
+    }
+    Some((u64::from_be_bytes(*n), prepared))
+}
+
+/// The index terms of the indexed filters of `query` (none: the query needs a scan).
+pub(super) fn select_terms(query: &Query) -> Result<Vec<Select>, StoreError> {
+    query
+        .filters
+        .iter()
+        .filter(|f| f.indexed())
+        .map(|f| {
+            let range = match f {
+                Filter::Date(_, from, to) => Some((*from, *to)),
+                _ => None,
+            };
+            Ok((filter_prefix(f)?, range))
+        })
+        .collect()
+}

@@ -1,0 +1,170 @@
+//! [`ObjectStore`] for [`SledStore`]: reads (a record parsed and its key material unwrapped
+//! with the KEK it names), `find` through the in-memory index, and `commit_then`, which
+//! encodes on the caller's thread and queues for the applier (`pipeline.rs`).
+//!
+//! **Damaged records.** A record that fails its checksum or its unwrap is reported as
+//! [`StoreError::Corrupt`] by `get`, and left out (and remembered,
+//! [`SledStore::corrupt_records`]) by `all` and `find`, so one bad record does not stop
+//! Locate for everything else.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+
+use super::commit::{revision_of, select_terms};
+use super::pipeline::{Completion, ToApplier};
+use super::{SledStore, backend};
+use crate::query::Query;
+use crate::record;
+use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
+
+impl SledStore {
+    /// Parses and unwraps one record.
+    fn decode(&self, uid: &str, raw: &[u8]) -> Result<ManagedObject, StoreError> {
+        let parsed = record::parse(uid, raw)?;
+        let mut o = parsed.shell();
+        if let Some((id, wrapped)) = &parsed.wrapped {
+            let kek = match self.kek(*id) {
+                Ok(k) => k,
+                Err(StoreError::Kek(reason)) => {
+                    return Err(StoreError::Corrupt {
+                        uid: uid.to_owned(),
+                        reason,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            o.object = Some(record::open_sealed(uid, wrapped, &kek)?);
+        }
+        Ok(o)
+    }
+
+    /// Loads for a listing: a damaged record is remembered and left out.
+    fn load_listed(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
+        let Some(raw) = self.objects.get(uid.as_bytes()).map_err(backend)? else {
+            return Ok(None);
+        };
+        match self.decode(uid, &raw) {
+            Ok(o) => Ok(Some(o)),
+            Err(StoreError::Corrupt { uid, .. }) => {
+                if let Ok(mut c) = self.corrupt.lock() {
+                    c.insert(uid);
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl ObjectStore for SledStore {
+    fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
+        match self.objects.get(uid.as_bytes()).map_err(backend)? {
+            Some(raw) => self.decode(uid, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The record is read once; its revision is the first 16 bytes of its SHA-256.
+    fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
+        match self.objects.get(uid.as_bytes()).map_err(backend)? {
+            Some(raw) => Ok(Some((self.decode(uid, &raw)?, revision_of(&raw)))),
+            None => Ok(None),
+        }
+    }
+
+    fn all(&self) -> Result<Vec<ManagedObject>, StoreError> {
+        self.current()?;
+        let uids = self
+            .index
+            .read()
+            .map_err(|_| backend("index lock poisoned"))?
+            .in_order();
+        let mut out = Vec::with_capacity(uids.len());
+        for uid in uids {
+            if let Some(o) = self.load_listed(&uid)? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    fn find(&self, query: &Query) -> Result<Vec<ManagedObject>, StoreError> {
+        self.current()?;
+        let terms = select_terms(query)?;
+        if terms.is_empty() {
+            return Ok(self
+                .all()?
+                .into_iter()
+                .filter(|o| query.matches(o))
+                .collect());
+        }
+        let uids = self
+            .index
+            .read()
+            .map_err(|_| backend("index lock poisoned"))?
+            .select(&terms);
+        let mut out = Vec::with_capacity(uids.len());
+        for uid in uids {
+            if let Some(o) = self.load_listed(&uid)?
+                && query.matches(&o)
+            {
+                out.push(o);
+            }
+        }
+        out.sort_by(|a, b| (a.sequence, &a.uid).cmp(&(b.sequence, &b.uid)));
+        Ok(out)
+    }
+
+    /// Encodes on the caller's thread, then queues for the applier (`pipeline.rs`) and
+    /// returns. Waits for nothing but the gate held shared (taken exclusively only for a
+    /// backup's final cut and a KEK switch, each a short in-memory section). `done` runs on
+    /// the store's applier or syncer thread (or on this one for an encoding error or a locked
+    /// or closed store): it must be quick and must not call back into the store.
+    fn commit_then(&self, changes: Vec<Change>, done: crate::CommitDone) {
+        let done = Completion::new(done);
+        if changes.is_empty() {
+            return done.complete(Ok(()));
+        }
+        let gate = match self.gate.read() {
+            Ok(g) => g,
+            Err(_) => return done.complete(Err(backend("gate poisoned"))),
+        };
+        let prepared = match self.prepare(&changes) {
+            Ok(p) => p,
+            Err(e) => {
+                drop(gate);
+                return done.complete(Err(e));
+            }
+        };
+        drop(changes);
+        let sent = match &self.to_applier {
+            Some(tx) => tx.send(ToApplier::Commit(prepared, done)).map_err(|e| e.0),
+            None => Err(ToApplier::Commit(prepared, done)),
+        };
+        drop(gate);
+        if let Err(ToApplier::Commit(_, done)) = sent {
+            done.complete(Err(backend("the store is closing")));
+        }
+    }
+
+    /// [`commit_then`](Self::commit_then), then waits on a channel of its own for the
+    /// completion (no other committer is woken for it).
+    fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.commit_then(
+            changes,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .map_err(|_| backend("the commit's completion was lost"))?
+    }
+
+    fn next_sequence(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .sequence
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1))
+    }
+}
