@@ -1,0 +1,562 @@
+//! The open audit log: appending records durably, recovery after a crash, rotation.
+//!
+//! **Durability.** A request's records are on disk (`fdatasync`) before its reply is sent.
+//! Two threads of their own do the work, so no request thread waits on a lock or the disk:
+//! the **writer** takes every submission queued so far, renders their records in order (the
+//! chain), writes them with one `write` and hands them to the **syncer**, which runs one
+//! `fdatasync` for everything written before it started and then answers each request
+//! ([`AuditLog::submit`] resolves; [`AuditLog::append`] returns). While the syncer waits for
+//! the disk the next submissions queue up at the writer: that is the group commit, and under
+//! load one sync covers the records of many connections. After an I/O failure the log is
+//! poisoned: every later request fails, and the server withholds its reply.
+//!
+//! **Crash.** A line torn by a crash (no final newline) was never acknowledged: its request got
+//! no reply. [`AuditLog::open`] cuts it off so the chain continues from the last whole record.
+//!
+//! **Rotation.** [`AuditLog::rotate`] (the writer thread, between two writes) syncs the file,
+//! renames it to [`rotated_name`] (`<file>.<last record number>`) and continues the chain in a
+//! new file at the same path. Opening an empty log continues the newest rotated file's chain.
+//! [`Verifier`](super::Verifier) checks a chain across files, or from a given hash on.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use kmipd_ttlv::Ttlv;
+use tokio::sync::oneshot;
+
+use super::record::{GENESIS, Record, render, split_hash};
+use super::summary::{ItemSummary, summarize};
+use super::{AuditError, io_copy, io_err};
+
+/// Most submissions the writer renders into one `write` (and so at most one sync).
+const MAX_JOBS_PER_WRITE: usize = 1024;
+
+/// What the writer thread is asked.
+enum ToWriter {
+    /// One request's records.
+    Job(Job),
+    /// Move the file aside and continue the chain in a new one ([`AuditLog::rotate`]).
+    Rotate(mpsc::Sender<Result<Rotated, AuditError>>),
+}
+
+/// A finished rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// Where the records written so far now are.
+    pub file: PathBuf,
+    /// The number of the last record in it.
+    pub last_seq: u64,
+    /// Its hash: the `prev` of the first record of the new file.
+    pub last_hash: String,
+}
+
+/// One request's records, waiting for the writer.
+struct Job {
+    identity: String,
+    peer: String,
+    items: Vec<ItemSummary>,
+    done: oneshot::Sender<Result<(), AuditError>>,
+}
+
+/// Records written to the file (page cache), waiting for the syncer.
+struct Written {
+    /// The file they were written to (a rotation may have replaced the writer's since).
+    file: Arc<File>,
+    done: Vec<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// To the writer thread; `None` only while dropping.
+    jobs: Option<mpsc::Sender<ToWriter>>,
+    /// The writer and syncer threads, joined on drop so that the file is closed and every
+    /// submitted record answered before the log goes away.
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after the records already submitted; the syncer
+        // ends when the writer has gone.
+        drop(self.jobs.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An open audit log; cheap to clone and share between connections.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens (creating when absent) the audit log at `path`, continuing its chain, and starts
+    /// its writer and syncer threads. A torn last line (crash during a write) is cut off.
+    pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
+        let path = path.as_ref();
+        let err = io_err(path);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(&err)?;
+        let (mut seq, mut last_hash) = last_record(&mut file, path, true)?;
+        if seq == 0
+            && let Some(rotated) = newest_rotated(path)?
+        {
+            // An empty file after a rotation (or a crash in the middle of one): the chain
+            // goes on from the file the records were moved to.
+            let mut f = File::open(&rotated).map_err(io_err(&rotated))?;
+            (seq, last_hash) = last_record(&mut f, &rotated, false)?;
+        }
+        // The file's directory entry must survive a crash too.
+        sync_parent(path);
+        let (jobs, job_rx) = mpsc::channel::<ToWriter>();
+        let (written, written_rx) = mpsc::channel::<Written>();
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            path: path.to_owned(),
+            file: Arc::new(file),
+            seq,
+            last_hash,
+            poisoned: poisoned.clone(),
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(f)
+                .map_err(&err)
+        };
+        let w = spawn(
+            "kmipd-audit-write",
+            Box::new(move || writer.run(&job_rx, &written)),
+        )?;
+        let sync_path = path.to_owned();
+        let s = spawn(
+            "kmipd-audit-sync",
+            Box::new(move || sync_loop(&sync_path, &written_rx, &poisoned)),
+        )?;
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                jobs: Some(jobs),
+                threads: vec![w, s],
+            }),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Moves the file aside, to `<file name>.<last record number, 12 digits>` beside it, and
+    /// continues the chain (record numbers and hashes) in a new, empty file at the same path.
+    /// Records submitted before this call are in the rotated file, later ones in the new
+    /// file. The rotated file is synced before it is renamed, and the directory after the new
+    /// file is made. Refused when the file holds no record. Blocking; not from async code.
+    pub fn rotate(&self) -> Result<Rotated, AuditError> {
+        let (tx, rx) = mpsc::channel();
+        let jobs = self.inner.jobs.as_ref().ok_or(AuditError::Poisoned)?;
+        jobs.send(ToWriter::Rotate(tx))
+            .map_err(|_| AuditError::Poisoned)?;
+        rx.recv().map_err(|_| AuditError::Poisoned)?
+    }
+
+    /// Records every batch item of one request/response exchange and returns once the records
+    /// are durable. Blocking (waits for the writer's `fdatasync`); not from async code.
+    pub fn record_batch(
+        &self,
+        identity: &str,
+        peer: Option<SocketAddr>,
+        request: &Ttlv,
+        response: &Ttlv,
+    ) -> Result<(), AuditError> {
+        let items = summarize(request, response);
+        let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        self.append(identity, &peer, &items)
+    }
+
+    /// [`AuditLog::record_batch`] from async code: no thread is blocked while the records are
+    /// written and synced.
+    pub async fn record_batch_async(
+        &self,
+        identity: &str,
+        peer: Option<SocketAddr>,
+        request: &Ttlv,
+        response: &Ttlv,
+    ) -> Result<(), AuditError> {
+        let items = summarize(request, response);
+        let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        self.submit(identity.to_owned(), peer, items).await
+    }
+
+    /// Appends one record per item and returns once they are durable. Blocking; not from
+    /// async code (use [`AuditLog::submit`] there).
+    pub fn append(
+        &self,
+        identity: &str,
+        peer: &str,
+        items: &[ItemSummary],
+    ) -> Result<(), AuditError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let rx = self.enqueue(identity.to_owned(), peer.to_owned(), items.to_vec())?;
+        rx.blocking_recv().map_err(|_| AuditError::Poisoned)?
+    }
+
+    /// Hands one request's records to the writer; the future resolves once they are durable
+    /// (or the log failed). The records are queued at once, in call order: a request whose
+    /// future is dropped still gets its records.
+    pub fn submit(
+        &self,
+        identity: String,
+        peer: String,
+        items: Vec<ItemSummary>,
+    ) -> impl Future<Output = Result<(), AuditError>> + Send + 'static {
+        let queued = if items.is_empty() {
+            None
+        } else {
+            Some(self.enqueue(identity, peer, items))
+        };
+        async move {
+            match queued {
+                None => Ok(()),
+                Some(Err(e)) => Err(e),
+                Some(Ok(rx)) => rx.await.map_err(|_| AuditError::Poisoned)?,
+            }
+        }
+    }
+
+    fn enqueue(
+        &self,
+        identity: String,
+        peer: String,
+        items: Vec<ItemSummary>,
+    ) -> Result<oneshot::Receiver<Result<(), AuditError>>, AuditError> {
+        let (done, rx) = oneshot::channel();
+        let job = Job {
+            identity,
+            peer,
+            items,
+            done,
+        };
+        let jobs = self.inner.jobs.as_ref().ok_or(AuditError::Poisoned)?;
+        jobs.send(ToWriter::Job(job))
+            .map_err(|_| AuditError::Poisoned)?;
+        Ok(rx)
+    }
+}
+
+/// The writer thread's state: the file's tail and the chain.
+struct Writer {
+    path: PathBuf,
+    file: Arc<File>,
+    seq: u64,
+    last_hash: String,
+    /// Set by either thread after an I/O failure: from then on nothing is written and every
+    /// request fails (after a failed `fdatasync` Linux may have dropped the dirty pages, so a
+    /// later successful one would prove nothing).
+    poisoned: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Takes every queued submission, renders them into one buffer, writes it with one
+    /// `write` (a crash leaves whole records or a torn last line) and passes them to the
+    /// syncer. While the syncer waits for the disk, the next submissions queue up here: that
+    /// is the group commit, without a lock or a thread per waiting request.
+    fn run(mut self, jobs: &mpsc::Receiver<ToWriter>, written: &mpsc::Sender<Written>) {
+        let mut buf = String::new();
+        let mut carried: Option<ToWriter> = None;
+        loop {
+            let first = match carried.take() {
+                Some(m) => m,
+                None => match jobs.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                },
+            };
+            let first = match first {
+                ToWriter::Job(j) => j,
+                ToWriter::Rotate(reply) => {
+                    let _ = reply.send(self.rotate());
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_JOBS_PER_WRITE {
+                match jobs.try_recv() {
+                    Ok(ToWriter::Job(j)) => batch.push(j),
+                    // After this batch: a rotation splits the records where it was asked.
+                    Ok(other) => {
+                        carried = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(batch, &mut buf, written);
+        }
+    }
+
+    fn write_batch(&mut self, batch: Vec<Job>, buf: &mut String, written: &mpsc::Sender<Written>) {
+        if self.poisoned.load(Ordering::Acquire) {
+            for j in batch {
+                let _ = j.done.send(Err(AuditError::Poisoned));
+            }
+            return;
+        }
+        buf.clear();
+        let time = now_rfc3339();
+        let (mut seq, mut prev) = (self.seq, self.last_hash.clone());
+        let mut done = Vec::with_capacity(batch.len());
+        for j in batch {
+            let mark = (buf.len(), seq, prev.clone());
+            match render_job(&j, &time, &mut seq, &mut prev, buf) {
+                Ok(()) => done.push(j.done),
+                Err(e) => {
+                    // This request only: its records are dropped, the chain goes on.
+                    buf.truncate(mark.0);
+                    (seq, prev) = (mark.1, mark.2);
+                    let _ = j.done.send(Err(e));
+                }
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = (&*self.file).write_all(buf.as_bytes()) {
+            self.poisoned.store(true, Ordering::Release);
+            for d in done {
+                let _ = d.send(Err(io_copy(&self.path, &e)));
+            }
+            return;
+        }
+        (self.seq, self.last_hash) = (seq, prev);
+        let w = Written {
+            file: self.file.clone(),
+            done,
+        };
+        if let Err(mpsc::SendError(w)) = written.send(w) {
+            for d in w.done {
+                let _ = d.send(Err(AuditError::Poisoned));
+            }
+        }
+    }
+
+    /// Syncs the file, renames it to its rotated name and creates a new one at the path.
+    /// A failure before the rename changes nothing; one after it poisons the log (there is no
+    /// file to write to).
+    fn rotate(&mut self) -> Result<Rotated, AuditError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(AuditError::Poisoned);
+        }
+        let err = io_err(&self.path);
+        if self.file.metadata().map_err(&err)?.len() == 0 {
+            return Err(AuditError::NothingToRotate(self.path.clone()));
+        }
+        let rotated = rotated_name(&self.path, self.seq);
+        if rotated.exists() {
+            return Err(AuditError::Io {
+                path: rotated,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a rotated audit log of that name exists already",
+                ),
+            });
+        }
+        self.file.sync_data().map_err(&err)?;
+        std::fs::rename(&self.path, &rotated).map_err(&err)?;
+        let created = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&self.path);
+        match created {
+            Ok(f) => {
+                self.file = Arc::new(f);
+                sync_parent(&self.path);
+                Ok(Rotated {
+                    file: rotated,
+                    last_seq: self.seq,
+                    last_hash: self.last_hash.clone(),
+                })
+            }
+            Err(e) => {
+                self.poisoned.store(true, Ordering::Release);
+                Err(io_copy(&self.path, &e))
+            }
+        }
+    }
+}
+
+/// Makes the directory entries of `path`'s directory durable (best effort: a directory that
+/// cannot be opened is the file system's to report on the next write).
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+}
+
+/// Where a rotation moves the file whose last record is `last_seq`: `<name>.<12 digits>`
+/// beside it (so rotated files sort in chain order).
+pub fn rotated_name(path: &Path, last_seq: u64) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "audit.log".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!("{name}.{last_seq:012}"))
+}
+
+/// The rotated file of `path` with the highest record number, if any.
+fn newest_rotated(path: &Path) -> Result<Option<PathBuf>, AuditError> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(None);
+    };
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_owned(),
+        None => PathBuf::from("."),
+    };
+    let prefix = format!("{name}.");
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+        let entry = entry.map_err(io_err(&dir))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(digits) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(n) = digits.parse::<u64>()
+            && best.as_ref().is_none_or(|(m, _)| n > *m)
+        {
+            best = Some((n, entry.path()));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Renders one request's records (one per item) onto `buf`, advancing the chain.
+fn render_job(
+    job: &Job,
+    time: &str,
+    seq: &mut u64,
+    prev: &mut String,
+    buf: &mut String,
+) -> Result<(), AuditError> {
+    for item in &job.items {
+        *seq = seq.saturating_add(1);
+        let record = Record {
+            seq: *seq,
+            time: time.to_owned(),
+            identity: job.identity.clone(),
+            peer: job.peer.clone(),
+            operation: item.operation.clone(),
+            uids: item.uids.clone(),
+            status: item.status.clone(),
+            reason: item.reason.clone(),
+            message: item.message.clone(),
+            prev: std::mem::take(prev),
+        };
+        let (line, hash) = render(&record)?;
+        buf.push_str(&line);
+        buf.push('\n');
+        *prev = hash;
+    }
+    Ok(())
+}
+
+/// The syncer thread: one `fdatasync` (per file: two around a rotation) covers everything
+/// written before it started, then every request it covered is answered.
+fn sync_loop(path: &Path, written: &mpsc::Receiver<Written>, poisoned: &AtomicBool) {
+    while let Ok(first) = written.recv() {
+        let mut batch = vec![first];
+        while let Ok(w) = written.try_recv() {
+            batch.push(w);
+        }
+        let mut files: Vec<Arc<File>> = Vec::new();
+        for w in &batch {
+            if !files.iter().any(|f| Arc::ptr_eq(f, &w.file)) {
+                files.push(w.file.clone());
+            }
+        }
+        let synced = if poisoned.load(Ordering::Acquire) {
+            Err(None)
+        } else {
+            files.iter().try_for_each(|f| f.sync_data()).map_err(Some)
+        };
+        if synced.is_err() {
+            poisoned.store(true, Ordering::Release);
+        }
+        for d in batch.into_iter().flat_map(|w| w.done) {
+            let r = match &synced {
+                Ok(()) => Ok(()),
+                Err(Some(e)) => Err(io_copy(path, e)),
+                Err(None) => Err(AuditError::Poisoned),
+            };
+            let _ = d.send(r);
+        }
+    }
+}
+
+/// The last record's number and hash; with `cut`, a torn last line is cut off (otherwise it
+/// is ignored).
+fn last_record(file: &mut File, path: &Path, cut: bool) -> Result<(u64, String), AuditError> {
+    let err = io_err(path);
+    let len = file.metadata().map_err(&err)?.len();
+    if len == 0 {
+        return Ok((0, GENESIS.to_owned()));
+    }
+    // Records are small: the last whole one lies in the last 1 MiB.
+    let start = len.saturating_sub(1 << 20);
+    file.seek(SeekFrom::Start(start)).map_err(&err)?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(&err)?;
+    let whole = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i.saturating_add(1),
+        None => 0,
+    };
+    if cut && whole < tail.len() {
+        let keep = start.saturating_add(u64::try_from(whole).unwrap_or(u64::MAX));
+        file.set_len(keep).map_err(&err)?;
+        file.sync_data().map_err(&err)?;
+    }
+    let text = String::from_utf8_lossy(tail.get(..whole).unwrap_or_default());
+    let Some(line) = text.lines().last() else {
+        return Ok((0, GENESIS.to_owned()));
+    };
+    let (body, hash) = split_hash(line).ok_or_else(|| AuditError::Malformed {
+        record: 0,
+        reason: "last line has no hash".to_owned(),
+    })?;
+    let record: Record = serde_json::from_str(&body).map_err(|e| AuditError::Malformed {
+        record: 0,
+        reason: e.to_string(),
+    })?;
+    Ok((record.seq, hash.to_owned()))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "-".to_owned())
+}
