@@ -115,10 +115,11 @@ impl SledStore {
         self.durable.checkpoint().map_err(StoreError::Backend)
     }
 
-    /// Tests only: stops (`true`) or resumes timed and size-triggered checkpoints, so that
-    /// commits stay in the WAL and a crash image exercises replay. Explicit checkpoints
-    /// (metadata writes, [`checkpoint`](Self::checkpoint), drop) still run.
-    #[doc(hidden)]
+    /// Tests only (cargo feature `test-hooks`, which the kmipd binary does not enable): stops
+    /// (`true`) or resumes timed and size-triggered checkpoints, so that commits stay in the
+    /// WAL and a crash image exercises replay. Explicit checkpoints (metadata writes,
+    /// [`checkpoint`](Self::checkpoint), drop) still run.
+    #[cfg(feature = "test-hooks")]
     pub fn pause_checkpoints(&self, paused: bool) {
         self.durable.pause(paused);
     }

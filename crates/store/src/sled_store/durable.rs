@@ -25,7 +25,9 @@
 //! size, a new file's directory entry), so a flushed write can still be lost on power
 //! failure. A checkpoint therefore calls `fdatasync` on sled's log file (`db`) — which also
 //! issues the cache flush and persists the size — and `fsync`s every file sled created since
-//! the last checkpoint (`blobs/*`, `snap.*`) and the directories that got new entries.
+//! the last checkpoint (`blobs/*`, `snap.*`) and the directories that got new entries. That
+//! list of files is sled 0.34.7's (`SLED_DIRS`), which is why `Cargo.toml` pins sled to
+//! exactly that version, and a test fails when a store's directory holds any other file.
 //!
 //! **Recovery** (`SledStore::open_with`): the frames whose number is above the one sled
 //! recorded are applied in order; those at or below it are skipped (sled has them); a
@@ -126,6 +128,34 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// sled's log file, relative to the store directory: the only file sled 0.34.7 rewrites in
+/// place, so the only one a checkpoint `fdatasync`s every time.
+const SLED_LOG: &str = "db";
+
+/// The directories a checkpoint scans for files sled created since the last one (`None`: the
+/// store directory itself). Every file sled 0.34.7 writes is in one of them, and each, but
+/// the log, is written once (`conf`, `snap.<16 hex digits>` renamed from its `.generating`
+/// temporary, `blobs/<n>`), so fsyncing it once when it appears is enough. sled is pinned to
+/// `=0.34.7` because of this: a sled that writes another file, or rewrites one of these in
+/// place, would not be durable. [`sled_file`] names them, and a test fails when a store's
+/// directory holds a file it does not know.
+const SLED_DIRS: [Option<&str>; 2] = [None, Some("blobs")];
+
+/// True when `rel` (a file's path relative to the store directory, `/`-separated) is one of
+/// sled 0.34.7's files that [`FileSyncer`] makes durable (see [`SLED_DIRS`]).
+#[cfg(test)]
+pub(crate) fn sled_file(rel: &str) -> bool {
+    let hex16 = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if rel == SLED_LOG || rel == "conf" {
+        return true;
+    }
+    if let Some(snap) = rel.strip_prefix("snap.") {
+        return hex16(snap.strip_suffix(".generating").unwrap_or(snap));
+    }
+    rel.strip_prefix("blobs/")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// fsyncs sled's files after sled's own flush.
 #[derive(Debug)]
 pub(crate) struct FileSyncer {
@@ -140,7 +170,7 @@ pub(crate) struct FileSyncer {
 impl FileSyncer {
     /// Opens sled's log file in `dir` and makes the directory tree as it is now durable.
     pub(crate) fn new(dir: &Path) -> io::Result<FileSyncer> {
-        let log = File::open(dir.join("db"))?;
+        let log = File::open(dir.join(SLED_LOG))?;
         let s = FileSyncer {
             dir: dir.to_owned(),
             log,
@@ -169,7 +199,7 @@ impl FileSyncer {
             .known
             .lock()
             .map_err(|_| io::Error::other("file syncer lock poisoned"))?;
-        for sub in [None, Some("blobs")] {
+        for sub in SLED_DIRS {
             let dir = match sub {
                 Some(s) => self.dir.join(s),
                 None => self.dir.clone(),
@@ -243,10 +273,26 @@ pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 struct Background {
     stop: bool,
-    /// Tests only: no timed or size-triggered checkpoints (explicit ones still run).
+    /// Tests only (`test-hooks`): no timed or size-triggered checkpoints (explicit ones
+    /// still run).
+    #[cfg(feature = "test-hooks")]
     paused: bool,
     /// The current segment passed its size limit.
     kick: bool,
+}
+
+impl Background {
+    /// Whether timed checkpoints are paused (only ever by a test hook).
+    #[cfg(feature = "test-hooks")]
+    fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Whether timed checkpoints are paused (only ever by a test hook).
+    #[cfg(not(feature = "test-hooks"))]
+    fn paused(&self) -> bool {
+        false
+    }
 }
 
 /// Everything a commit, a checkpoint and the background thread share.
@@ -346,6 +392,7 @@ impl Durability {
     }
 
     /// Tests: stops (or resumes) timed and size-triggered checkpoints.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn pause(&self, paused: bool) {
         if let Ok(mut b) = self.background.lock() {
             b.paused = paused;
@@ -381,7 +428,7 @@ impl Durability {
                 }
             }
             b.kick = false;
-            if b.paused || self.wal.current_size() == 0 {
+            if b.paused() || self.wal.current_size() == 0 {
                 continue;
             }
             drop(b);
