@@ -15,6 +15,17 @@ pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 # SoftHSM2 is the development and test HSM that holds the master key (crates/hsm); its tests
 # fail, never skip, without it.
 [[ -e /usr/lib/softhsm/libsofthsm2.so ]] || need_apt+=(softhsm2)
+# PostgreSQL's server binaries (initdb, pg_ctl, postgres): the PostgreSQL store tests start a
+# private cluster of their own (crates/test-support/src/pg.rs) and fail, never skip, without
+# them. Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH.
+pg_found=0
+if command -v pg_config >/dev/null 2>&1 && [[ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]]; then
+    pg_found=1
+fi
+for d in /usr/lib/postgresql/*/bin; do
+    [[ -x "$d/initdb" ]] && pg_found=1
+done
+((pg_found)) || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     sudo_cmd=()

@@ -11,6 +11,8 @@
 //!   [`ObjectStore::find`], a write-ahead log with group commit (an applier thread applies
 //!   queued commits as one transaction, a syncer thread covers them with one shared
 //!   `fdatasync`) and background checkpoints that flush and fsync sled.
+//! - [`PgStore`] keeps the same records in PostgreSQL, for several kmipd nodes on one
+//!   database (`postgres/mod.rs`: one commit = one transaction, advisory locks, retries).
 //!
 //! The trait is synchronous and transactional (one commit = one transaction), so that a
 //! networked SQL backend can sit behind it later. Reads and the blocking `commit` belong on a
@@ -19,6 +21,7 @@
 
 mod kek;
 mod memory;
+mod postgres;
 mod query;
 mod record;
 mod sled_store;
@@ -29,6 +32,9 @@ mod conditional_tests;
 
 pub use kek::{Kek, KekId, MlockWarning};
 pub use memory::MemoryStore;
+pub use postgres::{
+    CopyReport, DEFAULT_POOL_SIZE, PgOptions, PgStore, SCHEMA_VERSION, copy_from_sled,
+};
 pub use query::{Filter, Query};
 pub use record::FORMAT_VERSION;
 pub use sled_store::{

@@ -4,6 +4,8 @@
 //! dev-dependency.
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 
 /// Environment variable that points at a copy of the KMIP test vectors.

@@ -1,0 +1,336 @@
+//! One commit = one transaction (the concurrency control is described in the module doc of
+//! `postgres/mod.rs`).
+//!
+//! Round trips of one attempt: (1) `BEGIN`, the advisory locks and the current KEK id, in one
+//! simple query; (2) the revisions of the expected objects, then each search condition
+//! re-run (only when the commit has them); (3) every write and `txid_current()` in one
+//! statement (data-modifying CTEs: the terms of a rewritten object are deleted and inserted
+//! in one snapshot, so the delete sees only the old ones); (4) `COMMIT`. Encoding (key wrap
+//! under the current KEK) happens in each attempt, so an attempt that finds another node
+//! switched the KEK re-encodes under the new one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::kek::KekId;
+use crate::query::{Query, index_terms};
+use crate::record;
+use crate::{Change, ManagedObject, Revision, StoreError};
+
+use super::{
+    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_SEARCH, Param, classify, describe, object_lock,
+    retrying, revision, select_rows, select_sql, seq_key,
+};
+
+/// What a commit checks and writes, independent of the attempt.
+struct Plan {
+    expects: Vec<(String, Option<Revision>)>,
+    /// The SQL of each search condition (its query, leaving out what was seen).
+    searches: Vec<(Query, String, Vec<Param>)>,
+    /// The final state of each written uid (`None`: deleted), later changes winning.
+    writes: BTreeMap<String, Option<ManagedObject>>,
+    /// Object lock keys, ascending, deduplicated.
+    locks: Vec<i64>,
+}
+
+impl Plan {
+    fn new(changes: Vec<Change>) -> Result<Plan, StoreError> {
+        let mut plan = Plan {
+            expects: Vec::new(),
+            searches: Vec::new(),
+            writes: BTreeMap::new(),
+            locks: Vec::new(),
+        };
+        for c in changes {
+            match c {
+                Change::Expect { uid, revision } => plan.expects.push((uid, revision)),
+                Change::ExpectNoOther { query, seen } => {
+                    let (sql, params) = select_sql(&query, Some(seen))?;
+                    plan.searches.push((query, sql, params));
+                }
+                Change::Put(o) => {
+                    plan.writes.insert(o.uid.clone(), Some(o));
+                }
+                Change::Delete(uid) => {
+                    plan.writes.insert(uid, None);
+                }
+            }
+        }
+        plan.locks = plan
+            .expects
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .chain(plan.writes.keys().map(String::as_str))
+            .map(object_lock)
+            .collect();
+        plan.locks.sort_unstable();
+        plan.locks.dedup();
+        Ok(plan)
+    }
+
+    /// The locks (and the current KEK id) as one simple query.
+    fn begin_sql(&self) -> String {
+        let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({LOCK_NS}, {LOCK_KEK});");
+        if !self.searches.is_empty() {
+            sql.push_str(&format!(
+                "SELECT pg_advisory_xact_lock({LOCK_NS}, {LOCK_SEARCH});"
+            ));
+        }
+        for k in &self.locks {
+            sql.push_str(&format!("SELECT pg_advisory_xact_lock({k});"));
+        }
+        sql.push_str(
+            "SELECT 'kek', encode(value, 'hex') FROM kmipd_meta WHERE key = 'kek/current'",
+        );
+        sql
+    }
+}
+
+/// The encoded writes of one attempt, as column arrays.
+#[derive(Default)]
+struct Encoded {
+    put_uids: Vec<String>,
+    put_seqs: Vec<i64>,
+    put_keks: Vec<Option<i64>>,
+    put_records: Vec<Vec<u8>>,
+    term_uids: Vec<String>,
+    terms: Vec<Vec<u8>>,
+    term_dates: Vec<Option<i64>>,
+    deleted: Vec<String>,
+    written: Vec<String>,
+    max_seq: i64,
+    kek: Option<KekId>,
+}
+
+fn encode(inner: &Inner, plan: &Plan) -> Result<Encoded, StoreError> {
+    let kek = inner.current()?;
+    let mut e = Encoded {
+        kek: Some(kek.id()),
+        ..Encoded::default()
+    };
+    for (uid, o) in &plan.writes {
+        e.written.push(uid.clone());
+        let Some(o) = o else {
+            e.deleted.push(uid.clone());
+            continue;
+        };
+        e.put_uids.push(uid.clone());
+        e.put_seqs.push(seq_key(o.sequence));
+        e.put_keks
+            .push(o.object.as_ref().map(|_| i64::from(kek.id().0)));
+        e.put_records.push(record::encode(o, &kek)?);
+        e.max_seq = e.max_seq.max(i64::try_from(o.sequence).unwrap_or(i64::MAX));
+        for (term, date) in index_terms(o)? {
+            e.term_uids.push(uid.clone());
+            e.terms.push(term);
+            e.term_dates.push(date);
+        }
+    }
+    Ok(e)
+}
+
+const WRITE_SQL: &str = "\
+WITH del_terms AS (DELETE FROM kmipd_terms WHERE uid = ANY($1::text[])), \
+del_objects AS (DELETE FROM kmipd_objects WHERE uid = ANY($2::text[])), \
+put AS (INSERT INTO kmipd_objects (uid, sequence, revision, kek_id, record) \
+    SELECT u, s, nextval('kmipd_revision'), k, r \
+    FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bytea[]) AS t(u, s, k, r) \
+    ON CONFLICT (uid) DO UPDATE SET sequence = EXCLUDED.sequence, \
+    revision = EXCLUDED.revision, kek_id = EXCLUDED.kek_id, record = EXCLUDED.record), \
+ins_terms AS (INSERT INTO kmipd_terms (uid, term, date) \
+    SELECT * FROM unnest($7::text[], $8::bytea[], $9::bigint[])), \
+advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, GREATEST(0, $10::bigint - \
+    (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM kmipd_sequence)))) \
+SELECT txid_current(), (SELECT count(*) FROM advance)";
+
+/// Applies `changes` in one transaction, retried as the module doc says.
+pub(crate) async fn commit(inner: &Arc<Inner>, changes: Vec<Change>) -> Result<(), StoreError> {
+    let plan = Arc::new(Plan::new(changes)?);
+    retrying(inner, |conn| {
+        let (inner, plan) = (inner.clone(), plan.clone());
+        async move { attempt(&inner, &plan, conn).await }
+    })
+    .await
+}
+
+/// Ends the transaction without writing and gives the connection back.
+async fn abort(conn: Conn, e: StoreError) -> Failure {
+    if let Ok(c) = conn.client()
+        && c.batch_execute("ROLLBACK").await.is_ok()
+    {
+        conn.release();
+    }
+    Failure::Fatal(e)
+}
+
+async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> {
+    let enc = encode(inner, plan)?;
+    let c = conn.client()?;
+    // (1) BEGIN, locks, the current KEK id.
+    let messages = c
+        .simple_query(&plan.begin_sql())
+        .await
+        .map_err(|e| classify(&e))?;
+    let db_kek = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("kek") => {
+            r.get(1).map(str::to_owned)
+        }
+        _ => None,
+    });
+    if !enc.put_uids.is_empty() {
+        let db_kek = db_kek
+            .as_deref()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .map(KekId);
+        if db_kek != enc.kek {
+            return Err(kek_changed(inner, db_kek, conn).await);
+        }
+    }
+    // (2) Expectations, before any write.
+    if !plan.expects.is_empty() {
+        let uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
+        let stmt = c
+            .prepare_cached("SELECT uid, revision FROM kmipd_objects WHERE uid = ANY($1::text[])")
+            .await
+            .map_err(|e| classify(&e))?;
+        let rows = c.query(&stmt, &[&uids]).await.map_err(|e| classify(&e))?;
+        let mut now = BTreeMap::new();
+        for r in rows {
+            let uid: String = r.try_get(0).map_err(|e| classify(&e))?;
+            let rev: i64 = r.try_get(1).map_err(|e| classify(&e))?;
+            now.insert(uid, revision(rev));
+        }
+        for (uid, want) in &plan.expects {
+            if now.get(uid) != want.as_ref() {
+                return Err(abort(conn, StoreError::Conflict { uid: uid.clone() }).await);
+            }
+        }
+    }
+    for (query, sql, params) in &plan.searches {
+        let rows = select_rows(c, sql, params).await?;
+        for (uid, raw) in rows {
+            // As sled: matched on the stored attributes; a record that does not parse is no
+            // conflict, one whose material does not unwrap is.
+            if let Ok(parsed) = record::parse(&uid, &raw)
+                && query.matches(&parsed.into_shell())
+            {
+                return Err(abort(conn, StoreError::Conflict { uid }).await);
+            }
+        }
+    }
+    if enc.written.is_empty() {
+        // Only expectations: they held; nothing to make durable.
+        c.batch_execute("COMMIT").await.map_err(|e| classify(&e))?;
+        conn.release();
+        return Ok(());
+    }
+    // (3) Every write, and the transaction id to resolve a lost COMMIT with.
+    let stmt = c
+        .prepare_cached(WRITE_SQL)
+        .await
+        .map_err(|e| classify(&e))?;
+    let row = c
+        .query_one(
+            &stmt,
+            &[
+                &enc.written,
+                &enc.deleted,
+                &enc.put_uids,
+                &enc.put_seqs,
+                &enc.put_keks,
+                &enc.put_records,
+                &enc.term_uids,
+                &enc.terms,
+                &enc.term_dates,
+                &enc.max_seq,
+            ],
+        )
+        .await
+        .map_err(|e| classify(&e))?;
+    let txid: i64 = row.try_get(0).map_err(|e| classify(&e))?;
+    // (4) COMMIT: an error with a SQLSTATE means the server rolled back; without one the
+    // connection was lost and the outcome is unknown.
+    match c.batch_execute("COMMIT").await {
+        Ok(()) => {
+            conn.release();
+            Ok(())
+        }
+        Err(e) if e.code().is_some() => Err(classify(&e)),
+        Err(e) => Err(Failure::Unknown(txid, describe(&e))),
+    }
+}
+
+/// The database names another current KEK than the one this attempt encoded with (a KEK
+/// switch by another node): adopt it when this node holds it, else fail.
+async fn kek_changed(inner: &Inner, db_kek: Option<KekId>, conn: Conn) -> Failure {
+    let adopted = match (db_kek, inner.keyring.write()) {
+        (Some(id), Ok(mut ring)) if ring.keks.contains_key(&id) => {
+            ring.current = Some(id);
+            true
+        }
+        _ => false,
+    };
+    let e = StoreError::Kek(match db_kek {
+        Some(id) => format!(
+            "the store's current KEK is now {id} (switched by another node), which this node \
+             was not unlocked with: restart it to unwrap the new KEK"
+        ),
+        None => "the database names no current KEK: the store was not initialised".into(),
+    });
+    match abort(conn, e).await {
+        Failure::Fatal(e) if !adopted => Failure::Fatal(e),
+        _ => Failure::Retry("the current KEK changed; encoding again".into()),
+    }
+}
+
+/// Whether transaction `txid` committed (`txid_status`), asked on fresh connections until
+/// the database answers or `until` (extended by a few seconds) passes.
+pub(crate) async fn resolve(inner: &Inner, txid: i64, until: Instant) -> Result<bool, String> {
+    let until = until.max(Instant::now() + Duration::from_secs(5));
+    let mut last = String::new();
+    loop {
+        if Instant::now() >= until {
+            return Err(format!("the database did not answer in time ({last})"));
+        }
+        match inner.conn().await {
+            Ok(conn) => {
+                let status = match conn.client() {
+                    Ok(c) => c
+                        .query_one("SELECT txid_status($1)", &[&txid])
+                        .await
+                        .and_then(|r| r.try_get::<_, Option<String>>(0)),
+                    Err(_) => continue,
+                };
+                match status {
+                    Ok(Some(s)) if s == "committed" => {
+                        conn.release();
+                        return Ok(true);
+                    }
+                    Ok(Some(s)) if s == "aborted" => {
+                        conn.release();
+                        return Ok(false);
+                    }
+                    Ok(Some(s)) => {
+                        // "in progress": the old session has not ended yet.
+                        conn.release();
+                        last = format!("transaction {txid} still {s}");
+                    }
+                    Ok(None) => {
+                        conn.release();
+                        return Err(format!("transaction {txid} is too old to tell"));
+                    }
+                    Err(e) => last = describe(&e),
+                }
+            }
+            Err(Failure::Retry(m) | Failure::Unknown(_, m)) => last = m,
+            Err(Failure::Fatal(e)) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+pub(crate) async fn resolve_for_tests(inner: &Inner, txid: i64) -> Result<bool, String> {
+    resolve(inner, txid, Instant::now()).await
+}

@@ -1,0 +1,596 @@
+//! The KEKs of a [`PgStore`]: the same API as [`SledStore`]'s, kept in `kmipd_keks` and
+//! `kmipd_meta` (see `schema.rs`), so the server treats both backends alike.
+//!
+//! The database holds the wrapped blobs (the HSM layer wraps and unwraps them with the master
+//! key), a check value per registered KEK (proving at unlock that a key is the registered
+//! one), the retired flags and the current KEK id. A node keeps only the unwrapped KEKs.
+//! Changes of the current KEK take the KEK advisory lock exclusively; every commit takes it
+//! shared and compares the current id with the KEK it encoded with (`commit.rs`), so after a
+//! KEK switch on one node no node writes under the old KEK.
+//!
+//! [`SledStore`]: crate::SledStore
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::kek::{Kek, KekId};
+use crate::record;
+use crate::{KekRotation, StoreError};
+
+use super::{
+    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, PgStore, backend, classify, object_lock, retrying,
+};
+
+/// What a KEK's check value wraps (the same text as sled's).
+const CHECK_PLAIN: &[u8] = b"kmipd store KEK check v1";
+const META_CURRENT: &str = "kek/current";
+const META_MASTER: &str = "master/fingerprint";
+
+fn verify_check(kek: &Kek, check: &[u8]) -> Result<(), StoreError> {
+    match kek.unwrap(check) {
+        Ok(p) if p.as_slice() == CHECK_PLAIN => Ok(()),
+        _ => Err(StoreError::Kek(format!(
+            "the key given as KEK {} is not the one this store registered under that id",
+            kek.id()
+        ))),
+    }
+}
+
+fn db<T>(r: Result<T, tokio_postgres::Error>) -> Result<T, Failure> {
+    r.map_err(|e| classify(&e))
+}
+
+/// Ends a failed transaction and gives the connection back.
+async fn fail(conn: Conn, e: StoreError) -> Failure {
+    if let Ok(c) = conn.client()
+        && c.batch_execute("ROLLBACK").await.is_ok()
+    {
+        conn.release();
+    }
+    Failure::Fatal(e)
+}
+
+async fn begin_exclusive(conn: &Conn) -> Result<(), Failure> {
+    db(conn
+        .client()?
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({LOCK_NS}, {LOCK_KEK})"
+        ))
+        .await)
+}
+
+async fn current_in(conn: &Conn) -> Result<Option<KekId>, Failure> {
+    let row = db(conn
+        .client()?
+        .query_opt(
+            "SELECT value FROM kmipd_meta WHERE key = $1",
+            &[&META_CURRENT],
+        )
+        .await)?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let v: Vec<u8> = db(r.try_get(0))?;
+            let b: [u8; 4] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| Failure::Fatal(backend("damaged current KEK id")))?;
+            Ok(Some(KekId(u32::from_be_bytes(b))))
+        }
+    }
+}
+
+async fn checks_in(conn: &Conn) -> Result<BTreeMap<KekId, (Vec<u8>, bool)>, Failure> {
+    let rows = db(conn
+        .client()?
+        .query(
+            "SELECT id, check_value, retired FROM kmipd_keks WHERE check_value IS NOT NULL",
+            &[],
+        )
+        .await)?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let id: i64 = db(r.try_get(0))?;
+        let id = u32::try_from(id).map_err(|_| Failure::Fatal(backend("damaged KEK id")))?;
+        out.insert(KekId(id), (db(r.try_get(1))?, db(r.try_get(2))?));
+    }
+    Ok(out)
+}
+
+async fn register(conn: &Conn, kek: &Kek) -> Result<(), Failure> {
+    let check = kek
+        .wrap(CHECK_PLAIN)
+        .map_err(|e| Failure::Fatal(StoreError::Kek(format!("wrap check value: {e}"))))?;
+    db(conn
+        .client()?
+        .execute(
+            "INSERT INTO kmipd_keks (id, check_value, retired) VALUES ($1, $2, false) \
+             ON CONFLICT (id) DO UPDATE SET check_value = EXCLUDED.check_value, retired = false",
+            &[&i64::from(kek.id().0), &check],
+        )
+        .await)?;
+    Ok(())
+}
+
+async fn set_current(conn: &Conn, id: KekId) -> Result<(), Failure> {
+    db(conn
+        .client()?
+        .execute(
+            "INSERT INTO kmipd_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&META_CURRENT, &id.0.to_be_bytes().to_vec()],
+        )
+        .await)?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Supplies the KEKs. A new store registers the first one as its current KEK; otherwise
+    /// every KEK the store still needs ([`required_keks`](Self::required_keks)) must be given,
+    /// each matching its registered check value. Concurrent unlocks of a new store by several
+    /// nodes register one KEK: the others are checked against it.
+    pub fn unlock(&self, keks: Vec<Kek>) -> Result<(), StoreError> {
+        let keks: Arc<Vec<Arc<Kek>>> = Arc::new(keks.into_iter().map(Arc::new).collect());
+        let given = keks.clone();
+        let current = self.run(move |inner| async move {
+            retrying(&inner, |conn| {
+                let keks = keks.clone();
+                async move {
+                    begin_exclusive(&conn).await?;
+                    let mut current = current_in(&conn).await?;
+                    let checks = checks_in(&conn).await?;
+                    let fresh = current.is_none();
+                    for (i, kek) in keks.iter().enumerate() {
+                        match checks.get(&kek.id()) {
+                            Some((check, _)) => {
+                                if let Err(e) = verify_check(kek, check) {
+                                    return Err(fail(conn, e).await);
+                                }
+                            }
+                            None if fresh && i == 0 => {
+                                register(&conn, kek).await?;
+                                set_current(&conn, kek.id()).await?;
+                                current = Some(kek.id());
+                            }
+                            None => {
+                                let e = StoreError::Kek(format!(
+                                    "KEK {} is not registered in this store (introduce a new \
+                                     KEK with rotate_kek)",
+                                    kek.id()
+                                ));
+                                return Err(fail(conn, e).await);
+                            }
+                        }
+                    }
+                    for (id, (_, retired)) in &checks {
+                        if !retired && !keks.iter().any(|k| k.id() == *id) {
+                            let e = StoreError::Kek(format!(
+                                "KEK {id} is still needed by this store but was not supplied"
+                            ));
+                            return Err(fail(conn, e).await);
+                        }
+                    }
+                    db(conn.client()?.batch_execute("COMMIT").await)?;
+                    conn.release();
+                    Ok(current)
+                }
+            })
+            .await
+        })?;
+        let mut ring = self
+            .inner
+            .keyring
+            .write()
+            .map_err(|_| backend("keyring lock poisoned"))?;
+        ring.keks = given.iter().map(|k| (k.id(), k.clone())).collect();
+        ring.current = current;
+        Ok(())
+    }
+
+    /// The KEKs that must be supplied at unlock: registered and not retired.
+    pub fn required_keks(&self) -> Result<Vec<KekId>, StoreError> {
+        self.run(|inner| async move {
+            retrying(&inner, |conn| async move {
+                let checks = checks_in(&conn).await?;
+                conn.release();
+                Ok(checks
+                    .into_iter()
+                    .filter(|(_, (_, retired))| !retired)
+                    .map(|(id, _)| id)
+                    .collect())
+            })
+            .await
+        })
+    }
+
+    /// The KEK new records are wrapped with, as the database says now.
+    pub fn current_kek(&self) -> Result<Option<KekId>, StoreError> {
+        self.run(|inner| async move {
+            retrying(&inner, |conn| async move {
+                let c = current_in(&conn).await?;
+                conn.release();
+                Ok(c)
+            })
+            .await
+        })
+    }
+
+    /// Keeps (or replaces) the HSM layer's wrapped form of a KEK; durable on return.
+    pub fn store_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<(), StoreError> {
+        let blob = blob.to_vec();
+        self.run(move |inner| async move {
+            retrying(&inner, |conn| {
+                let blob = blob.clone();
+                async move {
+                    db(conn
+                        .client()?
+                        .execute(
+                            "INSERT INTO kmipd_keks (id, wrapped) VALUES ($1, $2) \
+                             ON CONFLICT (id) DO UPDATE SET wrapped = EXCLUDED.wrapped",
+                            &[&i64::from(id.0), &blob],
+                        )
+                        .await)?;
+                    conn.release();
+                    Ok(())
+                }
+            })
+            .await
+        })
+    }
+
+    /// Keeps the wrapped form of a KEK only if no blob is kept for that id yet; returns
+    /// whether it was stored. How nodes starting on a new database agree on one first KEK:
+    /// the node whose blob was not stored reads the one that was.
+    pub fn create_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<bool, StoreError> {
+        let blob = blob.to_vec();
+        self.run(move |inner| async move {
+            retrying(&inner, |conn| {
+                let blob = blob.clone();
+                async move {
+                    let n = db(conn
+                        .client()?
+                        .execute(
+                            "INSERT INTO kmipd_keks (id, wrapped) VALUES ($1, $2) \
+                             ON CONFLICT (id) DO UPDATE SET wrapped = EXCLUDED.wrapped \
+                             WHERE kmipd_keks.wrapped IS NULL",
+                            &[&i64::from(id.0), &blob],
+                        )
+                        .await)?;
+                    conn.release();
+                    Ok(n == 1)
+                }
+            })
+            .await
+        })
+    }
+
+    /// Every wrapped KEK blob kept, by id.
+    pub fn wrapped_keks(&self) -> Result<Vec<(KekId, Vec<u8>)>, StoreError> {
+        self.run(|inner| async move {
+            retrying(&inner, |conn| async move {
+                let rows = db(conn
+                    .client()?
+                    .query(
+                        "SELECT id, wrapped FROM kmipd_keks WHERE wrapped IS NOT NULL ORDER BY id",
+                        &[],
+                    )
+                    .await)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let id: i64 = db(r.try_get(0))?;
+                    let id =
+                        u32::try_from(id).map_err(|_| Failure::Fatal(backend("damaged KEK id")))?;
+                    out.push((KekId(id), db(r.try_get(1))?));
+                }
+                conn.release();
+                Ok(out)
+            })
+            .await
+        })
+    }
+
+    /// Deletes the wrapped blob of a KEK no record needs (refused for a required one).
+    pub fn remove_wrapped_kek(&self, id: KekId) -> Result<(), StoreError> {
+        self.run(move |inner| async move {
+            retrying(&inner, |conn| async move {
+                begin_exclusive(&conn).await?;
+                let checks = checks_in(&conn).await?;
+                if checks.get(&id).is_some_and(|(_, retired)| !retired) {
+                    let e = StoreError::Kek(format!("KEK {id} is still needed"));
+                    return Err(fail(conn, e).await);
+                }
+                db(conn
+                    .client()?
+                    .execute(
+                        "UPDATE kmipd_keks SET wrapped = NULL WHERE id = $1",
+                        &[&i64::from(id.0)],
+                    )
+                    .await)?;
+                db(conn.client()?.batch_execute("COMMIT").await)?;
+                conn.release();
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    /// What the HSM layer recorded of the master key (to refuse a node whose master key
+    /// differs), if anything.
+    pub fn master_fingerprint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(|inner| async move {
+            retrying(&inner, |conn| async move {
+                let row = db(conn
+                    .client()?
+                    .query_opt(
+                        "SELECT value FROM kmipd_meta WHERE key = $1",
+                        &[&META_MASTER],
+                    )
+                    .await)?;
+                let v = match row {
+                    Some(r) => Some(db(r.try_get(0))?),
+                    None => None,
+                };
+                conn.release();
+                Ok(v)
+            })
+            .await
+        })
+    }
+
+    /// Records the master key's fingerprint (replacing the previous one).
+    pub fn set_master_fingerprint(&self, fingerprint: &[u8]) -> Result<(), StoreError> {
+        let fp = fingerprint.to_vec();
+        self.run(move |inner| async move {
+            retrying(&inner, |conn| {
+                let fp = fp.clone();
+                async move {
+                    db(conn
+                        .client()?
+                        .execute(
+                            "INSERT INTO kmipd_meta (key, value) VALUES ($1, $2) \
+                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                            &[&META_MASTER, &fp],
+                        )
+                        .await)?;
+                    conn.release();
+                    Ok(())
+                }
+            })
+            .await
+        })
+    }
+
+    /// Rotates to `new`: registers it as the current KEK, re-wraps every record, and retires
+    /// the KEKs no record needs any more. Online; resumable (call it again with the same KEK
+    /// after unlocking with the old and the new one).
+    pub fn rotate_kek(&self, new: Kek) -> Result<KekRotation, StoreError> {
+        self.begin_kek_rotation(new)?;
+        let mut report = KekRotation::default();
+        loop {
+            let (done, skipped) = self.rewrap_step(256)?;
+            report.rewrapped = report.rewrapped.saturating_add(done);
+            if done == 0 {
+                report.skipped_corrupt = skipped;
+                break;
+            }
+        }
+        report.retired = self.finish_kek_rotation()?;
+        Ok(report)
+    }
+
+    /// First step of a rotation: `new` is registered and becomes the KEK of every write from
+    /// now on, on every node (a node that does not hold it can no longer write until it is
+    /// restarted). Both KEKs stay required until [`finish_kek_rotation`].
+    ///
+    /// [`finish_kek_rotation`]: Self::finish_kek_rotation
+    pub fn begin_kek_rotation(&self, new: Kek) -> Result<(), StoreError> {
+        self.inner.current()?;
+        let new = Arc::new(new);
+        let kek = new.clone();
+        self.run(move |inner| async move {
+            retrying(&inner, |conn| {
+                let kek = kek.clone();
+                async move {
+                    begin_exclusive(&conn).await?;
+                    let checks = checks_in(&conn).await?;
+                    match checks.get(&kek.id()) {
+                        Some((check, _)) => {
+                            if let Err(e) = verify_check(&kek, check) {
+                                return Err(fail(conn, e).await);
+                            }
+                            // Required again (a resumed rotation).
+                            db(conn
+                                .client()?
+                                .execute(
+                                    "UPDATE kmipd_keks SET retired = false WHERE id = $1",
+                                    &[&i64::from(kek.id().0)],
+                                )
+                                .await)?;
+                        }
+                        None => register(&conn, &kek).await?,
+                    }
+                    set_current(&conn, kek.id()).await?;
+                    db(conn.client()?.batch_execute("COMMIT").await)?;
+                    conn.release();
+                    Ok(())
+                }
+            })
+            .await
+        })?;
+        let mut ring = self
+            .inner
+            .keyring
+            .write()
+            .map_err(|_| backend("keyring lock poisoned"))?;
+        ring.current = Some(new.id());
+        ring.keks.insert(new.id(), new);
+        Ok(())
+    }
+
+    /// Re-wraps up to `max` records not under the current KEK, in one transaction (durable
+    /// before return). Returns how many were re-wrapped and the damaged records skipped.
+    pub fn rewrap_step(&self, max: usize) -> Result<(usize, Vec<String>), StoreError> {
+        let current = self.inner.current()?;
+        let cur = i64::from(current.id().0);
+        self.run(move |inner| async move {
+            // Which records to re-wrap (read without locks; re-checked under them).
+            let rows = retrying(&inner, |conn| async move {
+                let rows = db(conn
+                    .client()?
+                    .query(
+                        "SELECT uid, record FROM kmipd_objects \
+                         WHERE kek_id IS NOT NULL AND kek_id <> $1 ORDER BY uid",
+                        &[&cur],
+                    )
+                    .await)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    out.push((
+                        db(r.try_get::<_, String>(0))?,
+                        db(r.try_get::<_, Vec<u8>>(1))?,
+                    ));
+                }
+                conn.release();
+                Ok(out)
+            })
+            .await?;
+            let mut pick = Vec::new();
+            let mut skipped = Vec::new();
+            for (uid, raw) in rows {
+                if rewrapped(&inner, &uid, &raw, &current).is_ok() {
+                    if pick.len() < max {
+                        pick.push(uid);
+                    }
+                } else {
+                    skipped.push(uid);
+                }
+            }
+            if let Ok(mut c) = inner.corrupt.lock() {
+                c.extend(skipped.iter().cloned());
+            }
+            if pick.is_empty() {
+                return Ok((0, skipped));
+            }
+            let pick = Arc::new(pick);
+            let done = retrying(&inner, |conn| {
+                let (inner, pick, current) = (inner.clone(), pick.clone(), current.clone());
+                async move {
+                    let mut locks: Vec<i64> = pick.iter().map(|u| object_lock(u)).collect();
+                    locks.sort_unstable();
+                    locks.dedup();
+                    let mut sql = format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock_shared({LOCK_NS}, {LOCK_KEK});"
+                    );
+                    for k in locks {
+                        sql.push_str(&format!("SELECT pg_advisory_xact_lock({k});"));
+                    }
+                    let c = conn.client()?;
+                    db(c.batch_execute(&sql).await)?;
+                    let rows = db(c
+                        .query(
+                            "SELECT uid, record FROM kmipd_objects \
+                             WHERE uid = ANY($1::text[]) AND kek_id IS NOT NULL AND kek_id <> $2",
+                            &[&*pick, &cur],
+                        )
+                        .await)?;
+                    let mut uids = Vec::new();
+                    let mut records = Vec::new();
+                    for r in rows {
+                        let uid: String = db(r.try_get(0))?;
+                        let raw: Vec<u8> = db(r.try_get(1))?;
+                        if let Ok(new_raw) = rewrapped(&inner, &uid, &raw, &current) {
+                            uids.push(uid);
+                            records.push(new_raw);
+                        }
+                    }
+                    db(c.execute(
+                        "UPDATE kmipd_objects o SET record = t.r, kek_id = $3, \
+                             revision = nextval('kmipd_revision') \
+                             FROM unnest($1::text[], $2::bytea[]) AS t(u, r) WHERE o.uid = t.u",
+                        &[&uids, &records, &cur],
+                    )
+                    .await)?;
+                    db(c.batch_execute("COMMIT").await)?;
+                    conn.release();
+                    Ok(uids.len())
+                }
+            })
+            .await?;
+            Ok((done, skipped))
+        })
+    }
+
+    /// Last step of a rotation: if no readable record needs an older KEK, retires every KEK
+    /// but the current one and returns them; otherwise fails (run `rewrap_step` again).
+    pub fn finish_kek_rotation(&self) -> Result<Vec<KekId>, StoreError> {
+        let current = self.inner.current()?.id();
+        let cur = i64::from(current.0);
+        let retired = self.run(move |inner| async move {
+            retrying(&inner, |conn| {
+                let inner = inner.clone();
+                async move {
+                    begin_exclusive(&conn).await?;
+                    let rows = db(conn
+                        .client()?
+                        .query(
+                            "SELECT uid, record FROM kmipd_objects \
+                             WHERE kek_id IS NOT NULL AND kek_id <> $1 ORDER BY uid",
+                            &[&cur],
+                        )
+                        .await)?;
+                    for r in rows {
+                        let uid: String = db(r.try_get(0))?;
+                        let raw: Vec<u8> = db(r.try_get(1))?;
+                        if let Ok(parsed) = record::parse(&uid, &raw)
+                            && let Some((id, wrapped)) = &parsed.wrapped
+                            && inner
+                                .kek(*id)
+                                .and_then(|k| record::open_sealed(&uid, wrapped, &k))
+                                .is_ok()
+                        {
+                            let e = StoreError::Kek(format!(
+                                "rotation not finished: {uid} is still wrapped by KEK {id}"
+                            ));
+                            return Err(fail(conn, e).await);
+                        }
+                    }
+                    let rows = db(conn
+                        .client()?
+                        .query(
+                            "UPDATE kmipd_keks SET retired = true WHERE check_value IS NOT NULL \
+                             AND NOT retired AND id <> $1 RETURNING id",
+                            &[&cur],
+                        )
+                        .await)?;
+                    let mut ids = Vec::new();
+                    for r in rows {
+                        let id: i64 = db(r.try_get(0))?;
+                        ids.push(KekId(
+                            u32::try_from(id)
+                                .map_err(|_| Failure::Fatal(backend("damaged KEK id")))?,
+                        ));
+                    }
+                    db(conn.client()?.batch_execute("COMMIT").await)?;
+                    conn.release();
+                    ids.sort();
+                    Ok(ids)
+                }
+            })
+            .await
+        })?;
+        if let Ok(mut ring) = self.inner.keyring.write() {
+            ring.keks.retain(|id, _| *id == current);
+        }
+        Ok(retired)
+    }
+}
+
+/// The record re-wrapped under `current`, if it parses and unwraps.
+fn rewrapped(inner: &Inner, uid: &str, raw: &[u8], current: &Kek) -> Result<Vec<u8>, StoreError> {
+    let parsed = record::parse(uid, raw)?;
+    let Some((id, wrapped)) = &parsed.wrapped else {
+        return Err(backend("no key material"));
+    };
+    let object = record::open_sealed(uid, wrapped, &*inner.kek(*id)?)?;
+    record::rewrap(&parsed, &object, current)
+}

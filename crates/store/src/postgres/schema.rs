@@ -1,0 +1,69 @@
+//! The PostgreSQL schema and its versioned migrations, applied when a [`PgStore`] opens.
+//!
+//! `kmipd_schema` lists the versions applied. Opening takes a transaction-level advisory lock
+//! (so nodes starting together migrate one after the other), refuses a database whose highest
+//! version is newer than [`SCHEMA_VERSION`] (written by a newer kmipd: this binary would not
+//! know what its rows mean), and applies the missing migrations in order, each with its row in
+//! `kmipd_schema`, all in one transaction.
+//!
+//! Version 1:
+//! - `kmipd_objects(uid, sequence, revision, kek_id, record)`: one row per object. `record` is
+//!   the record of `record.rs` (the same bytes as sled's, key material wrapped by the KEK);
+//!   `sequence` is the creation order as an order-preserving `bigint` (the u64 with its top bit
+//!   flipped); `revision` comes from the sequence `kmipd_revision` and changes with every write
+//!   of the row; `kek_id` names the KEK that wrapped the record's material (NULL: none), so a
+//!   KEK rotation finds what it must re-wrap by an index. `uid` uses the "C" collation: byte
+//!   order, as sled and the in-memory store sort.
+//! - `kmipd_terms(term, date, uid)`: the index terms of `query.rs` (`index_terms`), one row per
+//!   term of each object, rewritten with the object. [`ObjectStore::find`] narrows by them.
+//! - `kmipd_keks(id, check_value, wrapped, retired)`: per KEK, the check value proving a key
+//!   is the registered one, the HSM layer's wrapped blob, and whether it was retired.
+//! - `kmipd_meta(key, value)`: `kek/current` (the current KEK id, 4 bytes big-endian) and
+//!   `master/fingerprint` (what the HSM layer records of its master key).
+//! - sequences `kmipd_sequence` ([`ObjectStore::next_sequence`]) and `kmipd_revision`.
+//!
+//! [`PgStore`]: super::PgStore
+//! [`ObjectStore::find`]: crate::ObjectStore::find
+//! [`ObjectStore::next_sequence`]: crate::ObjectStore::next_sequence
+
+/// The highest schema version this build knows.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The migrations, in order: (version, SQL).
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE kmipd_objects (
+    uid text COLLATE "C" PRIMARY KEY,
+    sequence bigint NOT NULL,
+    revision bigint NOT NULL,
+    kek_id bigint,
+    record bytea NOT NULL
+);
+CREATE INDEX kmipd_objects_order ON kmipd_objects (sequence, uid);
+CREATE INDEX kmipd_objects_kek ON kmipd_objects (kek_id) WHERE kek_id IS NOT NULL;
+CREATE TABLE kmipd_terms (
+    term bytea NOT NULL,
+    date bigint,
+    uid text COLLATE "C" NOT NULL
+);
+CREATE INDEX kmipd_terms_term ON kmipd_terms (term, date, uid);
+CREATE INDEX kmipd_terms_uid ON kmipd_terms (uid);
+CREATE TABLE kmipd_keks (
+    id bigint PRIMARY KEY,
+    check_value bytea,
+    wrapped bytea,
+    retired boolean NOT NULL DEFAULT false
+);
+CREATE TABLE kmipd_meta (
+    key text PRIMARY KEY,
+    value bytea NOT NULL
+);
+CREATE SEQUENCE kmipd_sequence MINVALUE 1 START 1;
+CREATE SEQUENCE kmipd_revision MINVALUE 1 START 1;
+"#,
+)];
+
+/// Creates the version table if needed (idempotent, run under the migration lock).
+pub(crate) const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS kmipd_schema (\
+     version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())";

@@ -1,0 +1,532 @@
+//! PgStore against a real PostgreSQL (a private cluster per test binary,
+//! `kmipd_test_support::pg`), each test in a schema of its own.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::tag;
+use kmipd_test_support::pg::PgCluster;
+use kmipd_ttlv::{Ttlv, Value};
+use zeroize::Zeroizing;
+
+use super::*;
+use crate::conditional_tests::{named, no_other_named};
+use crate::{Filter, Kek, KekId, SledStore};
+
+static SCHEMAS: AtomicU32 = AtomicU32::new(0);
+
+/// A cluster and options for a new schema in its `postgres` database.
+fn fresh() -> (Arc<PgCluster>, PgOptions) {
+    let cluster = PgCluster::shared();
+    let n = SCHEMAS.fetch_add(1, Ordering::Relaxed);
+    let mut opts = PgOptions::new(cluster.url("postgres"));
+    opts.schema = Some(format!("unit{n}"));
+    opts.pool_size = 4;
+    opts.deadline = Duration::from_secs(30);
+    (cluster, opts)
+}
+
+fn kek(id: u32, b: u8) -> Kek {
+    Kek::new(KekId(id), &Zeroizing::new([b; 32]))
+}
+
+/// An object with key material `material`, a Name, and indexed attributes.
+fn obj(uid: &str, seq: u64, material: &[u8]) -> ManagedObject {
+    let mut attributes = Attributes::new();
+    attributes.set(tag::OBJECT_TYPE, Value::Enumeration(2));
+    attributes.set(tag::STATE, Value::Enumeration(1));
+    attributes.set(
+        tag::INITIAL_DATE,
+        Value::DateTime(1000 + i64::try_from(seq).unwrap()),
+    );
+    attributes.set_named(
+        AttrName::Custom {
+            vendor: None,
+            name: "x-app".into(),
+        },
+        Value::TextString(format!("app{}", seq % 2)),
+    );
+    attributes.set(
+        tag::NAME,
+        Value::Structure(vec![Ttlv::new(
+            tag::NAME_VALUE,
+            Value::TextString(format!("name-{uid}")),
+        )]),
+    );
+    ManagedObject {
+        uid: uid.into(),
+        object_type: 2,
+        owner: "alice".into(),
+        object: Some(Ttlv::new(
+            tag::SYMMETRIC_KEY,
+            Value::Structure(vec![Ttlv::new(
+                tag::KEY_MATERIAL,
+                Value::ByteString(Zeroizing::new(material.to_vec())),
+            )]),
+        )),
+        attributes,
+        sequence: seq,
+    }
+}
+
+fn versioned(uid: &str, seq: u64, version: u8) -> ManagedObject {
+    obj(uid, seq, &[b'v', version])
+}
+
+/// A plain connection for poking at the database behind the store's back, on a runtime of
+/// its own.
+struct Raw {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Raw {
+    fn connect(opts: &PgOptions) -> Raw {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut config: tokio_postgres::Config = opts.url.parse().unwrap();
+        if let Some(s) = &opts.schema {
+            config.options(format!("-c search_path={s}"));
+        }
+        let client = rt.block_on(async {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        });
+        Raw { rt, client }
+    }
+
+    fn batch(&self, sql: &str) {
+        self.rt.block_on(self.client.batch_execute(sql)).unwrap();
+    }
+
+    fn scalar_i64(&self, sql: &str) -> i64 {
+        self.rt
+            .block_on(self.client.query_one(sql, &[]))
+            .unwrap()
+            .get(0)
+    }
+}
+
+#[test]
+fn pg_store_conditional_commits() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    crate::conditional_tests::conditional_commits(&s, &versioned);
+}
+
+#[test]
+fn pg_store_search_conditions() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    crate::conditional_tests::search_conditions(&s);
+}
+
+/// Objects written through one node are read, found and changed through another at once;
+/// sequence numbers from both nodes never repeat.
+#[test]
+fn two_nodes_see_one_world() {
+    let (_c, opts) = fresh();
+    let a = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let b = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let s1 = a.next_sequence().unwrap();
+    let s2 = b.next_sequence().unwrap();
+    let s3 = a.next_sequence().unwrap();
+    assert!(s1 < s2 && s2 < s3, "{s1} {s2} {s3}");
+    a.commit(vec![Change::Put(obj("K", s1, b"key-one"))])
+        .unwrap();
+    assert_eq!(b.get("K").unwrap(), Some(obj("K", s1, b"key-one")));
+    // "Revoked" on B (state 5): A sees it on its next read, with no cache to go stale.
+    let mut revoked = obj("K", s1, b"key-one");
+    revoked.attributes.set(tag::STATE, Value::Enumeration(5));
+    b.commit(vec![Change::Put(revoked.clone())]).unwrap();
+    assert_eq!(a.get("K").unwrap(), Some(revoked.clone()));
+    let q = Query::new(vec![Filter::Attr(
+        AttrName::Std(tag::STATE),
+        Value::Enumeration(5),
+    )]);
+    assert_eq!(a.find(&q).unwrap(), vec![revoked]);
+    a.commit(vec![Change::Delete("K".into())]).unwrap();
+    assert!(b.get("K").unwrap().is_none());
+}
+
+/// Two nodes read one object at one revision and both commit a change expecting it: exactly
+/// one wins, the other gets a Conflict and nothing of it is stored. Then many increments
+/// from both nodes with retries: every acknowledged one is in the final value.
+#[test]
+fn two_nodes_racing_on_one_object() {
+    let (_c, opts) = fresh();
+    let a = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    let b = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    a.commit(vec![Change::Put(versioned("X", 1, 0))]).unwrap();
+    for round in 1..=10u8 {
+        let (_, rev) = a.get_revised("X").unwrap().unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = [(a.clone(), 0u8), (b.clone(), 100u8)]
+            .into_iter()
+            .map(|(s, tagv)| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    s.commit(vec![
+                        Change::Expect {
+                            uid: "X".into(),
+                            revision: Some(rev),
+                        },
+                        Change::Put(versioned("X", 1, round.wrapping_add(tagv))),
+                    ])
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let wins: Vec<usize> = (0..2).filter(|i| results[*i].is_ok()).collect();
+        assert_eq!(wins.len(), 1, "round {round}: {results:?}");
+        let loser = 1 - wins[0];
+        assert!(
+            matches!(&results[loser], Err(StoreError::Conflict { uid }) if uid == "X"),
+            "{results:?}"
+        );
+        let winner_version = round.wrapping_add(if wins[0] == 0 { 0 } else { 100 });
+        assert_eq!(b.get("X").unwrap(), Some(versioned("X", 1, winner_version)));
+    }
+
+    // Counter increments: read, expect, write; retry on conflict.
+    a.commit(vec![Change::Put(counter(0))]).unwrap();
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || {
+                let mut acked = 0u64;
+                let mut conflicts = 0u64;
+                while acked < 10 {
+                    let (o, rev) = s.get_revised("C").unwrap().unwrap();
+                    let n = count_of(&o);
+                    match s.commit(vec![
+                        Change::Expect {
+                            uid: "C".into(),
+                            revision: Some(rev),
+                        },
+                        Change::Put(counter(n + 1)),
+                    ]) {
+                        Ok(()) => acked += 1,
+                        Err(StoreError::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                (acked, conflicts)
+            })
+        })
+        .collect();
+    let acked: u64 = threads.into_iter().map(|t| t.join().unwrap().0).sum();
+    assert_eq!(count_of(&a.get("C").unwrap().unwrap()), acked);
+    assert_eq!(acked, 60);
+}
+
+fn counter(n: u64) -> ManagedObject {
+    obj("C", 1, &n.to_be_bytes())
+}
+
+fn count_of(o: &ManagedObject) -> u64 {
+    let Some(Ttlv {
+        value: Value::Structure(f),
+        ..
+    }) = &o.object
+    else {
+        panic!("no object")
+    };
+    let Value::ByteString(b) = &f[0].value else {
+        panic!("no bytes")
+    };
+    u64::from_be_bytes(b.as_slice().try_into().unwrap())
+}
+
+/// Two nodes each searched a Name, found nothing and create an object of that Name at the
+/// same moment: exactly one wins, and the Name is held by one object.
+#[test]
+fn two_nodes_racing_on_one_name() {
+    let (_c, opts) = fresh();
+    let a = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    let b = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    for round in 0..10u64 {
+        let name = format!("name{round}");
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = [(a.clone(), "a"), (b.clone(), "b")]
+            .into_iter()
+            .map(|(s, node)| {
+                let barrier = barrier.clone();
+                let name = name.clone();
+                std::thread::spawn(move || {
+                    let uid = format!("{node}{round}");
+                    let seq = s.next_sequence().unwrap();
+                    let found = s
+                        .find(&Query::new(vec![Filter::Name(name.clone())]))
+                        .unwrap();
+                    assert!(found.is_empty());
+                    barrier.wait();
+                    (
+                        uid.clone(),
+                        s.commit(vec![
+                            no_other_named(&name, &[]),
+                            Change::Put(named(&uid, seq, &name)),
+                        ]),
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<&String> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(u, _)| u)
+            .collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        for (uid, r) in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, StoreError::Conflict { uid: other } if other == winners[0]),
+                    "{uid}: {e:?}"
+                );
+            }
+        }
+        let holders = a.find(&Query::new(vec![Filter::Name(name)])).unwrap();
+        assert_eq!(holders.len(), 1);
+        assert_eq!(&holders[0].uid, winners[0]);
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let (_c, opts) = fresh();
+    drop(PgStore::open(&opts).unwrap());
+    let raw = Raw::connect(&opts);
+    raw.batch(&format!(
+        "INSERT INTO kmipd_schema (version) VALUES ({})",
+        SCHEMA_VERSION + 1
+    ));
+    let err = PgStore::open(&opts).unwrap_err().to_string();
+    assert!(err.contains("newer than this kmipd"), "{err}");
+    // Reopening an up-to-date schema applies nothing again.
+    raw.batch(&format!(
+        "DELETE FROM kmipd_schema WHERE version = {}",
+        SCHEMA_VERSION + 1
+    ));
+    drop(PgStore::open(&opts).unwrap());
+    assert_eq!(
+        raw.scalar_i64("SELECT count(*) FROM kmipd_schema"),
+        i64::from(SCHEMA_VERSION)
+    );
+}
+
+/// The key bytes are nowhere in the database in the clear; the attributes are (the scan
+/// would see them).
+#[test]
+fn records_at_rest_hold_no_key_bytes() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let key: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    s.commit(vec![Change::Put(obj("secret-uid", 1, &key))])
+        .unwrap();
+    let raw = Raw::connect(&opts);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let found = |needle: &str| {
+        raw.scalar_i64(&format!(
+            "SELECT (SELECT count(*) FROM kmipd_objects WHERE position('\\x{needle}'::bytea in record) > 0) \
+             + (SELECT count(*) FROM kmipd_terms WHERE position('\\x{needle}'::bytea in term) > 0) \
+             + (SELECT count(*) FROM kmipd_keks WHERE position('\\x{needle}'::bytea in coalesce(check_value, '') || coalesce(wrapped, '')) > 0) \
+             + (SELECT count(*) FROM kmipd_meta WHERE position('\\x{needle}'::bytea in value) > 0)"
+        ))
+    };
+    assert_eq!(found(&hex), 0, "key bytes in the clear");
+    // Any 8-byte window of the key.
+    for w in 0..(32 - 8) {
+        assert_eq!(found(&hex[w * 2..w * 2 + 16]), 0);
+    }
+    let uid_hex: String = b"name-secret-uid"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(found(&uid_hex) > 0, "the scan sees clear attributes");
+    assert_eq!(
+        s.get("secret-uid").unwrap(),
+        Some(obj("secret-uid", 1, &key))
+    );
+}
+
+/// A row lock held by another session makes a commit fail after `statement_timeout`, and a
+/// lock the statement timeout does not see through (statement timeout longer than the
+/// deadline) after the deadline: errors, never a hang. Both stores serve again afterwards.
+#[test]
+fn blocked_statements_end_in_errors() {
+    let (_c, mut opts) = fresh();
+    opts.statement_timeout = Duration::from_millis(300);
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    s.commit(vec![Change::Put(versioned("A", 1, 0))]).unwrap();
+    let raw = Raw::connect(&opts);
+    raw.batch("BEGIN; SELECT * FROM kmipd_objects WHERE uid = 'A' FOR UPDATE");
+    let err = s
+        .commit(vec![Change::Put(versioned("A", 1, 1))])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("statement timed out")),
+        "{err:?}"
+    );
+    raw.batch("ROLLBACK");
+    s.commit(vec![Change::Put(versioned("A", 1, 2))]).unwrap();
+    assert_eq!(s.get("A").unwrap(), Some(versioned("A", 1, 2)));
+
+    let mut slow = opts.clone();
+    slow.statement_timeout = Duration::from_secs(120);
+    slow.deadline = Duration::from_millis(800);
+    let t = PgStore::open(&slow).unwrap();
+    t.unlock(vec![kek(1, 1)]).unwrap();
+    raw.batch(&format!("SELECT pg_advisory_lock({})", object_lock("A")));
+    let err = t
+        .commit(vec![Change::Put(versioned("A", 1, 3))])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("did not finish within")),
+        "{err:?}"
+    );
+    raw.batch(&format!("SELECT pg_advisory_unlock({})", object_lock("A")));
+    t.commit(vec![Change::Put(versioned("A", 1, 4))]).unwrap();
+    assert_eq!(s.get("A").unwrap(), Some(versioned("A", 1, 4)));
+}
+
+/// How a lost COMMIT is resolved: the database tells committed from aborted transactions.
+#[test]
+fn a_lost_commit_is_resolved_by_asking_the_database() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let raw = Raw::connect(&opts);
+    let txid = |end: &str| {
+        raw.batch("BEGIN");
+        let id = raw.scalar_i64("SELECT txid_current()");
+        raw.batch(end);
+        id
+    };
+    let committed = txid("COMMIT");
+    let aborted = txid("ROLLBACK");
+    let inner = s.inner.clone();
+    let answers = s
+        .run(move |_| async move {
+            Ok((
+                commit::resolve_for_tests(&inner, committed).await,
+                commit::resolve_for_tests(&inner, aborted).await,
+            ))
+        })
+        .unwrap();
+    assert_eq!(answers, (Ok(true), Ok(false)));
+}
+
+#[test]
+fn damaged_records_are_reported_like_sled() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    s.commit(vec![
+        Change::Put(obj("good", 1, b"k1")),
+        Change::Put(obj("bad", 2, b"k2")),
+    ])
+    .unwrap();
+    let raw = Raw::connect(&opts);
+    raw.batch(
+        "UPDATE kmipd_objects SET record = set_byte(record, length(record) - 10, \
+         get_byte(record, length(record) - 10) # 1) WHERE uid = 'bad'",
+    );
+    assert!(matches!(s.get("bad"), Err(StoreError::Corrupt { uid, .. }) if uid == "bad"));
+    assert_eq!(s.all().unwrap(), vec![obj("good", 1, b"k1")]);
+    assert_eq!(s.corrupt_records(), vec!["bad".to_owned()]);
+}
+
+#[test]
+fn keyring_lives_in_the_database() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open(&opts).unwrap();
+    assert!(s.wrapped_keks().unwrap().is_empty());
+    assert!(matches!(s.all(), Err(StoreError::Locked)));
+    assert!(s.create_wrapped_kek(KekId(1), b"blob-1").unwrap());
+    assert!(!s.create_wrapped_kek(KekId(1), b"other").unwrap());
+    s.unlock(vec![kek(1, 1)]).unwrap();
+    s.set_master_fingerprint(b"fp").unwrap();
+    s.commit(vec![Change::Put(obj("A", 1, b"material"))])
+        .unwrap();
+
+    // Another node: the same blob, the same fingerprint; the wrong key refused.
+    let t = PgStore::open(&opts).unwrap();
+    assert_eq!(
+        t.wrapped_keks().unwrap(),
+        vec![(KekId(1), b"blob-1".to_vec())]
+    );
+    assert_eq!(t.master_fingerprint().unwrap(), Some(b"fp".to_vec()));
+    assert_eq!(t.current_kek().unwrap(), Some(KekId(1)));
+    assert!(matches!(t.unlock(vec![kek(1, 9)]), Err(StoreError::Kek(_))));
+    assert!(matches!(t.unlock(vec![kek(2, 2)]), Err(StoreError::Kek(_))));
+    t.unlock(vec![kek(1, 1)]).unwrap();
+    assert_eq!(t.get("A").unwrap(), Some(obj("A", 1, b"material")));
+
+    // Rotation on node s; node t, which does not hold KEK 2, may no longer write.
+    s.store_wrapped_kek(KekId(2), b"blob-2").unwrap();
+    let report = s.rotate_kek(kek(2, 2)).unwrap();
+    assert_eq!(report.rewrapped, 1);
+    assert_eq!(report.retired, vec![KekId(1)]);
+    assert_eq!(s.required_keks().unwrap(), vec![KekId(2)]);
+    assert!(matches!(
+        t.commit(vec![Change::Put(obj("B", 2, b"m"))]),
+        Err(StoreError::Kek(_))
+    ));
+    assert!(t.get("B").unwrap().is_none());
+    s.remove_wrapped_kek(KekId(1)).unwrap();
+    assert!(s.remove_wrapped_kek(KekId(2)).is_err());
+    let u = PgStore::open_with_kek(&opts, kek(2, 2)).unwrap();
+    assert_eq!(u.get("A").unwrap(), Some(obj("A", 1, b"material")));
+    assert_eq!(
+        u.wrapped_keks().unwrap(),
+        vec![(KekId(2), b"blob-2".to_vec())]
+    );
+}
+
+#[test]
+fn copy_from_sled_keeps_every_object_and_blob() {
+    let (_c, opts) = fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    sled.store_wrapped_kek(KekId(1), b"wrapped-kek-1").unwrap();
+    let mut objects = Vec::new();
+    for i in 0..600u64 {
+        let seq = sled.next_sequence().unwrap();
+        objects.push(obj(&format!("uid-{i:04}"), seq, &i.to_be_bytes()));
+    }
+    sled.commit(objects.iter().cloned().map(Change::Put).collect())
+        .unwrap();
+    sled.commit(vec![Change::Delete("uid-0007".into())])
+        .unwrap();
+    let pg = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let report = copy_from_sled(&sled, &pg).unwrap();
+    assert_eq!(report.objects, 599);
+    assert_eq!(report.wrapped_keks, 1);
+    assert_eq!(pg.all().unwrap(), sled.all().unwrap());
+    let q = Query::new(vec![Filter::Name("name-uid-0042".into())]);
+    assert_eq!(pg.find(&q).unwrap(), sled.find(&q).unwrap());
+    assert_eq!(pg.find(&q).unwrap().len(), 1);
+    assert_eq!(
+        pg.wrapped_keks().unwrap(),
+        vec![(KekId(1), b"wrapped-kek-1".to_vec())]
+    );
+    assert!(pg.next_sequence().unwrap() > 600);
+    // Not into a store that holds objects.
+    assert!(copy_from_sled(&sled, &pg).is_err());
+}
