@@ -249,14 +249,14 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         .await
         .map_err(|e| classify(&e))?;
     let txid: i64 = row.try_get(0).map_err(|e| classify(&e))?;
-    // (4) COMMIT: an error with a SQLSTATE means the server rolled back; without one the
-    // connection was lost and the outcome is unknown.
+    // (4) COMMIT. Any failure here has an unknown outcome (a lost connection, or a
+    // terminated session whose commit record may already be flushed): the caller asks the
+    // database about `txid` instead of guessing.
     match c.batch_execute("COMMIT").await {
         Ok(()) => {
             conn.release();
             Ok(())
         }
-        Err(e) if e.code().is_some() => Err(classify(&e)),
         Err(e) => Err(Failure::Unknown(txid, describe(&e))),
     }
 }

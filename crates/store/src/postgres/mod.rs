@@ -36,9 +36,11 @@
 //! connection that landed on a read-only server (25006, after a failover) are retried on a
 //! fresh connection before COMMIT, with a growing back-off during which no connection is held,
 //! until the operation's deadline. A connection that failed in any way is discarded, never
-//! returned to the pool. A connection lost *during* COMMIT has an unknown outcome: the store
+//! returned to the pool. A COMMIT that fails (a connection lost during it, a session
+//! terminated while it waited for a synchronous standby) has an unknown outcome: the store
 //! asks the database on a new connection (`txid_status` of the transaction id read before
-//! COMMIT) whether it committed, instead of running it again. Every statement is bounded by
+//! COMMIT) whether it committed, and runs it again only if it did not (identifiers are made
+//! before the transaction, so a retry never creates a second object). Every statement is bounded by
 //! `statement_timeout` (set on each connection), every connection attempt by the connect
 //! timeout, and every operation by [`PgOptions::deadline`]: a hung server turns into a
 //! [`StoreError::Backend`], never a hang.
@@ -173,7 +175,8 @@ pub(crate) enum Failure {
     Retry(String),
     /// Final.
     Fatal(StoreError),
-    /// The connection was lost during COMMIT of transaction `txid`: the outcome is unknown.
+    /// COMMIT of transaction `txid` failed (typically the connection was lost): the outcome
+    /// is unknown until the database is asked.
     Unknown(i64, String),
 }
 
@@ -322,8 +325,8 @@ impl Inner {
 }
 
 /// Runs `attempt` on fresh connections until it succeeds, fails for good, or the deadline
-/// passes; sleeps between attempts without holding a connection. A lost COMMIT is resolved
-/// by asking the database.
+/// passes; sleeps between attempts without holding a connection. A failed COMMIT is resolved
+/// by asking the database: committed is success, not committed is retried.
 pub(crate) async fn retrying<T, F, Fut>(inner: &Arc<Inner>, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut(Conn) -> Fut,
@@ -350,17 +353,16 @@ where
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(Failure::Fatal(e))) => return Err(e),
             Ok(Err(Failure::Retry(m))) => last = m,
-            Ok(Err(Failure::Unknown(txid, m))) => {
-                return match commit::resolve(inner, txid, until).await {
-                    Ok(true) => Ok(T::default()),
-                    Ok(false) => Err(backend(format!(
-                        "the connection was lost during COMMIT ({m}); the transaction did not commit"
-                    ))),
-                    Err(e) => Err(backend(format!(
-                        "the connection was lost during COMMIT ({m}) and its outcome is unknown: {e}"
-                    ))),
-                };
-            }
+            Ok(Err(Failure::Unknown(txid, m))) => match commit::resolve(inner, txid, until).await {
+                Ok(true) => return Ok(T::default()),
+                // Nothing was committed: as safe to try again as any failure before COMMIT.
+                Ok(false) => last = format!("COMMIT failed and did not commit: {m}"),
+                Err(e) => {
+                    return Err(backend(format!(
+                        "COMMIT failed ({m}) and its outcome is unknown: {e}"
+                    )));
+                }
+            },
             Err(_) => {
                 return Err(backend(format!(
                     "database operation did not finish within {:?} (last error: {last})",
@@ -610,7 +612,7 @@ impl PgStore {
             .ok_or_else(|| backend("the store is closed"))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let fut = f(self.inner.clone());
-        let limit = self.inner.deadline + Duration::from_secs(5);
+        let limit = self.inner.deadline + Duration::from_secs(10);
         rt.spawn(async move {
             let r = match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r,
@@ -779,7 +781,7 @@ impl ObjectStore for PgStore {
             return done(Err(backend("the store is closed")));
         };
         let inner = self.inner.clone();
-        let limit = self.inner.deadline + Duration::from_secs(5);
+        let limit = self.inner.deadline + Duration::from_secs(10);
         rt.spawn(async move {
             let r = if changes.is_empty() {
                 Ok(())

@@ -433,6 +433,48 @@ fn a_lost_commit_is_resolved_by_asking_the_database() {
     assert_eq!(answers, (Ok(true), Ok(false)));
 }
 
+/// The dangerous case of a failover: the session is terminated while its COMMIT waits for a
+/// synchronous standby that never answers. The commit record is already flushed, so the
+/// transaction did commit; the store learns it from the database (instead of reporting a
+/// failure, or running the commit again, which would wait forever too).
+#[test]
+fn a_commit_whose_session_dies_in_commit_is_resolved() {
+    // A cluster of its own: synchronous_standby_names is cluster-wide.
+    let cluster = PgCluster::start();
+    let mut opts = PgOptions::new(cluster.url("postgres"));
+    opts.pool_size = 2;
+    opts.deadline = Duration::from_secs(60);
+    let s = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    cluster.psql(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = 'nobody'",
+    );
+    cluster.psql("postgres", "SELECT pg_reload_conf()");
+    let committer = {
+        let s = s.clone();
+        std::thread::spawn(move || s.commit(vec![Change::Put(versioned("D", 1, 0))]))
+    };
+    let mut terminated = false;
+    for _ in 0..600 {
+        let n = cluster.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE wait_event = 'SyncRep'",
+        );
+        if n.trim() != "0" {
+            terminated = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(terminated, "the commit never waited for the standby");
+    let result = committer.join().unwrap();
+    cluster.psql("postgres", "ALTER SYSTEM RESET synchronous_standby_names");
+    cluster.psql("postgres", "SELECT pg_reload_conf()");
+    result.unwrap();
+    assert_eq!(s.get("D").unwrap(), Some(versioned("D", 1, 0)));
+}
+
 #[test]
 fn damaged_records_are_reported_like_sled() {
     let (_c, opts) = fresh();
