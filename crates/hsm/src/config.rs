@@ -183,7 +183,6 @@ mod tests {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Server {
-            #[allow(dead_code)]
             listen: String,
             hsm: HsmConfig,
         }
@@ -192,6 +191,7 @@ mod tests {
              key_label = \"k\"\npin_file = \"pin\"\n",
         )
         .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:5696");
         assert_eq!(s.hsm.slot, Some(0));
         let e = toml::from_str::<Server>(
             "listen = \"x\"\n[hsm]\nmodule = \"/m.so\"\nkey_label = \"k\"\nmodul = 1\n",
