@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use common::{BOUND, Kmipd, Step};
 use kmipd_client::{Client, Connector, TlsOptions};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     batch_error_continuation, cryptographic_algorithm as alg, cryptographic_usage_mask as mask,
     key_format_type as kft, object_type, operation, query_function, result_reason, result_status,
@@ -151,12 +152,12 @@ async fn one_shot(c: &Connector, k: &Kmipd, op: u32, payload: Vec<Ttlv>) -> Resp
 }
 
 fn by_uid(u: &str) -> Vec<Ttlv> {
-    vec![reader::text(tag::UNIQUE_IDENTIFIER, u)]
+    vec![build::unique_identifier(u)]
 }
 
 fn register_payload(ot: u32, attrs: Vec<Ttlv>, object: Ttlv) -> Vec<Ttlv> {
     vec![
-        reader::enumeration(tag::OBJECT_TYPE, ot),
+        build::enumeration(tag::OBJECT_TYPE, ot),
         template(attrs),
         object,
     ]
@@ -219,7 +220,7 @@ async fn get_attributes(
     names: &[&str],
 ) -> Vec<Ttlv> {
     let mut payload = by_uid(id);
-    payload.extend(names.iter().map(|n| reader::text(tag::ATTRIBUTE_NAME, *n)));
+    payload.extend(names.iter().map(|n| build::text(tag::ATTRIBUTE_NAME, *n)));
     ok(&one(client, v, operation::GET_ATTRIBUTES, payload).await)
 }
 
@@ -267,7 +268,7 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
             &mut vc,
             V1_1,
             operation::QUERY,
-            vec![reader::enumeration(
+            vec![build::enumeration(
                 tag::QUERY_FUNCTION,
                 query_function::QUERY_SERVER_INFORMATION,
             )],
@@ -283,7 +284,7 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
             V1_1,
             operation::CREATE,
             vec![
-                reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
                 template(vec![
                     attr("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
                     attr("Cryptographic Length", Value::Integer(256)),
@@ -310,7 +311,7 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
                 ..RequestBatchItem::new(
                     operation::ADD_ATTRIBUTE,
                     vec![
-                        reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
+                        build::unique_identifier(key.clone()),
                         attr(n, text(&format!("{n}=7.0.3"))),
                     ],
                 )
@@ -387,8 +388,8 @@ fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_w
 
         let locate_payload = |n: &str| {
             vec![
-                reader::int(tag::MAXIMUM_ITEMS, 16),
-                reader::int(tag::OFFSET_ITEMS, 0),
+                build::int(tag::MAXIMUM_ITEMS, 16),
+                build::int(tag::OFFSET_ITEMS, 0),
                 attr(
                     "Object Type",
                     Value::Enumeration(object_type::SYMMETRIC_KEY),
@@ -509,8 +510,8 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
 
         let page_at = |offset: i32| {
             vec![
-                reader::int(tag::MAXIMUM_ITEMS, 16),
-                reader::int(tag::OFFSET_ITEMS, offset),
+                build::int(tag::MAXIMUM_ITEMS, 16),
+                build::int(tag::OFFSET_ITEMS, offset),
                 group(),
             ]
         };
@@ -554,10 +555,10 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
             V1_0,
             operation::REVOKE,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, victim.clone()),
-                reader::structure(
+                build::unique_identifier(victim.clone()),
+                build::structure(
                     tag::REVOCATION_REASON,
-                    vec![reader::enumeration(tag::REVOCATION_REASON_CODE, 1)],
+                    vec![build::enumeration(tag::REVOCATION_REASON_CODE, 1)],
                 ),
             ],
         )
@@ -609,8 +610,8 @@ fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key
         for payload in [
             by_uid(&key),
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
-                reader::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
+                build::unique_identifier(key.clone()),
+                build::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
             ],
         ] {
             let object = got_object(
@@ -642,8 +643,8 @@ fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key
                 V1_0,
                 operation::GET_ATTRIBUTES,
                 vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, "no-such-key"),
-                    reader::text(tag::ATTRIBUTE_NAME, "State"),
+                    build::unique_identifier("no-such-key"),
+                    build::text(tag::ATTRIBUTE_NAME, "State"),
                 ],
             )
             .await,
@@ -691,8 +692,8 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
             &k,
             operation::QUERY,
             vec![
-                reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
-                reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
+                build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
+                build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
             ],
         )
         .await);
@@ -741,7 +742,7 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
             &k,
             operation::MODIFY_ATTRIBUTE,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, secret.clone()),
+                build::unique_identifier(secret.clone()),
                 attr("Name", name("dsm-volume1")),
             ],
         )
@@ -789,7 +790,7 @@ fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_o
         let mut c = connect(&k.connector("client", V1_1, true), &k).await;
         let idx = |n: &str, v: Value| attr_at(n, Some(0), v);
         let payload = vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
             template(vec![
                 idx("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
                 idx("Cryptographic Length", Value::Integer(256)),
@@ -870,18 +871,18 @@ fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones() {
                 V1_4,
                 operation::CREATE_KEY_PAIR,
                 vec![
-                    reader::structure(
+                    build::structure(
                         tag::COMMON_TEMPLATE_ATTRIBUTE,
                         vec![
                             attr("Cryptographic Algorithm", Value::Enumeration(alg::RSA)),
                             attr("Cryptographic Length", Value::Integer(2048)),
                         ],
                     ),
-                    reader::structure(
+                    build::structure(
                         tag::PRIVATE_KEY_TEMPLATE_ATTRIBUTE,
                         vec![usage(mask::DECRYPT), attr("Name", name("veeam-priv"))],
                     ),
-                    reader::structure(
+                    build::structure(
                         tag::PUBLIC_KEY_TEMPLATE_ATTRIBUTE,
                         vec![usage(mask::ENCRYPT), attr("Name", name("veeam-pub"))],
                     ),
@@ -992,17 +993,17 @@ fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder(
                     RequestBatchItem::new(
                         operation::QUERY,
                         vec![
-                            reader::enumeration(
+                            build::enumeration(
                                 tag::QUERY_FUNCTION,
                                 query_function::QUERY_OPERATIONS,
                             ),
-                            reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
+                            build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
                         ],
                     ),
                     RequestBatchItem::new(operation::LOCATE, custom(serial, slot)),
                     RequestBatchItem::new(
                         operation::GET,
-                        vec![reader::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE)],
+                        vec![build::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE)],
                     ),
                     RequestBatchItem::new(operation::GET_ATTRIBUTES, vec![]),
                 ],

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use kmipd_client::{Client, Error as ClientError, custom_attr, name_attr};
 use kmipd_proto::attributes::Attribute;
+use kmipd_proto::build;
 use kmipd_proto::enums::{
-    block_cipher_mode, cryptographic_algorithm as alg, cryptographic_usage_mask as usage,
+    cryptographic_algorithm as alg, cryptographic_usage_mask as usage,
     digital_signature_algorithm as dsa, object_type, operation, result_status,
 };
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage};
@@ -62,79 +63,37 @@ fn encode(version: ProtocolVersion, op: u32, payload: Vec<Ttlv>) -> Result<Vec<u
     kmipd_ttlv::encode_to_vec(&request(version, op, payload)).map_err(|e| e.to_string())
 }
 
-fn uid_item(uid: &str) -> Ttlv {
-    reader::text(tag::UNIQUE_IDENTIFIER, uid)
-}
-
-fn std_attr(t: kmipd_ttlv::Tag, v: Value) -> Attribute {
-    Attribute::std(t, v)
-}
-
-fn mask(m: u32) -> Attribute {
-    std_attr(
-        tag::CRYPTOGRAPHIC_USAGE_MASK,
-        Value::Integer(i32::try_from(m).unwrap_or(0)),
-    )
-}
-
-/// Attributes in the version's request form: 1.x a Template-Attribute-like structure of
-/// `v1_tag`, 2.x an Attributes-like structure of `v2_tag`.
-fn attrs(
-    version: ProtocolVersion,
-    v1_tag: kmipd_ttlv::Tag,
-    v2_tag: kmipd_ttlv::Tag,
-    a: &[Attribute],
-) -> Ttlv {
-    if version.is_v2() {
-        reader::structure(v2_tag, a.iter().map(Attribute::to_v2).collect())
-    } else {
-        reader::structure(v1_tag, a.iter().map(|x| x.to_v1(None)).collect())
-    }
-}
-
 fn create_aes_payload(version: ProtocolVersion) -> Vec<Ttlv> {
     let a = [
-        std_attr(tag::CRYPTOGRAPHIC_ALGORITHM, Value::Enumeration(alg::AES)),
-        std_attr(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(256)),
-        mask(usage::ENCRYPT | usage::DECRYPT),
+        Attribute::std(tag::CRYPTOGRAPHIC_ALGORITHM, Value::Enumeration(alg::AES)),
+        Attribute::std(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(256)),
+        build::usage_mask_attr(usage::ENCRYPT | usage::DECRYPT),
     ];
     vec![
-        reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-        attrs(version, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES, &a),
+        build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+        build::attributes(version, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES, &a),
     ]
-}
-
-fn gcm_parameters() -> Ttlv {
-    reader::structure(
-        tag::CRYPTOGRAPHIC_PARAMETERS,
-        vec![
-            // In the specification's field order (PyKMIP's decoder insists on it).
-            reader::enumeration(tag::BLOCK_CIPHER_MODE, block_cipher_mode::GCM),
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-            reader::int(tag::TAG_LENGTH, 16),
-        ],
-    )
 }
 
 fn encrypt_payload(uid: &str) -> Vec<Ttlv> {
     vec![
-        uid_item(uid),
-        gcm_parameters(),
-        reader::bytes(tag::DATA, vec![0x5a; ENCRYPT_LEN]),
+        build::unique_identifier(uid),
+        build::gcm_parameters(16),
+        build::bytes(tag::DATA, vec![0x5a; ENCRYPT_LEN]),
     ]
 }
 
 fn sign_payload(uid: &str) -> Vec<Ttlv> {
     vec![
-        uid_item(uid),
-        reader::structure(
+        build::unique_identifier(uid),
+        build::structure(
             tag::CRYPTOGRAPHIC_PARAMETERS,
-            vec![reader::enumeration(
+            vec![build::enumeration(
                 tag::DIGITAL_SIGNATURE_ALGORITHM,
                 dsa::ECDSA_WITH_SHA256,
             )],
         ),
-        reader::bytes(tag::DATA, vec![0xa5; SIGN_LEN]),
+        build::bytes(tag::DATA, vec![0xa5; SIGN_LEN]),
     ]
 }
 
@@ -143,18 +102,18 @@ fn attribute_edit_payload(version: ProtocolVersion, uid: &str, value: &str) -> V
     let a = custom_attr(MODIFY_ATTR, value);
     if version.is_v2() {
         vec![
-            uid_item(uid),
-            reader::structure(tag::NEW_ATTRIBUTE, vec![a.to_v2()]),
+            build::unique_identifier(uid),
+            build::structure(tag::NEW_ATTRIBUTE, vec![a.to_v2()]),
         ]
     } else {
-        vec![uid_item(uid), a.to_v1(None)]
+        vec![build::unique_identifier(uid), a.to_v1(None)]
     }
 }
 
 fn locate_payload(version: ProtocolVersion, name: &str) -> Vec<Ttlv> {
     let n = name_attr(name);
     if version.is_v2() {
-        vec![reader::structure(tag::ATTRIBUTES, vec![n.to_v2()])]
+        vec![build::structure(tag::ATTRIBUTES, vec![n.to_v2()])]
     } else {
         vec![n.to_v1(None)]
     }
@@ -162,27 +121,27 @@ fn locate_payload(version: ProtocolVersion, name: &str) -> Vec<Ttlv> {
 
 fn create_key_pair_payload(version: ProtocolVersion) -> Vec<Ttlv> {
     let common = [
-        std_attr(tag::CRYPTOGRAPHIC_ALGORITHM, Value::Enumeration(alg::ECDSA)),
-        std_attr(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(256)),
+        Attribute::std(tag::CRYPTOGRAPHIC_ALGORITHM, Value::Enumeration(alg::ECDSA)),
+        Attribute::std(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(256)),
     ];
     vec![
-        attrs(
+        build::attributes(
             version,
             tag::COMMON_TEMPLATE_ATTRIBUTE,
             tag::COMMON_ATTRIBUTES,
             &common,
         ),
-        attrs(
+        build::attributes(
             version,
             tag::PRIVATE_KEY_TEMPLATE_ATTRIBUTE,
             tag::PRIVATE_KEY_ATTRIBUTES,
-            &[mask(usage::SIGN)],
+            &[build::usage_mask_attr(usage::SIGN)],
         ),
-        attrs(
+        build::attributes(
             version,
             tag::PUBLIC_KEY_TEMPLATE_ATTRIBUTE,
             tag::PUBLIC_KEY_ATTRIBUTES,
-            &[mask(usage::VERIFY)],
+            &[build::usage_mask_attr(usage::VERIFY)],
         ),
     ]
 }
@@ -320,7 +279,9 @@ async fn setup_inner(
                     ClientError::Kmip { .. } => SetupFailure::Error(format!("Create: {e}")),
                     o => SetupFailure::Error(o.to_string()),
                 })?;
-                reqs.push(encode(v, operation::GET, vec![uid_item(&uid)]).map_err(err)?);
+                reqs.push(
+                    encode(v, operation::GET, vec![build::unique_identifier(&uid)]).map_err(err)?,
+                );
                 uids.push(uid);
             }
             if let Some(first) = reqs.first() {
@@ -508,7 +469,7 @@ impl Plan {
                 let uid = text_of(check(&response)?, tag::UNIQUE_IDENTIFIER)
                     .ok_or_else(|| "Create: no Unique Identifier".to_owned())?;
                 for op in [operation::GET, operation::DESTROY] {
-                    let req = encode(self.version, op, vec![uid_item(&uid)])?;
+                    let req = encode(self.version, op, vec![build::unique_identifier(&uid)])?;
                     let response = send_raw(c, &req).await?;
                     check(&response)?;
                 }

@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kmipd_proto::attributes::{AttrName, Attribute};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
-    block_cipher_mode, cryptographic_algorithm, cryptographic_usage_mask as usage, key_format_type,
-    name_type, object_type, operation, query_function, result_status, secret_data_type,
+    cryptographic_algorithm, cryptographic_usage_mask as usage, key_format_type, object_type,
+    operation, query_function, result_status, secret_data_type,
 };
 use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
@@ -382,24 +383,19 @@ impl Client {
         ];
         let payload = functions
             .iter()
-            .map(|f| reader::enumeration(tag::QUERY_FUNCTION, *f))
+            .map(|f| build::enumeration(tag::QUERY_FUNCTION, *f))
             .collect();
         self.call(operation::QUERY, payload).await
     }
 
     /// The attributes in this version's request form.
     fn attributes_payload(&self, attrs: &[Attribute]) -> Vec<Ttlv> {
-        if self.version.is_v2() {
-            vec![reader::structure(
-                tag::ATTRIBUTES,
-                attrs.iter().map(Attribute::to_v2).collect(),
-            )]
-        } else {
-            vec![reader::structure(
-                tag::TEMPLATE_ATTRIBUTE,
-                attrs.iter().map(|a| a.to_v1(None)).collect(),
-            )]
-        }
+        vec![build::attributes(
+            self.version,
+            tag::TEMPLATE_ATTRIBUTE,
+            tag::ATTRIBUTES,
+            attrs,
+        )]
     }
 
     /// Create: an AES key of `bits`, usable to encrypt and decrypt, with an optional Name.
@@ -410,7 +406,7 @@ impl Client {
                 Value::Enumeration(cryptographic_algorithm::AES),
             ),
             Attribute::std(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(bits)),
-            usage_mask(usage::ENCRYPT | usage::DECRYPT),
+            build::usage_mask_attr(usage::ENCRYPT | usage::DECRYPT),
         ];
         attrs.extend(name.map(name_attr));
         self.create(object_type::SYMMETRIC_KEY, &attrs).await
@@ -418,7 +414,7 @@ impl Client {
 
     /// Create with any attributes; returns the Unique Identifier.
     pub async fn create(&mut self, object_type: u32, attrs: &[Attribute]) -> Result<String> {
-        let mut payload = vec![reader::enumeration(tag::OBJECT_TYPE, object_type)];
+        let mut payload = vec![build::enumeration(tag::OBJECT_TYPE, object_type)];
         payload.extend(self.attributes_payload(attrs));
         let items = self.call(operation::CREATE, payload).await?;
         uid_in(&items)
@@ -432,11 +428,15 @@ impl Client {
         name: Option<&str>,
     ) -> Result<String> {
         let bits = i32::try_from(key.len().saturating_mul(8)).unwrap_or(i32::MAX);
-        let object = reader::structure(
+        let object = build::structure(
             tag::SYMMETRIC_KEY,
-            vec![key_block(key, Some((algorithm, bits)))],
+            vec![build::byte_key_block(
+                key_format_type::RAW,
+                key.to_vec(),
+                Some((algorithm, bits)),
+            )],
         );
-        let mut attrs = vec![usage_mask(usage::ENCRYPT | usage::DECRYPT)];
+        let mut attrs = vec![build::usage_mask_attr(usage::ENCRYPT | usage::DECRYPT)];
         if self.version.is_v2() {
             attrs.push(Attribute::std(
                 tag::CRYPTOGRAPHIC_ALGORITHM,
@@ -454,14 +454,14 @@ impl Client {
 
     /// Register a Secret Data (Password) holding these bytes.
     pub async fn register_secret(&mut self, secret: &[u8], name: Option<&str>) -> Result<String> {
-        let object = reader::structure(
+        let object = build::structure(
             tag::SECRET_DATA,
             vec![
-                reader::enumeration(tag::SECRET_DATA_TYPE, secret_data_type::PASSWORD),
-                key_block(secret, None),
+                build::enumeration(tag::SECRET_DATA_TYPE, secret_data_type::PASSWORD),
+                build::byte_key_block(key_format_type::RAW, secret.to_vec(), None),
             ],
         );
-        let mut attrs = vec![usage_mask(usage::VERIFY)];
+        let mut attrs = vec![build::usage_mask_attr(usage::VERIFY)];
         attrs.extend(name.map(name_attr));
         self.register(object_type::SECRET_DATA, object, &attrs)
             .await
@@ -474,7 +474,7 @@ impl Client {
         object: Ttlv,
         attrs: &[Attribute],
     ) -> Result<String> {
-        let mut payload = vec![reader::enumeration(tag::OBJECT_TYPE, object_type)];
+        let mut payload = vec![build::enumeration(tag::OBJECT_TYPE, object_type)];
         payload.extend(self.attributes_payload(attrs));
         payload.push(object);
         let items = self.call(operation::REGISTER, payload).await?;
@@ -483,7 +483,8 @@ impl Client {
 
     /// Get: the response payload's items (Object Type, Unique Identifier, the object).
     pub async fn get(&mut self, uid: &str) -> Result<Vec<Ttlv>> {
-        self.call(operation::GET, vec![uid_item(uid)]).await
+        self.call(operation::GET, vec![build::unique_identifier(uid)])
+            .await
     }
 
     /// Get, then the Key Material bytes of the returned key (Raw / Opaque formats).
@@ -497,7 +498,10 @@ impl Client {
     /// Get Attributes (all of them).
     pub async fn get_attributes(&mut self, uid: &str) -> Result<Vec<Attribute>> {
         let items = self
-            .call(operation::GET_ATTRIBUTES, vec![uid_item(uid)])
+            .call(
+                operation::GET_ATTRIBUTES,
+                vec![build::unique_identifier(uid)],
+            )
             .await?;
         let mut out = Vec::new();
         for i in &items {
@@ -515,7 +519,7 @@ impl Client {
     /// Locate by attributes: the identifiers found.
     pub async fn locate(&mut self, attrs: &[Attribute]) -> Result<Vec<String>> {
         let payload = if self.version.is_v2() {
-            vec![reader::structure(
+            vec![build::structure(
                 tag::ATTRIBUTES,
                 attrs.iter().map(Attribute::to_v2).collect(),
             )]
@@ -537,24 +541,29 @@ impl Client {
 
     /// Activate.
     pub async fn activate(&mut self, uid: &str) -> Result<()> {
-        self.call(operation::ACTIVATE, vec![uid_item(uid)]).await?;
+        self.call(operation::ACTIVATE, vec![build::unique_identifier(uid)])
+            .await?;
         Ok(())
     }
 
     /// Revoke with a Revocation Reason Code.
     pub async fn revoke(&mut self, uid: &str, reason: u32) -> Result<()> {
-        let reason = reader::structure(
+        let reason = build::structure(
             tag::REVOCATION_REASON,
-            vec![reader::enumeration(tag::REVOCATION_REASON_CODE, reason)],
+            vec![build::enumeration(tag::REVOCATION_REASON_CODE, reason)],
         );
-        self.call(operation::REVOKE, vec![uid_item(uid), reason])
-            .await?;
+        self.call(
+            operation::REVOKE,
+            vec![build::unique_identifier(uid), reason],
+        )
+        .await?;
         Ok(())
     }
 
     /// Destroy.
     pub async fn destroy(&mut self, uid: &str) -> Result<()> {
-        self.call(operation::DESTROY, vec![uid_item(uid)]).await?;
+        self.call(operation::DESTROY, vec![build::unique_identifier(uid)])
+            .await?;
         Ok(())
     }
 
@@ -564,9 +573,9 @@ impl Client {
             .call(
                 operation::ENCRYPT,
                 vec![
-                    uid_item(uid),
-                    gcm_parameters(),
-                    reader::bytes(tag::DATA, plaintext.to_vec()),
+                    build::unique_identifier(uid),
+                    build::gcm_parameters(16),
+                    build::bytes(tag::DATA, plaintext.to_vec()),
                 ],
             )
             .await?;
@@ -591,11 +600,11 @@ impl Client {
             .call(
                 operation::DECRYPT,
                 vec![
-                    uid_item(uid),
-                    gcm_parameters(),
-                    reader::bytes(tag::DATA, sealed.data.clone()),
-                    reader::bytes(tag::IV_COUNTER_NONCE, sealed.iv.clone()),
-                    reader::bytes(tag::AUTHENTICATED_ENCRYPTION_TAG, sealed.tag.clone()),
+                    build::unique_identifier(uid),
+                    build::gcm_parameters(16),
+                    build::bytes(tag::DATA, sealed.data.clone()),
+                    build::bytes(tag::IV_COUNTER_NONCE, sealed.iv.clone()),
+                    build::bytes(tag::AUTHENTICATED_ENCRYPTION_TAG, sealed.tag.clone()),
                 ],
             )
             .await?;
@@ -610,13 +619,7 @@ impl Client {
 
 /// A batch item of `op` with these payload items.
 pub fn item(op: u32, payload: Vec<Ttlv>) -> RequestBatchItem {
-    RequestBatchItem {
-        operation: op,
-        ephemeral: None,
-        unique_batch_item_id: None,
-        payload: Some(reader::structure(tag::REQUEST_PAYLOAD, payload)),
-        message_extension: None,
-    }
+    RequestBatchItem::new(op, payload)
 }
 
 /// The payload items of a successful batch item; [`Error::Kmip`] for a failed one.
@@ -634,16 +637,7 @@ pub fn payload_of(item: ResponseBatchItem) -> Result<Vec<Ttlv>> {
     }
 }
 
-/// A Name attribute (Uninterpreted Text String).
-pub fn name_attr(name: &str) -> Attribute {
-    Attribute::std(
-        tag::NAME,
-        Value::Structure(vec![
-            reader::text(tag::NAME_VALUE, name),
-            reader::enumeration(tag::NAME_TYPE, name_type::UNINTERPRETED_TEXT_STRING),
-        ]),
-    )
-}
+pub use kmipd_proto::build::name_attr;
 
 /// A custom attribute (`x-name`) with a text value.
 pub fn custom_attr(name: &str, value: &str) -> Attribute {
@@ -653,53 +647,12 @@ pub fn custom_attr(name: &str, value: &str) -> Attribute {
     }
 }
 
-fn usage_mask(mask: u32) -> Attribute {
-    Attribute::std(
-        tag::CRYPTOGRAPHIC_USAGE_MASK,
-        Value::Integer(i32::try_from(mask).unwrap_or(0)),
-    )
-}
-
-fn uid_item(uid: &str) -> Ttlv {
-    reader::text(tag::UNIQUE_IDENTIFIER, uid)
-}
-
 fn uid_in(items: &[Ttlv]) -> Result<String> {
     items
         .iter()
         .find(|i| i.tag == tag::UNIQUE_IDENTIFIER)
         .ok_or(Error::Unexpected("no Unique Identifier"))
         .and_then(|i| Ok(reader::as_text(i)?.to_owned()))
-}
-
-fn key_block(material: &[u8], algorithm: Option<(u32, i32)>) -> Ttlv {
-    let mut items = vec![
-        reader::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::RAW),
-        reader::structure(
-            tag::KEY_VALUE,
-            vec![reader::bytes(tag::KEY_MATERIAL, material.to_vec())],
-        ),
-    ];
-    if let Some((alg, bits)) = algorithm {
-        items.push(reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg));
-        items.push(reader::int(tag::CRYPTOGRAPHIC_LENGTH, bits));
-    }
-    reader::structure(tag::KEY_BLOCK, items)
-}
-
-/// The Cryptographic Parameters of AES-GCM with a 16-byte tag.
-///
-/// The fields follow the specification's order of Cryptographic Parameters (Block Cipher Mode,
-/// ..., Cryptographic Algorithm, ..., Tag Length): strict servers (PyKMIP) refuse another.
-fn gcm_parameters() -> Ttlv {
-    reader::structure(
-        tag::CRYPTOGRAPHIC_PARAMETERS,
-        vec![
-            reader::enumeration(tag::BLOCK_CIPHER_MODE, block_cipher_mode::GCM),
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, cryptographic_algorithm::AES),
-            reader::int(tag::TAG_LENGTH, 16),
-        ],
-    )
 }
 
 /// The first Key Material byte string anywhere in these items.
@@ -717,28 +670,4 @@ fn find_key_material(items: &[Ttlv]) -> Option<&[u8]> {
         }
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gcm_parameters_follow_the_spec_field_order() {
-        let p = gcm_parameters();
-        assert_eq!(p.tag, tag::CRYPTOGRAPHIC_PARAMETERS);
-        let Value::Structure(fields) = &p.value else {
-            panic!("not a structure: {p:?}");
-        };
-        let tags: Vec<_> = fields.iter().map(|f| f.tag).collect();
-        assert_eq!(
-            tags,
-            [
-                tag::BLOCK_CIPHER_MODE,
-                tag::CRYPTOGRAPHIC_ALGORITHM,
-                tag::TAG_LENGTH
-            ]
-        );
-        assert_eq!(fields[2].value, Value::Integer(16));
-    }
 }

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use kmipd_client::{Connector, Error, TlsOptions, custom_attr, item};
 use kmipd_ops::{Engine, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{cryptographic_algorithm, operation, revocation_reason_code};
 use kmipd_proto::message::ProtocolVersion;
-use kmipd_proto::reader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{HEADER_LEN, Limits};
 use rcgen::{
@@ -228,7 +228,7 @@ async fn raw_trees_sessions_resume_and_limits_hold() {
     assert!(!c.resumed());
     // A tree that is not a request message still gets a KMIP answer.
     let answer = c
-        .send_ttlv(&reader::structure(tag::REQUEST_MESSAGE, vec![]))
+        .send_ttlv(&build::structure(tag::REQUEST_MESSAGE, vec![]))
         .await
         .unwrap();
     assert_eq!(answer.tag, tag::RESPONSE_MESSAGE);

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, object_type, operation as op, result_status as rs,
 };
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseMessage};
-use kmipd_proto::reader as r;
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, MemoryStore, ObjectStore, SledStore};
 use kmipd_ttlv::{Limits, Value};
@@ -40,13 +40,13 @@ fn create_request() -> Vec<u8> {
     request(
         op::CREATE,
         vec![
-            r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            r::structure(
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::structure(
                 tag::ATTRIBUTES,
                 vec![
-                    r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                    r::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                    r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
+                    build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+                    build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+                    build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
                 ],
             ),
         ],
@@ -54,7 +54,7 @@ fn create_request() -> Vec<u8> {
 }
 
 fn get_request(uid: &str) -> Vec<u8> {
-    request(op::GET, vec![r::text(tag::UNIQUE_IDENTIFIER, uid)])
+    request(op::GET, vec![build::unique_identifier(uid)])
 }
 
 /// The response's first item succeeded; its Unique Identifier.

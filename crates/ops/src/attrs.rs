@@ -22,8 +22,9 @@
 //!   [`name_in_use`] checks every object that is not destroyed, whoever owns it.
 
 use kmipd_proto::attributes::{AttrName, Attribute, Attributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::state;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
 use kmipd_store::{Filter, ManagedObject, Query};
@@ -339,18 +340,18 @@ pub(crate) fn read_reference(item: &Ttlv) -> Result<AttrName> {
 /// The 2.x Attribute Reference item for an attribute.
 pub(crate) fn reference_item(name: &AttrName) -> Ttlv {
     match name {
-        AttrName::Std(t) => reader::enumeration(tag::ATTRIBUTE_REFERENCE, t.value()),
+        AttrName::Std(t) => build::enumeration(tag::ATTRIBUTE_REFERENCE, t.value()),
         AttrName::Custom { .. } => {
             let full = canon_text(name);
             let (vendor, short) = match full.split_once('-') {
                 Some((v, n)) if !v.is_empty() && !n.is_empty() => (v.to_owned(), n.to_owned()),
                 _ => (String::new(), full.clone()),
             };
-            reader::structure(
+            build::structure(
                 tag::ATTRIBUTE_REFERENCE,
                 vec![
-                    reader::text(tag::VENDOR_IDENTIFICATION, vendor),
-                    reader::text(tag::ATTRIBUTE_NAME, short),
+                    build::text(tag::VENDOR_IDENTIFICATION, vendor),
+                    build::text(tag::ATTRIBUTE_NAME, short),
                 ],
             )
         }
@@ -590,9 +591,9 @@ mod tests {
         let digest = Attribute::std(
             tag::DIGEST,
             Value::Structure(vec![
-                reader::enumeration(tag::HASHING_ALGORITHM, 6),
-                reader::bytes(tag::DIGEST_VALUE, vec![1u8; 32]),
-                reader::enumeration(tag::KEY_FORMAT_TYPE, 1),
+                build::enumeration(tag::HASHING_ALGORITHM, 6),
+                build::bytes(tag::DIGEST_VALUE, vec![1u8; 32]),
+                build::enumeration(tag::KEY_FORMAT_TYPE, 1),
             ]),
         );
         let children = |v: Version| match for_version(v, &digest).value {
@@ -616,9 +617,9 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod testing {
     use kmipd_proto::attributes::{AttrName, Attribute, Attributes};
+    use kmipd_proto::build;
     use kmipd_proto::enums::{object_type, state};
     use kmipd_proto::message::ProtocolVersion;
-    use kmipd_proto::reader;
     use kmipd_proto::tag;
     use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore};
     use kmipd_ttlv::{Tag, Ttlv, Value};
@@ -651,7 +652,7 @@ pub(crate) mod testing {
             uid: uid.to_owned(),
             object_type: object_type::SYMMETRIC_KEY,
             owner: owner.to_owned(),
-            object: Some(reader::structure(tag::SYMMETRIC_KEY, Vec::new())),
+            object: Some(build::structure(tag::SYMMETRIC_KEY, Vec::new())),
             attributes,
             sequence,
         }
@@ -672,8 +673,8 @@ pub(crate) mod testing {
     /// A Name attribute value.
     pub(crate) fn name_value(n: &str) -> Value {
         Value::Structure(vec![
-            reader::text(tag::NAME_VALUE, n),
-            reader::enumeration(tag::NAME_TYPE, 1),
+            build::text(tag::NAME_VALUE, n),
+            build::enumeration(tag::NAME_TYPE, 1),
         ])
     }
 
@@ -710,31 +711,31 @@ pub(crate) mod testing {
 
     /// A request payload.
     pub(crate) fn payload(items: Vec<Ttlv>) -> Ttlv {
-        reader::structure(tag::REQUEST_PAYLOAD, items)
+        build::structure(tag::REQUEST_PAYLOAD, items)
     }
 
     /// A 1.x Attribute structure.
     pub(crate) fn v1_attr(name: &str, index: Option<i32>, value: Value) -> Ttlv {
-        let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
+        let mut items = vec![build::text(tag::ATTRIBUTE_NAME, name)];
         if let Some(i) = index {
-            items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+            items.push(build::int(tag::ATTRIBUTE_INDEX, i));
         }
         items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
-        reader::structure(tag::ATTRIBUTE, items)
+        build::structure(tag::ATTRIBUTE, items)
     }
 
     /// A 2.x wrapper (New Attribute, Current Attribute) around one attribute item.
     pub(crate) fn wrap(t: Tag, item: Ttlv) -> Ttlv {
-        reader::structure(t, vec![item])
+        build::structure(t, vec![item])
     }
 
     /// A 2.x vendor attribute item.
     pub(crate) fn vendor(v: &str, name: &str, value: Value) -> Ttlv {
-        reader::structure(
+        build::structure(
             tag::ATTRIBUTE,
             vec![
-                reader::text(tag::VENDOR_IDENTIFICATION, v),
-                reader::text(tag::ATTRIBUTE_NAME, name),
+                build::text(tag::VENDOR_IDENTIFICATION, v),
+                build::text(tag::ATTRIBUTE_NAME, name),
                 Ttlv::new(tag::ATTRIBUTE_VALUE, value),
             ],
         )

@@ -3,8 +3,9 @@
 //! attributes in the request's version.
 
 use kmipd_proto::attributes::{AttrName, Attribute, Attributes, write_attributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::{state, unique_identifier as uid_enum};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_store::ManagedObject;
 use kmipd_ttlv::{Ttlv, Value};
@@ -53,13 +54,11 @@ pub(crate) fn uid_value(ctx: &Ctx<'_>, item: &Ttlv) -> Result<String> {
 }
 
 /// The Unique Identifier item of a response payload.
-pub(crate) fn uid_item(uid: &str) -> Ttlv {
-    reader::text(tag::UNIQUE_IDENTIFIER, uid)
-}
+pub(crate) use kmipd_proto::build::unique_identifier as uid_item;
 
 /// A response payload that holds only the Unique Identifier.
 pub(crate) fn uid_payload(uid: &str) -> Ttlv {
-    reader::structure(tag::RESPONSE_PAYLOAD, vec![uid_item(uid)])
+    build::structure(tag::RESPONSE_PAYLOAD, vec![uid_item(uid)])
 }
 
 /// A fresh Unique Identifier (a random UUID).
@@ -194,7 +193,7 @@ pub(crate) fn attributes_out(
 ) -> Vec<Ttlv> {
     let items = write_attributes(attrs, ctx.spec, with_index);
     if ctx.v2() {
-        vec![reader::structure(tag::ATTRIBUTES, items)]
+        vec![build::structure(tag::ATTRIBUTES, items)]
     } else {
         items
     }

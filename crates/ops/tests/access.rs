@@ -11,9 +11,9 @@
 
 use kmipd_ops::access::{self, Grant};
 use kmipd_ops::{Engine, Error, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{object_type, operation as op, result_reason, result_status};
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
-use kmipd_proto::reader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -22,12 +22,12 @@ use common::{attr, by_uid, ok, one, uids};
 
 /// Creates an AES-256 key named `name` (2.1) and returns its identifier.
 fn create(e: &Engine, who: &Principal, name: &str) -> String {
-    let attrs = reader::structure(
+    let attrs = build::structure(
         tag::ATTRIBUTES,
         vec![
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
-            reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-            reader::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 0x0C),
+            build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
+            build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+            build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 0x0C),
             Ttlv::new(tag::NAME, common::name(name)),
         ],
     );
@@ -37,7 +37,7 @@ fn create(e: &Engine, who: &Principal, name: &str) -> String {
         ProtocolVersion::V2_1,
         op::CREATE,
         vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
             attrs,
         ],
     );
@@ -46,7 +46,7 @@ fn create(e: &Engine, who: &Principal, name: &str) -> String {
 
 fn locate_by_name(e: &Engine, who: &Principal, v: ProtocolVersion, name: &str) -> Vec<String> {
     let payload = if v.is_v2() {
-        vec![reader::structure(
+        vec![build::structure(
             tag::ATTRIBUTES,
             vec![Ttlv::new(tag::NAME, common::name(name))],
         )]
@@ -150,15 +150,15 @@ fn a_grant_opens_exactly_the_granted_operations_until_it_is_revoked() {
         v,
         op::ADD_ATTRIBUTE,
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, a.clone()),
-            reader::structure(
+            build::unique_identifier(a.clone()),
+            build::structure(
                 tag::NEW_ATTRIBUTE,
-                vec![reader::structure(
+                vec![build::structure(
                     tag::ATTRIBUTE,
                     vec![
-                        reader::text(tag::VENDOR_IDENTIFICATION, "y"),
-                        reader::text(tag::ATTRIBUTE_NAME, "kmipd-grant"),
-                        reader::text(tag::ATTRIBUTE_VALUE, "Destroy bob"),
+                        build::text(tag::VENDOR_IDENTIFICATION, "y"),
+                        build::text(tag::ATTRIBUTE_NAME, "kmipd-grant"),
+                        build::text(tag::ATTRIBUTE_VALUE, "Destroy bob"),
                     ],
                 )],
             ),

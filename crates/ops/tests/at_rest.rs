@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     certificate_type, cryptographic_algorithm as alg, key_format_type as kft, object_type,
     operation as op, secret_data_type,
 };
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
-use kmipd_proto::reader as r;
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, ObjectStore, SledStore};
 use kmipd_ttlv::{Ttlv, Value};
@@ -31,31 +31,16 @@ fn send(engine: &Engine, items: Vec<(u32, Vec<Ttlv>)>) -> Vec<ResponseBatchItem>
     common::send(engine, &Principal::new("a"), ProtocolVersion::V2_1, items)
 }
 
-fn key_block(format: u32, material: &[u8], algorithm: u32, bits: i32) -> Ttlv {
-    r::structure(
-        tag::KEY_BLOCK,
-        vec![
-            r::enumeration(tag::KEY_FORMAT_TYPE, format),
-            r::structure(
-                tag::KEY_VALUE,
-                vec![r::bytes(tag::KEY_MATERIAL, material.to_vec())],
-            ),
-            r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, algorithm),
-            r::int(tag::CRYPTOGRAPHIC_LENGTH, bits),
-        ],
-    )
-}
-
 fn register(engine: &Engine, ot: u32, mask: i32, object: Ttlv) -> String {
-    let attrs = r::structure(
+    let attrs = build::structure(
         tag::ATTRIBUTES,
-        vec![r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, mask)],
+        vec![build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, mask)],
     );
     let out = send(
         engine,
         vec![(
             op::REGISTER,
-            vec![r::enumeration(tag::OBJECT_TYPE, ot), attrs, object],
+            vec![build::enumeration(tag::OBJECT_TYPE, ot), attrs, object],
         )],
     );
     ok_uid(&out[0])
@@ -136,9 +121,13 @@ fn no_key_material_of_any_object_type_rests_in_the_data_directory() {
             &engine,
             object_type::SYMMETRIC_KEY,
             12,
-            r::structure(
+            build::structure(
                 tag::SYMMETRIC_KEY,
-                vec![key_block(kft::RAW, &symmetric, alg::AES, 256)],
+                vec![build::byte_key_block(
+                    kft::RAW,
+                    symmetric.to_vec(),
+                    Some((alg::AES, 256)),
+                )],
             ),
         ));
         uids.push(register(
@@ -151,11 +140,11 @@ fn no_key_material_of_any_object_type_rests_in_the_data_directory() {
             &engine,
             object_type::OPAQUE_OBJECT,
             0,
-            r::structure(
+            build::structure(
                 tag::OPAQUE_OBJECT,
                 vec![
-                    r::enumeration(tag::OPAQUE_DATA_TYPE, 0x8000_0001),
-                    r::bytes(tag::OPAQUE_DATA_VALUE, opaque.clone()),
+                    build::enumeration(tag::OPAQUE_DATA_TYPE, 0x8000_0001),
+                    build::bytes(tag::OPAQUE_DATA_VALUE, opaque.clone()),
                 ],
             ),
         ));
@@ -163,29 +152,37 @@ fn no_key_material_of_any_object_type_rests_in_the_data_directory() {
             &engine,
             object_type::PRIVATE_KEY,
             1,
-            r::structure(
+            build::structure(
                 tag::PRIVATE_KEY,
-                vec![key_block(kft::PKCS_8, &private_der, alg::RSA, 2048)],
+                vec![build::byte_key_block(
+                    kft::PKCS_8,
+                    private_der.to_vec(),
+                    Some((alg::RSA, 2048)),
+                )],
             ),
         ));
         uids.push(register(
             &engine,
             object_type::PUBLIC_KEY,
             2,
-            r::structure(
+            build::structure(
                 tag::PUBLIC_KEY,
-                vec![key_block(kft::X_509, &public_der, alg::RSA, 2048)],
+                vec![build::byte_key_block(
+                    kft::X_509,
+                    public_der.to_vec(),
+                    Some((alg::RSA, 2048)),
+                )],
             ),
         ));
         uids.push(register(
             &engine,
             object_type::CERTIFICATE,
             2,
-            r::structure(
+            build::structure(
                 tag::CERTIFICATE,
                 vec![
-                    r::enumeration(tag::CERTIFICATE_TYPE, certificate_type::X_509),
-                    r::bytes(tag::CERTIFICATE_VALUE, cert_der.clone()),
+                    build::enumeration(tag::CERTIFICATE_TYPE, certificate_type::X_509),
+                    build::bytes(tag::CERTIFICATE_VALUE, cert_der.clone()),
                 ],
             ),
         ));
@@ -194,7 +191,7 @@ fn no_key_material_of_any_object_type_rests_in_the_data_directory() {
         let created = ok_uid(&out[0]);
         let got = send(
             &engine,
-            vec![(op::GET, vec![r::text(tag::UNIQUE_IDENTIFIER, &created)])],
+            vec![(op::GET, vec![build::unique_identifier(&created)])],
         );
         let material = key_material(got[0].payload.as_ref().unwrap());
         secrets.push(("created symmetric key", material.unwrap()));

@@ -10,9 +10,9 @@
 )]
 
 use kmipd_ops::{Engine, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{object_type, operation, result_reason, result_status};
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem};
-use kmipd_proto::reader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
@@ -59,8 +59,8 @@ fn register(e: &Engine, who: &str, attrs: Vec<Ttlv>) -> String {
         vec![(
             operation::REGISTER,
             vec![
-                reader::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
-                reader::structure(tag::TEMPLATE_ATTRIBUTE, template),
+                build::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
+                build::structure(tag::TEMPLATE_ATTRIBUTE, template),
                 secret,
             ],
         )],
@@ -80,20 +80,17 @@ fn vsphere_reads_an_unset_custom_attribute_then_adds_three_in_one_batch() {
         vec![(
             operation::GET_ATTRIBUTES,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
-                reader::text(tag::ATTRIBUTE_NAME, "x-Product_Version"),
+                build::unique_identifier(uid.clone()),
+                build::text(tag::ATTRIBUTE_NAME, "x-Product_Version"),
             ],
         )],
     );
-    assert_eq!(
-        ok(&got[0]),
-        vec![reader::text(tag::UNIQUE_IDENTIFIER, uid.clone())]
-    );
+    assert_eq!(ok(&got[0]), vec![build::unique_identifier(uid.clone())]);
     let add = |n: &str| {
         (
             operation::ADD_ATTRIBUTE,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
+                build::unique_identifier(uid.clone()),
                 attr(n, Value::TextString(format!("{n}-value"))),
             ],
         )
@@ -119,8 +116,8 @@ fn vsphere_reads_an_unset_custom_attribute_then_adds_three_in_one_batch() {
         vec![(
             operation::GET_ATTRIBUTES,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
-                reader::text(tag::ATTRIBUTE_NAME, "x-Product_Version"),
+                build::unique_identifier(uid.clone()),
+                build::text(tag::ATTRIBUTE_NAME, "x-Product_Version"),
             ],
         )],
     );
@@ -151,8 +148,8 @@ fn locate_by_object_group_pages_newest_first_and_counts_located_items() {
             vec![(
                 operation::LOCATE,
                 vec![
-                    reader::int(tag::MAXIMUM_ITEMS, 2),
-                    reader::int(tag::OFFSET_ITEMS, offset),
+                    build::int(tag::MAXIMUM_ITEMS, 2),
+                    build::int(tag::OFFSET_ITEMS, offset),
                     group(),
                 ],
             )],
@@ -162,7 +159,7 @@ fn locate_by_object_group_pages_newest_first_and_counts_located_items() {
     let mut seen = Vec::new();
     for offset in [0, 2, 4] {
         let p = page(offset);
-        assert_eq!(p[0], reader::int(tag::LOCATED_ITEMS, 5));
+        assert_eq!(p[0], build::int(tag::LOCATED_ITEMS, 5));
         seen.extend(uids(&p));
     }
     let newest_first: Vec<String> = registered.iter().rev().cloned().collect();
@@ -182,8 +179,8 @@ fn locate_under_a_1_0_header_finds_one_by_name_and_never_another_clients_object(
             vec![(
                 operation::LOCATE,
                 vec![
-                    reader::int(tag::MAXIMUM_ITEMS, 16),
-                    reader::int(tag::OFFSET_ITEMS, 0),
+                    build::int(tag::MAXIMUM_ITEMS, 16),
+                    build::int(tag::OFFSET_ITEMS, 0),
                     attr("Object Type", Value::Enumeration(object_type::SECRET_DATA)),
                     attr("Name", name(n)),
                 ],
@@ -194,7 +191,7 @@ fn locate_under_a_1_0_header_finds_one_by_name_and_never_another_clients_object(
     let found = locate("pg", "tde-key-1");
     assert_eq!(
         found,
-        vec![reader::text(tag::UNIQUE_IDENTIFIER, mine)],
+        vec![build::unique_identifier(mine)],
         "no Located Items in 1.0"
     );
     assert!(locate("pg", "master").is_empty());
@@ -212,8 +209,8 @@ fn a_name_in_use_cannot_be_added_again_in_2_1() {
         vec![(
             operation::ADD_ATTRIBUTE,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, uid),
-                reader::structure(tag::NEW_ATTRIBUTE, vec![Ttlv::new(tag::NAME, name("dup"))]),
+                build::unique_identifier(uid),
+                build::structure(tag::NEW_ATTRIBUTE, vec![Ttlv::new(tag::NAME, name("dup"))]),
             ],
         )],
     );

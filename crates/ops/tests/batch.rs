@@ -11,6 +11,7 @@
 )]
 
 use kmipd_ops::Principal;
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     batch_error_continuation as bec, interop_function, object_type, operation as op,
     query_function as qf, result_reason as rr, result_status as rs, secret_data_type, state,
@@ -18,7 +19,7 @@ use kmipd_proto::enums::{
 use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseMessage,
 };
-use kmipd_proto::reader::{self as r, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_store::ObjectStore;
 use kmipd_ttlv::{Ttlv, Value};
@@ -48,15 +49,15 @@ fn register() -> RequestBatchItem {
     item(
         op::REGISTER,
         vec![
-            r::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
-            r::structure(tag::ATTRIBUTES, vec![]),
+            build::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
+            build::structure(tag::ATTRIBUTES, vec![]),
             opaque_secret(secret_data_type::SEED, &[7u8; 16]),
         ],
     )
 }
 
 fn destroy(uid: &str) -> RequestBatchItem {
-    item(op::DESTROY, vec![r::text(tag::UNIQUE_IDENTIFIER, uid)])
+    item(op::DESTROY, vec![build::unique_identifier(uid)])
 }
 
 fn statuses(m: &ResponseMessage) -> Vec<u32> {
@@ -139,9 +140,9 @@ fn the_id_placeholder_carries_across_items() {
             item(op::ACTIVATE, vec![]),
             item(
                 op::REVOKE,
-                vec![r::structure(
+                vec![build::structure(
                     tag::REVOCATION_REASON,
-                    vec![r::enumeration(tag::REVOCATION_REASON_CODE, 5)],
+                    vec![build::enumeration(tag::REVOCATION_REASON_CODE, 5)],
                 )],
             ),
             item(op::DESTROY, vec![]),
@@ -192,8 +193,8 @@ fn maximum_response_size_gives_response_too_large_and_keeps_nothing() {
     let query = item(
         op::QUERY,
         vec![
-            r::enumeration(tag::QUERY_FUNCTION, qf::QUERY_OPERATIONS),
-            r::enumeration(tag::QUERY_FUNCTION, qf::QUERY_OBJECTS),
+            build::enumeration(tag::QUERY_FUNCTION, qf::QUERY_OPERATIONS),
+            build::enumeration(tag::QUERY_FUNCTION, qf::QUERY_OBJECTS),
         ],
     );
     let mut m = message(V21, vec![register(), query]);
@@ -270,12 +271,12 @@ fn operations_a_version_does_not_define_are_not_supported() {
     );
     let interop = item(
         op::INTEROP,
-        vec![r::enumeration(
+        vec![build::enumeration(
             tag::INTEROP_FUNCTION,
             interop_function::BEGIN,
         )],
     );
-    let log = item(op::LOG, vec![r::text(tag::LOG_MESSAGE, "hello")]);
+    let log = item(op::LOG, vec![build::text(tag::LOG_MESSAGE, "hello")]);
     let mut m = message(V14, vec![interop.clone(), log.clone()]);
     m.header.batch_error_continuation_option = Some(bec::CONTINUE);
     let answer = s.send_message(&m);
@@ -305,11 +306,11 @@ fn malformed_messages() {
     m.header.batch_error_continuation_option = Some(bec::CONTINUE);
     let mut tree = m.to_ttlv();
     if let Value::Structure(children) = &mut tree.value {
-        children[1] = r::structure(
+        children[1] = build::structure(
             tag::BATCH_ITEM,
             vec![
-                r::text(tag::OPERATION, "Register"),
-                r::bytes(tag::UNIQUE_BATCH_ITEM_ID, vec![9]),
+                build::text(tag::OPERATION, "Register"),
+                build::bytes(tag::UNIQUE_BATCH_ITEM_ID, vec![9]),
             ],
         );
     }
@@ -319,13 +320,13 @@ fn malformed_messages() {
     assert_eq!(answer.items[0].unique_batch_item_id, Some(vec![9]));
     assert_eq!(s.count(), 1);
     // No header: one item without Operation, Invalid Message.
-    let bare = r::structure(tag::REQUEST_MESSAGE, vec![register().to_ttlv()]);
+    let bare = build::structure(tag::REQUEST_MESSAGE, vec![register().to_ttlv()]);
     let answer = s.send_tree(&bare);
     assert_eq!(answer.items.len(), 1);
     assert_eq!(answer.items[0].operation, None);
     assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
     // Not a request at all.
-    let answer = s.send_tree(&r::structure(tag::RESPONSE_MESSAGE, vec![]));
+    let answer = s.send_tree(&build::structure(tag::RESPONSE_MESSAGE, vec![]));
     assert_eq!(answer.items[0].result_reason, Some(rr::INVALID_MESSAGE));
     // Undecodable bytes.
     let bytes = s
@@ -340,12 +341,12 @@ fn malformed_messages() {
 fn a_critical_message_extension_is_refused() {
     let s = Server::new();
     let mut critical = register();
-    critical.message_extension = Some(r::structure(
+    critical.message_extension = Some(build::structure(
         tag::MESSAGE_EXTENSION,
         vec![
-            r::text(tag::VENDOR_IDENTIFICATION, "acme"),
-            r::boolean(tag::CRITICALITY_INDICATOR, true),
-            r::structure(tag::VENDOR_EXTENSION, vec![]),
+            build::text(tag::VENDOR_IDENTIFICATION, "acme"),
+            build::boolean(tag::CRITICALITY_INDICATOR, true),
+            build::structure(tag::VENDOR_EXTENSION, vec![]),
         ],
     ));
     let answer = s.send_message(&message(V14, vec![critical.clone()]));
@@ -354,12 +355,12 @@ fn a_critical_message_extension_is_refused() {
         Some(rr::FEATURE_NOT_SUPPORTED)
     );
     let mut optional = critical;
-    optional.message_extension = Some(r::structure(
+    optional.message_extension = Some(build::structure(
         tag::MESSAGE_EXTENSION,
         vec![
-            r::text(tag::VENDOR_IDENTIFICATION, "acme"),
-            r::boolean(tag::CRITICALITY_INDICATOR, false),
-            r::structure(tag::VENDOR_EXTENSION, vec![]),
+            build::text(tag::VENDOR_IDENTIFICATION, "acme"),
+            build::boolean(tag::CRITICALITY_INDICATOR, false),
+            build::structure(tag::VENDOR_EXTENSION, vec![]),
         ],
     ));
     let answer = s.send_message(&message(V14, vec![optional]));
@@ -400,8 +401,8 @@ fn interop_reset_deletes_the_callers_objects_only() {
         item(
             op::INTEROP,
             vec![
-                r::enumeration(tag::INTEROP_FUNCTION, f),
-                r::text(tag::INTEROP_IDENTIFIER, "T-1"),
+                build::enumeration(tag::INTEROP_FUNCTION, f),
+                build::text(tag::INTEROP_IDENTIFIER, "T-1"),
             ],
         )
     };
@@ -463,7 +464,7 @@ fn discover_versions() {
 fn query(s: &Server, v: ProtocolVersion, functions: &[u32]) -> (u32, Option<u32>, Vec<Ttlv>) {
     let payload = functions
         .iter()
-        .map(|f| r::enumeration(tag::QUERY_FUNCTION, *f))
+        .map(|f| build::enumeration(tag::QUERY_FUNCTION, *f))
         .collect();
     let mut answer = s.send_message(&message(v, vec![item(op::QUERY, payload)]));
     let a = answer.items.remove(0);

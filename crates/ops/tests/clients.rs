@@ -11,6 +11,7 @@
 )]
 
 use kmipd_ops::{Engine, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     batch_error_continuation, credential_type, cryptographic_algorithm as alg,
     cryptographic_usage_mask as mask, key_format_type as kft, object_type, operation,
@@ -77,7 +78,7 @@ fn register(
         v,
         operation::REGISTER,
         vec![
-            reader::enumeration(tag::OBJECT_TYPE, ot),
+            build::enumeration(tag::OBJECT_TYPE, ot),
             template(attrs),
             object,
         ],
@@ -107,7 +108,7 @@ fn create_aes256(e: &Engine, who: &str, v: ProtocolVersion, extra: Vec<Ttlv>) ->
         v,
         operation::CREATE,
         vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
             template(attrs),
         ],
     );
@@ -126,7 +127,7 @@ fn activate(e: &Engine, who: &str, v: ProtocolVersion, u: &str) {
 
 fn get_attributes(e: &Engine, who: &str, v: ProtocolVersion, u: &str, names: &[&str]) -> Vec<Ttlv> {
     let mut payload = by_uid(u);
-    payload.extend(names.iter().map(|n| reader::text(tag::ATTRIBUTE_NAME, *n)));
+    payload.extend(names.iter().map(|n| build::text(tag::ATTRIBUTE_NAME, *n)));
     ok(&one(e, who, v, operation::GET_ATTRIBUTES, payload))
 }
 
@@ -188,7 +189,7 @@ fn vsphere_health_checks_queries_creates_unnamed_tags_and_gets_a_pre_active_key(
         "vc",
         V1_1,
         operation::QUERY,
-        vec![reader::enumeration(
+        vec![build::enumeration(
             tag::QUERY_FUNCTION,
             query_function::QUERY_SERVER_INFORMATION,
         )],
@@ -214,7 +215,7 @@ fn vsphere_health_checks_queries_creates_unnamed_tags_and_gets_a_pre_active_key(
             ..item(
                 operation::ADD_ATTRIBUTE,
                 vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
+                    build::unique_identifier(key.clone()),
                     attr(n, text(&format!("{n}=7.0.3"))),
                 ],
             )
@@ -336,10 +337,10 @@ fn percona_mysql_registers_activates_reads_and_erases_a_key_and_a_secret() {
         v10,
         operation::REVOKE,
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
-            reader::structure(
+            build::unique_identifier(key.clone()),
+            build::structure(
                 tag::REVOCATION_REASON,
-                vec![reader::enumeration(tag::REVOCATION_REASON_CODE, 1)],
+                vec![build::enumeration(tag::REVOCATION_REASON_CODE, 1)],
             ),
         ],
     );
@@ -385,7 +386,7 @@ fn percona_mongodb_speaks_1_0_and_never_sees_a_newer_field_or_attribute() {
     let key = uid(&ok(&send(
         operation::REGISTER,
         vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
             template(vec![attr(
                 "Cryptographic Usage Mask",
                 Value::Integer(i32::try_from(mask::ENCRYPT | mask::DECRYPT).unwrap()),
@@ -398,8 +399,8 @@ fn percona_mongodb_speaks_1_0_and_never_sees_a_newer_field_or_attribute() {
     for payload in [
         by_uid(&key),
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
-            reader::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
+            build::unique_identifier(key.clone()),
+            build::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
         ],
     ] {
         let got = ok(&send(operation::GET, payload));
@@ -415,8 +416,8 @@ fn percona_mongodb_speaks_1_0_and_never_sees_a_newer_field_or_attribute() {
         let got = ok(&send(
             operation::GET_ATTRIBUTES,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
-                reader::text(tag::ATTRIBUTE_NAME, "State"),
+                build::unique_identifier(key.clone()),
+                build::text(tag::ATTRIBUTE_NAME, "State"),
             ],
         ));
         assert_eq!(
@@ -445,8 +446,8 @@ fn percona_mongodb_speaks_1_0_and_never_sees_a_newer_field_or_attribute() {
     let missing = send(
         operation::GET_ATTRIBUTES,
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, "no-such-key"),
-            reader::text(tag::ATTRIBUTE_NAME, "State"),
+            build::unique_identifier("no-such-key"),
+            build::text(tag::ATTRIBUTE_NAME, "State"),
         ],
     );
     failed(&missing, result_reason::ITEM_NOT_FOUND);
@@ -492,14 +493,14 @@ fn libmongocrypt_delegated_mode_encrypts_and_decrypts_aes_cbc_with_a_server_iv()
     activate(&e, "mongocrypt", V1_2, &key);
     let params = |encrypt: bool| {
         let mut p = vec![
-            reader::enumeration(tag::BLOCK_CIPHER_MODE, 1),
-            reader::enumeration(tag::PADDING_METHOD, 3),
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+            build::enumeration(tag::BLOCK_CIPHER_MODE, 1),
+            build::enumeration(tag::PADDING_METHOD, 3),
+            build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
         ];
         if encrypt {
-            p.push(reader::boolean(tag::RANDOM_IV, true));
+            p.push(build::boolean(tag::RANDOM_IV, true));
         }
-        reader::structure(tag::CRYPTOGRAPHIC_PARAMETERS, p)
+        build::structure(tag::CRYPTOGRAPHIC_PARAMETERS, p)
     };
     let plaintext: Vec<u8> = (0u8..96).rev().collect();
     let mut seen = Vec::new();
@@ -510,9 +511,9 @@ fn libmongocrypt_delegated_mode_encrypts_and_decrypts_aes_cbc_with_a_server_iv()
             V1_2,
             operation::ENCRYPT,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
+                build::unique_identifier(key.clone()),
                 params(true),
-                reader::bytes(tag::DATA, plaintext.clone()),
+                build::bytes(tag::DATA, plaintext.clone()),
             ],
         ));
         assert_eq!(uid(&enc), key);
@@ -528,10 +529,10 @@ fn libmongocrypt_delegated_mode_encrypts_and_decrypts_aes_cbc_with_a_server_iv()
             V1_2,
             operation::DECRYPT,
             vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
+                build::unique_identifier(key.clone()),
                 params(false),
-                reader::bytes(tag::DATA, ct.clone()),
-                reader::bytes(tag::IV_COUNTER_NONCE, iv.clone()),
+                build::bytes(tag::DATA, ct.clone()),
+                build::bytes(tag::IV_COUNTER_NONCE, iv.clone()),
             ],
         ));
         assert_eq!(reader::as_bytes(find(&dec, tag::DATA)).unwrap(), plaintext);
@@ -555,8 +556,8 @@ fn synology_registers_a_secret_renames_it_finds_it_and_activates_it() {
         v,
         operation::QUERY,
         vec![
-            reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
-            reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
+            build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
+            build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
         ],
     ));
     let ops: Vec<u32> = q
@@ -603,7 +604,7 @@ fn synology_registers_a_secret_renames_it_finds_it_and_activates_it() {
         v,
         operation::MODIFY_ATTRIBUTE,
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, secret.clone()),
+            build::unique_identifier(secret.clone()),
             attr("Name", name("dsm-volume1")),
         ],
     ));
@@ -638,7 +639,7 @@ fn keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_at
     let e = Engine::in_memory();
     let idx = |n: &str, v: Value| attr_at(n, Some(0), v);
     let payload = vec![
-        reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+        build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
         template(vec![
             idx("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
             idx("Cryptographic Length", Value::Integer(256)),
@@ -693,18 +694,18 @@ fn veeam_creates_an_rsa_2048_pair_activates_and_gets_both_halves_with_bare_key_v
         v,
         operation::CREATE_KEY_PAIR,
         vec![
-            reader::structure(
+            build::structure(
                 tag::COMMON_TEMPLATE_ATTRIBUTE,
                 vec![
                     attr("Cryptographic Algorithm", Value::Enumeration(alg::RSA)),
                     attr("Cryptographic Length", Value::Integer(2048)),
                 ],
             ),
-            reader::structure(
+            build::structure(
                 tag::PRIVATE_KEY_TEMPLATE_ATTRIBUTE,
                 vec![usage(mask::DECRYPT), attr("Name", name("veeam-priv"))],
             ),
-            reader::structure(
+            build::structure(
                 tag::PUBLIC_KEY_TEMPLATE_ATTRIBUTE,
                 vec![usage(mask::ENCRYPT), attr("Name", name("veeam-pub"))],
             ),
@@ -743,8 +744,8 @@ fn veeam_creates_an_rsa_2048_pair_activates_and_gets_both_halves_with_bare_key_v
         "veeam",
         v,
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, public.clone()),
-            reader::enumeration(tag::KEY_FORMAT_TYPE, kft::TRANSPARENT_RSA_PUBLIC_KEY),
+            build::unique_identifier(public.clone()),
+            build::enumeration(tag::KEY_FORMAT_TYPE, kft::TRANSPARENT_RSA_PUBLIC_KEY),
         ],
     );
     let material = key_value_material_only(&object);
@@ -763,7 +764,7 @@ fn veeam_creates_an_rsa_2048_pair_activates_and_gets_both_halves_with_bare_key_v
 fn array_batch(e: &Engine, serial: &str, slot: i32, opaque_get: bool) -> ResponseMessage {
     let mut get = vec![];
     if opaque_get {
-        get.push(reader::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE));
+        get.push(build::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE));
     }
     let mut msg = RequestMessage::new(
         ProtocolVersion::V1_0,
@@ -771,8 +772,8 @@ fn array_batch(e: &Engine, serial: &str, slot: i32, opaque_get: bool) -> Respons
             item(
                 operation::QUERY,
                 vec![
-                    reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
-                    reader::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
+                    build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
+                    build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
                 ],
             ),
             item(
@@ -954,17 +955,17 @@ fn locate_by_name_finds_exactly_its_own_key_and_a_misspelled_name_finds_nothing(
 
 fn with_credential(v: ProtocolVersion, user: &str, items: Vec<RequestBatchItem>) -> RequestMessage {
     let mut msg = RequestMessage::new(v, items);
-    msg.header.authentication = Some(reader::structure(
+    msg.header.authentication = Some(build::structure(
         tag::AUTHENTICATION,
-        vec![reader::structure(
+        vec![build::structure(
             tag::CREDENTIAL,
             vec![
-                reader::enumeration(tag::CREDENTIAL_TYPE, credential_type::USERNAME_AND_PASSWORD),
-                reader::structure(
+                build::enumeration(tag::CREDENTIAL_TYPE, credential_type::USERNAME_AND_PASSWORD),
+                build::structure(
                     tag::CREDENTIAL_VALUE,
                     vec![
-                        reader::text(tag::USERNAME, user),
-                        reader::text(tag::PASSWORD, "s3cret"),
+                        build::text(tag::USERNAME, user),
+                        build::text(tag::PASSWORD, "s3cret"),
                     ],
                 ),
             ],
@@ -988,7 +989,7 @@ fn a_username_password_credential_is_accepted_and_the_identity_stays_the_princip
             item(
                 operation::CREATE,
                 vec![
-                    reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                    build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
                     template(vec![
                         attr("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
                         attr("Cryptographic Length", Value::Integer(256)),
@@ -1056,15 +1057,15 @@ fn result_messages_are_ascii_in_every_version() {
             item(
                 operation::GET,
                 vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
-                    reader::enumeration(tag::KEY_FORMAT_TYPE, kft::PKCS_12),
+                    build::unique_identifier(key.clone()),
+                    build::enumeration(tag::KEY_FORMAT_TYPE, kft::PKCS_12),
                 ],
             ),
             item(operation::ENCRYPT, by_uid(&key)),
             item(operation::CREATE, vec![]),
             item(
                 operation::CREATE,
-                vec![reader::enumeration(
+                vec![build::enumeration(
                     tag::OBJECT_TYPE,
                     object_type::SYMMETRIC_KEY,
                 )],
@@ -1074,7 +1075,7 @@ fn result_messages_are_ascii_in_every_version() {
             item(
                 operation::ADD_ATTRIBUTE,
                 vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
+                    build::unique_identifier(key.clone()),
                     attr("State", Value::Enumeration(state::ACTIVE)),
                 ],
             ),
@@ -1093,7 +1094,7 @@ fn result_messages_are_ascii_in_every_version() {
         ascii_only(&resp);
     }
     // A message that does not parse as a request.
-    let bad = reader::structure(tag::REQUEST_MESSAGE, vec![reader::int(tag::BATCH_COUNT, 1)]);
+    let bad = build::structure(tag::REQUEST_MESSAGE, vec![build::int(tag::BATCH_COUNT, 1)]);
     let out = e.handle_message(&Principal::new("py"), &bad);
     ascii_only(&ResponseMessage::from_ttlv(&out).unwrap());
 }
@@ -1106,10 +1107,10 @@ fn kmip_2_0_get_answers_a_bare_key_value_even_when_registered_with_attributes_in
     let object = key_block(
         tag::SYMMETRIC_KEY,
         kft::RAW,
-        reader::bytes(tag::KEY_MATERIAL, key_bytes.to_vec()),
+        build::bytes(tag::KEY_MATERIAL, key_bytes.to_vec()),
         vec![
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-            reader::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
+            build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+            build::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
         ],
     );
     // The Key Value as the spec allows it: Key Material then Attributes.
@@ -1120,13 +1121,13 @@ fn kmip_2_0_get_answers_a_bare_key_value_even_when_registered_with_attributes_in
         .iter()
         .map(|i| {
             if i.tag == tag::KEY_VALUE {
-                reader::structure(
+                build::structure(
                     tag::KEY_VALUE,
                     vec![
-                        reader::bytes(tag::KEY_MATERIAL, key_bytes.to_vec()),
-                        reader::structure(
+                        build::bytes(tag::KEY_MATERIAL, key_bytes.to_vec()),
+                        build::structure(
                             tag::ATTRIBUTES,
-                            vec![reader::text(tag::DESCRIPTION, "inside the key value")],
+                            vec![build::text(tag::DESCRIPTION, "inside the key value")],
                         ),
                     ],
                 )
@@ -1135,9 +1136,9 @@ fn kmip_2_0_get_answers_a_bare_key_value_even_when_registered_with_attributes_in
             }
         })
         .collect();
-    let object = reader::structure(
+    let object = build::structure(
         tag::SYMMETRIC_KEY,
-        vec![reader::structure(tag::KEY_BLOCK, kb_items)],
+        vec![build::structure(tag::KEY_BLOCK, kb_items)],
     );
     let reg = ok(&one(
         &e,
@@ -1145,10 +1146,10 @@ fn kmip_2_0_get_answers_a_bare_key_value_even_when_registered_with_attributes_in
         v,
         operation::REGISTER,
         vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            reader::structure(
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::structure(
                 tag::ATTRIBUTES,
-                vec![reader::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12)],
+                vec![build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12)],
             ),
             object,
         ],
@@ -1163,13 +1164,13 @@ fn kmip_2_0_get_answers_a_bare_key_value_even_when_registered_with_attributes_in
         v,
         operation::GET_ATTRIBUTES,
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, key.clone()),
-            reader::enumeration(tag::ATTRIBUTE_REFERENCE, tag::DESCRIPTION.value()),
+            build::unique_identifier(key.clone()),
+            build::enumeration(tag::ATTRIBUTE_REFERENCE, tag::DESCRIPTION.value()),
         ],
     ));
     assert_eq!(
         find(&attrs, tag::ATTRIBUTES).children().unwrap(),
-        [reader::text(tag::DESCRIPTION, "inside the key value")]
+        [build::text(tag::DESCRIPTION, "inside the key value")]
     );
     // A created key, asked for in Transparent form: still bare.
     let created = create_aes_v2(&e, "py", v);
@@ -1178,8 +1179,8 @@ fn kmip_2_0_get_answers_a_bare_key_value_even_when_registered_with_attributes_in
         "py",
         v,
         vec![
-            reader::text(tag::UNIQUE_IDENTIFIER, created),
-            reader::enumeration(tag::KEY_FORMAT_TYPE, kft::TRANSPARENT_SYMMETRIC_KEY),
+            build::unique_identifier(created),
+            build::enumeration(tag::KEY_FORMAT_TYPE, kft::TRANSPARENT_SYMMETRIC_KEY),
         ],
     );
     let material = key_value_material_only(&got);
@@ -1214,11 +1215,11 @@ fn kmip_2_0_get_attributes_always_answers_an_attributes_structure() {
         Some(0)
     );
     // A vendor attribute not set yet: the same.
-    let got = ask(vec![reader::structure(
+    let got = ask(vec![build::structure(
         tag::ATTRIBUTE_REFERENCE,
         vec![
-            reader::text(tag::VENDOR_IDENTIFICATION, "x"),
-            reader::text(tag::ATTRIBUTE_NAME, "Product_Version"),
+            build::text(tag::VENDOR_IDENTIFICATION, "x"),
+            build::text(tag::ATTRIBUTE_NAME, "Product_Version"),
         ],
     )]);
     assert_eq!(
@@ -1232,7 +1233,7 @@ fn kmip_2_0_get_attributes_always_answers_an_attributes_structure() {
     )]);
     assert_eq!(
         find(&got, tag::ATTRIBUTES).children().unwrap(),
-        [reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256)]
+        [build::int(tag::CRYPTOGRAPHIC_LENGTH, 256)]
     );
     // Every attribute: many, all inside the one structure.
     let got = ask(vec![]);

@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::attributes::AttrName;
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     operation as op, result_reason as rr, result_status as rs, revocation_reason_code as rc, state,
 };
 use kmipd_proto::message::{ProtocolVersion, ResponseMessage};
-use kmipd_proto::reader as r;
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, ManagedObject, MemoryStore, ObjectStore, SledStore};
 use kmipd_ttlv::{Ttlv, Value};
@@ -52,14 +52,14 @@ fn revoke_compromised(uid: &str) -> Ttlv {
             op::REVOKE,
             vec![
                 uid_item(uid),
-                r::structure(
+                build::structure(
                     tag::REVOCATION_REASON,
-                    vec![r::enumeration(
+                    vec![build::enumeration(
                         tag::REVOCATION_REASON_CODE,
                         rc::KEY_COMPROMISE,
                     )],
                 ),
-                r::datetime(tag::COMPROMISE_OCCURRENCE_DATE, 1_000_000_000),
+                build::datetime(tag::COMPROMISE_OCCURRENCE_DATE, 1_000_000_000),
             ],
         )],
     )

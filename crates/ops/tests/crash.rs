@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{operation as op, result_status as rs};
 use kmipd_proto::message::ProtocolVersion;
-use kmipd_proto::reader::{self as r, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, ObjectStore, SledStore};
 use kmipd_test_support::crash::{Acks, Kill, Lcg, run_child_and_kill};
@@ -65,12 +66,8 @@ fn crash_child() {
                         .req_text(tag::UNIQUE_IDENTIFIER)
                         .unwrap()
                         .to_owned();
-                    let got = call(
-                        &engine,
-                        op::GET,
-                        vec![r::text(tag::UNIQUE_IDENTIFIER, &uid)],
-                    )
-                    .expect("get");
+                    let got =
+                        call(&engine, op::GET, vec![build::unique_identifier(&uid)]).expect("get");
                     let bytes = key_material(&got).expect("key material");
                     acks.ack(&format!("{uid} {}", hex::encode(bytes)));
                 }

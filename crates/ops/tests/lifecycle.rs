@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::attributes::Attribute;
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_usage_mask as cum, object_type, operation as op, result_reason as rr,
     result_status as rs, revocation_reason_code as rc, secret_data_type, state,
 };
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
-use kmipd_proto::reader as r;
 use kmipd_proto::tag;
 use kmipd_store::{ManagedObject, MemoryStore, ObjectStore};
 use kmipd_ttlv::{Ttlv, Value};
@@ -63,7 +63,7 @@ impl Server {
 
     /// An object in `s`, built through operations only.
     fn in_state(&self, s: u32) -> String {
-        let uid = self.register(V21, vec![usage(cum::ENCRYPT)]);
+        let uid = self.register(V21, vec![build::usage_mask(cum::ENCRYPT)]);
         let ok = |a: ResponseBatchItem| assert_eq!(a.result_status, rs::SUCCESS, "{a:?}");
         match s {
             state::PRE_ACTIVE => {}
@@ -95,15 +95,11 @@ fn now() -> i64 {
     .unwrap()
 }
 
-fn usage(mask: u32) -> Ttlv {
-    r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, i32::try_from(mask).unwrap())
-}
-
 fn register_payload(v: ProtocolVersion, attrs: Vec<Ttlv>) -> Vec<Ttlv> {
     let attributes = if v.is_v2() {
-        r::structure(tag::ATTRIBUTES, attrs)
+        build::structure(tag::ATTRIBUTES, attrs)
     } else {
-        r::structure(
+        build::structure(
             tag::TEMPLATE_ATTRIBUTE,
             attrs
                 .into_iter()
@@ -112,7 +108,7 @@ fn register_payload(v: ProtocolVersion, attrs: Vec<Ttlv>) -> Vec<Ttlv> {
         )
     };
     vec![
-        r::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
+        build::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
         attributes,
         opaque_secret(secret_data_type::PASSWORD, b"correct horse"),
     ]
@@ -121,16 +117,16 @@ fn register_payload(v: ProtocolVersion, attrs: Vec<Ttlv>) -> Vec<Ttlv> {
 fn revoke_payload(uid: &str, code: u32, occurrence: Option<i64>) -> Vec<Ttlv> {
     let mut p = vec![
         uid_item(uid),
-        r::structure(
+        build::structure(
             tag::REVOCATION_REASON,
             vec![
-                r::enumeration(tag::REVOCATION_REASON_CODE, code),
-                r::text(tag::REVOCATION_MESSAGE, "test"),
+                build::enumeration(tag::REVOCATION_REASON_CODE, code),
+                build::text(tag::REVOCATION_MESSAGE, "test"),
             ],
         ),
     ];
     if let Some(d) = occurrence {
-        p.push(r::datetime(tag::COMPROMISE_OCCURRENCE_DATE, d));
+        p.push(build::datetime(tag::COMPROMISE_OCCURRENCE_DATE, d));
     }
     p
 }
@@ -359,13 +355,13 @@ fn dates_in_the_past_at_registration() {
     let s = Server::new();
     let past = now() - 3600;
     let future = now() + 3600;
-    let uid = s.register(V21, vec![r::datetime(tag::ACTIVATION_DATE, past)]);
+    let uid = s.register(V21, vec![build::datetime(tag::ACTIVATION_DATE, past)]);
     assert_eq!(s.state(&uid), state::ACTIVE);
     let uid = s.register(
         V21,
         vec![
-            r::datetime(tag::ACTIVATION_DATE, past),
-            r::datetime(tag::DEACTIVATION_DATE, past + 60),
+            build::datetime(tag::ACTIVATION_DATE, past),
+            build::datetime(tag::DEACTIVATION_DATE, past + 60),
         ],
     );
     assert_eq!(s.state(&uid), state::DEACTIVATED);
@@ -373,8 +369,8 @@ fn dates_in_the_past_at_registration() {
     let uid2 = s.register(
         V21,
         vec![
-            r::datetime(tag::ACTIVATION_DATE, past),
-            r::datetime(tag::DEACTIVATION_DATE, past + 60),
+            build::datetime(tag::ACTIVATION_DATE, past),
+            build::datetime(tag::DEACTIVATION_DATE, past + 60),
         ],
     );
     assert_eq!(
@@ -384,37 +380,51 @@ fn dates_in_the_past_at_registration() {
     assert_eq!(s.state(&uid2), state::COMPROMISED);
     let a = s.one(V21, op::DESTROY, vec![uid_item(&uid)]);
     assert_eq!(a.result_status, rs::SUCCESS);
-    let uid = s.register(V21, vec![r::datetime(tag::ACTIVATION_DATE, future)]);
+    let uid = s.register(V21, vec![build::datetime(tag::ACTIVATION_DATE, future)]);
     assert_eq!(s.state(&uid), state::PRE_ACTIVE);
-    let uid = s.register(V14, vec![r::datetime(tag::ACTIVATION_DATE, past)]);
+    let uid = s.register(V14, vec![build::datetime(tag::ACTIVATION_DATE, past)]);
     assert_eq!(s.state(&uid), state::ACTIVE);
 }
 
 #[test]
 fn check_usage_mask_and_placeholder() {
     let s = Server::new();
-    let uid = s.register(V21, vec![usage(cum::DECRYPT)]);
-    let a = s.one(V21, op::CHECK, vec![uid_item(&uid), usage(cum::DECRYPT)]);
+    let uid = s.register(V21, vec![build::usage_mask(cum::DECRYPT)]);
+    let a = s.one(
+        V21,
+        op::CHECK,
+        vec![uid_item(&uid), build::usage_mask(cum::DECRYPT)],
+    );
     assert_eq!(a.result_status, rs::SUCCESS);
     assert_eq!(uid_of(&a), uid);
     let a = s.one(
         V21,
         op::CHECK,
-        vec![uid_item(&uid), usage(cum::ENCRYPT | cum::DECRYPT)],
+        vec![
+            uid_item(&uid),
+            build::usage_mask(cum::ENCRYPT | cum::DECRYPT),
+        ],
     );
     assert_eq!(
         a.result_reason,
         Some(rr::INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK)
     );
     assert!(a.payload.is_none());
-    let a = s.one(V14, op::CHECK, vec![uid_item(&uid), usage(cum::ENCRYPT)]);
+    let a = s.one(
+        V14,
+        op::CHECK,
+        vec![uid_item(&uid), build::usage_mask(cum::ENCRYPT)],
+    );
     assert_eq!(a.result_reason, Some(rr::PERMISSION_DENIED));
     // In a batch, Check uses the ID Placeholder.
     let m = s.send(
         V21,
         vec![
-            (op::REGISTER, register_payload(V21, vec![usage(cum::SIGN)])),
-            (op::CHECK, vec![usage(cum::SIGN)]),
+            (
+                op::REGISTER,
+                register_payload(V21, vec![build::usage_mask(cum::SIGN)]),
+            ),
+            (op::CHECK, vec![build::usage_mask(cum::SIGN)]),
         ],
     );
     assert!(
@@ -429,14 +439,14 @@ fn check_lease_time_and_usage_limits() {
     let uid = s.register(
         V21,
         vec![
-            usage(cum::ENCRYPT),
+            build::usage_mask(cum::ENCRYPT),
             Ttlv::new(tag::LEASE_TIME, Value::Interval(600)),
-            r::structure(
+            build::structure(
                 tag::USAGE_LIMITS,
                 vec![
-                    r::long(tag::USAGE_LIMITS_TOTAL, 100),
-                    r::long(tag::USAGE_LIMITS_COUNT, 100),
-                    r::enumeration(tag::USAGE_LIMITS_UNIT, 2),
+                    build::long(tag::USAGE_LIMITS_TOTAL, 100),
+                    build::long(tag::USAGE_LIMITS_COUNT, 100),
+                    build::enumeration(tag::USAGE_LIMITS_UNIT, 2),
                 ],
             ),
         ],
@@ -446,11 +456,11 @@ fn check_lease_time_and_usage_limits() {
     assert_eq!(check(lease(600)).result_status, rs::SUCCESS);
     assert_eq!(check(lease(601)).result_reason, Some(rr::PERMISSION_DENIED));
     assert_eq!(
-        check(r::long(tag::USAGE_LIMITS_COUNT, 100)).result_status,
+        check(build::long(tag::USAGE_LIMITS_COUNT, 100)).result_status,
         rs::SUCCESS
     );
     assert_eq!(
-        check(r::long(tag::USAGE_LIMITS_COUNT, 101)).result_reason,
+        check(build::long(tag::USAGE_LIMITS_COUNT, 101)).result_reason,
         Some(rr::USAGE_LIMIT_EXCEEDED)
     );
 }
@@ -497,7 +507,7 @@ fn a_deactivation_date_that_passes_changes_the_state_seen_by_reads_and_locate() 
         who: Principal::new("alice"),
     };
     let deactivation = Attribute::std(tag::DEACTIVATION_DATE, Value::DateTime(now() + 100)).to_v2();
-    let uid = s.register(V21, vec![usage(cum::ENCRYPT), deactivation]);
+    let uid = s.register(V21, vec![build::usage_mask(cum::ENCRYPT), deactivation]);
     let ok = |a: ResponseBatchItem| assert_eq!(a.result_status, rs::SUCCESS, "{a:?}");
     ok(s.one(V21, op::ACTIVATE, vec![uid_item(&uid)]));
     assert_eq!(reported_state(&s, &uid), state::ACTIVE);
@@ -507,7 +517,7 @@ fn a_deactivation_date_that_passes_changes_the_state_seen_by_reads_and_locate() 
     let located = s.one(
         V21,
         op::LOCATE,
-        vec![r::structure(
+        vec![build::structure(
             tag::ATTRIBUTES,
             vec![Ttlv::new(
                 tag::STATE,

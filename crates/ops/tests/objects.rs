@@ -9,12 +9,13 @@
 
 use kmipd_ops::{Engine, Principal};
 use kmipd_proto::attributes::Attribute;
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     block_cipher_mode, cryptographic_algorithm as alg, key_format_type as kft, link_type,
     object_type, operation as op, result_reason as rr, result_status as rs, state, wrapping_method,
 };
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
-use kmipd_proto::reader::{self as r, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
@@ -37,7 +38,7 @@ fn ok(item: &ResponseBatchItem) -> StructReader<'_> {
 }
 
 fn v1_attrs(t: kmipd_ttlv::Tag, attrs: Vec<Attribute>) -> Ttlv {
-    r::structure(t, attrs.iter().map(|a| a.to_v1(None)).collect())
+    build::structure(t, attrs.iter().map(|a| a.to_v1(None)).collect())
 }
 
 fn aes(bits: i32, mask: i32) -> Vec<Attribute> {
@@ -62,7 +63,7 @@ fn create_aes_mask(
     let mut attrs = aes(bits, mask);
     attrs.extend(extra);
     let attrs = if v.is_v2() {
-        r::structure(
+        build::structure(
             tag::ATTRIBUTES,
             attrs.iter().map(Attribute::to_v2).collect(),
         )
@@ -75,7 +76,7 @@ fn create_aes_mask(
         vec![(
             op::CREATE,
             vec![
-                r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
                 attrs,
             ],
         )],
@@ -102,8 +103,8 @@ fn get_attr(engine: &Engine, v: ProtocolVersion, uid: &str, name: &str) -> Vec<T
         vec![(
             op::GET_ATTRIBUTES,
             vec![
-                r::text(tag::UNIQUE_IDENTIFIER, uid),
-                r::text(tag::ATTRIBUTE_NAME, name),
+                build::unique_identifier(uid),
+                build::text(tag::ATTRIBUTE_NAME, name),
             ],
         )],
     );
@@ -118,19 +119,19 @@ fn create_gives_a_pre_active_raw_key_of_the_asked_length_and_get_converts_it() {
         &engine,
         V14,
         vec![
-            (op::GET, vec![r::text(tag::UNIQUE_IDENTIFIER, uid.clone())]),
+            (op::GET, vec![build::unique_identifier(uid.clone())]),
             (
                 op::GET,
                 vec![
-                    r::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
-                    r::enumeration(tag::KEY_FORMAT_TYPE, kft::TRANSPARENT_SYMMETRIC_KEY),
+                    build::unique_identifier(uid.clone()),
+                    build::enumeration(tag::KEY_FORMAT_TYPE, kft::TRANSPARENT_SYMMETRIC_KEY),
                 ],
             ),
             (
                 op::GET,
                 vec![
-                    r::text(tag::UNIQUE_IDENTIFIER, uid.clone()),
-                    r::enumeration(tag::KEY_FORMAT_TYPE, kft::PKCS_8),
+                    build::unique_identifier(uid.clone()),
+                    build::enumeration(tag::KEY_FORMAT_TYPE, kft::PKCS_8),
                 ],
             ),
         ],
@@ -164,7 +165,10 @@ fn create_without_algorithm_is_invalid_field_in_1x_and_missing_data_in_2x() {
             v,
             vec![(
                 op::CREATE,
-                vec![r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY)],
+                vec![build::enumeration(
+                    tag::OBJECT_TYPE,
+                    object_type::SYMMETRIC_KEY,
+                )],
             )],
         );
         assert_eq!(items[0].result_reason, Some(reason), "{v}");
@@ -175,7 +179,7 @@ fn create_without_algorithm_is_invalid_field_in_1x_and_missing_data_in_2x() {
         vec![(
             op::CREATE,
             vec![
-                r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
                 v1_attrs(tag::TEMPLATE_ATTRIBUTE, aes(100, 12)),
             ],
         )],
@@ -201,7 +205,7 @@ fn create_key_pair_links_the_keys_and_get_gives_transparent_rsa() {
             // The ID Placeholder is the private key.
             (
                 op::GET,
-                vec![r::enumeration(
+                vec![build::enumeration(
                     tag::KEY_FORMAT_TYPE,
                     kft::TRANSPARENT_RSA_PRIVATE_KEY,
                 )],
@@ -242,30 +246,30 @@ fn get_wraps_with_an_active_aes_key_per_rfc_3394() {
     // Active (Activation Date in the past), allowed to wrap keys (mask Wrap Key).
     let kek = create_aes_mask(&engine, V14, 256, 0x10, vec![activation]);
     let key = create_aes(&engine, V14, 128, vec![]);
-    let spec = r::structure(
+    let spec = build::structure(
         tag::KEY_WRAPPING_SPECIFICATION,
         vec![
-            r::enumeration(tag::WRAPPING_METHOD, wrapping_method::ENCRYPT),
-            r::structure(
+            build::enumeration(tag::WRAPPING_METHOD, wrapping_method::ENCRYPT),
+            build::structure(
                 tag::ENCRYPTION_KEY_INFORMATION,
                 vec![
-                    r::text(tag::UNIQUE_IDENTIFIER, kek.clone()),
-                    r::structure(
+                    build::unique_identifier(kek.clone()),
+                    build::structure(
                         tag::CRYPTOGRAPHIC_PARAMETERS,
-                        vec![r::enumeration(
+                        vec![build::enumeration(
                             tag::BLOCK_CIPHER_MODE,
                             block_cipher_mode::NISTKEY_WRAP,
                         )],
                     ),
                 ],
             ),
-            r::enumeration(tag::ENCODING_OPTION, 1),
+            build::enumeration(tag::ENCODING_OPTION, 1),
         ],
     );
     let items = send(
         &engine,
         V14,
-        vec![(op::GET, vec![r::text(tag::UNIQUE_IDENTIFIER, key), spec])],
+        vec![(op::GET, vec![build::unique_identifier(key), spec])],
     );
     let kb = key_block(&ok(&items[0]), tag::SYMMETRIC_KEY);
     let kb = StructReader::any(&kb).unwrap();
@@ -282,18 +286,15 @@ fn re_key_moves_names_and_links_both_keys() {
     let name = Attribute::std(
         tag::NAME,
         Value::Structure(vec![
-            r::text(tag::NAME_VALUE, "k"),
-            r::enumeration(tag::NAME_TYPE, 1),
+            build::text(tag::NAME_VALUE, "k"),
+            build::enumeration(tag::NAME_TYPE, 1),
         ]),
     );
     let old = create_aes(&engine, V21, 128, vec![name]);
     let items = send(
         &engine,
         V21,
-        vec![(
-            op::RE_KEY,
-            vec![r::text(tag::UNIQUE_IDENTIFIER, old.clone())],
-        )],
+        vec![(op::RE_KEY, vec![build::unique_identifier(old.clone())])],
     );
     let new = ok(&items[0])
         .req_text(tag::UNIQUE_IDENTIFIER)
@@ -304,10 +305,7 @@ fn re_key_moves_names_and_links_both_keys() {
         let items = send(
             &engine,
             V21,
-            vec![(
-                op::GET_ATTRIBUTES,
-                vec![r::text(tag::UNIQUE_IDENTIFIER, uid)],
-            )],
+            vec![(op::GET_ATTRIBUTES, vec![build::unique_identifier(uid)])],
         );
         let p = ok(&items[0]);
         format!("{:?}", p.required(tag::ATTRIBUTES).unwrap())

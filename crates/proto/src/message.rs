@@ -3,7 +3,8 @@
 
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
-use crate::reader::{self, ProtoError, StructReader};
+use crate::build;
+use crate::reader::{ProtoError, StructReader};
 use crate::spec::{Version, tag};
 
 /// A Protocol Version as sent on the wire (any numbers: unknown versions must be answered).
@@ -53,11 +54,11 @@ impl ProtocolVersion {
 
     /// The Protocol Version structure.
     pub fn to_ttlv(self) -> Ttlv {
-        reader::structure(
+        build::structure(
             tag::PROTOCOL_VERSION,
             vec![
-                reader::int(tag::PROTOCOL_VERSION_MAJOR, self.major),
-                reader::int(tag::PROTOCOL_VERSION_MINOR, self.minor),
+                build::int(tag::PROTOCOL_VERSION_MAJOR, self.major),
+                build::int(tag::PROTOCOL_VERSION_MINOR, self.minor),
             ],
         )
     }
@@ -163,7 +164,7 @@ impl RequestMessage {
     pub fn to_ttlv(&self) -> Ttlv {
         let mut items = vec![self.header.to_ttlv()];
         items.extend(self.items.iter().map(RequestBatchItem::to_ttlv));
-        reader::structure(tag::REQUEST_MESSAGE, items)
+        build::structure(tag::REQUEST_MESSAGE, items)
     }
 }
 
@@ -207,34 +208,34 @@ impl RequestHeader {
     pub fn to_ttlv(&self) -> Ttlv {
         let mut items = vec![self.protocol_version.to_ttlv()];
         if let Some(v) = self.maximum_response_size {
-            items.push(reader::int(tag::MAXIMUM_RESPONSE_SIZE, v));
+            items.push(build::int(tag::MAXIMUM_RESPONSE_SIZE, v));
         }
         if let Some(v) = &self.client_correlation_value {
-            items.push(reader::text(tag::CLIENT_CORRELATION_VALUE, v.clone()));
+            items.push(build::text(tag::CLIENT_CORRELATION_VALUE, v.clone()));
         }
         if let Some(v) = &self.server_correlation_value {
-            items.push(reader::text(tag::SERVER_CORRELATION_VALUE, v.clone()));
+            items.push(build::text(tag::SERVER_CORRELATION_VALUE, v.clone()));
         }
         if let Some(v) = self.asynchronous_indicator {
-            items.push(reader::boolean(tag::ASYNCHRONOUS_INDICATOR, v));
+            items.push(build::boolean(tag::ASYNCHRONOUS_INDICATOR, v));
         }
         if let Some(v) = self.attestation_capable_indicator {
-            items.push(reader::boolean(tag::ATTESTATION_CAPABLE_INDICATOR, v));
+            items.push(build::boolean(tag::ATTESTATION_CAPABLE_INDICATOR, v));
         }
         if let Some(v) = &self.authentication {
             items.push(v.clone());
         }
         if let Some(v) = self.batch_error_continuation_option {
-            items.push(reader::enumeration(tag::BATCH_ERROR_CONTINUATION_OPTION, v));
+            items.push(build::enumeration(tag::BATCH_ERROR_CONTINUATION_OPTION, v));
         }
         if let Some(v) = self.batch_order_option {
-            items.push(reader::boolean(tag::BATCH_ORDER_OPTION, v));
+            items.push(build::boolean(tag::BATCH_ORDER_OPTION, v));
         }
         if let Some(v) = self.time_stamp {
-            items.push(reader::datetime(tag::TIME_STAMP, v));
+            items.push(build::datetime(tag::TIME_STAMP, v));
         }
-        items.push(reader::int(tag::BATCH_COUNT, self.batch_count));
-        reader::structure(tag::REQUEST_HEADER, items)
+        items.push(build::int(tag::BATCH_COUNT, self.batch_count));
+        build::structure(tag::REQUEST_HEADER, items)
     }
 }
 
@@ -245,7 +246,7 @@ impl RequestBatchItem {
             operation,
             ephemeral: None,
             unique_batch_item_id: None,
-            payload: Some(reader::structure(tag::REQUEST_PAYLOAD, payload)),
+            payload: Some(build::structure(tag::REQUEST_PAYLOAD, payload)),
             message_extension: None,
         }
     }
@@ -264,12 +265,12 @@ impl RequestBatchItem {
 
     /// The request Batch Item tree.
     pub fn to_ttlv(&self) -> Ttlv {
-        let mut items = vec![reader::enumeration(tag::OPERATION, self.operation)];
+        let mut items = vec![build::enumeration(tag::OPERATION, self.operation)];
         if let Some(v) = self.ephemeral {
-            items.push(reader::boolean(tag::EPHEMERAL, v));
+            items.push(build::boolean(tag::EPHEMERAL, v));
         }
         if let Some(v) = &self.unique_batch_item_id {
-            items.push(reader::bytes(tag::UNIQUE_BATCH_ITEM_ID, v.clone()));
+            items.push(build::bytes(tag::UNIQUE_BATCH_ITEM_ID, v.clone()));
         }
         if let Some(v) = &self.payload {
             items.push(v.clone());
@@ -277,7 +278,7 @@ impl RequestBatchItem {
         if let Some(v) = &self.message_extension {
             items.push(v.clone());
         }
-        reader::structure(tag::BATCH_ITEM, items)
+        build::structure(tag::BATCH_ITEM, items)
     }
 }
 
@@ -327,7 +328,7 @@ impl ResponseMessage {
     pub fn to_ttlv(&self) -> Ttlv {
         let mut items = vec![self.header.to_ttlv()];
         items.extend(self.items.iter().map(ResponseBatchItem::to_ttlv));
-        reader::structure(tag::RESPONSE_MESSAGE, items)
+        build::structure(tag::RESPONSE_MESSAGE, items)
     }
 
     /// Reads a Response Message (for clients and tests).
@@ -364,16 +365,16 @@ impl ResponseHeader {
     pub fn to_ttlv(&self) -> Ttlv {
         let mut items = vec![
             self.protocol_version.to_ttlv(),
-            reader::datetime(tag::TIME_STAMP, self.time_stamp),
+            build::datetime(tag::TIME_STAMP, self.time_stamp),
         ];
         if let Some(v) = &self.client_correlation_value {
-            items.push(reader::text(tag::CLIENT_CORRELATION_VALUE, v.clone()));
+            items.push(build::text(tag::CLIENT_CORRELATION_VALUE, v.clone()));
         }
         if let Some(v) = &self.server_correlation_value {
-            items.push(reader::text(tag::SERVER_CORRELATION_VALUE, v.clone()));
+            items.push(build::text(tag::SERVER_CORRELATION_VALUE, v.clone()));
         }
-        items.push(reader::int(tag::BATCH_COUNT, self.batch_count));
-        reader::structure(tag::RESPONSE_HEADER, items)
+        items.push(build::int(tag::BATCH_COUNT, self.batch_count));
+        build::structure(tag::RESPONSE_HEADER, items)
     }
 }
 
@@ -382,22 +383,22 @@ impl ResponseBatchItem {
     pub fn to_ttlv(&self) -> Ttlv {
         let mut items = Vec::with_capacity(6);
         if let Some(op) = self.operation {
-            items.push(reader::enumeration(tag::OPERATION, op));
+            items.push(build::enumeration(tag::OPERATION, op));
         }
         if let Some(v) = &self.unique_batch_item_id {
-            items.push(reader::bytes(tag::UNIQUE_BATCH_ITEM_ID, v.clone()));
+            items.push(build::bytes(tag::UNIQUE_BATCH_ITEM_ID, v.clone()));
         }
-        items.push(reader::enumeration(tag::RESULT_STATUS, self.result_status));
+        items.push(build::enumeration(tag::RESULT_STATUS, self.result_status));
         if let Some(v) = self.result_reason {
-            items.push(reader::enumeration(tag::RESULT_REASON, v));
+            items.push(build::enumeration(tag::RESULT_REASON, v));
         }
         if let Some(v) = &self.result_message {
-            items.push(reader::text(tag::RESULT_MESSAGE, v.clone()));
+            items.push(build::text(tag::RESULT_MESSAGE, v.clone()));
         }
         if let Some(v) = &self.payload {
             items.push(v.clone());
         }
-        reader::structure(tag::BATCH_ITEM, items)
+        build::structure(tag::BATCH_ITEM, items)
     }
 }
 

@@ -277,42 +277,7 @@ pub fn as_interval(item: &Ttlv) -> Result<u32, ProtoError> {
     }
 }
 
-/// Builds a structure.
-pub fn structure(tag: Tag, items: Vec<Ttlv>) -> Ttlv {
-    Ttlv::new(tag, Value::Structure(items))
-}
-
-/// Builds a Text String item.
-pub fn text(tag: Tag, s: impl Into<String>) -> Ttlv {
-    Ttlv::new(tag, Value::TextString(s.into()))
-}
-
-/// Builds an Integer item.
-pub fn int(tag: Tag, v: i32) -> Ttlv {
-    Ttlv::new(tag, Value::Integer(v))
-}
-
-/// Builds an Enumeration item.
-pub fn enumeration(tag: Tag, v: u32) -> Ttlv {
-    Ttlv::new(tag, Value::Enumeration(v))
-}
-
-/// Builds a Boolean item.
-pub fn boolean(tag: Tag, v: bool) -> Ttlv {
-    Ttlv::new(tag, Value::Boolean(v))
-}
-
-/// Builds a Byte String item.
-pub fn bytes(tag: Tag, v: impl Into<Vec<u8>>) -> Ttlv {
-    Ttlv::new(tag, Value::bytes(v.into()))
-}
-
-/// Builds a Date-Time item.
-pub fn datetime(tag: Tag, v: i64) -> Ttlv {
-    Ttlv::new(tag, Value::DateTime(v))
-}
-
-/// Builds a Long Integer item.
-pub fn long(tag: Tag, v: i64) -> Ttlv {
-    Ttlv::new(tag, Value::LongInteger(v))
-}
+// The builders moved to [`crate::build`]; re-exported here until every caller imports them
+// from there.
+#[doc(hidden)]
+pub use crate::build::{boolean, bytes, datetime, enumeration, int, long, structure, text};

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use kmipd_proto::attributes::AttrName;
+use kmipd_proto::build;
 use kmipd_proto::enums::{cryptographic_algorithm as alg, key_format_type as kft, result_status};
 use kmipd_proto::message::ResponseBatchItem;
 use kmipd_proto::reader::{self, StructReader};
@@ -83,33 +84,28 @@ pub fn text(s: &str) -> Value {
 
 /// A 1.x Template-Attribute of these Attribute items.
 pub fn template(attrs: Vec<Ttlv>) -> Ttlv {
-    reader::structure(tag::TEMPLATE_ATTRIBUTE, attrs)
+    build::structure(tag::TEMPLATE_ATTRIBUTE, attrs)
 }
 
 /// A key object (`object_type_tag`) with one Key Block: format, Key Value holding `material`,
 /// then `extra` (algorithm, length, ...).
 pub fn key_block(object_type_tag: Tag, format: u32, material: Ttlv, extra: Vec<Ttlv>) -> Ttlv {
-    let mut kb = vec![
-        reader::enumeration(tag::KEY_FORMAT_TYPE, format),
-        reader::structure(tag::KEY_VALUE, vec![material]),
-    ];
-    kb.extend(extra);
-    reader::structure(object_type_tag, vec![reader::structure(tag::KEY_BLOCK, kb)])
+    build::structure(
+        object_type_tag,
+        vec![build::key_block(format, material, extra)],
+    )
 }
 
 /// A raw AES Symmetric Key of these bytes.
 pub fn aes_key(bytes: &[u8]) -> Ttlv {
-    key_block(
+    let bits = i32::try_from(bytes.len() * 8).unwrap();
+    build::structure(
         tag::SYMMETRIC_KEY,
-        kft::RAW,
-        reader::bytes(tag::KEY_MATERIAL, bytes.to_vec()),
-        vec![
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-            reader::int(
-                tag::CRYPTOGRAPHIC_LENGTH,
-                i32::try_from(bytes.len() * 8).unwrap(),
-            ),
-        ],
+        vec![build::byte_key_block(
+            kft::RAW,
+            bytes.to_vec(),
+            Some((alg::AES, bits)),
+        )],
     )
 }
 
@@ -179,21 +175,16 @@ pub fn assert_only_1_0(tree: &Ttlv) {
 }
 
 /// A Name attribute value (Uninterpreted Text String).
-pub fn name(n: &str) -> Value {
-    Value::Structure(vec![
-        reader::text(tag::NAME_VALUE, n),
-        reader::enumeration(tag::NAME_TYPE, 1),
-    ])
-}
+pub use kmipd_proto::build::name;
 
 /// A 1.x Attribute, with an Attribute Index when given.
 pub fn attr_at(name: &str, index: Option<i32>, value: Value) -> Ttlv {
-    let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, name)];
+    let mut items = vec![build::text(tag::ATTRIBUTE_NAME, name)];
     if let Some(i) = index {
-        items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+        items.push(build::int(tag::ATTRIBUTE_INDEX, i));
     }
     items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, value));
-    reader::structure(tag::ATTRIBUTE, items)
+    build::structure(tag::ATTRIBUTE, items)
 }
 
 /// A 1.x Attribute without Attribute Index.
@@ -204,28 +195,16 @@ pub fn attr(name: &str, value: Value) -> Ttlv {
 /// A Secret Data structure of Secret Data Type `kind` whose Key Block holds `bytes` in
 /// `format`.
 pub fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
-    reader::structure(
+    build::structure(
         tag::SECRET_DATA,
         vec![
-            reader::enumeration(tag::SECRET_DATA_TYPE, kind),
-            reader::structure(
-                tag::KEY_BLOCK,
-                vec![
-                    reader::enumeration(tag::KEY_FORMAT_TYPE, format),
-                    reader::structure(
-                        tag::KEY_VALUE,
-                        vec![reader::bytes(tag::KEY_MATERIAL, bytes.to_vec())],
-                    ),
-                ],
-            ),
+            build::enumeration(tag::SECRET_DATA_TYPE, kind),
+            build::byte_key_block(format, bytes.to_vec(), None),
         ],
     )
 }
 
 /// A 1.x Cryptographic Usage Mask attribute.
 pub fn usage(m: u32) -> Ttlv {
-    attr(
-        "Cryptographic Usage Mask",
-        Value::Integer(i32::try_from(m).unwrap()),
-    )
+    attr("Cryptographic Usage Mask", build::mask(m))
 }

@@ -8,8 +8,9 @@
 //! - RSA keys: OAEP or PKCS#1 v1.5 (`crypto::asym`).
 //! - Streaming (Init Indicator / Correlation Value / Final Indicator): `crypto::stream`.
 
+use kmipd_proto::build;
 use kmipd_proto::enums::{cryptographic_algorithm as alg, cryptographic_usage_mask as mask};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -39,7 +40,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv, dir: Dir) -> Result<Opti
     };
     let key = match &prior {
         Some(s) => {
-            let named = reader::structure(tag::REQUEST_PAYLOAD, vec![uid_item(&s.uid)]);
+            let named = build::structure(tag::REQUEST_PAYLOAD, vec![uid_item(&s.uid)]);
             usage::load(ctx, &StructReader::any(&named)?, bit, how)?
         }
         None => usage::load(ctx, &r, bit, how)?,
@@ -67,8 +68,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv, dir: Dir) -> Result<Opti
             }
             Dir::Decrypt => asym::rsa_decrypt(&key.material, &params, data)?.to_vec(),
         };
-        out.push(reader::bytes(tag::DATA, result));
-        return Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, out)));
+        out.push(build::bytes(tag::DATA, result));
+        return Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, out)));
     }
 
     let (kind, cipher) = sym::select(algorithm, key.material.len(), &params)?;
@@ -135,24 +136,24 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv, dir: Dir) -> Result<Opti
                 }
                 _ => stream::open(s)?,
             };
-            out.push(reader::bytes(tag::DATA, fresh));
+            out.push(build::bytes(tag::DATA, fresh));
             if generated && let Some(iv) = &iv {
-                out.push(reader::bytes(tag::IV_COUNTER_NONCE, iv.clone()));
+                out.push(build::bytes(tag::IV_COUNTER_NONCE, iv.clone()));
             }
-            out.push(reader::bytes(tag::CORRELATION_VALUE, id));
-            return Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, out)));
+            out.push(build::bytes(tag::CORRELATION_VALUE, id));
+            return Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, out)));
         }
         (fresh, o.tag)
     } else {
         let o = sym::run(&job, &key.material, data, true)?;
         (o.data.to_vec(), o.tag)
     };
-    out.push(reader::bytes(tag::DATA, data_out));
+    out.push(build::bytes(tag::DATA, data_out));
     if generated && let Some(iv) = iv {
-        out.push(reader::bytes(tag::IV_COUNTER_NONCE, iv));
+        out.push(build::bytes(tag::IV_COUNTER_NONCE, iv));
     }
     if let Some(t) = tag_out {
-        out.push(reader::bytes(tag::AUTHENTICATED_ENCRYPTION_TAG, t));
+        out.push(build::bytes(tag::AUTHENTICATED_ENCRYPTION_TAG, t));
     }
-    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, out)))
+    Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, out)))
 }

@@ -34,7 +34,7 @@
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, PointConversionForm};
 use openssl::nid::Nid;
-use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::Rsa;
 use zeroize::Zeroizing;
 
@@ -59,14 +59,15 @@ pub(crate) fn symmetric(len_bytes: usize) -> Result<Zeroizing<Vec<u8>>> {
 /// fork, not before every request). Query (RNG Parameters) and the Random Number Generator
 /// attribute of generated objects both use it, so they cannot disagree.
 pub(crate) fn rng_parameters() -> Vec<kmipd_ttlv::Ttlv> {
+    use kmipd_proto::build;
     use kmipd_proto::enums::{cryptographic_algorithm, drbg_algorithm, rng_algorithm};
-    use kmipd_proto::{reader, tag};
+    use kmipd_proto::tag;
     vec![
-        reader::enumeration(tag::RNG_ALGORITHM, rng_algorithm::DRBG),
-        reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, cryptographic_algorithm::AES),
-        reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-        reader::enumeration(tag::DRBG_ALGORITHM, drbg_algorithm::CTR),
-        reader::boolean(tag::PREDICTION_RESISTANCE, false),
+        build::enumeration(tag::RNG_ALGORITHM, rng_algorithm::DRBG),
+        build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, cryptographic_algorithm::AES),
+        build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+        build::enumeration(tag::DRBG_ALGORITHM, drbg_algorithm::CTR),
+        build::boolean(tag::PREDICTION_RESISTANCE, false),
     ]
 }
 
@@ -109,10 +110,6 @@ pub(crate) struct EcPair {
     pub(crate) private_pkcs8: Zeroizing<Vec<u8>>,
     /// `SubjectPublicKeyInfo`, DER.
     pub(crate) public_spki: Vec<u8>,
-    /// The private scalar, big-endian, padded to the field size.
-    pub(crate) d: Zeroizing<Vec<u8>>,
-    /// The public point, uncompressed SEC1 (`04 || X || Y`).
-    pub(crate) q: Vec<u8>,
     /// The field size in bits (256 or 384): the Cryptographic Length.
     pub(crate) bits: u32,
 }
@@ -154,14 +151,11 @@ pub(crate) fn ec(curve: u32) -> Result<EcPair> {
     let (nid, bits) = curve_nid(curve)?;
     let group = EcGroup::from_curve_name(nid).map_err(ossl)?;
     let key = EcKey::generate(&group).map_err(ossl)?;
-    let (_, d, q) = ec_parts(&key)?;
     let pkey = PKey::from_ec_key(key).map_err(ossl)?;
     Ok(EcPair {
         curve,
         private_pkcs8: Zeroizing::new(pkey.private_key_to_pkcs8().map_err(ossl)?),
         public_spki: pkey.public_key_to_der().map_err(ossl)?,
-        d,
-        q,
         bits,
     })
 }
@@ -233,11 +227,6 @@ pub(crate) fn ec_private_to_sec1(der: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         .ec_key()
         .map_err(|_| Error::InvalidField("not an EC key"))?;
     Ok(Zeroizing::new(ec.private_key_to_der().map_err(ossl)?))
-}
-
-/// The public key (SubjectPublicKeyInfo DER) of a private key in any DER form.
-pub(crate) fn private_to_public_spki(der: &[u8]) -> Result<Vec<u8>> {
-    parse_private(der)?.public_key_to_der().map_err(ossl)
 }
 
 /// Any public key DER form to SubjectPublicKeyInfo.
@@ -399,22 +388,23 @@ pub(crate) fn ec_private_from_scalar(curve: u32, d: &[u8]) -> Result<Zeroizing<V
     ))
 }
 
-/// The kind of key a DER private or public key is: `Some(true)` RSA, `Some(false)` EC.
-pub(crate) fn is_rsa(der: &[u8]) -> Option<bool> {
-    let id = parse_private(der)
-        .map(|k| k.id())
-        .or_else(|_| parse_public(der).map(|k| k.id()))
-        .ok()?;
-    match id {
-        Id::RSA => Some(true),
-        Id::EC => Some(false),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::pkey::Id;
+
+    /// The public key (SubjectPublicKeyInfo DER) of a private key in any DER form.
+    fn private_to_public_spki(der: &[u8]) -> Vec<u8> {
+        parse_private(der).unwrap().public_key_to_der().unwrap()
+    }
+
+    /// The kind of key a DER private or public key is.
+    fn key_id(der: &[u8]) -> Id {
+        parse_private(der)
+            .map(|k| k.id())
+            .or_else(|_| parse_public(der).map(|k| k.id()))
+            .unwrap()
+    }
 
     #[test]
     fn symmetric_lengths_and_randomness() {
@@ -430,7 +420,7 @@ mod tests {
             let pkcs8 = private_to_pkcs8(&pair.private_pkcs1).unwrap();
             assert_eq!(*rsa_private_to_pkcs1(&pkcs8).unwrap(), *pair.private_pkcs1);
             let spki = public_to_spki(&pair.public_pkcs1).unwrap();
-            assert_eq!(private_to_public_spki(&pair.private_pkcs1).unwrap(), spki);
+            assert_eq!(private_to_public_spki(&pair.private_pkcs1), spki);
             assert_eq!(rsa_public_to_pkcs1(&spki).unwrap(), pair.public_pkcs1);
             let c = rsa_private_components(&pair.private_pkcs1).unwrap();
             assert_eq!(c.n.len() * 8, usize::try_from(bits).unwrap());
@@ -444,7 +434,7 @@ mod tests {
                 rsa_public_from_components(&n, &e).unwrap(),
                 pair.public_pkcs1
             );
-            assert_eq!(is_rsa(&pair.private_pkcs1), Some(true));
+            assert_eq!(key_id(&pair.private_pkcs1), Id::RSA);
         }
     }
 
@@ -463,30 +453,27 @@ mod tests {
         ] {
             let pair = ec(curve).unwrap();
             assert_eq!(pair.bits, bits);
-            assert_eq!(pair.d.len(), len);
-            assert_eq!(pair.q.len(), 2 * len + 1);
-            assert_eq!(pair.q.first(), Some(&4));
             let (c, d, q) = ec_private_parts(&pair.private_pkcs8).unwrap();
-            assert_eq!((c, &*d, &q), (curve, &*pair.d, &pair.q));
+            assert_eq!(c, curve);
+            assert_eq!(d.len(), len);
+            assert_eq!(q.len(), 2 * len + 1);
+            assert_eq!(q.first(), Some(&4));
             assert_eq!(
                 ec_public_parts(&pair.public_spki).unwrap(),
-                (curve, pair.q.clone())
+                (curve, q.clone())
             );
+            assert_eq!(ec_public_from_point(curve, &q).unwrap(), pair.public_spki);
             assert_eq!(
-                ec_public_from_point(curve, &pair.q).unwrap(),
-                pair.public_spki
-            );
-            assert_eq!(
-                *ec_private_from_scalar(curve, &pair.d).unwrap(),
+                *ec_private_from_scalar(curve, &d).unwrap(),
                 *pair.private_pkcs8
             );
             let sec1 = ec_private_to_sec1(&pair.private_pkcs8).unwrap();
             assert_eq!(*private_to_pkcs8(&sec1).unwrap(), *pair.private_pkcs8);
             assert_eq!(
-                private_to_public_spki(&pair.private_pkcs8).unwrap(),
+                private_to_public_spki(&pair.private_pkcs8),
                 pair.public_spki
             );
-            assert_eq!(is_rsa(&pair.public_spki), Some(false));
+            assert_eq!(key_id(&pair.public_spki), Id::EC);
         }
         assert!(ec(recommended_curve::P_192).is_err());
     }

@@ -18,8 +18,6 @@ pub(crate) mod cipher_op;
 pub(crate) mod digest;
 pub(crate) mod kdf;
 pub(crate) mod key_cache;
-// Create, Create Key Pair and Get call these; some conversions are not used yet.
-#[allow(dead_code)]
 pub(crate) mod keygen;
 pub(crate) mod params;
 pub(crate) mod stream;

@@ -109,14 +109,14 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmipd_proto::build;
     use kmipd_proto::enums::{block_cipher_mode, padding_method};
-    use kmipd_proto::reader;
 
     #[test]
     fn request_fields_win_and_absent_ones_come_from_the_key() {
-        let req = Params::read(&reader::structure(
+        let req = Params::read(&build::structure(
             tag::CRYPTOGRAPHIC_PARAMETERS,
-            vec![reader::int(tag::TAG_LENGTH, 12)],
+            vec![build::int(tag::TAG_LENGTH, 12)],
         ))
         .unwrap();
         let key = Params {

@@ -13,8 +13,9 @@
 //! [`Error::IncompatibleUsageMask`]; exhausted Usage Limits are Permission Denied in every
 //! version (CS-BC-M-7).
 
+use kmipd_proto::build;
 use kmipd_proto::enums::{state, usage_limits_unit};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_store::ManagedObject;
 use kmipd_ttlv::Value;
@@ -144,7 +145,7 @@ pub(crate) fn consume(ctx: &mut Ctx<'_>, key: &Key, bytes: usize) -> Result<()> 
         .filter(|i| i.tag != tag::USAGE_LIMITS_COUNT)
         .cloned()
         .collect();
-    items.push(reader::long(
+    items.push(build::long(
         tag::USAGE_LIMITS_COUNT,
         count.saturating_sub(need),
     ));

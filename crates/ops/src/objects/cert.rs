@@ -5,9 +5,9 @@
 //! Answers filter them by the request's version.
 
 use kmipd_proto::attributes::{Attribute, Attributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::digital_signature_algorithm as dsa;
 use kmipd_proto::enums::{certificate_type, cryptographic_algorithm as alg};
-use kmipd_proto::reader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Tag, Value};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
@@ -52,20 +52,20 @@ pub(crate) fn attributes(_ctx: &Ctx<'_>, cert_type: u32, der: &[u8]) -> Result<A
     attrs.set(
         tag::CERTIFICATE_IDENTIFIER,
         Value::Structure(vec![
-            reader::text(tag::ISSUER, text_name(&tbs.issuer)),
-            reader::text(tag::SERIAL_NUMBER, hex_upper(serial)),
+            build::text(tag::ISSUER, text_name(&tbs.issuer)),
+            build::text(tag::SERIAL_NUMBER, hex_upper(serial)),
         ]),
     );
     attrs.set(
         tag::CERTIFICATE_SUBJECT,
-        Value::Structure(vec![reader::text(
+        Value::Structure(vec![build::text(
             tag::CERTIFICATE_SUBJECT_DISTINGUISHED_NAME,
             text_name(&tbs.subject),
         )]),
     );
     attrs.set(
         tag::CERTIFICATE_ISSUER,
-        Value::Structure(vec![reader::text(
+        Value::Structure(vec![build::text(
             tag::CERTIFICATE_ISSUER_DISTINGUISHED_NAME,
             text_name(&tbs.issuer),
         )]),
@@ -76,20 +76,20 @@ pub(crate) fn attributes(_ctx: &Ctx<'_>, cert_type: u32, der: &[u8]) -> Result<A
     attrs.set(
         tag::X_509_CERTIFICATE_IDENTIFIER,
         Value::Structure(vec![
-            reader::bytes(tag::ISSUER_DISTINGUISHED_NAME, tbs.issuer.as_raw().to_vec()),
-            reader::bytes(tag::CERTIFICATE_SERIAL_NUMBER, der_integer(serial)),
+            build::bytes(tag::ISSUER_DISTINGUISHED_NAME, tbs.issuer.as_raw().to_vec()),
+            build::bytes(tag::CERTIFICATE_SERIAL_NUMBER, der_integer(serial)),
         ]),
     );
     attrs.set(
         tag::X_509_CERTIFICATE_ISSUER,
-        Value::Structure(vec![reader::bytes(
+        Value::Structure(vec![build::bytes(
             tag::ISSUER_DISTINGUISHED_NAME,
             tbs.issuer.as_raw().to_vec(),
         )]),
     );
     attrs.set(
         tag::X_509_CERTIFICATE_SUBJECT,
-        Value::Structure(vec![reader::bytes(
+        Value::Structure(vec![build::bytes(
             tag::SUBJECT_DISTINGUISHED_NAME,
             tbs.subject.as_raw().to_vec(),
         )]),

@@ -6,6 +6,7 @@
 //! ECDH Public Key. Other conversions are Key Format Type Not Supported. A Key Compression Type is refused unless it is the uncompressed EC point
 //! form a key already has.
 
+use kmipd_proto::build;
 use kmipd_proto::enums::{key_format_type as kft, object_type as ot};
 use kmipd_proto::reader::{self, ProtoError, StructReader};
 use kmipd_proto::tag;
@@ -59,12 +60,12 @@ pub(crate) fn convert(
     let items = with_child(
         &with_child(
             kb.items(),
-            &reader::enumeration(tag::KEY_FORMAT_TYPE, wanted),
+            &build::enumeration(tag::KEY_FORMAT_TYPE, wanted),
         ),
-        &reader::structure(tag::KEY_VALUE, vec![new_material]),
+        &build::structure(tag::KEY_VALUE, vec![new_material]),
     );
-    let new_kb = reader::structure(tag::KEY_BLOCK, items);
-    Ok(reader::structure(body.tag, with_child(r.items(), &new_kb)))
+    let new_kb = build::structure(tag::KEY_BLOCK, items);
+    Ok(build::structure(body.tag, with_child(r.items(), &new_kb)))
 }
 
 /// The Key Material item in another format.
@@ -72,9 +73,9 @@ fn convert_material(object_type: u32, stored: u32, wanted: u32, material: &Ttlv)
     match (stored, wanted) {
         (kft::RAW, kft::TRANSPARENT_SYMMETRIC_KEY) => {
             let key = reader::as_bytes(material)?;
-            return Ok(reader::structure(
+            return Ok(build::structure(
                 tag::KEY_MATERIAL,
-                vec![reader::bytes(tag::KEY, key.to_vec())],
+                vec![build::bytes(tag::KEY, key.to_vec())],
             ));
         }
         (kft::TRANSPARENT_SYMMETRIC_KEY, kft::RAW) => {
@@ -194,16 +195,16 @@ fn private_from_der(wanted: u32, der: &[u8]) -> Result<Ttlv> {
                     items.push(big_item(t, v));
                 }
             }
-            Ok(reader::structure(tag::KEY_MATERIAL, items))
+            Ok(build::structure(tag::KEY_MATERIAL, items))
         }
         kft::TRANSPARENT_EC_PRIVATE_KEY
         | kft::TRANSPARENT_ECDSA_PRIVATE_KEY
         | kft::TRANSPARENT_ECDH_PRIVATE_KEY => {
             let (curve, d, _) = keygen::ec_private_parts(der).map_err(unsupported)?;
-            Ok(reader::structure(
+            Ok(build::structure(
                 tag::KEY_MATERIAL,
                 vec![
-                    reader::enumeration(tag::RECOMMENDED_CURVE, curve),
+                    build::enumeration(tag::RECOMMENDED_CURVE, curve),
                     big_item(tag::D, &d),
                 ],
             ))
@@ -222,7 +223,7 @@ fn public_from_der(wanted: u32, der: &[u8]) -> Result<Ttlv> {
         kft::X_509 => Ok(bytes_material(&keygen::public_to_spki(der)?)),
         kft::TRANSPARENT_RSA_PUBLIC_KEY => {
             let (n, e) = keygen::rsa_public_components(der).map_err(unsupported)?;
-            Ok(reader::structure(
+            Ok(build::structure(
                 tag::KEY_MATERIAL,
                 vec![
                     big_item(tag::MODULUS, &n),
@@ -235,11 +236,11 @@ fn public_from_der(wanted: u32, der: &[u8]) -> Result<Ttlv> {
         | kft::TRANSPARENT_ECDH_PUBLIC_KEY => {
             let spki = keygen::public_to_spki(der)?;
             let (curve, q) = keygen::ec_public_parts(&spki).map_err(unsupported)?;
-            Ok(reader::structure(
+            Ok(build::structure(
                 tag::KEY_MATERIAL,
                 vec![
-                    reader::enumeration(tag::RECOMMENDED_CURVE, curve),
-                    reader::bytes(tag::Q_STRING, q),
+                    build::enumeration(tag::RECOMMENDED_CURVE, curve),
+                    build::bytes(tag::Q_STRING, q),
                 ],
             ))
         }

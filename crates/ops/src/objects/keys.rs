@@ -3,6 +3,7 @@
 //! decides what a request's attributes ask for and builds the Key Blocks.
 
 use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, key_format_type as kft, recommended_curve, secret_data_type,
 };
@@ -62,31 +63,19 @@ pub(crate) fn symmetric_len(algorithm: u32, bits: Option<i32>) -> Result<usize> 
     Ok(bytes)
 }
 
-/// A Key Block of a byte-string format.
-pub(crate) fn key_block(format: u32, material: Vec<u8>, algorithm: u32, bits: i32) -> Ttlv {
-    reader::structure(
-        tag::KEY_BLOCK,
-        vec![
-            reader::enumeration(tag::KEY_FORMAT_TYPE, format),
-            reader::structure(
-                tag::KEY_VALUE,
-                vec![reader::bytes(tag::KEY_MATERIAL, material)],
-            ),
-            reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, algorithm),
-            reader::int(tag::CRYPTOGRAPHIC_LENGTH, bits),
-        ],
-    )
-}
-
 /// A new Symmetric Key structure (Raw) for `algorithm` and `bits`.
 pub(crate) fn new_symmetric(algorithm: u32, bits: Option<i32>) -> Result<(Ttlv, i32)> {
     let len = symmetric_len(algorithm, bits)?;
     let key = keygen::symmetric(len)?;
     let bits = bits.ok_or(ProtoError::Missing(tag::CRYPTOGRAPHIC_LENGTH))?;
     Ok((
-        reader::structure(
+        build::structure(
             tag::SYMMETRIC_KEY,
-            vec![key_block(kft::RAW, key.to_vec(), algorithm, bits)],
+            vec![build::byte_key_block(
+                kft::RAW,
+                key.to_vec(),
+                Some((algorithm, bits)),
+            )],
         ),
         bits,
     ))
@@ -110,17 +99,17 @@ pub(crate) fn secret_data_type(attrs: &Attributes) -> u32 {
 
 /// A Secret Data structure of `secret_type` holding `material` (Opaque format).
 pub(crate) fn secret_data(secret_type: u32, material: &[u8]) -> Ttlv {
-    reader::structure(
+    build::structure(
         tag::SECRET_DATA,
         vec![
-            reader::enumeration(tag::SECRET_DATA_TYPE, secret_type),
-            reader::structure(
+            build::enumeration(tag::SECRET_DATA_TYPE, secret_type),
+            build::structure(
                 tag::KEY_BLOCK,
                 vec![
-                    reader::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE),
-                    reader::structure(
+                    build::enumeration(tag::KEY_FORMAT_TYPE, kft::OPAQUE),
+                    build::structure(
                         tag::KEY_VALUE,
-                        vec![reader::bytes(tag::KEY_MATERIAL, material.to_vec())],
+                        vec![build::bytes(tag::KEY_MATERIAL, material.to_vec())],
                     ),
                 ],
             ),
@@ -167,18 +156,21 @@ pub(crate) fn new_pair(algorithm: u32, attrs: &Attributes) -> Result<NewPair> {
                 u32::try_from(bits).map_err(|_| Error::InvalidField("Cryptographic Length"))?;
             let pair = keygen::rsa(ubits)?;
             Ok(NewPair {
-                private: reader::structure(
+                private: build::structure(
                     tag::PRIVATE_KEY,
-                    vec![key_block(
+                    vec![build::byte_key_block(
                         kft::PKCS_1,
                         pair.private_pkcs1.to_vec(),
-                        algorithm,
-                        bits,
+                        Some((algorithm, bits)),
                     )],
                 ),
-                public: reader::structure(
+                public: build::structure(
                     tag::PUBLIC_KEY,
-                    vec![key_block(kft::PKCS_1, pair.public_pkcs1, algorithm, bits)],
+                    vec![build::byte_key_block(
+                        kft::PKCS_1,
+                        pair.public_pkcs1,
+                        Some((algorithm, bits)),
+                    )],
                 ),
                 bits,
                 curve: None,
@@ -189,18 +181,21 @@ pub(crate) fn new_pair(algorithm: u32, attrs: &Attributes) -> Result<NewPair> {
             let pair = keygen::ec(curve)?;
             let bits = i32::try_from(pair.bits).map_err(|_| Error::Internal("curve size"))?;
             Ok(NewPair {
-                private: reader::structure(
+                private: build::structure(
                     tag::PRIVATE_KEY,
-                    vec![key_block(
+                    vec![build::byte_key_block(
                         kft::PKCS_8,
                         pair.private_pkcs8.to_vec(),
-                        algorithm,
-                        bits,
+                        Some((algorithm, bits)),
                     )],
                 ),
-                public: reader::structure(
+                public: build::structure(
                     tag::PUBLIC_KEY,
-                    vec![key_block(kft::X_509, pair.public_spki, algorithm, bits)],
+                    vec![build::byte_key_block(
+                        kft::X_509,
+                        pair.public_spki,
+                        Some((algorithm, bits)),
+                    )],
                 ),
                 bits,
                 curve: Some(curve),

@@ -13,6 +13,7 @@ pub(crate) mod template;
 pub(crate) mod wrap;
 
 use kmipd_proto::attributes::{AttrName, Attribute, Attributes, RequestAttributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::{key_format_type as kft, object_type as ot};
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
@@ -106,20 +107,20 @@ pub(crate) fn parse_object(ctx: &Ctx<'_>, object_type: u32, item: &Ttlv) -> Resu
     let object = match object_type {
         ot::SYMMETRIC_KEY | ot::PUBLIC_KEY | ot::PRIVATE_KEY => {
             let kb = key_block(ctx, r.required(tag::KEY_BLOCK)?, &mut attributes)?;
-            reader::structure(item.tag, vec![kb])
+            build::structure(item.tag, vec![kb])
         }
         ot::SECRET_DATA => {
             let sdt = r.required(tag::SECRET_DATA_TYPE)?;
             reader::as_enum(sdt)?;
             let kb = key_block(ctx, r.required(tag::KEY_BLOCK)?, &mut attributes)?;
-            reader::structure(item.tag, vec![sdt.clone(), kb])
+            build::structure(item.tag, vec![sdt.clone(), kb])
         }
         ot::OPAQUE_OBJECT => {
             let odt = r.required(tag::OPAQUE_DATA_TYPE)?;
             reader::as_enum(odt)?;
             let odv = r.required(tag::OPAQUE_DATA_VALUE)?;
             reader::as_bytes(odv)?;
-            reader::structure(item.tag, vec![odt.clone(), odv.clone()])
+            build::structure(item.tag, vec![odt.clone(), odv.clone()])
         }
         ot::CERTIFICATE => {
             let ct = r.req_enum(tag::CERTIFICATE_TYPE)?;
@@ -138,7 +139,7 @@ pub(crate) fn parse_object(ctx: &Ctx<'_>, object_type: u32, item: &Ttlv) -> Resu
                     kept.push(a.to_v1(None));
                 }
             }
-            reader::structure(item.tag, kept)
+            build::structure(item.tag, kept)
         }
         _ => return Err(Error::FeatureNotSupported("object type")),
     };
@@ -179,7 +180,7 @@ fn key_block(ctx: &Ctx<'_>, item: &Ttlv, attrs: &mut Attributes) -> Result<Ttlv>
     {
         attrs.set(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(l));
     }
-    Ok(reader::structure(tag::KEY_BLOCK, items))
+    Ok(build::structure(tag::KEY_BLOCK, items))
 }
 
 /// The Key Value with Key Material only; its attributes are appended to `attrs`.
@@ -204,7 +205,7 @@ fn key_value(ctx: &Ctx<'_>, value: &Ttlv, attrs: &mut Attributes, wrapped: bool)
             return Err(Error::InvalidField("Key Value"));
         }
     }
-    Ok(reader::structure(tag::KEY_VALUE, vec![material.clone()]))
+    Ok(build::structure(tag::KEY_VALUE, vec![material.clone()]))
 }
 
 fn push_client_attr(attrs: &mut Attributes, a: Attribute) {
@@ -278,16 +279,4 @@ pub(crate) fn with_child(items: &[Ttlv], new: &Ttlv) -> Vec<Ttlv> {
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-/// A Name attribute value (Uninterpreted Text String).
-pub(crate) fn name_attr(value: &str) -> Value {
-    Value::Structure(vec![
-        reader::text(tag::NAME_VALUE, value),
-        reader::enumeration(
-            tag::NAME_TYPE,
-            kmipd_proto::enums::name_type::UNINTERPRETED_TEXT_STRING,
-        ),
-    ])
 }

@@ -6,8 +6,9 @@
 //! (`object::attributes_out`), so a 1.0 client never sees a 1.1 attribute.
 
 use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::{hashing_algorithm, object_type as ot, protection_storage_mask};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_store::{Filter, ManagedObject, Query};
 use kmipd_ttlv::{Ttlv, Value};
@@ -116,11 +117,11 @@ pub(crate) fn digest(object_type: u32, object: &Ttlv) -> Option<Value> {
     };
     let value = Sha256::digest(&bytes).to_vec();
     let mut items = vec![
-        reader::enumeration(tag::HASHING_ALGORITHM, hashing_algorithm::SHA_256),
-        reader::bytes(tag::DIGEST_VALUE, value),
+        build::enumeration(tag::HASHING_ALGORITHM, hashing_algorithm::SHA_256),
+        build::bytes(tag::DIGEST_VALUE, value),
     ];
     if let Some(f) = format {
-        items.push(reader::enumeration(tag::KEY_FORMAT_TYPE, f));
+        items.push(build::enumeration(tag::KEY_FORMAT_TYPE, f));
     }
     Some(Value::Structure(items))
 }

@@ -8,6 +8,7 @@
 //! specification names). MAC/sign methods and public-key wrapping are Feature Not Supported.
 
 use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     block_cipher_mode as bcm, cryptographic_algorithm as alg, cryptographic_usage_mask as usage,
     encoding_option, key_wrap_type, object_type as ot, state, wrapping_method,
@@ -99,7 +100,7 @@ pub(crate) fn wrap_object(
         Some(encoding_option::TTLV_ENCODING) | None => {
             let mut items = vec![material.clone()];
             items.extend(named_attributes(ctx, obj, &names));
-            let kv = reader::structure(tag::KEY_VALUE, items);
+            let kv = build::structure(tag::KEY_VALUE, items);
             Zeroizing::new(
                 kmipd_ttlv::encode_to_vec(&kv).map_err(|_| Error::Internal("TTLV encoding"))?,
             )
@@ -108,21 +109,21 @@ pub(crate) fn wrap_object(
     };
     let wrapped = aes_wrap(&kek_bytes, &plain, mode)?;
 
-    let mut eki_out = vec![reader::text(tag::UNIQUE_IDENTIFIER, kek_uid)];
+    let mut eki_out = vec![build::unique_identifier(kek_uid)];
     if let Some(p) = e.optional(tag::CRYPTOGRAPHIC_PARAMETERS) {
         eki_out.push(p.clone());
     }
     let mut kwd = vec![
-        reader::enumeration(tag::WRAPPING_METHOD, wrapping_method::ENCRYPT),
-        reader::structure(tag::ENCRYPTION_KEY_INFORMATION, eki_out),
+        build::enumeration(tag::WRAPPING_METHOD, wrapping_method::ENCRYPT),
+        build::structure(tag::ENCRYPTION_KEY_INFORMATION, eki_out),
     ];
     if let Some(enc) = encoding {
-        kwd.push(reader::enumeration(tag::ENCODING_OPTION, enc));
+        kwd.push(build::enumeration(tag::ENCODING_OPTION, enc));
     }
-    let mut items = with_child(kb.items(), &reader::bytes(tag::KEY_VALUE, wrapped));
-    items.push(reader::structure(tag::KEY_WRAPPING_DATA, kwd));
-    let new_kb = reader::structure(tag::KEY_BLOCK, items);
-    Ok(reader::structure(
+    let mut items = with_child(kb.items(), &build::bytes(tag::KEY_VALUE, wrapped));
+    items.push(build::structure(tag::KEY_WRAPPING_DATA, kwd));
+    let new_kb = build::structure(tag::KEY_BLOCK, items);
+    Ok(build::structure(
         object.tag,
         with_child(body.items(), &new_kb),
     ))

@@ -11,7 +11,8 @@
 //! Identifier.
 
 use kmipd_proto::attributes::Attribute;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::build;
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -40,13 +41,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     if !ctx.v2() {
         items.push(attrs::v1_item(ctx.spec, &attr, index));
     }
-    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
+    Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
 }
 
 #[cfg(test)]
 mod tests {
+    use kmipd_proto::build;
     use kmipd_proto::message::ProtocolVersion;
-    use kmipd_proto::reader;
     use kmipd_proto::tag;
     use kmipd_ttlv::Value;
 
@@ -63,10 +64,7 @@ mod tests {
     ) -> crate::error::Result<Vec<kmipd_ttlv::Ttlv>> {
         handle(
             ctx,
-            &payload(vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, uid),
-                v1_attr(name, None, v),
-            ]),
+            &payload(vec![build::unique_identifier(uid), v1_attr(name, None, v)]),
         )
         .map(items)
     }
@@ -103,15 +101,15 @@ mod tests {
                 handle(
                     ctx,
                     &payload(vec![
-                        reader::text(tag::UNIQUE_IDENTIFIER, uid),
+                        build::unique_identifier(uid),
                         wrap(tag::NEW_ATTRIBUTE, item),
                     ]),
                 )
             };
-            let r = add(ctx, "k2", reader::enumeration(tag::STATE, 2));
+            let r = add(ctx, "k2", build::enumeration(tag::STATE, 2));
             assert!(matches!(r, Err(Error::AttributeReadOnly(_))), "{r:?}");
-            add(ctx, "k2", reader::text(tag::DESCRIPTION, "d1")).unwrap();
-            let r = add(ctx, "k2", reader::text(tag::DESCRIPTION, "d2"));
+            add(ctx, "k2", build::text(tag::DESCRIPTION, "d1")).unwrap();
+            let r = add(ctx, "k2", build::text(tag::DESCRIPTION, "d2"));
             assert!(matches!(r, Err(Error::AttributeSingleValued)), "{r:?}");
             let name = kmipd_ttlv::Ttlv::new(tag::NAME, name_value("taken"));
             let r = add(ctx, "k2", name.clone());
@@ -119,10 +117,10 @@ mod tests {
             let r = add(ctx, "k1", name);
             assert!(matches!(r, Err(Error::NonUniqueName)), "{r:?}");
             // 2.x answers the Unique Identifier only.
-            let out = items(add(ctx, "k2", reader::text(tag::OBJECT_GROUP, "g")).unwrap());
-            assert_eq!(out, vec![reader::text(tag::UNIQUE_IDENTIFIER, "k2")]);
+            let out = items(add(ctx, "k2", build::text(tag::OBJECT_GROUP, "g")).unwrap());
+            assert_eq!(out, vec![build::unique_identifier("k2")]);
             // An Activation Date in the past activates the key.
-            add(ctx, "k2", reader::datetime(tag::ACTIVATION_DATE, NOW - 1)).unwrap();
+            add(ctx, "k2", build::datetime(tag::ACTIVATION_DATE, NOW - 1)).unwrap();
             assert_eq!(values(ctx, "k2", tag::STATE), vec![Value::Enumeration(2)]);
         });
     }

@@ -7,8 +7,9 @@
 //! 2.x: a Name already in use is Non-Unique Name Attribute; QuantumSafe that cannot be
 //! honoured is General Failure (2.1 QS-M-2).
 
+use kmipd_proto::build;
 use kmipd_proto::enums::{object_type as ot, unique_identifier as uid_kind};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -43,10 +44,10 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ctx.tx.put(obj);
     ctx.set_placeholder(&uid);
     ctx.produced(uid_kind::CREATE, &uid);
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type),
+            build::enumeration(tag::OBJECT_TYPE, object_type),
             uid_item(&uid),
         ],
     )))

@@ -9,8 +9,9 @@
 //! for an algorithm or length that makes no key pair; 2.x Non-Unique Name Attribute.
 
 use kmipd_proto::attributes::{Attribute, Attributes};
+use kmipd_proto::build;
 use kmipd_proto::enums::{link_type, object_type as ot, unique_identifier as uid_kind};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
@@ -54,8 +55,8 @@ pub(crate) fn pair_attributes(ctx: &Ctx<'_>, r: &StructReader<'_>) -> Result<Pai
 /// A Link attribute value.
 pub(crate) fn link(kind: u32, uid: &str) -> Value {
     Value::Structure(vec![
-        reader::enumeration(tag::LINK_TYPE, kind),
-        reader::text(tag::LINKED_OBJECT_IDENTIFIER, uid),
+        build::enumeration(tag::LINK_TYPE, kind),
+        build::text(tag::LINKED_OBJECT_IDENTIFIER, uid),
     ])
 }
 
@@ -81,7 +82,7 @@ pub(crate) fn make_pair(
         {
             set.set(
                 tag::CRYPTOGRAPHIC_DOMAIN_PARAMETERS,
-                Value::Structure(vec![reader::enumeration(tag::RECOMMENDED_CURVE, c)]),
+                Value::Structure(vec![build::enumeration(tag::RECOMMENDED_CURVE, c)]),
             );
         }
     }
@@ -127,8 +128,8 @@ fn check_distinct_names(attrs: &PairAttributes) -> Result<()> {
 
 /// The response payload of a pair operation.
 pub(crate) fn pair_response(private: &str, public: &str) -> Ttlv {
-    let t = |t: Tag, v: &str| reader::text(t, v);
-    reader::structure(
+    let t = |t: Tag, v: &str| build::text(t, v);
+    build::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
             t(tag::PRIVATE_KEY_UNIQUE_IDENTIFIER, private),

@@ -11,7 +11,8 @@
 //! Deleting an attribute the object lacks is Attribute Not Found (1.x Invalid Field).
 
 use kmipd_proto::attributes::{AttrName, Attribute};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::build;
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
@@ -93,13 +94,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             index,
         ));
     }
-    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
+    Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
 }
 
 #[cfg(test)]
 mod tests {
+    use kmipd_proto::build;
     use kmipd_proto::message::ProtocolVersion;
-    use kmipd_proto::reader;
     use kmipd_proto::tag;
     use kmipd_ttlv::Value;
 
@@ -114,11 +115,11 @@ mod tests {
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
             let del = |ctx: &mut crate::context::Ctx<'_>, name: &str, index: Option<i32>| {
                 let mut p = vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                    reader::text(tag::ATTRIBUTE_NAME, name),
+                    build::unique_identifier("k1"),
+                    build::text(tag::ATTRIBUTE_NAME, name),
                 ];
                 if let Some(i) = index {
-                    p.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+                    p.push(build::int(tag::ATTRIBUTE_INDEX, i));
                 }
                 handle(ctx, &payload(p)).map(items)
             };
@@ -159,13 +160,13 @@ mod tests {
                 handle(
                     ctx,
                     &payload(vec![
-                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                        reader::enumeration(tag::ATTRIBUTE_REFERENCE, tag::NAME.value()),
+                        build::unique_identifier("k1"),
+                        build::enumeration(tag::ATTRIBUTE_REFERENCE, tag::NAME.value()),
                     ]),
                 )
                 .unwrap(),
             );
-            assert_eq!(out, vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]);
+            assert_eq!(out, vec![build::unique_identifier("k1")]);
             assert!(values(ctx, "k1", tag::NAME).is_empty());
         });
     }

@@ -26,6 +26,7 @@
 //! Signature Version 4 are Feature Not Supported.
 
 use kmipd_proto::attributes::Attribute;
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, cryptographic_usage_mask as mask, derivation_method as dm,
     hashing_algorithm as ha, key_format_type as kft, link_type, object_type as ot, state,
@@ -100,13 +101,15 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let material = derive(method, &dp, &bases, out_len)?;
 
     let object = match object_type {
-        ot::SYMMETRIC_KEY => reader::structure(
+        ot::SYMMETRIC_KEY => build::structure(
             tag::SYMMETRIC_KEY,
-            vec![keys::key_block(
+            vec![build::byte_key_block(
                 kft::RAW,
                 material.to_vec(),
-                algorithm.ok_or(Error::Internal("symmetric key without algorithm"))?,
-                bits,
+                Some((
+                    algorithm.ok_or(Error::Internal("symmetric key without algorithm"))?,
+                    bits,
+                )),
             )],
         ),
         _ => keys::secret_data(keys::secret_data_type(&attrs), &material),
@@ -374,7 +377,7 @@ fn asymmetric(params: &Params, bases: &[Base], out_len: usize) -> Result<Zeroizi
 /// A Link attribute value.
 fn link(kind: u32, uid: &str) -> Value {
     Value::Structure(vec![
-        reader::enumeration(tag::LINK_TYPE, kind),
-        reader::text(tag::LINKED_OBJECT_IDENTIFIER, uid),
+        build::enumeration(tag::LINK_TYPE, kind),
+        build::text(tag::LINKED_OBJECT_IDENTIFIER, uid),
     ])
 }

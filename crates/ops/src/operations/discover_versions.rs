@@ -9,8 +9,9 @@
 //!   versions names them in its list, so this is what kmipd answers: a 1.2 client that sends
 //!   no list is not offered versions it cannot know.
 
+use kmipd_proto::build;
 use kmipd_proto::message::ProtocolVersion;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -35,7 +36,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     } else {
         asked.into_iter().filter(|v| served.contains(v)).collect()
     };
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
         versions.into_iter().map(ProtocolVersion::to_ttlv).collect(),
     )))

@@ -7,7 +7,8 @@
 //! Format Type Not Supported; Key Compression Type Not Supported; Sensitive / Not Extractable
 //! for an unwrapped export of a protected key (1.4+).
 
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::build;
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
@@ -43,7 +44,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         ctx.tx.put(served);
     }
     ctx.set_placeholder(&uid);
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
             Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(obj.object_type)),

@@ -6,7 +6,8 @@
 //! Result reasons: Item/Object Not Found (no such object, or not visible).
 
 use kmipd_proto::attributes::AttrName;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::build;
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -32,17 +33,17 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         if ctx.v2() {
             attrs::reference_item(n)
         } else {
-            reader::text(tag::ATTRIBUTE_NAME, n.v1_name())
+            build::text(tag::ATTRIBUTE_NAME, n.v1_name())
         }
     }));
     ctx.set_placeholder(&uid);
-    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
+    Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
 }
 
 #[cfg(test)]
 mod tests {
+    use kmipd_proto::build;
     use kmipd_proto::message::ProtocolVersion;
-    use kmipd_proto::reader;
     use kmipd_proto::tag;
 
     use super::handle;
@@ -62,29 +63,18 @@ mod tests {
             &Principal::new("a"),
             ProtocolVersion::new(1, 2),
             |ctx| {
-                let out = items(
-                    handle(
-                        ctx,
-                        &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
-                    )
-                    .unwrap(),
-                );
+                let out =
+                    items(handle(ctx, &payload(vec![build::unique_identifier("k1")])).unwrap());
                 let names: Vec<_> = out.iter().skip(1).cloned().collect();
-                let n = reader::text(tag::ATTRIBUTE_NAME, "Name");
+                let n = build::text(tag::ATTRIBUTE_NAME, "Name");
                 assert_eq!(names.iter().filter(|i| **i == n).count(), 1);
-                assert!(names.contains(&reader::text(tag::ATTRIBUTE_NAME, "State")));
-                assert!(!names.contains(&reader::text(tag::ATTRIBUTE_NAME, "Key Format Type")));
+                assert!(names.contains(&build::text(tag::ATTRIBUTE_NAME, "State")));
+                assert!(!names.contains(&build::text(tag::ATTRIBUTE_NAME, "Key Format Type")));
             },
         );
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
-            let out = items(
-                handle(
-                    ctx,
-                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
-                )
-                .unwrap(),
-            );
-            assert!(out.contains(&reader::enumeration(
+            let out = items(handle(ctx, &payload(vec![build::unique_identifier("k1")])).unwrap());
+            assert!(out.contains(&build::enumeration(
                 tag::ATTRIBUTE_REFERENCE,
                 tag::KEY_FORMAT_TYPE.value()
             )));

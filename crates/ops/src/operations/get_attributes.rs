@@ -12,6 +12,7 @@
 //! Attribute Reference that is not a tag or vendor reference).
 
 use kmipd_proto::attributes::AttrName;
+use kmipd_proto::build;
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
@@ -59,7 +60,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     };
     let mut items = vec![uid_item(&uid)];
     if ctx.v2() {
-        items.push(reader::structure(
+        items.push(build::structure(
             tag::ATTRIBUTES,
             selected
                 .iter()
@@ -74,11 +75,12 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         );
     }
     ctx.set_placeholder(&uid);
-    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
+    Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
 }
 
 #[cfg(test)]
 mod tests {
+    use kmipd_proto::build;
     use kmipd_proto::message::ProtocolVersion;
     use kmipd_proto::reader;
     use kmipd_proto::tag;
@@ -97,16 +99,16 @@ mod tests {
                 handle(
                     ctx,
                     &payload(vec![
-                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                        reader::text(tag::ATTRIBUTE_NAME, "State"),
-                        reader::text(tag::ATTRIBUTE_NAME, "x-absent"),
-                        reader::text(tag::ATTRIBUTE_NAME, "Name"),
+                        build::unique_identifier("k1"),
+                        build::text(tag::ATTRIBUTE_NAME, "State"),
+                        build::text(tag::ATTRIBUTE_NAME, "x-absent"),
+                        build::text(tag::ATTRIBUTE_NAME, "Name"),
                     ]),
                 )
                 .unwrap(),
             );
             assert_eq!(out.len(), 3);
-            assert_eq!(out[0], reader::text(tag::UNIQUE_IDENTIFIER, "k1"));
+            assert_eq!(out[0], build::unique_identifier("k1"));
             assert_eq!(
                 out[1],
                 v1_attr("State", None, Value::Enumeration(1)),
@@ -121,13 +123,7 @@ mod tests {
     fn v1_all_attributes_leave_out_2x_only_ones() {
         let s = store(vec![key("k1", "a", 1, None)]);
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_0, |ctx| {
-            let out = items(
-                handle(
-                    ctx,
-                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
-                )
-                .unwrap(),
-            );
+            let out = items(handle(ctx, &payload(vec![build::unique_identifier("k1")])).unwrap());
             let names: Vec<String> = out
                 .iter()
                 .filter_map(|i| i.child(tag::ATTRIBUTE_NAME))
@@ -150,23 +146,23 @@ mod tests {
         });
         let s = store(vec![k]);
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
-            let reference = reader::structure(
+            let reference = build::structure(
                 tag::ATTRIBUTE_REFERENCE,
                 vec![
-                    reader::text(tag::VENDOR_IDENTIFICATION, "x"),
-                    reader::text(tag::ATTRIBUTE_NAME, "Barcode"),
+                    build::text(tag::VENDOR_IDENTIFICATION, "x"),
+                    build::text(tag::ATTRIBUTE_NAME, "Barcode"),
                 ],
             );
             let out = items(
                 handle(
                     ctx,
-                    &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1"), reference]),
+                    &payload(vec![build::unique_identifier("k1"), reference]),
                 )
                 .unwrap(),
             );
             assert_eq!(
                 out[1],
-                reader::structure(
+                build::structure(
                     tag::ATTRIBUTES,
                     vec![vendor("x", "Barcode", Value::TextString("XX1".into()))]
                 )
@@ -175,13 +171,13 @@ mod tests {
                 handle(
                     ctx,
                     &payload(vec![
-                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                        reader::enumeration(tag::ATTRIBUTE_REFERENCE, tag::DESCRIPTION.value()),
+                        build::unique_identifier("k1"),
+                        build::enumeration(tag::ATTRIBUTE_REFERENCE, tag::DESCRIPTION.value()),
                     ]),
                 )
                 .unwrap(),
             );
-            assert_eq!(none[1], reader::structure(tag::ATTRIBUTES, vec![]));
+            assert_eq!(none[1], build::structure(tag::ATTRIBUTES, vec![]));
         });
     }
 
@@ -189,10 +185,7 @@ mod tests {
     fn another_owners_object_is_not_found() {
         let s = store(vec![key("k1", "a", 1, None)]);
         with_ctx(&s, &Principal::new("b"), ProtocolVersion::V1_4, |ctx| {
-            let r = handle(
-                ctx,
-                &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]),
-            );
+            let r = handle(ctx, &payload(vec![build::unique_identifier("k1")]));
             assert!(matches!(r, Err(Error::NotFound)));
         });
     }

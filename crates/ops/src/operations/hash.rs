@@ -1,7 +1,8 @@
 //! Hash (KMIP 1.4 §4.35, 2.1 §6.1.22): the digest of Data with the Hashing Algorithm of the
 //! request's Cryptographic Parameters (SHA-1, SHA-224/256/384/512; see `crate::crypto::digest`).
 
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::build;
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -21,8 +22,8 @@ pub(crate) fn handle(_ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>>
         return Err(Error::FeatureNotSupported("streamed Hash"));
     }
     let data = r.bytes(tag::DATA)?.ok_or(Error::MissingData("Data"))?;
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
-        vec![reader::bytes(tag::DATA, digest::hash(hashing, data)?)],
+        vec![build::bytes(tag::DATA, digest::hash(hashing, data)?)],
     )))
 }

@@ -32,8 +32,9 @@
 //! a batched Get without identifier fails rather than picks an arbitrary object.
 
 use kmipd_proto::attributes::{AttrName, Attribute};
+use kmipd_proto::build;
 use kmipd_proto::enums::{object_group_member_option, state, storage_status_mask as ssm};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
 use kmipd_store::{Filter, ManagedObject, Query};
@@ -101,13 +102,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     let mut items = Vec::with_capacity(found.len().saturating_add(1));
     if (offset.is_some() || maximum.is_some()) && ctx.spec >= Version::V1_3 {
-        items.push(reader::int(
+        items.push(build::int(
             tag::LOCATED_ITEMS,
             i32::try_from(located).unwrap_or(i32::MAX),
         ));
     }
-    items.extend(found.iter().map(|u| uid_item(u)));
-    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
+    items.extend(found.iter().map(uid_item));
+    Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
 }
 
 /// The attributes of the request, names canonical.
@@ -290,6 +291,7 @@ mod tests {
     use crate::attrs::testing::*;
     use crate::engine::Principal;
     use kmipd_proto::message::ProtocolVersion;
+    use kmipd_proto::reader;
 
     fn uids(out: &[Ttlv]) -> Vec<String> {
         out.iter()
@@ -328,20 +330,19 @@ mod tests {
                 handle(
                     ctx,
                     &payload(vec![
-                        reader::int(tag::MAXIMUM_ITEMS, 1),
-                        reader::int(tag::OFFSET_ITEMS, 1),
+                        build::int(tag::MAXIMUM_ITEMS, 1),
+                        build::int(tag::OFFSET_ITEMS, 1),
                     ]),
                 )
                 .unwrap(),
             );
-            assert_eq!(out.first(), Some(&reader::int(tag::LOCATED_ITEMS, 3)));
+            assert_eq!(out.first(), Some(&build::int(tag::LOCATED_ITEMS, 3)));
             assert_eq!(uids(&out), ["k2"]);
             assert_eq!(ctx.id_placeholder.as_deref(), Some("k2"));
         });
         // 1.0 does not define Located Items; libkmip sends Offset Items anyway.
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_0, |ctx| {
-            let out =
-                items(handle(ctx, &payload(vec![reader::int(tag::OFFSET_ITEMS, 0)])).unwrap());
+            let out = items(handle(ctx, &payload(vec![build::int(tag::OFFSET_ITEMS, 0)])).unwrap());
             assert_eq!(uids(&out), ["k3", "k2", "k1"]);
             assert!(out.iter().all(|i| i.tag != tag::LOCATED_ITEMS));
         });
@@ -350,11 +351,11 @@ mod tests {
             &Principal::admin("root"),
             ProtocolVersion::V2_1,
             |ctx| {
-                let all = reader::int(tag::STORAGE_STATUS_MASK, 1 | 4);
+                let all = build::int(tag::STORAGE_STATUS_MASK, 1 | 4);
                 let out = items(
                     handle(
                         ctx,
-                        &payload(vec![all, reader::structure(tag::ATTRIBUTES, vec![])]),
+                        &payload(vec![all, build::structure(tag::ATTRIBUTES, vec![])]),
                     )
                     .unwrap(),
                 );
@@ -375,8 +376,8 @@ mod tests {
                 handle(
                     ctx,
                     &payload(vec![
-                        reader::int(tag::MAXIMUM_ITEMS, 1),
-                        reader::enumeration(
+                        build::int(tag::MAXIMUM_ITEMS, 1),
+                        build::enumeration(
                             tag::OBJECT_GROUP_MEMBER,
                             object_group_member_option::GROUP_MEMBER_FRESH,
                         ),
@@ -483,11 +484,11 @@ mod tests {
             &Value::Integer(0b0100)
         ));
         let link = Value::Structure(vec![
-            reader::enumeration(tag::LINK_TYPE, 1),
-            reader::text(tag::LINKED_OBJECT_IDENTIFIER, "u1"),
+            build::enumeration(tag::LINK_TYPE, 1),
+            build::text(tag::LINKED_OBJECT_IDENTIFIER, "u1"),
         ]);
-        let only_id = Value::Structure(vec![reader::text(tag::LINKED_OBJECT_IDENTIFIER, "u1")]);
-        let other = Value::Structure(vec![reader::text(tag::LINKED_OBJECT_IDENTIFIER, "u2")]);
+        let only_id = Value::Structure(vec![build::text(tag::LINKED_OBJECT_IDENTIFIER, "u1")]);
+        let other = Value::Structure(vec![build::text(tag::LINKED_OBJECT_IDENTIFIER, "u2")]);
         assert!(value_matches(&link, &only_id));
         assert!(!value_matches(&link, &other));
         assert!(value_matches(

@@ -2,8 +2,9 @@
 //! whose usage mask has MAC Generate. The algorithm is the Cryptographic Parameters' (request,
 //! then the key's attribute), else the key's own (an HMAC key).
 
+use kmipd_proto::build;
 use kmipd_proto::enums::cryptographic_usage_mask as mask;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -34,8 +35,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let data = r.bytes(tag::DATA)?.ok_or(Error::MissingData("Data"))?;
     usage::consume(ctx, &key, data.len())?;
     let mac = digest::hmac(algorithm, &key.material, data)?;
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
-        vec![uid_item(&key.obj.uid), reader::bytes(tag::MAC_DATA, mac)],
+        vec![uid_item(&key.obj.uid), build::bytes(tag::MAC_DATA, mac)],
     )))
 }

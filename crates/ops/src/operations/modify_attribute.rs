@@ -13,7 +13,8 @@
 //! Denied). Modifying Activation or Deactivation Date to now or the past drives the State.
 
 use kmipd_proto::attributes::Attribute;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::build;
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -71,14 +72,14 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     if !ctx.v2() {
         items.push(attrs::v1_item(ctx.spec, &new, k));
     }
-    Ok(Some(reader::structure(tag::RESPONSE_PAYLOAD, items)))
+    Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
 }
 
 #[cfg(test)]
 mod tests {
+    use kmipd_proto::build;
     use kmipd_proto::enums::state;
     use kmipd_proto::message::ProtocolVersion;
-    use kmipd_proto::reader;
     use kmipd_proto::tag;
     use kmipd_ttlv::{Ttlv, Value};
 
@@ -96,7 +97,7 @@ mod tests {
         handle(
             ctx,
             &payload(vec![
-                reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
+                build::unique_identifier("k1"),
                 v1_attr(name, index, v),
             ]),
         )
@@ -138,44 +139,27 @@ mod tests {
     fn v2_current_attribute_selects_the_instance() {
         let s = store(vec![key_with_groups(&["g1", "g2"])]);
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
-            let new = wrap(tag::NEW_ATTRIBUTE, reader::text(tag::OBJECT_GROUP, "g3"));
+            let new = wrap(tag::NEW_ATTRIBUTE, build::text(tag::OBJECT_GROUP, "g3"));
             let r = handle(
                 ctx,
-                &payload(vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                    new.clone(),
-                ]),
+                &payload(vec![build::unique_identifier("k1"), new.clone()]),
             );
             assert!(matches!(r, Err(Error::MultiValuedAttribute)), "{r:?}");
-            let missing = wrap(
-                tag::CURRENT_ATTRIBUTE,
-                reader::text(tag::OBJECT_GROUP, "zz"),
-            );
+            let missing = wrap(tag::CURRENT_ATTRIBUTE, build::text(tag::OBJECT_GROUP, "zz"));
             let r = handle(
                 ctx,
-                &payload(vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                    missing,
-                    new.clone(),
-                ]),
+                &payload(vec![build::unique_identifier("k1"), missing, new.clone()]),
             );
             assert!(matches!(r, Err(Error::IndexOutOfBounds)), "{r:?}");
-            let current = wrap(
-                tag::CURRENT_ATTRIBUTE,
-                reader::text(tag::OBJECT_GROUP, "g2"),
-            );
+            let current = wrap(tag::CURRENT_ATTRIBUTE, build::text(tag::OBJECT_GROUP, "g2"));
             let out = items(
                 handle(
                     ctx,
-                    &payload(vec![
-                        reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                        current,
-                        new,
-                    ]),
+                    &payload(vec![build::unique_identifier("k1"), current, new]),
                 )
                 .unwrap(),
             );
-            assert_eq!(out, vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1")]);
+            assert_eq!(out, vec![build::unique_identifier("k1")]);
             assert_eq!(
                 values(ctx, "k1", tag::OBJECT_GROUP),
                 vec![
@@ -196,11 +180,7 @@ mod tests {
                 o
             });
             let new = wrap(tag::NEW_ATTRIBUTE, vendor("x", "V2", Value::Integer(1)));
-            handle(
-                ctx,
-                &payload(vec![reader::text(tag::UNIQUE_IDENTIFIER, "k1"), new]),
-            )
-            .unwrap();
+            handle(ctx, &payload(vec![build::unique_identifier("k1"), new])).unwrap();
             let o = ctx.tx.get("k1").unwrap().unwrap();
             assert_eq!(
                 o.attributes

@@ -14,8 +14,9 @@
 //! Deactivated key may still decrypt and verify). Result reasons otherwise: Item/Object Not
 //! Found for an object that does not exist or that the caller may not see.
 
+use kmipd_proto::build;
 use kmipd_proto::enums::state;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
@@ -54,7 +55,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     // Not an ID Placeholder source, but a Unique Identifier of the response, which the 2.x
     // Integer form counts.
     ctx.batch_uids.push(uid.clone());
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
             uid_item(&uid),

@@ -30,12 +30,13 @@
 //! - Defaults Information (2.x): an empty structure (no Object Defaults are promised).
 //! - Storage Protection Masks (2.x): Software | On System (keys live in the server's memory).
 
+use kmipd_proto::build;
 use kmipd_proto::enums::{
     client_registration_method, destroy_action_type, object_type as ot, profile_name as pn,
     protection_storage_mask as psm, query_function as qf, rng_mode, shredding_algorithm,
     unwrap_mode,
 };
-use kmipd_proto::reader::{self, StructReader, as_enum};
+use kmipd_proto::reader::{StructReader, as_enum};
 use kmipd_proto::spec::{self, Version};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Tag, Ttlv};
@@ -81,7 +82,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
                 .iter()
                 .map(|op| op.code())
                 .filter(|c| enum_defined(tag::OPERATION, *c, v))
-                .map(|c| reader::enumeration(tag::OPERATION, c)),
+                .map(|c| build::enumeration(tag::OPERATION, c)),
         );
     }
     if asked(qf::QUERY_OBJECTS) {
@@ -90,27 +91,27 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
                 .iter()
                 .filter(|t| enum_defined(tag::OBJECT_TYPE, **t, v))
                 .filter(|t| **t != TEMPLATE || !ctx.v2())
-                .map(|t| reader::enumeration(tag::OBJECT_TYPE, *t)),
+                .map(|t| build::enumeration(tag::OBJECT_TYPE, *t)),
         );
     }
     if asked(qf::QUERY_SERVER_INFORMATION) {
-        out.push(reader::text(
+        out.push(build::text(
             tag::VENDOR_IDENTIFICATION,
             ctx.config.vendor.clone(),
         ));
         let info = vec![
-            reader::text(tag::SERVER_NAME, ctx.config.server_name.clone()),
-            reader::text(tag::SERVER_VERSION, env!("CARGO_PKG_VERSION")),
-            reader::text(tag::PRODUCT_NAME, "kmipd"),
+            build::text(tag::SERVER_NAME, ctx.config.server_name.clone()),
+            build::text(tag::SERVER_VERSION, env!("CARGO_PKG_VERSION")),
+            build::text(tag::PRODUCT_NAME, "kmipd"),
         ];
-        out.push(reader::structure(
+        out.push(build::structure(
             tag::SERVER_INFORMATION,
             defined_only(info, v),
         ));
     }
     // Application Namespaces, Extension List/Map, Attestation Types: none offered.
     if asked(qf::QUERY_RNGS) {
-        out.push(reader::structure(
+        out.push(build::structure(
             tag::RNG_PARAMETERS,
             defined_only(keygen::rng_parameters(), v),
         ));
@@ -122,53 +123,53 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
                 .iter()
                 .filter(|p| enum_defined(tag::PROFILE_NAME, **p, v))
                 .map(|p| {
-                    reader::structure(
+                    build::structure(
                         tag::PROFILE_INFORMATION,
-                        vec![reader::enumeration(tag::PROFILE_NAME, *p)],
+                        vec![build::enumeration(tag::PROFILE_NAME, *p)],
                     )
                 }),
         );
     }
     if asked(qf::QUERY_CAPABILITIES) {
         let caps = vec![
-            reader::boolean(tag::STREAMING_CAPABILITY, false),
-            reader::boolean(tag::ASYNCHRONOUS_CAPABILITY, false),
-            reader::boolean(tag::ATTESTATION_CAPABILITY, false),
-            reader::boolean(tag::BATCH_UNDO_CAPABILITY, true),
-            reader::boolean(tag::BATCH_CONTINUE_CAPABILITY, true),
-            reader::enumeration(tag::UNWRAP_MODE, unwrap_mode::UNSPECIFIED),
-            reader::enumeration(
+            build::boolean(tag::STREAMING_CAPABILITY, false),
+            build::boolean(tag::ASYNCHRONOUS_CAPABILITY, false),
+            build::boolean(tag::ATTESTATION_CAPABILITY, false),
+            build::boolean(tag::BATCH_UNDO_CAPABILITY, true),
+            build::boolean(tag::BATCH_CONTINUE_CAPABILITY, true),
+            build::enumeration(tag::UNWRAP_MODE, unwrap_mode::UNSPECIFIED),
+            build::enumeration(
                 tag::DESTROY_ACTION,
                 destroy_action_type::KEY_MATERIAL_DELETED,
             ),
-            reader::enumeration(tag::SHREDDING_ALGORITHM, shredding_algorithm::UNSUPPORTED),
-            reader::enumeration(tag::RNG_MODE, rng_mode::SHARED_INSTANTIATION),
-            reader::boolean(tag::QUANTUM_SAFE_CAPABILITY, false),
+            build::enumeration(tag::SHREDDING_ALGORITHM, shredding_algorithm::UNSUPPORTED),
+            build::enumeration(tag::RNG_MODE, rng_mode::SHARED_INSTANTIATION),
+            build::boolean(tag::QUANTUM_SAFE_CAPABILITY, false),
         ];
-        out.push(reader::structure(
+        out.push(build::structure(
             tag::CAPABILITY_INFORMATION,
             defined_only(caps, v),
         ));
     }
     if asked(qf::QUERY_CLIENT_REGISTRATION_METHODS) {
-        out.push(reader::enumeration(
+        out.push(build::enumeration(
             tag::CLIENT_REGISTRATION_METHOD,
             client_registration_method::SERVER_PRE_GENERATED,
         ));
     }
     if asked(qf::QUERY_DEFAULTS_INFORMATION) {
-        out.push(reader::structure(tag::DEFAULTS_INFORMATION, Vec::new()));
+        out.push(build::structure(tag::DEFAULTS_INFORMATION, Vec::new()));
     }
     if asked(qf::QUERY_STORAGE_PROTECTION_MASKS) {
-        out.push(reader::structure(
+        out.push(build::structure(
             tag::PROTECTION_STORAGE_MASKS,
-            vec![reader::int(
+            vec![build::int(
                 tag::PROTECTION_STORAGE_MASK,
                 i32::try_from(psm::SOFTWARE | psm::ON_SYSTEM).unwrap_or(0),
             )],
         ));
     }
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
         defined_only(out, v),
     )))
@@ -243,11 +244,12 @@ fn defined_only(items: Vec<Ttlv>, version: Version) -> Vec<Ttlv> {
 
 #[cfg(test)]
 mod tests {
+    use kmipd_proto::build;
     use kmipd_proto::enums::{
         client_registration_method, cryptographic_algorithm, drbg_algorithm, operation,
         profile_name as pn, query_function as qf, rng_algorithm, rng_mode,
     };
-    use kmipd_proto::reader::{self as r, StructReader};
+    use kmipd_proto::reader::StructReader;
     use kmipd_proto::tag;
     use kmipd_ttlv::{Ttlv, Value};
 
@@ -257,7 +259,7 @@ mod tests {
     fn query(version: (i32, i32), functions: &[u32]) -> Vec<Ttlv> {
         let functions = functions
             .iter()
-            .map(|f| r::enumeration(tag::QUERY_FUNCTION, *f))
+            .map(|f| build::enumeration(tag::QUERY_FUNCTION, *f))
             .collect();
         let (_, reason, payload) = call(&Engine::in_memory(), version, operation::QUERY, functions);
         match payload.map(|p| p.value) {

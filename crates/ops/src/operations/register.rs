@@ -46,8 +46,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
 #[cfg(test)]
 mod tests {
     use kmipd_proto::attributes::{AttrName, Attribute};
+    use kmipd_proto::build;
     use kmipd_proto::enums::{key_format_type, object_type, operation, result_status};
-    use kmipd_proto::reader::{self as r, StructReader};
+    use kmipd_proto::reader::StructReader;
     use kmipd_proto::tag;
     use kmipd_ttlv::{Ttlv, Value};
 
@@ -55,19 +56,19 @@ mod tests {
     use crate::engine::testing::call;
 
     fn symmetric_key(with_attr: bool) -> Ttlv {
-        let mut kv = vec![r::bytes(tag::KEY_MATERIAL, vec![7u8; 16])];
+        let mut kv = vec![build::bytes(tag::KEY_MATERIAL, vec![7u8; 16])];
         if with_attr {
             kv.push(Attribute::std(tag::CRYPTOGRAPHIC_USAGE_MASK, Value::Integer(4)).to_v1(None));
         }
-        r::structure(
+        build::structure(
             tag::SYMMETRIC_KEY,
-            vec![r::structure(
+            vec![build::structure(
                 tag::KEY_BLOCK,
                 vec![
-                    r::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::RAW),
-                    r::structure(tag::KEY_VALUE, kv),
-                    r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
-                    r::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
+                    build::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::RAW),
+                    build::structure(tag::KEY_VALUE, kv),
+                    build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
+                    build::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
                 ],
             )],
         )
@@ -81,8 +82,8 @@ mod tests {
             (1, 4),
             operation::REGISTER,
             vec![
-                r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                r::structure(tag::TEMPLATE_ATTRIBUTE, vec![]),
+                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                build::structure(tag::TEMPLATE_ATTRIBUTE, vec![]),
                 symmetric_key(true),
             ],
         );
@@ -97,7 +98,7 @@ mod tests {
             &engine,
             (1, 4),
             operation::GET,
-            vec![r::text(tag::UNIQUE_IDENTIFIER, uid)],
+            vec![build::unique_identifier(uid)],
         );
         assert_eq!(status, result_status::SUCCESS);
         // The Key Value carries Key Material only.
@@ -129,8 +130,8 @@ mod tests {
             (2, 1),
             operation::REGISTER,
             vec![
-                r::enumeration(tag::OBJECT_TYPE, object_type::SPLIT_KEY),
-                r::structure(tag::SPLIT_KEY, vec![]),
+                build::enumeration(tag::OBJECT_TYPE, object_type::SPLIT_KEY),
+                build::structure(tag::SPLIT_KEY, vec![]),
             ],
         );
         assert_eq!(status, result_status::OPERATION_FAILED);
@@ -142,7 +143,10 @@ mod tests {
             &engine,
             (2, 1),
             operation::REGISTER,
-            vec![r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY)],
+            vec![build::enumeration(
+                tag::OBJECT_TYPE,
+                object_type::SYMMETRIC_KEY,
+            )],
         );
         assert_eq!(
             reason,
@@ -159,10 +163,10 @@ mod tests {
                 (2, 1),
                 operation::REGISTER,
                 vec![
-                    r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                    r::structure(
+                    build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                    build::structure(
                         tag::ATTRIBUTES,
-                        vec![Ttlv::new(tag::NAME, crate::objects::name_attr("n"))],
+                        vec![Ttlv::new(tag::NAME, build::name("n"))],
                     ),
                     symmetric_key(false),
                 ],

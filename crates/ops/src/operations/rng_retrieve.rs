@@ -2,7 +2,8 @@
 //! (SP 800-90A CTR_DRBG with AES-256, seeded from the OS; the same source as new keys,
 //! `crate::crypto::keygen::symmetric`), at most 1 MiB per request.
 
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::build;
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -22,8 +23,8 @@ pub(crate) fn handle(_ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>>
         return Err(Error::InvalidField("Data Length"));
     }
     let data = keygen::symmetric(len)?;
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
-        vec![reader::bytes(tag::DATA, data.to_vec())],
+        vec![build::bytes(tag::DATA, data.to_vec())],
     )))
 }

@@ -36,8 +36,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
 
 #[cfg(test)]
 mod tests {
+    use kmipd_proto::build;
     use kmipd_proto::message::ProtocolVersion;
-    use kmipd_proto::reader;
     use kmipd_proto::tag;
     use kmipd_ttlv::Value;
 
@@ -53,11 +53,8 @@ mod tests {
             handle(
                 ctx,
                 &payload(vec![
-                    reader::text(tag::UNIQUE_IDENTIFIER, "k1"),
-                    wrap(
-                        tag::NEW_ATTRIBUTE,
-                        reader::text(tag::CONTACT_INFORMATION, v),
-                    ),
+                    build::unique_identifier("k1"),
+                    wrap(tag::NEW_ATTRIBUTE, build::text(tag::CONTACT_INFORMATION, v)),
                 ]),
             )
         };

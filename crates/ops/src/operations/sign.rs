@@ -1,8 +1,9 @@
 //! Sign (KMIP 1.4 §4.31, 2.1 §6.1.50): RSA PSS / PKCS#1 v1.5 and ECDSA over Data or Digested
 //! Data with an Active private key whose usage mask has Sign (see `crate::crypto::asym`).
 
+use kmipd_proto::build;
 use kmipd_proto::enums::cryptographic_usage_mask as mask;
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -37,11 +38,11 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     usage::consume(ctx, &key, len)?;
     let scheme = asym::scheme(&params, key.algorithm)?;
     let sig = asym::sign(&key.obj.uid, &key.material, scheme, &params, input)?;
-    Ok(Some(reader::structure(
+    Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
             uid_item(&key.obj.uid),
-            reader::bytes(tag::SIGNATURE_DATA, sig),
+            build::bytes(tag::SIGNATURE_DATA, sig),
         ],
     )))
 }

@@ -2,8 +2,9 @@
 //! Data with a public key (or a private key's public half) whose usage mask has Verify. The
 //! answer is a Validity Indicator; a wrong signature is Invalid, not an error.
 
+use kmipd_proto::build;
 use kmipd_proto::enums::{cryptographic_usage_mask as mask, validity_indicator};
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
@@ -37,11 +38,11 @@ pub(crate) fn validity_payload(uid: &str, valid: bool) -> Ttlv {
     } else {
         validity_indicator::INVALID
     };
-    reader::structure(
+    build::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
             uid_item(uid),
-            reader::enumeration(tag::VALIDITY_INDICATOR, indicator),
+            build::enumeration(tag::VALIDITY_INDICATOR, indicator),
         ],
     )
 }

@@ -14,13 +14,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{
-    cryptographic_algorithm as alg, key_format_type as kft, object_type, result_status,
+    cryptographic_algorithm as alg, cryptographic_usage_mask as usage, key_format_type as kft,
+    object_type, result_status,
 };
 use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
 };
-use kmipd_proto::reader::{self, StructReader};
+use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
 use kmipd_store::{MemoryStore, ObjectStore};
@@ -163,9 +165,7 @@ pub(crate) fn key_material(t: &Ttlv) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 
 /// A Unique Identifier item.
-pub(crate) fn uid_item(uid: &str) -> Ttlv {
-    reader::text(tag::UNIQUE_IDENTIFIER, uid)
-}
+pub(crate) use kmipd_proto::build::unique_identifier as uid_item;
 
 /// A payload that names one object.
 pub(crate) fn by_uid(uid: &str) -> Vec<Ttlv> {
@@ -175,13 +175,13 @@ pub(crate) fn by_uid(uid: &str) -> Vec<Ttlv> {
 /// The 2.x Create payload of an AES-256 key for Encrypt and Decrypt.
 pub(crate) fn create_aes256_v2() -> Vec<Ttlv> {
     vec![
-        reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-        reader::structure(
+        build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+        build::structure(
             tag::ATTRIBUTES,
             vec![
-                reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                reader::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                reader::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
+                build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+                build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+                build::usage_mask(usage::ENCRYPT | usage::DECRYPT),
             ],
         ),
     ]
