@@ -229,6 +229,24 @@ impl PgCluster {
         );
     }
 
+    /// Turns TLS on with this server certificate chain and key (PEM), for new connections;
+    /// plain connections stay allowed.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let data = self.data_dir();
+        for (name, body) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, body).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            set_mode(&path, 0o600);
+            if self.as_postgres {
+                let (uid, gid) = postgres_ids();
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+            }
+        }
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }

@@ -214,8 +214,23 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> Failure {
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
+        None => chain(e),
     }
+}
+
+/// An error with its sources ("handshake failed: invalid peer certificate: UnknownIssuer").
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 /// A pooled connection that is returned to the pool only when marked clean; otherwise (an
@@ -256,7 +271,10 @@ impl Inner {
                 obj: Some(obj),
                 clean: false,
             }),
-            Err(e) => Err(Failure::Retry(format!("no database connection: {e}"))),
+            Err(e) => Err(Failure::Retry(format!(
+                "no database connection: {}",
+                chain(&e)
+            ))),
         }
     }
 

@@ -572,3 +572,67 @@ fn copy_from_sled_keeps_every_object_and_blob() {
     // Not into a store that holds objects.
     assert!(copy_from_sled(&sled, &pg).is_err());
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (PEM): (CA, server cert, key).
+fn tls_material() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), server.pem(), key.serialize_pem())
+}
+
+/// With a CA file the store speaks TLS only, verifying the server against that CA; a
+/// server certificate from another CA is refused, and so is a URL that wants TLS when no CA
+/// is configured.
+#[test]
+fn tls_with_a_ca_file() {
+    let cluster = PgCluster::start();
+    let (ca, cert, key) = tls_material();
+    cluster.enable_tls(&cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let mut opts = PgOptions::new(cluster.url("postgres"));
+    opts.ca_file = Some(ca_file);
+    opts.pool_size = 2;
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    s.commit(vec![Change::Put(versioned("T", 1, 0))]).unwrap();
+    assert_eq!(s.get("T").unwrap(), Some(versioned("T", 1, 0)));
+    let plain_left = cluster.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = 'kmipd' AND NOT s.ssl",
+    );
+    let tls = cluster.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = 'kmipd' AND s.ssl",
+    );
+    assert_eq!(plain_left.trim(), "0");
+    assert_ne!(tls.trim(), "0");
+
+    let (other_ca, _, _) = tls_material();
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, &other_ca).unwrap();
+    let mut wrong = opts.clone();
+    wrong.ca_file = Some(other);
+    wrong.deadline = Duration::from_secs(2);
+    let err = PgStore::open(&wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("certificate") || err.contains("Certificate"),
+        "{err}"
+    );
+
+    let mut no_ca = PgOptions::new(format!("{}?sslmode=require", cluster.url("postgres")));
+    no_ca.deadline = Duration::from_secs(2);
+    let err = PgStore::open(&no_ca).unwrap_err().to_string();
+    assert!(err.contains("no CA file"), "{err}");
+}
