@@ -22,7 +22,7 @@ mod writer;
 pub use record::{GENESIS, Record};
 pub use summary::{ItemSummary, summarize};
 pub use verify::{Verifier, head, verify};
-pub use writer::{AuditLog, Rotated, rotated_name};
+pub use writer::{AuditLog, FILE_MODE, Rotated, rotated_name};
 
 /// What went wrong with the audit log.
 #[derive(Debug, thiserror::Error)]

@@ -491,6 +491,35 @@ fn a_rotation_continues_the_chain_in_a_new_file() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The log and the files a rotation starts are created owner-only (0600; the umask would have
+/// let 0644 through); the rotated file keeps that mode. A log that exists keeps its own mode.
+#[test]
+fn audit_files_are_created_owner_only() {
+    let dir = tempdir("mode");
+    let path = dir.join("audit.log");
+    let log = AuditLog::open(&path).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    append_n(&log, 2);
+    let first = log.rotate().unwrap();
+    assert_eq!(mode(&first.file), 0o600);
+    assert_eq!(mode(&path), 0o600, "the new file after a rotation");
+    append_n(&log, 1);
+    drop(log);
+    // Not created by kmipd: left as the operator made it.
+    let other = dir.join("other.log");
+    std::fs::write(&other, "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o640)).unwrap();
+    drop(AuditLog::open(&other).unwrap());
+    assert_eq!(mode(&other), 0o640);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Opening an empty audit log next to rotated ones (a restart right after a rotation, or
 /// a crash between the rename and the new file) continues the newest rotated chain.
 #[test]

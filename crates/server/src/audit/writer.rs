@@ -10,6 +10,11 @@
 //! load one sync covers the records of many connections. After an I/O failure the log is
 //! poisoned: every later request fails, and the server withholds its reply.
 //!
+//! **Permissions.** The log is created mode 0600 ([`FILE_MODE`], like the PIN file), and so
+//! is each new file a rotation starts: records name every identity and object. A rotation
+//! renames the file, which keeps its mode. A log that exists already keeps its mode (one made
+//! by an older kmipd may be 0644: `chmod 600` it).
+//!
 //! **Crash.** A line torn by a crash (no final newline) was never acknowledged: its request got
 //! no reply. [`AuditLog::open`] cuts it off so the chain continues from the last whole record.
 //!
@@ -21,6 +26,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -32,6 +38,9 @@ use tokio::sync::oneshot;
 use super::record::{GENESIS, Record, render, split_hash};
 use super::summary::{ItemSummary, summarize};
 use super::{AuditError, io_copy, io_err};
+
+/// The mode audit files are created with: owner read and write only.
+pub const FILE_MODE: u32 = 0o600;
 
 /// Most submissions the writer renders into one `write` (and so at most one sync).
 const MAX_JOBS_PER_WRITE: usize = 1024;
@@ -114,6 +123,7 @@ impl AuditLog {
             .read(true)
             .append(true)
             .create(true)
+            .mode(FILE_MODE)
             .open(path)
             .map_err(&err)?;
         let (mut seq, mut last_hash) = last_record(&mut file, path, true)?;
@@ -388,6 +398,7 @@ impl Writer {
             .read(true)
             .append(true)
             .create_new(true)
+            .mode(FILE_MODE)
             .open(&self.path);
         match created {
             Ok(f) => {
