@@ -13,8 +13,10 @@
 //!
 //! Modules: [`config`] (the TOML file), [`init`] (development instances), [`certs`]
 //! (development certificates), [`tls`] (rustls, certificate choice, identity), [`server`]
-//! (connections and limits), [`metrics`], [`storage`] (store + HSM at start-up), [`logging`],
-//! [`admin`] (the local admin socket: rotations, backup, grants while serving; offline restore).
+//! (connections and limits), [`metrics`], [`storage`] (the store and its key hierarchy: open and
+//! unlock with the HSM's master key, KEK and master key rotations, backup, offline restore),
+//! [`logging`], [`admin`] (the local admin socket and its protocol: rotations, backup, grants
+//! and audit rotation while serving), [`audit`] (the hash-chained audit log).
 
 pub mod admin;
 pub mod audit;

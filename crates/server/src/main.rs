@@ -263,7 +263,7 @@ fn restore(path: PathBuf, data_dir: Option<PathBuf>, backup: PathBuf) -> ExitCod
         Ok(d) => d.unwrap_or_else(|| config.store.data_dir.clone()),
         Err(e) => return fail(2, format!("--data-dir: {e}")),
     };
-    match kmipd::admin::restore(&config, &backup, &dir) {
+    match kmipd::storage::restore(&config, &backup, &dir) {
         Ok(msg) => {
             println!("kmipd: restore: {msg}");
             ExitCode::SUCCESS

@@ -250,7 +250,7 @@ impl Server {
             None => {
                 let c = config.clone();
                 let opened = tokio::task::spawn_blocking(move || match c.store.backend {
-                    StoreBackend::Sled => crate::admin::open_durable(&c).map(|d| {
+                    StoreBackend::Sled => crate::storage::open_durable(&c).map(|d| {
                         let store: Arc<dyn ObjectStore> = d.store.clone();
                         (store, Some(d))
                     }),
