@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use kmipd_store::{ObjectStore, SledStore};
 
-use super::{KeyringStore, StorageError, open_durable};
+use super::{StorageError, open_durable};
 use crate::config::Config;
 
 /// A written backup. `Display` is the line `kmipd admin backup` prints.
@@ -31,7 +31,7 @@ impl std::fmt::Display for BackedUp {
 }
 
 /// Writes a consistent backup of `store` to `path` (absolute, must not exist) while it serves.
-pub fn backup(store: &dyn KeyringStore, path: &Path) -> Result<BackedUp, StorageError> {
+pub fn backup(store: &SledStore, path: &Path) -> Result<BackedUp, StorageError> {
     if !path.is_absolute() {
         return Err(StorageError::Refused(format!(
             "backup path {} is not absolute",

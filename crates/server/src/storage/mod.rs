@@ -47,19 +47,18 @@
 //!
 //! # Backends
 //!
-//! The functions that act on an open store take it as a [`KeyringStore`]: what the hierarchy
-//! needs of a durable backend (its wrapped blobs, the KEKs its records require, the steps of a
-//! rotation, a backup). Today only the sled store implements it; opening ([`open_durable`])
-//! and [`restore`] are sled's.
+//! The unlock and the rotations take the store as a [`KeyringStore`]: what the hierarchy needs
+//! of a durable backend (its wrapped blobs, the KEKs its records require, the steps of a
+//! rotation). The server implements it for the sled store, the one it opens; opening
+//! ([`open_durable`]), [`backup`] and [`restore`] are sled's.
 //!
 //! Everything here blocks (the store, PKCS#11): call it before the runtime starts, or on
 //! `spawn_blocking`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use kmipd_hsm::{MasterKey, Pkcs11MasterKey};
-use kmipd_store::{BackupInfo, Kek, KekId, MemoryStore, ObjectStore, SledStore, StoreError};
+use kmipd_store::{Kek, KekId, MemoryStore, ObjectStore, SledStore, StoreError};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
@@ -101,7 +100,7 @@ pub enum StorageError {
 
 /// What the key hierarchy needs of a durable store. The methods are the store's own (see
 /// `SledStore`): the wrapped KEK blobs it keeps, the KEKs its records require, the steps of a
-/// KEK rotation, an online backup.
+/// KEK rotation.
 pub trait KeyringStore: Send + Sync {
     /// Every wrapped KEK blob the store holds, by KEK id.
     fn wrapped_keks(&self) -> Result<Vec<(KekId, Vec<u8>)>, StoreError>;
@@ -122,8 +121,6 @@ pub trait KeyringStore: Send + Sync {
     fn rewrap_step(&self, max: usize) -> Result<(usize, Vec<String>), StoreError>;
     /// Ends a rotation once nothing is left to re-wrap: the KEKs retired.
     fn finish_kek_rotation(&self) -> Result<Vec<KekId>, StoreError>;
-    /// A consistent copy of the store at `path`, written while it serves.
-    fn backup(&self, path: &Path) -> Result<BackupInfo, StoreError>;
 }
 
 impl KeyringStore for SledStore {
@@ -153,9 +150,6 @@ impl KeyringStore for SledStore {
     }
     fn finish_kek_rotation(&self) -> Result<Vec<KekId>, StoreError> {
         SledStore::finish_kek_rotation(self)
-    }
-    fn backup(&self, path: &Path) -> Result<BackupInfo, StoreError> {
-        SledStore::backup(self, path)
     }
 }
 
