@@ -22,6 +22,13 @@
 //! then re-executes with the variable set). A library caller passes [`InitOptions::hsm`] =
 //! `false` for an instance with the in-memory store and no HSM (in-process tests), or runs
 //! the provisioning in a child process.
+//!
+//! **A failed init leaves nothing behind.** `DIR` must be absent or empty ([`check_fresh`]).
+//! When init fails, what it made is removed: `DIR` itself when init created it, its contents
+//! when it existed (empty) before. Across the re-execution the second process cannot tell
+//! whether `DIR` existed before the first one ran, so the first leaves a marker file in a
+//! directory it creates (removed again when init succeeds). Parent directories that had to be
+//! made for `DIR` stay.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -140,8 +147,11 @@ fn io(path: &Path, source: std::io::Error) -> InitError {
     }
 }
 
-/// Fails unless `dir` is absent or empty. The SoftHSM2 configuration that `kmipd init`
-/// writes before re-executing itself (`softhsm2.conf`, an empty `tokens/`) is tolerated.
+/// Marks an instance directory that init created (see the module docs).
+const MADE_BY_INIT: &str = ".kmipd-init-made-this-directory";
+
+/// Fails unless `dir` is absent or empty. What `kmipd init` writes before re-executing itself
+/// (`softhsm2.conf`, an empty `tokens/`, the marker of a directory it created) is tolerated.
 pub fn check_fresh(dir: &Path) -> Result<(), InitError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -151,7 +161,7 @@ pub fn check_fresh(dir: &Path) -> Result<(), InitError> {
     for entry in entries {
         let entry = entry.map_err(|e| io(dir, e))?;
         let name = entry.file_name();
-        let ok = if name == "softhsm2.conf" {
+        let ok = if name == "softhsm2.conf" || name == MADE_BY_INIT {
             true
         } else if name == "tokens" {
             std::fs::read_dir(entry.path())
@@ -195,20 +205,58 @@ pub fn init_instance(dir: &Path) -> Result<Instance, InitError> {
 }
 
 /// Makes a development instance in `dir`. When it fails after `dir` was found fresh, what it
-/// made is removed again (the directory too, when it did not exist), so that the same command
+/// made is removed again (the directory too, when init created it), so that the same command
 /// can simply be run again.
 pub fn init_instance_with(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> {
     check_fresh(dir)?;
-    let existed = dir.exists();
+    let existed = existed_before_init(dir);
     let made = make_instance(dir, opts);
-    if made.is_err() {
-        remove_partial(dir, existed);
+    match &made {
+        Ok(_) => {
+            // Only a directory made by `kmipd init` has one; it was already tolerated.
+            let _ = std::fs::remove_file(dir.join(MADE_BY_INIT));
+        }
+        Err(_) => remove_partial(dir, existed),
     }
     made
 }
 
-/// Removes a failed init's files. `dir` held nothing but what this init (or the `kmipd init`
-/// that re-executed into it) wrote: [`check_fresh`] said so before anything was made.
+/// `dir` exists and was not created by this init (nor by the `kmipd init` that re-executed
+/// into this process).
+fn existed_before_init(dir: &Path) -> bool {
+    dir.exists() && !dir.join(MADE_BY_INIT).exists()
+}
+
+/// `kmipd init`'s first step with an HSM: makes sure this process runs with the instance's
+/// `SOFTHSM2_CONF`. Writes `DIR/softhsm2.conf` and `DIR/tokens/` (creating `DIR`, marked, when
+/// absent), then returns if the process already runs with it, or re-executes the process with
+/// the variable set (and so returns only on failure). On failure what it made is removed.
+/// Call it before any thread is started.
+pub fn softhsm_env(dir: &Path) -> Result<(), InitError> {
+    check_fresh(dir)?;
+    let existed = existed_before_init(dir);
+    let result = (|| {
+        if !dir.exists() {
+            mkdir(dir, 0o700)?;
+            write_file(
+                &dir.join(MADE_BY_INIT),
+                "kmipd init created this directory; a failed init removes it.\n",
+                false,
+            )?;
+        }
+        let conf = kmipd_hsm::write_softhsm_conf(dir)?;
+        kmipd_hsm::ensure_softhsm_env(&conf)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        remove_partial(dir, existed);
+    }
+    result
+}
+
+/// Removes a failed init's files: `dir` itself unless it `existed` before init, else its
+/// contents. `dir` held nothing but what this init (or the `kmipd init` that re-executed into
+/// it) wrote: [`check_fresh`] said so before anything was made.
 fn remove_partial(dir: &Path, existed: bool) {
     if !existed {
         let _ = std::fs::remove_dir_all(dir);

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kmipd::config::Config;
-use kmipd::init::{InitOptions, check_fresh, init_instance_with};
+use kmipd::init::{InitOptions, check_fresh, init_instance_with, softhsm_env};
 
 /// kmipd, a KMIP key management server.
 #[derive(Debug, Parser)]
@@ -309,11 +309,7 @@ fn init(dir: PathBuf, listen: SocketAddr, no_hsm: bool) -> ExitCode {
     if !no_hsm {
         // SoftHSM2 reads SOFTHSM2_CONF once per process: write the instance's file, then make
         // sure this process runs with it (re-executes itself if not; see kmipd_hsm::softhsm).
-        let conf = match kmipd_hsm::write_softhsm_conf(&dir) {
-            Ok(c) => c,
-            Err(e) => return fail(1, e),
-        };
-        if let Err(e) = kmipd_hsm::ensure_softhsm_env(&conf) {
+        if let Err(e) = softhsm_env(&dir) {
             return fail(1, e);
         }
     }
