@@ -204,6 +204,11 @@ pub(crate) fn filter_prefix(f: &Filter) -> Result<Vec<u8>, StoreError> {
     Ok(k)
 }
 
+/// True for the index term (or [`filter_prefix`]) of a [`Filter::Name`].
+pub(crate) fn is_name_term(term: &[u8]) -> bool {
+    term.first() == Some(&KIND_NAME)
+}
+
 /// One index term of an object: the [`filter_prefix`] of a filter it satisfies and, for a
 /// date attribute, the date in seconds.
 pub(crate) type Term = (Vec<u8>, Option<i64>);

@@ -1,6 +1,14 @@
 //! One commit = one transaction (the concurrency control is described in the module doc of
 //! `postgres/mod.rs`).
 //!
+//! The search lock: a commit whose search conditions all have a Name filter (the engine's
+//! Name uniqueness checks) takes it shared, plus one lock per Name it searched and per Name
+//! it writes, so such commits wait for each other only when they share a Name; any other
+//! search condition takes it exclusively. Sound because every object a Name query matches
+//! has that Name: of two commits where each writes what the other searched, both lock that
+//! Name. Commits without search conditions take no search lock: they check nothing a
+//! search could invalidate, so they serialize after any search that missed them.
+//!
 //! Round trips of one attempt: (1) `BEGIN`, the advisory locks and the current KEK id, in one
 //! simple query; (2) the revisions of the expected objects, then each search condition
 //! re-run (only when the commit has them); (3) every write and `txid_current()` in one
@@ -14,23 +22,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kek::KekId;
-use crate::query::{Query, index_terms};
+use crate::query::{Filter, Query, filter_prefix, index_terms, is_name_term};
 use crate::record;
 use crate::{Change, ManagedObject, Revision, StoreError};
 
 use super::{
     Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_SEARCH, Param, classify, describe, object_lock,
-    retrying, revision, select_rows, select_sql, seq_key,
+    retrying, revision, select_rows, select_sql, seq_key, term_lock,
 };
+
+/// How a commit with search conditions takes the search lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SearchLock {
+    /// No search condition.
+    None,
+    /// Every search has a Name filter: the search lock shared, plus a lock per Name searched
+    /// and per Name the commit writes (in the sorted key list).
+    ByName,
+    /// A search without a Name filter: the search lock exclusively.
+    All,
+}
 
 /// What a commit checks and writes, independent of the attempt.
 struct Plan {
     expects: Vec<(String, Option<Revision>)>,
     /// The SQL of each search condition (its query, leaving out what was seen).
     searches: Vec<(Query, String, Vec<Param>)>,
+    search_lock: SearchLock,
     /// The final state of each written uid (`None`: deleted), later changes winning.
     writes: BTreeMap<String, Option<ManagedObject>>,
-    /// Object lock keys, ascending, deduplicated.
+    /// Object (and Name) lock keys, ascending, deduplicated.
     locks: Vec<i64>,
 }
 
@@ -39,13 +60,24 @@ impl Plan {
         let mut plan = Plan {
             expects: Vec::new(),
             searches: Vec::new(),
+            search_lock: SearchLock::None,
             writes: BTreeMap::new(),
             locks: Vec::new(),
         };
+        let mut name_locks = Vec::new();
         for c in changes {
             match c {
                 Change::Expect { uid, revision } => plan.expects.push((uid, revision)),
                 Change::ExpectNoOther { query, seen } => {
+                    // Every object the query matches has this Name.
+                    let name = query.filters.iter().find(|f| matches!(f, Filter::Name(_)));
+                    match name {
+                        Some(f) if plan.search_lock != SearchLock::All => {
+                            plan.search_lock = SearchLock::ByName;
+                            name_locks.push(term_lock(&filter_prefix(f)?));
+                        }
+                        _ => plan.search_lock = SearchLock::All,
+                    }
                     let (sql, params) = select_sql(&query, Some(seen))?;
                     plan.searches.push((query, sql, params));
                 }
@@ -57,12 +89,26 @@ impl Plan {
                 }
             }
         }
+        if plan.search_lock == SearchLock::ByName {
+            // The Names this commit writes: a concurrent search for one of them waits for it
+            // (else two commits that each write the Name the other searched could both pass).
+            for o in plan.writes.values().flatten() {
+                for (term, _) in index_terms(o)? {
+                    if is_name_term(&term) {
+                        name_locks.push(term_lock(&term));
+                    }
+                }
+            }
+        } else {
+            name_locks.clear();
+        }
         plan.locks = plan
             .expects
             .iter()
             .map(|(u, _)| u.as_str())
             .chain(plan.writes.keys().map(String::as_str))
             .map(object_lock)
+            .chain(name_locks)
             .collect();
         plan.locks.sort_unstable();
         plan.locks.dedup();
@@ -72,10 +118,14 @@ impl Plan {
     /// The locks (and the current KEK id) as one simple query.
     fn begin_sql(&self) -> String {
         let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({LOCK_NS}, {LOCK_KEK});");
-        if !self.searches.is_empty() {
-            sql.push_str(&format!(
+        match self.search_lock {
+            SearchLock::None => {}
+            SearchLock::ByName => sql.push_str(&format!(
+                "SELECT pg_advisory_xact_lock_shared({LOCK_NS}, {LOCK_SEARCH});"
+            )),
+            SearchLock::All => sql.push_str(&format!(
                 "SELECT pg_advisory_xact_lock({LOCK_NS}, {LOCK_SEARCH});"
-            ));
+            )),
         }
         for k in &self.locks {
             sql.push_str(&format!("SELECT pg_advisory_xact_lock({k});"));

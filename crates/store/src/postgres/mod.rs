@@ -19,9 +19,10 @@
 //!
 //! **Concurrency control** (`commit.rs`). Every commit is one READ COMMITTED transaction that
 //! first takes transaction-level advisory locks, always in the same order: the KEK lock
-//! (shared; a KEK switch takes it exclusively), then the search lock (exclusive, only for a
-//! commit carrying [`Change::ExpectNoOther`]), then one lock per object the commit touches, by
-//! a 64-bit hash of its uid in ascending order. Only then does it read: under READ COMMITTED
+//! (shared; a KEK switch takes it exclusively), then the search lock (only for a commit
+//! carrying [`Change::ExpectNoOther`]; shared with per-Name locks for Name searches, see
+//! `commit.rs`), then one lock per object the commit touches (and per Name), by a 64-bit hash
+//! in ascending order. Only then does it read: under READ COMMITTED
 //! each statement sees every transaction committed before it started, so the revisions it
 //! checks for [`Change::Expect`] and the search it re-runs for `ExpectNoOther` see every
 //! commit that held those locks before. Hence two nodes racing on one object or one Name
@@ -408,6 +409,21 @@ pub(crate) const LOCK_MIGRATE: i32 = 3;
 pub(crate) fn object_lock(uid: &str) -> i64 {
     use sha2::Digest as _;
     let d = sha2::Sha256::digest(uid.as_bytes());
+    let mut k = [0u8; 8];
+    if let Some(head) = d.first_chunk::<8>() {
+        k = *head;
+    }
+    i64::from_be_bytes(k)
+}
+
+/// The advisory lock key of an index term (a Name): 64 bits of the SHA-256 of a domain tag
+/// and the term, so that it never equals an object's key by construction of the input.
+pub(crate) fn term_lock(term: &[u8]) -> i64 {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"\0kmipd term lock\0");
+    h.update(term);
+    let d = h.finalize();
     let mut k = [0u8; 8];
     if let Some(head) = d.first_chunk::<8>() {
         k = *head;

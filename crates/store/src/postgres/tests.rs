@@ -307,6 +307,46 @@ fn two_nodes_racing_on_one_name() {
     }
 }
 
+/// Two nodes, each searching the Name the other one writes: at most one may pass (in either
+/// order the second one's search finds the first one's object), so exactly one does.
+#[test]
+fn two_nodes_each_writing_the_name_the_other_searched() {
+    let (_c, opts) = fresh();
+    let a = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    let b = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    for round in 0..10u64 {
+        let (x, y) = (format!("x{round}"), format!("y{round}"));
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = [(a.clone(), x.clone(), y.clone()), (b.clone(), y, x)]
+            .into_iter()
+            .map(|(s, searched, written)| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let seq = s.next_sequence().unwrap();
+                    let uid = format!("holder-of-{written}");
+                    barrier.wait();
+                    s.commit(vec![
+                        no_other_named(&searched, &[]),
+                        Change::Put(named(&uid, seq, &written)),
+                    ])
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::Conflict { .. }))),
+            "{results:?}"
+        );
+    }
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let (_c, opts) = fresh();
