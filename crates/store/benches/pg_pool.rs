@@ -6,7 +6,12 @@
 //! fsync on (`kmipd_test_support::pg`). Results: docs/storage.md.
 //!
 //! `cargo bench -p kmipd-store --bench pg_pool` (`PG_BENCH_SECS` sets the window).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::as_conversions)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,7 +91,9 @@ fn main() {
         opts.pool_size = pool;
         let kek = Kek::new(KekId(1), &Zeroizing::new([7; 32]));
         let s = Arc::new(PgStore::open_with_kek(&opts, kek).unwrap());
-        let created = Arc::new(AtomicU64::new(0));
+        // Objects created by each thread (uids `{thread}-{0..n}`), for the gets.
+        let created: Arc<Vec<AtomicU64>> =
+            Arc::new((0..THREADS).map(|_| AtomicU64::new(0)).collect());
         let (s2, c2) = (s.clone(), created.clone());
         let creates = window(secs, move |t, i| {
             let seq = s2.next_sequence().unwrap();
@@ -99,7 +106,7 @@ fn main() {
                 Change::Put(object(uid, seq)),
             ])
             .unwrap();
-            c2.fetch_max(i + 1, Ordering::Relaxed);
+            c2[t as usize].store(i + 1, Ordering::Relaxed);
         });
         // Creates with a Name, as a 2.x Create with a Name: a search for the Name, then the
         // commit with the search condition (per-Name locks, see postgres/commit.rs).
@@ -125,11 +132,11 @@ fn main() {
             ])
             .unwrap();
         });
-        let per_thread = created.load(Ordering::Relaxed).max(1);
         let s3 = s.clone();
         let gets = window(secs, move |t, i| {
-            let uid = format!("{t:03}-{:08}", i % per_thread);
-            let _ = s3.get(&uid).unwrap();
+            let n = created[t as usize].load(Ordering::Relaxed).max(1);
+            let uid = format!("{t:03}-{:08}", i % n);
+            assert!(s3.get(&uid).unwrap().is_some(), "{uid}");
         });
         println!(
             "pool {pool:>2}: creates {creates:>7.0}/s   named creates {named:>7.0}/s   gets {gets:>7.0}/s"

@@ -91,7 +91,7 @@ pub struct PgOptions {
     /// libpq-style connection URL or key=value string, e.g.
     /// `postgresql://kmipd@db1:5432,db2:5432/kmipd?target_session_attrs=read-write`. Several
     /// hosts are tried in turn; `target_session_attrs=read-write` skips standbys. A password
-    /// may be in the URL or in `PGPASSWORD`-free form only (no password file is read).
+    /// goes in the URL (tokio-postgres reads neither `PGPASSWORD` nor `~/.pgpass`).
     pub url: String,
     /// PEM file of the CA(s) that signed the PostgreSQL server's certificate. When set, TLS is
     /// required (a server without TLS is refused, whatever `sslmode` says) and the certificate

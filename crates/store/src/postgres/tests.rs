@@ -347,6 +347,37 @@ fn two_nodes_each_writing_the_name_the_other_searched() {
     }
 }
 
+/// Locate's indexed filters are answered by the terms index, not by reading every record.
+#[test]
+fn find_narrows_through_the_terms_index() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let objects: Vec<Change> = (0..3000u64)
+        .map(|i| Change::Put(obj(&format!("u{i:05}"), i, b"m")))
+        .collect();
+    s.commit(objects).unwrap();
+    let raw = Raw::connect(&opts);
+    raw.batch("ANALYZE");
+    let q = Query::new(vec![Filter::Name("name-u01234".into())]);
+    assert_eq!(s.find(&q).unwrap(), vec![obj("u01234", 1234, b"m")]);
+    let (sql, params) = select_sql(&q, None).unwrap();
+    let Param::Bytes(term) = &params[0] else {
+        panic!("{params:?}")
+    };
+    let hex: String = term.iter().map(|b| format!("{b:02x}")).collect();
+    let sql = sql.replace("$1", &format!("'\\x{hex}'::bytea"));
+    let plan: Vec<String> = raw
+        .rt
+        .block_on(raw.client.query(&format!("EXPLAIN {sql}"), &[]))
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("kmipd_terms_term"), "{plan}");
+    assert!(!plan.contains("Seq Scan on kmipd_objects"), "{plan}");
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let (_c, opts) = fresh();
