@@ -8,6 +8,10 @@
 //!   Operation Undone and leave no trace.
 //!
 //! The surviving changes reach the store in one atomic commit before the response is built.
+//! A commit that finds an object changed by a concurrent request runs the request again
+//! ([`Retry`]); store and internal failures come back with the answer as incidents
+//! ([`Answer`], `incident.rs`). Response headers take their time stamp from the engine's
+//! [`Clock`].
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,6 +30,8 @@ use kmipd_ttlv::{Limits, Ttlv, Value};
 use crate::context::{Ctx, Tx};
 use crate::dispatch;
 use crate::error::Error;
+use crate::incident::{Answer, Incident};
+use crate::retry::Retry;
 
 /// The identity of a client, from its verified certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -186,21 +192,24 @@ impl Engine {
 
     /// A request's bytes in, the response's bytes out. Undecodable bytes get an Invalid Message
     /// response in KMIP 1.0 form.
+    /// The incidents are dropped, as by [`Engine::handle_message`].
     pub fn handle_bytes(&self, principal: &Principal, request: &[u8]) -> Vec<u8> {
         let response = match kmipd_ttlv::decode(request, &self.config.limits) {
             Ok(tree) => self.handle_message(principal, &tree),
-            Err(_) => Engine::undecodable_response(),
+            Err(_) => self.undecodable_response(),
         };
         kmipd_ttlv::encode_to_vec(&response).unwrap_or_default()
     }
 
     /// The answer to a request that is not TTLV within the limits: a KMIP 1.0 Response
     /// Message with one batch item, Invalid Message.
-    pub fn undecodable_response() -> Ttlv {
-        message_error(
+    pub fn undecodable_response(&self) -> Ttlv {
+        single_failure(
             ProtocolVersion::V1_0,
             &Error::InvalidMessage("undecodable TTLV"),
+            self.config.clock.now(),
         )
+        .to_ttlv()
     }
 
     /// A Request Message tree in, the Response Message tree out. Never panics.
@@ -212,38 +221,26 @@ impl Engine {
     /// continuation option.
     ///
     /// A request whose commit finds an object changed by a concurrent request since it read
-    /// it ([`Conflict`]) is run again after [`Engine::retry_pause`], up to
-    /// [`Engine::MAX_ATTEMPTS`] times in all.
+    /// it ([`Conflict`]) is run again as [`Retry`] says (pausing this thread).
+    ///
+    /// The answer's incidents (store and internal failures, `incident.rs`) are dropped: this
+    /// is for tests and in-process tools. A server calls [`Engine::handle`] and logs them.
     pub fn handle_message(&self, principal: &Principal, request: &Ttlv) -> Ttlv {
-        let mut attempt = 1;
+        self.handle(principal, request).response
+    }
+
+    /// [`Engine::handle_message`] with the incidents met on the way, for the operator.
+    pub fn handle(&self, principal: &Principal, request: &Ttlv) -> Answer {
+        let mut retry = Retry::new();
         loop {
             match self.complete(self.prepare(principal, request)) {
                 Ok(answer) => return answer,
-                Err(_) if attempt < Engine::MAX_ATTEMPTS => {
-                    std::thread::sleep(Engine::retry_pause(attempt));
-                    attempt += 1;
-                }
-                Err(conflict) => return conflict.into_answer(),
+                Err(conflict) => match retry.after_conflict() {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => return Answer::clean(conflict.into_answer()),
+                },
             }
         }
-    }
-
-    /// How many times in all a request is run when its commits keep finding objects changed
-    /// by concurrent requests; after that it fails (General Failure, "retry").
-    pub const MAX_ATTEMPTS: usize = 32;
-
-    /// How long to wait before running a request again after its `attempt`-th run conflicted:
-    /// a random pause of up to `attempt` milliseconds (at most 8), so that requests contending
-    /// for one object spread out instead of colliding again.
-    pub fn retry_pause(attempt: usize) -> std::time::Duration {
-        let cap = u32::try_from(attempt.clamp(1, 8))
-            .unwrap_or(8)
-            .saturating_mul(1_000);
-        // Jitter only (not a secret): the clock's sub-microsecond bits.
-        let jitter = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() / 7);
-        std::time::Duration::from_micros(u64::from(jitter % cap))
     }
 
     /// The first half of [`Engine::handle_message`]: runs every batch item against the store
@@ -262,35 +259,46 @@ impl Engine {
             None
         };
         let err = Error::InvalidMessage("malformed request message");
+        let now = self.config.clock.now();
         let Some(header) = header else {
-            return Prepared::answer(single_failure(ProtocolVersion::V1_0, &err));
+            return Prepared::answer(single_failure(ProtocolVersion::V1_0, &err, now));
         };
         match salvage_items(request) {
             Some(items) if !items.is_empty() => self.run(principal, &header, items),
             _ => {
                 let version = self.answer_version(header.protocol_version);
-                Prepared::answer(single_failure(version, &err))
+                Prepared::answer(single_failure(version, &err, now))
             }
         }
     }
 
-    /// The second half of [`Engine::handle_message`]: stores the changes of `prepared` in one
-    /// commit (blocking until they are durable) and returns the Response Message; when the
-    /// commit fails, every item of the request fails with the store's error and nothing of
-    /// the batch is kept. `Err` when an object the request read has changed since
-    /// (a concurrent request's commit): nothing was stored, and the request should be
-    /// prepared again.
-    pub fn complete(&self, prepared: Prepared) -> Result<Ttlv, Conflict> {
+    /// The second half of [`Engine::handle`]: stores the changes of `prepared` in one
+    /// commit (blocking until they are durable) and returns the Response Message and the
+    /// incidents; when the commit fails, every item of the request fails with the store's
+    /// error, nothing of the batch is kept, and the failure is an incident. `Err` when an
+    /// object the request read has changed since (a concurrent request's commit): nothing was
+    /// stored, and the request should be prepared again ([`Retry`]).
+    pub fn complete(&self, prepared: Prepared) -> Result<Answer, Conflict> {
         let Prepared {
             response,
             changes,
             items,
+            incidents,
         } = prepared;
         if changes.is_empty() {
-            return Ok(response.to_ttlv());
+            return Ok(Answer {
+                response: response.to_ttlv(),
+                incidents,
+            });
         }
+        let subject = commit_subject(&changes);
         let stored = self.store.commit(changes);
-        answer_after_commit(response, &items, stored)
+        let failed = Failed {
+            items,
+            subject,
+            now: self.config.clock.now(),
+        };
+        answer_after_commit(response, incidents, &failed, stored)
     }
 
     /// [`Engine::complete`] without blocking: the changes go to the store with
@@ -300,20 +308,33 @@ impl Engine {
     pub fn complete_then(
         &self,
         prepared: Prepared,
-        done: impl FnOnce(Result<Ttlv, Conflict>) + Send + 'static,
+        done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
     ) {
         let Prepared {
             response,
             changes,
             items,
+            incidents,
         } = prepared;
         if changes.is_empty() {
-            done(Ok(response.to_ttlv()));
+            done(Ok(Answer {
+                response: response.to_ttlv(),
+                incidents,
+            }));
             return;
         }
+        let subject = commit_subject(&changes);
+        let clock = self.config.clock.clone();
         self.store.commit_then(
             changes,
-            Box::new(move |stored| done(answer_after_commit(response, &items, stored))),
+            Box::new(move |stored| {
+                let failed = Failed {
+                    items,
+                    subject,
+                    now: clock.now(),
+                };
+                done(answer_after_commit(response, incidents, &failed, stored));
+            }),
         );
     }
 
@@ -377,13 +398,18 @@ impl Engine {
             // KMIP 1.4 §11.1: a major version mismatch gets a header and one batch item
             // without Operation (Invalid Message in 1.x, Unsupported Protocol Version in 2.x).
             let version = self.answer_version(header.protocol_version);
-            return Prepared::answer(single_failure(version, &Error::UnsupportedProtocolVersion));
+            return Prepared::answer(single_failure(
+                version,
+                &Error::UnsupportedProtocolVersion,
+                self.config.clock.now(),
+            ));
         };
         if usize::try_from(header.batch_count).ok() != Some(items.len()) {
             return Prepared::answer(error_response(
                 version,
                 &items,
                 &Error::InvalidMessage("batch count does not match the batch items"),
+                self.config.clock.now(),
             ));
         }
         let spec = version.spec().unwrap_or(Version::V1_0);
@@ -393,6 +419,7 @@ impl Engine {
                 version,
                 &items,
                 &Error::InvalidField("Batch Error Continuation Option"),
+                self.config.clock.now(),
             ));
         }
         let now = self.config.clock.now();
@@ -409,6 +436,7 @@ impl Engine {
             operation: 0,
         };
         let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());
+        let mut incidents = Vec::new();
         let mut failed = false;
         for item in &items {
             let sp = ctx.tx.savepoint();
@@ -428,6 +456,7 @@ impl Engine {
                 Err(err) => {
                     ctx.tx.rollback_to(sp);
                     answers.push(failure(version, item, &err));
+                    incidents.extend(Incident::of(&err, item.operation(), item.object()));
                     if option == bec::CONTINUE {
                         continue;
                     }
@@ -448,19 +477,25 @@ impl Engine {
         }
         let changes = ctx.tx.into_changes();
         let response = ResponseMessage {
-            header: response_header(version, answers.len()),
+            header: response_header(version, answers.len(), now),
             items: answers,
         };
         // Maximum Response Size: an answer that would be larger becomes Response Too Large,
         // and then nothing of the batch is kept (the client never learns what was done).
         let response = match self.enforce_size(response, header) {
             Ok(response) => response,
-            Err(too_large) => return Prepared::answer(too_large),
+            Err(too_large) => {
+                return Prepared {
+                    incidents,
+                    ..Prepared::answer(too_large)
+                };
+            }
         };
         Prepared {
             response,
             changes,
             items,
+            incidents,
         }
     }
 
@@ -515,15 +550,15 @@ impl Engine {
     }
 
     /// Reads object `uid` (owner or administrator only), lets `edit` change it, and stores it
-    /// if `edit` says so, provided nobody changed it meanwhile (else it starts over, up to
-    /// [`Engine::MAX_ATTEMPTS`] times). `edit`'s last answer.
+    /// if `edit` says so, provided nobody changed it meanwhile (else it starts over as
+    /// [`Retry`] says). `edit`'s last answer.
     fn edit_owned<T>(
         &self,
         who: &Principal,
         uid: &str,
         mut edit: impl FnMut(&mut ManagedObject) -> (bool, T),
     ) -> Result<T, Error> {
-        let mut attempt = 1;
+        let mut retry = Retry::new();
         loop {
             let (mut object, revision) = self.owned(who, uid)?;
             let (changed, answer) = edit(&mut object);
@@ -543,9 +578,10 @@ impl Engine {
             ];
             match self.store.commit(changes) {
                 Ok(()) => return Ok(answer),
-                Err(StoreError::Conflict { .. }) if attempt < Engine::MAX_ATTEMPTS => {
-                    attempt += 1;
-                }
+                Err(e @ StoreError::Conflict { .. }) => match retry.after_conflict() {
+                    Some(pause) => std::thread::sleep(pause),
+                    None => return Err(e.into()),
+                },
                 Err(e) => return Err(e.into()),
             }
         }
@@ -600,19 +636,56 @@ impl Conflict {
     }
 }
 
+/// What answering a failed commit needs.
+struct Failed {
+    /// The request's items, each answered with the failure.
+    items: Vec<Item>,
+    /// The one object the commit changed, if it changed one.
+    subject: Option<String>,
+    /// The time stamp of the answer.
+    now: i64,
+}
+
+/// The one object a commit changes, when it changes exactly one (the incident's object).
+fn commit_subject(changes: &[Change]) -> Option<String> {
+    let mut uids = changes.iter().filter_map(|c| match c {
+        Change::Put(o) => Some(o.uid.as_str()),
+        Change::Delete(uid) => Some(uid.as_str()),
+        Change::Expect { .. } | Change::ExpectNoOther { .. } => None,
+    });
+    let first = uids.next()?;
+    uids.all(|u| u == first).then(|| first.to_owned())
+}
+
 /// The answer once the store has the commit's outcome.
 fn answer_after_commit(
     response: ResponseMessage,
-    items: &[Item],
+    mut incidents: Vec<Incident>,
+    failed: &Failed,
     stored: Result<(), StoreError>,
-) -> Result<Ttlv, Conflict> {
+) -> Result<Answer, Conflict> {
     let version = response.header.protocol_version;
     match stored {
-        Ok(()) => Ok(response.to_ttlv()),
-        Err(e @ StoreError::Conflict { .. }) => Err(Conflict {
-            answer: error_response(version, items, &Error::Store(e)).to_ttlv(),
+        Ok(()) => Ok(Answer {
+            response: response.to_ttlv(),
+            incidents,
         }),
-        Err(e) => Ok(error_response(version, items, &Error::Store(e)).to_ttlv()),
+        Err(e @ StoreError::Conflict { .. }) => Err(Conflict {
+            answer: error_response(version, &failed.items, &Error::Store(e), failed.now).to_ttlv(),
+        }),
+        Err(e) => {
+            let err = Error::Store(e);
+            // One incident for the commit: its operation when the request has one item.
+            let operation = match failed.items.as_slice() {
+                [only] => only.operation(),
+                _ => None,
+            };
+            incidents.extend(Incident::of(&err, operation, failed.subject.as_deref()));
+            Ok(Answer {
+                response: error_response(version, &failed.items, &err, failed.now).to_ttlv(),
+                incidents,
+            })
+        }
     }
 }
 
@@ -623,6 +696,8 @@ pub struct Prepared {
     changes: Vec<Change>,
     /// The request's items, to fail them all if the commit fails.
     items: Vec<Item>,
+    /// Store and internal failures of its items, for the operator.
+    incidents: Vec<Incident>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -631,6 +706,7 @@ impl std::fmt::Debug for Prepared {
         f.debug_struct("Prepared")
             .field("items", &self.response.items.len())
             .field("changes", &self.changes.len())
+            .field("incidents", &self.incidents)
             .finish_non_exhaustive()
     }
 }
@@ -642,6 +718,7 @@ impl Prepared {
             response,
             changes: Vec::new(),
             items: Vec::new(),
+            incidents: Vec::new(),
         }
     }
 
@@ -667,6 +744,16 @@ impl Item {
             Item::Read(i) => Some(i.operation),
             Item::Unreadable { operation, .. } => *operation,
         }
+    }
+
+    /// The Unique Identifier the item's payload names, if any (the object of an incident).
+    fn object(&self) -> Option<&str> {
+        let Item::Read(i) = self else { return None };
+        StructReader::any(i.payload.as_ref()?)
+            .ok()?
+            .text(tag::UNIQUE_IDENTIFIER)
+            .ok()
+            .flatten()
     }
 
     fn unique_batch_item_id(&self) -> Option<Vec<u8>> {
@@ -730,7 +817,8 @@ fn run_item(ctx: &mut Ctx<'_>, item: &RequestBatchItem) -> Result<Option<Ttlv>, 
     dispatch::dispatch(ctx, item.operation, item.payload.as_ref())
 }
 
-fn response_header(version: ProtocolVersion, count: usize) -> ResponseHeader {
+/// A response header stamped `now` (the engine's [`Clock`]).
+fn response_header(version: ProtocolVersion, count: usize, now: i64) -> ResponseHeader {
     // KMIP 1.4 §6.18/2.1 §9.9-9.10: in a client-to-server operation the Client Correlation Value
     // travels in the request only, and the server provides its own Server Correlation Value
     // (globally unique, for both sides' logs) in the response.
@@ -738,7 +826,7 @@ fn response_header(version: ProtocolVersion, count: usize) -> ResponseHeader {
         (version >= ProtocolVersion::V1_4).then(|| uuid::Uuid::new_v4().to_string());
     ResponseHeader {
         protocol_version: version,
-        time_stamp: now(),
+        time_stamp: now,
         client_correlation_value: None,
         server_correlation_value: server_correlation,
         batch_count: i32::try_from(count).unwrap_or(i32::MAX),
@@ -757,18 +845,23 @@ fn failure(version: ProtocolVersion, item: &Item, err: &Error) -> ResponseBatchI
 }
 
 /// Every item of the request fails with the same error.
-fn error_response(version: ProtocolVersion, items: &[Item], err: &Error) -> ResponseMessage {
+fn error_response(
+    version: ProtocolVersion,
+    items: &[Item],
+    err: &Error,
+    now: i64,
+) -> ResponseMessage {
     let answers: Vec<ResponseBatchItem> = items.iter().map(|i| failure(version, i, err)).collect();
     ResponseMessage {
-        header: response_header(version, answers.len()),
+        header: response_header(version, answers.len(), now),
         items: answers,
     }
 }
 
 /// A header and one batch item without Operation that fails with `err`.
-fn single_failure(version: ProtocolVersion, err: &Error) -> ResponseMessage {
+fn single_failure(version: ProtocolVersion, err: &Error, now: i64) -> ResponseMessage {
     ResponseMessage {
-        header: response_header(version, 1),
+        header: response_header(version, 1, now),
         items: vec![ResponseBatchItem {
             operation: None,
             unique_batch_item_id: None,
@@ -778,11 +871,6 @@ fn single_failure(version: ProtocolVersion, err: &Error) -> ResponseMessage {
             payload: None,
         }],
     }
-}
-
-/// The response to a message that could not be read as a request.
-fn message_error(version: ProtocolVersion, err: &Error) -> Ttlv {
-    single_failure(version, err).to_ttlv()
 }
 
 /// Unit-test helpers that drive the whole engine: a one-item request message, the first answer

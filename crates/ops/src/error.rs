@@ -4,12 +4,15 @@
 //! turns one into a Result Reason, an exhaustive match without a catch-all, aware of the
 //! protocol version (KMIP 2.0 added reasons and dropped Illegal Operation and Index Out of
 //! Bounds). [`Error::client_message`] is the Result Message: short, fixed text, never internal
-//! detail (store errors are logged by the caller, not sent).
+//! detail; [`Error::incident_kind`] says which errors are the operator's business instead
+//! (`incident.rs`).
 
 use kmipd_proto::enums::result_reason as rr;
 use kmipd_proto::message::ProtocolVersion;
 use kmipd_proto::reader::ProtoError;
 use kmipd_store::StoreError;
+
+use crate::incident::IncidentKind;
 
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +198,22 @@ impl Error {
             Error::ResponseTooLarge => rr::RESPONSE_TOO_LARGE,
             Error::GeneralFailure(_) => rr::GENERAL_FAILURE,
             Error::Store(_) | Error::Internal(_) => rr::GENERAL_FAILURE,
+        }
+    }
+
+    /// Whether this error is an incident for the operator (`incident.rs`), and of what kind:
+    /// every store failure but a Conflict, and internal errors.
+    pub fn incident_kind(&self) -> Option<IncidentKind> {
+        match self {
+            Error::Store(e) => match e {
+                StoreError::Conflict { .. } => None,
+                StoreError::Backend(_) => Some(IncidentKind::StoreBackend),
+                StoreError::Corrupt { .. } => Some(IncidentKind::StoreCorrupt),
+                StoreError::Locked => Some(IncidentKind::StoreLocked),
+                StoreError::Kek(_) => Some(IncidentKind::StoreKek),
+            },
+            Error::Internal(_) => Some(IncidentKind::Internal),
+            _ => None,
         }
     }
 

@@ -6,6 +6,8 @@
 //! - `dispatch`: the one exhaustive match from Operation to handler; `operations/`: one file
 //!   per operation.
 //! - [`error`]: the error type and the one mapping to KMIP Result Reasons.
+//! - [`incident`]: store and internal failures, handed back with the answer for the operator.
+//! - [`retry`]: the one retry policy for commits that meet a concurrent change.
 //! - `lifecycle`: the state machine of KMIP's key lifecycle.
 
 pub mod access;
@@ -15,11 +17,15 @@ pub(crate) mod crypto;
 mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod incident;
 mod keyblock;
 mod lifecycle;
 mod object;
 mod objects;
 mod operations;
+pub mod retry;
 
 pub use engine::{Clock, Conflict, Engine, EngineConfig, Prepared, Principal};
 pub use error::Error;
+pub use incident::{Answer, Incident, IncidentKind};
+pub use retry::Retry;

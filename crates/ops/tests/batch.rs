@@ -589,14 +589,16 @@ fn prepare_stores_nothing_and_complete_stores_the_changes() {
     let prepared = s.engine.prepare(&s.who, &get);
     assert!(prepared.needs_commit());
     assert_eq!(fresh(&s), Some(Value::Boolean(true)));
-    let answer = ResponseMessage::from_ttlv(&s.engine.complete(prepared).unwrap()).unwrap();
+    let answer =
+        ResponseMessage::from_ttlv(&s.engine.complete(prepared).unwrap().response).unwrap();
     assert_eq!(answer.items[0].result_status, rs::SUCCESS);
     assert_eq!(fresh(&s), Some(Value::Boolean(false)));
     // A repeat Get changes nothing: no commit, the same items as handle_message answers
     // (the headers differ by their server correlation value).
     let again = s.engine.prepare(&s.who, &get);
     assert!(!again.needs_commit());
-    let via_prepare = ResponseMessage::from_ttlv(&s.engine.complete(again).unwrap()).unwrap();
+    let via_prepare =
+        ResponseMessage::from_ttlv(&s.engine.complete(again).unwrap().response).unwrap();
     let direct = ResponseMessage::from_ttlv(&s.engine.handle_message(&s.who, &get)).unwrap();
     assert_eq!(via_prepare.items, direct.items);
     assert_eq!(via_prepare.items[0].result_status, rs::SUCCESS);
@@ -611,7 +613,7 @@ fn complete_then_answers_once_the_changes_are_stored() {
     let (tx, rx) = std::sync::mpsc::channel();
     s.engine
         .complete_then(s.engine.prepare(&s.who, &create), move |answer| {
-            tx.send(answer.unwrap()).unwrap();
+            tx.send(answer.unwrap().response).unwrap();
         });
     let answer = ResponseMessage::from_ttlv(&rx.recv().unwrap()).unwrap();
     let uid = uid_of(&answer.items[0]);
@@ -626,7 +628,7 @@ fn complete_then_answers_once_the_changes_are_stored() {
     assert!(!prepared.needs_commit());
     let (tx, rx) = std::sync::mpsc::channel();
     s.engine
-        .complete_then(prepared, move |a| tx.send(a.unwrap()).unwrap());
+        .complete_then(prepared, move |a| tx.send(a.unwrap().response).unwrap());
     let answered = rx
         .try_recv()
         .expect("answered before complete_then returned");

@@ -98,7 +98,8 @@ fn a_revoke_is_not_undone_by_an_edit_prepared_before_it() {
     let stale = e.prepare(&who, &edit); // reads the Active record
     let revoked = e
         .complete(e.prepare(&who, &revoke_compromised(&uid)))
-        .unwrap();
+        .unwrap()
+        .response;
     assert_eq!(status(&revoked), (rs::SUCCESS, None));
     // Its commit fails and stores nothing: the key stays Compromised, without the note.
     let conflict = e.complete(stale).unwrap_err();
@@ -179,7 +180,10 @@ fn a_name_checked_free_is_still_free_at_commit() {
     let who = Principal::new("alice");
     let first = e.prepare(&who, &create_named("db-key"));
     let second = e.prepare(&who, &create_named("db-key"));
-    assert_eq!(status(&e.complete(first).unwrap()), (rs::SUCCESS, None));
+    assert_eq!(
+        status(&e.complete(first).unwrap().response),
+        (rs::SUCCESS, None)
+    );
     let conflict = e.complete(second).unwrap_err();
     assert_eq!(
         status(&conflict.into_answer()),

@@ -13,7 +13,8 @@
 //!
 //! Modules: [`config`] (the TOML file), [`init`] (development instances), [`certs`]
 //! (development certificates), [`tls`] (rustls, certificate choice, identity), [`server`]
-//! (connections and limits), [`metrics`], [`storage`] (the store and its key hierarchy: open and
+//! (connections and limits), `incidents` (store and internal failures for the operator),
+//! [`metrics`], [`storage`] (the store and its key hierarchy: open and
 //! unlock with the HSM's master key, KEK and master key rotations, backup, offline restore),
 //! [`logging`], [`admin`] (the local admin socket and its protocol: rotations, backup, grants
 //! and audit rotation while serving), [`audit`] (the hash-chained audit log).
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod audit;
 pub mod certs;
 pub mod config;
+mod incidents;
 pub mod init;
 pub mod logging;
 pub mod metrics;

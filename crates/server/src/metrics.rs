@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use kmipd_ops::IncidentKind;
 use kmipd_store::SledStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Metrics {
     connections_total: AtomicU64,
     handshake_failures: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Incidents (`kmipd_ops::incident`) by kind.
+    internal_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// The durable store, for its gauges and counters (none with the memory backend). Weak:
     /// the metrics do not keep a closing store open.
     store: OnceLock<Weak<SledStore>>,
@@ -82,6 +85,13 @@ impl Metrics {
     pub fn refused(&self, reason: &'static str) {
         if let Ok(mut m) = self.refusals.lock() {
             *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// An incident of the engine (a store or internal failure; `kind` is its label).
+    pub fn internal_error(&self, kind: IncidentKind) {
+        if let Ok(mut m) = self.internal_errors.lock() {
+            *m.entry(kind.label()).or_default() += 1;
         }
     }
 
@@ -165,6 +175,18 @@ impl Metrics {
                 let _ = writeln!(o, "kmipd_refusals_total{{reason=\"{reason}\"}} {n}");
             }
         }
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_internal_errors_total Store and internal failures met by requests \
+             (answered General Failure; each one logged), by kind.\n\
+             # TYPE kmipd_internal_errors_total counter"
+        );
+        if let Ok(m) = self.internal_errors.lock() {
+            for kind in IncidentKind::ALL.map(IncidentKind::label) {
+                let n = m.get(kind).copied().unwrap_or(0);
+                let _ = writeln!(o, "kmipd_internal_errors_total{{kind=\"{kind}\"}} {n}");
+            }
+        }
         if let Some(store) = self.store.get().and_then(Weak::upgrade) {
             let st = store.sync_stats();
             let _ = writeln!(
@@ -183,12 +205,16 @@ impl Metrics {
                  kmipd_store_checkpoints_total {}\n\
                  # HELP kmipd_store_corrupt_records Records found damaged since the store was opened.\n\
                  # TYPE kmipd_store_corrupt_records gauge\n\
-                 kmipd_store_corrupt_records {}",
+                 kmipd_store_corrupt_records {}\n\
+                 # HELP kmipd_store_poisoned 1 when a failed fsync poisoned the store (nothing more can be committed; restart on a healthy disk).\n\
+                 # TYPE kmipd_store_poisoned gauge\n\
+                 kmipd_store_poisoned {}",
                 store.stored_objects(),
                 st.commits,
                 st.group_syncs,
                 st.checkpoints,
                 store.corrupt_records().len(),
+                u8::from(store.poisoned().is_some()),
             );
         }
         o
@@ -264,6 +290,7 @@ mod tests {
         m.connection_opened();
         m.handshake_failed();
         m.refused("max_connections");
+        m.internal_error(IncidentKind::StoreCorrupt);
         let t = m.render();
         assert!(
             t.contains("kmipd_requests_total{operation=\"Create\",result=\"Success\"} 2"),
@@ -275,6 +302,8 @@ mod tests {
         assert!(t.contains("kmipd_open_connections 1"));
         assert!(t.contains("kmipd_tls_handshake_failures_total 1"));
         assert!(t.contains("kmipd_refusals_total{reason=\"max_connections\"} 1"));
+        assert!(t.contains("kmipd_internal_errors_total{kind=\"store_corrupt\"} 1\n"));
+        assert!(t.contains("kmipd_internal_errors_total{kind=\"internal\"} 0\n"));
     }
 
     #[test]
@@ -301,6 +330,7 @@ mod tests {
         assert!(t.contains("kmipd_store_objects 2\n"), "{t}");
         assert!(t.contains("kmipd_store_commits_total 2\n"), "{t}");
         assert!(t.contains("kmipd_store_corrupt_records 0"), "{t}");
+        assert!(t.contains("kmipd_store_poisoned 0"), "{t}");
         // A closed store is no longer reported (and not kept open by the metrics).
         drop(store);
         assert!(!m.render().contains("kmipd_store_objects"));

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_ops::{Answer, Engine, EngineConfig, Incident, Principal, Retry};
 use kmipd_proto::enums::{result_reason, result_status};
 use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem, ResponseHeader, ResponseMessage};
 use kmipd_proto::tag;
@@ -53,6 +53,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{self, AuditLog, ItemSummary};
 use crate::config::{Config, StoreBackend};
+use crate::incidents::Incidents;
 use crate::metrics::Metrics;
 use crate::storage::StorageError;
 use crate::tls::{HelloSummary, TlsError, identity_from_cert, parse_client_hello};
@@ -308,7 +309,9 @@ impl Server {
         if let Some(store) = &watched {
             metrics.watch_store(store);
         }
+        let incidents = Arc::new(Incidents::new(metrics.clone(), watched.as_ref()));
         drop(watched);
+        tokio::spawn(incidents.clone().watch(stop.clone()));
         let mut limits = engine.config().limits;
         limits.max_message_len = config.limits.max_message_size;
         let shared = Arc::new(Shared {
@@ -318,6 +321,7 @@ impl Server {
             per_identity: Mutex::new(HashMap::new()),
             engine,
             metrics: metrics.clone(),
+            incidents,
             limits,
             audit,
             stop: stop.clone(),
@@ -422,6 +426,7 @@ struct Shared {
     acceptor: std::sync::RwLock<TlsAcceptor>,
     engine: Engine,
     metrics: Arc<Metrics>,
+    incidents: Arc<Incidents>,
     conn_slots: Arc<Semaphore>,
     exec_slots: Arc<Semaphore>,
     per_identity: Mutex<HashMap<String, usize>>,
@@ -777,9 +782,9 @@ async fn serve_requests(
                         answering Invalid Message and closing"
                     );
                     let msg = format!("request of {len} bytes exceeds the limit of {max} bytes");
-                    let response =
-                        kmipd_ttlv::encode_to_vec(&error_response(ProtocolVersion::V1_0, &msg))
-                            .unwrap_or_default();
+                    let now = shared.engine.config().clock.now();
+                    let refusal = error_response(ProtocolVersion::V1_0, &msg, now);
+                    let response = kmipd_ttlv::encode_to_vec(&refusal).unwrap_or_default();
                     let _ = io_deadline(shared, write_response(tls, &response)).await;
                 } else {
                     shared.metrics.refused("bad_header");
@@ -874,8 +879,8 @@ async fn execute(
     let joined = match kmipd_ttlv::decode(&message, &limits) {
         Ok(tree) if Engine::is_light(&tree) && batch_len(&tree) <= max_batch => {
             // Run again when the commit finds an object changed by a concurrent request.
-            let mut attempt = 1;
-            let response = loop {
+            let mut retry = Retry::new();
+            let answer = loop {
                 let prepared = engine.prepare(principal, &tree);
                 let (answered, answer) = tokio::sync::oneshot::channel();
                 engine.complete_then(prepared, move |outcome| {
@@ -886,16 +891,15 @@ async fn execute(
                     r = answer => r.ok()?,
                 };
                 match outcome {
-                    Ok(response) => break response,
-                    Err(_) if attempt < Engine::MAX_ATTEMPTS => {
-                        tokio::time::sleep(Engine::retry_pause(attempt)).await;
-                        attempt += 1;
-                    }
-                    Err(conflict) => break conflict.into_answer(),
+                    Ok(answer) => break answer,
+                    Err(conflict) => match retry.after_conflict() {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => break Answer::clean(conflict.into_answer()),
+                    },
                 }
             };
             drop(permit);
-            Ok(finish(&tree, &response))
+            Ok(finish(&tree, answer))
         }
         decoded => {
             let (engine, principal) = (engine.clone(), principal.clone());
@@ -918,6 +922,9 @@ async fn execute(
         shared.metrics.refused("max_batch_items");
         warn!(reason = %r, "request refused: limits.max_batch_items");
     }
+    shared
+        .incidents
+        .report(&out.incidents, principal.name(), peer);
     let elapsed = started.elapsed();
     for item in &out.items {
         shared.metrics.item(&item.operation, &item.status);
@@ -949,6 +956,8 @@ async fn execute(
 struct Processed {
     response: Vec<u8>,
     items: Vec<ItemSummary>,
+    /// Store and internal failures, for the operator.
+    incidents: Vec<Incident>,
     /// Why the request was refused before the engine (batch cap).
     refusal: Option<String>,
 }
@@ -961,13 +970,14 @@ fn process(
     decoded: Result<Ttlv, kmipd_ttlv::DecodeError>,
     max_batch: usize,
 ) -> Processed {
-    let (request, response, refusal) = match decoded {
+    let (request, answer, refusal) = match decoded {
         Ok(tree) => {
             let batch = batch_len(&tree);
             if batch > max_batch {
                 let version = request_version(&tree).unwrap_or(ProtocolVersion::V1_0);
                 let msg = format!("{batch} batch items exceed the limit of {max_batch}");
-                let response = error_response(version, &msg);
+                let now = engine.config().clock.now();
+                let response = Answer::clean(error_response(version, &msg, now));
                 // Recorded as one refused item, not as items that never ran.
                 let empty = Ttlv {
                     tag: tag::REQUEST_MESSAGE,
@@ -975,13 +985,13 @@ fn process(
                 };
                 (empty, response, Some(msg))
             } else {
-                let response = engine.handle_message(principal, &tree);
-                (tree, response, None)
+                let answer = engine.handle(principal, &tree);
+                (tree, answer, None)
             }
         }
         Err(e) => {
             debug!(error = %e, "undecodable request: answering Invalid Message");
-            let response = Engine::undecodable_response();
+            let response = Answer::clean(engine.undecodable_response());
             let empty = Ttlv {
                 tag: tag::REQUEST_MESSAGE,
                 value: Value::Structure(Vec::new()),
@@ -991,17 +1001,18 @@ fn process(
     };
     Processed {
         refusal,
-        ..finish(&request, &response)
+        ..finish(&request, answer)
     }
 }
 
-/// The items to audit and the encoded answer of a completed request.
-fn finish(request: &Ttlv, response: &Ttlv) -> Processed {
-    let items = audit::summarize(request, response);
-    let response = kmipd_ttlv::encode_to_vec(response).unwrap_or_default();
+/// The items to audit, the encoded answer and the incidents of a completed request.
+fn finish(request: &Ttlv, answer: Answer) -> Processed {
+    let items = audit::summarize(request, &answer.response);
+    let response = kmipd_ttlv::encode_to_vec(&answer.response).unwrap_or_default();
     Processed {
         response,
         items,
+        incidents: answer.incidents,
         refusal: None,
     }
 }
@@ -1030,18 +1041,13 @@ fn request_version(request: &Ttlv) -> Option<ProtocolVersion> {
     ProtocolVersion::from_ttlv(child(header, tag::PROTOCOL_VERSION)?).ok()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// A one-item Invalid Message response (for refusals the engine does not see).
-fn error_response(version: ProtocolVersion, message: &str) -> Ttlv {
+/// A one-item Invalid Message response (for refusals the engine does not see), stamped `now`
+/// (the engine's clock).
+fn error_response(version: ProtocolVersion, message: &str, now: i64) -> Ttlv {
     let response = ResponseMessage {
         header: ResponseHeader {
             protocol_version: version,
-            time_stamp: now(),
+            time_stamp: now,
             client_correlation_value: None,
             server_correlation_value: None,
             batch_count: 1,
@@ -1065,11 +1071,12 @@ mod tests {
     #[test]
     fn error_response_is_a_readable_kmip_response() {
         let bytes =
-            kmipd_ttlv::encode_to_vec(&error_response(ProtocolVersion::new(1, 4), "too big"))
+            kmipd_ttlv::encode_to_vec(&error_response(ProtocolVersion::new(1, 4), "too big", 7))
                 .unwrap();
         let tree = kmipd_ttlv::decode(&bytes, &Limits::default()).unwrap();
         let r = ResponseMessage::from_ttlv(&tree).unwrap();
         assert_eq!(r.header.protocol_version, ProtocolVersion::new(1, 4));
+        assert_eq!(r.header.time_stamp, 7);
         assert_eq!(r.items.len(), 1);
         assert_eq!(
             r.items[0].result_reason,

@@ -1,7 +1,8 @@
 //! The admin commands against a real `kmipd` child process (the binary, over its own SoftHSM2
 //! token made by `kmipd init`): KEK and master key rotation while serving, a SIGKILL in the middle
 //! of a KEK rotation and its completion after a restart, an online backup restored into a new
-//! directory and served, and grants through the admin socket as seen by `client2`.
+//! directory and served, and grants through the admin socket as seen by `client2`; a record
+//! damaged on disk and read by Get reaches the operator (log and metrics) and not the client.
 //!
 //! Each server is a child process (SoftHSM2 reads `SOFTHSM2_CONF` once per process, and `kmipd
 //! serve` sets it itself), killed when its handle drops. Every wait is bounded: child processes
@@ -683,4 +684,116 @@ fn rotate_audit_continues_the_chain_and_verify_checks_the_files_together() {
     assert!(ok, "{out}{err}");
     let (ok, _, err) = verify(&[], &[&current, &rotated[0]]);
     assert!(!ok, "{err}");
+}
+
+/// `GET /metrics` on `addr`: the exposition text.
+fn scrape(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    out
+}
+
+/// The value of the sample `series` (name and labels) in a scrape.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A record damaged on disk (one byte flipped inside sled, past its own checksums, as a bad
+/// disk block would leave it), then Get over the wire: the client gets General Failure and no
+/// detail; the operator's log has exactly one `error` line, naming the object, and the
+/// metrics show it (`kmipd_internal_errors_total{kind="store_corrupt"}` moves, the damaged
+/// record is counted). The other objects are served as before.
+#[test]
+fn a_damaged_record_read_by_get_reaches_the_operator_not_the_client() {
+    use kmipd_proto::enums::{result_reason, result_status};
+    let inst = Instance::new(true);
+    let mut config = std::fs::read_to_string(inst.config()).unwrap();
+    config.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(inst.config(), config).unwrap();
+    let connector = inst.connector("client");
+    let rt = runtime();
+
+    let server = Served::start(&inst.config(), &[]);
+    let (damaged, intact) = rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        let d = c.create_aes(256, Some("to-be-damaged")).await.unwrap();
+        let i = c.create_aes(256, Some("intact")).await.unwrap();
+        (d, i)
+    });
+    server.stop();
+    {
+        let db = sled::open(inst.dir.join("data")).unwrap();
+        let objects = db.open_tree("objects").unwrap();
+        let mut raw = objects.get(damaged.as_bytes()).unwrap().unwrap().to_vec();
+        raw[30] ^= 0x01;
+        objects.insert(damaged.as_bytes(), raw).unwrap();
+        db.flush().unwrap();
+    }
+
+    let server = Served::start(&inst.config(), &[]);
+    server.wait_for_log("metrics on http://", 1);
+    let metrics: SocketAddr = {
+        let log = server.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("metrics on http://"))
+            .unwrap();
+        let rest = line.split("metrics on http://").nth(1).unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    };
+    const SERIES: &str = "kmipd_internal_errors_total{kind=\"store_corrupt\"}";
+    assert_eq!(sample(&scrape(metrics), SERIES), 0);
+    assert_eq!(server.log_count(" ERROR "), 0);
+
+    rt.block_on(async {
+        let mut c = connect(&connector, server.addr).await;
+        match c.get(&damaged).await {
+            Err(kmipd_client::Error::Kmip {
+                status,
+                reason,
+                message,
+            }) => {
+                assert_eq!(status, result_status::OPERATION_FAILED);
+                assert_eq!(reason, Some(result_reason::GENERAL_FAILURE));
+                // No internals: not the record's fault, not the store's words.
+                assert_eq!(message.as_deref(), Some("internal server error"));
+            }
+            other => panic!("Get of a damaged record: {other:?}"),
+        }
+        c.get_key_bytes(&intact).await.unwrap();
+    });
+
+    // Counted before the response was sent; logged before it too, read from the pipe here.
+    let after = scrape(metrics);
+    assert_eq!(sample(&after, SERIES), 1, "{after}");
+    assert_eq!(sample(&after, "kmipd_store_corrupt_records"), 1, "{after}");
+    assert_eq!(sample(&after, "kmipd_store_poisoned"), 0, "{after}");
+    server.wait_for_log(" ERROR ", 1);
+    let stopped = server.log.clone();
+    server.stop();
+    let log = stopped.lock().unwrap();
+    let errors: Vec<&String> = log.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one error line:\n{}",
+        log.join("\n")
+    );
+    let line = errors[0];
+    assert!(line.contains(&format!("object=\"{damaged}\"")), "{line}");
+    assert!(line.contains("kind=\"store_corrupt\""), "{line}");
+    assert!(line.contains("operation=Get"), "{line}");
+    assert!(line.contains("identity=\"client\""), "{line}");
+    assert!(!line.contains(&intact), "{line}");
 }

@@ -130,7 +130,12 @@ impl SledStore {
         self.index.read().map_or(0, |i| i.len())
     }
 
-    /// Records found damaged since the store was opened.
+    /// Why the store is poisoned (a failed fsync: nothing more can be committed), if it is.
+    pub fn poisoned(&self) -> Option<String> {
+        self.durable.poison.poisoned()
+    }
+
+    /// Records found damaged since the store was opened (at open, by a read or by a scan).
     pub fn corrupt_records(&self) -> Vec<String> {
         self.corrupt
             .lock()

@@ -3,9 +3,9 @@
 //! encodes on the caller's thread and queues for the applier (`pipeline.rs`).
 //!
 //! **Damaged records.** A record that fails its checksum or its unwrap is reported as
-//! [`StoreError::Corrupt`] by `get`, and left out (and remembered,
-//! [`SledStore::corrupt_records`]) by `all` and `find`, so one bad record does not stop
-//! Locate for everything else.
+//! [`StoreError::Corrupt`] by `get`, and left out by `all` and `find`, so one bad record does
+//! not stop Locate for everything else; either way it is remembered
+//! ([`SledStore::corrupt_records`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -38,6 +38,17 @@ impl SledStore {
         Ok(o)
     }
 
+    /// [`decode`](Self::decode) for a read: a damaged record is remembered, then reported.
+    fn decode_read(&self, uid: &str, raw: &[u8]) -> Result<ManagedObject, StoreError> {
+        self.decode(uid, raw).inspect_err(|e| {
+            if let StoreError::Corrupt { uid, .. } = e
+                && let Ok(mut c) = self.corrupt.lock()
+            {
+                c.insert(uid.clone());
+            }
+        })
+    }
+
     /// Loads for a listing: a damaged record is remembered and left out.
     fn load_listed(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
         let Some(raw) = self.objects.get(uid.as_bytes()).map_err(backend)? else {
@@ -59,7 +70,7 @@ impl SledStore {
 impl ObjectStore for SledStore {
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
         match self.objects.get(uid.as_bytes()).map_err(backend)? {
-            Some(raw) => self.decode(uid, &raw).map(Some),
+            Some(raw) => self.decode_read(uid, &raw).map(Some),
             None => Ok(None),
         }
     }
@@ -67,7 +78,7 @@ impl ObjectStore for SledStore {
     /// The record is read once; its revision is the first 16 bytes of its SHA-256.
     fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
         match self.objects.get(uid.as_bytes()).map_err(backend)? {
-            Some(raw) => Ok(Some((self.decode(uid, &raw)?, revision_of(&raw)))),
+            Some(raw) => Ok(Some((self.decode_read(uid, &raw)?, revision_of(&raw)))),
             None => Ok(None),
         }
     }

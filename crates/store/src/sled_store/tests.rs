@@ -208,6 +208,8 @@ fn a_damaged_record_fails_alone() {
             other => panic!("{uid}: {other:?}"),
         }
     }
+    // Found by a read, remembered as by a scan.
+    assert_eq!(s.corrupt_records(), ["k2", "k3"]);
     assert!(s.get("k1").unwrap().is_some());
     let uids: Vec<String> = s.all().unwrap().into_iter().map(|o| o.uid).collect();
     assert_eq!(uids, ["k0", "k1", "k4"]);
