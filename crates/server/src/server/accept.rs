@@ -1,0 +1,355 @@
+//! Accepting connections: the accept loop, the TLS handshake, the client's identity, and
+//! each connection's life until it closes.
+//!
+//! **Per connection** (one tokio task each, served concurrently):
+//! 1. the total connection cap (`limits.max_connections`) is checked at accept (over the cap:
+//!    closed at once, logged);
+//! 2. the first TLS record (the ClientHello) is read by hand so that a failed handshake can be
+//!    logged with the offered versions and suites, then replayed into rustls ([`Replay`] says
+//!    why not `LazyConfigAcceptor`); the whole handshake runs under
+//!    `limits.handshake_timeout`; each handshake takes the current TLS configuration (SIGHUP
+//!    replaces it);
+//! 3. the identity comes from the verified client certificate only ([`crate::tls`]); the
+//!    per-identity cap (`limits.max_connections_per_identity`) is checked;
+//! 4. requests, one after another, read and written by a [`Connection`] and run by
+//!    [`execute`].
+//!
+//! **Shutdown**: the accept loop stops, idle connections close, a connection in the middle
+//! of a request finishes it and writes the response; after `limits.shutdown_grace` whatever is
+//! left is abandoned (the hard stop). Every committed change is already durable (the store
+//! syncs before the engine answers), so nothing needs flushing beyond that.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use kmipd_ops::Principal;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::Shared;
+use super::connection::{Connection, End};
+use super::execute::execute;
+use crate::tls::{HelloSummary, identity_from_cert, parse_client_hello};
+
+/// Accepts connections until shutdown begins, each on its own task; then waits for them
+/// (`limits.shutdown_grace`, then the hard stop).
+pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shared.stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.conn_slots.clone().try_acquire_owned() else {
+            shared.metrics.refused("max_connections");
+            warn!(%peer, limit = shared.config.limits.max_connections,
+                "connection refused: limits.max_connections reached");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let span = info_span!("conn", %peer, identity = tracing::field::Empty);
+        tracker.spawn(
+            async move {
+                shared.metrics.connection_opened();
+                connection(&shared, tcp, peer).await;
+                shared.metrics.connection_closed();
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    tracker.close();
+    let open = tracker.len();
+    if open > 0 {
+        info!(
+            connections = open,
+            "stopped accepting; waiting for requests in flight"
+        );
+    }
+    let grace = shared.config.limits.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(
+            connections = tracker.len(),
+            grace = ?grace,
+            "shutdown grace period over; abandoning the remaining connections"
+        );
+        shared.hard_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+    }
+    info!("kmipd stopped");
+}
+
+/// A TCP stream whose first bytes were already read (the ClientHello record), replayed first.
+///
+/// Why not `tokio_rustls::LazyConfigAcceptor`, which also reads the ClientHello before the
+/// handshake goes on: its `ClientHello` (rustls 0.23) gives the offered cipher suites and the
+/// SNI but not the offered protocol versions (neither `supported_versions` nor the legacy
+/// version field), and it keeps the raw bytes. The offered versions are what a failed
+/// handshake's log line most needs (an old client offering only TLS 1.0 or 1.1 is the usual
+/// case; `docs/configuration.md` shows the line), so the first record is read here, parsed
+/// by [`parse_client_hello`] for the log, and replayed into rustls.
+pub(super) struct Replay {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(rest) = this.prefix.get(this.pos..)
+            && !rest.is_empty()
+        {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(rest.get(..n).unwrap_or_default());
+            this.pos += n;
+            if this.pos >= this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A client's TLS stream.
+pub(super) type Tls = tokio_rustls::server::TlsStream<Replay>;
+
+/// Reads the first TLS record (normally the whole ClientHello).
+async fn read_first_record(tcp: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut head = [0u8; 5];
+    tcp.read_exact(&mut head).await?;
+    let [content_type, _, _, hi, lo] = head;
+    let mut record = head.to_vec();
+    if content_type == 22 {
+        // Handshake record: at most 2^14 bytes of plaintext (RFC 8446 §5.1).
+        let len = usize::from(u16::from_be_bytes([hi, lo])).min(16_384);
+        record.resize(5 + len, 0);
+        if let Some(body) = record.get_mut(5..) {
+            tcp.read_exact(body).await?;
+        }
+    }
+    Ok(record)
+}
+
+enum Handshake {
+    Done(Box<Tls>),
+    Failed,
+}
+
+async fn handshake(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr) -> Handshake {
+    let mut hello: Option<HelloSummary> = None;
+    let fail = |hello: &Option<HelloSummary>, reason: &str| {
+        shared.metrics.handshake_failed();
+        let (versions, suites) = hello.as_ref().map_or_else(
+            || ("?".to_owned(), "?".to_owned()),
+            |h| (h.versions_list(), h.suites_list()),
+        );
+        warn!(%peer, offered_versions = %versions, offered_suites = %suites, reason,
+            "TLS handshake failed");
+    };
+    let work = async {
+        let record = match read_first_record(&mut tcp).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err("connection closed before a ClientHello".to_owned());
+            }
+            Err(e) => return Err(format!("reading the ClientHello: {e}")),
+        };
+        hello = record.get(5..).and_then(parse_client_hello);
+        if record.first() != Some(&22) {
+            return Err("not TLS (the first record is not a handshake record)".to_owned());
+        }
+        let stream = Replay {
+            prefix: record,
+            pos: 0,
+            inner: tcp,
+        };
+        let acceptor = shared
+            .acceptor
+            .read()
+            .map_err(|_| "TLS acceptor lock poisoned".to_owned())?
+            .clone();
+        acceptor.accept(stream).await.map_err(|e| e.to_string())
+    };
+    let timeout = shared.config.limits.handshake_timeout;
+    let result = tokio::select! {
+        () = shared.stop.cancelled() => return Handshake::Failed,
+        r = tokio::time::timeout(timeout, work) => r,
+    };
+    match result {
+        Ok(Ok(tls)) => Handshake::Done(Box::new(tls)),
+        Ok(Err(reason)) => {
+            if reason.starts_with("connection closed before") {
+                // Port probes and load-balancer health checks: not worth a warning.
+                shared.metrics.handshake_failed();
+                debug!(%peer, "connection closed before a ClientHello");
+            } else {
+                fail(&hello, &reason);
+            }
+            Handshake::Failed
+        }
+        Err(_) => {
+            fail(
+                &hello,
+                &format!("handshake not finished within limits.handshake_timeout ({timeout:?})"),
+            );
+            Handshake::Failed
+        }
+    }
+}
+
+/// Holds one of an identity's connection slots.
+struct IdentitySlot<'a> {
+    shared: &'a Shared,
+    identity: String,
+}
+
+impl Drop for IdentitySlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.shared.per_identity.lock()
+            && let Some(n) = m.get_mut(&self.identity)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.identity);
+            }
+        }
+    }
+}
+
+fn take_identity_slot<'a>(shared: &'a Shared, identity: &str) -> Option<IdentitySlot<'a>> {
+    let mut m = shared.per_identity.lock().ok()?;
+    let n = m.entry(identity.to_owned()).or_insert(0);
+    if *n >= shared.config.limits.max_connections_per_identity {
+        return None;
+    }
+    *n += 1;
+    Some(IdentitySlot {
+        shared,
+        identity: identity.to_owned(),
+    })
+}
+
+/// One connection, from the handshake to the close: identity, the per-identity cap, then its
+/// requests one after another.
+async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
+    let tls = match handshake(shared, tcp, peer).await {
+        Handshake::Done(t) => t,
+        Handshake::Failed => return,
+    };
+    let mut conn = Connection::new(tls, shared);
+    let tls = conn.tls();
+    let source = shared.config.identity.source;
+    let identity = match tls.peer_certificates().and_then(|c| c.first()) {
+        Some(cert) => identity_from_cert(cert, source),
+        None => Err(crate::tls::IdentityError::Missing("certificate")),
+    };
+    let version = tls
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+    let suite = tls
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_default();
+    let resumed = matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    let identity = match identity {
+        Ok(i) => i,
+        Err(e) => {
+            shared.metrics.refused("no_identity");
+            warn!(%peer, reason = %e, ?source, "connection refused: no identity in the client certificate");
+            conn.close().await;
+            return;
+        }
+    };
+    tracing::Span::current().record("identity", identity.as_str());
+    let Some(_slot) = take_identity_slot(shared, &identity) else {
+        shared.metrics.refused("max_connections_per_identity");
+        warn!(%peer, %identity, limit = shared.config.limits.max_connections_per_identity,
+            "connection refused: limits.max_connections_per_identity reached");
+        conn.close().await;
+        return;
+    };
+    info!(tls_version = %version, cipher_suite = %suite, resumed, "connection established");
+    let principal = if shared.config.identity.administrators.contains(&identity) {
+        Principal::admin(identity.clone())
+    } else {
+        Principal::new(identity.clone())
+    };
+    let end = serve_requests(shared, &mut conn, &principal, peer).await;
+    match end {
+        End::ClientClosed => debug!("connection closed by the client"),
+        End::Shutdown => debug!("connection closed for shutdown"),
+        End::Closed => {}
+    }
+    conn.close().await;
+}
+
+/// Reads, runs and answers requests until the connection is to end.
+async fn serve_requests(
+    shared: &Shared,
+    conn: &mut Connection<'_>,
+    principal: &Principal,
+    peer: SocketAddr,
+) -> End {
+    loop {
+        let request = match conn.read_request().await {
+            Ok(r) => r,
+            Err(end) => return end,
+        };
+        let span = info_span!("request", bytes = request.message.len());
+        let outcome = execute(shared, principal, peer, request.message)
+            .instrument(span)
+            .await;
+        let Some(response) = outcome else {
+            return End::Closed;
+        };
+        if let Err(reason) = conn.write(&response).await {
+            warn!(reason, "connection closed: response not written");
+            return End::Closed;
+        }
+        shared.metrics.latency(request.started.elapsed());
+    }
+}

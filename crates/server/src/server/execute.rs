@@ -1,0 +1,272 @@
+//! Running one request: light or heavy, the batch cap, incidents, metrics and the audit
+//! record before the reply.
+//!
+//! At most `limits.max_concurrent_requests` requests run at a time (a semaphore). A *light*
+//! request (`Engine::is_light`: reads, attribute edits, symmetric keys, symmetric and
+//! public-key cryptography; small, bounded work) is prepared right on the async thread and its
+//! store commit, if any, awaited without holding a thread (`Engine::complete_then`), run again
+//! as `kmipd_ops::Retry` says when it meets a concurrent change. Anything else runs whole on
+//! the blocking pool (`Engine::handle`). Undecodable TTLV with a readable header is answered
+//! Invalid Message; a batch over `limits.max_batch_items` gets an Invalid Message response and
+//! the connection stays open.
+//!
+//! Then: the engine's incidents go to the operator ([`crate::incidents`]), each batch item is
+//! counted (`kmipd_requests_total`), and the request's audit records are queued and awaited
+//! ([`crate::audit`]): the reply is sent only once they are durable, and withheld (the
+//! connection closed) if they cannot be written.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use kmipd_ops::{Answer, Engine, Incident, Principal, Retry};
+use kmipd_proto::enums::{result_reason, result_status};
+use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem, ResponseHeader, ResponseMessage};
+use kmipd_proto::tag;
+use kmipd_ttlv::{Ttlv, Value};
+use tracing::{debug, error, warn};
+
+use super::Shared;
+use crate::audit::{self, ItemSummary};
+
+/// Runs one request (see the module docs), then waits (without holding a thread) for its audit
+/// records to be durable; the encoded response, or `None` when no response may be sent.
+pub(super) async fn execute(
+    shared: &Shared,
+    principal: &Principal,
+    peer: SocketAddr,
+    message: Vec<u8>,
+) -> Option<Vec<u8>> {
+    let started = Instant::now();
+    let permit = tokio::select! {
+        () = shared.hard_stop.cancelled() => return None,
+        p = shared.exec_slots.clone().acquire_owned() => p.ok()?,
+    };
+    let engine = &shared.engine;
+    let limits = shared.limits;
+    let max_batch = shared.config.limits.max_batch_items;
+    // A light request (reads, attribute edits, symmetric keys, symmetric and public-key
+    // cryptography: small, bounded work) runs right here, and its store commit, if any, is
+    // awaited without holding a thread. Anything else runs on the blocking pool.
+    let blocking = |f: Box<dyn FnOnce() -> Processed + Send>| async move {
+        let task = tokio::task::spawn_blocking(f);
+        tokio::select! {
+            () = shared.hard_stop.cancelled() => None,
+            j = task => Some(j),
+        }
+    };
+    let joined = match kmipd_ttlv::decode(&message, &limits) {
+        Ok(tree) if Engine::is_light(&tree) && batch_len(&tree) <= max_batch => {
+            // Run again when the commit finds an object changed by a concurrent request.
+            let mut retry = Retry::new();
+            let answer = loop {
+                let prepared = engine.prepare(principal, &tree);
+                let (answered, answer) = tokio::sync::oneshot::channel();
+                engine.complete_then(prepared, move |outcome| {
+                    let _ = answered.send(outcome);
+                });
+                let outcome = tokio::select! {
+                    () = shared.hard_stop.cancelled() => return None,
+                    r = answer => r.ok()?,
+                };
+                match outcome {
+                    Ok(answer) => break answer,
+                    Err(conflict) => match retry.after_conflict() {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => break Answer::clean(conflict.into_answer()),
+                    },
+                }
+            };
+            drop(permit);
+            Ok(finish(&tree, answer))
+        }
+        decoded => {
+            let (engine, principal) = (engine.clone(), principal.clone());
+            blocking(Box::new(move || {
+                let out = process(&engine, &principal, decoded, max_batch);
+                drop(permit);
+                out
+            }))
+            .await?
+        }
+    };
+    let out = match joined {
+        Ok(v) => v,
+        Err(e) => {
+            error!(error = %e, "request task failed; closing the connection");
+            return None;
+        }
+    };
+    if let Some(r) = &out.refusal {
+        shared.metrics.refused("max_batch_items");
+        warn!(reason = %r, "request refused: limits.max_batch_items");
+    }
+    shared
+        .incidents
+        .report(&out.incidents, principal.name(), peer);
+    let elapsed = started.elapsed();
+    for item in &out.items {
+        shared.metrics.item(&item.operation, &item.status);
+        // The audit log holds the same facts durably; this line is for debugging.
+        debug!(
+            operation = %item.operation,
+            object = %item.uids.join(","),
+            result = %item.status,
+            reason = item.reason.as_deref().unwrap_or(""),
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+    // Queued now, in this order; the reply waits until the records are on disk.
+    let audited = shared
+        .audit
+        .submit(principal.name().to_owned(), peer.to_string(), out.items);
+    let audited = tokio::select! {
+        () = shared.hard_stop.cancelled() => return None,
+        r = audited => r,
+    };
+    if let Err(e) = audited {
+        error!(error = %e, "audit record not written: response withheld, closing the connection");
+        return None;
+    }
+    Some(out.response)
+}
+
+struct Processed {
+    response: Vec<u8>,
+    items: Vec<ItemSummary>,
+    /// Store and internal failures, for the operator.
+    incidents: Vec<Incident>,
+    /// Why the request was refused before the engine (batch cap).
+    refusal: Option<String>,
+}
+
+/// Batch cap, engine; the items to audit. Blocking: the engine's store commit waits for its
+/// fsync. An undecodable request is answered Invalid Message without the engine.
+fn process(
+    engine: &Engine,
+    principal: &Principal,
+    decoded: Result<Ttlv, kmipd_ttlv::DecodeError>,
+    max_batch: usize,
+) -> Processed {
+    let (request, answer, refusal) = match decoded {
+        Ok(tree) => {
+            let batch = batch_len(&tree);
+            if batch > max_batch {
+                let version = request_version(&tree).unwrap_or(ProtocolVersion::V1_0);
+                let msg = format!("{batch} batch items exceed the limit of {max_batch}");
+                let now = engine.config().clock.now();
+                let response = Answer::clean(error_response(version, &msg, now));
+                // Recorded as one refused item, not as items that never ran.
+                let empty = Ttlv {
+                    tag: tag::REQUEST_MESSAGE,
+                    value: Value::Structure(Vec::new()),
+                };
+                (empty, response, Some(msg))
+            } else {
+                let answer = engine.handle(principal, &tree);
+                (tree, answer, None)
+            }
+        }
+        Err(e) => {
+            debug!(error = %e, "undecodable request: answering Invalid Message");
+            let response = Answer::clean(engine.undecodable_response());
+            let empty = Ttlv {
+                tag: tag::REQUEST_MESSAGE,
+                value: Value::Structure(Vec::new()),
+            };
+            (empty, response, None)
+        }
+    };
+    Processed {
+        refusal,
+        ..finish(&request, answer)
+    }
+}
+
+/// The items to audit, the encoded answer and the incidents of a completed request.
+fn finish(request: &Ttlv, answer: Answer) -> Processed {
+    let items = audit::summarize(request, &answer.response);
+    let response = kmipd_ttlv::encode_to_vec(&answer.response).unwrap_or_default();
+    Processed {
+        response,
+        items,
+        incidents: answer.incidents,
+        refusal: None,
+    }
+}
+
+/// The number of batch items in a request message.
+fn batch_len(request: &Ttlv) -> usize {
+    children(request)
+        .iter()
+        .filter(|c| c.tag == tag::BATCH_ITEM)
+        .count()
+}
+
+fn children(t: &Ttlv) -> &[Ttlv] {
+    match &t.value {
+        Value::Structure(c) => c,
+        _ => &[],
+    }
+}
+
+fn child(t: &Ttlv, tag: kmipd_ttlv::Tag) -> Option<&Ttlv> {
+    children(t).iter().find(|c| c.tag == tag)
+}
+
+fn request_version(request: &Ttlv) -> Option<ProtocolVersion> {
+    let header = child(request, tag::REQUEST_HEADER)?;
+    ProtocolVersion::from_ttlv(child(header, tag::PROTOCOL_VERSION)?).ok()
+}
+
+/// A one-item Invalid Message response (for refusals the engine does not see), stamped `now`
+/// (the engine's clock).
+pub(super) fn error_response(version: ProtocolVersion, message: &str, now: i64) -> Ttlv {
+    let response = ResponseMessage {
+        header: ResponseHeader {
+            protocol_version: version,
+            time_stamp: now,
+            client_correlation_value: None,
+            server_correlation_value: None,
+            batch_count: 1,
+        },
+        items: vec![ResponseBatchItem {
+            operation: None,
+            unique_batch_item_id: None,
+            result_status: result_status::OPERATION_FAILED,
+            result_reason: Some(result_reason::INVALID_MESSAGE),
+            result_message: Some(message.to_owned()),
+            payload: None,
+        }],
+    };
+    response.to_ttlv()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmipd_ttlv::Limits;
+
+    #[test]
+    fn error_response_is_a_readable_kmip_response() {
+        let bytes =
+            kmipd_ttlv::encode_to_vec(&error_response(ProtocolVersion::new(1, 4), "too big", 7))
+                .unwrap();
+        let tree = kmipd_ttlv::decode(&bytes, &Limits::default()).unwrap();
+        let r = ResponseMessage::from_ttlv(&tree).unwrap();
+        assert_eq!(r.header.protocol_version, ProtocolVersion::new(1, 4));
+        assert_eq!(r.header.time_stamp, 7);
+        assert_eq!(r.items.len(), 1);
+        assert_eq!(
+            r.items[0].result_reason,
+            Some(result_reason::INVALID_MESSAGE)
+        );
+        let empty = Ttlv {
+            tag: tag::REQUEST_MESSAGE,
+            value: Value::Structure(Vec::new()),
+        };
+        let s = audit::summarize(&empty, &tree);
+        assert_eq!(s[0].status, "OperationFailed");
+        assert_eq!(s[0].reason.as_deref(), Some("InvalidMessage"));
+    }
+}

@@ -1,0 +1,61 @@
+//! The KMIP listener: mutual TLS on a TCP listener, one task per connection, limits on
+//! everything a client can make the server wait for or hold, graceful shutdown.
+//!
+//! Start it with [`Server`] (a builder; tests pass a listener bound to port 0 and, if they
+//! like, their own `Engine`) or [`run`]; [`Server::start`] returns a [`ServerHandle`] with the
+//! bound address and a shutdown trigger. The parts, each described in its module:
+//! - `start`: start-up wiring, the handle, signals;
+//! - `accept`: the accept loop, the TLS handshake, identity and the connection caps, each
+//!   connection's life, shutdown;
+//! - `connection`: a `Connection` reads and writes whole KMIP messages under deadlines;
+//! - `execute`: one request, light or heavy, its incidents, metrics and audit record.
+//!
+//! A slow or hostile client holds only its own connection slot and task: every read and write
+//! has a deadline, and nothing is shared between connections but the engine and counters
+//! ([`Shared`]).
+
+mod accept;
+mod connection;
+mod execute;
+mod start;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kmipd_ops::Engine;
+use kmipd_ttlv::Limits;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::incidents::Incidents;
+use crate::metrics::Metrics;
+
+pub use start::{
+    Server, ServerHandle, StartError, reload_signal, run, serve_until, shutdown_signal,
+};
+
+/// What every connection of one server shares.
+struct Shared {
+    config: Config,
+    /// Replaced by [`ServerHandle::reload_tls`]; each handshake takes a clone.
+    acceptor: std::sync::RwLock<TlsAcceptor>,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    incidents: Arc<Incidents>,
+    /// `limits.max_connections`.
+    conn_slots: Arc<Semaphore>,
+    /// `limits.max_concurrent_requests`.
+    exec_slots: Arc<Semaphore>,
+    /// Open connections by identity (`limits.max_connections_per_identity`).
+    per_identity: Mutex<HashMap<String, usize>>,
+    /// Decoding limits (the engine's, with `limits.max_message_size`).
+    limits: Limits,
+    audit: AuditLog,
+    /// Shutdown began: stop accepting, close idle connections.
+    stop: CancellationToken,
+    /// The grace period is over: abandon what is left.
+    hard_stop: CancellationToken,
+}

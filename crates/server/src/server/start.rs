@@ -1,0 +1,389 @@
+//! Start-up wiring: [`Server`] (a builder) opens what the configuration names (the listeners,
+//! the store and HSM, the audit log, the admin socket, the metrics listener) and starts the
+//! accept loop; [`ServerHandle`] is the running server (its addresses, its counters, TLS
+//! reload, shutdown). [`run`] and [`serve_until`] drive it with signals, mini-redis style: a
+//! listener, a configuration and a shutdown future.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use kmipd_ops::{Engine, EngineConfig};
+use kmipd_store::ObjectStore;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::{Shared, accept};
+use crate::audit::AuditLog;
+use crate::config::{Config, StoreBackend};
+use crate::incidents::Incidents;
+use crate::metrics::Metrics;
+use crate::storage::StorageError;
+use crate::tls::TlsError;
+
+/// Why the server could not start. `Display` is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS files.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Store or HSM.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Binding a listener.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// Anything else at start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Builds and starts a server. See the module docs.
+pub struct Server {
+    config: Config,
+    engine: Option<Engine>,
+    listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
+    audit: Option<AuditLog>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running server: its addresses, its counters, and the way to stop it.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The KMIP listener's address (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The metrics listener's address, when `[metrics]` is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The live counters (what `/metrics` shows).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A token whose cancellation starts the graceful shutdown (clone it freely).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Reads `[tls]`'s files again (client CA, CRLs, server certificates and keys) and uses
+    /// them for every handshake from now on; connections already established are not
+    /// affected. Sessions issued before cannot be resumed (a new session cache and new ticket
+    /// keys): a resumed handshake does not check the client certificate again, so a client a
+    /// new CRL revokes must not resume its way in. On error nothing changes and the server
+    /// goes on with what it had. `kmipd serve` calls it on SIGHUP.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        let fresh = crate::tls::server_config(&self.shared.config.tls)?;
+        let mut acceptor = self
+            .shared
+            .acceptor
+            .write()
+            .map_err(|_| crate::tls::TlsError::Rustls("TLS acceptor lock poisoned".into()))?;
+        *acceptor = TlsAcceptor::from(fresh);
+        Ok(())
+    }
+
+    /// Starts the graceful shutdown; returns at once.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until the server has stopped (after [`ServerHandle::shutdown`], or the shutdown
+    /// future given to [`run`]).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// Shuts down and waits for the end (at most `limits.shutdown_grace` plus a little).
+    pub async fn stop(self) {
+        self.shutdown();
+        self.wait().await;
+    }
+}
+
+impl Server {
+    /// A server for `config`. Without [`Server::listener`] it binds `config.listen`; without
+    /// [`Server::engine`] it opens the configured store (and HSM) at [`Server::start`].
+    pub fn new(config: Config) -> Server {
+        Server {
+            config,
+            engine: None,
+            listener: None,
+            metrics_listener: None,
+            audit: None,
+        }
+    }
+
+    /// Serves on this listener (e.g. bound to `127.0.0.1:0`) instead of `config.listen`.
+    pub fn listener(mut self, listener: TcpListener) -> Server {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Serves metrics on this listener instead of `metrics.listen` (even when the
+    /// configuration has no `[metrics]` table).
+    pub fn metrics_listener(mut self, listener: TcpListener) -> Server {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
+    /// Uses this engine instead of opening the configured store.
+    pub fn engine(mut self, engine: Engine) -> Server {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Records every answered request in this audit log (instead of opening `audit.path`).
+    pub fn audit_log(mut self, log: AuditLog) -> Server {
+        self.audit = Some(log);
+        self
+    }
+
+    /// Binds (if needed), opens the store (if needed; on the blocking pool), builds TLS and
+    /// starts serving. Returns once the server accepts connections.
+    pub async fn start(self) -> Result<ServerHandle, StartError> {
+        let Server {
+            config,
+            engine,
+            listener,
+            metrics_listener,
+            audit,
+        } = self;
+        let tls = crate::tls::server_config(&config.tls)?;
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?,
+        };
+        let metrics_listener = match (metrics_listener, &config.metrics) {
+            (Some(l), _) => Some(l),
+            (None, Some(m)) => {
+                Some(
+                    TcpListener::bind(m.listen)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr: m.listen,
+                            source,
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
+        // The sled store is opened here (not through storage::open_store) so that the admin
+        // socket keeps the store and the master key for rotations and backups.
+        let (engine, durable) = match engine {
+            Some(e) => (e, None),
+            None => {
+                let c = config.clone();
+                let opened = tokio::task::spawn_blocking(move || match c.store.backend {
+                    StoreBackend::Sled => crate::storage::open_durable(&c).map(|d| {
+                        let store: Arc<dyn ObjectStore> = d.store.clone();
+                        (store, Some(d))
+                    }),
+                    StoreBackend::Memory => crate::storage::open_store(&c).map(|s| (s, None)),
+                })
+                .await
+                .map_err(|e| StartError::Other(format!("store opening task: {e}")))?;
+                let (store, durable) = opened?;
+                let mut ec = EngineConfig::default();
+                ec.limits.max_message_len = config.limits.max_message_size;
+                (Engine::new(store, ec), durable)
+            }
+        };
+        let audit = match audit {
+            Some(a) => a,
+            None => {
+                let path = config.audit.path.clone();
+                tokio::task::spawn_blocking(move || AuditLog::open(path))
+                    .await
+                    .map_err(|e| StartError::Other(format!("audit opening task: {e}")))?
+                    .map_err(|e| StartError::Other(e.to_string()))?
+            }
+        };
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Other(format!("listener address: {e}")))?;
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| StartError::Other(format!("metrics address: {e}")))?,
+            ),
+            None => None,
+        };
+        let watched = durable.as_ref().map(|d| d.store.clone());
+        let stop = CancellationToken::new();
+        let mut admin_task = None;
+        if config.admin.enabled {
+            let path = config.admin.socket.clone();
+            let listener =
+                crate::admin::bind(&path).map_err(|e| StartError::Other(e.to_string()))?;
+            let admin = crate::admin::Admin::new(
+                engine.clone(),
+                durable,
+                Some(audit.clone()),
+                stop.clone(),
+            );
+            admin_task = Some(tokio::spawn(crate::admin::serve(
+                listener,
+                path,
+                Arc::new(admin),
+                stop.clone(),
+            )));
+        }
+        let metrics = Arc::new(Metrics::default());
+        if let Some(store) = &watched {
+            metrics.watch_store(store);
+        }
+        let incidents = Arc::new(Incidents::new(metrics.clone(), watched.as_ref()));
+        drop(watched);
+        tokio::spawn(incidents.clone().watch(stop.clone()));
+        let mut limits = engine.config().limits;
+        limits.max_message_len = config.limits.max_message_size;
+        let shared = Arc::new(Shared {
+            acceptor: std::sync::RwLock::new(TlsAcceptor::from(tls)),
+            conn_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            exec_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
+            per_identity: Mutex::new(HashMap::new()),
+            engine,
+            metrics: metrics.clone(),
+            incidents,
+            limits,
+            audit,
+            stop: stop.clone(),
+            hard_stop: CancellationToken::new(),
+            config,
+        });
+        if let Some(l) = metrics_listener {
+            tokio::spawn(crate::metrics::serve(l, metrics.clone(), stop.clone()));
+            if let Some(a) = metrics_addr {
+                info!(addr = %a, "metrics on http://{a}/metrics");
+            }
+        }
+        info!(addr = %local_addr, "kmipd listening");
+        let grace = shared.config.limits.shutdown_grace;
+        let handle_shared = shared.clone();
+        let task = tokio::spawn(async move {
+            accept::accept_loop(listener, shared).await;
+            // The admin socket is gone and its commands answered (or abandoned) before the
+            // server counts as stopped.
+            if let Some(t) = admin_task {
+                let _ = tokio::time::timeout(grace, t).await;
+            }
+        });
+        Ok(ServerHandle {
+            local_addr,
+            metrics_addr,
+            stop,
+            metrics,
+            task,
+            shared: handle_shared,
+        })
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let hangup = reload_signal()?;
+    let handle = Server::new(config).listener(listener).start().await?;
+    serve_until(handle, shutdown, hangup).await
+}
+
+/// The SIGHUP stream for [`serve_until`]. Take it before [`Server::start`]: from then on a
+/// SIGHUP no longer ends the process (its default), even before the server listens.
+pub fn reload_signal() -> Result<tokio::signal::unix::Signal, StartError> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| StartError::Other(format!("SIGHUP handler: {e}")))
+}
+
+/// Serves with a started server until `shutdown` completes (or the server is stopped
+/// otherwise), then shuts down gracefully. Meanwhile each signal on `hangup`
+/// ([`reload_signal`]) reloads `[tls]` ([`ServerHandle::reload_tls`]); a failed reload is
+/// logged and changes nothing.
+pub async fn serve_until(
+    handle: ServerHandle,
+    shutdown: impl Future<Output = ()>,
+    mut hangup: tokio::signal::unix::Signal,
+) -> Result<(), StartError> {
+    let token = handle.shutdown_token();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                token.cancel();
+                break;
+            }
+            () = token.cancelled() => break,
+            Some(()) = hangup.recv() => match handle.reload_tls() {
+                Ok(()) => info!("SIGHUP: TLS certificates, client CA and CRLs reloaded"),
+                Err(e) => error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous TLS configuration"),
+            },
+        }
+    }
+    handle.wait().await;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (for [`run`] in `main`).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => info!("SIGTERM: shutting down"),
+                _ = i.recv() => info!("SIGINT: shutting down"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
