@@ -5,7 +5,8 @@
 //! search condition), then get them. PostgreSQL is a private cluster on this machine with
 //! fsync on (`kmipd_test_support::pg`). Results: docs/storage.md.
 //!
-//! `cargo bench -p kmipd-store --bench pg_pool` (`PG_BENCH_SECS` sets the window).
+//! `cargo bench -p kmipd-store --bench pg_pool` (`PG_BENCH_SECS` sets the window,
+//! `PG_BENCH_POOLS` the pool sizes, e.g. `16,32`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -85,7 +86,11 @@ fn main() {
         .unwrap_or(5);
     let cluster = PgCluster::start();
     println!("PgStore, {THREADS} threads, {secs} s windows, fsync on");
-    for pool in [8usize, 16, 32] {
+    let pools: Vec<usize> = std::env::var("PG_BENCH_POOLS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![8, 16, 32]);
+    for pool in pools {
         let mut opts = PgOptions::new(cluster.url("postgres"));
         opts.schema = Some(format!("bench{pool}"));
         opts.pool_size = pool;

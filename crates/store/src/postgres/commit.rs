@@ -10,10 +10,11 @@
 //! search could invalidate, so they serialize after any search that missed them.
 //!
 //! Round trips of one attempt: (1) `BEGIN`, the advisory locks and the current KEK id, in one
-//! simple query; (2) the revisions of the expected objects, then each search condition
-//! re-run (only when the commit has them); (3) every write and `txid_current()` in one
-//! statement (data-modifying CTEs: the terms of a rewritten object are deleted and inserted
-//! in one snapshot, so the delete sees only the old ones); (4) `COMMIT`. Encoding (key wrap
+//! simple query; (2) each search condition re-run (only when the commit has them); (3) the
+//! expectations' check, every write and `txid_current()` in one statement (data-modifying
+//! CTEs on one snapshot: nothing is written when an expectation fails, and the terms of a
+//! rewritten object are deleted and inserted without the delete seeing the new ones); (4)
+//! `COMMIT`. A commit of expectations only reads the revisions in (2) and writes nothing. Encoding (key wrap
 //! under the current KEK) happens in each attempt, so an attempt that finds another node
 //! switched the KEK re-encodes under the new one.
 
@@ -180,19 +181,39 @@ fn encode(inner: &Inner, plan: &Plan) -> Result<Encoded, StoreError> {
     Ok(e)
 }
 
+/// Every write of a commit, its expectations checked first (`bad`: the first expected uid
+/// whose revision differs; then nothing is written), and `txid_current()`. All CTEs share the
+/// statement's snapshot, taken after the locks: the check sees the state before the writes,
+/// and the terms delete sees only the old terms.
 const WRITE_SQL: &str = "\
-WITH del_terms AS (DELETE FROM kmipd_terms WHERE uid = ANY($1::text[])), \
-del_objects AS (DELETE FROM kmipd_objects WHERE uid = ANY($2::text[])), \
+WITH bad AS (SELECT e.u FROM unnest($11::text[], $12::bigint[]) AS e(u, r) \
+    LEFT JOIN kmipd_objects o ON o.uid = e.u WHERE o.revision IS DISTINCT FROM e.r LIMIT 1), \
+ok AS (SELECT NOT EXISTS (SELECT 1 FROM bad) AS ok), \
+del_terms AS (DELETE FROM kmipd_terms WHERE uid = ANY($1::text[]) AND (SELECT ok FROM ok)), \
+del_objects AS (DELETE FROM kmipd_objects WHERE uid = ANY($2::text[]) AND (SELECT ok FROM ok)), \
 put AS (INSERT INTO kmipd_objects (uid, sequence, revision, kek_id, record) \
     SELECT u, s, nextval('kmipd_revision'), k, r \
     FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bytea[]) AS t(u, s, k, r) \
+    WHERE (SELECT ok FROM ok) \
     ON CONFLICT (uid) DO UPDATE SET sequence = EXCLUDED.sequence, \
     revision = EXCLUDED.revision, kek_id = EXCLUDED.kek_id, record = EXCLUDED.record), \
 ins_terms AS (INSERT INTO kmipd_terms (uid, term, date) \
-    SELECT * FROM unnest($7::text[], $8::bytea[], $9::bigint[])), \
-advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, GREATEST(0, $10::bigint - \
-    (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM kmipd_sequence)))) \
-SELECT txid_current(), (SELECT count(*) FROM advance)";
+    SELECT u, t, d FROM unnest($7::text[], $8::bytea[], $9::bigint[]) AS x(u, t, d) \
+    WHERE (SELECT ok FROM ok)), \
+advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, \
+    CASE WHEN (SELECT ok FROM ok) THEN GREATEST(0, $10::bigint - \
+    (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM kmipd_sequence)) \
+    ELSE 0 END)) \
+SELECT txid_current(), (SELECT u FROM bad), (SELECT count(*) FROM advance)";
+
+/// A [`Revision`] as the revision number it was made from (0, never a revision, for one this
+/// store did not make).
+fn revision_number(r: &Revision) -> i64 {
+    match r.0.split_first_chunk::<8>() {
+        Some((head, tail)) if tail.iter().all(|b| *b == 0) => i64::from_be_bytes(*head),
+        _ => 0,
+    }
+}
 
 /// Applies `changes` in one transaction, retried as the module doc says.
 pub(crate) async fn commit(inner: &Arc<Inner>, changes: Vec<Change>) -> Result<(), StoreError> {
@@ -237,8 +258,9 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
             return Err(kek_changed(inner, db_kek, conn).await);
         }
     }
-    // (2) Expectations, before any write.
-    if !plan.expects.is_empty() {
+    // (2) Expectations, before any write: in the write statement when there are writes,
+    // else here.
+    if !plan.expects.is_empty() && enc.written.is_empty() {
         let uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
         let stmt = c
             .prepare_cached("SELECT uid, revision FROM kmipd_objects WHERE uid = ANY($1::text[])")
@@ -275,7 +297,13 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         conn.release();
         return Ok(());
     }
-    // (3) Every write, and the transaction id to resolve a lost COMMIT with.
+    // (3) The expectations, every write, and the transaction id to resolve a lost COMMIT.
+    let expect_uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
+    let expect_revs: Vec<Option<i64>> = plan
+        .expects
+        .iter()
+        .map(|(_, r)| r.as_ref().map(revision_number))
+        .collect();
     let stmt = c
         .prepare_cached(WRITE_SQL)
         .await
@@ -294,11 +322,17 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
                 &enc.terms,
                 &enc.term_dates,
                 &enc.max_seq,
+                &expect_uids,
+                &expect_revs,
             ],
         )
         .await
         .map_err(|e| classify(&e))?;
     let txid: i64 = row.try_get(0).map_err(|e| classify(&e))?;
+    let bad: Option<String> = row.try_get(1).map_err(|e| classify(&e))?;
+    if let Some(uid) = bad {
+        return Err(abort(conn, StoreError::Conflict { uid }).await);
+    }
     // (4) COMMIT. Any failure here has an unknown outcome (a lost connection, or a
     // terminated session whose commit record may already be flushed): the caller asks the
     // database about `txid` instead of guessing.
