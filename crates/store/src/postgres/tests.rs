@@ -546,6 +546,70 @@ fn a_commit_whose_session_dies_in_commit_is_resolved() {
     assert_eq!(s.get("D").unwrap(), Some(versioned("D", 1, 0)));
 }
 
+/// PostgreSQL restarted: a store whose pooled connections all died reconnects by itself; a
+/// commit made while the server is down fails after the deadline with the reason, and one
+/// made just before the server comes back waits for it and succeeds.
+#[test]
+fn the_store_reconnects_after_a_database_restart() {
+    let cluster = PgCluster::start();
+    let mut opts = PgOptions::new(cluster.url("postgres"));
+    opts.pool_size = 3;
+    opts.connect_timeout = Duration::from_secs(2);
+    opts.deadline = Duration::from_secs(60);
+    let s = Arc::new(PgStore::open_with_kek(&opts, kek(1, 1)).unwrap());
+    for i in 0..3u64 {
+        s.commit(vec![Change::Put(versioned(&format!("r{i}"), i, 0))])
+            .unwrap();
+    }
+    cluster.stop();
+    let mut short = opts.clone();
+    short.deadline = Duration::from_millis(500);
+    let err = PgStore::open(&short).unwrap_err().to_string();
+    assert!(
+        err.contains("connect") || err.contains("connection"),
+        "{err}"
+    );
+    let waiting = {
+        let s = s.clone();
+        std::thread::spawn(move || s.commit(vec![Change::Put(versioned("during", 9, 0))]))
+    };
+    cluster.start_again();
+    waiting.join().unwrap().unwrap();
+    assert_eq!(s.get("during").unwrap(), Some(versioned("during", 9, 0)));
+    for i in 0..3u64 {
+        assert_eq!(
+            s.get(&format!("r{i}")).unwrap(),
+            Some(versioned(&format!("r{i}"), i, 0))
+        );
+    }
+}
+
+/// `commit_then` does not block and reports the outcome once, from the store's runtime.
+#[test]
+fn commit_then_reports_the_outcome() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    s.commit_then(
+        vec![Change::Put(versioned("CT", 1, 0))],
+        Box::new(move |r| tx.send(r).unwrap()),
+    );
+    rx.recv().unwrap().unwrap();
+    assert_eq!(s.get("CT").unwrap(), Some(versioned("CT", 1, 0)));
+    s.commit_then(
+        vec![Change::Expect {
+            uid: "CT".into(),
+            revision: None,
+        }],
+        Box::new(move |r| tx2.send(r).unwrap()),
+    );
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Err(StoreError::Conflict { uid }) if uid == "CT"
+    ));
+}
+
 #[test]
 fn damaged_records_are_reported_like_sled() {
     let (_c, opts) = fresh();
