@@ -11,13 +11,15 @@
 //! handle.stop().await;
 //! ```
 //!
-//! Modules: [`config`] (the TOML file), [`init`] (development instances), [`certs`]
-//! (development certificates), [`tls`] (rustls, certificate choice, identity), [`server`]
-//! (connections and limits), `incidents` (store and internal failures for the operator),
-//! [`metrics`], [`storage`] (the store and its key hierarchy: open and
-//! unlock with the HSM's master key, KEK and master key rotations, backup, offline restore),
-//! [`logging`], [`admin`] (the local admin socket and its protocol: rotations, backup, grants
-//! and audit rotation while serving), [`audit`] (the hash-chained audit log).
+//! Public modules (what `main.rs`, the tests and other crates use): [`config`] (the TOML
+//! file), [`init`] (development instances), [`certs`] (development certificates),
+//! [`storage`] (the store and its key hierarchy: open and unlock with the HSM's master key,
+//! KEK and master key rotations, backup, offline restore), [`logging`], [`admin`] (the local
+//! admin socket and its protocol: rotations, backup, grants and audit rotation while
+//! serving), [`audit`] (the hash-chained audit log). Inside the crate: `server` (connections
+//! and limits; [`Server`] and the rest re-exported here), `tls` (rustls, certificate choice,
+//! identity; [`TlsError`]), `metrics` ([`Metrics`]), `incidents` (store and internal failures
+//! for the operator).
 
 pub mod admin;
 pub mod audit;
@@ -26,16 +28,18 @@ pub mod config;
 mod incidents;
 pub mod init;
 pub mod logging;
-pub mod metrics;
-pub mod server;
+pub(crate) mod metrics;
+pub(crate) mod server;
 pub mod storage;
-pub mod tls;
+pub(crate) mod tls;
 
 #[cfg(test)]
 mod smoke;
 
 pub use config::Config;
 pub use init::{InitError, InitOptions, Instance, init_instance, init_instance_with};
+pub use metrics::Metrics;
 pub use server::{
     Server, ServerHandle, StartError, reload_signal, run, serve_until, shutdown_signal,
 };
+pub use tls::TlsError;

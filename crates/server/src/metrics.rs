@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Upper bounds (seconds) of the request latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 12] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
@@ -43,7 +43,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// One batch item answered.
-    pub fn item(&self, operation: &str, result: &str) {
+    pub(crate) fn item(&self, operation: &str, result: &str) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((operation.to_owned(), result.to_owned()))
                 .or_default() += 1;
@@ -51,7 +51,7 @@ impl Metrics {
     }
 
     /// One request message answered after `d`.
-    pub fn latency(&self, d: Duration) {
+    pub(crate) fn latency(&self, d: Duration) {
         let secs = d.as_secs_f64();
         for (b, le) in self.buckets.iter().zip(LATENCY_BUCKETS) {
             if secs <= le {
@@ -64,39 +64,39 @@ impl Metrics {
     }
 
     /// A connection was accepted (TCP).
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.open_connections.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection ended.
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         let _ = self
             .open_connections
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
     }
 
     /// A TLS handshake failed or timed out.
-    pub fn handshake_failed(&self) {
+    pub(crate) fn handshake_failed(&self) {
         self.handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection or request was refused by a limit (`reason` is a fixed label).
-    pub fn refused(&self, reason: &'static str) {
+    pub(crate) fn refused(&self, reason: &'static str) {
         if let Ok(mut m) = self.refusals.lock() {
             *m.entry(reason).or_default() += 1;
         }
     }
 
     /// An incident of the engine (a store or internal failure; `kind` is its label).
-    pub fn internal_error(&self, kind: IncidentKind) {
+    pub(crate) fn internal_error(&self, kind: IncidentKind) {
         if let Ok(mut m) = self.internal_errors.lock() {
             *m.entry(kind.label()).or_default() += 1;
         }
     }
 
     /// Adds the store's figures to the exposition (once; later calls are ignored).
-    pub fn watch_store(&self, store: &Arc<SledStore>) {
+    pub(crate) fn watch_store(&self, store: &Arc<SledStore>) {
         let _ = self.store.set(Arc::downgrade(store));
     }
 
@@ -228,7 +228,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Serves `GET /metrics` on `listener` until `stop` is cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: std::sync::Arc<Metrics>,
     stop: CancellationToken,

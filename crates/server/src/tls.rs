@@ -62,7 +62,7 @@ fn file_err(what: &'static str, path: &Path, reason: impl ToString) -> TlsError 
 }
 
 /// The crypto provider kmipd uses (ring).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -96,7 +96,7 @@ fn load_key(
 }
 
 /// The server's TLS configuration from `[tls]`.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
     for c in load_certs("tls.client_ca", &tls.client_ca)? {
@@ -171,7 +171,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
 
 /// Which server certificate a ClientHello gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyChoice {
+pub(crate) enum KeyChoice {
     /// The ECDSA certificate.
     Ecdsa,
     /// The RSA certificate.
@@ -191,7 +191,7 @@ fn is_tls13_suite(s: CipherSuite) -> bool {
 /// client can verify an ECDSA signature and has a suite that works with it (any TLS 1.3
 /// suite, or a TLS 1.2 ECDHE-ECDSA one); otherwise RSA when it can use that; otherwise
 /// ECDSA (the handshake then fails with a reason that is logged).
-pub fn choose_key(schemes: &[SignatureScheme], suites: &[CipherSuite]) -> KeyChoice {
+pub(crate) fn choose_key(schemes: &[SignatureScheme], suites: &[CipherSuite]) -> KeyChoice {
     let tls13 = suites.iter().any(|s| is_tls13_suite(*s));
     let ecdsa_scheme = schemes.iter().any(|s| {
         matches!(
@@ -322,7 +322,7 @@ impl ClientCertVerifier for PolicyVerifier {
 
 /// Why no identity could be read from a verified certificate.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum IdentityError {
+pub(crate) enum IdentityError {
     /// The certificate could not be parsed (cannot happen after rustls verified it).
     #[error("client certificate unreadable")]
     Unreadable,
@@ -332,7 +332,10 @@ pub enum IdentityError {
 }
 
 /// The identity a verified client certificate (DER) stands for, per `source`.
-pub fn identity_from_cert(der: &[u8], source: IdentitySource) -> Result<String, IdentityError> {
+pub(crate) fn identity_from_cert(
+    der: &[u8],
+    source: IdentitySource,
+) -> Result<String, IdentityError> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| IdentityError::Unreadable)?;
     let sans = || -> Vec<GeneralName<'_>> {
         cert.subject_alternative_name()
@@ -380,23 +383,23 @@ pub fn identity_from_cert(der: &[u8], source: IdentitySource) -> Result<String, 
 
 /// What a ClientHello offered, for the log line of a failed handshake.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HelloSummary {
+pub(crate) struct HelloSummary {
     /// Protocol versions offered (supported_versions, else the legacy version).
-    pub versions: Vec<String>,
+    pub(crate) versions: Vec<String>,
     /// Cipher suites offered.
-    pub suites: Vec<String>,
+    pub(crate) suites: Vec<String>,
     /// SNI host name, if any.
-    pub sni: Option<String>,
+    pub(crate) sni: Option<String>,
 }
 
 impl HelloSummary {
     /// Versions, comma-separated.
-    pub fn versions_list(&self) -> String {
+    pub(crate) fn versions_list(&self) -> String {
         self.versions.join(",")
     }
 
     /// Suites, comma-separated.
-    pub fn suites_list(&self) -> String {
+    pub(crate) fn suites_list(&self) -> String {
         self.suites.join(",")
     }
 }
@@ -470,7 +473,7 @@ fn suite_name(s: u16) -> String {
 
 /// Reads a ClientHello from the payload of the first TLS record (handshake header included).
 /// `None` when the bytes are not a ClientHello (or are cut short).
-pub fn parse_client_hello(record: &[u8]) -> Option<HelloSummary> {
+pub(crate) fn parse_client_hello(record: &[u8]) -> Option<HelloSummary> {
     let mut b = record;
     if u8_at(&mut b)? != 1 {
         return None;
