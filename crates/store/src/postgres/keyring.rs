@@ -433,36 +433,48 @@ impl PgStore {
         let current = self.inner.current()?;
         let cur = i64::from(current.id().0);
         self.run(move |inner| async move {
-            // Which records to re-wrap (read without locks; re-checked under them).
-            let rows = retrying(&inner, |conn| async move {
-                let rows = db(conn
-                    .client()?
-                    .query(
-                        "SELECT uid, record FROM kmipd_objects \
-                         WHERE kek_id IS NOT NULL AND kek_id <> $1 ORDER BY uid",
-                        &[&cur],
-                    )
-                    .await)?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    out.push((
-                        db(r.try_get::<_, String>(0))?,
-                        db(r.try_get::<_, Vec<u8>>(1))?,
-                    ));
-                }
-                conn.release();
-                Ok(out)
-            })
-            .await?;
+            // Which records to re-wrap (read without locks, re-checked under them): pages in
+            // uid order until `max` good ones are found; damaged ones are skipped.
+            let page = i64::try_from(max.clamp(1, 10_000)).unwrap_or(1);
             let mut pick = Vec::new();
             let mut skipped = Vec::new();
-            for (uid, raw) in rows {
-                if rewrapped(&inner, &uid, &raw, &current).is_ok() {
-                    if pick.len() < max {
+            let mut after = String::new();
+            while pick.len() < max {
+                let from = after.clone();
+                let rows = retrying(&inner, |conn| {
+                    let from = from.clone();
+                    async move {
+                        let rows = db(conn
+                            .client()?
+                            .query(
+                                "SELECT uid, record FROM kmipd_objects \
+                                 WHERE kek_id IS NOT NULL AND kek_id <> $1 AND uid > $2 \
+                                 ORDER BY uid LIMIT $3",
+                                &[&cur, &from, &page],
+                            )
+                            .await)?;
+                        let mut out = Vec::with_capacity(rows.len());
+                        for r in rows {
+                            out.push((
+                                db(r.try_get::<_, String>(0))?,
+                                db(r.try_get::<_, Vec<u8>>(1))?,
+                            ));
+                        }
+                        conn.release();
+                        Ok(out)
+                    }
+                })
+                .await?;
+                let Some((last, _)) = rows.last() else {
+                    break;
+                };
+                after = last.clone();
+                for (uid, raw) in rows {
+                    if rewrapped(&inner, &uid, &raw, &current).is_err() {
+                        skipped.push(uid);
+                    } else if pick.len() < max {
                         pick.push(uid);
                     }
-                } else {
-                    skipped.push(uid);
                 }
             }
             if let Ok(mut c) = inner.corrupt.lock() {

@@ -676,6 +676,42 @@ fn keyring_lives_in_the_database() {
     );
 }
 
+/// A rotation over many records in small steps re-wraps every readable one and reports the
+/// damaged one, which does not stop it.
+#[test]
+fn rotation_in_steps_skips_damaged_records() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let objects: Vec<Change> = (0..250u64)
+        .map(|i| Change::Put(obj(&format!("r{i:03}"), i, &i.to_be_bytes())))
+        .collect();
+    s.commit(objects).unwrap();
+    let raw = Raw::connect(&opts);
+    raw.batch(
+        "UPDATE kmipd_objects SET record = set_byte(record, length(record) - 10, \
+         get_byte(record, length(record) - 10) # 1) WHERE uid = 'r007'",
+    );
+    s.begin_kek_rotation(kek(2, 2)).unwrap();
+    let mut total = 0;
+    let skipped = loop {
+        let (done, skipped) = s.rewrap_step(40).unwrap();
+        assert!(done <= 40);
+        total += done;
+        if done == 0 {
+            break skipped;
+        }
+    };
+    assert_eq!(total, 249);
+    assert_eq!(skipped, vec!["r007".to_owned()]);
+    assert_eq!(s.finish_kek_rotation().unwrap(), vec![KekId(1)]);
+    let t = PgStore::open_with_kek(&opts, kek(2, 2)).unwrap();
+    assert_eq!(t.all().unwrap().len(), 249);
+    assert_eq!(
+        t.get("r100").unwrap(),
+        Some(obj("r100", 100, &100u64.to_be_bytes()))
+    );
+}
+
 #[test]
 fn copy_from_sled_keeps_every_object_and_blob() {
     let (_c, opts) = fresh();
