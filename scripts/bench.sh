@@ -9,6 +9,9 @@
 #   BENCH_SOAK=600 scripts/bench.sh          # then two mixed runs of 600 s each against
 #                                            # kmipd (writes that keep the store's size, then
 #                                            # writes that grow it), sampling its memory
+#   scripts/bench.sh --store postgres        # kmipd on PostgreSQL instead: get, create and
+#                                            # cycle against one node, then two nodes on the
+#                                            # same database (no PyKMIP, no memory rows)
 #
 # Both servers are fresh: kmipd from `kmipd init` (sled store, its own SoftHSM2 token, a
 # development CA) with the connection caps raised for the idle-connection measurement;
@@ -23,6 +26,26 @@ secs="${BENCH_SECONDS:-8}"
 py_secs="${BENCH_PY_SECONDS:-5}"
 only="${BENCH_ONLY:-}"
 soak="${BENCH_SOAK:-0}"
+store=sled
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --store)
+            store="${2:-}"
+            shift 2
+            ;;
+        *)
+            echo "usage: scripts/bench.sh [--store sled|postgres]" >&2
+            exit 2
+            ;;
+    esac
+done
+case "$store" in
+    sled | postgres) ;;
+    *)
+        echo "bench: --store is sled or postgres, not '$store'" >&2
+        exit 2
+        ;;
+esac
 
 echo "bench: building (release)" >&2
 cargo build --release --quiet -p kmipd -p kmipd-bench
@@ -32,6 +55,7 @@ bench=target/release/kmip-bench
 mkdir -p target/bench
 work=$(mktemp -d "$PWD/target/bench/run-XXXXXX")
 pids=()
+pgdir=""
 cleanup() {
     local p
     for p in "${pids[@]}"; do
@@ -40,6 +64,10 @@ cleanup() {
     for p in "${pids[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    if [[ -n "$pgdir" ]]; then
+        pg_as "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+        rm -rf "$pgdir"
+    fi
     # The stores, the audit log and the request log reach gigabytes in a soak (one audit
     # record and one log line per request): keep the results and the log's last lines.
     rm -rf "$work/kmipd/data" "$work/kmipd/audit.log" "$work/pykmip/pykmip.db"
@@ -69,6 +97,161 @@ wait_port() { # port, pid, log
     echo "bench: nothing listens on port $1 after 30 s" >&2
     exit 1
 }
+
+# --- --store postgres ----------------------------------------------------------------------
+# A private PostgreSQL (initdb in a directory under /tmp on a free loopback port, fsync and
+# synchronous_commit on as in production, as the `postgres` user when run as root, stopped on
+# exit), one `kmipd init` instance (certificates, SoftHSM2 token) and two node configurations
+# on the same database, each with its own audit log and admin socket. Each workload runs
+# against node 1 alone, then against both nodes at once (half the connections each, one
+# kmip-bench per node, the figures added up). BENCH_PG_POOL sets the nodes' pool_size.
+pg_as() {
+    if [[ $(id -u) == 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+pg_bench() {
+    pgbin=$(pg_config --bindir 2>/dev/null || true)
+    if [[ ! -x "$pgbin/initdb" ]]; then
+        pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    fi
+    if [[ ! -x "$pgbin/initdb" ]]; then
+        echo "bench: PostgreSQL's initdb not found: run scripts/setup.sh" >&2
+        exit 1
+    fi
+    pgdir=$(mktemp -d /tmp/kmipd-bench-pg-XXXXXX)
+    chmod 700 "$pgdir"
+    if [[ $(id -u) == 0 ]]; then
+        chown postgres: "$pgdir"
+    fi
+    local pgport
+    pgport=$(free_port)
+    pg_as "$pgbin/initdb" -D "$pgdir/data" -A trust -U postgres -E UTF8 --locale=C >/dev/null
+    pg_as tee -a "$pgdir/data/postgresql.auto.conf" >/dev/null <<PGCONF
+listen_addresses = '127.0.0.1'
+port = $pgport
+unix_socket_directories = '$pgdir'
+fsync = on
+synchronous_commit = on
+max_connections = 300
+shared_buffers = 128MB
+PGCONF
+    pg_as "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 start >/dev/null
+    pg_as "$pgbin/psql" -X -q -h 127.0.0.1 -p "$pgport" -U postgres -c "CREATE DATABASE kmipd"
+    local url="postgresql://postgres@127.0.0.1:$pgport/kmipd"
+    local pool="${BENCH_PG_POOL:-}"
+
+    "$kmipd" init --dir "$work/kmipd" --listen 127.0.0.1:0 >/dev/null
+    local sledconf="$work/kmipd/kmipd.toml"
+    if ! grep -q '^backend = "sled"$' "$sledconf"; then
+        echo "bench: kmipd init's [store] section changed; update bench.sh" >&2
+        exit 1
+    fi
+    local ports=() n
+    for n in 1 2; do
+        ports+=("$(free_port)")
+        sed -e "s|^backend = \"sled\"\$|backend = \"postgres\"\nurl = \"$url\"${pool:+\npool_size = $pool}|" \
+            -e '/^data_dir = "data"$/d' "$sledconf" >"$work/kmipd/node$n.toml"
+        cat >>"$work/kmipd/node$n.toml" <<NODECONF
+
+[audit]
+path = "audit-$n.log"
+
+[admin]
+socket = "admin-$n.sock"
+
+[limits]
+max_connections = 4096
+max_connections_per_identity = 4096
+NODECONF
+        "$kmipd" serve --config "$work/kmipd/node$n.toml" --listen "127.0.0.1:${ports[$((n - 1))]}" \
+            >"$work/kmipd-$n.log" 2>&1 &
+        pids+=("$!")
+        wait_port "${ports[$((n - 1))]}" "$!" "$work/kmipd-$n.log"
+    done
+    certs="$work/kmipd/certs"
+    tls=(--ca "$certs/ca.pem" --cert "$certs/client.pem" --key "$certs/client.key")
+
+    # label | connections (over all nodes) | kmip-bench arguments
+    local runs=(
+        "get|64|--workload get --keys 64"
+        "create (durable)|64|--workload create"
+        "create (durable)|16|--workload create"
+        "cycle (create+get+destroy)|16|--workload cycle"
+    )
+    local results="$work/results.tsv" r label conns args nodes i out
+    : >"$results"
+    load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+    for r in "${runs[@]}"; do
+        IFS='|' read -r label conns args <<<"$r"
+        for nodes in 1 2; do
+            local bpids=()
+            for ((i = 0; i < nodes; i++)); do
+                out="$work/out-$nodes-$i-$(echo "$label-$conns" | tr -c 'a-zA-Z0-9' _).txt"
+                # shellcheck disable=SC2086
+                timeout 180 "$bench" --server "127.0.0.1:${ports[$i]}" "${tls[@]}" \
+                    --seconds "$secs" --json --connections $((conns / nodes)) $args \
+                    >"$out" 2>&1 &
+                bpids+=("$!")
+            done
+            for ((i = 0; i < nodes; i++)); do
+                wait "${bpids[$i]}" || true
+                out="$work/out-$nodes-$i-$(echo "$label-$conns" | tr -c 'a-zA-Z0-9' _).txt"
+                printf '%s\t%s\t%s\t%s\n' "$label" "$conns" "$nodes" "$(tail -1 "$out")" >>"$results"
+                echo "bench: $nodes node(s), $label x$conns, node $((i + 1)): $(grep -v '^{' "$out" | tail -1)" >&2
+            done
+        done
+    done
+    load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+    python3 - "$results" "$load_before" "$load_after" "$secs" \
+        "$("$pgbin/postgres" --version)" "${pool:-default}" <<'PYEOF'
+import json, os, subprocess, sys
+results, load_before, load_after, secs, pgver, pool = sys.argv[1:7]
+rows, order = {}, []
+for line in open(results):
+    label, conns, nodes, js = line.rstrip("\n").split("\t", 3)
+    try:
+        r = json.loads(js)
+    except ValueError:
+        r = {"failed": js[:200]}
+    key = (label, conns)
+    rows.setdefault(key, {}).setdefault(nodes, []).append(r)
+    if key not in order:
+        order.append(key)
+model = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True,
+              text=True).stdout.splitlines() if l.startswith("Model name")), "?")
+print(f"{os.cpu_count()} CPUs ({model}); {pgver}; kmipd pool_size {pool}; {secs} s per row; "
+      f"load average before {load_before}, after {load_after}")
+print()
+print("| workload | conns | 1 node ops/s | p50 ms | p99 ms | 2 nodes ops/s (sum) | p50 ms | p99 ms | errors |")
+print("|---|---|---|---|---|---|---|---|---|")
+def cell(rs):
+    if not rs or any("failed" in r or "ops_per_sec" not in r for r in rs):
+        return "failed", "", "", 0
+    ops = sum(r["ops_per_sec"] for r in rs)
+    p50 = max(r["p50_ms"] for r in rs)
+    p99 = max(r["p99_ms"] for r in rs)
+    return f"{ops:,.0f}", f"{p50:.2f}", f"{p99:.2f}", sum(r.get("errors", 0) for r in rs)
+for key in order:
+    one, two = cell(rows[key].get("1")), cell(rows[key].get("2"))
+    print(f"| {key[0]} | {key[1]} | {one[0]} | {one[1]} | {one[2]} | {two[0]} | {two[1]} | {two[2]} | {one[3] + two[3]} |")
+for key in order:
+    for nodes, rs in rows[key].items():
+        for r in rs:
+            if "failed" in r:
+                print(f"{key[0]} x{key[1]} on {nodes} node(s): failed: {r['failed']}")
+            elif r.get("first_error"):
+                print(f"{key[0]} x{key[1]} on {nodes} node(s): first error: {r['first_error']}")
+PYEOF
+    echo
+    echo "(logs and raw JSON: $work; PostgreSQL's log is removed with its directory)"
+}
+if [[ "$store" == postgres ]]; then
+    pg_bench
+    exit 0
+fi
 
 # --- kmipd --------------------------------------------------------------------------------
 kport=$(free_port)

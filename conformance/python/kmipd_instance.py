@@ -167,3 +167,99 @@ class KmipdInstance:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class PgServer:
+    """A private PostgreSQL for a postgres-backed kmipd: `initdb` in a fresh directory under
+    /tmp, a server on 127.0.0.1 and a free port (fsync on), one database `kmipd`; stopped
+    (`pg_ctl stop -m fast`, then `-m immediate`) and removed by `stop()`. As root every
+    PostgreSQL command runs as the `postgres` user (PostgreSQL refuses root). The binaries are
+    found with `pg_config --bindir`, else under /usr/lib/postgresql/*/bin (scripts/setup.sh
+    installs Debian's `postgresql`)."""
+
+    def __init__(self):
+        self.bindir = self._bindir()
+        self.as_postgres = os.geteuid() == 0
+        self.dir: Path | None = None
+        self.port: int | None = None
+
+    @staticmethod
+    def _bindir() -> Path:
+        candidates = []
+        try:
+            out = subprocess.run(
+                ["pg_config", "--bindir"], capture_output=True, text=True, timeout=30
+            )
+            if out.returncode == 0:
+                candidates.append(Path(out.stdout.strip()))
+        except OSError:
+            pass
+        candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+        for c in candidates:
+            if (c / "initdb").is_file() and (c / "pg_ctl").is_file():
+                return c
+        raise RuntimeError("PostgreSQL's initdb/pg_ctl not found: run scripts/setup.sh")
+
+    def _run(self, tool: str, *args: str) -> None:
+        cmd = [str(self.bindir / tool), *args]
+        if self.as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(
+            cmd, check=True, timeout=INIT_TIMEOUT, cwd="/", stdout=subprocess.DEVNULL,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/kmipd"
+
+    def start(self) -> "PgServer":
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="kmipd-interop-pg-", dir="/tmp"))
+        os.chmod(self.dir, 0o700)
+        if self.as_postgres:
+            import shutil
+
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = self.dir / "data"
+        self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                  "--locale=C", "--no-sync")
+        self.port = free_port()
+        with open(data / "postgresql.auto.conf", "a") as f:
+            f.write(
+                f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.dir}'\nfsync = on\n"
+            )
+        self._run("pg_ctl", "-D", str(data), "-l", str(self.dir / "server.log"), "-w",
+                  "-t", "60", "start")
+        self._run("psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                  "postgres", "-c", "CREATE DATABASE kmipd")
+        return self
+
+    def stop(self) -> None:
+        if self.dir is None:
+            return
+        data = str(self.dir / "data")
+        if (self.dir / "data" / "postmaster.pid").exists():
+            for mode in ("fast", "immediate"):
+                try:
+                    self._run("pg_ctl", "-D", data, "-w", "-t", "30", "-m", mode, "stop")
+                    break
+                except (subprocess.SubprocessError, OSError):
+                    continue
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+
+def use_postgres(instance: KmipdInstance, url: str) -> None:
+    """Points an initialised instance's kmipd.toml at PostgreSQL (`[store] backend =
+    "postgres"`) instead of its sled directory."""
+    conf = instance.dir / "kmipd.toml"
+    text = conf.read_text()
+    sled = 'backend = "sled"\ndata_dir = "data"\n'
+    if sled not in text:
+        raise RuntimeError(f"kmipd init's [store] section changed:\n{text}")
+    conf.write_text(text.replace(sled, f'backend = "postgres"\nurl = "{url}"\n'))

@@ -39,8 +39,10 @@ pub trait Target {
     }
 }
 
-/// The engine called directly (no sockets): the in-process mode, a fresh in-memory engine per
-/// test case. The wire mode is [`wire::WireTarget`].
+/// The engine called directly (no sockets): the in-process mode, a fresh engine per test case,
+/// over an empty in-memory store ([`InProcess::new`]) or an empty store of the caller's
+/// ([`InProcess::with_store`], e.g. a `PgStore` on a schema of its own). The wire mode is
+/// [`wire::WireTarget`].
 #[derive(Debug)]
 pub struct InProcess {
     engine: kmipd_ops::Engine,
@@ -53,6 +55,12 @@ impl InProcess {
     /// A fresh engine over an empty in-memory store, default configuration, with a clock the
     /// runner can move forward.
     pub fn new() -> Self {
+        Self::with_store(std::sync::Arc::new(kmipd_store::MemoryStore::new()))
+    }
+
+    /// A fresh engine over `store` (which must be empty), default configuration, with a clock
+    /// the runner can move forward.
+    pub fn with_store(store: std::sync::Arc<dyn kmipd_store::ObjectStore>) -> Self {
         let offset = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
         let clock_offset = std::sync::Arc::clone(&offset);
         let config = kmipd_ops::EngineConfig {
@@ -62,10 +70,7 @@ impl InProcess {
             ..kmipd_ops::EngineConfig::default()
         };
         Self {
-            engine: kmipd_ops::Engine::new(
-                std::sync::Arc::new(kmipd_store::MemoryStore::new()),
-                config,
-            ),
+            engine: kmipd_ops::Engine::new(store, config),
             principal: kmipd_ops::Principal::new("kmip-conformance"),
             offset,
         }

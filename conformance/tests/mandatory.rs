@@ -12,6 +12,10 @@
 //!   `conformance/wire-differences.txt` (the files whose outcome over the wire differs, checked
 //!   by `tests/wire.rs`): it is generated, never written by hand; regenerate it with the command
 //!   at its top when this fails.
+//!
+//! The same gate (core mandatory cases, listed cases and known defects; not the report) also
+//! runs over the PostgreSQL store: each file against a fresh engine over a `PgStore` on a
+//! schema of its own in a private PostgreSQL cluster (`kmipd_test_support::pg`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,8 +28,11 @@ use std::path::Path;
 
 use kmipd_conformance::report::WireDifference;
 use kmipd_conformance::{
-    FileOutcome, InProcess, VERSIONS, collect_files, core_mandatory, report, run_file, vector_key,
+    FileOutcome, InProcess, Target, VERSIONS, collect_files, core_mandatory, report, run_file,
+    run_files, vector_key,
 };
+use kmipd_store::{Kek, KekId, PgOptions, PgStore};
+use kmipd_test_support::pg::PgCluster;
 use kmipd_test_support::vectors_dir;
 
 /// The command at the top of docs/conformance.md.
@@ -62,28 +69,80 @@ fn known_defects() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The files the gate judges: (core mandatory, listed as passing, known defects).
+struct Gate {
+    core: BTreeSet<String>,
+    listed: BTreeSet<String>,
+    defects: BTreeMap<String, String>,
+}
+
+impl Gate {
+    fn load() -> Gate {
+        let dir = vectors_dir();
+        let defects = known_defects();
+        let listed: BTreeSet<String> = lines("passing.txt").into_iter().collect();
+        let core: BTreeSet<String> = core_mandatory(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| vector_key(p))
+            .collect();
+        assert!(
+            core.len() > 350,
+            "only {} mandatory files found",
+            core.len()
+        );
+        for key in listed.iter().chain(defects.keys()) {
+            assert!(
+                dir.join(key).is_file(),
+                "{key} is listed but is not under {}",
+                dir.display()
+            );
+        }
+        Gate {
+            core,
+            listed,
+            defects,
+        }
+    }
+
+    /// Every file the gate judges.
+    fn keys(&self) -> BTreeSet<String> {
+        let defect_keys: BTreeSet<String> = self.defects.keys().cloned().collect();
+        let all: BTreeSet<String> = self.core.union(&self.listed).cloned().collect();
+        all.union(&defect_keys).cloned().collect()
+    }
+
+    /// The gate's failures over these outcomes, and how many judged files passed.
+    fn judge(&self, by_key: &BTreeMap<String, &FileOutcome>) -> (Vec<String>, usize) {
+        let mut failures = Vec::new();
+        let mut passed = 0;
+        // (defects outside the core and listed sets are run and checked too)
+        for key in self.keys() {
+            let outcome = by_key
+                .get(&key)
+                .unwrap_or_else(|| panic!("{key} was not run"));
+            let defect = self.defects.get(&key);
+            match (outcome.passed, defect) {
+                (true, None) => passed += 1,
+                (true, Some(_)) => failures.push(format!(
+                    "{key} passes now: remove it from conformance/known-defects.txt"
+                )),
+                (false, Some(_)) => {}
+                (false, None) => failures.push(format!(
+                    "{key}: {}",
+                    outcome.first_difference.clone().unwrap_or_default()
+                )),
+            }
+        }
+        (failures, passed)
+    }
+}
+
 #[test]
 fn every_core_mandatory_case_passes_and_listed_cases_keep_passing() {
     let dir = vectors_dir();
-    let defects = known_defects();
-    let listed: BTreeSet<String> = lines("passing.txt").into_iter().collect();
-    let core: BTreeSet<String> = core_mandatory(&dir)
-        .unwrap()
-        .iter()
-        .map(|p| vector_key(p))
-        .collect();
-    assert!(
-        core.len() > 350,
-        "only {} mandatory files found",
-        core.len()
-    );
-    for key in listed.iter().chain(defects.keys()) {
-        assert!(
-            dir.join(key).is_file(),
-            "{key} is listed but is not under {}",
-            dir.display()
-        );
-    }
+    let gate = Gate::load();
+    let (core, listed, defects) = (&gate.core, &gate.listed, &gate.defects);
     // Every 1.0-2.1 file runs once: the gate reads the outcomes, the report renders them all.
     let version_dirs: Vec<_> = VERSIONS.iter().map(|v| dir.join(v)).collect();
     let mut factory = InProcess::factory();
@@ -97,29 +156,8 @@ fn every_core_mandatory_case_passes_and_listed_cases_keep_passing() {
         .collect();
     let by_key: BTreeMap<String, &FileOutcome> =
         outcomes.iter().map(|(p, o)| (vector_key(p), o)).collect();
-    let mut failures = Vec::new();
+    let (failures, passed) = gate.judge(&by_key);
     let mut unlisted = Vec::new();
-    let mut passed = 0;
-    // (defects outside the core and listed sets are run and checked too)
-    let defect_keys: BTreeSet<String> = defects.keys().cloned().collect();
-    let all: BTreeSet<String> = core.union(&listed).cloned().collect();
-    for key in all.union(&defect_keys) {
-        let outcome = by_key
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} was not run"));
-        let defect = defects.get(key);
-        match (outcome.passed, defect) {
-            (true, None) => passed += 1,
-            (true, Some(_)) => failures.push(format!(
-                "{key} passes now: remove it from conformance/known-defects.txt"
-            )),
-            (false, Some(_)) => {}
-            (false, None) => failures.push(format!(
-                "{key}: {}",
-                outcome.first_difference.clone().unwrap_or_default()
-            )),
-        }
-    }
     for (p, o) in &outcomes {
         let key = vector_key(p);
         if o.passed && !core.contains(&key) && !listed.contains(&key) {
@@ -154,5 +192,43 @@ fn every_core_mandatory_case_passes_and_listed_cases_keep_passing() {
     assert!(
         current == generated,
         "docs/conformance.md is out of date: regenerate it with the command at its top"
+    );
+}
+
+/// The gate over the PostgreSQL store: every file the gate judges, each against a fresh
+/// engine over a `PgStore` on an empty schema of its own, with the same verdicts as over the
+/// in-memory store.
+#[test]
+fn the_gate_holds_over_the_postgresql_store() {
+    let dir = vectors_dir();
+    let gate = Gate::load();
+    let cluster = PgCluster::shared();
+    let url = cluster.url(&cluster.create_database());
+    let schemas = std::sync::atomic::AtomicU32::new(0);
+    let factory = || -> Box<dyn Target> {
+        let n = schemas.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut opts = PgOptions::new(url.clone());
+        opts.schema = Some(format!("case{n}"));
+        opts.pool_size = 2;
+        let kek = Kek::new(KekId(1), &zeroize::Zeroizing::new([0x5a; 32]));
+        let store = PgStore::open_with_kek(&opts, kek).unwrap();
+        Box::new(InProcess::with_store(std::sync::Arc::new(store)))
+    };
+    // Four files at a time: each mostly waits for PostgreSQL (schema creation, WAL flushes).
+    let files: Vec<std::path::PathBuf> = gate.keys().iter().map(|k| dir.join(k)).collect();
+    let outcomes = run_files(&files, 4, &factory, &mut |_, _| {});
+    let by_key: BTreeMap<String, &FileOutcome> =
+        outcomes.iter().map(|(p, o)| (vector_key(p), o)).collect();
+    let (failures, passed) = gate.judge(&by_key);
+    println!(
+        "over PostgreSQL: {passed} test cases pass ({} files run, {} known defects)",
+        outcomes.len(),
+        gate.defects.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} conformance failures over PostgreSQL:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }

@@ -12,9 +12,20 @@
 //! (Debian keeps them off PATH). Without them the test fails, naming `scripts/setup.sh`,
 //! which installs Debian's `postgresql` package.
 //!
-//! The server is stopped by `Drop`; a test binary killed with SIGKILL cannot run it, so the
-//! server also gets the test process's pid in its directory name, and a new cluster stops
-//! the servers left by dead test processes before it starts.
+//! The server is stopped by `Drop`; a test binary killed with SIGKILL cannot run it, so each
+//! cluster also has a watchdog (a `sh` loop started with it) that stops the server with `-m
+//! immediate` and removes its directory within about a second of the test process's end,
+//! however it ended; and the directory name carries the test process's pid, so a new cluster
+//! also stops servers left by dead test processes (a watchdog killed too) before it starts.
+//!
+//! **Replication.** [`PgCluster::start_standby`] makes a streaming standby of a running
+//! cluster (`pg_basebackup -R -X stream -c fast`, its own directory and port, the same
+//! watchdog); [`PgCluster::require_synchronous_standby`] makes the primary wait for it at
+//! every commit (`synchronous_standby_names = '*'`, then waits until the standby reports
+//! `sync`); [`PgCluster::stop_immediate`] and [`PgCluster::promote`] are a failover, and
+//! [`PgCluster::start_again`] brings a stopped server back. The standby's copy of the
+//! configuration predates `synchronous_standby_names`, so a promoted standby does not wait
+//! for a standby of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,6 +47,8 @@ static SHARED: Mutex<Weak<PgCluster>> = Mutex::new(Weak::new());
 static CLUSTERS: AtomicU32 = AtomicU32::new(0);
 
 const PREFIX: &str = "kmipd-pg-";
+/// Suffix of a stopped cluster's directory that its watchdog removes.
+const GONE: &str = ".gone";
 
 impl PgCluster {
     /// The cluster shared by the tests of this binary that run at the same time (started if
@@ -53,6 +66,121 @@ impl PgCluster {
     /// Starts a new cluster of its own. Panics (never skips) when PostgreSQL is missing or
     /// does not start.
     pub fn start() -> PgCluster {
+        let mut cluster = PgCluster::empty(0);
+        let data = cluster.data_dir();
+        cluster.run_ok(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        cluster.first_start();
+        cluster
+    }
+
+    /// Starts a streaming standby of this (running) cluster in a directory and on a port of
+    /// its own: `pg_basebackup -R -X stream -c fast`, then `pg_ctl start`. Its database
+    /// names continue after this cluster's, so databases made after a promotion never clash.
+    pub fn start_standby(&self) -> PgCluster {
+        let first_db = self.databases.load(Ordering::Relaxed) + 1000;
+        let mut standby = PgCluster::empty(first_db);
+        let data = standby.data_dir();
+        let port = self.port.to_string();
+        standby.run_ok(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                path_str(&data),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ],
+        );
+        standby.first_start();
+        standby
+    }
+
+    /// Makes every commit on this primary wait for a synchronous standby
+    /// (`synchronous_standby_names = '*'`), and waits (bounded) until a standby streams
+    /// from it in `sync` state.
+    pub fn require_synchronous_standby(&self) {
+        self.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        );
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let state = self.psql(
+                "postgres",
+                "SELECT string_agg(sync_state, ',') FROM pg_stat_replication",
+            );
+            if state.split(',').any(|s| s.trim() == "sync") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no synchronous standby after 60 s (pg_stat_replication: {state:?})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Promotes this standby to a primary (`pg_ctl promote -w`: returns once it accepts
+    /// writes).
+    pub fn promote(&self) {
+        let data = self.data_dir();
+        self.run_ok(
+            "pg_ctl",
+            &["-D", path_str(&data), "-w", "-t", "60", "promote"],
+        );
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, every session
+    /// cut, as a crash), keeping its files.
+    pub fn stop_immediate(&self) {
+        let data = self.data_dir();
+        self.run_ok(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-w",
+                "-t",
+                "60",
+                "-m",
+                "immediate",
+                "stop",
+            ],
+        );
+    }
+
+    /// Whether the server is in recovery (a standby).
+    pub fn in_recovery(&self) -> bool {
+        self.psql("postgres", "SELECT pg_is_in_recovery()").trim() == "t"
+    }
+
+    /// A new directory (mode 0700, owned by `postgres` when running as root) with no server
+    /// yet.
+    fn empty(first_db: u32) -> PgCluster {
         let bindir = bindir();
         let as_postgres = is_root();
         reap_orphans(&bindir, as_postgres);
@@ -70,42 +198,41 @@ impl PgCluster {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                 .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", dir.display()));
         }
-        let mut cluster = PgCluster {
+        PgCluster {
             dir,
             bindir,
             port: 0,
             as_postgres,
-            databases: AtomicU32::new(0),
-        };
-        let data = cluster.data_dir();
-        cluster.run_ok(
-            "initdb",
-            &[
-                "-D",
-                path_str(&data),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-        );
+            databases: AtomicU32::new(first_db),
+        }
+    }
+
+    /// Writes the local settings (appended to `postgresql.auto.conf`, where later lines win,
+    /// so a standby's copy of its primary's settings is overridden) and starts the server on
+    /// a free port, with its watchdog.
+    fn first_start(&mut self) {
+        let data = self.data_dir();
+        let auto_conf = data.join("postgresql.auto.conf");
+        let inherited = std::fs::read_to_string(&auto_conf).unwrap_or_default();
         // A free port can be taken by someone else between our probe and the server's bind:
         // try a few.
         for attempt in 0..5 {
             let port = free_port();
             let conf = format!(
-                "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-                 fsync = on\nmax_connections = 300\nshared_buffers = 32MB\n",
-                path_str(&cluster.dir)
+                "{inherited}\nlisten_addresses = '127.0.0.1'\nport = {port}\n\
+                 unix_socket_directories = '{}'\nfsync = on\nmax_connections = 300\n\
+                 shared_buffers = 32MB\n",
+                path_str(&self.dir)
             );
-            std::fs::write(data.join("postgresql.auto.conf"), conf)
+            std::fs::write(&auto_conf, conf)
                 .unwrap_or_else(|e| panic!("write postgresql.auto.conf: {e}"));
-            let log = cluster.dir.join("server.log");
-            let out = cluster.run(
+            if self.as_postgres {
+                let (uid, gid) = postgres_ids();
+                std::os::unix::fs::chown(&auto_conf, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {}: {e}", auto_conf.display()));
+            }
+            let log = self.dir.join("server.log");
+            let out = self.run(
                 "pg_ctl",
                 &[
                     "-D",
@@ -119,8 +246,9 @@ impl PgCluster {
                 ],
             );
             if out.status.success() {
-                cluster.port = port;
-                return cluster;
+                self.port = port;
+                self.spawn_watchdog();
+                return;
             }
             if attempt == 4 {
                 let server_log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -131,7 +259,44 @@ impl PgCluster {
                 );
             }
         }
-        unreachable!("the loop returns or panics")
+    }
+
+    /// A detached `sh` loop that stops the server (`-m immediate`) and removes its directory
+    /// once this test process is gone (or, after `Drop` stopped the server and renamed the
+    /// directory, removes it then), so no PostgreSQL outlives a test binary killed before
+    /// its `Drop` ran. It checks `/proc/PID` (not `kill -0`, which a `postgres` user may not
+    /// send to root's process) once a second, and ends by itself once the directory is gone.
+    fn spawn_watchdog(&self) {
+        let script = format!(
+            "while [ -d /proc/{pid} ] && [ -d '{dir}' ]; do sleep 1; done; \
+             if [ -f '{data}/postmaster.pid' ]; then \
+             '{pg_ctl}' -D '{data}' -m immediate -w -t 30 stop >/dev/null 2>&1; fi; \
+             rm -rf '{dir}' '{dir}{GONE}'",
+            pid = std::process::id(),
+            dir = path_str(&self.dir),
+            data = path_str(&self.data_dir()),
+            pg_ctl = path_str(&self.bindir.join("pg_ctl")),
+        );
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", &script]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        };
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .current_dir("/");
+        // Its own process group: a Ctrl-C to the test run does not kill it before it has
+        // stopped the server.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // Reaped by nobody while the test runs (a zombie at most, gone with the process).
+        if let Err(e) = cmd.spawn() {
+            panic!("cannot start the PostgreSQL watchdog: {e}");
+        }
     }
 
     /// The port the server listens on (127.0.0.1).
@@ -271,7 +436,13 @@ impl Drop for PgCluster {
         if self.port != 0 {
             stop_dir(&self.bindir, self.as_postgres, &self.data_dir());
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Removing tens of thousands of relation files can take a minute on a busy disk:
+        // the directory is renamed, and the watchdog (which sees the name vanish) removes it
+        // in the background. Without a watchdog, or if the rename fails, it is removed here.
+        let gone = PathBuf::from(format!("{}{GONE}", self.dir.display()));
+        if self.port == 0 || std::fs::rename(&self.dir, &gone).is_err() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
