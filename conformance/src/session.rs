@@ -185,11 +185,7 @@ impl Session {
         if self.markers.lookup(&stamp.value).is_some() {
             return None;
         }
-        match stamp.value {
-            Value::DateTime(t) => Some(t),
-            Value::DateTimeExtended(t) => Some(t.div_euclid(1_000_000)),
-            _ => None,
-        }
+        kmipd_proto::attributes::date_seconds(&stamp.value)
     }
 
     /// The request to send for a request of the document.

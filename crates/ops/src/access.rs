@@ -27,7 +27,6 @@ use kmipd_proto::tag;
 use kmipd_store::ManagedObject;
 use kmipd_ttlv::Value;
 
-use crate::attrs::canon;
 use crate::engine::Principal;
 
 /// The name of the vendor attribute that holds one grant.
@@ -76,7 +75,7 @@ fn grant_name() -> AttrName {
 }
 
 fn is_grant(name: &AttrName) -> bool {
-    canon(name) == grant_name()
+    name.canonical() == grant_name()
 }
 
 /// The grants stored on an object (unreadable instances are ignored: they grant nothing).

@@ -13,15 +13,16 @@
 //! - **Custom attributes.** `x-` names (2.x: any vendor but `y`) belong to clients: added,
 //!   modified, deleted freely, multi-instance. `y-` names are the server's: read-only.
 //! - **One spelling for custom names.** A 1.x `x-foo` and a 2.x vendor attribute (`x`, `foo`)
-//!   are the same attribute; [`canon`] turns both into the 1.x spelling and every lookup here
+//!   are the same attribute; [`AttrName::canonical`] turns both into the 1.x spelling and every lookup here
 //!   compares canonical names, whichever form the object was stored with.
 //! - **Versions.** An attribute is visible to a request only when its version defines it as an
 //!   attribute ([`visible`]): the tables' since/removed versions, plus Key Format Type and Opaque
 //!   Data Type, which 1.x has as fields but not as attributes.
-//! - **Name** is unique in the server (KMIP: "unique within a given key management domain"):
-//!   [`name_in_use`] checks every object that is not destroyed, whoever owns it.
+//! - **Name** is unique ("within a given key management server"): one rule for every path,
+//!   [`check_names_free`] (2.x only, among the objects the caller may see, destroyed ones
+//!   left out), with the OASIS case behind each part.
 
-use kmipd_proto::attributes::{AttrName, Attribute, Attributes};
+use kmipd_proto::attributes::{AttrName, Attribute, Attributes, date_seconds, name_value};
 use kmipd_proto::build;
 use kmipd_proto::enums::state;
 use kmipd_proto::reader::StructReader;
@@ -81,7 +82,7 @@ const CLIENT_SINGLE: Rule = Rule {
 pub(crate) fn rule(name: &AttrName) -> Rule {
     let t = match name {
         AttrName::Custom { .. } => {
-            return if canon_text(name).starts_with("y-") {
+            return if name.v1_name().starts_with("y-") {
                 Rule {
                     multi: true,
                     ..READ_ONLY
@@ -173,7 +174,7 @@ pub(crate) fn check_change(
             "the attribute may change only while Pre-Active or Active",
         )),
         Change::PreActiveOrActiveBeforeDate => {
-            let reached = current.and_then(date_value).is_some_and(|d| d <= ctx.now);
+            let reached = current.and_then(date_seconds).is_some_and(|d| d <= ctx.now);
             if pre_or_active && !reached {
                 Ok(())
             } else {
@@ -197,32 +198,6 @@ pub(crate) fn check_delete(obj: &ManagedObject, name: &AttrName) -> Result<()> {
         Ok(())
     } else {
         Err(Error::AttributeReadOnly("not deletable by a client"))
-    }
-}
-
-/// The canonical spelling of a custom name (`x-foo` for the 2.x vendor attribute `x`/`foo`).
-fn canon_text(name: &AttrName) -> String {
-    name.v1_name()
-}
-
-/// The canonical form of an attribute name: custom attributes as 1.x `vendor-name` without a
-/// separate vendor, standard ones unchanged.
-pub(crate) fn canon(name: &AttrName) -> AttrName {
-    match name {
-        AttrName::Std(t) => AttrName::Std(*t),
-        AttrName::Custom { .. } => AttrName::Custom {
-            vendor: None,
-            name: canon_text(name),
-        },
-    }
-}
-
-/// True when two names are the same attribute.
-pub(crate) fn same(a: &AttrName, b: &AttrName) -> bool {
-    match (a, b) {
-        (AttrName::Std(x), AttrName::Std(y)) => x == y,
-        (AttrName::Custom { .. }, AttrName::Custom { .. }) => canon_text(a) == canon_text(b),
-        _ => false,
     }
 }
 
@@ -269,7 +244,7 @@ pub(crate) fn positions(attrs: &Attributes, name: &AttrName) -> Vec<usize> {
         .0
         .iter()
         .enumerate()
-        .filter(|(_, a)| same(&a.name, name))
+        .filter(|(_, a)| a.name.same_attribute(name))
         .map(|(i, _)| i)
         .collect()
 }
@@ -331,7 +306,7 @@ pub(crate) fn read_reference(item: &Ttlv) -> Result<AttrName> {
             let r = StructReader::any(item)?;
             let vendor = r.text(tag::VENDOR_IDENTIFICATION)?.map(str::to_owned);
             let name = r.req_text(tag::ATTRIBUTE_NAME)?.to_owned();
-            Ok(canon(&AttrName::Custom { vendor, name }))
+            Ok(AttrName::Custom { vendor, name }.canonical())
         }
         _ => Err(Error::InvalidField("Attribute Reference")),
     }
@@ -342,7 +317,7 @@ pub(crate) fn reference_item(name: &AttrName) -> Ttlv {
     match name {
         AttrName::Std(t) => build::enumeration(tag::ATTRIBUTE_REFERENCE, t.value()),
         AttrName::Custom { .. } => {
-            let full = canon_text(name);
+            let full = name.v1_name();
             let (vendor, short) = match full.split_once('-') {
                 Some((v, n)) if !v.is_empty() && !n.is_empty() => (v.to_owned(), n.to_owned()),
                 _ => (String::new(), full.clone()),
@@ -366,17 +341,8 @@ pub(crate) fn read_v2_wrapped(item: &Ttlv) -> Result<Attribute> {
         return Err(Error::InvalidField("exactly one attribute expected"));
     };
     let mut a = Attribute::from_v2(child)?;
-    a.name = canon(&a.name);
+    a.name = a.name.canonical();
     Ok(a)
-}
-
-/// A Date-Time value in seconds.
-pub(crate) fn date_value(v: &Value) -> Option<i64> {
-    match v {
-        Value::DateTime(d) => Some(*d),
-        Value::DateTimeExtended(d) => Some(d.div_euclid(1_000_000)),
-        _ => None,
-    }
 }
 
 /// Light validation of a value a client sets: the item type of the well-known attributes,
@@ -388,10 +354,7 @@ pub(crate) fn check_value(attr: &Attribute) -> Result<()> {
     let ok = match &attr.value {
         Value::Structure(items) => {
             if t == tag::NAME {
-                items.iter().any(|i| {
-                    i.tag == tag::NAME_VALUE
-                        && matches!(&i.value, Value::TextString(s) if !s.is_empty())
-                })
+                name_value(&attr.value).is_some_and(|n| !n.is_empty())
             } else if t == tag::LINK {
                 items.iter().any(|i| i.tag == tag::LINKED_OBJECT_IDENTIFIER)
             } else {
@@ -445,33 +408,51 @@ pub(crate) fn check_value(attr: &Attribute) -> Result<()> {
     }
 }
 
-/// The Name Value of a Name attribute value.
-pub(crate) fn name_value(v: &Value) -> Option<&str> {
-    match v {
-        Value::Structure(items) => items.iter().find_map(|i| match &i.value {
-            Value::TextString(s) if i.tag == tag::NAME_VALUE => Some(s.as_str()),
-            _ => None,
-        }),
-        _ => None,
+/// Name uniqueness, the one rule for every path that gives an object a Name: Create, Create
+/// Key Pair, Register, Re-Key and Derive Key (the new objects' Names) and Add, Modify and Set
+/// Attribute (the new Name). Fails with [`Error::NonUniqueName`] when one of `names` is the
+/// Name Value of an object that holds it against this request:
+///
+/// - **Version: KMIP 2.x only.** 2.1 BL-M-8-21 registers an object named `BL-M-8-21`, adds
+///   that Name to it again and expects Non-Unique Name Attribute (so an object being edited
+///   holds its own Names too). 1.x has no such Result Reason, and no 1.0-1.4 case gives an
+///   object a Name already in use (the Names repeated in SASED-M-2-10 or TC-312-10 are 1.x
+///   template references, not new Names): a 1.x request is not checked.
+/// - **Visibility: only objects the caller may see hold a Name against it** (its own objects;
+///   every object for an administrator). No OASIS case names objects under two identities;
+///   an object the caller cannot see is absent for it ("invisible equals absent",
+///   `docs/ARCHITECTURE.md`), so a refusal never reveals it.
+/// - **Destroyed objects hold no Name.** An object in state Destroyed or Destroyed
+///   Compromised keeps its attributes but gives up its Names, so a replacement may take the
+///   Name of the key it replaces (Locate leaves such objects out by default as well). No
+///   OASIS case reuses a destroyed object's Name; BL-M-8-21 destroys its object only after
+///   the refusal.
+///
+/// The search is guarded (`Tx::find_guarded`): if an object with one of these Names appears
+/// before the request commits, the commit fails and the request runs again.
+pub(crate) fn check_names_free<'a>(
+    ctx: &Ctx<'_>,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    if !ctx.v2() {
+        return Ok(());
     }
-}
-
-/// True when an object that is not destroyed (other than `except`, or any object when `None`)
-/// already carries a Name with this Name Value.
-pub(crate) fn name_in_use(ctx: &Ctx<'_>, name: &Value, except: Option<&str>) -> Result<bool> {
-    let Some(wanted) = name_value(name) else {
-        return Ok(false);
-    };
-    let holders = ctx
-        .tx
-        .find_guarded(&Query::new(vec![Filter::Name(wanted.to_owned())]))?;
-    Ok(holders.iter().any(|o| {
-        except != Some(o.uid.as_str())
-            && !matches!(
-                current_state(o),
-                Some(state::DESTROYED | state::DESTROYED_COMPROMISED)
-            )
-    }))
+    for name in names {
+        let holders = ctx
+            .tx
+            .find_guarded(&Query::new(vec![Filter::Name(name.to_owned())]))?;
+        let held = holders.iter().any(|o| {
+            ctx.principal.may_see(o)
+                && !matches!(
+                    current_state(o),
+                    Some(state::DESTROYED | state::DESTROYED_COMPROMISED)
+                )
+        });
+        if held {
+            return Err(Error::NonUniqueName);
+        }
+    }
+    Ok(())
 }
 
 /// Adds an instance after the checks of Add Attribute (and Set Attribute on an absent
@@ -489,11 +470,11 @@ pub(crate) fn add_instance(
         return Err(Error::AttributeSingleValued);
     }
     check_value(&attr)?;
-    if attr.name == AttrName::Std(tag::NAME) && name_in_use(ctx, &attr.value, None)? {
-        return Err(Error::NonUniqueName);
+    if attr.name == AttrName::Std(tag::NAME) {
+        check_names_free(ctx, name_value(&attr.value))?;
     }
     obj.attributes.0.push(Attribute {
-        name: canon(&attr.name),
+        name: attr.name.canonical(),
         value: attr.value,
     });
     Ok(existing)
@@ -515,11 +496,8 @@ pub(crate) fn replace_instance(
         .ok_or(Error::Internal("attribute position out of range"))?;
     check_change(ctx, obj, &attr.name, Some(&current))?;
     check_value(&attr)?;
-    if attr.name == AttrName::Std(tag::NAME)
-        && name_value(&attr.value) != name_value(&current)
-        && name_in_use(ctx, &attr.value, None)?
-    {
-        return Err(Error::NonUniqueName);
+    if attr.name == AttrName::Std(tag::NAME) && name_value(&attr.value) != name_value(&current) {
+        check_names_free(ctx, name_value(&attr.value))?;
     }
     let slot = obj
         .attributes
@@ -527,7 +505,7 @@ pub(crate) fn replace_instance(
         .get_mut(pos)
         .ok_or(Error::Internal("attribute position out of range"))?;
     *slot = Attribute {
-        name: canon(&attr.name),
+        name: attr.name.canonical(),
         value: attr.value,
     };
     Ok(())
@@ -552,13 +530,6 @@ mod tests {
             vendor: vendor.map(str::to_owned),
             name: name.to_owned(),
         }
-    }
-
-    #[test]
-    fn v1_and_v2_custom_names_are_the_same_attribute() {
-        assert!(same(&custom(Some("x"), "attr"), &custom(None, "x-attr")));
-        assert!(!same(&custom(Some("x"), "attr"), &custom(None, "x-other")));
-        assert_eq!(canon(&custom(Some("x"), "attr")), custom(None, "x-attr"));
     }
 
     #[test]

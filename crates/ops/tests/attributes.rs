@@ -198,6 +198,62 @@ fn locate_under_a_1_0_header_finds_one_by_name_and_never_another_clients_object(
     assert!(locate("pg", "tde-key-2").is_empty());
 }
 
+/// The one Name rule (`attrs::check_names_free`): a Name is checked in KMIP 2.x only, and is
+/// held only by objects the caller may see that are not destroyed.
+#[test]
+fn a_name_is_held_in_2_x_by_visible_objects_that_are_not_destroyed() {
+    let e = Engine::in_memory();
+    let v14 = ProtocolVersion::V1_4;
+    let v21 = ProtocolVersion::V2_1;
+    let add_name = |who: &str, version: ProtocolVersion, uid: &str, n: &str| {
+        let new = if version == v21 {
+            build::structure(tag::NEW_ATTRIBUTE, vec![Ttlv::new(tag::NAME, name(n))])
+        } else {
+            attr("Name", name(n))
+        };
+        let got = send(
+            &e,
+            who,
+            version,
+            vec![(
+                operation::ADD_ATTRIBUTE,
+                vec![build::text(tag::UNIQUE_IDENTIFIER, uid), new],
+            )],
+        );
+        (got[0].result_status, got[0].result_reason)
+    };
+    let success = (result_status::SUCCESS, None);
+    let taken = (
+        result_status::OPERATION_FAILED,
+        Some(result_reason::NON_UNIQUE_NAME_ATTRIBUTE),
+    );
+    // Version: 1.x registers and adds a Name in use; 2.x refuses it.
+    register(&e, "a", vec![attr("Name", name("dup"))]);
+    register(&e, "a", vec![attr("Name", name("dup"))]);
+    let third = register(&e, "a", vec![]);
+    assert_eq!(add_name("a", v14, &third, "dup"), success);
+    let fourth = register(&e, "a", vec![]);
+    assert_eq!(add_name("a", v21, &fourth, "dup"), taken);
+    // Visibility: objects another identity cannot see do not hold their Names against it.
+    let bs = register(&e, "b", vec![]);
+    assert_eq!(add_name("b", v21, &bs, "dup"), success);
+    // Destroyed objects hold no Name.
+    let old = register(&e, "c", vec![attr("Name", name("gone"))]);
+    let new = register(&e, "c", vec![]);
+    assert_eq!(add_name("c", v21, &new, "gone"), taken);
+    let destroyed = send(
+        &e,
+        "c",
+        v21,
+        vec![(
+            operation::DESTROY,
+            vec![build::text(tag::UNIQUE_IDENTIFIER, old)],
+        )],
+    );
+    ok(&destroyed[0]);
+    assert_eq!(add_name("c", v21, &new, "gone"), success);
+}
+
 #[test]
 fn a_name_in_use_cannot_be_added_again_in_2_1() {
     let e = Engine::in_memory();

@@ -10,6 +10,12 @@
 //! Internally an attribute is a [`AttrName`] and a TTLV [`Value`] (a structure's children keep
 //! their own tags, identical in both versions). Multi-instance attributes repeat the name; the
 //! 1.x Attribute Index of an instance is its position among the instances of that name.
+//!
+//! The rules every crate reads attributes by live here once: a custom attribute has one
+//! spelling whichever version wrote it ([`AttrName::canonical`], [`AttrName::same_attribute`]),
+//! a Date-Time is compared in seconds ([`date_seconds`]), and a Name is found by its Name Value
+//! ([`name_value`], [`Attributes::name_values`]). The store's queries and indexes and the
+//! engine use these, so what Locate asks and what the index answers agree.
 
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
@@ -84,6 +90,29 @@ impl AttrName {
         }
     }
 
+    /// The canonical form: a custom attribute in its 1.x spelling without a separate vendor
+    /// (`x-foo` for the 2.x vendor attribute `x`/`foo`, see [`v1_name`](Self::v1_name)); a
+    /// standard one unchanged.
+    pub fn canonical(&self) -> AttrName {
+        match self {
+            AttrName::Std(t) => AttrName::Std(*t),
+            AttrName::Custom { .. } => AttrName::Custom {
+                vendor: None,
+                name: self.v1_name(),
+            },
+        }
+    }
+
+    /// True when both name the same attribute: standard ones by tag, custom ones by their 1.x
+    /// spelling, so a 1.x `x-foo` and a 2.x vendor attribute `x`/`foo` are one attribute.
+    pub fn same_attribute(&self, other: &AttrName) -> bool {
+        match (self, other) {
+            (AttrName::Std(x), AttrName::Std(y)) => x == y,
+            (AttrName::Custom { .. }, AttrName::Custom { .. }) => self.v1_name() == other.v1_name(),
+            _ => false,
+        }
+    }
+
     /// The spec tag, for standard attributes.
     pub fn tag(&self) -> Option<Tag> {
         match self {
@@ -101,6 +130,28 @@ const ATTRIBUTE_SINCE: [(Tag, Version); 1] = [(tag::KEY_FORMAT_TYPE, Version::V2
 fn tag_bytes(v: u32) -> [u8; 3] {
     let [_, a, b, c] = v.to_be_bytes();
     [a, b, c]
+}
+
+/// A Date-Time or Date-Time Extended value in seconds (microseconds rounded down); `None` for
+/// any other type.
+pub fn date_seconds(v: &Value) -> Option<i64> {
+    match v {
+        Value::DateTime(d) => Some(*d),
+        Value::DateTimeExtended(d) => Some(d.div_euclid(1_000_000)),
+        _ => None,
+    }
+}
+
+/// The Name Value of a Name attribute's value: its first Name Value item, when that is a Text
+/// String.
+pub fn name_value(v: &Value) -> Option<&str> {
+    match v {
+        Value::Structure(items) => match &items.iter().find(|i| i.tag == tag::NAME_VALUE)?.value {
+            Value::TextString(s) => Some(s.as_str()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// One attribute instance.
@@ -326,6 +377,11 @@ impl Attributes {
     pub fn iter(&self) -> std::slice::Iter<'_, Attribute> {
         self.0.iter()
     }
+
+    /// The Name Values of the Name attributes ([`name_value`]), in order.
+    pub fn name_values(&self) -> impl Iterator<Item = &str> {
+        self.all(&AttrName::Std(tag::NAME)).filter_map(name_value)
+    }
 }
 
 /// Attributes read from a request: in 1.x a Template-Attribute (or Common/Private/Public Key
@@ -433,4 +489,76 @@ pub fn write_attributes(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2.x vendor attribute.
+    fn vendor(vendor: &str, name: &str) -> AttrName {
+        AttrName::Custom {
+            vendor: Some(vendor.to_owned()),
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_custom_attribute_has_one_spelling_whichever_version_wrote_it() {
+        let v1 = AttrName::from_v1_name;
+        assert!(vendor("x", "attr").same_attribute(&v1("x-attr")));
+        assert!(v1("x-attr").same_attribute(&vendor("x", "attr")));
+        assert!(!vendor("x", "attr").same_attribute(&v1("x-other")));
+        assert!(!v1("x-attr").same_attribute(&AttrName::Std(tag::NAME)));
+        assert!(AttrName::Std(tag::NAME).same_attribute(&AttrName::Std(tag::NAME)));
+        assert!(!AttrName::Std(tag::NAME).same_attribute(&AttrName::Std(tag::STATE)));
+        assert_eq!(vendor("x", "attr").canonical(), v1("x-attr"));
+        assert_eq!(vendor("v", "x-a").canonical(), v1("x-a"));
+        let state = AttrName::Std(tag::STATE);
+        assert_eq!(state.canonical(), state);
+    }
+
+    #[test]
+    fn dates_in_seconds() {
+        assert_eq!(
+            date_seconds(&Value::DateTime(1_700_000_000)),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            date_seconds(&Value::DateTimeExtended(1_700_000_000_999_999)),
+            Some(1_700_000_000)
+        );
+        assert_eq!(date_seconds(&Value::DateTimeExtended(-1)), Some(-1));
+        assert_eq!(date_seconds(&Value::LongInteger(5)), None);
+    }
+
+    #[test]
+    fn name_values_are_read_from_name_structures() {
+        let name = |v: Value| {
+            Value::Structure(vec![
+                Ttlv::new(tag::NAME_VALUE, v),
+                Ttlv::new(tag::NAME_TYPE, Value::Enumeration(1)),
+            ])
+        };
+        assert_eq!(
+            name_value(&name(Value::TextString("k1".into()))),
+            Some("k1")
+        );
+        assert_eq!(name_value(&name(Value::Integer(1))), None);
+        assert_eq!(name_value(&Value::TextString("k1".into())), None);
+        let mut attrs = Attributes::new();
+        attrs.add(Attribute::std(
+            tag::NAME,
+            name(Value::TextString("a".into())),
+        ));
+        attrs.add(Attribute::std(
+            tag::OBJECT_GROUP,
+            Value::TextString("g".into()),
+        ));
+        attrs.add(Attribute::std(
+            tag::NAME,
+            name(Value::TextString("b".into())),
+        ));
+        assert_eq!(attrs.name_values().collect::<Vec<_>>(), ["a", "b"]);
+    }
 }

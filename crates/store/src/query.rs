@@ -7,7 +7,7 @@
 //! filter, intersects, and checks the rest on the loaded objects, so its answer equals the
 //! answer of a full scan.
 
-use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::attributes::{AttrName, date_seconds};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
@@ -53,16 +53,16 @@ impl Filter {
     pub fn matches(&self, o: &ManagedObject) -> bool {
         match self {
             Filter::Owner(owner) => o.owner == *owner,
-            Filter::Name(name) => names(&o.attributes).any(|n| n == name),
+            Filter::Name(name) => o.attributes.name_values().any(|n| n == name),
             Filter::Attr(name, value) => o
                 .attributes
                 .iter()
-                .any(|a| same(&a.name, name) && a.value == *value),
+                .any(|a| a.name.same_attribute(name) && a.value == *value),
             Filter::Date(name, from, to) => o
                 .attributes
                 .iter()
-                .filter(|a| same(&a.name, name))
-                .filter_map(|a| date_secs(&a.value))
+                .filter(|a| a.name.same_attribute(name))
+                .filter_map(|a| date_seconds(&a.value))
                 .any(|d| *from <= d && d <= *to),
         }
     }
@@ -73,40 +73,6 @@ impl Filter {
             Filter::Owner(_) | Filter::Name(_) | Filter::Date(..) => true,
             Filter::Attr(name, value) => indexed_attr(name, value),
         }
-    }
-}
-
-/// Two attribute names denote the same attribute (custom ones by their 1.x spelling, as the
-/// engine compares them).
-fn same(a: &AttrName, b: &AttrName) -> bool {
-    match (a, b) {
-        (AttrName::Std(x), AttrName::Std(y)) => x == y,
-        (AttrName::Custom { .. }, AttrName::Custom { .. }) => a.v1_name() == b.v1_name(),
-        _ => false,
-    }
-}
-
-/// The Name Values of the object's Name attributes.
-fn names(attrs: &Attributes) -> impl Iterator<Item = &str> {
-    attrs
-        .iter()
-        .filter(|a| a.name == AttrName::Std(tag::NAME))
-        .filter_map(|a| match &a.value {
-            Value::Structure(fields) => fields.iter().find(|f| f.tag == tag::NAME_VALUE),
-            _ => None,
-        })
-        .filter_map(|f| match &f.value {
-            Value::TextString(s) => Some(s.as_str()),
-            _ => None,
-        })
-}
-
-/// A date attribute value in seconds.
-fn date_secs(v: &Value) -> Option<i64> {
-    match v {
-        Value::DateTime(d) => Some(*d),
-        Value::DateTimeExtended(d) => Some(d.div_euclid(1_000_000)),
-        _ => None,
     }
 }
 
@@ -217,7 +183,7 @@ pub(crate) type Term = (Vec<u8>, Option<i64>);
 /// attribute value and each date.
 pub(crate) fn index_terms(o: &ManagedObject) -> Result<Vec<Term>, StoreError> {
     let mut terms = vec![(filter_prefix(&Filter::Owner(o.owner.clone()))?, None)];
-    for n in names(&o.attributes) {
+    for n in o.attributes.name_values() {
         terms.push((filter_prefix(&Filter::Name(n.to_owned()))?, None));
     }
     for a in o.attributes.iter() {
@@ -227,7 +193,7 @@ pub(crate) fn index_terms(o: &ManagedObject) -> Result<Vec<Term>, StoreError> {
                 None,
             ));
         }
-        if let Some(d) = date_secs(&a.value) {
+        if let Some(d) = date_seconds(&a.value) {
             terms.push((filter_prefix(&Filter::Date(a.name.clone(), d, d))?, Some(d)));
         }
     }

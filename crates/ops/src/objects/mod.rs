@@ -22,7 +22,6 @@ use kmipd_ttlv::{Tag, Ttlv, Value};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::server_only;
-use kmipd_store::{Filter, Query};
 
 /// Object Type Template (1.x; reserved in 2.x, so absent from the 2.x-based tables).
 pub(crate) const TEMPLATE: u32 = 6;
@@ -226,45 +225,6 @@ fn derived_length(format: u32, value: &Ttlv) -> Option<i32> {
         _ => return None,
     };
     i32::try_from(bytes.len()).ok()?.checked_mul(8)
-}
-
-/// The Name values of an attribute list (text only).
-pub(crate) fn names(attrs: &Attributes) -> Vec<String> {
-    attrs
-        .all(&AttrName::Std(tag::NAME))
-        .filter_map(name_value)
-        .collect()
-}
-
-/// The Name Value of a Name attribute value.
-pub(crate) fn name_value(v: &Value) -> Option<String> {
-    match v {
-        Value::Structure(items) => items
-            .iter()
-            .find(|i| i.tag == tag::NAME_VALUE)
-            .and_then(|i| reader::as_text(i).ok())
-            .map(str::to_owned),
-        _ => None,
-    }
-}
-
-/// KMIP 2.x: a Name must be unique among the objects the caller can see (2.1 BL-M-8); 1.x
-/// leaves it to the client (the 1.x test cases register the same name twice).
-pub(crate) fn check_names_unique(ctx: &Ctx<'_>, attrs: &Attributes) -> Result<()> {
-    if !ctx.v2() {
-        return Ok(());
-    }
-    let wanted = names(attrs);
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    for name in wanted {
-        let holders = ctx.tx.find_guarded(&Query::new(vec![Filter::Name(name)]))?;
-        if holders.iter().any(|o| ctx.principal.may_see(o)) {
-            return Err(Error::NonUniqueName);
-        }
-    }
-    Ok(())
 }
 
 /// `items` (a structure's children) with each item of `new`'s tag replaced by `new`.

@@ -5,7 +5,7 @@
 //! Every attribute is stored whatever the request's version; answers filter them by version
 //! (`object::attributes_out`), so a 1.0 client never sees a 1.1 attribute.
 
-use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes};
+use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes, name_value};
 use kmipd_proto::build;
 use kmipd_proto::enums::{hashing_algorithm, object_type as ot, protection_storage_mask};
 use kmipd_proto::reader::StructReader;
@@ -129,8 +129,11 @@ pub(crate) fn digest(object_type: u32, object: &Ttlv) -> Option<Value> {
 /// 1.x: the attributes of the registered Template named by `name` (a Name structure), other
 /// than its own Names. Unknown template: Item Not Found.
 pub(crate) fn attributes_of(ctx: &Ctx<'_>, name: &Ttlv) -> Result<Attributes> {
-    let wanted = super::name_value(&name.value).ok_or(Error::InvalidField("Name"))?;
-    for o in ctx.tx.find(&Query::new(vec![Filter::Name(wanted)]))? {
+    let wanted = name_value(&name.value).ok_or(Error::InvalidField("Name"))?;
+    for o in ctx
+        .tx
+        .find(&Query::new(vec![Filter::Name(wanted.to_owned())]))?
+    {
         if o.object_type != TEMPLATE || !ctx.principal.may_see(&o) {
             continue;
         }

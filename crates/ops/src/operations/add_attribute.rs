@@ -16,7 +16,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-use crate::attrs::{self, canon};
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::object::{resolve_uid, uid_item};
@@ -30,7 +30,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     } else {
         let (a, _index) = Attribute::from_v1(r.required(tag::ATTRIBUTE)?)?;
         Attribute {
-            name: canon(&a.name),
+            name: a.name.canonical(),
             value: a.value,
         }
     };

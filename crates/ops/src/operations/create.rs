@@ -13,6 +13,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::{attr_int, new_object, uid_item};
@@ -36,7 +37,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         }
         _ => return Err(Error::InvalidField("Object Type")),
     };
-    objects::check_names_unique(ctx, &attrs)?;
+    attrs::check_names_free(ctx, attrs.name_values())?;
     template::server_defaults(&mut attrs, object_type, &object, true);
     let mut obj = new_object(ctx, object_type, Some(object), attrs)?;
     template::finish(ctx, &mut obj);

@@ -15,6 +15,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::object::new_object;
@@ -86,9 +87,13 @@ pub(crate) fn make_pair(
             );
         }
     }
-    let mut both = attrs.private.clone();
-    both.0.extend(attrs.public.0.iter().cloned());
-    objects::check_names_unique(ctx, &both)?;
+    attrs::check_names_free(
+        ctx,
+        attrs
+            .private
+            .name_values()
+            .chain(attrs.public.name_values()),
+    )?;
     check_distinct_names(&attrs)?;
 
     template::server_defaults(&mut attrs.private, ot::PRIVATE_KEY, &pair.private, true);
@@ -119,8 +124,8 @@ pub(crate) fn make_pair(
 
 /// 2.x: the two keys of one pair cannot share a Name either.
 fn check_distinct_names(attrs: &PairAttributes) -> Result<()> {
-    let a = objects::names(&attrs.private);
-    if objects::names(&attrs.public).iter().any(|n| a.contains(n)) {
+    let private: Vec<&str> = attrs.private.name_values().collect();
+    if attrs.public.name_values().any(|n| private.contains(&n)) {
         return Err(crate::error::Error::NonUniqueName);
     }
     Ok(())

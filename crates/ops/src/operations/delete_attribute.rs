@@ -16,7 +16,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
-use crate::attrs::{self, canon};
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::{resolve_uid, uid_item};
@@ -52,7 +52,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             }
         }
     } else {
-        let name = canon(&AttrName::from_v1_name(r.req_text(tag::ATTRIBUTE_NAME)?));
+        let name = AttrName::from_v1_name(r.req_text(tag::ATTRIBUTE_NAME)?).canonical();
         let index = usize::try_from(r.int(tag::ATTRIBUTE_INDEX)?.unwrap_or(0))
             .map_err(|_| Error::IndexOutOfBounds)?;
         (name, Target::Index(index))
@@ -88,7 +88,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         items.push(attrs::v1_item(
             ctx.spec,
             &Attribute {
-                name: canon(&a.name),
+                name: a.name.canonical(),
                 value: a.value,
             },
             index,

@@ -39,6 +39,7 @@ use kmipd_store::ManagedObject;
 use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
+use crate::attrs;
 use crate::context::Ctx;
 use crate::crypto::kdf;
 use crate::crypto::params::Params;
@@ -114,7 +115,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         ),
         _ => keys::secret_data(keys::secret_data_type(&attrs), &material),
     };
-    objects::check_names_unique(ctx, &attrs)?;
+    attrs::check_names_free(ctx, attrs.name_values())?;
     // Not generated: the material comes from the base objects, not from the RNG.
     template::server_defaults(&mut attrs, object_type, &object, false);
     for b in &bases {

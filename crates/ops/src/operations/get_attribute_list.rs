@@ -11,7 +11,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-use crate::attrs::{self, canon};
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::object::{resolve_uid, uid_item};
@@ -23,7 +23,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let obj = ctx.load(&uid)?;
     let mut names: Vec<AttrName> = Vec::new();
     for a in obj.attributes.iter() {
-        let name = canon(&a.name);
+        let name = a.name.canonical();
         if attrs::visible(ctx, &name) && !names.contains(&name) {
             names.push(name);
         }

@@ -17,7 +17,7 @@ use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-use crate::attrs::{self, canon};
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::object::{resolve_uid, uid_item};
@@ -33,7 +33,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             .collect::<Result<_>>()?
     } else {
         r.repeated(tag::ATTRIBUTE_NAME)
-            .map(|i| Ok(canon(&AttrName::from_v1_name(reader::as_text(i)?))))
+            .map(|i| Ok(AttrName::from_v1_name(reader::as_text(i)?).canonical()))
             .collect::<Result<_>>()?
     };
     // (per-name index, attribute) in the order of the request, or the object's order.
@@ -46,13 +46,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     } else {
         let mut out = Vec::new();
         for (k, name) in wanted.iter().enumerate() {
-            if wanted.iter().take(k).any(|n| attrs::same(n, name)) || !attrs::visible(ctx, name) {
+            if wanted.iter().take(k).any(|n| n.same_attribute(name)) || !attrs::visible(ctx, name) {
                 continue;
             }
             out.extend(
                 indexed
                     .iter()
-                    .filter(|(_, a)| attrs::same(&a.name, name))
+                    .filter(|(_, a)| a.name.same_attribute(name))
                     .copied(),
             );
         }

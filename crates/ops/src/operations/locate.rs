@@ -31,7 +31,7 @@
 //! **ID Placeholder**: the identifier when exactly one is returned; emptied otherwise, so that
 //! a batched Get without identifier fails rather than picks an arbitrary object.
 
-use kmipd_proto::attributes::{AttrName, Attribute};
+use kmipd_proto::attributes::{AttrName, Attribute, date_seconds, name_value};
 use kmipd_proto::build;
 use kmipd_proto::enums::{object_group_member_option, state, storage_status_mask as ssm};
 use kmipd_proto::reader::StructReader;
@@ -40,7 +40,6 @@ use kmipd_proto::tag;
 use kmipd_store::{Filter, ManagedObject, Query};
 use kmipd_ttlv::{Ttlv, Value};
 
-use crate::attrs::{self, canon};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::{current_state, uid_item, uid_value};
@@ -126,7 +125,7 @@ fn request_attributes(ctx: &Ctx<'_>, r: &StructReader<'_>) -> Result<Vec<Attribu
         }
     }
     for a in &mut out {
-        a.name = canon(&a.name);
+        a.name = a.name.canonical();
         // 2.x: a Unique Identifier may be given in its Enumeration or Integer form.
         if a.name == AttrName::Std(tag::UNIQUE_IDENTIFIER)
             && !matches!(a.value, Value::TextString(_))
@@ -143,7 +142,7 @@ fn criteria(attrs_in: Vec<Attribute>) -> Vec<Criterion> {
     let mut out: Vec<Criterion> = Vec::new();
     let mut dates: Vec<(AttrName, Vec<i64>)> = Vec::new();
     for a in attrs_in {
-        match attrs::date_value(&a.value) {
+        match date_seconds(&a.value) {
             Some(d) => {
                 if d == DATE_MAX || d == i64::MAX.div_euclid(1_000_000) {
                     continue;
@@ -177,13 +176,9 @@ fn index_query(criteria: &[Criterion]) -> Query {
     let mut filters = Vec::new();
     for c in criteria {
         match c {
-            Criterion::Value(AttrName::Std(t), Value::Structure(fields)) if *t == tag::NAME => {
-                if let Some(Value::TextString(n)) = fields
-                    .iter()
-                    .find(|f| f.tag == tag::NAME_VALUE)
-                    .map(|f| &f.value)
-                {
-                    filters.push(Filter::Name(n.clone()));
+            Criterion::Value(AttrName::Std(t), v @ Value::Structure(_)) if *t == tag::NAME => {
+                if let Some(n) = name_value(v) {
+                    filters.push(Filter::Name(n.to_owned()));
                 }
             }
             Criterion::Value(name, Value::DateTime(d)) => {
@@ -232,7 +227,7 @@ impl Criterion {
                 let mask = is_mask(name);
                 o.attributes
                     .iter()
-                    .filter(|a| attrs::same(&a.name, name))
+                    .filter(|a| a.name.same_attribute(name))
                     .any(|a| {
                         if mask {
                             mask_covers(&a.value, wanted)
@@ -244,8 +239,8 @@ impl Criterion {
             Criterion::Range(name, from, to) => o
                 .attributes
                 .iter()
-                .filter(|a| attrs::same(&a.name, name))
-                .filter_map(|a| attrs::date_value(&a.value))
+                .filter(|a| a.name.same_attribute(name))
+                .filter_map(|a| date_seconds(&a.value))
                 .any(|d| *from <= d && d <= *to),
         }
     }
@@ -278,8 +273,7 @@ fn value_matches(have: &Value, wanted: &Value) -> bool {
                 .any(|hf| value_matches(&hf.value, &wf.value))
         }),
         (Value::DateTime(_) | Value::DateTimeExtended(_), _) => {
-            attrs::date_value(have).is_some()
-                && attrs::date_value(have) == attrs::date_value(wanted)
+            date_seconds(have).is_some() && date_seconds(have) == date_seconds(wanted)
         }
         _ => have == wanted,
     }
@@ -288,6 +282,7 @@ fn value_matches(have: &Value, wanted: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrs::testing::name_value;
     use crate::attrs::testing::*;
     use crate::engine::Principal;
     use kmipd_proto::message::ProtocolVersion;

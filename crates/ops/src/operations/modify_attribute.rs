@@ -18,7 +18,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-use crate::attrs::{self, canon};
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::{resolve_uid, uid_item};
@@ -35,7 +35,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             .transpose()?;
         if current
             .as_ref()
-            .is_some_and(|c| !attrs::same(&c.name, &new.name))
+            .is_some_and(|c| !c.name.same_attribute(&new.name))
         {
             return Err(Error::InvalidField(
                 "Current and New Attribute name different attributes",
@@ -46,7 +46,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         let (a, index) = Attribute::from_v1(r.required(tag::ATTRIBUTE)?)?;
         let index = usize::try_from(index.unwrap_or(0)).map_err(|_| Error::IndexOutOfBounds)?;
         let a = Attribute {
-            name: canon(&a.name),
+            name: a.name.canonical(),
             value: a.value,
         };
         (a, Some(index), None)

@@ -12,6 +12,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::object::{new_object, resolve_uid, uid_payload};
@@ -33,7 +34,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     template::finish(ctx, &mut new);
     let new_uid = new.uid.clone();
     rekey::retire(ctx, &uid, &new_uid)?;
-    objects::check_names_unique(ctx, &new.attributes)?;
+    attrs::check_names_free(ctx, new.attributes.name_values())?;
     ctx.tx.put(new);
     ctx.set_placeholder(&new_uid);
     ctx.produced(uid_kind::RE_KEY, &new_uid);

@@ -16,6 +16,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
+use crate::attrs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::object::{new_object, uid_payload};
@@ -32,7 +33,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         .ok_or(Error::MissingData("the object to register"))?;
     let parsed = objects::parse_object(ctx, object_type, item)?;
     objects::merge_missing(&mut attrs, parsed.attributes);
-    objects::check_names_unique(ctx, &attrs)?;
+    attrs::check_names_free(ctx, attrs.name_values())?;
     template::server_defaults(&mut attrs, object_type, &parsed.object, false);
     let mut obj = new_object(ctx, object_type, Some(parsed.object), attrs)?;
     template::finish(ctx, &mut obj);
