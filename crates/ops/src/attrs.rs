@@ -13,8 +13,9 @@
 //! - **Custom attributes.** `x-` names (2.x: any vendor but `y`) belong to clients: added,
 //!   modified, deleted freely, multi-instance. `y-` names are the server's: read-only.
 //! - **One spelling for custom names.** A 1.x `x-foo` and a 2.x vendor attribute (`x`, `foo`)
-//!   are the same attribute; [`AttrName::canonical`] turns both into the 1.x spelling and every lookup here
-//!   compares canonical names, whichever form the object was stored with.
+//!   are the same attribute; [`AttrName::canonical`] turns both into the 1.x spelling and
+//!   every lookup here compares canonical names ([`AttrName::same_attribute`]), whichever
+//!   form the object was stored with.
 //! - **Versions.** An attribute is visible to a request only when its version defines it as an
 //!   attribute ([`visible`]): the tables' since/removed versions, plus Key Format Type and Opaque
 //!   Data Type, which 1.x has as fields but not as attributes.

@@ -3,7 +3,7 @@
 //! The attribute must be one a client may set (see `attrs`: read-only ones give Attribute Read
 //! Only / Permission Denied, state rules Wrong Key Lifecycle State / Permission Denied), a
 //! single-instance attribute must not be present yet (Attribute Single Valued / Invalid Field),
-//! and a Name must not be used by any other object (Non Unique Name Attribute / Invalid Field).
+//! and in 2.x a Name must be free (`attrs::check_names_free`: Non Unique Name Attribute).
 //! Last Change Date becomes now; an Activation Date in the past activates the object.
 //!
 //! 1.x takes `Attribute` (an Attribute Index sent is ignored: the server assigns it) and
