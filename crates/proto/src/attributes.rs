@@ -378,6 +378,16 @@ impl Attributes {
         self.0.iter()
     }
 
+    /// True when an instance of `name` ([`AttrName::same_attribute`]) is a date
+    /// ([`date_seconds`]) in `[from, to]`, both ends included.
+    pub fn has_date_in(&self, name: &AttrName, from: i64, to: i64) -> bool {
+        self.0
+            .iter()
+            .filter(|a| a.name.same_attribute(name))
+            .filter_map(|a| date_seconds(&a.value))
+            .any(|d| from <= d && d <= to)
+    }
+
     /// The Name Values of the Name attributes ([`name_value`]), in order.
     pub fn name_values(&self) -> impl Iterator<Item = &str> {
         self.all(&AttrName::Std(tag::NAME)).filter_map(name_value)
@@ -560,5 +570,26 @@ mod tests {
             name(Value::TextString("b".into())),
         ));
         assert_eq!(attrs.name_values().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_date_range_holds_an_instance_of_the_attribute() {
+        let mut attrs = Attributes::new();
+        let x = AttrName::from_v1_name("x-when");
+        attrs.add(Attribute {
+            name: x.clone(),
+            value: Value::DateTimeExtended(100_000_000),
+        });
+        attrs.add(Attribute::std(tag::ACTIVATION_DATE, Value::DateTime(200)));
+        let vendor = AttrName::Custom {
+            vendor: Some("x".into()),
+            name: "when".into(),
+        };
+        assert!(attrs.has_date_in(&vendor, 100, 100));
+        assert!(attrs.has_date_in(&x, 50, 150));
+        assert!(!attrs.has_date_in(&x, 101, 300));
+        let activation = AttrName::Std(tag::ACTIVATION_DATE);
+        assert!(attrs.has_date_in(&activation, 200, 200));
+        assert!(!attrs.has_date_in(&activation, 0, 199));
     }
 }

@@ -58,12 +58,7 @@ impl Filter {
                 .attributes
                 .iter()
                 .any(|a| a.name.same_attribute(name) && a.value == *value),
-            Filter::Date(name, from, to) => o
-                .attributes
-                .iter()
-                .filter(|a| a.name.same_attribute(name))
-                .filter_map(|a| date_seconds(&a.value))
-                .any(|d| *from <= d && d <= *to),
+            Filter::Date(name, from, to) => o.attributes.has_date_in(name, *from, *to),
         }
     }
 

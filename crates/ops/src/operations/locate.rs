@@ -236,12 +236,7 @@ impl Criterion {
                         }
                     })
             }
-            Criterion::Range(name, from, to) => o
-                .attributes
-                .iter()
-                .filter(|a| a.name.same_attribute(name))
-                .filter_map(|a| date_seconds(&a.value))
-                .any(|d| *from <= d && d <= *to),
+            Criterion::Range(name, from, to) => o.attributes.has_date_in(name, *from, *to),
         }
     }
 }
