@@ -105,3 +105,132 @@ impl Incidents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use kmipd_store::{Kek, KekId};
+
+    /// Where a test's log lines go.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+            let w = self.clone();
+            tracing_subscriber::fmt()
+                .with_writer(move || w.clone())
+                .with_ansi(false)
+                .finish()
+        }
+
+        fn errors(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains(" ERROR "))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    fn incident(kind: IncidentKind, object: &str) -> Incident {
+        Incident {
+            kind,
+            operation: None,
+            object: Some(object.to_owned()),
+            detail: format!("{} failure", kind.label()),
+        }
+    }
+
+    fn setup() -> (
+        tempfile::TempDir,
+        Arc<SledStore>,
+        Arc<Metrics>,
+        Arc<Incidents>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::new(KekId(1), &zeroize::Zeroizing::new([7; 32]));
+        let store = Arc::new(SledStore::open_with_kek(dir.path(), kek).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        metrics.watch_store(&store);
+        let incidents = Arc::new(Incidents::new(metrics.clone(), Some(&store)));
+        (dir, store, metrics, incidents)
+    }
+
+    /// Each incident is one error line and one count; once the store is poisoned, its
+    /// failures are counted but the poisoning is logged once, and the gauge says so.
+    #[test]
+    fn a_poisoned_store_is_one_log_line_and_a_gauge_while_each_failure_is_counted() {
+        let (_dir, store, metrics, incidents) = setup();
+        let log = Captured::default();
+        let peer: SocketAddr = "127.0.0.1:5696".parse().unwrap();
+        tracing::subscriber::with_default(log.subscriber(), || {
+            incidents.report(&[incident(IncidentKind::StoreCorrupt, "k1")], "alice", peer);
+            incidents.report(&[incident(IncidentKind::StoreBackend, "k2")], "alice", peer);
+            assert!(!incidents.poisoned());
+            store.poison_for_tests("test: fsync failed");
+            for _ in 0..3 {
+                incidents.report(&[incident(IncidentKind::StoreBackend, "k3")], "bob", peer);
+            }
+            assert!(incidents.poisoned());
+        });
+        let errors = log.errors();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("object=\"k1\"") && errors[0].contains("alice"));
+        assert!(errors[1].contains("object=\"k2\""), "{}", errors[1]);
+        assert!(errors[2].contains("store poisoned"), "{}", errors[2]);
+        assert!(errors[2].contains("test: fsync failed"), "{}", errors[2]);
+        let m = metrics.render();
+        assert!(m.contains("kmipd_store_poisoned 1\n"), "{m}");
+        assert!(
+            m.contains("kmipd_internal_errors_total{kind=\"store_backend\"} 4\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("kmipd_internal_errors_total{kind=\"store_corrupt\"} 1\n"),
+            "{m}"
+        );
+    }
+
+    /// A store poisoned while no request runs is noticed by the watcher, logged once.
+    #[test]
+    fn the_watcher_reports_a_poisoning_without_requests() {
+        let (_dir, store, metrics, incidents) = setup();
+        let log = Captured::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = tracing::subscriber::set_default(log.subscriber());
+        store.poison_for_tests("test: checkpoint fsync failed");
+        let stop = CancellationToken::new();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), incidents.clone().watch(stop))
+                .await
+                .expect("the watcher ends once the poisoning is reported");
+        });
+        assert!(incidents.poisoned());
+        let errors = log.errors();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains("checkpoint fsync failed"),
+            "{}",
+            errors[0]
+        );
+        assert!(metrics.render().contains("kmipd_store_poisoned 1\n"));
+    }
+}

@@ -124,6 +124,13 @@ impl SledStore {
         self.durable.pause(paused);
     }
 
+    /// Tests only (cargo feature `test-hooks`): poisons the store as a failed fsync does
+    /// (`durable.rs`), so that what follows can be tested without a failing disk.
+    #[cfg(feature = "test-hooks")]
+    pub fn poison_for_tests(&self, why: &str) {
+        self.durable.poison.poison(why.to_owned());
+    }
+
     /// The number of objects in the store: the indexed ones (a record that could not be
     /// parsed at open is not counted; see [`corrupt_records`](Self::corrupt_records)).
     pub fn stored_objects(&self) -> usize {
