@@ -338,6 +338,14 @@ impl Engine {
         );
     }
 
+    /// Whether the store's reads wait only on this process ([`ObjectStore::reads_are_local`]).
+    /// A server runs [light](Self::is_light) requests on its async threads only then; with a
+    /// store that waits on the network (PostgreSQL) every request goes to threads that may
+    /// block.
+    pub fn store_reads_are_local(&self) -> bool {
+        self.store.reads_are_local()
+    }
+
     /// Whether every batch item of `request` names a light operation (small, bounded work:
     /// reads, attribute edits, symmetric and public-key cryptography; see the list in
     /// `dispatch.rs`) and the batch is short, so that a server may [`prepare`](Self::prepare)

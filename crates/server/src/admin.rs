@@ -245,8 +245,8 @@ impl Admin {
     fn durable(&self, what: &str) -> Result<&Durable, AdminError> {
         self.durable.as_ref().ok_or_else(|| {
             AdminError::Refused(format!(
-                "{what} needs the durable store (store.backend = \"sled\" with an HSM); this \
-                 server runs without one"
+                "{what} needs the durable store (store.backend = \"sled\" or \"postgres\" with \
+                 an HSM); this server runs without one"
             ))
         })
     }
@@ -273,21 +273,22 @@ impl Admin {
     /// KEK rotation ([`crate::storage::rotate_kek`]); resumes an interrupted one.
     pub fn rotate_kek(&self) -> Result<String, AdminError> {
         let d = self.durable("rotate-kek")?;
-        let done = crate::storage::rotate_kek(d.store.as_ref(), d.master.as_ref(), &self.stop)?;
+        let store = d.kek_rotation_store()?;
+        let done = crate::storage::rotate_kek(store, d.master.as_ref(), &self.stop)?;
         Ok(done.to_string())
     }
 
     /// Master key rotation ([`crate::storage::rotate_master_key`]).
     pub fn rotate_master_key(&self) -> Result<String, AdminError> {
         let d = self.durable("rotate-master-key")?;
-        let done = crate::storage::rotate_master_key(d.store.as_ref(), d.master.as_ref())?;
+        let done = crate::storage::rotate_master_key(d.keyring(), d.master.as_ref())?;
         Ok(done.to_string())
     }
 
     /// Online backup to `path` ([`crate::storage::backup`]).
     pub fn backup(&self, path: &Path) -> Result<String, AdminError> {
         let d = self.durable("backup")?;
-        Ok(crate::storage::backup(d.store.as_ref(), path)?.to_string())
+        Ok(crate::storage::backup(d.sled_for_backup()?, path)?.to_string())
     }
 
     fn operations(names: &[String]) -> Result<Vec<u32>, AdminError> {

@@ -320,6 +320,47 @@ pub struct StoreConfig {
     /// Bound of sled's page cache in MiB (sled's own default is 1 GiB).
     #[serde(default = "d_cache_capacity_mb")]
     pub cache_capacity_mb: u64,
+    /// PostgreSQL only: libpq-style URL or key=value string; several hosts and
+    /// `target_session_attrs=read-write` for a primary with standbys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// PostgreSQL only: PEM CA file verifying the database server's certificate; when set,
+    /// TLS is required and verified (host name included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PostgreSQL only: connections this node keeps at most.
+    #[serde(default = "d_pool_size")]
+    pub pool_size: usize,
+    /// PostgreSQL only: the longest one SQL statement may run (`statement_timeout`), in ms.
+    #[serde(default = "d_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL only: the longest one connection attempt may take (per host), in ms.
+    #[serde(default = "d_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL only: the longest one store operation of a request may take, waits for a
+    /// connection and retries (a failover) included, in ms; past it the request fails.
+    #[serde(default = "d_deadline_ms")]
+    pub deadline_ms: u64,
+}
+
+/// Default `store.statement_timeout_ms`.
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+/// Default `store.connect_timeout_ms`.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Default `store.deadline_ms`.
+pub const DEFAULT_DEADLINE_MS: u64 = 15_000;
+
+fn d_pool_size() -> usize {
+    kmipd_store::DEFAULT_POOL_SIZE
+}
+fn d_statement_timeout_ms() -> u64 {
+    DEFAULT_STATEMENT_TIMEOUT_MS
+}
+fn d_connect_timeout_ms() -> u64 {
+    DEFAULT_CONNECT_TIMEOUT_MS
+}
+fn d_deadline_ms() -> u64 {
+    DEFAULT_DEADLINE_MS
 }
 
 fn d_data_dir() -> PathBuf {
@@ -330,6 +371,18 @@ fn d_cache_capacity_mb() -> u64 {
 }
 
 impl StoreConfig {
+    /// The options the PostgreSQL store is opened with (`None` without `store.url`).
+    pub fn pg_options(&self) -> Option<kmipd_store::PgOptions> {
+        let url = self.url.as_ref()?;
+        let mut o = kmipd_store::PgOptions::new(url.clone());
+        o.ca_file = self.ca_file.clone();
+        o.pool_size = self.pool_size;
+        o.statement_timeout = Duration::from_millis(self.statement_timeout_ms);
+        o.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
+        o.deadline = Duration::from_millis(self.deadline_ms);
+        Some(o)
+    }
+
     /// The options the sled store is opened with.
     pub fn sled_options(&self) -> kmipd_store::SledOptions {
         kmipd_store::SledOptions {
@@ -347,6 +400,20 @@ pub enum StoreBackend {
     Sled,
     /// In memory, for tests; nothing survives a restart.
     Memory,
+    /// PostgreSQL (`store.url`), shared by several kmipd nodes; key material wrapped as with
+    /// sled, the wrapped KEK in the database.
+    Postgres,
+}
+
+impl StoreBackend {
+    /// The name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreBackend::Sled => "sled",
+            StoreBackend::Memory => "memory",
+            StoreBackend::Postgres => "postgres",
+        }
+    }
 }
 
 /// `[audit]`.
@@ -484,6 +551,9 @@ impl Config {
         }
         t.crls.iter_mut().for_each(fix);
         fix(&mut self.store.data_dir);
+        if let Some(p) = self.store.ca_file.as_mut() {
+            fix(p);
+        }
         fix(&mut self.audit.path);
         fix(&mut self.admin.socket);
         if let Some(h) = self.hsm.as_mut() {
@@ -551,14 +621,16 @@ impl Config {
         if self.store.cache_capacity_mb == 0 {
             return Err(invalid("store.cache_capacity_mb must be at least 1".into()));
         }
-        if self.store.backend == StoreBackend::Sled {
+        self.validate_postgres().map_err(invalid)?;
+        let backend = self.store.backend;
+        if backend != StoreBackend::Memory {
             match &self.hsm {
                 None => {
-                    return Err(invalid(
-                        "store.backend = \"sled\" needs an [hsm] table: the master key wraps \
-                         the key encryption key"
-                            .into(),
-                    ));
+                    return Err(invalid(format!(
+                        "store.backend = \"{}\" needs an [hsm] table: the master key wraps \
+                         the key encryption key",
+                        backend.name()
+                    )));
                 }
                 Some(h) => h.validate().map_err(|e| invalid(format!("[hsm]: {e}")))?,
             }
@@ -572,6 +644,66 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The PostgreSQL keys: required with the backend, refused without it.
+    fn validate_postgres(&self) -> Result<(), String> {
+        let st = &self.store;
+        if st.backend != StoreBackend::Postgres {
+            let set = [
+                ("url", st.url.is_some()),
+                ("ca_file", st.ca_file.is_some()),
+                ("pool_size", st.pool_size != kmipd_store::DEFAULT_POOL_SIZE),
+                (
+                    "statement_timeout_ms",
+                    st.statement_timeout_ms != DEFAULT_STATEMENT_TIMEOUT_MS,
+                ),
+                (
+                    "connect_timeout_ms",
+                    st.connect_timeout_ms != DEFAULT_CONNECT_TIMEOUT_MS,
+                ),
+                ("deadline_ms", st.deadline_ms != DEFAULT_DEADLINE_MS),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(format!(
+                    "store.{key} is for store.backend = \"postgres\" (the backend is \"{}\")",
+                    st.backend.name()
+                ));
+            }
+            return Ok(());
+        }
+        let url = st.url.as_deref().unwrap_or_default().trim();
+        if url.is_empty() {
+            return Err("store.backend = \"postgres\" needs store.url, e.g. \
+                 \"postgresql://kmipd@db1:5432,db2:5432/kmipd?target_session_attrs=read-write\""
+                .into());
+        }
+        let uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
+        if !uri && !url.contains('=') {
+            return Err("store.url must be a postgresql:// URL or a libpq key=value string".into());
+        }
+        if st.pool_size == 0 {
+            return Err("store.pool_size must be at least 1".into());
+        }
+        for (key, ms) in [
+            ("statement_timeout_ms", st.statement_timeout_ms),
+            ("connect_timeout_ms", st.connect_timeout_ms),
+            ("deadline_ms", st.deadline_ms),
+        ] {
+            if ms == 0 {
+                return Err(format!("store.{key} must be at least 1"));
+            }
+        }
+        if st.deadline_ms < st.statement_timeout_ms {
+            return Err(format!(
+                "store.deadline_ms ({}) is shorter than store.statement_timeout_ms ({}): a \
+                 request's store deadline must leave room for one statement",
+                st.deadline_ms, st.statement_timeout_ms
+            ));
+        }
         Ok(())
     }
 }
@@ -744,6 +876,79 @@ backend = "memory"
         let c = parse(&format!("{MINIMAL}\n[limits]\nmax_batch_items = 0\n")).unwrap();
         let e = c.validate(Path::new("t")).unwrap_err().to_string();
         assert!(e.contains("limits.max_batch_items"), "{e}");
+    }
+
+    const HSM: &str = "\n[hsm]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"kmipd\"\n\
+        key_label = \"kmipd-master\"\npin_env = \"KMIPD_PIN\"\n";
+
+    #[test]
+    fn the_postgres_backend_takes_its_keys_and_checks_them() {
+        let pg = MINIMAL.replace(
+            "backend = \"memory\"",
+            "backend = \"postgres\"\nurl = \"postgresql://kmipd@db1,db2/kmipd?target_session_attrs=read-write\"\n\
+             ca_file = \"certs/pg-ca.pem\"\npool_size = 8\nstatement_timeout_ms = 2000\n\
+             connect_timeout_ms = 1000\ndeadline_ms = 9000",
+        );
+        let mut c = parse(&format!("{pg}{HSM}")).unwrap();
+        c.validate(Path::new("t")).unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Postgres);
+        c.resolve_paths(Path::new("/inst"));
+        let o = c.store.pg_options().unwrap();
+        assert_eq!(o.pool_size, 8);
+        assert_eq!(o.statement_timeout, Duration::from_secs(2));
+        assert_eq!(o.connect_timeout, Duration::from_secs(1));
+        assert_eq!(o.deadline, Duration::from_secs(9));
+        assert_eq!(
+            o.ca_file.as_deref(),
+            Some(Path::new("/inst/certs/pg-ca.pem"))
+        );
+        // Round trip.
+        let again = parse(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        // The [hsm] table is required, as for sled.
+        let e = parse(&pg).unwrap().validate(Path::new("t")).unwrap_err();
+        assert!(
+            e.to_string().contains("\"postgres\" needs an [hsm] table"),
+            "{e}"
+        );
+        // A missing URL, zero sizes, a deadline shorter than a statement.
+        let cases = [
+            (
+                "url = \"postgresql://kmipd@db1,db2/kmipd?target_session_attrs=read-write\"",
+                "",
+                "needs store.url",
+            ),
+            (
+                "url = \"postgresql://kmipd@db1,db2/kmipd?target_session_attrs=read-write\"",
+                "url = \"db1\"",
+                "postgresql:// URL",
+            ),
+            ("pool_size = 8", "pool_size = 0", "store.pool_size"),
+            (
+                "deadline_ms = 9000",
+                "deadline_ms = 0",
+                "store.deadline_ms must",
+            ),
+            (
+                "deadline_ms = 9000",
+                "deadline_ms = 1000",
+                "shorter than store.statement_timeout_ms",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let c = parse(&format!("{}{HSM}", pg.replace(from, to))).unwrap();
+            let e = c.validate(Path::new("t")).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        // PostgreSQL keys with another backend are a mistake, named.
+        let c = parse(&MINIMAL.replace("[store]", "[store]\nurl = \"postgresql://x/y\"")).unwrap();
+        let e = c.validate(Path::new("t")).unwrap_err().to_string();
+        assert!(
+            e.contains("store.url is for store.backend = \"postgres\""),
+            "{e}"
+        );
+        let e = parse(&MINIMAL.replace("[store]", "[store]\npool_sise = 3")).unwrap_err();
+        assert!(e.to_string().contains("pool_sise"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,17 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Copy every object and the keyring of a sled instance (not serving) into an empty
+    /// PostgreSQL database: the sled store is backed up first, then copied, then both are
+    /// compared (count and digest). Both configurations must use the same HSM master key.
+    Migrate {
+        /// The configuration of the sled instance (store.backend = "sled").
+        #[arg(long)]
+        from_config: PathBuf,
+        /// The configuration of the PostgreSQL instance (store.backend = "postgres").
+        #[arg(long)]
+        to_config: PathBuf,
+    },
     /// Restore a backup into the store's data directory (absent or empty), offline: the server
     /// must not run on it. Then checks that the configured master key unlocks it.
     Restore {
@@ -179,6 +190,45 @@ fn main() -> ExitCode {
             data_dir,
             backup,
         } => restore(config, data_dir, backup),
+        Command::Migrate {
+            from_config,
+            to_config,
+        } => migrate(&from_config, &to_config),
+    }
+}
+
+fn migrate(from: &std::path::Path, to: &std::path::Path) -> ExitCode {
+    let (from, to) = match (Config::load(from), Config::load(to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return fail(2, e),
+    };
+    // Before any thread exists: SoftHSM2 must see the instance's SOFTHSM2_CONF (both
+    // configurations must name the same one).
+    let confs = [&from, &to].map(|c| c.hsm.as_ref().and_then(|h| h.softhsm2_conf.clone()));
+    if let [Some(a), Some(b)] = &confs
+        && a != b
+    {
+        return fail(
+            2,
+            format!(
+                "the configurations name different SoftHSM2 files ({} and {}): migrate needs \
+                 one master key",
+                a.display(),
+                b.display()
+            ),
+        );
+    }
+    if let Some(conf) = confs.iter().flatten().next()
+        && let Err(e) = kmipd_hsm::ensure_softhsm_env(conf)
+    {
+        return fail(1, e);
+    }
+    match kmipd::storage::migrate_from_sled(&from, &to) {
+        Ok(done) => {
+            println!("kmipd: migrate: {done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, format!("migrate: {e}")),
     }
 }
 
@@ -247,11 +297,20 @@ fn restore(path: PathBuf, data_dir: Option<PathBuf>, backup: PathBuf) -> ExitCod
         Ok(c) => c,
         Err(e) => return fail(2, e),
     };
-    if config.store.backend != kmipd::config::StoreBackend::Sled {
-        return fail(
-            2,
-            format!("{}: restore needs store.backend = \"sled\"", path.display()),
-        );
+    match config.store.backend {
+        kmipd::config::StoreBackend::Sled => {}
+        kmipd::config::StoreBackend::Postgres => {
+            return fail(
+                2,
+                format!("{}: {}", path.display(), kmipd::storage::POSTGRES_BACKUP),
+            );
+        }
+        kmipd::config::StoreBackend::Memory => {
+            return fail(
+                2,
+                format!("{}: restore needs store.backend = \"sled\"", path.display()),
+            );
+        }
     }
     // Before any thread exists: SoftHSM2 must see the instance's SOFTHSM2_CONF.
     if let Some(conf) = config.hsm.as_ref().and_then(|h| h.softhsm2_conf.as_ref())
@@ -362,9 +421,18 @@ fn serve(path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let hangup = kmipd::reload_signal()?;
-        let handle = kmipd::Server::new(config).start().await?;
-        kmipd::serve_until(handle, kmipd::shutdown_signal(), hangup).await
+        // A shutdown signal also ends the start-up (a PostgreSQL store waits for the database).
+        let shutdown = kmipd::shutdown_signal();
+        tokio::pin!(shutdown);
+        let handle = tokio::select! {
+            h = kmipd::Server::new(config).start() => h?,
+            () = &mut shutdown => return Ok(()),
+        };
+        kmipd::serve_until(handle, shutdown, hangup).await
     });
+    // A store opening abandoned by a signal may still be in one bounded connection attempt:
+    // do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, e),

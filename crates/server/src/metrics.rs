@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use kmipd_ops::IncidentKind;
-use kmipd_store::SledStore;
+use kmipd_store::{PgStore, SledStore};
+
+use crate::storage::DurableStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -38,7 +40,7 @@ pub struct Metrics {
     internal_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// The durable store, for its gauges and counters (none with the memory backend). Weak:
     /// the metrics do not keep a closing store open.
-    store: OnceLock<Weak<SledStore>>,
+    store: OnceLock<Watched>,
 }
 
 impl Metrics {
@@ -96,8 +98,11 @@ impl Metrics {
     }
 
     /// Adds the store's figures to the exposition (once; later calls are ignored).
-    pub(crate) fn watch_store(&self, store: &Arc<SledStore>) {
-        let _ = self.store.set(Arc::downgrade(store));
+    pub(crate) fn watch_store(&self, store: &DurableStore) {
+        let _ = self.store.set(match store {
+            DurableStore::Sled(s) => Watched::Sled(Arc::downgrade(s)),
+            DurableStore::Postgres(s) => Watched::Postgres(Arc::downgrade(s)),
+        });
     }
 
     /// Connections open now.
@@ -187,7 +192,86 @@ impl Metrics {
                 let _ = writeln!(o, "kmipd_internal_errors_total{{kind=\"{kind}\"}} {n}");
             }
         }
-        if let Some(store) = self.store.get().and_then(Weak::upgrade) {
+        match self.store.get() {
+            Some(Watched::Sled(s)) => {
+                if let Some(store) = s.upgrade() {
+                    render_sled(&mut o, &store);
+                }
+            }
+            Some(Watched::Postgres(s)) => {
+                if let Some(store) = s.upgrade() {
+                    render_postgres(&mut o, &store);
+                }
+            }
+            None => {}
+        }
+        o
+    }
+}
+
+/// The store [`Metrics`] reports on (not kept open by it).
+#[derive(Debug)]
+enum Watched {
+    Sled(Weak<SledStore>),
+    Postgres(Weak<PgStore>),
+}
+
+/// The PostgreSQL store's figures. Blocks (the object count is a query, bounded by the
+/// statement timeout; left out when it fails).
+fn render_postgres(o: &mut String, store: &PgStore) {
+    let st = store.stats();
+    if let Ok(n) = store.stored_objects() {
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_store_objects Objects in the store (a destroyed object keeps its metadata).\n\
+             # TYPE kmipd_store_objects gauge\n\
+             kmipd_store_objects {n}"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP kmipd_store_commits_total Store commits made durable by this node.\n\
+         # TYPE kmipd_store_commits_total counter\n\
+         kmipd_store_commits_total {}\n\
+         # HELP kmipd_store_commit_failures_total Store commits of this node that failed, by kind (conflict: a concurrent change; database: unreachable, timed out or unknown outcome; keyring; corrupt).\n\
+         # TYPE kmipd_store_commit_failures_total counter",
+        st.commits
+    );
+    for (kind, n) in st.commit_failures {
+        let _ = writeln!(
+            o,
+            "kmipd_store_commit_failures_total{{kind=\"{kind}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP kmipd_store_pool_size Largest number of database connections of this node (store.pool_size).\n\
+         # TYPE kmipd_store_pool_size gauge\n\
+         kmipd_store_pool_size {}\n\
+         # HELP kmipd_store_pool_connections Database connections open now.\n\
+         # TYPE kmipd_store_pool_connections gauge\n\
+         kmipd_store_pool_connections {}\n\
+         # HELP kmipd_store_pool_connections_in_use Database connections in use now.\n\
+         # TYPE kmipd_store_pool_connections_in_use gauge\n\
+         kmipd_store_pool_connections_in_use {}\n\
+         # HELP kmipd_store_pool_waiting Store operations waiting for a database connection now.\n\
+         # TYPE kmipd_store_pool_waiting gauge\n\
+         kmipd_store_pool_waiting {}\n\
+         # HELP kmipd_store_corrupt_records Records found damaged since the store was opened.\n\
+         # TYPE kmipd_store_corrupt_records gauge\n\
+         kmipd_store_corrupt_records {}",
+        st.pool_max,
+        st.pool_open,
+        st.pool_open.saturating_sub(st.pool_idle),
+        st.pool_waiting,
+        store.corrupt_records().len()
+    );
+}
+
+/// The sled store's figures.
+fn render_sled(o: &mut String, store: &SledStore) {
+    {
+        {
             let st = store.sync_stats();
             let _ = writeln!(
                 o,
@@ -217,7 +301,6 @@ impl Metrics {
                 u8::from(store.poisoned().is_some()),
             );
         }
-        o
     }
 }
 
@@ -261,7 +344,11 @@ pub(crate) async fn serve(
             }
             let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
             let (status, body) = if line.starts_with(b"GET /metrics ") {
-                ("200 OK", metrics.render())
+                // Blocking: the PostgreSQL store's figures are a query.
+                match tokio::task::spawn_blocking(move || metrics.render()).await {
+                    Ok(body) => ("200 OK", body),
+                    Err(_) => ("500 Internal Server Error", String::new()),
+                }
             } else {
                 ("404 Not Found", "not found: try GET /metrics\n".to_owned())
             };
@@ -314,7 +401,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kek = Kek::new(KekId(1), &zeroize::Zeroizing::new([7; 32]));
         let store = Arc::new(SledStore::open_with_kek(dir.path(), kek).unwrap());
-        m.watch_store(&store);
+        m.watch_store(&DurableStore::Sled(store.clone()));
         for (i, uid) in ["a", "b"].into_iter().enumerate() {
             let o = ManagedObject {
                 uid: uid.into(),

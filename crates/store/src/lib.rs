@@ -33,7 +33,7 @@ mod conditional_tests;
 pub use kek::{Kek, KekId, MlockWarning};
 pub use memory::MemoryStore;
 pub use postgres::{
-    CopyReport, DEFAULT_POOL_SIZE, PgOptions, PgStore, SCHEMA_VERSION, copy_from_sled,
+    CopyReport, DEFAULT_POOL_SIZE, PgOptions, PgStats, PgStore, SCHEMA_VERSION, copy_from_sled,
 };
 pub use query::{Filter, Query};
 pub use record::FORMAT_VERSION;
@@ -166,4 +166,12 @@ pub trait ObjectStore: Send + Sync {
     fn commit_then(&self, changes: Vec<Change>, done: CommitDone);
     /// A fresh sequence number (monotonic, never reused by a stored object).
     fn next_sequence(&self) -> Result<u64, StoreError>;
+    /// Whether reads and [`next_sequence`](Self::next_sequence) wait on nothing but this
+    /// process's memory and local disk (an in-process store), so that a server may run short
+    /// requests on its async threads. `false` (the default, and PostgreSQL's answer: its reads
+    /// wait on the network) means every call may block for long: a server must call the
+    /// store only from threads that may block.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
 }

@@ -113,6 +113,10 @@ impl ObjectStore for MemoryStore {
     fn next_sequence(&self) -> Result<u64, StoreError> {
         Ok(self.sequence.fetch_add(1, Ordering::Relaxed) + 1)
     }
+
+    fn reads_are_local(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

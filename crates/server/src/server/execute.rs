@@ -5,8 +5,9 @@
 //! request (`Engine::is_light`: reads, attribute edits, symmetric keys, symmetric and
 //! public-key cryptography; small, bounded work) is prepared right on the async thread and its
 //! store commit, if any, awaited without holding a thread (`Engine::complete_then`), run again
-//! as `kmipd_ops::Retry` says when it meets a concurrent change. Anything else runs whole on
-//! the blocking pool (`Engine::handle`). Undecodable TTLV with a readable header is answered
+//! as `kmipd_ops::Retry` says when it meets a concurrent change, if the store's reads wait on
+//! nothing but this process (`Engine::store_reads_are_local`: sled, memory). Anything else,
+//! and every request with PostgreSQL, runs whole on the blocking pool (`Engine::handle`). Undecodable TTLV with a readable header is answered
 //! Invalid Message; a batch over `limits.max_batch_items` gets an Invalid Message response and
 //! the connection stays open.
 //!
@@ -55,7 +56,11 @@ pub(super) async fn execute(
         }
     };
     let joined = match kmipd_ttlv::decode(&message, &limits) {
-        Ok(tree) if Engine::is_light(&tree) && batch_len(&tree) <= max_batch => {
+        Ok(tree)
+            if engine.store_reads_are_local()
+                && Engine::is_light(&tree)
+                && batch_len(&tree) <= max_batch =>
+        {
             // Run again when the commit finds an object changed by a concurrent request.
             let mut retry = Retry::new();
             let answer = loop {

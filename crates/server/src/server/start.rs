@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use kmipd_ops::{Engine, EngineConfig};
-use kmipd_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -20,7 +19,7 @@ use tracing::{error, info};
 
 use super::{Shared, accept};
 use crate::audit::AuditLog;
-use crate::config::{Config, StoreBackend};
+use crate::config::Config;
 use crate::incidents::Incidents;
 use crate::metrics::Metrics;
 use crate::storage::StorageError;
@@ -212,18 +211,18 @@ impl Server {
             }
             (None, None) => None,
         };
-        // The sled store is opened here (not through storage::open_store) so that the admin
-        // socket keeps the store and the master key for rotations and backups.
+        // The admin socket keeps the durable store and the master key for rotations and
+        // backups. With PostgreSQL the opening waits for the database; if this future is
+        // dropped meanwhile (a shutdown signal), `abandoned` ends the wait.
         let (engine, durable) = match engine {
             Some(e) => (e, None),
             None => {
                 let c = config.clone();
-                let opened = tokio::task::spawn_blocking(move || match c.store.backend {
-                    StoreBackend::Sled => crate::storage::open_durable(&c).map(|d| {
-                        let store: Arc<dyn ObjectStore> = d.store.clone();
-                        (store, Some(d))
-                    }),
-                    StoreBackend::Memory => crate::storage::open_store(&c).map(|s| (s, None)),
+                let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+                let opened = tokio::task::spawn_blocking(move || {
+                    let gone = || abandoned.load(std::sync::atomic::Ordering::Relaxed);
+                    crate::storage::open_store(&c, &gone)
                 })
                 .await
                 .map_err(|e| StartError::Other(format!("store opening task: {e}")))?;
@@ -253,7 +252,7 @@ impl Server {
             ),
             None => None,
         };
-        let watched = durable.as_ref().map(|d| d.store.clone());
+        let watched = durable.clone();
         let stop = CancellationToken::new();
         let mut admin_task = None;
         if config.admin.enabled {
@@ -274,10 +273,11 @@ impl Server {
             )));
         }
         let metrics = Arc::new(Metrics::default());
-        if let Some(store) = &watched {
-            metrics.watch_store(store);
+        if let Some(d) = &watched {
+            metrics.watch_store(&d.store);
         }
-        let incidents = Arc::new(Incidents::new(metrics.clone(), watched.as_ref()));
+        let sled = watched.as_ref().and_then(|d| d.sled());
+        let incidents = Arc::new(Incidents::new(metrics.clone(), sled));
         drop(watched);
         tokio::spawn(incidents.clone().watch(stop.clone()));
         let mut limits = engine.config().limits;
@@ -385,5 +385,14 @@ pub async fn shutdown_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Sets its flag when dropped (a start-up abandoned while the store opens).
+struct AbandonOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

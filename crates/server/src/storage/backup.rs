@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use kmipd_store::{ObjectStore, SledStore};
 
-use super::{StorageError, open_durable};
+use super::{StorageError, open_sled};
 use crate::config::Config;
 
 /// A written backup. `Display` is the line `kmipd admin backup` prints.
@@ -101,7 +101,7 @@ pub fn restore(config: &Config, backup: &Path, data_dir: &Path) -> Result<Restor
     let info = SledStore::restore(backup, data_dir)?;
     let mut c = config.clone();
     c.store.data_dir = data_dir.to_owned();
-    let checked = open_durable(&c).map_err(|e| {
+    let (checked, _) = open_sled(&c).map_err(|e| {
         StorageError::Refused(format!(
             "restored {} records into {}, but the store cannot be unlocked with the configured \
              master key: {e}",
@@ -109,8 +109,8 @@ pub fn restore(config: &Config, backup: &Path, data_dir: &Path) -> Result<Restor
             data_dir.display()
         ))
     })?;
-    let objects = checked.store.all()?.len();
-    let corrupt = checked.store.corrupt_records();
+    let objects = checked.all()?.len();
+    let corrupt = checked.corrupt_records();
     let damaged = corrupt.len().max(info.unindexed);
     Ok(Restored {
         data_dir: data_dir.to_owned(),

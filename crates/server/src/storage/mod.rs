@@ -49,8 +49,17 @@
 //!
 //! The unlock and the rotations take the store as a [`KeyringStore`]: what the hierarchy needs
 //! of a durable backend (its wrapped blobs, the KEKs its records require, the steps of a
-//! rotation). The server implements it for the sled store, the one it opens; opening
-//! ([`open_durable`]), [`backup`] and [`restore`] are sled's.
+//! rotation). The server implements it for the sled store and the PostgreSQL store
+//! ([`DurableStore`]). Opening sled ([`open_durable`]), [`backup`] and [`restore`] are sled's.
+//!
+//! **PostgreSQL** (`postgres.rs`: start-up, the wait for the database, `kmipd migrate`).
+//! Several nodes share the store, so two things are added: a first KEK stored only if no node
+//! stored one first ([`KeyringStore::create_wrapped_kek`]; the loser unwraps the winner's),
+//! and a master key check value (a fixed text wrapped by the master key) kept in the database:
+//! [`unlock_shared`] refuses a node whose master key does not unwrap it, and the master key
+//! rotation re-wraps it with the KEK blobs. A KEK rotation is refused with PostgreSQL
+//! ([`Durable::kek_rotation_store`]: the other nodes would not know the new KEK), and backups
+//! are PostgreSQL's own ([`POSTGRES_BACKUP`]).
 //!
 //! Everything here blocks (the store, PKCS#11): call it before the runtime starts, or on
 //! `spawn_blocking`.
@@ -58,18 +67,20 @@
 use std::sync::Arc;
 
 use kmipd_hsm::{MasterKey, Pkcs11MasterKey};
-use kmipd_store::{Kek, KekId, MemoryStore, ObjectStore, SledStore, StoreError};
+use kmipd_store::{Kek, KekId, MemoryStore, ObjectStore, PgStore, SledStore, StoreError};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, StoreBackend};
 
 mod backup;
+mod postgres;
 mod rotation;
 #[cfg(test)]
 mod tests;
 
 pub use backup::{BackedUp, Restored, backup, restore};
+pub use postgres::{Migrated, migrate_from_sled, open_postgres};
 pub use rotation::{KekRotated, MasterKeyRotated, REWRAP_BATCH, rotate_kek, rotate_master_key};
 
 /// Why the store could not be opened, or a key hierarchy operation failed. `Display` is one
@@ -93,6 +104,12 @@ pub enum StorageError {
     /// that exists, ...); nothing was changed.
     #[error("{0}")]
     Refused(String),
+    /// This node's master key is not the store's (a store shared by several nodes).
+    #[error("{0}")]
+    MasterKeyMismatch(String),
+    /// The server was stopped while it waited for the database.
+    #[error("stopped while waiting for the database")]
+    Abandoned,
     /// The server is shutting down: a KEK rotation stopped between two batches.
     #[error("interrupted by shutdown after {0}; run the command again to complete it")]
     Interrupted(String),
@@ -121,6 +138,25 @@ pub trait KeyringStore: Send + Sync {
     fn rewrap_step(&self, max: usize) -> Result<(usize, Vec<String>), StoreError>;
     /// Ends a rotation once nothing is left to re-wrap: the KEKs retired.
     fn finish_kek_rotation(&self) -> Result<Vec<KekId>, StoreError>;
+    /// Stores the blob of KEK `id` only if the store holds none for it yet; whether it was
+    /// stored. Several nodes starting on one new store agree on one first KEK this way: the
+    /// node whose blob was not stored unwraps the one that was. A store of one node can
+    /// keep the default.
+    fn create_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<bool, StoreError> {
+        self.store_wrapped_kek(id, blob)?;
+        Ok(true)
+    }
+    /// The master key check value the store keeps (a fixed text wrapped by the master key),
+    /// for a store shared by nodes that must all use one master key; `None` when it keeps
+    /// none (the default: one node's store, whose KEK blobs already prove the key).
+    fn master_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    /// Keeps the master key check value (a store that keeps none ignores it).
+    fn set_master_check(&self, blob: &[u8]) -> Result<(), StoreError> {
+        let _ = blob;
+        Ok(())
+    }
 }
 
 impl KeyringStore for SledStore {
@@ -153,11 +189,59 @@ impl KeyringStore for SledStore {
     }
 }
 
+impl KeyringStore for PgStore {
+    fn wrapped_keks(&self) -> Result<Vec<(KekId, Vec<u8>)>, StoreError> {
+        PgStore::wrapped_keks(self)
+    }
+    fn store_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<(), StoreError> {
+        PgStore::store_wrapped_kek(self, id, blob)
+    }
+    fn create_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<bool, StoreError> {
+        PgStore::create_wrapped_kek(self, id, blob)
+    }
+    fn remove_wrapped_kek(&self, id: KekId) -> Result<(), StoreError> {
+        PgStore::remove_wrapped_kek(self, id)
+    }
+    fn required_keks(&self) -> Result<Vec<KekId>, StoreError> {
+        PgStore::required_keks(self)
+    }
+    fn current_kek(&self) -> Result<Option<KekId>, StoreError> {
+        PgStore::current_kek(self)
+    }
+    fn unlock(&self, keks: Vec<Kek>) -> Result<(), StoreError> {
+        PgStore::unlock(self, keks)
+    }
+    fn begin_kek_rotation(&self, new: Kek) -> Result<(), StoreError> {
+        PgStore::begin_kek_rotation(self, new)
+    }
+    fn rewrap_step(&self, max: usize) -> Result<(usize, Vec<String>), StoreError> {
+        PgStore::rewrap_step(self, max)
+    }
+    fn finish_kek_rotation(&self) -> Result<Vec<KekId>, StoreError> {
+        PgStore::finish_kek_rotation(self)
+    }
+    fn master_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        PgStore::master_fingerprint(self)
+    }
+    fn set_master_check(&self, blob: &[u8]) -> Result<(), StoreError> {
+        PgStore::set_master_fingerprint(self, blob)
+    }
+}
+
+/// The durable store: sled on this machine, or PostgreSQL shared by several nodes.
+#[derive(Debug, Clone)]
+pub enum DurableStore {
+    /// `store.backend = "sled"`.
+    Sled(Arc<SledStore>),
+    /// `store.backend = "postgres"`.
+    Postgres(Arc<PgStore>),
+}
+
 /// The durable store and the master key, held open by the server for the admin commands.
 #[derive(Clone)]
 pub struct Durable {
     /// The unlocked store.
-    pub store: Arc<SledStore>,
+    pub store: DurableStore,
     /// The master key in the HSM.
     pub master: Arc<dyn MasterKey>,
 }
@@ -171,30 +255,108 @@ impl std::fmt::Debug for Durable {
     }
 }
 
-/// Opens the configured store, unlocked.
-pub fn open_store(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    match config.store.backend {
-        StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreBackend::Sled => {
-            let durable = open_durable(config)?;
-            let store: Arc<dyn ObjectStore> = durable.store;
-            Ok(store)
+impl Durable {
+    /// The store for the engine.
+    pub fn objects(&self) -> Arc<dyn ObjectStore> {
+        match &self.store {
+            DurableStore::Sled(s) => s.clone(),
+            DurableStore::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// The sled store, if that is the backend.
+    pub fn sled(&self) -> Option<&Arc<SledStore>> {
+        match &self.store {
+            DurableStore::Sled(s) => Some(s),
+            DurableStore::Postgres(_) => None,
+        }
+    }
+
+    /// The store for the key hierarchy ([`rotate_master_key`]).
+    pub fn keyring(&self) -> &dyn KeyringStore {
+        match &self.store {
+            DurableStore::Sled(s) => s.as_ref(),
+            DurableStore::Postgres(s) => s.as_ref(),
+        }
+    }
+
+    /// The store for a KEK rotation: sled's. With PostgreSQL the other nodes keep the KEKs
+    /// they unlocked at start-up and would not read records re-wrapped under a new one, so
+    /// the rotation is refused, naming what to do instead.
+    pub fn kek_rotation_store(&self) -> Result<&dyn KeyringStore, StorageError> {
+        match &self.store {
+            DurableStore::Sled(s) => Ok(s.as_ref()),
+            DurableStore::Postgres(_) => Err(StorageError::Refused(
+                "rotate-kek is not available with store.backend = \"postgres\": the other \
+                 nodes keep the KEKs they unlocked at start-up and could not read records \
+                 re-wrapped under a new KEK. Use rotate-master-key (the KEK re-wrapped under a \
+                 new master key version in the HSM), which works with PostgreSQL"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The sled store, for [`backup`]; with PostgreSQL the refusal names PostgreSQL's tools.
+    pub fn sled_for_backup(&self) -> Result<&SledStore, StorageError> {
+        match &self.store {
+            DurableStore::Sled(s) => Ok(s.as_ref()),
+            DurableStore::Postgres(_) => Err(StorageError::Refused(POSTGRES_BACKUP.into())),
         }
     }
 }
 
+/// Where backups of a PostgreSQL store come from (the admin command's and `kmipd restore`'s
+/// answer).
+pub const POSTGRES_BACKUP: &str = "with store.backend = \"postgres\", back up and restore the \
+    database with PostgreSQL's tools: pg_dump/pg_restore (logical) or pg_basebackup with WAL \
+    archiving (physical, point-in-time recovery); the wrapped KEKs are in the database, so a \
+    restored database needs the same HSM master key";
+
+/// Opens the configured store, unlocked. With PostgreSQL it waits for the database (see
+/// [`open_postgres`]) until `abandoned` returns true.
+pub fn open_store(
+    config: &Config,
+    abandoned: &dyn Fn() -> bool,
+) -> Result<(Arc<dyn ObjectStore>, Option<Durable>), StorageError> {
+    match config.store.backend {
+        StoreBackend::Memory => Ok((Arc::new(MemoryStore::new()), None)),
+        StoreBackend::Sled => {
+            let durable = open_durable(config)?;
+            Ok((durable.objects(), Some(durable)))
+        }
+        StoreBackend::Postgres => {
+            let durable = open_postgres(config, abandoned)?;
+            Ok((durable.objects(), Some(durable)))
+        }
+    }
+}
+
+/// The master key of the configured `[hsm]`.
+fn open_master(config: &Config) -> Result<Pkcs11MasterKey, StorageError> {
+    let hsm = config.hsm.as_ref().ok_or_else(|| {
+        StorageError::Config(format!(
+            "store.backend = \"{}\" needs an [hsm] table",
+            config.store.backend.name()
+        ))
+    })?;
+    Ok(Pkcs11MasterKey::open(hsm)?)
+}
+
 /// Opens the configured sled store and the master key, and unlocks the store ([`unlock`]).
 pub fn open_durable(config: &Config) -> Result<Durable, StorageError> {
-    let hsm = config.hsm.as_ref().ok_or_else(|| {
-        StorageError::Config("store.backend = \"sled\" needs an [hsm] table".into())
-    })?;
-    let master = Pkcs11MasterKey::open(hsm)?;
+    let (store, master) = open_sled(config)?;
+    Ok(Durable {
+        store: DurableStore::Sled(store),
+        master,
+    })
+}
+
+/// The sled store, unlocked, and the master key.
+fn open_sled(config: &Config) -> Result<(Arc<SledStore>, Arc<dyn MasterKey>), StorageError> {
+    let master = open_master(config)?;
     let store = SledStore::open_with(&config.store.data_dir, &config.store.sled_options())?;
     unlock(&store, &master)?;
-    Ok(Durable {
-        store: Arc::new(store),
-        master: Arc::new(master),
-    })
+    Ok((Arc::new(store), Arc::new(master)))
 }
 
 /// Unlocks `store` with the KEKs it requires, each unwrapped by the master key. Wrapped blobs
@@ -202,6 +364,50 @@ pub fn open_durable(config: &Config) -> Result<Durable, StorageError> {
 /// yet, or a new KEK whose rotation was interrupted before it was registered (the next KEK
 /// rotation removes both). A new store gets a new KEK.
 pub fn unlock(store: &dyn KeyringStore, master: &dyn MasterKey) -> Result<(), StorageError> {
+    unlock_keks(store, master)
+}
+
+/// [`unlock`] for a store shared by several nodes: first the store's master key check value
+/// must unwrap with this node's master key (else [`StorageError::MasterKeyMismatch`]); a
+/// store without one gets it once its KEKs unwrapped.
+pub fn unlock_shared(store: &dyn KeyringStore, master: &dyn MasterKey) -> Result<(), StorageError> {
+    let check = store.master_check()?;
+    if let Some(check) = &check {
+        verify_master_check(master, check)?;
+    }
+    unlock_keks(store, master)?;
+    if check.is_none() {
+        // The KEKs unwrapped: this master key is the store's. Nodes racing here store the
+        // same proof (the master key's wrap is deterministic).
+        store.set_master_check(&master.wrap_kek(MASTER_CHECK)?)?;
+    }
+    Ok(())
+}
+
+/// What the master key check value wraps.
+const MASTER_CHECK: &[u8] = b"kmipd master key check v1 (32 b)";
+
+/// Fails unless `check` unwraps to [`MASTER_CHECK`] with this master key.
+fn verify_master_check(master: &dyn MasterKey, check: &[u8]) -> Result<(), StorageError> {
+    match master.unwrap_kek(check) {
+        Ok(plain) if plain.as_slice() == MASTER_CHECK => Ok(()),
+        outcome => {
+            let why = match outcome {
+                Err(e) => e.to_string(),
+                Ok(_) => "it unwraps to something else".into(),
+            };
+            Err(StorageError::MasterKeyMismatch(format!(
+                "this node's HSM master key ({}) is not the one the store was set up with: \
+                 the store's master key check value does not unwrap with it ({why}). Every \
+                 node must use the same master key (the same PKCS#11 token and key label); \
+                 refusing to serve",
+                master.id()
+            )))
+        }
+    }
+}
+
+fn unlock_keks(store: &dyn KeyringStore, master: &dyn MasterKey) -> Result<(), StorageError> {
     let required = store.required_keks()?;
     if required.is_empty() {
         return unlock_new(store, master);
@@ -232,9 +438,21 @@ pub fn unlock(store: &dyn KeyringStore, master: &dyn MasterKey) -> Result<(), St
 /// A store that requires no KEK: a new one gets KEK 1 ([`new_kek`]); one whose first KEK's
 /// blob was stored but not registered (a crash in between) is unlocked with what it holds.
 fn unlock_new(store: &dyn KeyringStore, master: &dyn MasterKey) -> Result<(), StorageError> {
-    let blobs = store.wrapped_keks()?;
+    let mut blobs = store.wrapped_keks()?;
+    if blobs.is_empty() {
+        match first_kek(store, master)? {
+            Some(kek) => {
+                store.unlock(vec![kek])?;
+                return Ok(());
+            }
+            // Another node stored its first KEK first: use that one.
+            None => blobs = store.wrapped_keks()?,
+        }
+    }
     let keks = if blobs.is_empty() {
-        vec![new_kek(store, master, KekId(1))?]
+        return Err(StorageError::Config(
+            "the store's first KEK blob vanished while this node started".into(),
+        ));
     } else {
         let mut keks = Vec::new();
         for (id, blob) in blobs {
@@ -261,6 +479,23 @@ fn new_kek(
     let kek = Kek::new(id, &key);
     warn_unlocked_memory(&kek);
     Ok(kek)
+}
+
+/// KEK 1 of a new store, unless another node stored a blob for it first (`None`).
+fn first_kek(
+    store: &dyn KeyringStore,
+    master: &dyn MasterKey,
+) -> Result<Option<Kek>, StorageError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    openssl::rand::rand_bytes(key.as_mut_slice())
+        .map_err(|e| StorageError::Random(e.to_string()))?;
+    let blob = master.wrap_kek(key.as_slice())?;
+    if !store.create_wrapped_kek(KekId(1), &blob)? {
+        return Ok(None);
+    }
+    let kek = Kek::new(KekId(1), &key);
+    warn_unlocked_memory(&kek);
+    Ok(Some(kek))
 }
 
 /// KEK `id` from its wrapped blob.

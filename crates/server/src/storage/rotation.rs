@@ -220,20 +220,31 @@ pub fn rotate_master_key(
     if blobs.is_empty() {
         return Err(StorageError::Refused("the store holds no KEK blob".into()));
     }
-    let old: Vec<Vec<u8>> = blobs.iter().map(|(_, b)| b.clone()).collect();
-    let new = master.rotate(&old)?;
-    if new.len() != blobs.len() {
+    let mut old: Vec<Vec<u8>> = blobs.iter().map(|(_, b)| b.clone()).collect();
+    // A shared store's master key check value is re-wrapped with the KEKs (last).
+    let check = store.master_check()?;
+    old.extend(check.iter().cloned());
+    let mut new = master.rotate(&old)?;
+    if new.len() != old.len() {
         return Err(StorageError::Refused(format!(
             "the HSM returned {} blobs for {} KEKs; nothing stored (the old version stays)",
             new.len(),
-            blobs.len()
+            old.len()
         )));
     }
+    let new_check = match check {
+        Some(_) => new.pop(),
+        None => None,
+    };
     for ((id, _), blob) in blobs.iter().zip(&new) {
         store.store_wrapped_kek(*id, blob)?;
     }
     // Only what is durably stored now keeps its master key version.
-    let stored: Vec<Vec<u8>> = store.wrapped_keks()?.into_iter().map(|(_, b)| b).collect();
+    let mut stored: Vec<Vec<u8>> = store.wrapped_keks()?.into_iter().map(|(_, b)| b).collect();
+    if let Some(c) = new_check {
+        store.set_master_check(&c)?;
+        stored.push(c);
+    }
     let destroyed = master.confirm_rotation(&stored)?;
     let done = MasterKeyRotated {
         before,

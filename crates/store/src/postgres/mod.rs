@@ -66,6 +66,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,28 @@ pub struct PgOptions {
 }
 
 impl PgOptions {
+    /// Checks what [`PgStore::open`] checks before it connects (the URL, the CA file, TLS
+    /// required without a CA file, the schema name), so that a caller waiting for the
+    /// database to come up can tell a mistake from an outage.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let config = tokio_postgres::Config::from_str(&self.url)
+            .map_err(|e| backend(format!("PostgreSQL URL: {e}")))?;
+        if tls(self)?.is_none() && config.get_ssl_mode() == SslMode::Require {
+            return Err(backend(
+                "the PostgreSQL URL requires TLS (sslmode=require) but no CA file is \
+                 configured to verify the server with",
+            ));
+        }
+        if let Some(schema) = &self.schema
+            && !valid_schema(schema)
+        {
+            return Err(backend(format!(
+                "PostgreSQL schema name {schema:?}: letters, digits and _ only"
+            )));
+        }
+        Ok(())
+    }
+
     /// Options with the defaults: pool 16, statement timeout 5 s, connect timeout 5 s,
     /// deadline 15 s, no TLS, the default schema.
     pub fn new(url: impl Into<String>) -> PgOptions {
@@ -142,6 +165,50 @@ pub(crate) struct Inner {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) corrupt: Mutex<BTreeSet<String>>,
     pub(crate) deadline: Duration,
+    pub(crate) counts: Counts,
+}
+
+/// Commit outcomes counted by [`PgStore::stats`].
+#[derive(Default)]
+pub(crate) struct Counts {
+    commits: AtomicU64,
+    conflicts: AtomicU64,
+    database: AtomicU64,
+    keyring: AtomicU64,
+    corrupt: AtomicU64,
+}
+
+impl Counts {
+    fn count(&self, r: &Result<(), StoreError>) {
+        let c = match r {
+            Ok(()) => &self.commits,
+            Err(StoreError::Conflict { .. }) => &self.conflicts,
+            Err(StoreError::Backend(_)) => &self.database,
+            Err(StoreError::Kek(_) | StoreError::Locked) => &self.keyring,
+            Err(StoreError::Corrupt { .. }) => &self.corrupt,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What [`PgStore::stats`] reports: commits and failed commits of this node since the store
+/// was opened, and its connection pool now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PgStats {
+    /// Commits made durable.
+    pub commits: u64,
+    /// Failed commits by kind: `conflict` (an expectation did not hold: a concurrent change,
+    /// answered as such), `database` (unreachable, timed out, or a COMMIT of unknown outcome),
+    /// `keyring` (locked, or a KEK switch by another node), `corrupt` (a damaged record).
+    pub commit_failures: [(&'static str, u64); 4],
+    /// The pool's largest size (`pool_size`).
+    pub pool_max: usize,
+    /// Connections open now.
+    pub pool_open: usize,
+    /// Connections open and idle now (open minus idle: in use).
+    pub pool_idle: usize,
+    /// Operations waiting for a connection now.
+    pub pool_waiting: usize,
 }
 
 /// The PostgreSQL backend (see the module doc).
@@ -618,6 +685,7 @@ impl PgStore {
                 keyring: RwLock::new(Keyring::default()),
                 corrupt: Mutex::new(BTreeSet::new()),
                 deadline: opts.deadline,
+                counts: Counts::default(),
             }),
         };
         let schema = opts.schema.clone();
@@ -667,6 +735,26 @@ impl PgStore {
             .lock()
             .map(|c| c.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// This node's commit counts and its connection pool now (never waits on the database).
+    pub fn stats(&self) -> PgStats {
+        let c = &self.inner.counts;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let pool = self.inner.pool.status();
+        PgStats {
+            commits: n(&c.commits),
+            commit_failures: [
+                ("conflict", n(&c.conflicts)),
+                ("database", n(&c.database)),
+                ("keyring", n(&c.keyring)),
+                ("corrupt", n(&c.corrupt)),
+            ],
+            pool_max: pool.max_size,
+            pool_open: pool.size,
+            pool_idle: pool.available,
+            pool_waiting: pool.waiting,
+        }
     }
 
     /// The number of objects in the database.
@@ -806,7 +894,11 @@ impl ObjectStore for PgStore {
         if changes.is_empty() {
             return Ok(());
         }
-        self.run(move |inner| async move { commit::commit(&inner, changes).await })
+        self.run(move |inner| async move {
+            let r = commit::commit(&inner, changes).await;
+            inner.counts.count(&r);
+            r
+        })
     }
 
     /// Spawns [`commit`](Self::commit) on the store's runtime; `done` runs there.
@@ -827,6 +919,7 @@ impl ObjectStore for PgStore {
                     ))),
                 }
             };
+            inner.counts.count(&r);
             done(r);
         });
     }

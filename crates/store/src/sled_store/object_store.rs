@@ -178,4 +178,9 @@ impl ObjectStore for SledStore {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1))
     }
+
+    /// sled reads its page cache or the local disk.
+    fn reads_are_local(&self) -> bool {
+        true
+    }
 }

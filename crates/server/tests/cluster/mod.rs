@@ -1,0 +1,317 @@
+//! A harness for tests of several `kmipd serve` processes on one PostgreSQL database, shared
+//! by the tests that need it (`mod cluster;`): one instance made by `kmipd init` (certificates,
+//! one SoftHSM2 token directory that every node uses, so every node has the same master key),
+//! a private PostgreSQL cluster from `kmipd_test_support::pg`, and one configuration file per
+//! node (its own audit log and admin socket, the database shared).
+//!
+//! Every wait is bounded: child processes are killed past [`BOUND`] and when their handle
+//! drops; client calls have timeouts. Nothing here asserts speed.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kmipd_client::{Client, Connector, TlsOptions};
+use kmipd_test_support::pg::PgCluster;
+
+/// The binary under test.
+pub const KMIPD: &str = env!("CARGO_BIN_EXE_kmipd");
+/// Bound on one command, one server start, one wait.
+pub const BOUND: Duration = Duration::from_secs(120);
+
+/// Runs a command to completion within [`BOUND`]; (success, stdout, stderr).
+pub fn run_bounded(mut cmd: Command) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + BOUND;
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut so, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut se, &mut s).unwrap();
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {child:?} did not finish within {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), out.join().unwrap(), err.join().unwrap())
+}
+
+/// A `kmipd serve` child process; SIGKILLed when dropped.
+pub struct Node {
+    child: Child,
+    addr: Arc<Mutex<Option<SocketAddr>>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Node {
+    /// Starts `kmipd serve --config CONFIG --listen 127.0.0.1:0` and returns at once (see
+    /// [`Node::wait_listening`]).
+    pub fn spawn(config: &Path) -> Node {
+        let mut cmd = Command::new(KMIPD);
+        cmd.args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let addr = Arc::new(Mutex::new(None));
+        {
+            let (log, addr) = (log.clone(), addr.clone());
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(a) = line.split("kmipd listening addr=").nth(1) {
+                        *addr.lock().unwrap() = a.trim().parse().ok();
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        Node { child, addr, log }
+    }
+
+    /// Starts a node and waits until it listens.
+    pub fn start(config: &Path) -> Node {
+        let mut n = Node::spawn(config);
+        n.wait_listening();
+        n
+    }
+
+    /// Waits for the "listening" line; panics with the log if the process exits first.
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(a) = *self.addr.lock().unwrap() {
+                return a;
+            }
+            if let Some(s) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "kmipd exited with {s} before listening:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kmipd did not listen:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The KMIP address (after [`Node::wait_listening`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+            .lock()
+            .unwrap()
+            .expect("the node is not listening yet")
+    }
+
+    /// Everything the node logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `needle` was logged `n` times.
+    pub fn wait_for_log(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + BOUND;
+        while self.log_count(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {n} times:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the process to exit on its own; its status and log.
+    pub fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(200));
+                return (s, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kmipd did not exit:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let (s, log) = self.wait_exit();
+        assert!(s.success(), "kmipd exited with {s}:\n{log}");
+    }
+
+    /// SIGKILL, at once.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One instance directory (certificates, the SoftHSM2 token every node uses) and one
+/// PostgreSQL database.
+pub struct Cluster {
+    _tmp: tempfile::TempDir,
+    /// The instance directory (`kmipd init`); its `kmipd.toml` is a sled instance.
+    pub dir: PathBuf,
+    /// The PostgreSQL cluster.
+    pub pg: Arc<PgCluster>,
+    /// The database the nodes share.
+    pub db: String,
+}
+
+impl Cluster {
+    /// A new instance and a new database on the PostgreSQL cluster shared by this test binary.
+    pub fn new() -> Cluster {
+        Cluster::on(PgCluster::shared())
+    }
+
+    /// A new instance and a new database on `pg` (e.g. a cluster of the test's own, to stop
+    /// and start).
+    pub fn on(pg: Arc<PgCluster>) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap().join("kmipd");
+        let mut cmd = Command::new(KMIPD);
+        cmd.args(["init", "--dir"]).arg(&dir);
+        let (ok, out, err) = run_bounded(cmd);
+        assert!(ok, "kmipd init failed:\n{out}\n{err}");
+        let db = pg.create_database();
+        Cluster {
+            _tmp: tmp,
+            dir,
+            pg,
+            db,
+        }
+    }
+
+    /// The URL of the shared database.
+    pub fn url(&self) -> String {
+        self.pg.url(&self.db)
+    }
+
+    /// The sled configuration `kmipd init` wrote.
+    pub fn sled_config(&self) -> PathBuf {
+        self.dir.join("kmipd.toml")
+    }
+
+    /// Writes `DIR/<name>.toml`: the instance's configuration with the PostgreSQL store at
+    /// `url`, and its own audit log and admin socket; `extra_store` is appended to `[store]`.
+    pub fn node_config_with(&self, name: &str, url: &str, extra_store: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.sled_config()).unwrap();
+        let sled = "backend = \"sled\"\ndata_dir = \"data\"\n";
+        assert!(text.contains(sled), "init's [store] changed:\n{text}");
+        let store = format!("backend = \"postgres\"\nurl = {url:?}\n{extra_store}");
+        let text = format!(
+            "{}\n[audit]\npath = \"audit-{name}.log\"\n\n[admin]\nsocket = \"admin-{name}.sock\"\n",
+            text.replace(sled, &store)
+        );
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// [`Cluster::node_config_with`] on the shared database, short timeouts.
+    pub fn node_config(&self, name: &str) -> PathBuf {
+        self.node_config_with(
+            name,
+            &self.url(),
+            "connect_timeout_ms = 2000\nstatement_timeout_ms = 5000\ndeadline_ms = 10000\n",
+        )
+    }
+
+    /// A client connector with identity `who` (`client`, `client2`, `admin`).
+    pub fn connector(&self, who: &str) -> Connector {
+        let read = |p: PathBuf| std::fs::read(p).unwrap();
+        let certs = self.dir.join("certs");
+        Connector::new(
+            &read(certs.join("ca.pem")),
+            &read(certs.join(format!("{who}.pem"))),
+            &read(certs.join(format!("{who}.key"))),
+            TlsOptions {
+                timeout: Duration::from_secs(30),
+                ..TlsOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// `kmipd admin --config CONFIG <args>`: (success, stdout, stderr).
+    pub fn admin(&self, config: &Path, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(KMIPD);
+        cmd.args(["admin", "--config"]).arg(config).args(args);
+        run_bounded(cmd)
+    }
+}
+
+/// A small runtime for the clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client connected to `addr`.
+pub async fn connect(c: &Connector, addr: SocketAddr) -> Client {
+    c.connect(addr).await.unwrap()
+}

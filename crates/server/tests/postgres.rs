@@ -1,0 +1,296 @@
+//! Several `kmipd serve` processes on one PostgreSQL database (the harness is
+//! `tests/cluster/`): one world seen through either node, a revocation through one node
+//! refused by the other at once, two Creates of one Name on two nodes at once, a node started
+//! while PostgreSQL is down, a node whose master key differs, the admin commands with
+//! PostgreSQL, and `kmipd migrate` from a sled instance.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod cluster;
+
+use std::sync::Arc;
+
+use cluster::{Cluster, KMIPD, Node, connect, run_bounded, runtime};
+use kmipd_proto::enums::revocation_reason_code as rc;
+use kmipd_test_support::pg::PgCluster;
+
+#[test]
+fn a_client_alternating_between_two_nodes_sees_one_world() {
+    let c = Cluster::new();
+    // Both start at once on the empty database: they must agree on one KEK (else B could
+    // not read what A stored).
+    let mut a = Node::spawn(&c.node_config("a"));
+    let mut b = Node::spawn(&c.node_config("b"));
+    a.wait_listening();
+    b.wait_listening();
+    let conn = c.connector("client");
+    runtime().block_on(async {
+        let mut on_a = connect(&conn, a.addr()).await;
+        let mut on_b = connect(&conn, b.addr()).await;
+        let uid = on_a.create_aes(256, Some("one-world")).await.unwrap();
+        let on_a_bytes = on_a.get_key_bytes(&uid).await.unwrap();
+        let on_b_bytes = on_b.get_key_bytes(&uid).await.unwrap();
+        assert_eq!(on_a_bytes.len(), 32);
+        assert_eq!(*on_a_bytes, *on_b_bytes, "both nodes serve the same key");
+        assert_eq!(
+            on_b.locate_by_name("one-world").await.unwrap(),
+            vec![uid.clone()]
+        );
+        on_a.activate(&uid).await.unwrap();
+        on_b.revoke(&uid, rc::CESSATION_OF_OPERATION).await.unwrap();
+        // The revocation through B is what A sees: the key can be destroyed on A now (an
+        // active key could not).
+        on_a.destroy(&uid).await.unwrap();
+        let e = on_b.get_key_bytes(&uid).await.unwrap_err();
+        assert!(
+            e.result_reason().is_some(),
+            "B refuses the destroyed key with a KMIP error: {e:?}"
+        );
+        // A second object made on B is seen on A.
+        let other = on_b.create_aes(128, Some("made-on-b")).await.unwrap();
+        assert_eq!(
+            on_a.locate_by_name("made-on-b").await.unwrap(),
+            vec![other.clone()]
+        );
+        assert_eq!(
+            *on_a.get_key_bytes(&other).await.unwrap(),
+            *on_b.get_key_bytes(&other).await.unwrap()
+        );
+    });
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_key_revoked_through_one_node_is_refused_by_the_other_at_once() {
+    let c = Cluster::new();
+    let a = Node::start(&c.node_config("a"));
+    let b = Node::start(&c.node_config("b"));
+    let conn = c.connector("client");
+    runtime().block_on(async {
+        let mut on_a = connect(&conn, a.addr()).await;
+        let mut on_b = connect(&conn, b.addr()).await;
+        let uid = on_a.create_aes(256, None).await.unwrap();
+        on_a.activate(&uid).await.unwrap();
+        // B uses the key (and would have cached it, if it cached).
+        let sealed = on_b.encrypt(&uid, b"before the revocation").await.unwrap();
+        assert_eq!(
+            &*on_b.decrypt(&uid, &sealed).await.unwrap(),
+            b"before the revocation"
+        );
+        on_a.revoke(&uid, rc::KEY_COMPROMISE).await.unwrap();
+        // The very next request on B is refused: no node answers from a stale copy.
+        let e = on_b
+            .encrypt(&uid, b"after the revocation")
+            .await
+            .unwrap_err();
+        assert!(e.result_reason().is_some(), "a KMIP refusal: {e:?}");
+    });
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn two_creates_of_one_name_on_two_nodes_at_once_exactly_one_succeeds() {
+    let c = Cluster::new();
+    let a = Node::start(&c.node_config("a"));
+    let b = Node::start(&c.node_config("b"));
+    let conn = c.connector("client");
+    let rt = runtime();
+    for round in 0..10 {
+        let name = format!("contested-{round}");
+        let (ra, rb) = rt.block_on(async {
+            let mut on_a = connect(&conn, a.addr()).await;
+            let mut on_b = connect(&conn, b.addr()).await;
+            let barrier = Arc::new(tokio::sync::Barrier::new(2));
+            let (na, nb) = (name.clone(), name.clone());
+            let (ba, bb) = (barrier.clone(), barrier);
+            let ta = tokio::spawn(async move {
+                ba.wait().await;
+                on_a.create_aes(256, Some(&na)).await
+            });
+            let tb = tokio::spawn(async move {
+                bb.wait().await;
+                on_b.create_aes(256, Some(&nb)).await
+            });
+            (ta.await.unwrap(), tb.await.unwrap())
+        });
+        let made: Vec<String> = [&ra, &rb]
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        assert_eq!(
+            made.len(),
+            1,
+            "round {round}: exactly one Create succeeds: {ra:?} / {rb:?}"
+        );
+        let refused = if ra.is_err() { &ra } else { &rb };
+        assert!(
+            refused.as_ref().unwrap_err().result_reason().is_some(),
+            "the other is a KMIP refusal: {refused:?}"
+        );
+        rt.block_on(async {
+            for node in [&a, &b] {
+                let mut cl = connect(&conn, node.addr()).await;
+                assert_eq!(cl.locate_by_name(&name).await.unwrap(), made);
+            }
+        });
+    }
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_node_started_while_postgres_is_down_waits_then_serves_and_a_signal_stops_the_wait() {
+    // A cluster of this test's own: it is stopped and started.
+    let pg = Arc::new(PgCluster::start());
+    let c = Cluster::on(pg.clone());
+    let config = c.node_config("a");
+    pg.stop();
+    // A node that waits and is told to stop exits cleanly.
+    let quitter = Node::spawn(&config);
+    quitter.wait_for_log("PostgreSQL cannot be reached", 1);
+    quitter.stop();
+    // A node that waits serves once the database is back.
+    let mut a = Node::spawn(&config);
+    a.wait_for_log("PostgreSQL cannot be reached", 2);
+    assert!(a.log_count("WARN") >= 2, "warnings:\n{}", a.log_text());
+    assert_eq!(a.log_count("kmipd listening"), 0);
+    pg.start_again();
+    let addr = a.wait_listening();
+    let conn = c.connector("client");
+    runtime().block_on(async {
+        let mut cl = connect(&conn, addr).await;
+        let uid = cl.create_aes(256, Some("after-the-wait")).await.unwrap();
+        assert_eq!(cl.get_key_bytes(&uid).await.unwrap().len(), 32);
+    });
+    a.stop();
+}
+
+#[test]
+fn a_node_whose_master_key_differs_refuses_to_serve() {
+    let c = Cluster::new();
+    let a = Node::start(&c.node_config("a"));
+    // Another instance: its own SoftHSM2 token, so another master key, on the same database.
+    let other = Cluster::on(c.pg.clone());
+    let config = other.node_config_with(
+        "stranger",
+        &c.url(),
+        "connect_timeout_ms = 2000\ndeadline_ms = 10000\n",
+    );
+    let (status, log) = Node::spawn(&config).wait_exit();
+    assert!(!status.success(), "the stranger must not serve:\n{log}");
+    assert!(log.contains("master key"), "a clear error:\n{log}");
+    assert!(log.contains("refusing to serve"), "{log}");
+    assert!(!log.contains("kmipd listening"), "{log}");
+    a.stop();
+}
+
+#[test]
+fn admin_commands_with_postgres_rotate_the_master_key_and_refuse_with_directions() {
+    let c = Cluster::new();
+    let config_a = c.node_config("a");
+    let config_b = c.node_config("b");
+    let a = Node::start(&config_a);
+    let b = Node::start(&config_b);
+    let conn = c.connector("client");
+    let rt = runtime();
+    let (uid, bytes) = rt.block_on(async {
+        let mut cl = connect(&conn, a.addr()).await;
+        let uid = cl.create_aes(256, None).await.unwrap();
+        let bytes = cl.get_key_bytes(&uid).await.unwrap().to_vec();
+        (uid, bytes)
+    });
+    let (ok, out, err) = c.admin(&config_a, &["rotate-kek"]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("rotate-master-key"),
+        "names what to use: {err}"
+    );
+    let (ok, _, err) = c.admin(&config_a, &["backup", "/tmp/never-written.backup"]);
+    assert!(!ok);
+    assert!(
+        err.contains("pg_dump") && err.contains("pg_basebackup"),
+        "{err}"
+    );
+    let (ok, out, err) = c.admin(&config_a, &["rotate-master-key"]);
+    assert!(ok, "rotate-master-key: {out}{err}");
+    assert!(out.contains("master key rotated"), "{out}");
+    // B restarts after the rotation through A: the check value and the KEK blob were
+    // re-wrapped under the new master key version, and B serves the same key.
+    b.stop();
+    let b = Node::start(&config_b);
+    rt.block_on(async {
+        let mut cl = connect(&conn, b.addr()).await;
+        assert_eq!(cl.get_key_bytes(&uid).await.unwrap().to_vec(), bytes);
+    });
+    // `kmipd restore` with a PostgreSQL configuration points to PostgreSQL's tools.
+    let mut cmd = std::process::Command::new(KMIPD);
+    cmd.args(["restore", "--config"])
+        .arg(&config_a)
+        .arg("/tmp/no-such.backup");
+    let (ok, _, err) = run_bounded(cmd);
+    assert!(!ok);
+    assert!(err.contains("pg_dump"), "{err}");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn migrate_copies_a_sled_instance_into_postgres_that_then_serves_the_same_keys() {
+    let c = Cluster::new();
+    let conn = c.connector("client");
+    let rt = runtime();
+    // A sled instance with objects made through the KMIP client.
+    let sled = Node::start(&c.sled_config());
+    let keys = rt.block_on(async {
+        let mut cl = connect(&conn, sled.addr()).await;
+        let mut keys = Vec::new();
+        for i in 0..20 {
+            let uid = cl
+                .create_aes(256, Some(&format!("migrated-{i}")))
+                .await
+                .unwrap();
+            keys.push((uid.clone(), cl.get_key_bytes(&uid).await.unwrap().to_vec()));
+        }
+        keys
+    });
+    sled.stop();
+    let to = c.node_config("a");
+    let migrate = |to: &std::path::Path| {
+        let mut cmd = std::process::Command::new(KMIPD);
+        cmd.args(["migrate", "--from-config"])
+            .arg(c.sled_config())
+            .arg("--to-config")
+            .arg(to);
+        run_bounded(cmd)
+    };
+    let (ok, out, err) = migrate(&to);
+    assert!(ok, "migrate: {out}{err}");
+    assert!(out.contains("20 objects"), "{out}");
+    assert!(out.contains("backed up first"), "{out}");
+    // A second run refuses the database, which is no longer empty.
+    let (ok, out, err) = migrate(&to);
+    assert!(!ok, "{out}");
+    assert!(err.contains("not empty"), "{err}");
+    let a = Node::start(&to);
+    rt.block_on(async {
+        let mut cl = connect(&conn, a.addr()).await;
+        for (uid, bytes) in &keys {
+            assert_eq!(
+                &cl.get_key_bytes(uid).await.unwrap().to_vec(),
+                bytes,
+                "{uid}"
+            );
+        }
+        assert_eq!(
+            cl.locate_by_name("migrated-7").await.unwrap(),
+            vec![keys[7].0.clone()]
+        );
+    });
+    a.stop();
+}
