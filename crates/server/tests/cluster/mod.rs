@@ -8,6 +8,7 @@
 //! drops; client calls have timeouts. Nothing here asserts speed.
 #![allow(
     dead_code,
+    unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
