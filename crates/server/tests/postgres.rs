@@ -66,6 +66,43 @@ fn a_client_alternating_between_two_nodes_sees_one_world() {
 }
 
 #[test]
+fn metrics_show_the_postgres_store_s_figures() {
+    let c = Cluster::new();
+    let a = Node::start(&c.node_config_with_metrics("a"));
+    let conn = c.connector("client");
+    runtime().block_on(async {
+        let mut cl = connect(&conn, a.addr()).await;
+        for i in 0..3 {
+            cl.create_aes(256, Some(&format!("counted-{i}")))
+                .await
+                .unwrap();
+        }
+        // A second Create of one Name fails: a conflict or a refusal, not a database failure.
+        assert!(cl.create_aes(256, Some("counted-0")).await.is_err());
+    });
+    let m = a.scrape();
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{m}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("kmipd_store_objects"), 3, "{m}");
+    assert!(value("kmipd_store_commits_total") >= 3, "{m}");
+    assert_eq!(value("kmipd_store_pool_size"), 16, "the default pool_size");
+    assert!(value("kmipd_store_pool_connections") >= 1, "{m}");
+    assert_eq!(
+        value("kmipd_store_commit_failures_total{kind=\"database\"}"),
+        0,
+        "{m}"
+    );
+    assert_eq!(value("kmipd_store_corrupt_records"), 0);
+    a.stop();
+}
+
+#[test]
 fn a_key_revoked_through_one_node_is_refused_by_the_other_at_once() {
     let c = Cluster::new();
     let a = Node::start(&c.node_config("a"));

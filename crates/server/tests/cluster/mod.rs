@@ -68,6 +68,7 @@ pub fn run_bounded(mut cmd: Command) -> (bool, String, String) {
 pub struct Node {
     child: Child,
     addr: Arc<Mutex<Option<SocketAddr>>>,
+    metrics: Arc<Mutex<Option<SocketAddr>>>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -86,11 +87,15 @@ impl Node {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let addr = Arc::new(Mutex::new(None));
+        let metrics = Arc::new(Mutex::new(None));
         {
-            let (log, addr) = (log.clone(), addr.clone());
+            let (log, addr, metrics) = (log.clone(), addr.clone(), metrics.clone());
             std::thread::spawn(move || {
                 for line in std::io::BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(a) = line.split("metrics on http://").nth(1) {
+                        *metrics.lock().unwrap() = a.split('/').next().and_then(|a| a.parse().ok());
+                    }
                     if let Some(a) = line.split("kmipd listening addr=").nth(1) {
                         *addr.lock().unwrap() = a.trim().parse().ok();
                     }
@@ -98,7 +103,12 @@ impl Node {
                 }
             });
         }
-        Node { child, addr, log }
+        Node {
+            child,
+            addr,
+            metrics,
+            log,
+        }
     }
 
     /// Starts a node and waits until it listens.
@@ -138,6 +148,23 @@ impl Node {
             .lock()
             .unwrap()
             .expect("the node is not listening yet")
+    }
+
+    /// `GET /metrics` of a node configured with `[metrics]` (after it listens).
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let addr = self
+            .metrics
+            .lock()
+            .unwrap()
+            .expect("no metrics listener logged");
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out
     }
 
     /// Everything the node logged so far.
@@ -277,6 +304,15 @@ impl Cluster {
             &self.url(),
             "connect_timeout_ms = 2000\nstatement_timeout_ms = 5000\ndeadline_ms = 10000\n",
         )
+    }
+
+    /// [`Cluster::node_config`] with a metrics listener on a free loopback port.
+    pub fn node_config_with_metrics(&self, name: &str) -> PathBuf {
+        let path = self.node_config(name);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     /// A client connector with identity `who` (`client`, `client2`, `admin`).
