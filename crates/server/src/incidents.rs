@@ -166,7 +166,7 @@ mod tests {
         let kek = Kek::new(KekId(1), &zeroize::Zeroizing::new([7; 32]));
         let store = Arc::new(SledStore::open_with_kek(dir.path(), kek).unwrap());
         let metrics = Arc::new(Metrics::default());
-        metrics.watch_store(&store);
+        metrics.watch_store(&crate::storage::DurableStore::Sled(store.clone()));
         let incidents = Arc::new(Incidents::new(metrics.clone(), Some(&store)));
         (dir, store, metrics, incidents)
     }
