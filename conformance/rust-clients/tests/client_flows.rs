@@ -97,6 +97,17 @@ fn libkmip_connector(k: &Kmipd, version: ProtocolVersion) -> Connector {
     Connector::from_config(config, options(version, false)).unwrap()
 }
 
+/// A kmipd-client connector for identity `who` of `k` speaking `version`.
+fn connector(k: &Kmipd, who: &str, version: ProtocolVersion, resumption: bool) -> Connector {
+    Connector::new(
+        &k.cert("ca"),
+        &k.cert(who),
+        &k.key(who),
+        options(version, resumption),
+    )
+    .unwrap()
+}
+
 async fn connect(c: &Connector, k: &Kmipd) -> Client {
     bounded("connect", c.connect(k.addr)).await.unwrap()
 }
@@ -247,7 +258,7 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
         1,
     );
     k.rt.block_on(async {
-        let c = k.connector("client", V1_1, true);
+        let c = connector(&k, "client", V1_1, true);
         let mut vc = connect(&c, &k).await;
         let mut answers = Vec::new();
         for _ in 0..3 {
@@ -455,7 +466,7 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
         5,
     );
     k.rt.block_on(async {
-        let mut c = connect(&k.connector("client", V1_4, true), &k).await;
+        let mut c = connect(&connector(&k, "client", V1_4, true), &k).await;
         let group = || attr("Object Group", text("percona"));
         let mut objects = Vec::new();
         for i in 0..20u8 {
@@ -596,7 +607,7 @@ fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key
         1,
     );
     k.rt.block_on(async {
-        let mut c = connect(&k.connector("client", V1_0, true), &k).await;
+        let mut c = connect(&connector(&k, "client", V1_0, true), &k).await;
         let key_bytes = [0x42u8; 32];
         let key = register(
             &mut c,
@@ -787,7 +798,7 @@ fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_o
         1,
     );
     k.rt.block_on(async {
-        let mut c = connect(&k.connector("client", V1_1, true), &k).await;
+        let mut c = connect(&connector(&k, "client", V1_1, true), &k).await;
         let idx = |n: &str, v: Value| attr_at(n, Some(0), v);
         let payload = vec![
             build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
@@ -962,7 +973,7 @@ fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder(
         1,
     );
     k.rt.block_on(async {
-        let mut c = connect(&k.connector("client", V1_0, true), &k).await;
+        let mut c = connect(&connector(&k, "client", V1_0, true), &k).await;
         let custom = |serial: &str, slot: i32| {
             vec![
                 attr("x-array-serial", text(serial)),

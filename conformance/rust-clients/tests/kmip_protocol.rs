@@ -41,7 +41,7 @@ type Client<T> = kmip_protocol::client::Client<T>;
 fn settings(k: &Kmipd, who: &str) -> ConnectionSettings {
     ConnectionSettings {
         host: "localhost".into(),
-        port: k.port(),
+        port: k.addr.port(),
         ca_cert: Some(k.cert("ca")),
         client_cert: Some(ClientCertificate::SeparatePem {
             cert_bytes: k.cert(who),
@@ -59,7 +59,7 @@ fn settings(k: &Kmipd, who: &str) -> ConnectionSettings {
 /// `localhost` resolves to first (the test server listens on IPv4 only); the TLS server name
 /// stays `localhost`. The crate's own `connect` sets no read or write timeout: the factory does.
 fn connect(k: &Kmipd, who: &str) -> Client<impl std::io::Read + std::io::Write + use<>> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], k.port()));
+    let addr = SocketAddr::from(([127, 0, 0, 1], k.addr.port()));
     connect_with_tcpstream_factory(&settings(k, who), move |_, s| {
         let tcp = TcpStream::connect_timeout(&addr, s.connect_timeout.unwrap())?;
         tcp.set_read_timeout(s.read_timeout)?;

@@ -6,7 +6,6 @@
 //! Every wait is bounded: the server's start and stop here, the clients' own timeouts in the
 //! tests.
 #![allow(
-    dead_code,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,8 +18,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kmipd::{InitOptions, Instance, Server, ServerHandle};
-use kmipd_client::{Connector, TlsOptions};
-use kmipd_proto::message::ProtocolVersion;
 
 /// Bound on the server's start and stop, and on each client call in the async tests.
 pub const BOUND: Duration = Duration::from_secs(30);
@@ -68,10 +65,6 @@ impl Kmipd {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
     /// `certs/<name>.pem`.
     pub fn cert(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.inst.cert(name)).unwrap()
@@ -80,22 +73,6 @@ impl Kmipd {
     /// `certs/<name>.key`.
     pub fn key(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.inst.key(name)).unwrap()
-    }
-
-    /// A kmipd-client connector for identity `who` speaking `version`.
-    pub fn connector(&self, who: &str, version: ProtocolVersion, resumption: bool) -> Connector {
-        Connector::new(
-            &self.cert("ca"),
-            &self.cert(who),
-            &self.key(who),
-            TlsOptions {
-                version,
-                resumption,
-                timeout: Duration::from_secs(15),
-                ..TlsOptions::default()
-            },
-        )
-        .unwrap()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Strategies shared by the property and differential tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use kmipd_ttlv::{BigInteger, Tag, Ttlv, Value};
 use proptest::prelude::*;
