@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz the TTLV codec (crates/ttlv) with cargo-fuzz / libFuzzer. See docs/fuzzing.md.
+# Fuzz the TTLV codec (crates/ttlv), the KMIP XML and JSON readers (crates/proto) and the
+# engine's handle_bytes (crates/ops) with cargo-fuzz / libFuzzer. See docs/fuzzing.md.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET[=SECONDS]...]
 #
@@ -8,8 +9,8 @@
 #             TARGET=SECONDS gives that target its own time
 #
 # For each target it:
-#   1. builds the seeds from the KMIP test vectors (hex decoded at run time, never committed)
-#      into fuzz/target/seeds/<target>/ -- read-only input for libFuzzer;
+#   1. builds the seeds from the KMIP test vectors (decoded or converted at run time, never
+#      committed) into fuzz/target/seeds/{ttlv,xml,json}/ -- read-only input for libFuzzer;
 #   2. runs libFuzzer for the given time with one job, writing new inputs to
 #      fuzz/corpus/<target>/ (committed);
 #   3. minimizes fuzz/corpus/<target>/ with `cargo fuzz cmin`;
@@ -25,7 +26,16 @@
 # fuzz/artifacts/<target>/), 2 on a usage or setup error.
 set -euo pipefail
 
-TARGETS=(ttlv_roundtrip ttlv_decode frame_header)
+TARGETS=(ttlv_roundtrip ttlv_decode frame_header xml_read json_read engine_handle_bytes)
+
+# The seed folder (under fuzz/target/seeds/) of each target.
+seeds_of() {
+    case $1 in
+    xml_read) echo xml ;;
+    json_read) echo json ;;
+    *) echo ttlv ;;
+    esac
+}
 
 die() {
     echo "fuzz.sh: error: $*" >&2
@@ -84,33 +94,77 @@ pairs="$vectors/ttlv/msgenc-v1.0-xml-ttlv-pairs.json"
 logs="$fuzz_dir/target/fuzz-logs"
 mkdir -p "$logs"
 
-# Seeds: one binary file per real message, decoded from hex now.
-seed_dir="$fuzz_dir/target/seeds/ttlv"
-rm -rf "$seed_dir"
-mkdir -p "$seed_dir"
-python3 - "$wire" "$pairs" "$seed_dir" <<'PY'
+# Seeds: one binary file per real message, decoded from hex now (ttlv); one file per message of
+# the OASIS XML test cases and of the encodings document (xml), and each of those converted to
+# the JSON encoding (json).
+seed_root="$fuzz_dir/target/seeds"
+rm -rf "$seed_root"
+mkdir -p "$seed_root/ttlv" "$seed_root/xml" "$seed_root/json"
+python3 - "$vectors" "$wire" "$pairs" "$seed_root" <<'PY'
 import json, pathlib, re, sys
+import xml.etree.ElementTree as ET
 
-wire, pairs, out = map(pathlib.Path, sys.argv[1:])
-count = 0
+vectors, wire, pairs, out = map(pathlib.Path, sys.argv[1:])
+counts = {"ttlv": 0, "xml": 0, "json": 0}
 for path in sorted(wire.glob("*.hex")):
     text = re.sub(r"\s+", "", path.read_text())
     try:
         data = bytes.fromhex(text)
     except ValueError as e:
         sys.exit(f"fuzz.sh: error: {path} is not hex: {e}")
-    (out / f"pykmip-{path.stem}").write_bytes(data)
-    count += 1
+    (out / "ttlv" / f"pykmip-{path.stem}").write_bytes(data)
+    counts["ttlv"] += 1
+messages = []
 for i, pair in enumerate(json.loads(pairs.read_text())["pairs"]):
-    hex_text = re.sub(r"\s+", "", pair.get("ttlv_hex") or "")
-    if not hex_text:
-        continue
     label = re.sub(r"[^A-Za-z0-9._-]", "_", pair.get("label", "pair"))
-    (out / f"msgenc-{i:03}-{label}").write_bytes(bytes.fromhex(hex_text))
-    count += 1
-if count == 0:
-    sys.exit("fuzz.sh: error: no seeds found in the vectors")
-print(f"fuzz.sh: {count} seeds from the vectors", file=sys.stderr)
+    hex_text = re.sub(r"\s+", "", pair.get("ttlv_hex") or "")
+    if hex_text:
+        (out / "ttlv" / f"msgenc-{i:03}-{label}").write_bytes(bytes.fromhex(hex_text))
+        counts["ttlv"] += 1
+    if pair.get("xml"):
+        messages.append((f"msgenc-{i:03}-{label}", pair["xml"]))
+# One message of each shape (its elements, values aside) of at most 4 KiB: the test cases
+# repeat many.
+message = re.compile(r"<(RequestMessage|ResponseMessage)>.*?</\1>", re.S)
+seen = set()
+for path in sorted(vectors.glob("*/*/**/*.xml")):
+    text = path.read_text(errors="replace")
+    for j, m in enumerate(message.finditer(text)):
+        shape = re.sub(r'value="[^"]*"', "", m.group(0))
+        if len(m.group(0)) <= 4096 and shape not in seen:
+            seen.add(shape)
+            messages.append((f"{path.stem}-{j:02}", m.group(0)))
+
+def to_json(e):
+    item = {"tag": e.get("tag") if e.tag == "TTLV" else e.tag}
+    t = e.get("type")
+    if t is None or t == "Structure":
+        item["value"] = [to_json(c) for c in e]
+        return item
+    item["type"] = t
+    v = e.get("value", "")
+    if t in ("Integer", "LongInteger", "Interval") and re.fullmatch(r"-?[0-9]+", v):
+        item["value"] = int(v)
+    elif t == "Boolean" and v in ("true", "false"):
+        item["value"] = v == "true"
+    else:
+        item["value"] = v
+    return item
+
+for name, text in messages:
+    (out / "xml" / name).write_text(text)
+    counts["xml"] += 1
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        continue
+    (out / "json" / name).write_text(json.dumps(to_json(root), indent=1))
+    counts["json"] += 1
+for kind, n in counts.items():
+    if n == 0:
+        sys.exit(f"fuzz.sh: error: no {kind} seeds found in the vectors")
+print("fuzz.sh: seeds from the vectors: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+      file=sys.stderr)
 PY
 
 count_files() { find "$1" -maxdepth 1 -type f | wc -l | tr -d ' '; }
@@ -137,7 +191,7 @@ for i in "${!run_names[@]}"; do
     set +e
     # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
     cargo +nightly fuzz run --release --debug-assertions --jobs 1 "$name" \
-        "$corpus" "$seed_dir" -- \
+        "$corpus" "$seed_root/$(seeds_of "$name")" -- \
         -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         ${FUZZ_ARGS:-} >"$log" 2>&1
     rc=$?

@@ -17,6 +17,7 @@ pub(crate) mod crypto;
 mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod fuzzing;
 pub mod incident;
 mod keyblock;
 mod lifecycle;

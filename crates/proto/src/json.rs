@@ -29,7 +29,9 @@
 //!
 //! As in the XML encoding, the `AttributeValue` of a KMIP 1.x `Attribute` takes its
 //! enumeration (or mask) from the sibling `AttributeName` that precedes it: the value of
-//! `{"AttributeName": "Cryptographic Usage Mask"}` is written `"Encrypt|Decrypt"`.
+//! `{"AttributeName": "Cryptographic Usage Mask"}` is written `"Encrypt|Decrypt"`; and the
+//! values of an `AttributeReference` are tags, written by name. These rules, the hex width, the
+//! mask and date forms are those of [`crate::forms`], shared with the XML encoding.
 //!
 //! Reading is strict about everything else: an object with members other than `tag`, `type` and
 //! `value`, a value of the wrong JSON type, a number out of range, a name that is not in the
@@ -43,13 +45,9 @@ use std::fmt;
 use kmipd_ttlv::{BigInteger, ItemType, Limits, Tag, Ttlv, Value};
 use serde_json::{Map, Number, Value as Json};
 
-use crate::datetime;
+use crate::forms::{self, HexError, MaskError};
 use crate::spec::{self, EnumDef};
 
-/// Tag of `Attribute Name` (KMIP 1.x attribute structures).
-const TAG_ATTRIBUTE_NAME: u32 = 0x42_000A;
-/// Tag of `Attribute Value`.
-const TAG_ATTRIBUTE_VALUE: u32 = 0x42_000B;
 /// LongInteger values whose magnitude reaches this are written as hex: a JSON number is an IEEE
 /// double in most readers, exact only up to 52 bits of mantissa.
 const JSON_EXACT_LIMIT: i64 = 1 << 52;
@@ -187,7 +185,7 @@ impl From<JsonErrorKind> for JsonError {
 
 /// The JSON form of a TTLV item (canonical: see the [module documentation](self)).
 pub fn to_json(item: &Ttlv) -> Json {
-    write_item(item, None)
+    write_item(item, &[])
 }
 
 /// The JSON text of a TTLV item, compact.
@@ -202,8 +200,7 @@ pub fn to_string_pretty(item: &Ttlv) -> String {
     serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
 }
 
-fn write_item(item: &Ttlv, attribute_enum: Option<&'static EnumDef>) -> Json {
-    let tag = item.tag.value();
+fn write_item(item: &Ttlv, siblings: &[Ttlv]) -> Json {
     let mut object = Map::with_capacity(3);
     object.insert("tag".to_owned(), Json::String(tag_label(item.tag)));
     if !matches!(item.value, Value::Structure(_)) {
@@ -212,96 +209,50 @@ fn write_item(item: &Ttlv, attribute_enum: Option<&'static EnumDef>) -> Json {
             Json::String(item.item_type().name().to_owned()),
         );
     }
-    let enumeration = if tag == TAG_ATTRIBUTE_VALUE {
-        attribute_enum.or_else(|| spec::enum_of_tag(tag))
-    } else {
-        spec::enum_of_tag(tag)
-    };
+    let enumeration = forms::value_table(item.tag, siblings, spec::enum_of_tag);
     let value = match &item.value {
-        Value::Structure(children) => {
-            let mut out = Vec::with_capacity(children.len());
-            let mut attribute_enum = None;
-            for child in children {
-                out.push(write_item(child, attribute_enum));
-                if let Some(found) = attribute_name_enum(child) {
-                    attribute_enum = found;
-                }
-            }
-            Json::Array(out)
-        }
+        Value::Structure(children) => Json::Array(
+            children
+                .iter()
+                .enumerate()
+                .map(|(i, child)| write_item(child, children.get(..i).unwrap_or(&[])))
+                .collect(),
+        ),
         Value::Integer(v) => match enumeration.filter(|e| e.is_mask) {
-            Some(mask) if *v != 0 => Json::String(mask_string(mask, i32_bits(*v))),
+            Some(mask) if *v != 0 => Json::String(forms::mask_text(mask, forms::i32_bits(*v), "|")),
             _ => Json::from(*v),
         },
         Value::LongInteger(v) => {
             if v.unsigned_abs() < JSON_EXACT_LIMIT.unsigned_abs() {
                 Json::from(*v)
             } else {
-                Json::String(format!("0x{:016X}", i64_bits(*v)))
+                Json::String(forms::hex64(forms::i64_bits(*v)))
             }
         }
         Value::BigInteger(b) => Json::String(format!("0x{}", hex::encode_upper(b.as_bytes()))),
-        Value::Enumeration(v) => Json::String(
-            enumeration
-                .and_then(|e| e.canonical_name(*v))
-                .map_or_else(|| format!("0x{v:08X}"), str::to_owned),
-        ),
+        Value::Enumeration(v) => {
+            let name = if forms::values_are_tags(item.tag) {
+                forms::tag_name(*v)
+            } else {
+                enumeration.and_then(|e| e.canonical_name(*v))
+            };
+            Json::String(name.map_or_else(|| forms::hex32(*v), str::to_owned))
+        }
         Value::Boolean(v) => Json::Bool(*v),
         Value::TextString(s) => Json::String(s.clone()),
         Value::ByteString(b) => Json::String(hex::encode(b.as_slice())),
-        Value::DateTime(secs) => Json::String(
-            secs.checked_mul(1_000_000)
-                .and_then(|us| datetime::format(us, false))
-                .unwrap_or_else(|| format!("0x{:016X}", i64_bits(*secs))),
-        ),
+        Value::DateTime(secs) => Json::String(forms::datetime_text(*secs)),
         Value::Interval(v) => Json::from(*v),
-        Value::DateTimeExtended(micros) => Json::String(
-            datetime::format(*micros, true)
-                .unwrap_or_else(|| format!("0x{:016X}", i64_bits(*micros))),
-        ),
+        Value::DateTimeExtended(micros) => Json::String(forms::datetime_extended_text(*micros)),
     };
     object.insert("value".to_owned(), value);
     Json::Object(object)
 }
 
-/// The name written for a tag: its normalized name if the tables know it (and the name leads
-/// back to it), else `0x` and 6 hex digits.
+/// The name written for a tag: its normalized name ([`forms::tag_name`]), else `0x` and 6 hex
+/// digits.
 fn tag_label(tag: Tag) -> String {
-    spec::tag_by_value(tag.value())
-        .filter(|d| spec::tag_by_xml_name(d.xml_name).is_some_and(|back| back.tag == d.tag))
-        .map_or_else(
-            || format!("0x{:06X}", tag.value()),
-            |d| d.xml_name.to_owned(),
-        )
-}
-
-/// A non-zero mask as names joined by `|`, with the bits no name covers as one hex value.
-fn mask_string(mask: &'static EnumDef, bits: u32) -> String {
-    let (mut parts, left) = mask.mask_names(bits);
-    let hex = format!("0x{left:08X}");
-    if left != 0 {
-        parts.push(&hex);
-    }
-    parts.join("|")
-}
-
-/// If `item` is a 1.x `AttributeName`, the enumeration its sibling `AttributeValue` takes
-/// (`Some(None)` when the attribute has none).
-fn attribute_name_enum(item: &Ttlv) -> Option<Option<&'static EnumDef>> {
-    match &item.value {
-        Value::TextString(name) if item.tag.value() == TAG_ATTRIBUTE_NAME => {
-            Some(spec::attribute_value_enum(name))
-        }
-        _ => None,
-    }
-}
-
-fn i32_bits(v: i32) -> u32 {
-    u32::from_be_bytes(v.to_be_bytes())
-}
-
-fn i64_bits(v: i64) -> u64 {
-    u64::from_be_bytes(v.to_be_bytes())
+    forms::tag_name(tag.value()).map_or_else(|| format!("0x{:06X}", tag.value()), str::to_owned)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -321,7 +272,7 @@ pub fn from_json_with(json: &Json, limits: &Limits) -> Result<Ttlv, JsonError> {
         items_left: limits.max_items,
         max_items: limits.max_items,
     };
-    reader.item(json, None, 1)
+    reader.item(json, &[], 1)
 }
 
 /// Reads a TTLV item from JSON text, with the default [`Limits`].
@@ -343,12 +294,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn item(
-        &mut self,
-        json: &Json,
-        attribute_enum: Option<&'static EnumDef>,
-        depth: usize,
-    ) -> Result<Ttlv, JsonError> {
+    fn item(&mut self, json: &Json, siblings: &[Ttlv], depth: usize) -> Result<Ttlv, JsonError> {
         self.items_left = self
             .items_left
             .checked_sub(1)
@@ -367,7 +313,7 @@ impl Reader {
             .ok_or(JsonErrorKind::MemberNotString("tag"))?;
         let tag = parse_tag(tag_text)?;
         let label = tag_label(tag);
-        self.item_body(object, tag, attribute_enum, depth)
+        self.item_body(object, tag, siblings, depth)
             .map_err(|e| e.within(label))
     }
 
@@ -375,7 +321,7 @@ impl Reader {
         &mut self,
         object: &Map<String, Json>,
         tag: Tag,
-        attribute_enum: Option<&'static EnumDef>,
+        siblings: &[Ttlv],
         depth: usize,
     ) -> Result<Ttlv, JsonError> {
         let item_type = match object.get("type") {
@@ -388,14 +334,14 @@ impl Reader {
         let json = object
             .get("value")
             .ok_or(JsonErrorKind::MissingMember("value"))?;
-        let enumeration = if tag.value() == TAG_ATTRIBUTE_VALUE {
-            attribute_enum.or_else(|| spec::enum_of_tag(tag.value()))
-        } else {
-            spec::enum_of_tag(tag.value())
-        };
         let value = match item_type {
             ItemType::Structure => Value::Structure(self.children(json, depth)?),
-            _ => scalar(item_type, json, enumeration)?,
+            _ if forms::values_are_tags(tag) => scalar(item_type, json, Names::Tags)?,
+            _ => scalar(
+                item_type,
+                json,
+                Names::Table(forms::value_table(tag, siblings, spec::enum_of_tag)),
+            )?,
         };
         Ok(Ttlv::new(tag, value))
     }
@@ -409,18 +355,14 @@ impl Reader {
             return Err(JsonErrorKind::TooDeep(self.max_depth).into());
         }
         let mut out = Vec::with_capacity(items.len().min(self.items_left));
-        let mut attribute_enum = None;
         for (i, child) in items.iter().enumerate() {
-            let item = self.item(child, attribute_enum, depth + 1).map_err(|e| {
+            let item = self.item(child, &out, depth + 1).map_err(|e| {
                 if e.path.is_empty() {
                     e.within(format!("[{i}]"))
                 } else {
                     e
                 }
             })?;
-            if let Some(found) = attribute_name_enum(&item) {
-                attribute_enum = found;
-            }
             out.push(item);
         }
         Ok(out)
@@ -430,8 +372,8 @@ impl Reader {
 /// A tag from its name or from `0x` and at most 6 hex digits.
 fn parse_tag(text: &str) -> Result<Tag, JsonErrorKind> {
     let unknown = || JsonErrorKind::UnknownTag(quote(text));
-    if let Some(digits) = hex_digits(text) {
-        let v = parse_hex(digits, 6).ok_or_else(unknown)?;
+    if forms::hex_digits(text).is_some() {
+        let v = forms::parse_hex(text, 6).map_err(|_| unknown())?;
         let v = u32::try_from(v).map_err(|_| unknown())?;
         return Tag::new(v).map_err(|_| unknown());
     }
@@ -439,11 +381,20 @@ fn parse_tag(text: &str) -> Result<Tag, JsonErrorKind> {
     Tag::new(def.tag).map_err(|_| unknown())
 }
 
-fn scalar(
-    item_type: ItemType,
-    json: &Json,
-    enumeration: Option<&'static EnumDef>,
-) -> Result<Value, JsonErrorKind> {
+/// Where the names of an item's values come from.
+#[derive(Clone, Copy)]
+enum Names {
+    /// An enumeration or mask table, if the item has one.
+    Table(Option<&'static EnumDef>),
+    /// Tag names (Attribute Reference).
+    Tags,
+}
+
+fn scalar(item_type: ItemType, json: &Json, names: Names) -> Result<Value, JsonErrorKind> {
+    let enumeration = match names {
+        Names::Table(table) => table,
+        Names::Tags => None,
+    };
     let wrong = || JsonErrorKind::WrongJsonType {
         item_type,
         found: json_type(json),
@@ -460,16 +411,16 @@ fn scalar(
                     let v = whole_number(n).ok_or_else(|| out_of_range(n))?;
                     match (i32::try_from(v), mask) {
                         (Ok(v), _) => Value::Integer(v),
-                        (Err(_), Some(_)) => Value::Integer(u32_to_i32(
+                        (Err(_), Some(_)) => Value::Integer(forms::i32_of_bits(
                             u32::try_from(v).map_err(|_| out_of_range(n))?,
                         )),
                         (Err(_), None) => return Err(out_of_range(n)),
                     }
                 }
                 Json::String(s) => match mask {
-                    Some(mask) => Value::Integer(u32_to_i32(parse_mask(s, mask)?)),
-                    None if hex_digits(s).is_some() => {
-                        Value::Integer(u32_to_i32(hex_u32(item_type, s)?))
+                    Some(mask) => Value::Integer(forms::i32_of_bits(parse_mask(s, mask)?)),
+                    None if forms::hex_digits(s).is_some() => {
+                        Value::Integer(forms::i32_of_bits(hex_u32(item_type, s)?))
                     }
                     None => return Err(JsonErrorKind::NoEnumeration(quote(s))),
                 },
@@ -480,7 +431,7 @@ fn scalar(
             Json::Number(n) => whole_number(n)
                 .and_then(|v| i64::try_from(v).ok())
                 .ok_or_else(|| out_of_range(n))?,
-            Json::String(s) => u64_to_i64(hex_u64(item_type, s)?),
+            Json::String(s) => forms::i64_of_bits(hex_u64(item_type, s)?),
             _ => return Err(wrong()),
         }),
         ItemType::BigInteger => Value::BigInteger(match json {
@@ -492,12 +443,11 @@ fn scalar(
                 }
             }
             Json::String(s) => {
-                let digits = hex_digits(s).unwrap_or(s);
-                if digits.is_empty() {
+                if forms::hex_digits(s).unwrap_or(s).is_empty() {
                     return Err(JsonErrorKind::InvalidHex(item_type));
                 }
                 let bytes = zeroize::Zeroizing::new(
-                    hex::decode(digits).map_err(|_| JsonErrorKind::InvalidHex(item_type))?,
+                    forms::parse_hex_bytes(s).ok_or(JsonErrorKind::InvalidHex(item_type))?,
                 );
                 BigInteger::from_twos_complement(&bytes)
             }
@@ -507,15 +457,23 @@ fn scalar(
             Json::Number(n) => whole_number(n)
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or_else(|| out_of_range(n))?,
-            Json::String(s) if hex_digits(s).is_some() => hex_u32(item_type, s)?,
-            Json::String(s) => enum_value(enumeration, s)?,
+            Json::String(s) if forms::hex_digits(s).is_some() => hex_u32(item_type, s)?,
+            Json::String(s) => match names {
+                Names::Table(table) => enum_value(table, s)?,
+                Names::Tags => spec::tag_by_xml_name(s).map(|t| t.tag).ok_or_else(|| {
+                    JsonErrorKind::UnknownEnumName {
+                        name: quote(s),
+                        enumeration: "Tag",
+                    }
+                })?,
+            },
             _ => return Err(wrong()),
         }),
         ItemType::Boolean => Value::Boolean(match json {
             Json::Bool(b) => *b,
-            Json::String(s) => match hex_digits(s).and_then(|d| parse_hex(d, 16)) {
-                Some(0) => false,
-                Some(1) => true,
+            Json::String(s) => match forms::parse_hex64(s) {
+                Ok(0) => false,
+                Ok(1) => true,
                 _ => return Err(JsonErrorKind::InvalidBoolean(quote(s))),
             },
             _ => return Err(wrong()),
@@ -534,13 +492,11 @@ fn scalar(
             Json::Number(n) => whole_number(n)
                 .and_then(|v| i64::try_from(v).ok())
                 .ok_or_else(|| out_of_range(n))?,
-            Json::String(s) if hex_digits(s).is_some() => u64_to_i64(hex_u64(item_type, s)?),
+            Json::String(s) if forms::hex_digits(s).is_some() => {
+                forms::i64_of_bits(hex_u64(item_type, s)?)
+            }
             Json::String(s) => {
-                let invalid = || JsonErrorKind::InvalidDateTime(quote(s));
-                match datetime::parse(s) {
-                    Some(us) if us % 1_000_000 == 0 => us / 1_000_000,
-                    _ => return Err(invalid()),
-                }
+                forms::parse_datetime(s).ok_or_else(|| JsonErrorKind::InvalidDateTime(quote(s)))?
             }
             _ => return Err(wrong()),
         }),
@@ -555,11 +511,11 @@ fn scalar(
             Json::Number(n) => whole_number(n)
                 .and_then(|v| i64::try_from(v).ok())
                 .ok_or_else(|| out_of_range(n))?,
-            Json::String(s) if hex_digits(s).is_some() => u64_to_i64(hex_u64(item_type, s)?),
-            Json::String(s) => {
-                let invalid = || JsonErrorKind::InvalidDateTime(quote(s));
-                datetime::parse(s).ok_or_else(invalid)?
+            Json::String(s) if forms::hex_digits(s).is_some() => {
+                forms::i64_of_bits(hex_u64(item_type, s)?)
             }
+            Json::String(s) => forms::parse_datetime_extended(s)
+                .ok_or_else(|| JsonErrorKind::InvalidDateTime(quote(s)))?,
             _ => return Err(wrong()),
         }),
         // Structures are read by the caller.
@@ -578,71 +534,37 @@ fn enum_value(enumeration: Option<&'static EnumDef>, name: &str) -> Result<u32, 
         })
 }
 
-/// A mask from names and hex values separated by `|` (white space around them is ignored;
-/// white space alone also separates, as in the XML encoding).
+/// A mask from names and hex values separated by `|` or white space
+/// ([`forms::parse_mask`]).
 fn parse_mask(text: &str, mask: &'static EnumDef) -> Result<u32, JsonErrorKind> {
-    let mut bits = 0u32;
-    let mut parts = 0usize;
-    for part in text
-        .split(|c: char| c == '|' || c.is_whitespace())
-        .filter(|p| !p.is_empty())
-    {
-        parts += 1;
-        bits |= if hex_digits(part).is_some() {
-            hex_u32(ItemType::Integer, part)?
-        } else {
-            enum_value(Some(mask), part)?
-        };
-    }
-    if parts == 0 {
-        return Err(JsonErrorKind::EmptyMask(quote(text)));
-    }
-    Ok(bits)
+    forms::parse_mask(text, Some(mask)).map_err(|e| match e {
+        MaskError::Empty => JsonErrorKind::EmptyMask(quote(text)),
+        MaskError::UnknownName(name) => JsonErrorKind::UnknownEnumName {
+            name: quote(name),
+            enumeration: mask.xml_name,
+        },
+        MaskError::Hex(word, e) => hex_error(ItemType::Integer, word, e),
+    })
 }
 
-/// The digits of a `0x` hex value, or `None` if `text` does not start with `0x` (or `0X`).
-fn hex_digits(text: &str) -> Option<&str> {
-    text.strip_prefix("0x").or_else(|| text.strip_prefix("0X"))
-}
-
-/// Hex digits as a number of at most `max_digits` significant digits (leading zeros are free).
-fn parse_hex(digits: &str, max_digits: usize) -> Option<u64> {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
+fn hex_error(item_type: ItemType, text: &str, e: HexError) -> JsonErrorKind {
+    match e {
+        HexError::Invalid => JsonErrorKind::InvalidHex(item_type),
+        HexError::TooWide => JsonErrorKind::OutOfRange {
+            item_type,
+            value: quote(text),
+        },
     }
-    let significant = digits.trim_start_matches('0');
-    if significant.len() > max_digits {
-        return None;
-    }
-    if significant.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(significant, 16).ok()
 }
 
 /// A `0x` hex value of at most 32 bits.
 fn hex_u32(item_type: ItemType, text: &str) -> Result<u32, JsonErrorKind> {
-    let v = hex_u64_width(item_type, text, 8)?;
-    u32::try_from(v).map_err(|_| JsonErrorKind::OutOfRange {
-        item_type,
-        value: quote(text),
-    })
+    forms::parse_hex32(text).map_err(|e| hex_error(item_type, text, e))
 }
 
 /// A `0x` hex value of at most 64 bits.
 fn hex_u64(item_type: ItemType, text: &str) -> Result<u64, JsonErrorKind> {
-    hex_u64_width(item_type, text, 16)
-}
-
-fn hex_u64_width(item_type: ItemType, text: &str, width: usize) -> Result<u64, JsonErrorKind> {
-    let digits = hex_digits(text).ok_or(JsonErrorKind::InvalidHex(item_type))?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(JsonErrorKind::InvalidHex(item_type));
-    }
-    parse_hex(digits, width).ok_or_else(|| JsonErrorKind::OutOfRange {
-        item_type,
-        value: quote(text),
-    })
+    forms::parse_hex64(text).map_err(|e| hex_error(item_type, text, e))
 }
 
 /// A JSON number as a whole number, if it is one (`3`, `-3`, `3.0`, `3e2`; not `3.5`).
@@ -658,14 +580,6 @@ fn whole_number(n: &Number) -> Option<i128> {
         return None;
     }
     format!("{f:.0}").parse().ok()
-}
-
-fn u32_to_i32(v: u32) -> i32 {
-    i32::from_be_bytes(v.to_be_bytes())
-}
-
-fn u64_to_i64(v: u64) -> i64 {
-    i64::from_be_bytes(v.to_be_bytes())
 }
 
 fn json_type(json: &Json) -> &'static str {

@@ -7,6 +7,8 @@
 pub mod attributes;
 pub mod build;
 mod datetime;
+mod forms;
+pub mod fuzzing;
 pub mod json;
 pub mod message;
 pub mod reader;

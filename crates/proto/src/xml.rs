@@ -4,7 +4,8 @@
 //! One element per item: the element name is the tag's XML name (from [`crate::spec`]), the
 //! `type` attribute the item type (Structure when absent) and the `value` attribute the value.
 //! Unknown tags are written as `<TTLV tag="0x540001" type="TextString" value="x"/>`.
-//! See `docs/encodings.md` for the value forms.
+//! The value forms (hex, enumeration and mask names, dates) are those of [`crate::forms`],
+//! shared with the JSON encoding; `docs/encodings.md` lists them.
 //!
 //! Placeholders of the OASIS test cases (`$NOW`, `$UNIQUE_IDENTIFIER_0`, ...) are never guessed:
 //! the reader hands them to a caller-supplied [`PlaceholderResolver`].
@@ -14,14 +15,9 @@ use std::fmt::Write as _;
 use kmipd_ttlv::{BigInteger, ItemType, Tag, Ttlv, Value};
 use quick_xml::events::{BytesStart, Event};
 
+use crate::forms;
 use crate::spec::{self, EnumDef};
 
-/// Attribute Name (1.x attributes; the sibling that says how to read an Attribute Value).
-const TAG_ATTRIBUTE_NAME: u32 = 0x42000A;
-/// Attribute Value.
-const TAG_ATTRIBUTE_VALUE: u32 = 0x42000B;
-/// Attribute Reference (2.x: an Enumeration whose values are tag numbers).
-const TAG_ATTRIBUTE_REFERENCE: u32 = 0x42013B;
 /// The element name for items whose tag has no name.
 const TTLV_ELEMENT: &str = "TTLV";
 
@@ -85,7 +81,7 @@ impl XmlOptions<'_> {
     }
 
     fn tag_name(&self, tag: u32) -> Option<&str> {
-        spec::tag_by_value(tag).map(|t| t.xml_name).or_else(|| {
+        forms::tag_name(tag).or_else(|| {
             self.extra_tags
                 .iter()
                 .find(|(_, t)| *t == tag)
@@ -313,6 +309,12 @@ impl Parser<'_, '_, '_> {
                         root_seen = true;
                         root_name.clone_from(&name);
                         if name != TTLV_ELEMENT && self.options.tag_by_name(&name).is_none() {
+                            // The wrapper is written back by its name: it must be an XML name.
+                            if !is_xml_name(&name) {
+                                let kind =
+                                    XmlErrorKind::Syntax(format!("invalid element name {name:?}"));
+                                return Err(self.err(kind, line));
+                            }
                             wrapper = Some(name);
                             if empty {
                                 self.path.pop();
@@ -439,7 +441,7 @@ impl Parser<'_, '_, '_> {
         let name = e.name().as_ref().to_owned();
         let tag_number = if name == TTLV_ELEMENT {
             let text = tag_attr.unwrap_or_default();
-            parse_hex_u32(&text).ok_or_else(|| self.err(XmlErrorKind::BadTag(text), line))?
+            forms::parse_hex32(&text).map_err(|_| self.err(XmlErrorKind::BadTag(text), line))?
         } else {
             self.options
                 .tag_by_name(&name)
@@ -484,7 +486,7 @@ impl Parser<'_, '_, '_> {
             }
             return Ok((tag, Some(value)));
         }
-        let value = parse_value(tag_number, item_type, &text, siblings, self.options)
+        let value = parse_value(tag, item_type, &text, siblings, self.options)
             .map_err(|kind| self.err(kind, line))?;
         Ok((tag, Some(value)))
     }
@@ -507,52 +509,43 @@ fn attribute_text(raw: &str, item_type: ItemType) -> Result<String, String> {
         }
     }
     let text = quick_xml::escape::unescape(&collapsed).map_err(|e| e.to_string())?;
+    // XML 1.0 has no form for the other control characters, not even as character references
+    // (so the writer could not give them back).
+    if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+        return Err(format!(
+            "character U+{:04X} is not allowed in XML",
+            u32::from(c)
+        ));
+    }
     Ok(match item_type {
         ItemType::TextString => text.into_owned(),
         _ => text.trim().to_owned(),
     })
 }
 
-/// A `0x` hex value of at most `max_digits` digits.
-fn parse_hex(text: &str, max_digits: usize) -> Option<u64> {
-    let hex = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))?;
-    if hex.is_empty() || hex.len() > max_digits {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
+/// Whether `name` is an XML name (letters, digits, `_`, `-`, `.` and `:`, not starting with a
+/// digit, `-` or `.`).
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
 }
 
-fn parse_hex_u32(text: &str) -> Option<u32> {
-    parse_hex(text, 8).and_then(|v| u32::try_from(v).ok())
+/// Whether XML 1.0 allows the character (its `Char` production).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+        || c >= '\u{10000}'
 }
 
-fn parse_hex_u64(text: &str) -> Option<u64> {
-    parse_hex(text, 16)
-}
-
-fn parse_hex_bytes(text: &str) -> Option<Vec<u8>> {
-    let digits: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let digits = digits.strip_prefix("0x").unwrap_or(&digits);
-    hex::decode(digits).ok()
-}
-
-/// The table that an item's Enumeration or mask value uses: its tag's, or for an Attribute
-/// Value the one of the attribute named by its sibling Attribute Name.
-fn table_for(tag: u32, siblings: &[Ttlv], options: &XmlOptions<'_>) -> Option<&'static EnumDef> {
-    if tag == TAG_ATTRIBUTE_VALUE {
-        let name = siblings.iter().rev().find_map(|s| match &s.value {
-            Value::TextString(n) if s.tag.value() == TAG_ATTRIBUTE_NAME => Some(n.as_str()),
-            _ => None,
-        })?;
-        return spec::attribute_value_enum(name);
-    }
-    options.enum_of_tag(tag)
+/// The table of an item's Enumeration or mask value ([`forms::value_table`]).
+fn table_for(tag: Tag, siblings: &[Ttlv], options: &XmlOptions<'_>) -> Option<&'static EnumDef> {
+    forms::value_table(tag, siblings, |t| options.enum_of_tag(t))
 }
 
 fn parse_value(
-    tag: u32,
+    tag: Tag,
     item_type: ItemType,
     text: &str,
     siblings: &[Ttlv],
@@ -562,55 +555,44 @@ fn parse_value(
         item_type,
         value: text.to_owned(),
     };
+    let is_hex = forms::hex_digits(text).is_some();
     let value = match item_type {
         ItemType::Structure => Value::Structure(Vec::new()),
         ItemType::Integer => {
-            if let Some(v) = parse_hex_u32(text) {
-                Value::Integer(v.cast_signed())
-            } else if let Ok(v) = text.parse::<i32>() {
+            if let Ok(v) = text.parse::<i32>() {
                 Value::Integer(v)
             } else {
-                // A mask: names and/or hex, OR-ed.
+                // A hex number, or a mask: names and/or hex, OR-ed.
                 let table = table_for(tag, siblings, options).filter(|t| t.is_mask);
-                let mut bits = 0u32;
-                for token in text.split(' ') {
-                    bits |= match parse_hex_u32(token) {
-                        Some(v) => v,
-                        None => {
-                            table
-                                .and_then(|t| t.value_by_xml_name(token))
-                                .ok_or_else(|| match table {
-                                    Some(_) => XmlErrorKind::UnknownEnumName(token.to_owned()),
-                                    None => invalid(),
-                                })?
-                        }
-                    };
-                }
-                Value::Integer(bits.cast_signed())
+                let bits = forms::parse_mask(text, table).map_err(|e| match (e, table) {
+                    (forms::MaskError::UnknownName(word), Some(_)) => {
+                        XmlErrorKind::UnknownEnumName(word.to_owned())
+                    }
+                    _ => invalid(),
+                })?;
+                Value::Integer(forms::i32_of_bits(bits))
             }
         }
-        ItemType::LongInteger => match parse_hex_u64(text) {
-            Some(v) => Value::LongInteger(v.cast_signed()),
-            None => Value::LongInteger(text.parse().map_err(|_| invalid())?),
-        },
+        ItemType::LongInteger if is_hex => Value::LongInteger(forms::i64_of_bits(
+            forms::parse_hex64(text).map_err(|_| invalid())?,
+        )),
+        ItemType::LongInteger => Value::LongInteger(text.parse().map_err(|_| invalid())?),
         ItemType::BigInteger => {
-            let bytes = parse_hex_bytes(text).ok_or_else(invalid)?;
+            let bytes = zeroize::Zeroizing::new(
+                forms::parse_hex_bytes(&without_space(text)).ok_or_else(invalid)?,
+            );
             Value::BigInteger(BigInteger::from_twos_complement(&bytes))
         }
+        ItemType::Enumeration if is_hex => {
+            Value::Enumeration(forms::parse_hex32(text).map_err(|_| invalid())?)
+        }
         ItemType::Enumeration => {
-            if let Some(v) = parse_hex_u32(text) {
-                Value::Enumeration(v)
-            } else if tag == TAG_ATTRIBUTE_REFERENCE {
-                let t = options
-                    .tag_by_name(text)
-                    .ok_or_else(|| XmlErrorKind::UnknownEnumName(text.to_owned()))?;
-                Value::Enumeration(t)
+            let value = if forms::values_are_tags(tag) {
+                options.tag_by_name(text)
             } else {
-                let v = table_for(tag, siblings, options)
-                    .and_then(|t| t.value_by_xml_name(text))
-                    .ok_or_else(|| XmlErrorKind::UnknownEnumName(text.to_owned()))?;
-                Value::Enumeration(v)
-            }
+                table_for(tag, siblings, options).and_then(|t| t.value_by_xml_name(text))
+            };
+            Value::Enumeration(value.ok_or_else(|| XmlErrorKind::UnknownEnumName(text.to_owned()))?)
         }
         ItemType::Boolean => match text {
             "true" => Value::Boolean(true),
@@ -618,24 +600,30 @@ fn parse_value(
             _ => return Err(invalid()),
         },
         ItemType::TextString => Value::TextString(text.to_owned()),
-        ItemType::ByteString => Value::bytes(parse_hex_bytes(text).ok_or_else(invalid)?),
-        ItemType::DateTime => match parse_hex_u64(text) {
-            Some(v) => Value::DateTime(v.cast_signed()),
-            None => match crate::datetime::parse(text) {
-                Some(us) if us % 1_000_000 == 0 => Value::DateTime(us / 1_000_000),
-                _ => return Err(invalid()),
-            },
-        },
-        ItemType::DateTimeExtended => match parse_hex_u64(text) {
-            Some(v) => Value::DateTimeExtended(v.cast_signed()),
-            None => Value::DateTimeExtended(crate::datetime::parse(text).ok_or_else(invalid)?),
-        },
-        ItemType::Interval => match parse_hex_u32(text) {
-            Some(v) => Value::Interval(v),
-            None => Value::Interval(text.parse().map_err(|_| invalid())?),
-        },
+        ItemType::ByteString => {
+            Value::bytes(forms::parse_hex_bytes(&without_space(text)).ok_or_else(invalid)?)
+        }
+        ItemType::DateTime if is_hex => Value::DateTime(forms::i64_of_bits(
+            forms::parse_hex64(text).map_err(|_| invalid())?,
+        )),
+        ItemType::DateTime => Value::DateTime(forms::parse_datetime(text).ok_or_else(invalid)?),
+        ItemType::DateTimeExtended if is_hex => Value::DateTimeExtended(forms::i64_of_bits(
+            forms::parse_hex64(text).map_err(|_| invalid())?,
+        )),
+        ItemType::DateTimeExtended => {
+            Value::DateTimeExtended(forms::parse_datetime_extended(text).ok_or_else(invalid)?)
+        }
+        ItemType::Interval if is_hex => {
+            Value::Interval(forms::parse_hex32(text).map_err(|_| invalid())?)
+        }
+        ItemType::Interval => Value::Interval(text.parse().map_err(|_| invalid())?),
     };
     Ok(value)
+}
+
+/// Hex bytes may wrap over lines in a test case (read as single spaces).
+fn without_space(text: &str) -> String {
+    text.chars().filter(|c| !c.is_ascii_whitespace()).collect()
 }
 
 /// Writes one item (and everything below it) as KMIP XML, two spaces per level.
@@ -665,15 +653,15 @@ fn write_rec(
     for _ in 0..depth {
         out.push_str("  ");
     }
-    let tag = item.tag.value();
-    let name = options.tag_name(tag);
+    let tag = item.tag;
+    let name = options.tag_name(tag.value());
     match name {
         Some(n) => {
             out.push('<');
             out.push_str(n);
         }
         None => {
-            let _ = write!(out, "<{TTLV_ELEMENT} tag=\"0x{tag:06X}\"");
+            let _ = write!(out, "<{TTLV_ELEMENT} tag=\"0x{:06X}\"", tag.value());
         }
     }
     let element = name.unwrap_or(TTLV_ELEMENT);
@@ -701,44 +689,30 @@ fn write_rec(
 }
 
 /// The `value` attribute of a primitive (escaped).
-fn value_text(tag: u32, value: &Value, siblings: &[Ttlv], options: &XmlOptions<'_>) -> String {
+fn value_text(tag: Tag, value: &Value, siblings: &[Ttlv], options: &XmlOptions<'_>) -> String {
     match value {
         Value::Structure(_) => String::new(),
         Value::Integer(v) => match table_for(tag, siblings, options).filter(|t| t.is_mask) {
-            Some(table) if *v != 0 => mask_text(table, v.cast_unsigned()),
+            Some(table) if *v != 0 => forms::mask_text(table, forms::i32_bits(*v), " "),
             _ => v.to_string(),
         },
         Value::LongInteger(v) => v.to_string(),
         Value::BigInteger(v) => hex::encode_upper(v.as_bytes()),
         Value::Enumeration(v) => {
-            let name = if tag == TAG_ATTRIBUTE_REFERENCE {
+            let name = if forms::values_are_tags(tag) {
                 options.tag_name(*v)
             } else {
                 table_for(tag, siblings, options).and_then(|t| t.canonical_name(*v))
             };
-            name.map_or_else(|| format!("0x{v:08X}"), str::to_owned)
+            name.map_or_else(|| forms::hex32(*v), str::to_owned)
         }
         Value::Boolean(v) => v.to_string(),
         Value::TextString(s) => escape_text(s),
         Value::ByteString(b) => hex::encode_upper(b.as_slice()),
-        Value::DateTime(secs) => secs
-            .checked_mul(1_000_000)
-            .and_then(|us| crate::datetime::format(us, false))
-            .unwrap_or_else(|| format!("0x{:016X}", secs.cast_unsigned())),
-        Value::DateTimeExtended(micros) => crate::datetime::format(*micros, true)
-            .unwrap_or_else(|| format!("0x{:016X}", micros.cast_unsigned())),
+        Value::DateTime(secs) => forms::datetime_text(*secs),
+        Value::DateTimeExtended(micros) => forms::datetime_extended_text(*micros),
         Value::Interval(v) => v.to_string(),
     }
-}
-
-/// A non-zero mask as names separated by spaces, with the bits no name covers as one hex value.
-fn mask_text(table: &EnumDef, bits: u32) -> String {
-    let (mut words, left) = table.mask_names(bits);
-    let hex = format!("0x{left:08X}");
-    if left != 0 {
-        words.push(&hex);
-    }
-    words.join(" ")
 }
 
 /// Escapes a Text String so that reading (which collapses white space runs) gives it back.

@@ -1,7 +1,8 @@
 //! Helpers shared by kmipd's tests: where the OASIS KMIP test vectors are, how to read the
 //! hex files that hold wire captures, copying a store's directory, the child process of the
-//! SIGKILL crash tests ([`crash`]), reading KMIP answers in tests ([`kmip`]), and a private
-//! PostgreSQL cluster ([`pg`]). Only ever a dev-dependency.
+//! SIGKILL crash tests ([`crash`]), reading KMIP answers in tests ([`kmip`]), replaying the
+//! fuzz corpora ([`fuzz`]), and a private PostgreSQL cluster ([`pg`]). Only ever a
+//! dev-dependency.
 #![allow(clippy::panic, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -140,5 +141,6 @@ pub fn fixed_placeholder(
 }
 
 pub mod crash;
+pub mod fuzz;
 pub mod kmip;
 pub mod pg;

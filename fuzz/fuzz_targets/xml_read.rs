@@ -1,0 +1,9 @@
+//! The KMIP XML reader never panics, and whatever it accepts is written and read back to the
+//! same items (see `kmipd_proto::fuzzing::xml_read`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    kmipd_proto::fuzzing::xml_read(data);
+});
