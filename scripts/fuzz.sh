@@ -186,12 +186,15 @@ for i in "${!run_names[@]}"; do
     log="$logs/$name.log"
     mkdir -p "$corpus" "$fuzz_dir/artifacts/$name"
     before_run=$(count_files "$corpus")
+    # The committed seeds of the target (read-only, like the vector seeds), if it has any.
+    own_seeds=""
+    [[ -d $fuzz_dir/seeds/$name ]] && own_seeds="$fuzz_dir/seeds/$name"
     say "running $name for ${secs}s, 1 job (log: $log)"
     started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     set +e
     # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
     cargo +nightly fuzz run --release --debug-assertions --jobs 1 "$name" \
-        "$corpus" "$seed_root/$(seeds_of "$name")" -- \
+        "$corpus" "$seed_root/$(seeds_of "$name")" ${own_seeds:+"$own_seeds"} -- \
         -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         ${FUZZ_ARGS:-} >"$log" 2>&1
     rc=$?

@@ -1,7 +1,8 @@
 //! Replaying the committed fuzz corpora on stable, as part of `cargo test`.
 //!
-//! Every file in `fuzz/corpus/<target>/` (the seeds and the inputs libFuzzer found and
-//! `cargo fuzz cmin` kept) and in `fuzz/regressions/<target>/` (every input that ever made a
+//! Every file in `fuzz/corpus/<target>/` (the inputs libFuzzer found and `cargo fuzz cmin`
+//! kept), in `fuzz/seeds/<target>/` (a handful of inputs written from the project's own tests,
+//! which cmin never removes) and in `fuzz/regressions/<target>/` (every input that ever made a
 //! target fail) goes through the very function the fuzz target calls. A missing or empty corpus
 //! is a failure, not a skip: the corpus is part of the test suite. Each crate replays its own
 //! targets in its `tests/fuzz_corpus.rs`; [`TARGETS`] says which crate that is, and
@@ -61,9 +62,11 @@ pub fn replay(target: &str, check: fn(&[u8])) {
         corpus.display()
     );
     let corpus_len = inputs.len();
-    let regressions = fuzz_dir().join("regressions").join(target);
-    if regressions.is_dir() {
-        inputs.extend(files(&regressions));
+    for kind in ["seeds", "regressions"] {
+        let dir = fuzz_dir().join(kind).join(target);
+        if dir.is_dir() {
+            inputs.extend(files(&dir));
+        }
     }
 
     let mut failures = Vec::new();
@@ -82,7 +85,7 @@ pub fn replay(target: &str, check: fn(&[u8])) {
         failures.join("\n")
     );
     println!(
-        "{target}: {corpus_len} corpus inputs and {} regressions pass",
+        "{target}: {corpus_len} corpus inputs and {} seeds and regressions pass",
         inputs.len() - corpus_len
     );
 }
@@ -104,10 +107,10 @@ pub fn check_targets(package: &str, replayed: &[&str]) {
     );
 }
 
-/// Asserts that every folder of `fuzz/corpus/` and `fuzz/regressions/` belongs to a target of
-/// [`TARGETS`] (a folder of no target would never be replayed).
+/// Asserts that every folder of `fuzz/corpus/`, `fuzz/seeds/` and `fuzz/regressions/` belongs
+/// to a target of [`TARGETS`] (a folder of no target would never be replayed).
 pub fn check_every_folder_has_a_target() {
-    for kind in ["corpus", "regressions"] {
+    for kind in ["corpus", "seeds", "regressions"] {
         let dir = fuzz_dir().join(kind);
         if !dir.is_dir() {
             continue;
