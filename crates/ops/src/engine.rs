@@ -885,8 +885,8 @@ fn single_failure(version: ProtocolVersion, err: &Error, now: i64) -> ResponseMe
 /// of a response, both in one call.
 #[cfg(test)]
 pub(crate) mod testing {
+    use kmipd_proto::build;
     use kmipd_proto::message::ResponseMessage;
-    use kmipd_proto::reader as r;
     use kmipd_proto::tag;
     use kmipd_ttlv::Ttlv;
 
@@ -895,27 +895,27 @@ pub(crate) mod testing {
     /// A request message of protocol version `major.minor` with one batch item: `op` with
     /// `payload` as its Request Payload.
     pub(crate) fn request(major: i32, minor: i32, op: u32, payload: Vec<Ttlv>) -> Ttlv {
-        r::structure(
+        build::structure(
             tag::REQUEST_MESSAGE,
             vec![
-                r::structure(
+                build::structure(
                     tag::REQUEST_HEADER,
                     vec![
-                        r::structure(
+                        build::structure(
                             tag::PROTOCOL_VERSION,
                             vec![
-                                r::int(tag::PROTOCOL_VERSION_MAJOR, major),
-                                r::int(tag::PROTOCOL_VERSION_MINOR, minor),
+                                build::int(tag::PROTOCOL_VERSION_MAJOR, major),
+                                build::int(tag::PROTOCOL_VERSION_MINOR, minor),
                             ],
                         ),
-                        r::int(tag::BATCH_COUNT, 1),
+                        build::int(tag::BATCH_COUNT, 1),
                     ],
                 ),
-                r::structure(
+                build::structure(
                     tag::BATCH_ITEM,
                     vec![
-                        r::enumeration(tag::OPERATION, op),
-                        r::structure(tag::REQUEST_PAYLOAD, payload),
+                        build::enumeration(tag::OPERATION, op),
+                        build::structure(tag::REQUEST_PAYLOAD, payload),
                     ],
                 ),
             ],

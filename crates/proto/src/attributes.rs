@@ -19,6 +19,7 @@
 
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
+use crate::build;
 use crate::reader::{self, ProtoError, StructReader};
 use crate::spec::{self, Version, tag};
 
@@ -198,12 +199,12 @@ impl Attribute {
 
     /// The 1.x `Attribute` structure (the index is written when given).
     pub fn to_v1(&self, index: Option<i32>) -> Ttlv {
-        let mut items = vec![reader::text(tag::ATTRIBUTE_NAME, self.name.v1_name())];
+        let mut items = vec![build::text(tag::ATTRIBUTE_NAME, self.name.v1_name())];
         if let Some(i) = index {
-            items.push(reader::int(tag::ATTRIBUTE_INDEX, i));
+            items.push(build::int(tag::ATTRIBUTE_INDEX, i));
         }
         items.push(Ttlv::new(tag::ATTRIBUTE_VALUE, self.value.clone()));
-        reader::structure(tag::ATTRIBUTE, items)
+        build::structure(tag::ATTRIBUTE, items)
     }
 
     /// Reads one child of a 2.x `Attributes` structure (or a 2.x New/Current Attribute's child).
@@ -237,11 +238,11 @@ impl Attribute {
                     Some(v) => (v.clone(), name.clone()),
                     None => split_custom(name),
                 };
-                reader::structure(
+                build::structure(
                     tag::ATTRIBUTE,
                     vec![
-                        reader::text(tag::VENDOR_IDENTIFICATION, vendor),
-                        reader::text(tag::ATTRIBUTE_NAME, name),
+                        build::text(tag::VENDOR_IDENTIFICATION, vendor),
+                        build::text(tag::ATTRIBUTE_NAME, name),
                         Ttlv::new(tag::ATTRIBUTE_VALUE, self.value.clone()),
                     ],
                 )

@@ -276,8 +276,3 @@ pub fn as_interval(item: &Ttlv) -> Result<u32, ProtoError> {
         _ => Err(wrong(item, ItemType::Interval)),
     }
 }
-
-// The builders moved to [`crate::build`]; re-exported here until every caller imports them
-// from there.
-#[doc(hidden)]
-pub use crate::build::{boolean, bytes, datetime, enumeration, int, long, structure, text};

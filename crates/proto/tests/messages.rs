@@ -141,11 +141,11 @@ fn nameless_cryptographic_parameters_of_the_1_2_cases_are_read_as_that_attribute
     };
     assert!(fields.iter().any(|f| f.tag == tag::PADDING_METHOD));
     // Any other nameless attribute stays an error.
-    let bad = kmipd_proto::reader::structure(
+    let bad = kmipd_proto::build::structure(
         tag::TEMPLATE_ATTRIBUTE,
-        vec![kmipd_proto::reader::structure(
+        vec![kmipd_proto::build::structure(
             tag::ATTRIBUTE,
-            vec![kmipd_proto::reader::text(tag::ATTRIBUTE_VALUE, "x")],
+            vec![kmipd_proto::build::text(tag::ATTRIBUTE_VALUE, "x")],
         )],
     );
     assert!(RequestAttributes::from_v1_template(&bad).is_err());

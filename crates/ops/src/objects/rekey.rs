@@ -130,8 +130,8 @@ pub(crate) fn replaced_link(old_uid: &str) -> Attribute {
 
 fn link(kind: u32, uid: &str) -> Value {
     Value::Structure(vec![
-        kmipd_proto::reader::enumeration(tag::LINK_TYPE, kind),
-        kmipd_proto::reader::text(tag::LINKED_OBJECT_IDENTIFIER, uid),
+        kmipd_proto::build::enumeration(tag::LINK_TYPE, kind),
+        kmipd_proto::build::text(tag::LINKED_OBJECT_IDENTIFIER, uid),
     ])
 }
 

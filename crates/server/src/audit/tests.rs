@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use kmipd_ops::{Engine, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{object_type, operation};
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseMessage};
 use kmipd_proto::reader;
@@ -34,29 +35,29 @@ fn register_key() -> Ttlv {
     request(vec![(
         operation::REGISTER,
         vec![
-            reader::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            reader::structure(
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::structure(
                 tag::TEMPLATE_ATTRIBUTE,
-                vec![reader::structure(
+                vec![build::structure(
                     tag::ATTRIBUTE,
                     vec![
-                        reader::text(tag::ATTRIBUTE_NAME, "Cryptographic Usage Mask"),
-                        reader::int(tag::ATTRIBUTE_VALUE, 12),
+                        build::text(tag::ATTRIBUTE_NAME, "Cryptographic Usage Mask"),
+                        build::int(tag::ATTRIBUTE_VALUE, 12),
                     ],
                 )],
             ),
-            reader::structure(
+            build::structure(
                 tag::SYMMETRIC_KEY,
-                vec![reader::structure(
+                vec![build::structure(
                     tag::KEY_BLOCK,
                     vec![
-                        reader::enumeration(tag::KEY_FORMAT_TYPE, 1),
-                        reader::structure(
+                        build::enumeration(tag::KEY_FORMAT_TYPE, 1),
+                        build::structure(
                             tag::KEY_VALUE,
-                            vec![reader::bytes(tag::KEY_MATERIAL, KEY.to_vec())],
+                            vec![build::bytes(tag::KEY_MATERIAL, KEY.to_vec())],
                         ),
-                        reader::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
-                        reader::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
+                        build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
+                        build::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
                     ],
                 )],
             ),
@@ -91,11 +92,11 @@ fn sample(dir: &Path) -> (PathBuf, String) {
         resp
     };
     let uid = uid_of(&exchange(register_key()));
-    let uid_item = || vec![reader::text(tag::UNIQUE_IDENTIFIER, uid.clone())];
+    let uid_item = || vec![build::text(tag::UNIQUE_IDENTIFIER, uid.clone())];
     exchange(request(vec![(operation::GET, uid_item())]));
     exchange(request(vec![(
         operation::GET,
-        vec![reader::text(tag::UNIQUE_IDENTIFIER, "missing")],
+        vec![build::text(tag::UNIQUE_IDENTIFIER, "missing")],
     )]));
     exchange(request(vec![
         (operation::GET_ATTRIBUTES, uid_item()),

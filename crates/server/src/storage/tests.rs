@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use kmipd_hsm::MasterKey;
 use kmipd_ops::{Engine, EngineConfig, Principal};
+use kmipd_proto::build;
 use kmipd_proto::enums::{cryptographic_algorithm as alg, object_type, operation as op};
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseMessage};
-use kmipd_proto::reader as r;
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, SledStore};
 use kmipd_ttlv::{Ttlv, Value};
@@ -109,13 +109,13 @@ fn create(engine: &Engine) -> String {
         engine,
         op::CREATE,
         vec![
-            r::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            r::structure(
+            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+            build::structure(
                 tag::ATTRIBUTES,
                 vec![
-                    r::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                    r::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                    r::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
+                    build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+                    build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
+                    build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
                 ],
             ),
         ],
@@ -127,7 +127,11 @@ fn create(engine: &Engine) -> String {
 }
 
 fn key_bytes(engine: &Engine, uid: &str) -> Vec<u8> {
-    let payload = call(engine, op::GET, vec![r::text(tag::UNIQUE_IDENTIFIER, uid)]);
+    let payload = call(
+        engine,
+        op::GET,
+        vec![build::text(tag::UNIQUE_IDENTIFIER, uid)],
+    );
     match find(&payload, tag::KEY_MATERIAL) {
         Some(Value::ByteString(b)) => b.to_vec(),
         other => panic!("{other:?}"),
