@@ -28,7 +28,7 @@ fn a_client_alternating_between_two_nodes_sees_one_world() {
     a.wait_listening();
     b.wait_listening();
     let conn = c.connector("client");
-    runtime().block_on(async {
+    let uid = runtime().block_on(async {
         let mut on_a = connect(&conn, a.addr()).await;
         let mut on_b = connect(&conn, b.addr()).await;
         let uid = on_a.create_aes(256, Some("one-world")).await.unwrap();
@@ -60,9 +60,28 @@ fn a_client_alternating_between_two_nodes_sees_one_world() {
             *on_a.get_key_bytes(&other).await.unwrap(),
             *on_b.get_key_bytes(&other).await.unwrap()
         );
+        uid
     });
     a.stop();
     b.stop();
+    // Each node audited what it answered, in its own chain: the Create in A's file, the
+    // Revoke in B's (docs/audit.md: a search spans every node's files).
+    let records = |node: &str| {
+        let path = c.dir.join(format!("audit-{node}.log"));
+        let mut cmd = std::process::Command::new(KMIPD);
+        cmd.args(["audit", "verify"]).arg(&path);
+        let (ok, out, err) = run_bounded(cmd);
+        assert!(ok, "audit verify {node}: {out}{err}");
+        std::fs::read_to_string(path).unwrap()
+    };
+    let (in_a, in_b) = (records("a"), records("b"));
+    let has = |log: &str, op: &str| {
+        log.lines()
+            .any(|l| l.contains(&format!("\"operation\":\"{op}\"")) && l.contains(&uid))
+    };
+    assert!(has(&in_a, "Create") && has(&in_a, "Destroy"), "{in_a}");
+    assert!(has(&in_b, "Revoke") && !has(&in_b, "Create"), "{in_b}");
+    assert!(!has(&in_a, "Revoke"), "{in_a}");
 }
 
 #[test]
