@@ -276,9 +276,9 @@ fn admin_commands_with_postgres_rotate_the_master_key_and_refuse_with_directions
     let (ok, out, err) = c.admin(&config_a, &["rotate-master-key"]);
     assert!(ok, "rotate-master-key: {out}{err}");
     assert!(out.contains("master key rotated"), "{out}");
-    // B restarts after the rotation through A: the check value and the KEK blob were
-    // re-wrapped under the new master key version, and B serves the same key.
-    b.stop();
+    // B dies (SIGKILL) and restarts after the rotation through A: the check value and the
+    // KEK blob were re-wrapped under the new master key version, and B serves the same key.
+    b.kill9();
     let b = Node::start(&config_b);
     rt.block_on(async {
         let mut cl = connect(&conn, b.addr()).await;

@@ -7,7 +7,6 @@
 //! Every wait is bounded: child processes are killed past [`BOUND`] and when their handle
 //! drops; client calls have timeouts. Nothing here asserts speed.
 #![allow(
-    dead_code,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
