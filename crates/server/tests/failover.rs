@@ -27,12 +27,15 @@ use kmipd_test_support::pg::PgCluster;
 /// Short bounds so that an outage turns into errors within seconds.
 const FAST: &str = "connect_timeout_ms = 1000\nstatement_timeout_ms = 2000\ndeadline_ms = 3000\n";
 
+/// An acknowledged Create: uid, node, and the key bytes a Get on that node then served
+/// (`None` when that Get failed).
+type Acked = (String, usize, Option<Vec<u8>>);
+
 /// What the client tasks saw.
 #[derive(Default)]
 struct Ledger {
-    /// Acknowledged Creates: uid, node, and the key bytes a Get on that node then served
-    /// (`None` when that Get failed).
-    acked: Mutex<Vec<(String, usize, Option<Vec<u8>>)>>,
+    /// Acknowledged Creates.
+    acked: Mutex<Vec<Acked>>,
     /// When each successful request (Create or Get) got its answer.
     successes: Mutex<Vec<Instant>>,
     /// Failures answered with General Failure.
@@ -101,16 +104,15 @@ impl Ledger {
 /// (reconnecting when the connection breaks), until told to stop.
 async fn create_loop(conn: Connector, addr: SocketAddr, node: usize, ledger: Arc<Ledger>) {
     while !ledger.stop.load(Ordering::Relaxed) {
-        let mut client = match tokio::time::timeout(Duration::from_secs(5), conn.connect(addr))
-            .await
-        {
-            Ok(Ok(c)) => c,
-            _ => {
-                ledger.transport_errors.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let mut client =
+            match tokio::time::timeout(Duration::from_secs(5), conn.connect(addr)).await {
+                Ok(Ok(c)) => c,
+                _ => {
+                    ledger.transport_errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
         while !ledger.stop.load(Ordering::Relaxed) {
             match client.create_aes(256, None).await {
                 Ok(uid) => {
@@ -155,7 +157,11 @@ fn start_load(
     tasks
 }
 
-fn stop_load(rt: &tokio::runtime::Runtime, ledger: &Ledger, tasks: Vec<tokio::task::JoinHandle<()>>) {
+fn stop_load(
+    rt: &tokio::runtime::Runtime,
+    ledger: &Ledger,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
     ledger.stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
         for t in tasks {
@@ -183,7 +189,11 @@ fn check_acknowledged(
                 .unwrap_or_else(|e| panic!("acknowledged {uid} is not served: {e}"));
             assert_eq!(got.len(), 32, "{uid}");
             if let Some(b) = bytes {
-                assert_eq!(&got.to_vec(), b, "{uid} has other bytes than it was served with");
+                assert_eq!(
+                    &got.to_vec(),
+                    b,
+                    "{uid} has other bytes than it was served with"
+                );
             }
         }
     });
@@ -203,7 +213,10 @@ fn check_unacknowledged(
         let all = cl.locate(&[]).await.unwrap();
         let present: BTreeSet<String> = all.into_iter().collect();
         let missing: Vec<&String> = acked.difference(&present).collect();
-        assert!(missing.is_empty(), "Locate misses acknowledged objects: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "Locate misses acknowledged objects: {missing:?}"
+        );
         let extra: Vec<&String> = present.difference(acked).collect();
         for uid in &extra {
             let got = cl
@@ -223,10 +236,10 @@ fn longest_gap(ledger: &Ledger, from: Instant) -> Duration {
     let mut gap = Duration::ZERO;
     let mut prev: Option<Instant> = None;
     for t in times {
-        if let Some(p) = prev {
-            if t >= from {
-                gap = gap.max(t.saturating_duration_since(p.max(from)));
-            }
+        if let Some(p) = prev
+            && t >= from
+        {
+            gap = gap.max(t.saturating_duration_since(p.max(from)));
         }
         prev = Some(t);
     }
@@ -276,17 +289,21 @@ fn postgres_restarted_under_load_fails_requests_cleanly_and_kmipd_serves_again()
     // Sessions terminated, new connections refused, until every request then in flight
     // has failed past its deadline.
     pg.stop();
-    rt.block_on(ledger.wait_until("General Failures while PostgreSQL is down", |l| {
-        l.general_failures.load(Ordering::Relaxed) >= 4
-    }));
+    rt.block_on(
+        ledger.wait_until("General Failures while PostgreSQL is down", |l| {
+            l.general_failures.load(Ordering::Relaxed) >= 4
+        }),
+    );
     let before = ledger.acked_count();
     pg.start_again();
     let restarted = Instant::now();
     // kmipd was not restarted: both nodes serve again by themselves.
-    rt.block_on(ledger.wait_until("Creates on both nodes after the restart", |l| {
-        let acked = l.acked.lock().unwrap();
-        (0..2).all(|n| acked.iter().skip(before).any(|(_, node, _)| *node == n))
-    }));
+    rt.block_on(
+        ledger.wait_until("Creates on both nodes after the restart", |l| {
+            let acked = l.acked.lock().unwrap();
+            (0..2).all(|n| acked.iter().skip(before).any(|(_, node, _)| *node == n))
+        }),
+    );
     let back = restarted.elapsed();
     stop_load(&rt, &ledger, tasks);
     let failures = ledger.other_failures.lock().unwrap().clone();
@@ -336,9 +353,11 @@ fn nodes_follow_a_promoted_synchronous_standby_without_a_restart() {
     primary.stop_immediate();
     standby.promote();
     let promoted = stopped.elapsed();
-    rt.block_on(ledger.wait_until("Creates on both nodes after the promotion", |l| {
-        l.acked_on(0) >= on_a + 20 && l.acked_on(1) >= on_b + 20
-    }));
+    rt.block_on(
+        ledger.wait_until("Creates on both nodes after the promotion", |l| {
+            l.acked_on(0) >= on_a + 20 && l.acked_on(1) >= on_b + 20
+        }),
+    );
     stop_load(&rt, &ledger, tasks);
     let gap = longest_gap(&ledger, stopped);
     assert!(!standby.in_recovery(), "the standby was promoted");
