@@ -11,6 +11,8 @@
     clippy::indexing_slicing
 )]
 
+// The shared harness; this binary uses part of it.
+#[allow(dead_code)]
 mod cluster;
 
 use std::collections::BTreeSet;
