@@ -530,7 +530,12 @@ impl Session {
                 Some(sent)
                     if offset != 0
                         && *sent != a.value
-                        && !shifted_by_clock(sent, &a.value, state.clock_advance) =>
+                        && !shifted_by_clock(
+                            sent,
+                            &a.value,
+                            state.clock_advance,
+                            elapsed_since(state.now),
+                        ) =>
                 {
                     Err(Difference::new(
                         path,
@@ -908,12 +913,25 @@ fn status_summary(a: &Ttlv, shown: Tag, with_message: bool) -> String {
 /// The Attribute Name among the children of a 1.x Attribute.
 /// A date the server computed after the runner moved its clock forward: the sent `$NOW±n` may
 /// come back later by at most the time the clock moved (a date derived from "now", such as a
-/// replacement key's dates after a ReKey, lives on the server's shifted timeline).
-fn shifted_by_clock(sent: &Value, actual: &Value, advance: i64) -> bool {
+/// replacement key's dates after a ReKey, lives on the server's shifted timeline), plus the
+/// real seconds that passed since the file started (`elapsed`): the server's "now" moves on
+/// while the file runs, by more than a second on a slow store or a loaded machine.
+fn shifted_by_clock(sent: &Value, actual: &Value, advance: i64, elapsed: i64) -> bool {
     match (sent, actual) {
-        (Value::DateTime(s), Value::DateTime(a)) => advance > 0 && *a > *s && *a - *s <= advance,
+        (Value::DateTime(s), Value::DateTime(a)) => {
+            advance > 0 && *a > *s && *a - *s <= advance.saturating_add(elapsed)
+        }
         _ => false,
     }
+}
+
+/// Whole seconds since `start` (POSIX seconds), rounded up; 0 if the clock went back.
+fn elapsed_since(start: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(start);
+    now.saturating_sub(start).max(0).saturating_add(1)
 }
 
 /// The 1.x name of the Random Number Generator attribute.
