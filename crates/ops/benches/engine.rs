@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::build;
-use kmipd_proto::enums::{
-    cryptographic_algorithm as alg, object_type, operation as op, result_status as rs,
-};
+use kmipd_proto::enums::{cryptographic_algorithm as alg, operation as op, result_status as rs};
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseMessage};
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, MemoryStore, ObjectStore, SledStore};
@@ -39,17 +37,7 @@ fn request(operation: u32, payload: Vec<kmipd_ttlv::Ttlv>) -> Vec<u8> {
 fn create_request() -> Vec<u8> {
     request(
         op::CREATE,
-        vec![
-            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            build::structure(
-                tag::ATTRIBUTES,
-                vec![
-                    build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                    build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                    build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
-                ],
-            ),
-        ],
+        build::create_symmetric_key_v2(alg::AES, 256, 12),
     )
 }
 

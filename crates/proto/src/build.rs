@@ -8,7 +8,7 @@
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
 use crate::attributes::Attribute;
-use crate::enums::{block_cipher_mode, cryptographic_algorithm, name_type};
+use crate::enums::{block_cipher_mode, cryptographic_algorithm, name_type, object_type};
 use crate::message::ProtocolVersion;
 use crate::tag;
 
@@ -129,6 +129,22 @@ pub fn name(name: &str) -> Value {
 /// A Name attribute: `name` as an Uninterpreted Text String.
 pub fn name_attr(n: &str) -> Attribute {
     Attribute::std(tag::NAME, name(n))
+}
+
+/// The 2.x Create payload of a symmetric key: Object Type, then Attributes with the algorithm,
+/// the length in bits and the Cryptographic Usage Mask.
+pub fn create_symmetric_key_v2(algorithm: u32, bits: i32, usage: u32) -> Vec<Ttlv> {
+    vec![
+        enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+        structure(
+            tag::ATTRIBUTES,
+            vec![
+                enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, algorithm),
+                int(tag::CRYPTOGRAPHIC_LENGTH, bits),
+                usage_mask(usage),
+            ],
+        ),
+    ]
 }
 
 /// Attributes in the request form of `version`: a structure of `v1_tag` holding 1.x Attribute

@@ -17,7 +17,7 @@ use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, cryptographic_usage_mask as usage, key_format_type as kft,
-    object_type, result_status,
+    result_status,
 };
 use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem, ResponseMessage,
@@ -174,17 +174,7 @@ pub(crate) fn by_uid(uid: &str) -> Vec<Ttlv> {
 
 /// The 2.x Create payload of an AES-256 key for Encrypt and Decrypt.
 pub(crate) fn create_aes256_v2() -> Vec<Ttlv> {
-    vec![
-        build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-        build::structure(
-            tag::ATTRIBUTES,
-            vec![
-                build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                build::usage_mask(usage::ENCRYPT | usage::DECRYPT),
-            ],
-        ),
-    ]
+    build::create_symmetric_key_v2(alg::AES, 256, usage::ENCRYPT | usage::DECRYPT)
 }
 
 /// A Secret Data structure of Secret Data Type `kind` holding `bytes` (Opaque format).

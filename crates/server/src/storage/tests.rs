@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use kmipd_hsm::MasterKey;
 use kmipd_ops::{Engine, EngineConfig, Principal};
 use kmipd_proto::build;
-use kmipd_proto::enums::{cryptographic_algorithm as alg, object_type, operation as op};
+use kmipd_proto::enums::{cryptographic_algorithm as alg, operation as op};
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseMessage};
 use kmipd_proto::tag;
 use kmipd_store::{Kek, KekId, SledStore};
@@ -108,17 +108,7 @@ fn create(engine: &Engine) -> String {
     let payload = call(
         engine,
         op::CREATE,
-        vec![
-            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            build::structure(
-                tag::ATTRIBUTES,
-                vec![
-                    build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
-                    build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
-                    build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 12),
-                ],
-            ),
-        ],
+        build::create_symmetric_key_v2(alg::AES, 256, 12),
     );
     match find(&payload, tag::UNIQUE_IDENTIFIER) {
         Some(Value::TextString(s)) => s,
