@@ -207,7 +207,9 @@ impl Error {
         match self {
             Error::Store(e) => match e {
                 StoreError::Conflict { .. } => None,
-                StoreError::Backend(_) => Some(IncidentKind::StoreBackend),
+                StoreError::Backend(_) | StoreError::Incompatible(_) => {
+                    Some(IncidentKind::StoreBackend)
+                }
                 StoreError::Corrupt { .. } => Some(IncidentKind::StoreCorrupt),
                 StoreError::Locked => Some(IncidentKind::StoreLocked),
                 StoreError::Kek(_) => Some(IncidentKind::StoreKek),

@@ -247,6 +247,32 @@ fn a_node_whose_master_key_differs_refuses_to_serve() {
 }
 
 #[test]
+fn a_node_on_a_schema_newer_than_it_knows_exits_at_once_instead_of_waiting() {
+    let c = Cluster::new();
+    let a = Node::start(&c.node_config("a"));
+    a.stop();
+    // A newer kmipd upgraded the schema: this one cannot read it, and no wait would help.
+    c.pg.psql(
+        &c.db,
+        &format!(
+            "INSERT INTO kmipd_schema (version) VALUES ({})",
+            kmipd_store::SCHEMA_VERSION + 1
+        ),
+    );
+    let (status, log) = Node::spawn(&c.node_config("a")).wait_exit();
+    assert!(!status.success(), "it must not serve:\n{log}");
+    assert!(
+        log.contains("newer than this kmipd"),
+        "a clear error:\n{log}"
+    );
+    assert!(
+        !log.contains("PostgreSQL cannot be reached"),
+        "no waiting:\n{log}"
+    );
+    assert!(!log.contains("kmipd listening"), "{log}");
+}
+
+#[test]
 fn admin_commands_with_postgres_rotate_the_master_key_and_refuse_with_directions() {
     let c = Cluster::new();
     let config_a = c.node_config("a");

@@ -106,6 +106,10 @@ pub enum StoreError {
     /// The backend failed (I/O, sled); the message is for the operator's log only.
     #[error("storage backend failure: {0}")]
     Backend(String),
+    /// The store was written by a newer kmipd (a database schema or store format this build
+    /// does not know): waiting or retrying cannot help; upgrade this node.
+    #[error("incompatible store: {0}")]
+    Incompatible(String),
     /// A stored record could not be read back (checksum, format, unwrap failure). Only this
     /// object is affected.
     #[error("stored record {uid} is unreadable: {reason}")]

@@ -4,7 +4,8 @@
 //! mistake, not an outage: the node exits). Then the node connects; while PostgreSQL cannot
 //! be reached it waits instead of exiting: one warning per attempt with the reason, attempts
 //! spaced by a back-off from 1 s doubling up to 30 s (each attempt itself retries for up to
-//! `store.deadline_ms`), until the database answers or the server is stopped. Then the key
+//! `store.deadline_ms`), until the database answers or the server is stopped; a database
+//! whose schema is newer than this kmipd knows ends the start-up at once. Then the key
 //! hierarchy ([`unlock_shared`]): the database's master key check value must unwrap with this
 //! node's master key, else the node refuses to serve ([`StorageError::MasterKeyMismatch`]);
 //! on an empty database the first node to store its KEK blob wins
@@ -87,6 +88,8 @@ fn wait_for_database(
                 }
                 return Ok(s);
             }
+            // Written by a newer kmipd: no wait makes it readable.
+            Err(e @ kmipd_store::StoreError::Incompatible(_)) => return Err(e.into()),
             Err(e) => {
                 warn!(
                     attempt,

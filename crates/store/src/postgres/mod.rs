@@ -183,7 +183,7 @@ impl Counts {
         let c = match r {
             Ok(()) => &self.commits,
             Err(StoreError::Conflict { .. }) => &self.conflicts,
-            Err(StoreError::Backend(_)) => &self.database,
+            Err(StoreError::Backend(_) | StoreError::Incompatible(_)) => &self.database,
             Err(StoreError::Kek(_) | StoreError::Locked) => &self.keyring,
             Err(StoreError::Corrupt { .. }) => &self.corrupt,
         };
@@ -798,7 +798,7 @@ async fn migrate(inner: &Arc<Inner>, schema: Option<String>) -> Result<(), Store
             let have = have.unwrap_or(0);
             if have > SCHEMA_VERSION {
                 let _ = c.batch_execute("ROLLBACK").await;
-                return Err(Failure::Fatal(backend(format!(
+                return Err(Failure::Fatal(StoreError::Incompatible(format!(
                     "the database schema is version {have}, newer than this kmipd knows \
                      ({SCHEMA_VERSION}): it was written by a newer kmipd; upgrade this node"
                 ))));

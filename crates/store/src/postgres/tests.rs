@@ -387,8 +387,9 @@ fn a_newer_schema_is_refused() {
         "INSERT INTO kmipd_schema (version) VALUES ({})",
         SCHEMA_VERSION + 1
     ));
-    let err = PgStore::open(&opts).unwrap_err().to_string();
-    assert!(err.contains("newer than this kmipd"), "{err}");
+    let err = PgStore::open(&opts).unwrap_err();
+    assert!(matches!(err, StoreError::Incompatible(_)), "{err:?}");
+    assert!(err.to_string().contains("newer than this kmipd"), "{err}");
     // Reopening an up-to-date schema applies nothing again.
     raw.batch(&format!(
         "DELETE FROM kmipd_schema WHERE version = {}",
