@@ -10,7 +10,9 @@
 //! [`SledStore::store_wrapped_kek`]: crate::SledStore::store_wrapped_kek
 //! [`SledStore::unlock`]: crate::SledStore::unlock
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use aes_kw::KekAes256;
 use zeroize::{Zeroize, Zeroizing};
@@ -130,5 +132,69 @@ mod tests {
         assert!(a.unwrap(&bad).is_err());
         assert!(!format!("{a:?}").contains('7'));
         assert!(Kek::from_slice(KekId(3), &[0; 31]).is_none());
+    }
+}
+
+/// The unwrapped KEKs of an unlocked store, the one piece of key state a backend keeps in
+/// memory (sled and PostgreSQL alike): which KEK wraps new writes and every KEK a stored
+/// record may name. Shared behind a `RwLock`; the functions below are the one place that
+/// reads it.
+#[derive(Default)]
+pub(crate) struct Keyring {
+    /// The KEK of new writes (`None`: locked).
+    pub(crate) current: Option<KekId>,
+    /// Every KEK supplied at unlock or registered since.
+    pub(crate) keks: BTreeMap<KekId, Arc<Kek>>,
+}
+
+fn poisoned() -> crate::StoreError {
+    crate::StoreError::Backend("keyring lock poisoned".to_owned())
+}
+
+impl Keyring {
+    /// The KEK `id`: [`StoreError::Locked`](crate::StoreError::Locked) before unlock, a
+    /// `Kek` error when it was not supplied.
+    pub(crate) fn kek(ring: &RwLock<Keyring>, id: KekId) -> Result<Arc<Kek>, crate::StoreError> {
+        let ring = ring.read().map_err(|_| poisoned())?;
+        if ring.keks.is_empty() {
+            return Err(crate::StoreError::Locked);
+        }
+        ring.keks
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| crate::StoreError::Kek(format!("KEK {id} was not supplied at unlock")))
+    }
+
+    /// The KEK of new writes ([`StoreError::Locked`](crate::StoreError::Locked) before unlock).
+    pub(crate) fn current(ring: &RwLock<Keyring>) -> Result<Arc<Kek>, crate::StoreError> {
+        let ring = ring.read().map_err(|_| poisoned())?;
+        let id = ring.current.ok_or(crate::StoreError::Locked)?;
+        ring.keks.get(&id).cloned().ok_or(crate::StoreError::Locked)
+    }
+
+    /// Parses a stored record and unwraps its key material; a record wrapped by a KEK that
+    /// was not supplied is [`StoreError::Corrupt`](crate::StoreError::Corrupt) (only that
+    /// object is affected).
+    pub(crate) fn decode(
+        ring: &RwLock<Keyring>,
+        uid: &str,
+        raw: &[u8],
+    ) -> Result<crate::ManagedObject, crate::StoreError> {
+        let parsed = crate::record::parse(uid, raw)?;
+        let mut o = parsed.shell();
+        if let Some((id, wrapped)) = &parsed.wrapped {
+            let kek = match Keyring::kek(ring, *id) {
+                Ok(k) => k,
+                Err(crate::StoreError::Kek(reason)) => {
+                    return Err(crate::StoreError::Corrupt {
+                        uid: uid.to_owned(),
+                        reason,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            o.object = Some(crate::record::open_sealed(uid, wrapped, &kek)?);
+        }
+        Ok(o)
     }
 }

@@ -43,9 +43,9 @@ pub use durable::SyncStats;
 pub use keyring::KekRotation;
 pub use open::{DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions};
 
+use crate::kek::Keyring;
 use durable::Durability;
 use index::MemIndex;
-use keyring::Keyring;
 use pipeline::ToApplier;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {

@@ -62,7 +62,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -75,9 +75,8 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use crate::kek::{Kek, KekId};
+use crate::kek::{Kek, KekId, Keyring};
 use crate::query::{Filter, Query, filter_prefix};
-use crate::record;
 use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
 
 pub use copy::{CopyReport, copy_from_sled};
@@ -149,14 +148,6 @@ impl PgOptions {
             schema: None,
         }
     }
-}
-
-/// The KEKs in memory (the only state a node keeps; the current id is checked against the
-/// database in every commit).
-#[derive(Default)]
-pub(crate) struct Keyring {
-    pub(crate) current: Option<KekId>,
-    pub(crate) keks: BTreeMap<KekId, Arc<Kek>>,
 }
 
 /// What the tasks of one store share.
@@ -347,46 +338,16 @@ impl Inner {
     }
 
     pub(crate) fn kek(&self, id: KekId) -> Result<Arc<Kek>, StoreError> {
-        let ring = self
-            .keyring
-            .read()
-            .map_err(|_| backend("keyring lock poisoned"))?;
-        if ring.keks.is_empty() {
-            return Err(StoreError::Locked);
-        }
-        ring.keks
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::Kek(format!("KEK {id} was not supplied at unlock")))
+        Keyring::kek(&self.keyring, id)
     }
 
     pub(crate) fn current(&self) -> Result<Arc<Kek>, StoreError> {
-        let ring = self
-            .keyring
-            .read()
-            .map_err(|_| backend("keyring lock poisoned"))?;
-        let id = ring.current.ok_or(StoreError::Locked)?;
-        ring.keks.get(&id).cloned().ok_or(StoreError::Locked)
+        Keyring::current(&self.keyring)
     }
 
     /// Parses and unwraps one record (as sled: a KEK not supplied makes it Corrupt).
     pub(crate) fn decode(&self, uid: &str, raw: &[u8]) -> Result<ManagedObject, StoreError> {
-        let parsed = record::parse(uid, raw)?;
-        let mut o = parsed.shell();
-        if let Some((id, wrapped)) = &parsed.wrapped {
-            let kek = match self.kek(*id) {
-                Ok(k) => k,
-                Err(StoreError::Kek(reason)) => {
-                    return Err(StoreError::Corrupt {
-                        uid: uid.to_owned(),
-                        reason,
-                    });
-                }
-                Err(e) => return Err(e),
-            };
-            o.object = Some(record::open_sealed(uid, wrapped, &kek)?);
-        }
-        Ok(o)
+        Keyring::decode(&self.keyring, uid, raw)
     }
 
     /// Decodes listed rows: damaged records are remembered and left out.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::{SledStore, backend};
 use crate::StoreError;
-use crate::kek::{Kek, KekId};
+use crate::kek::{Kek, KekId, Keyring};
 use crate::record;
 
 pub(super) const META_CURRENT: &[u8] = b"kek/current";
@@ -33,13 +33,6 @@ fn meta_key(prefix: &str, id: KekId) -> Vec<u8> {
 fn id_from_meta_key(prefix: &str, key: &[u8]) -> Option<KekId> {
     let rest = key.strip_prefix(prefix.as_bytes())?;
     Some(KekId(u32::from_be_bytes(rest.try_into().ok()?)))
-}
-
-/// The KEKs in memory.
-#[derive(Default)]
-pub(super) struct Keyring {
-    pub(super) current: Option<KekId>,
-    pub(super) keks: BTreeMap<KekId, Arc<Kek>>,
 }
 
 /// What a finished KEK rotation did.
@@ -177,26 +170,11 @@ impl SledStore {
     }
 
     pub(super) fn kek(&self, id: KekId) -> Result<Arc<Kek>, StoreError> {
-        let ring = self
-            .keyring
-            .read()
-            .map_err(|_| backend("keyring lock poisoned"))?;
-        if ring.keks.is_empty() {
-            return Err(StoreError::Locked);
-        }
-        ring.keks
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::Kek(format!("KEK {id} was not supplied at unlock")))
+        Keyring::kek(&self.keyring, id)
     }
 
     pub(super) fn current(&self) -> Result<Arc<Kek>, StoreError> {
-        let ring = self
-            .keyring
-            .read()
-            .map_err(|_| backend("keyring lock poisoned"))?;
-        let id = ring.current.ok_or(StoreError::Locked)?;
-        ring.keks.get(&id).cloned().ok_or(StoreError::Locked)
+        Keyring::current(&self.keyring)
     }
 
     /// Rotates to `new`: registers it as the current KEK, re-wraps every record, and retires

@@ -14,28 +14,12 @@ use super::commit::{revision_of, select_terms};
 use super::pipeline::{Completion, ToApplier};
 use super::{SledStore, backend};
 use crate::query::Query;
-use crate::record;
 use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
 
 impl SledStore {
     /// Parses and unwraps one record.
     fn decode(&self, uid: &str, raw: &[u8]) -> Result<ManagedObject, StoreError> {
-        let parsed = record::parse(uid, raw)?;
-        let mut o = parsed.shell();
-        if let Some((id, wrapped)) = &parsed.wrapped {
-            let kek = match self.kek(*id) {
-                Ok(k) => k,
-                Err(StoreError::Kek(reason)) => {
-                    return Err(StoreError::Corrupt {
-                        uid: uid.to_owned(),
-                        reason,
-                    });
-                }
-                Err(e) => return Err(e),
-            };
-            o.object = Some(record::open_sealed(uid, wrapped, &kek)?);
-        }
-        Ok(o)
+        crate::kek::Keyring::decode(&self.keyring, uid, raw)
     }
 
     /// [`decode`](Self::decode) for a read: a damaged record is remembered, then reported.
