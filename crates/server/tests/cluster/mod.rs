@@ -83,6 +83,7 @@ impl Node {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
+        reap_with_test_process(child.id());
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let addr = Arc::new(Mutex::new(None));
@@ -231,6 +232,27 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `Drop` kills a node, but a test binary killed with SIGKILL runs no `Drop`: a detached `sh`
+/// loop SIGKILLs the node once the test process is gone (checked once a second), and ends by
+/// itself once the node is gone (exited and reaped).
+fn reap_with_test_process(pid: u32) {
+    let script = format!(
+        "while [ -d /proc/{test} ] && [ -d /proc/{pid} ]; do sleep 1; done; \
+         [ -d /proc/{test} ] || kill -9 {pid} 2>/dev/null",
+        test = std::process::id()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Reaped by nobody while the test runs (a zombie at most, gone with the test process).
+    if let Err(e) = cmd.spawn() {
+        panic!("cannot start the node's watchdog: {e}");
     }
 }
 
