@@ -17,8 +17,8 @@ use kmipd_proto::message::{ProtocolVersion, ResponseBatchItem};
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-mod common;
-use common::{attr, by_uid, ok, one, uids};
+use engine::{attr, by_uid, ok, one, uids};
+use kmipd_test_support::engine;
 
 /// Creates an AES-256 key named `name` (2.1) and returns its identifier.
 fn create(e: &Engine, who: &Principal, name: &str) -> String {
@@ -28,7 +28,7 @@ fn create(e: &Engine, who: &Principal, name: &str) -> String {
             build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 3),
             build::int(tag::CRYPTOGRAPHIC_LENGTH, 256),
             build::int(tag::CRYPTOGRAPHIC_USAGE_MASK, 0x0C),
-            Ttlv::new(tag::NAME, common::name(name)),
+            Ttlv::new(tag::NAME, engine::name(name)),
         ],
     );
     let item = one(
@@ -48,10 +48,10 @@ fn locate_by_name(e: &Engine, who: &Principal, v: ProtocolVersion, name: &str) -
     let payload = if v.is_v2() {
         vec![build::structure(
             tag::ATTRIBUTES,
-            vec![Ttlv::new(tag::NAME, common::name(name))],
+            vec![Ttlv::new(tag::NAME, engine::name(name))],
         )]
     } else {
-        vec![attr("Name", common::name(name))]
+        vec![attr("Name", engine::name(name))]
     };
     uids(&ok(&one(e, who, v, op::LOCATE, payload)))
 }

@@ -24,11 +24,11 @@ use kmipd_store::{Kek, KekId, ObjectStore, SledStore};
 use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
-mod common;
-use common::{TempDir, create_aes256_v2, key_material, ok_uid, opaque_secret};
+use engine::{TempDir, create_aes256_v2, key_material, ok_uid, opaque_secret};
+use kmipd_test_support::engine;
 
 fn send(engine: &Engine, items: Vec<(u32, Vec<Ttlv>)>) -> Vec<ResponseBatchItem> {
-    common::send(engine, &Principal::new("a"), ProtocolVersion::V2_1, items)
+    engine::send(engine, &Principal::new("a"), ProtocolVersion::V2_1, items)
 }
 
 fn register(engine: &Engine, ot: u32, mask: i32, object: Ttlv) -> String {

@@ -16,8 +16,8 @@ use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, Re
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
-mod common;
-use common::{attr, name, ok, secret_data, uids};
+use engine::{attr, name, ok, secret_data, uids};
+use kmipd_test_support::engine;
 
 fn request(version: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> Ttlv {
     RequestMessage::new(
@@ -41,7 +41,7 @@ fn send(
     version: ProtocolVersion,
     items: Vec<(u32, Vec<Ttlv>)>,
 ) -> Vec<ResponseBatchItem> {
-    common::exchange_tree(e, &Principal::new(who), &request(version, items)).items
+    engine::exchange_tree(e, &Principal::new(who), &request(version, items)).items
 }
 
 /// Registers a 1.x Secret Data with these template attributes; returns its identifier.

@@ -24,8 +24,8 @@ use kmipd_proto::tag;
 use kmipd_store::ObjectStore;
 use kmipd_ttlv::{Ttlv, Value};
 
-mod common;
-use common::{Server, opaque_secret, uid_of};
+use engine::{Server, opaque_secret, uid_of};
+use kmipd_test_support::engine;
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
 const V14: ProtocolVersion = ProtocolVersion::V1_4;
@@ -565,7 +565,7 @@ fn query_answers_in_the_request_version() {
 #[test]
 fn prepare_stores_nothing_and_complete_stores_the_changes() {
     let s = Server::new();
-    let created = s.one(V21, op::CREATE, common::create_aes256_v2());
+    let created = s.one(V21, op::CREATE, engine::create_aes256_v2());
     let uid = uid_of(&created);
     let fresh = |s: &Server| {
         s.store
@@ -578,7 +578,7 @@ fn prepare_stores_nothing_and_complete_stores_the_changes() {
     };
     assert_eq!(fresh(&s), Some(Value::Boolean(true)));
 
-    let get = message(V21, vec![item(op::GET, common::by_uid(&uid))]).to_ttlv();
+    let get = message(V21, vec![item(op::GET, engine::by_uid(&uid))]).to_ttlv();
     assert!(kmipd_ops::Engine::is_light(&get));
     // Prepared, then dropped: the object stays Fresh.
     let dropped = s.engine.prepare(&s.who, &get);
@@ -609,7 +609,7 @@ fn prepare_stores_nothing_and_complete_stores_the_changes() {
 #[test]
 fn complete_then_answers_once_the_changes_are_stored() {
     let s = Server::new();
-    let create = message(V21, vec![item(op::CREATE, common::create_aes256_v2())]).to_ttlv();
+    let create = message(V21, vec![item(op::CREATE, engine::create_aes256_v2())]).to_ttlv();
     let (tx, rx) = std::sync::mpsc::channel();
     s.engine
         .complete_then(s.engine.prepare(&s.who, &create), move |answer| {
@@ -621,7 +621,7 @@ fn complete_then_answers_once_the_changes_are_stored() {
     // Nothing to store: `done` runs before complete_then returns.
     let get = message(
         V21,
-        vec![item(op::GET_ATTRIBUTE_LIST, common::by_uid(&uid))],
+        vec![item(op::GET_ATTRIBUTE_LIST, engine::by_uid(&uid))],
     )
     .to_ttlv();
     let prepared = s.engine.prepare(&s.who, &get);
@@ -640,15 +640,15 @@ fn complete_then_answers_once_the_changes_are_stored() {
 #[test]
 fn light_requests_are_reads_and_short_batches() {
     use kmipd_ops::Engine;
-    let get = || item(op::GET, common::by_uid("x"));
+    let get = || item(op::GET, engine::by_uid("x"));
     assert!(Engine::is_light(&message(V21, vec![get()]).to_ttlv()));
     assert!(Engine::is_light(
-        &message(V14, vec![get(), item(op::ACTIVATE, common::by_uid("x"))]).to_ttlv()
+        &message(V14, vec![get(), item(op::ACTIVATE, engine::by_uid("x"))]).to_ttlv()
     ));
     // Symmetric key generation is light; asymmetric key generation, scans, RSA private-key
     // work and key parsing are not.
     assert!(Engine::is_light(
-        &message(V21, vec![item(op::CREATE, common::create_aes256_v2())]).to_ttlv()
+        &message(V21, vec![item(op::CREATE, engine::create_aes256_v2())]).to_ttlv()
     ));
     for heavy in [
         op::CREATE_KEY_PAIR,

@@ -28,8 +28,8 @@ use kmipd_test_support::kmip::{
 };
 use kmipd_ttlv::{Ttlv, Value};
 
-mod common;
-use common::{attr, attr_at, by_uid, create_aes256_v2, name, ok, secret_data, uids};
+use engine::{attr, attr_at, by_uid, create_aes256_v2, name, ok, secret_data, uids};
+use kmipd_test_support::engine;
 
 const V1_1: ProtocolVersion = ProtocolVersion::new(1, 1);
 const V1_2: ProtocolVersion = ProtocolVersion::new(1, 2);
@@ -43,7 +43,7 @@ fn item(op: u32, payload: Vec<Ttlv>) -> RequestBatchItem {
 }
 
 fn exchange(e: &Engine, who: &str, msg: &RequestMessage) -> ResponseMessage {
-    let resp = common::exchange(e, &Principal::new(who), msg);
+    let resp = engine::exchange(e, &Principal::new(who), msg);
     assert_eq!(
         resp.header.protocol_version, msg.header.protocol_version,
         "answered in the request's version"

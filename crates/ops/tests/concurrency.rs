@@ -24,8 +24,8 @@ use kmipd_store::{Kek, KekId, ManagedObject, MemoryStore, ObjectStore, SledStore
 use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
-mod common;
-use common::{TempDir, attr, by_uid, create_aes256_v2, message, name, ok_uid, one, uid_item};
+use engine::{TempDir, attr, by_uid, create_aes256_v2, message, name, ok_uid, one, uid_item};
+use kmipd_test_support::engine;
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
 const V14: ProtocolVersion = ProtocolVersion::V1_4;

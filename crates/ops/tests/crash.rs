@@ -29,8 +29,8 @@ use kmipd_test_support::crash::{Acks, Kill, Lcg, run_child_and_kill};
 use kmipd_ttlv::Ttlv;
 use zeroize::Zeroizing;
 
-mod common;
-use common::{TempDir, create_aes256_v2, key_material};
+use engine::{TempDir, create_aes256_v2, key_material};
+use kmipd_test_support::engine;
 
 const CHILD_ENV: &str = "KMIPD_CRASH_CHILD";
 const WRITERS: usize = 16;
@@ -41,7 +41,7 @@ fn kek() -> Kek {
 
 fn call(engine: &Engine, operation: u32, payload: Vec<Ttlv>) -> Option<Ttlv> {
     let who = Principal::new("crash");
-    let item = common::one(engine, &who, ProtocolVersion::V2_1, operation, payload);
+    let item = engine::one(engine, &who, ProtocolVersion::V2_1, operation, payload);
     (item.result_status == rs::SUCCESS).then_some(item.payload?)
 }
 

@@ -12,8 +12,8 @@ use kmipd_ops::{Engine, Principal};
 use kmipd_proto::reader::{as_bytes, as_enum};
 use kmipd_proto::tag;
 
-mod common;
-use common::{batch_items, field, xml_request};
+use engine::{batch_items, field, xml_request};
+use kmipd_test_support::engine;
 
 const REGISTER: &str = r#"<BatchItem><Operation type="Enumeration" value="Register"/><RequestPayload>
 <ObjectType type="Enumeration" value="SymmetricKey"/>

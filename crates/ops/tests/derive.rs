@@ -17,8 +17,8 @@ use kmipd_proto::reader::{StructReader, as_bytes, as_enum, as_text};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
-mod common;
-use common::{batch_items, field, xml_request};
+use engine::{batch_items, field, xml_request};
+use kmipd_test_support::engine;
 
 const PAST: &str = "2001-01-01T00:00:00+00:00";
 

@@ -18,8 +18,8 @@ use kmipd_store::{
     Change, CommitDone, ManagedObject, MemoryStore, ObjectStore, Revision, StoreError,
 };
 
-mod common;
-use common::{by_uid, create_aes256_v2, message, ok_uid};
+use engine::{by_uid, create_aes256_v2, message, ok_uid};
+use kmipd_test_support::engine;
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
 

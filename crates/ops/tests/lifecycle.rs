@@ -23,14 +23,29 @@ use kmipd_proto::tag;
 use kmipd_store::{ManagedObject, MemoryStore, ObjectStore};
 use kmipd_ttlv::{Ttlv, Value};
 
-mod common;
-use common::{Server, opaque_secret, uid_item, uid_of};
+use engine::{Server, opaque_secret, uid_item, uid_of};
+use kmipd_test_support::engine;
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
 const V14: ProtocolVersion = ProtocolVersion::V1_4;
 
 /// The lifecycle tests' requests and readings, on the shared harness's server.
-impl Server {
+trait Lifecycle {
+    /// Registers Secret Data with these (2.x-form) attributes; returns its identifier.
+    fn register(&self, v: ProtocolVersion, attrs: Vec<Ttlv>) -> String;
+    /// The stored object `uid`.
+    fn object(&self, uid: &str) -> ManagedObject;
+    /// The State of `uid`.
+    fn state(&self, uid: &str) -> u32;
+    /// The date attribute `t` of `uid`, if set.
+    fn date(&self, uid: &str, t: kmipd_ttlv::Tag) -> Option<i64>;
+    /// Revokes `uid` with reason `code`.
+    fn revoke(&self, v: ProtocolVersion, uid: &str, code: u32) -> ResponseBatchItem;
+    /// An object in `s`, built through operations only.
+    fn in_state(&self, s: u32) -> String;
+}
+
+impl Lifecycle for Server {
     /// Registers Secret Data with these (2.x-form) attributes; returns its identifier.
     fn register(&self, v: ProtocolVersion, attrs: Vec<Ttlv>) -> String {
         let a = self.one(v, op::REGISTER, register_payload(v, attrs));

@@ -19,7 +19,7 @@ use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
-mod common;
+use kmipd_test_support::engine;
 
 const V14: ProtocolVersion = ProtocolVersion::V1_4;
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
@@ -29,7 +29,7 @@ fn send(
     v: ProtocolVersion,
     items: Vec<(u32, Vec<Ttlv>)>,
 ) -> Vec<ResponseBatchItem> {
-    common::send(engine, &Principal::new("a"), v, items)
+    engine::send(engine, &Principal::new("a"), v, items)
 }
 
 fn ok(item: &ResponseBatchItem) -> StructReader<'_> {

@@ -1,17 +1,20 @@
 //! Reading KMIP answers and building the request fields that the engine's tests
 //! (`crates/ops/tests`) and the interoperability tests over the wire
-//! (`conformance/rust-clients/tests`) share. Every helper asserts: a test fails with the
+//! (`conformance/rust-clients/tests`) share, and the request messages, answers and KMIP XML
+//! requests of the engine's tests.  Every helper asserts: a test fails with the
 //! answer in its message when the answer is not what it expects.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use kmipd_proto::attributes::AttrName;
 use kmipd_proto::build;
+use kmipd_proto::enums::cryptographic_usage_mask as usage_mask;
 use kmipd_proto::enums::{cryptographic_algorithm as alg, key_format_type as kft, result_status};
-use kmipd_proto::message::ResponseBatchItem;
+use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseBatchItem};
 use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::spec::{self, Version};
 use kmipd_proto::tag;
+use kmipd_proto::xml::{self, NoPlaceholders, XmlOptions};
 use kmipd_ttlv::{Tag, Ttlv, Value};
 
 /// The payload's children of a successful answer (asserts Success).
@@ -207,4 +210,94 @@ pub fn secret_data(kind: u32, format: u32, bytes: &[u8]) -> Ttlv {
 /// A 1.x Cryptographic Usage Mask attribute.
 pub fn usage(m: u32) -> Ttlv {
     attr("Cryptographic Usage Mask", build::mask(m))
+}
+
+// The engine's tests: building request messages, reading answers, KMIP XML requests.
+
+/// A request message of `v` with one batch item per (operation, payload items).
+pub fn message(v: ProtocolVersion, items: Vec<(u32, Vec<Ttlv>)>) -> RequestMessage {
+    RequestMessage::new(
+        v,
+        items
+            .into_iter()
+            .map(|(operation, payload)| RequestBatchItem::new(operation, payload))
+            .collect(),
+    )
+}
+
+/// The Unique Identifier of an answer's payload (an undone item keeps its payload).
+pub fn uid_of(item: &ResponseBatchItem) -> String {
+    StructReader::any(item.payload.as_ref().expect("payload"))
+        .unwrap()
+        .req_text(tag::UNIQUE_IDENTIFIER)
+        .unwrap()
+        .to_owned()
+}
+
+/// The Unique Identifier of an answer, which must be a success.
+pub fn ok_uid(item: &ResponseBatchItem) -> String {
+    assert_eq!(item.result_status, result_status::SUCCESS, "{item:?}");
+    uid_of(item)
+}
+
+/// The Key Material bytes somewhere in `t` (the last Byte String one), if any.
+pub fn key_material(t: &Ttlv) -> Option<Vec<u8>> {
+    let mut out = None;
+    t.walk(&mut |i, _| {
+        if i.tag == tag::KEY_MATERIAL
+            && let Value::ByteString(b) = &i.value
+        {
+            out = Some(b.to_vec());
+        }
+    });
+    out
+}
+
+/// A Unique Identifier item.
+pub use kmipd_proto::build::unique_identifier as uid_item;
+
+/// A payload that names one object.
+pub fn by_uid(uid: &str) -> Vec<Ttlv> {
+    vec![uid_item(uid)]
+}
+
+/// The 2.x Create payload of an AES-256 key for Encrypt and Decrypt.
+pub fn create_aes256_v2() -> Vec<Ttlv> {
+    build::create_symmetric_key_v2(alg::AES, 256, usage_mask::ENCRYPT | usage_mask::DECRYPT)
+}
+
+/// A Secret Data structure of Secret Data Type `kind` holding `bytes` (Opaque format).
+pub fn opaque_secret(kind: u32, bytes: &[u8]) -> Ttlv {
+    secret_data(kind, kft::OPAQUE, bytes)
+}
+
+/// A request message of version (major, minor) from the KMIP XML of its batch items.
+pub fn xml_request(v: (u8, u8), items: &str) -> Ttlv {
+    let (major, minor) = v;
+    let text = format!(
+        r#"<RequestMessage><RequestHeader><ProtocolVersion>
+<ProtocolVersionMajor type="Integer" value="{major}"/>
+<ProtocolVersionMinor type="Integer" value="{minor}"/>
+</ProtocolVersion><BatchCount type="Integer" value="{}"/></RequestHeader>{items}</RequestMessage>"#,
+        items.matches("<BatchItem>").count()
+    );
+    xml::read_item(&text, &XmlOptions::default(), &mut NoPlaceholders).unwrap()
+}
+
+/// The Batch Items of a response tree.
+pub fn batch_items(response: &Ttlv) -> Vec<Ttlv> {
+    StructReader::any(response)
+        .unwrap()
+        .repeated(tag::BATCH_ITEM)
+        .cloned()
+        .collect()
+}
+
+/// The item at `path` (a tag a level) below `item`, if there is one.
+pub fn field<'a>(item: &'a Ttlv, path: &[Tag]) -> Option<&'a Ttlv> {
+    let mut cur = item;
+    for t in path {
+        cur = StructReader::any(cur).ok()?.optional(*t)?;
+    }
+    Some(cur)
 }

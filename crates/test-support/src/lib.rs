@@ -1,8 +1,11 @@
 //! Helpers shared by kmipd's tests: where the OASIS KMIP test vectors are, how to read the
 //! hex files that hold wire captures, copying a store's directory, the child process of the
 //! SIGKILL crash tests ([`crash`]), reading KMIP answers in tests ([`kmip`]), replaying the
-//! fuzz corpora ([`fuzz`]), and a private PostgreSQL cluster ([`pg`]). Only ever a
-//! dev-dependency.
+//! fuzz corpora ([`fuzz`]), a private PostgreSQL cluster ([`pg`]), a temporary directory
+//! ([`TempDir`]) and, behind the `engine` feature, the engine harness of kmipd-ops's
+//! integration tests (`engine`; kmipd-ops's dev-dependency on this crate enables it, a
+//! dev-dependency cycle Cargo allows). Only ever a dev-dependency: a library, so each test
+//! binary takes the helpers it uses and no `dead_code` allowance is needed.
 #![allow(clippy::panic, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -141,6 +144,27 @@ pub fn fixed_placeholder(
 }
 
 pub mod crash;
+#[cfg(feature = "engine")]
+pub mod engine;
 pub mod fuzz;
 pub mod kmip;
 pub mod pg;
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// An empty directory `kmipd-<name>-<pid>` under the system's temporary directory.
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("kmipd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create the temporary directory");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
