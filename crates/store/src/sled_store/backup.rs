@@ -3,7 +3,10 @@
 //! [`SledStore::backup`] streams every record and the metadata (key material stays wrapped)
 //! while commits go on: changes made during the copy are journalled (by the applier thread
 //! and the re-wrap of a KEK rotation) and re-read at the end under a short exclusive section,
-//! so the file is the state at one instant. The file: magic, version, entries (`R` record,
+//! so the file is the state at one instant. The scan is no snapshot (a key deleted ahead of it
+//! or inserted behind it is not met), so the records a backup reports are counted on the file's
+//! content: the keys the scan wrote, updated by the replay's records and removals (the backup
+//! keeps those keys in memory while it runs). The file: magic, version, entries (`R` record,
 //! `X` removed record, `M` metadata; length-prefixed key and value), `E` and a CRC-32 of
 //! everything before it. [`SledStore::restore`] checks the CRC and writes a new store.
 
@@ -25,7 +28,7 @@ const BACKUP_VERSION: u8 = 1;
 /// What a backup or restore copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupInfo {
-    /// Object records.
+    /// Object records: those the file holds (what a restore of it yields), or those restored.
     pub records: usize,
     /// Metadata entries (format, KEK check values and wrapped KEKs).
     pub meta: usize,
@@ -50,10 +53,12 @@ impl SledStore {
             .lock()
             .map_err(|_| backend("journal poisoned"))? = Some(BTreeSet::new());
         let result = (|| {
+            // The keys the file holds a record for: the scan's, then the replay's changes.
+            let mut held = BTreeSet::new();
             for kv in self.objects.iter() {
                 let (k, v) = kv.map_err(backend)?;
                 w.entry(b'R', &k, Some(&v))?;
-                info.records = info.records.saturating_add(1);
+                held.insert(k);
             }
             // The cut: every commit encoded so far is applied and journalled, and no new one
             // is encoded while the journal is replayed and the metadata read.
@@ -65,11 +70,19 @@ impl SledStore {
                 .take()
                 .unwrap_or_default();
             for uid in changed {
-                match self.objects.get(uid.as_bytes()).map_err(backend)? {
-                    Some(v) => w.entry(b'R', uid.as_bytes(), Some(&v))?,
-                    None => w.entry(b'X', uid.as_bytes(), None)?,
+                let key = sled::IVec::from(uid.as_bytes());
+                match self.objects.get(&key).map_err(backend)? {
+                    Some(v) => {
+                        w.entry(b'R', &key, Some(&v))?;
+                        held.insert(key);
+                    }
+                    None => {
+                        w.entry(b'X', &key, None)?;
+                        held.remove(&key);
+                    }
                 }
             }
+            info.records = held.len();
             for kv in self.meta.iter() {
                 let (k, v) = kv.map_err(backend)?;
                 w.entry(b'M', &k, Some(&v))?;

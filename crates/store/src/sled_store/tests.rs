@@ -315,7 +315,8 @@ fn backup_while_writing_then_restore() {
         assert!(!bytes.windows(m.len()).any(|w| w == m.as_slice()));
     }
     let restored = dir.path().join("restored");
-    SledStore::restore(&backup, &restored).unwrap();
+    let restore_info = SledStore::restore(&backup, &restored).unwrap();
+    assert_eq!(restore_info.records, info.records);
     let r = SledStore::open(&restored).unwrap();
     assert_eq!(
         r.wrapped_keks().unwrap(),
@@ -326,6 +327,8 @@ fn backup_while_writing_then_restore() {
     // objects, a contiguous window.
     let all = r.all().unwrap();
     assert_eq!(all.len(), 200);
+    // The backup reported what the file holds.
+    assert_eq!(info.records, all.len());
     let first = all[0].sequence;
     for (j, o) in all.iter().enumerate() {
         assert_eq!(o.sequence, first + j as u64);
