@@ -28,8 +28,8 @@ use crate::record;
 use crate::{Change, ManagedObject, Revision, StoreError};
 
 use super::{
-    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_SEARCH, Param, classify, describe, object_lock,
-    retrying, revision, select_rows, select_sql, seq_key, term_lock,
+    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_SEARCH, Param, backend, classify, describe,
+    object_lock, retrying, revision, select_rows, select_sql, seq_key, term_lock,
 };
 
 /// How a commit with search conditions takes the search lock.
@@ -182,7 +182,8 @@ fn encode(inner: &Inner, plan: &Plan) -> Result<Encoded, StoreError> {
 }
 
 /// Every write of a commit, its expectations checked first (`bad`: the first expected uid
-/// whose revision differs; then nothing is written), and `txid_current()`. All CTEs share the
+/// whose revision differs; then nothing is written), its commit token (`tok`) and
+/// `txid_current()`. All CTEs share the
 /// statement's snapshot, taken after the locks: the check sees the state before the writes,
 /// and the terms delete sees only the old terms.
 const WRITE_SQL: &str = "\
@@ -203,8 +204,11 @@ ins_terms AS (INSERT INTO kmipd_terms (uid, term, date) \
 advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, \
     CASE WHEN (SELECT ok FROM ok) THEN GREATEST(0, $10::bigint - \
     (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM kmipd_sequence)) \
-    ELSE 0 END)) \
-SELECT txid_current(), (SELECT u FROM bad), (SELECT count(*) FROM advance)";
+    ELSE 0 END)), \
+tok AS (INSERT INTO kmipd_commit_tokens (token) SELECT gen_random_uuid() \
+    WHERE (SELECT ok FROM ok) RETURNING token) \
+SELECT txid_current(), (SELECT u FROM bad), (SELECT count(*) FROM advance), \
+    (SELECT token::text FROM tok)";
 
 /// A [`Revision`] as the revision number it was made from (0, never a revision, for one this
 /// store did not make).
@@ -218,11 +222,17 @@ fn revision_number(r: &Revision) -> i64 {
 /// Applies `changes` in one transaction, retried as the module doc says.
 pub(crate) async fn commit(inner: &Arc<Inner>, changes: Vec<Change>) -> Result<(), StoreError> {
     let plan = Arc::new(Plan::new(changes)?);
-    retrying(inner, |conn| {
+    let writes = !plan.writes.is_empty();
+    let r = retrying(inner, |conn| {
         let (inner, plan) = (inner.clone(), plan.clone());
         async move { attempt(&inner, &plan, conn).await }
     })
-    .await
+    .await;
+    if r.is_ok() && writes && inner.counts.tick_written(TOKEN_CLEANUP_EVERY) {
+        let inner = inner.clone();
+        tokio::spawn(async move { forget_old_tokens(&inner).await });
+    }
+    r
 }
 
 /// Ends the transaction without writing and gives the connection back.
@@ -333,16 +343,28 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     if let Some(uid) = bad {
         return Err(abort(conn, StoreError::Conflict { uid }).await);
     }
+    let token: Option<String> = row.try_get(3).map_err(|e| classify(&e))?;
+    let Some(token) = token else {
+        return Err(abort(conn, backend("the commit wrote no commit token")).await);
+    };
     // (4) COMMIT. Any failure here has an unknown outcome (a lost connection, or a
     // terminated session whose commit record may already be flushed): the caller asks the
-    // database about `txid` instead of guessing.
+    // database about this transaction instead of guessing (`resolve`).
     match c.batch_execute("COMMIT").await {
         Ok(()) => {
             conn.release();
             Ok(())
         }
-        Err(e) => Err(Failure::Unknown(txid, describe(&e))),
+        Err(e) => Err(Failure::Unknown(Lost { txid, token }, describe(&e))),
     }
+}
+
+/// A commit whose COMMIT failed: what identifies it in the database.
+pub(crate) struct Lost {
+    /// Its transaction id (`txid_current()`), to see whether a session still runs it.
+    pub(crate) txid: i64,
+    /// The token it inserted into `kmipd_commit_tokens` (a UUID, as text).
+    pub(crate) token: String,
 }
 
 /// The database names another current KEK than the one this attempt encoded with (a KEK
@@ -368,9 +390,17 @@ async fn kek_changed(inner: &Inner, db_kek: Option<KekId>, conn: Conn) -> Failur
     }
 }
 
-/// Whether transaction `txid` committed (`txid_status`), asked on fresh connections until
-/// the database answers or `until` (extended by a few seconds) passes.
-pub(crate) async fn resolve(inner: &Inner, txid: i64, until: Instant) -> Result<bool, String> {
+/// Whether the commit `lost` committed, asked on fresh connections until the database
+/// answers or `until` (extended by a few seconds) passes.
+///
+/// The commit token decides: it was inserted by the commit's own transaction, so it is
+/// there exactly when that transaction committed on the server now answering. A transaction
+/// id alone is not enough: after a failover the promoted standby hands out again the ids
+/// that the old primary used for transactions it never replicated, so `txid_status` of a
+/// lost commit's id may report another transaction's commit. `txid_status` is asked first,
+/// only to wait while a session still runs the transaction ("in progress": on the same
+/// server, its COMMIT may yet succeed); once it is not running, the token is final.
+pub(crate) async fn resolve(inner: &Inner, lost: &Lost, until: Instant) -> Result<bool, String> {
     let until = until.max(Instant::now() + Duration::from_secs(5));
     let mut last = String::new();
     loop {
@@ -379,30 +409,21 @@ pub(crate) async fn resolve(inner: &Inner, txid: i64, until: Instant) -> Result<
         }
         match inner.conn().await {
             Ok(conn) => {
-                let status = match conn.client() {
-                    Ok(c) => c
-                        .query_one("SELECT txid_status($1)", &[&txid])
-                        .await
-                        .and_then(|r| r.try_get::<_, Option<String>>(0)),
-                    Err(_) => continue,
-                };
-                match status {
-                    Ok(Some(s)) if s == "committed" => {
+                let Ok(c) = conn.client() else { continue };
+                let running = c
+                    .query_one("SELECT txid_status($1)", &[&lost.txid])
+                    .await
+                    .and_then(|r| r.try_get::<_, Option<String>>(0));
+                match running {
+                    Ok(Some(s)) if s == "in progress" => {
                         conn.release();
-                        return Ok(true);
+                        last = format!("transaction {} still in progress", lost.txid);
                     }
-                    Ok(Some(s)) if s == "aborted" => {
-                        conn.release();
-                        return Ok(false);
-                    }
-                    Ok(Some(s)) => {
-                        // "in progress": the old session has not ended yet.
-                        conn.release();
-                        last = format!("transaction {txid} still {s}");
-                    }
-                    Ok(None) => {
-                        conn.release();
-                        return Err(format!("transaction {txid} is too old to tell"));
+                    // Finished, unknown to this server, or "in the future" of this server
+                    // (a promoted standby that never saw it): the token decides.
+                    Ok(_) => return token_stored(conn, &lost.token).await,
+                    Err(e) if e.as_db_error().is_some() => {
+                        return token_stored(conn, &lost.token).await;
                     }
                     Err(e) => last = describe(&e),
                 }
@@ -414,7 +435,50 @@ pub(crate) async fn resolve(inner: &Inner, txid: i64, until: Instant) -> Result<
     }
 }
 
+/// Whether the commit token is stored (a fresh statement: after a failed one, such as an
+/// id "in the future", the connection is still usable outside a transaction).
+async fn token_stored(conn: Conn, token: &str) -> Result<bool, String> {
+    let c = conn.client().map_err(|_| "no connection".to_owned())?;
+    let found = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM kmipd_commit_tokens WHERE token = $1::text::uuid)",
+            &[&token],
+        )
+        .await
+        .and_then(|r| r.try_get::<_, bool>(0))
+        .map_err(|e| describe(&e))?;
+    conn.release();
+    Ok(found)
+}
+
+/// Deletes the commit tokens older than [`TOKEN_TTL`]: a lost commit is resolved within its
+/// operation's deadline, long before. Run now and then (every [`TOKEN_CLEANUP_EVERY`]
+/// commits of a node, off the commit's path); several nodes may run it at once.
+pub(crate) async fn forget_old_tokens(inner: &Inner) {
+    if let Ok(conn) = inner.conn().await
+        && let Ok(c) = conn.client()
+        && c.execute(TOKEN_CLEANUP_SQL, &[&TOKEN_TTL]).await.is_ok()
+    {
+        conn.release();
+    }
+}
+
+/// How long a commit token is kept.
+pub(crate) const TOKEN_TTL: &str = "5 minutes";
+/// Commits of a node between two clean-ups of the commit tokens.
+pub(crate) const TOKEN_CLEANUP_EVERY: u64 = 1024;
+const TOKEN_CLEANUP_SQL: &str =
+    "DELETE FROM kmipd_commit_tokens WHERE at < now() - $1::text::interval";
+
 #[cfg(test)]
-pub(crate) async fn resolve_for_tests(inner: &Inner, txid: i64) -> Result<bool, String> {
-    resolve(inner, txid, Instant::now()).await
+pub(crate) async fn resolve_for_tests(
+    inner: &Inner,
+    txid: i64,
+    token: &str,
+) -> Result<bool, String> {
+    let lost = Lost {
+        txid,
+        token: token.to_owned(),
+    };
+    resolve(inner, &lost, Instant::now()).await
 }

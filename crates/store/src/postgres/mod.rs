@@ -162,6 +162,8 @@ pub(crate) struct Inner {
 /// Commit outcomes counted by [`PgStore::stats`].
 #[derive(Default)]
 pub(crate) struct Counts {
+    /// Commits that wrote, for the clean-up of the commit tokens (`commit.rs`).
+    written: AtomicU64,
     commits: AtomicU64,
     conflicts: AtomicU64,
     database: AtomicU64,
@@ -170,6 +172,12 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
+    /// Counts a commit that wrote; true every `every` of them.
+    pub(crate) fn tick_written(&self, every: u64) -> bool {
+        let n = self.written.fetch_add(1, Ordering::Relaxed);
+        every > 0 && n % every == every - 1
+    }
+
     fn count(&self, r: &Result<(), StoreError>) {
         let c = match r {
             Ok(()) => &self.commits,
@@ -234,9 +242,9 @@ pub(crate) enum Failure {
     Retry(String),
     /// Final.
     Fatal(StoreError),
-    /// COMMIT of transaction `txid` failed (typically the connection was lost): the outcome
-    /// is unknown until the database is asked.
-    Unknown(i64, String),
+    /// COMMIT failed (typically the connection was lost): the outcome is unknown until the
+    /// database is asked about this transaction.
+    Unknown(commit::Lost, String),
 }
 
 impl From<StoreError> for Failure {
@@ -400,16 +408,18 @@ where
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(Failure::Fatal(e))) => return Err(e),
             Ok(Err(Failure::Retry(m))) => last = m,
-            Ok(Err(Failure::Unknown(txid, m))) => match commit::resolve(inner, txid, until).await {
-                Ok(true) => return Ok(T::default()),
-                // Nothing was committed: as safe to try again as any failure before COMMIT.
-                Ok(false) => last = format!("COMMIT failed and did not commit: {m}"),
-                Err(e) => {
-                    return Err(backend(format!(
-                        "COMMIT failed ({m}) and its outcome is unknown: {e}"
-                    )));
+            Ok(Err(Failure::Unknown(lost, m))) => {
+                match commit::resolve(inner, &lost, until).await {
+                    Ok(true) => return Ok(T::default()),
+                    // Nothing was committed: as safe to try again as any failure before COMMIT.
+                    Ok(false) => last = format!("COMMIT failed and did not commit: {m}"),
+                    Err(e) => {
+                        return Err(backend(format!(
+                            "COMMIT failed ({m}) and its outcome is unknown: {e}"
+                        )));
+                    }
                 }
-            },
+            }
             Err(_) => {
                 return Err(backend(format!(
                     "database operation did not finish within {:?} (last error: {last})",

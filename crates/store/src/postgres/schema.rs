@@ -22,17 +22,24 @@
 //!   `master/fingerprint` (what the HSM layer records of its master key).
 //! - sequences `kmipd_sequence` ([`ObjectStore::next_sequence`]) and `kmipd_revision`.
 //!
+//! Version 2:
+//! - `kmipd_commit_tokens(token, at)`: one row per commit that wrote, inserted by the commit
+//!   itself (a `gen_random_uuid()`), so that a commit whose COMMIT was lost can be told
+//!   committed or not by looking its token up (`commit.rs`); rows older than a few minutes
+//!   are deleted now and then.
+//!
 //! [`PgStore`]: super::PgStore
 //! [`ObjectStore::find`]: crate::ObjectStore::find
 //! [`ObjectStore::next_sequence`]: crate::ObjectStore::next_sequence
 
 /// The highest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The migrations, in order: (version, SQL).
-pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE kmipd_objects (
     uid text COLLATE "C" PRIMARY KEY,
     sequence bigint NOT NULL,
@@ -62,7 +69,18 @@ CREATE TABLE kmipd_meta (
 CREATE SEQUENCE kmipd_sequence MINVALUE 1 START 1;
 CREATE SEQUENCE kmipd_revision MINVALUE 1 START 1;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE kmipd_commit_tokens (
+    token uuid PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX kmipd_commit_tokens_at ON kmipd_commit_tokens USING brin (at);
+"#,
+    ),
+];
 
 /// Creates the version table if needed (idempotent, run under the migration lock).
 pub(crate) const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS kmipd_schema (\

@@ -479,30 +479,74 @@ fn blocked_statements_end_in_errors() {
     assert_eq!(s.get("A").unwrap(), Some(versioned("A", 1, 4)));
 }
 
-/// How a lost COMMIT is resolved: the database tells committed from aborted transactions.
+/// How a lost COMMIT is resolved: by the commit token its transaction inserted, not by its
+/// transaction id alone. After a failover the promoted standby reuses the ids of
+/// transactions the old primary never replicated, so an id may belong to another, committed
+/// transaction: without its token, the lost commit did not commit.
 #[test]
-fn a_lost_commit_is_resolved_by_asking_the_database() {
+fn a_lost_commit_is_resolved_by_its_commit_token() {
     let (_c, opts) = fresh();
     let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
     let raw = Raw::connect(&opts);
-    let txid = |end: &str| {
+    let mut n = 0;
+    let mut txn = |token: bool, end: &str| {
+        n += 1;
+        let t = format!("00000000-0000-4000-8000-{n:012}");
         raw.batch("BEGIN");
         let id = raw.scalar_i64("SELECT txid_current()");
+        if token {
+            raw.batch(&format!(
+                "INSERT INTO kmipd_commit_tokens (token) VALUES ('{t}')"
+            ));
+        }
         raw.batch(end);
-        id
+        (id, t)
     };
-    let committed = txid("COMMIT");
-    let aborted = txid("ROLLBACK");
+    let committed = txn(true, "COMMIT");
+    let aborted = txn(true, "ROLLBACK");
+    // Another transaction committed under this id; the lost commit's token is not there.
+    let reused = txn(false, "COMMIT");
+    // An id this server never handed out (a promoted standby that never saw it).
+    let future = (
+        committed.0 + 1_000_000,
+        "00000000-0000-4000-8000-999999999999".to_owned(),
+    );
     let inner = s.inner.clone();
     let answers = s
         .run(move |_| async move {
-            Ok((
-                commit::resolve_for_tests(&inner, committed).await,
-                commit::resolve_for_tests(&inner, aborted).await,
-            ))
+            let mut out = Vec::new();
+            for (txid, token) in [committed, aborted, reused, future] {
+                out.push(commit::resolve_for_tests(&inner, txid, &token).await);
+            }
+            Ok(out)
         })
         .unwrap();
-    assert_eq!(answers, (Ok(true), Ok(false)));
+    assert_eq!(answers, vec![Ok(true), Ok(false), Ok(false), Ok(false)]);
+}
+
+/// Every commit that writes leaves its token, and only such commits.
+#[test]
+fn a_commit_that_writes_stores_one_commit_token() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let raw = Raw::connect(&opts);
+    let tokens = || raw.scalar_i64("SELECT count(*) FROM kmipd_commit_tokens");
+    let before = tokens();
+    s.commit(vec![Change::Put(versioned("T", 1, 0))]).unwrap();
+    assert_eq!(tokens(), before + 1);
+    // A commit refused by its expectation writes nothing, its token neither.
+    let refused = s.commit(vec![
+        Change::Expect {
+            uid: "T".into(),
+            revision: None,
+        },
+        Change::Put(versioned("T", 1, 1)),
+    ]);
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(tokens(), before + 1);
 }
 
 /// The dangerous case of a failover: the session is terminated while its COMMIT waits for a
