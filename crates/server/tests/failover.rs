@@ -11,8 +11,7 @@
     clippy::indexing_slicing
 )]
 
-// The shared harness; this binary uses part of it.
-#[allow(dead_code)]
+// The shared harness.
 mod cluster;
 
 use std::collections::BTreeSet;

@@ -12,11 +12,78 @@
 
 mod cluster;
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use cluster::{Cluster, KMIPD, Node, connect, run_bounded, runtime};
+use cluster::{BOUND, Cluster, KMIPD, Node, connect, run_bounded, runtime};
 use kmipd_proto::enums::revocation_reason_code as rc;
 use kmipd_test_support::pg::PgCluster;
+
+/// What only this binary asks of a node: its metrics, its log.
+impl Node {
+    /// `GET /metrics` of a node configured with `[metrics]` (after it listens), at the address
+    /// it logged.
+    fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let log = self.log_text();
+        let addr: SocketAddr = log
+            .lines()
+            .find_map(|l| l.split("metrics on http://").nth(1))
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .expect("no metrics listener logged");
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out
+    }
+
+    /// How many log lines contain `needle`.
+    fn log_count(&self, needle: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `needle` was logged `n` times.
+    fn wait_for_log(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + BOUND;
+        while self.log_count(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {n} times:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// What only this binary asks of an instance: a metrics listener, the admin command.
+impl Cluster {
+    /// [`Cluster::node_config`] with a metrics listener on a free loopback port.
+    fn node_config_with_metrics(&self, name: &str) -> PathBuf {
+        let path = self.node_config(name);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `kmipd admin --config CONFIG <args>`: (success, stdout, stderr).
+    fn admin(&self, config: &Path, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(KMIPD);
+        cmd.args(["admin", "--config"]).arg(config).args(args);
+        run_bounded(cmd)
+    }
+}
 
 #[test]
 fn a_client_alternating_between_two_nodes_sees_one_world() {

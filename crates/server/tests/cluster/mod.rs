@@ -67,7 +67,6 @@ pub fn run_bounded(mut cmd: Command) -> (bool, String, String) {
 pub struct Node {
     child: Child,
     addr: Arc<Mutex<Option<SocketAddr>>>,
-    metrics: Arc<Mutex<Option<SocketAddr>>>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -87,15 +86,11 @@ impl Node {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let addr = Arc::new(Mutex::new(None));
-        let metrics = Arc::new(Mutex::new(None));
         {
-            let (log, addr, metrics) = (log.clone(), addr.clone(), metrics.clone());
+            let (log, addr) = (log.clone(), addr.clone());
             std::thread::spawn(move || {
                 for line in std::io::BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(a) = line.split("metrics on http://").nth(1) {
-                        *metrics.lock().unwrap() = a.split('/').next().and_then(|a| a.parse().ok());
-                    }
                     if let Some(a) = line.split("kmipd listening addr=").nth(1) {
                         *addr.lock().unwrap() = a.trim().parse().ok();
                     }
@@ -103,12 +98,7 @@ impl Node {
                 }
             });
         }
-        Node {
-            child,
-            addr,
-            metrics,
-            log,
-        }
+        Node { child, addr, log }
     }
 
     /// Starts a node and waits until it listens.
@@ -150,49 +140,9 @@ impl Node {
             .expect("the node is not listening yet")
     }
 
-    /// `GET /metrics` of a node configured with `[metrics]` (after it listens).
-    pub fn scrape(&self) -> String {
-        use std::io::{Read, Write};
-        let addr = self
-            .metrics
-            .lock()
-            .unwrap()
-            .expect("no metrics listener logged");
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-        out
-    }
-
     /// Everything the node logged so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
-    }
-
-    /// How many log lines contain `needle`.
-    pub fn log_count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    /// Waits until `needle` was logged `n` times.
-    pub fn wait_for_log(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + BOUND;
-        while self.log_count(needle) < n {
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} not logged {n} times:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     /// Waits for the process to exit on its own; its status and log.
@@ -327,15 +277,6 @@ impl Cluster {
         )
     }
 
-    /// [`Cluster::node_config`] with a metrics listener on a free loopback port.
-    pub fn node_config_with_metrics(&self, name: &str) -> PathBuf {
-        let path = self.node_config(name);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
     /// A client connector with identity `who` (`client`, `client2`, `admin`).
     pub fn connector(&self, who: &str) -> Connector {
         let read = |p: PathBuf| std::fs::read(p).unwrap();
@@ -350,13 +291,6 @@ impl Cluster {
             },
         )
         .unwrap()
-    }
-
-    /// `kmipd admin --config CONFIG <args>`: (success, stdout, stderr).
-    pub fn admin(&self, config: &Path, args: &[&str]) -> (bool, String, String) {
-        let mut cmd = Command::new(KMIPD);
-        cmd.args(["admin", "--config"]).arg(config).args(args);
-        run_bounded(cmd)
     }
 }
 
