@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use kmipd_proto::attributes::{AttrName, Attributes};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
@@ -140,6 +141,50 @@ pub(crate) fn conditional_commits(
     ])
     .unwrap();
     assert_eq!(s.get("A").unwrap().unwrap(), obj("A", 1, 3));
+}
+
+/// A KEK of id `id` whose 32 bytes are all `b`.
+pub(crate) fn kek(id: u32, b: u8) -> crate::Kek {
+    crate::Kek::new(crate::KekId(id), &zeroize::Zeroizing::new([b; 32]))
+}
+
+/// An object with key material `material`, a Name, and indexed attributes.
+pub(crate) fn obj(uid: &str, seq: u64, material: &[u8]) -> ManagedObject {
+    let mut attributes = Attributes::new();
+    attributes.set(tag::OBJECT_TYPE, Value::Enumeration(2));
+    attributes.set(tag::STATE, Value::Enumeration(1));
+    attributes.set(
+        tag::INITIAL_DATE,
+        Value::DateTime(1000 + i64::try_from(seq).unwrap()),
+    );
+    attributes.set_named(
+        AttrName::Custom {
+            vendor: None,
+            name: "x-app".into(),
+        },
+        Value::TextString(format!("app{}", seq % 2)),
+    );
+    attributes.set(
+        tag::NAME,
+        Value::Structure(vec![Ttlv::new(
+            tag::NAME_VALUE,
+            Value::TextString(format!("name-{uid}")),
+        )]),
+    );
+    ManagedObject {
+        uid: uid.into(),
+        object_type: 2,
+        owner: "alice".into(),
+        object: Some(Ttlv::new(
+            tag::SYMMETRIC_KEY,
+            Value::Structure(vec![Ttlv::new(
+                tag::KEY_MATERIAL,
+                Value::ByteString(zeroize::Zeroizing::new(material.to_vec())),
+            )]),
+        )),
+        attributes,
+        sequence: seq,
+    }
 }
 
 /// An object with one Name.

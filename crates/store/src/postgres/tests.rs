@@ -12,15 +12,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::attributes::AttrName;
 use kmipd_proto::tag;
 use kmipd_test_support::pg::PgCluster;
 use kmipd_ttlv::{Ttlv, Value};
-use zeroize::Zeroizing;
 
 use super::*;
-use crate::conditional_tests::{named, no_other_named};
-use crate::{Filter, Kek, KekId, SledStore};
+use crate::conditional_tests::{kek, named, no_other_named, obj};
+use crate::{Filter, KekId, SledStore};
 
 static SCHEMAS: AtomicU32 = AtomicU32::new(0);
 
@@ -33,49 +32,6 @@ fn fresh() -> (Arc<PgCluster>, PgOptions) {
     opts.pool_size = 4;
     opts.deadline = Duration::from_secs(30);
     (cluster, opts)
-}
-
-fn kek(id: u32, b: u8) -> Kek {
-    Kek::new(KekId(id), &Zeroizing::new([b; 32]))
-}
-
-/// An object with key material `material`, a Name, and indexed attributes.
-fn obj(uid: &str, seq: u64, material: &[u8]) -> ManagedObject {
-    let mut attributes = Attributes::new();
-    attributes.set(tag::OBJECT_TYPE, Value::Enumeration(2));
-    attributes.set(tag::STATE, Value::Enumeration(1));
-    attributes.set(
-        tag::INITIAL_DATE,
-        Value::DateTime(1000 + i64::try_from(seq).unwrap()),
-    );
-    attributes.set_named(
-        AttrName::Custom {
-            vendor: None,
-            name: "x-app".into(),
-        },
-        Value::TextString(format!("app{}", seq % 2)),
-    );
-    attributes.set(
-        tag::NAME,
-        Value::Structure(vec![Ttlv::new(
-            tag::NAME_VALUE,
-            Value::TextString(format!("name-{uid}")),
-        )]),
-    );
-    ManagedObject {
-        uid: uid.into(),
-        object_type: 2,
-        owner: "alice".into(),
-        object: Some(Ttlv::new(
-            tag::SYMMETRIC_KEY,
-            Value::Structure(vec![Ttlv::new(
-                tag::KEY_MATERIAL,
-                Value::ByteString(Zeroizing::new(material.to_vec())),
-            )]),
-        )),
-        attributes,
-        sequence: seq,
-    }
 }
 
 fn versioned(uid: &str, seq: u64, version: u8) -> ManagedObject {

@@ -4,58 +4,16 @@ use super::commit::{APPLIED_KEY, push_lp};
 use super::open::{META_FORMAT, applied_frame};
 use super::pipeline::Completion;
 use super::*;
-use crate::kek::{Kek, KekId};
+use crate::conditional_tests::{kek, obj};
+use crate::kek::KekId;
 use crate::query::{Filter, Query};
 use crate::{Change, ManagedObject, ObjectStore, Revision, record, wal};
-use kmipd_proto::attributes::{AttrName, Attributes};
+use kmipd_proto::attributes::AttrName;
 use kmipd_proto::tag;
 use kmipd_test_support::copy_dir;
-use kmipd_ttlv::{Ttlv, Value};
+use kmipd_ttlv::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use zeroize::Zeroizing;
-
-fn kek(id: u32, b: u8) -> Kek {
-    Kek::new(KekId(id), &Zeroizing::new([b; 32]))
-}
-
-fn obj(uid: &str, seq: u64, material: &[u8]) -> ManagedObject {
-    let mut attributes = Attributes::new();
-    attributes.set(tag::OBJECT_TYPE, Value::Enumeration(2));
-    attributes.set(tag::STATE, Value::Enumeration(1));
-    attributes.set(
-        tag::INITIAL_DATE,
-        Value::DateTime(1000 + i64::try_from(seq).unwrap()),
-    );
-    attributes.set_named(
-        AttrName::Custom {
-            vendor: None,
-            name: "x-app".into(),
-        },
-        Value::TextString(format!("app{}", seq % 2)),
-    );
-    attributes.set(
-        tag::NAME,
-        Value::Structure(vec![Ttlv::new(
-            tag::NAME_VALUE,
-            Value::TextString(format!("name-{uid}")),
-        )]),
-    );
-    ManagedObject {
-        uid: uid.into(),
-        object_type: 2,
-        owner: "alice".into(),
-        object: Some(Ttlv::new(
-            tag::SYMMETRIC_KEY,
-            Value::Structure(vec![Ttlv::new(
-                tag::KEY_MATERIAL,
-                Value::ByteString(Zeroizing::new(material.to_vec())),
-            )]),
-        )),
-        attributes,
-        sequence: seq,
-    }
-}
 
 fn material(i: usize) -> Vec<u8> {
     format!("MATERIAL-{i:04}-0123456789abcdef").into_bytes()
