@@ -198,3 +198,41 @@ impl Keyring {
         Ok(o)
     }
 }
+
+/// What a finished KEK rotation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KekRotation {
+    /// Records re-wrapped under the new KEK.
+    pub rewrapped: usize,
+    /// Records that could not be re-wrapped because they are damaged (see `corrupt_records`).
+    pub skipped_corrupt: Vec<String>,
+    /// KEKs no record needs any more (their wrapped blobs may be deleted).
+    pub retired: Vec<KekId>,
+}
+
+impl KekRotation {
+    /// Records re-wrapped per step of [`KekRotation::run`].
+    const STEP: usize = 256;
+
+    /// A whole rotation from its three steps, the same for every backend: `begin` registers
+    /// the new KEK, `step(max)` re-wraps up to `max` records (how many it did, and the
+    /// damaged ones it skipped) until it does none, `finish` retires the KEKs no record needs.
+    pub(crate) fn run(
+        begin: impl FnOnce() -> Result<(), crate::StoreError>,
+        mut step: impl FnMut(usize) -> Result<(usize, Vec<String>), crate::StoreError>,
+        finish: impl FnOnce() -> Result<Vec<KekId>, crate::StoreError>,
+    ) -> Result<KekRotation, crate::StoreError> {
+        begin()?;
+        let mut report = KekRotation::default();
+        loop {
+            let (done, skipped) = step(KekRotation::STEP)?;
+            report.rewrapped = report.rewrapped.saturating_add(done);
+            if done == 0 {
+                report.skipped_corrupt = skipped;
+                break;
+            }
+        }
+        report.retired = finish()?;
+        Ok(report)
+    }
+}

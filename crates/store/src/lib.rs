@@ -30,7 +30,7 @@ mod wal;
 #[cfg(test)]
 mod conditional_tests;
 
-pub use kek::{Kek, KekId, MlockWarning};
+pub use kek::{Kek, KekId, KekRotation, MlockWarning};
 pub use memory::MemoryStore;
 pub use postgres::{
     CopyReport, DEFAULT_POOL_SIZE, PgOptions, PgStats, PgStore, SCHEMA_VERSION, copy_from_sled,
@@ -38,8 +38,7 @@ pub use postgres::{
 pub use query::{Filter, Query};
 pub use record::FORMAT_VERSION;
 pub use sled_store::{
-    BackupInfo, DEFAULT_CACHE_CAPACITY_MB, KekRotation, STORE_FORMAT, SledOptions, SledStore,
-    SyncStats,
+    BackupInfo, DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions, SledStore, SyncStats,
 };
 
 use kmipd_proto::attributes::Attributes;

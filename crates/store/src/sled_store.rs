@@ -40,7 +40,6 @@ mod pipeline;
 
 pub use backup::BackupInfo;
 pub use durable::SyncStats;
-pub use keyring::KekRotation;
 pub use open::{DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions};
 
 use crate::kek::Keyring;

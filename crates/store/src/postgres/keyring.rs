@@ -364,18 +364,11 @@ impl PgStore {
     /// the KEKs no record needs any more. Online; resumable (call it again with the same KEK
     /// after unlocking with the old and the new one).
     pub fn rotate_kek(&self, new: Kek) -> Result<KekRotation, StoreError> {
-        self.begin_kek_rotation(new)?;
-        let mut report = KekRotation::default();
-        loop {
-            let (done, skipped) = self.rewrap_step(256)?;
-            report.rewrapped = report.rewrapped.saturating_add(done);
-            if done == 0 {
-                report.skipped_corrupt = skipped;
-                break;
-            }
-        }
-        report.retired = self.finish_kek_rotation()?;
-        Ok(report)
+        KekRotation::run(
+            || self.begin_kek_rotation(new),
+            |max| self.rewrap_step(max),
+            || self.finish_kek_rotation(),
+        )
     }
 
     /// First step of a rotation: `new` is registered and becomes the KEK of every write from

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::{SledStore, backend};
 use crate::StoreError;
-use crate::kek::{Kek, KekId, Keyring};
+use crate::kek::{Kek, KekId, KekRotation, Keyring};
 use crate::record;
 
 pub(super) const META_CURRENT: &[u8] = b"kek/current";
@@ -33,17 +33,6 @@ fn meta_key(prefix: &str, id: KekId) -> Vec<u8> {
 fn id_from_meta_key(prefix: &str, key: &[u8]) -> Option<KekId> {
     let rest = key.strip_prefix(prefix.as_bytes())?;
     Some(KekId(u32::from_be_bytes(rest.try_into().ok()?)))
-}
-
-/// What a finished KEK rotation did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KekRotation {
-    /// Records re-wrapped under the new KEK.
-    pub rewrapped: usize,
-    /// Records that could not be re-wrapped because they are damaged (see `corrupt_records`).
-    pub skipped_corrupt: Vec<String>,
-    /// KEKs no record needs any more (their wrapped blobs may be deleted).
-    pub retired: Vec<KekId>,
 }
 
 impl SledStore {
@@ -181,18 +170,11 @@ impl SledStore {
     /// the KEKs no record needs any more. Online; resumable after a crash (call it again with
     /// the same KEK after unlocking with the old and the new one).
     pub fn rotate_kek(&self, new: Kek) -> Result<KekRotation, StoreError> {
-        self.begin_kek_rotation(new)?;
-        let mut report = KekRotation::default();
-        loop {
-            let (done, skipped) = self.rewrap_step(256)?;
-            report.rewrapped = report.rewrapped.saturating_add(done);
-            if done == 0 {
-                report.skipped_corrupt = skipped;
-                break;
-            }
-        }
-        report.retired = self.finish_kek_rotation()?;
-        Ok(report)
+        KekRotation::run(
+            || self.begin_kek_rotation(new),
+            |max| self.rewrap_step(max),
+            || self.finish_kek_rotation(),
+        )
     }
 
     /// First step of a rotation: `new` is registered and becomes the KEK of every write
