@@ -13,12 +13,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tokio_postgres::types::ToSql;
+
 use crate::kek::{Kek, KekId};
 use crate::record;
 use crate::{KekRotation, StoreError};
 
 use super::{
-    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, PgStore, backend, classify, object_lock, retrying,
+    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, Param, PgStore, backend, classify, object_lock,
+    retrying,
 };
 
 /// What a KEK's check value wraps (the same text as sled's).
@@ -217,51 +220,25 @@ impl PgStore {
 
     /// Keeps (or replaces) the HSM layer's wrapped form of a KEK; durable on return.
     pub fn store_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<(), StoreError> {
-        let blob = blob.to_vec();
-        self.run(move |inner| async move {
-            retrying(&inner, |conn| {
-                let blob = blob.clone();
-                async move {
-                    db(conn
-                        .client()?
-                        .execute(
-                            "INSERT INTO kmipd_keks (id, wrapped) VALUES ($1, $2) \
-                             ON CONFLICT (id) DO UPDATE SET wrapped = EXCLUDED.wrapped",
-                            &[&i64::from(id.0), &blob],
-                        )
-                        .await)?;
-                    conn.release();
-                    Ok(())
-                }
-            })
-            .await
-        })
+        self.execute(
+            "INSERT INTO kmipd_keks (id, wrapped) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET wrapped = EXCLUDED.wrapped",
+            vec![Param::Int(i64::from(id.0)), Param::Bytes(blob.to_vec())],
+        )
+        .map(drop)
     }
 
     /// Keeps the wrapped form of a KEK only if no blob is kept for that id yet; returns
     /// whether it was stored. How nodes starting on a new database agree on one first KEK:
     /// the node whose blob was not stored reads the one that was.
     pub fn create_wrapped_kek(&self, id: KekId, blob: &[u8]) -> Result<bool, StoreError> {
-        let blob = blob.to_vec();
-        self.run(move |inner| async move {
-            retrying(&inner, |conn| {
-                let blob = blob.clone();
-                async move {
-                    let n = db(conn
-                        .client()?
-                        .execute(
-                            "INSERT INTO kmipd_keks (id, wrapped) VALUES ($1, $2) \
-                             ON CONFLICT (id) DO UPDATE SET wrapped = EXCLUDED.wrapped \
-                             WHERE kmipd_keks.wrapped IS NULL",
-                            &[&i64::from(id.0), &blob],
-                        )
-                        .await)?;
-                    conn.release();
-                    Ok(n == 1)
-                }
-            })
-            .await
-        })
+        let stored = self.execute(
+            "INSERT INTO kmipd_keks (id, wrapped) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET wrapped = EXCLUDED.wrapped \
+             WHERE kmipd_keks.wrapped IS NULL",
+            vec![Param::Int(i64::from(id.0)), Param::Bytes(blob.to_vec())],
+        )?;
+        Ok(stored == 1)
     }
 
     /// Every wrapped KEK blob kept, by id.
@@ -339,21 +316,29 @@ impl PgStore {
 
     /// Records the master key's fingerprint (replacing the previous one).
     pub fn set_master_fingerprint(&self, fingerprint: &[u8]) -> Result<(), StoreError> {
-        let fp = fingerprint.to_vec();
+        self.execute(
+            "INSERT INTO kmipd_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            vec![
+                Param::Text(META_MASTER.to_owned()),
+                Param::Bytes(fingerprint.to_vec()),
+            ],
+        )
+        .map(drop)
+    }
+
+    /// One statement in its own transaction, retried as every operation is; the rows it
+    /// changed.
+    fn execute(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, StoreError> {
+        let params = Arc::new(params);
         self.run(move |inner| async move {
             retrying(&inner, |conn| {
-                let fp = fp.clone();
+                let params = params.clone();
                 async move {
-                    db(conn
-                        .client()?
-                        .execute(
-                            "INSERT INTO kmipd_meta (key, value) VALUES ($1, $2) \
-                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                            &[&META_MASTER, &fp],
-                        )
-                        .await)?;
+                    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
+                    let n = db(conn.client()?.execute(sql, &refs).await)?;
                     conn.release();
-                    Ok(())
+                    Ok(n)
                 }
             })
             .await

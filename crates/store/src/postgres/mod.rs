@@ -487,14 +487,16 @@ pub(crate) fn revision(n: i64) -> Revision {
 pub(crate) enum Param {
     Bytes(Vec<u8>),
     Int(i64),
+    Text(String),
     Texts(Vec<String>),
 }
 
 impl Param {
-    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+    pub(crate) fn as_sql(&self) -> &(dyn ToSql + Sync) {
         match self {
             Param::Bytes(b) => b,
             Param::Int(i) => i,
+            Param::Text(t) => t,
             Param::Texts(t) => t,
         }
     }
