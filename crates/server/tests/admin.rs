@@ -50,33 +50,8 @@ fn run_bounded(mut cmd: Command) -> (bool, String, String) {
     finish(child)
 }
 
-fn finish(mut child: Child) -> (bool, String, String) {
-    let deadline = Instant::now() + BOUND;
-    // Read the pipes on threads so that a chatty child cannot block on a full pipe.
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut so, &mut s).unwrap();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut se, &mut s).unwrap();
-        s
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child {child:?} did not finish within {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), out.join().unwrap(), err.join().unwrap())
+fn finish(child: Child) -> (bool, String, String) {
+    kmipd_test_support::finish_bounded(child, BOUND)
 }
 
 /// `kmipd admin --config CONFIG <args>`.

@@ -168,3 +168,41 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Waits for `child` (spawned with piped stdout and stderr) for at most `bound`, reading both
+/// pipes on threads so that a chatty child cannot block on a full pipe; kills it and panics
+/// past `bound`. (success, stdout, stderr).
+pub fn finish_bounded(
+    mut child: std::process::Child,
+    bound: std::time::Duration,
+) -> (bool, String, String) {
+    let deadline = std::time::Instant::now() + bound;
+    let out = read_to_end_on_a_thread(child.stdout.take());
+    let err = read_to_end_on_a_thread(child.stderr.take());
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for the child") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {child:?} did not finish within {bound:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = out.join().expect("the stdout reader");
+    let err = err.join().expect("the stderr reader");
+    (status.success(), out, err)
+}
+
+fn read_to_end_on_a_thread<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut p) = pipe {
+            p.read_to_string(&mut s).expect("read the child's output");
+        }
+        s
+    })
+}
