@@ -90,8 +90,8 @@ fn a_client_alternating_between_two_nodes_sees_one_world() {
     let c = Cluster::new();
     // Both start at once on the empty database: they must agree on one KEK (else B could
     // not read what A stored).
-    let mut a = Node::spawn(&c.node_config("a"));
-    let mut b = Node::spawn(&c.node_config("b"));
+    let mut a = Node::spawn(&c.node_config_own_hsm("a"));
+    let mut b = Node::spawn(&c.node_config_own_hsm("b"));
     a.wait_listening();
     b.wait_listening();
     let conn = c.connector("client");

@@ -1,6 +1,7 @@
 //! A harness for tests of several `kmipd serve` processes on one PostgreSQL database, shared
 //! by the tests that need it (`mod cluster;`): one instance made by `kmipd init` (certificates,
-//! one SoftHSM2 token directory that every node uses, so every node has the same master key),
+//! one SoftHSM2 token directory that every node uses, so every node has the same master key,
+//! or a copy per node for nodes that start at the same moment),
 //! a private PostgreSQL cluster from `kmipd_test_support::pg`, and one configuration file per
 //! node (its own audit log and admin socket, the database shared).
 //!
@@ -240,6 +241,42 @@ impl Cluster {
             text.replace(sled, &store)
         );
         let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// [`Cluster::node_config`], but the node gets its own copy of the SoftHSM2 token (the
+    /// same master key, as in an HSM cluster whose partitions replicate one key), made now.
+    ///
+    /// For nodes that start at the same moment: SoftHSM2 rewrites its token file at every
+    /// login, and another process reading that file at that moment fails with
+    /// CKR_GENERAL_ERROR (seen in CI). A network HSM has no such file; the master key
+    /// rotation test keeps the shared token, whose nodes start one after the other.
+    pub fn node_config_own_hsm(&self, name: &str) -> PathBuf {
+        let path = self.node_config(name);
+        let tokens = self.dir.join(format!("tokens-{name}"));
+        let (ok, out, err) = run_bounded({
+            let mut cmd = Command::new("cp");
+            cmd.arg("-a").arg(self.dir.join("tokens")).arg(&tokens);
+            cmd
+        });
+        assert!(ok, "cp tokens: {out}{err}");
+        let conf = std::fs::read_to_string(self.dir.join("softhsm2.conf")).unwrap();
+        let shared = format!(
+            "directories.tokendir = {}\n",
+            self.dir.join("tokens").display()
+        );
+        assert!(
+            conf.contains(&shared),
+            "init's softhsm2.conf changed:\n{conf}"
+        );
+        let own = format!("directories.tokendir = {}\n", tokens.display());
+        let conf_path = self.dir.join(format!("softhsm2-{name}.conf"));
+        std::fs::write(&conf_path, conf.replace(&shared, &own)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = "softhsm2_conf = \"softhsm2.conf\"\n";
+        assert!(text.contains(line), "init's [hsm] changed:\n{text}");
+        let text = text.replace(line, &format!("softhsm2_conf = \"softhsm2-{name}.conf\"\n"));
         std::fs::write(&path, text).unwrap();
         path
     }
