@@ -115,6 +115,8 @@ struct Ctx {
     in_digest: bool,
     /// The protocol version of the response may differ (file quirk).
     version_may_vary: bool,
+    /// RNG Seed: the length of the Data sent, the most Data Length the answer may give.
+    seed_len: Option<usize>,
 }
 
 /// Operation names used by the rules.
@@ -427,6 +429,13 @@ impl Session {
                 || (op_is(op, "Sign") && (generated || randomized))
                 || (op_is(op, "MAC") && generated),
             vary_data: op_is(op, "RNGRetrieve"),
+            seed_len: s_payload
+                .filter(|_| op_is(op, "RNGSeed"))
+                .and_then(|p| p.child(tags::DATA))
+                .and_then(|d| match &d.value {
+                    Value::ByteString(b) => Some(b.len()),
+                    _ => None,
+                }),
             generated_object: generated,
             server_format: (op_is(op, "Get") || op_is(op, "Export"))
                 && !s_payload.is_some_and(|p| p.walk_any(|c| c.tag == tags::KEY_FORMAT_TYPE)),
@@ -813,6 +822,17 @@ impl Session {
             || (tag == tags::KEY_VALUE && ctx.other_format)
             || (tag == tags::KEY_FORMAT_TYPE && (ctx.in_digest || ctx.server_format));
         if ignored {
+            return Ok(());
+        }
+        // RNG Seed's Data Length is "the amount of seed data used", and "the server MAY elect
+        // to ignore the information provided by the client ... by returning zero" (KMIP 1.4
+        // §4.36, 2.1 §6.1.46): any amount from 0 to what was sent (CS-RNG-O-1, -2 and -3 send
+        // the same 32 bytes and show 32, 16 and 0).
+        if tag == tags::DATA_LENGTH
+            && let Some(sent) = ctx.seed_len
+            && let Value::Integer(used) = a.value
+            && usize::try_from(used).is_ok_and(|used| used <= sent)
+        {
             return Ok(());
         }
         let state = &mut self.state;

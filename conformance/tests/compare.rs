@@ -745,3 +745,43 @@ fn a_key_format_the_server_chose_is_accepted_but_the_rest_of_the_key_block_compa
         "KeyBlock/KeyFormatType: expected Raw",
     );
 }
+
+#[test]
+fn rng_seed_data_length_may_be_any_amount_up_to_what_was_sent() {
+    let seed = req(&[("RNGSeed", r#"<Data type="ByteString" value="00112233"/>"#)]);
+    let expected = ok(&[("RNGSeed", r#"<DataLength type="Integer" value="4"/>"#)]);
+    for used in [0, 2, 4] {
+        let answer = ok(&[(
+            "RNGSeed",
+            &format!(r#"<DataLength type="Integer" value="{used}"/>"#),
+        )]);
+        let outcome = run(
+            &[seed.clone(), expected.clone()],
+            &mut Scripted::new(&[answer]),
+        );
+        assert!(outcome.passed, "{used}: {outcome:?}");
+    }
+    // More than was sent, or a negative amount, cannot be.
+    for used in [5, -1] {
+        let answer = ok(&[(
+            "RNGSeed",
+            &format!(r#"<DataLength type="Integer" value="{used}"/>"#),
+        )]);
+        let outcome = run(
+            &[seed.clone(), expected.clone()],
+            &mut Scripted::new(&[answer]),
+        );
+        assert_fails_at(
+            &outcome,
+            &format!("BatchItem[0]/ResponsePayload/DataLength: expected 4, got {used}"),
+        );
+    }
+    // The rule is RNG Seed's only: another operation's Data Length is compared exactly.
+    let retrieve = req(&[("RNGRetrieve", r#"<DataLength type="Integer" value="4"/>"#)]);
+    let answer = ok(&[("RNGRetrieve", r#"<DataLength type="Integer" value="0"/>"#)]);
+    let outcome = run(
+        &[retrieve, expected.replace("RNGSeed", "RNGRetrieve")],
+        &mut Scripted::new(&[answer]),
+    );
+    assert_fails_at(&outcome, "DataLength: expected 4, got 0");
+}

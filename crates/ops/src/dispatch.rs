@@ -93,6 +93,7 @@ operations! {
     Log              = LOG                => log,                light;
     // RngRetrieve: large random outputs.
     RngRetrieve      = RNG_RETRIEVE       => rng_retrieve,       heavy;
+    RngSeed          = RNG_SEED           => rng_seed,           light;
     Encrypt          = ENCRYPT            => encrypt,            light;
     // Decrypt: RSA private-key operations.
     Decrypt          = DECRYPT            => decrypt,            heavy;
@@ -134,7 +135,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 31);
+        assert_eq!(Op::ALL.len(), 32);
         assert_eq!(Op::from_code(0), None);
     }
 }

@@ -81,3 +81,26 @@ fn hash_sha256_known_answer() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+#[test]
+fn rng_seed_uses_none_of_the_data_and_requires_some() {
+    let engine = Engine::in_memory();
+    let seed = r#"<BatchItem><Operation type="Enumeration" value="RNGSeed"/><RequestPayload>
+<Data type="ByteString" value="333c06587706225099a67438f263f8f9"/></RequestPayload></BatchItem>"#;
+    let empty = r#"<BatchItem><Operation type="Enumeration" value="RNGSeed"/><RequestPayload>
+</RequestPayload></BatchItem>"#;
+    for version in [(1, 4), (2, 1)] {
+        let resp = engine.handle_message(
+            &Principal::new("a"),
+            &xml_request(version, &format!("{seed}{empty}")),
+        );
+        let it = batch_items(&resp);
+        let used = field(&it[0], &[tag::RESPONSE_PAYLOAD, tag::DATA_LENGTH]).unwrap();
+        assert_eq!(kmipd_proto::reader::as_int(used).unwrap(), 0);
+        let status = field(&it[1], &[tag::RESULT_STATUS]).unwrap();
+        assert_eq!(
+            as_enum(status).unwrap(),
+            kmipd_proto::enums::result_status::OPERATION_FAILED
+        );
+    }
+}

@@ -321,3 +321,61 @@ fn re_key_moves_names_and_links_both_keys() {
         link_type::REPLACED_OBJECT_LINK
     )));
 }
+
+#[test]
+fn create_makes_skipjack_keys_of_80_bits_only_and_secret_data_is_a_password_by_default() {
+    let engine = Engine::in_memory();
+    let skipjack = |bits: i32| {
+        let attrs = vec![
+            Attribute::std(
+                tag::CRYPTOGRAPHIC_ALGORITHM,
+                Value::Enumeration(alg::SKIPJACK),
+            ),
+            Attribute::std(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(bits)),
+        ];
+        send(
+            &engine,
+            V14,
+            vec![
+                (
+                    op::CREATE,
+                    vec![
+                        build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                        v1_attrs(tag::TEMPLATE_ATTRIBUTE, attrs),
+                    ],
+                ),
+                (op::GET, vec![]),
+            ],
+        )
+    };
+    let items = skipjack(80);
+    let block = key_block(&ok(&items[1]), tag::SYMMETRIC_KEY);
+    let kb = StructReader::any(&block).unwrap();
+    let kv = StructReader::any(kb.required(tag::KEY_VALUE).unwrap()).unwrap();
+    assert_eq!(kv.req_bytes(tag::KEY_MATERIAL).unwrap().len(), 10);
+    assert_eq!(skipjack(128)[0].result_reason, Some(rr::INVALID_FIELD));
+
+    let items = send(
+        &engine,
+        V21,
+        vec![
+            (
+                op::CREATE,
+                vec![
+                    build::enumeration(tag::OBJECT_TYPE, object_type::SECRET_DATA),
+                    build::structure(
+                        tag::ATTRIBUTES,
+                        vec![build::int(tag::CRYPTOGRAPHIC_LENGTH, 80)],
+                    ),
+                ],
+            ),
+            (op::GET, vec![]),
+        ],
+    );
+    let secret = ok(&items[1]).required(tag::SECRET_DATA).unwrap().clone();
+    let kind = StructReader::any(&secret)
+        .unwrap()
+        .req_enum(tag::SECRET_DATA_TYPE)
+        .unwrap();
+    assert_eq!(kind, kmipd_proto::enums::secret_data_type::PASSWORD);
+}

@@ -5,7 +5,7 @@
 use kmipd_proto::attributes::{AttrName, Attributes};
 use kmipd_proto::build;
 use kmipd_proto::enums::{
-    cryptographic_algorithm as alg, key_format_type as kft, recommended_curve, secret_data_type,
+    cryptographic_algorithm as alg, key_format_type as kft, recommended_curve,
 };
 use kmipd_proto::reader::{self, ProtoError};
 use kmipd_proto::tag;
@@ -33,6 +33,8 @@ pub(crate) fn symmetric_len(algorithm: u32, bits: Option<i32>) -> Result<usize> 
         alg::CHA_CHA20 | alg::CHA_CHA20_POLY1305 => bits == 256,
         alg::POLY1305 => bits == 256,
         alg::SEED | alg::SM4 => bits == 128,
+        // SKIPJACK (FIPS 185) has an 80-bit key only.
+        alg::SKIPJACK => bits == 80,
         alg::HMAC_SHA1
         | alg::HMAC_SHA224
         | alg::HMAC_SHA256
@@ -92,9 +94,9 @@ pub(crate) fn new_secret_data(bits: Option<i32>, secret_type: u32) -> Result<Ttl
     Ok(secret_data(secret_type, &key))
 }
 
-/// The Secret Data Type a new Secret Data gets: the request's attribute, else Seed.
-pub(crate) fn secret_data_type(attrs: &Attributes) -> u32 {
-    attr_enum(attrs, tag::SECRET_DATA_TYPE).unwrap_or(secret_data_type::SEED)
+/// The Secret Data Type a new Secret Data gets: the request's attribute, else `default`.
+pub(crate) fn secret_data_type(attrs: &Attributes, default: u32) -> u32 {
+    attr_enum(attrs, tag::SECRET_DATA_TYPE).unwrap_or(default)
 }
 
 /// A Secret Data structure of `secret_type` holding `material` (Opaque format).

@@ -1,5 +1,5 @@
 //! Create (KMIP 1.4 §4.1, 2.1 §6.1.12): the server generates a Symmetric Key (or, 1.4/2.x,
-//! Secret Data) from the OS CSPRNG with the request's attributes, Pre-Active unless an
+//! Secret Data, a Password unless the request names another Secret Data Type) from the OS CSPRNG with the request's attributes, Pre-Active unless an
 //! Activation Date in the past was given; its Unique Identifier becomes the ID Placeholder.
 //!
 //! Cryptographic Algorithm and Length are required (Invalid Field in 1.x, Missing Data in 2.x
@@ -8,7 +8,7 @@
 //! honoured is General Failure (2.1 QS-M-2).
 
 use kmipd_proto::build;
-use kmipd_proto::enums::{object_type as ot, unique_identifier as uid_kind};
+use kmipd_proto::enums::{object_type as ot, secret_data_type, unique_identifier as uid_kind};
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
@@ -32,7 +32,10 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         }
         ot::SECRET_DATA => {
             let bits = attr_int(&attrs, tag::CRYPTOGRAPHIC_LENGTH);
-            let kind = keys::secret_data_type(&attrs);
+            // Without a Secret Data Type, a Password: the spec's example of Secret Data
+            // ("a shared secret value that is not a key or certificate (e.g., a password)",
+            // 2.1 §2.2.7), and what the Test Cases notes' TC-CREATE-SD-1 expects.
+            let kind = keys::secret_data_type(&attrs, secret_data_type::PASSWORD);
             keys::new_secret_data(bits, kind)?
         }
         _ => return Err(Error::InvalidField("Object Type")),

@@ -29,8 +29,8 @@ use kmipd_proto::attributes::Attribute;
 use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, cryptographic_usage_mask as mask, derivation_method as dm,
-    hashing_algorithm as ha, key_format_type as kft, link_type, object_type as ot, state,
-    unique_identifier as uid_kind,
+    hashing_algorithm as ha, key_format_type as kft, link_type, object_type as ot,
+    secret_data_type, state, unique_identifier as uid_kind,
 };
 use kmipd_proto::reader::{self, ProtoError, StructReader};
 use kmipd_proto::spec;
@@ -113,7 +113,10 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
                 )),
             )],
         ),
-        _ => keys::secret_data(keys::secret_data_type(&attrs), &material),
+        _ => keys::secret_data(
+            keys::secret_data_type(&attrs, secret_data_type::SEED),
+            &material,
+        ),
     };
     attrs::check_names_free(ctx, attrs.name_values())?;
     // Not generated: the material comes from the base objects, not from the RNG.

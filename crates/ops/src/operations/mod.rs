@@ -29,6 +29,7 @@ pub(crate) mod re_key_key_pair;
 pub(crate) mod register;
 pub(crate) mod revoke;
 pub(crate) mod rng_retrieve;
+pub(crate) mod rng_seed;
 pub(crate) mod set_attribute;
 pub(crate) mod sign;
 pub(crate) mod signature_verify;
