@@ -1,0 +1,294 @@
+//! The command line (clap derive). The same definitions make the help, the shell completions
+//! (`kmip completions SHELL`) and the man page (`kmip man`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kmip: a command-line KMIP client. It speaks binary KMIP over mutual TLS (port 5696), so it
+/// manages kmipd and any other KMIP server.
+///
+/// Exit codes: 0 success, 1 KMIP failure (the server's Result Reason and Message are printed
+/// on standard error), 2 bad usage, 3 TLS or connection failure, 4 local failure (files,
+/// input, profile file), 5 unexpected response.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kmip",
+    version,
+    max_term_width = 100,
+    args_override_self = true
+)]
+pub(crate) struct Cli {
+    /// Connection and output settings.
+    #[command(flatten)]
+    pub(crate) global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags accepted before or after any command.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The profile to use (default: the profile file's `default`).
+    #[arg(long, global = true, env = "KMIP_PROFILE")]
+    pub(crate) profile: Option<String>,
+    /// The profile file (default: $XDG_CONFIG_HOME/kmip/config.toml or
+    /// ~/.config/kmip/config.toml).
+    #[arg(long, global = true, env = "KMIP_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The server, HOST:PORT (KMIP's port is 5696).
+    #[arg(long, global = true, env = "KMIP_SERVER", value_name = "HOST:PORT")]
+    pub(crate) server: Option<String>,
+    /// CA certificates (PEM) that the server's certificate must chain to.
+    #[arg(long, global = true, env = "KMIP_CA", value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// The client certificate (PEM).
+    #[arg(long, global = true, env = "KMIP_CERT", value_name = "FILE")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The client's private key (PEM).
+    #[arg(long, global = true, env = "KMIP_KEY", value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
+    /// The KMIP version of requests: 1.0 to 1.4, 2.0, 2.1 (default 2.1).
+    #[arg(long, global = true, env = "KMIP_VERSION", value_name = "V")]
+    pub(crate) kmip_version: Option<String>,
+    /// The name the server's certificate must carry (default: the host of --server).
+    #[arg(long, global = true, env = "KMIP_SERVER_NAME", value_name = "NAME")]
+    pub(crate) server_name: Option<String>,
+    /// Seconds to wait for the connection and for each response.
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
+    pub(crate) timeout: u64,
+    /// Print JSON (stable field names) instead of text.
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    pub(crate) json: bool,
+    /// Print only identifiers (or the bare result).
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage connection profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Create a symmetric key, a key pair or a secret.
+    Create(CreateArgs),
+    /// Get an object: a summary, its key material with --reveal, or into a file (mode 0600).
+    Get(GetArgs),
+    /// Find objects by attributes; prints their identifiers.
+    Locate(LocateArgs),
+    /// Show all attributes of an object.
+    Show(UidArg),
+    /// Activate objects.
+    Activate(UidsArg),
+    /// Revoke objects.
+    Revoke(RevokeArgs),
+    /// Destroy objects (their key material; the identifiers stay, in the Destroyed state).
+    Destroy(UidsArg),
+    /// Register an object from a file: a key (raw, PEM, DER), a certificate, a secret.
+    Register(RegisterArgs),
+}
+
+/// Profile commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// Write a profile from the connection flags given (--server, --ca, --cert, --key,
+    /// --kmip-version, --server-name); file paths are stored absolute.
+    Add {
+        /// The profile's name.
+        name: String,
+        /// Make it the default profile.
+        #[arg(long)]
+        default: bool,
+    },
+    /// List the profiles.
+    List,
+    /// Remove a profile.
+    Remove {
+        /// The profile's name.
+        name: String,
+    },
+}
+
+/// One object.
+#[derive(Debug, Args)]
+pub(crate) struct UidArg {
+    /// The object's Unique Identifier.
+    pub(crate) uid: String,
+}
+
+/// Objects.
+#[derive(Debug, Args)]
+pub(crate) struct UidsArg {
+    /// Unique Identifiers; `-` reads them from standard input, one a line (e.g. from
+    /// `kmip locate --quiet`).
+    #[arg(required = true)]
+    pub(crate) uids: Vec<String>,
+}
+
+/// What to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CreateKind {
+    /// A symmetric key (Create).
+    Symmetric,
+    /// A public and private key pair (Create Key Pair).
+    KeyPair,
+    /// Secret data (Create with Object Type Secret Data, where the server offers it).
+    Secret,
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// What to create.
+    #[arg(long = "type", value_enum, default_value_t = CreateKind::Symmetric)]
+    pub(crate) kind: CreateKind,
+    /// Cryptographic Algorithm (AES, HMAC-SHA256, RSA, EC, ...).
+    #[arg(long, short)]
+    pub(crate) algorithm: Option<String>,
+    /// Cryptographic Length in bits.
+    #[arg(long, short)]
+    pub(crate) length: Option<i32>,
+    /// The curve of an EC key pair (P-256, P-384, P-521).
+    #[arg(long)]
+    pub(crate) curve: Option<String>,
+    /// A Name for the object (several allowed; for a key pair the private key gets NAME and
+    /// the public key NAME.pub).
+    #[arg(long, short)]
+    pub(crate) name: Vec<String>,
+    /// Cryptographic Usage Mask, names joined by commas (default: encrypt,decrypt for keys,
+    /// sign / verify for key pairs).
+    #[arg(long)]
+    pub(crate) usage: Option<String>,
+    /// More attributes, NAME=VALUE (e.g. `x-owner=alice`, `Object Group=db`).
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub(crate) attrs: Vec<String>,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The object's Unique Identifier.
+    pub(crate) uid: String,
+    /// Print the key material (hex) on standard output.
+    #[arg(long)]
+    pub(crate) reveal: bool,
+    /// Write the key material (raw bytes, DER, or PEM with --pem) to this file, mode 0600.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// The Key Format Type to ask for (raw, pkcs1, pkcs8, x509, transparent-symmetric-key, ...).
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+    /// Write PEM instead of DER (for --format pkcs1, pkcs8, x509 and certificates).
+    #[arg(long, requires = "out")]
+    pub(crate) pem: bool,
+    /// Wrap the key with this key (Key Wrapping Specification, AES key wrap); the wrapped
+    /// bytes are what is printed or written.
+    #[arg(long, value_name = "UID")]
+    pub(crate) wrap_with: Option<String>,
+}
+
+/// `locate`.
+#[derive(Debug, Args)]
+pub(crate) struct LocateArgs {
+    /// Name.
+    #[arg(long, short)]
+    pub(crate) name: Option<String>,
+    /// Object Type (symmetric-key, private-key, public-key, secret-data, certificate, ...).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) object_type: Option<String>,
+    /// State (pre-active, active, deactivated, compromised, destroyed, ...).
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Cryptographic Algorithm.
+    #[arg(long, short)]
+    pub(crate) algorithm: Option<String>,
+    /// Cryptographic Length.
+    #[arg(long, short)]
+    pub(crate) length: Option<i32>,
+    /// Object Group.
+    #[arg(long)]
+    pub(crate) group: Option<String>,
+    /// Objects whose Initial Date is at or after this date (RFC 3339, e.g.
+    /// 2026-01-31T00:00:00Z); with --created-before, a range.
+    #[arg(long, value_name = "DATE")]
+    pub(crate) created_after: Option<String>,
+    /// Objects whose Initial Date is at or before this date.
+    #[arg(long, value_name = "DATE")]
+    pub(crate) created_before: Option<String>,
+    /// More attributes, NAME=VALUE (custom attributes too: `x-owner=alice`).
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub(crate) attrs: Vec<String>,
+    /// At most this many identifiers (Maximum Items).
+    #[arg(long, value_name = "N")]
+    pub(crate) max: Option<i32>,
+    /// Skip this many (Offset Items).
+    #[arg(long, value_name = "N")]
+    pub(crate) offset: Option<i32>,
+}
+
+/// `revoke`.
+#[derive(Debug, Args)]
+pub(crate) struct RevokeArgs {
+    /// Unique Identifiers; `-` reads them from standard input.
+    #[arg(required = true)]
+    pub(crate) uids: Vec<String>,
+    /// Revocation Reason Code: unspecified, key-compromise, ca-compromise,
+    /// affiliation-changed, superseded, cessation-of-operation, privilege-withdrawn.
+    #[arg(long, default_value = "unspecified")]
+    pub(crate) reason: String,
+    /// Revocation Message.
+    #[arg(long)]
+    pub(crate) message: Option<String>,
+    /// When the compromise happened (RFC 3339; key-compromise and ca-compromise only).
+    #[arg(long, value_name = "DATE")]
+    pub(crate) compromise_date: Option<String>,
+}
+
+/// What a file to register holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RegisterKind {
+    /// A symmetric key: the raw key bytes.
+    Symmetric,
+    /// Secret data (a password, a seed): the raw bytes.
+    Secret,
+    /// A private key: PEM (PKCS#8, PKCS#1 RSA, SEC1 EC) or DER (see --format).
+    PrivateKey,
+    /// A public key: PEM (SubjectPublicKeyInfo, PKCS#1 RSA) or DER (see --format).
+    PublicKey,
+    /// An X.509 certificate: PEM or DER.
+    Certificate,
+}
+
+/// `register`.
+#[derive(Debug, Args)]
+pub(crate) struct RegisterArgs {
+    /// The file (`-` for standard input).
+    pub(crate) file: PathBuf,
+    /// What the file holds.
+    #[arg(long = "type", value_enum, default_value_t = RegisterKind::Symmetric)]
+    pub(crate) kind: RegisterKind,
+    /// The Key Format Type of DER input (pkcs8, pkcs1, x509, ec-private-key); PEM input says
+    /// its own.
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+    /// Cryptographic Algorithm (default AES for symmetric keys).
+    #[arg(long, short)]
+    pub(crate) algorithm: Option<String>,
+    /// Cryptographic Length of a key pair's key in bits.
+    #[arg(long, short)]
+    pub(crate) length: Option<i32>,
+    /// The Secret Data Type of a secret (password, seed).
+    #[arg(long, default_value = "password")]
+    pub(crate) secret_type: String,
+    /// A Name (several allowed).
+    #[arg(long, short)]
+    pub(crate) name: Vec<String>,
+    /// Cryptographic Usage Mask, names joined by commas.
+    #[arg(long)]
+    pub(crate) usage: Option<String>,
+    /// More attributes, NAME=VALUE.
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub(crate) attrs: Vec<String>,
+}

@@ -1,0 +1,447 @@
+//! The real `kmip` binary against a real kmipd: one server (in-process, memory store, on
+//! 127.0.0.1 port 0) shared by every test of this file, each test with its own profile folder
+//! and a cleared environment. Asserts what scripts rely on: the exact command forms of issue
+//! 15, their output, the JSON shape, each exit code, the 0600 mode of files with key material.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value as Json;
+
+struct Shared {
+    _runtime: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+    addr: SocketAddr,
+    inst: kmipd::Instance,
+}
+
+/// The one server of this file, started at first use.
+fn server() -> &'static Shared {
+    static SERVER: OnceLock<Shared> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = kmipd::init_instance_with(
+            &tmp.path().join("kmipd"),
+            &kmipd::InitOptions {
+                hsm: false,
+                ..kmipd::InitOptions::default()
+            },
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = inst.config().unwrap();
+        let handle = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                kmipd::Server::new(config).listener(listener).start(),
+            )
+            .await
+            .expect("server start within 30 s")
+            .unwrap()
+        });
+        let addr = handle.local_addr();
+        // The handle stays alive with the runtime for the whole test binary.
+        std::mem::forget(handle);
+        Shared {
+            _runtime: runtime,
+            _tmp: tmp,
+            addr,
+            inst,
+        }
+    })
+}
+
+/// A folder of its own for one test's profile file.
+struct Home(tempfile::TempDir);
+
+impl Home {
+    fn new() -> Home {
+        Home(tempfile::tempdir().unwrap())
+    }
+
+    /// `kmip` with only this folder as its environment (no KMIP_* from the caller).
+    fn kmip(&self) -> Command {
+        let mut c = Command::cargo_bin("kmip").unwrap();
+        c.env_clear()
+            .env("HOME", self.0.path())
+            .env("XDG_CONFIG_HOME", self.0.path().join("config"))
+            .current_dir(self.0.path())
+            .timeout(Duration::from_secs(60));
+        c
+    }
+
+    /// `kmip` with the connection flags of the dev client identity.
+    fn kmip_as(&self, who: &str) -> Command {
+        let s = server();
+        let mut c = self.kmip();
+        c.arg("--server")
+            .arg(s.addr.to_string())
+            .arg("--ca")
+            .arg(s.inst.cert("ca"))
+            .arg("--cert")
+            .arg(s.inst.cert(who))
+            .arg("--key")
+            .arg(s.inst.key(who));
+        c
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(mut c: Command, args: &[&str]) -> Out {
+    let o = c.args(args).output().unwrap();
+    Out {
+        code: o.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(o.stdout).unwrap(),
+        stderr: String::from_utf8(o.stderr).unwrap(),
+    }
+}
+
+/// Runs and requires success; returns standard output.
+fn ok(c: Command, args: &[&str]) -> String {
+    let o = run(c, args);
+    assert_eq!(o.code, 0, "kmip {args:?} failed: {}", o.stderr);
+    o.stdout
+}
+
+fn json(c: Command, args: &[&str]) -> Json {
+    serde_json::from_str(&ok(c, args)).unwrap()
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[test]
+fn the_scripted_forms_of_the_issue_work_as_written() {
+    let h = Home::new();
+    let name = unique("k");
+    let created = ok(
+        h.kmip_as("client"),
+        &[
+            "create",
+            "--algorithm",
+            "AES",
+            "--length",
+            "256",
+            "--name",
+            &name,
+            "--quiet",
+        ],
+    );
+    let uid = created.trim().to_owned();
+    assert!(
+        !uid.is_empty() && !uid.contains(char::is_whitespace),
+        "{created:?}"
+    );
+    assert_eq!(created, format!("{uid}\n"), "only the identifier");
+
+    let found = ok(h.kmip_as("client"), &["locate", "--name", &name, "--quiet"]);
+    assert_eq!(found, format!("{uid}\n"));
+
+    let shown = json(h.kmip_as("client"), &["show", &uid, "--json"]);
+    assert_eq!(shown["unique_identifier"], uid.as_str());
+    assert_eq!(shown["object_type"], "SymmetricKey");
+    assert_eq!(shown["state"], "PreActive");
+    assert_eq!(shown["cryptographic_algorithm"], "AES");
+    assert_eq!(shown["cryptographic_length"], 256);
+    assert_eq!(shown["names"], serde_json::json!([name]));
+    assert_eq!(shown["attributes"]["Name"], serde_json::json!([name]));
+    assert_eq!(
+        shown["attributes"]["CryptographicUsageMask"],
+        serde_json::json!(["Encrypt|Decrypt"])
+    );
+
+    let state = |h: &Home| json(h.kmip_as("client"), &["show", &uid, "--json"])["state"].clone();
+    ok(h.kmip_as("client"), &["activate", &uid]);
+    assert_eq!(state(&h), "Active");
+    ok(
+        h.kmip_as("client"),
+        &["revoke", &uid, "--reason", "key-compromise"],
+    );
+    assert_eq!(state(&h), "Compromised");
+    ok(h.kmip_as("client"), &["destroy", &uid]);
+    assert_eq!(state(&h), "DestroyedCompromised");
+
+    // A destroyed key's material is gone: Get fails as a KMIP failure.
+    let gone = run(h.kmip_as("client"), &["get", &uid, "--reveal"]);
+    assert_eq!(gone.code, 1, "{}", gone.stderr);
+}
+
+#[test]
+fn get_of_an_unknown_identifier_exits_1_with_the_result_reason() {
+    let h = Home::new();
+    // KMIP 2.1 (the default) says Object Not Found, 1.4 Item Not Found.
+    for (version, reason) in [("2.1", "Object Not Found"), ("1.4", "Item Not Found")] {
+        let o = run(
+            h.kmip_as("client"),
+            &["--kmip-version", version, "get", "no-such-object"],
+        );
+        assert_eq!(o.code, 1);
+        assert_eq!(o.stdout, "");
+        let lines: Vec<&str> = o.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {:?}", o.stderr);
+        let expected = format!("kmip: KMIP failure: Operation Failed: {reason}");
+        assert!(lines[0].starts_with(&expected), "{}", lines[0]);
+    }
+}
+
+#[test]
+fn key_material_only_when_asked_and_files_are_0600() {
+    let h = Home::new();
+    let uid = ok(h.kmip_as("client"), &["create", "-q"]).trim().to_owned();
+
+    let summary = ok(h.kmip_as("client"), &["get", &uid]);
+    assert!(summary.contains("hidden"), "{summary}");
+    let revealed = ok(h.kmip_as("client"), &["get", &uid, "--reveal", "--quiet"]);
+    let hex_key = revealed.trim();
+    assert_eq!(hex_key.len(), 64, "256 bits in hex: {revealed:?}");
+    assert!(!summary.contains(hex_key), "no material without --reveal");
+
+    let as_json = json(h.kmip_as("client"), &["get", &uid, "--json"]);
+    assert!(as_json.get("key_material").is_none(), "{as_json}");
+    assert_eq!(as_json["key_format_type"], "Raw");
+    let revealed_json = json(h.kmip_as("client"), &["get", &uid, "--json", "--reveal"]);
+    assert_eq!(revealed_json["key_material"], hex_key);
+
+    // An existing world-readable file is narrowed to 0600 before the key is written.
+    let file = h.path("key.bin");
+    std::fs::write(&file, b"old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let written = ok(
+        h.kmip_as("client"),
+        &["get", &uid, "--out", file.to_str().unwrap()],
+    );
+    assert!(!written.contains(hex_key));
+    assert_eq!(hex::encode(std::fs::read(&file).unwrap()), hex_key);
+    assert_eq!(mode_of(&file), 0o600);
+    let fresh = h.path("fresh.bin");
+    ok(
+        h.kmip_as("client"),
+        &["get", &uid, "-q", "-o", fresh.to_str().unwrap()],
+    );
+    assert_eq!(mode_of(&fresh), 0o600);
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn each_exit_code() {
+    let h = Home::new();
+    let s = server();
+    // 2: usage, from clap and from a missing server.
+    assert_eq!(run(h.kmip(), &["create", "--no-such-flag"]).code, 2);
+    assert_eq!(run(h.kmip(), &[]).code, 2);
+    let no_server = run(h.kmip(), &["locate", "--quiet"]);
+    assert_eq!(no_server.code, 2);
+    assert!(
+        no_server.stderr.contains("--server"),
+        "{}",
+        no_server.stderr
+    );
+    assert_eq!(
+        run(h.kmip_as("client"), &["revoke", "x", "--reason", "bored"]).code,
+        2
+    );
+    // 3: nothing listens; a server certificate from a CA we do not trust; a client
+    // certificate the server does not trust (refused at the handshake or first read).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut c = h.kmip_as("client");
+    c.args(["--server", &closed_addr]);
+    let refused = run(c, &["locate"]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    let mut c = h.kmip_as("client");
+    c.arg("--ca").arg(s.inst.cert("client"));
+    assert_eq!(run(c, &["locate"]).code, 3);
+    let stranger = kmipd::certs::DevCa::generate("stranger").unwrap();
+    let issued = stranger
+        .issue_client("client", &kmipd::certs::ClientOptions::default())
+        .unwrap();
+    std::fs::write(h.path("s.pem"), &issued.cert_pem).unwrap();
+    std::fs::write(h.path("s.key"), &issued.key_pem).unwrap();
+    let mut c = h.kmip_as("client");
+    c.arg("--cert")
+        .arg(h.path("s.pem"))
+        .arg("--key")
+        .arg(h.path("s.key"));
+    let untrusted = run(c, &["locate"]);
+    assert_eq!(untrusted.code, 3, "{}", untrusted.stderr);
+    // 4: a file that is not there; a profile file that is not TOML.
+    let mut c = h.kmip_as("client");
+    c.arg("--cert").arg(h.path("missing.pem"));
+    assert_eq!(run(c, &["locate"]).code, 4);
+    let bad = h.path("bad.toml");
+    std::fs::write(&bad, "this is [not toml").unwrap();
+    let mut c = h.kmip_as("client");
+    c.arg("--config").arg(&bad);
+    assert_eq!(run(c, &["locate"]).code, 4);
+}
+
+#[test]
+fn a_profile_replaces_the_flags() {
+    let h = Home::new();
+    let s = server();
+    ok(h.kmip_as("client"), &["profile", "add", "dev"]);
+    let file = h.path("config").join("kmip").join("config.toml");
+    assert_eq!(mode_of(&file), 0o600);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("default = \"dev\""), "{text}");
+    assert!(text.contains(&s.addr.to_string()), "{text}");
+
+    // No connection flags at all: the default profile.
+    let name = unique("p");
+    let uid = ok(h.kmip(), &["create", "--name", &name, "--quiet"]);
+    assert_eq!(ok(h.kmip(), &["locate", "--name", &name, "-q"]), uid);
+
+    // A second profile with another identity, chosen with --profile and KMIP_PROFILE: that
+    // identity does not see the first one's key.
+    ok(h.kmip_as("client2"), &["profile", "add", "other"]);
+    let listed = json(h.kmip(), &["profile", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(
+        ok(
+            h.kmip(),
+            &["--profile", "other", "locate", "--name", &name, "-q"]
+        ),
+        ""
+    );
+    let mut c = h.kmip();
+    c.env("KMIP_PROFILE", "other");
+    assert_eq!(ok(c, &["locate", "--name", &name, "-q"]), "");
+    // A flag overrides the profile's setting.
+    let mut c = h.kmip();
+    c.env("KMIP_PROFILE", "other");
+    c.arg("--cert")
+        .arg(s.inst.cert("client"))
+        .arg("--key")
+        .arg(s.inst.key("client"));
+    assert_eq!(ok(c, &["locate", "--name", &name, "-q"]), uid);
+
+    assert_eq!(run(h.kmip(), &["--profile", "nope", "locate"]).code, 2);
+}
+
+#[test]
+fn kmip_1_4_requests_work_too() {
+    let h = Home::new();
+    let name = unique("v14");
+    let uid = ok(
+        h.kmip_as("client"),
+        &[
+            "--kmip-version",
+            "1.4",
+            "create",
+            "--name",
+            &name,
+            "-q",
+            "--length",
+            "128",
+        ],
+    );
+    let found = ok(
+        h.kmip_as("client"),
+        &["--kmip-version", "1.4", "locate", "--name", &name, "-q"],
+    );
+    assert_eq!(found, uid);
+    let shown = json(
+        h.kmip_as("client"),
+        &["--kmip-version", "1.4", "show", uid.trim(), "--json"],
+    );
+    assert_eq!(shown["cryptographic_length"], 128);
+    assert_eq!(shown["names"], serde_json::json!([name]));
+}
+
+#[test]
+fn register_from_files_then_get_gives_the_same_bytes() {
+    let h = Home::new();
+    // A raw AES key.
+    let key: Vec<u8> = (1u8..=32).collect();
+    std::fs::write(h.path("aes.bin"), &key).unwrap();
+    let uid = ok(h.kmip_as("client"), &["register", "aes.bin", "-q"]);
+    let shown = json(h.kmip_as("client"), &["show", uid.trim(), "--json"]);
+    assert_eq!(shown["cryptographic_algorithm"], "AES");
+    assert_eq!(shown["cryptographic_length"], 256);
+    let back = ok(h.kmip_as("client"), &["get", uid.trim(), "--reveal", "-q"]);
+    assert_eq!(back.trim(), hex::encode(&key));
+
+    // A certificate and its PKCS#8 key in PEM; the certificate comes back as the same DER,
+    // written as PEM on request.
+    let ca = kmipd::certs::DevCa::generate("register test").unwrap();
+    let issued = ca
+        .issue_client("someone", &kmipd::certs::ClientOptions::default())
+        .unwrap();
+    std::fs::write(h.path("c.pem"), &issued.cert_pem).unwrap();
+    std::fs::write(h.path("c.key"), &issued.key_pem).unwrap();
+    let cert = ok(
+        h.kmip_as("client"),
+        &["register", "c.pem", "--type", "certificate", "-q"],
+    );
+    let shown = json(h.kmip_as("client"), &["show", cert.trim(), "--json"]);
+    assert_eq!(shown["object_type"], "Certificate");
+    ok(
+        h.kmip_as("client"),
+        &["get", cert.trim(), "--out", "back.pem", "--pem", "-q"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.path("back.pem")).unwrap().trim(),
+        issued.cert_pem.trim()
+    );
+    let private = ok(
+        h.kmip_as("client"),
+        &[
+            "register",
+            "c.key",
+            "--type",
+            "private-key",
+            "--name",
+            &unique("pk"),
+            "-q",
+        ],
+    );
+    let shown = json(h.kmip_as("client"), &["show", private.trim(), "--json"]);
+    assert_eq!(shown["object_type"], "PrivateKey");
+
+    // A PEM block of another kind is refused before anything is sent (exit 4).
+    std::fs::write(
+        h.path("bad.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let bad = run(
+        h.kmip_as("client"),
+        &["register", "bad.pem", "--type", "private-key"],
+    );
+    assert_eq!(bad.code, 4, "{}", bad.stderr);
+}
