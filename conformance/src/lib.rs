@@ -262,11 +262,21 @@ fn adapt_setup(text: &str, setup: &Path, for_path: &Path) -> String {
 }
 
 /// The test case whose objects a test case continues with, run first on the same server:
-/// SASED-M-3 and TL-M-3 locate (and destroy) what SASED-M-2 and TL-M-2 registered or created.
+/// SASED-M-3 and TL-M-3 locate (and destroy) what SASED-M-2 and TL-M-2 registered or created,
+/// TC-CREG-2 and -3 what TC-CREG-1 registered.
 /// Looked up in the same folder. The 2.1 set has no TL-M-2: TL-M-3-21 then takes 2.0's
 /// TL-M-2-20 (same major version, so a 2.1 server answers it), from the sibling `2.0` folder.
 pub fn prerequisite(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
+    // TC-CREG-2 gets and TC-CREG-3 destroys the key pair and certificate that TC-CREG-1
+    // registers (and does not destroy): TC-CREG-2's Get answers carry TC-CREG-1's key bytes.
+    if let Some(rest) = ["TC-CREG-2-", "TC-CREG-3-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+    {
+        let setup = path.with_file_name(format!("TC-CREG-1-{rest}"));
+        return setup.is_file().then_some(setup);
+    }
     let rest = ["SASED-M-3-", "TL-M-3-"]
         .iter()
         .find_map(|p| name.strip_prefix(p).map(|r| (p, r)))?;
@@ -610,5 +620,24 @@ mod tests {
             profile_of("SUITEB_128-M-1-14", Kind::Mandatory),
             "SUITEB_128"
         );
+    }
+
+    #[test]
+    fn setup_files_are_found_next_to_their_dependents() {
+        let dir = std::env::temp_dir().join(format!("kmipd-prereq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("TC-CREG-1-14.xml"), "<KMIP/>").unwrap();
+        assert_eq!(
+            prerequisite(&dir.join("TC-CREG-2-14.xml")),
+            Some(dir.join("TC-CREG-1-14.xml"))
+        );
+        assert_eq!(
+            prerequisite(&dir.join("TC-CREG-3-14.xml")),
+            Some(dir.join("TC-CREG-1-14.xml"))
+        );
+        // No setup file in the folder: none; TC-CREG-1 itself has none.
+        assert_eq!(prerequisite(&dir.join("TC-CREG-2-13.xml")), None);
+        assert_eq!(prerequisite(&dir.join("TC-CREG-1-14.xml")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,7 +26,9 @@
 //! **Order** (except Group Member Fresh): newest first (descending creation order, as 2.x requires and the test cases
 //! expect), stable across calls, so that Offset Items pages are consistent. Offset Items are
 //! skipped, then at most Maximum Items returned. Located Items (the count of all matches) is
-//! answered when the request pages (Offset or Maximum Items) and the version defines it (1.3+).
+//! answered when the request has Offset Items and the version defines it (1.3+): the spec lets
+//! a server add it without Offset Items too, but the test cases (TC-OFFSET: Maximum Items alone
+//! answers without it, with Offset Items it comes back) show it only for paging clients.
 //!
 //! **ID Placeholder**: the identifier when exactly one is returned; emptied otherwise, so that
 //! a batched Get without identifier fails rather than picks an arbitrary object.
@@ -100,7 +102,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         _ => ctx.id_placeholder = None,
     }
     let mut items = Vec::with_capacity(found.len().saturating_add(1));
-    if (offset.is_some() || maximum.is_some()) && ctx.spec >= Version::V1_3 {
+    if offset.is_some() && ctx.spec >= Version::V1_3 {
         items.push(build::int(
             tag::LOCATED_ITEMS,
             i32::try_from(located).unwrap_or(i32::MAX),
@@ -329,6 +331,11 @@ mod tests {
             assert_eq!(out.first(), Some(&build::int(tag::LOCATED_ITEMS, 3)));
             assert_eq!(uids(&out), ["k2"]);
             assert_eq!(ctx.id_placeholder.as_deref(), Some("k2"));
+            // Maximum Items alone: the first page, without the count.
+            let out =
+                items(handle(ctx, &payload(vec![build::int(tag::MAXIMUM_ITEMS, 1)])).unwrap());
+            assert_eq!(uids(&out), ["k3"]);
+            assert!(out.iter().all(|i| i.tag != tag::LOCATED_ITEMS));
         });
         // 1.0 does not define Located Items; libkmip sends Offset Items anyway.
         with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_0, |ctx| {
