@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Exit codes: 0 success, 1 KMIP failure (the server's Result Reason and Message are printed
 /// on standard error), 2 bad usage, 3 TLS or connection failure, 4 local failure (files,
-/// input, profile file), 5 unexpected response.
+/// input, profile file), 5 unexpected response, 6 a signature or MAC that does not match.
 #[derive(Debug, Parser)]
 #[command(
     name = "kmip",
@@ -88,6 +88,40 @@ pub(crate) enum Command {
     Destroy(UidsArg),
     /// Register an object from a file: a key (raw, PEM, DER), a certificate, a secret.
     Register(RegisterArgs),
+    /// Change attributes: set, add, modify, delete.
+    #[command(subcommand)]
+    Attributes(AttributesCommand),
+    /// Re-Key: a new symmetric key replaces this one (names and attributes move to it).
+    Rekey(RekeyArgs),
+    /// Encrypt a file or standard input (AES-GCM; RSA-OAEP with --scheme rsa-oaep).
+    Encrypt(CipherArgs),
+    /// Decrypt what `kmip encrypt` wrote.
+    Decrypt(CipherArgs),
+    /// Sign a file or standard input with a private key.
+    Sign(SignArgs),
+    /// Verify a signature with a public key: exit 0 when valid, 6 when not.
+    Verify(VerifyArgs),
+    /// MAC a file or standard input with an HMAC key; with --check, verify a MAC (exit 6 when
+    /// it does not match).
+    Mac(MacArgs),
+    /// Hash a file or standard input on the server.
+    Hash(HashArgs),
+    /// Random bytes from the server's generator (RNG Retrieve).
+    Rng(RngArgs),
+    /// What the server offers: operations, object types, server information (Query).
+    Query,
+    /// The KMIP versions the server speaks, newest first (Discover Versions).
+    DiscoverVersions,
+    /// Decode and encode TTLV (hex, binary) and its XML and JSON forms, offline.
+    #[command(subcommand)]
+    Ttlv(TtlvCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 /// Profile commands.
@@ -291,4 +325,202 @@ pub(crate) struct RegisterArgs {
     /// More attributes, NAME=VALUE.
     #[arg(long = "attr", value_name = "NAME=VALUE")]
     pub(crate) attrs: Vec<String>,
+}
+
+/// `attributes` commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AttributesCommand {
+    /// Set Attribute (KMIP 2.1): add the attribute, or replace its single value.
+    Set(AttributeEdit),
+    /// Add Attribute: one more instance.
+    Add(AttributeEdit),
+    /// Modify Attribute: a new value for an existing instance (--current picks which).
+    Modify(ModifyArgs),
+    /// Delete Attribute: NAME deletes every instance (2.x; 1.x the first), NAME=VALUE that one.
+    Delete(DeleteArgs),
+}
+
+/// One object and one `NAME=VALUE`.
+#[derive(Debug, Args)]
+pub(crate) struct AttributeEdit {
+    /// The object's Unique Identifier.
+    pub(crate) uid: String,
+    /// The attribute, NAME=VALUE.
+    #[arg(value_name = "NAME=VALUE")]
+    pub(crate) attribute: String,
+}
+
+/// `attributes modify`.
+#[derive(Debug, Args)]
+pub(crate) struct ModifyArgs {
+    /// The object's Unique Identifier.
+    pub(crate) uid: String,
+    /// The new value, NAME=VALUE.
+    #[arg(value_name = "NAME=VALUE")]
+    pub(crate) attribute: String,
+    /// The value to replace (2.x), when the attribute has several.
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) current: Option<String>,
+}
+
+/// `attributes delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The object's Unique Identifier.
+    pub(crate) uid: String,
+    /// NAME, or NAME=VALUE for one instance.
+    #[arg(value_name = "NAME[=VALUE]")]
+    pub(crate) attribute: String,
+}
+
+/// `rekey`.
+#[derive(Debug, Args)]
+pub(crate) struct RekeyArgs {
+    /// The key to replace.
+    pub(crate) uid: String,
+    /// Seconds by which the new key's dates are moved (Offset).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) offset: Option<u32>,
+}
+
+/// The encryption scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scheme {
+    /// AES-GCM with a 16-byte tag; the output is IV (12 bytes) || ciphertext || tag.
+    AesGcm,
+    /// RSA-OAEP with SHA-256; the output is the ciphertext.
+    RsaOaep,
+}
+
+/// `encrypt`, `decrypt`.
+#[derive(Debug, Args)]
+pub(crate) struct CipherArgs {
+    /// The key's Unique Identifier.
+    pub(crate) uid: String,
+    /// The input file (`-`, the default, is standard input).
+    #[arg(long = "in", short, default_value = "-", value_name = "FILE")]
+    pub(crate) input: PathBuf,
+    /// The output file, mode 0600 (`-`, the default, is standard output).
+    #[arg(long, short, default_value = "-", value_name = "FILE")]
+    pub(crate) out: PathBuf,
+    /// The scheme.
+    #[arg(long, value_enum, default_value_t = Scheme::AesGcm)]
+    pub(crate) scheme: Scheme,
+}
+
+/// `sign`.
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// The private key's Unique Identifier.
+    pub(crate) uid: String,
+    /// The data (`-` is standard input).
+    #[arg(long = "in", short, default_value = "-", value_name = "FILE")]
+    pub(crate) input: PathBuf,
+    /// Write the signature (raw bytes) here; without it, it is printed in hex.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Digital Signature Algorithm (sha256-with-rsa-encryption, ecdsa-with-sha256,
+    /// rsassa-pss, ...); default: what the key's attributes say.
+    #[arg(long, short)]
+    pub(crate) algorithm: Option<String>,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The public key's Unique Identifier.
+    pub(crate) uid: String,
+    /// The data (`-` is standard input).
+    #[arg(long = "in", short, default_value = "-", value_name = "FILE")]
+    pub(crate) input: PathBuf,
+    /// The signature (raw bytes, as `kmip sign --out` writes it).
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) signature: PathBuf,
+    /// Digital Signature Algorithm, as for `sign`.
+    #[arg(long, short)]
+    pub(crate) algorithm: Option<String>,
+}
+
+/// `mac`.
+#[derive(Debug, Args)]
+pub(crate) struct MacArgs {
+    /// The HMAC key's Unique Identifier.
+    pub(crate) uid: String,
+    /// The data (`-` is standard input).
+    #[arg(long = "in", short, default_value = "-", value_name = "FILE")]
+    pub(crate) input: PathBuf,
+    /// Write the MAC (raw bytes) here; without it, it is printed in hex.
+    #[arg(long, short, value_name = "FILE", conflicts_with = "check")]
+    pub(crate) out: Option<PathBuf>,
+    /// Verify this MAC (raw bytes) instead (MAC Verify).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) check: Option<PathBuf>,
+}
+
+/// `hash`.
+#[derive(Debug, Args)]
+pub(crate) struct HashArgs {
+    /// Hashing Algorithm (sha-256, sha-384, sha-512, ...).
+    #[arg(long, short, default_value = "sha-256")]
+    pub(crate) algorithm: String,
+    /// The data (`-` is standard input).
+    #[arg(long = "in", short, default_value = "-", value_name = "FILE")]
+    pub(crate) input: PathBuf,
+}
+
+/// `rng`.
+#[derive(Debug, Args)]
+pub(crate) struct RngArgs {
+    /// How many bytes.
+    pub(crate) length: i32,
+    /// Write the bytes here (mode 0600); without it, they are printed in hex.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+/// The forms `ttlv` reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TtlvForm {
+    /// TTLV bytes in hex (whitespace ignored on input).
+    Hex,
+    /// TTLV bytes as they are.
+    Binary,
+    /// The KMIP XML encoding.
+    Xml,
+    /// The KMIP JSON encoding.
+    Json,
+    /// A readable tree (output only; byte strings hidden unless --show-secrets).
+    Dump,
+}
+
+/// `ttlv` commands (no server needed).
+#[derive(Debug, Subcommand)]
+pub(crate) enum TtlvCommand {
+    /// TTLV (hex or binary) to a readable tree, XML or JSON.
+    Decode {
+        /// The input file (`-`, the default, is standard input).
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        /// The input form.
+        #[arg(long, value_enum, default_value_t = TtlvForm::Hex)]
+        from: TtlvForm,
+        /// The output form.
+        #[arg(long, value_enum, default_value_t = TtlvForm::Dump)]
+        to: TtlvForm,
+        /// Show byte strings in the dump (they may hold key material).
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// XML or JSON to TTLV (hex or binary).
+    Encode {
+        /// The input file (`-`, the default, is standard input).
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        /// The input form.
+        #[arg(long, value_enum, default_value_t = TtlvForm::Json)]
+        from: TtlvForm,
+        /// The output form.
+        #[arg(long, value_enum, default_value_t = TtlvForm::Hex)]
+        to: TtlvForm,
+    },
 }

@@ -5,9 +5,10 @@
 //! | 0 | success |
 //! | 1 | the server answered a KMIP failure (its Result Reason and Message are printed) |
 //! | 2 | bad usage: unknown command or flag, missing argument, no server configured |
-//! | 3 | TLS or connection failure: unreadable certificate or key, refused handshake, timeout |
+//! | 3 | TLS or connection failure: a certificate or key TLS cannot use, a refused handshake, a timeout |
 //! | 4 | local failure: a file that cannot be read or written, bad input, a bad profile file |
 //! | 5 | the server's response is not what the request calls for |
+//! | 6 | `verify` or `mac --check`: the signature or MAC does not match |
 
 use kmipd_proto::spec;
 
@@ -23,6 +24,8 @@ pub(crate) const EXIT_CONNECTION: u8 = 3;
 pub(crate) const EXIT_LOCAL: u8 = 4;
 /// A response that does not fit the request.
 pub(crate) const EXIT_RESPONSE: u8 = 5;
+/// A signature or MAC that does not match.
+pub(crate) const EXIT_INVALID: u8 = 6;
 
 /// What can go wrong in `kmip`.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,9 @@ pub(crate) enum CliError {
     /// The response lacks what the request calls for.
     #[error("unexpected response: {0}")]
     Response(String),
+    /// A signature or MAC that does not match.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl CliError {
@@ -56,6 +62,7 @@ impl CliError {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::File { .. } | CliError::Input(_) => EXIT_LOCAL,
             CliError::Response(_) => EXIT_RESPONSE,
+            CliError::Invalid(_) => EXIT_INVALID,
             CliError::Client(e) => match e {
                 kmipd_client::Error::Kmip { .. } => EXIT_KMIP,
                 kmipd_client::Error::Pem { .. }

@@ -7,8 +7,10 @@ mod cli;
 mod commands;
 mod config;
 mod conn;
+mod crypto;
 mod error;
 mod files;
+mod misc;
 mod names;
 mod output;
 mod pem;
@@ -60,14 +62,24 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     } else {
         Mode::Human
     };
-    if let Command::Profile(p) = &cli.command {
-        return profile(g, mode, p);
+    // The commands that need no server.
+    match &cli.command {
+        Command::Profile(p) => return profile(g, mode, p),
+        Command::Ttlv(t) => return misc::ttlv(t),
+        Command::Completions { shell } => {
+            misc::completions(*shell);
+            return Ok(());
+        }
+        Command::Man => return misc::man(),
+        _ => {}
     }
     let settings = Settings::resolve(g)?;
     let mut client = settings.connect().await?;
     let c = &mut client;
     let result = match &cli.command {
-        Command::Profile(_) => Ok(()),
+        Command::Profile(_) | Command::Ttlv(_) | Command::Completions { .. } | Command::Man => {
+            Ok(())
+        }
         Command::Create(a) => commands::create(c, mode, a).await,
         Command::Get(a) => commands::get(c, mode, a).await,
         Command::Locate(a) => commands::locate(c, mode, a).await,
@@ -76,6 +88,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Revoke(a) => commands::revoke(c, mode, a).await,
         Command::Destroy(a) => commands::lifecycle(c, mode, Lifecycle::Destroy, &a.uids).await,
         Command::Register(a) => commands::register(c, mode, a).await,
+        Command::Attributes(a) => misc::attributes(c, mode, a).await,
+        Command::Rekey(a) => misc::rekey(c, mode, a).await,
+        Command::Encrypt(a) => crypto::encrypt(c, mode, a).await,
+        Command::Decrypt(a) => crypto::decrypt(c, mode, a).await,
+        Command::Sign(a) => crypto::sign(c, mode, a).await,
+        Command::Verify(a) => crypto::verify(c, mode, a).await,
+        Command::Mac(a) => crypto::mac(c, mode, a).await,
+        Command::Hash(a) => crypto::hash(c, mode, a).await,
+        Command::Rng(a) => crypto::rng(c, mode, a).await,
+        Command::Query => misc::query(c, mode).await,
+        Command::DiscoverVersions => misc::discover_versions(c, mode).await,
     };
     // A polite close; the result of the command is what counts.
     let _ = client.shutdown().await;

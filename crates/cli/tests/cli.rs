@@ -445,3 +445,282 @@ fn register_from_files_then_get_gives_the_same_bytes() {
     );
     assert_eq!(bad.code, 4, "{}", bad.stderr);
 }
+
+#[test]
+fn encrypt_decrypt_mac_sign_verify_hash_rng() {
+    let h = Home::new();
+    let k = |args: &[&str]| ok(h.kmip_as("client"), args).trim().to_owned();
+    let plain: Vec<u8> = (0..1000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    std::fs::write(h.path("plain.bin"), &plain).unwrap();
+
+    let aes = k(&["create", "-q"]);
+    k(&["activate", &aes]);
+    k(&["encrypt", &aes, "--in", "plain.bin", "--out", "sealed.bin"]);
+    let sealed = std::fs::read(h.path("sealed.bin")).unwrap();
+    assert_eq!(
+        sealed.len(),
+        12 + plain.len() + 16,
+        "IV || ciphertext || tag"
+    );
+    assert_ne!(&sealed[12..12 + plain.len()], plain.as_slice());
+    assert_eq!(mode_of(&h.path("sealed.bin")), 0o600);
+    k(&["decrypt", &aes, "-i", "sealed.bin", "-o", "back.bin"]);
+    assert_eq!(std::fs::read(h.path("back.bin")).unwrap(), plain);
+    // Standard input and output, as in a pipe.
+    let mut c = h.kmip_as("client");
+    c.write_stdin(plain.clone());
+    let piped = c.args(["encrypt", &aes]).output().unwrap();
+    assert!(piped.status.success());
+    let mut c = h.kmip_as("client");
+    c.write_stdin(piped.stdout);
+    let unpiped = c.args(["decrypt", &aes]).output().unwrap();
+    assert_eq!(unpiped.stdout, plain);
+    // A flipped bit in the tag is refused by the server.
+    let mut bad = sealed.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    std::fs::write(h.path("bad.bin"), &bad).unwrap();
+    assert_eq!(
+        run(h.kmip_as("client"), &["decrypt", &aes, "-i", "bad.bin"]).code,
+        1
+    );
+
+    let hmac = k(&[
+        "create",
+        "--algorithm",
+        "HMAC-SHA256",
+        "--length",
+        "256",
+        "-q",
+    ]);
+    k(&["activate", &hmac]);
+    k(&["mac", &hmac, "--in", "plain.bin", "--out", "mac.bin"]);
+    assert_eq!(std::fs::read(h.path("mac.bin")).unwrap().len(), 32);
+    k(&["mac", &hmac, "--in", "plain.bin", "--check", "mac.bin"]);
+    std::fs::write(h.path("other.bin"), b"other").unwrap();
+    let mismatch = run(
+        h.kmip_as("client"),
+        &["mac", &hmac, "--in", "other.bin", "--check", "mac.bin"],
+    );
+    assert_eq!(mismatch.code, 6, "{}", mismatch.stderr);
+
+    let pair = json(
+        h.kmip_as("client"),
+        &[
+            "create",
+            "--type",
+            "key-pair",
+            "--algorithm",
+            "EC",
+            "--curve",
+            "P-256",
+            "--name",
+            &unique("ec"),
+            "--json",
+        ],
+    );
+    let private = pair["private_key_unique_identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let public = pair["public_key_unique_identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    k(&["activate", &private, &public]);
+    let alg = "ecdsa-with-sha256";
+    k(&[
+        "sign",
+        &private,
+        "--in",
+        "plain.bin",
+        "--algorithm",
+        alg,
+        "--out",
+        "sig.bin",
+    ]);
+    let valid = run(
+        h.kmip_as("client"),
+        &[
+            "verify",
+            &public,
+            "--in",
+            "plain.bin",
+            "--signature",
+            "sig.bin",
+            "--algorithm",
+            alg,
+        ],
+    );
+    assert_eq!((valid.code, valid.stdout.as_str()), (0, "valid\n"));
+    let invalid = run(
+        h.kmip_as("client"),
+        &[
+            "verify",
+            &public,
+            "--in",
+            "other.bin",
+            "--signature",
+            "sig.bin",
+            "--algorithm",
+            alg,
+        ],
+    );
+    assert_eq!((invalid.code, invalid.stdout.as_str()), (6, "invalid\n"));
+
+    // SHA-256("abc"), FIPS 180-2 appendix B.1.
+    std::fs::write(h.path("abc"), b"abc").unwrap();
+    assert_eq!(
+        k(&["hash", "--in", "abc"]),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+
+    let r1 = k(&["rng", "16"]);
+    let r2 = k(&["rng", "16"]);
+    assert_eq!(r1.len(), 32);
+    assert_ne!(r1, r2);
+}
+
+#[test]
+fn attributes_rekey_and_locate_filters() {
+    let h = Home::new();
+    let k = |args: &[&str]| ok(h.kmip_as("client"), args).trim().to_owned();
+    let show = |uid: &str| json(h.kmip_as("client"), &["show", uid, "--json"]);
+    let name = unique("attr");
+    let uid = k(&["create", "--name", &name, "-q"]);
+
+    k(&["attributes", "add", &uid, "x-owner=alice"]);
+    assert_eq!(
+        show(&uid)["attributes"]["x-owner"],
+        serde_json::json!(["alice"])
+    );
+    k(&["attributes", "modify", &uid, "x-owner=bob"]);
+    assert_eq!(
+        show(&uid)["attributes"]["x-owner"],
+        serde_json::json!(["bob"])
+    );
+    k(&[
+        "attributes",
+        "set",
+        &uid,
+        "Contact Information=ops@example.com",
+    ]);
+    assert_eq!(
+        show(&uid)["attributes"]["ContactInformation"],
+        serde_json::json!(["ops@example.com"])
+    );
+    assert_eq!(
+        k(&["locate", "--attr", "x-owner=bob", "--name", &name, "-q"]),
+        uid
+    );
+    k(&["attributes", "delete", &uid, "x-owner"]);
+    assert!(show(&uid)["attributes"].get("x-owner").is_none());
+    // 1.4 has no Set Attribute: refused before anything is sent.
+    let old = run(
+        h.kmip_as("client"),
+        &["--kmip-version", "1.4", "attributes", "set", &uid, "x-a=b"],
+    );
+    assert_eq!(old.code, 2);
+
+    let new = k(&["rekey", &uid, "-q"]);
+    assert_ne!(new, uid);
+    assert_eq!(show(&new)["names"], serde_json::json!([name]));
+    assert_eq!(show(&uid)["names"], serde_json::json!([]));
+    assert_eq!(k(&["locate", "--name", &name, "-q"]), new);
+
+    // Filters and paging.
+    let group = unique("group");
+    let g = format!("Object Group={group}");
+    let a = k(&["create", "--attr", &g, "-q"]);
+    let b = k(&["create", "--attr", &g, "--length", "128", "-q"]);
+    k(&["activate", &a]);
+    assert_eq!(
+        k(&["locate", "--group", &group, "--state", "active", "-q"]),
+        a
+    );
+    assert_eq!(
+        k(&["locate", "--group", &group, "--state", "pre-active", "-q"]),
+        b
+    );
+    assert_eq!(
+        k(&["locate", "--group", &group, "--length", "128", "-q"]),
+        b
+    );
+    let both = json(
+        h.kmip_as("client"),
+        &["locate", "--group", &group, "--json"],
+    );
+    let mut found: Vec<String> =
+        serde_json::from_value(both["unique_identifiers"].clone()).unwrap();
+    found.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(found, expected);
+    let page = k(&["locate", "--group", &group, "--max", "1", "-q"]);
+    assert_eq!(page.lines().count(), 1);
+    let rest = k(&[
+        "locate", "--group", &group, "--max", "1", "--offset", "1", "-q",
+    ]);
+    assert_eq!(rest.lines().count(), 1);
+    assert_ne!(page, rest);
+    // Destroy what locate found, through standard input.
+    let mut c = h.kmip_as("client");
+    c.write_stdin(format!("{a}\n{b}\n"));
+    k(&["revoke", &a, "--reason", "cessation-of-operation"]);
+    let destroyed = c.args(["destroy", "-", "-q"]).output().unwrap();
+    assert!(destroyed.status.success());
+    assert_eq!(
+        String::from_utf8(destroyed.stdout).unwrap(),
+        format!("{a}\n{b}\n")
+    );
+    assert_eq!(show(&b)["state"], "Destroyed");
+}
+
+#[test]
+fn server_information_and_offline_commands() {
+    let h = Home::new();
+    let versions = json(h.kmip_as("client"), &["discover-versions", "--json"]);
+    let list = versions["versions"].as_array().unwrap();
+    assert_eq!(list[0], "2.1", "newest first: {versions}");
+    assert!(list.contains(&Json::from("1.0")));
+    let q = json(h.kmip_as("client"), &["query", "--json"]);
+    let ops = q["operations"].as_array().unwrap();
+    for op in ["Create", "Locate", "Destroy"] {
+        assert!(ops.contains(&Json::from(op)), "{op} in {q}");
+    }
+
+    // A Protocol Version 1.4 structure, in JSON, XML and TTLV (KMIP 1.4 §9.1).
+    let hex_expected =
+        "420069010000002042006a0200000004000000010000000042006b02000000040000000400000000";
+    std::fs::write(
+        h.path("pv.json"),
+        r#"{"tag":"ProtocolVersion","value":[{"tag":"ProtocolVersionMajor","type":"Integer","value":1},{"tag":"ProtocolVersionMinor","type":"Integer","value":4}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        ok(h.kmip(), &["ttlv", "encode", "pv.json"]).trim(),
+        hex_expected
+    );
+    std::fs::write(h.path("pv.hex"), hex_expected).unwrap();
+    let xml = ok(h.kmip(), &["ttlv", "decode", "pv.hex", "--to", "xml"]);
+    assert!(xml.contains("ProtocolVersionMinor"), "{xml}");
+    std::fs::write(h.path("pv.xml"), &xml).unwrap();
+    assert_eq!(
+        ok(h.kmip(), &["ttlv", "encode", "pv.xml", "--from", "xml"]).trim(),
+        hex_expected
+    );
+    let dump = ok(h.kmip(), &["ttlv", "decode", "pv.hex"]);
+    assert!(
+        dump.contains("ProtocolVersionMajor") && dump.contains("= 1"),
+        "{dump}"
+    );
+    assert_eq!(run(h.kmip(), &["ttlv", "decode", "pv.json"]).code, 4);
+
+    let completion = ok(h.kmip(), &["completions", "bash"]);
+    assert!(completion.contains("kmip") && completion.contains("discover-versions"));
+    let man = ok(h.kmip(), &["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH kmip"),
+        "{}",
+        &man[..80.min(man.len())]
+    );
+}
