@@ -450,7 +450,9 @@ fn register_from_files_then_get_gives_the_same_bytes() {
 fn encrypt_decrypt_mac_sign_verify_hash_rng() {
     let h = Home::new();
     let k = |args: &[&str]| ok(h.kmip_as("client"), args).trim().to_owned();
-    let plain: Vec<u8> = (0..1000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    let plain: Vec<u8> = (0..1000u32)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
     std::fs::write(h.path("plain.bin"), &plain).unwrap();
 
     let aes = k(&["create", "-q"]);
