@@ -10,7 +10,12 @@
 //!
 //! Signing and verification work on a digest: the data is hashed here (or the client sends
 //! Digested Data), then signed with the digest's algorithm named, so both forms give the same
-//! signature.
+//! signature. Digested Data whose hash the request does not name (no Digital Signature or
+//! Hashing Algorithm) and whose length is not the default SHA-256's is signed as given: RSA
+//! PKCS#1 v1.5 padding without a DigestInfo (as PKCS#11's CKM_RSA_PKCS) and ECDSA over the bytes
+//! (FIPS 186-4 §6.4 takes the leftmost bits of any hash); RSA-PSS needs its hash and refuses
+//! it. The 1.4 and 2.x cases TC-RSA-SIGN-DIGESTEDDATA-1 and TC-ECDSA-SIGN-DIGESTEDDATA-1 sign
+//! 16 bytes so.
 
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, digital_signature_algorithm as dsa, hashing_algorithm as ha,
@@ -132,21 +137,27 @@ pub(crate) struct Scheme {
     pub(crate) pss: bool,
     /// The Hashing Algorithm.
     pub(crate) hash: u32,
+    /// Whether the request named the hash (Digital Signature Algorithm or Hashing Algorithm)
+    /// rather than `hash` being the default.
+    pub(crate) named: bool,
 }
 
 /// The signature scheme of the parameters: the Digital Signature Algorithm when given, else
 /// the Cryptographic Algorithm (or the key's) with the Padding Method and Hashing Algorithm
 /// (SHA-256 and PKCS#1 v1.5 by default).
 pub(crate) fn scheme(p: &Params, key_algorithm: Option<u32>) -> Result<Scheme> {
+    let named = p.digital_signature_algorithm.is_some() || p.hashing_algorithm.is_some();
     let rsa = |pss, hash| Scheme {
         rsa: true,
         pss,
         hash,
+        named,
     };
     let ec = |hash| Scheme {
         rsa: false,
         pss: false,
         hash,
+        named,
     };
     if let Some(d) = p.digital_signature_algorithm {
         return Ok(match d {
@@ -190,7 +201,28 @@ pub(crate) fn scheme(p: &Params, key_algorithm: Option<u32>) -> Result<Scheme> {
     }
 }
 
-fn sig_setup<T>(ctx: &mut PkeyCtx<T>, s: Scheme, p: &Params, verify: bool) -> Result<()> {
+/// The digest a signature covers, and the hash to name in it (`None`: the bytes as given, see
+/// the module doc).
+fn to_sign(s: Scheme, input: Input<'_>) -> Result<(Vec<u8>, Option<u32>)> {
+    match input {
+        Input::Data(d) => Ok((digest_of(s.hash, d)?, Some(s.hash))),
+        Input::Digest(d) if s.named || d.len() == md(s.hash)?.size() => {
+            Ok((d.to_vec(), Some(s.hash)))
+        }
+        Input::Digest(_) if s.pss => Err(Error::BadCryptographicParameters(
+            "RSA-PSS over Digested Data needs its Hashing Algorithm",
+        )),
+        Input::Digest(d) => Ok((d.to_vec(), None)),
+    }
+}
+
+fn sig_setup<T>(
+    ctx: &mut PkeyCtx<T>,
+    s: Scheme,
+    hash: Option<u32>,
+    p: &Params,
+    verify: bool,
+) -> Result<()> {
     if s.rsa {
         if s.pss {
             ctx.set_rsa_padding(Padding::PKCS1_PSS).map_err(ossl)?;
@@ -207,7 +239,9 @@ fn sig_setup<T>(ctx: &mut PkeyCtx<T>, s: Scheme, p: &Params, verify: bool) -> Re
             ctx.set_rsa_padding(Padding::PKCS1).map_err(ossl)?;
         }
     }
-    ctx.set_signature_md(md(s.hash)?).map_err(ossl)?;
+    if let Some(hash) = hash {
+        ctx.set_signature_md(md(hash)?).map_err(ossl)?;
+    }
     Ok(())
 }
 
@@ -229,13 +263,6 @@ pub(crate) enum Input<'a> {
     Digest(&'a [u8]),
 }
 
-fn digest_input(s: Scheme, input: Input<'_>) -> Result<Vec<u8>> {
-    match input {
-        Input::Data(d) => digest_of(s.hash, d),
-        Input::Digest(d) => Ok(d.to_vec()),
-    }
-}
-
 /// Signs with the private key (PKCS#1, PKCS#8 or SEC1 DER) of object `uid`, parsed once and
 /// then taken from the key cache (`key_cache.rs`).
 pub(crate) fn sign(
@@ -247,10 +274,10 @@ pub(crate) fn sign(
 ) -> Result<Vec<u8>> {
     let pkey = key_cache::private(uid, key_der)?;
     check_family(&pkey, s)?;
-    let digest = digest_input(s, input)?;
+    let (digest, hash) = to_sign(s, input)?;
     let mut ctx = PkeyCtx::new(&pkey).map_err(ossl)?;
     ctx.sign_init().map_err(ossl)?;
-    sig_setup(&mut ctx, s, p, false)?;
+    sig_setup(&mut ctx, s, hash, p, false)?;
     let mut sig = Vec::new();
     ctx.sign_to_vec(&digest, &mut sig)
         .map_err(|_| Error::CryptographicFailure("signing failed"))?;
@@ -261,13 +288,13 @@ fn verify_with<T: HasPublic>(
     pkey: &PKey<T>,
     s: Scheme,
     p: &Params,
-    digest: &[u8],
+    (digest, hash): (&[u8], Option<u32>),
     sig: &[u8],
 ) -> Result<bool> {
     check_family(pkey, s)?;
     let mut ctx = PkeyCtx::new(pkey).map_err(ossl)?;
     ctx.verify_init().map_err(ossl)?;
-    sig_setup(&mut ctx, s, p, true)?;
+    sig_setup(&mut ctx, s, hash, p, true)?;
     // A malformed signature is an invalid one, not an error.
     Ok(ctx.verify(digest, sig).unwrap_or(false))
 }
@@ -282,10 +309,10 @@ pub(crate) fn verify(
     input: Input<'_>,
     sig: &[u8],
 ) -> Result<bool> {
-    let digest = digest_input(s, input)?;
+    let (digest, hash) = to_sign(s, input)?;
     match key_cache::verifying(uid, key_der)? {
-        key_cache::Parsed::Public(k) => verify_with(&k, s, p, &digest, sig),
-        key_cache::Parsed::Private(k) => verify_with(&k, s, p, &digest, sig),
+        key_cache::Parsed::Public(k) => verify_with(&k, s, p, (&digest, hash), sig),
+        key_cache::Parsed::Private(k) => verify_with(&k, s, p, (&digest, hash), sig),
     }
 }
 
@@ -352,7 +379,8 @@ mod tests {
             Scheme {
                 rsa: true,
                 pss: false,
-                hash: ha::SHA_256
+                hash: ha::SHA_256,
+                named: false,
             }
         );
         let a = sign("t", &pair.private_pkcs1, s, &p, Input::Data(b"abc")).unwrap();
@@ -366,6 +394,51 @@ mod tests {
         );
         assert!(verify("t", &pair.public_pkcs1, s, &p, Input::Data(b"abc"), &a).unwrap());
         assert!(!verify("t", &pair.public_pkcs1, s, &p, Input::Data(b"abd"), &a).unwrap());
+    }
+
+    #[test]
+    fn digested_data_of_an_unnamed_hash_is_signed_as_given() {
+        let digest = h("01020304050607080910111213141516");
+        let rsa = keygen::rsa(1024).unwrap();
+        let p = Params {
+            cryptographic_algorithm: Some(alg::RSA),
+            ..Params::default()
+        };
+        let s = scheme(&p, None).unwrap();
+        let sig = sign("t", &rsa.private_pkcs1, s, &p, Input::Digest(&digest)).unwrap();
+        // PKCS#1 v1.5 without DigestInfo: the public key recovers exactly the 16 bytes.
+        let public = openssl::rsa::Rsa::public_key_from_der_pkcs1(&rsa.public_pkcs1).unwrap();
+        let mut out = vec![0u8; 128];
+        let n = public
+            .public_decrypt(&sig, &mut out, Padding::PKCS1)
+            .unwrap();
+        assert_eq!(&out[..n], digest.as_slice());
+        let sig_ok =
+            |d: &[u8]| verify("t", &rsa.public_pkcs1, s, &p, Input::Digest(d), &sig).unwrap();
+        assert!(sig_ok(&digest));
+        assert!(!sig_ok(&h("01020304050607080910111213141517")));
+        // Named SHA-256, the same 16 bytes are refused (not a SHA-256 digest).
+        let named = Params {
+            hashing_algorithm: Some(ha::SHA_256),
+            ..p.clone()
+        };
+        let ns = scheme(&named, None).unwrap();
+        assert!(sign("t", &rsa.private_pkcs1, ns, &named, Input::Digest(&digest)).is_err());
+        // PSS cannot sign without knowing the hash.
+        let pss = Params {
+            padding_method: Some(pm::PSS),
+            ..p.clone()
+        };
+        let ps = scheme(&pss, None).unwrap();
+        assert!(sign("t", &rsa.private_pkcs1, ps, &pss, Input::Digest(&digest)).is_err());
+
+        let ec = keygen::ec(recommended_curve::P_256).unwrap();
+        let e = Params::default();
+        let es = scheme(&e, Some(alg::EC)).unwrap();
+        let sig = sign("t", &ec.private_pkcs8, es, &e, Input::Digest(&digest)).unwrap();
+        assert!(verify("t", &ec.public_spki, es, &e, Input::Digest(&digest), &sig).unwrap());
+        let other = h("01020304050607080910111213141517");
+        assert!(!verify("t", &ec.public_spki, es, &e, Input::Digest(&other), &sig).unwrap());
     }
 
     #[test]
