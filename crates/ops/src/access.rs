@@ -1,16 +1,34 @@
-//! Access control: who may do what with a managed object.
+//! Access control: who may do what with a managed object. Every check is here; the engine
+//! calls [`check_operation`] before each batch item, [`may_access`] on every object an item
+//! names (`Ctx::load`) or finds (Locate), and [`refusal`] to say how a refused object answers.
+//!
+//! **Roles** ([`Role`], assigned by configuration with [`RoleAssignments`]):
+//! - `administrator`: everything, on every object;
+//! - `operator`: everything on its own objects; on every other object the lifecycle and
+//!   attribute operations ([`OPERATOR_ON_OTHERS`]: Activate, Revoke, Destroy, Re-Key, Re-Key Key
+//!   Pair, Archive, Recover, the attribute operations, Locate), never Get (key material) nor
+//!   the cryptographic operations;
+//! - `auditor`: only reads ([`AUDITOR_OPERATIONS`]: Locate, Get Attributes, Get Attribute List,
+//!   Query, Discover Versions), on every object; never key material, never a change;
+//! - `client` (anyone in no list): everything on its own objects, nothing on others' but what
+//!   their owners granted.
+//!
+//! A **scope** (Object Groups, [`RoleAssignments::scopes`]) confines an identity's rights over
+//! objects it does not own to the objects of those groups: two tenants' operators each manage
+//! their own group and never see the other's.
 //!
 //! - The **owner** of an object (the identity that created or registered it,
-//!   `ManagedObject::owner`) may do everything with it.
-//! - An **administrator** ([`Principal::admin`]) may do everything with every object.
+//!   `ManagedObject::owner`) may do everything with it (its role permitting the operation).
 //! - Anyone else may perform on an object exactly the operations that its owner or an
-//!   administrator **granted** them ([`crate::Engine::grant`]), and nothing else.
+//!   administrator **granted** them ([`crate::Engine::grant`]), plus what its role gives it on
+//!   others' objects, and nothing else.
 //!
-//! **Invisible equals absent.** For any other operation the object does not exist for that
-//! caller: `Ctx::load` answers Not Found (Item Not Found in 1.x, Object Not Found in 2.1), and
-//! Locate never returns it, exactly as for an identifier nobody ever used. A caller can therefore
-//! not learn that an object exists from the difference between "not found" and "permission
-//! denied".
+//! **Invisible equals absent.** For an object the caller's role does not let it see, the object
+//! does not exist: `Ctx::load` answers Not Found (Item Not Found in 1.x, Object Not Found in
+//! 2.1), and Locate never returns it, exactly as for an identifier nobody ever used. A caller
+//! can therefore not learn that an object exists from the difference between "not found" and
+//! "permission denied". Only an operator or auditor, who may Locate the object anyway, gets
+//! Permission Denied for an operation its role does not give it on that object.
 //!
 //! **Where grants live.** On the object itself, as instances of the server-owned vendor attribute
 //! `y-kmipd-grant` (one instance per grantee): its Text String value is the comma-separated XML
@@ -22,12 +40,279 @@
 //! (to those who may call Get Attributes on the object).
 
 use kmipd_proto::attributes::{AttrName, Attribute};
+use kmipd_proto::enums::operation as op;
 use kmipd_proto::spec;
 use kmipd_proto::tag;
 use kmipd_store::ManagedObject;
 use kmipd_ttlv::Value;
 
 use crate::engine::Principal;
+use crate::error::Error;
+
+/// What an identity is, by configuration ([`RoleAssignments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Role {
+    /// Everything, on every object.
+    Administrator,
+    /// The lifecycle and attributes of every object; never key material.
+    Operator,
+    /// Reads attributes and locates every object; never key material, never a change.
+    Auditor,
+    /// Its own objects, and what their owners granted it on others' (the default).
+    #[default]
+    Client,
+}
+
+impl Role {
+    /// Every role, most privileged first.
+    pub const ALL: [Role; 4] = [
+        Role::Administrator,
+        Role::Operator,
+        Role::Auditor,
+        Role::Client,
+    ];
+
+    /// The role's name in the configuration (`administrator`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+            Role::Client => "client",
+        }
+    }
+}
+
+/// What an operator may do to objects it does not own (besides what it was granted).
+pub const OPERATOR_ON_OTHERS: &[u32] = &[
+    op::LOCATE,
+    op::GET_ATTRIBUTES,
+    op::GET_ATTRIBUTE_LIST,
+    op::ADD_ATTRIBUTE,
+    op::MODIFY_ATTRIBUTE,
+    op::DELETE_ATTRIBUTE,
+    op::SET_ATTRIBUTE,
+    op::ACTIVATE,
+    op::REVOKE,
+    op::DESTROY,
+    op::ARCHIVE,
+    op::RECOVER,
+    op::RE_KEY,
+    op::RE_KEY_KEY_PAIR,
+];
+
+/// Everything an auditor may do at all (on any object).
+pub const AUDITOR_OPERATIONS: &[u32] = &[
+    op::DISCOVER_VERSIONS,
+    op::QUERY,
+    op::LOCATE,
+    op::GET_ATTRIBUTES,
+    op::GET_ATTRIBUTE_LIST,
+];
+
+/// Whether `role` permits `operation` at all, whatever the object. Only the auditor's role is
+/// limited here; the others are limited per object ([`may_access`]).
+fn role_permits(role: Role, operation: u32) -> bool {
+    match role {
+        Role::Auditor => AUDITOR_OPERATIONS.contains(&operation),
+        Role::Administrator | Role::Operator | Role::Client => true,
+    }
+}
+
+/// Whether `role` gives `operation` on objects the identity does not own.
+fn role_on_others(role: Role, operation: u32) -> bool {
+    match role {
+        Role::Administrator => true,
+        Role::Operator => OPERATOR_ON_OTHERS.contains(&operation),
+        Role::Auditor => AUDITOR_OPERATIONS.contains(&operation),
+        Role::Client => false,
+    }
+}
+
+/// The refusal of an operation the caller's role never permits (checked before each batch
+/// item): Permission Denied, naming the rule.
+pub fn check_operation(who: &Principal, operation: u32) -> Result<(), Error> {
+    if role_permits(who.role(), operation) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(
+            "the auditor role only locates objects and reads their attributes",
+        ))
+    }
+}
+
+/// Whether the identity's scope (if any) includes the object: one of the object's Object
+/// Groups is in it.
+fn in_scope(who: &Principal, object: &ManagedObject) -> bool {
+    match who.scope() {
+        None => true,
+        Some(groups) => object
+            .attributes
+            .all(&AttrName::Std(tag::OBJECT_GROUP))
+            .any(|v| matches!(v, Value::TextString(g) if groups.iter().any(|s| s == g))),
+    }
+}
+
+/// True when `who` may see the object at all through its role (Locate it): owner,
+/// administrator, operator or auditor (within its scope). A grantee sees an object only
+/// through its granted operations ([`may_access`]).
+pub fn role_sees(who: &Principal, object: &ManagedObject) -> bool {
+    object.owner == who.name() || (in_scope(who, object) && role_on_others(who.role(), op::LOCATE))
+}
+
+/// How an object the caller may not perform the operation on answers: Permission Denied when
+/// the caller's role lets it see the object (an operator's Get of another's key), otherwise
+/// Not Found, exactly as a missing object.
+pub fn refusal(who: &Principal, object: &ManagedObject) -> Error {
+    if role_sees(who, object) {
+        Error::PermissionDenied("the caller's role does not permit this operation on this object")
+    } else {
+        Error::NotFound
+    }
+}
+
+/// The names a verified client certificate gives, which role patterns match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertNames {
+    /// The identity (`[identity] source` of the certificate).
+    pub identity: String,
+    /// The subject's Common Names.
+    pub cn: Vec<String>,
+    /// The subject's Organizational Unit names.
+    pub ou: Vec<String>,
+    /// The whole subject, RFC 4514 style (`CN=client, O=kmipd dev`).
+    pub subject: String,
+    /// The Subject Alternative Names: DNS names, e-mail addresses and URIs.
+    pub san: Vec<String>,
+}
+
+impl CertNames {
+    /// Names for an identity known only by its name (tests, tools): every pattern without a
+    /// field prefix matches it, `cn:` patterns too.
+    pub fn identity(name: &str) -> CertNames {
+        CertNames {
+            identity: name.to_owned(),
+            cn: vec![name.to_owned()],
+            ..CertNames::default()
+        }
+    }
+}
+
+/// Which identities have which role, and which are confined to Object Groups: `[roles]` of the
+/// configuration. Each entry is a pattern: an exact identity (`client2`), or a field prefix and
+/// a glob where `*` matches any run of characters: `cn:audit-*`, `ou:storage`,
+/// `san:*.example.com`, `subject:CN=ops*`, `identity:ops-*`. An identity in several lists has
+/// the most privileged role (administrator, then operator, then auditor); in none, `client`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleAssignments {
+    /// Patterns of administrators.
+    pub administrator: Vec<String>,
+    /// Patterns of operators.
+    pub operator: Vec<String>,
+    /// Patterns of auditors.
+    pub auditor: Vec<String>,
+    /// Pattern -> the Object Groups an identity it matches is confined to (the union when
+    /// several match).
+    pub scopes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The fields a pattern may name.
+const PATTERN_FIELDS: [&str; 5] = ["identity", "cn", "ou", "san", "subject"];
+
+impl RoleAssignments {
+    /// Refuses a pattern that can never match (empty, or a field prefix with nothing after).
+    pub fn validate(&self) -> Result<(), String> {
+        let all = self
+            .administrator
+            .iter()
+            .chain(&self.operator)
+            .chain(&self.auditor)
+            .chain(self.scopes.keys());
+        for p in all {
+            let glob = match p.split_once(':') {
+                Some((field, glob)) if PATTERN_FIELDS.contains(&field) => glob,
+                _ => p.as_str(),
+            };
+            if glob.is_empty() {
+                return Err(format!("roles: empty pattern {p:?}"));
+            }
+        }
+        for (p, groups) in &self.scopes {
+            if groups.is_empty() || groups.iter().any(String::is_empty) {
+                return Err(format!("roles.scopes: {p:?} names no Object Group"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The role of the identity these names belong to.
+    pub fn role_of(&self, names: &CertNames) -> Role {
+        let any = |list: &[String]| list.iter().any(|p| pattern_matches(p, names));
+        if any(&self.administrator) {
+            Role::Administrator
+        } else if any(&self.operator) {
+            Role::Operator
+        } else if any(&self.auditor) {
+            Role::Auditor
+        } else {
+            Role::Client
+        }
+    }
+
+    /// The Object Groups the identity is confined to, if a scope pattern matches it.
+    pub fn scope_of(&self, names: &CertNames) -> Option<Vec<String>> {
+        let mut groups: Vec<String> = Vec::new();
+        let mut matched = false;
+        for (p, g) in &self.scopes {
+            if pattern_matches(p, names) {
+                matched = true;
+                groups.extend(g.iter().cloned());
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        matched.then_some(groups)
+    }
+
+    /// The principal of the identity these names belong to: its role and scope.
+    pub fn principal(&self, names: &CertNames) -> Principal {
+        Principal::with_role(names.identity.clone(), self.role_of(names))
+            .scoped(self.scope_of(names))
+    }
+}
+
+/// Whether `pattern` (see [`RoleAssignments`]) matches the certificate's names.
+pub fn pattern_matches(pattern: &str, names: &CertNames) -> bool {
+    let any = |values: &[String], glob: &str| values.iter().any(|v| glob_matches(glob, v));
+    match pattern.split_once(':') {
+        Some(("identity", g)) => glob_matches(g, &names.identity),
+        Some(("cn", g)) => any(&names.cn, g),
+        Some(("ou", g)) => any(&names.ou, g),
+        Some(("san", g)) => any(&names.san, g),
+        Some(("subject", g)) => glob_matches(g, &names.subject),
+        _ => glob_matches(pattern, &names.identity),
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself.
+fn glob_matches(glob: &str, text: &str) -> bool {
+    let mut parts = glob.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for m in middle {
+        match rest.split_once(m) {
+            Some((_, after)) => rest = after,
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
 
 /// The name of the vendor attribute that holds one grant.
 pub const GRANT_ATTRIBUTE: &str = "y-kmipd-grant";
@@ -88,13 +373,22 @@ pub fn grants(object: &ManagedObject) -> Vec<Grant> {
         .collect()
 }
 
-/// True when `who` may perform `operation` on `object`: its owner, an administrator, or an
-/// identity the operation was granted to.
+/// True when `who` may perform `operation` on `object`: the role permits the operation, and
+/// the caller is its owner, has a role that gives the operation on others' objects (within its
+/// scope), or was granted the operation.
 pub fn may_access(who: &Principal, object: &ManagedObject, operation: u32) -> bool {
-    who.may_see(object)
-        || grants(object)
-            .iter()
-            .any(|g| g.grantee == who.name() && g.operations.contains(&operation))
+    role_permits(who.role(), operation)
+        && (object.owner == who.name()
+            || (in_scope(who, object) && role_on_others(who.role(), operation))
+            || grants(object)
+                .iter()
+                .any(|g| g.grantee == who.name() && g.operations.contains(&operation)))
+}
+
+/// True when `who` may manage the object's grants (and edit it through the engine's
+/// library calls): its owner or an administrator (within its scope).
+pub fn may_manage(who: &Principal, object: &ManagedObject) -> bool {
+    object.owner == who.name() || (who.role() == Role::Administrator && in_scope(who, object))
 }
 
 /// Replaces the object's grants by `grants` (grants without operations are dropped).

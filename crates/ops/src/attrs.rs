@@ -420,7 +420,8 @@ pub(crate) fn check_value(attr: &Attribute) -> Result<()> {
 ///   object a Name already in use (the Names repeated in SASED-M-2-10 or TC-312-10 are 1.x
 ///   template references, not new Names): a 1.x request is not checked.
 /// - **Visibility: only objects the caller may see hold a Name against it** (its own objects;
-///   every object for an administrator). No OASIS case names objects under two identities;
+///   every object, within its scope, for an administrator, operator or auditor:
+///   `access::role_sees`). No OASIS case names objects under two identities;
 ///   an object the caller cannot see is absent for it ("invisible equals absent",
 ///   `docs/ARCHITECTURE.md`), so a refusal never reveals it.
 /// - **Destroyed objects hold no Name.** An object in state Destroyed or Destroyed
@@ -443,7 +444,7 @@ pub(crate) fn check_names_free<'a>(
             .tx
             .find_guarded(&Query::new(vec![Filter::Name(name.to_owned())]))?;
         let held = holders.iter().any(|o| {
-            ctx.principal.may_see(o)
+            crate::access::role_sees(ctx.principal, o)
                 && !matches!(
                     current_state(o),
                     Some(state::DESTROYED | state::DESTROYED_COMPROMISED)

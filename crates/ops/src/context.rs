@@ -194,12 +194,14 @@ impl Ctx<'_> {
     }
 
     /// The object with this identifier, if the caller may perform the current operation on it
-    /// (owner, administrator, or grantee of the operation: `access`); anything else is
-    /// [`Error::NotFound`] (an invisible object looks exactly like a missing one).
+    /// (`access::may_access`); otherwise [`Error::NotFound`] (an invisible object looks exactly
+    /// like a missing one), or Permission Denied when the caller's role lets it see the object
+    /// (`access::refusal`).
     pub(crate) fn load(&self, uid: &str) -> Result<ManagedObject> {
         match self.tx.get(uid)? {
             Some(o) if self.may(&o) => Ok(o),
-            _ => Err(Error::NotFound),
+            Some(o) => Err(crate::access::refusal(self.principal, &o)),
+            None => Err(Error::NotFound),
         }
     }
 

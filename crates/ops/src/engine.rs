@@ -27,34 +27,48 @@ use kmipd_proto::tag;
 use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore, Revision, StoreError};
 use kmipd_ttlv::{Limits, Ttlv, Value};
 
+use crate::access::Role;
 use crate::context::{Ctx, Tx};
 use crate::dispatch;
 use crate::error::Error;
 use crate::incident::{Answer, Incident};
 use crate::retry::Retry;
 
-/// The identity of a client, from its verified certificate.
+/// The identity of a client, from its verified certificate, with its role and scope
+/// ([`crate::access`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
     name: String,
-    admin: bool,
+    role: Role,
+    /// The Object Groups its rights over others' objects are confined to (`None`: all).
+    scope: Option<Arc<[String]>>,
 }
 
 impl Principal {
-    /// An ordinary client identity.
+    /// An ordinary client identity (role `client`).
     pub fn new(name: impl Into<String>) -> Principal {
-        Principal {
-            name: name.into(),
-            admin: false,
-        }
+        Principal::with_role(name, Role::Client)
     }
 
     /// An administrator: sees and may do everything.
     pub fn admin(name: impl Into<String>) -> Principal {
+        Principal::with_role(name, Role::Administrator)
+    }
+
+    /// An identity with `role`, unscoped.
+    pub fn with_role(name: impl Into<String>, role: Role) -> Principal {
         Principal {
             name: name.into(),
-            admin: true,
+            role,
+            scope: None,
         }
+    }
+
+    /// The same identity confined to these Object Groups (`None`: not confined).
+    #[must_use]
+    pub fn scoped(mut self, groups: Option<Vec<String>>) -> Principal {
+        self.scope = groups.map(Arc::from);
+        self
     }
 
     /// The identity's name.
@@ -62,20 +76,29 @@ impl Principal {
         &self.name
     }
 
-    /// True for an administrator.
-    pub fn is_admin(&self) -> bool {
-        self.admin
+    /// The identity's role.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
-    /// True when this identity has every right on the object (its owner, or an
-    /// administrator). Grantees have only their granted operations: see [`Principal::may`].
+    /// The Object Groups the identity is confined to, if any.
+    pub fn scope(&self) -> Option<&[String]> {
+        self.scope.as_deref()
+    }
+
+    /// True for an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Administrator
+    }
+
+    /// True when this identity has every right on the object and may manage its grants (its
+    /// owner, or an administrator within its scope). See [`crate::access::may_manage`].
     pub fn may_see(&self, object: &ManagedObject) -> bool {
-        self.admin || object.owner == self.name
+        crate::access::may_manage(self, object)
     }
 
     /// True when this identity may perform `operation` (an Operation enumeration value) on the
-    /// object: its owner, an administrator, or a grantee of that operation
-    /// (see [`crate::access`]).
+    /// object (see [`crate::access::may_access`]).
     pub fn may(&self, object: &ManagedObject, operation: u32) -> bool {
         crate::access::may_access(self, object, operation)
     }
@@ -822,6 +845,7 @@ fn run_item(ctx: &mut Ctx<'_>, item: &RequestBatchItem) -> Result<Option<Ttlv>, 
         }
     }
     ctx.operation = item.operation;
+    crate::access::check_operation(ctx.principal, item.operation)?;
     dispatch::dispatch(ctx, item.operation, item.payload.as_ref())
 }
 

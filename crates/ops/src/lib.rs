@@ -9,6 +9,7 @@
 //! - [`incident`]: store and internal failures, handed back with the answer for the operator.
 //! - [`retry`]: the one retry policy for commits that meet a concurrent change.
 //! - `lifecycle`: the state machine of KMIP's key lifecycle.
+//! - [`access`]: roles, owners, grants and scopes.
 
 pub mod access;
 mod attrs;

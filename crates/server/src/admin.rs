@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::audit::{AuditLog, ItemSummary};
+use crate::settings::Settings;
 use crate::storage::{Durable, StorageError};
 
 /// Largest request line accepted on the socket.
@@ -99,6 +100,9 @@ pub enum Request {
     /// Moves the audit log aside and continues its chain in a new file
     /// ([`AuditLog::rotate`]).
     RotateAudit,
+    /// Reads the configuration file again and applies `[roles]` and `[policy]`
+    /// ([`crate::settings`]).
+    Reload,
 }
 
 impl Request {
@@ -112,6 +116,7 @@ impl Request {
             Request::RevokeGrant { .. } => "revoke-grant",
             Request::Grants { .. } => "grants",
             Request::RotateAudit => "rotate-audit",
+            Request::Reload => "reload",
         }
     }
 
@@ -159,6 +164,7 @@ pub struct Admin {
     principal: Principal,
     one_at_a_time: Mutex<()>,
     stop: CancellationToken,
+    settings: Option<Arc<Settings>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -185,7 +191,24 @@ impl Admin {
             principal: Principal::admin(ADMIN_IDENTITY),
             one_at_a_time: Mutex::new(()),
             stop,
+            settings: None,
         }
+    }
+
+    /// Lets `reload` act on these settings (a server's).
+    #[must_use]
+    pub fn with_settings(mut self, settings: Arc<Settings>) -> Admin {
+        self.settings = Some(settings);
+        self
+    }
+
+    /// Reads the configuration file again and applies its reloadable settings.
+    pub fn reload(&self) -> Result<String, AdminError> {
+        let settings = self
+            .settings
+            .as_ref()
+            .ok_or_else(|| AdminError::Refused("this server has nothing to reload".into()))?;
+        settings.reload().map_err(AdminError::Refused)
     }
 
     /// Runs one command (blocking) and records it in the audit log. `Ok` is the line printed.
@@ -211,6 +234,7 @@ impl Admin {
                 } => self.revoke_grant(uid, identity, operations.as_deref()),
                 Request::Grants { uid } => self.grants(uid),
                 Request::RotateAudit => self.rotate_audit(),
+                Request::Reload => self.reload(),
             }
         };
         if let Some(audit) = &self.audit {

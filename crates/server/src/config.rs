@@ -75,6 +75,50 @@ pub struct Config {
     /// The local administration socket (`kmipd admin ...`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Roles of identities (`docs/access-control.md`); reloaded by `kmipd admin reload`.
+    #[serde(default)]
+    pub roles: RolesConfig,
+    /// The file this configuration was read from (what `kmipd admin reload` reads again).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[roles]`: one list of identity patterns per role, and the scopes (see
+/// [`kmipd_ops::access::RoleAssignments`]). An identity in no list has the `client` role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    /// Administrators (with `identity.administrators`).
+    #[serde(default)]
+    pub administrator: Vec<String>,
+    /// Operators.
+    #[serde(default)]
+    pub operator: Vec<String>,
+    /// Auditors.
+    #[serde(default)]
+    pub auditor: Vec<String>,
+    /// Pattern -> Object Groups the identities it matches are confined to.
+    #[serde(default)]
+    pub scopes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Config {
+    /// The role assignments of `[roles]`, `identity.administrators` included.
+    pub fn role_assignments(&self) -> kmipd_ops::access::RoleAssignments {
+        let r = &self.roles;
+        kmipd_ops::access::RoleAssignments {
+            administrator: self
+                .identity
+                .administrators
+                .iter()
+                .chain(&r.administrator)
+                .cloned()
+                .collect(),
+            operator: r.operator.clone(),
+            auditor: r.auditor.clone(),
+            scopes: r.scopes.clone(),
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -510,6 +554,7 @@ impl Config {
         };
         config.resolve_paths(base);
         config.validate(path)?;
+        config.source = Some(path.to_owned());
         Ok(config)
     }
 
@@ -644,6 +689,7 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
+        self.role_assignments().validate().map_err(invalid)?;
         Ok(())
     }
 }

@@ -16,7 +16,8 @@
 //! [`storage`] (the store and its key hierarchy: open and unlock with the HSM's master key,
 //! KEK and master key rotations, backup, offline restore), [`logging`], [`admin`] (the local
 //! admin socket and its protocol: rotations, backup, grants and audit rotation while
-//! serving), [`audit`] (the hash-chained audit log). Inside the crate: `server` (connections
+//! serving), [`audit`] (the hash-chained audit log), [`settings`] (what `kmipd admin reload`
+//! changes: roles and policy). Inside the crate: `server` (connections
 //! and limits; [`Server`] and the rest re-exported here), `tls` (rustls, certificate choice,
 //! identity; [`TlsError`]), `metrics` ([`Metrics`]), `incidents` (store and internal failures
 //! for the operator).
@@ -30,6 +31,7 @@ pub mod init;
 pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod server;
+pub mod settings;
 pub mod storage;
 pub(crate) mod tls;
 

@@ -135,6 +135,9 @@ enum AdminCommand {
     /// Move the audit log aside (to FILE.<last record number>) and continue its hash chain in
     /// a new file.
     RotateAudit,
+    /// Read the configuration file again and apply [roles] and [policy] (nothing changes if
+    /// the file does not load).
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +284,7 @@ fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitC
         },
         AdminCommand::Grants { uid } => Request::Grants { uid },
         AdminCommand::RotateAudit => Request::RotateAudit,
+        AdminCommand::Reload => Request::Reload,
     };
     match kmipd::admin::call(&config.admin.socket, &request, timeout) {
         Ok(r) if r.ok => {

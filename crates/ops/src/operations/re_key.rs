@@ -30,6 +30,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let (object, _) = keys::new_symmetric(algorithm, bits)?;
     template::server_defaults(&mut attrs, ot::SYMMETRIC_KEY, &object, true);
     let mut new = new_object(ctx, ot::SYMMETRIC_KEY, Some(object), attrs)?;
+    // The replacement belongs to the existing key's owner (an operator re-keys for it).
+    new.owner.clone_from(&old.owner);
     new.attributes.add(rekey::replaced_link(&uid));
     template::finish(ctx, &mut new);
     let new_uid = new.uid.clone();

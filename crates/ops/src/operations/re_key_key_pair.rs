@@ -64,6 +64,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         extra_private,
         extra_public,
     )?;
+    // The replacements belong to the existing keys' owner (an operator re-keys for it).
+    for uid in [&new_private, &new_public] {
+        if let Some(mut o) = ctx.tx.get(uid)? {
+            o.owner.clone_from(&old_private.owner);
+            ctx.tx.put(o);
+        }
+    }
     // Now that the new identifiers exist, point the existing keys at them.
     rekey::retire(ctx, &old_private.uid, &new_private)?;
     if let Some(p) = &old_public {

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use kmipd_ops::Principal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
@@ -313,12 +312,13 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         return;
     };
     info!(tls_version = %version, cipher_suite = %suite, resumed, "connection established");
-    let principal = if shared.config.identity.administrators.contains(&identity) {
-        Principal::admin(identity.clone())
-    } else {
-        Principal::new(identity.clone())
-    };
-    let end = serve_requests(shared, &mut conn, &principal, peer).await;
+    // The role is looked up at each request (`kmipd admin reload` may change it).
+    let names = tls
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|cert| crate::settings::cert_names(cert, &identity))
+        .unwrap_or_else(|| kmipd_ops::access::CertNames::identity(&identity));
+    let end = serve_requests(shared, &mut conn, &names, peer).await;
     match end {
         End::ClientClosed => debug!("connection closed by the client"),
         End::Shutdown => debug!("connection closed for shutdown"),
@@ -331,7 +331,7 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
 async fn serve_requests(
     shared: &Shared,
     conn: &mut Connection<'_>,
-    principal: &Principal,
+    names: &kmipd_ops::access::CertNames,
     peer: SocketAddr,
 ) -> End {
     loop {
@@ -340,7 +340,8 @@ async fn serve_requests(
             Err(end) => return end,
         };
         let span = info_span!("request", bytes = request.message.len());
-        let outcome = execute(shared, principal, peer, request.message)
+        let principal = shared.settings.principal(names);
+        let outcome = execute(shared, &principal, peer, request.message)
             .instrument(span)
             .await;
         let Some(response) = outcome else {

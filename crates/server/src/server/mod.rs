@@ -40,6 +40,8 @@ pub use start::{
 /// What every connection of one server shares.
 struct Shared {
     config: Config,
+    /// Roles (and policy), replaced by `kmipd admin reload`.
+    settings: Arc<crate::settings::Settings>,
     /// Replaced by [`ServerHandle::reload_tls`]; each handshake takes a clone.
     acceptor: std::sync::RwLock<TlsAcceptor>,
     engine: Engine,

@@ -254,6 +254,7 @@ impl Server {
         };
         let watched = durable.clone();
         let stop = CancellationToken::new();
+        let settings = Arc::new(crate::settings::Settings::new(&config));
         let mut admin_task = None;
         if config.admin.enabled {
             let path = config.admin.socket.clone();
@@ -264,7 +265,8 @@ impl Server {
                 durable,
                 Some(audit.clone()),
                 stop.clone(),
-            );
+            )
+            .with_settings(settings.clone());
             admin_task = Some(tokio::spawn(crate::admin::serve(
                 listener,
                 path,
@@ -288,6 +290,7 @@ impl Server {
             exec_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             per_identity: Mutex::new(HashMap::new()),
             engine,
+            settings,
             metrics: metrics.clone(),
             incidents,
             limits,
