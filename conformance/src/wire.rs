@@ -5,8 +5,9 @@
 //! - [`WireTarget`] is a [`Target`] over one `kmipd-client` connection (opened at the first
 //!   request, reopened once when the server closed it between two requests).
 //! - [`SpawnedServer`] is a fresh kmipd for one test case: `kmipd init` in a temporary folder
-//!   (SoftHSM2 token and sled store by default, as a deployment; `--no-hsm` for the in-memory
-//!   store), then `kmipd serve` on `127.0.0.1:0`; the bound address is read from the server's
+//!   (SoftHSM2 token and sled store by default, as a deployment; a PostgreSQL database instead
+//!   of sled with [`SpawnOptions::postgres_url`]; `--no-hsm` for the in-memory store), then
+//!   `kmipd serve` on `127.0.0.1:0`; the bound address is read from the server's
 //!   `kmipd listening addr=...` log line. Dropping it kills and reaps the process and removes
 //!   the folder.
 //!
@@ -214,6 +215,9 @@ pub struct SpawnOptions {
     pub hsm: bool,
     /// Bound on `kmipd init` and, separately, on the server's start-up.
     pub start_timeout: Duration,
+    /// With `hsm`: keep the objects in this PostgreSQL database instead of sled (`[store]
+    /// backend = "postgres"`, `url = ...` in the instance's `kmipd.toml`).
+    pub postgres_url: Option<String>,
 }
 
 impl Default for SpawnOptions {
@@ -221,6 +225,7 @@ impl Default for SpawnOptions {
         SpawnOptions {
             hsm: true,
             start_timeout: Duration::from_secs(60),
+            postgres_url: None,
         }
     }
 }
@@ -267,6 +272,9 @@ impl SpawnedServer {
                 "kmipd init failed ({status}): {}",
                 tail(&init_log, 3)
             ));
+        }
+        if let Some(url) = &options.postgres_url {
+            use_postgres(&instance.join("kmipd.toml"), url)?;
         }
         let serve_log = guard.root.join("serve.log");
         let log = std::fs::File::create(&serve_log)
@@ -346,6 +354,21 @@ impl Drop for SpawnedServer {
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Points the `[store]` of an instance's `kmipd.toml` (sled, as `kmipd init` writes it with
+/// an HSM) at a PostgreSQL database.
+fn use_postgres(config: &Path, url: &str) -> Result<(), String> {
+    const SLED: &str = "backend = \"sled\"\ndata_dir = \"data\"\n";
+    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    if !text.contains(SLED) {
+        return Err(format!(
+            "{}: no sled [store] to replace (kmipd init without an HSM?)",
+            config.display()
+        ));
+    }
+    let text = text.replace(SLED, &format!("backend = \"postgres\"\nurl = {url:?}\n"));
+    std::fs::write(config, text).map_err(|e| format!("{}: {e}", config.display()))
 }
 
 /// A new, empty folder under the system's temporary folder, private to this process.

@@ -9,6 +9,13 @@
 //!   in-process one, from which `docs/conformance.md` renders its wire columns) still differs
 //!   exactly as listed, and no core mandatory file is listed.
 //!
+//! The same core mandatory files also run over the wire against one `kmipd serve` whose store
+//! is PostgreSQL (`[store] backend = "postgres"`, a database of the test binary's private
+//! cluster, `kmipd_test_support::pg`), with the same outcome as in-process: one server for all
+//! of them, one file at a time, its tables emptied (`TRUNCATE kmipd_objects, kmipd_terms`)
+//! before each file so that every file meets an empty server as with a fresh one (a node keeps
+//! no object state in memory; its KEK and schema stay).
+//!
 //! The kmipd binary is built by this test (`cargo build -p kmipd`, a no-op when it is current)
 //! in the test's own target folder and profile, or taken from `$KMIPD_BIN`. Four files run at a
 //! time (a spawned server mostly waits: init, SoftHSM2, fsync); every wait is bounded by the
@@ -25,8 +32,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kmipd_conformance::report::WireDifference;
-use kmipd_conformance::wire::{SpawnOptions, spawn_factory};
+use kmipd_conformance::wire::{
+    SpawnOptions, SpawnedServer, Unavailable, WireTarget, spawn_factory,
+};
 use kmipd_conformance::{FileOutcome, InProcess, Target, core_mandatory, run_files, vector_key};
+use kmipd_test_support::pg::PgCluster;
 use kmipd_test_support::vectors_dir;
 
 /// Files in flight at once.
@@ -163,6 +173,83 @@ fn core_mandatory_cases_have_the_same_outcome_over_the_wire() {
     assert!(
         mismatches.is_empty(),
         "{} wire mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn core_mandatory_cases_have_the_same_outcome_over_the_wire_on_postgresql() {
+    let dir = vectors_dir();
+    let kmipd = kmipd_binary();
+    let core = core_mandatory(&dir).unwrap();
+    assert!(
+        core.len() > 350,
+        "only {} mandatory files found",
+        core.len()
+    );
+    let cluster = PgCluster::shared();
+    let db = cluster.create_database();
+    let options = SpawnOptions {
+        postgres_url: Some(cluster.url(&db)),
+        ..SpawnOptions::default()
+    };
+    let server = SpawnedServer::start(&kmipd, &options).unwrap();
+    let endpoint = server.endpoint("client").unwrap();
+    // The server made the tables at start-up (its migrations): they exist to be emptied.
+    let emptied = std::sync::atomic::AtomicUsize::new(0);
+    let factory = || -> Box<dyn Target> {
+        cluster.psql(&db, "TRUNCATE kmipd_objects, kmipd_terms");
+        emptied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match WireTarget::new(endpoint.clone()) {
+            Ok(t) => Box::new(t),
+            Err(e) => Box::new(Unavailable(e)),
+        }
+    };
+    let started = Instant::now();
+    let wire = run_files(&core, 1, &factory, &mut |_, _| {});
+    let elapsed = started.elapsed();
+    assert_eq!(
+        emptied.load(std::sync::atomic::Ordering::Relaxed),
+        core.len(),
+        "one target per file, each on an emptied database"
+    );
+    let local_factory = || -> Box<dyn Target> { Box::new(InProcess::new()) };
+    let local = run_files(&core, 1, &local_factory, &mut |_, _| {});
+    let mut mismatches = Vec::new();
+    let mut passed = 0;
+    for ((path, w), (_, l)) in wire.iter().zip(&local) {
+        passed += usize::from(w.passed);
+        if w.passed != l.passed {
+            mismatches.push(format!(
+                "{}: in-process {}, over the wire on PostgreSQL {}: {}",
+                vector_key(path),
+                if l.passed { "passes" } else { "fails" },
+                if w.passed { "passes" } else { "fails" },
+                w.first_difference
+                    .clone()
+                    .or_else(|| l.first_difference.clone())
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    // Every commit that wrote left its token (kept minutes): the server's writes went to
+    // this database.
+    let commits: usize = cluster
+        .psql(&db, "SELECT count(*) FROM kmipd_commit_tokens")
+        .trim()
+        .parse()
+        .unwrap();
+    println!(
+        "{} core mandatory files over the wire on one PostgreSQL-backed kmipd in {elapsed:.0?}: \
+         {passed} passed ({commits} commits recorded in the database)",
+        wire.len()
+    );
+    assert!(commits > 0, "the server committed nothing to PostgreSQL");
+    drop(server);
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches over the wire on PostgreSQL:\n{}",
         mismatches.len(),
         mismatches.join("\n")
     );

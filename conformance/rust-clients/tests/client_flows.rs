@@ -248,7 +248,10 @@ async fn state_of(client: &mut Client, v: ProtocolVersion, id: &str) -> u32 {
 
 #[test]
 fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
-    let k = Kmipd::start();
+    vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key_on(&Kmipd::start());
+}
+
+fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key_on(k: &Kmipd) {
     let s = Step::new(
         common::VSPHERE,
         "1.1",
@@ -258,8 +261,8 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
         1,
     );
     k.rt.block_on(async {
-        let c = connector(&k, "client", V1_1, true);
-        let mut vc = connect(&c, &k).await;
+        let c = connector(k, "client", V1_1, true);
+        let mut vc = connect(&c, k).await;
         let mut answers = Vec::new();
         for _ in 0..3 {
             let payload = ok(&one(&mut vc, V1_1, operation::DISCOVER_VERSIONS, vec![]).await);
@@ -361,7 +364,14 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key() {
 
 #[test]
 fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_without_sni() {
-    let k = Kmipd::start();
+    pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_without_sni_on(
+        &Kmipd::start(),
+    );
+}
+
+fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_without_sni_on(
+    k: &Kmipd,
+) {
     let register = Step::new(
         common::PG_TDE,
         "1.4",
@@ -376,15 +386,15 @@ fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_w
         2,
     );
     k.rt.block_on(async {
-        let v14 = libkmip_connector(&k, V1_4);
-        let v10 = libkmip_connector(&k, V1_0);
+        let v14 = libkmip_connector(k, V1_4);
+        let v10 = libkmip_connector(k, V1_0);
         let principal: Vec<u8> = (100u8..116).collect();
         let mut keys = Vec::new();
         for (i, bytes) in [principal.clone(), vec![9u8; 16]].into_iter().enumerate() {
             let n = format!("pg_tde_principal_{i}");
             let item = one_shot(
                 &v14,
-                &k,
+                k,
                 operation::REGISTER,
                 register_payload(
                     object_type::SYMMETRIC_KEY,
@@ -409,7 +419,7 @@ fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_w
             ]
         };
         let located =
-            async |n: &str| ok(&one_shot(&v10, &k, operation::LOCATE, locate_payload(n)).await);
+            async |n: &str| ok(&one_shot(&v10, k, operation::LOCATE, locate_payload(n)).await);
         let found = located("pg_tde_principal_0").await;
         assert_eq!(
             found,
@@ -419,13 +429,13 @@ fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_w
         let none = located("pg_tde_principal_9").await;
         assert!(none.is_empty());
         let object = got_object(
-            &one_shot(&v10, &k, operation::GET, by_uid(&keys[0])).await,
+            &one_shot(&v10, k, operation::GET, by_uid(&keys[0])).await,
             &keys[0],
             object_type::SYMMETRIC_KEY,
         );
         assert_eq!(material_bytes(&object), principal);
         // Never activated: still Pre-Active, and served all the same.
-        let mut c = connect(&v10, &k).await;
+        let mut c = connect(&v10, k).await;
         assert_eq!(state_of(&mut c, V1_0, &keys[0]).await, state::PRE_ACTIVE);
         assert!(!c.resumed(), "libkmip keeps no session");
     });
@@ -438,7 +448,10 @@ fn pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_w
 
 #[test]
 fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one() {
-    let k = Kmipd::start();
+    percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one_on(&Kmipd::start());
+}
+
+fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one_on(k: &Kmipd) {
     let s_register = Step::new(
         common::PERCONA_MYSQL,
         "1.4",
@@ -466,7 +479,7 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
         5,
     );
     k.rt.block_on(async {
-        let mut c = connect(&connector(&k, "client", V1_4, true), &k).await;
+        let mut c = connect(&connector(k, "client", V1_4, true), k).await;
         let group = || attr("Object Group", text("percona"));
         let mut objects = Vec::new();
         for i in 0..20u8 {
@@ -597,7 +610,12 @@ fn percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one()
 
 #[test]
 fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key() {
-    let k = Kmipd::start();
+    percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key_on(
+        &Kmipd::start(),
+    );
+}
+
+fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key_on(k: &Kmipd) {
     let s = Step::new(
         common::PERCONA_MONGODB,
         "1.0",
@@ -607,7 +625,7 @@ fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key
         1,
     );
     k.rt.block_on(async {
-        let mut c = connect(&connector(&k, "client", V1_0, true), &k).await;
+        let mut c = connect(&connector(k, "client", V1_0, true), k).await;
         let key_bytes = [0x42u8; 32];
         let key = register(
             &mut c,
@@ -671,7 +689,10 @@ fn percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key
 
 #[test]
 fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret() {
-    let k = Kmipd::start();
+    synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret_on(&Kmipd::start());
+}
+
+fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret_on(k: &Kmipd) {
     let s = Step::new(
         common::SYNOLOGY,
         "1.2",
@@ -683,7 +704,7 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
     k.rt.block_on(async {
         // Only ECDHE-RSA suites: the handshake succeeds only with kmipd's RSA certificate.
         let config = rustls_config(
-            &k,
+            k,
             "client",
             |p| {
                 p.cipher_suites = vec![
@@ -694,13 +715,13 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
             &[&rustls::version::TLS12],
         );
         let dsm = Connector::from_config(config, options(V1_2, false)).unwrap();
-        let probe = connect(&dsm, &k).await;
+        let probe = connect(&dsm, k).await;
         assert_eq!(probe.tls_version(), Some(rustls::ProtocolVersion::TLSv1_2));
         drop(probe);
 
         let q = ok(&one_shot(
             &dsm,
-            &k,
+            k,
             operation::QUERY,
             vec![
                 build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
@@ -727,14 +748,14 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
 
         let located = async |n: &str| {
             let by_name = vec![attr("Name", name(n))];
-            ok(&one_shot(&dsm, &k, operation::LOCATE, by_name).await)
+            ok(&one_shot(&dsm, k, operation::LOCATE, by_name).await)
         };
         assert!(located("dsm-volume1").await.is_empty());
         let passphrase = b"volume1 passphrase".to_vec();
         let secret = registered(
             &one_shot(
                 &dsm,
-                &k,
+                k,
                 operation::REGISTER,
                 register_payload(
                     object_type::SECRET_DATA,
@@ -750,7 +771,7 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
         );
         let modified = ok(&one_shot(
             &dsm,
-            &k,
+            k,
             operation::MODIFY_ATTRIBUTE,
             vec![
                 build::unique_identifier(secret.clone()),
@@ -766,8 +787,8 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
         );
         assert_eq!(uids(&located("dsm-volume1").await), [secret.as_str()]);
         assert!(located("dsm-pending").await.is_empty());
-        ok(&one_shot(&dsm, &k, operation::ACTIVATE, by_uid(&secret)).await);
-        let mut c = connect(&dsm, &k).await;
+        ok(&one_shot(&dsm, k, operation::ACTIVATE, by_uid(&secret)).await);
+        let mut c = connect(&dsm, k).await;
         let attrs =
             get_attributes(&mut c, V1_2, &secret, &["Operation Policy Name", "State"]).await;
         assert_eq!(
@@ -789,7 +810,14 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret()
 
 #[test]
 fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_attribute() {
-    let k = Kmipd::start();
+    mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_attribute_on(
+        &Kmipd::start(),
+    );
+}
+
+fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_attribute_on(
+    k: &Kmipd,
+) {
     let s = Step::new(
         common::KEYRING_OKV,
         "1.1",
@@ -798,7 +826,7 @@ fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_o
         1,
     );
     k.rt.block_on(async {
-        let mut c = connect(&connector(&k, "client", V1_1, true), &k).await;
+        let mut c = connect(&connector(k, "client", V1_1, true), k).await;
         let idx = |n: &str, v: Value| attr_at(n, Some(0), v);
         let payload = vec![
             build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
@@ -854,7 +882,10 @@ fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_o
 
 #[test]
 fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones() {
-    let k = Kmipd::start();
+    veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones_on(&Kmipd::start());
+}
+
+fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones_on(k: &Kmipd) {
     let s13 = Step::new(
         common::VEEAM,
         "1.4",
@@ -873,9 +904,9 @@ fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones() {
             (&rustls::version::TLS13, s13),
             (&rustls::version::TLS12, s12),
         ] {
-            let config = rustls_config(&k, "client", |_| {}, &[tls]);
+            let config = rustls_config(k, "client", |_| {}, &[tls]);
             let veeam = Connector::from_config(config, options(V1_4, true)).unwrap();
-            let mut first = connect(&veeam, &k).await;
+            let mut first = connect(&veeam, k).await;
             assert!(!first.resumed());
             let created = ok(&one(
                 &mut first,
@@ -915,7 +946,7 @@ fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones() {
                 (&private, object_type::PRIVATE_KEY),
                 (&public, object_type::PUBLIC_KEY),
             ] {
-                let mut c = connect(&veeam, &k).await;
+                let mut c = connect(&veeam, k).await;
                 assert!(c.resumed(), "{tls:?}: the session is resumed");
                 assert_eq!(c.tls_version(), Some(tls.version));
                 ok(&one(&mut c, V1_4, operation::ACTIVATE, by_uid(id)).await);
@@ -963,7 +994,10 @@ fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones() {
 
 #[test]
 fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder() {
-    let k = Kmipd::start();
+    storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder_on(&Kmipd::start());
+}
+
+fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder_on(k: &Kmipd) {
     let s = Step::new(
         common::STORAGE_ARRAY,
         "1.0",
@@ -973,7 +1007,7 @@ fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder(
         1,
     );
     k.rt.block_on(async {
-        let mut c = connect(&connector(&k, "client", V1_0, true), &k).await;
+        let mut c = connect(&connector(k, "client", V1_0, true), k).await;
         let custom = |serial: &str, slot: i32| {
             vec![
                 attr("x-array-serial", text(serial)),
@@ -1060,4 +1094,45 @@ fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder(
         }
     });
     s.pass();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every flow on a node whose store is PostgreSQL
+// ---------------------------------------------------------------------------------------------
+
+/// Every flow above, one after another, against one kmipd whose store is PostgreSQL (a
+/// `PgStore` on a database of the test binary's private cluster, `kmipd_test_support::pg`,
+/// under the engine the server runs): the same requests and checks, through the store several
+/// nodes share (every request on the blocking pool, each commit one database transaction).
+/// The flows' rows of `docs/interoperability.md` come from the runs above: this thread records
+/// none. `conformance/tests/wire.rs` runs the OASIS cases against the `kmipd serve` binary
+/// configured with `[store] backend = "postgres"`.
+#[test]
+fn every_flow_passes_on_a_postgresql_backed_node() {
+    common::RECORDING.set(false);
+    let cluster = kmipd_test_support::pg::PgCluster::shared();
+    let db = cluster.create_database();
+    let kek = kmipd_store::Kek::new(kmipd_store::KekId(1), &zeroize::Zeroizing::new([0x5a; 32]));
+    let store =
+        kmipd_store::PgStore::open_with_kek(&kmipd_store::PgOptions::new(cluster.url(&db)), kek)
+            .unwrap();
+    let engine = kmipd_ops::Engine::new(Arc::new(store), kmipd_ops::EngineConfig::default());
+    let k = Kmipd::start_with(Some(engine));
+    vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key_on(&k);
+    pg_tde_registers_then_locates_one_by_name_and_gets_it_a_connection_per_call_without_sni_on(&k);
+    percona_mysql_pages_its_object_group_16_at_a_time_reads_each_and_erases_one_on(&k);
+    percona_server_for_mongodb_speaks_1_0_only_and_reads_item_not_found_as_no_key_on(&k);
+    synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret_on(&k);
+    mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_attribute_on(
+        &k,
+    );
+    veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones_on(&k);
+    storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder_on(&k);
+    // The flows' objects are in the database, not in the node.
+    let stored: u64 = cluster
+        .psql(&db, "SELECT count(*) FROM kmipd_objects")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(stored > 0, "the flows stored nothing in PostgreSQL");
 }
