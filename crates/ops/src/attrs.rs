@@ -472,6 +472,7 @@ pub(crate) fn add_instance(
         return Err(Error::AttributeSingleValued);
     }
     check_value(&attr)?;
+    let attr = normalize(attr, None)?;
     if attr.name == AttrName::Std(tag::NAME) {
         check_names_free(ctx, name_value(&attr.value))?;
     }
@@ -498,6 +499,7 @@ pub(crate) fn replace_instance(
         .ok_or(Error::Internal("attribute position out of range"))?;
     check_change(ctx, obj, &attr.name, Some(&current))?;
     check_value(&attr)?;
+    let attr = normalize(attr, Some(&current))?;
     if attr.name == AttrName::Std(tag::NAME) && name_value(&attr.value) != name_value(&current) {
         check_names_free(ctx, name_value(&attr.value))?;
     }
@@ -511,6 +513,49 @@ pub(crate) fn replace_instance(
         value: attr.value,
     };
     Ok(())
+}
+
+/// The value a client-set attribute is stored with. Usage Limits: the server keeps the Usage
+/// Limits Count ("The Usage Limits Count value SHALL NOT be set or modified by the client via
+/// the Add Attribute or Modify Attribute operations", KMIP 1.4 §3.21; it "is set to the Usage
+/// Limits Total value" when the attribute is set), so a new or changed Usage Limits gets Count =
+/// Total, in the structure's order (Total, Count, Unit); once the Count was drawn on (Get Usage
+/// Allocation, or a protecting use) the attribute can no longer be changed. Anything else is
+/// stored as given. `current` is the instance being replaced.
+pub(crate) fn normalize(attr: Attribute, current: Option<&Value>) -> Result<Attribute> {
+    if attr.name != AttrName::Std(tag::USAGE_LIMITS) {
+        return Ok(attr);
+    }
+    let field = |v: &Value, t| match v {
+        Value::Structure(items) => items.iter().find(|i| i.tag == t).map(|i| i.value.clone()),
+        _ => None,
+    };
+    if let Some(cur) = current
+        && field(cur, tag::USAGE_LIMITS_COUNT) != field(cur, tag::USAGE_LIMITS_TOTAL)
+    {
+        return Err(Error::AttributeReadOnly(
+            "Usage Limits, once allocated or used",
+        ));
+    }
+    let Some(Value::LongInteger(total)) = field(&attr.value, tag::USAGE_LIMITS_TOTAL) else {
+        return Err(Error::InvalidAttributeValue("Usage Limits Total"));
+    };
+    let unit = field(&attr.value, tag::USAGE_LIMITS_UNIT)
+        .or_else(|| current.and_then(|c| field(c, tag::USAGE_LIMITS_UNIT)));
+    Ok(Attribute {
+        name: attr.name,
+        value: usage_limits(total, total, unit),
+    })
+}
+
+/// A Usage Limits value, its fields in the spec's order (Total, Count, Unit).
+pub(crate) fn usage_limits(total: i64, count: i64, unit: Option<Value>) -> Value {
+    let mut items = vec![
+        Ttlv::new(tag::USAGE_LIMITS_TOTAL, Value::LongInteger(total)),
+        Ttlv::new(tag::USAGE_LIMITS_COUNT, Value::LongInteger(count)),
+    ];
+    items.extend(unit.map(|u| Ttlv::new(tag::USAGE_LIMITS_UNIT, u)));
+    Value::Structure(items)
 }
 
 /// Stores a changed object: the time-driven state changes (an Activation or Deactivation

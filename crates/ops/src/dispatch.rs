@@ -89,6 +89,7 @@ operations! {
     // ReKeyKeyPair: asymmetric key generation.
     ReKeyKeyPair     = RE_KEY_KEY_PAIR    => re_key_key_pair,    heavy;
     Check            = CHECK              => check,              light;
+    GetUsageAllocation = GET_USAGE_ALLOCATION => get_usage_allocation, light;
     Interop          = INTEROP            => interop,            light;
     Log              = LOG                => log,                light;
     // RngRetrieve: large random outputs.
@@ -135,7 +136,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 32);
+        assert_eq!(Op::ALL.len(), 33);
         assert_eq!(Op::from_code(0), None);
     }
 }

@@ -104,3 +104,91 @@ fn rng_seed_uses_none_of_the_data_and_requires_some() {
         );
     }
 }
+
+#[test]
+fn get_usage_allocation_draws_on_the_usage_limits_count_until_it_is_spent() {
+    let engine = Engine::in_memory();
+    let who = Principal::new("a");
+    let register = r#"<BatchItem><Operation type="Enumeration" value="Register"/><RequestPayload>
+<ObjectType type="Enumeration" value="SymmetricKey"/><TemplateAttribute>
+<Attribute><AttributeName type="TextString" value="Cryptographic Usage Mask"/>
+<AttributeValue type="Integer" value="Encrypt"/></Attribute>
+<Attribute><AttributeName type="TextString" value="Activation Date"/>
+<AttributeValue type="DateTime" value="2001-01-01T00:00:00+00:00"/></Attribute></TemplateAttribute>
+<SymmetricKey><KeyBlock><KeyFormatType type="Enumeration" value="Raw"/>
+<KeyValue><KeyMaterial type="ByteString" value="00000000000000000000000000000000"/></KeyValue>
+<CryptographicAlgorithm type="Enumeration" value="AES"/>
+<CryptographicLength type="Integer" value="128"/></KeyBlock></SymmetricKey>
+</RequestPayload></BatchItem>"#;
+    let limits = r#"<BatchItem><Operation type="Enumeration" value="AddAttribute"/><RequestPayload>
+<Attribute><AttributeName type="TextString" value="Usage Limits"/><AttributeValue>
+<UsageLimitsTotal type="LongInteger" value="10"/>
+<UsageLimitsUnit type="Enumeration" value="Byte"/></AttributeValue></Attribute>
+</RequestPayload></BatchItem>"#;
+    let allocate = |n: i64| {
+        format!(
+            r#"<BatchItem><Operation type="Enumeration" value="GetUsageAllocation"/><RequestPayload>
+<UsageLimitsCount type="LongInteger" value="{n}"/></RequestPayload></BatchItem>"#
+        )
+    };
+    let status =
+        |item: &kmipd_ttlv::Ttlv| as_enum(field(item, &[tag::RESULT_STATUS]).unwrap()).unwrap();
+    let reason =
+        |item: &kmipd_ttlv::Ttlv| as_enum(field(item, &[tag::RESULT_REASON]).unwrap()).unwrap();
+    use kmipd_proto::enums::{result_reason as rr, result_status as rs};
+
+    // Without Usage Limits there is nothing to allocate from.
+    let resp = engine.handle_message(
+        &who,
+        &xml_request((1, 4), &format!("{register}{}", allocate(1))),
+    );
+    let it = batch_items(&resp);
+    assert_eq!(status(&it[0]), rs::SUCCESS);
+    assert_eq!(reason(&it[1]), rr::PERMISSION_DENIED);
+
+    // The echo of Add Attribute shows the Count the server set (= Total).
+    let resp = engine.handle_message(
+        &who,
+        &xml_request(
+            (1, 4),
+            &format!("{register}{limits}{}{}", allocate(6), allocate(4)),
+        ),
+    );
+    let it = batch_items(&resp);
+    let count = field(
+        &it[1],
+        &[
+            tag::RESPONSE_PAYLOAD,
+            tag::ATTRIBUTE,
+            tag::ATTRIBUTE_VALUE,
+            tag::USAGE_LIMITS_COUNT,
+        ],
+    )
+    .unwrap();
+    assert_eq!(count.value, kmipd_ttlv::Value::LongInteger(10));
+    assert_eq!(status(&it[2]), rs::SUCCESS);
+    assert_eq!(status(&it[3]), rs::SUCCESS);
+    let uid = kmipd_proto::reader::as_text(
+        field(&it[3], &[tag::RESPONSE_PAYLOAD, tag::UNIQUE_IDENTIFIER]).unwrap(),
+    )
+    .unwrap()
+    .to_owned();
+
+    // All 10 are allocated: one more unit is refused, and the limits can no longer change.
+    let by_uid = format!(r#"<UniqueIdentifier type="TextString" value="{uid}"/>"#);
+    let more = allocate(1).replace("<RequestPayload>", &format!("<RequestPayload>{by_uid}"));
+    let modify = limits
+        .replace("AddAttribute", "ModifyAttribute")
+        .replace("<RequestPayload>", &format!("<RequestPayload>{by_uid}"));
+    for (version, request) in [((1, 4), &more), ((2, 1), &more), ((1, 4), &modify)] {
+        let resp = engine.handle_message(&who, &xml_request(version, request));
+        let it = batch_items(&resp);
+        assert_eq!(status(&it[0]), rs::OPERATION_FAILED, "{request}");
+    }
+    let resp = engine.handle_message(&who, &xml_request((2, 1), &more));
+    assert_eq!(reason(&batch_items(&resp)[0]), rr::PERMISSION_DENIED);
+
+    // Another identity sees no such object.
+    let resp = engine.handle_message(&Principal::new("b"), &xml_request((1, 4), &more));
+    assert_eq!(reason(&batch_items(&resp)[0]), rr::ITEM_NOT_FOUND);
+}

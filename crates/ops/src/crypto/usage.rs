@@ -13,7 +13,6 @@
 //! [`Error::IncompatibleUsageMask`]; exhausted Usage Limits are Permission Denied in every
 //! version (CS-BC-M-7).
 
-use kmipd_proto::build;
 use kmipd_proto::enums::{state, usage_limits_unit};
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
@@ -126,32 +125,41 @@ pub(crate) fn consume(ctx: &mut Ctx<'_>, key: &Key, bytes: usize) -> Result<()> 
     let r = StructReader::any(&item)?;
     let total = r.long(tag::USAGE_LIMITS_TOTAL)?;
     let count = r.long(tag::USAGE_LIMITS_COUNT)?.or(total);
-    let Some(count) = count else {
+    if count.is_none() {
         return Ok(());
-    };
+    }
     let unit = r.enumeration(tag::USAGE_LIMITS_UNIT)?;
     let need = match unit {
         Some(usage_limits_unit::OBJECT) => 1,
         _ => i64::try_from(bytes).map_err(|_| Error::InvalidField("Data"))?,
     };
+    draw(ctx, &key.obj.uid, need)
+}
+
+/// Takes `need` units from the Usage Limits Count of object `uid` (which has Usage Limits) and
+/// stores the new count; Permission Denied (every version, CS-BC-M-7 and TC_51) when fewer are
+/// left. Protecting uses and Get Usage Allocation both draw here.
+pub(crate) fn draw(ctx: &mut Ctx<'_>, uid: &str, need: i64) -> Result<()> {
+    let mut obj = ctx.load(uid)?;
+    let Some(limits) = obj.attributes.get(tag::USAGE_LIMITS) else {
+        return Err(Error::PermissionDenied("the object has no Usage Limits"));
+    };
+    let item = kmipd_ttlv::Ttlv::new(tag::USAGE_LIMITS, limits.clone());
+    let r = StructReader::any(&item)?;
+    let total = r.long(tag::USAGE_LIMITS_TOTAL)?;
+    let count = r
+        .long(tag::USAGE_LIMITS_COUNT)?
+        .or(total)
+        .ok_or(Error::PermissionDenied("the object has no Usage Limits"))?;
     if need > count {
         return Err(Error::PermissionDenied(
             "the key's Usage Limits are exhausted",
         ));
     }
-    let mut items: Vec<_> = r
-        .items()
-        .iter()
-        .filter(|i| i.tag != tag::USAGE_LIMITS_COUNT)
-        .cloned()
-        .collect();
-    items.push(build::long(
-        tag::USAGE_LIMITS_COUNT,
-        count.saturating_sub(need),
-    ));
-    let mut obj = ctx.load(&key.obj.uid)?;
-    obj.attributes
-        .set(tag::USAGE_LIMITS, Value::Structure(items));
+    let unit = r.optional(tag::USAGE_LIMITS_UNIT).map(|u| u.value.clone());
+    let value =
+        crate::attrs::usage_limits(total.unwrap_or(count), count.saturating_sub(need), unit);
+    obj.attributes.set(tag::USAGE_LIMITS, value);
     ctx.tx.put(obj);
     Ok(())
 }

@@ -35,6 +35,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         }
     };
     let mut obj = ctx.load(&uid)?;
+    // The answer shows the value as stored (Usage Limits gets its Count: `attrs::normalize`).
+    let attr = attrs::normalize(attr, None)?;
     let index = attrs::add_instance(ctx, &mut obj, attr.clone())?;
     attrs::save(ctx, obj);
     let mut items = vec![uid_item(&uid)];

@@ -15,6 +15,7 @@ pub(crate) mod encrypt;
 pub(crate) mod get;
 pub(crate) mod get_attribute_list;
 pub(crate) mod get_attributes;
+pub(crate) mod get_usage_allocation;
 pub(crate) mod hash;
 pub(crate) mod interop;
 pub(crate) mod locate;

@@ -66,6 +66,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         (None, None) => return Err(Error::MultiValuedAttribute),
     };
     let pos = *positions.get(k).ok_or(Error::IndexOutOfBounds)?;
+    // The answer shows the value as stored (`attrs::normalize`).
+    let stored = obj.attributes.0.get(pos).map(|a| a.value.clone());
+    let new = attrs::normalize(new, stored.as_ref())?;
     attrs::replace_instance(ctx, &mut obj, pos, new.clone())?;
     attrs::save(ctx, obj);
     let mut items = vec![uid_item(&uid)];
