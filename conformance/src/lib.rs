@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use kmipd_proto::xml::{self, XmlOptions};
 use kmipd_ttlv::{Ttlv, Value};
 
+pub mod https;
 mod placeholders;
 pub mod report;
 mod session;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use kmipd_conformance::https::{self, Encoding};
 use kmipd_conformance::report::WireDifference;
 use kmipd_conformance::wire::{self, Endpoint, SpawnOptions};
 use kmipd_conformance::{
@@ -34,6 +35,11 @@ struct Args {
     /// With --server: a folder holding ca.pem, client.pem and client.key.
     #[arg(long, value_name = "DIR", requires = "server")]
     certs: Option<PathBuf>,
+    /// With --server or --spawn: speak KMIP over HTTPS (`POST /kmip`) instead of TTLV over
+    /// TLS; --server then names the HTTPS listener. Each file's requests go in the encoding it
+    /// is about (XML for MSGENC-XML-*, JSON for MSGENC-JSON-*, TTLV otherwise).
+    #[arg(long)]
+    https: bool,
     /// With --server: the name the server certificate must carry (default: HOST).
     #[arg(long, value_name = "NAME", requires = "server")]
     server_name: Option<String>,
@@ -135,9 +141,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let factory = mode.factory();
     let explain = args.explain;
-    let outcomes = run_files(&files, jobs, factory.as_ref(), &mut |path, outcome| {
+    let mut print = |path: &std::path::Path, outcome: &FileOutcome| {
         if outcome.passed {
             println!("PASS {}", path.display());
         } else {
@@ -146,7 +151,17 @@ fn main() -> ExitCode {
                 println!("    {reason}");
             }
         }
-    });
+    };
+    let outcomes = if args.https {
+        if matches!(mode, Mode::InProcess) {
+            eprintln!("kmip-conformance: --https needs --server or --spawn");
+            return ExitCode::from(2);
+        }
+        run_https(mode, &files, jobs, &mut print)
+    } else {
+        let factory = mode.factory();
+        run_files(&files, jobs, factory.as_ref(), &mut print)
+    };
     let passed = outcomes.iter().filter(|(_, o)| o.passed).count();
     let failed = outcomes.len() - passed;
     if let Err(e) = write_wire_outputs(&args, wire_mode, &files, &outcomes) {
@@ -173,6 +188,40 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The HTTPS mode: the files grouped by the encoding they travel in ([`Encoding::for_file`]),
+/// each group run with its own factory; the outcomes in the order of `files`.
+fn run_https(
+    mode: Mode,
+    files: &[PathBuf],
+    jobs: usize,
+    print: &mut dyn FnMut(&std::path::Path, &FileOutcome),
+) -> Vec<(PathBuf, FileOutcome)> {
+    let mut outcomes = Vec::new();
+    for encoding in [Encoding::Ttlv, Encoding::Xml, Encoding::Json] {
+        let group: Vec<PathBuf> = files
+            .iter()
+            .filter(|f| Encoding::for_file(f) == encoding)
+            .cloned()
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let factory: Box<dyn Fn() -> Box<dyn Target> + Sync> = match &mode {
+            Mode::Server(endpoint) => Box::new(https::server_factory(endpoint.clone(), encoding)),
+            Mode::Spawn(kmipd, options) => Box::new(https::spawn_factory(
+                kmipd.clone(),
+                options.clone(),
+                encoding,
+            )),
+            Mode::InProcess => Box::new(|| -> Box<dyn Target> { Box::new(InProcess::new()) }),
+        };
+        outcomes.extend(run_files(&group, jobs, factory.as_ref(), print));
+    }
+    let position = |p: &PathBuf| files.iter().position(|f| f == p).unwrap_or(usize::MAX);
+    outcomes.sort_by_key(|(p, _)| position(p));
+    outcomes
 }
 
 /// The report and the wire differences file. In a wire mode the report needs the in-process

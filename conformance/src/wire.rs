@@ -88,6 +88,11 @@ impl Endpoint {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// The TLS setup.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
 }
 
 /// A KMIP server over mutual TLS, as a [`Target`]. One connection, opened on the first request;
@@ -218,6 +223,8 @@ pub struct SpawnOptions {
     /// With `hsm`: keep the objects in this PostgreSQL database instead of sled (`[store]
     /// backend = "postgres"`, `url = ...` in the instance's `kmipd.toml`).
     pub postgres_url: Option<String>,
+    /// Also serve KMIP over HTTPS (`[https]` on another loopback port).
+    pub https: bool,
 }
 
 impl Default for SpawnOptions {
@@ -226,12 +233,15 @@ impl Default for SpawnOptions {
             hsm: true,
             start_timeout: Duration::from_secs(60),
             postgres_url: None,
+            https: false,
         }
     }
 }
 
 /// The log line `kmipd serve` writes once it is bound (`tracing` text format).
 const LISTENING: &str = "kmipd listening addr=";
+/// The log line of the HTTPS listener (written before [`LISTENING`]).
+const HTTPS_LISTENING: &str = "KMIP over HTTPS on https://";
 
 /// A kmipd process on a temporary instance. Dropping it kills and reaps the process and removes
 /// the temporary folder.
@@ -241,6 +251,7 @@ pub struct SpawnedServer {
     /// The temporary folder: the instance (`kmipd/`) and the logs.
     root: PathBuf,
     addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
 }
 
 impl SpawnedServer {
@@ -254,6 +265,7 @@ impl SpawnedServer {
             child: None,
             root,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            https_addr: None,
         };
         let instance = guard.root.join("kmipd");
         let init_log = guard.root.join("init.log");
@@ -276,6 +288,13 @@ impl SpawnedServer {
         if let Some(url) = &options.postgres_url {
             use_postgres(&instance.join("kmipd.toml"), url)?;
         }
+        if options.https {
+            let config = instance.join("kmipd.toml");
+            let mut text = std::fs::read_to_string(&config)
+                .map_err(|e| format!("{}: {e}", config.display()))?;
+            text.push_str("\n[https]\nlisten = \"127.0.0.1:0\"\n");
+            std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        }
         let serve_log = guard.root.join("serve.log");
         let log = std::fs::File::create(&serve_log)
             .map_err(|e| format!("{}: {e}", serve_log.display()))?;
@@ -296,8 +315,17 @@ impl SpawnedServer {
         guard.child = Some(child);
         let deadline = Instant::now() + options.start_timeout;
         loop {
-            if let Some(addr) = listening_addr(&serve_log) {
+            if let Some(addr) = listening_addr(&serve_log, LISTENING) {
                 guard.addr = addr;
+                if options.https {
+                    guard.https_addr = listening_addr(&serve_log, HTTPS_LISTENING);
+                    if guard.https_addr.is_none() {
+                        return Err(format!(
+                            "kmipd serve: no HTTPS listener: {}",
+                            tail(&serve_log, 3)
+                        ));
+                    }
+                }
                 return Ok(guard);
             }
             if let Some(report) = guard.exit_report() {
@@ -334,6 +362,17 @@ impl SpawnedServer {
             &certs.join(format!("{who}.pem")),
             &certs.join(format!("{who}.key")),
         )
+    }
+
+    /// An endpoint for this server's HTTPS listener (started with [`SpawnOptions::https`]) as
+    /// the identity `who`.
+    pub fn https_endpoint(&self, who: &str) -> Result<Endpoint, String> {
+        let addr = self
+            .https_addr
+            .ok_or_else(|| String::from("the server was started without HTTPS"))?;
+        let mut endpoint = self.endpoint(who)?;
+        endpoint.addr = addr;
+        Ok(endpoint)
     }
 
     /// When the process has exited: its status and last log lines.
@@ -431,12 +470,15 @@ fn run_bounded(
     }
 }
 
-/// The address of the `kmipd listening addr=...` line of a log, once it is there.
-fn listening_addr(log: &Path) -> Option<SocketAddr> {
+/// The address after `marker` (`kmipd listening addr=...`) in a log, once it is there.
+fn listening_addr(log: &Path, marker: &str) -> Option<SocketAddr> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().find_map(|line| {
-        let rest = line.split_once(LISTENING)?.1;
-        rest.split_whitespace().next()?.parse().ok()
+        let rest = line.split_once(marker)?.1;
+        rest.split(|c: char| c.is_whitespace() || c == '/')
+            .next()?
+            .parse()
+            .ok()
     })
 }
 
@@ -487,8 +529,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            listening_addr(&log),
+            listening_addr(&log, LISTENING),
             Some(SocketAddr::from(([127, 0, 0, 1], 46479)))
+        );
+        std::fs::write(
+            &log,
+            "2026-12-06T19:23:41.817306Z  INFO kmipd::server::start: KMIP over HTTPS on \
+             https://127.0.0.1:15697/kmip addr=127.0.0.1:15697\n",
+        )
+        .unwrap();
+        assert_eq!(
+            listening_addr(&log, HTTPS_LISTENING),
+            Some(SocketAddr::from(([127, 0, 0, 1], 15697)))
         );
         std::fs::write(&log, "a\n\nb\nc\nd\n").unwrap();
         assert_eq!(tail(&log, 3), "b | c | d");

@@ -254,3 +254,58 @@ fn core_mandatory_cases_have_the_same_outcome_over_the_wire_on_postgresql() {
         mismatches.join("\n")
     );
 }
+
+/// The message encoding profiles' mandatory cases (MSGENC-HTTPS, MSGENC-XML, MSGENC-JSON of
+/// 1.0 to 2.1) over kmipd's KMIP over HTTPS listener, each file in the encoding it is about,
+/// against one spawned kmipd (the cases only Query, so they can share it): every one passes.
+#[test]
+fn message_encoding_cases_pass_over_https() {
+    use kmipd_conformance::https::{Encoding, server_factory};
+
+    let dir = vectors_dir();
+    let files: Vec<PathBuf> = core_mandatory(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("MSGENC-"))
+        })
+        .collect();
+    let count = |e: Encoding| files.iter().filter(|f| Encoding::for_file(f) == e).count();
+    // Six versions each (1.0-1.4, 2.1; 2.0 has none).
+    assert_eq!(
+        [
+            count(Encoding::Ttlv),
+            count(Encoding::Xml),
+            count(Encoding::Json)
+        ],
+        [6, 6, 6],
+        "{files:?}"
+    );
+    let options = SpawnOptions {
+        hsm: false,
+        https: true,
+        ..SpawnOptions::default()
+    };
+    let server = SpawnedServer::start(&kmipd_binary(), &options).unwrap();
+    let endpoint = server.https_endpoint("client").unwrap();
+    let mut failures = Vec::new();
+    for encoding in [Encoding::Ttlv, Encoding::Xml, Encoding::Json] {
+        let group: Vec<PathBuf> = files
+            .iter()
+            .filter(|f| Encoding::for_file(f) == encoding)
+            .cloned()
+            .collect();
+        let factory = server_factory(endpoint.clone(), encoding);
+        for (path, outcome) in run_files(&group, JOBS, &factory, &mut |_, _| {}) {
+            if !outcome.passed {
+                failures.push(format!(
+                    "{} ({encoding:?}): {}",
+                    vector_key(&path),
+                    outcome.first_difference.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

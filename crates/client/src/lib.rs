@@ -39,6 +39,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use zeroize::Zeroizing;
 
+mod https;
+pub use https::{HttpResponse, HttpsClient};
+
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -81,6 +84,9 @@ pub enum Error {
         /// Result Message.
         message: Option<String>,
     },
+    /// The HTTP exchange failed (KMIP over HTTPS).
+    #[error("HTTP: {0}")]
+    Http(String),
     /// The response lacks something the call needs.
     #[error("unexpected response: {0}")]
     Unexpected(&'static str),
@@ -220,8 +226,9 @@ impl Connector {
         &self.options
     }
 
-    /// Connects and completes the TLS handshake.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<Client> {
+    /// Connects and completes the TLS handshake: the bare TLS stream (for tests that write
+    /// their own bytes, and for [`Connector::connect_https`]).
+    pub async fn connect_tls(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>> {
         let t = self.options.timeout;
         let tcp = tokio::time::timeout(t, TcpStream::connect(addr))
             .await
@@ -233,6 +240,13 @@ impl Connector {
         // TLS 1.3: the server's verdict on the client certificate arrives after the client
         // considers the handshake done; callers see a refusal at the first read.
         stream.flush().await?;
+        Ok(stream)
+    }
+
+    /// Connects and completes the TLS handshake.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<Client> {
+        let t = self.options.timeout;
+        let stream = self.connect_tls(addr).await?;
         Ok(Client {
             stream,
             version: self.options.version,

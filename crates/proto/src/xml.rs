@@ -146,6 +146,10 @@ pub enum XmlErrorKind {
     /// An enumeration or mask name that the item's table does not have (or no table).
     #[error("unknown enumeration name {0:?}")]
     UnknownEnumName(String),
+    /// Elements nested deeper than [`kmipd_ttlv::Limits::HARD_MAX_DEPTH`] (a tree that deep
+    /// could not be encoded or dropped without exhausting the stack).
+    #[error("elements nested deeper than {0}")]
+    TooDeep(usize),
     /// The resolver refused a placeholder.
     #[error("placeholder {placeholder:?}: {reason}")]
     Placeholder {
@@ -343,6 +347,10 @@ impl Parser<'_, '_, '_> {
                                     root_closed = wrapper.is_none();
                                 }
                             }
+                        }
+                        (_, false) if stack.len() >= kmipd_ttlv::Limits::HARD_MAX_DEPTH => {
+                            let kind = XmlErrorKind::TooDeep(kmipd_ttlv::Limits::HARD_MAX_DEPTH);
+                            return Err(self.err(kind, line));
                         }
                         (primitive, false) => stack.push(Frame {
                             tag: Some(tag),

@@ -17,6 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5696";
 /// Default metrics listen address (loopback only).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9696";
+/// Default KMIP over HTTPS listen address (loopback), when `[https]` is present.
+pub const DEFAULT_HTTPS_LISTEN: &str = "127.0.0.1:5697";
 /// Default largest request message, header included (1 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default TLS handshake deadline.
@@ -64,6 +66,9 @@ pub struct Config {
     /// The optional Prometheus endpoint; absent means no metrics listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsConfig>,
+    /// The optional KMIP over HTTPS listener; absent means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<HttpsConfig>,
     /// Persistence.
     pub store: StoreConfig,
     /// The audit log.
@@ -349,6 +354,19 @@ pub struct MetricsConfig {
 
 fn d_metrics_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9696))
+}
+
+/// `[https]`: its presence enables KMIP over HTTPS (`POST /kmip`, same TLS and limits).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// Address the HTTPS listener binds.
+    #[serde(default = "d_https_listen")]
+    pub listen: SocketAddr,
+}
+
+fn d_https_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5697))
 }
 
 /// `[store]`.

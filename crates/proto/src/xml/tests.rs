@@ -173,6 +173,22 @@ fn placeholders() {
 }
 
 #[test]
+fn nesting_is_capped_before_the_tree_is_built() {
+    let hard = kmipd_ttlv::Limits::HARD_MAX_DEPTH;
+    let nested = |n: usize| {
+        format!(
+            "{}{}",
+            "<RequestPayload>".repeat(n),
+            "</RequestPayload>".repeat(n)
+        )
+    };
+    assert!(read(&nested(hard)).is_ok());
+    assert_eq!(kind(&nested(hard + 1)), XmlErrorKind::TooDeep(hard));
+    // Far deeper than any stack could take, refused without a crash.
+    assert_eq!(kind(&nested(200_000)), XmlErrorKind::TooDeep(hard));
+}
+
+#[test]
 fn errors() {
     assert!(matches!(kind("<RequestMessage>"), XmlErrorKind::Syntax(_)));
     assert!(matches!(

@@ -36,9 +36,19 @@ use super::connection::{Connection, End};
 use super::execute::execute;
 use crate::tls::{HelloSummary, identity_from_cert, parse_client_hello};
 
+/// What a listener's connections speak once the TLS handshake and the identity checks are
+/// done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    /// KMIP messages in TTLV, one after another (`listen`, port 5696).
+    Kmip,
+    /// HTTP/1.1, `POST /kmip` (`[https]`, [`super::https`]).
+    Https,
+}
+
 /// Accepts connections until shutdown begins, each on its own task; then waits for them
 /// (`limits.shutdown_grace`, then the hard stop).
-pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, protocol: Protocol) {
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -67,7 +77,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         tracker.spawn(
             async move {
                 shared.metrics.connection_opened();
-                connection(&shared, tcp, peer).await;
+                connection(&shared, tcp, peer, protocol).await;
                 shared.metrics.connection_closed();
                 drop(permit);
             }
@@ -93,7 +103,9 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         shared.hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
     }
-    info!("kmipd stopped");
+    if protocol == Protocol::Kmip {
+        info!("kmipd stopped");
+    }
 }
 
 /// A TCP stream whose first bytes were already read (the ClientHello record), replayed first.
@@ -272,28 +284,35 @@ fn take_identity_slot<'a>(shared: &'a Shared, identity: &str) -> Option<Identity
 }
 
 /// One connection, from the handshake to the close: identity, the per-identity cap, then its
-/// requests one after another.
-async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
+/// requests (KMIP messages one after another, or HTTP requests).
+async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, protocol: Protocol) {
     let tls = match handshake(shared, tcp, peer).await {
         Handshake::Done(t) => t,
         Handshake::Failed => return,
     };
-    let mut conn = Connection::new(tls, shared);
-    let tls = conn.tls();
+    let session = tls.get_ref().1;
     let source = shared.config.identity.source;
-    let identity = match tls.peer_certificates().and_then(|c| c.first()) {
+    let peer_cert: Option<Vec<u8>> = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec());
+    let identity = match &peer_cert {
         Some(cert) => identity_from_cert(cert, source),
         None => Err(crate::tls::IdentityError::Missing("certificate")),
     };
-    let version = tls
+    let version = session
         .protocol_version()
         .map(|v| format!("{v:?}"))
         .unwrap_or_default();
-    let suite = tls
+    let suite = session
         .negotiated_cipher_suite()
         .map(|s| format!("{:?}", s.suite()))
         .unwrap_or_default();
-    let resumed = matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    let resumed = matches!(
+        session.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    let mut conn = Connection::new(tls, shared);
     let identity = match identity {
         Ok(i) => i,
         Err(e) => {
@@ -311,13 +330,16 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         conn.close().await;
         return;
     };
-    info!(tls_version = %version, cipher_suite = %suite, resumed, "connection established");
+    info!(tls_version = %version, cipher_suite = %suite, resumed, ?protocol, "connection established");
     // The role is looked up at each request (`kmipd admin reload` may change it).
-    let names = tls
-        .peer_certificates()
-        .and_then(|c| c.first())
+    let names = peer_cert
+        .as_deref()
         .map(|cert| crate::settings::cert_names(cert, &identity))
         .unwrap_or_else(|| kmipd_ops::access::CertNames::identity(&identity));
+    if protocol == Protocol::Https {
+        super::https::serve(shared, conn.into_stream(), &names, peer).await;
+        return;
+    }
     let end = serve_requests(shared, &mut conn, &names, peer).await;
     match end {
         End::ClientClosed => debug!("connection closed by the client"),

@@ -54,9 +54,9 @@ impl<'a> Connection<'a> {
         Connection { stream, shared }
     }
 
-    /// The TLS session (the client's certificate, the negotiated version and suite).
-    pub(super) fn tls(&self) -> &rustls::ServerConnection {
-        self.stream.get_ref().1
+    /// The TLS stream, for another protocol than TTLV messages (HTTPS).
+    pub(super) fn into_stream(self) -> Box<Tls> {
+        self.stream
     }
 
     /// The next request; `Err` when the connection is to end (already logged).

@@ -8,7 +8,8 @@
 //! - `accept`: the accept loop, the TLS handshake, identity and the connection caps, each
 //!   connection's life, shutdown;
 //! - `connection`: a `Connection` reads and writes whole KMIP messages under deadlines;
-//! - `execute`: one request, light or heavy, its incidents, metrics and audit record.
+//! - `execute`: one request, light or heavy, its incidents, metrics and audit record;
+//! - `https`: KMIP over HTTPS (`[https]`), the same connections speaking HTTP/1.1.
 //!
 //! A slow or hostile client holds only its own connection slot and task: every read and write
 //! has a deadline, and nothing is shared between connections but the engine and counters
@@ -17,6 +18,7 @@
 mod accept;
 mod connection;
 mod execute;
+mod https;
 mod start;
 
 use std::collections::HashMap;

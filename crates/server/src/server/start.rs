@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use super::accept::Protocol;
 use super::{Shared, accept};
 use crate::audit::AuditLog;
 use crate::config::Config;
@@ -53,6 +54,7 @@ pub struct Server {
     engine: Option<Engine>,
     listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
+    https_listener: Option<TcpListener>,
     audit: Option<AuditLog>,
 }
 
@@ -68,6 +70,7 @@ impl std::fmt::Debug for Server {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
     task: tokio::task::JoinHandle<()>,
@@ -79,6 +82,7 @@ impl std::fmt::Debug for ServerHandle {
         f.debug_struct("ServerHandle")
             .field("local_addr", &self.local_addr)
             .field("metrics_addr", &self.metrics_addr)
+            .field("https_addr", &self.https_addr)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +96,11 @@ impl ServerHandle {
     /// The metrics listener's address, when `[metrics]` is configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The KMIP over HTTPS listener's address, when `[https]` is configured.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// The live counters (what `/metrics` shows).
@@ -148,6 +157,7 @@ impl Server {
             engine: None,
             listener: None,
             metrics_listener: None,
+            https_listener: None,
             audit: None,
         }
     }
@@ -162,6 +172,13 @@ impl Server {
     /// configuration has no `[metrics]` table).
     pub fn metrics_listener(mut self, listener: TcpListener) -> Server {
         self.metrics_listener = Some(listener);
+        self
+    }
+
+    /// Serves KMIP over HTTPS on this listener instead of `https.listen` (even when the
+    /// configuration has no `[https]` table).
+    pub fn https_listener(mut self, listener: TcpListener) -> Server {
+        self.https_listener = Some(listener);
         self
     }
 
@@ -185,6 +202,7 @@ impl Server {
             engine,
             listener,
             metrics_listener,
+            https_listener,
             audit,
         } = self;
         let tls = crate::tls::server_config(&config.tls)?;
@@ -205,6 +223,20 @@ impl Server {
                         .await
                         .map_err(|source| StartError::Bind {
                             addr: m.listen,
+                            source,
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
+        let https_listener = match (https_listener, &config.https) {
+            (Some(l), _) => Some(l),
+            (None, Some(h)) => {
+                Some(
+                    TcpListener::bind(h.listen)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr: h.listen,
                             source,
                         })?,
                 )
@@ -249,6 +281,13 @@ impl Server {
             Some(l) => Some(
                 l.local_addr()
                     .map_err(|e| StartError::Other(format!("metrics address: {e}")))?,
+            ),
+            None => None,
+        };
+        let https_addr = match &https_listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| StartError::Other(format!("HTTPS address: {e}")))?,
             ),
             None => None,
         };
@@ -305,11 +344,25 @@ impl Server {
                 info!(addr = %a, "metrics on http://{a}/metrics");
             }
         }
+        let https_task = match (https_listener, https_addr) {
+            (Some(l), Some(a)) => {
+                info!(addr = %a, "KMIP over HTTPS on https://{a}/kmip");
+                Some(tokio::spawn(accept::accept_loop(
+                    l,
+                    shared.clone(),
+                    Protocol::Https,
+                )))
+            }
+            _ => None,
+        };
         info!(addr = %local_addr, "kmipd listening");
         let grace = shared.config.limits.shutdown_grace;
         let handle_shared = shared.clone();
         let task = tokio::spawn(async move {
-            accept::accept_loop(listener, shared).await;
+            accept::accept_loop(listener, shared, Protocol::Kmip).await;
+            if let Some(t) = https_task {
+                let _ = t.await;
+            }
             // The admin socket is gone and its commands answered (or abandoned) before the
             // server counts as stopped.
             if let Some(t) = admin_task {
@@ -319,6 +372,7 @@ impl Server {
         Ok(ServerHandle {
             local_addr,
             metrics_addr,
+            https_addr,
             stop,
             metrics,
             task,
