@@ -58,7 +58,7 @@ impl Connector {
         )
         .await
         .map_err(|_| Error::Timeout("starting HTTP"))?
-        .map_err(|e| Error::Http(e.to_string()))?;
+        .map_err(http_err)?;
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -89,18 +89,12 @@ impl HttpsClient {
         }
         let request = builder
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| Error::Http(e.to_string()))?;
+            .map_err(http_err)?;
         let max = self.max_response_len;
         let sender = &mut self.sender;
         tokio::time::timeout(self.timeout, async move {
-            sender
-                .ready()
-                .await
-                .map_err(|e| Error::Http(e.to_string()))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| Error::Http(e.to_string()))?;
+            sender.ready().await.map_err(http_err)?;
+            let response = sender.send_request(request).await.map_err(http_err)?;
             let header = |name: &str| {
                 response
                     .headers()
@@ -114,7 +108,7 @@ impl HttpsClient {
             let body = Limited::new(response.into_body(), max)
                 .collect()
                 .await
-                .map_err(|e| Error::Http(e.to_string()))?
+                .map_err(http_err)?
                 .to_bytes()
                 .to_vec();
             Ok(HttpResponse {
@@ -135,12 +129,12 @@ impl HttpsClient {
     }
 
     /// Sends a TTLV request (`application/octet-stream`) and reads the TTLV response; a status
-    /// other than 200 is [`Error::Http`] with the status and the body's first line.
+    /// other than 200 is [`Error::Frame`] with the status and the body's first line.
     pub async fn send_ttlv(&mut self, request: &Ttlv) -> Result<Ttlv> {
         let bytes = kmipd_ttlv::encode_to_vec(request)?;
         let r = self.post_kmip("application/octet-stream", bytes).await?;
         if r.status != 200 {
-            return Err(Error::Http(format!(
+            return Err(Error::Frame(format!(
                 "status {}: {}",
                 r.status,
                 r.text().trim()
@@ -152,6 +146,11 @@ impl HttpsClient {
         };
         kmipd_ttlv::decode(&r.body, &limits).map_err(|e| Error::Frame(e.to_string()))
     }
+}
+
+/// An HTTP-level failure (hyper), as the I/O error it is.
+fn http_err(e: impl std::fmt::Display) -> Error {
+    Error::Io(std::io::Error::other(format!("HTTP: {e}")))
 }
 
 impl Drop for HttpsClient {

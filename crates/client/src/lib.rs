@@ -84,9 +84,6 @@ pub enum Error {
         /// Result Message.
         message: Option<String>,
     },
-    /// The HTTP exchange failed (KMIP over HTTPS).
-    #[error("HTTP: {0}")]
-    Http(String),
     /// The response lacks something the call needs.
     #[error("unexpected response: {0}")]
     Unexpected(&'static str),
