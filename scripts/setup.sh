@@ -11,6 +11,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The engine's cryptography links OpenSSL 3 (docs/crypto.md says why).
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# `openssl s_client` is the legacy-suite client of crates/server/tests/profile_suites.rs.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 # SoftHSM2 is the development and test HSM that holds the master key (crates/hsm); its tests
 # fail, never skip, without it.

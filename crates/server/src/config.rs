@@ -163,6 +163,10 @@ pub struct TlsConfig {
     /// Sessions kept for resumption by session id (0 disables the cache).
     #[serde(default = "default_session_cache_size")]
     pub session_cache_size: usize,
+    /// Serve clients that offer only the KMIP profile suites (RSA key exchange, CBC) through
+    /// OpenSSL (`crate::tls_profile`).
+    #[serde(default)]
+    pub profile_suites: bool,
 }
 
 fn default_versions() -> Vec<TlsVersion> {
@@ -644,6 +648,13 @@ impl Config {
         if !ec && !rsa {
             return Err(invalid(
                 "no server certificate: set tls.ecdsa_cert/tls.ecdsa_key or tls.rsa_cert/tls.rsa_key"
+                    .into(),
+            ));
+        }
+        if t.profile_suites && !t.versions.contains(&TlsVersion::Tls12) {
+            return Err(invalid(
+                "tls.profile_suites needs \"1.2\" in tls.versions (the profile suites are \
+                 TLS 1.2 suites)"
                     .into(),
             ));
         }

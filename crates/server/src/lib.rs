@@ -19,7 +19,7 @@
 //! serving), [`audit`] (the hash-chained audit log), [`settings`] (what `kmipd admin reload`
 //! changes: roles and policy). Inside the crate: `server` (connections
 //! and limits; [`Server`] and the rest re-exported here), `tls` (rustls, certificate choice,
-//! identity; [`TlsError`]), `metrics` ([`Metrics`]), `incidents` (store and internal failures
+//! identity; [`TlsError`]), `tls_profile` (the KMIP profile suites through OpenSSL), `metrics` ([`Metrics`]), `incidents` (store and internal failures
 //! for the operator).
 
 pub mod admin;
@@ -34,6 +34,7 @@ pub(crate) mod server;
 pub mod settings;
 pub mod storage;
 pub(crate) mod tls;
+pub(crate) mod tls_profile;
 
 #[cfg(test)]
 mod smoke;

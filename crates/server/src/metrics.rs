@@ -36,6 +36,8 @@ pub struct Metrics {
     connections_total: AtomicU64,
     handshake_failures: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Established TLS connections by library, version and suite.
+    tls_connections: Mutex<BTreeMap<(&'static str, String, String), u64>>,
     /// Incidents (`kmipd_ops::incident`) by kind.
     internal_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// The durable store, for its gauges and counters (none with the memory backend). Weak:
@@ -81,6 +83,15 @@ impl Metrics {
     /// A TLS handshake failed or timed out.
     pub(crate) fn handshake_failed(&self) {
         self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TLS connection established with `library` (`rustls`, `openssl`), `version` and
+    /// `suite` (finite sets: the configured suites).
+    pub(crate) fn tls_connection(&self, library: &'static str, version: &str, suite: &str) {
+        if let Ok(mut m) = self.tls_connections.lock() {
+            *m.entry((library, version.to_owned(), suite.to_owned()))
+                .or_default() += 1;
+        }
     }
 
     /// A connection or request was refused by a limit (`reason` is a fixed label).
@@ -170,6 +181,22 @@ impl Metrics {
             self.connections_total.load(Ordering::Relaxed),
             self.handshake_failures.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_tls_connections_total TLS connections established, by TLS library \
+             (openssl: the KMIP profile suites, tls.profile_suites), version and cipher suite.\n\
+             # TYPE kmipd_tls_connections_total counter"
+        );
+        if let Ok(m) = self.tls_connections.lock() {
+            for ((library, version, suite), n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "kmipd_tls_connections_total{{library=\"{library}\",version=\"{}\",suite=\"{}\"}} {n}",
+                    escape(version),
+                    escape(suite)
+                );
+            }
+        }
         let _ = writeln!(
             o,
             "# HELP kmipd_refusals_total Connections and requests refused by a limit, by reason.\n\

@@ -11,6 +11,10 @@
 //! against the configured CA bundle and CRLs; [`EkuPolicy::Require`] adds that the Extended
 //! Key Usage extension be present (rustls alone accepts a certificate without it).
 //!
+//! **Legacy suites.** Clients that offer only the KMIP profiles' RSA-key-exchange and CBC
+//! suites are served by OpenSSL when `tls.profile_suites` is on ([`crate::tls_profile`]), with
+//! this module's [`client_verifier`]; everything here is the rustls path.
+//!
 //! **Resumption.** A session cache (session ids) and stateless tickets; rustls keeps the
 //! client's certificate chain in the resumed session, so the identity of a resumed connection
 //! is the one verified at the full handshake. A CRL loaded later does not end sessions
@@ -95,8 +99,10 @@ fn load_key(
     Ok(Arc::new(ck))
 }
 
-/// The server's TLS configuration from `[tls]`.
-pub(crate) fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+/// The client certificate verifier of `[tls]`: WebPKI against `client_ca` and `crls`, plus the
+/// EKU policy. Used by the rustls configuration and, for the KMIP profile suites, by the
+/// OpenSSL one ([`crate::tls_profile`]), so both apply exactly the same checks.
+pub(crate) fn client_verifier(tls: &TlsConfig) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
     for c in load_certs("tls.client_ca", &tls.client_ca)? {
@@ -115,8 +121,7 @@ pub(crate) fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsErr
         }
         crls.extend(list);
     }
-    let mut builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     if !crls.is_empty() {
         builder = builder
             .with_crls(crls)
@@ -126,10 +131,30 @@ pub(crate) fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsErr
     let inner = builder
         .build()
         .map_err(|e| file_err("tls.client_ca", &tls.client_ca, e))?;
-    let verifier = Arc::new(PolicyVerifier {
+    Ok(Arc::new(PolicyVerifier {
         inner,
         eku: tls.client_eku,
-    });
+    }))
+}
+
+/// The cipher suites (IANA numbers) the rustls configuration of `[tls]` can negotiate: those
+/// of the provider for the configured protocol versions.
+pub(crate) fn rustls_suite_ids(tls: &TlsConfig) -> Vec<u16> {
+    provider()
+        .cipher_suites
+        .iter()
+        .filter(|s| match s.version().version {
+            rustls::ProtocolVersion::TLSv1_3 => tls.versions.contains(&TlsVersion::Tls13),
+            _ => tls.versions.contains(&TlsVersion::Tls12),
+        })
+        .map(|s| u16::from(s.suite()))
+        .collect()
+}
+
+/// The server's TLS configuration from `[tls]`.
+pub(crate) fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = client_verifier(tls)?;
 
     let ecdsa = match (&tls.ecdsa_cert, &tls.ecdsa_key) {
         (Some(c), Some(k)) => Some(load_key("tls.ecdsa_cert", c, k, &provider)?),
@@ -388,6 +413,8 @@ pub(crate) struct HelloSummary {
     pub(crate) versions: Vec<String>,
     /// Cipher suites offered.
     pub(crate) suites: Vec<String>,
+    /// The same, as IANA numbers (GREASE left out).
+    pub(crate) suite_ids: Vec<u16>,
     /// SNI host name, if any.
     pub(crate) sni: Option<String>,
 }
@@ -447,6 +474,8 @@ fn suite_name(s: u16) -> String {
         0x009d => "TLS_RSA_WITH_AES_256_GCM_SHA384",
         0x0033 => "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
         0x0039 => "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+        0x0067 => "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+        0x006b => "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
         0x009e => "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
         0x009f => "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
         0xc009 => "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
@@ -486,11 +515,13 @@ pub(crate) fn parse_client_hello(record: &[u8]) -> Option<HelloSummary> {
     let n = usize::from(u16_at(&mut b)?);
     let mut cs = take(&mut b, n)?;
     let mut suites = Vec::new();
+    let mut suite_ids = Vec::new();
     while let Some(s) = u16_at(&mut cs) {
         if s & 0x0f0f == 0x0a0a {
             continue;
         }
         suites.push(suite_name(s));
+        suite_ids.push(s);
     }
     let comp = u8_at(&mut b)?;
     take(&mut b, comp)?;
@@ -533,6 +564,7 @@ pub(crate) fn parse_client_hello(record: &[u8]) -> Option<HelloSummary> {
     Some(HelloSummary {
         versions,
         suites,
+        suite_ids,
         sni,
     })
 }
@@ -663,6 +695,7 @@ mod tests {
                 "TLS_RSA_WITH_AES_128_CBC_SHA"
             ]
         );
+        assert_eq!(s.suite_ids, vec![0xc02b, 0x002f]);
         assert_eq!(s.sni.as_deref(), Some("example"));
         // Cut short anywhere: no panic.
         for n in 0..rec.len() {

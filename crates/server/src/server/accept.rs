@@ -8,7 +8,9 @@
 //!    logged with the offered versions and suites, then replayed into rustls ([`Replay`] says
 //!    why not `LazyConfigAcceptor`); the whole handshake runs under
 //!    `limits.handshake_timeout`; each handshake takes the current TLS configuration (SIGHUP
-//!    replaces it);
+//!    replaces it); with `tls.profile_suites`, a ClientHello that offers only the KMIP profile
+//!    suites goes to OpenSSL instead ([`crate::tls_profile`]), and from there on the
+//!    connection is the same (a [`Tls`] either way);
 //! 3. the identity comes from the verified client certificate only ([`crate::tls`]); the
 //!    per-identity cap (`limits.max_connections_per_identity`) is checked;
 //! 4. requests, one after another, read and written by a [`Connection`] and run by
@@ -164,8 +166,110 @@ impl AsyncWrite for Replay {
     }
 }
 
-/// A client's TLS stream.
-pub(super) type Tls = tokio_rustls::server::TlsStream<Replay>;
+/// A client's TLS stream: rustls, or OpenSSL for the KMIP profile suites
+/// ([`crate::tls_profile`]).
+pub(super) enum Tls {
+    /// The default.
+    Rustls(Box<tokio_rustls::server::TlsStream<Replay>>),
+    /// `tls.profile_suites`, for a client that offered nothing rustls serves.
+    Openssl(tokio_openssl::SslStream<Replay>),
+}
+
+/// What an established TLS session tells about itself.
+pub(super) struct Session {
+    /// `rustls` or `openssl`.
+    pub(super) library: &'static str,
+    /// `TLSv1.2`, `TLSv1.3`.
+    pub(super) version: String,
+    /// The IANA name of the suite.
+    pub(super) suite: String,
+    /// A resumed session (always false with OpenSSL: resumption is off there).
+    pub(super) resumed: bool,
+    /// The client's end-entity certificate (DER), verified.
+    pub(super) peer_cert: Option<Vec<u8>>,
+}
+
+impl Tls {
+    /// The session's facts (see [`Session`]).
+    pub(super) fn session(&self) -> Session {
+        match self {
+            Tls::Rustls(t) => {
+                let c = t.get_ref().1;
+                Session {
+                    library: "rustls",
+                    version: match c.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+                        Some(v) => format!("{v:?}"),
+                        None => String::new(),
+                    },
+                    suite: c
+                        .negotiated_cipher_suite()
+                        .map(|s| format!("{:?}", s.suite()))
+                        .unwrap_or_default(),
+                    resumed: matches!(c.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
+                    peer_cert: c
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.to_vec()),
+                }
+            }
+            Tls::Openssl(t) => {
+                let ssl = t.ssl();
+                Session {
+                    library: "openssl",
+                    version: ssl.version_str().to_owned(),
+                    suite: ssl
+                        .current_cipher()
+                        .map(|c| c.standard_name().unwrap_or(c.name()).to_owned())
+                        .unwrap_or_default(),
+                    resumed: ssl.session_reused(),
+                    peer_cert: ssl.peer_certificate().and_then(|c| c.to_der().ok()),
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for Tls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tls::Rustls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+            Tls::Openssl(t) => Pin::new(t).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Tls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Tls::Rustls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+            Tls::Openssl(t) => Pin::new(t).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tls::Rustls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+            Tls::Openssl(t) => Pin::new(t).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tls::Rustls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+            Tls::Openssl(t) => Pin::new(t).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Reads the first TLS record (normally the whole ClientHello).
 async fn read_first_record(tcp: &mut TcpStream) -> io::Result<Vec<u8>> {
@@ -217,12 +321,26 @@ async fn handshake(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr) -> Han
             pos: 0,
             inner: tcp,
         };
-        let acceptor = shared
+        let acceptors = shared
             .acceptor
             .read()
             .map_err(|_| "TLS acceptor lock poisoned".to_owned())?
             .clone();
-        acceptor.accept(stream).await.map_err(|e| e.to_string())
+        if let (Some(profile), Some(h)) = (&acceptors.profile, &hello)
+            && profile.wants(h)
+        {
+            return profile
+                .accept(stream)
+                .await
+                .map(Tls::Openssl)
+                .map_err(|e| format!("{e} (OpenSSL, KMIP profile suites)"));
+        }
+        acceptors
+            .rustls
+            .accept(stream)
+            .await
+            .map(|t| Tls::Rustls(Box::new(t)))
+            .map_err(|e| e.to_string())
     };
     let timeout = shared.config.limits.handshake_timeout;
     let result = tokio::select! {
@@ -290,28 +408,23 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, protocol:
         Handshake::Done(t) => t,
         Handshake::Failed => return,
     };
-    let session = tls.get_ref().1;
+    let Session {
+        library,
+        version,
+        suite,
+        resumed,
+        peer_cert,
+    } = tls.session();
+    shared.metrics.tls_connection(library, &version, &suite);
+    if library == "openssl" {
+        info!(%peer, tls_version = %version, cipher_suite = %suite,
+            "TLS on a KMIP profile suite through OpenSSL (tls.profile_suites)");
+    }
     let source = shared.config.identity.source;
-    let peer_cert: Option<Vec<u8>> = session
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec());
     let identity = match &peer_cert {
         Some(cert) => identity_from_cert(cert, source),
         None => Err(crate::tls::IdentityError::Missing("certificate")),
     };
-    let version = session
-        .protocol_version()
-        .map(|v| format!("{v:?}"))
-        .unwrap_or_default();
-    let suite = session
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_default();
-    let resumed = matches!(
-        session.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed)
-    );
     let mut conn = Connection::new(tls, shared);
     let identity = match identity {
         Ok(i) => i,
@@ -330,7 +443,7 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, protocol:
         conn.close().await;
         return;
     };
-    info!(tls_version = %version, cipher_suite = %suite, resumed, ?protocol, "connection established");
+    info!(tls_version = %version, cipher_suite = %suite, tls_library = library, resumed, ?protocol, "connection established");
     // The role is looked up at each request (`kmipd admin reload` may change it).
     let names = peer_cert
         .as_deref()

@@ -39,13 +39,31 @@ pub use start::{
     Server, ServerHandle, StartError, reload_signal, run, serve_until, shutdown_signal,
 };
 
+/// The TLS configurations a handshake uses: rustls, and OpenSSL for the KMIP profile suites
+/// when `tls.profile_suites` is on. Replaced whole by [`ServerHandle::reload_tls`].
+#[derive(Clone)]
+struct Acceptors {
+    rustls: TlsAcceptor,
+    profile: Option<Arc<crate::tls_profile::ProfileTls>>,
+}
+
+impl Acceptors {
+    /// Both configurations from `[tls]`'s files.
+    fn build(tls: &crate::config::TlsConfig) -> Result<Acceptors, crate::tls::TlsError> {
+        Ok(Acceptors {
+            rustls: TlsAcceptor::from(crate::tls::server_config(tls)?),
+            profile: crate::tls_profile::ProfileTls::build(tls)?,
+        })
+    }
+}
+
 /// What every connection of one server shares.
 struct Shared {
     config: Config,
     /// Roles (and policy), replaced by `kmipd admin reload`.
     settings: Arc<crate::settings::Settings>,
     /// Replaced by [`ServerHandle::reload_tls`]; each handshake takes a clone.
-    acceptor: std::sync::RwLock<TlsAcceptor>,
+    acceptor: std::sync::RwLock<Acceptors>,
     engine: Engine,
     metrics: Arc<Metrics>,
     incidents: Arc<Incidents>,

@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex};
 use kmipd_ops::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::accept::Protocol;
-use super::{Shared, accept};
+use super::{Acceptors, Shared, accept};
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::incidents::Incidents;
@@ -120,13 +119,13 @@ impl ServerHandle {
     /// new CRL revokes must not resume its way in. On error nothing changes and the server
     /// goes on with what it had. `kmipd serve` calls it on SIGHUP.
     pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
-        let fresh = crate::tls::server_config(&self.shared.config.tls)?;
+        let fresh = Acceptors::build(&self.shared.config.tls)?;
         let mut acceptor = self
             .shared
             .acceptor
             .write()
             .map_err(|_| crate::tls::TlsError::Rustls("TLS acceptor lock poisoned".into()))?;
-        *acceptor = TlsAcceptor::from(fresh);
+        *acceptor = fresh;
         Ok(())
     }
 
@@ -205,7 +204,13 @@ impl Server {
             https_listener,
             audit,
         } = self;
-        let tls = crate::tls::server_config(&config.tls)?;
+        let tls = Acceptors::build(&config.tls)?;
+        if tls.profile.is_some() {
+            info!(
+                "tls.profile_suites is on: clients that offer only the KMIP profile suites (TLS 1.2 \
+                 RSA key exchange, CBC) are served by OpenSSL; every other client by rustls"
+            );
+        }
         let listener = match listener {
             Some(l) => l,
             None => TcpListener::bind(config.listen)
@@ -324,7 +329,7 @@ impl Server {
         let mut limits = engine.config().limits;
         limits.max_message_len = config.limits.max_message_size;
         let shared = Arc::new(Shared {
-            acceptor: std::sync::RwLock::new(TlsAcceptor::from(tls)),
+            acceptor: std::sync::RwLock::new(tls),
             conn_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             exec_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             per_identity: Mutex::new(HashMap::new()),
