@@ -107,6 +107,9 @@ operations! {
     // DeriveKey: PBKDF2 iteration counts.
     DeriveKey        = DERIVE_KEY         => derive_key,         heavy;
     ObtainLease      = OBTAIN_LEASE       => obtain_lease,       light;
+    // CreateSplitKey, JoinSplitKey: symmetric secrets, bytewise field arithmetic.
+    CreateSplitKey   = CREATE_SPLIT_KEY   => create_split_key,   light;
+    JoinSplitKey     = JOIN_SPLIT_KEY     => join_split_key,     light;
 }
 
 /// Runs one batch item's operation; `Ok(None)` is a success without payload.
@@ -136,7 +139,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 33);
+        assert_eq!(Op::ALL.len(), 35);
         assert_eq!(Op::from_code(0), None);
     }
 }

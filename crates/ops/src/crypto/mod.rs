@@ -20,6 +20,7 @@ pub(crate) mod kdf;
 pub(crate) mod key_cache;
 pub(crate) mod keygen;
 pub(crate) mod params;
+pub(crate) mod split;
 pub(crate) mod stream;
 pub(crate) mod sym;
 pub(crate) mod usage;

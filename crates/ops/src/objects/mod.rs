@@ -114,6 +114,10 @@ pub(crate) fn parse_object(ctx: &Ctx<'_>, object_type: u32, item: &Ttlv) -> Resu
             let kb = key_block(ctx, r.required(tag::KEY_BLOCK)?, &mut attributes)?;
             build::structure(item.tag, vec![sdt.clone(), kb])
         }
+        ot::SPLIT_KEY => {
+            let kb = key_block(ctx, r.required(tag::KEY_BLOCK)?, &mut attributes)?;
+            split_key(&r, kb)?
+        }
         ot::OPAQUE_OBJECT => {
             let odt = r.required(tag::OPAQUE_DATA_TYPE)?;
             reader::as_enum(odt)?;
@@ -143,6 +147,37 @@ pub(crate) fn parse_object(ctx: &Ctx<'_>, object_type: u32, item: &Ttlv) -> Resu
         _ => return Err(Error::FeatureNotSupported("object type")),
     };
     Ok(Parsed { object, attributes })
+}
+
+/// A Split Key structure with its fields checked (KMIP 1.4 §2.2.5): 1 <= Key Part Identifier
+/// <= Split Key Parts, 1 <= Split Key Threshold <= Split Key Parts, Prime Field Size present
+/// exactly for Polynomial Sharing Prime Field; fields in the spec's order, `kb` the normalised
+/// Key Block.
+pub(crate) fn split_key(r: &StructReader<'_>, kb: Ttlv) -> Result<Ttlv> {
+    use kmipd_proto::enums::split_key_method as skm;
+    let parts = r.req_int(tag::SPLIT_KEY_PARTS)?;
+    let id = r.req_int(tag::KEY_PART_IDENTIFIER)?;
+    let threshold = r.req_int(tag::SPLIT_KEY_THRESHOLD)?;
+    let method = r.req_enum(tag::SPLIT_KEY_METHOD)?;
+    let prime = r.optional(tag::PRIME_FIELD_SIZE);
+    if !(1..=parts).contains(&id) {
+        return Err(Error::InvalidField("Key Part Identifier"));
+    }
+    if !(1..=parts).contains(&threshold) {
+        return Err(Error::InvalidField("Split Key Threshold"));
+    }
+    if prime.is_some() != (method == skm::POLYNOMIAL_SHARING_PRIME_FIELD) {
+        return Err(Error::InvalidField("Prime Field Size"));
+    }
+    let mut items = vec![
+        build::int(tag::SPLIT_KEY_PARTS, parts),
+        build::int(tag::KEY_PART_IDENTIFIER, id),
+        build::int(tag::SPLIT_KEY_THRESHOLD, threshold),
+        build::enumeration(tag::SPLIT_KEY_METHOD, method),
+    ];
+    items.extend(prime.cloned());
+    items.push(kb);
+    Ok(build::structure(tag::SPLIT_KEY, items))
 }
 
 /// Normalises a Key Block: attributes inside the Key Value move out; Cryptographic

@@ -48,11 +48,12 @@ use crate::error::{Error, Result};
 
 /// The object types kmipd stores (Query Objects), in Object Type order. Template (6) is a 1.x
 /// object only (2.x renamed the value Reserved), listed for 1.x requests alone.
-pub(crate) const OBJECT_TYPES: [u32; 7] = [
+pub(crate) const OBJECT_TYPES: [u32; 8] = [
     ot::CERTIFICATE,
     ot::SYMMETRIC_KEY,
     ot::PUBLIC_KEY,
     ot::PRIVATE_KEY,
+    ot::SPLIT_KEY,
     TEMPLATE,
     ot::SECRET_DATA,
     ot::OPAQUE_OBJECT,

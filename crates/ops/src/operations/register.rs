@@ -124,9 +124,24 @@ mod tests {
     }
 
     #[test]
-    fn split_key_is_refused_and_missing_object_is_missing_data() {
+    fn unsupported_or_empty_objects_are_refused_and_missing_object_is_missing_data() {
         let engine = Engine::in_memory();
         let (status, reason, _) = call(
+            &engine,
+            (2, 1),
+            operation::REGISTER,
+            vec![
+                build::enumeration(tag::OBJECT_TYPE, object_type::PGP_KEY),
+                build::structure(tag::PGP_KEY, vec![]),
+            ],
+        );
+        assert_eq!(status, result_status::OPERATION_FAILED);
+        assert_eq!(
+            reason,
+            Some(kmipd_proto::enums::result_reason::FEATURE_NOT_SUPPORTED)
+        );
+        // A Split Key without its fields.
+        let (status, _, _) = call(
             &engine,
             (2, 1),
             operation::REGISTER,
@@ -136,10 +151,6 @@ mod tests {
             ],
         );
         assert_eq!(status, result_status::OPERATION_FAILED);
-        assert_eq!(
-            reason,
-            Some(kmipd_proto::enums::result_reason::FEATURE_NOT_SUPPORTED)
-        );
         let (_, reason, _) = call(
             &engine,
             (2, 1),
