@@ -250,8 +250,10 @@ fn longest_gap(ledger: &Ledger, from: Instant) -> Duration {
 #[test]
 fn sigkill_of_a_node_under_load_loses_no_acknowledged_object() {
     let c = Cluster::new();
-    let a = Node::start(&c.node_config("a"));
-    let b = Node::start(&c.node_config("b"));
+    // Each node with its own HSM holding the same master key (an HSM cluster's replicated
+    // partitions), as well as the shared token the other tests use.
+    let a = Node::start(&c.node_config_own_hsm("a"));
+    let b = Node::start(&c.node_config_own_hsm("b"));
     let conn = c.connector("client");
     let rt = runtime();
     let ledger = Arc::new(Ledger::default());
