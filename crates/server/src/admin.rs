@@ -297,7 +297,7 @@ impl Admin {
     /// KEK rotation ([`crate::storage::rotate_kek`]); resumes an interrupted one.
     pub fn rotate_kek(&self) -> Result<String, AdminError> {
         let d = self.durable("rotate-kek")?;
-        let store = d.kek_rotation_store()?;
+        let store = d.keyring();
         let done = crate::storage::rotate_kek(store, d.master.as_ref(), &self.stop)?;
         Ok(done.to_string())
     }

@@ -180,22 +180,34 @@ impl Keyring {
         uid: &str,
         raw: &[u8],
     ) -> Result<crate::ManagedObject, crate::StoreError> {
+        match Keyring::decode_or_missing(ring, uid, raw)? {
+            Ok(o) => Ok(o),
+            Err(id) => Err(crate::StoreError::Corrupt {
+                uid: uid.to_owned(),
+                reason: format!("KEK {id} was not supplied at unlock"),
+            }),
+        }
+    }
+
+    /// [`decode`](Self::decode), except that a record wrapped by a KEK this keyring does not
+    /// hold gives that KEK's id (`Ok(Err(id))`): a store shared by several nodes may learn it
+    /// (PostgreSQL, `postgres/keyring.rs`).
+    pub(crate) fn decode_or_missing(
+        ring: &RwLock<Keyring>,
+        uid: &str,
+        raw: &[u8],
+    ) -> Result<Result<crate::ManagedObject, KekId>, crate::StoreError> {
         let parsed = crate::record::parse(uid, raw)?;
         let mut o = parsed.shell();
         if let Some((id, wrapped)) = &parsed.wrapped {
             let kek = match Keyring::kek(ring, *id) {
                 Ok(k) => k,
-                Err(crate::StoreError::Kek(reason)) => {
-                    return Err(crate::StoreError::Corrupt {
-                        uid: uid.to_owned(),
-                        reason,
-                    });
-                }
+                Err(crate::StoreError::Kek(_)) => return Ok(Err(*id)),
                 Err(e) => return Err(e),
             };
             o.object = Some(crate::record::open_sealed(uid, wrapped, &kek)?);
         }
-        Ok(o)
+        Ok(Ok(o))
     }
 }
 

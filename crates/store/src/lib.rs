@@ -33,7 +33,8 @@ mod conditional_tests;
 pub use kek::{Kek, KekId, KekRotation, MlockWarning};
 pub use memory::MemoryStore;
 pub use postgres::{
-    CopyReport, DEFAULT_POOL_SIZE, PgOptions, PgStats, PgStore, SCHEMA_VERSION, copy_from_sled,
+    CopyReport, DEFAULT_POOL_SIZE, KekSource, PgOptions, PgStats, PgStore, RotationLock,
+    SCHEMA_VERSION, copy_from_sled,
 };
 pub use query::{Filter, Query};
 pub use record::FORMAT_VERSION;

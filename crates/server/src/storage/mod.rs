@@ -57,9 +57,12 @@
 //! stored one first ([`KeyringStore::create_wrapped_kek`]; the loser unwraps the winner's),
 //! and a master key check value (a fixed text wrapped by the master key) kept in the database:
 //! [`unlock_shared`] refuses a node whose master key does not unwrap it, and the master key
-//! rotation re-wraps it with the KEK blobs. A KEK rotation is refused with PostgreSQL
-//! ([`Durable::kek_rotation_store`]: the other nodes would not know the new KEK), and backups
-//! are PostgreSQL's own ([`POSTGRES_BACKUP`]).
+//! rotation re-wraps it with the KEK blobs. A KEK rotation runs through any one node: the
+//! other nodes learn the new KEK from the database when they first need it, its blob unwrapped
+//! by their own master key (`PgStore::set_kek_source`, set by [`open_postgres`]; the
+//! mechanism is described in `kmipd_store`'s `postgres/keyring.rs`); rotations take the
+//! database's rotation lock ([`KeyringStore::lock_rotations`]) so that two nodes never rotate
+//! at once. Backups are PostgreSQL's own ([`POSTGRES_BACKUP`]).
 //!
 //! Everything here blocks (the store, PKCS#11): call it before the runtime starts, or on
 //! `spawn_blocking`.
@@ -157,6 +160,12 @@ pub trait KeyringStore: Send + Sync {
         let _ = blob;
         Ok(())
     }
+    /// Keeps other rotations (of the KEK or the master key) from starting until the returned
+    /// guard is dropped; fails when one is running. A store shared by several nodes locks
+    /// across them; the default (one node's store) holds nothing.
+    fn lock_rotations(&self) -> Result<Box<dyn Send>, StoreError> {
+        Ok(Box::new(()))
+    }
 }
 
 impl KeyringStore for SledStore {
@@ -226,6 +235,9 @@ impl KeyringStore for PgStore {
     fn set_master_check(&self, blob: &[u8]) -> Result<(), StoreError> {
         PgStore::set_master_fingerprint(self, blob)
     }
+    fn lock_rotations(&self) -> Result<Box<dyn Send>, StoreError> {
+        Ok(Box::new(PgStore::lock_rotations(self)?))
+    }
 }
 
 /// The durable store: sled on this machine, or PostgreSQL shared by several nodes.
@@ -272,27 +284,11 @@ impl Durable {
         }
     }
 
-    /// The store for the key hierarchy ([`rotate_master_key`]).
+    /// The store for the key hierarchy ([`rotate_kek`], [`rotate_master_key`]).
     pub fn keyring(&self) -> &dyn KeyringStore {
         match &self.store {
             DurableStore::Sled(s) => s.as_ref(),
             DurableStore::Postgres(s) => s.as_ref(),
-        }
-    }
-
-    /// The store for a KEK rotation: sled's. With PostgreSQL the other nodes keep the KEKs
-    /// they unlocked at start-up and would not read records re-wrapped under a new one, so
-    /// the rotation is refused, naming what to do instead.
-    pub fn kek_rotation_store(&self) -> Result<&dyn KeyringStore, StorageError> {
-        match &self.store {
-            DurableStore::Sled(s) => Ok(s.as_ref()),
-            DurableStore::Postgres(_) => Err(StorageError::Refused(
-                "rotate-kek is not available with store.backend = \"postgres\": the other \
-                 nodes keep the KEKs they unlocked at start-up and could not read records \
-                 re-wrapped under a new KEK. Use rotate-master-key (the KEK re-wrapped under a \
-                 new master key version in the HSM), which works with PostgreSQL"
-                    .into(),
-            )),
         }
     }
 

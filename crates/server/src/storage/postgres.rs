@@ -10,7 +10,9 @@
 //! node's master key, else the node refuses to serve ([`StorageError::MasterKeyMismatch`]);
 //! on an empty database the first node to store its KEK blob wins
 //! (`PgStore::create_wrapped_kek`, an insert-if-absent), and a node that loses the race
-//! unwraps the winner's blob, so two nodes starting at once end up with one KEK.
+//! unwraps the winner's blob, so two nodes starting at once end up with one KEK. Last, the
+//! store is given the master key's unwrap as its KEK source (`PgStore::set_kek_source`), for
+//! the KEKs of rotations run through other nodes.
 //!
 //! **Migration** ([`migrate_from_sled`]). The sled store (its server stopped) is backed up
 //! next to its data directory first, then copied with `kmipd_store::copy_from_sled` (every
@@ -52,9 +54,9 @@ pub fn open_postgres(
 ) -> Result<Durable, StorageError> {
     let opts = options(config)?;
     opts.check()?;
-    let master = open_master(config)?;
+    let master: Arc<Pkcs11MasterKey> = Arc::new(open_master(config)?);
     let store = wait_for_database(&opts, abandoned)?;
-    unlock_shared(&store, &master).map_err(|e| match e {
+    unlock_shared(&store, master.as_ref()).map_err(|e| match e {
         StorageError::Hsm(h) => StorageError::MasterKeyMismatch(format!(
             "this node's HSM master key ({}) cannot unwrap the database's KEK ({h}): every \
              node must use the same master key (the same PKCS#11 token and key label); \
@@ -64,9 +66,16 @@ pub fn open_postgres(
         other => other,
     })?;
     info!(master_key = %master.id(), "PostgreSQL store unlocked");
+    // KEKs rotated through another node: unwrapped by this node's master key when first met.
+    let unwrapper = master.clone();
+    store.set_kek_source(Arc::new(move |id, blob: &[u8]| {
+        let kek = unwrap_kek(unwrapper.as_ref(), id, blob).map_err(|e| e.to_string())?;
+        info!(kek = %id, "KEK learned from the database (rotated through another node)");
+        Ok(kek)
+    }));
     Ok(Durable {
         store: DurableStore::Postgres(Arc::new(store)),
-        master: Arc::new(master),
+        master,
     })
 }
 

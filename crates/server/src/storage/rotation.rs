@@ -141,6 +141,7 @@ pub fn rotate_kek(
     master: &dyn MasterKey,
     stop: &CancellationToken,
 ) -> Result<KekRotated, StorageError> {
+    let _one_rotation = store.lock_rotations()?;
     let current = store
         .current_kek()?
         .ok_or_else(|| StorageError::Refused("the store has no KEK yet".into()))?;
@@ -214,6 +215,7 @@ pub fn rotate_master_key(
     store: &dyn KeyringStore,
     master: &dyn MasterKey,
 ) -> Result<MasterKeyRotated, StorageError> {
+    let _one_rotation = store.lock_rotations()?;
     let before = master.id();
     remove_unrequired_blobs(store)?;
     let blobs = store.wrapped_keks()?;

@@ -368,25 +368,30 @@ pub(crate) struct Lost {
 }
 
 /// The database names another current KEK than the one this attempt encoded with (a KEK
-/// switch by another node): adopt it when this node holds it, else fail.
+/// switch by another node): adopt it, learning it from the database first when this node
+/// does not hold it (`keyring.rs`), and encode again; fail when it cannot be learned.
 async fn kek_changed(inner: &Inner, db_kek: Option<KekId>, conn: Conn) -> Failure {
-    let adopted = match (db_kek, inner.keyring.write()) {
-        (Some(id), Ok(mut ring)) if ring.keks.contains_key(&id) => {
-            ring.current = Some(id);
-            true
-        }
-        _ => false,
+    let Some(id) = db_kek else {
+        let e = StoreError::Kek(
+            "the database names no current KEK: the store was not initialised".into(),
+        );
+        return abort(conn, e).await;
     };
-    let e = StoreError::Kek(match db_kek {
-        Some(id) => format!(
+    // The transaction ends first: learning waits on the database and the HSM.
+    let _ = abort(conn, StoreError::Locked).await;
+    match inner.learn_kek(id).await {
+        Ok(()) => match inner.keyring.write() {
+            Ok(mut ring) => {
+                ring.current = Some(id);
+                Failure::Retry("the current KEK changed; encoding again".into())
+            }
+            Err(_) => Failure::Fatal(backend("keyring lock poisoned")),
+        },
+        Err(StoreError::Kek(why)) => Failure::Fatal(StoreError::Kek(format!(
             "the store's current KEK is now {id} (switched by another node), which this node \
-             was not unlocked with: restart it to unwrap the new KEK"
-        ),
-        None => "the database names no current KEK: the store was not initialised".into(),
-    });
-    match abort(conn, e).await {
-        Failure::Fatal(e) if !adopted => Failure::Fatal(e),
-        _ => Failure::Retry("the current KEK changed; encoding again".into()),
+             cannot use: {why}"
+        ))),
+        Err(e) => Failure::Fatal(e),
     }
 }
 

@@ -8,6 +8,18 @@
 //! shared and compares the current id with the KEK it encoded with (`commit.rs`), so after a
 //! KEK switch on one node no node writes under the old KEK.
 //!
+//! **A KEK rotation through one node** ([`PgStore::rotate_kek`]) makes a KEK current that the
+//! other nodes were not given at unlock. Each of them learns it by id from the database
+//! (`Inner::learn_kek`) the first time it needs it: when it reads a record wrapped under it
+//! (a record the rotation re-wrapped, or one a node wrote since), or when a commit finds it
+//! current (then the commit is encoded again under it). Learning reads the KEK's wrapped blob
+//! and check value from `kmipd_keks`, has the blob unwrapped by the node's [`KekSource`] (the
+//! server passes its HSM master key's unwrap: one PKCS#11 call per KEK and node), and keeps
+//! the KEK only if it matches the registered check value. A node without a source treats such
+//! records as damaged, as sled would, until it is restarted (unlock unwraps every required KEK).
+//! Rotations (KEK and master key) take the rotation lock ([`PgStore::lock_rotations`]) so that
+//! two nodes never rotate at once.
+//!
 //! [`SledStore`]: crate::SledStore
 
 use std::collections::BTreeMap;
@@ -20,9 +32,24 @@ use crate::record;
 use crate::{KekRotation, StoreError};
 
 use super::{
-    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, Param, PgStore, backend, classify, object_lock,
-    retrying,
+    Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_ROTATION, Param, PgStore, backend, classify,
+    object_lock, retrying,
 };
+
+/// How a node unwraps a KEK's blob from the database (the master key's unwrap, given by the
+/// server): the KEK with that id, or why not.
+pub type KekSource = Arc<dyn Fn(KekId, &[u8]) -> Result<Kek, String> + Send + Sync>;
+
+/// The rotation lock of the database, held until dropped ([`PgStore::lock_rotations`]).
+pub struct RotationLock {
+    _conn: Conn,
+}
+
+impl std::fmt::Debug for RotationLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotationLock").finish_non_exhaustive()
+    }
+}
 
 /// What a KEK's check value wraps (the same text as sled's).
 const CHECK_PLAIN: &[u8] = b"kmipd store KEK check v1";
@@ -127,7 +154,103 @@ async fn set_current(conn: &Conn, id: KekId) -> Result<(), Failure> {
     Ok(())
 }
 
+impl Inner {
+    /// Learns KEK `id` from the database (see the module doc); nothing to do when this node
+    /// holds it. `StoreError::Kek` when it cannot be learned (no source, not registered, does
+    /// not unwrap, not the registered key), `StoreError::Backend` when the database does not
+    /// answer.
+    pub(crate) async fn learn_kek(&self, id: KekId) -> Result<(), StoreError> {
+        let _one_at_a_time = self.learning.lock().await;
+        if self.kek(id).is_ok() {
+            return Ok(());
+        }
+        let source = self.kek_source.get().cloned().ok_or_else(|| {
+            StoreError::Kek(format!(
+                "KEK {id} was not supplied at unlock (and this node cannot unwrap KEKs from the \
+                 database)"
+            ))
+        })?;
+        let key = i64::from(id.0);
+        let (wrapped, check) = retrying(self, |conn| async move {
+            let row = db(conn
+                .client()?
+                .query_opt(
+                    "SELECT wrapped, check_value FROM kmipd_keks WHERE id = $1",
+                    &[&key],
+                )
+                .await)?;
+            let out: (Option<Vec<u8>>, Option<Vec<u8>>) = match row {
+                Some(r) => (db(r.try_get(0))?, db(r.try_get(1))?),
+                None => (None, None),
+            };
+            conn.release();
+            Ok(out)
+        })
+        .await?;
+        let (Some(wrapped), Some(check)) = (wrapped, check) else {
+            return Err(StoreError::Kek(format!(
+                "KEK {id} is not registered in the database with a wrapped blob"
+            )));
+        };
+        let kek = tokio::task::spawn_blocking(move || source(id, &wrapped))
+            .await
+            .map_err(|e| backend(format!("unwrapping KEK {id}: {e}")))?
+            .map_err(|e| StoreError::Kek(format!("KEK {id} does not unwrap on this node: {e}")))?;
+        if kek.id() != id {
+            return Err(StoreError::Kek(format!(
+                "asked for KEK {id}, the KEK source gave KEK {}",
+                kek.id()
+            )));
+        }
+        verify_check(&kek, &check)?;
+        self.keyring
+            .write()
+            .map_err(|_| backend("keyring lock poisoned"))?
+            .keks
+            .insert(id, Arc::new(kek));
+        Ok(())
+    }
+}
+
 impl PgStore {
+    /// Gives this node a way to unwrap the KEKs it was not given at unlock (a KEK rotation run
+    /// through another node; see the module doc). Set once; later calls change nothing.
+    pub fn set_kek_source(&self, source: KekSource) {
+        let _ = self.inner.kek_source.set(source);
+    }
+
+    /// Takes the database's rotation lock: a session-level advisory lock on a connection kept
+    /// for it until the returned guard is dropped (closing the connection releases it, even
+    /// when this process dies). Fails at once when another node holds it.
+    pub fn lock_rotations(&self) -> Result<RotationLock, StoreError> {
+        let conn = self.run(|inner| async move {
+            let conn = match inner.conn().await {
+                Ok(c) => c,
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(m) | Failure::Unknown(_, m)) => return Err(backend(m)),
+            };
+            let got = conn
+                .client()
+                .map_err(|_| backend("no connection"))?
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2)",
+                    &[&LOCK_NS, &LOCK_ROTATION],
+                )
+                .await
+                .and_then(|r| r.try_get::<_, bool>(0))
+                .map_err(|e| backend(super::describe(&e)))?;
+            if !got {
+                return Err(StoreError::Kek(
+                    "another node is rotating the KEK or the master key: run this again once \
+                     it is done"
+                        .into(),
+                ));
+            }
+            Ok(conn)
+        })?;
+        Ok(RotationLock { _conn: conn })
+    }
+
     /// Supplies the KEKs. A new store registers the first one as its current KEK; otherwise
     /// every KEK the store still needs ([`required_keks`](Self::required_keks)) must be given,
     /// each matching its registered check value. Concurrent unlocks of a new store by several
@@ -357,8 +480,9 @@ impl PgStore {
     }
 
     /// First step of a rotation: `new` is registered and becomes the KEK of every write from
-    /// now on, on every node (a node that does not hold it can no longer write until it is
-    /// restarted). Both KEKs stay required until [`finish_kek_rotation`].
+    /// now on, on every node (a node that does not hold it learns it at its next commit, or
+    /// fails that commit when it cannot; see the module doc). Both KEKs stay required until
+    /// [`finish_kek_rotation`].
     ///
     /// [`finish_kek_rotation`]: Self::finish_kek_rotation
     pub fn begin_kek_rotation(&self, new: Kek) -> Result<(), StoreError> {

@@ -67,7 +67,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -80,6 +80,7 @@ use crate::query::{Filter, Query, filter_prefix};
 use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
 
 pub use copy::{CopyReport, copy_from_sled};
+pub use keyring::{KekSource, RotationLock};
 pub use schema::SCHEMA_VERSION;
 
 /// Default pool size (see the module doc).
@@ -157,6 +158,10 @@ pub(crate) struct Inner {
     pub(crate) corrupt: Mutex<BTreeSet<String>>,
     pub(crate) deadline: Duration,
     pub(crate) counts: Counts,
+    /// How this node unwraps a KEK it was not given (`keyring.rs`), set by the server.
+    pub(crate) kek_source: OnceLock<KekSource>,
+    /// One KEK learned at a time.
+    pub(crate) learning: tokio::sync::Mutex<()>,
 }
 
 /// Commit outcomes counted by [`PgStore::stats`].
@@ -353,19 +358,32 @@ impl Inner {
         Keyring::current(&self.keyring)
     }
 
-    /// Parses and unwraps one record (as sled: a KEK not supplied makes it Corrupt).
-    pub(crate) fn decode(&self, uid: &str, raw: &[u8]) -> Result<ManagedObject, StoreError> {
-        Keyring::decode(&self.keyring, uid, raw)
+    /// Parses and unwraps one record. A record wrapped by a KEK this node does not hold (a
+    /// KEK rotation run through another node) makes it learn that KEK from the database first
+    /// (`keyring.rs`); one it cannot learn is Corrupt, as with sled.
+    pub(crate) async fn decode(&self, uid: &str, raw: &[u8]) -> Result<ManagedObject, StoreError> {
+        let id = match Keyring::decode_or_missing(&self.keyring, uid, raw)? {
+            Ok(o) => return Ok(o),
+            Err(id) => id,
+        };
+        match self.learn_kek(id).await {
+            Ok(()) => Keyring::decode(&self.keyring, uid, raw),
+            Err(StoreError::Kek(reason)) => Err(StoreError::Corrupt {
+                uid: uid.to_owned(),
+                reason,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Decodes listed rows: damaged records are remembered and left out.
-    fn decode_listed(
+    async fn decode_listed(
         &self,
         rows: Vec<(String, Vec<u8>)>,
     ) -> Result<Vec<ManagedObject>, StoreError> {
         let mut out = Vec::with_capacity(rows.len());
         for (uid, raw) in rows {
-            match self.decode(&uid, &raw) {
+            match self.decode(&uid, &raw).await {
                 Ok(o) => out.push(o),
                 Err(StoreError::Corrupt { uid, .. }) => {
                     if let Ok(mut c) = self.corrupt.lock() {
@@ -382,7 +400,7 @@ impl Inner {
 /// Runs `attempt` on fresh connections until it succeeds, fails for good, or the deadline
 /// passes; sleeps between attempts without holding a connection. A failed COMMIT is resolved
 /// by asking the database: committed is success, not committed is retried.
-pub(crate) async fn retrying<T, F, Fut>(inner: &Arc<Inner>, mut attempt: F) -> Result<T, StoreError>
+pub(crate) async fn retrying<T, F, Fut>(inner: &Inner, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut(Conn) -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
@@ -442,6 +460,8 @@ pub(crate) const LOCK_KEK: i32 = 1;
 pub(crate) const LOCK_SEARCH: i32 = 2;
 /// Global lock: schema migrations.
 pub(crate) const LOCK_MIGRATE: i32 = 3;
+/// Global lock (session level): KEK and master key rotations, one at a time.
+pub(crate) const LOCK_ROTATION: i32 = 4;
 
 /// The advisory lock key of an object: 64 bits of the SHA-256 of its uid.
 pub(crate) fn object_lock(uid: &str) -> i64 {
@@ -659,6 +679,8 @@ impl PgStore {
                 corrupt: Mutex::new(BTreeSet::new()),
                 deadline: opts.deadline,
                 counts: Counts::default(),
+                kek_source: OnceLock::new(),
+                learning: tokio::sync::Mutex::new(()),
             }),
         };
         let schema = opts.schema.clone();
@@ -826,7 +848,7 @@ impl ObjectStore for PgStore {
             })
             .await?;
             match row {
-                Some((raw, rev)) => Ok(Some((inner.decode(&uid, &raw)?, revision(rev)))),
+                Some((raw, rev)) => Ok(Some((inner.decode(&uid, &raw).await?, revision(rev)))),
                 None => Ok(None),
             }
         })
@@ -855,7 +877,8 @@ impl ObjectStore for PgStore {
             })
             .await?;
             Ok(inner
-                .decode_listed(rows)?
+                .decode_listed(rows)
+                .await?
                 .into_iter()
                 .filter(|o| query.matches(o))
                 .collect())

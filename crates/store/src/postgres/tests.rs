@@ -808,3 +808,80 @@ fn tls_with_a_ca_file() {
     let err = PgStore::open(&no_ca).unwrap_err().to_string();
     assert!(err.contains("no CA file"), "{err}");
 }
+
+/// A KEK rotation through one node: another node that has a KEK source learns the new KEK
+/// from the database, once, when it first reads a record wrapped under it or when a commit
+/// finds it current (the write is then wrapped under it); a node without a source sees such a
+/// record as damaged. Two rotations cannot run at once.
+#[test]
+fn a_kek_rotated_through_one_node_is_learned_by_the_others() {
+    let (_c, opts) = fresh();
+    let a = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    // The test's "master key": a KEK's blob is its bytes reversed.
+    let source = |count: Arc<AtomicU32>| -> KekSource {
+        Arc::new(move |id, blob: &[u8]| {
+            count.fetch_add(1, Ordering::Relaxed);
+            let bytes: Vec<u8> = blob.iter().rev().copied().collect();
+            Kek::from_slice(id, &bytes).ok_or_else(|| "not 32 bytes".to_owned())
+        })
+    };
+    let (b_unwraps, d_unwraps) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let b = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    b.set_kek_source(source(b_unwraps.clone()));
+    let d = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    d.set_kek_source(source(d_unwraps.clone()));
+    let plain = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let wrong = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    wrong.set_kek_source(Arc::new(|id, _blob: &[u8]| {
+        Kek::from_slice(id, &[9; 32]).ok_or_else(|| "not 32 bytes".to_owned())
+    }));
+    let s1 = a.next_sequence().unwrap();
+    a.commit(vec![Change::Put(obj("old", s1, b"old-key"))])
+        .unwrap();
+    assert_eq!(b.get("old").unwrap(), Some(obj("old", s1, b"old-key")));
+
+    // The rotation, its blob stored first (as the server does), under the rotation lock.
+    let lock = a.lock_rotations().unwrap();
+    assert!(matches!(b.lock_rotations(), Err(StoreError::Kek(_))));
+    let new = kek(2, 2);
+    let blob: Vec<u8> = new.expose().iter().rev().copied().collect();
+    a.store_wrapped_kek(KekId(2), &blob).unwrap();
+    let done = a.rotate_kek(new).unwrap();
+    assert_eq!((done.rewrapped, done.retired.clone()), (1, vec![KekId(1)]));
+    drop(lock);
+    drop(b.lock_rotations().unwrap());
+
+    // B reads the re-wrapped record: it learns KEK 2, once.
+    for _ in 0..3 {
+        assert_eq!(b.get("old").unwrap(), Some(obj("old", s1, b"old-key")));
+    }
+    assert_eq!(b_unwraps.load(Ordering::Relaxed), 1);
+    // D writes first: its commit finds KEK 2 current, learns it and wraps under it (A, which
+    // holds only KEK 2 since the rotation retired KEK 1, reads it).
+    let s2 = d.next_sequence().unwrap();
+    d.commit(vec![Change::Put(obj("by-d", s2, b"d-key"))])
+        .unwrap();
+    assert_eq!(d_unwraps.load(Ordering::Relaxed), 1);
+    assert_eq!(a.get("by-d").unwrap(), Some(obj("by-d", s2, b"d-key")));
+    assert_eq!(b.get("by-d").unwrap(), Some(obj("by-d", s2, b"d-key")));
+    assert_eq!(
+        d.find(&Query::default()).unwrap(),
+        vec![obj("old", s1, b"old-key"), obj("by-d", s2, b"d-key")]
+    );
+    // Without a source: the record is damaged for that node, and its writes are refused.
+    assert!(matches!(
+        plain.get("old"),
+        Err(StoreError::Corrupt { uid, .. }) if uid == "old"
+    ));
+    let s3 = plain.next_sequence().unwrap();
+    assert!(matches!(
+        plain.commit(vec![Change::Put(obj("by-plain", s3, b"p-key"))]),
+        Err(StoreError::Kek(_))
+    ));
+    // A blob that unwraps to another key than the registered KEK 2 is not learned.
+    assert!(matches!(
+        wrong.get("old"),
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("not the one this store registered")
+    ));
+    assert!(wrong.inner.kek(KekId(2)).is_err());
+}
