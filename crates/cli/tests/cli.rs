@@ -726,3 +726,89 @@ fn server_information_and_offline_commands() {
         &man[..80.min(man.len())]
     );
 }
+
+/// The flow of docs/clients.md: kmipd takes its dev CA, issues a certificate to a new client
+/// through its admin socket, and `kmip` uses that certificate to create, locate, show and
+/// destroy a key; once revoked, the client is refused (exit 3) without a restart.
+#[test]
+fn an_enrolled_client_uses_kmip_until_revoked() {
+    use kmipd::admin::{Request, call};
+    let h = Home::new();
+    let s = server();
+    let socket = s.inst.config().unwrap().admin.socket;
+    let admin = |r: Request| {
+        let answer = call(&socket, &r, Some(Duration::from_secs(60))).unwrap();
+        assert!(answer.ok, "{}: {}", r.name(), answer.message);
+        answer.message
+    };
+    admin(Request::ClientImportCa {
+        cert: s.inst.cert("ca"),
+        key: s.inst.key("ca"),
+    });
+    let out = h.path("enrolled");
+    admin(Request::ClientIssue {
+        name: "backup-server".into(),
+        days: Some(30),
+        key: None,
+        out: out.clone(),
+    });
+    let mut flags = vec![
+        "--server".to_owned(),
+        s.addr.to_string(),
+        "--ca".to_owned(),
+        out.join("ca.pem").display().to_string(),
+    ];
+    flags.extend([
+        "--cert".to_owned(),
+        out.join("backup-server.pem").display().to_string(),
+        "--key".to_owned(),
+        out.join("backup-server.key").display().to_string(),
+    ]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    ok(
+        h.kmip(),
+        &[&flags[..], &["profile", "add", "backup"]].concat(),
+    );
+    let name = unique("enrolled");
+    let uid = ok(
+        h.kmip(),
+        &[
+            "create",
+            "--algorithm",
+            "AES",
+            "--length",
+            "256",
+            "--name",
+            &name,
+            "--quiet",
+        ],
+    );
+    let uid = uid.trim();
+    assert_eq!(
+        ok(h.kmip(), &["locate", "--name", &name, "--quiet"]).trim(),
+        uid
+    );
+    let shown = json(h.kmip(), &["show", uid, "--json"]);
+    assert_eq!(shown["state"], "PreActive");
+    // Its objects are its own: the dev identity `client` does not see them.
+    assert_eq!(
+        ok(h.kmip_as("client"), &["locate", "--name", &name, "-q"]),
+        ""
+    );
+    ok(h.kmip(), &["destroy", uid]);
+    assert_eq!(
+        json(h.kmip(), &["show", uid, "--json"])["state"],
+        "Destroyed"
+    );
+
+    admin(Request::ClientRevoke {
+        client: "backup-server".into(),
+        reason: Some("cessation-of-operation".into()),
+    });
+    let refused = run(h.kmip(), &["locate", "--name", &name, "-q"]);
+    assert_eq!(
+        refused.code, 3,
+        "a revoked client is refused: {}",
+        refused.stderr
+    );
+}

@@ -49,7 +49,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use zeroize::Zeroizing;
+
 use crate::audit::{AuditLog, ItemSummary};
+use crate::clients::{EnrollError, Enrollment};
 use crate::settings::Settings;
 use crate::storage::{Durable, StorageError};
 
@@ -103,6 +106,60 @@ pub enum Request {
     /// Reads the configuration file again and applies `[roles]` and `[policy]`
     /// ([`crate::settings`]).
     Reload,
+    /// Stores a client CA: certificate and PKCS#8 key read by the server from these files
+    /// ([`crate::clients`]).
+    ClientImportCa {
+        /// The CA certificate (PEM).
+        cert: PathBuf,
+        /// The CA private key (PKCS#8 PEM).
+        key: PathBuf,
+    },
+    /// A new key and certificate for a client, written to the new folder `out`.
+    ClientIssue {
+        /// The client's name (its certificate's CN).
+        name: String,
+        /// Validity in days (default [`crate::clients::DEFAULT_DAYS`]).
+        #[serde(default)]
+        days: Option<u32>,
+        /// `ec-p256` (default), `rsa-2048`, `rsa-3072`.
+        #[serde(default)]
+        key: Option<String>,
+        /// The output folder (absolute; must not exist).
+        out: PathBuf,
+    },
+    /// A certificate for a certificate signing request read from `csr`.
+    ClientSign {
+        /// The request (PEM).
+        csr: PathBuf,
+        /// The client's name (default: the request's CN).
+        #[serde(default)]
+        name: Option<String>,
+        /// Validity in days.
+        #[serde(default)]
+        days: Option<u32>,
+        /// The output folder (absolute; must not exist).
+        out: PathBuf,
+    },
+    /// The enrolled client certificates.
+    ClientList,
+    /// Revokes a client's certificates (by name) or one certificate (by serial).
+    ClientRevoke {
+        /// A name or a serial number (hex).
+        client: String,
+        /// Why (default `unspecified`).
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// A new key and certificate for an enrolled client; the old ones revoked (superseded).
+    ClientRenew {
+        /// The client's name.
+        name: String,
+        /// Validity in days.
+        #[serde(default)]
+        days: Option<u32>,
+        /// The output folder (absolute; must not exist).
+        out: PathBuf,
+    },
 }
 
 impl Request {
@@ -117,6 +174,12 @@ impl Request {
             Request::Grants { .. } => "grants",
             Request::RotateAudit => "rotate-audit",
             Request::Reload => "reload",
+            Request::ClientImportCa { .. } => "client import-ca",
+            Request::ClientIssue { .. } => "client issue",
+            Request::ClientSign { .. } => "client sign",
+            Request::ClientList => "client list",
+            Request::ClientRevoke { .. } => "client revoke",
+            Request::ClientRenew { .. } => "client renew",
         }
     }
 
@@ -154,11 +217,30 @@ pub enum AdminError {
     /// Talking to the socket.
     #[error("{0}")]
     Socket(String),
+    /// Client enrollment refused ([`crate::clients`]).
+    #[error(transparent)]
+    Enroll(#[from] EnrollError),
 }
+
+/// Reloads the server's TLS configuration (set by the server once it runs).
+pub type TlsReload = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Revocation reasons `client revoke` accepts (RFC 5280 names).
+pub const REVOCATION_REASONS: [&str; 7] = [
+    "unspecified",
+    "key-compromise",
+    "ca-compromise",
+    "affiliation-changed",
+    "superseded",
+    "cessation-of-operation",
+    "privilege-withdrawn",
+];
 
 /// What the admin socket acts on.
 pub struct Admin {
     engine: Engine,
+    client_crl: Option<PathBuf>,
+    tls_reload: std::sync::OnceLock<TlsReload>,
     durable: Option<Durable>,
     audit: Option<AuditLog>,
     principal: Principal,
@@ -186,6 +268,8 @@ impl Admin {
     ) -> Admin {
         Admin {
             engine,
+            client_crl: None,
+            tls_reload: std::sync::OnceLock::new(),
             durable,
             audit,
             principal: Principal::admin(ADMIN_IDENTITY),
@@ -209,6 +293,17 @@ impl Admin {
             .as_ref()
             .ok_or_else(|| AdminError::Refused("this server has nothing to reload".into()))?;
         settings.reload().map_err(AdminError::Refused)
+    }
+
+    /// Where client revocations write kmipd's CRL (`[admin] client_crl`).
+    pub fn with_client_crl(mut self, path: Option<PathBuf>) -> Admin {
+        self.client_crl = path;
+        self
+    }
+
+    /// How to reload the server's TLS configuration after a client revocation (set once).
+    pub fn set_tls_reload(&self, reload: TlsReload) {
+        let _ = self.tls_reload.set(reload);
     }
 
     /// Runs one command (blocking) and records it in the audit log. `Ok` is the line printed.
@@ -235,6 +330,24 @@ impl Admin {
                 Request::Grants { uid } => self.grants(uid),
                 Request::RotateAudit => self.rotate_audit(),
                 Request::Reload => self.reload(),
+                Request::ClientImportCa { cert, key } => self.client_import_ca(cert, key),
+                Request::ClientIssue {
+                    name,
+                    days,
+                    key,
+                    out,
+                } => self.client_issue(name, *days, key.as_deref(), out),
+                Request::ClientSign {
+                    csr,
+                    name,
+                    days,
+                    out,
+                } => self.client_sign(csr, name.as_deref(), *days, out),
+                Request::ClientList => self.client_list(),
+                Request::ClientRevoke { client, reason } => {
+                    self.client_revoke(client, reason.as_deref())
+                }
+                Request::ClientRenew { name, days, out } => self.client_renew(name, *days, out),
             }
         };
         if let Some(audit) = &self.audit {
@@ -264,6 +377,158 @@ impl Admin {
             }
         }
         result
+    }
+
+    fn enrollment(&self) -> Enrollment<'_> {
+        Enrollment::new(&self.engine, &self.principal)
+    }
+
+    fn read_pem(path: &Path, what: &str) -> Result<Zeroizing<String>, AdminError> {
+        std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .map_err(|e| AdminError::Refused(format!("{what} {}: {e}", path.display())))
+    }
+
+    fn client_import_ca(&self, cert: &Path, key: &Path) -> Result<String, AdminError> {
+        let cert = Self::read_pem(cert, "CA certificate")?;
+        let key = Self::read_pem(key, "CA key")?;
+        let mut message = self.enrollment().import_ca(&cert, &key)?;
+        if let Some(path) = &self.client_crl {
+            let crl = self.enrollment().crl()?;
+            self.publish_crl(path, &crl)?;
+            message.push_str(&format!("; CRL written to {}", path.display()));
+        }
+        Ok(message)
+    }
+
+    fn written(w: &crate::clients::Written) -> String {
+        let files: Vec<String> = w
+            .files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        format!(
+            "client {} enrolled: serial {}, valid until {}; wrote {} in {}",
+            w.record.name,
+            w.record.serial,
+            w.record.not_after,
+            files.join(", "),
+            w.files
+                .first()
+                .and_then(|f| f.parent())
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        )
+    }
+
+    fn client_issue(
+        &self,
+        name: &str,
+        days: Option<u32>,
+        key: Option<&str>,
+        out: &Path,
+    ) -> Result<String, AdminError> {
+        let kind = crate::clients::key_kind(key.unwrap_or("ec-p256"))?;
+        let w = self.enrollment().issue(name, days, kind, out)?;
+        Ok(Self::written(&w))
+    }
+
+    fn client_sign(
+        &self,
+        csr: &Path,
+        name: Option<&str>,
+        days: Option<u32>,
+        out: &Path,
+    ) -> Result<String, AdminError> {
+        let csr = Self::read_pem(csr, "certificate signing request")?;
+        let w = self.enrollment().sign(&csr, name, days, out)?;
+        Ok(Self::written(&w))
+    }
+
+    fn client_list(&self) -> Result<String, AdminError> {
+        let list = self.enrollment().list()?;
+        if list.is_empty() {
+            return Ok("no enrolled clients".to_owned());
+        }
+        let mut lines = vec![format!(
+            "{:<24} {:<32} {:<26} {:<9} STATUS",
+            "NAME", "SERIAL", "NOT AFTER", "KEY"
+        )];
+        for r in &list {
+            lines.push(format!(
+                "{:<24} {:<32} {:<26} {:<9} {}",
+                r.name, r.serial, r.not_after, r.key, r.status
+            ));
+        }
+        Ok(lines.join("\n"))
+    }
+
+    /// Writes kmipd's CRL atomically, then reloads TLS so that the next handshake uses it.
+    fn publish_crl(&self, path: &Path, crl: &str) -> Result<(), AdminError> {
+        let tmp = path.with_extension("crl.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(crl.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| AdminError::Refused(format!("CRL {}: {e}", path.display())))?;
+        if let Some(reload) = self.tls_reload.get() {
+            reload().map_err(|e| {
+                AdminError::Refused(format!(
+                    "CRL written to {} but TLS not reloaded: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn crl_path(&self) -> Result<&Path, AdminError> {
+        self.client_crl.as_deref().ok_or_else(|| {
+            AdminError::Refused(
+                "admin.client_crl is not set: kmipd has nowhere to publish its CRL (set it, and \
+                 list the same file in tls.crls)"
+                    .to_owned(),
+            )
+        })
+    }
+
+    fn client_revoke(&self, client: &str, reason: Option<&str>) -> Result<String, AdminError> {
+        let reason = reason.unwrap_or("unspecified");
+        if !REVOCATION_REASONS.contains(&reason) {
+            return Err(AdminError::Refused(format!(
+                "unknown reason {reason:?}: {}",
+                REVOCATION_REASONS.join(", ")
+            )));
+        }
+        let path = self.crl_path()?.to_owned();
+        let (crl, revoked) = self.enrollment().revoke(client, reason)?;
+        self.publish_crl(&path, &crl)?;
+        let list: Vec<String> = revoked
+            .iter()
+            .map(|r| format!("{} serial {}", r.name, r.serial))
+            .collect();
+        Ok(format!(
+            "revoked ({reason}): {}; CRL {} published and in use",
+            list.join(", "),
+            path.display()
+        ))
+    }
+
+    fn client_renew(
+        &self,
+        name: &str,
+        days: Option<u32>,
+        out: &Path,
+    ) -> Result<String, AdminError> {
+        let path = self.crl_path()?.to_owned();
+        let (w, crl) = self.enrollment().renew(name, days, out)?;
+        self.publish_crl(&path, &crl)?;
+        Ok(format!(
+            "{}; the previous certificates are revoked (superseded)",
+            Self::written(&w)
+        ))
     }
 
     fn durable(&self, what: &str) -> Result<&Durable, AdminError> {

@@ -41,6 +41,8 @@ pub enum KeyKind {
     EcdsaP256,
     /// RSA-2048, PKCS#1 v1.5 signatures with SHA-256.
     Rsa2048,
+    /// RSA-3072, PKCS#1 v1.5 signatures with SHA-256.
+    Rsa3072,
 }
 
 /// The Extended Key Usage a client certificate carries.
@@ -119,8 +121,9 @@ impl std::fmt::Debug for DevCa {
 fn key_pair(kind: KeyKind) -> Result<KeyPair, CertError> {
     match kind {
         KeyKind::EcdsaP256 => Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?),
-        KeyKind::Rsa2048 => {
-            let rsa = openssl::rsa::Rsa::generate(2048)?;
+        KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
+            let bits = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
+            let rsa = openssl::rsa::Rsa::generate(bits)?;
             let pkey = openssl::pkey::PKey::from_rsa(rsa)?;
             let pem = Zeroizing::new(pkey.private_key_to_pem_pkcs8()?);
             let pem = Zeroizing::new(String::from_utf8_lossy(&pem).into_owned());
@@ -208,7 +211,7 @@ impl DevCa {
         let now = OffsetDateTime::now_utc();
         let cn = match kind {
             KeyKind::EcdsaP256 => "kmipd server (ECDSA)",
-            KeyKind::Rsa2048 => "kmipd server (RSA)",
+            KeyKind::Rsa2048 | KeyKind::Rsa3072 => "kmipd server (RSA)",
         };
         self.issue(
             cn,
@@ -257,7 +260,7 @@ impl DevCa {
         params.extended_key_usages = eku;
         params.key_usages = match kind {
             KeyKind::EcdsaP256 => vec![KeyUsagePurpose::DigitalSignature],
-            KeyKind::Rsa2048 => vec![
+            KeyKind::Rsa2048 | KeyKind::Rsa3072 => vec![
                 KeyUsagePurpose::DigitalSignature,
                 KeyUsagePurpose::KeyEncipherment,
             ],
@@ -272,6 +275,32 @@ impl DevCa {
             key_pem: Zeroizing::new(key.serialize_pem()),
             serial: serial.to_bytes(),
         })
+    }
+
+    /// A client certificate (clientAuth, subject CN `cn`) for the public key of a certificate
+    /// signing request whose signature rcgen has checked. Nothing of the request but its key
+    /// is used: its subject, SANs and extensions are replaced by kmipd's. Returns the
+    /// certificate (PEM) and its serial number.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        cn: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<(String, Vec<u8>), CertError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let serial = random_serial()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.serial_number = Some(serial.clone());
+        params.use_authority_key_identifier_extension = true;
+        csr.params = params;
+        let cert = csr.signed_by(&self.issuer)?;
+        Ok((cert.pem(), serial.to_bytes()))
     }
 
     /// A CRL (PEM, valid for 30 days) revoking the certificates with these serial numbers.

@@ -514,6 +514,10 @@ pub struct AdminConfig {
     /// Path of the Unix domain socket (created mode 0600, removed at shutdown).
     #[serde(default = "d_admin_socket")]
     pub socket: PathBuf,
+    /// Where `kmipd admin client revoke` publishes kmipd's CRL of its enrolled clients
+    /// ([`crate::clients`]); list the same file in `tls.crls` so that handshakes use it.
+    #[serde(default)]
+    pub client_crl: Option<PathBuf>,
 }
 
 fn d_admin_socket() -> PathBuf {
@@ -525,6 +529,7 @@ impl Default for AdminConfig {
         AdminConfig {
             enabled: true,
             socket: d_admin_socket(),
+            client_crl: None,
         }
     }
 }
@@ -623,6 +628,9 @@ impl Config {
         }
         fix(&mut self.audit.path);
         fix(&mut self.admin.socket);
+        if let Some(p) = self.admin.client_crl.as_mut() {
+            fix(p);
+        }
         if let Some(h) = self.hsm.as_mut() {
             h.resolve_relative_to(base);
         }

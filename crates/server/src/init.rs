@@ -8,6 +8,8 @@
 //! DIR/certs/client.pem/.key           client identities (CN client, client2, admin), clientAuth EKU;
 //! DIR/certs/client2.pem/.key          admin is listed in identity.administrators
 //! DIR/certs/admin.pem/.key
+//! DIR/certs/clients.crl               kmipd's CRL of enrolled clients (empty; in tls.crls and
+//!                                     admin.client_crl, see crate::clients)
 //! DIR/softhsm2.conf, DIR/tokens/      the instance's own SoftHSM2 token with the master key
 //! DIR/pin, DIR/so-pin                 its PINs (mode 0600)
 //! DIR/data/                           the sled store
@@ -285,6 +287,8 @@ fn make_instance(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> 
     let ca = DevCa::generate("kmipd development CA")?;
     write_file(&inst.cert("ca"), ca.cert_pem(), false)?;
     write_file(&inst.key("ca"), ca.key_pem(), true)?;
+    // kmipd's CRL of its enrolled clients (crate::clients), empty until a revocation.
+    write_file(&certs.join("clients.crl"), &ca.crl(&[])?, false)?;
     for (name, kind, alg) in [
         ("server-ec", KeyKind::EcdsaP256, "EC"),
         ("server-rsa", KeyKind::Rsa2048, "RSA"),
@@ -347,13 +351,17 @@ fn make_instance(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> 
          ecdsa_key = \"certs/server-ec.key\"\n\
          rsa_cert = \"certs/server-rsa.pem\"\n\
          rsa_key = \"certs/server-rsa.key\"\n\
-         client_eku = \"require\"\n\n\
+         client_eku = \"require\"\n\
+         crls = [\"certs/clients.crl\"]\n\n\
          [identity]\n\
          source = \"cn\"\n\
          administrators = [\"admin\"]\n\n\
          [log]\n\
          format = \"text\"\n\
          level = \"info\"\n\n\
+         # `kmipd admin client revoke` publishes kmipd's CRL here (docs/clients.md).\n\
+         [admin]\n\
+         client_crl = \"certs/clients.crl\"\n\n\
          # Uncomment for Prometheus metrics on http://127.0.0.1:9696/metrics\n\
          # [metrics]\n\
          # listen = \"127.0.0.1:9696\"\n\n\

@@ -15,8 +15,9 @@
 //! file), [`init`] (development instances), [`certs`] (development certificates),
 //! [`storage`] (the store and its key hierarchy: open and unlock with the HSM's master key,
 //! KEK and master key rotations, backup, offline restore), [`logging`], [`admin`] (the local
-//! admin socket and its protocol: rotations, backup, grants and audit rotation while
-//! serving), [`audit`] (the hash-chained audit log), [`settings`] (what `kmipd admin reload`
+//! admin socket and its protocol: rotations, backup, grants, audit rotation and client
+//! enrollment while serving), [`clients`] (the client CA and the enrolled clients),
+//! [`audit`] (the hash-chained audit log), [`settings`] (what `kmipd admin reload`
 //! changes: roles and policy). Inside the crate: `server` (connections
 //! and limits; [`Server`] and the rest re-exported here), `tls` (rustls, certificate choice,
 //! identity; [`TlsError`]), `tls_profile` (the KMIP profile suites through OpenSSL), `metrics` ([`Metrics`]), `incidents` (store and internal failures
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod audit;
 pub mod certs;
+pub mod clients;
 pub mod config;
 mod incidents;
 pub mod init;

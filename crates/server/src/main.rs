@@ -138,6 +138,76 @@ enum AdminCommand {
     /// Read the configuration file again and apply [roles] and [policy] (nothing changes if
     /// the file does not load).
     Reload,
+    /// Client enrollment: kmipd's client CA and the certificates it issues (docs/clients.md).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Store a client CA (its key wrapped under the KEK, like every key); e.g. the development
+    /// CA of `kmipd init` (certs/ca.pem, certs/ca.key), or your own.
+    ImportCa {
+        /// The CA certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The CA private key (PKCS#8 PEM). Remove the file once imported.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// A new key and certificate for a client, written to a new folder: NAME.key, NAME.pem,
+    /// ca.pem, NAME.p12 and NAME.p12.password.
+    Issue {
+        /// The client's name (its certificate's CN, so its KMIP identity).
+        name: String,
+        /// Validity in days (default 365).
+        #[arg(long)]
+        days: Option<u32>,
+        /// ec-p256 (default), rsa-2048 or rsa-3072.
+        #[arg(long)]
+        key: Option<String>,
+        /// The output folder (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a certificate signing request (vCenter, iDRAC, Synology, ...): NAME.pem and
+    /// ca.pem in a new folder.
+    Sign {
+        /// The request (PEM).
+        csr: PathBuf,
+        /// The client's name (default: the request's CN).
+        #[arg(long)]
+        name: Option<String>,
+        /// Validity in days (default 365).
+        #[arg(long)]
+        days: Option<u32>,
+        /// The output folder (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The enrolled client certificates: name, serial, not-after, key, status.
+    List,
+    /// Revoke a client (every active certificate of NAME) or one certificate (SERIAL, hex):
+    /// refused at its next handshake, without a restart.
+    Revoke {
+        /// A client name or a serial number.
+        client: String,
+        /// unspecified (default), key-compromise, ca-compromise, affiliation-changed,
+        /// superseded, cessation-of-operation, privilege-withdrawn.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// A new key and certificate for an enrolled client; its previous ones are revoked.
+    Renew {
+        /// The client's name.
+        name: String,
+        /// Validity in days (default 365).
+        #[arg(long)]
+        days: Option<u32>,
+        /// The output folder (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +355,10 @@ fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitC
         AdminCommand::Grants { uid } => Request::Grants { uid },
         AdminCommand::RotateAudit => Request::RotateAudit,
         AdminCommand::Reload => Request::Reload,
+        AdminCommand::Client(c) => match client_request(c) {
+            Ok(r) => r,
+            Err(e) => return fail(2, e),
+        },
     };
     match kmipd::admin::call(&config.admin.socket, &request, timeout) {
         Ok(r) if r.ok => {
@@ -294,6 +368,48 @@ fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitC
         Ok(r) => fail(1, format!("{}: {}", request.name(), r.message)),
         Err(e) => fail(1, format!("{}: {e}", request.name())),
     }
+}
+
+/// The admin request of a `client` command; the server reads and writes the files, so their
+/// paths are made absolute here.
+fn client_request(command: ClientCommand) -> Result<kmipd::admin::Request, String> {
+    use kmipd::admin::Request;
+    let abs = |p: PathBuf| std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()));
+    Ok(match command {
+        ClientCommand::ImportCa { cert, key } => Request::ClientImportCa {
+            cert: abs(cert)?,
+            key: abs(key)?,
+        },
+        ClientCommand::Issue {
+            name,
+            days,
+            key,
+            out,
+        } => Request::ClientIssue {
+            name,
+            days,
+            key,
+            out: abs(out)?,
+        },
+        ClientCommand::Sign {
+            csr,
+            name,
+            days,
+            out,
+        } => Request::ClientSign {
+            csr: abs(csr)?,
+            name,
+            days,
+            out: abs(out)?,
+        },
+        ClientCommand::List => Request::ClientList,
+        ClientCommand::Revoke { client, reason } => Request::ClientRevoke { client, reason },
+        ClientCommand::Renew { name, days, out } => Request::ClientRenew {
+            name,
+            days,
+            out: abs(out)?,
+        },
+    })
 }
 
 fn restore(path: PathBuf, data_dir: Option<PathBuf>, backup: PathBuf) -> ExitCode {

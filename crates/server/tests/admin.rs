@@ -772,3 +772,286 @@ fn a_damaged_record_read_by_get_reaches_the_operator_not_the_client() {
     assert!(line.contains("identity=\"client\""), "{line}");
     assert!(!line.contains(&intact), "{line}");
 }
+
+/// A connector for a certificate and key written by `kmipd admin client issue|sign`.
+fn enrolled_connector(inst: &Instance, cert: &Path, key_pem: &[u8]) -> Connector {
+    Connector::new(
+        &std::fs::read(inst.dir.join("certs").join("ca.pem")).unwrap(),
+        &std::fs::read(cert).unwrap(),
+        key_pem,
+        TlsOptions {
+            timeout: Duration::from_secs(30),
+            ..TlsOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// True when a new connection with this identity completes a request.
+fn admitted(rt: &tokio::runtime::Runtime, c: &Connector, addr: SocketAddr) -> bool {
+    rt.block_on(async {
+        match c.connect(addr).await {
+            Err(_) => false,
+            Ok(mut client) => client.query().await.is_ok(),
+        }
+    })
+}
+
+/// Client enrollment through the binary: the CA imported into the store, a client issued
+/// (PEM files and a PKCS#12 bundle) and a CSR signed, each admitted at once; the refusals
+/// (weak key, bad signature, taken name, bad name) store nothing; a revocation refuses the
+/// client's next handshake without a restart while others go on; a renewal replaces the
+/// certificate; every act is in the audit chain.
+#[test]
+fn client_enrollment_issue_sign_list_revoke_renew() {
+    use rustls_pki_types::pem::PemObject;
+    let inst = Instance::new(false);
+    let cfg = inst.config();
+    let rt = runtime();
+    let server = Served::start(&cfg, &[]);
+    let addr = server.addr;
+    let work = inst.dir.parent().unwrap().to_path_buf();
+    let out = |name: &str| work.join(name);
+    let arg = |p: &Path| p.to_str().unwrap().to_owned();
+
+    let e = admin_err(
+        &cfg,
+        &["client", "issue", "array-1", "--out", &arg(&out("o0"))],
+    );
+    assert!(e.contains("holds no client CA"), "{e}");
+    let certs = inst.dir.join("certs");
+    let line = admin_ok(
+        &cfg,
+        &[
+            "client",
+            "import-ca",
+            "--cert",
+            &arg(&certs.join("ca.pem")),
+            "--key",
+            &arg(&certs.join("ca.key")),
+        ],
+    );
+    assert!(line.contains("wrapped under the KEK"), "{line}");
+    let e = admin_err(
+        &cfg,
+        &[
+            "client",
+            "import-ca",
+            "--cert",
+            &arg(&certs.join("ca.pem")),
+            "--key",
+            &arg(&certs.join("ca.key")),
+        ],
+    );
+    assert!(e.contains("already holds a client CA"), "{e}");
+
+    // Issue: key (0600), certificate, CA, PKCS#12 and its password (0600).
+    let o1 = out("o1");
+    let line = admin_ok(
+        &cfg,
+        &[
+            "client",
+            "issue",
+            "array-1",
+            "--days",
+            "30",
+            "--out",
+            &arg(&o1),
+        ],
+    );
+    assert!(
+        line.starts_with("kmipd: client issue: client array-1 enrolled: serial "),
+        "{line}"
+    );
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(o1.join("array-1.key")), 0o600);
+    assert_eq!(mode(o1.join("array-1.p12")), 0o600);
+    assert_eq!(mode(o1.join("array-1.p12.password")), 0o600);
+    assert_eq!(
+        std::fs::read(o1.join("ca.pem")).unwrap(),
+        std::fs::read(certs.join("ca.pem")).unwrap()
+    );
+    let p12 = openssl::pkcs12::Pkcs12::from_der(&std::fs::read(o1.join("array-1.p12")).unwrap())
+        .unwrap()
+        .parse2(&std::fs::read_to_string(o1.join("array-1.p12.password")).unwrap())
+        .unwrap();
+    assert_eq!(
+        p12.cert.unwrap().to_pem().unwrap(),
+        std::fs::read(o1.join("array-1.pem")).unwrap()
+    );
+    let array1 = enrolled_connector(
+        &inst,
+        &o1.join("array-1.pem"),
+        &std::fs::read(o1.join("array-1.key")).unwrap(),
+    );
+    assert!(
+        admitted(&rt, &array1, addr),
+        "an issued client connects at once"
+    );
+
+    // Sign a CSR made elsewhere (its key never leaves it).
+    let vc_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "vcenter");
+    let csr = params.serialize_request(&vc_key).unwrap().pem().unwrap();
+    std::fs::write(work.join("vc.csr"), &csr).unwrap();
+    let o2 = out("o2");
+    let line = admin_ok(
+        &cfg,
+        &[
+            "client",
+            "sign",
+            &arg(&work.join("vc.csr")),
+            "--out",
+            &arg(&o2),
+        ],
+    );
+    assert!(line.contains("client vcenter enrolled"), "{line}");
+    let vcenter = enrolled_connector(
+        &inst,
+        &o2.join("vcenter.pem"),
+        vc_key.serialize_pem().as_bytes(),
+    );
+    assert!(admitted(&rt, &vcenter, addr));
+
+    // Refusals, each one line, nothing stored.
+    let rsa = openssl::rsa::Rsa::generate(1024).unwrap();
+    let weak = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+    let mut req = openssl::x509::X509ReqBuilder::new().unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "weak").unwrap();
+    req.set_subject_name(&name.build()).unwrap();
+    req.set_pubkey(&weak).unwrap();
+    req.sign(&weak, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    std::fs::write(work.join("weak.csr"), req.build().to_pem().unwrap()).unwrap();
+    let e = admin_err(
+        &cfg,
+        &[
+            "client",
+            "sign",
+            &arg(&work.join("weak.csr")),
+            "--out",
+            &arg(&out("o3")),
+        ],
+    );
+    assert!(e.contains("1024 bits: at least 2048"), "{e}");
+    let mut der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let last = der.len() - 2;
+    der[last] ^= 0x01;
+    let tampered = format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        openssl::base64::encode_block(&der)
+    );
+    std::fs::write(work.join("bad.csr"), tampered).unwrap();
+    let e = admin_err(
+        &cfg,
+        &[
+            "client",
+            "sign",
+            &arg(&work.join("bad.csr")),
+            "--name",
+            "other",
+            "--out",
+            &arg(&out("o4")),
+        ],
+    );
+    assert!(e.contains("signature does not verify"), "{e}");
+    let e = admin_err(
+        &cfg,
+        &["client", "issue", "array-1", "--out", &arg(&out("o5"))],
+    );
+    assert!(e.contains("already enrolled"), "{e}");
+    let e = admin_err(
+        &cfg,
+        &["client", "issue", "bad name", "--out", &arg(&out("o6"))],
+    );
+    assert!(e.contains("refused"), "{e}");
+    for o in ["o3", "o4", "o5", "o6"] {
+        assert!(!out(o).exists(), "{o}: nothing written");
+    }
+    let (ok, listed, _) = run_bounded(admin_cmd(&cfg, &["client", "list"]));
+    assert!(ok);
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "two clients enrolled, no more: {listed}");
+    assert!(rows.iter().all(|r| r.ends_with("active")), "{listed}");
+
+    // Revoke array-1: its next handshake is refused, vcenter goes on; no restart.
+    let line = admin_ok(
+        &cfg,
+        &["client", "revoke", "array-1", "--reason", "key-compromise"],
+    );
+    assert!(
+        line.contains("revoked (key-compromise): array-1 serial"),
+        "{line}"
+    );
+    assert!(!admitted(&rt, &array1, addr), "a revoked client is refused");
+    assert!(admitted(&rt, &vcenter, addr));
+
+    // Renew vcenter? It made its own key: refused. Renew an issued one instead.
+    let e = admin_err(
+        &cfg,
+        &["client", "renew", "vcenter", "--out", &arg(&out("o7"))],
+    );
+    assert!(e.contains("made its own key"), "{e}");
+    let o8 = out("o8");
+    admin_ok(
+        &cfg,
+        &[
+            "client",
+            "issue",
+            "array-2",
+            "--key",
+            "rsa-2048",
+            "--out",
+            &arg(&o8),
+        ],
+    );
+    let old = enrolled_connector(
+        &inst,
+        &o8.join("array-2.pem"),
+        &std::fs::read(o8.join("array-2.key")).unwrap(),
+    );
+    assert!(admitted(&rt, &old, addr));
+    let o9 = out("o9");
+    let line = admin_ok(&cfg, &["client", "renew", "array-2", "--out", &arg(&o9)]);
+    assert!(line.contains("previous certificates are revoked"), "{line}");
+    let new = enrolled_connector(
+        &inst,
+        &o9.join("array-2.pem"),
+        &std::fs::read(o9.join("array-2.key")).unwrap(),
+    );
+    assert!(admitted(&rt, &new, addr));
+    assert!(
+        !admitted(&rt, &old, addr),
+        "the renewed-away certificate is refused"
+    );
+    assert!(
+        openssl::x509::X509::from_pem(&std::fs::read(o9.join("array-2.pem")).unwrap())
+            .unwrap()
+            .public_key()
+            .unwrap()
+            .rsa()
+            .is_ok(),
+        "a renewal keeps the key type"
+    );
+
+    // Every act is in the audit chain with the names and serials.
+    let audit = std::fs::read_to_string(inst.dir.join("audit.log")).unwrap();
+    for (what, n) in [
+        ("\"admin client import-ca\"", 2),
+        ("\"admin client issue\"", 5),
+        ("\"admin client sign\"", 3),
+        ("\"admin client revoke\"", 1),
+        ("\"admin client renew\"", 2),
+    ] {
+        assert_eq!(audit.matches(what).count(), n, "{what} in {audit}");
+    }
+    assert!(audit.contains("client vcenter enrolled: serial"));
+    server.stop();
+}

@@ -119,14 +119,7 @@ impl ServerHandle {
     /// new CRL revokes must not resume its way in. On error nothing changes and the server
     /// goes on with what it had. `kmipd serve` calls it on SIGHUP.
     pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
-        let fresh = Acceptors::build(&self.shared.config.tls)?;
-        let mut acceptor = self
-            .shared
-            .acceptor
-            .write()
-            .map_err(|_| crate::tls::TlsError::Rustls("TLS acceptor lock poisoned".into()))?;
-        *acceptor = fresh;
-        Ok(())
+        reload_acceptor(&self.shared)
     }
 
     /// Starts the graceful shutdown; returns at once.
@@ -300,21 +293,26 @@ impl Server {
         let stop = CancellationToken::new();
         let settings = Arc::new(crate::settings::Settings::new(&config));
         let mut admin_task = None;
+        let mut admin_for_reload = None;
         if config.admin.enabled {
             let path = config.admin.socket.clone();
             let listener =
                 crate::admin::bind(&path).map_err(|e| StartError::Other(e.to_string()))?;
-            let admin = crate::admin::Admin::new(
-                engine.clone(),
-                durable,
-                Some(audit.clone()),
-                stop.clone(),
-            )
-            .with_settings(settings.clone());
+            let admin = Arc::new(
+                crate::admin::Admin::new(
+                    engine.clone(),
+                    durable,
+                    Some(audit.clone()),
+                    stop.clone(),
+                )
+                .with_settings(settings.clone())
+                .with_client_crl(config.admin.client_crl.clone()),
+            );
+            admin_for_reload = Some(admin.clone());
             admin_task = Some(tokio::spawn(crate::admin::serve(
                 listener,
                 path,
-                Arc::new(admin),
+                admin,
                 stop.clone(),
             )));
         }
@@ -343,6 +341,15 @@ impl Server {
             hard_stop: CancellationToken::new(),
             config,
         });
+        if let Some(admin) = admin_for_reload {
+            // A client revocation reloads TLS as SIGHUP does (the admin holds no strong
+            // reference: the server's state goes when the server goes).
+            let weak = Arc::downgrade(&shared);
+            admin.set_tls_reload(Box::new(move || match weak.upgrade() {
+                Some(s) => reload_acceptor(&s).map_err(|e| e.to_string()),
+                None => Err("the server has stopped".to_owned()),
+            }));
+        }
         if let Some(l) = metrics_listener {
             tokio::spawn(crate::metrics::serve(l, metrics.clone(), stop.clone()));
             if let Some(a) = metrics_addr {
@@ -457,4 +464,16 @@ impl Drop for AbandonOnDrop {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// [`ServerHandle::reload_tls`]'s work, also done after a client revocation
+/// ([`crate::admin`]).
+fn reload_acceptor(shared: &Shared) -> Result<(), crate::tls::TlsError> {
+    let fresh = Acceptors::build(&shared.config.tls)?;
+    let mut acceptor = shared
+        .acceptor
+        .write()
+        .map_err(|_| crate::tls::TlsError::Rustls("TLS acceptor lock poisoned".into()))?;
+    *acceptor = fresh;
+    Ok(())
 }
