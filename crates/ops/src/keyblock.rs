@@ -53,7 +53,10 @@ pub(crate) fn key_block(object: &Ttlv) -> Result<KeyBlock<'_>> {
     let kb = r.required(tag::KEY_BLOCK)?;
     let kb = StructReader::new(kb, tag::KEY_BLOCK)?;
     let format = kb.req_enum(tag::KEY_FORMAT_TYPE)?;
-    let value = kb.required(tag::KEY_VALUE)?;
+    // No Key Value: a key registered without it (Key Value Present false).
+    let value = kb
+        .optional(tag::KEY_VALUE)
+        .ok_or(Error::KeyValueNotPresent)?;
     let material = match &value.value {
         // A wrapped key's Key Value is a Byte String.
         kmipd_ttlv::Value::ByteString(_) => value,

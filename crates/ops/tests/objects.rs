@@ -379,3 +379,82 @@ fn create_makes_skipjack_keys_of_80_bits_only_and_secret_data_is_a_password_by_d
         .unwrap();
     assert_eq!(kind, kmipd_proto::enums::secret_data_type::PASSWORD);
 }
+
+#[test]
+fn a_key_registered_without_its_value_is_managed_but_not_used_and_keeps_its_creation_date() {
+    let engine = Engine::in_memory();
+    let location = Attribute::std(
+        tag::KEY_VALUE_LOCATION,
+        Value::Structure(vec![
+            build::text(tag::KEY_VALUE_LOCATION_VALUE, "HSM-1"),
+            build::enumeration(tag::KEY_VALUE_LOCATION_TYPE, 1),
+        ]),
+    );
+    let made = Attribute::std(tag::ORIGINAL_CREATION_DATE, Value::DateTime(38_520));
+    let attrs = vec![
+        location,
+        made.clone(),
+        Attribute::std(tag::CRYPTOGRAPHIC_USAGE_MASK, Value::Integer(4)),
+        Attribute::std(tag::ACTIVATION_DATE, Value::DateTime(1)),
+    ];
+    let block = build::structure(
+        tag::KEY_BLOCK,
+        vec![
+            build::enumeration(tag::KEY_FORMAT_TYPE, kft::RAW),
+            build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, alg::AES),
+            build::int(tag::CRYPTOGRAPHIC_LENGTH, 128),
+        ],
+    );
+    let items = send(
+        &engine,
+        V14,
+        vec![(
+            op::REGISTER,
+            vec![
+                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                v1_attrs(tag::TEMPLATE_ATTRIBUTE, attrs),
+                build::structure(tag::SYMMETRIC_KEY, vec![block.clone()]),
+            ],
+        )],
+    );
+    let uid = ok(&items[0])
+        .req_text(tag::UNIQUE_IDENTIFIER)
+        .unwrap()
+        .to_owned();
+    let present = get_attr(&engine, V14, &uid, "Key Value Present");
+    assert_eq!(
+        present[0].children().unwrap()[1].value,
+        Value::Boolean(false)
+    );
+    assert_eq!(get_attr(&engine, V14, &uid, "Key Value Location").len(), 1);
+    let date = get_attr(&engine, V14, &uid, "Original Creation Date");
+    assert_eq!(
+        date[0].children().unwrap()[1].value,
+        Value::DateTime(38_520)
+    );
+    // Get gives the Key Block as registered; using the key is Key Value Not Present.
+    let items = send(
+        &engine,
+        V14,
+        vec![
+            (op::GET, vec![build::unique_identifier(uid.clone())]),
+            (
+                op::ENCRYPT,
+                vec![
+                    build::unique_identifier(uid.clone()),
+                    build::bytes(tag::DATA, vec![0u8; 16]),
+                ],
+            ),
+        ],
+    );
+    assert_eq!(key_block(&ok(&items[0]), tag::SYMMETRIC_KEY), block);
+    assert_eq!(items[1].result_reason, Some(rr::KEY_VALUE_NOT_PRESENT));
+
+    // A key the server creates gets its own Original Creation Date, whatever the request says.
+    let created = create_aes(&engine, V14, 128, vec![made]);
+    let date = get_attr(&engine, V14, &created, "Original Creation Date");
+    assert_ne!(
+        date[0].children().unwrap()[1].value,
+        Value::DateTime(38_520)
+    );
+}

@@ -188,20 +188,26 @@ fn key_block(ctx: &Ctx<'_>, item: &Ttlv, attrs: &mut Attributes) -> Result<Ttlv>
     if let Some(c) = kb.optional(tag::KEY_COMPRESSION_TYPE) {
         reader::as_enum(c)?;
     }
-    let value = kb.required(tag::KEY_VALUE)?;
+    let value = kb.optional(tag::KEY_VALUE);
     let algorithm = kb.enumeration(tag::CRYPTOGRAPHIC_ALGORITHM)?;
     let mut length = kb.int(tag::CRYPTOGRAPHIC_LENGTH)?;
     let wrapped = kb.optional(tag::KEY_WRAPPING_DATA).is_some();
     let mut items = Vec::with_capacity(kb.items().len());
     for child in kb.items() {
         if child.tag == tag::KEY_VALUE {
-            items.push(key_value(ctx, value, attrs, wrapped)?);
+            items.push(key_value(ctx, child, attrs, wrapped)?);
         } else {
             items.push(child.clone());
         }
     }
-    if length.is_none() && !wrapped {
-        length = derived_length(format, value);
+    match value {
+        // A key kept elsewhere (KMIP 1.4 §3.41-3.42, the MDO cases): the server records Key
+        // Value Present = false; the client may say where it is (Key Value Location). Such
+        // an object can be managed but not used or exported (Key Value Not Present).
+        None if wrapped => return Err(Error::MissingData("Key Value")),
+        None => attrs.set(tag::KEY_VALUE_PRESENT, Value::Boolean(false)),
+        Some(v) if length.is_none() && !wrapped => length = derived_length(format, v),
+        Some(_) => {}
     }
     if let Some(a) = algorithm
         && !attrs.has(&AttrName::Std(tag::CRYPTOGRAPHIC_ALGORITHM))

@@ -14,7 +14,7 @@
 use kmipd_proto::enums::unique_identifier as uid_kind;
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
-use kmipd_ttlv::Ttlv;
+use kmipd_ttlv::{Ttlv, Value};
 
 use crate::attrs;
 use crate::context::Ctx;
@@ -35,7 +35,14 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     objects::merge_missing(&mut attrs, parsed.attributes);
     attrs::check_names_free(ctx, attrs.name_values())?;
     template::server_defaults(&mut attrs, object_type, &parsed.object, false);
+    // "The Original Creation Date MAY be set by the client during a Register operation"
+    // (KMIP 1.4 §3.43): the date the object was made elsewhere; otherwise it is now (as for
+    // objects the server makes, whose Original Creation Date `new_object` always sets).
+    let original = attrs.get(tag::ORIGINAL_CREATION_DATE).cloned();
     let mut obj = new_object(ctx, object_type, Some(parsed.object), attrs)?;
+    if let Some(date @ (Value::DateTime(_) | Value::DateTimeExtended(_))) = original {
+        obj.attributes.set(tag::ORIGINAL_CREATION_DATE, date);
+    }
     template::finish(ctx, &mut obj);
     let uid = obj.uid.clone();
     ctx.tx.put(obj);
