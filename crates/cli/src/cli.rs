@@ -221,6 +221,10 @@ pub(crate) struct GetArgs {
     /// bytes are what is printed or written.
     #[arg(long, value_name = "UID")]
     pub(crate) wrap_with: Option<String>,
+    /// With --wrap-with: wrap the bare key material (Encoding Option No Encoding) instead of
+    /// the TTLV-encoded Key Value (the KMIP default).
+    #[arg(long, requires = "wrap_with")]
+    pub(crate) wrap_raw: bool,
 }
 
 /// `locate`.
@@ -260,6 +264,9 @@ pub(crate) struct LocateArgs {
     /// Skip this many (Offset Items).
     #[arg(long, value_name = "N")]
     pub(crate) offset: Option<i32>,
+    /// Every match, asked for in pages of --max (default 1000) until the server has no more.
+    #[arg(long)]
+    pub(crate) all: bool,
 }
 
 /// `revoke`.
@@ -307,11 +314,12 @@ pub(crate) struct RegisterArgs {
     /// its own.
     #[arg(long)]
     pub(crate) format: Option<String>,
-    /// Cryptographic Algorithm (default AES for symmetric keys).
+    /// Cryptographic Algorithm (default AES for symmetric keys). For a private or public key
+    /// give it with --length: they go into the Key Block, which some servers require.
     #[arg(long, short)]
     pub(crate) algorithm: Option<String>,
-    /// Cryptographic Length of a key pair's key in bits.
-    #[arg(long, short)]
+    /// Cryptographic Length of a private or public key in bits (with --algorithm).
+    #[arg(long, short, requires = "algorithm")]
     pub(crate) length: Option<i32>,
     /// The Secret Data Type of a secret (password, seed).
     #[arg(long, default_value = "password")]

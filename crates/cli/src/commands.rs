@@ -280,16 +280,20 @@ pub(crate) async fn get(client: &mut Client, mode: Mode, a: &GetArgs) -> Result<
         ));
     }
     if let Some(w) = a.wrap_with.as_deref() {
-        payload.push(build::structure(
-            tag::KEY_WRAPPING_SPECIFICATION,
-            vec![
-                build::enumeration(tag::WRAPPING_METHOD, wrapping_method::ENCRYPT),
-                build::structure(
-                    tag::ENCRYPTION_KEY_INFORMATION,
-                    vec![build::unique_identifier(w)],
-                ),
-            ],
-        ));
+        let mut spec = vec![
+            build::enumeration(tag::WRAPPING_METHOD, wrapping_method::ENCRYPT),
+            build::structure(
+                tag::ENCRYPTION_KEY_INFORMATION,
+                vec![build::unique_identifier(w)],
+            ),
+        ];
+        if a.wrap_raw {
+            spec.push(build::enumeration(
+                tag::ENCODING_OPTION,
+                kmipd_proto::enums::encoding_option::NO_ENCODING,
+            ));
+        }
+        payload.push(build::structure(tag::KEY_WRAPPING_SPECIFICATION, spec));
     }
     let items = client.call(operation::GET, payload).await?;
     let got = read_got(&items)?;
@@ -479,31 +483,61 @@ pub(crate) async fn locate(
     a: &LocateArgs,
 ) -> Result<(), CliError> {
     let filters = locate_filters(a)?;
-    let mut payload = Vec::new();
-    if let Some(m) = a.max {
-        payload.push(build::int(tag::MAXIMUM_ITEMS, m));
-    }
-    if let Some(o) = a.offset {
-        payload.push(build::int(tag::OFFSET_ITEMS, o));
-    }
-    if client.version().is_v2() {
-        payload.push(build::structure(
-            tag::ATTRIBUTES,
-            filters.iter().map(Attribute::to_v2).collect(),
-        ));
+    let v2 = client.version().is_v2();
+    let page = |max: Option<i32>, offset: Option<i32>| {
+        let mut payload = Vec::new();
+        if let Some(m) = max {
+            payload.push(build::int(tag::MAXIMUM_ITEMS, m));
+        }
+        if let Some(o) = offset {
+            payload.push(build::int(tag::OFFSET_ITEMS, o));
+        }
+        if v2 {
+            payload.push(build::structure(
+                tag::ATTRIBUTES,
+                filters.iter().map(Attribute::to_v2).collect(),
+            ));
+        } else {
+            payload.extend(filters.iter().map(|f| f.to_v1(None)));
+        }
+        payload
+    };
+    let uids_of = |items: &[Ttlv]| -> Vec<String> {
+        items
+            .iter()
+            .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
+            .filter_map(|i| reader::as_text(i).ok().map(str::to_owned))
+            .collect()
+    };
+    let (uids, located) = if a.all {
+        // Pages of --max (default 1000) from --offset until a short page: servers may cap
+        // what one answer holds.
+        let size = a.max.unwrap_or(1000).max(1);
+        let mut offset = a.offset.unwrap_or(0);
+        let mut all = Vec::new();
+        loop {
+            let items = client
+                .call(operation::LOCATE, page(Some(size), Some(offset)))
+                .await?;
+            let got = uids_of(&items);
+            let n = i32::try_from(got.len()).unwrap_or(i32::MAX);
+            all.extend(got);
+            if n < size {
+                break;
+            }
+            offset = offset.saturating_add(n);
+        }
+        (all, None)
     } else {
-        payload.extend(filters.iter().map(|f| f.to_v1(None)));
-    }
-    let items = client.call(operation::LOCATE, payload).await?;
-    let uids: Vec<String> = items
-        .iter()
-        .filter(|i| i.tag == tag::UNIQUE_IDENTIFIER)
-        .filter_map(|i| reader::as_text(i).ok().map(str::to_owned))
-        .collect();
-    let located = items
-        .iter()
-        .find(|i| i.tag == tag::LOCATED_ITEMS)
-        .and_then(|i| reader::as_int(i).ok());
+        let items = client
+            .call(operation::LOCATE, page(a.max, a.offset))
+            .await?;
+        let located = items
+            .iter()
+            .find(|i| i.tag == tag::LOCATED_ITEMS)
+            .and_then(|i| reader::as_int(i).ok());
+        (uids_of(&items), located)
+    };
     match mode {
         Mode::Json => output::print_json(&json!({
             "unique_identifiers": uids,
@@ -538,7 +572,9 @@ where
 {
     let mut first_error = None;
     let mut ok = Vec::new();
+    let mut progress = output::Progress::new(uids.len());
     for uid in uids {
+        progress.step();
         match act(uid).await {
             Ok(()) => {
                 match mode {
@@ -556,6 +592,7 @@ where
             }
         }
     }
+    progress.finish();
     if mode == Mode::Json {
         output::print_json(&json!({ "unique_identifiers": ok }));
     }

@@ -168,3 +168,45 @@ pub(crate) fn println(text: &str) {
 pub(crate) fn print_json(v: &Json) {
     println(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
+
+/// A progress bar on standard error for commands that work through many objects, drawn only
+/// when standard error is a terminal and there is more than one object.
+pub(crate) struct Progress {
+    total: usize,
+    done: usize,
+    shown: bool,
+}
+
+impl Progress {
+    /// A bar for `total` objects.
+    pub(crate) fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            total,
+            done: 0,
+            shown: total > 1 && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// One more object started.
+    pub(crate) fn step(&mut self) {
+        self.done = self.done.saturating_add(1);
+        if self.shown {
+            const WIDTH: usize = 30;
+            let filled = self.done.saturating_mul(WIDTH) / self.total.max(1);
+            let bar = format!(
+                "{}{}",
+                "#".repeat(filled),
+                " ".repeat(WIDTH.saturating_sub(filled))
+            );
+            eprint!("\r[{bar}] {}/{}", self.done, self.total);
+        }
+    }
+
+    /// Clears the bar.
+    pub(crate) fn finish(&self) {
+        if self.shown {
+            eprint!("\r{}\r", " ".repeat(48));
+        }
+    }
+}

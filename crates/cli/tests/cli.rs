@@ -657,6 +657,12 @@ fn attributes_rekey_and_locate_filters() {
     let mut expected = vec![a.clone(), b.clone()];
     expected.sort();
     assert_eq!(found, expected);
+    let mut paged: Vec<String> = k(&["locate", "--group", &group, "--all", "--max", "1", "-q"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    paged.sort();
+    assert_eq!(paged, expected, "--all pages through every match");
     let page = k(&["locate", "--group", &group, "--max", "1", "-q"]);
     assert_eq!(page.lines().count(), 1);
     let rest = k(&[
@@ -811,4 +817,86 @@ fn an_enrolled_client_uses_kmip_until_revoked() {
         "a revoked client is refused: {}",
         refused.stderr
     );
+}
+
+#[test]
+fn secrets_key_pairs_and_wrapped_export() {
+    let h = Home::new();
+    let k = |args: &[&str]| ok(h.kmip_as("client"), args).trim().to_owned();
+    let show = |uid: &str| json(h.kmip_as("client"), &["show", uid, "--json"]);
+
+    // Secret data made by the server, and one registered from a file.
+    let made = k(&["create", "--type", "secret", "--length", "256", "-q"]);
+    assert_eq!(show(&made)["object_type"], "SecretData");
+    assert_eq!(k(&["get", &made, "--reveal", "-q"]).len(), 64);
+    std::fs::write(h.path("pw.txt"), b"correct horse").unwrap();
+    let registered = k(&["register", "pw.txt", "--type", "secret", "-q"]);
+    assert_eq!(
+        k(&["get", &registered, "--reveal", "-q"]),
+        hex::encode(b"correct horse")
+    );
+
+    // An RSA pair; the private key out as PKCS#8 PEM, registered back as a private key.
+    let pair = json(
+        h.kmip_as("client"),
+        &[
+            "create",
+            "--type",
+            "key-pair",
+            "--algorithm",
+            "RSA",
+            "--length",
+            "2048",
+            "--json",
+        ],
+    );
+    let private = pair["private_key_unique_identifier"].as_str().unwrap();
+    let public = pair["public_key_unique_identifier"].as_str().unwrap();
+    assert_eq!(show(public)["object_type"], "PublicKey");
+    assert_eq!(show(private)["cryptographic_length"], 2048);
+    k(&[
+        "get", private, "--format", "pkcs8", "--out", "rsa.key", "--pem", "-q",
+    ]);
+    let pem = std::fs::read_to_string(h.path("rsa.key")).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    assert_eq!(mode_of(&h.path("rsa.key")), 0o600);
+    let again = k(&[
+        "register",
+        "rsa.key",
+        "--type",
+        "private-key",
+        "--algorithm",
+        "RSA",
+        "--length",
+        "2048",
+        "-q",
+    ]);
+    let shown = show(&again);
+    assert_eq!(shown["object_type"], "PrivateKey");
+    assert_eq!(shown["cryptographic_algorithm"], "RSA");
+
+    // A key wrapped under another on the way out. AES key wrap adds 8 bytes to what it wraps:
+    // the bare key with --wrap-raw, the TTLV Key Value (16 bytes of headers more) by default.
+    let kek = k(&["create", "--usage", "wrap-key,unwrap-key", "-q"]);
+    k(&["activate", &kek]);
+    let key = k(&["create", "-q"]);
+    let raw = k(&["get", &key, "--reveal", "-q"]);
+    let wrapped = |extra: &[&str]| {
+        let mut args = vec![
+            "get",
+            key.as_str(),
+            "--wrap-with",
+            kek.as_str(),
+            "--reveal",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let j = json(h.kmip_as("client"), &args);
+        assert_eq!(j["wrapped"], true);
+        j["key_material"].as_str().unwrap().to_owned()
+    };
+    let bare = wrapped(&["--wrap-raw"]);
+    assert_eq!(bare.len(), raw.len() + 16);
+    assert!(!bare.contains(&raw));
+    assert_eq!(wrapped(&[]).len(), raw.len() + 16 + 32);
 }
