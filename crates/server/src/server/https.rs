@@ -21,13 +21,19 @@
 //!
 //! **Deadlines.** A request's head must arrive within `limits.idle_timeout` of the connection's
 //! start or of the previous response (hyper's header read timeout, which runs while the
-//! connection is idle too); its body within `limits.io_timeout` (408 otherwise). At shutdown an
+//! connection is idle too); its body within `limits.io_timeout` (408 otherwise); a response
+//! write that makes no progress for `limits.io_timeout` closes the connection
+//! ([`WriteDeadline`]). At shutdown an
 //! idle connection closes, one in the middle of a request answers it first (hyper's graceful
 //! shutdown), and the hard stop abandons what is left.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -38,6 +44,7 @@ use kmipd_ops::Principal;
 use kmipd_ops::access::CertNames;
 use kmipd_proto::xml::{NoPlaceholders, XmlOptions};
 use kmipd_ttlv::Limits;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::{debug, info, warn};
 
 use super::Shared;
@@ -129,6 +136,7 @@ pub(super) async fn serve(shared: &Shared, stream: Box<Tls>, names: &CertNames, 
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
         .keep_alive(true);
+    let stream = WriteDeadline::new(stream, limits.io_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -148,6 +156,76 @@ pub(super) async fn serve(shared: &Shared, stream: Box<Tls>, names: &CertNames, 
             info!(idle_timeout = ?limits.idle_timeout, "HTTPS connection closed: no request head within limits.idle_timeout");
         }
         Err(e) => info!(error = %e, "HTTPS connection closed"),
+    }
+}
+
+/// A stream whose writes (and flushes) fail with `TimedOut` once they have made no progress for
+/// `limit` (`limits.io_timeout`): a client that stops reading its responses does not hold its
+/// connection and task forever.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed while a write or flush is pending.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            sleep: None,
+        }
+    }
+
+    /// After a write or flush poll: disarm on progress; on `Pending`, arm the deadline (or
+    /// check it) and fail once it has passed.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.sleep = None;
+            return r;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("response not written within limits.io_timeout ({limit:?})"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -301,6 +379,32 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stalled_write_fails_after_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        // The peer never reads: the 64-byte pipe fills and the write stays pending.
+        let (near, _far) = tokio::io::duplex(64);
+        let mut w = WriteDeadline::new(near, Duration::from_millis(50));
+        let e = tokio::time::timeout(Duration::from_secs(30), w.write_all(&[0u8; 4096]))
+            .await
+            .expect("the deadline ends the write")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        // A peer that reads lets the same amount through.
+        let (near, mut far) = tokio::io::duplex(64);
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut far, &mut sink)
+                .await
+                .map(|_| sink.len())
+        });
+        let mut w = WriteDeadline::new(near, Duration::from_secs(30));
+        w.write_all(&[0u8; 4096]).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        assert_eq!(reader.await.unwrap().unwrap(), 4096);
+    }
 
     #[test]
     fn content_types() {
