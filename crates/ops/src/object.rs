@@ -82,6 +82,7 @@ pub(crate) fn server_only(name: &AttrName) -> bool {
         tag::DESTROY_DATE,
         tag::COMPROMISE_DATE,
         tag::DIGEST,
+        tag::ORIGINAL_CREATION_DATE,
         tag::FRESH,
         tag::KEY_VALUE_PRESENT,
         tag::RANDOM_NUMBER_GENERATOR,

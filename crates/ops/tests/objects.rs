@@ -458,3 +458,42 @@ fn a_key_registered_without_its_value_is_managed_but_not_used_and_keeps_its_crea
         Value::DateTime(38_520)
     );
 }
+
+#[test]
+fn register_keeps_the_clients_random_number_generator() {
+    let engine = Engine::in_memory();
+    let client_rng = Attribute::std(
+        tag::RANDOM_NUMBER_GENERATOR,
+        Value::Structure(vec![build::enumeration(tag::RNG_ALGORITHM, 1)]),
+    );
+    let items = send(
+        &engine,
+        V14,
+        vec![(
+            op::REGISTER,
+            vec![
+                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                v1_attrs(tag::TEMPLATE_ATTRIBUTE, vec![client_rng.clone()]),
+                build::structure(
+                    tag::SYMMETRIC_KEY,
+                    vec![build::byte_key_block(
+                        kft::RAW,
+                        vec![1u8; 16],
+                        Some((alg::AES, 128)),
+                    )],
+                ),
+            ],
+        )],
+    );
+    let uid = ok(&items[0])
+        .req_text(tag::UNIQUE_IDENTIFIER)
+        .unwrap()
+        .to_owned();
+    let rng = get_attr(&engine, V14, &uid, "Random Number Generator");
+    assert_eq!(rng[0].children().unwrap()[1].value, client_rng.value);
+    // A created key's describes the server's own generator.
+    let created = create_aes(&engine, V14, 128, vec![]);
+    let rng = get_attr(&engine, V14, &created, "Random Number Generator");
+    assert_eq!(rng.len(), 1);
+    assert_ne!(rng[0].children().unwrap()[1].value, client_rng.value);
+}

@@ -53,6 +53,19 @@ pub(crate) fn request_attributes(
     v1: Tag,
     v2: Tag,
 ) -> Result<Attributes> {
+    request_attributes_keeping(ctx, r, v1, v2, &[])
+}
+
+/// [`request_attributes`], keeping the server-set attributes of `keep` that a client may give
+/// in this request (Register: Random Number Generator and Original Creation Date, which
+/// describe how and when the client made the object, KMIP 1.4 §3.43-3.44).
+pub(crate) fn request_attributes_keeping(
+    ctx: &Ctx<'_>,
+    r: &StructReader<'_>,
+    v1: Tag,
+    v2: Tag,
+    keep: &[Tag],
+) -> Result<Attributes> {
     let parsed = if ctx.v2() {
         match r.optional(v2) {
             Some(item) => RequestAttributes::from_v2_attributes(item)?,
@@ -66,7 +79,7 @@ pub(crate) fn request_attributes(
     };
     let mut attrs = Attributes::new();
     for a in parsed.attributes.0 {
-        if !server_only(&a.name) {
+        if !server_only(&a.name) || a.name.tag().is_some_and(|t| keep.contains(&t)) {
             attrs.0.push(a);
         }
     }

@@ -27,7 +27,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let r = StructReader::any(payload)?;
     let object_type = r.req_enum(tag::OBJECT_TYPE)?;
     let object_tag = objects::object_tag(object_type).ok_or(Error::InvalidField("Object Type"))?;
-    let mut attrs = objects::request_attributes(ctx, &r, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES)?;
+    let mut attrs = objects::request_attributes_keeping(
+        ctx,
+        &r,
+        tag::TEMPLATE_ATTRIBUTE,
+        tag::ATTRIBUTES,
+        &[tag::RANDOM_NUMBER_GENERATOR, tag::ORIGINAL_CREATION_DATE],
+    )?;
     let item = r
         .optional(object_tag)
         .ok_or(Error::MissingData("the object to register"))?;
@@ -37,7 +43,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     template::server_defaults(&mut attrs, object_type, &parsed.object, false);
     // "The Original Creation Date MAY be set by the client during a Register operation"
     // (KMIP 1.4 §3.43): the date the object was made elsewhere; otherwise it is now (as for
-    // objects the server makes, whose Original Creation Date `new_object` always sets).
+    // objects the server makes, whose Original Creation Date `new_object` always sets). A
+    // client's Random Number Generator (§3.44) is kept the same way, as an attribute.
     let original = attrs.get(tag::ORIGINAL_CREATION_DATE).cloned();
     let mut obj = new_object(ctx, object_type, Some(parsed.object), attrs)?;
     if let Some(date @ (Value::DateTime(_) | Value::DateTimeExtended(_))) = original {
