@@ -237,6 +237,14 @@ def test_create_key_pair_get(client):
     assert private.public_key().public_numbers() == public.public_numbers()
 
 
+def test_policy_refuses_rsa_1024(client):
+    """Server policy: CreateKeyPair RSA-1024 refused (Permission Denied, the rule named)"""
+    with pytest.raises(exceptions.KmipOperationFailure) as err:
+        client.create_key_pair(enums.CryptographicAlgorithm.RSA, 1024)
+    assert err.value.reason == enums.ResultReason.PERMISSION_DENIED
+    assert "RSA keys need at least 2048 bits" in str(err.value)
+
+
 def load_public(pub):
     if pub.key_format_type == enums.KeyFormatType.PKCS_1:
         return serialization.load_der_public_key(

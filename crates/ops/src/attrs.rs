@@ -722,6 +722,7 @@ pub(crate) mod testing {
             batch_uids: Vec::new(),
             uid_by_kind: Vec::new(),
             config: &config,
+            policy: &config.policy,
             operation: 0,
         };
         f(&mut ctx)

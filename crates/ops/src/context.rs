@@ -183,6 +183,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) uid_by_kind: Vec<(u32, String)>,
     /// The engine's configuration.
     pub(crate) config: &'a EngineConfig,
+    /// The server policy for this request (`policy.rs`).
+    pub(crate) policy: &'a crate::policy::Policy,
     /// The Operation of the batch item being run (what a grantee must have been granted).
     pub(crate) operation: u32,
 }

@@ -13,7 +13,7 @@
 //! ([`Answer`], `incident.rs`). Response headers take their time stamp from the engine's
 //! [`Clock`].
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kmipd_proto::enums::{batch_error_continuation as bec, result_status};
@@ -32,6 +32,7 @@ use crate::context::{Ctx, Tx};
 use crate::dispatch;
 use crate::error::Error;
 use crate::incident::{Answer, Incident};
+use crate::policy::Policy;
 use crate::retry::Retry;
 
 /// The identity of a client, from its verified certificate, with its role and scope
@@ -117,6 +118,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// The time the engine acts at (activation and deactivation dates, Initial Date, ...).
     pub clock: Clock,
+    /// The server policy at start ([`Engine::set_policy`] replaces it).
+    pub policy: Policy,
 }
 
 /// Where the engine's "now" comes from: the system clock, or (in tests and the conformance
@@ -169,6 +172,7 @@ impl Default for EngineConfig {
             ],
             limits: Limits::default(),
             clock: Clock::system(),
+            policy: Policy::unrestricted(),
         }
     }
 }
@@ -178,6 +182,8 @@ impl Default for EngineConfig {
 pub struct Engine {
     store: Arc<dyn ObjectStore>,
     config: Arc<EngineConfig>,
+    /// The current server policy (each request takes the one of the moment it starts).
+    policy: Arc<RwLock<Arc<Policy>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -197,10 +203,31 @@ fn now() -> i64 {
 impl Engine {
     /// An engine over `store`.
     pub fn new(store: Arc<dyn ObjectStore>, config: EngineConfig) -> Engine {
+        let policy = Arc::new(RwLock::new(Arc::new(config.policy.clone())));
         Engine {
             store,
             config: Arc::new(config),
+            policy,
         }
+    }
+
+    /// Replaces the server policy for every request that starts from now on (all clones of
+    /// this engine share it).
+    pub fn set_policy(&self, policy: Policy) {
+        let mut current = self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = Arc::new(policy);
+    }
+
+    /// The current server policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        let current = self
+            .policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&current)
     }
 
     /// A fresh engine over an empty in-memory store, default configuration.
@@ -454,8 +481,10 @@ impl Engine {
             ));
         }
         let now = self.config.clock.now();
+        let policy = self.policy();
         let mut ctx = Ctx {
             principal,
+            policy: &policy,
             version,
             spec,
             now,

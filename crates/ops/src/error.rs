@@ -41,6 +41,10 @@ pub enum Error {
     /// The caller may not do this.
     #[error("permission denied: {0}")]
     PermissionDenied(&'static str),
+    /// The server policy refuses the request (`policy.rs`); the text names the rule and is
+    /// sent (it holds only configuration and the request's own values).
+    #[error("{0}")]
+    Policy(String),
     /// The object's state forbids the operation.
     #[error("wrong key lifecycle state: {0}")]
     WrongState(&'static str),
@@ -154,6 +158,8 @@ impl Error {
             Error::Destroyed if v2 => rr::OBJECT_DESTROYED,
             Error::Destroyed => rr::ITEM_NOT_FOUND,
             Error::PermissionDenied(_) => rr::PERMISSION_DENIED,
+            // Well-formed, implemented, and refused by the operator's rule: see `policy.rs`.
+            Error::Policy(_) => rr::PERMISSION_DENIED,
             // 2.0 defines Wrong Key Lifecycle State, but its OASIS cases (AKLC-M-2-20, Destroy
             // of an Active key) expect Permission Denied, as 1.x; 2.1 and 3.0 use the new code.
             Error::WrongState(_) if version >= ProtocolVersion::V2_1 => {

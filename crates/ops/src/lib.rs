@@ -9,7 +9,7 @@
 //! - [`incident`]: store and internal failures, handed back with the answer for the operator.
 //! - [`retry`]: the one retry policy for commits that meet a concurrent change.
 //! - `lifecycle`: the state machine of KMIP's key lifecycle.
-//! - [`access`]: roles, owners, grants and scopes.
+//! - [`access`]: roles, owners, grants and scopes; [`policy`]: the server policy on new keys.
 
 pub mod access;
 mod attrs;
@@ -25,9 +25,11 @@ mod lifecycle;
 mod object;
 mod objects;
 mod operations;
+pub mod policy;
 pub mod retry;
 
 pub use engine::{Clock, Conflict, Engine, EngineConfig, Prepared, Principal};
 pub use error::Error;
 pub use incident::{Answer, Incident, IncidentKind};
+pub use policy::Policy;
 pub use retry::Retry;

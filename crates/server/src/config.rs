@@ -83,6 +83,9 @@ pub struct Config {
     /// Roles of identities (`docs/access-control.md`); reloaded by `kmipd admin reload`.
     #[serde(default)]
     pub roles: RolesConfig,
+    /// The server policy on new keys (`docs/policy.md`); reloaded by `kmipd admin reload`.
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// The file this configuration was read from (what `kmipd admin reload` reads again).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -107,7 +110,134 @@ pub struct RolesConfig {
     pub scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
+/// `[policy]` (see `docs/policy.md` and [`kmipd_ops::policy`]). Names are the KMIP XML names
+/// (`AES`, `SymmetricKey`, `P_256`, `Encrypt`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Apply the algorithm rules to new keys (default true); false: any algorithm kmipd
+    /// implements.
+    #[serde(default = "yes")]
+    pub enforce_algorithms: bool,
+    /// The allowed keys; when absent, kmipd's recommended list
+    /// ([`kmipd_ops::Policy::recommended`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<AllowRule>>,
+    /// Object Type -> the Cryptographic Usage Mask (names) of new objects that give none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub usage_mask: std::collections::BTreeMap<String, Vec<String>>,
+    /// Object Type -> the longest use of a new object (`"730d"`): its Deactivation Date.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub crypto_period: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            enforce_algorithms: true,
+            allow: None,
+            usage_mask: std::collections::BTreeMap::new(),
+            crypto_period: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// One `[[policy.allow]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    /// Cryptographic Algorithm (`AES`, `RSA`, `EC`, `HMAC_SHA256`, ...).
+    pub algorithm: String,
+    /// Object Types (`SymmetricKey`, `PrivateKey`, `PublicKey`); empty: all three.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub object_types: Vec<String>,
+    /// Allowed lengths in bits; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lengths: Vec<i32>,
+    /// The smallest length in bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<i32>,
+    /// Allowed curves (`P_256`, ...); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curves: Vec<String>,
+}
+
 impl Config {
+    /// The engine's policy from `[policy]`; `Err` names the key or name that is wrong.
+    pub fn policy(&self) -> Result<kmipd_ops::Policy, String> {
+        use kmipd_ops::policy::{AlgorithmRule, Policy, value};
+        use kmipd_proto::tag;
+        let p = &self.policy;
+        let lookup = |t, what: &str, key: &str, name: &str| {
+            value(t, name).ok_or_else(|| format!("policy.{key}: unknown {what} {name:?}"))
+        };
+        let object_type = |key: &str, name: &str| {
+            let v = lookup(tag::OBJECT_TYPE, "Object Type", key, name)?;
+            Ok::<u32, String>(v)
+        };
+        let allow = match (&p.allow, p.enforce_algorithms) {
+            (_, false) => None,
+            (None, true) => Policy::recommended().allow,
+            (Some(rules), true) => {
+                let mut out = Vec::with_capacity(rules.len());
+                for r in rules {
+                    out.push(AlgorithmRule {
+                        algorithm: lookup(
+                            tag::CRYPTOGRAPHIC_ALGORITHM,
+                            "Cryptographic Algorithm",
+                            "allow",
+                            &r.algorithm,
+                        )?,
+                        object_types: r
+                            .object_types
+                            .iter()
+                            .map(|n| object_type("allow", n))
+                            .collect::<Result<_, _>>()?,
+                        lengths: r.lengths.clone(),
+                        min_length: r.min_length,
+                        curves: r
+                            .curves
+                            .iter()
+                            .map(|n| lookup(tag::RECOMMENDED_CURVE, "curve", "allow", n))
+                            .collect::<Result<_, _>>()?,
+                    });
+                }
+                Some(out)
+            }
+        };
+        let mut usage_masks = Vec::new();
+        for (t, names) in &p.usage_mask {
+            let mut mask = 0u32;
+            for n in names {
+                mask |= lookup(
+                    tag::CRYPTOGRAPHIC_USAGE_MASK,
+                    "Cryptographic Usage Mask bit",
+                    "usage_mask",
+                    n,
+                )?;
+            }
+            if mask == 0 {
+                return Err(format!("policy.usage_mask.{t}: no usage"));
+            }
+            usage_masks.push((object_type("usage_mask", t)?, mask));
+        }
+        let mut crypto_periods = Vec::new();
+        for (t, period) in &p.crypto_period {
+            let d =
+                duration::parse(period).map_err(|e| format!("policy.crypto_period.{t}: {e}"))?;
+            let secs = i64::try_from(d.as_secs())
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| format!("policy.crypto_period.{t}: must be longer than 0"))?;
+            crypto_periods.push((object_type("crypto_period", t)?, secs));
+        }
+        Ok(Policy {
+            allow,
+            usage_masks,
+            crypto_periods,
+        })
+    }
+
     /// The role assignments of `[roles]`, `identity.administrators` included.
     pub fn role_assignments(&self) -> kmipd_ops::access::RoleAssignments {
         let r = &self.roles;
@@ -727,6 +857,7 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.role_assignments().validate().map_err(invalid)?;
+        self.policy().map_err(invalid)?;
         Ok(())
     }
 }
@@ -815,7 +946,8 @@ pub mod duration {
             "s" => secs(1),
             "m" => secs(60),
             "h" => secs(3600),
-            _ => Err(format!("duration {s:?}: unit must be ms, s, m or h")),
+            "d" => secs(86_400),
+            _ => Err(format!("duration {s:?}: unit must be ms, s, m, h or d")),
         }
     }
 
@@ -826,7 +958,9 @@ pub mod duration {
             return format!("{ms}ms");
         }
         let s = d.as_secs();
-        if s != 0 && s.is_multiple_of(3600) {
+        if s != 0 && s.is_multiple_of(86_400) {
+            format!("{}d", s / 86_400)
+        } else if s != 0 && s.is_multiple_of(3600) {
             format!("{}h", s / 3600)
         } else if s != 0 && s.is_multiple_of(60) {
             format!("{}m", s / 60)
@@ -1041,6 +1175,57 @@ backend = "memory"
         assert_eq!(c.tls.client_ca, Path::new("/inst/certs/ca.pem"));
         assert_eq!(c.store.data_dir, Path::new("/inst/data"));
         assert_eq!(c.admin.socket, Path::new("/inst/admin.sock"));
+    }
+
+    #[test]
+    fn the_policy_is_the_recommended_one_by_default_and_names_a_wrong_name() {
+        use kmipd_proto::enums::{cryptographic_algorithm as alg, object_type as ot};
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.policy().unwrap(), kmipd_ops::Policy::recommended());
+        let off = parse(&format!(
+            "{MINIMAL}\n[policy]\nenforce_algorithms = false\n"
+        ))
+        .unwrap();
+        assert_eq!(off.policy().unwrap(), kmipd_ops::Policy::unrestricted());
+        let custom = parse(&format!(
+            "{MINIMAL}\n[policy]\n[[policy.allow]]\nalgorithm = \"AES\"\nobject_types = [\"SymmetricKey\"]\n\
+             lengths = [256]\n[policy.usage_mask]\nSymmetricKey = [\"Encrypt\", \"WrapKey\"]\n\
+             [policy.crypto_period]\nSymmetricKey = \"90d\"\n"
+        ))
+        .unwrap();
+        let p = custom.policy().unwrap();
+        let rules = p.allow.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].algorithm, alg::AES);
+        assert_eq!(rules[0].object_types, vec![ot::SYMMETRIC_KEY]);
+        assert_eq!(p.usage_masks, vec![(ot::SYMMETRIC_KEY, 0x04 | 0x10)]);
+        assert_eq!(p.crypto_periods, vec![(ot::SYMMETRIC_KEY, 90 * 86_400)]);
+        for (bad, named) in [
+            (
+                "[[policy.allow]]\nalgorithm = \"AES256\"",
+                "unknown Cryptographic Algorithm \"AES256\"",
+            ),
+            (
+                "[[policy.allow]]\nalgorithm = \"EC\"\ncurves = [\"P-256\"]",
+                "unknown curve \"P-256\"",
+            ),
+            (
+                "[policy.usage_mask]\nSymmetricKey = [\"Encrypts\"]",
+                "\"Encrypts\"",
+            ),
+            (
+                "[policy.crypto_period]\nSymetricKey = \"1d\"",
+                "unknown Object Type \"SymetricKey\"",
+            ),
+            (
+                "[policy.crypto_period]\nSymmetricKey = \"1y\"",
+                "policy.crypto_period.SymmetricKey",
+            ),
+        ] {
+            let c = parse(&format!("{MINIMAL}\n[policy]\n{bad}\n")).unwrap();
+            let e = c.validate(Path::new("t")).unwrap_err().to_string();
+            assert!(e.contains(named), "{e}");
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use kmipd_ops::Principal;
 use kmipd_ops::access::{CertNames, RoleAssignments};
+use kmipd_ops::{Engine, Principal};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -22,15 +22,19 @@ use crate::config::Config;
 pub struct Settings {
     source: Option<PathBuf>,
     roles: RwLock<Arc<RoleAssignments>>,
+    engine: Engine,
 }
 
 impl Settings {
-    /// The settings of `config` (read again from `config.source` on reload).
-    pub fn new(config: &Config) -> Settings {
-        Settings {
+    /// The settings of `config` (read again from `config.source` on reload); its policy is
+    /// applied to `engine` now.
+    pub fn new(config: &Config, engine: Engine) -> Result<Settings, String> {
+        engine.set_policy(config.policy()?);
+        Ok(Settings {
             source: config.source.clone(),
             roles: RwLock::new(Arc::new(config.role_assignments())),
-        }
+            engine,
+        })
     }
 
     /// The principal of a client with these certificate names, under the current roles.
@@ -42,8 +46,8 @@ impl Settings {
         roles.principal(names)
     }
 
-    /// Reads the configuration file again and applies its `[roles]`; the line `kmipd admin
-    /// reload` prints, or why nothing changed.
+    /// Reads the configuration file again and applies its `[roles]` and `[policy]`; the line
+    /// `kmipd admin reload` prints, or why nothing changed.
     pub fn reload(&self) -> Result<String, String> {
         let path = self
             .source
@@ -52,13 +56,21 @@ impl Settings {
         let config = Config::load(path).map_err(|e| e.to_string())?;
         self.apply(&config)?;
         let r = config.role_assignments();
+        let p = self.engine.policy();
         Ok(format!(
-            "reloaded {}: roles ({} administrator, {} operator, {} auditor patterns, {} scopes)",
+            "reloaded {}: roles ({} administrator, {} operator, {} auditor patterns, {} scopes), \
+             policy ({}, {} default usage masks, {} crypto periods)",
             path.display(),
             r.administrator.len(),
             r.operator.len(),
             r.auditor.len(),
             r.scopes.len(),
+            p.allow.as_ref().map_or_else(
+                || "no algorithm rule".to_owned(),
+                |a| format!("{} allowed algorithm rules", a.len())
+            ),
+            p.usage_masks.len(),
+            p.crypto_periods.len(),
         ))
     }
 
@@ -66,11 +78,14 @@ impl Settings {
     pub fn apply(&self, config: &Config) -> Result<(), String> {
         let roles = config.role_assignments();
         roles.validate()?;
+        let policy = config.policy()?;
         let mut current = self
             .roles
             .write()
             .map_err(|_| "roles lock poisoned".to_owned())?;
         *current = Arc::new(roles);
+        drop(current);
+        self.engine.set_policy(policy);
         Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //! `kmipd-client`. The auditor locates and reads the attributes of the `client` identity's key
 //! but is refused its key material and its destruction; the configuration then makes `client2`
 //! an operator and `kmipd admin reload` (the admin socket) applies it to the same connection's
-//! next request; a configuration that does not load changes nothing.
+//! next request; a configuration that does not load changes nothing. The default policy refuses
+//! a new 3DES key (Permission Denied, the rule named) until a reload turns the rules off.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,7 +19,12 @@ use std::time::Duration;
 use kmipd::admin::{Request, call};
 use kmipd::{InitOptions, Server};
 use kmipd_client::{Client, Connector, Error, TlsOptions};
-use kmipd_proto::enums::{result_reason, revocation_reason_code};
+use kmipd_proto::attributes::Attribute;
+use kmipd_proto::enums::{
+    cryptographic_algorithm, object_type, result_reason, revocation_reason_code,
+};
+use kmipd_proto::tag;
+use kmipd_ttlv::Value;
 use tokio::net::TcpListener;
 
 const BOUND: Duration = Duration::from_secs(30);
@@ -91,6 +97,23 @@ async fn an_auditor_reads_but_never_gets_key_material_and_a_reload_makes_it_an_o
     let mut auditor = connect(&inst, "client2", addr).await;
 
     let key = owner.create_aes(256, Some("payroll")).await.unwrap();
+    // The default policy refuses a new 3DES key, naming the rule.
+    let des3 = [
+        Attribute::std(
+            tag::CRYPTOGRAPHIC_ALGORITHM,
+            Value::Enumeration(cryptographic_algorithm::DES3),
+        ),
+        Attribute::std(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(168)),
+    ];
+    let e = owner
+        .create(object_type::SYMMETRIC_KEY, &des3)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("policy: DES3 is not an allowed algorithm"),
+        "{e:?}"
+    );
+    assert_eq!(reason(e), Some(result_reason::PERMISSION_DENIED));
     assert_eq!(
         auditor.locate_by_name("payroll").await.unwrap(),
         vec![key.clone()]
@@ -119,11 +142,17 @@ async fn an_auditor_reads_but_never_gets_key_material_and_a_reload_makes_it_an_o
     write_config(
         &inst.config_path,
         &original,
-        "[roles]\noperator = [\"client2\"]",
+        "[roles]\noperator = [\"client2\"]\n[policy]\nenforce_algorithms = false",
     );
     let (ok, message) = reload(socket.clone()).await;
     assert!(ok, "{message}");
     assert!(message.contains("1 operator"), "{message}");
+    assert!(message.contains("no algorithm rule"), "{message}");
+    // The reloaded policy has no algorithm rule: the same 3DES request succeeds.
+    owner
+        .create(object_type::SYMMETRIC_KEY, &des3)
+        .await
+        .unwrap();
     let operator = &mut auditor;
     assert_eq!(reason(operator.get(&key).await.unwrap_err()), denied);
     operator.activate(&key).await.unwrap();

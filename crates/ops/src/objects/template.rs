@@ -69,13 +69,16 @@ pub(crate) fn server_defaults(
     }
 }
 
-/// Attributes that need the new object's identity (2.x): Short Unique Identifier (SHA-256 of
-/// the Unique Identifier) and, for keys, the Key Format Type attribute. 1.x has neither (its
-/// Key Format Type tag is a Key Block field, not an attribute), so they are set for 2.x
-/// requests only.
-pub(crate) fn finish(ctx: &Ctx<'_>, obj: &mut ManagedObject) {
+/// The last step of every new object: the server policy (`policy.rs`: refuses a key it does
+/// not allow, adds the default usage mask and the crypto period's dates), then the attributes
+/// that need the new object's identity (2.x): Short Unique Identifier (SHA-256 of the Unique
+/// Identifier) and, for keys, the Key Format Type attribute. 1.x has neither (its Key Format
+/// Type tag is a Key Block field, not an attribute), so they are set for 2.x requests only.
+pub(crate) fn finish(ctx: &Ctx<'_>, obj: &mut ManagedObject) -> Result<()> {
+    ctx.policy.apply(obj, ctx.now)?;
+    crate::object::apply_dates(obj, ctx.now);
     if !ctx.v2() {
-        return;
+        return Ok(());
     }
     let short = Sha256::digest(obj.uid.as_bytes()).to_vec();
     obj.attributes
@@ -87,6 +90,7 @@ pub(crate) fn finish(ctx: &Ctx<'_>, obj: &mut ManagedObject) {
         obj.attributes
             .set(tag::KEY_FORMAT_TYPE, Value::Enumeration(format));
     }
+    Ok(())
 }
 
 fn storage_mask(bits: u32) -> i32 {

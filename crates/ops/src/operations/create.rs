@@ -43,7 +43,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     attrs::check_names_free(ctx, attrs.name_values())?;
     template::server_defaults(&mut attrs, object_type, &object, true);
     let mut obj = new_object(ctx, object_type, Some(object), attrs)?;
-    template::finish(ctx, &mut obj);
+    template::finish(ctx, &mut obj)?;
     let uid = obj.uid.clone();
     ctx.tx.put(obj);
     ctx.set_placeholder(&uid);

@@ -114,8 +114,8 @@ pub(crate) fn make_pair(
     for a in extra_public {
         public.attributes.add(a);
     }
-    template::finish(ctx, &mut private);
-    template::finish(ctx, &mut public);
+    template::finish(ctx, &mut private)?;
+    template::finish(ctx, &mut public)?;
     let ids = (private.uid.clone(), public.uid.clone());
     ctx.tx.put(private);
     ctx.tx.put(public);

@@ -109,7 +109,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         }
         template::server_defaults(&mut a, ot::SPLIT_KEY, &body, true);
         let mut obj = new_object(ctx, ot::SPLIT_KEY, Some(body), a)?;
-        template::finish(ctx, &mut obj);
+        template::finish(ctx, &mut obj)?;
         if let Some(p) = &parent {
             obj.attributes
                 .add(Attribute::std(tag::LINK, link(link_type::PARENT_LINK, p)));

@@ -128,7 +128,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         ));
     }
     let mut obj = new_object(ctx, object_type, Some(object), attrs)?;
-    template::finish(ctx, &mut obj);
+    template::finish(ctx, &mut obj)?;
     let uid = obj.uid.clone();
     ctx.tx.put(obj);
     for b in &bases {

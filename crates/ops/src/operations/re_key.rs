@@ -33,7 +33,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     // The replacement belongs to the existing key's owner (an operator re-keys for it).
     new.owner.clone_from(&old.owner);
     new.attributes.add(rekey::replaced_link(&uid));
-    template::finish(ctx, &mut new);
+    template::finish(ctx, &mut new)?;
     let new_uid = new.uid.clone();
     rekey::retire(ctx, &uid, &new_uid)?;
     attrs::check_names_free(ctx, new.attributes.name_values())?;

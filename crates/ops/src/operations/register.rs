@@ -50,7 +50,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     if let Some(date @ (Value::DateTime(_) | Value::DateTimeExtended(_))) = original {
         obj.attributes.set(tag::ORIGINAL_CREATION_DATE, date);
     }
-    template::finish(ctx, &mut obj);
+    template::finish(ctx, &mut obj)?;
     let uid = obj.uid.clone();
     ctx.tx.put(obj);
     ctx.set_placeholder(&uid);

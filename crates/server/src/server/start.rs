@@ -291,7 +291,9 @@ impl Server {
         };
         let watched = durable.clone();
         let stop = CancellationToken::new();
-        let settings = Arc::new(crate::settings::Settings::new(&config));
+        let settings = Arc::new(
+            crate::settings::Settings::new(&config, engine.clone()).map_err(StartError::Other)?,
+        );
         let mut admin_task = None;
         let mut admin_for_reload = None;
         if config.admin.enabled {
