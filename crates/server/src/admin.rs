@@ -241,6 +241,7 @@ pub struct Admin {
     engine: Engine,
     client_crl: Option<PathBuf>,
     tls_reload: std::sync::OnceLock<TlsReload>,
+    seen: Arc<crate::clients::Seen>,
     durable: Option<Durable>,
     audit: Option<AuditLog>,
     principal: Principal,
@@ -270,6 +271,7 @@ impl Admin {
             engine,
             client_crl: None,
             tls_reload: std::sync::OnceLock::new(),
+            seen: Arc::default(),
             durable,
             audit,
             principal: Principal::admin(ADMIN_IDENTITY),
@@ -298,6 +300,12 @@ impl Admin {
     /// Where client revocations write kmipd's CRL (`[admin] client_crl`).
     pub fn with_client_crl(mut self, path: Option<PathBuf>) -> Admin {
         self.client_crl = path;
+        self
+    }
+
+    /// The server's record of client certificates met ([`crate::clients::Seen`]).
+    pub fn with_seen(mut self, seen: Arc<crate::clients::Seen>) -> Admin {
+        self.seen = seen;
         self
     }
 
@@ -451,13 +459,22 @@ impl Admin {
             return Ok("no enrolled clients".to_owned());
         }
         let mut lines = vec![format!(
-            "{:<24} {:<32} {:<26} {:<9} STATUS",
-            "NAME", "SERIAL", "NOT AFTER", "KEY"
+            "{:<24} {:<32} {:<21} {:<9} {:<21} STATUS",
+            "NAME", "SERIAL", "NOT AFTER", "KEY", "LAST SEEN"
         )];
         for r in &list {
+            let seen = self
+                .seen
+                .last_seen(&r.serial)
+                .and_then(|t| t.replace_nanosecond(0).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| "-".to_owned());
             lines.push(format!(
-                "{:<24} {:<32} {:<26} {:<9} {}",
-                r.name, r.serial, r.not_after, r.key, r.status
+                "{:<24} {:<32} {:<21} {:<9} {:<21} {}",
+                r.name, r.serial, r.not_after, r.key, seen, r.status
             ));
         }
         Ok(lines.join("\n"))
@@ -504,6 +521,7 @@ impl Admin {
         }
         let path = self.crl_path()?.to_owned();
         let (crl, revoked) = self.enrollment().revoke(client, reason)?;
+        self.seen.revoke(revoked.iter().map(|r| r.serial.as_str()));
         self.publish_crl(&path, &crl)?;
         let list: Vec<String> = revoked
             .iter()
@@ -523,7 +541,8 @@ impl Admin {
         out: &Path,
     ) -> Result<String, AdminError> {
         let path = self.crl_path()?.to_owned();
-        let (w, crl) = self.enrollment().renew(name, days, out)?;
+        let (w, crl, replaced) = self.enrollment().renew(name, days, out)?;
+        self.seen.revoke(replaced.iter().map(|r| r.serial.as_str()));
         self.publish_crl(&path, &crl)?;
         Ok(format!(
             "{}; the previous certificates are revoked (superseded)",

@@ -26,7 +26,13 @@
 //! reloads its TLS configuration ([`crate::ServerHandle::reload_tls`]), so the revoked
 //! certificate is refused at its next handshake without a restart, and TLS sessions issued
 //! before cannot be resumed. For kmipd to use its CRL, the same path must be in `[tls] crls`
-//! (`kmipd init` writes both). Connections already established are not closed.
+//! (`kmipd init` writes both). A connection the revoked certificate already has open is closed
+//! at its next request ([`Seen`]); an idle one ends at its idle timeout.
+//!
+//! # Last seen
+//!
+//! The server notes the serial of each client certificate at each new connection ([`Seen`],
+//! in memory: since the server started); `client list` shows it.
 //!
 //! # What is refused
 //!
@@ -35,9 +41,11 @@
 //! an RSA key under 2048 bits or a key that is neither RSA, EC on P-256/P-384/P-521 nor Ed25519,
 //! an output folder that exists: each with one line, and nothing stored.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use kmipd_ops::{Engine, Principal};
 use kmipd_proto::attributes::{AttrName, Attribute};
@@ -66,6 +74,59 @@ const GROUP: &str = "kmipd-clients";
 pub const DEFAULT_DAYS: u32 = 365;
 /// The longest validity accepted.
 const MAX_DAYS: u32 = 3650;
+
+/// Client certificates as the server meets them: when each serial last connected, and the
+/// serials revoked while serving (whose open connections are closed at their next request).
+/// Shared by the connections and the admin socket; in memory only.
+#[derive(Debug, Default)]
+pub struct Seen {
+    inner: Mutex<SeenInner>,
+}
+
+#[derive(Debug, Default)]
+struct SeenInner {
+    last: HashMap<String, OffsetDateTime>,
+    revoked: HashSet<String>,
+}
+
+impl Seen {
+    /// The serial number (hex) of a DER certificate, as the records keep it.
+    pub fn serial_of(cert_der: &[u8]) -> Option<String> {
+        x509_parser::parse_x509_certificate(cert_der)
+            .ok()
+            .map(|(_, c)| hex::encode(c.raw_serial()))
+    }
+
+    /// A connection of this certificate began now.
+    pub fn saw(&self, serial: &str) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.last.insert(serial.to_owned(), OffsetDateTime::now_utc());
+        }
+    }
+
+    /// When this certificate last began a connection (since the server started).
+    pub fn last_seen(&self, serial: &str) -> Option<OffsetDateTime> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|s| s.last.get(serial).copied())
+    }
+
+    /// These serials were revoked.
+    pub fn revoke<'s>(&self, serials: impl IntoIterator<Item = &'s str>) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.revoked.extend(serials.into_iter().map(str::to_owned));
+        }
+    }
+
+    /// True when this serial was revoked while serving.
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        self.inner
+            .lock()
+            .map(|s| s.revoked.contains(serial))
+            .unwrap_or(false)
+    }
+}
 
 /// Why an enrollment command was refused: one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -596,13 +657,13 @@ impl<'a> Enrollment<'a> {
     }
 
     /// A new key and certificate for an enrolled client (same key type), then the old ones
-    /// revoked as superseded. Returns what was written and the new CRL.
+    /// revoked as superseded. Returns what was written, the new CRL and the revoked records.
     pub fn renew(
         &self,
         name: &str,
         days: Option<u32>,
         out: &Path,
-    ) -> Result<(Written, String), EnrollError> {
+    ) -> Result<(Written, String, Vec<ClientRecord>), EnrollError> {
         let current = self.active_named(name)?;
         let Some(last) = current.last() else {
             return refuse(format!("no active client named {name}"));
@@ -618,7 +679,7 @@ impl<'a> Enrollment<'a> {
         for old in &current {
             crl = self.revoke(&old.serial, "superseded")?.0;
         }
-        Ok((written, crl))
+        Ok((written, crl, current))
     }
 }
 

@@ -981,6 +981,15 @@ fn client_enrollment_issue_sign_list_revoke_renew() {
     assert_eq!(rows.len(), 2, "two clients enrolled, no more: {listed}");
     assert!(rows.iter().all(|r| r.ends_with("active")), "{listed}");
 
+    // Last seen: both have connected by now (a date, not "-").
+    for r in &rows {
+        let last_seen = r.split_whitespace().nth(4).unwrap();
+        assert!(last_seen.ends_with('Z'), "{listed}");
+    }
+    // A connection array-1 holds open while it is revoked.
+    let mut held = rt.block_on(array1.connect(addr)).unwrap();
+    rt.block_on(held.query()).unwrap();
+
     // Revoke array-1: its next handshake is refused, vcenter goes on; no restart.
     let line = admin_ok(
         &cfg,
@@ -991,6 +1000,10 @@ fn client_enrollment_issue_sign_list_revoke_renew() {
         "{line}"
     );
     assert!(!admitted(&rt, &array1, addr), "a revoked client is refused");
+    assert!(
+        rt.block_on(held.query()).is_err(),
+        "its open connection is closed at its next request"
+    );
     assert!(admitted(&rt, &vcenter, addr));
 
     // Renew vcenter? It made its own key: refused. Renew an issued one instead.

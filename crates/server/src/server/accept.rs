@@ -444,6 +444,13 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, protocol:
         return;
     };
     info!(tls_version = %version, cipher_suite = %suite, tls_library = library, resumed, ?protocol, "connection established");
+    // For `kmipd admin client list` (last seen) and revocation while connected.
+    let serial = peer_cert
+        .as_deref()
+        .and_then(crate::clients::Seen::serial_of);
+    if let Some(s) = &serial {
+        shared.seen.saw(s);
+    }
     // The role is looked up at each request (`kmipd admin reload` may change it).
     let names = peer_cert
         .as_deref()
@@ -453,7 +460,7 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, protocol:
         super::https::serve(shared, conn.into_stream(), &names, peer).await;
         return;
     }
-    let end = serve_requests(shared, &mut conn, &names, peer).await;
+    let end = serve_requests(shared, &mut conn, &names, serial.as_deref(), peer).await;
     match end {
         End::ClientClosed => debug!("connection closed by the client"),
         End::Shutdown => debug!("connection closed for shutdown"),
@@ -467,6 +474,7 @@ async fn serve_requests(
     shared: &Shared,
     conn: &mut Connection<'_>,
     names: &kmipd_ops::access::CertNames,
+    serial: Option<&str>,
     peer: SocketAddr,
 ) -> End {
     loop {
@@ -474,6 +482,13 @@ async fn serve_requests(
             Ok(r) => r,
             Err(end) => return end,
         };
+        if serial.is_some_and(|s| shared.seen.is_revoked(s)) {
+            shared.metrics.refused("client_revoked");
+            warn!(
+                "connection closed: its client certificate was revoked (kmipd admin client revoke)"
+            );
+            return End::Closed;
+        }
         let span = info_span!("request", bytes = request.message.len());
         let principal = shared.settings.principal(names);
         let outcome = execute(shared, &principal, peer, request.message)

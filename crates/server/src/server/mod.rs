@@ -62,6 +62,8 @@ struct Shared {
     config: Config,
     /// Roles (and policy), replaced by `kmipd admin reload`.
     settings: Arc<crate::settings::Settings>,
+    /// Client certificates met and revoked while serving ([`crate::clients::Seen`]).
+    seen: Arc<crate::clients::Seen>,
     /// Replaced by [`ServerHandle::reload_tls`]; each handshake takes a clone.
     acceptor: std::sync::RwLock<Acceptors>,
     engine: Engine,

@@ -294,6 +294,7 @@ impl Server {
         let settings = Arc::new(
             crate::settings::Settings::new(&config, engine.clone()).map_err(StartError::Other)?,
         );
+        let seen = Arc::new(crate::clients::Seen::default());
         let mut admin_task = None;
         let mut admin_for_reload = None;
         if config.admin.enabled {
@@ -308,7 +309,8 @@ impl Server {
                     stop.clone(),
                 )
                 .with_settings(settings.clone())
-                .with_client_crl(config.admin.client_crl.clone()),
+                .with_client_crl(config.admin.client_crl.clone())
+                .with_seen(seen.clone()),
             );
             admin_for_reload = Some(admin.clone());
             admin_task = Some(tokio::spawn(crate::admin::serve(
@@ -329,6 +331,7 @@ impl Server {
         let mut limits = engine.config().limits;
         limits.max_message_len = config.limits.max_message_size;
         let shared = Arc::new(Shared {
+            seen,
             acceptor: std::sync::RwLock::new(tls),
             conn_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             exec_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
