@@ -354,6 +354,16 @@ impl<'a> Enrollment<'a> {
             .map_err(|e| EnrollError(format!("CA certificate: {e}")))?;
         let key_der = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| EnrollError(format!("CA key (PKCS#8 PEM expected): {e}")))?;
+        // Algorithm and length in the Key Block: the store's policy checks them.
+        let pkey = openssl::pkey::PKey::private_key_from_pem(key_pem.as_bytes())
+            .map_err(|e| EnrollError(format!("CA key: {e}")))?;
+        let algorithm = match pkey.id() {
+            openssl::pkey::Id::RSA => kmipd_proto::enums::cryptographic_algorithm::RSA,
+            openssl::pkey::Id::EC => kmipd_proto::enums::cryptographic_algorithm::EC,
+            openssl::pkey::Id::ED25519 => kmipd_proto::enums::cryptographic_algorithm::ED25519,
+            _ => return refuse("the CA key is neither RSA, EC nor Ed25519"),
+        };
+        let bits = i32::try_from(pkey.bits()).unwrap_or(i32::MAX);
         let key_uid = self.register(
             object_type::PRIVATE_KEY,
             build::structure(
@@ -361,7 +371,7 @@ impl<'a> Enrollment<'a> {
                 vec![build::byte_key_block(
                     key_format_type::PKCS_8,
                     key_der.secret_pkcs8_der().to_vec(),
-                    None,
+                    Some((algorithm, bits)),
                 )],
             ),
             &[build::name_attr(CA_KEY_NAME)],
