@@ -314,8 +314,9 @@ pub(crate) struct RegisterArgs {
     /// its own.
     #[arg(long)]
     pub(crate) format: Option<String>,
-    /// Cryptographic Algorithm (default AES for symmetric keys). For a private or public key
-    /// give it with --length: they go into the Key Block, which some servers require.
+    /// Cryptographic Algorithm (default AES for symmetric keys). A private or public key's
+    /// algorithm and length go into the Key Block, read from the key itself (RSA, EC on
+    /// P-256/384/521, Ed25519) unless given here with --length.
     #[arg(long, short)]
     pub(crate) algorithm: Option<String>,
     /// Cryptographic Length of a private or public key in bits (with --algorithm).

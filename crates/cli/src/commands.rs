@@ -755,7 +755,11 @@ pub(crate) async fn register(
         RegisterKind::PrivateKey | RegisterKind::PublicKey => {
             let (format, der) = key_file(&bytes, a.kind, a.format.as_deref())?;
             let format = format.unwrap_or(kft::PKCS_8);
-            let alg_len = algorithm.zip(a.length);
+            let private = a.kind == RegisterKind::PrivateKey;
+            // Given flags win; else what the key itself says.
+            let alg_len = algorithm
+                .zip(a.length)
+                .or_else(|| crate::der::key_algorithm(format, &der, private));
             let block = build::byte_key_block(format, der.to_vec(), alg_len);
             let (ot, t, u) = if a.kind == RegisterKind::PrivateKey {
                 (object_type::PRIVATE_KEY, tag::PRIVATE_KEY, usage::SIGN)

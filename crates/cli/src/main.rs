@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod conn;
 mod crypto;
+mod der;
 mod error;
 mod files;
 mod misc;

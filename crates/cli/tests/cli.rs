@@ -425,10 +425,6 @@ fn register_from_files_then_get_gives_the_same_bytes() {
             "c.key",
             "--type",
             "private-key",
-            "--algorithm",
-            "EC",
-            "--length",
-            "256",
             "--name",
             &unique("pk"),
             "-q",
@@ -436,6 +432,9 @@ fn register_from_files_then_get_gives_the_same_bytes() {
     );
     let shown = json(h.kmip_as("client"), &["show", private.trim(), "--json"]);
     assert_eq!(shown["object_type"], "PrivateKey");
+    // Algorithm and length read from the PKCS#8 key (kmipd's policy requires them).
+    assert_eq!(shown["cryptographic_algorithm"], "EC");
+    assert_eq!(shown["cryptographic_length"], 256);
 
     // A PEM block of another kind is refused before anything is sent (exit 4).
     std::fs::write(
@@ -864,18 +863,9 @@ fn secrets_key_pairs_and_wrapped_export() {
     let pem = std::fs::read_to_string(h.path("rsa.key")).unwrap();
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
     assert_eq!(mode_of(&h.path("rsa.key")), 0o600);
-    let again = k(&[
-        "register",
-        "rsa.key",
-        "--type",
-        "private-key",
-        "--algorithm",
-        "RSA",
-        "--length",
-        "2048",
-        "-q",
-    ]);
+    let again = k(&["register", "rsa.key", "--type", "private-key", "-q"]);
     let shown = show(&again);
+    assert_eq!(shown["cryptographic_length"], 2048, "read from the key");
     assert_eq!(shown["object_type"], "PrivateKey");
     assert_eq!(shown["cryptographic_algorithm"], "RSA");
 
