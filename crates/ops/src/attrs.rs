@@ -297,7 +297,10 @@ pub(crate) fn for_version(version: Version, attr: &Attribute) -> Attribute {
 }
 
 /// Reads a 2.x Attribute Reference: an Enumeration naming a tag, or a structure with Vendor
-/// Identification and Attribute Name.
+/// Identification and Attribute Name. Without a vendor (Vendor Identification absent or
+/// empty) the name is read as a 1.x Attribute Name: a standard attribute's name ("Name", the
+/// form PyKMIP's `delete_attribute` sends at 2.0) names that attribute, anything else a custom
+/// one; with a vendor it is that vendor's attribute.
 pub(crate) fn read_reference(item: &Ttlv) -> Result<AttrName> {
     match &item.value {
         Value::Enumeration(v) => Tag::new(*v)
@@ -305,9 +308,18 @@ pub(crate) fn read_reference(item: &Ttlv) -> Result<AttrName> {
             .map_err(|_| Error::InvalidField("Attribute Reference")),
         Value::Structure(_) => {
             let r = StructReader::any(item)?;
-            let vendor = r.text(tag::VENDOR_IDENTIFICATION)?.map(str::to_owned);
-            let name = r.req_text(tag::ATTRIBUTE_NAME)?.to_owned();
-            Ok(AttrName::Custom { vendor, name }.canonical())
+            let vendor = r
+                .text(tag::VENDOR_IDENTIFICATION)?
+                .filter(|v| !v.is_empty());
+            let name = r.req_text(tag::ATTRIBUTE_NAME)?;
+            Ok(match vendor {
+                None => AttrName::from_v1_name(name).canonical(),
+                Some(v) => AttrName::Custom {
+                    vendor: Some(v.to_owned()),
+                    name: name.to_owned(),
+                }
+                .canonical(),
+            })
         }
         _ => Err(Error::InvalidField("Attribute Reference")),
     }
@@ -628,6 +640,23 @@ mod tests {
         assert_eq!(read_reference(&reference_item(&n)).unwrap(), n);
         let s = AttrName::Std(tag::STATE);
         assert_eq!(read_reference(&reference_item(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn a_reference_without_vendor_names_a_standard_attribute_by_its_name() {
+        let reference = |vendor: Option<&str>, name: &str| {
+            let mut items: Vec<Ttlv> = vendor
+                .map(|v| build::text(tag::VENDOR_IDENTIFICATION, v))
+                .into_iter()
+                .collect();
+            items.push(build::text(tag::ATTRIBUTE_NAME, name));
+            read_reference(&build::structure(tag::ATTRIBUTE_REFERENCE, items)).unwrap()
+        };
+        assert_eq!(reference(Some(""), "Name"), AttrName::Std(tag::NAME));
+        assert_eq!(reference(None, "Name"), AttrName::Std(tag::NAME));
+        assert_eq!(reference(Some(""), "x-ID"), custom(None, "x-ID"));
+        // A vendor's attribute of the same name is that vendor's, not the standard one.
+        assert_eq!(reference(Some("acme"), "Name"), custom(None, "acme-Name"));
     }
 }
 

@@ -170,4 +170,25 @@ mod tests {
             assert!(values(ctx, "k1", tag::NAME).is_empty());
         });
     }
+
+    #[test]
+    fn v2_reference_with_an_empty_vendor_names_the_standard_attribute() {
+        // PyKMIP 0.11's delete_attribute at 2.0 sends this form.
+        let s = store(vec![key("k1", "a", 1, Some("n1"))]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_0, |ctx| {
+            let reference = build::structure(
+                tag::ATTRIBUTE_REFERENCE,
+                vec![
+                    build::text(tag::VENDOR_IDENTIFICATION, ""),
+                    build::text(tag::ATTRIBUTE_NAME, "Name"),
+                ],
+            );
+            handle(
+                ctx,
+                &payload(vec![build::unique_identifier("k1"), reference]),
+            )
+            .unwrap();
+            assert!(values(ctx, "k1", tag::NAME).is_empty());
+        });
+    }
 }
