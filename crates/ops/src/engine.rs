@@ -240,6 +240,11 @@ impl Engine {
         &self.config
     }
 
+    /// The store (for the engine's own transactions outside a request: `rotation.rs`).
+    pub(crate) fn store_ref(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
     /// A request's bytes in, the response's bytes out. Undecodable bytes get an Invalid Message
     /// response in KMIP 1.0 form.
     /// The incidents are dropped, as by [`Engine::handle_message`].

@@ -9,7 +9,8 @@
 //! - [`incident`]: store and internal failures, handed back with the answer for the operator.
 //! - [`retry`]: the one retry policy for commits that meet a concurrent change.
 //! - `lifecycle`: the state machine of KMIP's key lifecycle.
-//! - [`access`]: roles, owners, grants and scopes; [`policy`]: the server policy on new keys.
+//! - [`access`]: roles, owners, grants and scopes; [`policy`]: the server policy on new keys;
+//!   [`rotation`]: automatic rotation (the Rotate attributes).
 
 pub mod access;
 mod attrs;
@@ -27,6 +28,7 @@ mod objects;
 mod operations;
 pub mod policy;
 pub mod retry;
+pub mod rotation;
 
 pub use engine::{Clock, Conflict, Engine, EngineConfig, Prepared, Principal};
 pub use error::Error;

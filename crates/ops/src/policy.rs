@@ -18,6 +18,11 @@
 //!   period; a Protect Stop Date and a Process Start Date, when set, are pulled in the same
 //!   way. So the key leaves the Active state on time ("apply_dates").
 //!
+//! - **Rotation** ([`Policy::rotate_intervals`]): a new object of that type without a Rotate
+//!   Interval gets this one and Rotate Automatic True, so the server re-keys it when due
+//!   (`rotation.rs`); any new object with Rotate Automatic True starts at Rotate Generation 0,
+//!   Rotate Latest True.
+//!
 //! The engine's own default ([`Policy::unrestricted`]) has no rule; `kmipd serve` applies its
 //! `[policy]` (`docs/policy.md`), whose default is [`Policy::recommended`].
 
@@ -77,6 +82,9 @@ pub struct Policy {
     pub usage_masks: Vec<(u32, u32)>,
     /// (Object Type, seconds): the longest a new object of the type may be used.
     pub crypto_periods: Vec<(u32, i64)>,
+    /// (Object Type, seconds): new objects of the type without a Rotate Interval get this one
+    /// and Rotate Automatic True (`rotation.rs`).
+    pub rotate_intervals: Vec<(u32, u32)>,
 }
 
 impl Policy {
@@ -111,6 +119,26 @@ impl Policy {
                 tag::CRYPTOGRAPHIC_USAGE_MASK,
                 Value::Integer(i32::from_ne_bytes(mask.to_ne_bytes())),
             );
+        }
+        if let Some((_, interval)) = self
+            .rotate_intervals
+            .iter()
+            .find(|(t, _)| *t == object.object_type)
+            && !attrs.has(&AttrName::Std(tag::ROTATE_INTERVAL))
+        {
+            attrs.set(tag::ROTATE_INTERVAL, Value::Interval(*interval));
+            if !attrs.has(&AttrName::Std(tag::ROTATE_AUTOMATIC)) {
+                attrs.set(tag::ROTATE_AUTOMATIC, Value::Boolean(true));
+            }
+        }
+        // The first of a set of rotated objects: generation 0, the latest.
+        if attrs.get(tag::ROTATE_AUTOMATIC) == Some(&Value::Boolean(true)) {
+            if !attrs.has(&AttrName::Std(tag::ROTATE_GENERATION)) {
+                attrs.set(tag::ROTATE_GENERATION, Value::Integer(0));
+            }
+            if !attrs.has(&AttrName::Std(tag::ROTATE_LATEST)) {
+                attrs.set(tag::ROTATE_LATEST, Value::Boolean(true));
+            }
         }
         if let Some((_, period)) = self
             .crypto_periods

@@ -86,6 +86,9 @@ pub struct Config {
     /// The server policy on new keys (`docs/policy.md`); reloaded by `kmipd admin reload`.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The automatic rotation scheduler (`docs/policy.md`).
+    #[serde(default)]
+    pub rotation: RotationConfig,
     /// The file this configuration was read from (what `kmipd admin reload` reads again).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -129,6 +132,10 @@ pub struct PolicyConfig {
     /// Object Type -> the longest use of a new object (`"730d"`): its Deactivation Date.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub crypto_period: std::collections::BTreeMap<String, String>,
+    /// Object Type -> the Rotate Interval (`"90d"`) of new objects that give none, with
+    /// Rotate Automatic True.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rotate_interval: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for PolicyConfig {
@@ -138,6 +145,35 @@ impl Default for PolicyConfig {
             allow: None,
             usage_mask: std::collections::BTreeMap::new(),
             crypto_period: std::collections::BTreeMap::new(),
+            rotate_interval: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// `[rotation]`: the scheduler that re-keys objects due for automatic rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// Run the scheduler (default true; it only acts on objects with Rotate Automatic True).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How often it looks for due objects.
+    #[serde(default = "d_rotation_every", with = "duration")]
+    pub check_every: Duration,
+}
+
+/// Default `rotation.check_every`.
+pub const DEFAULT_ROTATION_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+fn d_rotation_every() -> Duration {
+    DEFAULT_ROTATION_CHECK_EVERY
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        RotationConfig {
+            enabled: true,
+            check_every: DEFAULT_ROTATION_CHECK_EVERY,
         }
     }
 }
@@ -231,10 +267,23 @@ impl Config {
                 .ok_or_else(|| format!("policy.crypto_period.{t}: must be longer than 0"))?;
             crypto_periods.push((object_type("crypto_period", t)?, secs));
         }
+        let mut rotate_intervals = Vec::new();
+        for (t, interval) in &p.rotate_interval {
+            let d = duration::parse(interval)
+                .map_err(|e| format!("policy.rotate_interval.{t}: {e}"))?;
+            let secs = u32::try_from(d.as_secs())
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| {
+                    format!("policy.rotate_interval.{t}: must be between 1s and 49710d")
+                })?;
+            rotate_intervals.push((object_type("rotate_interval", t)?, secs));
+        }
         Ok(Policy {
             allow,
             usage_masks,
             crypto_periods,
+            rotate_intervals,
         })
     }
 
@@ -858,6 +907,9 @@ impl Config {
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.role_assignments().validate().map_err(invalid)?;
         self.policy().map_err(invalid)?;
+        if self.rotation.check_every.is_zero() {
+            return Err(invalid("rotation.check_every must be longer than 0".into()));
+        }
         Ok(())
     }
 }

@@ -18,7 +18,8 @@
 //! admin socket and its protocol: rotations, backup, grants, audit rotation and client
 //! enrollment while serving), [`clients`] (the client CA and the enrolled clients),
 //! [`audit`] (the hash-chained audit log), [`settings`] (what `kmipd admin reload`
-//! changes: roles and policy). Inside the crate: `server` (connections
+//! changes: roles and policy), [`rotation`] (the automatic rotation scheduler). Inside the
+//! crate: `server` (connections
 //! and limits; [`Server`] and the rest re-exported here), `tls` (rustls, certificate choice,
 //! identity; [`TlsError`]), `tls_profile` (the KMIP profile suites through OpenSSL), `metrics` ([`Metrics`]), `incidents` (store and internal failures
 //! for the operator).
@@ -32,6 +33,7 @@ mod incidents;
 pub mod init;
 pub mod logging;
 pub(crate) mod metrics;
+pub mod rotation;
 pub(crate) mod server;
 pub mod settings;
 pub mod storage;

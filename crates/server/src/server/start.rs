@@ -328,6 +328,14 @@ impl Server {
         let incidents = Arc::new(Incidents::new(metrics.clone(), sled));
         drop(watched);
         tokio::spawn(incidents.clone().watch(stop.clone()));
+        if config.rotation.enabled {
+            tokio::spawn(crate::rotation::schedule(
+                engine.clone(),
+                audit.clone(),
+                config.rotation.check_every,
+                stop.clone(),
+            ));
+        }
         let mut limits = engine.config().limits;
         limits.max_message_len = config.limits.max_message_size;
         let shared = Arc::new(Shared {
