@@ -16,7 +16,8 @@
 //! attribute changes are read and written through one `Tx` and reach the store in one atomic
 //! commit, conditional on the existing object being unchanged since it was read
 //! (`Change::Expect`). When two schedulers (two kmipd nodes on one PostgreSQL store) rotate the
-//! same object at once, one commit wins; the other finds the object changed, reads it again,
+//! same object at once, one commit wins; the other finds the object changed (its commit
+//! conflicts, or a check such as the Name now held by the replacement fails), reads it again,
 //! sees it replaced (Rotate Latest False) and does nothing. A crash before the commit leaves the
 //! old state, after it the finished new state. A rotation that fails (the policy refuses the
 //! algorithm, a store error) changes nothing and is tried again at the next run.
@@ -161,7 +162,13 @@ impl Engine {
             if !is_due(&old, now) {
                 return Ok(None);
             }
-            let rotation = rotate_in(&mut ctx, &old)?;
+            let rotation = match rotate_in(&mut ctx, &old) {
+                Ok(r) => r,
+                // A concurrent rotation committed after this one read the object (its checks,
+                // such as the Name now held by the replacement, then fail): no longer due.
+                Err(_) if !self.still_due(uid)? => return Ok(None),
+                Err(e) => return Err(e),
+            };
             match self.store_ref().commit(ctx.tx.into_changes()) {
                 Ok(()) => return Ok(Some(rotation)),
                 Err(StoreError::Conflict { .. }) => match retry.after_conflict() {
@@ -171,6 +178,17 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+impl Engine {
+    /// Whether object `uid`, read afresh from the store, is due now.
+    fn still_due(&self, uid: &str) -> Result<bool, Error> {
+        let now = self.config().clock.now();
+        Ok(self.store_ref().get(uid)?.is_some_and(|mut o| {
+            crate::object::apply_dates(&mut o, now);
+            is_due(&o, now)
+        }))
     }
 }
 
