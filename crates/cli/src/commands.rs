@@ -401,7 +401,14 @@ pub(crate) async fn show(client: &mut Client, mode: Mode, uid: &str) -> Result<(
         Mode::Json => output::print_json(&output::object_json(uid, &attrs)),
         Mode::Quiet => output::println(uid),
         Mode::Human => {
-            let mut rows = vec![("Unique Identifier".to_owned(), uid.to_owned())];
+            let mut rows = Vec::new();
+            // Servers that list the Unique Identifier among the attributes show it there.
+            if !attrs
+                .iter()
+                .any(|a| a.name.tag() == Some(tag::UNIQUE_IDENTIFIER))
+            {
+                rows.push(("UniqueIdentifier".to_owned(), uid.to_owned()));
+            }
             for a in &attrs {
                 let t = a.name.tag().unwrap_or(tag::ATTRIBUTE_VALUE);
                 rows.push((

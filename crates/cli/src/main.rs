@@ -129,8 +129,16 @@ fn profile(g: &cli::Global, mode: Mode, command: &ProfileCommand) -> Result<(), 
                 file.default = Some(name.clone());
             }
             file.save(&path)?;
-            if mode == Mode::Human {
-                output::println(&format!("profile {name:?} written to {}", path.display()));
+            match mode {
+                Mode::Human => {
+                    output::println(&format!("profile {name:?} written to {}", path.display()));
+                }
+                Mode::Json => output::print_json(&serde_json::json!({
+                    "name": name,
+                    "file": path,
+                    "default": file.default.as_deref() == Some(name.as_str()),
+                })),
+                Mode::Quiet => {}
             }
         }
         ProfileCommand::List => match mode {
@@ -182,6 +190,13 @@ fn profile(g: &cli::Global, mode: Mode, command: &ProfileCommand) -> Result<(), 
                 file.default = None;
             }
             file.save(&path)?;
+            match mode {
+                Mode::Human => output::println(&format!("profile {name:?} removed")),
+                Mode::Json => {
+                    output::print_json(&serde_json::json!({ "name": name, "file": path }))
+                }
+                Mode::Quiet => {}
+            }
         }
     }
     Ok(())

@@ -351,6 +351,15 @@ fn a_profile_replaces_the_flags() {
     assert_eq!(ok(c, &["locate", "--name", &name, "-q"]), uid);
 
     assert_eq!(run(h.kmip(), &["--profile", "nope", "locate"]).code, 2);
+    let removed = json(h.kmip(), &["profile", "remove", "other", "--json"]);
+    assert_eq!(removed["name"], "other");
+    assert_eq!(
+        json(h.kmip(), &["profile", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

@@ -501,12 +501,17 @@ fn init(dir: PathBuf, listen: SocketAddr, no_hsm: bool) -> ExitCode {
         Ok(inst) => {
             println!(
                 "kmipd: development instance ready in {}\n  serve:   kmipd serve --config {}\n  \
-                 CA:      {}\n  clients: {} ({}), client2, admin (administrator)",
+                 CA:      {}\n  clients: {} ({}), client2, admin (administrator)\n  \
+                 enroll:  kmipd admin --config {} client import-ca --cert {} --key {} \
+                 (then `client issue NAME --out DIR`, docs/clients.md)",
                 inst.dir.display(),
                 inst.config_path.display(),
                 inst.cert("ca").display(),
                 inst.cert("client").display(),
                 inst.key("client").display(),
+                inst.config_path.display(),
+                inst.cert("ca").display(),
+                inst.key("ca").display(),
             );
             ExitCode::SUCCESS
         }
