@@ -224,6 +224,40 @@ enum AuditCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the records that match every filter given, checking the hash chain while reading
+    /// (exit 1 at the first broken link, naming the file and the record). Give rotated files
+    /// oldest first, then the current one. Matches go to stdout, the summary to stderr.
+    Search {
+        /// The caller's identity (exact).
+        #[arg(long, value_name = "I")]
+        identity: Option<String>,
+        /// A Unique Identifier the record names.
+        #[arg(long, value_name = "UID")]
+        object: Option<String>,
+        /// The operation (`Get`, `Destroy`; any case).
+        #[arg(long, value_name = "OP")]
+        operation: Option<String>,
+        /// The Result Status (`Success`, `OperationFailed`) or Result Reason
+        /// (`PermissionDenied`); any case.
+        #[arg(long, value_name = "R")]
+        result: Option<String>,
+        /// Records at this time or later (RFC 3339, or a date: midnight UTC).
+        #[arg(long, value_name = "T", value_parser = kmipd::audit::parse_time)]
+        since: Option<time::OffsetDateTime>,
+        /// Records before this time (RFC 3339, or a date: midnight UTC).
+        #[arg(long, value_name = "T", value_parser = kmipd::audit::parse_time)]
+        until: Option<time::OffsetDateTime>,
+        /// Print each match as its JSON line from the file (hash included), one per line.
+        #[arg(long)]
+        json: bool,
+        /// The chain does not start at record 1 but continues a record with this hash (as for
+        /// `verify`).
+        #[arg(long, value_name = "HASH")]
+        after: Option<String>,
+        /// The audit log files, in chain order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -253,6 +287,30 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { after, files },
         } => audit_verify(after.as_deref(), &files),
+        Command::Audit {
+            command:
+                AuditCommand::Search {
+                    identity,
+                    object,
+                    operation,
+                    result,
+                    since,
+                    until,
+                    json,
+                    after,
+                    files,
+                },
+        } => {
+            let filter = kmipd::audit::Filter {
+                identity,
+                object,
+                operation,
+                result,
+                since,
+                until,
+            };
+            audit_search(&filter, json, after.as_deref(), &files)
+        }
         Command::Admin {
             config,
             timeout,
@@ -479,6 +537,65 @@ fn audit_verify(after: Option<&str>, files: &[PathBuf]) -> ExitCode {
         chain.last_hash()
     );
     ExitCode::SUCCESS
+}
+
+fn audit_search(
+    filter: &kmipd::audit::Filter,
+    json: bool,
+    after: Option<&str>,
+    files: &[PathBuf],
+) -> ExitCode {
+    use std::io::Write as _;
+    let chain = match after {
+        Some(hash) => kmipd::audit::Verifier::after(hash),
+        None => kmipd::audit::Verifier::new(),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let found = kmipd::audit::search(chain, files, filter, |r, line| {
+        if json {
+            writeln!(out, "{line}")
+        } else {
+            let result = match &r.reason {
+                Some(reason) => format!("{}/{reason}", r.status),
+                None => r.status.clone(),
+            };
+            writeln!(
+                out,
+                "{} {} {} {} {} {result} [{}]",
+                r.seq,
+                r.time,
+                r.identity,
+                r.peer,
+                r.operation,
+                r.uids.join(" ")
+            )
+        }
+    });
+    let flushed = out.flush();
+    match (found, flushed) {
+        (Err(kmipd::audit::SearchError::Output(e)), _) | (Ok(_), Err(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            // The reader went away (`| head`): nothing more to say.
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) => fail(
+            1,
+            format!("audit search stopped: {e}; matches printed before it come before the break"),
+        ),
+        (Ok(_), Err(e)) => fail(1, format!("audit search: writing the matches: {e}")),
+        (Ok(s), Ok(())) => {
+            let last = s
+                .last_seq
+                .map_or_else(|| "none".to_owned(), |n| n.to_string());
+            eprintln!(
+                "kmipd: audit search: {} of {} records matched; chain intact; last record {last}, hash {}",
+                s.matched, s.records, s.last_hash
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn init(dir: PathBuf, listen: SocketAddr, no_hsm: bool) -> ExitCode {

@@ -9,10 +9,13 @@
 //!   commit; the reply waits for `fdatasync`), file permissions, crash recovery and rotation.
 //! - `audit/verify.rs`: checking a chain, within a file or across rotated files
 //!   ([`Verifier`]), and what each kind of tampering is reported as.
+//! - `audit/search.rs`: finding records across files while checking their chain
+//!   ([`search`], [`Filter`]; `kmipd audit search`).
 
 use std::path::{Path, PathBuf};
 
 mod record;
+mod search;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -20,6 +23,7 @@ mod verify;
 mod writer;
 
 pub use record::{GENESIS, Record};
+pub use search::{Filter, SearchError, Searched, parse_time, search};
 pub use summary::{ItemSummary, summarize};
 pub use verify::{Verifier, head, verify};
 pub use writer::{AuditLog, FILE_MODE, Rotated, rotated_name};

@@ -94,6 +94,18 @@ impl Verifier {
     /// Checks the next file of the chain, reading it line by line (memory does not grow with
     /// the file). Record numbers in errors are the records' own.
     pub fn file(&mut self, path: &Path) -> Result<(), AuditError> {
+        self.file_with(path, |_, _| {})
+    }
+
+    /// [`Verifier::file`], handing each record to `each` (with its line) once its own hash and
+    /// its `prev` are checked, in file order: what `kmipd audit search` reads the files with.
+    /// A record re-hashed after an edit is only found out at the next record's `prev`, so
+    /// `each` has seen it by then; the error still names it.
+    pub fn file_with(
+        &mut self,
+        path: &Path,
+        mut each: impl FnMut(&Record, &str),
+    ) -> Result<(), AuditError> {
         let file = File::open(path).map_err(io_err(path))?;
         let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         for (i, text) in BufReader::new(file).lines().enumerate() {
@@ -142,6 +154,7 @@ impl Verifier {
             stated.clone_into(&mut self.prev);
             self.next_seq = Some(record.seq.saturating_add(1));
             self.records = self.records.saturating_add(1);
+            each(&record, &text);
         }
         Ok(())
     }
