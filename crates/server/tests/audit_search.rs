@@ -2,7 +2,12 @@
 //! (`AuditLog`, the code a server records with) and rotated by it: the filters, the JSON
 //! lines, reading across rotated files, and the refusal of a broken chain.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
