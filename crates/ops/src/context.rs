@@ -117,9 +117,10 @@ impl<'a> Tx<'a> {
         self.changes.insert(uid.to_owned(), None);
     }
 
-    /// A fresh sequence number for a new object.
+    /// The sequence number of a new object (possibly provisional, numbered at commit:
+    /// `ObjectStore::creation_sequence`).
     pub(crate) fn next_sequence(&self) -> Result<u64> {
-        Ok(self.store.next_sequence()?)
+        Ok(self.store.creation_sequence()?)
     }
 
     pub(crate) fn savepoint(&self) -> Savepoint {

@@ -45,6 +45,10 @@ pub use sled_store::{
 use kmipd_proto::attributes::Attributes;
 use kmipd_ttlv::Ttlv;
 
+/// Where provisional sequence numbers start ([`ObjectStore::creation_sequence`]); no stored
+/// object has one.
+pub const PROVISIONAL_SEQUENCE: u64 = 1 << 63;
+
 /// A managed object with everything kmipd keeps about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedObject {
@@ -170,6 +174,17 @@ pub trait ObjectStore: Send + Sync {
     fn commit_then(&self, changes: Vec<Change>, done: CommitDone);
     /// A fresh sequence number (monotonic, never reused by a stored object).
     fn next_sequence(&self) -> Result<u64, StoreError>;
+    /// The sequence number of an object about to be created: [`next_sequence`] (the default),
+    /// or a provisional number, [`PROVISIONAL_SEQUENCE`] or above, which the commit that first
+    /// stores the object replaces with a fresh sequence number (the provisional numbers of one
+    /// commit keep their order). A store whose `next_sequence` costs a round trip to a database
+    /// takes the numbers inside the commit instead (PostgreSQL). Until then the object sorts
+    /// after every stored one, as the newest.
+    ///
+    /// [`next_sequence`]: Self::next_sequence
+    fn creation_sequence(&self) -> Result<u64, StoreError> {
+        self.next_sequence()
+    }
     /// Whether reads and [`next_sequence`](Self::next_sequence) wait on nothing but this
     /// process's memory and local disk (an in-process store), so that a server may run short
     /// requests on its async threads. `false` (the default, and PostgreSQL's answer: its reads

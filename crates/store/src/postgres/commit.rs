@@ -9,8 +9,10 @@
 //! Name. Commits without search conditions take no search lock: they check nothing a
 //! search could invalidate, so they serialize after any search that missed them.
 //!
-//! Round trips of one attempt: (1) `BEGIN`, the advisory locks and the current KEK id, in one
-//! simple query; (2) each search condition re-run (only when the commit has them); (3) the
+//! Round trips of one attempt: (1) `BEGIN`, the advisory locks, the current KEK id and the
+//! sequence numbers of the objects the commit creates (`nextval` once per provisional number,
+//! see [`ObjectStore::creation_sequence`]), in one simple query; the records are encoded
+//! after it, with those numbers; (2) each search condition re-run (only when the commit has them); (3) the
 //! expectations' check, every write and `txid_current()` in one statement (data-modifying
 //! CTEs on one snapshot: nothing is written when an expectation fails, and the terms of a
 //! rewritten object are deleted and inserted without the delete seeing the new ones); (4)
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use crate::kek::KekId;
 use crate::query::{Filter, Query, filter_prefix, index_terms, is_name_term};
 use crate::record;
-use crate::{Change, ManagedObject, Revision, StoreError};
+use crate::{Change, ManagedObject, PROVISIONAL_SEQUENCE, Revision, StoreError};
 
 use super::{
     Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_SEARCH, Param, backend, classify, describe,
@@ -54,6 +56,8 @@ struct Plan {
     writes: BTreeMap<String, Option<ManagedObject>>,
     /// Object (and Name) lock keys, ascending, deduplicated.
     locks: Vec<i64>,
+    /// The provisional sequence numbers of the written objects, ascending.
+    provisional: Vec<u64>,
 }
 
 impl Plan {
@@ -64,6 +68,7 @@ impl Plan {
             search_lock: SearchLock::None,
             writes: BTreeMap::new(),
             locks: Vec::new(),
+            provisional: Vec::new(),
         };
         let mut name_locks = Vec::new();
         for c in changes {
@@ -113,6 +118,15 @@ impl Plan {
             .collect();
         plan.locks.sort_unstable();
         plan.locks.dedup();
+        plan.provisional = plan
+            .writes
+            .values()
+            .flatten()
+            .map(|o| o.sequence)
+            .filter(|s| *s >= PROVISIONAL_SEQUENCE)
+            .collect();
+        plan.provisional.sort_unstable();
+        plan.provisional.dedup();
         Ok(plan)
     }
 
@@ -132,8 +146,14 @@ impl Plan {
             sql.push_str(&format!("SELECT pg_advisory_xact_lock({k});"));
         }
         sql.push_str(
-            "SELECT 'kek', encode(value, 'hex') FROM kmipd_meta WHERE key = 'kek/current'",
+            "SELECT 'kek', encode(value, 'hex') FROM kmipd_meta WHERE key = 'kek/current';",
         );
+        if !self.provisional.is_empty() {
+            sql.push_str(&format!(
+                "SELECT 'seq', nextval('kmipd_sequence') FROM generate_series(1, {})",
+                self.provisional.len()
+            ));
+        }
         sql
     }
 }
@@ -154,7 +174,9 @@ struct Encoded {
     kek: Option<KekId>,
 }
 
-fn encode(inner: &Inner, plan: &Plan) -> Result<Encoded, StoreError> {
+/// `plan`'s writes encoded under the current KEK, provisional sequence numbers replaced by
+/// `numbers` (taken from the database, one per provisional number, in the same order).
+fn encode(inner: &Inner, plan: &Plan, numbers: &[u64]) -> Result<Encoded, StoreError> {
     let kek = inner.current()?;
     let mut e = Encoded {
         kek: Some(kek.id()),
@@ -165,6 +187,21 @@ fn encode(inner: &Inner, plan: &Plan) -> Result<Encoded, StoreError> {
         let Some(o) = o else {
             e.deleted.push(uid.clone());
             continue;
+        };
+        let numbered;
+        let o = if o.sequence >= PROVISIONAL_SEQUENCE {
+            let i = plan
+                .provisional
+                .binary_search(&o.sequence)
+                .map_err(|_| backend("a provisional sequence number left unnumbered"))?;
+            let mut copy = o.clone();
+            copy.sequence = *numbers
+                .get(i)
+                .ok_or_else(|| backend("fewer sequence numbers than provisional ones"))?;
+            numbered = copy;
+            &numbered
+        } else {
+            o
         };
         e.put_uids.push(uid.clone());
         e.put_seqs.push(seq_key(o.sequence));
@@ -246,19 +283,36 @@ async fn abort(conn: Conn, e: StoreError) -> Failure {
 }
 
 async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> {
-    let enc = encode(inner, plan)?;
     let c = conn.client()?;
-    // (1) BEGIN, locks, the current KEK id.
+    // (1) BEGIN, locks, the current KEK id, the sequence numbers of new objects.
     let messages = c
         .simple_query(&plan.begin_sql())
         .await
         .map_err(|e| classify(&e))?;
-    let db_kek = messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("kek") => {
-            r.get(1).map(str::to_owned)
+    let mut db_kek = None;
+    let mut numbers = Vec::with_capacity(plan.provisional.len());
+    for m in &messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            match r.get(0) {
+                Some("kek") => db_kek = r.get(1).map(str::to_owned),
+                Some("seq") => {
+                    if let Some(n) = r.get(1).and_then(|v| v.parse::<u64>().ok()) {
+                        numbers.push(n);
+                    }
+                }
+                _ => {}
+            }
         }
-        _ => None,
-    });
+    }
+    numbers.sort_unstable();
+    if numbers.len() != plan.provisional.len() {
+        let e = backend("the database gave fewer sequence numbers than asked for");
+        return Err(abort(conn, e).await);
+    }
+    let enc = match encode(inner, plan, &numbers) {
+        Ok(enc) => enc,
+        Err(e) => return Err(abort(conn, e).await),
+    };
     if !enc.put_uids.is_empty() {
         let db_kek = db_kek
             .as_deref()

@@ -15,7 +15,10 @@
 //! 5649), nothing in the clear at rest. The wrapped KEK blobs, the KEK check values, the
 //! current KEK id and the master key's fingerprint live in the database (`keyring.rs`); the
 //! only thing kept in memory is the unwrapped KEKs. Sequence numbers come from a database
-//! sequence, revisions from another (a revision never repeats, unlike a content hash).
+//! sequence, revisions from another (a revision never repeats, unlike a content hash); a new
+//! object gets its sequence number inside the commit that stores it
+//! ([`ObjectStore::creation_sequence`] hands out provisional ones), not in a round trip of
+//! its own.
 //!
 //! **Concurrency control** (`commit.rs`). Every commit is one READ COMMITTED transaction that
 //! first takes transaction-level advisory locks, always in the same order: the KEK lock
@@ -77,7 +80,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::kek::{Kek, KekId, Keyring};
 use crate::query::{Filter, Query, filter_prefix};
-use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
+use crate::{Change, ManagedObject, ObjectStore, PROVISIONAL_SEQUENCE, Revision, StoreError};
 
 pub use copy::{CopyReport, copy_from_sled};
 pub use keyring::{KekSource, RotationLock};
@@ -162,6 +165,8 @@ pub(crate) struct Inner {
     pub(crate) kek_source: OnceLock<KekSource>,
     /// One KEK learned at a time.
     pub(crate) learning: tokio::sync::Mutex<()>,
+    /// The next provisional sequence number, less [`PROVISIONAL_SEQUENCE`].
+    provisional: AtomicU64,
 }
 
 /// Commit outcomes counted by [`PgStore::stats`].
@@ -681,6 +686,7 @@ impl PgStore {
                 counts: Counts::default(),
                 kek_source: OnceLock::new(),
                 learning: tokio::sync::Mutex::new(()),
+                provisional: AtomicU64::new(0),
             }),
         };
         let schema = opts.schema.clone();
@@ -918,6 +924,13 @@ impl ObjectStore for PgStore {
             inner.counts.count(&r);
             done(r);
         });
+    }
+
+    /// A provisional number, without a round trip: the commit that stores the object takes
+    /// its sequence number from `kmipd_sequence` in its own first round trip (`commit.rs`).
+    fn creation_sequence(&self) -> Result<u64, StoreError> {
+        let n = self.inner.provisional.fetch_add(1, Ordering::Relaxed);
+        Ok(PROVISIONAL_SEQUENCE | (n & !PROVISIONAL_SEQUENCE))
     }
 
     /// `nextval` of the database sequence `kmipd_sequence` (shared by every node).

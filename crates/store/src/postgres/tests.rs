@@ -885,3 +885,57 @@ fn a_kek_rotated_through_one_node_is_learned_by_the_others() {
     ));
     assert!(wrong.inner.kek(KekId(2)).is_err());
 }
+
+/// New objects get their sequence numbers in the commit that stores them: provisional numbers
+/// before (sorting after every stored object), then fresh numbers from `kmipd_sequence` in the
+/// order of the provisional ones, the same in the row and in the record, across nodes.
+#[test]
+fn provisional_sequence_numbers_are_numbered_at_commit() {
+    // `obj` with its dates fixed, so that only the sequence number differs.
+    let obj = |uid: &str, seq: u64, material: &[u8]| {
+        let mut o = obj(uid, 0, material);
+        o.sequence = seq;
+        o
+    };
+    let (_c, opts) = fresh();
+    let a = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let b = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let first = a.next_sequence().unwrap();
+    let (p1, p2) = (
+        a.creation_sequence().unwrap(),
+        a.creation_sequence().unwrap(),
+    );
+    assert!(p1 >= crate::PROVISIONAL_SEQUENCE && p2 > p1, "{p1} {p2}");
+    // One commit, the uids in the opposite order of the provisional numbers.
+    a.commit(vec![
+        Change::Put(obj("k-1", p2, b"second")),
+        Change::Put(obj("k-2", p1, b"first")),
+    ])
+    .unwrap();
+    let pb = b.creation_sequence().unwrap();
+    b.commit(vec![Change::Put(obj("k-3", pb, b"third"))])
+        .unwrap();
+    let all = b.all().unwrap();
+    let uids: Vec<&str> = all.iter().map(|o| o.uid.as_str()).collect();
+    assert_eq!(uids, ["k-2", "k-1", "k-3"]);
+    let seqs: Vec<u64> = all.iter().map(|o| o.sequence).collect();
+    assert!(
+        seqs[0] > first && seqs[0] < seqs[1] && seqs[1] < seqs[2],
+        "{seqs:?}"
+    );
+    assert!(seqs[2] < crate::PROVISIONAL_SEQUENCE);
+    assert!(a.next_sequence().unwrap() > seqs[2]);
+    for (o, (material, seq)) in all.iter().zip([
+        (&b"first"[..], seqs[0]),
+        (b"second", seqs[1]),
+        (b"third", seqs[2]),
+    ]) {
+        assert_eq!(o, &obj(&o.uid, seq, material));
+        assert_eq!(a.get(&o.uid).unwrap().as_ref(), Some(o));
+    }
+    // A rewrite keeps the number (the record read back carries it).
+    let mut again = all[0].clone();
+    again.attributes.set(tag::STATE, Value::Enumeration(2));
+    a.commit(vec![Change::Put(again.clone())]).unwrap();
+    assert_eq!(b.get("k-2").unwrap(), Some(again));
+}
