@@ -243,11 +243,16 @@ enum Watched {
     Postgres(Weak<PgStore>),
 }
 
-/// The PostgreSQL store's figures. Blocks (the object count is a query, bounded by the
-/// statement timeout; left out when it fails).
+/// How old the object count of a PostgreSQL store may be in a scrape: the count is a
+/// `count(*)` over every object, taken by a scrape at most this often per node.
+const PG_OBJECT_COUNT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The PostgreSQL store's figures. May block: the object count is a query when the last one
+/// is older than [`PG_OBJECT_COUNT_MAX_AGE`] (bounded by the statement timeout; left out when
+/// it fails).
 fn render_postgres(o: &mut String, store: &PgStore) {
     let st = store.stats();
-    if let Ok(n) = store.stored_objects() {
+    if let Ok(n) = store.object_count(PG_OBJECT_COUNT_MAX_AGE) {
         let _ = writeln!(
             o,
             "# HELP kmipd_store_objects Objects in the store (a destroyed object keeps its metadata).\n\

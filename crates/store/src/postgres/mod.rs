@@ -165,6 +165,8 @@ pub(crate) struct Inner {
     pub(crate) kek_source: OnceLock<KekSource>,
     /// One KEK learned at a time.
     pub(crate) learning: tokio::sync::Mutex<()>,
+    /// The last object count of [`PgStore::object_count`] and when it was taken.
+    counted: Mutex<Option<(Instant, u64)>>,
     /// The next provisional sequence number, less [`PROVISIONAL_SEQUENCE`].
     provisional: AtomicU64,
 }
@@ -686,6 +688,7 @@ impl PgStore {
                 counts: Counts::default(),
                 kek_source: OnceLock::new(),
                 learning: tokio::sync::Mutex::new(()),
+                counted: Mutex::new(None),
                 provisional: AtomicU64::new(0),
             }),
         };
@@ -758,7 +761,24 @@ impl PgStore {
         }
     }
 
-    /// The number of objects in the database.
+    /// [`stored_objects`](Self::stored_objects), counted again only when this node's last
+    /// count is older than `max_age` (else that count): for figures read often, such as a
+    /// metrics scrape, where a `count(*)` each time would scan the table every few seconds.
+    pub fn object_count(&self, max_age: Duration) -> Result<u64, StoreError> {
+        if let Ok(last) = self.inner.counted.lock()
+            && let Some((at, n)) = *last
+            && at.elapsed() < max_age
+        {
+            return Ok(n);
+        }
+        let n = self.stored_objects()?;
+        if let Ok(mut last) = self.inner.counted.lock() {
+            *last = Some((Instant::now(), n));
+        }
+        Ok(n)
+    }
+
+    /// The number of objects in the database (a `count(*)`).
     pub fn stored_objects(&self) -> Result<u64, StoreError> {
         self.run(|inner| async move {
             retrying(&inner, |conn| async move {

@@ -939,3 +939,18 @@ fn provisional_sequence_numbers_are_numbered_at_commit() {
     a.commit(vec![Change::Put(again.clone())]).unwrap();
     assert_eq!(b.get("k-2").unwrap(), Some(again));
 }
+
+/// The object count for metrics is counted again only when the last count is older than
+/// asked.
+#[test]
+fn the_object_count_is_kept_for_its_age() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let long = Duration::from_secs(3600);
+    assert_eq!(s.object_count(long).unwrap(), 0);
+    s.commit(vec![Change::Put(obj("a", 1, b"a-key"))]).unwrap();
+    assert_eq!(s.object_count(long).unwrap(), 0, "the last count, kept");
+    assert_eq!(s.object_count(Duration::ZERO).unwrap(), 1, "counted again");
+    assert_eq!(s.object_count(long).unwrap(), 1);
+    assert_eq!(s.stored_objects().unwrap(), 1);
+}
