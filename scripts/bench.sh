@@ -153,14 +153,16 @@ PGCONF
     for n in 1 2; do
         ports+=("$(free_port)")
         sed -e "s|^backend = \"sled\"\$|backend = \"postgres\"\nurl = \"$url\"${pool:+\npool_size = $pool}|" \
-            -e '/^data_dir = "data"$/d' "$sledconf" >"$work/kmipd/node$n.toml"
+            -e '/^data_dir = "data"$/d' \
+            -e "s|^\\[admin\\]\$|[admin]\nsocket = \"admin-$n.sock\"|" "$sledconf" >"$work/kmipd/node$n.toml"
+        # The admin socket went into init's own [admin] table when it wrote one.
+        if ! grep -q '^\[admin\]$' "$sledconf"; then
+            printf '\n[admin]\nsocket = "admin-%s.sock"\n' "$n" >>"$work/kmipd/node$n.toml"
+        fi
         cat >>"$work/kmipd/node$n.toml" <<NODECONF
 
 [audit]
 path = "audit-$n.log"
-
-[admin]
-socket = "admin-$n.sock"
 
 [limits]
 max_connections = 4096

@@ -236,10 +236,15 @@ impl Cluster {
         let sled = "backend = \"sled\"\ndata_dir = \"data\"\n";
         assert!(text.contains(sled), "init's [store] changed:\n{text}");
         let store = format!("backend = \"postgres\"\nurl = {url:?}\n{extra_store}");
-        let text = format!(
-            "{}\n[audit]\npath = \"audit-{name}.log\"\n\n[admin]\nsocket = \"admin-{name}.sock\"\n",
-            text.replace(sled, &store)
-        );
+        let mut text = text.replace(sled, &store);
+        // The admin socket goes into init's own [admin] table when it wrote one.
+        let socket = format!("socket = \"admin-{name}.sock\"\n");
+        if text.contains("\n[admin]\n") {
+            text = text.replacen("\n[admin]\n", &format!("\n[admin]\n{socket}"), 1);
+        } else {
+            text.push_str(&format!("\n[admin]\n{socket}"));
+        }
+        text.push_str(&format!("\n[audit]\npath = \"audit-{name}.log\"\n"));
         let path = self.dir.join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
         path
