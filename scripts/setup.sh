@@ -28,6 +28,8 @@ for d in /usr/lib/postgresql/*/bin; do
     [[ -x "$d/initdb" ]] && pg_found=1
 done
 ((pg_found)) || need_apt+=(postgresql)
+# promtool checks and unit-tests the alert rules (docs/alerts.yml, docs/alerts.test.yml).
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     sudo_cmd=()

@@ -24,6 +24,10 @@ python3 scripts/gen-spec-tables.py --check
 step "cargo test (unit, integration, property, doc)"
 cargo test --workspace --locked
 
+step "alert rules: promtool check and unit tests (docs/alerts.yml, docs/alerts.test.yml)"
+promtool check rules docs/alerts.yml
+promtool test rules docs/alerts.test.yml
+
 step "interoperability: PyKMIP 0.11.0 and libmongocrypt against a fresh kmipd (conformance/python)"
 scripts/python-env.sh
 .venv-interop/bin/pytest conformance/python

@@ -13,7 +13,8 @@ use kmipd_ops::IncidentKind;
 use kmipd_store::{PgStore, SledStore};
 
 use crate::storage::DurableStore;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+
+/// Most identities with a series of their own in `kmipd_permission_denied_total` (bounded
+/// label cardinality); later ones are counted under `identity="(other)"`.
+pub(crate) const MAX_IDENTITIES: usize = 1000;
 
 /// The server's counters. Shared (`Arc`) between connections and the metrics listener.
 #[derive(Debug, Default)]
@@ -38,11 +43,27 @@ pub struct Metrics {
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// Established TLS connections by library, version and suite.
     tls_connections: Mutex<BTreeMap<(&'static str, String, String), u64>>,
+    /// Batch items answered Permission Denied, by identity (at most [`MAX_IDENTITIES`]
+    /// identities, then `(other)`).
+    denied: Mutex<BTreeMap<String, u64>>,
     /// Incidents (`kmipd_ops::incident`) by kind.
     internal_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// The durable store, for its gauges and counters (none with the memory backend). Weak:
     /// the metrics do not keep a closing store open.
     store: OnceLock<Watched>,
+    /// The audit log's poisoned flag (`AuditLog::poisoned_flag`).
+    audit_poisoned: OnceLock<Arc<AtomicBool>>,
+    /// `[tls]`'s certificate files (role, path) and CRL files, read at each scrape.
+    tls_files: OnceLock<TlsFiles>,
+}
+
+/// The files behind the certificate expiry gauges.
+#[derive(Debug, Default)]
+struct TlsFiles {
+    /// (role label, PEM file): `server_ecdsa`, `server_rsa` (the leaf, first in the chain),
+    /// `client_ca` (the earliest not-after of the bundle).
+    certificates: Vec<(&'static str, PathBuf)>,
+    crls: Vec<PathBuf>,
 }
 
 impl Metrics {
@@ -94,6 +115,18 @@ impl Metrics {
         }
     }
 
+    /// A batch item of `identity` was answered Permission Denied.
+    pub(crate) fn denied(&self, identity: &str) {
+        if let Ok(mut m) = self.denied.lock() {
+            let key = if m.contains_key(identity) || m.len() < MAX_IDENTITIES {
+                identity
+            } else {
+                "(other)"
+            };
+            *m.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+
     /// A connection or request was refused by a limit (`reason` is a fixed label).
     pub(crate) fn refused(&self, reason: &'static str) {
         if let Ok(mut m) = self.refusals.lock() {
@@ -113,6 +146,28 @@ impl Metrics {
         let _ = self.store.set(match store {
             DurableStore::Sled(s) => Watched::Sled(Arc::downgrade(s)),
             DurableStore::Postgres(s) => Watched::Postgres(Arc::downgrade(s)),
+        });
+    }
+
+    /// Adds the audit log's `kmipd_audit_poisoned` gauge (once; later calls are ignored).
+    pub(crate) fn watch_audit(&self, audit: &crate::audit::AuditLog) {
+        let _ = self.audit_poisoned.set(audit.poisoned_flag());
+    }
+
+    /// Adds the certificate and CRL expiry gauges for `[tls]`'s files (once). The files are
+    /// read at each scrape: after a renewal on disk the gauges show the new files (which
+    /// SIGHUP or `kmipd admin reload` puts in use).
+    pub(crate) fn watch_tls(&self, tls: &crate::config::TlsConfig) {
+        let mut certificates = vec![("client_ca", tls.client_ca.clone())];
+        if let Some(p) = &tls.ecdsa_cert {
+            certificates.push(("server_ecdsa", p.clone()));
+        }
+        if let Some(p) = &tls.rsa_cert {
+            certificates.push(("server_rsa", p.clone()));
+        }
+        let _ = self.tls_files.set(TlsFiles {
+            certificates,
+            crls: tls.crls.clone(),
         });
     }
 
@@ -209,6 +264,21 @@ impl Metrics {
         }
         let _ = writeln!(
             o,
+            "# HELP kmipd_permission_denied_total Batch items answered Permission Denied, by \
+             identity (the first {MAX_IDENTITIES} identities, then (other)).\n\
+             # TYPE kmipd_permission_denied_total counter"
+        );
+        if let Ok(m) = self.denied.lock() {
+            for (identity, n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "kmipd_permission_denied_total{{identity=\"{}\"}} {n}",
+                    escape(identity)
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
             "# HELP kmipd_internal_errors_total Store and internal failures met by requests \
              (answered General Failure; each one logged), by kind.\n\
              # TYPE kmipd_internal_errors_total counter"
@@ -218,6 +288,19 @@ impl Metrics {
                 let n = m.get(kind).copied().unwrap_or(0);
                 let _ = writeln!(o, "kmipd_internal_errors_total{{kind=\"{kind}\"}} {n}");
             }
+        }
+        if let Some(flag) = self.audit_poisoned.get() {
+            let _ = writeln!(
+                o,
+                "# HELP kmipd_audit_poisoned 1 when a failed write or fsync poisoned the audit log \
+                 (every request fails; restart on a healthy disk).\n\
+                 # TYPE kmipd_audit_poisoned gauge\n\
+                 kmipd_audit_poisoned {}",
+                u8::from(flag.load(Ordering::Acquire))
+            );
+        }
+        if let Some(files) = self.tls_files.get() {
+            render_tls_files(&mut o, files);
         }
         match self.store.get() {
             Some(Watched::Sled(s)) => {
@@ -233,6 +316,69 @@ impl Metrics {
             None => {}
         }
         o
+    }
+}
+
+/// `kmipd_certificate_not_after_seconds{certificate,file}` and
+/// `kmipd_crl_next_update_seconds{file}` (Unix times). A file that cannot be read or parsed
+/// has no series (an alert on `absent` or on the series count notices it).
+fn render_tls_files(o: &mut String, files: &TlsFiles) {
+    use x509_parser::prelude::FromDer;
+    let pems = |path: &PathBuf| -> Vec<Vec<u8>> {
+        std::fs::read(path)
+            .map(|bytes| {
+                x509_parser::pem::Pem::iter_from_buffer(&bytes)
+                    .filter_map(Result::ok)
+                    .map(|p| p.contents)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let _ = writeln!(
+        o,
+        "# HELP kmipd_certificate_not_after_seconds When a [tls] certificate expires (Unix time): \
+         the server certificates' leaf, the client CA bundle's earliest.\n\
+         # TYPE kmipd_certificate_not_after_seconds gauge"
+    );
+    for (role, path) in &files.certificates {
+        let ders = pems(path);
+        let not_after = ders.iter().filter_map(|der| {
+            x509_parser::certificate::X509Certificate::from_der(der)
+                .ok()
+                .map(|(_, c)| c.validity().not_after.timestamp())
+        });
+        let value = if *role == "client_ca" {
+            not_after.min()
+        } else {
+            not_after.take(1).next()
+        };
+        if let Some(t) = value {
+            let _ = writeln!(
+                o,
+                "kmipd_certificate_not_after_seconds{{certificate=\"{role}\",file=\"{}\"}} {t}",
+                escape(&path.display().to_string())
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP kmipd_crl_next_update_seconds A [tls] CRL's Next Update (Unix time).\n\
+         # TYPE kmipd_crl_next_update_seconds gauge"
+    );
+    for path in &files.crls {
+        let next = pems(path).iter().find_map(|der| {
+            x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+                .ok()
+                .and_then(|(_, crl)| crl.next_update())
+                .map(|t| t.timestamp())
+        });
+        if let Some(t) = next {
+            let _ = writeln!(
+                o,
+                "kmipd_crl_next_update_seconds{{file=\"{}\"}} {t}",
+                escape(&path.display().to_string())
+            );
+        }
     }
 }
 
@@ -423,6 +569,86 @@ mod tests {
         assert!(t.contains("kmipd_refusals_total{reason=\"max_connections\"} 1"));
         assert!(t.contains("kmipd_internal_errors_total{kind=\"store_corrupt\"} 1\n"));
         assert!(t.contains("kmipd_internal_errors_total{kind=\"internal\"} 0\n"));
+    }
+
+    #[test]
+    fn permission_denied_by_identity_is_bounded() {
+        let m = Metrics::default();
+        m.denied("alice");
+        m.denied("alice");
+        for i in 0..MAX_IDENTITIES {
+            m.denied(&format!("id{i}"));
+        }
+        m.denied("alice");
+        let t = m.render();
+        assert!(
+            t.contains("kmipd_permission_denied_total{identity=\"alice\"} 3\n"),
+            "{t}"
+        );
+        // alice and the first MAX_IDENTITIES - 1 others have their own series; the last one
+        // is counted under (other).
+        assert!(t.contains("kmipd_permission_denied_total{identity=\"(other)\"} 1\n"));
+        let series = t
+            .lines()
+            .filter(|l| l.starts_with("kmipd_permission_denied_total{"))
+            .count();
+        assert_eq!(series, MAX_IDENTITIES + 1);
+    }
+
+    #[test]
+    fn certificate_and_crl_expiry_gauges() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["kmipd".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(params, key);
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2030, 1, 1),
+            next_update: rcgen::date_time_ymd(2030, 2, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        let crl_path = dir.path().join("crl.pem");
+        std::fs::write(&crl_path, crl.pem().unwrap()).unwrap();
+        let m = Metrics::default();
+        let t = m.render();
+        assert!(!t.contains("kmipd_certificate_not_after_seconds"), "{t}");
+        m.tls_files
+            .set(TlsFiles {
+                certificates: vec![
+                    ("client_ca", ca.clone()),
+                    ("server_rsa", dir.path().join("missing.pem")),
+                ],
+                crls: vec![crl_path],
+            })
+            .unwrap();
+        let t = m.render();
+        // 2031-05-17T00:00:00Z and 2030-02-01T00:00:00Z.
+        assert!(
+            t.contains(&format!(
+                "kmipd_certificate_not_after_seconds{{certificate=\"client_ca\",file=\"{}\"}} 1936742400\n",
+                ca.display()
+            )),
+            "{t}"
+        );
+        assert!(
+            !t.contains("server_rsa"),
+            "an unreadable file has no series: {t}"
+        );
+        assert!(t.contains("} 1896134400\n"), "{t}");
+        assert!(t.contains("kmipd_crl_next_update_seconds{file="), "{t}");
     }
 
     #[test]

@@ -1068,3 +1068,66 @@ fn client_enrollment_issue_sign_list_revoke_renew() {
     assert!(audit.contains("client vcenter enrolled: serial"));
     server.stop();
 }
+
+/// The metric names of `docs/alerts.yml`'s `expr:` lines (every `kmipd_*` word).
+fn alert_rule_metrics() -> std::collections::BTreeSet<String> {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/alerts.yml");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("expr:"))
+        .flat_map(|expr| {
+            expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("kmipd_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every metric the alert rules use is exported by a running kmipd (sled store, SoftHSM2
+/// token, the TLS files `kmipd init` makes): each has its `# TYPE` line in a scrape. Also the
+/// gauges added for the rules hold real values: the certificate expiry of the instance's files,
+/// the audit log not poisoned.
+#[test]
+fn alert_rules_use_only_exported_metrics() {
+    let names = alert_rule_metrics();
+    assert!(names.len() >= 9, "{names:?}");
+    let inst = Instance::new(true);
+    let mut config = std::fs::read_to_string(inst.config()).unwrap();
+    config.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(inst.config(), config).unwrap();
+    let server = Served::start(&inst.config(), &[]);
+    server.wait_for_log("metrics on http://", 1);
+    let metrics: SocketAddr = {
+        let log = server.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("metrics on http://"))
+            .unwrap();
+        let rest = line.split("metrics on http://").nth(1).unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    };
+    let text = scrape(metrics);
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for name in &names {
+        assert!(
+            exported.contains(name.as_str()),
+            "docs/alerts.yml uses {name}, which kmipd does not export:\n{text}"
+        );
+    }
+    assert!(text.contains("kmipd_audit_poisoned 0\n"), "{text}");
+    let not_after = text
+        .lines()
+        .filter(|l| l.starts_with("kmipd_certificate_not_after_seconds{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+        .collect::<Vec<_>>();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // The CA and at least one server certificate, all valid now.
+    assert!(not_after.len() >= 2, "{text}");
+    assert!(not_after.iter().all(|t| *t > now), "{not_after:?} {now}");
+    server.stop();
+}

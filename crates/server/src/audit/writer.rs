@@ -81,6 +81,8 @@ struct Written {
 
 struct Inner {
     path: PathBuf,
+    /// Set by the writer or syncer after a failed write or sync (shared with them).
+    poisoned: Arc<AtomicBool>,
     /// To the writer thread; `None` only while dropping.
     jobs: Option<mpsc::Sender<ToWriter>>,
     /// The writer and syncer threads, joined on drop so that the file is closed and every
@@ -140,6 +142,7 @@ impl AuditLog {
         let (jobs, job_rx) = mpsc::channel::<ToWriter>();
         let (written, written_rx) = mpsc::channel::<Written>();
         let poisoned = Arc::new(AtomicBool::new(false));
+        let poisoned_flag = poisoned.clone();
         let writer = Writer {
             path: path.to_owned(),
             file: Arc::new(file),
@@ -165,6 +168,7 @@ impl AuditLog {
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
+                poisoned: poisoned_flag,
                 jobs: Some(jobs),
                 threads: vec![w, s],
             }),
@@ -174,6 +178,12 @@ impl AuditLog {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The flag a failed write or sync sets (every later request then fails): what the
+    /// `kmipd_audit_poisoned` gauge shows. Does not keep the log open.
+    pub fn poisoned_flag(&self) -> Arc<AtomicBool> {
+        self.inner.poisoned.clone()
     }
 
     /// Moves the file aside, to `<file name>.<last record number, 12 digits>` beside it, and

@@ -111,6 +111,9 @@ pub(super) async fn execute(
     let elapsed = started.elapsed();
     for item in &out.items {
         shared.metrics.item(&item.operation, &item.status);
+        if item.reason.as_deref() == Some("PermissionDenied") {
+            shared.metrics.denied(principal.name());
+        }
         // The audit log holds the same facts durably; this line is for debugging.
         debug!(
             operation = %item.operation,

@@ -324,6 +324,8 @@ impl Server {
         if let Some(d) = &watched {
             metrics.watch_store(&d.store);
         }
+        metrics.watch_audit(&audit);
+        metrics.watch_tls(&config.tls);
         let sled = watched.as_ref().and_then(|d| d.sled());
         let incidents = Arc::new(Incidents::new(metrics.clone(), sled));
         drop(watched);
