@@ -1087,7 +1087,7 @@ fn alert_rule_metrics() -> std::collections::BTreeSet<String> {
 /// Every metric the alert rules use is exported by a running kmipd (sled store, SoftHSM2
 /// token, the TLS files `kmipd init` makes): each has its `# TYPE` line in a scrape. Also the
 /// gauges added for the rules hold real values: the certificate expiry of the instance's files,
-/// the audit log not poisoned.
+/// the audit log not poisoned, a Permission Denied counted for the caller.
 #[test]
 fn alert_rules_use_only_exported_metrics() {
     let names = alert_rule_metrics();
@@ -1107,7 +1107,38 @@ fn alert_rules_use_only_exported_metrics() {
         let rest = line.split("metrics on http://").nth(1).unwrap();
         rest.split('/').next().unwrap().parse().unwrap()
     };
+    // The default policy refuses a 3DES key with Permission Denied: counted for the caller.
+    let rt = runtime();
+    let connector = inst.connector("client");
+    rt.block_on(async {
+        use kmipd_proto::attributes::Attribute;
+        use kmipd_proto::enums::{cryptographic_algorithm, object_type, result_reason};
+        use kmipd_proto::tag;
+        use kmipd_ttlv::Value;
+        let mut c = connect(&connector, server.addr).await;
+        let des3 = [
+            Attribute::std(
+                tag::CRYPTOGRAPHIC_ALGORITHM,
+                Value::Enumeration(cryptographic_algorithm::DES3),
+            ),
+            Attribute::std(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(168)),
+        ];
+        let e = c
+            .create(object_type::SYMMETRIC_KEY, &des3)
+            .await
+            .unwrap_err();
+        assert_eq!(e.result_reason(), Some(result_reason::PERMISSION_DENIED));
+    });
     let text = scrape(metrics);
+    let denied: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("kmipd_permission_denied_total{"))
+        .collect();
+    assert_eq!(denied.len(), 1, "{text}");
+    assert!(
+        denied[0].contains("client") && denied[0].ends_with("} 1"),
+        "{denied:?}"
+    );
     let exported: std::collections::BTreeSet<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
