@@ -582,8 +582,9 @@ pub struct StoreConfig {
     /// PostgreSQL only: the longest one connection attempt may take (per host), in ms.
     #[serde(default = "d_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// PostgreSQL only: the longest one store operation of a request may take, waits for a
-    /// connection and retries (a failover) included, in ms; past it the request fails.
+    /// PostgreSQL only: the longest a request's store work may take, counted from the
+    /// request's arrival, and the longest any one store operation may take (waits for a
+    /// connection and retries after a failover included), in ms; past it the request fails.
     #[serde(default = "d_deadline_ms")]
     pub deadline_ms: u64,
 }

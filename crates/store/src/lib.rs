@@ -19,6 +19,7 @@
 //! blocking thread pool; an async server commits with [`ObjectStore::commit_then`] and awaits
 //! its completion (for `SledStore` it never waits for I/O).
 
+pub mod deadline;
 mod kek;
 mod memory;
 mod postgres;

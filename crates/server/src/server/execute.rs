@@ -7,7 +7,9 @@
 //! store commit, if any, awaited without holding a thread (`Engine::complete_then`), run again
 //! as `kmipd_ops::Retry` says when it meets a concurrent change, if the store's reads wait on
 //! nothing but this process (`Engine::store_reads_are_local`: sled, memory). Anything else,
-//! and every request with PostgreSQL, runs whole on the blocking pool (`Engine::handle`). Undecodable TTLV with a readable header is answered
+//! and every request with PostgreSQL, runs whole on the blocking pool (`Engine::handle`),
+//! its store work as a whole bounded by `store.deadline_ms` from its arrival
+//! (`kmipd_store::deadline`). Undecodable TTLV with a readable header is answered
 //! Invalid Message; a batch over `limits.max_batch_items` gets an Invalid Message response and
 //! the connection stays open.
 //!
@@ -17,7 +19,7 @@
 //! connection closed) if they cannot be written.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kmipd_ops::{Answer, Engine, Incident, Principal, Retry};
 use kmipd_proto::enums::{result_reason, result_status};
@@ -86,8 +88,13 @@ pub(super) async fn execute(
         }
         decoded => {
             let (engine, principal) = (engine.clone(), principal.clone());
+            // `store.deadline_ms` bounds the request's store work as a whole, counted from
+            // its arrival, as well as each store operation (a networked store only).
+            let until = started + Duration::from_millis(shared.config.store.deadline_ms);
             blocking(Box::new(move || {
-                let out = process(&engine, &principal, decoded, max_batch);
+                let out = kmipd_store::deadline::within(until, || {
+                    process(&engine, &principal, decoded, max_batch)
+                });
                 drop(permit);
                 out
             }))

@@ -405,23 +405,28 @@ impl Inner {
 }
 
 /// Runs `attempt` on fresh connections until it succeeds, fails for good, or the deadline
-/// passes; sleeps between attempts without holding a connection. A failed COMMIT is resolved
-/// by asking the database: committed is success, not committed is retried.
+/// passes (the operation's own, or the request's if it ends first: [`crate::deadline`]);
+/// sleeps between attempts without holding a connection. A failed COMMIT is resolved by
+/// asking the database: committed is success, not committed is retried.
 pub(crate) async fn retrying<T, F, Fut>(inner: &Inner, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut(Conn) -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
     T: Default,
 {
-    let until = Instant::now() + inner.deadline;
+    let own = Instant::now() + inner.deadline;
+    let request = REQUEST_UNTIL.try_with(|u| *u).ok();
+    let (until, bound) = match request {
+        Some(r) if r < own => (r, String::from("the request's deadline")),
+        _ => (own, format!("{:?}", inner.deadline)),
+    };
     let mut backoff = Duration::from_millis(20);
     let mut last = String::from("deadline exceeded before the first attempt");
     loop {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(backend(format!(
-                "database operation did not succeed within {:?}: {last}",
-                inner.deadline
+                "database operation did not succeed within {bound}: {last}"
             )));
         }
         let result = tokio::time::timeout(left, async {
@@ -447,14 +452,28 @@ where
             }
             Err(_) => {
                 return Err(backend(format!(
-                    "database operation did not finish within {:?} (last error: {last})",
-                    inner.deadline
+                    "database operation did not finish within {bound} (last error: {last})"
                 )));
             }
         }
         let pause = backoff.min(until.saturating_duration_since(Instant::now()));
         tokio::time::sleep(pause).await;
         backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+tokio::task_local! {
+    /// The end of the request an operation runs for ([`crate::deadline::within`] on the
+    /// calling thread), carried onto the store's runtime by [`PgStore::run`] and
+    /// [`PgStore::commit_then`].
+    static REQUEST_UNTIL: Instant;
+}
+
+/// `fut` with the calling thread's request deadline, if any, visible to [`retrying`].
+async fn with_request_deadline<T>(request: Option<Instant>, fut: impl Future<Output = T>) -> T {
+    match request {
+        Some(until) => REQUEST_UNTIL.scope(until, fut).await,
+        None => fut.await,
     }
 }
 
@@ -717,7 +736,7 @@ impl PgStore {
             .as_ref()
             .ok_or_else(|| backend("the store is closed"))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let fut = f(self.inner.clone());
+        let fut = with_request_deadline(crate::deadline::current(), f(self.inner.clone()));
         let limit = self.inner.deadline + Duration::from_secs(10);
         rt.spawn(async move {
             let r = match tokio::time::timeout(limit, fut).await {
@@ -930,11 +949,13 @@ impl ObjectStore for PgStore {
         };
         let inner = self.inner.clone();
         let limit = self.inner.deadline + Duration::from_secs(10);
+        let request = crate::deadline::current();
         rt.spawn(async move {
             let r = if changes.is_empty() {
                 Ok(())
             } else {
-                match tokio::time::timeout(limit, commit::commit(&inner, changes)).await {
+                let commit = with_request_deadline(request, commit::commit(&inner, changes));
+                match tokio::time::timeout(limit, commit).await {
                     Ok(r) => r,
                     Err(_) => Err(backend(format!(
                         "commit did not finish within {limit:?}; its outcome is unknown"

@@ -954,3 +954,44 @@ fn the_object_count_is_kept_for_its_age() {
     assert_eq!(s.object_count(long).unwrap(), 1);
     assert_eq!(s.stored_objects().unwrap(), 1);
 }
+
+/// A request's deadline (`crate::deadline::within`) bounds every store operation the request
+/// starts, reads and commits alike, ahead of the operation's own deadline: once it has passed
+/// the operation fails naming it and stores nothing; with time left, or outside any request,
+/// the same operations succeed.
+#[test]
+fn a_request_deadline_bounds_every_operation_of_the_request() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let seq = s.next_sequence().unwrap();
+    s.commit(vec![Change::Put(obj("R", seq, b"bytes"))])
+        .unwrap();
+    let passed = std::time::Instant::now();
+    let read = crate::deadline::within(passed, || s.get("R"));
+    let e = read.unwrap_err().to_string();
+    assert!(e.contains("the request's deadline"), "{e}");
+    let write = crate::deadline::within(passed, || {
+        s.commit(vec![Change::Put(obj("W", seq + 1, b"never"))])
+    });
+    let e = write.unwrap_err().to_string();
+    assert!(e.contains("the request's deadline"), "{e}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    crate::deadline::within(passed, || {
+        s.commit_then(
+            vec![Change::Put(obj("W", seq + 1, b"never"))],
+            Box::new(move |r| tx.send(r).unwrap()),
+        );
+    });
+    let e = rx.recv().unwrap().unwrap_err().to_string();
+    assert!(e.contains("the request's deadline"), "{e}");
+    assert!(s.get("W").unwrap().is_none(), "nothing of a refused commit");
+    // With time left the same request works, and outside any request too.
+    let later = std::time::Instant::now() + Duration::from_secs(60);
+    let got = crate::deadline::within(later, || s.get("R")).unwrap();
+    assert_eq!(got, Some(obj("R", seq, b"bytes")));
+    crate::deadline::within(later, || {
+        s.commit(vec![Change::Put(obj("W", seq + 1, b"stored"))])
+    })
+    .unwrap();
+    assert_eq!(s.get("W").unwrap(), Some(obj("W", seq + 1, b"stored")));
+}
