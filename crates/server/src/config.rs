@@ -669,6 +669,9 @@ pub struct AuditConfig {
     /// The hash-chained audit log file (created when absent; one record per batch item).
     #[serde(default = "d_audit_path")]
     pub path: PathBuf,
+    /// `[audit.forward]`: also send the records to a collector (off when absent).
+    #[serde(default)]
+    pub forward: Option<ForwardConfig>,
 }
 
 fn d_audit_path() -> PathBuf {
@@ -679,8 +682,47 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             path: d_audit_path(),
+            forward: None,
         }
     }
+}
+
+/// `[audit.forward]`: where the audit records are forwarded ([`crate::audit::forward`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// What each record is sent as.
+    #[serde(default)]
+    pub format: ForwardFormat,
+    /// `tcp:HOST:PORT` or `unix:/path/to/socket` (a stream socket).
+    pub address: String,
+    /// The file keeping the last record the collector took (default: the audit log's path
+    /// with `.forward` appended).
+    #[serde(default)]
+    pub state: Option<PathBuf>,
+    /// Most records read from the log and held in memory at once (one write to the socket).
+    #[serde(default = "d_forward_batch")]
+    pub batch: usize,
+    /// Longest wait between two attempts while the collector is unreachable.
+    #[serde(default = "d_forward_retry_max", with = "duration")]
+    pub retry_max: Duration,
+}
+
+fn d_forward_batch() -> usize {
+    512
+}
+
+fn d_forward_retry_max() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `audit.forward.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardFormat {
+    /// Each record's line from the file, hash included, newline-terminated.
+    #[default]
+    JsonLines,
 }
 
 /// `[admin]`: the local administration socket that `kmipd admin` connects to (see
@@ -807,6 +849,9 @@ impl Config {
             fix(p);
         }
         fix(&mut self.audit.path);
+        if let Some(p) = self.audit.forward.as_mut().and_then(|f| f.state.as_mut()) {
+            fix(p);
+        }
         fix(&mut self.admin.socket);
         if let Some(p) = self.admin.client_crl.as_mut() {
             fix(p);

@@ -53,6 +53,8 @@ pub struct Metrics {
     store: OnceLock<Watched>,
     /// The audit log's poisoned flag (`AuditLog::poisoned_flag`).
     audit_poisoned: OnceLock<Arc<AtomicBool>>,
+    /// The audit forwarder's figures (`[audit.forward]`).
+    audit_forward: OnceLock<Arc<crate::audit::forward::ForwardStatus>>,
     /// `[tls]`'s certificate files (role, path) and CRL files, read at each scrape.
     tls_files: OnceLock<TlsFiles>,
 }
@@ -152,6 +154,11 @@ impl Metrics {
     /// Adds the audit log's `kmipd_audit_poisoned` gauge (once; later calls are ignored).
     pub(crate) fn watch_audit(&self, audit: &crate::audit::AuditLog) {
         let _ = self.audit_poisoned.set(audit.poisoned_flag());
+    }
+
+    /// Adds the `kmipd_audit_forward_*` series (once; later calls are ignored).
+    pub(crate) fn watch_forward(&self, status: Arc<crate::audit::forward::ForwardStatus>) {
+        let _ = self.audit_forward.set(status);
     }
 
     /// Adds the certificate and CRL expiry gauges for `[tls]`'s files (once). The files are
@@ -297,6 +304,30 @@ impl Metrics {
                  # TYPE kmipd_audit_poisoned gauge\n\
                  kmipd_audit_poisoned {}",
                 u8::from(flag.load(Ordering::Acquire))
+            );
+        }
+        if let Some(f) = self.audit_forward.get() {
+            let _ = writeln!(
+                o,
+                "# HELP kmipd_audit_forward_backlog Audit records durable in the file and not yet \
+                 sent to the collector ([audit.forward]).\n\
+                 # TYPE kmipd_audit_forward_backlog gauge\n\
+                 kmipd_audit_forward_backlog {}\n\
+                 # HELP kmipd_audit_forward_failures_total Failed attempts to forward audit records \
+                 (connect, send, saving the position).\n\
+                 # TYPE kmipd_audit_forward_failures_total counter\n\
+                 kmipd_audit_forward_failures_total {}\n\
+                 # HELP kmipd_audit_forward_last_success_seconds Unix time of the last batch of audit \
+                 records sent (0: none yet).\n\
+                 # TYPE kmipd_audit_forward_last_success_seconds gauge\n\
+                 kmipd_audit_forward_last_success_seconds {}\n\
+                 # HELP kmipd_audit_forward_acknowledged The last audit record sent to the collector.\n\
+                 # TYPE kmipd_audit_forward_acknowledged gauge\n\
+                 kmipd_audit_forward_acknowledged {}",
+                f.backlog.load(Ordering::Relaxed),
+                f.failures.load(Ordering::Relaxed),
+                f.last_success.load(Ordering::Relaxed),
+                f.acknowledged.load(Ordering::Relaxed),
             );
         }
         if let Some(files) = self.tls_files.get() {

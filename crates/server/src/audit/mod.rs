@@ -9,11 +9,14 @@
 //!   commit; the reply waits for `fdatasync`), file permissions, crash recovery and rotation.
 //! - `audit/verify.rs`: checking a chain, within a file or across rotated files
 //!   ([`Verifier`]), and what each kind of tampering is reported as.
+//! - `audit/forward.rs`: sending the records on to a collector (`[audit.forward]`), from the
+//!   file, resuming after a restart ([`forward`]).
 //! - `audit/search.rs`: finding records across files while checking their chain
 //!   ([`search`], [`Filter`]; `kmipd audit search`).
 
 use std::path::{Path, PathBuf};
 
+pub mod forward;
 mod record;
 mod search;
 mod summary;

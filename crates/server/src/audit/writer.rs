@@ -28,7 +28,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
@@ -76,6 +76,8 @@ struct Job {
 struct Written {
     /// The file they were written to (a rotation may have replaced the writer's since).
     file: Arc<File>,
+    /// The number of the last record written.
+    last_seq: u64,
     done: Vec<oneshot::Sender<Result<(), AuditError>>>,
 }
 
@@ -83,6 +85,8 @@ struct Inner {
     path: PathBuf,
     /// Set by the writer or syncer after a failed write or sync (shared with them).
     poisoned: Arc<AtomicBool>,
+    /// The number of the last record known durable (set by the syncer after each sync).
+    durable: Arc<AtomicU64>,
     /// To the writer thread; `None` only while dropping.
     jobs: Option<mpsc::Sender<ToWriter>>,
     /// The writer and syncer threads, joined on drop so that the file is closed and every
@@ -139,6 +143,8 @@ impl AuditLog {
         }
         // The file's directory entry must survive a crash too.
         sync_parent(path);
+        let durable = Arc::new(AtomicU64::new(seq));
+        let durable_synced = durable.clone();
         let (jobs, job_rx) = mpsc::channel::<ToWriter>();
         let (written, written_rx) = mpsc::channel::<Written>();
         let poisoned = Arc::new(AtomicBool::new(false));
@@ -163,12 +169,13 @@ impl AuditLog {
         let sync_path = path.to_owned();
         let s = spawn(
             "kmipd-audit-sync",
-            Box::new(move || sync_loop(&sync_path, &written_rx, &poisoned)),
+            Box::new(move || sync_loop(&sync_path, &written_rx, &poisoned, &durable_synced)),
         )?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 poisoned: poisoned_flag,
+                durable,
                 jobs: Some(jobs),
                 threads: vec![w, s],
             }),
@@ -184,6 +191,12 @@ impl AuditLog {
     /// `kmipd_audit_poisoned` gauge shows. Does not keep the log open.
     pub fn poisoned_flag(&self) -> Arc<AtomicBool> {
         self.inner.poisoned.clone()
+    }
+
+    /// The number of the last record on disk (synced): the forwarder
+    /// ([`super::forward`]) sends records up to it, never one a crash could still take back.
+    pub fn durable_seq(&self) -> Arc<AtomicU64> {
+        self.inner.durable.clone()
     }
 
     /// Moves the file aside, to `<file name>.<last record number, 12 digits>` beside it, and
@@ -372,6 +385,7 @@ impl Writer {
         (self.seq, self.last_hash) = (seq, prev);
         let w = Written {
             file: self.file.clone(),
+            last_seq: self.seq,
             done,
         };
         if let Err(mpsc::SendError(w)) = written.send(w) {
@@ -508,7 +522,12 @@ fn render_job(
 
 /// The syncer thread: one `fdatasync` (per file: two around a rotation) covers everything
 /// written before it started, then every request it covered is answered.
-fn sync_loop(path: &Path, written: &mpsc::Receiver<Written>, poisoned: &AtomicBool) {
+fn sync_loop(
+    path: &Path,
+    written: &mpsc::Receiver<Written>,
+    poisoned: &AtomicBool,
+    durable: &AtomicU64,
+) {
     while let Ok(first) = written.recv() {
         let mut batch = vec![first];
         while let Ok(w) = written.try_recv() {
@@ -527,6 +546,8 @@ fn sync_loop(path: &Path, written: &mpsc::Receiver<Written>, poisoned: &AtomicBo
         };
         if synced.is_err() {
             poisoned.store(true, Ordering::Release);
+        } else if let Some(last) = batch.iter().map(|w| w.last_seq).max() {
+            durable.fetch_max(last, Ordering::AcqRel);
         }
         for d in batch.into_iter().flat_map(|w| w.done) {
             let r = match &synced {

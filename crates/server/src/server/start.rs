@@ -325,6 +325,17 @@ impl Server {
             metrics.watch_store(&d.store);
         }
         metrics.watch_audit(&audit);
+        let forwarder = match &config.audit.forward {
+            Some(f) => {
+                let status = Arc::new(crate::audit::forward::ForwardStatus::default());
+                metrics.watch_forward(status.clone());
+                Some(
+                    crate::audit::forward::start(f, &audit, status, stop.clone())
+                        .map_err(|e| StartError::Other(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         metrics.watch_tls(&config.tls);
         let sled = watched.as_ref().and_then(|d| d.sled());
         let incidents = Arc::new(Incidents::new(metrics.clone(), sled));
@@ -394,6 +405,10 @@ impl Server {
             // server counts as stopped.
             if let Some(t) = admin_task {
                 let _ = tokio::time::timeout(grace, t).await;
+            }
+            // The forwarder stops at its next look at the token (within 100 ms, or one write).
+            if let Some(f) = forwarder {
+                let _ = tokio::task::spawn_blocking(move || f.join()).await;
             }
         });
         Ok(ServerHandle {

@@ -1,0 +1,221 @@
+//! Audit forwarding (`[audit.forward]`, `kmipd::audit::forward`): an in-process kmipd sends
+//! its audit records to a test collector on 127.0.0.1 port 0. Every record arrives, in order,
+//! as the line in the file; with the collector down for a while nothing is lost (the backlog
+//! and failure metrics move, and drain after); a restart resumes after the last record sent,
+//! without sending any twice (a clean stop).
+//!
+//! Every wait is bounded; no assertion is about speed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kmipd::config::{Config, ForwardConfig, ForwardFormat};
+use kmipd::{InitOptions, Instance, Server, ServerHandle};
+use kmipd_client::{Client, Connector, TlsOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
+}
+
+fn audit_path(inst: &Instance) -> PathBuf {
+    let p = inst.config().unwrap().audit.path;
+    if p.is_absolute() { p } else { inst.dir.join(p) }
+}
+
+fn config(inst: &Instance, collector: SocketAddr) -> Config {
+    let mut c = inst.config().unwrap();
+    c.audit.forward = Some(ForwardConfig {
+        format: ForwardFormat::JsonLines,
+        address: format!("tcp:{collector}"),
+        state: None,
+        batch: 512,
+        retry_max: Duration::from_millis(200),
+    });
+    c
+}
+
+async fn start(config: Config) -> ServerHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    bounded("start", Server::new(config).listener(listener).start())
+        .await
+        .unwrap()
+}
+
+async fn connect(c: &Connector, addr: SocketAddr) -> Client {
+    let mut client = bounded("connect", c.connect(addr)).await.unwrap();
+    bounded("query", client.query()).await.unwrap();
+    client
+}
+
+/// The audit file's lines (every record of answered requests is in it).
+fn file_lines(inst: &Instance) -> Vec<String> {
+    std::fs::read_to_string(audit_path(inst))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads lines from the forwarder's connection until `want` lines were received in all.
+async fn collect(
+    lines: &mut tokio::io::Lines<BufReader<TcpStream>>,
+    got: &mut Vec<String>,
+    want: usize,
+) {
+    while got.len() < want {
+        match bounded("a forwarded line", lines.next_line())
+            .await
+            .unwrap()
+        {
+            Some(l) => got.push(l),
+            None => panic!("the forwarder closed after {} of {want} lines", got.len()),
+        }
+    }
+}
+
+fn metric(server: &ServerHandle, name: &str) -> u64 {
+    let text = server.metrics().render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not exported"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arrive_in_order_survive_an_outage_and_resume_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = kmipd::init_instance_with(
+        &tmp.path().join("kmipd"),
+        &InitOptions {
+            hsm: false,
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    let connector = Connector::new(
+        &std::fs::read(inst.cert("ca")).unwrap(),
+        &std::fs::read(inst.cert("client")).unwrap(),
+        &std::fs::read(inst.key("client")).unwrap(),
+        TlsOptions {
+            timeout: Duration::from_secs(15),
+            ..TlsOptions::default()
+        },
+    )
+    .unwrap();
+    let collector = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_addr = collector.local_addr().unwrap();
+    let server = start(config(&inst, collector_addr)).await;
+    let mut c = connect(&connector, server.local_addr()).await;
+    for _ in 0..5 {
+        c.create_aes(128, None).await.unwrap();
+    }
+
+    // 1. Every record arrives, in order, exactly as the line in the file.
+    let (stream, _) = bounded("forwarder connects", collector.accept())
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let mut got = Vec::new();
+    let want = file_lines(&inst);
+    assert!(want.len() >= 6, "a Query and five Creates were audited");
+    collect(&mut lines, &mut got, want.len()).await;
+    assert_eq!(got, want);
+
+    // 2. The collector goes away; requests go on and are answered (forwarding never blocks
+    //    them); the backlog and the failures show it.
+    drop(lines);
+    drop(collector);
+    for _ in 0..5 {
+        c.create_aes(128, None).await.unwrap();
+    }
+    let mut saw_backlog = false;
+    for _ in 0..300 {
+        if metric(&server, "kmipd_audit_forward_backlog") > 0
+            && metric(&server, "kmipd_audit_forward_failures_total") > 0
+        {
+            saw_backlog = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        saw_backlog,
+        "backlog and failures shown while the collector is down"
+    );
+    // Back up on the same port: what was missed arrives, nothing twice, and the backlog
+    // drains.
+    let collector = TcpListener::bind(collector_addr).await.unwrap();
+    let (stream, _) = bounded("forwarder reconnects", collector.accept())
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let want = file_lines(&inst);
+    collect(&mut lines, &mut got, want.len()).await;
+    assert_eq!(got, want, "nothing lost or repeated across the outage");
+    let mut drained = false;
+    for _ in 0..300 {
+        if metric(&server, "kmipd_audit_forward_backlog") == 0 {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(drained, "the backlog drains once the collector is back");
+    assert!(metric(&server, "kmipd_audit_forward_last_success_seconds") > 0);
+
+    // 3. A clean restart resumes after the last record sent: the new connection carries the
+    //    new records only.
+    drop(c);
+    bounded("stop", server.stop()).await;
+    let sent = want.len();
+    let state =
+        std::fs::read_to_string(format!("{}.forward", audit_path(&inst).display())).unwrap();
+    assert!(
+        state.starts_with(&format!("{sent} ")),
+        "state file names the last record sent: {state}"
+    );
+    // The old connection ends with the old server.
+    assert!(
+        bounded("old connection ends", lines.next_line())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let server = start(config(&inst, collector_addr)).await;
+    let mut c = connect(&connector, server.local_addr()).await;
+    for _ in 0..3 {
+        c.create_aes(128, None).await.unwrap();
+    }
+    let (stream, _) = bounded("forwarder connects after restart", collector.accept())
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let want = file_lines(&inst);
+    let mut after = Vec::new();
+    collect(&mut lines, &mut after, want.len() - sent).await;
+    assert_eq!(after, want[sent..], "exactly the records after the restart");
+    assert!(after[0].starts_with(&format!("{{\"seq\":{},", sent + 1)));
+    drop(c);
+    bounded("stop", server.stop()).await;
+    assert!(
+        bounded("connection ends", lines.next_line())
+            .await
+            .unwrap()
+            .is_none(),
+        "no record sent twice"
+    );
+}
