@@ -753,6 +753,7 @@ pub(crate) mod testing {
             config: &config,
             policy: &config.policy,
             operation: 0,
+            kept: Vec::new(),
         };
         f(&mut ctx)
     }

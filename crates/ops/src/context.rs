@@ -188,6 +188,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) policy: &'a crate::policy::Policy,
     /// The Operation of the batch item being run (what a grantee must have been granted).
     pub(crate) operation: u32,
+    /// Objects a refused item still changes (a dual control request or approval, `dual.rs`):
+    /// the engine stores them through the item's rollback.
+    pub(crate) kept: Vec<ManagedObject>,
 }
 
 impl Ctx<'_> {
@@ -211,6 +214,11 @@ impl Ctx<'_> {
     /// True when the caller may perform the current operation on the object.
     pub(crate) fn may(&self, object: &ManagedObject) -> bool {
         self.principal.may(object, self.operation)
+    }
+
+    /// Keeps `object` (as changed by a refusal) through the current item's rollback.
+    pub(crate) fn keep(&mut self, object: ManagedObject) {
+        self.kept.push(object);
     }
 
     /// Records `uid` as the ID Placeholder and as this batch's latest identifier.

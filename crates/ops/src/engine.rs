@@ -499,7 +499,9 @@ impl Engine {
             uid_by_kind: Vec::new(),
             config: &self.config,
             operation: 0,
+            kept: Vec::new(),
         };
+        let mut kept: Vec<ManagedObject> = Vec::new();
         let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());
         let mut incidents = Vec::new();
         let mut failed = false;
@@ -520,6 +522,11 @@ impl Engine {
                 }),
                 Err(err) => {
                     ctx.tx.rollback_to(sp);
+                    // What the refusal records (dual control) survives its rollback.
+                    for o in ctx.kept.drain(..) {
+                        kept.push(o.clone());
+                        ctx.tx.put(o);
+                    }
                     answers.push(failure(version, item, &err));
                     incidents.extend(Incident::of(&err, item.operation(), item.object()));
                     if option == bec::CONTINUE {
@@ -535,6 +542,9 @@ impl Engine {
             // stays (Operation Undone is not a failure, so the payload remains, as the 3.0
             // BL-M-2 case shows); the failed item keeps its failure.
             ctx.tx.rollback_all();
+            for o in kept {
+                ctx.tx.put(o);
+            }
             let last = answers.len().saturating_sub(1);
             for a in answers.iter_mut().take(last) {
                 a.result_status = result_status::OPERATION_UNDONE;
@@ -599,6 +609,34 @@ impl Engine {
             let removed = crate::access::remove_grant(object, grantee, operations);
             (removed, removed)
         })
+    }
+
+    /// Marks object `uid` as needing dual control (`dual.rs`); true when it was not marked.
+    /// Administrators only (anyone else: [`Error::NotFound`]).
+    pub fn set_dual_control(&self, who: &Principal, uid: &str) -> Result<bool, Error> {
+        if !who.is_admin() {
+            return Err(Error::NotFound);
+        }
+        self.edit_owned(who, uid, |object| {
+            let changed = crate::dual::mark(object);
+            (changed, changed)
+        })
+    }
+
+    /// Approves the pending dual control request `id` (`dual.rs`) as `who`, an administrator
+    /// other than its requester. `Ok`: the line for the operator; `Err`: the refusal (an
+    /// expired request is dropped, and refused).
+    pub fn approve_dual(&self, who: &Principal, id: &str) -> Result<String, Error> {
+        let uid = crate::dual::uid_of(id).ok_or(Error::NotFound)?;
+        if !who.is_admin() {
+            return Err(Error::NotFound);
+        }
+        let now = self.config.clock.now();
+        let policy = self.policy();
+        self.edit_owned(who, uid, |object| {
+            crate::dual::approve(who, object, id, now, &policy)
+        })?
+        .map_err(Error::Policy)
     }
 
     /// The grants on object `uid`, for its owner or an administrator.

@@ -17,6 +17,7 @@ mod attrs;
 mod context;
 pub(crate) mod crypto;
 mod dispatch;
+pub mod dual;
 pub mod engine;
 pub mod error;
 pub mod fuzzing;

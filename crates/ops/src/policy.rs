@@ -23,6 +23,10 @@
 //!   (`rotation.rs`); any new object with Rotate Automatic True starts at Rotate Generation 0,
 //!   Rotate Latest True.
 //!
+//! - **Dual control** ([`Policy::dual_control_groups`], [`Policy::dual_control_window`]): the
+//!   objects of these Object Groups need a second administrator's approval for Destroy and
+//!   Get of key material (`dual.rs`).
+//!
 //! The engine's own default ([`Policy::unrestricted`]) has no rule; `kmipd serve` applies its
 //! `[policy]` (`docs/policy.md`), whose default is [`Policy::recommended`].
 
@@ -85,6 +89,11 @@ pub struct Policy {
     /// (Object Type, seconds): new objects of the type without a Rotate Interval get this one
     /// and Rotate Automatic True (`rotation.rs`).
     pub rotate_intervals: Vec<(u32, u32)>,
+    /// Object Groups whose objects need dual control (`dual.rs`).
+    pub dual_control_groups: Vec<String>,
+    /// How long (seconds) a dual control request waits for its approval, and an approval for
+    /// its use; `None`: `dual::DEFAULT_WINDOW`.
+    pub dual_control_window: Option<i64>,
 }
 
 impl Policy {

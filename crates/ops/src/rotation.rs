@@ -157,6 +157,7 @@ impl Engine {
                 config: self.config(),
                 policy: &policy,
                 operation: op::RE_KEY,
+                kept: Vec::new(),
             };
             let old = ctx.load(uid)?;
             if !is_due(&old, now) {

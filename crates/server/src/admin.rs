@@ -100,6 +100,16 @@ pub enum Request {
         /// The object.
         uid: String,
     },
+    /// Approves the pending dual control request `id` ([`kmipd_ops::dual`]) as `local-admin`.
+    Approve {
+        /// The request id (`UID.XXXXXXXX`) the refused request's message named.
+        id: String,
+    },
+    /// Marks object `uid` as needing dual control ([`kmipd_ops::dual`]).
+    DualControl {
+        /// The object.
+        uid: String,
+    },
     /// Moves the audit log aside and continues its chain in a new file
     /// ([`AuditLog::rotate`]).
     RotateAudit,
@@ -172,6 +182,8 @@ impl Request {
             Request::Grant { .. } => "grant",
             Request::RevokeGrant { .. } => "revoke-grant",
             Request::Grants { .. } => "grants",
+            Request::Approve { .. } => "approve",
+            Request::DualControl { .. } => "dual-control",
             Request::RotateAudit => "rotate-audit",
             Request::Reload => "reload",
             Request::ClientImportCa { .. } => "client import-ca",
@@ -187,7 +199,9 @@ impl Request {
         match self {
             Request::Grant { uid, .. }
             | Request::RevokeGrant { uid, .. }
-            | Request::Grants { uid } => Some(uid),
+            | Request::Grants { uid }
+            | Request::DualControl { uid } => Some(uid),
+            Request::Approve { id } => kmipd_ops::dual::uid_of(id),
             _ => None,
         }
     }
@@ -336,6 +350,8 @@ impl Admin {
                     operations,
                 } => self.revoke_grant(uid, identity, operations.as_deref()),
                 Request::Grants { uid } => self.grants(uid),
+                Request::Approve { id } => self.approve(id),
+                Request::DualControl { uid } => self.dual_control(uid),
                 Request::RotateAudit => self.rotate_audit(),
                 Request::Reload => self.reload(),
                 Request::ClientImportCa { cert, key } => self.client_import_ca(cert, key),
@@ -658,6 +674,29 @@ impl Admin {
             format!("revoked {what} on {uid} from {identity}")
         } else {
             format!("nothing to revoke: {identity} held no such grant on {uid}")
+        })
+    }
+
+    fn approve(&self, id: &str) -> Result<String, AdminError> {
+        self.engine
+            .approve_dual(&self.principal, id)
+            .map_err(|e| match e {
+                kmipd_ops::Error::NotFound => {
+                    AdminError::Engine(format!("no pending dual control request {id}"))
+                }
+                e => AdminError::Engine(e.to_string()),
+            })
+    }
+
+    fn dual_control(&self, uid: &str) -> Result<String, AdminError> {
+        let set = self
+            .engine
+            .set_dual_control(&self.principal, uid)
+            .map_err(|e| Self::engine_error(uid, e))?;
+        Ok(if set {
+            format!("{uid} now needs dual control")
+        } else {
+            format!("{uid} already needed dual control")
         })
     }
 

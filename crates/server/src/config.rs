@@ -136,6 +136,13 @@ pub struct PolicyConfig {
     /// Rotate Automatic True.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub rotate_interval: std::collections::BTreeMap<String, String>,
+    /// Object Groups whose objects need dual control ([`kmipd_ops::dual`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dual_control_groups: Vec<String>,
+    /// How long a dual control request waits for approval, and an approval for its use
+    /// (`"1h"`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dual_control_window: Option<String>,
 }
 
 impl Default for PolicyConfig {
@@ -146,6 +153,8 @@ impl Default for PolicyConfig {
             usage_mask: std::collections::BTreeMap::new(),
             crypto_period: std::collections::BTreeMap::new(),
             rotate_interval: std::collections::BTreeMap::new(),
+            dual_control_groups: Vec::new(),
+            dual_control_window: None,
         }
     }
 }
@@ -279,11 +288,28 @@ impl Config {
                 })?;
             rotate_intervals.push((object_type("rotate_interval", t)?, secs));
         }
+        if p.dual_control_groups.iter().any(String::is_empty) {
+            return Err("policy.dual_control_groups: an empty Object Group".to_owned());
+        }
+        let dual_control_window = p
+            .dual_control_window
+            .as_deref()
+            .map(|w| {
+                let d =
+                    duration::parse(w).map_err(|e| format!("policy.dual_control_window: {e}"))?;
+                i64::try_from(d.as_secs())
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| "policy.dual_control_window: must be longer than 0".to_owned())
+            })
+            .transpose()?;
         Ok(Policy {
             allow,
             usage_masks,
             crypto_periods,
             rotate_intervals,
+            dual_control_groups: p.dual_control_groups.clone(),
+            dual_control_window,
         })
     }
 

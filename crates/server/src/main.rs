@@ -135,6 +135,17 @@ enum AdminCommand {
     /// Move the audit log aside (to FILE.<last record number>) and continue its hash chain in
     /// a new file.
     RotateAudit,
+    /// Approves a pending dual control request (the id its refusal named), as local-admin.
+    Approve {
+        /// The request id (`UID.XXXXXXXX`).
+        id: String,
+    },
+    /// Marks an object as needing dual control (Destroy, Get of key material and the mark's
+    /// removal then need a second administrator's approval).
+    DualControl {
+        /// The object's Unique Identifier.
+        uid: String,
+    },
     /// Read the configuration file again and apply [roles] and [policy] (nothing changes if
     /// the file does not load).
     Reload,
@@ -412,6 +423,8 @@ fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitC
         },
         AdminCommand::Grants { uid } => Request::Grants { uid },
         AdminCommand::RotateAudit => Request::RotateAudit,
+        AdminCommand::Approve { id } => Request::Approve { id },
+        AdminCommand::DualControl { uid } => Request::DualControl { uid },
         AdminCommand::Reload => Request::Reload,
         AdminCommand::Client(c) => match client_request(c) {
             Ok(r) => r,

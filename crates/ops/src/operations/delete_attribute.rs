@@ -64,7 +64,21 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         attrs::check_delete(&obj, &name)?;
         return Err(Error::AttributeNotFound);
     }
-    attrs::check_delete(&obj, &name)?;
+    if crate::dual::is_mark(&name) {
+        // The dual control mark: an administrator removes it, with a second one's approval.
+        if !ctx.principal.is_admin() {
+            return Err(Error::PermissionDenied(
+                "only an administrator removes the dual control mark",
+            ));
+        }
+        crate::dual::guard(
+            ctx,
+            &mut obj,
+            kmipd_proto::enums::operation::DELETE_ATTRIBUTE,
+        )?;
+    } else {
+        attrs::check_delete(&obj, &name)?;
+    }
     let (remove, index): (Vec<usize>, usize) = match target {
         Target::Index(i) => (vec![*positions.get(i).ok_or(Error::IndexOutOfBounds)?], i),
         Target::Value(v) => {

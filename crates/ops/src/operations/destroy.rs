@@ -29,6 +29,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ) {
         return Err(Error::Destroyed);
     }
+    // The state allows Destroy (checked on a copy) before dual control records a request.
+    transition_state(&mut obj.clone(), Event::Destroy)?;
+    crate::dual::guard(ctx, &mut obj, kmipd_proto::enums::operation::DESTROY)?;
     transition_state(&mut obj, Event::Destroy)?;
     obj.object = None;
     // The parsed key of Sign / Signature Verify goes with the material (`crypto::key_cache`).

@@ -21,7 +21,17 @@ use crate::objects::{format, wrap};
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
     let r = StructReader::any(payload)?;
     let uid = resolve_uid(ctx, &r)?;
-    let obj = ctx.load(&uid)?;
+    let mut obj = ctx.load(&uid)?;
+    if obj.object.is_none() {
+        return Err(Error::Destroyed);
+    }
+    if crate::dual::guarded(kmipd_proto::enums::operation::GET, &obj) {
+        let before = obj.attributes.clone();
+        crate::dual::guard(ctx, &mut obj, kmipd_proto::enums::operation::GET)?;
+        if obj.attributes != before {
+            ctx.tx.put(obj.clone());
+        }
+    }
     let body = obj.object.as_ref().ok_or(Error::Destroyed)?;
     let wanted_format = r.enumeration(tag::KEY_FORMAT_TYPE)?;
     let compression = r.enumeration(tag::KEY_COMPRESSION_TYPE)?;
