@@ -1162,3 +1162,74 @@ fn alert_rules_use_only_exported_metrics() {
     assert!(not_after.iter().all(|t| *t > now), "{not_after:?} {now}");
     server.stop();
 }
+
+/// Dual control over the wire with the real binary: an object marked through the admin socket
+/// refuses its owner's Get with a request id, `kmipd admin approve ID` (local-admin, a second
+/// identity) approves it, the owner's retry gets the key once; the request, the approval and a
+/// refused second approval are in the audit log.
+#[test]
+fn dual_control_request_approve_retry_over_the_wire() {
+    let inst = Instance::new(false);
+    let cfg = inst.config();
+    let rt = runtime();
+    let server = Served::start(&cfg, &[]);
+    let owner = inst.connector("client");
+    let addr = server.addr;
+    let uid = rt.block_on(async {
+        let mut c = connect(&owner, addr).await;
+        c.create_aes(256, Some("two-person-key")).await.unwrap()
+    });
+    let line = admin_ok(&cfg, &["dual-control", &uid]);
+    assert_eq!(
+        line,
+        format!("kmipd: dual-control: {uid} now needs dual control")
+    );
+    let get = || {
+        rt.block_on(async {
+            let mut c = connect(&owner, addr).await;
+            c.get_key_bytes(&uid).await
+        })
+    };
+    let refused = get().unwrap_err();
+    let kmipd_client::Error::Kmip { message, .. } = &refused else {
+        panic!("not a KMIP failure: {refused}");
+    };
+    let message = message.clone().unwrap_or_default();
+    assert!(
+        message.contains("needs the approval of a second administrator"),
+        "{message}"
+    );
+    let id = message
+        .split_whitespace()
+        .skip_while(|w| *w != "request")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with(&format!("{uid}.")), "{id}");
+    let line = admin_ok(&cfg, &["approve", &id]);
+    assert!(
+        line.contains(&format!("approved dual control request {id}")),
+        "{line}"
+    );
+    let e = admin_err(&cfg, &["approve", &id]);
+    assert!(e.contains("already approved by local-admin"), "{e}");
+    assert_eq!(get().unwrap().len(), 32, "the retry gets the key");
+    assert!(get().is_err(), "the approval is used up");
+    server.stop();
+    let audit = std::fs::read_to_string(inst.dir.join("audit.log")).unwrap();
+    let with_id: Vec<&str> = audit.lines().filter(|l| l.contains(&id)).collect();
+    assert!(
+        with_id.iter().any(|l| l.contains("needs the approval")),
+        "the request is audited: {with_id:?}"
+    );
+    assert!(
+        with_id
+            .iter()
+            .any(|l| l.contains("admin approve") && l.contains("approved dual control")),
+        "the approval is audited: {with_id:?}"
+    );
+    assert!(
+        with_id.iter().any(|l| l.contains("already approved")),
+        "the refusal is audited: {with_id:?}"
+    );
+}
