@@ -27,7 +27,8 @@
 //! certificate is refused at its next handshake without a restart, and TLS sessions issued
 //! before cannot be resumed. For kmipd to use its CRL, the same path must be in `[tls] crls`
 //! (`kmipd init` writes both). A connection the revoked certificate already has open is closed
-//! at its next request ([`Seen`]); an idle one ends at its idle timeout.
+//! at once, idle or not ([`Seen::revoked`]). The CRL is also served for download on the
+//! plain-HTTP listener (`GET /crl`, [`crate::plain_http`]).
 //!
 //! # Last seen
 //!
@@ -76,11 +77,14 @@ pub const DEFAULT_DAYS: u32 = 365;
 const MAX_DAYS: u32 = 3650;
 
 /// Client certificates as the server meets them: when each serial last connected, and the
-/// serials revoked while serving (whose open connections are closed at their next request).
+/// serials revoked while serving (whose open connections are closed at once).
 /// Shared by the connections and the admin socket; in memory only.
 #[derive(Debug, Default)]
 pub struct Seen {
     inner: Mutex<SeenInner>,
+    /// Bumped at each revocation, so that idle connections notice theirs at once
+    /// ([`Seen::revoked`]).
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -112,10 +116,29 @@ impl Seen {
             .and_then(|s| s.last.get(serial).copied())
     }
 
-    /// These serials were revoked.
+    /// These serials were revoked: their open connections close ([`Seen::revoked`]).
     pub fn revoke<'s>(&self, serials: impl IntoIterator<Item = &'s str>) {
         if let Ok(mut s) = self.inner.lock() {
             s.revoked.extend(serials.into_iter().map(str::to_owned));
+        }
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Resolves once `serial` is revoked (never, for a connection without a serial): a
+    /// connection waits for it beside its next request, so an idle connection of a revoked
+    /// client is closed at once, not at its next request or idle timeout.
+    pub async fn revoked(&self, serial: Option<&str>) {
+        let Some(serial) = serial else {
+            return std::future::pending().await;
+        };
+        let mut changes = self.revocations.subscribe();
+        loop {
+            if self.is_revoked(serial) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
     }
 

@@ -33,6 +33,7 @@ mod incidents;
 pub mod init;
 pub mod logging;
 pub(crate) mod metrics;
+mod plain_http;
 pub mod rotation;
 pub(crate) mod server;
 pub mod settings;

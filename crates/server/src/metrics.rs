@@ -1,9 +1,5 @@
-//! Prometheus metrics, kept in atomics and rendered in the text exposition format by a tiny
-//! plain-HTTP/1.1 responder on its own listener (`[metrics]`, loopback by default).
-//!
-//! A hand-written responder instead of an HTTP stack: it answers exactly `GET /metrics`
-//! (404 otherwise), reads at most 8 KiB of request head under a 5 s deadline, and closes the
-//! connection after each answer. Nothing on this listener touches KMIP state.
+//! Prometheus metrics, kept in atomics and rendered in the text exposition format, served by
+//! the plain-HTTP listener ([`crate::plain_http`], `[metrics]`, loopback by default).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,10 +12,6 @@ use crate::storage::DurableStore;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Upper bounds (seconds) of the request latency histogram buckets.
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
@@ -517,59 +509,6 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Serves `GET /metrics` on `listener` until `stop` is cancelled.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    metrics: std::sync::Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let Ok((mut stream, _)) = accepted else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut head = Vec::with_capacity(512);
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    let n = stream.read(&mut buf).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    head.extend_from_slice(buf.get(..n).unwrap_or_default());
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-            let (status, body) = if line.starts_with(b"GET /metrics ") {
-                // Blocking: the PostgreSQL store's figures are a query.
-                match tokio::task::spawn_blocking(move || metrics.render()).await {
-                    Ok(body) => ("200 OK", body),
-                    Err(_) => ("500 Internal Server Error", String::new()),
-                }
-            } else {
-                ("404 Not Found", "not found: try GET /metrics\n".to_owned())
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
 }
 
 #[cfg(test)]

@@ -661,17 +661,50 @@ fn rotate_audit_continues_the_chain_and_verify_checks_the_files_together() {
     assert!(!ok, "{err}");
 }
 
-/// `GET /metrics` on `addr`: the exposition text.
-fn scrape(addr: SocketAddr) -> String {
+/// `METHOD PATH` on the plain-HTTP listener at `addr`: the status line, the whole response
+/// as text (lossy) and its body bytes.
+fn http(addr: SocketAddr, method: &str, path: &str) -> (String, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(BOUND)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let body = out[split + 4..].to_vec();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.lines().next().unwrap().to_owned();
+    (status, text, body)
+}
+
+/// `GET /metrics` on `addr`: the exposition text.
+fn scrape(addr: SocketAddr) -> String {
+    let (status, text, _) = http(addr, "GET", "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{text}");
+    text
+}
+
+/// Adds a metrics listener on a free loopback port to the configuration at `config`.
+fn with_metrics_listener(config: &Path) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(config, text).unwrap();
+}
+
+/// The address of `server`'s metrics listener, from its log.
+fn metrics_addr(server: &Served) -> SocketAddr {
+    server.wait_for_log("metrics on http://", 1);
+    let log = server.log.lock().unwrap();
+    let line = log
+        .iter()
+        .find(|l| l.contains("metrics on http://"))
         .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
-    out
+    let rest = line.split("metrics on http://").nth(1).unwrap();
+    rest.split('/').next().unwrap().parse().unwrap()
 }
 
 /// The value of the sample `series` (name and labels) in a scrape.
@@ -693,9 +726,7 @@ fn sample(text: &str, series: &str) -> u64 {
 fn a_damaged_record_read_by_get_reaches_the_operator_not_the_client() {
     use kmipd_proto::enums::{result_reason, result_status};
     let inst = Instance::new(true);
-    let mut config = std::fs::read_to_string(inst.config()).unwrap();
-    config.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
-    std::fs::write(inst.config(), config).unwrap();
+    with_metrics_listener(&inst.config());
     let connector = inst.connector("client");
     let rt = runtime();
 
@@ -717,16 +748,7 @@ fn a_damaged_record_read_by_get_reaches_the_operator_not_the_client() {
     }
 
     let server = Served::start(&inst.config(), &[]);
-    server.wait_for_log("metrics on http://", 1);
-    let metrics: SocketAddr = {
-        let log = server.log.lock().unwrap();
-        let line = log
-            .iter()
-            .find(|l| l.contains("metrics on http://"))
-            .unwrap();
-        let rest = line.split("metrics on http://").nth(1).unwrap();
-        rest.split('/').next().unwrap().parse().unwrap()
-    };
+    let metrics = metrics_addr(&server);
     const SERIES: &str = "kmipd_internal_errors_total{kind=\"store_corrupt\"}";
     assert_eq!(sample(&scrape(metrics), SERIES), 0);
     assert_eq!(server.log_count(" ERROR "), 0);
@@ -807,9 +829,11 @@ fn client_enrollment_issue_sign_list_revoke_renew() {
     use rustls_pki_types::pem::PemObject;
     let inst = Instance::new(false);
     let cfg = inst.config();
+    with_metrics_listener(&cfg);
     let rt = runtime();
     let server = Served::start(&cfg, &[]);
     let addr = server.addr;
+    let metrics = metrics_addr(&server);
     let work = inst.dir.parent().unwrap().to_path_buf();
     let out = |name: &str| work.join(name);
     let arg = |p: &Path| p.to_str().unwrap().to_owned();
@@ -999,12 +1023,33 @@ fn client_enrollment_issue_sign_list_revoke_renew() {
         line.contains("revoked (key-compromise): array-1 serial"),
         "{line}"
     );
+    // Its idle connection is closed by the server at once, before it sends anything.
+    server.wait_for_log("its client certificate was revoked", 1);
     assert!(!admitted(&rt, &array1, addr), "a revoked client is refused");
     assert!(
         rt.block_on(held.query()).is_err(),
-        "its open connection is closed at its next request"
+        "its open connection was closed"
     );
     assert!(admitted(&rt, &vcenter, addr));
+    // kmipd's CRL is served for download: DER at /crl (listing array-1's serial), PEM at
+    // /crl.pem; other paths and methods are refused.
+    let (status, text, der) = http(metrics, "GET", "/crl");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{text}");
+    assert!(text.contains("application/pkix-crl"), "{text}");
+    let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+    let array1_pem = std::fs::read(o1.join("array-1.pem")).unwrap();
+    let array1_der = rustls_pki_types::CertificateDer::from_pem_slice(&array1_pem).unwrap();
+    let (_, array1_cert) = x509_parser::parse_x509_certificate(&array1_der).unwrap();
+    assert!(
+        crl.iter_revoked_certificates()
+            .any(|r| r.raw_serial() == array1_cert.raw_serial()),
+        "the CRL lists array-1"
+    );
+    let (status, text, pem) = http(metrics, "GET", "/crl.pem");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{text}");
+    assert!(pem.starts_with(b"-----BEGIN X509 CRL-----"), "{text}");
+    assert!(http(metrics, "GET", "/nothing").0.contains(" 404 "));
+    assert!(http(metrics, "POST", "/crl").0.contains(" 405 "));
 
     // Renew vcenter? It made its own key: refused. Renew an issued one instead.
     let e = admin_err(
@@ -1097,16 +1142,7 @@ fn alert_rules_use_only_exported_metrics() {
     config.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     std::fs::write(inst.config(), config).unwrap();
     let server = Served::start(&inst.config(), &[]);
-    server.wait_for_log("metrics on http://", 1);
-    let metrics: SocketAddr = {
-        let log = server.log.lock().unwrap();
-        let line = log
-            .iter()
-            .find(|l| l.contains("metrics on http://"))
-            .unwrap();
-        let rest = line.split("metrics on http://").nth(1).unwrap();
-        rest.split('/').next().unwrap().parse().unwrap()
-    };
+    let metrics = metrics_addr(&server);
     // The default policy refuses a 3DES key with Permission Denied: counted for the caller.
     let rt = runtime();
     let connector = inst.connector("client");

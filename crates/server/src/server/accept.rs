@@ -477,9 +477,23 @@ async fn serve_requests(
     serial: Option<&str>,
     peer: SocketAddr,
 ) -> End {
+    let revoked = shared.seen.revoked(serial);
+    tokio::pin!(revoked);
     loop {
-        let request = match conn.read_request().await {
+        // A revocation closes the connection at once, idle or in the middle of a request.
+        let read = tokio::select! {
+            r = conn.read_request() => r,
+            () = revoked.as_mut() => Err(End::Closed),
+        };
+        let request = match read {
             Ok(r) => r,
+            Err(End::Closed) if serial.is_some_and(|s| shared.seen.is_revoked(s)) => {
+                shared.metrics.refused("client_revoked");
+                warn!(
+                    "connection closed: its client certificate was revoked (kmipd admin client revoke)"
+                );
+                return End::Closed;
+            }
             Err(end) => return end,
         };
         if serial.is_some_and(|s| shared.seen.is_revoked(s)) {

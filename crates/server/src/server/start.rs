@@ -377,7 +377,12 @@ impl Server {
             }));
         }
         if let Some(l) = metrics_listener {
-            tokio::spawn(crate::metrics::serve(l, metrics.clone(), stop.clone()));
+            tokio::spawn(crate::plain_http::serve(
+                l,
+                metrics.clone(),
+                shared.config.admin.client_crl.clone(),
+                stop.clone(),
+            ));
             if let Some(a) = metrics_addr {
                 info!(addr = %a, "metrics on http://{a}/metrics");
             }
