@@ -27,6 +27,9 @@
 //! or an admin command, so each is in the audit log with its result message (request id,
 //! approval, refusal, expiry).
 //!
+//! A Re-Key replacement inherits the mark but none of the requests (an approval is for one
+//! object).
+//!
 //! **Where pending requests live.** On the object itself, as instances of the server-owned
 //! vendor attribute [`REQUEST_ATTRIBUTE`] (`y-kmipd-dual-request`): they reach the store in the
 //! same commit as any change, with the object's revision expected, through the `ObjectStore`
@@ -67,7 +70,9 @@ pub fn is_mark(name: &AttrName) -> bool {
     name.canonical() == custom(MARK_ATTRIBUTE)
 }
 
-fn is_request(name: &AttrName) -> bool {
+/// True when `name` is a stored request (never copied to a Re-Key replacement: an approval
+/// is for one object).
+pub(crate) fn is_request(name: &AttrName) -> bool {
     name.canonical() == custom(REQUEST_ATTRIBUTE)
 }
 

@@ -238,3 +238,24 @@ fn an_administrators_mark_and_its_removal_and_a_second_node() {
     // Unmarked: the client's Get needs nobody.
     ok(&get(&e, &client, &uid));
 }
+
+#[test]
+fn a_replacement_keeps_the_mark_but_not_the_approvals() {
+    let (e, _, _) = setup();
+    let bob = Principal::admin("bob");
+    let client = Principal::new("client");
+    let uid = create(&e, &client, None);
+    e.set_dual_control(&bob, &uid).unwrap();
+    let id = refused(&get(&e, &client, &uid), "needs the approval");
+    e.approve_dual(&bob, &id).unwrap();
+    let it = one(&e, &client, "ReKey", &u(&uid));
+    ok(&it);
+    let new = as_text(field(&it, &[tag::RESPONSE_PAYLOAD, tag::UNIQUE_IDENTIFIER]).unwrap())
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, uid);
+    // The approval was for the old key: the replacement needs its own.
+    let id2 = refused(&get(&e, &client, &new), "needs the approval of a second");
+    assert!(id2.starts_with(&format!("{new}.")), "{id2}");
+    ok(&get(&e, &client, &uid));
+}

@@ -2,7 +2,8 @@
 //! token made by `kmipd init`): KEK and master key rotation while serving, a SIGKILL in the middle
 //! of a KEK rotation and its completion after a restart, an online backup restored into a new
 //! directory and served, and grants through the admin socket as seen by `client2`; a record
-//! damaged on disk and read by Get reaches the operator (log and metrics) and not the client.
+//! damaged on disk and read by Get reaches the operator (log and metrics) and not the client;
+//! dual control: a marked object's Get approved through the admin socket, audited.
 //!
 //! Each server is a child process (SoftHSM2 reads `SOFTHSM2_CONF` once per process, and `kmipd
 //! serve` sets it itself), killed when its handle drops. Every wait is bounded: child processes

@@ -66,6 +66,9 @@ pub(crate) fn replacement_attributes(
         {
             continue;
         }
+        if crate::dual::is_request(&a.name) {
+            continue;
+        }
         attrs.0.push(a.clone());
     }
     // The replacement takes over the Names.
