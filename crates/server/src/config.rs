@@ -749,6 +749,9 @@ pub enum ForwardFormat {
     /// Each record's line from the file, hash included, newline-terminated.
     #[default]
     JsonLines,
+    /// RFC 5424 syslog messages (facility authpriv, app name `kmipd`, MSGID `audit`, the
+    /// record's line as MSG), framed as RFC 6587 non-transparent framing (LF trailer).
+    Syslog,
 }
 
 /// `[admin]`: the local administration socket that `kmipd admin` connects to (see

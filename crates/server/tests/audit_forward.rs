@@ -36,9 +36,13 @@ fn audit_path(inst: &Instance) -> PathBuf {
 }
 
 fn config(inst: &Instance, collector: SocketAddr) -> Config {
+    config_with(inst, collector, ForwardFormat::JsonLines)
+}
+
+fn config_with(inst: &Instance, collector: SocketAddr, format: ForwardFormat) -> Config {
     let mut c = inst.config().unwrap();
     c.audit.forward = Some(ForwardConfig {
-        format: ForwardFormat::JsonLines,
+        format,
         address: format!("tcp:{collector}"),
         state: None,
         batch: 512,
@@ -95,18 +99,19 @@ fn metric(server: &ServerHandle, name: &str) -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_arrive_in_order_survive_an_outage_and_resume_after_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let inst = kmipd::init_instance_with(
+fn instance(tmp: &tempfile::TempDir) -> Instance {
+    kmipd::init_instance_with(
         &tmp.path().join("kmipd"),
         &InitOptions {
             hsm: false,
             ..InitOptions::default()
         },
     )
-    .unwrap();
-    let connector = Connector::new(
+    .unwrap()
+}
+
+fn connector(inst: &Instance) -> Connector {
+    Connector::new(
         &std::fs::read(inst.cert("ca")).unwrap(),
         &std::fs::read(inst.cert("client")).unwrap(),
         &std::fs::read(inst.key("client")).unwrap(),
@@ -115,7 +120,14 @@ async fn records_arrive_in_order_survive_an_outage_and_resume_after_restart() {
             ..TlsOptions::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arrive_in_order_survive_an_outage_and_resume_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&tmp);
+    let connector = connector(&inst);
     let collector = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector_addr = collector.local_addr().unwrap();
     let server = start(config(&inst, collector_addr)).await;
@@ -218,4 +230,66 @@ async fn records_arrive_in_order_survive_an_outage_and_resume_after_restart() {
             .is_none(),
         "no record sent twice"
     );
+}
+
+/// Syslog over TCP: one RFC 5424 message per record, in order: `<PRI>1 TIMESTAMP HOST kmipd
+/// PROCID audit [kmipd@32473 seq=".." hash=".."] LINE`, PRI authpriv (10) with severity
+/// informational (6) for a success and notice (5) for a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tcp_carries_every_record_as_an_rfc5424_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&tmp);
+    let connector = connector(&inst);
+    let collector = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = start(config_with(
+        &inst,
+        collector.local_addr().unwrap(),
+        ForwardFormat::Syslog,
+    ))
+    .await;
+    let mut c = connect(&connector, server.local_addr()).await;
+    c.create_aes(128, None).await.unwrap();
+    // A failure too: a Get of an object that does not exist.
+    assert!(c.get("no-such-object").await.is_err());
+    let (stream, _) = bounded("forwarder connects", collector.accept())
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let want = file_lines(&inst);
+    assert!(want.len() >= 3);
+    let mut got = Vec::new();
+    collect(&mut lines, &mut got, want.len()).await;
+    for (msg, line) in got.iter().zip(&want) {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let pri = if record["status"] == "Success" {
+            86
+        } else {
+            85
+        };
+        let mut f = msg.splitn(7, ' ');
+        assert_eq!(f.next().unwrap(), format!("<{pri}>1"), "{msg}");
+        let ts = f.next().unwrap();
+        assert!(
+            ts.ends_with('Z') && ts.contains('T'),
+            "RFC 3339 time: {msg}"
+        );
+        assert!(!f.next().unwrap().is_empty(), "host name: {msg}");
+        assert_eq!(f.next().unwrap(), "kmipd");
+        assert_eq!(f.next().unwrap(), std::process::id().to_string());
+        assert_eq!(f.next().unwrap(), "audit");
+        let rest = f.next().unwrap();
+        let sd = format!(
+            "[kmipd@32473 seq=\"{}\" hash=\"{}\"] ",
+            record["seq"],
+            record["hash"].as_str().unwrap()
+        );
+        assert_eq!(rest.strip_prefix(&sd), Some(line.as_str()), "{msg}");
+    }
+    assert!(
+        want.iter()
+            .any(|l| l.contains("\"status\":\"OperationFailed\"")),
+        "a failed item was forwarded too"
+    );
+    drop(c);
+    bounded("stop", server.stop()).await;
 }

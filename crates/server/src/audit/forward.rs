@@ -31,6 +31,14 @@
 //! sent). A failure episode logs one warning (its first error) and one line when forwarding
 //! works again (how many attempts failed), not a line per attempt.
 //!
+//! **Formats.** `json-lines`: the record's line from the file. `syslog`: one RFC 5424 message
+//! per record, formatted by the `fasyslog` crate (maintained, small: the RFC 5424 header,
+//! structured-data escaping and time stamp; the `syslog` crate's TCP sender has no timeouts and
+//! `syslog_rfc5424` only parses), with the record's line as MSG. The transport is this
+//! module's own (fasyslog's stream senders have no connect or write timeouts and cannot tell a
+//! closed collector): each message ends with LF, the non-transparent framing of RFC 6587 that
+//! fasyslog's senders use too; a record's JSON never holds a raw LF.
+//!
 //! **Gaps.** A record number that jumps (rotated files moved away before they were sent) is
 //! logged once and forwarding goes on from the record found.
 
@@ -184,6 +192,7 @@ pub fn start(
         stop,
         conn: None,
         acked,
+        syslog: syslog_context(),
     };
     std::thread::Builder::new()
         .name("kmipd-audit-forward".to_owned())
@@ -445,6 +454,35 @@ struct Forwarder {
     stop: CancellationToken,
     conn: Option<Conn>,
     acked: u64,
+    /// The RFC 5424 header fields (host name, app name, process id, facility).
+    syslog: fasyslog::format::SyslogContext,
+}
+
+/// A record as one RFC 5424 message (formatted by `fasyslog`): severity informational for a
+/// success, notice otherwise; MSGID `audit`; structured data `[kmipd@32473 seq=".." hash=".."]`
+/// (32473 is the example enterprise number of RFC 5612); MSG the record's line.
+fn syslog_message(context: &fasyslog::format::SyslogContext, l: &Line) -> String {
+    let severity = if l.text.contains("\"status\":\"Success\"") {
+        fasyslog::Severity::INFORMATIONAL
+    } else {
+        fasyslog::Severity::NOTICE
+    };
+    let mut sd = Vec::new();
+    if let Ok(mut e) = fasyslog::SDElement::new("kmipd@32473")
+        && e.add_param("seq", l.seq.to_string()).is_ok()
+        && e.add_param("hash", l.hash.clone()).is_ok()
+    {
+        sd.push(e);
+    }
+    context
+        .format_rfc5424(severity, Some("audit"), sd, Some(&l.text))
+        .to_string()
+}
+
+fn syslog_context() -> fasyslog::format::SyslogContext {
+    let mut c = fasyslog::format::SyslogContext::new();
+    c.facility(fasyslog::Facility::AUTHPRIV).appname("kmipd");
+    c
 }
 
 impl Forwarder {
@@ -512,11 +550,14 @@ impl Forwarder {
         let mut buf = Vec::new();
         for l in lines {
             match self.format {
-                ForwardFormat::JsonLines => {
-                    buf.extend_from_slice(l.text.as_bytes());
-                    buf.push(b'\n');
+                ForwardFormat::JsonLines => buf.extend_from_slice(l.text.as_bytes()),
+                ForwardFormat::Syslog => {
+                    buf.extend_from_slice(syslog_message(&self.syslog, l).as_bytes())
                 }
             }
+            // JSON lines; for syslog the LF trailer of RFC 6587 non-transparent framing (a
+            // record's JSON never holds a raw newline).
+            buf.push(b'\n');
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err("no connection".to_owned());
