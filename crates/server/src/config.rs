@@ -720,8 +720,15 @@ pub struct ForwardConfig {
     /// What each record is sent as.
     #[serde(default)]
     pub format: ForwardFormat,
-    /// `tcp:HOST:PORT` or `unix:/path/to/socket` (a stream socket).
+    /// `tcp:HOST:PORT`, `tls:HOST:PORT` or `unix:/path/to/socket` (a stream socket).
     pub address: String,
+    /// With `tls:`, the PEM bundle of the CA certificates the collector's certificate must
+    /// chain to (required then).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// With `tls:`, the name the collector's certificate must carry (default: HOST).
+    #[serde(default)]
+    pub server_name: Option<String>,
     /// The file keeping the last record the collector took (default: the audit log's path
     /// with `.forward` appended).
     #[serde(default)]
@@ -878,8 +885,8 @@ impl Config {
             fix(p);
         }
         fix(&mut self.audit.path);
-        if let Some(p) = self.audit.forward.as_mut().and_then(|f| f.state.as_mut()) {
-            fix(p);
+        if let Some(f) = self.audit.forward.as_mut() {
+            f.state.iter_mut().chain(f.ca.iter_mut()).for_each(fix);
         }
         fix(&mut self.admin.socket);
         if let Some(p) = self.admin.client_crl.as_mut() {

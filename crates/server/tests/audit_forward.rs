@@ -44,6 +44,8 @@ fn config_with(inst: &Instance, collector: SocketAddr, format: ForwardFormat) ->
     c.audit.forward = Some(ForwardConfig {
         format,
         address: format!("tcp:{collector}"),
+        ca: None,
+        server_name: None,
         state: None,
         batch: 512,
         retry_max: Duration::from_millis(200),
@@ -290,6 +292,104 @@ async fn syslog_over_tcp_carries_every_record_as_an_rfc5424_message() {
             .any(|l| l.contains("\"status\":\"OperationFailed\"")),
         "a failed item was forwarded too"
     );
+    drop(c);
+    bounded("stop", server.stop()).await;
+}
+
+/// Syslog over TLS: the forwarder verifies the collector's certificate against `ca` and
+/// `server_name`, and every record arrives in order inside an RFC 5424 message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tls_verifies_the_collector_and_carries_every_record() {
+    use rustls_pki_types::pem::PemObject;
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&tmp);
+    let connector = connector(&inst);
+    // The collector presents the instance's server certificate (SAN localhost).
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(inst.cert("server-ec"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(inst.key("server-ec")).unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let collector = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = config_with(
+        &inst,
+        collector.local_addr().unwrap(),
+        ForwardFormat::Syslog,
+    );
+    let forward = config.audit.forward.as_mut().unwrap();
+    forward.address = format!("tls:{}", collector.local_addr().unwrap());
+    forward.ca = Some(inst.cert("ca"));
+    // First a name the certificate does not carry: the forwarder refuses the collector, sends
+    // nothing and counts the failure.
+    forward.server_name = Some("not-the-collector.example".to_owned());
+    let mut good = config.clone();
+    if let Some(f) = good.audit.forward.as_mut() {
+        f.server_name = Some("localhost".to_owned());
+    }
+    let server = start(config).await;
+    let mut c = connect(&connector, server.local_addr()).await;
+    c.create_aes(128, None).await.unwrap();
+    let (stream, _) = bounded("forwarder connects", collector.accept())
+        .await
+        .unwrap();
+    assert!(
+        bounded("handshake", acceptor.accept(stream)).await.is_err(),
+        "the forwarder refuses a collector whose certificate lacks the name"
+    );
+    let mut failed = false;
+    for _ in 0..300 {
+        if metric(&server, "kmipd_audit_forward_failures_total") > 0 {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(failed, "the refused handshake is counted");
+    assert_eq!(metric(&server, "kmipd_audit_forward_acknowledged"), 0);
+    drop(c);
+    bounded("stop", server.stop()).await;
+    // With the right name, after a restart: every record, from the first.
+    let server = start(good).await;
+    let mut c = connect(&connector, server.local_addr()).await;
+    c.create_aes(128, None).await.unwrap();
+    let mut tls = None;
+    for _ in 0..10 {
+        let (stream, _) = bounded("forwarder connects", collector.accept())
+            .await
+            .unwrap();
+        // A retry of the first server may still be queued on the listener: skip it.
+        if let Ok(t) = bounded("handshake", acceptor.accept(stream)).await {
+            tls = Some(t);
+            break;
+        }
+    }
+    let tls = tls.expect("a handshake with the right name succeeds");
+    let mut lines = BufReader::new(tls).lines();
+    let want = file_lines(&inst);
+    assert!(want.len() >= 2);
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        match bounded("a forwarded line", lines.next_line())
+            .await
+            .unwrap()
+        {
+            Some(l) => got.push(l),
+            None => panic!("closed after {} lines", got.len()),
+        }
+    }
+    for (msg, line) in got.iter().zip(&want) {
+        assert!(msg.starts_with("<86>1 "), "{msg}");
+        assert!(msg.ends_with(&format!("] {line}")), "{msg}");
+    }
     drop(c);
     bounded("stop", server.stop()).await;
 }

@@ -36,7 +36,8 @@
 //! structured-data escaping and time stamp; the `syslog` crate's TCP sender has no timeouts and
 //! `syslog_rfc5424` only parses), with the record's line as MSG. The transport is this
 //! module's own (fasyslog's stream senders have no connect or write timeouts and cannot tell a
-//! closed collector): each message ends with LF, the non-transparent framing of RFC 6587 that
+//! closed collector; `tls:` is rustls with the `ca` bundle as the only roots): each message
+//! ends with LF, the non-transparent framing of RFC 6587 that
 //! fasyslog's senders use too; a record's JSON never holds a raw LF.
 //!
 //! **Gaps.** A record number that jumps (rotated files moved away before they were sent) is
@@ -83,9 +84,12 @@ pub struct ForwardStatus {
 /// What went wrong starting the forwarder.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    /// The address is not `tcp:HOST:PORT` or `unix:/path`.
-    #[error("audit.forward.address {0:?}: expected tcp:HOST:PORT or unix:/path")]
+    /// The address is not `tcp:HOST:PORT`, `tls:HOST:PORT` or `unix:/path`.
+    #[error("audit.forward.address {0:?}: expected tcp:HOST:PORT, tls:HOST:PORT or unix:/path")]
     Address(String),
+    /// The TLS settings cannot be used.
+    #[error("audit.forward: {0}")]
+    Tls(String),
     /// The state file exists but cannot be read or parsed.
     #[error("audit forwarding state {path}: {reason}")]
     State {
@@ -103,12 +107,15 @@ pub enum ForwardError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Tcp(String),
+    Tls(String),
     Unix(PathBuf),
 }
 
 fn parse_address(a: &str) -> Result<Target, ForwardError> {
     if let Some(rest) = a.strip_prefix("tcp:").filter(|r| r.contains(':')) {
         Ok(Target::Tcp(rest.to_owned()))
+    } else if let Some(rest) = a.strip_prefix("tls:").filter(|r| r.contains(':')) {
+        Ok(Target::Tls(rest.to_owned()))
     } else if let Some(rest) = a.strip_prefix("unix:").filter(|r| !r.is_empty()) {
         Ok(Target::Unix(PathBuf::from(rest)))
     } else {
@@ -177,6 +184,10 @@ pub fn start(
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, ForwardError> {
     let target = parse_address(&config.address)?;
+    let tls = match &target {
+        Target::Tls(addr) => Some(tls_client(config, addr)?),
+        _ => None,
+    };
     let state = state_path(config, log.path());
     let acked = read_state(&state)?;
     status.acknowledged.store(acked, Ordering::Relaxed);
@@ -192,12 +203,56 @@ pub fn start(
         stop,
         conn: None,
         acked,
+        tls,
         syslog: syslog_context(),
     };
     std::thread::Builder::new()
         .name("kmipd-audit-forward".to_owned())
         .spawn(move || forwarder.run())
         .map_err(ForwardError::Thread)
+}
+
+/// The TLS client for `tls:HOST:PORT`: trusts the CA certificates of `ca` only, and checks
+/// `server_name` (default HOST) in the collector's certificate. No client certificate.
+fn tls_client(
+    config: &ForwardConfig,
+    addr: &str,
+) -> Result<
+    (
+        Arc<rustls::ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+    ),
+    ForwardError,
+> {
+    use rustls_pki_types::pem::PemObject;
+    let ca = config
+        .ca
+        .as_ref()
+        .ok_or_else(|| ForwardError::Tls("a tls: address needs ca (a PEM bundle)".to_owned()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| ForwardError::Tls(format!("ca {}: {e}", ca.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| ForwardError::Tls(format!("ca {}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| ForwardError::Tls(format!("ca {}: {e}", ca.display())))?;
+    }
+    let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ForwardError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = match &config.server_name {
+        Some(n) => n.clone(),
+        None => addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+            .unwrap_or_default(),
+    };
+    let name = rustls_pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| ForwardError::Tls(format!("server name {host:?}: {e}")))?;
+    Ok((Arc::new(client), name))
 }
 
 /// One record read back from the log.
@@ -376,28 +431,48 @@ impl Tail {
 /// A connection to the collector.
 enum Conn {
     Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
     Unix(UnixStream),
 }
 
-impl Conn {
-    fn open(target: &Target) -> std::io::Result<Conn> {
-        match target {
-            Target::Tcp(a) => {
-                let mut last = None;
-                for addr in std::net::ToSocketAddrs::to_socket_addrs(a.as_str())? {
-                    match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
-                        Ok(s) => {
-                            s.set_write_timeout(Some(IO_TIMEOUT))?;
-                            s.set_nodelay(true)?;
-                            return Ok(Conn::Tcp(s));
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
-                }))
+fn tcp_connect(a: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for addr in std::net::ToSocketAddrs::to_socket_addrs(a)? {
+        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(s) => {
+                s.set_write_timeout(Some(IO_TIMEOUT))?;
+                s.set_read_timeout(Some(IO_TIMEOUT))?;
+                s.set_nodelay(true)?;
+                return Ok(s);
             }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))
+}
+
+impl Conn {
+    fn open(
+        target: &Target,
+        tls: Option<&(
+            Arc<rustls::ClientConfig>,
+            rustls_pki_types::ServerName<'static>,
+        )>,
+    ) -> std::io::Result<Conn> {
+        match target {
+            Target::Tls(a) => {
+                let Some((config, name)) = tls else {
+                    return Err(std::io::Error::other("no TLS configuration"));
+                };
+                let mut sock = tcp_connect(a)?;
+                let mut conn = rustls::ClientConnection::new(config.clone(), name.clone())
+                    .map_err(std::io::Error::other)?;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut sock)?;
+                }
+                Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(conn, sock))))
+            }
+            Target::Tcp(a) => tcp_connect(a).map(Conn::Tcp),
             Target::Unix(p) => {
                 let s = UnixStream::connect(p)?;
                 s.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -415,6 +490,11 @@ impl Conn {
                 .set_nonblocking(true)
                 .and_then(|()| s.read(&mut buf))
                 .and_then(|n| s.set_nonblocking(false).map(|()| n)),
+            Conn::Tls(s) => s
+                .sock
+                .set_nonblocking(true)
+                .and_then(|()| s.read(&mut buf))
+                .and_then(|n| s.sock.set_nonblocking(false).map(|()| n)),
             Conn::Unix(s) => s
                 .set_nonblocking(true)
                 .and_then(|()| s.read(&mut buf))
@@ -426,6 +506,7 @@ impl Conn {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let back = match self {
                     Conn::Tcp(s) => s.set_nonblocking(false),
+                    Conn::Tls(s) => s.sock.set_nonblocking(false),
                     Conn::Unix(s) => s.set_nonblocking(false),
                 };
                 back.is_err()
@@ -437,6 +518,7 @@ impl Conn {
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
         match self {
             Conn::Tcp(s) => s.write_all(b).and_then(|()| s.flush()),
+            Conn::Tls(s) => s.write_all(b).and_then(|()| s.flush()),
             Conn::Unix(s) => s.write_all(b).and_then(|()| s.flush()),
         }
     }
@@ -454,6 +536,11 @@ struct Forwarder {
     stop: CancellationToken,
     conn: Option<Conn>,
     acked: u64,
+    /// With `tls:`, the client configuration and the name to verify.
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+    )>,
     /// The RFC 5424 header fields (host name, app name, process id, facility).
     syslog: fasyslog::format::SyslogContext,
 }
@@ -535,6 +622,7 @@ impl Forwarder {
     fn describe(&self) -> String {
         match &self.target {
             Target::Tcp(a) => format!("tcp:{a}"),
+            Target::Tls(a) => format!("tls:{a}"),
             Target::Unix(p) => format!("unix:{}", p.display()),
         }
     }
@@ -545,7 +633,10 @@ impl Forwarder {
             self.conn = None;
         }
         if self.conn.is_none() {
-            self.conn = Some(Conn::open(&self.target).map_err(|e| format!("connecting: {e}"))?);
+            self.conn = Some(
+                Conn::open(&self.target, self.tls.as_ref())
+                    .map_err(|e| format!("connecting: {e}"))?,
+            );
         }
         let mut buf = Vec::new();
         for l in lines {
