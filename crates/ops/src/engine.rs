@@ -639,6 +639,33 @@ impl Engine {
         .map_err(Error::Policy)
     }
 
+    /// How many objects are due to leave the Active state within `within` seconds: a
+    /// Deactivation Date after now and at most `within` seconds from now, and not destroyed.
+    /// Served by the store's date index (cost: the objects with a Deactivation Date in the
+    /// range); for the `kmipd_keys_due_deactivation` metric.
+    pub fn due_for_deactivation(&self, within: i64) -> Result<usize, Error> {
+        use kmipd_proto::enums::state;
+        let now = self.config.clock.now();
+        let query = kmipd_store::Query::new(vec![kmipd_store::Filter::Date(
+            kmipd_proto::attributes::AttrName::Std(tag::DEACTIVATION_DATE),
+            now.saturating_add(1),
+            now.saturating_add(within),
+        )]);
+        Ok(self
+            .store
+            .find(&query)?
+            .iter()
+            .filter(|o| {
+                !matches!(
+                    o.attributes.get(tag::STATE),
+                    Some(Value::Enumeration(
+                        state::DESTROYED | state::DESTROYED_COMPROMISED | state::DEACTIVATED
+                    ))
+                )
+            })
+            .count())
+    }
+
     /// The grants on object `uid`, for its owner or an administrator.
     pub fn grants(&self, who: &Principal, uid: &str) -> Result<Vec<crate::access::Grant>, Error> {
         Ok(crate::access::grants(&self.owned(who, uid)?.0))

@@ -49,7 +49,20 @@ pub struct Metrics {
     audit_forward: OnceLock<Arc<crate::audit::forward::ForwardStatus>>,
     /// `[tls]`'s certificate files (role, path) and CRL files, read at each scrape.
     tls_files: OnceLock<TlsFiles>,
+    /// The engine, for `kmipd_keys_due_deactivation` (a store query at most once per
+    /// [`DUE_MAX_AGE`]; the last counts in between).
+    engine: OnceLock<kmipd_ops::Engine>,
+    due: Mutex<Option<(std::time::Instant, DueCounts)>>,
 }
+
+/// (window label, objects due within it).
+type DueCounts = Vec<(&'static str, usize)>;
+
+/// How old the `kmipd_keys_due_deactivation` counts may be in a scrape.
+const DUE_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The windows of `kmipd_keys_due_deactivation` (label, seconds).
+const DUE_WITHIN: [(&str, i64); 2] = [("7d", 7 * 86_400), ("30d", 30 * 86_400)];
 
 /// The files behind the certificate expiry gauges.
 #[derive(Debug, Default)]
@@ -141,6 +154,29 @@ impl Metrics {
             DurableStore::Sled(s) => Watched::Sled(Arc::downgrade(s)),
             DurableStore::Postgres(s) => Watched::Postgres(Arc::downgrade(s)),
         });
+    }
+
+    /// Adds `kmipd_keys_due_deactivation{within}` from this engine's store (once).
+    pub(crate) fn watch_engine(&self, engine: &kmipd_ops::Engine) {
+        let _ = self.engine.set(engine.clone());
+    }
+
+    /// The due counts, from the cache when younger than [`DUE_MAX_AGE`]; `None` when the
+    /// store query fails (the series are left out).
+    fn due_counts(&self, engine: &kmipd_ops::Engine) -> Option<DueCounts> {
+        let mut cache = self.due.lock().ok()?;
+        if let Some((at, counts)) = cache.as_ref()
+            && at.elapsed() < DUE_MAX_AGE
+        {
+            return Some(counts.clone());
+        }
+        let counts = DUE_WITHIN
+            .iter()
+            .map(|(label, secs)| engine.due_for_deactivation(*secs).map(|n| (*label, n)))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        *cache = Some((std::time::Instant::now(), counts.clone()));
+        Some(counts)
     }
 
     /// Adds the audit log's `kmipd_audit_poisoned` gauge (once; later calls are ignored).
@@ -324,6 +360,17 @@ impl Metrics {
         }
         if let Some(files) = self.tls_files.get() {
             render_tls_files(&mut o, files);
+        }
+        if let Some(counts) = self.engine.get().and_then(|e| self.due_counts(e)) {
+            let _ = writeln!(
+                o,
+                "# HELP kmipd_keys_due_deactivation Objects whose Deactivation Date falls within the \
+                 window from now (not yet deactivated or destroyed; counted at most once a minute).\n\
+                 # TYPE kmipd_keys_due_deactivation gauge"
+            );
+            for (label, n) in counts {
+                let _ = writeln!(o, "kmipd_keys_due_deactivation{{within=\"{label}\"}} {n}");
+            }
         }
         match self.store.get() {
             Some(Watched::Sled(s)) => {
@@ -619,6 +666,63 @@ mod tests {
         );
         assert!(t.contains("} 1896134400\n"), "{t}");
         assert!(t.contains("kmipd_crl_next_update_seconds{file="), "{t}");
+    }
+
+    #[test]
+    fn keys_due_for_deactivation_by_window() {
+        use kmipd_proto::attributes::Attributes;
+        use kmipd_proto::enums::state;
+        use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore};
+        use kmipd_ttlv::Value;
+        const NOW: i64 = 1_800_000_000;
+        const DAY: i64 = 86_400;
+        let store = Arc::new(MemoryStore::new());
+        let object = |uid: &str, days: i64, st: u32| {
+            let mut attributes = Attributes::new();
+            attributes.set(
+                kmipd_proto::tag::DEACTIVATION_DATE,
+                Value::DateTime(NOW + days * DAY),
+            );
+            attributes.set(kmipd_proto::tag::STATE, Value::Enumeration(st));
+            ManagedObject {
+                uid: uid.into(),
+                object_type: 2,
+                owner: "o".into(),
+                object: None,
+                attributes,
+                sequence: 1,
+            }
+        };
+        let objects = [
+            object("a", 3, state::ACTIVE),
+            object("b", 20, state::ACTIVE),
+            object("c", 29, state::PRE_ACTIVE),
+            object("d", 60, state::ACTIVE),
+            object("e", 5, state::DESTROYED),
+            object("f", -1, state::DEACTIVATED),
+        ];
+        store
+            .commit(objects.into_iter().map(Change::Put).collect())
+            .unwrap();
+        let engine = kmipd_ops::Engine::new(
+            store,
+            kmipd_ops::EngineConfig {
+                clock: kmipd_ops::Clock::from_fn(|| NOW),
+                ..kmipd_ops::EngineConfig::default()
+            },
+        );
+        let m = Metrics::default();
+        assert!(!m.render().contains("kmipd_keys_due_deactivation"));
+        m.watch_engine(&engine);
+        let t = m.render();
+        assert!(
+            t.contains("kmipd_keys_due_deactivation{within=\"7d\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("kmipd_keys_due_deactivation{within=\"30d\"} 3\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -325,6 +325,7 @@ impl Server {
             metrics.watch_store(&d.store);
         }
         metrics.watch_audit(&audit);
+        metrics.watch_engine(&engine);
         let forwarder = match &config.audit.forward {
             Some(f) => {
                 let status = Arc::new(crate::audit::forward::ForwardStatus::default());
