@@ -709,6 +709,71 @@ mod tests {
 
     use super::*;
 
+    fn item(n: usize) -> super::super::ItemSummary {
+        super::super::ItemSummary {
+            operation: "Get".to_owned(),
+            uids: vec![format!("uid-{n}")],
+            status: "Success".to_owned(),
+            reason: None,
+            message: None,
+        }
+    }
+
+    /// Records written before and after two rotations (one before the forwarder starts, one
+    /// while it runs) all arrive once, in chain order, as the lines of the rotated files and
+    /// then of the live file.
+    #[test]
+    fn follows_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        for n in 0..3 {
+            log.append("a", "-", &[item(n)]).unwrap();
+        }
+        let first = log.rotate().unwrap();
+        log.append("a", "-", &[item(3), item(4)]).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = ForwardConfig {
+            format: ForwardFormat::JsonLines,
+            address: format!("tcp:{}", listener.local_addr().unwrap()),
+            ca: None,
+            server_name: None,
+            state: None,
+            batch: 2,
+            retry_max: Duration::from_millis(200),
+        };
+        let stop = CancellationToken::new();
+        let status = Arc::new(ForwardStatus::default());
+        let handle = start(&config, &log, status.clone(), stop.clone()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut lines = std::io::BufReader::new(stream).lines();
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            got.push(lines.next().unwrap().unwrap());
+        }
+        let second = log.rotate().unwrap();
+        log.append("a", "-", &[item(5)]).unwrap();
+        got.push(lines.next().unwrap().unwrap());
+        let mut want = Vec::new();
+        for f in [&first.file, &second.file, &path] {
+            want.extend(
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned),
+            );
+        }
+        assert_eq!(want.len(), 6);
+        assert_eq!(got, want);
+        stop.cancel();
+        handle.join().unwrap();
+        assert_eq!(status.acknowledged.load(Ordering::Relaxed), 6);
+        assert_eq!(read_state(&state_path(&config, &path)).unwrap(), 6);
+    }
+
     #[test]
     fn addresses() {
         assert_eq!(
