@@ -84,6 +84,8 @@ operations! {
     Activate         = ACTIVATE           => activate,           light;
     Revoke           = REVOKE             => revoke,             light;
     Destroy          = DESTROY            => destroy,            light;
+    Archive          = ARCHIVE            => archive,            light;
+    Recover          = RECOVER            => recover,            light;
     // ReKey: may generate or parse keys.
     ReKey            = RE_KEY             => re_key,             heavy;
     // ReKeyKeyPair: asymmetric key generation.
@@ -139,7 +141,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 35);
+        assert_eq!(Op::ALL.len(), 37);
         assert_eq!(Op::from_code(0), None);
     }
 }

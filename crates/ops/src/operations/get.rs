@@ -3,9 +3,10 @@
 //! Key Value carries Key Material only (PyKMIP and Veeam fail on attributes inside it).
 //!
 //! Get works in any state but the destroyed ones (Pre-Active keys included, as vSphere needs).
-//! Result reasons: Item/Object Not Found; Object Destroyed (2.x; Item Not Found in 1.x); Key
-//! Format Type Not Supported; Key Compression Type Not Supported; Sensitive / Not Extractable
-//! for an unwrapped export of a protected key (1.4+).
+//! Result reasons: Item/Object Not Found; Object Destroyed (2.x; Item Not Found in 1.x); Object
+//! Archived for an archived object (`archive`); Key Format Type Not Supported; Key Compression
+//! Type Not Supported; Sensitive / Not Extractable for an unwrapped export of a protected key
+//! (1.4+).
 
 use kmipd_proto::build;
 use kmipd_proto::reader::StructReader;
@@ -24,6 +25,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let mut obj = ctx.load(&uid)?;
     if obj.object.is_none() {
         return Err(Error::Destroyed);
+    }
+    if crate::operations::archive::is_archived(&obj) {
+        return Err(Error::ObjectArchived);
     }
     if crate::dual::guarded(kmipd_proto::enums::operation::GET, &obj) {
         let before = obj.attributes.clone();

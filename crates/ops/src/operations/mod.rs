@@ -3,6 +3,7 @@
 
 pub(crate) mod activate;
 pub(crate) mod add_attribute;
+pub(crate) mod archive;
 pub(crate) mod check;
 pub(crate) mod create;
 pub(crate) mod create_key_pair;
@@ -29,6 +30,7 @@ pub(crate) mod obtain_lease;
 pub(crate) mod query;
 pub(crate) mod re_key;
 pub(crate) mod re_key_key_pair;
+pub(crate) mod recover;
 pub(crate) mod register;
 pub(crate) mod revoke;
 pub(crate) mod rng_retrieve;
