@@ -245,8 +245,8 @@ pub fn render(
          Profiles documents' test cases, Test Cases the non-normative KMIP Test Cases notes. How \
          responses are compared: `conformance/README.md`. Cases that no correct server can pass \
          (OASIS defects, each verified): `conformance/known-defects.txt`. Cases outside \
-         the KMIP profiles kmipd claims (PKCS#11, Quantum Safe, Suite B, asynchronous \
-         operations, Archive/Recover, Certify, Put/Notify) fail with Operation Not \
+         the KMIP profiles kmipd claims (PKCS#11, Quantum Safe, Suite B, Certify, \
+         Put/Notify) fail with Operation Not \
          Supported or a feature refusal until they are implemented. A failure listed for a \
          version fails in both modes unless it is listed again under \"Over the wire\"."
     );

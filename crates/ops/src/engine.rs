@@ -16,7 +16,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kmipd_proto::enums::{batch_error_continuation as bec, result_status};
+use kmipd_proto::enums::{batch_error_continuation as bec, operation as op, result_status};
 use kmipd_proto::message::{
     ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
     ResponseHeader, ResponseMessage,
@@ -184,6 +184,8 @@ pub struct Engine {
     config: Arc<EngineConfig>,
     /// The current server policy (each request takes the one of the moment it starts).
     policy: Arc<RwLock<Arc<Policy>>>,
+    /// The items of asynchronous requests waiting for their Poll (`pending.rs`).
+    pending: Arc<crate::pending::Pending>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -208,6 +210,7 @@ impl Engine {
             store,
             config: Arc::new(config),
             policy,
+            pending: Arc::default(),
         }
     }
 
@@ -339,8 +342,10 @@ impl Engine {
             changes,
             items,
             incidents,
+            consumed,
         } = prepared;
         if changes.is_empty() {
+            forget(&self.pending, &consumed);
             return Ok(Answer {
                 response: response.to_ttlv(),
                 incidents,
@@ -353,7 +358,11 @@ impl Engine {
             subject,
             now: self.config.clock.now(),
         };
-        answer_after_commit(response, incidents, &failed, stored)
+        let answer = answer_after_commit(response, incidents, &failed, stored);
+        if answer.is_ok() {
+            forget(&self.pending, &consumed);
+        }
+        answer
     }
 
     /// [`Engine::complete`] without blocking: the changes go to the store with
@@ -370,8 +379,10 @@ impl Engine {
             changes,
             items,
             incidents,
+            consumed,
         } = prepared;
         if changes.is_empty() {
+            forget(&self.pending, &consumed);
             done(Ok(Answer {
                 response: response.to_ttlv(),
                 incidents,
@@ -380,6 +391,7 @@ impl Engine {
         }
         let subject = commit_subject(&changes);
         let clock = self.config.clock.clone();
+        let pending = Arc::clone(&self.pending);
         self.store.commit_then(
             changes,
             Box::new(move |stored| {
@@ -388,7 +400,11 @@ impl Engine {
                     subject,
                     now: clock.now(),
                 };
-                done(answer_after_commit(response, incidents, &failed, stored));
+                let answer = answer_after_commit(response, incidents, &failed, stored);
+                if answer.is_ok() {
+                    forget(&pending, &consumed);
+                }
+                done(answer);
             }),
         );
     }
@@ -486,6 +502,11 @@ impl Engine {
             ));
         }
         let now = self.config.clock.now();
+        if header.asynchronous_indicator == Some(true)
+            && let Some(pending) = self.defer(principal, version, &items, now)
+        {
+            return pending;
+        }
         let policy = self.policy();
         let mut ctx = Ctx {
             principal,
@@ -504,20 +525,27 @@ impl Engine {
         let mut kept: Vec<ManagedObject> = Vec::new();
         let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());
         let mut incidents = Vec::new();
+        let mut consumed = Vec::new();
         let mut failed = false;
         for item in &items {
             let sp = ctx.tx.savepoint();
+            // Poll answers with the polled item's Operation.
+            let mut answered_as = item.operation();
             let result = match item {
+                Item::Read(item) if matches!(item.operation, op::POLL | op::CANCEL) => {
+                    self.poll_or_cancel(&mut ctx, item, &mut consumed, &mut answered_as)
+                }
                 Item::Read(item) => run_item(&mut ctx, item),
                 Item::Unreadable { .. } => Err(Error::InvalidMessage("unreadable batch item")),
             };
             match result {
                 Ok(payload) => answers.push(ResponseBatchItem {
-                    operation: item.operation(),
+                    operation: answered_as,
                     unique_batch_item_id: item.unique_batch_item_id(),
                     result_status: result_status::SUCCESS,
                     result_reason: None,
                     result_message: None,
+                    asynchronous_correlation_value: None,
                     payload,
                 }),
                 Err(err) => {
@@ -527,7 +555,10 @@ impl Engine {
                         kept.push(o.clone());
                         ctx.tx.put(o);
                     }
-                    answers.push(failure(version, item, &err));
+                    answers.push(ResponseBatchItem {
+                        operation: answered_as,
+                        ..failure(version, item, &err)
+                    });
                     incidents.extend(Incident::of(&err, item.operation(), item.object()));
                     if option == bec::CONTINUE {
                         continue;
@@ -571,7 +602,81 @@ impl Engine {
             changes,
             items,
             incidents,
+            consumed,
         }
+    }
+
+    /// An asynchronous request (`pending.rs`): its one item kept for a later Poll, answered
+    /// Operation Pending; `None` when it is to run at once (several items, Poll or Cancel,
+    /// an unknown operation, or the identity's pending items at their cap).
+    fn defer(
+        &self,
+        principal: &Principal,
+        version: ProtocolVersion,
+        items: &[Item],
+        now: i64,
+    ) -> Option<Prepared> {
+        let [Item::Read(item)] = items else {
+            return None;
+        };
+        if matches!(item.operation, op::POLL | op::CANCEL)
+            || dispatch::Op::from_code(item.operation).is_none()
+        {
+            return None;
+        }
+        let value = self.pending.defer(principal.name(), item.clone(), now)?;
+        Some(Prepared::answer(ResponseMessage {
+            header: response_header(version, 1, now),
+            items: vec![ResponseBatchItem {
+                operation: Some(item.operation),
+                unique_batch_item_id: item.unique_batch_item_id.clone(),
+                result_status: result_status::OPERATION_PENDING,
+                result_reason: None,
+                result_message: None,
+                asynchronous_correlation_value: Some(value),
+                payload: None,
+            }],
+        }))
+    }
+
+    /// Poll (runs the pending item named by the Asynchronous Correlation Value, answering as
+    /// its Operation through `answered_as`) or Cancel (drops it: Canceled).
+    fn poll_or_cancel(
+        &self,
+        ctx: &mut Ctx<'_>,
+        item: &RequestBatchItem,
+        consumed: &mut Vec<(String, Vec<u8>)>,
+        answered_as: &mut Option<u32>,
+    ) -> Result<Option<Ttlv>, Error> {
+        ctx.operation = item.operation;
+        crate::access::check_operation(ctx.principal, item.operation)?;
+        let payload = item
+            .payload
+            .as_ref()
+            .ok_or(Error::MissingData("Asynchronous Correlation Value"))?;
+        let value = StructReader::any(payload)?
+            .req_bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE)?
+            .to_vec();
+        let who = ctx.principal.name().to_owned();
+        let deferred = self
+            .pending
+            .peek(&who, &value, ctx.now)
+            .ok_or(Error::InvalidAsyncCorrelationValue)?;
+        consumed.push((who, value.clone()));
+        if item.operation == op::CANCEL {
+            return Ok(Some(kmipd_proto::build::structure(
+                tag::RESPONSE_PAYLOAD,
+                vec![
+                    kmipd_proto::build::bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE, value),
+                    kmipd_proto::build::enumeration(
+                        tag::CANCELLATION_RESULT,
+                        kmipd_proto::enums::cancellation_result::CANCELED,
+                    ),
+                ],
+            )));
+        }
+        *answered_as = Some(deferred.operation);
+        run_item(ctx, &deferred)
     }
 
     /// Grants `operations` (Operation enumeration values) on object `uid` to `grantee`, adding
@@ -741,6 +846,7 @@ impl Engine {
                 result_status: result_status::OPERATION_FAILED,
                 result_reason: Some(Error::ResponseTooLarge.result_reason(version)),
                 result_message: Some(Error::ResponseTooLarge.client_message()),
+                asynchronous_correlation_value: None,
                 payload: None,
             })
             .collect();
@@ -777,6 +883,13 @@ struct Failed {
 }
 
 /// The one object a commit changes, when it changes exactly one (the incident's object).
+/// Forgets the pending items a completed request polled or canceled.
+fn forget(pending: &crate::pending::Pending, consumed: &[(String, Vec<u8>)]) {
+    for (who, value) in consumed {
+        pending.remove(who, value);
+    }
+}
+
 fn commit_subject(changes: &[Change]) -> Option<String> {
     let mut uids = changes.iter().filter_map(|c| match c {
         Change::Put(o) => Some(o.uid.as_str()),
@@ -828,6 +941,9 @@ pub struct Prepared {
     items: Vec<Item>,
     /// Store and internal failures of its items, for the operator.
     incidents: Vec<Incident>,
+    /// The pending asynchronous items (identity, correlation value) this request polled or
+    /// canceled: they leave the table once it has completed (`pending.rs`).
+    consumed: Vec<(String, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -849,6 +965,7 @@ impl Prepared {
             changes: Vec::new(),
             items: Vec::new(),
             incidents: Vec::new(),
+            consumed: Vec::new(),
         }
     }
 
@@ -971,6 +1088,7 @@ fn failure(version: ProtocolVersion, item: &Item, err: &Error) -> ResponseBatchI
         result_status: result_status::OPERATION_FAILED,
         result_reason: Some(err.result_reason(version)),
         result_message: Some(err.client_message()),
+        asynchronous_correlation_value: None,
         payload: None,
     }
 }
@@ -999,6 +1117,7 @@ fn single_failure(version: ProtocolVersion, err: &Error, now: i64) -> ResponseMe
             result_status: result_status::OPERATION_FAILED,
             result_reason: Some(err.result_reason(version)),
             result_message: Some(err.client_message()),
+            asynchronous_correlation_value: None,
             payload: None,
         }],
     }

@@ -105,6 +105,9 @@ pub enum Error {
     /// The object already exists.
     #[error("object already exists")]
     ObjectAlreadyExists,
+    /// Poll or Cancel of an Asynchronous Correlation Value this identity has not pending.
+    #[error("invalid asynchronous correlation value")]
+    InvalidAsyncCorrelationValue,
     /// The object is archived.
     #[error("object archived")]
     ObjectArchived,
@@ -195,6 +198,8 @@ impl Error {
             Error::NotExtractable => rr::NOT_EXTRACTABLE,
             Error::ObjectAlreadyExists => rr::OBJECT_ALREADY_EXISTS,
             Error::ObjectArchived => rr::OBJECT_ARCHIVED,
+            Error::InvalidAsyncCorrelationValue if v2 => rr::INVALID_ASYNCHRONOUS_CORRELATION_VALUE,
+            Error::InvalidAsyncCorrelationValue => rr::ITEM_NOT_FOUND,
             Error::BadCryptographicParameters(_) if v2 => rr::BAD_CRYPTOGRAPHIC_PARAMETERS,
             Error::BadCryptographicParameters(_) => rr::INVALID_FIELD,
             Error::IncompatibleUsageMask if v2 => rr::INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK,

@@ -27,6 +27,7 @@ mod lifecycle;
 mod object;
 mod objects;
 mod operations;
+mod pending;
 pub mod policy;
 pub mod retry;
 pub mod rotation;

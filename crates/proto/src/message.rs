@@ -310,6 +310,8 @@ pub struct ResponseBatchItem {
     pub result_reason: Option<u32>,
     /// Result Message.
     pub result_message: Option<String>,
+    /// Asynchronous Correlation Value (with Result Status Operation Pending).
+    pub asynchronous_correlation_value: Option<Vec<u8>>,
     /// Response Payload.
     pub payload: Option<Ttlv>,
 }
@@ -352,6 +354,9 @@ impl ResponseMessage {
                     result_status: b.req_enum(tag::RESULT_STATUS)?,
                     result_reason: b.enumeration(tag::RESULT_REASON)?,
                     result_message: b.text(tag::RESULT_MESSAGE)?.map(str::to_owned),
+                    asynchronous_correlation_value: b
+                        .bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE)?
+                        .map(<[u8]>::to_vec),
                     payload: b.optional(tag::RESPONSE_PAYLOAD).cloned(),
                 })
             })
@@ -394,6 +399,9 @@ impl ResponseBatchItem {
         }
         if let Some(v) = &self.result_message {
             items.push(build::text(tag::RESULT_MESSAGE, v.clone()));
+        }
+        if let Some(v) = &self.asynchronous_correlation_value {
+            items.push(build::bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE, v.clone()));
         }
         if let Some(v) = &self.payload {
             items.push(v.clone());

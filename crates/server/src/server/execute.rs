@@ -251,6 +251,7 @@ pub(super) fn error_response(version: ProtocolVersion, message: &str, now: i64) 
             result_status: result_status::OPERATION_FAILED,
             result_reason: Some(result_reason::INVALID_MESSAGE),
             result_message: Some(message.to_owned()),
+            asynchronous_correlation_value: None,
             payload: None,
         }],
     };
