@@ -774,6 +774,43 @@ mod tests {
         assert_eq!(read_state(&state_path(&config, &path)).unwrap(), 6);
     }
 
+    /// A unix stream socket as the collector: every record arrives, as its line.
+    #[test]
+    fn unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let sock = dir.path().join("siem.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let log = AuditLog::open(&path).unwrap();
+        log.append("a", "-", &[item(0), item(1)]).unwrap();
+        let config = ForwardConfig {
+            format: ForwardFormat::JsonLines,
+            address: format!("unix:{}", sock.display()),
+            ca: None,
+            server_name: None,
+            state: None,
+            batch: 512,
+            retry_max: Duration::from_millis(200),
+        };
+        let stop = CancellationToken::new();
+        let status = Arc::new(ForwardStatus::default());
+        let handle = start(&config, &log, status, stop.clone()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut lines = std::io::BufReader::new(stream).lines();
+        let got: Vec<String> = (0..2).map(|_| lines.next().unwrap().unwrap()).collect();
+        let want: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(got, want);
+        stop.cancel();
+        handle.join().unwrap();
+    }
+
     #[test]
     fn addresses() {
         assert_eq!(
