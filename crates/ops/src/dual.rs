@@ -186,6 +186,12 @@ fn set_requests(object: &mut ManagedObject, requests: &[Request]) {
     }
 }
 
+/// Puts the requests stored on `from` (a refusal's object) on `into` (the same object as the
+/// batch sees it after the refused item's rollback), replacing those `into` has.
+pub(crate) fn carry_requests(from: &ManagedObject, into: &mut ManagedObject) {
+    set_requests(into, &requests(from));
+}
+
 fn window(policy: &Policy) -> i64 {
     policy.dual_control_window.unwrap_or(DEFAULT_WINDOW)
 }

@@ -551,9 +551,10 @@ impl Engine {
                 Err(err) => {
                     ctx.tx.rollback_to(sp);
                     // What the refusal records (dual control) survives its rollback.
-                    for o in ctx.kept.drain(..) {
-                        kept.push(o.clone());
-                        ctx.tx.put(o);
+                    let refused: Vec<ManagedObject> = ctx.kept.drain(..).collect();
+                    for o in refused {
+                        keep_requests(&mut ctx.tx, &o);
+                        kept.push(o);
                     }
                     answers.push(ResponseBatchItem {
                         operation: answered_as,
@@ -573,8 +574,8 @@ impl Engine {
             // stays (Operation Undone is not a failure, so the payload remains, as the 3.0
             // BL-M-2 case shows); the failed item keeps its failure.
             ctx.tx.rollback_all();
-            for o in kept {
-                ctx.tx.put(o);
+            for o in &kept {
+                keep_requests(&mut ctx.tx, o);
             }
             let last = answers.len().saturating_sub(1);
             for a in answers.iter_mut().take(last) {
@@ -854,6 +855,15 @@ impl Engine {
             header: response.header,
             items,
         })
+    }
+}
+
+/// Stores the dual control requests a refusal recorded on `refused` (`dual.rs`) on the object
+/// as the batch now sees it (after the rollback), and nothing else of the refused item.
+fn keep_requests(tx: &mut Tx<'_>, refused: &ManagedObject) {
+    if let Ok(Some(mut current)) = tx.get(&refused.uid) {
+        crate::dual::carry_requests(refused, &mut current);
+        tx.put(current);
     }
 }
 

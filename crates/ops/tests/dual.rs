@@ -259,3 +259,44 @@ fn a_replacement_keeps_the_mark_but_not_the_approvals() {
     assert!(id2.starts_with(&format!("{new}.")), "{id2}");
     ok(&get(&e, &client, &uid));
 }
+
+#[test]
+fn an_undone_batch_keeps_the_request_but_not_its_other_changes() {
+    use kmipd_proto::enums::batch_error_continuation as bec;
+    use kmipd_ttlv::Value;
+    let (e, _, _) = setup();
+    let alice = Principal::admin("alice");
+    let bob = Principal::admin("bob");
+    let uid = create(&e, &alice, Some("vault"));
+    let items = format!(
+        r#"<BatchItem><Operation type="Enumeration" value="AddAttribute"/><RequestPayload>{}<NewAttribute><Attribute><AttributeName type="TextString" value="x-note"/><AttributeValue type="TextString" value="undone"/></Attribute></NewAttribute></RequestPayload></BatchItem><BatchItem><Operation type="Enumeration" value="Get"/><RequestPayload>{}</RequestPayload></BatchItem>"#,
+        u(&uid),
+        u(&uid)
+    );
+    let mut request = xml_request((2, 1), &items);
+    let Value::Structure(parts) = &mut request.value else {
+        panic!("not a structure")
+    };
+    let Value::Structure(header) = &mut parts[0].value else {
+        panic!("no header")
+    };
+    let count = header.pop().unwrap();
+    header.push(Ttlv::new(
+        tag::BATCH_ERROR_CONTINUATION_OPTION,
+        Value::Enumeration(bec::UNDO),
+    ));
+    header.push(count);
+    let answers = batch_items(&e.handle_message(&alice, &request));
+    assert_eq!(
+        as_enum(field(&answers[0], &[tag::RESULT_STATUS]).unwrap()).unwrap(),
+        result_status::OPERATION_UNDONE
+    );
+    let id = refused(&answers[1], "needs the approval");
+    // The request was stored (bob approves it), the undone attribute was not.
+    e.approve_dual(&bob, &id).unwrap();
+    let it = one(&e, &alice, "GetAttributes", &u(&uid));
+    ok(&it);
+    let text = format!("{it:?}");
+    assert!(!text.contains("undone"), "{text}");
+    ok(&get(&e, &alice, &uid));
+}
