@@ -1312,6 +1312,35 @@ backend = "memory"
     }
 
     #[test]
+    fn dual_control_groups_and_window() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[policy]\ndual_control_groups = [\"vault\"]\ndual_control_window = \"30m\"\n"
+        ))
+        .unwrap();
+        let p = c.policy().unwrap();
+        assert_eq!(p.dual_control_groups, vec!["vault".to_owned()]);
+        assert_eq!(p.dual_control_window, Some(1_800));
+        assert_eq!(
+            parse(MINIMAL)
+                .unwrap()
+                .policy()
+                .unwrap()
+                .dual_control_window,
+            None
+        );
+        for (bad, named) in [
+            ("dual_control_window = \"0s\"", "policy.dual_control_window"),
+            ("dual_control_groups = [\"\"]", "policy.dual_control_groups"),
+        ] {
+            let e = parse(&format!("{MINIMAL}\n[policy]\n{bad}\n"))
+                .unwrap()
+                .policy()
+                .unwrap_err();
+            assert!(e.contains(named), "{e}");
+        }
+    }
+
+    #[test]
     fn the_policy_is_the_recommended_one_by_default_and_names_a_wrong_name() {
         use kmipd_proto::enums::{cryptographic_algorithm as alg, object_type as ot};
         let c = parse(MINIMAL).unwrap();
