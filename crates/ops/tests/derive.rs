@@ -17,7 +17,7 @@ use kmipd_proto::reader::{StructReader, as_bytes, as_enum, as_text};
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
 
-use engine::{batch_items, field, xml_request};
+use engine::{batch_items, field, status, xml_request};
 use kmipd_test_support::engine;
 
 const PAST: &str = "2001-01-01T00:00:00+00:00";
@@ -29,13 +29,6 @@ fn send(e: &Engine, who: &str, v: (u8, u8), items: &str) -> Vec<Ttlv> {
 fn item(op: &str, payload: &str) -> String {
     format!(
         r#"<BatchItem><Operation type="Enumeration" value="{op}"/><RequestPayload>{payload}</RequestPayload></BatchItem>"#
-    )
-}
-
-fn status(it: &Ttlv) -> (u32, Option<u32>) {
-    (
-        as_enum(field(it, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
-        field(it, &[tag::RESULT_REASON]).map(|r| as_enum(r).unwrap()),
     )
 }
 

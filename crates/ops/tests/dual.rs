@@ -20,7 +20,7 @@ use kmipd_proto::tag;
 use kmipd_store::{MemoryStore, ObjectStore};
 use kmipd_ttlv::Ttlv;
 
-use engine::{batch_items, field, xml_request};
+use engine::{batch_items, field, result_message as message, status, xml_request};
 use kmipd_test_support::engine;
 
 const T0: i64 = 1_800_000_000;
@@ -56,20 +56,6 @@ fn one(e: &Engine, who: &Principal, op: &str, payload: &str) -> Ttlv {
         r#"<BatchItem><Operation type="Enumeration" value="{op}"/><RequestPayload>{payload}</RequestPayload></BatchItem>"#
     );
     batch_items(&e.handle_message(who, &xml_request((2, 1), &item))).remove(0)
-}
-
-fn status(it: &Ttlv) -> (u32, Option<u32>) {
-    (
-        as_enum(field(it, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
-        field(it, &[tag::RESULT_REASON]).map(|r| as_enum(r).unwrap()),
-    )
-}
-
-fn message(it: &Ttlv) -> String {
-    field(it, &[tag::RESULT_MESSAGE])
-        .and_then(|m| as_text(m).ok())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn ok(it: &Ttlv) {

@@ -19,12 +19,12 @@ use kmipd_proto::enums::{
     cryptographic_algorithm as alg, cryptographic_usage_mask as usage, object_type as ot,
     result_reason, result_status, state,
 };
-use kmipd_proto::reader::{as_enum, as_text};
+use kmipd_proto::reader::as_text;
 use kmipd_proto::tag;
 use kmipd_store::MemoryStore;
 use kmipd_ttlv::{Ttlv, Value};
 
-use engine::{batch_items, field, xml_request};
+use engine::{batch_items, field, result_message as message, status, xml_request};
 use kmipd_test_support::engine;
 
 const DAY: i64 = 86_400;
@@ -47,20 +47,6 @@ fn one(e: &Engine, op: &str, payload: &str) -> Ttlv {
         r#"<BatchItem><Operation type="Enumeration" value="{op}"/><RequestPayload>{payload}</RequestPayload></BatchItem>"#
     );
     batch_items(&e.handle_message(&Principal::new("a"), &xml_request((2, 1), &item))).remove(0)
-}
-
-fn status(it: &Ttlv) -> (u32, Option<u32>) {
-    (
-        as_enum(field(it, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
-        field(it, &[tag::RESULT_REASON]).map(|r| as_enum(r).unwrap()),
-    )
-}
-
-fn message(it: &Ttlv) -> String {
-    field(it, &[tag::RESULT_MESSAGE])
-        .and_then(|m| as_text(m).ok())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn ok_text(it: &Ttlv, t: kmipd_ttlv::Tag) -> String {

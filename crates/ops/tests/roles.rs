@@ -12,11 +12,11 @@
 use kmipd_ops::access::{CertNames, Role, RoleAssignments, operation_by_name};
 use kmipd_ops::{Engine, Principal};
 use kmipd_proto::enums::{operation as op, result_reason, result_status};
-use kmipd_proto::reader::{as_bytes, as_enum, as_text};
+use kmipd_proto::reader::{as_bytes, as_text};
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-use engine::{batch_items, field, xml_request};
+use engine::{batch_items, field, status, xml_request};
 use kmipd_test_support::engine;
 
 const PAST: &str = "2001-01-01T00:00:00+00:00";
@@ -29,14 +29,6 @@ fn send(e: &Engine, who: &Principal, items: &str) -> Vec<Ttlv> {
 fn item(op: &str, payload: &str) -> String {
     format!(
         r#"<BatchItem><Operation type="Enumeration" value="{op}"/><RequestPayload>{payload}</RequestPayload></BatchItem>"#
-    )
-}
-
-/// (Result Status, Result Reason) of a batch item.
-fn status(it: &Ttlv) -> (u32, Option<u32>) {
-    (
-        as_enum(field(it, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
-        field(it, &[tag::RESULT_REASON]).map(|r| as_enum(r).unwrap()),
     )
 }
 

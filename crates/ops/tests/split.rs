@@ -10,11 +10,11 @@
 
 use kmipd_ops::{Engine, Principal};
 use kmipd_proto::enums::{result_reason as rr, result_status as rs};
-use kmipd_proto::reader::{StructReader, as_enum, as_text};
+use kmipd_proto::reader::{StructReader, as_text};
 use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 
-use engine::{batch_items, field, xml_request};
+use engine::{batch_items, field, status, xml_request};
 use kmipd_test_support::engine;
 
 const KEY: &str = "00112233445566778899aabbccddeeff";
@@ -81,13 +81,6 @@ fn material(get: &Ttlv) -> String {
 fn registered(engine: &Engine, who: &Principal) -> String {
     let resp = engine.handle_message(who, &xml_request((2, 1), &register()));
     uids(&batch_items(&resp)[0]).remove(0)
-}
-
-fn status(item: &Ttlv) -> (u32, Option<u32>) {
-    (
-        as_enum(field(item, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
-        field(item, &[tag::RESULT_REASON]).map(|r| as_enum(r).unwrap()),
-    )
 }
 
 #[test]

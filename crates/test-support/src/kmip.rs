@@ -293,6 +293,22 @@ pub fn batch_items(response: &Ttlv) -> Vec<Ttlv> {
         .collect()
 }
 
+/// (Result Status, Result Reason) of a response Batch Item tree.
+pub fn status(item: &Ttlv) -> (u32, Option<u32>) {
+    (
+        reader::as_enum(field(item, &[tag::RESULT_STATUS]).unwrap()).unwrap(),
+        field(item, &[tag::RESULT_REASON]).map(|r| reader::as_enum(r).unwrap()),
+    )
+}
+
+/// The Result Message of a response Batch Item tree ("" without one).
+pub fn result_message(item: &Ttlv) -> String {
+    field(item, &[tag::RESULT_MESSAGE])
+        .and_then(|m| reader::as_text(m).ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The item at `path` (a tag a level) below `item`, if there is one.
 pub fn field<'a>(item: &'a Ttlv, path: &[Tag]) -> Option<&'a Ttlv> {
     let mut cur = item;
