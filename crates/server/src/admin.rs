@@ -32,7 +32,8 @@
 //! KEK and master key rotations and the backup are the key hierarchy's ([`crate::storage`],
 //! which describes them and their crash safety); grants are the engine's; `rotate-audit` is
 //! [`AuditLog::rotate`]. This module is the socket, its protocol and the audit record of each
-//! command.
+//! command. Under `[policy] dual_control_commands` the rotations need two administrators'
+//! signed commands ([`crate::approval`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -51,8 +52,10 @@ use tracing::{error, info, warn};
 
 use zeroize::Zeroizing;
 
+use crate::approval::{self, Decision, Pending, Signed};
 use crate::audit::{AuditLog, ItemSummary};
 use crate::clients::{EnrollError, Enrollment};
+use crate::config::{IdentitySource, TlsConfig};
 use crate::settings::Settings;
 use crate::storage::{Durable, StorageError};
 
@@ -68,9 +71,18 @@ pub const ADMIN_IDENTITY: &str = "local-admin";
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     /// A new KEK; every object re-wrapped under it, online.
-    RotateKek,
+    RotateKek {
+        /// The requesting administrator's signature, when dual control applies
+        /// ([`crate::approval`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed: Option<Signed>,
+    },
     /// A new master key version in the HSM; the KEK blobs re-wrapped under it.
-    RotateMasterKey,
+    RotateMasterKey {
+        /// As for [`Request::RotateKek`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed: Option<Signed>,
+    },
     /// An online, consistent backup of the store to `path` (absolute; must not exist).
     Backup {
         /// Where the server writes the file.
@@ -102,8 +114,14 @@ pub enum Request {
     },
     /// Approves the pending dual control request `id` ([`kmipd_ops::dual`]) as `local-admin`.
     Approve {
-        /// The request id (`UID.XXXXXXXX`) the refused request's message named.
+        /// The request id (`UID.XXXXXXXX`, or `rotate-kek.XXXXXXXX` for an act on the key
+        /// hierarchy) the refused request's message named.
         id: String,
+        /// The approving administrator's signature: required for an act on the key hierarchy
+        /// ([`crate::approval`]); for an object's request it approves as that administrator
+        /// instead of `local-admin`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed: Option<Signed>,
     },
     /// Marks object `uid` as needing dual control ([`kmipd_ops::dual`]).
     DualControl {
@@ -176,8 +194,8 @@ impl Request {
     /// The command name, as typed after `kmipd admin`.
     pub fn name(&self) -> &'static str {
         match self {
-            Request::RotateKek => "rotate-kek",
-            Request::RotateMasterKey => "rotate-master-key",
+            Request::RotateKek { .. } => "rotate-kek",
+            Request::RotateMasterKey { .. } => "rotate-master-key",
             Request::Backup { .. } => "backup",
             Request::Grant { .. } => "grant",
             Request::RevokeGrant { .. } => "revoke-grant",
@@ -201,7 +219,7 @@ impl Request {
             | Request::RevokeGrant { uid, .. }
             | Request::Grants { uid }
             | Request::DualControl { uid } => Some(uid),
-            Request::Approve { id } => kmipd_ops::dual::uid_of(id),
+            Request::Approve { id, .. } if !Pending::is_act(id) => kmipd_ops::dual::uid_of(id),
             _ => None,
         }
     }
@@ -262,6 +280,8 @@ pub struct Admin {
     one_at_a_time: Mutex<()>,
     stop: CancellationToken,
     settings: Option<Arc<Settings>>,
+    signers: Option<(TlsConfig, IdentitySource)>,
+    pending: Pending,
 }
 
 impl std::fmt::Debug for Admin {
@@ -292,6 +312,8 @@ impl Admin {
             one_at_a_time: Mutex::new(()),
             stop,
             settings: None,
+            signers: None,
+            pending: Pending::default(),
         }
     }
 
@@ -300,6 +322,64 @@ impl Admin {
     pub fn with_settings(mut self, settings: Arc<Settings>) -> Admin {
         self.settings = Some(settings);
         self
+    }
+
+    /// Lets administrators sign commands with client certificates of `tls`, their identity
+    /// taken by `source` ([`crate::approval`]).
+    #[must_use]
+    pub fn with_signers(mut self, tls: TlsConfig, source: IdentitySource) -> Admin {
+        self.signers = Some((tls, source));
+        self
+    }
+
+    /// The principal who signed `act`/`subject` (under the current roles).
+    fn signer(
+        &self,
+        signed: Option<&Signed>,
+        act: &str,
+        subject: &str,
+    ) -> Result<Principal, AdminError> {
+        let signed = signed.ok_or_else(|| {
+            AdminError::Refused(format!(
+                "dual control: {act} must be signed by an administrator's certificate \
+                 (kmipd admin --cert FILE --key FILE ...)"
+            ))
+        })?;
+        let (tls, source) = self
+            .signers
+            .as_ref()
+            .ok_or_else(|| AdminError::Refused("this server takes no signed commands".into()))?;
+        let settings = self
+            .settings
+            .as_ref()
+            .ok_or_else(|| AdminError::Refused("this server takes no signed commands".into()))?;
+        let names = approval::verify(signed, act, subject, approval::now(), None, tls, *source)
+            .map_err(|e| AdminError::Refused(format!("dual control: {e}")))?;
+        let principal = settings.principal(&names);
+        approval::administrator(&principal)
+            .map_err(|e| AdminError::Refused(format!("dual control: {e}")))?;
+        Ok(principal)
+    }
+
+    /// Dual control of a key hierarchy act: `Ok(None)` when it does not apply, `Ok(Some(note))`
+    /// when approved (the note names both administrators), `Err` when refused or pending.
+    fn dual_gate(&self, act: &str, signed: Option<&Signed>) -> Result<Option<String>, AdminError> {
+        let Some(settings) = self.settings.as_ref().filter(|s| s.needs_dual_control(act)) else {
+            return Ok(None);
+        };
+        let who = self.signer(signed, act, "")?;
+        match self.pending.request(
+            act,
+            who.name(),
+            approval::now(),
+            settings.dual_control_window(),
+        ) {
+            Decision::Go(approver) => Ok(Some(format!(
+                " (dual control: requested by {}, approved by {approver})",
+                who.name()
+            ))),
+            Decision::Wait(message) => Err(AdminError::Refused(message)),
+        }
     }
 
     /// Reads the configuration file again and applies its reloadable settings.
@@ -336,8 +416,12 @@ impl Admin {
                 .lock()
                 .map_err(|_| AdminError::Refused("an earlier admin command panicked".into()))?;
             match request {
-                Request::RotateKek => self.rotate_kek(),
-                Request::RotateMasterKey => self.rotate_master_key(),
+                Request::RotateKek { signed } => self
+                    .dual_gate("rotate-kek", signed.as_ref())
+                    .and_then(|note| Ok(self.rotate_kek()? + note.as_deref().unwrap_or(""))),
+                Request::RotateMasterKey { signed } => self
+                    .dual_gate("rotate-master-key", signed.as_ref())
+                    .and_then(|note| Ok(self.rotate_master_key()? + note.as_deref().unwrap_or(""))),
                 Request::Backup { path } => self.backup(path),
                 Request::Grant {
                     uid,
@@ -350,7 +434,7 @@ impl Admin {
                     operations,
                 } => self.revoke_grant(uid, identity, operations.as_deref()),
                 Request::Grants { uid } => self.grants(uid),
-                Request::Approve { id } => self.approve(id),
+                Request::Approve { id, signed } => self.approve(id, signed.as_ref()),
                 Request::DualControl { uid } => self.dual_control(uid),
                 Request::RotateAudit => self.rotate_audit(),
                 Request::Reload => self.reload(),
@@ -677,15 +761,28 @@ impl Admin {
         })
     }
 
-    fn approve(&self, id: &str) -> Result<String, AdminError> {
-        self.engine
-            .approve_dual(&self.principal, id)
-            .map_err(|e| match e {
-                kmipd_ops::Error::NotFound => {
-                    AdminError::Engine(format!("no pending dual control request {id}"))
-                }
-                e => AdminError::Engine(e.to_string()),
-            })
+    fn approve(&self, id: &str, signed: Option<&Signed>) -> Result<String, AdminError> {
+        if Pending::is_act(id) {
+            let who = self.signer(signed, "approve", id)?;
+            let window = self
+                .settings
+                .as_ref()
+                .map_or(kmipd_ops::dual::DEFAULT_WINDOW, |s| s.dual_control_window());
+            return self
+                .pending
+                .approve(id, who.name(), approval::now(), window)
+                .map_err(AdminError::Refused);
+        }
+        let who = match signed {
+            Some(_) => self.signer(signed, "approve", id)?,
+            None => self.principal.clone(),
+        };
+        self.engine.approve_dual(&who, id).map_err(|e| match e {
+            kmipd_ops::Error::NotFound => {
+                AdminError::Engine(format!("no pending dual control request {id}"))
+            }
+            e => AdminError::Engine(e.to_string()),
+        })
     }
 
     fn dual_control(&self, uid: &str) -> Result<String, AdminError> {

@@ -143,6 +143,10 @@ pub struct PolicyConfig {
     /// (`"1h"`, the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dual_control_window: Option<String>,
+    /// Acts on the key hierarchy that need two administrators' signatures
+    /// ([`crate::approval`]): `rotate-kek`, `rotate-master-key`, `restore`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dual_control_commands: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -155,6 +159,7 @@ impl Default for PolicyConfig {
             rotate_interval: std::collections::BTreeMap::new(),
             dual_control_groups: Vec::new(),
             dual_control_window: None,
+            dual_control_commands: Vec::new(),
         }
     }
 }
@@ -311,6 +316,19 @@ impl Config {
             dual_control_groups: p.dual_control_groups.clone(),
             dual_control_window,
         })
+    }
+
+    /// `policy.dual_control_commands`, checked: each one of [`crate::approval::COMMANDS`].
+    pub fn dual_control_commands(&self) -> Result<Vec<String>, String> {
+        for c in &self.policy.dual_control_commands {
+            if !crate::approval::COMMANDS.contains(&c.as_str()) {
+                return Err(format!(
+                    "policy.dual_control_commands: unknown command {c:?} (one of {})",
+                    crate::approval::COMMANDS.join(", ")
+                ));
+            }
+        }
+        Ok(self.policy.dual_control_commands.clone())
     }
 
     /// The role assignments of `[roles]`, `identity.administrators` included.
@@ -989,6 +1007,7 @@ impl Config {
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.role_assignments().validate().map_err(invalid)?;
         self.policy().map_err(invalid)?;
+        self.dual_control_commands().map_err(invalid)?;
         if self.rotation.check_every.is_zero() {
             return Err(invalid("rotation.check_every must be longer than 0".into()));
         }
@@ -1338,6 +1357,24 @@ backend = "memory"
                 .unwrap_err();
             assert!(e.contains(named), "{e}");
         }
+    }
+
+    #[test]
+    fn dual_control_commands_are_checked() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[policy]\ndual_control_commands = [\"rotate-kek\", \"restore\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.dual_control_commands().unwrap(),
+            vec!["rotate-kek".to_owned(), "restore".to_owned()]
+        );
+        let c = parse(&format!(
+            "{MINIMAL}\n[policy]\ndual_control_commands = [\"backup\"]\n"
+        ))
+        .unwrap();
+        let e = c.dual_control_commands().unwrap_err();
+        assert!(e.contains("unknown command \"backup\""), "{e}");
     }
 
     #[test]

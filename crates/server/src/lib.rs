@@ -25,6 +25,7 @@
 //! for the operator).
 
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod certs;
 pub mod clients;

@@ -69,8 +69,28 @@ enum Command {
         /// command finishes.
         #[arg(long)]
         timeout: Option<String>,
+        /// Sign the command as the administrator of this client certificate (PEM; then any
+        /// intermediates): what dual control of rotate-kek, rotate-master-key and approve
+        /// needs (`policy.dual_control_commands`, docs/policy.md).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// The private key of --cert (PEM); it stays in this command.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Sign a backup file for a restore under dual control (`policy.dual_control_commands`
+    /// lists `restore`): prints the approval (JSON) that `kmipd restore --approval` takes.
+    ApproveRestore {
+        /// The administrator's client certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// The backup file to be restored.
+        backup: PathBuf,
     },
     /// Copy every object and the keyring of a sled instance (not serving) into an empty
     /// PostgreSQL database: the sled store is backed up first, then copied, then both are
@@ -92,6 +112,10 @@ enum Command {
         /// Restore here instead of the configuration's `store.data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// An administrator's approval of this backup (`kmipd approve-restore`); two, by two
+        /// different administrators, when `policy.dual_control_commands` lists `restore`.
+        #[arg(long, value_name = "FILE")]
+        approval: Vec<PathBuf>,
         /// The backup file (`kmipd admin backup`).
         backup: PathBuf,
     },
@@ -135,7 +159,8 @@ enum AdminCommand {
     /// Move the audit log aside (to FILE.<last record number>) and continue its hash chain in
     /// a new file.
     RotateAudit,
-    /// Approves a pending dual control request (the id its refusal named), as local-admin.
+    /// Approves a pending dual control request (the id its refusal named), as local-admin, or
+    /// as the administrator of --cert (required for rotate-kek and rotate-master-key requests).
     Approve {
         /// The request id (`UID.XXXXXXXX`).
         id: String,
@@ -325,13 +350,17 @@ fn main() -> ExitCode {
         Command::Admin {
             config,
             timeout,
+            cert,
+            key,
             command,
-        } => admin(config, timeout, command),
+        } => admin(config, timeout, cert.zip(key), command),
+        Command::ApproveRestore { cert, key, backup } => approve_restore(&cert, &key, &backup),
         Command::Restore {
             config,
             data_dir,
+            approval,
             backup,
-        } => restore(config, data_dir, backup),
+        } => restore(config, data_dir, &approval, backup),
         Command::Migrate {
             from_config,
             to_config,
@@ -382,7 +411,47 @@ fn split_ops(ops: &str) -> Vec<String> {
         .collect()
 }
 
-fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitCode {
+/// Reads a signer's certificate and key and signs `act`/`subject`.
+fn sign(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    act: &str,
+    subject: &str,
+) -> Result<kmipd::approval::Signed, String> {
+    let pem =
+        std::fs::read_to_string(cert).map_err(|e| format!("--cert {}: {e}", cert.display()))?;
+    let key = zeroize::Zeroizing::new(
+        std::fs::read(key).map_err(|e| format!("--key {}: {e}", key.display()))?,
+    );
+    kmipd::approval::sign(&pem, &key, act, subject)
+}
+
+fn approve_restore(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    backup: &std::path::Path,
+) -> ExitCode {
+    let digest = match kmipd::approval::file_digest(backup) {
+        Ok(d) => d,
+        Err(e) => return fail(1, e),
+    };
+    match sign(cert, key, "restore", &digest)
+        .and_then(|s| serde_json::to_string(&s).map_err(|e| e.to_string()))
+    {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+fn admin(
+    path: PathBuf,
+    timeout: Option<String>,
+    signer: Option<(PathBuf, PathBuf)>,
+    command: AdminCommand,
+) -> ExitCode {
     use kmipd::admin::Request;
     let config = match Config::load(&path) {
         Ok(c) => c,
@@ -404,9 +473,19 @@ fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitC
         Ok(t) => t,
         Err(e) => return fail(2, format!("--timeout: {e}")),
     };
+    let signed = |act: &str, subject: &str| match &signer {
+        Some((cert, key)) => sign(cert, key, act, subject).map(Some),
+        None => Ok(None),
+    };
     let request = match command {
-        AdminCommand::RotateKek => Request::RotateKek,
-        AdminCommand::RotateMasterKey => Request::RotateMasterKey,
+        AdminCommand::RotateKek => match signed("rotate-kek", "") {
+            Ok(signed) => Request::RotateKek { signed },
+            Err(e) => return fail(2, e),
+        },
+        AdminCommand::RotateMasterKey => match signed("rotate-master-key", "") {
+            Ok(signed) => Request::RotateMasterKey { signed },
+            Err(e) => return fail(2, e),
+        },
         AdminCommand::Backup { path } => match std::path::absolute(&path) {
             Ok(p) => Request::Backup { path: p },
             Err(e) => return fail(2, format!("{}: {e}", path.display())),
@@ -423,7 +502,10 @@ fn admin(path: PathBuf, timeout: Option<String>, command: AdminCommand) -> ExitC
         },
         AdminCommand::Grants { uid } => Request::Grants { uid },
         AdminCommand::RotateAudit => Request::RotateAudit,
-        AdminCommand::Approve { id } => Request::Approve { id },
+        AdminCommand::Approve { id } => match signed("approve", &id) {
+            Ok(signed) => Request::Approve { id, signed },
+            Err(e) => return fail(2, e),
+        },
         AdminCommand::DualControl { uid } => Request::DualControl { uid },
         AdminCommand::Reload => Request::Reload,
         AdminCommand::Client(c) => match client_request(c) {
@@ -483,7 +565,12 @@ fn client_request(command: ClientCommand) -> Result<kmipd::admin::Request, Strin
     })
 }
 
-fn restore(path: PathBuf, data_dir: Option<PathBuf>, backup: PathBuf) -> ExitCode {
+fn restore(
+    path: PathBuf,
+    data_dir: Option<PathBuf>,
+    approvals: &[PathBuf],
+    backup: PathBuf,
+) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => return fail(2, e),
@@ -513,7 +600,37 @@ fn restore(path: PathBuf, data_dir: Option<PathBuf>, backup: PathBuf) -> ExitCod
         Ok(d) => d.unwrap_or_else(|| config.store.data_dir.clone()),
         Err(e) => return fail(2, format!("--data-dir: {e}")),
     };
-    match kmipd::storage::restore(&config, &backup, &dir) {
+    let approved = kmipd::approval::check_restore(&config, &backup, approvals);
+    let result = match &approved {
+        Ok(_) => kmipd::storage::restore(&config, &backup, &dir).map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    let note = match &approved {
+        Ok(Some(names)) => format!(" (dual control: approved by {})", names.join(" and ")),
+        _ => String::new(),
+    };
+    let result = result.map(|m| format!("{m}{note}"));
+    // Audited in the instance's log (the server does not run during a restore).
+    let item = kmipd::audit::ItemSummary {
+        operation: "restore".into(),
+        uids: Vec::new(),
+        status: if result.is_ok() {
+            "Success".into()
+        } else {
+            "OperationFailed".into()
+        },
+        reason: None,
+        message: Some(match &result {
+            Ok(m) => m.clone(),
+            Err(e) => e.clone(),
+        }),
+    };
+    if let Err(e) = kmipd::audit::AuditLog::open(&config.audit.path)
+        .and_then(|log| log.append(kmipd::admin::ADMIN_IDENTITY, "restore", &[item]))
+    {
+        eprintln!("kmipd: warning: restore not recorded in the audit log: {e}");
+    }
+    match result {
         Ok(msg) => {
             println!("kmipd: restore: {msg}");
             ExitCode::SUCCESS

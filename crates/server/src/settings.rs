@@ -1,5 +1,6 @@
 //! The settings `kmipd admin reload` changes while kmipd serves: `[roles]` (who has which role,
-//! [`kmipd_ops::access`]) and `[policy]` (the engine's server policy). Everything else in the
+//! [`kmipd_ops::access`]) and `[policy]` (the engine's server policy, and the dual control of
+//! the key hierarchy's acts, [`crate::approval`]). Everything else in the
 //! configuration needs a restart (or SIGHUP, for `[tls]`).
 //!
 //! A reload reads the configuration file again, validates all of it, and only then swaps the
@@ -22,6 +23,7 @@ use crate::config::Config;
 pub struct Settings {
     source: Option<PathBuf>,
     roles: RwLock<Arc<RoleAssignments>>,
+    dual_commands: RwLock<Vec<String>>,
     engine: Engine,
 }
 
@@ -33,6 +35,7 @@ impl Settings {
         Ok(Settings {
             source: config.source.clone(),
             roles: RwLock::new(Arc::new(config.role_assignments())),
+            dual_commands: RwLock::new(config.dual_control_commands()?),
             engine,
         })
     }
@@ -44,6 +47,22 @@ impl Settings {
             .read()
             .map_or_else(|p| Arc::clone(&p.into_inner()), |r| Arc::clone(&r));
         roles.principal(names)
+    }
+
+    /// Whether the admin command `act` needs dual control (`policy.dual_control_commands`).
+    pub fn needs_dual_control(&self, act: &str) -> bool {
+        self.dual_commands.read().map_or_else(
+            |p| p.into_inner().iter().any(|c| c == act),
+            |c| c.iter().any(|c| c == act),
+        )
+    }
+
+    /// The dual control window (`policy.dual_control_window`), in seconds.
+    pub fn dual_control_window(&self) -> i64 {
+        self.engine
+            .policy()
+            .dual_control_window
+            .unwrap_or(kmipd_ops::dual::DEFAULT_WINDOW)
     }
 
     /// Reads the configuration file again and applies its `[roles]` and `[policy]`; the line
@@ -59,7 +78,8 @@ impl Settings {
         let p = self.engine.policy();
         Ok(format!(
             "reloaded {}: roles ({} administrator, {} operator, {} auditor patterns, {} scopes), \
-             policy ({}, {} default usage masks, {} crypto periods)",
+             policy ({}, {} default usage masks, {} crypto periods), dual control ({} object \
+             groups{}, window {}s, key hierarchy acts: {})",
             path.display(),
             r.administrator.len(),
             r.operator.len(),
@@ -71,6 +91,19 @@ impl Settings {
             ),
             p.usage_masks.len(),
             p.crypto_periods.len(),
+            p.dual_control_groups.len(),
+            if p.dual_control_groups.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", p.dual_control_groups.join(","))
+            },
+            p.dual_control_window
+                .unwrap_or(kmipd_ops::dual::DEFAULT_WINDOW),
+            if config.policy.dual_control_commands.is_empty() {
+                "none".to_owned()
+            } else {
+                config.policy.dual_control_commands.join(",")
+            },
         ))
     }
 
@@ -79,6 +112,7 @@ impl Settings {
         let roles = config.role_assignments();
         roles.validate()?;
         let policy = config.policy()?;
+        let commands = config.dual_control_commands()?;
         let mut current = self
             .roles
             .write()
@@ -86,6 +120,11 @@ impl Settings {
         *current = Arc::new(roles);
         drop(current);
         self.engine.set_policy(policy);
+        let mut dual = self
+            .dual_commands
+            .write()
+            .map_err(|_| "dual control lock poisoned".to_owned())?;
+        *dual = commands;
         Ok(())
     }
 }

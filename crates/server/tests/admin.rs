@@ -1270,3 +1270,143 @@ fn dual_control_request_approve_retry_over_the_wire() {
         "the refusal is audited: {with_id:?}"
     );
 }
+
+/// Dual control of the key hierarchy (`policy.dual_control_commands`, `kmipd::approval`): a
+/// KEK rotation must be signed by an administrator's certificate, waits for a second
+/// administrator's signed approval (unsigned, non-administrator and self-approvals refused),
+/// runs on the requester's retry and uses the approval up; the reload summary names the
+/// settings; an offline restore needs two administrators' approvals of that very backup file.
+/// Every step is in the audit log.
+#[test]
+fn dual_control_of_kek_rotation_and_restore() {
+    let inst = Instance::new(true);
+    let cfg = inst.config();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "\n[roles]\nadministrator = [\"client2\"]\n\n[policy]\n\
+         dual_control_commands = [\"rotate-kek\", \"restore\"]\ndual_control_window = \"1h\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let certs = inst.dir.join("certs");
+    let signer = |who: &str| {
+        vec![
+            "--cert".to_owned(),
+            certs
+                .join(format!("{who}.pem"))
+                .to_str()
+                .unwrap()
+                .to_owned(),
+            "--key".to_owned(),
+            certs
+                .join(format!("{who}.key"))
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        ]
+    };
+    let signed = |who: &str, args: &[&str]| {
+        let mut all = signer(who);
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all
+    };
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let server = Served::start(&cfg, &[]);
+
+    let line = admin_ok(&cfg, &["reload"]);
+    assert!(
+        line.contains(
+            "dual control (0 object groups, window 3600s, key hierarchy acts: rotate-kek,restore)"
+        ),
+        "{line}"
+    );
+    let e = admin_err(&cfg, &["rotate-kek"]);
+    assert!(e.contains("must be signed by an administrator"), "{e}");
+    let e = admin_err(&cfg, &refs(&signed("client", &["rotate-kek"])));
+    assert!(e.contains("client is not an administrator"), "{e}");
+    let e = admin_err(&cfg, &refs(&signed("admin", &["rotate-kek"])));
+    assert!(
+        e.contains("needs the approval of a second administrator"),
+        "{e}"
+    );
+    let id = e
+        .split_whitespace()
+        .skip_while(|w| *w != "request")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("rotate-kek."), "{id}");
+    let e = admin_err(&cfg, &["approve", &id]);
+    assert!(e.contains("must be signed"), "{e}");
+    let e = admin_err(&cfg, &refs(&signed("admin", &["approve", &id])));
+    assert!(e.contains("self-approval is refused"), "{e}");
+    let e = admin_err(&cfg, &refs(&signed("client", &["approve", &id])));
+    assert!(e.contains("client is not an administrator"), "{e}");
+    let line = admin_ok(&cfg, &refs(&signed("client2", &["approve", &id])));
+    assert!(
+        line.contains(&format!("approved dual control request {id}")),
+        "{line}"
+    );
+    let line = admin_ok(&cfg, &refs(&signed("admin", &["rotate-kek"])));
+    assert!(
+        line.contains("requested by admin, approved by client2"),
+        "the retry rotates: {line}"
+    );
+    let e = admin_err(&cfg, &refs(&signed("admin", &["rotate-kek"])));
+    assert!(
+        e.contains("needs the approval"),
+        "the approval is used up: {e}"
+    );
+    // Not listed: the master key rotation needs no approval.
+    admin_ok(&cfg, &["rotate-master-key"]);
+    let backup = inst.dir.join("one.kmipdbak");
+    admin_ok(&cfg, &["backup", backup.to_str().unwrap()]);
+    server.stop();
+
+    let approve = |who: &str| {
+        let mut c = Command::new(KMIPD);
+        c.arg("approve-restore").args(signer(who)).arg(&backup);
+        let (ok, out, err) = run_bounded(c);
+        assert!(ok, "approve-restore: {out}{err}");
+        let file = inst.dir.join(format!("{who}.approval"));
+        std::fs::write(&file, out).unwrap();
+        file
+    };
+    let (admin_approval, client2_approval) = (approve("admin"), approve("client2"));
+    let restored = inst.dir.join("restored-data");
+    let restore = |approvals: &[&PathBuf]| {
+        let mut c = Command::new(KMIPD);
+        c.args(["restore", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(&restored);
+        for a in approvals {
+            c.arg("--approval").arg(a);
+        }
+        c.arg(&backup);
+        run_bounded(c)
+    };
+    let (ok, _, err) = restore(&[&admin_approval, &admin_approval]);
+    assert!(!ok && err.contains("two different administrators"), "{err}");
+    assert!(!restored.exists(), "nothing restored");
+    let (ok, out, err) = restore(&[&admin_approval, &client2_approval]);
+    assert!(ok, "restore: {out}{err}");
+    assert!(out.contains("approved by admin and client2"), "{out}");
+
+    let audit = std::fs::read_to_string(inst.dir.join("audit.log")).unwrap();
+    let with_id: Vec<&str> = audit.lines().filter(|l| l.contains(&id)).collect();
+    for what in [
+        "needs the approval",
+        "self-approval",
+        "approved dual control",
+    ] {
+        assert!(
+            with_id.iter().any(|l| l.contains(what)),
+            "{what}: {with_id:?}"
+        );
+    }
+    assert!(audit.contains("approved by client2"), "{audit}");
+    assert!(audit.contains("two different administrators"), "{audit}");
+    assert!(audit.contains("approved by admin and client2"), "{audit}");
+}

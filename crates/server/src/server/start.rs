@@ -309,6 +309,7 @@ impl Server {
                     stop.clone(),
                 )
                 .with_settings(settings.clone())
+                .with_signers(config.tls.clone(), config.identity.source)
                 .with_client_crl(config.admin.client_crl.clone())
                 .with_seen(seen.clone()),
             );
