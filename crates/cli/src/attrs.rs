@@ -26,6 +26,31 @@ pub(crate) fn parse_date(text: &str) -> Result<i64, CliError> {
         .map_err(|e| CliError::Usage(format!("{text:?} is not an RFC 3339 date: {e}")))
 }
 
+/// Seconds of a duration: a number and a unit, `s`, `m`, `h`, `d` or `w` (`30d`).
+pub(crate) fn parse_duration(text: &str) -> Result<i64, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "{text:?} is not a duration: a number and a unit s, m, h, d or w (e.g. 30d)"
+        ))
+    };
+    let t = text.trim();
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let scale: i64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return Err(bad()),
+    };
+    let number: i64 = t
+        .strip_suffix(unit)
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(bad)?;
+    number.checked_mul(scale).ok_or_else(bad)
+}
+
 /// The attribute named `name` (without a value, for Delete Attribute and references).
 pub(crate) fn attribute_name(name: &str) -> Result<AttrName, CliError> {
     let name = name.trim();

@@ -255,6 +255,11 @@ pub(crate) struct LocateArgs {
     /// Objects whose Initial Date is at or before this date.
     #[arg(long, value_name = "DATE")]
     pub(crate) created_before: Option<String>,
+    /// Keys due: objects whose Deactivation Date falls between now and now plus this
+    /// duration (`30d`, `12h`, `2w`; units s, m, h, d, w), the server's crypto period or the
+    /// client's date (combine with --state active for keys still in use).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) due_within: Option<String>,
     /// More attributes, NAME=VALUE (custom attributes too: `x-owner=alice`).
     #[arg(long = "attr", value_name = "NAME=VALUE")]
     pub(crate) attrs: Vec<String>,

@@ -477,6 +477,16 @@ fn locate_filters(a: &LocateArgs) -> Result<Vec<Attribute>, CliError> {
             Value::DateTime(to.unwrap_or(253_402_300_799)),
         ));
     }
+    if let Some(within) = &a.due_within {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let until = now.saturating_add(attrs::parse_duration(within)?);
+        // A range of Deactivation Dates, both ends included.
+        out.push(Attribute::std(tag::DEACTIVATION_DATE, Value::DateTime(now)));
+        out.push(Attribute::std(
+            tag::DEACTIVATION_DATE,
+            Value::DateTime(until),
+        ));
+    }
     for x in &a.attrs {
         out.push(attrs::parse(x)?);
     }

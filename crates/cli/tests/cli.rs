@@ -695,6 +695,61 @@ fn attributes_rekey_and_locate_filters() {
     assert_eq!(show(&b)["state"], "Destroyed");
 }
 
+/// `locate --due-within`: the keys whose Deactivation Date falls within the duration from now,
+/// asked over the wire as a range of Deactivation Dates.
+#[test]
+fn locate_keys_due_within_a_duration() {
+    let h = Home::new();
+    let k = |args: &[&str]| ok(h.kmip_as("client"), args).trim().to_owned();
+    let group = unique("due");
+    let g = format!("Object Group={group}");
+    let now = time::OffsetDateTime::now_utc();
+    let date = |days: i64| {
+        (now + time::Duration::days(days))
+            .replace_nanosecond(0)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let soon = k(&[
+        "create",
+        "--attr",
+        &g,
+        "--attr",
+        &format!("Deactivation Date={}", date(10)),
+        "-q",
+    ]);
+    let later = k(&[
+        "create",
+        "--attr",
+        &g,
+        "--attr",
+        &format!("Deactivation Date={}", date(60)),
+        "-q",
+    ]);
+    let never = k(&["create", "--attr", &g, "-q"]);
+    let found = |within: &str| {
+        let mut v: Vec<String> = k(&["locate", "--group", &group, "--due-within", within, "-q"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(found("30d"), vec![soon.clone()]);
+    let mut both = vec![soon.clone(), later.clone()];
+    both.sort();
+    assert_eq!(found("9w"), both);
+    assert!(found("1d").is_empty());
+    assert!(!found("9w").contains(&never));
+    let bad = run(
+        h.kmip_as("client"),
+        &["locate", "--due-within", "30x", "-q"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("not a duration"), "{}", bad.stderr);
+}
+
 #[test]
 fn server_information_and_offline_commands() {
     let h = Home::new();
