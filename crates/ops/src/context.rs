@@ -174,7 +174,8 @@ pub(crate) struct Ctx<'a> {
     /// The batch's changes.
     pub(crate) tx: Tx<'a>,
     /// The ID Placeholder: the Unique Identifier of the last object an item of this batch
-    /// created or named (KMIP 1.4 §6.1.x / 2.1 §6.1.x).
+    /// created or named (KMIP 1.4 §6.1.x / 2.1 §6.1.x). `None` before any item set it;
+    /// `Some("")` once an item *emptied* it ([`Ctx::empty_placeholder`]).
     pub(crate) id_placeholder: Option<String>,
     /// 2.x: the Unique Identifiers returned by earlier items of this batch, for the Integer
     /// and Enumeration forms of Unique Identifier.
@@ -225,6 +226,14 @@ impl Ctx<'_> {
     pub(crate) fn set_placeholder(&mut self, uid: &str) {
         self.id_placeholder = Some(uid.to_owned());
         self.batch_uids.push(uid.to_owned());
+    }
+
+    /// Empties the ID Placeholder (a Locate that did not find exactly one object, a Check that
+    /// refused, KMIP 1.4 §4.9 and §4.10): the later items that rely on it must fail, and they
+    /// do with Item Not Found, since the empty identifier names no object (the KMIP 1.1 and
+    /// 1.2 Test Cases, TC-152: a Get batched after a Locate that found nothing).
+    pub(crate) fn empty_placeholder(&mut self) {
+        self.id_placeholder = Some(String::new());
     }
 
     /// Records `uid` as what an item of this batch produced, for the 2.x Unique Identifier

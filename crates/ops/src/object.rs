@@ -19,9 +19,17 @@ use crate::lifecycle::{Event, transition};
 pub(crate) fn resolve_uid(ctx: &Ctx<'_>, r: &StructReader<'_>) -> Result<String> {
     match r.optional(tag::UNIQUE_IDENTIFIER) {
         Some(item) => uid_value(ctx, item),
-        None => ctx.id_placeholder.clone().ok_or(Error::MissingData(
-            "no Unique Identifier and no ID Placeholder",
-        )),
+        None => placeholder(ctx, "no Unique Identifier and no ID Placeholder"),
+    }
+}
+
+/// The ID Placeholder: Missing Data when no item set it, Item Not Found when one emptied it
+/// ([`Ctx::empty_placeholder`]).
+pub(crate) fn placeholder(ctx: &Ctx<'_>, missing: &'static str) -> Result<String> {
+    match ctx.id_placeholder.as_deref() {
+        None => Err(Error::MissingData(missing)),
+        Some("") => Err(Error::NotFound),
+        Some(uid) => Ok(uid.to_owned()),
     }
 }
 
@@ -30,10 +38,7 @@ pub(crate) fn uid_value(ctx: &Ctx<'_>, item: &Ttlv) -> Result<String> {
     match &item.value {
         Value::TextString(s) => Ok(s.clone()),
         Value::Enumeration(e) if ctx.v2() => match *e {
-            uid_enum::ID_PLACEHOLDER => ctx
-                .id_placeholder
-                .clone()
-                .ok_or(Error::MissingData("no ID Placeholder")),
+            uid_enum::ID_PLACEHOLDER => placeholder(ctx, "no ID Placeholder"),
             kind => ctx
                 .uid_by_kind
                 .iter()

@@ -276,3 +276,88 @@ fn a_name_in_use_cannot_be_added_again_in_2_1() {
         Some(result_reason::NON_UNIQUE_NAME_ATTRIBUTE)
     );
 }
+
+/// KMIP 1.x templates (1.4 §4, Template-Attribute): a single-instance attribute given in the
+/// request wins over the template's, a multi-instance one is the union of both (the
+/// template's first), as the 1.2 Test Case TC-312 shows with `x-ID`.
+/// Object Type Template (1.x; "(Reserved)" in the 2.x table).
+const TEMPLATE_OBJECT_TYPE: u32 = 6;
+
+#[test]
+fn a_template_gives_way_to_the_request_for_single_values_and_adds_to_multi_instance_ones() {
+    let e = Engine::in_memory();
+    let v = ProtocolVersion::new(1, 2);
+    let text = |s: &str| Value::TextString(s.into());
+    let registered = send(
+        &e,
+        "t",
+        v,
+        vec![(
+            operation::REGISTER,
+            vec![
+                build::enumeration(tag::OBJECT_TYPE, TEMPLATE_OBJECT_TYPE),
+                build::structure(tag::TEMPLATE_ATTRIBUTE, vec![attr("Name", name("tpl"))]),
+                build::structure(
+                    tag::TEMPLATE,
+                    vec![
+                        attr("Contact Information", text("from-template")),
+                        attr("x-ID", text("from-template")),
+                        attr("Object Group", text("g1")),
+                    ],
+                ),
+            ],
+        )],
+    );
+    ok(&registered[0]);
+    let created = send(
+        &e,
+        "t",
+        v,
+        vec![(
+            operation::CREATE,
+            vec![
+                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
+                build::structure(
+                    tag::TEMPLATE_ATTRIBUTE,
+                    vec![
+                        build::structure(
+                            tag::NAME,
+                            vec![
+                                build::text(tag::NAME_VALUE, "tpl"),
+                                build::enumeration(tag::NAME_TYPE, 1),
+                            ],
+                        ),
+                        attr("Cryptographic Algorithm", Value::Enumeration(3)),
+                        attr("Cryptographic Length", Value::Integer(128)),
+                        attr("Cryptographic Usage Mask", Value::Integer(0x0c)),
+                        attr("Contact Information", text("from-request")),
+                        attr("x-ID", text("from-request")),
+                    ],
+                ),
+            ],
+        )],
+    );
+    let uid = uids(&ok(&created[0])).remove(0);
+    let got = send(
+        &e,
+        "t",
+        v,
+        vec![(
+            operation::GET_ATTRIBUTES,
+            vec![build::unique_identifier(uid)],
+        )],
+    );
+    let all = kmipd_test_support::kmip::v1_attrs(&ok(&got[0]));
+    let values = |n: &str| -> Vec<Value> {
+        all.iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(values("Contact Information"), [text("from-request")]);
+    assert_eq!(
+        values("x-ID"),
+        [text("from-template"), text("from-request")]
+    );
+    assert_eq!(values("Object Group"), [text("g1")]);
+}

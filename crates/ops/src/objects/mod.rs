@@ -77,20 +77,35 @@ pub(crate) fn request_attributes_keeping(
             None => RequestAttributes::default(),
         }
     };
+    // KMIP 1.4 §4 (Template-Attribute): a single-instance attribute of a later template wins
+    // over an earlier template's, the request's own over every template's; for multi-instance
+    // attributes the union of the values is used (the templates' first, then the request's).
+    let mut from_templates = Attributes::new();
+    for name in &parsed.template_names {
+        for a in template::attributes_of(ctx, name)?.0 {
+            if !crate::attrs::rule(&a.name).multi {
+                from_templates.0.retain(|b| !b.name.same_attribute(&a.name));
+            }
+            from_templates.0.push(a);
+        }
+    }
+    let own: Vec<Attribute> = parsed
+        .attributes
+        .0
+        .into_iter()
+        .filter(|a| !server_only(&a.name) || a.name.tag().is_some_and(|t| keep.contains(&t)))
+        .collect();
     let mut attrs = Attributes::new();
-    for a in parsed.attributes.0 {
-        if !server_only(&a.name) || a.name.tag().is_some_and(|t| keep.contains(&t)) {
+    for a in from_templates.0 {
+        let overridden = own.iter().any(|b| {
+            b.name.same_attribute(&a.name)
+                && (!crate::attrs::rule(&a.name).multi || b.value == a.value)
+        });
+        if !overridden {
             attrs.0.push(a);
         }
     }
-    for name in &parsed.template_names {
-        let from_template = template::attributes_of(ctx, name)?;
-        for a in from_template.0 {
-            if !attrs.has(&a.name) {
-                attrs.0.push(a);
-            }
-        }
-    }
+    attrs.0.extend(own);
     Ok(attrs)
 }
 

@@ -29,7 +29,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let lease = r.interval(tag::LEASE_TIME)?;
     let obj = ctx.load(&uid)?;
     if let Err(e) = check(&obj, mask, count, lease) {
-        ctx.id_placeholder = None;
+        ctx.empty_placeholder();
         return Err(e);
     }
     ctx.batch_uids.push(uid.clone());

@@ -8,8 +8,13 @@
 //! structure, present even when empty. Attributes the request's version does not define are
 //! never returned. The object may be destroyed: its metadata remains readable.
 //!
+//! An attribute named twice in one request is Invalid Message (the KMIP 1.1 and 1.2 Test Cases,
+//! TC-171: "Attribute Name specified more than once"): the request is ambiguous about how
+//! often each instance is to be returned, and silently folding the names would hide a client
+//! bug.
+//!
 //! Result reasons: Item/Object Not Found (no such object, or not visible); Invalid Field (an
-//! Attribute Reference that is not a tag or vendor reference).
+//! Attribute Reference that is not a tag or vendor reference); Invalid Message (a name twice).
 
 use kmipd_proto::attributes::AttrName;
 use kmipd_proto::build;
@@ -19,7 +24,7 @@ use kmipd_ttlv::Ttlv;
 
 use crate::attrs;
 use crate::context::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::object::{resolve_uid, uid_item};
 
 /// Handles Get Attributes.
@@ -46,7 +51,12 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     } else {
         let mut out = Vec::new();
         for (k, name) in wanted.iter().enumerate() {
-            if wanted.iter().take(k).any(|n| n.same_attribute(name)) || !attrs::visible(ctx, name) {
+            if wanted.iter().take(k).any(|n| n.same_attribute(name)) {
+                return Err(Error::InvalidMessage(
+                    "an attribute is named more than once",
+                ));
+            }
+            if !attrs::visible(ctx, name) {
                 continue;
             }
             out.extend(
@@ -178,6 +188,39 @@ mod tests {
                 .unwrap(),
             );
             assert_eq!(none[1], build::structure(tag::ATTRIBUTES, vec![]));
+        });
+    }
+
+    #[test]
+    fn an_attribute_named_twice_is_invalid_message() {
+        let s = store(vec![key("k1", "a", 1, Some("n1"))]);
+        with_ctx(
+            &s,
+            &Principal::new("a"),
+            ProtocolVersion::new(1, 2),
+            |ctx| {
+                let r = handle(
+                    ctx,
+                    &payload(vec![
+                        build::unique_identifier("k1"),
+                        build::text(tag::ATTRIBUTE_NAME, "Object Type"),
+                        build::text(tag::ATTRIBUTE_NAME, "State"),
+                        build::text(tag::ATTRIBUTE_NAME, "Object Type"),
+                    ]),
+                );
+                assert!(matches!(r, Err(Error::InvalidMessage(_))), "{r:?}");
+            },
+        );
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V2_1, |ctx| {
+            let r = handle(
+                ctx,
+                &payload(vec![
+                    build::unique_identifier("k1"),
+                    build::enumeration(tag::ATTRIBUTE_REFERENCE, tag::STATE.value()),
+                    build::enumeration(tag::ATTRIBUTE_REFERENCE, tag::STATE.value()),
+                ]),
+            );
+            assert!(matches!(r, Err(Error::InvalidMessage(_))), "{r:?}");
         });
     }
 

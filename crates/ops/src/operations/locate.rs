@@ -30,8 +30,9 @@
 //! a server add it without Offset Items too, but the test cases (TC-OFFSET: Maximum Items alone
 //! answers without it, with Offset Items it comes back) show it only for paging clients.
 //!
-//! **ID Placeholder**: the identifier when exactly one is returned; emptied otherwise, so that
-//! a batched Get without identifier fails rather than picks an arbitrary object.
+//! **ID Placeholder**: the identifier when exactly one is returned; emptied otherwise
+//! (`Ctx::empty_placeholder`), so that a batched Get without identifier fails (Item Not Found)
+//! rather than picks an arbitrary object.
 
 use kmipd_proto::attributes::{AttrName, Attribute, date_seconds, name_value};
 use kmipd_proto::build;
@@ -99,7 +100,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
 
     match found.as_slice() {
         [one] => ctx.set_placeholder(one),
-        _ => ctx.id_placeholder = None,
+        _ => ctx.empty_placeholder(),
     }
     let mut items = Vec::with_capacity(found.len().saturating_add(1));
     if offset.is_some() && ctx.spec >= Version::V1_3 {
@@ -317,7 +318,7 @@ mod tests {
             let out = items(handle(ctx, &payload(vec![])).unwrap());
             assert_eq!(uids(&out), ["k3", "k2", "k1"]);
             assert!(out.iter().all(|i| i.tag != tag::LOCATED_ITEMS));
-            assert_eq!(ctx.id_placeholder, None);
+            assert_eq!(ctx.id_placeholder.as_deref(), Some(""), "emptied");
             let out = items(
                 handle(
                     ctx,

@@ -25,12 +25,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let r = StructReader::any(payload)?;
     let private_uid = match r.optional(tag::PRIVATE_KEY_UNIQUE_IDENTIFIER) {
         Some(item) => uid_value(ctx, item)?,
-        None => ctx
-            .id_placeholder
-            .clone()
-            .ok_or(crate::error::Error::MissingData(
-                "no Private Key Unique Identifier",
-            ))?,
+        None => crate::object::placeholder(ctx, "no Private Key Unique Identifier")?,
     };
     let old_private = rekey::existing(ctx, &private_uid, ot::PRIVATE_KEY)?;
     let old_public = match rekey::linked(&old_private, link_type::PUBLIC_KEY_LINK) {
