@@ -83,6 +83,8 @@ struct State {
     /// Identifiers of objects the server generated (Create, CreateKeyPair, ReKey, ...): their
     /// key material and crypto output may vary.
     generated: HashSet<String>,
+    /// Identifiers that some response of this file gave so far.
+    seen: HashSet<String>,
     /// Identifiers of registered keys whose output is randomized: signatures (PSS, DSA, ECDSA)
     /// and public-key encryption (RSA OAEP and PKCS#1 v1.5).
     randomized: HashSet<String>,
@@ -468,6 +470,19 @@ impl Session {
                     (Value::TextString(s), true) => Some(s.clone()),
                     _ => None,
                 });
+            let ids: Vec<String> = ids.collect();
+            if op_is(op, "Locate") {
+                // An object that a Locate names before any response gave it is one the server
+                // made on the fly (Group Member Fresh, KMIP 1.4 §4.9: "the server MAY choose to
+                // generate a new object on-the-fly"): server-generated, like a Create's.
+                let new = ids
+                    .iter()
+                    .filter(|u| !self.state.seen.contains(*u))
+                    .cloned();
+                self.state.generated.extend(new.collect::<Vec<_>>());
+            }
+            self.state.seen.extend(ids.iter().cloned());
+            let ids = ids.into_iter();
             if GENERATING_OPS.iter().any(|name| op_is(op, name)) {
                 self.state.generated.extend(ids);
             } else if op_is(op, "Register")

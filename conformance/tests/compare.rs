@@ -785,3 +785,45 @@ fn rng_seed_data_length_may_be_any_amount_up_to_what_was_sent() {
     );
     assert_fails_at(&outcome, "DataLength: expected 4, got 0");
 }
+
+#[test]
+fn an_object_a_locate_names_first_is_server_generated_one_seen_before_is_not() {
+    let key = |material: &str| {
+        format!(
+            r#"{}<ObjectType type="Enumeration" value="SymmetricKey"/><SymmetricKey><KeyBlock><KeyFormatType type="Enumeration" value="Raw"/><KeyValue><KeyMaterial type="ByteString" value="{material}"/></KeyValue></KeyBlock></SymmetricKey>"#,
+            uid("$UNIQUE_IDENTIFIER_0")
+        )
+    };
+    let answer = |material: &str| key(material).replace("$UNIQUE_IDENTIFIER_0", "k");
+    let secret = "00112233445566778899AABBCCDDEEFF";
+    let other = "FFEEDDCCBBAA99887766554433221100";
+    let locate = req(&[("Locate", "")]);
+    let get = req(&[("Get", &uid("$UNIQUE_IDENTIFIER_0"))]);
+    // Made on the fly by the Locate (Group Member Fresh): its key material is the server's.
+    let messages = [
+        locate.clone(),
+        ok(&[("Locate", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        get.clone(),
+        ok(&[("Get", &key(secret))]),
+    ];
+    let mut s = Scripted::new(&[ok(&[("Locate", &uid("k"))]), ok(&[("Get", &answer(other))])]);
+    assert!(run(&messages, &mut s).passed);
+    // Registered first, then located: its key material is the client's, compared exactly.
+    let messages = [
+        req(&[("Register", "")]),
+        ok(&[("Register", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        locate,
+        ok(&[("Locate", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        get,
+        ok(&[("Get", &key(secret))]),
+    ];
+    let mut s = Scripted::new(&[
+        ok(&[("Register", &uid("k"))]),
+        ok(&[("Locate", &uid("k"))]),
+        ok(&[("Get", &answer(other))]),
+    ]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "KeyValue/KeyMaterial: expected <16 bytes 00112233…>",
+    );
+}

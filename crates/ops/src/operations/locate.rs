@@ -17,13 +17,23 @@
 //! **Storage Status Mask**: without it, only on-line objects (not destroyed, not archived);
 //! destroyed objects (State Destroyed or Destroyed Compromised) only when the Destroyed
 //! Storage bit is set, archived ones (with an Archive Date) only with the Archival bit.
-//! **Object Group Member** Group Member Fresh keeps only objects whose Fresh is true, oldest
-//! first: the group is handed out in the order it was filled (TC-152: key 1, then, once a Get
-//! made it no longer fresh, key 2). Group Member Default adds no criterion.
+//! **Object Group Member** (KMIP 1.4 §4.9). Group Member Fresh keeps only objects whose Fresh
+//! is true, oldest first: the group is handed out in the order it was filled (TC-152: key 1,
+//! then, once a Get made it no longer fresh, key 2). When no fresh object matches and the
+//! request asks only for the reserved group `default` ("“default” is a reserved Text String
+//! for Object Group", 1.4 §3.33), the server generates one on the fly ("the server MAY choose
+//! to generate a new object on-the-fly, based on server policy"): an AES-256 key for Encrypt
+//! and Decrypt in the group `default`, owned by the caller, made as Create makes one (the
+//! server policy applies; a caller whose role may not Create gets none), whose identifier is
+//! the answer (TC-151). A group a client fills itself is never extended (TC-152: the third
+//! Locate finds nothing). Group Member Default answers the group's *default object* first,
+//! which by kmipd's policy is the member handed out least: the oldest member not yet served
+//! (Fresh), then, once every member was served, the oldest member (TC-153 hands out keys 1,
+//! 2, 3 and then key 1 again); the other members follow in the order the group was filled.
 //! Only objects the caller may see are ever considered (the owner, an administrator, or an
 //! identity granted Locate on the object: `access`).
 //!
-//! **Order** (except Group Member Fresh): newest first (descending creation order, as 2.x requires and the test cases
+//! **Order** (except with an Object Group Member): newest first (descending creation order, as 2.x requires and the test cases
 //! expect), stable across calls, so that Offset Items pages are consistent. Offset Items are
 //! skipped, then at most Maximum Items returned. Located Items (the count of all matches) is
 //! answered when the request has Offset Items and the version defines it (1.3+): the spec lets
@@ -36,7 +46,10 @@
 
 use kmipd_proto::attributes::{AttrName, Attribute, date_seconds, name_value};
 use kmipd_proto::build;
-use kmipd_proto::enums::{object_group_member_option, state, storage_status_mask as ssm};
+use kmipd_proto::enums::{
+    cryptographic_algorithm, cryptographic_usage_mask as usage, object_group_member_option,
+    object_type, state, storage_status_mask as ssm,
+};
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
@@ -45,7 +58,8 @@ use kmipd_ttlv::{Ttlv, Value};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::object::{current_state, uid_item, uid_value};
+use crate::object::{current_state, new_object, uid_item, uid_value};
+use crate::objects::{keys, template};
 
 /// The largest Date-Time value: "equivalent to an undefined attribute".
 const DATE_MAX: i64 = i64::MAX;
@@ -78,17 +92,24 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
 
     let mut objects = ctx.tx.find(&index_query(&criteria))?;
     let fresh_only = group_member == Some(object_group_member_option::GROUP_MEMBER_FRESH);
-    if !fresh_only {
+    let default_member = group_member == Some(object_group_member_option::GROUP_MEMBER_DEFAULT);
+    if fresh_only || default_member {
+        // The order the group was filled in; for the default object, unserved members first.
+        objects.sort_by_key(|o| (default_member && !is_fresh(o), o.sequence));
+    } else {
         objects.sort_by_key(|o| std::cmp::Reverse(o.sequence));
     }
-    let matches: Vec<String> = objects
+    let mut matches: Vec<String> = objects
         .iter()
         .filter(|o| ctx.may(o))
         .filter(|o| stored_as(o, storage))
-        .filter(|o| !fresh_only || o.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)))
+        .filter(|o| !fresh_only || is_fresh(o))
         .filter(|o| criteria.iter().all(|c| c.matches(o)))
         .map(|o| o.uid.clone())
         .collect();
+    if fresh_only && matches.is_empty() && asks_only_for_the_default_group(&criteria) {
+        matches.push(generate_default_group_key(ctx)?);
+    }
     let located = matches.len();
     let skip =
         usize::try_from(offset.unwrap_or(0)).map_err(|_| Error::InvalidField("Offset Items"))?;
@@ -111,6 +132,51 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     items.extend(found.iter().map(uid_item));
     Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
+}
+
+/// True when the object has not yet been served to a client.
+fn is_fresh(o: &ManagedObject) -> bool {
+    o.attributes.get(tag::FRESH) == Some(&Value::Boolean(true))
+}
+
+/// The reserved Object Group (KMIP 1.4 §3.33, 2.1 §4.41).
+pub(crate) const DEFAULT_GROUP: &str = "default";
+
+/// True when the only criterion is Object Group `default`.
+fn asks_only_for_the_default_group(criteria: &[Criterion]) -> bool {
+    matches!(
+        criteria,
+        [Criterion::Value(AttrName::Std(t), Value::TextString(g))]
+            if *t == tag::OBJECT_GROUP && g == DEFAULT_GROUP
+    )
+}
+
+/// A new member of the `default` group, generated on the fly for Group Member Fresh (see the
+/// module doc); its identifier. Made as Create makes a key: the caller's role must permit
+/// Create, and the server policy applies.
+fn generate_default_group_key(ctx: &mut Ctx<'_>) -> Result<String> {
+    crate::access::check_operation(ctx.principal, kmipd_proto::enums::operation::CREATE)?;
+    let mut attrs = kmipd_proto::attributes::Attributes::new();
+    attrs.set(
+        tag::CRYPTOGRAPHIC_ALGORITHM,
+        Value::Enumeration(cryptographic_algorithm::AES),
+    );
+    attrs.set(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(256));
+    attrs.set(
+        tag::CRYPTOGRAPHIC_USAGE_MASK,
+        Value::Integer(i32::try_from(usage::ENCRYPT | usage::DECRYPT).unwrap_or_default()),
+    );
+    attrs.set(
+        tag::OBJECT_GROUP,
+        Value::TextString(DEFAULT_GROUP.to_owned()),
+    );
+    let (object, _) = keys::new_symmetric(cryptographic_algorithm::AES, Some(256))?;
+    template::server_defaults(&mut attrs, object_type::SYMMETRIC_KEY, &object, true);
+    let mut obj = new_object(ctx, object_type::SYMMETRIC_KEY, Some(object), attrs)?;
+    template::finish(ctx, &mut obj)?;
+    let uid = obj.uid.clone();
+    ctx.tx.put(obj);
+    Ok(uid)
 }
 
 /// The attributes of the request, names canonical.
@@ -360,6 +426,78 @@ mod tests {
                 assert_eq!(uids(&out), ["other", "k4", "k3", "k2", "k1"]);
             },
         );
+    }
+
+    #[test]
+    fn group_member_default_answers_the_oldest_unserved_member_then_the_oldest() {
+        let default_member = || {
+            payload(vec![
+                build::int(tag::MAXIMUM_ITEMS, 1),
+                build::enumeration(
+                    tag::OBJECT_GROUP_MEMBER,
+                    object_group_member_option::GROUP_MEMBER_DEFAULT,
+                ),
+            ])
+        };
+        let mut objs = objects();
+        for (o, fresh) in objs.iter_mut().zip([false, true, true]) {
+            o.attributes.set(tag::FRESH, Value::Boolean(fresh));
+        }
+        let s = store(objs);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let out = items(handle(ctx, &default_member()).unwrap());
+            assert_eq!(uids(&out), ["k2"], "the oldest member not yet served");
+        });
+        let mut objs = objects();
+        for o in &mut objs {
+            o.attributes.set(tag::FRESH, Value::Boolean(false));
+        }
+        let s = store(objs);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            let out = items(handle(ctx, &default_member()).unwrap());
+            assert_eq!(uids(&out), ["k1"], "every member served: the oldest");
+        });
+    }
+
+    #[test]
+    fn fresh_from_the_default_group_is_generated_once_and_a_client_group_is_never_extended() {
+        let fresh_from = |group: &str| {
+            payload(vec![
+                build::int(tag::MAXIMUM_ITEMS, 1),
+                build::enumeration(
+                    tag::OBJECT_GROUP_MEMBER,
+                    object_group_member_option::GROUP_MEMBER_FRESH,
+                ),
+                build::structure(
+                    tag::ATTRIBUTE,
+                    vec![
+                        build::text(tag::ATTRIBUTE_NAME, "Object Group"),
+                        build::text(tag::ATTRIBUTE_VALUE, group),
+                    ],
+                ),
+            ])
+        };
+        let s = store(vec![]);
+        with_ctx(&s, &Principal::new("a"), ProtocolVersion::V1_4, |ctx| {
+            assert!(uids(&items(handle(ctx, &fresh_from("mine")).unwrap())).is_empty());
+            let first = uids(&items(handle(ctx, &fresh_from(DEFAULT_GROUP)).unwrap()));
+            assert_eq!(first.len(), 1);
+            assert_eq!(ctx.id_placeholder.as_deref(), Some(first[0].as_str()));
+            let made = ctx.tx.get(&first[0]).unwrap().unwrap();
+            assert_eq!(made.owner, "a");
+            assert_eq!(
+                made.attributes.get(tag::OBJECT_GROUP),
+                Some(&Value::TextString(DEFAULT_GROUP.into()))
+            );
+            assert_eq!(made.attributes.get(tag::FRESH), Some(&Value::Boolean(true)));
+            assert_eq!(
+                made.attributes.get(tag::CRYPTOGRAPHIC_LENGTH),
+                Some(&Value::Integer(256))
+            );
+            // Still fresh (nobody got it): found again, not generated again.
+            let again = uids(&items(handle(ctx, &fresh_from(DEFAULT_GROUP)).unwrap()));
+            assert_eq!(again, first);
+        });
     }
 
     #[test]
