@@ -827,3 +827,51 @@ fn an_object_a_locate_names_first_is_server_generated_one_seen_before_is_not() {
         "KeyValue/KeyMaterial: expected <16 bytes 00112233…>",
     );
 }
+
+#[test]
+fn a_refused_rng_seed_is_met_by_a_seed_not_used_and_by_nothing_else() {
+    let seed = req(&[("RNGSeed", r#"<Data type="ByteString" value="00112233"/>"#)]);
+    let refused = failed("RNGSeed", "PermissionDenied");
+    let used = |n: i32| {
+        ok(&[(
+            "RNGSeed",
+            &format!(r#"<DataLength type="Integer" value="{n}"/>"#),
+        )])
+    };
+    // The seed not used (Data Length 0): the same outcome for the client.
+    let outcome = run(
+        &[seed.clone(), refused.clone()],
+        &mut Scripted::new(&[used(0)]),
+    );
+    assert!(outcome.passed, "{outcome:?}");
+    // The seed used (even in part): not what the case expects.
+    let outcome = run(
+        &[seed.clone(), refused.clone()],
+        &mut Scripted::new(&[used(2)]),
+    );
+    assert_fails_at(
+        &outcome,
+        "ResultStatus: expected OperationFailed, got Success",
+    );
+    // Another refusal than Permission Denied, and another operation, are compared as ever.
+    let outcome = run(
+        &[seed.clone(), failed("RNGSeed", "InvalidField")],
+        &mut Scripted::new(&[used(0)]),
+    );
+    assert_fails_at(
+        &outcome,
+        "ResultStatus: expected OperationFailed, got Success",
+    );
+    let retrieve = req(&[("RNGRetrieve", r#"<DataLength type="Integer" value="4"/>"#)]);
+    let outcome = run(
+        &[retrieve, failed("RNGRetrieve", "PermissionDenied")],
+        &mut Scripted::new(&[ok(&[(
+            "RNGRetrieve",
+            r#"<DataLength type="Integer" value="0"/>"#,
+        )])]),
+    );
+    assert_fails_at(
+        &outcome,
+        "ResultStatus: expected OperationFailed, got Success",
+    );
+}
