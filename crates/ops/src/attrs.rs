@@ -754,6 +754,8 @@ pub(crate) mod testing {
             policy: &config.policy,
             operation: 0,
             kept: Vec::new(),
+            streams: None,
+            stream_changes: Vec::new(),
         };
         f(&mut ctx)
     }

@@ -192,6 +192,11 @@ pub(crate) struct Ctx<'a> {
     /// Objects a refused item still changes (a dual control request or approval, `dual.rs`):
     /// the engine stores them through the item's rollback.
     pub(crate) kept: Vec<ManagedObject>,
+    /// The open streams of streamed cryptography (`streams.rs`); `None` where no stream may
+    /// run (internal contexts).
+    pub(crate) streams: Option<&'a crate::streams::Streams>,
+    /// What this request's steps do to the streams, applied once it has completed.
+    pub(crate) stream_changes: Vec<crate::streams::Change>,
 }
 
 impl Ctx<'_> {

@@ -186,6 +186,8 @@ pub struct Engine {
     policy: Arc<RwLock<Arc<Policy>>>,
     /// The items of asynchronous requests waiting for their Poll (`pending.rs`).
     pending: Arc<crate::pending::Pending>,
+    /// The open streams of streamed cryptography (`streams.rs`).
+    streams: Arc<crate::streams::Streams>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -211,6 +213,7 @@ impl Engine {
             config: Arc::new(config),
             policy,
             pending: Arc::default(),
+            streams: Arc::default(),
         }
     }
 
@@ -343,9 +346,11 @@ impl Engine {
             items,
             incidents,
             consumed,
+            streamed,
         } = prepared;
         if changes.is_empty() {
             forget(&self.pending, &consumed);
+            self.streams.apply(streamed, self.config.clock.now());
             return Ok(Answer {
                 response: response.to_ttlv(),
                 incidents,
@@ -361,6 +366,7 @@ impl Engine {
         let answer = answer_after_commit(response, incidents, &failed, stored);
         if answer.is_ok() {
             forget(&self.pending, &consumed);
+            self.streams.apply(streamed, self.config.clock.now());
         }
         answer
     }
@@ -380,9 +386,11 @@ impl Engine {
             items,
             incidents,
             consumed,
+            streamed,
         } = prepared;
         if changes.is_empty() {
             forget(&self.pending, &consumed);
+            self.streams.apply(streamed, self.config.clock.now());
             done(Ok(Answer {
                 response: response.to_ttlv(),
                 incidents,
@@ -392,6 +400,7 @@ impl Engine {
         let subject = commit_subject(&changes);
         let clock = self.config.clock.clone();
         let pending = Arc::clone(&self.pending);
+        let streams = Arc::clone(&self.streams);
         self.store.commit_then(
             changes,
             Box::new(move |stored| {
@@ -403,6 +412,7 @@ impl Engine {
                 let answer = answer_after_commit(response, incidents, &failed, stored);
                 if answer.is_ok() {
                     forget(&pending, &consumed);
+                    streams.apply(streamed, clock.now());
                 }
                 done(answer);
             }),
@@ -521,6 +531,8 @@ impl Engine {
             config: &self.config,
             operation: 0,
             kept: Vec::new(),
+            streams: Some(&self.streams),
+            stream_changes: Vec::new(),
         };
         let mut kept: Vec<ManagedObject> = Vec::new();
         let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());
@@ -529,6 +541,7 @@ impl Engine {
         let mut failed = false;
         for item in &items {
             let sp = ctx.tx.savepoint();
+            let streamed_before = ctx.stream_changes.len();
             // Poll answers with the polled item's Operation.
             let mut answered_as = item.operation();
             let result = match item {
@@ -550,6 +563,7 @@ impl Engine {
                 }),
                 Err(err) => {
                     ctx.tx.rollback_to(sp);
+                    ctx.stream_changes.truncate(streamed_before);
                     // What the refusal records (dual control) survives its rollback.
                     let refused: Vec<ManagedObject> = ctx.kept.drain(..).collect();
                     for o in refused {
@@ -574,6 +588,7 @@ impl Engine {
             // stays (Operation Undone is not a failure, so the payload remains, as the 3.0
             // BL-M-2 case shows); the failed item keeps its failure.
             ctx.tx.rollback_all();
+            ctx.stream_changes.clear();
             for o in &kept {
                 keep_requests(&mut ctx.tx, o);
             }
@@ -582,6 +597,7 @@ impl Engine {
                 a.result_status = result_status::OPERATION_UNDONE;
             }
         }
+        let streamed = std::mem::take(&mut ctx.stream_changes);
         let changes = ctx.tx.into_changes();
         let response = ResponseMessage {
             header: response_header(version, answers.len(), now),
@@ -604,6 +620,7 @@ impl Engine {
             items,
             incidents,
             consumed,
+            streamed,
         }
     }
 
@@ -954,6 +971,9 @@ pub struct Prepared {
     /// The pending asynchronous items (identity, correlation value) this request polled or
     /// canceled: they leave the table once it has completed (`pending.rs`).
     consumed: Vec<(String, Vec<u8>)>,
+    /// What its streamed steps do to the open streams, applied once it has completed
+    /// (`streams.rs`).
+    streamed: Vec<crate::streams::Change>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -976,6 +996,7 @@ impl Prepared {
             items: Vec::new(),
             incidents: Vec::new(),
             consumed: Vec::new(),
+            streamed: Vec::new(),
         }
     }
 

@@ -108,6 +108,13 @@ pub enum Error {
     /// Poll or Cancel of an Asynchronous Correlation Value this identity has not pending.
     #[error("invalid asynchronous correlation value")]
     InvalidAsyncCorrelationValue,
+    /// A Correlation Value (streamed cryptography, `streams.rs`) that names no open stream of
+    /// this identity and operation (unknown, expired, closed, or someone else's).
+    #[error("invalid correlation value")]
+    InvalidCorrelationValue,
+    /// The identity, or the server, has as many streams open as allowed (`streams.rs`).
+    #[error("too many open streams")]
+    TooManyStreams,
     /// The object is archived.
     #[error("object archived")]
     ObjectArchived,
@@ -200,6 +207,10 @@ impl Error {
             Error::ObjectArchived => rr::OBJECT_ARCHIVED,
             Error::InvalidAsyncCorrelationValue if v2 => rr::INVALID_ASYNCHRONOUS_CORRELATION_VALUE,
             Error::InvalidAsyncCorrelationValue => rr::ITEM_NOT_FOUND,
+            Error::InvalidCorrelationValue if v2 => rr::INVALID_CORRELATION_VALUE,
+            Error::InvalidCorrelationValue => rr::ITEM_NOT_FOUND,
+            // No Result Reason names a server's resource limit.
+            Error::TooManyStreams => rr::GENERAL_FAILURE,
             Error::BadCryptographicParameters(_) if v2 => rr::BAD_CRYPTOGRAPHIC_PARAMETERS,
             Error::BadCryptographicParameters(_) => rr::INVALID_FIELD,
             Error::IncompatibleUsageMask if v2 => rr::INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK,

@@ -31,6 +31,7 @@ mod pending;
 pub mod policy;
 pub mod retry;
 pub mod rotation;
+mod streams;
 
 pub use engine::{Clock, Conflict, Engine, EngineConfig, Prepared, Principal};
 pub use error::Error;

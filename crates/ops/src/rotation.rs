@@ -158,6 +158,8 @@ impl Engine {
                 policy: &policy,
                 operation: op::RE_KEY,
                 kept: Vec::new(),
+                streams: None,
+                stream_changes: Vec::new(),
             };
             let old = ctx.load(uid)?;
             if !is_due(&old, now) {

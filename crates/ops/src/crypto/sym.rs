@@ -6,13 +6,14 @@
 //! 8-byte (original) and 12-byte (RFC 8439) nonces.
 //!
 //! [`run`] is a pure function of the whole input; the streaming form of Encrypt/Decrypt (Init
-//! Indicator, Correlation Value, Final Indicator) calls it on the concatenated input and sends
-//! the part of the output not sent before (see `crypto::stream`).
+//! Indicator, Correlation Value, Final Indicator) keeps a [`Running`] cipher between its
+//! requests (see `crate::streams`).
 
 use kmipd_proto::enums::{
     block_cipher_mode as bcm, cryptographic_algorithm as alg, padding_method,
 };
-use openssl::symm::{Cipher, Crypter, Mode};
+use openssl::cipher_ctx::CipherCtx;
+use openssl::symm::Cipher;
 use zeroize::Zeroizing;
 
 use super::ossl;
@@ -201,60 +202,147 @@ pub(crate) struct Output {
 /// Runs `job` over `input` with `key`. With `finish` false (a streaming step), only the
 /// output of the update is produced: no padding, no tag.
 pub(crate) fn run(job: &Job<'_>, key: &[u8], input: &[u8], finish: bool) -> Result<Output> {
-    let iv = cipher_iv(job.kind, job.iv)?;
-    let mode = match job.dir {
-        Dir::Encrypt => Mode::Encrypt,
-        Dir::Decrypt => Mode::Decrypt,
-    };
-    let fail = |_| Error::CryptographicFailure("decryption failed");
-    let mut c = Crypter::new(job.cipher, mode, key, iv.as_deref()).map_err(ossl)?;
-    let padded = matches!(
-        job.kind,
-        Kind::Ecb | Kind::Cbc | Kind::Des3Ecb | Kind::Des3Cbc
-    );
-    c.pad(padded && job.pad);
-    if padded && !job.pad && finish && !input.len().is_multiple_of(job.cipher.block_size()) {
-        return Err(Error::InvalidField(
-            "data is not a multiple of the block size (no padding)",
-        ));
-    }
-    if job.kind.aead() {
-        if job.dir == Dir::Decrypt && finish {
-            let tag = job
-                .tag
-                .ok_or(Error::MissingData("Authenticated Encryption Tag"))?;
-            check_tag_len(tag.len())?;
-            c.set_tag(tag).map_err(fail)?;
-        } else if job.dir == Dir::Encrypt {
-            check_tag_len(job.tag_len)?;
-        }
-        if !job.aad.is_empty() {
-            c.aad_update(job.aad).map_err(ossl)?;
-        }
-    }
-    let block = job.cipher.block_size();
-    let mut out = Zeroizing::new(vec![
-        0u8;
-        input.len().saturating_add(block).saturating_add(16)
-    ]);
-    let mut n = c.update(input, &mut out).map_err(ossl)?;
+    let mut running = Running::start(job, key)?;
+    let mut data = running.update(input)?;
     let mut tag = None;
     if finish {
-        let rest = out
-            .get_mut(n..)
-            .ok_or(Error::Internal("cipher output buffer"))?;
-        n = n.saturating_add(c.finalize(rest).map_err(|e| match job.dir {
-            Dir::Decrypt => fail(e),
-            Dir::Encrypt => ossl(e),
-        })?);
-        if job.kind.aead() && job.dir == Dir::Encrypt {
-            let mut t = vec![0u8; job.tag_len];
-            c.get_tag(&mut t).map_err(ossl)?;
-            tag = Some(t);
-        }
+        let last = running.finish(job.tag)?;
+        data.extend_from_slice(&last.data);
+        tag = last.tag;
     }
-    out.truncate(n);
-    Ok(Output { data: out, tag })
+    Ok(Output { data, tag })
+}
+
+/// A cipher under way: the OpenSSL context with its key schedule (cleansed by OpenSSL when
+/// freed), fed in parts. A streamed Encrypt or Decrypt keeps one between its requests
+/// (`crypto::stream`); [`run`] is the one-part case.
+pub(crate) struct Running {
+    ctx: CipherCtx,
+    dir: Dir,
+    kind: Kind,
+    /// No padding on a block mode: the whole input must be a multiple of `block`.
+    exact_blocks: bool,
+    block: usize,
+    /// Bytes fed so far.
+    fed: usize,
+    /// The tag length to produce (AEAD encrypt).
+    tag_len: usize,
+}
+
+impl Running {
+    /// Sets the cipher up for `job` with `key` (IV, padding, AAD).
+    pub(crate) fn start(job: &Job<'_>, key: &[u8]) -> Result<Running> {
+        let iv = cipher_iv(job.kind, job.iv)?;
+        let cipher = openssl::cipher::Cipher::from_nid(job.cipher.nid())
+            .ok_or(Error::Internal("cipher without NID"))?;
+        let mut ctx = CipherCtx::new().map_err(ossl)?;
+        match job.dir {
+            Dir::Encrypt => ctx.encrypt_init(Some(cipher), None, None),
+            Dir::Decrypt => ctx.decrypt_init(Some(cipher), None, None),
+        }
+        .map_err(ossl)?;
+        if let Some(iv) = &iv
+            && iv.len() != cipher.iv_length()
+        {
+            ctx.set_iv_length(iv.len()).map_err(ossl)?;
+        }
+        if key.len() != cipher.key_length() {
+            ctx.set_key_length(key.len()).map_err(ossl)?;
+        }
+        match job.dir {
+            Dir::Encrypt => ctx.encrypt_init(None, Some(key), iv.as_deref()),
+            Dir::Decrypt => ctx.decrypt_init(None, Some(key), iv.as_deref()),
+        }
+        .map_err(ossl)?;
+        let padded = matches!(
+            job.kind,
+            Kind::Ecb | Kind::Cbc | Kind::Des3Ecb | Kind::Des3Cbc
+        );
+        ctx.set_padding(padded && job.pad);
+        if job.kind.aead() {
+            if job.dir == Dir::Encrypt {
+                check_tag_len(job.tag_len)?;
+            }
+            if !job.aad.is_empty() {
+                ctx.cipher_update(job.aad, None).map_err(ossl)?;
+            }
+        }
+        Ok(Running {
+            ctx,
+            dir: job.dir,
+            kind: job.kind,
+            exact_blocks: padded && !job.pad,
+            block: job.cipher.block_size(),
+            fed: 0,
+            tag_len: job.tag_len,
+        })
+    }
+
+    /// A copy of the running cipher (a stream's step works on a copy until it completes).
+    pub(crate) fn duplicate(&self) -> Result<Running> {
+        let mut ctx = CipherCtx::new().map_err(ossl)?;
+        ctx.copy(&self.ctx).map_err(ossl)?;
+        Ok(Running {
+            ctx,
+            dir: self.dir,
+            kind: self.kind,
+            exact_blocks: self.exact_blocks,
+            block: self.block,
+            fed: self.fed,
+            tag_len: self.tag_len,
+        })
+    }
+
+    /// Whether this decrypts with an AEAD cipher (whose output must wait for the tag).
+    pub(crate) fn aead_decrypt(&self) -> bool {
+        self.kind.aead() && self.dir == Dir::Decrypt
+    }
+
+    /// Feeds `input`; the output it completes.
+    pub(crate) fn update(&mut self, input: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            input
+                .len()
+                .saturating_add(self.block.saturating_mul(2))
+                .saturating_add(16),
+        ));
+        self.ctx.cipher_update_vec(input, &mut out).map_err(ossl)?;
+        self.fed = self.fed.saturating_add(input.len());
+        Ok(out)
+    }
+
+    /// Ends the cipher: the last output (padding), and the tag of an AEAD encryption; an AEAD
+    /// decryption checks `tag` here.
+    pub(crate) fn finish(&mut self, tag: Option<&[u8]>) -> Result<Output> {
+        let fail = |_| Error::CryptographicFailure("decryption failed");
+        if self.exact_blocks && !self.fed.is_multiple_of(self.block) {
+            return Err(Error::InvalidField(
+                "data is not a multiple of the block size (no padding)",
+            ));
+        }
+        if self.aead_decrypt() {
+            let tag = tag.ok_or(Error::MissingData("Authenticated Encryption Tag"))?;
+            check_tag_len(tag.len())?;
+            self.ctx.set_tag(tag).map_err(fail)?;
+        }
+        let mut out = Zeroizing::new(Vec::with_capacity(self.block.saturating_mul(2)));
+        self.ctx
+            .cipher_final_vec(&mut out)
+            .map_err(|e| match self.dir {
+                Dir::Decrypt => fail(e),
+                Dir::Encrypt => ossl(e),
+            })?;
+        let mut tag_out = None;
+        if self.kind.aead() && self.dir == Dir::Encrypt {
+            let mut t = vec![0u8; self.tag_len];
+            self.ctx.tag(&mut t).map_err(ossl)?;
+            tag_out = Some(t);
+        }
+        Ok(Output {
+            data: out,
+            tag: tag_out,
+        })
+    }
 }
 
 /// Whether the parameters ask for PKCS#5 padding (anything else, or nothing, is no padding).

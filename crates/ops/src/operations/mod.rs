@@ -38,3 +38,4 @@ pub(crate) mod rng_seed;
 pub(crate) mod set_attribute;
 pub(crate) mod sign;
 pub(crate) mod signature_verify;
+pub(crate) mod streaming;

@@ -22,8 +22,8 @@
 //! - RNGs: one RNG Parameters describing the generator of all key material and RNG Retrieve,
 //!   OpenSSL's SP 800-90A CTR_DRBG with AES-256 (`crypto::keygen::rng_parameters`; the same
 //!   structure is the Random Number Generator attribute of generated objects).
-//! - Capabilities: no streaming, asynchronous operations or attestation; batch Undo and
-//!   Continue supported; Destroy deletes the key material and keeps the metadata; no shredding;
+//! - Capabilities: streamed cryptography (`crate::streams`); no asynchronous operations or
+//!   attestation; batch Undo and Continue supported; Destroy deletes the key material and keeps the metadata; no shredding;
 //!   RNG Mode Shared Instantiation (every client draws from the same OpenSSL DRBG instances).
 //! - Client Registration Methods: Server Pre-Generated (client certificates and keys are
 //!   issued by `kmipd init`; clients are then identified by those certificates in TLS).
@@ -133,7 +133,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     }
     if asked(qf::QUERY_CAPABILITIES) {
         let caps = vec![
-            build::boolean(tag::STREAMING_CAPABILITY, false),
+            build::boolean(tag::STREAMING_CAPABILITY, true),
             build::boolean(tag::ASYNCHRONOUS_CAPABILITY, false),
             build::boolean(tag::ATTESTATION_CAPABILITY, false),
             build::boolean(tag::BATCH_UNDO_CAPABILITY, true),
