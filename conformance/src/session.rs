@@ -664,6 +664,21 @@ impl Session {
                 es.iter().filter(keep).collect(),
                 as_.iter().filter(keep).collect(),
             )
+        } else if ctx.in_digest
+            && (tag == tags::DIGEST || tag == tags::ATTRIBUTE_VALUE)
+            && !es.iter().any(|c| c.tag == tags::KEY_FORMAT_TYPE)
+        {
+            // A Digest's Key Format Type is required for keys and secret data only (KMIP 2.1
+            // Table 69, 1.4 Table 88: "Yes, if the Managed Object is a key or secret data
+            // object"): a server may give it for a certificate where the recording one did not
+            // (TC-PKCS12-2 shows none, TC-CERTATTR-1 and TC-IMPEXP-5 show one). One way only:
+            // a Key Format Type the case expects must be there.
+            (
+                es.iter().collect(),
+                as_.iter()
+                    .filter(|c| c.tag != tags::KEY_FORMAT_TYPE)
+                    .collect(),
+            )
         } else {
             (es.iter().collect(), as_.iter().collect())
         };
@@ -745,12 +760,19 @@ impl Session {
     /// Children compared in order, one for one.
     fn ordered(&mut self, es: &[&Ttlv], as_: &[&Ttlv], path: &str, ctx: Ctx) -> Compared {
         let names_uid = attribute_name_of(es) == Some("Unique Identifier");
+        // A 1.x Digest is the Attribute Value of an Attribute named Digest.
+        let names_digest = attribute_name_of(es) == Some("Digest");
         for i in 0..es.len().max(as_.len()) {
             match (es.get(i), as_.get(i)) {
                 (Some(e), Some(a)) => {
                     let child = child_path(path, es, i, e.tag);
                     let like = tags::IDENTIFIERS.contains(&e.tag)
                         || (e.tag == tags::ATTRIBUTE_VALUE && names_uid);
+                    let ctx = Ctx {
+                        in_digest: ctx.in_digest
+                            || (e.tag == tags::ATTRIBUTE_VALUE && names_digest),
+                        ..ctx
+                    };
                     self.item(e, a, &child, ctx, like)?;
                 }
                 (Some(e), None) => {

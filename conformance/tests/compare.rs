@@ -875,3 +875,36 @@ fn a_refused_rng_seed_is_met_by_a_seed_not_used_and_by_nothing_else() {
         "ResultStatus: expected OperationFailed, got Success",
     );
 }
+
+#[test]
+fn a_digest_may_name_a_key_format_the_case_leaves_out_but_not_omit_one_it_shows() {
+    let digest = |kft: Option<&str>| {
+        let kft = kft.map_or(String::new(), |k| {
+            format!(r#"<KeyFormatType type="Enumeration" value="{k}"/>"#)
+        });
+        format!(
+            r#"<Attribute><AttributeName type="TextString" value="Digest"/><AttributeValue><HashingAlgorithm type="Enumeration" value="SHA_256"/><DigestValue type="ByteString" value="0011"/>{kft}</AttributeValue></Attribute>"#
+        )
+    };
+    let get = req(&[("GetAttributes", &uid("k"))]);
+    let expected = |kft| ok(&[("GetAttributes", &format!("{}{}", uid("k"), digest(kft)))]);
+    let answer = |kft| ok(&[("GetAttributes", &format!("{}{}", uid("k"), digest(kft)))]);
+    // Given where the case shows none (a certificate's Digest).
+    let outcome = run(
+        &[get.clone(), expected(None)],
+        &mut Scripted::new(&[answer(Some("X_509"))]),
+    );
+    assert!(outcome.passed, "{outcome:?}");
+    // Another value than the case shows (1.x form too).
+    let outcome = run(
+        &[get.clone(), expected(Some("Raw"))],
+        &mut Scripted::new(&[answer(Some("X_509"))]),
+    );
+    assert!(outcome.passed, "{outcome:?}");
+    // Left out where the case shows one: a difference.
+    let outcome = run(
+        &[get, expected(Some("Raw"))],
+        &mut Scripted::new(&[answer(None)]),
+    );
+    assert_fails_at(&outcome, "missing (expected KeyFormatType Raw)");
+}

@@ -7,7 +7,9 @@
 
 use kmipd_proto::attributes::{AttrName, Attributes, RequestAttributes, name_value};
 use kmipd_proto::build;
-use kmipd_proto::enums::{hashing_algorithm, object_type as ot, protection_storage_mask};
+use kmipd_proto::enums::{
+    hashing_algorithm, key_format_type, object_type as ot, protection_storage_mask,
+};
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_store::{Filter, ManagedObject, Query};
@@ -72,7 +74,7 @@ pub(crate) fn server_defaults(
 /// The last step of every new object: the server policy (`policy.rs`: refuses a key it does
 /// not allow, adds the default usage mask and the crypto period's dates), then the attributes
 /// that need the new object's identity (2.x): Short Unique Identifier (SHA-256 of the Unique
-/// Identifier) and, for keys, the Key Format Type attribute. 1.x has neither (its Key Format
+/// Identifier) and, for keys and certificates, the Key Format Type attribute. 1.x has neither (its Key Format
 /// Type tag is a Key Block field, not an attribute), so they are set for 2.x requests only.
 pub(crate) fn finish(ctx: &Ctx<'_>, obj: &mut ManagedObject) -> Result<()> {
     ctx.policy.apply(obj, ctx.now)?;
@@ -89,6 +91,13 @@ pub(crate) fn finish(ctx: &Ctx<'_>, obj: &mut ManagedObject) -> Result<()> {
         let format = kb.format;
         obj.attributes
             .set(tag::KEY_FORMAT_TYPE, Value::Enumeration(format));
+    } else if obj.object_type == ot::CERTIFICATE {
+        // "a required attribute of a Cryptographic Object" (2.1 §4.26), X.509 for a
+        // Certificate (Table 81).
+        obj.attributes.set(
+            tag::KEY_FORMAT_TYPE,
+            Value::Enumeration(key_format_type::X_509),
+        );
     }
     Ok(())
 }
@@ -101,9 +110,14 @@ fn storage_mask(bits: u32) -> i32 {
 /// opaque bytes): `{Hashing Algorithm, Digest Value, Key Format Type}`.
 pub(crate) fn digest(object_type: u32, object: &Ttlv) -> Option<Value> {
     let (bytes, format) = match object_type {
+        // The Certificate Value as it is stored: an X.509 certificate, the default Key Format
+        // Type of a Certificate (2.1 Table 81); the field is optional for certificates.
         ot::CERTIFICATE => {
             let r = StructReader::any(object).ok()?;
-            (r.bytes(tag::CERTIFICATE_VALUE).ok()??.to_vec(), None)
+            (
+                r.bytes(tag::CERTIFICATE_VALUE).ok()??.to_vec(),
+                Some(key_format_type::X_509),
+            )
         }
         ot::OPAQUE_OBJECT => {
             let r = StructReader::any(object).ok()?;
@@ -154,4 +168,46 @@ pub(crate) fn attributes_of(ctx: &Ctx<'_>, name: &Ttlv) -> Result<Attributes> {
         return Ok(out);
     }
     Err(Error::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn a_certificate_digest_is_of_its_value_and_names_x509() {
+        let der = vec![0x30u8, 0x03, 0x02, 0x01, 0x01];
+        let cert = build::structure(
+            tag::CERTIFICATE,
+            vec![
+                build::enumeration(tag::CERTIFICATE_TYPE, 1),
+                build::bytes(tag::CERTIFICATE_VALUE, der.clone()),
+            ],
+        );
+        let Some(Value::Structure(items)) = digest(ot::CERTIFICATE, &cert) else {
+            panic!("no digest");
+        };
+        assert_eq!(
+            items[1],
+            build::bytes(tag::DIGEST_VALUE, Sha256::digest(&der).to_vec())
+        );
+        assert_eq!(
+            items[2],
+            build::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::X_509)
+        );
+        // Opaque data has no key format.
+        let opaque = build::structure(
+            tag::OPAQUE_OBJECT,
+            vec![
+                build::enumeration(tag::OPAQUE_DATA_TYPE, 0x8000_0001),
+                build::bytes(tag::OPAQUE_DATA_VALUE, der),
+            ],
+        );
+        let Some(Value::Structure(items)) = digest(ot::OPAQUE_OBJECT, &opaque) else {
+            panic!("no digest");
+        };
+        assert_eq!(items.len(), 2);
+    }
 }
