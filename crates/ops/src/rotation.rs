@@ -22,11 +22,12 @@
 //! old state, after it the finished new state. A rotation that fails (the policy refuses the
 //! algorithm, a store error) changes nothing and is tried again at the next run.
 //!
-//! **Which objects.** Found with a store query on Rotate Automatic True (not indexed: the store
-//! scans its records). Only Active objects are rotated: a Pre-Active object is not in use yet,
+//! **Which objects.** Found with the store query [`Filter::RotationDue`]: the objects with Rotate
+//! Automatic True whose Initial Date plus Rotate Interval has passed, read from an index ordered
+//! by that date (both backends keep it with the object's other index terms), so a run reads only
+//! the objects due, not every object that rotates. Only Active objects are rotated: a Pre-Active object is not in use yet,
 //! and a Deactivated, Compromised or Destroyed one is not to be renewed.
 
-use kmipd_proto::attributes::AttrName;
 use kmipd_proto::build;
 use kmipd_proto::enums::{link_type, object_type as ot, operation as op, state};
 use kmipd_proto::message::ProtocolVersion;
@@ -108,10 +109,7 @@ impl Engine {
     /// The identifiers of the objects due for automatic rotation now.
     pub fn due_for_rotation(&self) -> Result<Vec<String>, Error> {
         let now = self.config().clock.now();
-        let query = Query::new(vec![Filter::Attr(
-            AttrName::Std(tag::ROTATE_AUTOMATIC),
-            Value::Boolean(true),
-        )]);
+        let query = Query::new(vec![Filter::RotationDue(now)]);
         let mut due: Vec<ManagedObject> = self.store_ref().find(&query)?;
         for o in &mut due {
             crate::object::apply_dates(o, now);

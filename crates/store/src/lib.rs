@@ -37,7 +37,7 @@ pub use postgres::{
     CopyReport, DEFAULT_POOL_SIZE, KekSource, PgOptions, PgStats, PgStore, RotationLock,
     SCHEMA_VERSION, copy_from_sled,
 };
-pub use query::{Filter, Query};
+pub use query::{Filter, Query, rotation_due_at};
 pub use record::FORMAT_VERSION;
 pub use sled_store::{
     BackupInfo, DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions, SledStore, SyncStats,

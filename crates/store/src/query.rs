@@ -27,6 +27,27 @@ pub enum Filter {
     /// One Date-Time (or Date-Time Extended, in seconds) instance of the attribute lies in
     /// `[from, to]`, both ends included.
     Date(AttrName, i64, i64),
+    /// The object has Rotate Automatic True and its Initial Date plus its Rotate Interval (when
+    /// it is due for automatic rotation, [`rotation_due_at`]) is at or before this time.
+    /// Indexed by that date, so the rotation scheduler reads only the objects due.
+    RotationDue(i64),
+}
+
+/// When an object with Rotate Automatic True falls due for automatic rotation: its Initial
+/// Date plus its Rotate Interval (`None` without both, or with Rotate Automatic not True).
+/// Whether it is rotated then is the engine's decision (state, Rotate Latest, links).
+pub fn rotation_due_at(o: &ManagedObject) -> Option<i64> {
+    if o.attributes.get(tag::ROTATE_AUTOMATIC) != Some(&Value::Boolean(true)) {
+        return None;
+    }
+    let interval = match o.attributes.get(tag::ROTATE_INTERVAL) {
+        Some(Value::Interval(i)) if *i > 0 => i64::from(*i),
+        _ => return None,
+    };
+    match o.attributes.get(tag::INITIAL_DATE) {
+        Some(Value::DateTime(d)) => Some(d.saturating_add(interval)),
+        _ => None,
+    }
 }
 
 /// Filters that must all hold.
@@ -59,13 +80,14 @@ impl Filter {
                 .iter()
                 .any(|a| a.name.same_attribute(name) && a.value == *value),
             Filter::Date(name, from, to) => o.attributes.has_date_in(name, *from, *to),
+            Filter::RotationDue(to) => rotation_due_at(o).is_some_and(|d| d <= *to),
         }
     }
 
     /// True when an index answers this filter.
     pub(crate) fn indexed(&self) -> bool {
         match self {
-            Filter::Owner(_) | Filter::Name(_) | Filter::Date(..) => true,
+            Filter::Owner(_) | Filter::Name(_) | Filter::Date(..) | Filter::RotationDue(_) => true,
             Filter::Attr(name, value) => indexed_attr(name, value),
         }
     }
@@ -100,7 +122,8 @@ fn indexed_attr(name: &AttrName, value: &Value) -> bool {
 //
 // An index term is the prefix of a filter the object satisfies:
 //   'o' lp(owner) | 'n' lp(name value) | 'a' lp(attr name) lp(value TTLV) | 'd' lp(attr name)
-// with the date in seconds beside a 'd' prefix. lp = 4-byte big-endian length + bytes, so
+//   | 'r' (the rotation due date)
+// with the date in seconds beside a 'd' or 'r' prefix. lp = 4-byte big-endian length + bytes, so
 // two different filters never share a prefix. The sled backend keeps them in memory
 // (`sled_store/index.rs`).
 
@@ -108,6 +131,7 @@ const KIND_OWNER: u8 = b'o';
 const KIND_NAME: u8 = b'n';
 const KIND_ATTR: u8 = b'a';
 const KIND_DATE: u8 = b'd';
+const KIND_ROTATION: u8 = b'r';
 
 /// Tag of the item an attribute value is encoded in for its index key.
 const VALUE_TAG: Tag = Tag::from_bytes([0x54, 0xff, 0x7f]);
@@ -161,6 +185,7 @@ pub(crate) fn filter_prefix(f: &Filter) -> Result<Vec<u8>, StoreError> {
             k.push(KIND_DATE);
             push_lp(&mut k, &name_bytes(name))?;
         }
+        Filter::RotationDue(_) => k.push(KIND_ROTATION),
     }
     Ok(k)
 }
@@ -170,12 +195,26 @@ pub(crate) fn is_name_term(term: &[u8]) -> bool {
     term.first() == Some(&KIND_NAME)
 }
 
+/// The date range an index scan of the indexed filter `f` covers (dates and rotation).
+pub(crate) fn term_range(f: &Filter) -> Option<(i64, i64)> {
+    match f {
+        Filter::Date(_, from, to) => Some((*from, *to)),
+        Filter::RotationDue(to) => Some((i64::MIN, *to)),
+        _ => None,
+    }
+}
+
+/// The index term of the rotation due date of `o`, if it has one.
+pub(crate) fn rotation_term(o: &ManagedObject) -> Option<Term> {
+    rotation_due_at(o).map(|d| (vec![KIND_ROTATION], Some(d)))
+}
+
 /// One index term of an object: the [`filter_prefix`] of a filter it satisfies and, for a
 /// date attribute, the date in seconds.
 pub(crate) type Term = (Vec<u8>, Option<i64>);
 
 /// Every index term of the object (deduplicated, sorted): its owner, each Name, each indexed
-/// attribute value and each date.
+/// attribute value, each date and its rotation due date.
 pub(crate) fn index_terms(o: &ManagedObject) -> Result<Vec<Term>, StoreError> {
     let mut terms = vec![(filter_prefix(&Filter::Owner(o.owner.clone()))?, None)];
     for n in o.attributes.name_values() {
@@ -192,6 +231,7 @@ pub(crate) fn index_terms(o: &ManagedObject) -> Result<Vec<Term>, StoreError> {
             terms.push((filter_prefix(&Filter::Date(a.name.clone(), d, d))?, Some(d)));
         }
     }
+    terms.extend(rotation_term(o));
     terms.sort();
     terms.dedup();
     Ok(terms)

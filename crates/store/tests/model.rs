@@ -52,9 +52,16 @@ fn object() -> impl Strategy<Value = ManagedObject> {
         prop::option::of(prop::sample::select(vec!["p", "q"])),
         0i64..10,
         prop::option::of(prop::collection::vec(any::<u8>(), 1..40)),
+        // Rotate Automatic (true or false), Initial Date and Rotate Interval.
+        prop::option::of((any::<bool>(), 0i64..10, 1u32..5)),
     )
-        .prop_map(|(u, seq, owner, name, st, app, date, material)| {
+        .prop_map(|(u, seq, owner, name, st, app, date, material, rotate)| {
             let mut a = Attributes::new();
+            if let Some((automatic, initial, interval)) = rotate {
+                a.set(tag::ROTATE_AUTOMATIC, Value::Boolean(automatic));
+                a.set(tag::INITIAL_DATE, Value::DateTime(initial));
+                a.set(tag::ROTATE_INTERVAL, Value::Interval(interval));
+            }
             a.set(tag::OBJECT_TYPE, Value::Enumeration(2));
             a.set(tag::STATE, Value::Enumeration(st));
             a.set(tag::ACTIVATION_DATE, Value::DateTime(date));
@@ -106,6 +113,7 @@ fn filter() -> impl Strategy<Value = Filter> {
             from,
             from + len
         )),
+        (-1i64..16).prop_map(Filter::RotationDue),
     ]
 }
 

@@ -79,7 +79,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::kek::{Kek, KekId, Keyring};
-use crate::query::{Filter, Query, filter_prefix};
+use crate::query::{Query, filter_prefix};
 use crate::{Change, ManagedObject, ObjectStore, PROVISIONAL_SEQUENCE, Revision, StoreError};
 
 pub use copy::{CopyReport, copy_from_sled};
@@ -560,10 +560,10 @@ pub(crate) fn select_sql(
     for f in query.filters.iter().filter(|f| f.indexed()) {
         params.push(Param::Bytes(filter_prefix(f)?));
         let n = params.len();
-        match f {
-            Filter::Date(_, from, to) => {
-                params.push(Param::Int(*from));
-                params.push(Param::Int(*to));
+        match crate::query::term_range(f) {
+            Some((from, to)) => {
+                params.push(Param::Int(from));
+                params.push(Param::Int(to));
                 sql.push_str(&format!(
                     " AND uid IN (SELECT uid FROM kmipd_terms WHERE term = ${n} \
                      AND date BETWEEN ${} AND ${})",
@@ -815,6 +815,29 @@ impl PgStore {
     }
 }
 
+/// Migration [`schema::ROTATION_TERMS`]: the rotation due date term of every stored object that
+/// has one (inside the migration's transaction).
+async fn add_rotation_terms(c: &deadpool_postgres::ClientWrapper) -> Result<(), Failure> {
+    let rows = c
+        .query("SELECT uid, record FROM kmipd_objects", &[])
+        .await
+        .map_err(|e| classify(&e))?;
+    for row in rows {
+        let uid: String = row.try_get(0).map_err(|e| classify(&e))?;
+        let bytes: Vec<u8> = row.try_get(1).map_err(|e| classify(&e))?;
+        let parsed = crate::record::parse(&uid, &bytes).map_err(Failure::Fatal)?;
+        if let Some((term, Some(date))) = crate::query::rotation_term(&parsed.into_shell()) {
+            c.execute(
+                "INSERT INTO kmipd_terms (uid, term, date) VALUES ($1, $2, $3)",
+                &[&uid, &term, &date],
+            )
+            .await
+            .map_err(|e| classify(&e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies the missing migrations under the migration lock; refuses a newer schema.
 async fn migrate(inner: &Arc<Inner>, schema: Option<String>) -> Result<(), StoreError> {
     retrying(inner, move |conn| {
@@ -849,6 +872,9 @@ async fn migrate(inner: &Arc<Inner>, schema: Option<String>) -> Result<(), Store
                     c.execute("INSERT INTO kmipd_schema (version) VALUES ($1)", &[version])
                         .await
                         .map_err(|e| classify(&e))?;
+                    if *version == schema::ROTATION_TERMS {
+                        add_rotation_terms(c).await?;
+                    }
                 }
             }
             c.batch_execute("COMMIT").await.map_err(|e| classify(&e))?;

@@ -28,12 +28,22 @@
 //!   committed or not by looking its token up (`commit.rs`); rows older than a few minutes
 //!   are deleted now and then.
 //!
+//! Version 3:
+//! - the rotation due date term of `query.rs` (`rotation_term`, what
+//!   [`Filter::RotationDue`](crate::Filter::RotationDue) reads) in `kmipd_terms`: new commits
+//!   write it with the other terms; the migration adds it for the objects already stored
+//!   ([`ROTATION_TERMS`], reading each record once, in the migration's transaction).
+//!
 //! [`PgStore`]: super::PgStore
 //! [`ObjectStore::find`]: crate::ObjectStore::find
 //! [`ObjectStore::next_sequence`]: crate::ObjectStore::next_sequence
 
 /// The highest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
+
+/// The version whose migration adds the rotation due date terms of the objects stored before
+/// it (done in Rust by `migrate`, its SQL is empty).
+pub(crate) const ROTATION_TERMS: i32 = 3;
 
 /// The migrations, in order: (version, SQL).
 pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
@@ -80,6 +90,7 @@ CREATE TABLE kmipd_commit_tokens (
 CREATE INDEX kmipd_commit_tokens_at ON kmipd_commit_tokens USING brin (at);
 "#,
     ),
+    (ROTATION_TERMS, "SELECT 1;"),
 ];
 
 /// Creates the version table if needed (idempotent, run under the migration lock).

@@ -334,6 +334,74 @@ fn find_narrows_through_the_terms_index() {
     assert!(!plan.contains("Seq Scan on kmipd_objects"), "{plan}");
 }
 
+/// The rotation scheduler's query reads the rotation due date index, and the schema 3 migration
+/// adds that index's terms for objects stored before it.
+#[test]
+fn rotation_due_reads_its_index_and_the_migration_fills_it() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let rotating = |uid: &str, seq: u64, initial: i64, interval: u32| {
+        let mut o = obj(uid, seq, b"m");
+        o.attributes
+            .set(tag::ROTATE_AUTOMATIC, Value::Boolean(true));
+        o.attributes
+            .set(tag::INITIAL_DATE, Value::DateTime(initial));
+        o.attributes
+            .set(tag::ROTATE_INTERVAL, Value::Interval(interval));
+        o
+    };
+    let mut objects: Vec<Change> = (0..2000u64)
+        .map(|i| Change::Put(obj(&format!("u{i:05}"), i, b"m")))
+        .collect();
+    objects.push(Change::Put(rotating("due", 3000, 1_000, 100)));
+    objects.push(Change::Put(rotating("later", 3001, 1_000, 900)));
+    s.commit(objects).unwrap();
+    let due = |s: &PgStore| -> Vec<String> {
+        s.find(&Query::new(vec![Filter::RotationDue(1_500)]))
+            .unwrap()
+            .into_iter()
+            .map(|o| o.uid)
+            .collect()
+    };
+    assert_eq!(due(&s), ["due"]);
+    let raw = Raw::connect(&opts);
+    raw.batch("ANALYZE");
+    let q = Query::new(vec![Filter::RotationDue(1_500)]);
+    let (sql, params) = select_sql(&q, None).unwrap();
+    let Param::Bytes(term) = &params[0] else {
+        panic!("{params:?}")
+    };
+    let hex: String = term.iter().map(|b| format!("{b:02x}")).collect();
+    let sql = sql
+        .replace("$1", &format!("'\\x{hex}'::bytea"))
+        .replace("$2", &i64::MIN.to_string())
+        .replace("$3", "1500");
+    let plan: Vec<String> = raw
+        .rt
+        .block_on(raw.client.query(&format!("EXPLAIN {sql}"), &[]))
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("kmipd_terms_term"), "{plan}");
+    assert!(!plan.contains("Seq Scan on kmipd_objects"), "{plan}");
+    drop(s);
+    // A database of schema 2: no rotation terms. Opening it migrates and fills them.
+    raw.batch(&format!(
+        "DELETE FROM kmipd_terms WHERE term = '\\x{hex}'::bytea; \
+         DELETE FROM kmipd_schema WHERE version = 3"
+    ));
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    assert_eq!(due(&s), ["due"]);
+    assert_eq!(
+        raw.scalar_i64(&format!(
+            "SELECT count(*) FROM kmipd_terms WHERE term = '\\x{hex}'::bytea"
+        )),
+        2
+    );
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let (_c, opts) = fresh();

@@ -15,7 +15,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::index::Select;
 use super::{SledStore, backend};
-use crate::query::{Filter, Query, Term, filter_prefix, index_terms};
+use crate::query::{Query, Term, filter_prefix, index_terms};
 use crate::record;
 use crate::{Change, Revision, StoreError};
 
@@ -288,12 +288,6 @@ pub(super) fn select_terms(query: &Query) -> Result<Vec<Select>, StoreError> {
         .filters
         .iter()
         .filter(|f| f.indexed())
-        .map(|f| {
-            let range = match f {
-                Filter::Date(_, from, to) => Some((*from, *to)),
-                _ => None,
-            };
-            Ok((filter_prefix(f)?, range))
-        })
+        .map(|f| Ok((filter_prefix(f)?, crate::query::term_range(f))))
         .collect()
 }

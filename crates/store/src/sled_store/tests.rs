@@ -1143,3 +1143,48 @@ fn a_sled_directory_holds_only_files_the_durability_code_knows() {
     assert!(!segments.is_empty());
     assert_eq!(s.get("big2").unwrap().unwrap(), obj("big2", 1001, &big));
 }
+
+/// The rotation scheduler's query is answered by the in-memory index of rotation due dates
+/// (rebuilt from the records at open), never by reading every record.
+#[test]
+fn rotation_due_is_answered_by_the_index_also_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotating = |uid: &str, seq: u64, automatic: bool, initial: i64, interval: u32| {
+        let mut o = obj(uid, seq, b"m");
+        o.attributes
+            .set(tag::ROTATE_AUTOMATIC, Value::Boolean(automatic));
+        o.attributes
+            .set(tag::INITIAL_DATE, Value::DateTime(initial));
+        o.attributes
+            .set(tag::ROTATE_INTERVAL, Value::Interval(interval));
+        o
+    };
+    let query = Query::new(vec![Filter::RotationDue(1_500)]);
+    assert_eq!(
+        super::commit::select_terms(&query).unwrap().len(),
+        1,
+        "an index term, so find reads the index"
+    );
+    let due = |s: &SledStore| -> Vec<String> {
+        s.find(&query).unwrap().into_iter().map(|o| o.uid).collect()
+    };
+    {
+        let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+        s.commit(vec![
+            Change::Put(rotating("due", 1, true, 1_000, 100)),
+            Change::Put(rotating("exactly", 2, true, 1_000, 500)),
+            Change::Put(rotating("later", 3, true, 1_000, 900)),
+            Change::Put(rotating("manual", 4, false, 1_000, 100)),
+            Change::Put(obj("plain", 5, b"m")),
+        ])
+        .unwrap();
+        assert_eq!(due(&s), ["due", "exactly"]);
+        // A changed interval moves the object in the index.
+        s.commit(vec![Change::Put(rotating("later", 3, true, 1_000, 400))])
+            .unwrap();
+        assert_eq!(due(&s), ["due", "exactly", "later"]);
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    s.unlock(vec![kek(1, 1)]).unwrap();
+    assert_eq!(due(&s), ["due", "exactly", "later"]);
+}
