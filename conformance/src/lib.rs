@@ -242,11 +242,15 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// A setup file borrowed from the older minor version (TL-M-2-20 for TL-M-3-21) is replayed as
-/// the 2.1 file would have been written: protocol 2.1, and its `-20` names as `-21` (TL-M-3-21
+/// A setup file borrowed from another minor version of the same major version (TL-M-2-20 for
+/// TL-M-3-21, TC-OTP-SETUP-1-13 for TC-OTP-1-14) is replayed as the dependent's version would
+/// have written it: that protocol version, and its names with that version's suffix (TL-M-3-21
 /// expects the x-ID "TL-M-2-21"). The file itself is not changed.
 fn adapt_setup(text: &str, setup: &Path, for_path: &Path) -> String {
-    if setup.parent() == for_path.parent() {
+    let (Some(from), Some(to)) = (version_of(setup), version_of(for_path)) else {
+        return text.to_owned();
+    };
+    if from == to || from.0 != to.0 {
         return text.to_owned();
     }
     let stem = |p: &Path| {
@@ -255,16 +259,57 @@ fn adapt_setup(text: &str, setup: &Path, for_path: &Path) -> String {
             .unwrap_or_default()
     };
     let old_stem = stem(setup);
-    let new_stem = old_stem.replace("-20", "-21");
+    let new_stem = old_stem.replace(
+        &format!("-{}{}", from.0, from.1),
+        &format!("-{}{}", to.0, to.1),
+    );
     text.replace(&old_stem, &new_stem).replace(
-        r#"<ProtocolVersionMinor type="Integer" value="0"/>"#,
-        r#"<ProtocolVersionMinor type="Integer" value="1"/>"#,
+        &format!(
+            r#"<ProtocolVersionMinor type="Integer" value="{}"/>"#,
+            from.1
+        ),
+        &format!(r#"<ProtocolVersionMinor type="Integer" value="{}"/>"#, to.1),
     )
+}
+
+/// The (major, minor) of the version folder (`1.3`, `2.0`, ...) a test case file is in.
+fn version_of(path: &Path) -> Option<(u8, u8)> {
+    path.ancestors().skip(1).find_map(|dir| {
+        let name = dir.file_name()?.to_str()?;
+        let (major, minor) = name.split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    })
+}
+
+/// The One Time Pad cases' setup: TC-OTP-1..5 and TC-OTP-CLEANUP-1 locate the pad
+/// "one-time-pad-1". Their Encrypt and Decrypt answers are the data XOR the pad that
+/// TC-OTP-SETUP-1 registers (fc932e1428bd); TC-OTP-3 alone gets, and expects a Key Block
+/// without Key Value, which is the pad TC-OTP-SETUP-2 registers (without key material). The
+/// 1.4 set has no setup files: the 1.3 ones, replayed as 1.4 ([`adapt_setup`]).
+fn otp_setup(path: &Path, rest: &str) -> Option<PathBuf> {
+    if rest.starts_with("SETUP-") {
+        return None;
+    }
+    let (_, suffix) = rest.rsplit_once('-')?;
+    let n = if rest.starts_with("3-") { 2 } else { 1 };
+    let setup = path.with_file_name(format!("TC-OTP-SETUP-{n}-{suffix}"));
+    if setup.is_file() {
+        return Some(setup);
+    }
+    // <vectors>/1.4/testcases/TC-OTP-1-14.xml -> <vectors>/1.3/testcases/TC-OTP-SETUP-1-13.xml
+    let folder = path.parent()?;
+    let version_dir = folder.parent()?;
+    let older = version_dir
+        .with_file_name("1.3")
+        .join(folder.file_name()?)
+        .join(format!("TC-OTP-SETUP-{n}-13.xml"));
+    (older != *path && older.is_file()).then_some(older)
 }
 
 /// The test case whose objects a test case continues with, run first on the same server:
 /// SASED-M-3 and TL-M-3 locate (and destroy) what SASED-M-2 and TL-M-2 registered or created,
-/// TC-CREG-2 and -3 what TC-CREG-1 registered.
+/// TC-CREG-2 and -3 what TC-CREG-1 registered, the One Time Pad cases what a TC-OTP-SETUP
+/// file registered ([`otp_setup`]).
 /// Looked up in the same folder. The 2.1 set has no TL-M-2: TL-M-3-21 then takes 2.0's
 /// TL-M-2-20 (same major version, so a 2.1 server answers it), from the sibling `2.0` folder.
 pub fn prerequisite(path: &Path) -> Option<PathBuf> {
@@ -277,6 +322,9 @@ pub fn prerequisite(path: &Path) -> Option<PathBuf> {
     {
         let setup = path.with_file_name(format!("TC-CREG-1-{rest}"));
         return setup.is_file().then_some(setup);
+    }
+    if let Some(rest) = name.strip_prefix("TC-OTP-") {
+        return otp_setup(path, rest);
     }
     let rest = ["SASED-M-3-", "TL-M-3-"]
         .iter()
@@ -640,5 +688,41 @@ mod tests {
         assert_eq!(prerequisite(&dir.join("TC-CREG-2-13.xml")), None);
         assert_eq!(prerequisite(&dir.join("TC-CREG-1-14.xml")), None);
         std::fs::remove_dir_all(&dir).unwrap();
+
+        // The One Time Pad cases: SETUP-2 for TC-OTP-3 only; from the 1.3 folder for 1.4.
+        let root = std::env::temp_dir().join(format!("kmipd-prereq-otp-{}", std::process::id()));
+        let (v13, v14) = (root.join("1.3/testcases"), root.join("1.4/testcases"));
+        std::fs::create_dir_all(&v13).unwrap();
+        std::fs::create_dir_all(&v14).unwrap();
+        for n in [1, 2] {
+            std::fs::write(v13.join(format!("TC-OTP-SETUP-{n}-13.xml")), "<KMIP/>").unwrap();
+        }
+        let setup = |n: u8| Some(v13.join(format!("TC-OTP-SETUP-{n}-13.xml")));
+        assert_eq!(prerequisite(&v13.join("TC-OTP-1-13.xml")), setup(1));
+        assert_eq!(prerequisite(&v13.join("TC-OTP-3-13.xml")), setup(2));
+        assert_eq!(prerequisite(&v13.join("TC-OTP-CLEANUP-1-13.xml")), setup(1));
+        assert_eq!(prerequisite(&v13.join("TC-OTP-SETUP-1-13.xml")), None);
+        assert_eq!(prerequisite(&v14.join("TC-OTP-5-14.xml")), setup(1));
+        assert_eq!(prerequisite(&v14.join("TC-OTP-3-14.xml")), setup(2));
+        // Replayed as 1.4: the protocol version and the names' suffix.
+        let text =
+            r#"<ProtocolVersionMinor type="Integer" value="3"/><V value="TC-OTP-SETUP-1-13"/>"#;
+        assert_eq!(
+            adapt_setup(
+                text,
+                &v13.join("TC-OTP-SETUP-1-13.xml"),
+                &v14.join("TC-OTP-1-14.xml")
+            ),
+            r#"<ProtocolVersionMinor type="Integer" value="4"/><V value="TC-OTP-SETUP-1-14"/>"#
+        );
+        assert_eq!(
+            adapt_setup(
+                text,
+                &v13.join("TC-OTP-SETUP-1-13.xml"),
+                &v13.join("TC-OTP-1-13.xml")
+            ),
+            text
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! End to end: kmipd started in-process on 127.0.0.1 port 0 in a temporary instance made by
 //! `init`, spoken to over mutual TLS with `kmipd-client`. TLS refusals, identities isolated and
-//! a grant, audit tamper detection on the server's own file, each limit, a slowloris crowd,
+//! a grant, audit tamper detection on the server's own file, a streamed encryption across two
+//! connections of one identity (refused to another), each limit, a slowloris crowd,
 //! graceful shutdown with requests in flight, and a restart that keeps every object.
 //!
 //! Every wait is bounded (client timeouts, `tokio::time::timeout`); bounds are generous, and
@@ -394,6 +395,81 @@ async fn the_servers_audit_file_records_every_item_and_tampering_is_caught() {
 
     write(&owned(&lines));
     assert_eq!(kmipd::audit::verify(&path).unwrap(), 6);
+}
+
+/// The items of a payload with tag `t`, as bytes.
+fn bytes_in(items: &[kmipd_ttlv::Ttlv], t: kmipd_ttlv::Tag) -> Option<Vec<u8>> {
+    items
+        .iter()
+        .find(|i| i.tag == t)
+        .and_then(|i| kmipd_proto::reader::as_bytes(i).ok())
+        .map(<[u8]>::to_vec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_encryption_spans_connections_of_its_identity_only_and_is_audited() {
+    use kmipd_proto::{build, enums::result_reason, tag};
+    let env = instance(false);
+    let server = start(env.config(), None).await;
+    let addr = server.local_addr();
+    let mut first = connect(&env.connector("client"), addr).await;
+    let mut second = connect(&env.connector("client"), addr).await;
+    let mut other = connect(&env.connector("client2"), addr).await;
+    let uid = first.create_aes(256, None).await.unwrap();
+    first.activate(&uid).await.unwrap();
+    let plain = b"a message longer than one AES block, sent in two parts".to_vec();
+    let whole = first.encrypt(&uid, &plain).await.unwrap();
+
+    let (p1, p2) = plain.split_at(20);
+    let opened = first
+        .call(
+            op::ENCRYPT,
+            vec![
+                build::unique_identifier(&uid),
+                build::gcm_parameters(16),
+                build::bytes(tag::DATA, p1.to_vec()),
+                build::bytes(tag::IV_COUNTER_NONCE, whole.iv.clone()),
+                build::boolean(tag::INIT_INDICATOR, true),
+            ],
+        )
+        .await
+        .unwrap();
+    let value = bytes_in(&opened, tag::CORRELATION_VALUE).expect("a Correlation Value");
+    let mut streamed = bytes_in(&opened, tag::DATA).unwrap_or_default();
+    let part = |data: &[u8], last: bool| {
+        let mut p = vec![
+            build::unique_identifier(&uid),
+            build::bytes(tag::DATA, data.to_vec()),
+            build::bytes(tag::CORRELATION_VALUE, value.clone()),
+        ];
+        if last {
+            p.push(build::boolean(tag::FINAL_INDICATOR, true));
+        }
+        p
+    };
+    // Another identity presenting the value: as if it named nothing.
+    let refused = other.call(op::ENCRYPT, part(p2, true)).await.unwrap_err();
+    assert_eq!(
+        refused.result_reason(),
+        Some(result_reason::INVALID_CORRELATION_VALUE),
+        "{refused:?}"
+    );
+    // The same identity continues on another connection.
+    let last = second.call(op::ENCRYPT, part(p2, true)).await.unwrap();
+    streamed.extend(bytes_in(&last, tag::DATA).unwrap_or_default());
+    assert_eq!(streamed, whole.data);
+    assert_eq!(
+        bytes_in(&last, tag::AUTHENTICATED_ENCRYPTION_TAG),
+        Some(whole.tag.clone())
+    );
+    bounded("stop", server.stop()).await;
+
+    // Three connections' Queries, Create, Activate, Encrypt, and the three streamed parts (one
+    // refused).
+    let path = env.audit_path();
+    assert_eq!(kmipd::audit::verify(&path).unwrap(), 9);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"identity\":\"client2\""), "{text}");
 }
 
 fn kmipd_hex(b: &[u8]) -> String {

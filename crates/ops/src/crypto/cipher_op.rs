@@ -6,6 +6,7 @@
 //!   server makes one for encryption and returns it; decryption without one is Invalid
 //!   Message (CS-BC-M-11..13).
 //! - RSA keys: OAEP or PKCS#1 v1.5 (`crypto::asym`), single-part only.
+//! - One Time Pads (Secret Data): `operations::one_time_pad`.
 //! - Streaming (Init Indicator / Correlation Value / Final Indicator): the symmetric cipher
 //!   runs on between the requests (`operations::streaming`, `crate::streams`,
 //!   `crypto::stream`). Each part answers the output its data completes (no Data item when
@@ -60,6 +61,14 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv, dir: Dir) -> Result<Opti
         Error::BadCryptographicParameters("no Cryptographic Algorithm"),
     )?;
 
+    if algorithm == alg::ONE_TIME_PAD {
+        if matches!(step, Step::Open) {
+            return Err(Error::FeatureNotSupported("streamed One Time Pad"));
+        }
+        let result = crate::operations::one_time_pad::crypt(&key.material, data)?;
+        out.push(build::bytes(tag::DATA, result.to_vec()));
+        return Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, out)));
+    }
     if algorithm == alg::RSA {
         if matches!(step, Step::Open) {
             return Err(Error::FeatureNotSupported("streamed RSA encryption"));

@@ -103,7 +103,13 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, r: &StructReader<'_>, mask: u32, how: Use)
     if kb.wrapped {
         return Err(Error::KeyValueNotPresent);
     }
-    let algorithm = kb.algorithm;
+    // Secret Data carries no algorithm in its Key Block: its attribute's (a One Time Pad).
+    let algorithm = kb
+        .algorithm
+        .or(match obj.attributes.get(tag::CRYPTOGRAPHIC_ALGORITHM) {
+            Some(Value::Enumeration(a)) => Some(*a),
+            _ => None,
+        });
     let material = kb.bytes()?;
     let params = Params::of_object(&obj.attributes)?;
     ctx.set_placeholder(&uid);

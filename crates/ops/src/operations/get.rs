@@ -29,6 +29,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     if crate::operations::archive::is_archived(&obj) {
         return Err(Error::ObjectArchived);
     }
+    crate::operations::one_time_pad::check_export(&obj)?;
     if crate::dual::guarded(kmipd_proto::enums::operation::GET, &obj) {
         let before = obj.attributes.clone();
         crate::dual::guard(ctx, &mut obj, kmipd_proto::enums::operation::GET)?;

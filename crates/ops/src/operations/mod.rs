@@ -27,6 +27,7 @@ pub(crate) mod mac;
 pub(crate) mod mac_verify;
 pub(crate) mod modify_attribute;
 pub(crate) mod obtain_lease;
+pub(crate) mod one_time_pad;
 pub(crate) mod query;
 pub(crate) mod re_key;
 pub(crate) mod re_key_key_pair;
