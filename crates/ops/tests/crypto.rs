@@ -192,3 +192,88 @@ fn get_usage_allocation_draws_on_the_usage_limits_count_until_it_is_spent() {
     let resp = engine.handle_message(&Principal::new("b"), &xml_request((1, 4), &more));
     assert_eq!(reason(&batch_items(&resp)[0]), rr::ITEM_NOT_FOUND);
 }
+
+/// A key registered wrapped (RFC 3394 §4.1: KEK 000102...0F, key 00112233...FF) comes back
+/// unwrapped when asked Not Wrapped, if its wrapping key may unwrap (Unwrap Key); a key whose
+/// mask allows only Wrap Key may not be used to unwrap.
+#[test]
+fn a_key_registered_wrapped_is_unwrapped_by_a_get_not_wrapped_when_its_kek_may_unwrap() {
+    for (mask, unwraps) in [("WrapKey UnwrapKey", true), ("WrapKey", false)] {
+        let engine = Engine::in_memory();
+        let kek = format!(
+            r#"<BatchItem><Operation type="Enumeration" value="Register"/><RequestPayload>
+<ObjectType type="Enumeration" value="SymmetricKey"/>
+<Attributes><CryptographicUsageMask type="Integer" value="{mask}"/>
+<ActivationDate type="DateTime" value="2001-01-01T00:00:00+00:00"/></Attributes>
+<SymmetricKey><KeyBlock><KeyFormatType type="Enumeration" value="Raw"/>
+<KeyValue><KeyMaterial type="ByteString" value="000102030405060708090a0b0c0d0e0f"/></KeyValue>
+<CryptographicAlgorithm type="Enumeration" value="AES"/>
+<CryptographicLength type="Integer" value="128"/></KeyBlock></SymmetricKey>
+</RequestPayload></BatchItem>"#
+        );
+        let resp = engine.handle_message(&Principal::new("a"), &xml_request((2, 0), &kek));
+        let kek_uid = kmipd_proto::reader::as_text(
+            field(
+                &batch_items(&resp)[0],
+                &[tag::RESPONSE_PAYLOAD, tag::UNIQUE_IDENTIFIER],
+            )
+            .unwrap(),
+        )
+        .unwrap()
+        .to_owned();
+        let wrapped = format!(
+            r#"<BatchItem><Operation type="Enumeration" value="Register"/><RequestPayload>
+<ObjectType type="Enumeration" value="SymmetricKey"/>
+<Attributes><CryptographicUsageMask type="Integer" value="Encrypt Decrypt"/></Attributes>
+<SymmetricKey><KeyBlock><KeyFormatType type="Enumeration" value="Raw"/>
+<KeyValue type="ByteString" value="1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5"/>
+<CryptographicAlgorithm type="Enumeration" value="AES"/>
+<CryptographicLength type="Integer" value="128"/>
+<KeyWrappingData><WrappingMethod type="Enumeration" value="Encrypt"/>
+<EncryptionKeyInformation><UniqueIdentifier type="TextString" value="{kek_uid}"/>
+<CryptographicParameters><BlockCipherMode type="Enumeration" value="NISTKeyWrap"/></CryptographicParameters>
+</EncryptionKeyInformation><EncodingOption type="Enumeration" value="NoEncoding"/></KeyWrappingData>
+</KeyBlock></SymmetricKey></RequestPayload></BatchItem>
+<BatchItem><Operation type="Enumeration" value="Get"/><RequestPayload>
+<KeyWrapType type="Enumeration" value="AsRegistered"/></RequestPayload></BatchItem>
+<BatchItem><Operation type="Enumeration" value="Get"/><RequestPayload>
+<KeyWrapType type="Enumeration" value="NotWrapped"/></RequestPayload></BatchItem>"#
+        );
+        let resp = engine.handle_message(&Principal::new("a"), &xml_request((2, 0), &wrapped));
+        let it = batch_items(&resp);
+        let material = field(
+            &it[2],
+            &[
+                tag::RESPONSE_PAYLOAD,
+                tag::SYMMETRIC_KEY,
+                tag::KEY_BLOCK,
+                tag::KEY_VALUE,
+                tag::KEY_MATERIAL,
+            ],
+        );
+        let as_registered = field(
+            &it[1],
+            &[tag::RESPONSE_PAYLOAD, tag::SYMMETRIC_KEY, tag::KEY_BLOCK],
+        )
+        .unwrap();
+        assert!(field(as_registered, &[tag::KEY_WRAPPING_DATA]).is_some());
+        if unwraps {
+            assert_eq!(
+                hex::encode(as_bytes(material.unwrap()).unwrap()),
+                "00112233445566778899aabbccddeeff"
+            );
+            let kb = field(
+                &it[2],
+                &[tag::RESPONSE_PAYLOAD, tag::SYMMETRIC_KEY, tag::KEY_BLOCK],
+            )
+            .unwrap();
+            assert!(field(kb, &[tag::KEY_WRAPPING_DATA]).is_none());
+        } else {
+            assert!(material.is_none());
+            assert_eq!(
+                as_enum(field(&it[2], &[tag::RESULT_REASON]).unwrap()).unwrap(),
+                kmipd_proto::enums::result_reason::INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK
+            );
+        }
+    }
+}

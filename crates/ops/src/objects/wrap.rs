@@ -6,6 +6,14 @@
 //! bytes) or AES Key Wrap Padding (RFC 5649); Encoding Option No Encoding (the Key Material
 //! bytes) or TTLV Encoding (the default: the TTLV-encoded Key Value, with the attributes the
 //! specification names). MAC/sign methods and public-key wrapping are Feature Not Supported.
+//!
+//! A key *registered* wrapped (its Key Block carries Key Wrapping Data) is kept as registered;
+//! a Get that asks for it Not Wrapped, or wrapped under another key, has it unwrapped first
+//! ([`unwrap_stored`]) with the key its Encryption Key Information names, which the caller
+//! must be able to use and whose usage mask must allow Unwrap Key ("The object SHALL only be
+//! used for all cryptographic purposes that are allowed by its Cryptographic Usage Mask",
+//! KMIP 1.4 §3.22), Active, AES, in the same modes as wrapping (RFC 3394 / RFC 5649, integrity
+//! checked: a wrong key or altered bytes is Cryptographic Failure).
 
 use kmipd_proto::attributes::{AttrName, Attributes};
 use kmipd_proto::build;
@@ -167,6 +175,11 @@ fn wrapping_mode(kek: &ManagedObject, params: Option<&Ttlv>) -> Result<u32> {
 
 /// The wrapping key's bytes: an Active AES key allowed to wrap keys.
 fn wrapping_key(kek: &ManagedObject) -> Result<Zeroizing<Vec<u8>>> {
+    kek_bytes(kek, usage::WRAP_KEY)
+}
+
+/// The bytes of `kek`, an Active AES key whose usage mask (if any) has `bit`.
+fn kek_bytes(kek: &ManagedObject, bit: u32) -> Result<Zeroizing<Vec<u8>>> {
     if kek.object_type != ot::SYMMETRIC_KEY {
         return Err(Error::FeatureNotSupported("wrapping with this object type"));
     }
@@ -178,7 +191,7 @@ fn wrapping_key(kek: &ManagedObject) -> Result<Zeroizing<Vec<u8>>> {
     }
     if let Some(mask) = attr_int(&kek.attributes, tag::CRYPTOGRAPHIC_USAGE_MASK) {
         let bits = u32::from_ne_bytes(mask.to_ne_bytes());
-        if bits & usage::WRAP_KEY == 0 {
+        if bits & bit == 0 {
             return Err(Error::IncompatibleUsageMask);
         }
     }
@@ -232,6 +245,167 @@ pub(crate) fn aes_wrap(kek: &[u8], data: &[u8], mode: u32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The object (a key registered wrapped) with its Key Block unwrapped: the Key Value holds the
+/// Key Material again and the Key Wrapping Data is gone. An object that is not wrapped is
+/// returned as it is. See the module doc for the rules.
+pub(crate) fn unwrap_stored(ctx: &Ctx<'_>, object: Ttlv) -> Result<Ttlv> {
+    let body = StructReader::any(&object)?;
+    let Some(kb_item) = body.optional(tag::KEY_BLOCK) else {
+        return Ok(object);
+    };
+    let kb = StructReader::new(kb_item, tag::KEY_BLOCK)?;
+    let Some(kwd_item) = kb.optional(tag::KEY_WRAPPING_DATA) else {
+        return Ok(object);
+    };
+    let kwd = StructReader::new(kwd_item, tag::KEY_WRAPPING_DATA)?;
+    if kwd.req_enum(tag::WRAPPING_METHOD)? != wrapping_method::ENCRYPT
+        || kwd.optional(tag::MAC_SIGNATURE_KEY_INFORMATION).is_some()
+    {
+        return Err(Error::FeatureNotSupported("unwrapping method"));
+    }
+    let eki = kwd
+        .optional(tag::ENCRYPTION_KEY_INFORMATION)
+        .ok_or(Error::MissingData("Encryption Key Information"))?;
+    let e = StructReader::new(eki, tag::ENCRYPTION_KEY_INFORMATION)?;
+    let kek_uid = reader::as_text(e.required(tag::UNIQUE_IDENTIFIER)?)?;
+    let kek = ctx.load(kek_uid)?;
+    let mode = wrapping_mode(&kek, e.optional(tag::CRYPTOGRAPHIC_PARAMETERS))?;
+    let kek_bytes = kek_bytes(&kek, usage::UNWRAP_KEY)?;
+    let value = kb.required(tag::KEY_VALUE)?;
+    let wrapped: &[u8] = match &value.value {
+        Value::ByteString(b) => b,
+        _ => match &StructReader::new(value, tag::KEY_VALUE)?
+            .required(tag::KEY_MATERIAL)?
+            .value
+        {
+            Value::ByteString(b) => b,
+            _ => return Err(Error::InvalidField("Key Value")),
+        },
+    };
+    let plain = aes_unwrap(&kek_bytes, wrapped, mode)?;
+    let material = match kwd.enumeration(tag::ENCODING_OPTION)? {
+        Some(encoding_option::NO_ENCODING) => build::bytes(tag::KEY_MATERIAL, plain.to_vec()),
+        Some(encoding_option::TTLV_ENCODING) | None => {
+            let kv = kmipd_ttlv::decode(&plain, &kmipd_ttlv::Limits::default())
+                .map_err(|_| Error::CryptographicFailure("unwrapped Key Value"))?;
+            if kv.tag != tag::KEY_VALUE {
+                return Err(Error::CryptographicFailure("unwrapped Key Value"));
+            }
+            StructReader::new(&kv, tag::KEY_VALUE)?
+                .required(tag::KEY_MATERIAL)?
+                .clone()
+        }
+        Some(_) => return Err(Error::EncodingOptionError),
+    };
+    let items: Vec<Ttlv> = with_child(
+        kb.items(),
+        &build::structure(tag::KEY_VALUE, vec![material]),
+    )
+    .into_iter()
+    .filter(|c| c.tag != tag::KEY_WRAPPING_DATA)
+    .collect();
+    let new_kb = build::structure(tag::KEY_BLOCK, items);
+    Ok(build::structure(
+        object.tag,
+        with_child(body.items(), &new_kb),
+    ))
+}
+
+/// AES key unwrap, the inverse of [`aes_wrap`], with its integrity check: RFC 3394 (initial
+/// value A6A6A6A6A6A6A6A6) for NIST Key Wrap of 24 bytes or more whose check passes, else RFC
+/// 5649 (A65959A6 and the message length, zero padding).
+pub(crate) fn aes_unwrap(kek: &[u8], data: &[u8], mode: u32) -> Result<Zeroizing<Vec<u8>>> {
+    let bad = || Error::CryptographicFailure("key unwrap");
+    if data.len() < 16 || !data.len().is_multiple_of(8) {
+        return Err(bad());
+    }
+    let (a, plain) = if data.len() == 16 {
+        // One block (RFC 5649 only): AES-ECB of AIV || P.
+        let mut c = openssl::symm::Crypter::new(
+            ecb_cipher(kek.len())?,
+            openssl::symm::Mode::Decrypt,
+            kek,
+            None,
+        )
+        .map_err(|_| bad())?;
+        c.pad(false);
+        let mut out = Zeroizing::new(vec![0u8; 32]);
+        let n = c.update(data, &mut out).map_err(|_| bad())?;
+        out.truncate(n);
+        let (a, p) = out.split_at_checked(8).ok_or_else(bad)?;
+        (
+            <[u8; 8]>::try_from(a).map_err(|_| bad())?,
+            Zeroizing::new(p.to_vec()),
+        )
+    } else {
+        unwrap_blocks(kek, data)?
+    };
+    if mode == bcm::NISTKEY_WRAP && a == [0xA6; 8] {
+        return Ok(plain);
+    }
+    // RFC 5649 §3: the AIV, then 0 < MLI, 8*(n-1) < MLI <= 8*n, zero padding.
+    let (head, mli) = a.split_at(4);
+    if head != [0xA6, 0x59, 0x59, 0xA6] {
+        return Err(bad());
+    }
+    let mli = usize::try_from(u32::from_be_bytes(
+        <[u8; 4]>::try_from(mli).map_err(|_| bad())?,
+    ))
+    .map_err(|_| bad())?;
+    if mli == 0 || mli > plain.len() || plain.len().saturating_sub(mli) >= 8 {
+        return Err(bad());
+    }
+    let (message, padding) = plain.split_at(mli);
+    if padding.iter().any(|b| *b != 0) {
+        return Err(bad());
+    }
+    Ok(Zeroizing::new(message.to_vec()))
+}
+
+/// The unwrapping process W^-1 of RFC 3394 §2.2.2 (n >= 2 blocks): the recovered initial value
+/// and the plaintext blocks.
+fn unwrap_blocks(kek: &[u8], data: &[u8]) -> Result<([u8; 8], Zeroizing<Vec<u8>>)> {
+    let bad = || Error::CryptographicFailure("key unwrap");
+    let (a0, rest) = data.split_at_checked(8).ok_or_else(bad)?;
+    let mut a = <[u8; 8]>::try_from(a0).map_err(|_| bad())?;
+    let mut r = Zeroizing::new(rest.to_vec());
+    let n = r.len() / 8;
+    let mut c = openssl::symm::Crypter::new(
+        ecb_cipher(kek.len())?,
+        openssl::symm::Mode::Decrypt,
+        kek,
+        None,
+    )
+    .map_err(|_| bad())?;
+    c.pad(false);
+    let mut block = Zeroizing::new([0u8; 16]);
+    let mut out = Zeroizing::new([0u8; 32]);
+    for j in (0..6u64).rev() {
+        for i in (1..=n).rev() {
+            let t = u64::try_from(n)
+                .ok()
+                .and_then(|n| n.checked_mul(j))
+                .and_then(|x| x.checked_add(u64::try_from(i).ok()?))
+                .ok_or_else(bad)?;
+            let ri = r.get_mut(i.saturating_sub(1) * 8..i * 8).ok_or_else(bad)?;
+            for (k, (x, y)) in a.iter().zip(t.to_be_bytes()).enumerate() {
+                if let Some(slot) = block.get_mut(k) {
+                    *slot = x ^ y;
+                }
+            }
+            if let Some(tail) = block.get_mut(8..) {
+                tail.copy_from_slice(ri);
+            }
+            let got = c.update(&block[..], &mut out[..]).map_err(|_| bad())?;
+            let b = out.get(..got).ok_or_else(bad)?;
+            let (hi, lo) = b.split_at_checked(8).ok_or_else(bad)?;
+            a = <[u8; 8]>::try_from(hi).map_err(|_| bad())?;
+            ri.copy_from_slice(lo.get(..8).ok_or_else(bad)?);
+        }
+    }
+    Ok((a, r))
+}
+
 fn ecb_cipher(len: usize) -> Result<openssl::symm::Cipher> {
     match len {
         16 => Ok(openssl::symm::Cipher::aes_128_ecb()),
@@ -254,6 +428,28 @@ mod tests {
             hex::encode(out),
             "1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5"
         );
+    }
+
+    #[test]
+    fn unwrap_inverts_wrap_and_checks_integrity() {
+        let kek = hex::decode("000102030405060708090A0B0C0D0E0F").unwrap();
+        let wrapped = hex::decode("1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5").unwrap();
+        let plain = aes_unwrap(&kek, &wrapped, bcm::NISTKEY_WRAP).unwrap();
+        assert_eq!(hex::encode(&*plain), "00112233445566778899aabbccddeeff");
+        let kek = hex::decode("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8").unwrap();
+        for data in ["c37b7e6492584340bed12207808941155068f738", "466f7250617369"] {
+            let data = hex::decode(data).unwrap();
+            let out = aes_wrap(&kek, &data, bcm::AESKEY_WRAP_PADDING).unwrap();
+            let back = aes_unwrap(&kek, &out, bcm::AESKEY_WRAP_PADDING).unwrap();
+            assert_eq!(*back, data);
+        }
+        // One bit changed, or another key: refused.
+        let mut bent = wrapped.clone();
+        bent[5] ^= 1;
+        let kek = hex::decode("000102030405060708090A0B0C0D0E0F").unwrap();
+        assert!(aes_unwrap(&kek, &bent, bcm::NISTKEY_WRAP).is_err());
+        let other = hex::decode("000102030405060708090A0B0C0D0E0E").unwrap();
+        assert!(aes_unwrap(&other, &wrapped, bcm::NISTKEY_WRAP).is_err());
     }
 
     #[test]

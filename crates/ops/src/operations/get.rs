@@ -1,5 +1,6 @@
 //! Get (KMIP 1.4 §4.11, 2.1 §6.1.22): the object itself, in its stored format or in the Key
-//! Format Type the client asks for, optionally wrapped per a Key Wrapping Specification. The
+//! Format Type the client asks for, optionally wrapped per a Key Wrapping Specification (a key
+//! registered wrapped is unwrapped first when asked Not Wrapped or wrapped anew: `wrap`). The
 //! Key Value carries Key Material only (PyKMIP and Veeam fail on attributes inside it).
 //!
 //! Get works in any state but the destroyed ones (Pre-Active keys included, as vSphere needs).
@@ -9,6 +10,7 @@
 //! (1.4+).
 
 use kmipd_proto::build;
+use kmipd_proto::enums::key_wrap_type;
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
 use kmipd_ttlv::{Ttlv, Value};
@@ -42,6 +44,14 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let compression = r.enumeration(tag::KEY_COMPRESSION_TYPE)?;
     let wrap_type = r.enumeration(tag::KEY_WRAP_TYPE)?;
     let spec = r.optional(tag::KEY_WRAPPING_SPECIFICATION);
+    // A key registered wrapped comes out unwrapped when asked Not Wrapped or wrapped anew.
+    let unwrapped;
+    let body = if wrap_type == Some(key_wrap_type::NOT_WRAPPED) || spec.is_some() {
+        unwrapped = wrap::unwrap_stored(ctx, body.clone())?;
+        &unwrapped
+    } else {
+        body
+    };
     let mut object = format::convert(ctx, &obj, body, wanted_format, compression)?;
     match spec {
         Some(spec) => object = wrap::wrap_object(ctx, &obj, object, spec)?,
