@@ -94,6 +94,8 @@ struct State {
     replayed: bool,
     /// Seconds the runner moved the server's clock forward so far (the case's timeline).
     clock_advance: i64,
+    /// The Asynchronous Correlation Value the batch item being compared sent (Poll, Cancel).
+    sent_async: Option<Value>,
 }
 
 /// The comparison context of one batch item, refined on the way down the tree.
@@ -417,6 +419,9 @@ impl Session {
         let generated = key
             .as_ref()
             .is_some_and(|k| self.state.generated.contains(k));
+        self.state.sent_async = s_payload
+            .and_then(|p| p.child(tags::ASYNCHRONOUS_CORRELATION_VALUE))
+            .map(|c| c.value.clone());
         let has = |p: Option<&Ttlv>, tag: Tag| p.and_then(|p| p.child(tag)).is_some();
         let server_iv =
             !has(s_payload, tags::IV_COUNTER_NONCE) && has(a_payload, tags::IV_COUNTER_NONCE);
@@ -904,6 +909,16 @@ impl Session {
                         Ok(())
                     }
                 };
+            }
+            // The Asynchronous Correlation Value is the server's (KMIP 1.4 §6.8): where the
+            // item sent one (Poll, Cancel) the answer must carry that one, whatever literal the
+            // recording server's value was (1.0 TC_32's Cancel shows its own 8 bytes); a new one
+            // (Operation Pending) is any.
+            Value::ByteString(_) if tag == tags::ASYNCHRONOUS_CORRELATION_VALUE => {
+                match &state.sent_async {
+                    Some(sent) if *sent != a.value => {}
+                    _ => return Ok(()),
+                }
             }
             Value::ByteString(_) | Value::BigInteger(_) => {
                 let varies = (ctx.vary_crypto && CRYPTO_OUTPUT.contains(&tag))

@@ -908,3 +908,45 @@ fn a_digest_may_name_a_key_format_the_case_leaves_out_but_not_omit_one_it_shows(
     );
     assert_fails_at(&outcome, "missing (expected KeyFormatType Raw)");
 }
+
+#[test]
+fn an_asynchronous_correlation_value_sent_must_come_back_whatever_literal_the_case_shows() {
+    let pending_req = req(&[("Locate", "")]);
+    let acv = |v: &str| format!(r#"<AsynchronousCorrelationValue type="ByteString" value="{v}"/>"#);
+    let pending = |v: &str| {
+        format!(
+            r#"<ResponseMessage><ResponseHeader>{}<BatchCount type="Integer" value="1"/></ResponseHeader><BatchItem><Operation type="Enumeration" value="Locate"/><ResultStatus type="Enumeration" value="OperationPending"/>{}</BatchItem></ResponseMessage>"#,
+            header(1, 4, true),
+            acv(v)
+        )
+    };
+    let cancel = req(&[("Cancel", &acv("$ASYNCHRONOUS_CORRELATION_VALUE"))]);
+    let cancelled = |v: &str| {
+        ok(&[(
+            "Cancel",
+            &format!(
+                r#"{}<CancellationResult type="Enumeration" value="Canceled"/>"#,
+                acv(v)
+            ),
+        )])
+    };
+    let messages = [
+        pending_req,
+        pending("$ASYNCHRONOUS_CORRELATION_VALUE"),
+        cancel,
+        cancelled("4d6bbfc35fe57fba"),
+    ];
+    // The server's own value, echoed: passes although the case shows another literal.
+    let mut s = Scripted::new(&[pending("00112233"), cancelled("00112233")]);
+    assert!(run(&messages, &mut s).passed);
+    assert_eq!(
+        s.sent_value(1, 0x42_0006),
+        Value::ByteString(vec![0x00, 0x11, 0x22, 0x33].into())
+    );
+    // Another value than the one sent: a difference.
+    let mut s = Scripted::new(&[pending("00112233"), cancelled("44556677")]);
+    assert_fails_at(
+        &run(&messages, &mut s),
+        "AsynchronousCorrelationValue: expected <8 bytes 4D6BBFC3…>",
+    );
+}
