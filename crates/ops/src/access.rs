@@ -132,13 +132,20 @@ fn role_on_others(role: Role, operation: u32) -> bool {
 /// The refusal of an operation the caller's role never permits (checked before each batch
 /// item): Permission Denied, naming the rule.
 pub fn check_operation(who: &Principal, operation: u32) -> Result<(), Error> {
-    if role_permits(who.role(), operation) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(
+    if !role_permits(who.role(), operation) {
+        return Err(Error::PermissionDenied(
             "the auditor role only locates objects and reads their attributes",
-        ))
+        ));
     }
+    if who
+        .narrowing()
+        .is_some_and(|n| !n.allows_operation(operation))
+    {
+        return Err(Error::NotAuthorised(
+            "the ticket's rights do not include this operation",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the identity's scope (if any) includes the object: one of the object's Object
@@ -163,7 +170,18 @@ pub fn role_sees(who: &Principal, object: &ManagedObject) -> bool {
 /// How an object the caller may not perform the operation on answers: Permission Denied when
 /// the caller's role lets it see the object (an operator's Get of another's key), otherwise
 /// Not Found, exactly as a missing object.
-pub fn refusal(who: &Principal, object: &ManagedObject) -> Error {
+pub fn refusal(who: &Principal, object: &ManagedObject, operation: u32) -> Error {
+    if let Some(n) = who.narrowing()
+        && base_access(who, object, operation)
+    {
+        // Refused only by what the request's header narrows the identity by: the
+        // certificate identity itself may do it, so nothing is hidden by saying so.
+        return if n.credential_allows(object) {
+            Error::NotAuthorised("the ticket's rights do not include this object")
+        } else {
+            Error::PermissionDenied("the object belongs to another credential")
+        };
+    }
     if role_sees(who, object) {
         Error::PermissionDenied("the caller's role does not permit this operation on this object")
     } else {
@@ -375,8 +393,18 @@ pub fn grants(object: &ManagedObject) -> Vec<Grant> {
 
 /// True when `who` may perform `operation` on `object`: the role permits the operation, and
 /// the caller is its owner, has a role that gives the operation on others' objects (within its
-/// scope), or was granted the operation.
+/// scope), or was granted the operation; and the request's narrowing (a credential, a
+/// ticket's rights: `tickets.rs`) allows it.
 pub fn may_access(who: &Principal, object: &ManagedObject, operation: u32) -> bool {
+    base_access(who, object, operation)
+        && who
+            .narrowing()
+            .is_none_or(|n| n.credential_allows(object) && n.rights_allow(operation, object))
+}
+
+/// [`may_access`] for the certificate identity, without what the request's header narrows
+/// it by.
+fn base_access(who: &Principal, object: &ManagedObject, operation: u32) -> bool {
     role_permits(who.role(), operation)
         && (object.owner == who.name()
             || (in_scope(who, object) && role_on_others(who.role(), operation))

@@ -756,6 +756,7 @@ pub(crate) mod testing {
             kept: Vec::new(),
             streams: None,
             stream_changes: Vec::new(),
+            tickets: &crate::tickets::Tickets::default(),
         };
         f(&mut ctx)
     }

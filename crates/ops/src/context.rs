@@ -197,6 +197,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) streams: Option<&'a crate::streams::Streams>,
     /// What this request's steps do to the streams, applied once it has completed.
     pub(crate) stream_changes: Vec<crate::streams::Change>,
+    /// The engine's Login tickets (`tickets.rs`).
+    pub(crate) tickets: &'a crate::tickets::Tickets,
 }
 
 impl Ctx<'_> {
@@ -212,7 +214,7 @@ impl Ctx<'_> {
     pub(crate) fn load(&self, uid: &str) -> Result<ManagedObject> {
         match self.tx.get(uid)? {
             Some(o) if self.may(&o) => Ok(o),
-            Some(o) => Err(crate::access::refusal(self.principal, &o)),
+            Some(o) => Err(crate::access::refusal(self.principal, &o, self.operation)),
             None => Err(Error::NotFound),
         }
     }

@@ -112,6 +112,14 @@ operations! {
     // CreateSplitKey, JoinSplitKey: symmetric secrets, bytewise field arithmetic.
     CreateSplitKey   = CREATE_SPLIT_KEY   => create_split_key,   light;
     JoinSplitKey     = JOIN_SPLIT_KEY     => join_split_key,     light;
+    // Login, Logout, DelegatedLogin: tickets in the engine's memory (`tickets.rs`).
+    Login            = LOGIN              => login,              light;
+    Logout           = LOGOUT             => logout,             light;
+    DelegatedLogin   = DELEGATED_LOGIN    => delegated_login,    light;
+    // Export: converts and wraps keys as Get does.
+    Export           = EXPORT             => export,             heavy;
+    // Import: parses keys of any format, as Register.
+    Import           = IMPORT             => import,             heavy;
 }
 
 /// Runs one batch item's operation; `Ok(None)` is a success without payload.
@@ -141,7 +149,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 37);
+        assert_eq!(Op::ALL.len(), 42);
         assert_eq!(Op::from_code(0), None);
     }
 }

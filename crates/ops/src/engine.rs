@@ -43,6 +43,9 @@ pub struct Principal {
     role: Role,
     /// The Object Groups its rights over others' objects are confined to (`None`: all).
     scope: Option<Arc<[String]>>,
+    /// What the request's header narrows it by (a credential, a ticket's rights): only ever
+    /// less than the certificate identity may do (`tickets.rs`).
+    narrowing: Option<Arc<crate::tickets::Narrowing>>,
 }
 
 impl Principal {
@@ -62,7 +65,20 @@ impl Principal {
             name: name.into(),
             role,
             scope: None,
+            narrowing: None,
         }
+    }
+
+    /// The same identity narrowed by `narrowing` (a verified credential, a ticket's rights).
+    #[must_use]
+    pub fn narrowed(mut self, narrowing: Arc<crate::tickets::Narrowing>) -> Principal {
+        self.narrowing = Some(narrowing);
+        self
+    }
+
+    /// What the identity is narrowed by in this request, if anything.
+    pub fn narrowing(&self) -> Option<&crate::tickets::Narrowing> {
+        self.narrowing.as_deref()
     }
 
     /// The same identity confined to these Object Groups (`None`: not confined).
@@ -120,6 +136,9 @@ pub struct EngineConfig {
     pub clock: Clock,
     /// The server policy at start ([`Engine::set_policy`] replaces it).
     pub policy: Policy,
+    /// The Username and Password and Device credentials the server accepts in request headers
+    /// (`credentials.rs`); empty: such credentials are not checked and change nothing.
+    pub credentials: crate::credentials::Credentials,
 }
 
 /// Where the engine's "now" comes from: the system clock, or (in tests and the conformance
@@ -173,6 +192,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             clock: Clock::system(),
             policy: Policy::unrestricted(),
+            credentials: crate::credentials::Credentials::default(),
         }
     }
 }
@@ -188,6 +208,8 @@ pub struct Engine {
     pending: Arc<crate::pending::Pending>,
     /// The open streams of streamed cryptography (`streams.rs`).
     streams: Arc<crate::streams::Streams>,
+    /// The live Login tickets (`tickets.rs`).
+    tickets: Arc<crate::tickets::Tickets>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -214,6 +236,7 @@ impl Engine {
             policy,
             pending: Arc::default(),
             streams: Arc::default(),
+            tickets: Arc::default(),
         }
     }
 
@@ -244,6 +267,11 @@ impl Engine {
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The Login tickets (for the engine's own transactions outside a request).
+    pub(crate) fn tickets_ref(&self) -> &crate::tickets::Tickets {
+        self.tickets.as_ref()
     }
 
     /// The store (for the engine's own transactions outside a request: `rotation.rs`).
@@ -512,6 +540,13 @@ impl Engine {
             ));
         }
         let now = self.config.clock.now();
+        // The header's credentials (a ticket, a username and password, a device) narrow the
+        // certificate identity for this request; a bad one fails every item.
+        let narrowed = match self.authenticate(principal, header, version, now) {
+            Ok(p) => p,
+            Err(err) => return Prepared::answer(error_response(version, &items, &err, now)),
+        };
+        let principal = &narrowed;
         if header.asynchronous_indicator == Some(true)
             && let Some(pending) = self.defer(principal, version, &items, now)
         {
@@ -533,6 +568,7 @@ impl Engine {
             kept: Vec::new(),
             streams: Some(&self.streams),
             stream_changes: Vec::new(),
+            tickets: &self.tickets,
         };
         let mut kept: Vec<ManagedObject> = Vec::new();
         let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());
@@ -622,6 +658,47 @@ impl Engine {
             consumed,
             streamed,
         }
+    }
+
+    /// The principal a request runs as: the certificate identity, narrowed by the header's
+    /// Authentication (`tickets.rs`): a Ticket (2.x) by what the ticket carries; a Username
+    /// and Password or Device credential, when the server has credentials configured, by the
+    /// verified credential (`credentials.rs`). Other credential types change nothing.
+    fn authenticate(
+        &self,
+        principal: &Principal,
+        header: &RequestHeader,
+        version: ProtocolVersion,
+        now: i64,
+    ) -> Result<Principal, Error> {
+        use kmipd_proto::enums::credential_type as ct;
+        let Some(auth) = &header.authentication else {
+            return Ok(principal.clone());
+        };
+        let mut narrowed = principal.clone();
+        for credential in StructReader::new(auth, tag::AUTHENTICATION)?.repeated(tag::CREDENTIAL) {
+            let r = StructReader::new(credential, tag::CREDENTIAL)?;
+            let value = r.required(tag::CREDENTIAL_VALUE)?;
+            match r.req_enum(tag::CREDENTIAL_TYPE)? {
+                ct::TICKET if version.is_v2() => {
+                    let ticket = StructReader::new(value, tag::CREDENTIAL_VALUE)?
+                        .required(tag::TICKET)
+                        .map_err(|_| Error::InvalidTicket)?;
+                    let ticket = crate::tickets::read_ticket(ticket)?;
+                    let narrowing = self.tickets.present(principal.name(), &ticket, now)?;
+                    narrowed = narrowed.narrowed(narrowing);
+                }
+                ct::USERNAME_AND_PASSWORD | ct::DEVICE => {
+                    if let Some(label) = self.config.credentials.verify(value)? {
+                        let mut narrowing = narrowed.narrowing().cloned().unwrap_or_default();
+                        narrowing.credential = Some(label);
+                        narrowed = narrowed.narrowed(Arc::new(narrowing));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(narrowed)
     }
 
     /// An asynchronous request (`pending.rs`): its one item kept for a later Poll, answered

@@ -124,9 +124,19 @@ pub enum Error {
     /// The key's Cryptographic Usage Mask forbids this use.
     #[error("incompatible cryptographic usage mask")]
     IncompatibleUsageMask,
-    /// The object's usage limits are exhausted.
+    /// The object's usage limits are exhausted (or a ticket has served its Request Count).
     #[error("usage limit exceeded")]
     UsageLimitExceeded,
+    /// The request's Ticket is unknown to its identity, expired or logged out (`tickets.rs`).
+    #[error("invalid ticket")]
+    InvalidTicket,
+    /// A Username and Password or Device credential that the server does not accept
+    /// (`credentials.rs`).
+    #[error("authentication not successful")]
+    AuthenticationNotSuccessful,
+    /// The rights of the request's Delegated Login ticket do not allow this (`tickets.rs`).
+    #[error("not authorised: {0}")]
+    NotAuthorised(&'static str),
     /// The answer would exceed the request's Maximum Response Size.
     #[error("response too large")]
     ResponseTooLarge,
@@ -217,6 +227,12 @@ impl Error {
             Error::IncompatibleUsageMask => rr::PERMISSION_DENIED,
             Error::UsageLimitExceeded if v2 => rr::USAGE_LIMIT_EXCEEDED,
             Error::UsageLimitExceeded => rr::PERMISSION_DENIED,
+            // Tickets are 2.x; a 1.x request cannot carry one, but the mapping stays total.
+            Error::InvalidTicket if v2 => rr::INVALID_TICKET,
+            Error::InvalidTicket => rr::AUTHENTICATION_NOT_SUCCESSFUL,
+            Error::AuthenticationNotSuccessful => rr::AUTHENTICATION_NOT_SUCCESSFUL,
+            Error::NotAuthorised(_) if v2 => rr::NOT_AUTHORISED,
+            Error::NotAuthorised(_) => rr::PERMISSION_DENIED,
             Error::ResponseTooLarge => rr::RESPONSE_TOO_LARGE,
             Error::GeneralFailure(_) => rr::GENERAL_FAILURE,
             Error::Store(_) | Error::Internal(_) => rr::GENERAL_FAILURE,

@@ -10,11 +10,13 @@
 //! - [`retry`]: the one retry policy for commits that meet a concurrent change.
 //! - `lifecycle`: the state machine of KMIP's key lifecycle.
 //! - [`access`]: roles, owners, grants and scopes; [`policy`]: the server policy on new keys;
-//!   [`rotation`]: automatic rotation (the Rotate attributes).
+//!   [`rotation`]: automatic rotation (the Rotate attributes); [`tickets`]: Login tickets and
+//!   the narrowing of an identity by its header's credentials.
 
 pub mod access;
 mod attrs;
 mod context;
+pub mod credentials;
 pub(crate) mod crypto;
 mod dispatch;
 pub mod dual;
@@ -32,6 +34,7 @@ pub mod policy;
 pub mod retry;
 pub mod rotation;
 mod streams;
+pub mod tickets;
 
 pub use engine::{Clock, Conflict, Engine, EngineConfig, Prepared, Principal};
 pub use error::Error;

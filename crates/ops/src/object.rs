@@ -119,6 +119,21 @@ pub(crate) fn new_object(
     attributes.set(tag::INITIAL_DATE, Value::DateTime(ctx.now));
     attributes.set(tag::LAST_CHANGE_DATE, Value::DateTime(ctx.now));
     attributes.set(tag::ORIGINAL_CREATION_DATE, Value::DateTime(ctx.now));
+    // Created under a verified credential: only that credential (or its certificate identity
+    // without one) may touch it (`tickets.rs`).
+    if let Some(label) = ctx
+        .principal
+        .narrowing()
+        .and_then(|n| n.credential.as_ref())
+    {
+        attributes.0.push(kmipd_proto::attributes::Attribute {
+            name: kmipd_proto::attributes::AttrName::Custom {
+                vendor: None,
+                name: crate::tickets::CREDENTIAL_ATTRIBUTE.to_owned(),
+            },
+            value: Value::TextString(label.clone()),
+        });
+    }
     let mut obj = ManagedObject {
         uid,
         object_type,

@@ -158,6 +158,7 @@ impl Engine {
                 kept: Vec::new(),
                 streams: None,
                 stream_changes: Vec::new(),
+                tickets: self.tickets_ref(),
             };
             let old = ctx.load(uid)?;
             if !is_due(&old, now) {
