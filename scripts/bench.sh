@@ -9,9 +9,20 @@
 #   BENCH_SOAK=600 scripts/bench.sh          # then two mixed runs of 600 s each against
 #                                            # kmipd (writes that keep the store's size, then
 #                                            # writes that grow it), sampling its memory
+#   BENCH_ROWS='^cycle' scripts/bench.sh     # only the rows whose label matches (an extended
+#                                            # regular expression; no memory rows then)
+#   BENCH_KMIPD=/path/to/kmipd scripts/bench.sh  # that kmipd binary (and the kmip-bench
+#                                            # beside it, if any) instead of building this
+#                                            # tree's (A/B runs of two builds, back to back)
+#   BENCH_PY_VENV=.venv-interop scripts/bench.sh # an existing PyKMIP venv (default
+#                                            # target/bench-venv, made by python-env.sh)
 #   scripts/bench.sh --store postgres        # kmipd on PostgreSQL instead: get, create and
 #                                            # cycle against one node, then two nodes on the
 #                                            # same database (no PyKMIP, no memory rows)
+#
+# Each row also prints the server's CPU per request: its utime+stime (/proc/PID/stat, all
+# threads) over the row, set-up and connections included, divided by the requests (a cycle is
+# three). It depends far less on what else runs on the machine than the rates do.
 #
 # Both servers are fresh: kmipd from `kmipd init` (sled store, its own SoftHSM2 token, a
 # development CA) with the connection caps raised for the idle-connection measurement;
@@ -47,10 +58,18 @@ case "$store" in
         ;;
 esac
 
-echo "bench: building (release)" >&2
-cargo build --release --quiet -p kmipd -p kmipd-bench
-kmipd=target/release/kmipd
-bench=target/release/kmip-bench
+if [[ -n "${BENCH_KMIPD:-}" ]]; then
+    # A prebuilt kmipd; the generator beside it if there is one.
+    kmipd="$BENCH_KMIPD"
+    bench="$(dirname "$kmipd")/kmip-bench"
+    [[ -x "$bench" ]] || bench=target/release/kmip-bench
+else
+    echo "bench: building (release)" >&2
+    cargo build --release --quiet -p kmipd -p kmipd-bench
+    kmipd=target/release/kmipd
+    bench=target/release/kmip-bench
+fi
+rows_re="${BENCH_ROWS:-}"
 
 mkdir -p target/bench
 work=$(mktemp -d "$PWD/target/bench/run-XXXXXX")
@@ -275,7 +294,7 @@ tls=(--ca "$certs/ca.pem" --cert "$certs/client.pem" --key "$certs/client.key")
 # --- PyKMIP's server ----------------------------------------------------------------------
 pport=""
 if [[ "$only" != kmipd ]]; then
-    venv="$PWD/target/bench-venv"
+    venv="${BENCH_PY_VENV:-$PWD/target/bench-venv}"
     if [[ -x scripts/python-env.sh ]]; then
         KMIPD_PY_VENV="$venv" scripts/python-env.sh
     elif [[ ! -x "$venv/bin/pykmip-server" ]]; then
@@ -322,26 +341,36 @@ runs=(
 )
 results="$work/results.tsv"
 : >"$results"
+# utime+stime of a process (all its threads), in clock ticks.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+clk_tck=$(getconf CLK_TCK)
 run_one() { # server-label port seconds label args...
     local who=$1 port=$2 s=$3 label=$4
     shift 4
     local out="$work/out-$who-$(echo "$label" | tr -c 'a-zA-Z0-9' _).txt"
-    local rc=0
+    local rc=0 spid=$kpid t0 t1
+    [[ "$who" == pykmip ]] && spid=$ppid
+    t0=$(cpu_ticks "$spid")
     # shellcheck disable=SC2068
     timeout 180 "$bench" --server "127.0.0.1:$port" "${tls[@]}" --seconds "$s" --json $@ \
         >"$out" 2>&1 || rc=$?
+    t1=$(cpu_ticks "$spid")
     local json
     json=$(tail -1 "$out")
     if [[ $rc -ne 0 && $rc -ne 3 ]] || [[ "$json" != \{* ]]; then
         json="{\"failed\": \"exit $rc: $(grep -v '^{' "$out" | tail -1 | tr -d '"\\' | head -c 200)\"}"
     fi
-    printf '%s\t%s\t%s\n' "$who" "$label" "$json" >>"$results"
+    printf '%s\t%s\t%s\t%s\n' "$who" "$label" "$json" \
+        "$(awk -v d=$((t1 - t0)) -v hz="$clk_tck" 'BEGIN {printf "%.6f", d / hz}')" >>"$results"
     echo "bench: $who $label: $(grep -v '^{' "$out" | tail -1)" >&2
 }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in "${runs[@]}"; do
     label=${r%%|*}
     args=${r#*|}
+    if [[ -n "$rows_re" ]] && ! [[ "$label" =~ $rows_re ]]; then
+        continue
+    fi
     run_one kmipd "$kport" "$secs" "$label" $args
     if [[ -n "$pport" ]]; then
         run_one pykmip "$pport" "$py_secs" "$label" $args
@@ -353,7 +382,9 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 mem="$work/memory.tsv"
 : >"$mem"
-for n in 100 1000; do
+idle_counts=(100 1000)
+[[ -n "$rows_re" ]] && idle_counts=()
+for n in "${idle_counts[@]}"; do
     before=$(rss_kb "$kpid")
     "$bench" --server "127.0.0.1:$kport" "${tls[@]}" --workload idle --connections "$n" \
         --seconds 6 --json >"$work/idle-$n.txt" 2>&1 &
@@ -379,8 +410,12 @@ import json, sys
 results, mem, load_before, load_after, secs, py_secs = sys.argv[1:7]
 rows, order = {}, []
 for line in open(results):
-    who, label, js = line.rstrip("\n").split("\t", 2)
-    rows.setdefault(label, {})[who] = json.loads(js)
+    who, label, js, cpu = line.rstrip("\n").split("\t", 3)
+    r = json.loads(js)
+    # Server CPU per request over the row (set-up and connections included).
+    if r.get("ops"):
+        r["cpu_us_per_req"] = float(cpu) * 1e6 / (r["ops"] * r.get("requests_per_op", 1))
+    rows.setdefault(label, {})[who] = r
     if label not in order:
         order.append(label)
 
@@ -402,8 +437,11 @@ model = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capt
 print(f"{os.cpu_count()} CPUs ({model}); kmipd {secs} s and PyKMIP {py_secs} s per row; "
       f"load average before {load_before}, after {load_after}")
 print()
-print("| workload | conns | kmipd ops/s | p50 ms | p99 ms | PyKMIP ops/s | p50 ms | p99 ms | ratio |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| workload | conns | kmipd ops/s | p50 ms | p99 ms | PyKMIP ops/s | p50 ms | p99 ms | ratio "
+      "| kmipd CPU µs/req | PyKMIP CPU µs/req |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+def cpu(r):
+    return f"{r['cpu_us_per_req']:,.1f}" if r and "cpu_us_per_req" in r else ""
 for label in order:
     k, p = rows[label].get("kmipd"), rows[label].get("pykmip")
     conns = (k or p or {}).get("connections", "")
@@ -411,7 +449,8 @@ for label in order:
     ratio = ""
     if k and p and k.get("ops_per_sec") and p.get("ops_per_sec"):
         ratio = f"{k['ops_per_sec'] / p['ops_per_sec']:,.0f}x"
-    print(f"| {label} | {conns} | {kc[0]} | {kc[1]} | {kc[2]} | {pc[0]} | {pc[1]} | {pc[2]} | {ratio} |")
+    print(f"| {label} | {conns} | {kc[0]} | {kc[1]} | {kc[2]} | {pc[0]} | {pc[1]} | {pc[2]} | {ratio} "
+          f"| {cpu(k)} | {cpu(p)} |")
 # A cycle is three requests, each doing at least a repeat Get's work (TLS, decoding, access
 # check, store read, audit record) plus a durable store write: over the same 16 connections
 # it cannot go faster than a third of the Get rate.

@@ -9,9 +9,10 @@
 //! **Modules**, one job each:
 //! - `open.rs`: opening, the store format, recovery (WAL replay) and the index built at open;
 //! - `keyring.rs`: unlocking with the KEKs, their check values and wrapped blobs, KEK rotation;
-//! - `commit.rs`: a commit's encoding (`prepare`), its sled transaction (`apply`) and the WAL
-//!   payload codec;
-//! - `pipeline.rs`: the applier and syncer threads that apply and sync queued commits;
+//! - `commit.rs`: a commit's encoding (`prepare`), its writes into sled (`apply_writes`) and
+//!   the WAL payload codec;
+//! - `pipeline.rs`: the applier and syncer threads that check, append, sync and write queued
+//!   commits into sled, and the records pending between append and sled;
 //! - `durable.rs`: the WAL's group `fdatasync`, checkpoints, the fsyncs of sled's own files
 //!   and the poisoned state;
 //! - `index.rs`: the in-memory index;
@@ -45,7 +46,7 @@ pub use open::{DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions};
 use crate::kek::Keyring;
 use durable::Durability;
 use index::MemIndex;
-use pipeline::ToApplier;
+use pipeline::{Pending, ToApplier};
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -59,6 +60,8 @@ pub struct SledStore {
     meta: sled::Tree,
     /// Creation order and index terms (`index.rs`), updated by the applier.
     index: Arc<RwLock<MemIndex>>,
+    /// Records of WAL frames not yet written into sled (`pipeline.rs`); reads look here first.
+    pending: Arc<Pending>,
     keyring: RwLock<Keyring>,
     /// Commits hold it shared; a KEK switch and the end of a backup hold it exclusively.
     gate: RwLock<()>,

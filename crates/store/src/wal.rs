@@ -33,8 +33,8 @@ pub(crate) struct Segment {
     file: File,
 }
 
-/// The append side; its mutex is the store's commit mutex (sled apply + append under it, so
-/// the order of frames is the order in which sled applied the commits).
+/// The append side; its mutex is the store's commit mutex (frame numbers are taken and
+/// frames appended under it, so frame order is the order of the numbers).
 #[derive(Debug)]
 pub(crate) struct Writer {
     current: Arc<Segment>,

@@ -2,16 +2,17 @@
 //!
 //! [`SledStore::prepare`](super::SledStore) encodes each change on the caller's thread
 //! (records KEK-wrapped, index terms computed, expectations first so they are checked against
-//! the state before the commit's own writes); the applier thread (`pipeline.rs`) applies a
-//! batch of them as one sled transaction ([`apply`]) that also records the WAL frame's number
-//! under `refs`' key `0xFF`, and appends one WAL frame ([`encode_payload`]). The recovery at
-//! open decodes the frames ([`decode_payload`]) and applies them with the same function.
+//! the state before the commit's own writes); the applier thread (`pipeline.rs`) checks the
+//! expectations against its in-memory view and appends one WAL frame for a batch
+//! ([`encode_payload`]); once that frame is synced, the syncer thread writes it into sled
+//! with plain inserts ([`apply_writes`]), the frame's number last, under `refs`' key `0xFF`.
+//! The recovery at open decodes the frames ([`decode_payload`]) and applies them with the
+//! same function.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::IVec;
 
 use super::index::Select;
 use super::{SledStore, backend};
@@ -19,8 +20,8 @@ use crate::query::{Query, Term, filter_prefix, index_terms};
 use crate::record;
 use crate::{Change, Revision, StoreError};
 
-/// Key in `refs` of the number of the last WAL frame applied to sled (written in the same
-/// transaction as the frame's changes). Not UTF-8, so never a uid.
+/// Key in `refs` of the number of the last WAL frame applied to sled (written after the
+/// frame's changes). Not UTF-8, so never a uid.
 pub(super) const APPLIED_KEY: &[u8] = &[0xFF];
 /// Format byte of the WAL frame payloads this build writes (2: no index keys; 1, still
 /// replayed: each Put also carried the record's `refs` value).
@@ -76,7 +77,7 @@ impl SledStore {
         for c in changes {
             match c {
                 Change::Put(o) => {
-                    let record = record::encode(o, &kek)?;
+                    let record = IVec::from(record::encode(o, &kek)?);
                     let terms = index_terms(o)?;
                     self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
                     prepared.push(Prepared {
@@ -110,15 +111,15 @@ pub(super) enum Op {
     /// The encoded record, and what the in-memory index needs (not in the WAL: a replay
     /// rebuilds the index from the records).
     Put {
-        record: Vec<u8>,
+        record: IVec,
         sequence: u64,
         terms: Vec<Term>,
     },
     Delete,
-    /// A condition checked in the transaction, never written (nor logged in the WAL).
+    /// A condition checked by the applier, never written (nor logged in the WAL).
     Expect(Option<Revision>),
     /// A condition on a search ([`Change::ExpectNoOther`]), checked by the applier against
-    /// the index before the commit's transaction; never written. Its `uid` is empty.
+    /// the index; never written. Its `uid` is empty.
     NoOther(Box<Search>),
 }
 
@@ -148,54 +149,35 @@ pub(super) fn revision_of(raw: &[u8]) -> Revision {
     Revision(r)
 }
 
-type TxErr = ConflictableTransactionError<StoreError>;
+/// One write of a frame: the uid and its new record (`None`: deleted).
+pub(super) type Write = (String, Option<IVec>);
 
-/// Applies prepared changes as one sled transaction over `objects` and `refs`, recording
-/// `frame` (if any) as the last applied WAL frame in `refs`. An expectation reads the uid's
-/// record in the transaction (so it sees the writes before it) and aborts everything with
-/// [`StoreError::Conflict`] if it does not hold. Used by `commit` (under the commit mutex) and
-/// by the WAL replay at open (which has no expectations). The in-memory index is the
-/// caller's business.
-pub(super) fn apply(
+/// Writes one synced WAL frame into sled with plain inserts, in the frame's order, then
+/// `frame` as the last applied frame under `refs`' key `0xFF`. Used by the syncer thread
+/// once the frame is durable in the WAL (`pipeline.rs`) and by the replay at open. Not atomic
+/// in sled, and need not be: every write is of a frame already durable in the WAL, the
+/// frame's number comes last (sled recovers a prefix of its log, so a frame number on disk
+/// means the frame's writes are there too), and re-applying a frame writes the same values
+/// (`durable.rs`, "Recovery").
+pub(super) fn apply_writes(
     objects: &sled::Tree,
     refs: &sled::Tree,
-    prepared: &[&Prepared],
-    frame: Option<u64>,
-) -> Result<(), Failure> {
-    let result = (objects, refs).transaction(|(objects, refs)| {
-        for p in prepared {
-            let key = p.uid.as_bytes();
-            match &p.op {
-                Op::Expect(want) => {
-                    let now = objects.get(key)?.map(|raw| revision_of(&raw));
-                    if now != *want {
-                        return Err(TxErr::Abort(StoreError::Conflict { uid: p.uid.clone() }));
-                    }
-                }
-                Op::Put { record, .. } => {
-                    objects.insert(key, record.as_slice())?;
-                }
-                Op::Delete => {
-                    objects.remove(key)?;
-                }
-                Op::NoOther(_) => {}
-            }
-        }
-        if let Some(frame) = frame {
-            refs.insert(APPLIED_KEY, &frame.to_be_bytes())?;
-        }
-        Ok(())
-    });
-    match result {
-        Ok(()) => Ok(()),
-        Err(TransactionError::Abort(e)) => Err(Failure::Aborted(e)),
-        Err(TransactionError::Storage(e)) => Err(Failure::Other(e.to_string())),
+    writes: &[Write],
+    frame: u64,
+) -> Result<(), sled::Error> {
+    for (uid, record) in writes {
+        match record {
+            Some(r) => objects.insert(uid.as_bytes(), r.clone())?,
+            None => objects.remove(uid.as_bytes())?,
+        };
     }
+    refs.insert(APPLIED_KEY, &frame.to_be_bytes())?;
+    Ok(())
 }
 
 /// Why applying a commit failed.
 pub(super) enum Failure {
-    /// The transaction aborted (nothing applied, nothing appended): this commit's fault.
+    /// An expectation failed (nothing applied, nothing appended): this commit's fault.
     Aborted(StoreError),
     /// Storage, WAL or a poisoned store: nothing more can be committed.
     Other(String),
@@ -246,9 +228,9 @@ pub(super) fn set_frame_number(payload: &mut [u8], n: u64) -> std::io::Result<()
     Ok(())
 }
 
-/// Parses a WAL payload (format 1 or 2) back into its frame number and prepared changes
-/// (with no index terms: a replay's index is rebuilt from the records).
-pub(super) fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Prepared>)> {
+/// Parses a WAL payload (format 1 or 2) back into its frame number and writes (a replay's
+/// index is rebuilt from the records).
+pub(super) fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Write>)> {
     let (format, rest) = payload.split_first()?;
     if !matches!(*format, 1 | WAL_FORMAT) {
         return None;
@@ -259,23 +241,16 @@ pub(super) fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Prepared>)> {
         let (kind, fields) = change.split_first()?;
         let fields = split_lp(fields)?;
         let put = |uid: &[u8], record: &[u8]| {
-            Some(Prepared {
-                uid: String::from_utf8(uid.to_vec()).ok()?,
-                op: Op::Put {
-                    record: record.to_vec(),
-                    sequence: 0,
-                    terms: Vec::new(),
-                },
-            })
+            Some((
+                String::from_utf8(uid.to_vec()).ok()?,
+                Some(IVec::from(record)),
+            ))
         };
         match (*format, kind, fields.as_slice()) {
             (1, b'P', [uid, rec, _]) | (WAL_FORMAT, b'P', [uid, rec]) => {
                 prepared.push(put(uid, rec)?);
             }
-            (_, b'D', [uid]) => prepared.push(Prepared {
-                uid: String::from_utf8(uid.to_vec()).ok()?,
-                op: Op::Delete,
-            }),
+            (_, b'D', [uid]) => prepared.push((String::from_utf8(uid.to_vec()).ok()?, None)),
             _ => return None,
         }
     }

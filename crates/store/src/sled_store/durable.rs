@@ -1,19 +1,20 @@
 //! Durability: what makes a successful commit survive a power cut — the write-ahead log,
 //! group commit and checkpoints.
 //!
-//! **Commit.** A commit is applied by the store's applier thread (`pipeline.rs`):
-//! its sled transaction (memory, plus whatever sled's own transaction machinery writes to its
-//! log file) and one frame appended to the current WAL segment (`wal.rs`), both under one
-//! commit mutex so that frame order is sled's apply order; the transaction also records the
-//! frame's number in sled (`refs`, key `0xFF`). Commits queued together are applied as one
-//! transaction and one frame. The syncer thread then runs one `fdatasync` of every live WAL
-//! segment ([`Durability::sync_wal`]) for everything the applier handed over since its last
-//! round, and completes those commits. That `fdatasync` is the only I/O a commit waits for.
+//! **Commit.** The store's applier thread (`pipeline.rs`) checks a commit's conditions and
+//! appends one frame to the current WAL segment (`wal.rs`) under the commit mutex; commits
+//! queued together share one frame. The syncer thread then runs one `fdatasync` of every live
+//! WAL segment ([`Durability::sync_wal`]) for everything the applier handed over since its
+//! last round, writes those frames into sled (plain inserts, each frame's number last, in
+//! `refs` under key `0xFF`; [`Durability::applied_through`]), and completes the commits. That
+//! `fdatasync` is the only I/O a commit waits for. sled only ever receives frames already
+//! durable in the WAL.
 //!
 //! **Checkpoint** ([`Durability::checkpoint`]): a new segment is created; under the commit
-//! mutex, appends switch to it; then sled's `flush()` and the fsyncs below ([`FileSyncer::sync`]); then the older
-//! segments are deleted. Every frame of a deleted segment was applied before the flush began,
-//! so it is in sled's durable state. A background thread checkpoints every second when
+//! mutex, appends switch to it; it waits until the syncer has written every frame of the
+//! older segments into sled; then sled's `flush()` and the fsyncs below
+//! ([`FileSyncer::sync`]); then the older segments are deleted. Every frame of a deleted
+//! segment was in sled before the flush began, so it is in sled's durable state. A background thread checkpoints every second when
 //! anything was written, early when a segment passes 32 MiB, and the store checkpoints on
 //! drop; every write that bypasses the WAL (metadata, KEK registration and rotation steps,
 //! restore) ends with a checkpoint before it returns.
@@ -33,6 +34,14 @@
 //! recorded are applied in order; those at or below it are skipped (sled has them); a
 //! segment's torn tail, and everything after a gap in the numbering, was never acknowledged
 //! and is ignored. Then a checkpoint and a fresh segment. `SyncStats` counts all of it.
+//! Why that is atomic without sled transactions: sled is written only with frames already
+//! durable in the WAL, so whatever part of a frame sled kept after a crash, the frame itself
+//! is in the WAL; a frame's number is written after its changes, and sled recovers a prefix
+//! of its log (the same property the frame numbers relied on when each frame was a sled
+//! transaction), so a recorded number means all of that frame and the ones before it are
+//! there; a frame above it is applied again whole, and each change of a frame is a whole
+//! record or a deletion, so applying it again over some of its own changes gives the same
+//! state.
 //!
 //! **Group commit.** The applier and the syncer form a two-stage pipeline: while the syncer
 //! runs one `fdatasync`, the applier applies the next batch, and the syncer's next round covers
@@ -302,6 +311,10 @@ pub(crate) struct Durability {
     pub(crate) syncer: FileSyncer,
     pub(crate) wal: Wal,
     pub(crate) poison: Poison,
+    /// The number of the last frame written into sled (by the syncer; at open, the replay's
+    /// last), for checkpoints to wait on.
+    applied: Mutex<u64>,
+    applied_changed: Condvar,
     /// One checkpoint at a time.
     checkpointing: Mutex<()>,
     background: Mutex<Background>,
@@ -309,12 +322,14 @@ pub(crate) struct Durability {
 }
 
 impl Durability {
-    pub(crate) fn new(db: sled::Db, syncer: FileSyncer, wal: Wal) -> Durability {
+    pub(crate) fn new(db: sled::Db, syncer: FileSyncer, wal: Wal, applied: u64) -> Durability {
         Durability {
             db,
             syncer,
             wal,
             poison: Poison::default(),
+            applied: Mutex::new(applied),
+            applied_changed: Condvar::new(),
             checkpointing: Mutex::new(()),
             background: Mutex::new(Background::default()),
             wake: Condvar::new(),
@@ -345,10 +360,40 @@ impl Durability {
         }
     }
 
+    /// The syncer wrote frames up to `frame` into sled.
+    pub(crate) fn applied_through(&self, frame: u64) {
+        if let Ok(mut a) = self.applied.lock() {
+            *a = frame.max(*a);
+            self.applied_changed.notify_all();
+        }
+    }
+
+    /// Waits until every frame up to `frame` is in sled (the syncer writes each within one
+    /// sync round); fails if the store is poisoned meanwhile (the syncer then writes nothing
+    /// more).
+    fn wait_applied(&self, frame: u64) -> Result<(), String> {
+        let mut a = self
+            .applied
+            .lock()
+            .map_err(|_| "applied frame lock poisoned".to_owned())?;
+        while *a < frame {
+            if let Some(p) = self.poison.poisoned() {
+                return Err(p);
+            }
+            a = self
+                .applied_changed
+                .wait_timeout(a, Duration::from_millis(50))
+                .map_err(|_| "applied frame lock poisoned".to_owned())?
+                .0;
+        }
+        Ok(())
+    }
+
     /// Checkpoint: under the commit mutex, appends switch to a new segment (if the current one
-    /// holds anything); then sled is flushed and its files fsynced (`FileSyncer::sync`);
-    /// then the older segments are deleted. Every frame of a deleted segment was applied to
-    /// sled before the flush began, so it is in sled's durable state. Also the way every
+    /// holds anything); once the syncer has written every frame appended so far into sled,
+    /// sled is flushed and its files fsynced (`FileSyncer::sync`); then the older segments
+    /// are deleted. Every frame of a deleted segment was in sled before the flush began, so
+    /// it is in sled's durable state. Also the way every
     /// write that bypasses the WAL (metadata, re-wraps, restore) is made durable. A failed
     /// flush or fsync poisons the store; a poisoned store does not checkpoint any more.
     pub(crate) fn checkpoint(&self) -> Result<(), String> {
@@ -366,13 +411,16 @@ impl Durability {
         } else {
             None
         };
-        let keep = {
+        let (keep, last) = {
             let mut w = self.wal.lock().map_err(|e| e.to_string())?;
-            match next {
+            let last = w.next_frame.saturating_sub(1);
+            let keep = match next {
                 Some(next) => self.wal.switch(&mut w, next).map_err(|e| e.to_string())?,
                 None => self.wal.current_id(&w),
-            }
+            };
+            (keep, last)
         };
+        self.wait_applied(last)?;
         if let Err(e) = self.syncer.sync(&self.db) {
             let why = format!("checkpoint fsync failed, store poisoned: {e}");
             self.poison.poison(why.clone());

@@ -33,9 +33,18 @@ impl SledStore {
         })
     }
 
+    /// The raw record of `uid`: pending (appended to the WAL, not yet in sled:
+    /// `pipeline.rs`), else sled's.
+    fn raw(&self, uid: &str) -> Result<Option<sled::IVec>, StoreError> {
+        match self.pending.get(uid)? {
+            Some(r) => Ok(r),
+            None => self.objects.get(uid.as_bytes()).map_err(backend),
+        }
+    }
+
     /// Loads for a listing: a damaged record is remembered and left out.
     fn load_listed(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        let Some(raw) = self.objects.get(uid.as_bytes()).map_err(backend)? else {
+        let Some(raw) = self.raw(uid)? else {
             return Ok(None);
         };
         match self.decode(uid, &raw) {
@@ -53,7 +62,7 @@ impl SledStore {
 
 impl ObjectStore for SledStore {
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        match self.objects.get(uid.as_bytes()).map_err(backend)? {
+        match self.raw(uid)? {
             Some(raw) => self.decode_read(uid, &raw).map(Some),
             None => Ok(None),
         }
@@ -61,7 +70,7 @@ impl ObjectStore for SledStore {
 
     /// The record is read once; its revision is the first 16 bytes of its SHA-256.
     fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
-        match self.objects.get(uid.as_bytes()).map_err(backend)? {
+        match self.raw(uid)? {
             Some(raw) => Ok(Some((self.decode_read(uid, &raw)?, revision_of(&raw)))),
             None => Ok(None),
         }

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::commit::{APPLIED_KEY, Failure, Prepared, apply, decode_payload};
+use super::commit::{APPLIED_KEY, apply_writes, decode_payload};
 use super::durable::{Durability, FileSyncer};
 use super::index::MemIndex;
 use super::keyring::META_CURRENT;
-use super::pipeline::{self, Applier};
+use super::pipeline::{Applier, Pending, Syncer};
 use super::{SledStore, backend};
 use crate::StoreError;
 use crate::kek::KekId;
@@ -134,13 +134,14 @@ impl SledStore {
         let first_segment = segments.last().map_or(1, |(id, _)| id.saturating_add(1));
         let log =
             Wal::create(&wal_dir, first_segment, applied.saturating_add(1)).map_err(backend)?;
-        let durable = Arc::new(Durability::new(db, syncer, log));
+        let durable = Arc::new(Durability::new(db, syncer, log, applied));
         let mut store = SledStore {
             dir,
             objects,
             refs,
             meta,
             index: Arc::new(RwLock::new(index)),
+            pending: Arc::new(Pending::default()),
             keyring: RwLock::new(Keyring {
                 current,
                 keks: BTreeMap::new(),
@@ -171,20 +172,25 @@ impl SledStore {
     /// Starts the applier and syncer threads (`pipeline.rs`).
     fn start_pipeline(&mut self) -> Result<(), StoreError> {
         let (to_syncer, syncer_rx) = mpsc::channel();
-        let d = self.durable.clone();
+        let syncer = Syncer {
+            objects: self.objects.clone(),
+            refs: self.refs.clone(),
+            pending: self.pending.clone(),
+            durable: self.durable.clone(),
+            journal: self.journal.clone(),
+        };
         self.pipeline.push(
             std::thread::Builder::new()
                 .name("kmipd-store-sync".into())
-                .spawn(move || pipeline::run_syncer(&d, syncer_rx))
+                .spawn(move || syncer.run(syncer_rx))
                 .map_err(backend)?,
         );
         let (to_applier, applier_rx) = mpsc::channel();
         let applier = Applier {
             objects: self.objects.clone(),
-            refs: self.refs.clone(),
+            pending: self.pending.clone(),
             index: self.index.clone(),
             durable: self.durable.clone(),
-            journal: self.journal.clone(),
         };
         self.pipeline.push(
             std::thread::Builder::new()
@@ -236,7 +242,7 @@ fn replay(
                 count(&counters.discarded_bytes, frame_len);
                 continue;
             }
-            let (n, prepared) = decode_payload(payload).ok_or_else(|| {
+            let (n, writes) = decode_payload(payload).ok_or_else(|| {
                 backend(format!(
                     "WAL frame in {} is of an unknown format (written by a newer kmipd?)",
                     path.display()
@@ -245,8 +251,7 @@ fn replay(
             if n <= applied {
                 count(&counters.skipped_frames, 1);
             } else if n == applied.saturating_add(1) {
-                let items: Vec<&Prepared> = prepared.iter().collect();
-                apply(objects, refs, &items, Some(n)).map_err(Failure::into_error)?;
+                apply_writes(objects, refs, &writes, n).map_err(backend)?;
                 applied = n;
                 count(&counters.replayed_frames, 1);
             } else {
