@@ -866,6 +866,31 @@ impl Engine {
             .count())
     }
 
+    /// The objects whose attributes `who` may read (Get Attributes, as a KMIP request would
+    /// be allowed), in creation order, each **without its key material** (`object` is `None`):
+    /// what the admin console lists and shows.
+    pub fn inventory(&self, who: &Principal) -> Result<Vec<ManagedObject>, Error> {
+        let mut all = self.store.all()?;
+        all.retain(|o| who.may(o, op::GET_ATTRIBUTES));
+        all.sort_by_key(|o| o.sequence);
+        for o in &mut all {
+            o.object = None;
+        }
+        Ok(all)
+    }
+
+    /// Object `uid` when `who` may read its attributes, **without its key material**
+    /// (`object` is `None`); Not Found otherwise, as for a KMIP request.
+    pub fn describe(&self, who: &Principal, uid: &str) -> Result<ManagedObject, Error> {
+        match self.store.get(uid)? {
+            Some(mut o) if who.may(&o, op::GET_ATTRIBUTES) => {
+                o.object = None;
+                Ok(o)
+            }
+            _ => Err(Error::NotFound),
+        }
+    }
+
     /// The grants on object `uid`, for its owner or an administrator.
     pub fn grants(&self, who: &Principal, uid: &str) -> Result<Vec<crate::access::Grant>, Error> {
         Ok(crate::access::grants(&self.owned(who, uid)?.0))

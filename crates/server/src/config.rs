@@ -19,6 +19,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5696";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9696";
 /// Default KMIP over HTTPS listen address (loopback), when `[https]` is present.
 pub const DEFAULT_HTTPS_LISTEN: &str = "127.0.0.1:5697";
+/// Default admin console listen address (loopback), when `[console]` is present.
+pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:5698";
 /// Default largest request message, header included (1 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default TLS handshake deadline.
@@ -69,6 +71,9 @@ pub struct Config {
     /// The optional KMIP over HTTPS listener; absent means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https: Option<HttpsConfig>,
+    /// The optional admin web console; absent means none (`crates/server/src/server/console/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleConfig>,
     /// Persistence.
     pub store: StoreConfig,
     /// The audit log.
@@ -594,6 +599,20 @@ pub struct HttpsConfig {
 
 fn d_https_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5697))
+}
+
+/// `[console]`: its presence enables the admin web console (same TLS and client certificate
+/// identity as `listen`; administrators, operators and auditors only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address the console listener binds.
+    #[serde(default = "d_console_listen")]
+    pub listen: SocketAddr,
+}
+
+fn d_console_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5698))
 }
 
 /// `[store]`.

@@ -46,6 +46,8 @@ pub(super) enum Protocol {
     Kmip,
     /// HTTP/1.1, `POST /kmip` (`[https]`, [`super::https`]).
     Https,
+    /// HTTP/1.1, the admin web console (`[console]`, [`super::console`]).
+    Console,
 }
 
 /// Accepts connections until shutdown begins, each on its own task; then waits for them
@@ -403,7 +405,7 @@ fn take_identity_slot<'a>(shared: &'a Shared, identity: &str) -> Option<Identity
 
 /// One connection, from the handshake to the close: identity, the per-identity cap, then its
 /// requests (KMIP messages one after another, or HTTP requests).
-async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, protocol: Protocol) {
+async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr, protocol: Protocol) {
     let tls = match handshake(shared, tcp, peer).await {
         Handshake::Done(t) => t,
         Handshake::Failed => return,
@@ -458,6 +460,10 @@ async fn connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, protocol:
         .unwrap_or_else(|| kmipd_ops::access::CertNames::identity(&identity));
     if protocol == Protocol::Https {
         super::https::serve(shared, conn.into_stream(), &names, peer).await;
+        return;
+    }
+    if protocol == Protocol::Console {
+        super::console::serve(shared, conn.into_stream(), names, peer).await;
         return;
     }
     let end = serve_requests(shared, &mut conn, &names, serial.as_deref(), peer).await;

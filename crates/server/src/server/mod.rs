@@ -9,7 +9,8 @@
 //!   connection's life, shutdown;
 //! - `connection`: a `Connection` reads and writes whole KMIP messages under deadlines;
 //! - `execute`: one request, light or heavy, its incidents, metrics and audit record;
-//! - `https`: KMIP over HTTPS (`[https]`), the same connections speaking HTTP/1.1.
+//! - `https`: KMIP over HTTPS (`[https]`), the same connections speaking HTTP/1.1;
+//! - `console`: the admin web console (`[console]`), the same connections serving HTML.
 //!
 //! A slow or hostile client holds only its own connection slot and task: every read and write
 //! has a deadline, and nothing is shared between connections but the engine and counters
@@ -17,6 +18,7 @@
 
 mod accept;
 mod connection;
+mod console;
 mod execute;
 mod https;
 mod start;
@@ -82,4 +84,8 @@ struct Shared {
     stop: CancellationToken,
     /// The grace period is over: abandon what is left.
     hard_stop: CancellationToken,
+    /// When the server started (the console's uptime).
+    started: std::time::Instant,
+    /// The console's CSRF key (random at each start).
+    console_key: console::CsrfKey,
 }

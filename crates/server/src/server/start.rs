@@ -54,6 +54,7 @@ pub struct Server {
     listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
     https_listener: Option<TcpListener>,
+    console_listener: Option<TcpListener>,
     audit: Option<AuditLog>,
 }
 
@@ -70,6 +71,7 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
+    console_addr: Option<SocketAddr>,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
     task: tokio::task::JoinHandle<()>,
@@ -82,6 +84,7 @@ impl std::fmt::Debug for ServerHandle {
             .field("local_addr", &self.local_addr)
             .field("metrics_addr", &self.metrics_addr)
             .field("https_addr", &self.https_addr)
+            .field("console_addr", &self.console_addr)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +103,17 @@ impl ServerHandle {
     /// The KMIP over HTTPS listener's address, when `[https]` is configured.
     pub fn https_addr(&self) -> Option<SocketAddr> {
         self.https_addr
+    }
+
+    /// The admin console listener's address, when `[console]` is configured.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_addr
+    }
+
+    /// What the server's connections share (for the console's handler tests).
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The live counters (what `/metrics` shows).
@@ -150,6 +164,7 @@ impl Server {
             listener: None,
             metrics_listener: None,
             https_listener: None,
+            console_listener: None,
             audit: None,
         }
     }
@@ -174,6 +189,13 @@ impl Server {
         self
     }
 
+    /// Serves the admin console on this listener instead of `console.listen` (even when the
+    /// configuration has no `[console]` table).
+    pub fn console_listener(mut self, listener: TcpListener) -> Server {
+        self.console_listener = Some(listener);
+        self
+    }
+
     /// Uses this engine instead of opening the configured store.
     pub fn engine(mut self, engine: Engine) -> Server {
         self.engine = Some(engine);
@@ -195,6 +217,7 @@ impl Server {
             listener,
             metrics_listener,
             https_listener,
+            console_listener,
             audit,
         } = self;
         let tls = Acceptors::build(&config.tls)?;
@@ -240,6 +263,27 @@ impl Server {
                 )
             }
             (None, None) => None,
+        };
+        let console_listener = match (console_listener, &config.console) {
+            (Some(l), _) => Some(l),
+            (None, Some(c)) => {
+                Some(
+                    TcpListener::bind(c.listen)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr: c.listen,
+                            source,
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
+        let console_addr = match &console_listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| StartError::Other(format!("console address: {e}")))?,
+            ),
+            None => None,
         };
         // The admin socket keeps the durable store and the master key for rotations and
         // backups. With PostgreSQL the opening waits for the database; if this future is
@@ -367,6 +411,9 @@ impl Server {
             audit,
             stop: stop.clone(),
             hard_stop: CancellationToken::new(),
+            started: std::time::Instant::now(),
+            console_key: super::console::CsrfKey::random()
+                .map_err(|e| StartError::Other(format!("console CSRF key: {e}")))?,
             config,
         });
         if let Some(admin) = admin_for_reload {
@@ -400,12 +447,26 @@ impl Server {
             }
             _ => None,
         };
+        let console_task = match (console_listener, console_addr) {
+            (Some(l), Some(a)) => {
+                info!(addr = %a, "admin console on https://{a}/");
+                Some(tokio::spawn(accept::accept_loop(
+                    l,
+                    shared.clone(),
+                    Protocol::Console,
+                )))
+            }
+            _ => None,
+        };
         info!(addr = %local_addr, "kmipd listening");
         let grace = shared.config.limits.shutdown_grace;
         let handle_shared = shared.clone();
         let task = tokio::spawn(async move {
             accept::accept_loop(listener, shared, Protocol::Kmip).await;
             if let Some(t) = https_task {
+                let _ = t.await;
+            }
+            if let Some(t) = console_task {
                 let _ = t.await;
             }
             // The admin socket is gone and its commands answered (or abandoned) before the
@@ -422,6 +483,7 @@ impl Server {
             local_addr,
             metrics_addr,
             https_addr,
+            console_addr,
             stop,
             metrics,
             task,
