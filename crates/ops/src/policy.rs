@@ -334,3 +334,42 @@ pub fn name(t: Tag, value: u32) -> String {
 pub fn value(t: Tag, name: &str) -> Option<u32> {
     spec::enum_of_tag(t.value())?.value_by_xml_name(name.trim())
 }
+
+impl crate::Engine {
+    /// How many Active objects are past the crypto period the current policy gives their type:
+    /// in use longer than [`Policy::crypto_periods`] since their Activation Date (their Initial
+    /// Date when they have none). Objects made under the policy leave the Active state on time
+    /// (their Deactivation Date); these are the ones made before it, or given a later date by an
+    /// administrator's edit. For the `kmipd_keys_past_crypto_period` metric; narrowed by the
+    /// store's indexes (state, and Initial Date before now minus the period).
+    pub fn past_crypto_period(&self) -> Result<usize, Error> {
+        use kmipd_proto::enums::state;
+        use kmipd_store::{Filter, Query};
+        let now = self.config().clock.now();
+        let policy = self.policy();
+        let mut count = 0;
+        for (object_type, period) in &policy.crypto_periods {
+            let limit = now.saturating_sub(*period);
+            let query = Query::new(vec![
+                Filter::Attr(AttrName::Std(tag::STATE), Value::Enumeration(state::ACTIVE)),
+                Filter::Date(AttrName::Std(tag::INITIAL_DATE), i64::MIN, limit),
+            ]);
+            for mut o in self.store_ref().find(&query)? {
+                crate::object::apply_dates(&mut o, now);
+                let start = [tag::ACTIVATION_DATE, tag::INITIAL_DATE]
+                    .iter()
+                    .find_map(|t| match o.attributes.get(*t) {
+                        Some(Value::DateTime(d)) => Some(*d),
+                        _ => None,
+                    });
+                if o.object_type == *object_type
+                    && crate::object::current_state(&o) == Some(state::ACTIVE)
+                    && start.is_some_and(|s| s < limit)
+                {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+}

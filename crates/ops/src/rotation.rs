@@ -121,6 +121,28 @@ impl Engine {
             .collect())
     }
 
+    /// The objects due for automatic rotation now and not rotated yet, and how long the one
+    /// that waits longest has been due (seconds; 0 when none): the scheduler's lag, for the
+    /// `kmipd_rotation_due_objects` and `kmipd_rotation_lag_seconds` metrics. Read from the
+    /// same index as [`Engine::due_for_rotation`].
+    pub fn rotation_lag(&self) -> Result<(usize, i64), Error> {
+        let now = self.config().clock.now();
+        let mut due: Vec<ManagedObject> = self
+            .store_ref()
+            .find(&Query::new(vec![Filter::RotationDue(now)]))?;
+        let mut count = 0;
+        let mut lag = 0;
+        for o in &mut due {
+            crate::object::apply_dates(o, now);
+            if is_due(o, now) {
+                count += 1;
+                let since = kmipd_store::rotation_due_at(o).map_or(0, |d| now.saturating_sub(d));
+                lag = lag.max(since);
+            }
+        }
+        Ok((count, lag))
+    }
+
     /// Rotates every object due now (see the module docs); one outcome per due object.
     pub fn rotate_due(&self) -> Result<Vec<Outcome>, Error> {
         Ok(self

@@ -49,14 +49,23 @@ pub struct Metrics {
     audit_forward: OnceLock<Arc<crate::audit::forward::ForwardStatus>>,
     /// `[tls]`'s certificate files (role, path) and CRL files, read at each scrape.
     tls_files: OnceLock<TlsFiles>,
-    /// The engine, for `kmipd_keys_due_deactivation` (a store query at most once per
-    /// [`DUE_MAX_AGE`]; the last counts in between).
+    /// The engine, for `kmipd_keys_due_deactivation`, `kmipd_keys_past_crypto_period` and
+    /// `kmipd_rotation_*` (store queries at most once per [`DUE_MAX_AGE`]; the last counts in
+    /// between).
     engine: OnceLock<kmipd_ops::Engine>,
-    due: Mutex<Option<(std::time::Instant, DueCounts)>>,
+    due: Mutex<Option<(std::time::Instant, KeyCounts)>>,
 }
 
-/// (window label, objects due within it).
-type DueCounts = Vec<(&'static str, usize)>;
+/// What the key gauges show.
+#[derive(Debug, Clone)]
+struct KeyCounts {
+    /// (window label, objects due within it).
+    due: Vec<(&'static str, usize)>,
+    /// Active objects past their type's crypto period.
+    past_period: usize,
+    /// Objects due for automatic rotation, and the longest wait (seconds).
+    rotation: (usize, i64),
+}
 
 /// How old the `kmipd_keys_due_deactivation` counts may be in a scrape.
 const DUE_MAX_AGE: Duration = Duration::from_secs(60);
@@ -163,18 +172,22 @@ impl Metrics {
 
     /// The due counts, from the cache when younger than [`DUE_MAX_AGE`]; `None` when the
     /// store query fails (the series are left out).
-    fn due_counts(&self, engine: &kmipd_ops::Engine) -> Option<DueCounts> {
+    fn due_counts(&self, engine: &kmipd_ops::Engine) -> Option<KeyCounts> {
         let mut cache = self.due.lock().ok()?;
         if let Some((at, counts)) = cache.as_ref()
             && at.elapsed() < DUE_MAX_AGE
         {
             return Some(counts.clone());
         }
-        let counts = DUE_WITHIN
-            .iter()
-            .map(|(label, secs)| engine.due_for_deactivation(*secs).map(|n| (*label, n)))
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
+        let counts = KeyCounts {
+            due: DUE_WITHIN
+                .iter()
+                .map(|(label, secs)| engine.due_for_deactivation(*secs).map(|n| (*label, n)))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?,
+            past_period: engine.past_crypto_period().ok()?,
+            rotation: engine.rotation_lag().ok()?,
+        };
         *cache = Some((std::time::Instant::now(), counts.clone()));
         Some(counts)
     }
@@ -368,9 +381,26 @@ impl Metrics {
                  window from now (not yet deactivated or destroyed; counted at most once a minute).\n\
                  # TYPE kmipd_keys_due_deactivation gauge"
             );
-            for (label, n) in counts {
+            for (label, n) in &counts.due {
                 let _ = writeln!(o, "kmipd_keys_due_deactivation{{within=\"{label}\"}} {n}");
             }
+            let _ = writeln!(
+                o,
+                "# HELP kmipd_keys_past_crypto_period Active objects used longer than the crypto \
+                 period [policy] gives their type (made before the policy, or given a later \
+                 Deactivation Date).\n\
+                 # TYPE kmipd_keys_past_crypto_period gauge\n\
+                 kmipd_keys_past_crypto_period {}\n\
+                 # HELP kmipd_rotation_due_objects Objects due for automatic rotation and not \
+                 rotated yet.\n\
+                 # TYPE kmipd_rotation_due_objects gauge\n\
+                 kmipd_rotation_due_objects {}\n\
+                 # HELP kmipd_rotation_lag_seconds How long the object due for automatic \
+                 rotation the longest has waited (0: none due).\n\
+                 # TYPE kmipd_rotation_lag_seconds gauge\n\
+                 kmipd_rotation_lag_seconds {}",
+                counts.past_period, counts.rotation.0, counts.rotation.1
+            );
         }
         match self.store.get() {
             Some(Watched::Sled(s)) => {
@@ -721,6 +751,90 @@ mod tests {
         );
         assert!(
             t.contains("kmipd_keys_due_deactivation{within=\"30d\"} 3\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn keys_past_their_crypto_period_and_rotation_lag() {
+        use kmipd_proto::attributes::Attributes;
+        use kmipd_proto::enums::state;
+        use kmipd_proto::tag;
+        use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore};
+        use kmipd_ttlv::Value;
+        const NOW: i64 = 1_800_000_000;
+        const DAY: i64 = 86_400;
+        let key = |uid: &str, st: u32, dates: &[(kmipd_ttlv::Tag, i64)], rotate: Option<u32>| {
+            let mut attributes = Attributes::new();
+            attributes.set(tag::STATE, Value::Enumeration(st));
+            for (t, days) in dates {
+                attributes.set(*t, Value::DateTime(NOW + days * DAY));
+            }
+            if let Some(days) = rotate {
+                attributes.set(tag::ROTATE_AUTOMATIC, Value::Boolean(true));
+                attributes.set(tag::ROTATE_INTERVAL, Value::Interval(days * 86_400));
+            }
+            ManagedObject {
+                uid: uid.into(),
+                object_type: kmipd_proto::enums::object_type::SYMMETRIC_KEY,
+                owner: "o".into(),
+                object: None,
+                attributes,
+                sequence: 1,
+            }
+        };
+        let (i, a, d) = (
+            tag::INITIAL_DATE,
+            tag::ACTIVATION_DATE,
+            tag::DEACTIVATION_DATE,
+        );
+        let objects = [
+            key("old", state::ACTIVE, &[(i, -100), (a, -100)], None),
+            key("young", state::ACTIVE, &[(i, -10), (a, -10)], None),
+            // Its Deactivation Date passed: no longer Active, whatever the stored State says.
+            key(
+                "lapsed",
+                state::ACTIVE,
+                &[(i, -100), (a, -100), (d, -1)],
+                None,
+            ),
+            key("waiting", state::PRE_ACTIVE, &[(i, -100)], None),
+            key(
+                "activated-late",
+                state::ACTIVE,
+                &[(i, -100), (a, -30)],
+                None,
+            ),
+            key("rotating", state::ACTIVE, &[(i, -3), (a, -3)], Some(1)),
+            key("not-yet", state::ACTIVE, &[(i, -3), (a, -3)], Some(10)),
+            key("unused", state::PRE_ACTIVE, &[(i, -3)], Some(1)),
+        ];
+        let store = Arc::new(MemoryStore::new());
+        store
+            .commit(objects.into_iter().map(Change::Put).collect())
+            .unwrap();
+        let engine = kmipd_ops::Engine::new(
+            store,
+            kmipd_ops::EngineConfig {
+                clock: kmipd_ops::Clock::from_fn(|| NOW),
+                ..kmipd_ops::EngineConfig::default()
+            },
+        );
+        let m = Metrics::default();
+        m.watch_engine(&engine);
+        // No crypto period in the policy: nothing is past one.
+        assert!(m.render().contains("kmipd_keys_past_crypto_period 0\n"));
+        engine.set_policy(kmipd_ops::Policy {
+            crypto_periods: vec![(kmipd_proto::enums::object_type::SYMMETRIC_KEY, 90 * DAY)],
+            ..kmipd_ops::Policy::default()
+        });
+        let m = Metrics::default();
+        m.watch_engine(&engine);
+        let t = m.render();
+        assert!(t.contains("kmipd_keys_past_crypto_period 1\n"), "{t}");
+        assert!(t.contains("kmipd_rotation_due_objects 1\n"), "{t}");
+        assert!(
+            t.contains(&format!("kmipd_rotation_lag_seconds {}\n", 2 * DAY)),
             "{t}"
         );
     }

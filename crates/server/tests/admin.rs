@@ -1140,7 +1140,10 @@ fn alert_rules_use_only_exported_metrics() {
     assert!(names.len() >= 9, "{names:?}");
     let inst = Instance::new(true);
     let mut config = std::fs::read_to_string(inst.config()).unwrap();
-    config.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    // Forwarding to a collector that is not there: its series exist all the same.
+    config.push_str(
+        "\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[audit.forward]\naddress = \"tcp:127.0.0.1:9\"\n",
+    );
     std::fs::write(inst.config(), config).unwrap();
     let server = Served::start(&inst.config(), &[]);
     let metrics = metrics_addr(&server);
