@@ -212,9 +212,17 @@ fn gcm_in_parts_matches_one_part_and_decryption_shows_no_plaintext_before_its_ta
         Some(tag_whole.clone())
     );
 
-    // Decrypt in two parts, first with a wrong tag, then (a new stream) with the right one.
+    // Decrypt in two parts, first with a wrong tag (sent with the last part), then (a new
+    // stream) with the right one (sent with the first part, kept for the last).
     let (c1, c2) = cipher.split_at(7);
     for (tag_hex, good) in [("00".repeat(16), false), (hex::encode(&tag_whole), true)] {
+        let tag_item =
+            format!(r#"<AuthenticatedEncryptionTag type="ByteString" value="{tag_hex}"/>"#);
+        let (early, late) = if good {
+            (tag_item.as_str(), "")
+        } else {
+            ("", tag_item.as_str())
+        };
         let first = one(
             &e,
             "a",
@@ -223,7 +231,7 @@ fn gcm_in_parts_matches_one_part_and_decryption_shows_no_plaintext_before_its_ta
                 "Decrypt",
                 &uid,
                 &format!(
-                    r#"{GCM}<Data type="ByteString" value="{}"/>{INIT}"#,
+                    r#"{GCM}<Data type="ByteString" value="{}"/>{early}{INIT}"#,
                     hex::encode(c1)
                 ),
             ),
@@ -242,8 +250,7 @@ fn gcm_in_parts_matches_one_part_and_decryption_shows_no_plaintext_before_its_ta
                 "Decrypt",
                 &uid,
                 &format!(
-                    r#"<Data type="ByteString" value="{}"/>{}{FINAL}
-<AuthenticatedEncryptionTag type="ByteString" value="{tag_hex}"/>"#,
+                    r#"<Data type="ByteString" value="{}"/>{}{FINAL}{late}"#,
                     hex::encode(c2),
                     cv(&value)
                 ),

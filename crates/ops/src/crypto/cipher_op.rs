@@ -111,6 +111,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv, dir: Dir) -> Result<Opti
         let mut running = Running::start(&job, &key.material)?;
         let output = running.update(data)?;
         let mut state = State::new(Engine::Cipher(running), params);
+        // A tag sent before the last part is kept for it.
+        state.expected = job.tag.map(<[u8]>::to_vec);
         let output = hold(&mut state, output)?;
         let value = streaming::open(ctx, operation, Some(&uid), state)?;
         if !output.is_empty() {
@@ -158,6 +160,9 @@ fn continue_stream(
     data: &[u8],
     (value, mut stream, last): (Vec<u8>, Box<Stream>, bool),
 ) -> Result<Option<Ttlv>> {
+    if let Some(t) = r.bytes(tag::AUTHENTICATED_ENCRYPTION_TAG)? {
+        stream.state.expected = Some(t.to_vec());
+    }
     let Engine::Cipher(running) = &mut stream.state.engine else {
         return Err(Error::Internal(
             "an Encrypt/Decrypt stream without a cipher",
@@ -166,7 +171,7 @@ fn continue_stream(
     let output = running.update(data)?;
     let mut tag_out = None;
     let output = if last {
-        let done = running.finish(r.bytes(tag::AUTHENTICATED_ENCRYPTION_TAG)?)?;
+        let done = running.finish(stream.state.expected.as_deref())?;
         tag_out = done.tag;
         let mut all = Zeroizing::new(std::mem::take(&mut *stream.state.held));
         all.extend_from_slice(&output);

@@ -31,7 +31,8 @@ pub(crate) struct State {
     pub(crate) engine: Engine,
     /// The parameters of the first request (later requests may not change them).
     pub(crate) params: Params,
-    /// What the final step checks (Signature Data, MAC Data), when given before it.
+    /// What the final step checks (Signature Data, MAC Data, an AEAD decryption's tag), when
+    /// given before it.
     pub(crate) expected: Option<Vec<u8>>,
     /// Output held back until the final step (AEAD decryption).
     pub(crate) held: Zeroizing<Vec<u8>>,
