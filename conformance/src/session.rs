@@ -121,6 +121,8 @@ struct Ctx {
     version_may_vary: bool,
     /// RNG Seed: the length of the Data sent, the most Data Length the answer may give.
     seed_len: Option<usize>,
+    /// The 2.x Attributes of a Certificate.
+    certificate_attributes: bool,
 }
 
 /// Operation names used by the rules.
@@ -692,6 +694,13 @@ impl Session {
             return self.query_answer(&es, &as_, path, ctx);
         }
         if tag == tags::ATTRIBUTES {
+            let certificate = enum_value("Object Type", "Certificate").map(Value::Enumeration);
+            let ctx = Ctx {
+                certificate_attributes: es
+                    .iter()
+                    .any(|c| c.tag == tags::OBJECT_TYPE && Some(&c.value) == certificate.as_ref()),
+                ..ctx
+            };
             return self.subset(&es, &as_, path, ctx, false);
         }
         let unordered: fn(Tag) -> bool = if payload && op_is(ctx.op, "Locate") {
@@ -865,7 +874,8 @@ impl Session {
             || tag == tags::VENDOR_IDENTIFICATION && op_is(ctx.op, "Query")
             || tag == tags::DIGEST_VALUE
             || (tag == tags::KEY_VALUE && ctx.other_format)
-            || (tag == tags::KEY_FORMAT_TYPE && (ctx.in_digest || ctx.server_format));
+            || (tag == tags::KEY_FORMAT_TYPE
+                && (ctx.in_digest || ctx.server_format || ctx.certificate_attributes));
         if ignored {
             return Ok(());
         }

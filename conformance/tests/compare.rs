@@ -950,3 +950,43 @@ fn an_asynchronous_correlation_value_sent_must_come_back_whatever_literal_the_ca
         "AsynchronousCorrelationValue: expected <8 bytes 4D6BBFC3…>",
     );
 }
+
+#[test]
+fn a_certificates_key_format_type_attribute_is_the_servers_a_keys_is_not() {
+    let attributes = |object_type: &str, kft: Option<&str>| {
+        let kft = kft.map_or(String::new(), |k| {
+            format!(r#"<KeyFormatType type="Enumeration" value="{k}"/>"#)
+        });
+        format!(
+            r#"{}<Attributes><ObjectType type="Enumeration" value="{object_type}"/>{kft}</Attributes>"#,
+            uid("k")
+        )
+    };
+    let get = req_v(2, 0, &[("GetAttributes", &uid("k"))]);
+    let run_one = |object_type: &str, expected: Option<&str>, actual: Option<&str>| {
+        run(
+            &[
+                get.clone(),
+                ok_v(
+                    2,
+                    0,
+                    &[("GetAttributes", &attributes(object_type, expected))],
+                ),
+            ],
+            &mut Scripted::new(&[ok_v(
+                2,
+                0,
+                &[("GetAttributes", &attributes(object_type, actual))],
+            )]),
+        )
+    };
+    assert!(run_one("Certificate", Some("Raw"), Some("X_509")).passed);
+    assert_fails_at(
+        &run_one("Certificate", Some("Raw"), None),
+        "missing (expected KeyFormatType Raw)",
+    );
+    assert_fails_at(
+        &run_one("SymmetricKey", Some("Raw"), Some("X_509")),
+        "KeyFormatType: expected Raw, got X_509",
+    );
+}
