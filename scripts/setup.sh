@@ -30,12 +30,28 @@ done
 ((pg_found)) || need_apt+=(postgresql)
 # promtool checks and unit-tests the alert rules (docs/alerts.yml, docs/alerts.test.yml).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# The admin console's browser test (crates/server/tests/console_browser.rs) drives Debian's
+# chromium headless through playwright-core on Node.js; it fails, never skips, without them.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     sudo_cmd=()
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# playwright-core, pinned by its package-lock.json (no browser download: it drives the system
+# chromium). Installed again only when the lock file changed (a copy of it is kept as a stamp).
+browser_test=crates/server/tests/console-browser
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if ! cmp -s "$repo_root/$browser_test/package-lock.json" \
+    "$repo_root/$browser_test/node_modules/.kmipd-lock-stamp" 2>/dev/null; then
+    echo "setup: npm ci in $browser_test (playwright-core for the console browser test)" >&2
+    (cd "$repo_root/$browser_test" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error &&
+        cp package-lock.json node_modules/.kmipd-lock-stamp)
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

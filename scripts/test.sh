@@ -21,7 +21,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "generated KMIP tables are up to date"
 python3 scripts/gen-spec-tables.py --check
 
-step "cargo test (unit, integration, property, doc)"
+# Includes the admin console's real-browser test (crates/server/tests/console_browser.rs:
+# chromium headless through playwright-core, both installed by scripts/setup.sh); its
+# screenshots land in target/console-screenshots/.
+step "cargo test (unit, integration, property, doc; the console in chromium)"
 cargo test --workspace --locked
 
 step "alert rules: promtool check and unit tests (docs/alerts.yml, docs/alerts.test.yml)"

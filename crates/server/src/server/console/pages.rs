@@ -243,10 +243,19 @@ fn series(text: &str, name: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn until(now: i64, t: f64) -> (String, bool) {
+/// The value of label `key` in a series' labels (`certificate="x",file="y"`).
+fn label<'a>(labels: &'a str, key: &str) -> &'a str {
+    labels
+        .split_once(&format!("{key}=\""))
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("", |(v, _)| v)
+}
+
+/// A Unix time as a date with the days left, and whether more than `warn_days` are left.
+fn until(now: i64, t: f64, warn_days: i64) -> (String, bool) {
     let t = format!("{t:.0}").parse::<i64>().unwrap_or(0);
     let days = t.saturating_sub(now).div_euclid(86_400);
-    (format!("{} ({days} days)", rfc3339(t)), days >= 30)
+    (format!("{} ({days} days)", rfc3339(t)), days >= warn_days)
 }
 
 /// `GET /`: the health page.
@@ -304,24 +313,25 @@ pub(super) async fn health(State(s): S, Extension(c): Extension<Caller>) -> Resp
                         (format!("{:?}", f.format).to_lowercase()) " to " span.mono { (f.address) }
                         " · backlog " (backlog.unwrap_or(0.0)) " · failures " (fwd_failures.unwrap_or(0.0))
                         " · last success "
-                        @match fwd_last { Some(t) if t > 0.0 => { (until(now, t).0) } _ => { "never" } }
+                        @match fwd_last { Some(t) if t > 0.0 => { (until(now, t, 0).0) } _ => { "never" } }
                     }
                 }
             } }
         }
         h2 { "Certificate expiry" }
-        table {
-            tr { th { "certificate" } th { "not after" } th { "status" } }
+        p.muted { "Warnings as in docs/alerts.yml: a certificate within 30 days of its end, a CRL within 7 days of its next update." }
+        table #expiry {
+            tr { th { "certificate" } th { "file" } th { "not after" } th { "status" } }
             @for (labels, t) in &certs {
-                @let (when, fine) = until(now, *t);
-                tr { td.mono { (labels) } td { (when) } td {
+                @let (when, fine) = until(now, *t, 30);
+                tr { td { (label(labels, "certificate")) } td.mono { (label(labels, "file")) } td { (when) } td {
                     @if fine { span.ok { "ok" } } @else { span.bad { "expires within 30 days" } }
                 } }
             }
             @for (labels, t) in &crls {
-                @let (when, fine) = until(now, *t);
-                tr { td.mono { "CRL " (labels) } td { "next update " (when) } td {
-                    @if fine { span.ok { "ok" } } @else { span.bad { "next update within 30 days" } }
+                @let (when, fine) = until(now, *t, 7);
+                tr { td { "CRL" } td.mono { (label(labels, "file")) } td { "next update " (when) } td {
+                    @if fine { span.ok { "ok" } } @else { span.bad { "next update within 7 days" } }
                 } }
             }
         }
@@ -954,7 +964,7 @@ pub(super) async fn clients(State(s): S, Extension(c): Extension<Caller>) -> Res
     let body = html! {
         h2 { "Identities seen (audit log)" }
         table #identities {
-            tr { th { "identity" } th { "role" } th { "requests" } th { "last seen" } th { "last peer" } th { "open connections" } }
+            tr { th { "identity" } th { "role (of the identity)" } th { "requests" } th { "last seen" } th { "last peer" } th { "open connections" } }
             @for (id, (n, last, peer)) in &seen {
                 tr {
                     td.mono { a href={ "/audit?identity=" (enc(id)) } { (id) } }
