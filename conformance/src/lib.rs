@@ -52,6 +52,50 @@ pub struct InProcess {
     offset: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
+/// The header credentials the server of the OASIS cases accepts, as the cases assume: TC_111
+/// ("both Credentials used in this example are for valid users of the server": Fred and
+/// Barney) and TC_112 (the first device, devID2233, valid; the second, devID4444, "either
+/// invalid or does not have access to the newly created key": configured valid here, so the
+/// owner-only rule refuses it, as the case expects Permission Denied rather than
+/// Authentication Not Successful); TC-CREG-2 (client registration: the "one-time-user" it
+/// sends is assumed valid, and reads the objects TC-CREG-1 made without a credential). Cases
+/// without credentials are unaffected. The hashes are
+/// Argon2id at a low cost, made once per process (this is a test fixture).
+fn case_credentials() -> &'static kmipd_ops::credentials::Credentials {
+    use kmipd_ops::credentials::{Credentials, Device, User, hash_password};
+    static CREDENTIALS: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+    CREDENTIALS.get_or_init(|| {
+        let hash = |p: &str| hash_password(p, 64, 1).unwrap_or_default();
+        let device = |name: &str, serial: &str, id: &str, password: &str| Device {
+            name: name.to_owned(),
+            serial_number: Some(serial.to_owned()),
+            device_identifier: Some(id.to_owned()),
+            password_hash: Some(hash(password)),
+            ..Device::default()
+        };
+        Credentials {
+            users: vec![
+                User {
+                    username: "Fred".to_owned(),
+                    password_hash: hash("password1"),
+                },
+                User {
+                    username: "Barney".to_owned(),
+                    password_hash: hash("secret2"),
+                },
+                User {
+                    username: "one-time-user".to_owned(),
+                    password_hash: hash("one-time-password"),
+                },
+            ],
+            devices: vec![
+                device("device-2233", "serNum123456", "devID2233", "secret"),
+                device("device-4444", "serNum101010", "devID4444", "passwd"),
+            ],
+        }
+    })
+}
+
 impl InProcess {
     /// A fresh engine over an empty in-memory store, default configuration, with a clock the
     /// runner can move forward.
@@ -68,6 +112,7 @@ impl InProcess {
             clock: kmipd_ops::Clock::from_fn(move || {
                 now().saturating_add(clock_offset.load(std::sync::atomic::Ordering::Relaxed))
             }),
+            credentials: case_credentials().clone(),
             ..kmipd_ops::EngineConfig::default()
         };
         Self {

@@ -251,6 +251,113 @@ mod tests {
         );
     }
 
+    /// A 1.4 request of one item with a Username and Password credential (when given).
+    fn request(
+        user: Option<(&str, &str)>,
+        op: u32,
+        payload: Vec<kmipd_ttlv::Ttlv>,
+    ) -> kmipd_ttlv::Ttlv {
+        let mut req = crate::engine::testing::request(1, 4, op, payload);
+        if let (Some((u, p)), kmipd_ttlv::Value::Structure(items)) = (user, &mut req.value)
+            && let kmipd_ttlv::Value::Structure(header) = &mut items[0].value
+        {
+            let credential = build::structure(
+                tag::CREDENTIAL,
+                vec![
+                    build::enumeration(
+                        tag::CREDENTIAL_TYPE,
+                        kmipd_proto::enums::credential_type::USERNAME_AND_PASSWORD,
+                    ),
+                    value(vec![
+                        build::text(tag::USERNAME, u),
+                        build::text(tag::PASSWORD, p),
+                    ]),
+                ],
+            );
+            header.insert(1, build::structure(tag::AUTHENTICATION, vec![credential]));
+        }
+        req
+    }
+
+    #[test]
+    fn a_credential_narrows_its_certificate_identity_and_never_widens_it() {
+        use kmipd_proto::enums::{operation as op, result_reason as rr, result_status as rs};
+        let mut c = configured();
+        c.users.push(User {
+            username: "barney".into(),
+            password_hash: hash_password("pw2", 64, 1).unwrap(),
+        });
+        let engine = crate::Engine::new(
+            std::sync::Arc::new(kmipd_store::MemoryStore::new()),
+            crate::EngineConfig {
+                credentials: c,
+                ..crate::EngineConfig::default()
+            },
+        );
+        let a = crate::Principal::new("a");
+        let send = |who: &crate::Principal, user, op, payload| {
+            crate::engine::testing::first_item(
+                &engine.handle_message(who, &request(user, op, payload)),
+            )
+        };
+        let (status, _, payload) = send(
+            &a,
+            Some(("fred", "pw1")),
+            op::CREATE,
+            vec![
+                build::enumeration(tag::OBJECT_TYPE, 2),
+                build::structure(
+                    tag::TEMPLATE_ATTRIBUTE,
+                    vec![
+                        kmipd_proto::attributes::Attribute::std(
+                            tag::CRYPTOGRAPHIC_ALGORITHM,
+                            kmipd_ttlv::Value::Enumeration(3),
+                        )
+                        .to_v1(None),
+                        kmipd_proto::attributes::Attribute::std(
+                            tag::CRYPTOGRAPHIC_LENGTH,
+                            kmipd_ttlv::Value::Integer(128),
+                        )
+                        .to_v1(None),
+                    ],
+                ),
+            ],
+        );
+        assert_eq!(status, rs::SUCCESS);
+        let uid = kmipd_proto::reader::StructReader::any(&payload.unwrap())
+            .unwrap()
+            .req_text(tag::UNIQUE_IDENTIFIER)
+            .unwrap()
+            .to_owned();
+        let get = || vec![build::unique_identifier(uid.clone())];
+        assert_eq!(
+            send(&a, Some(("fred", "pw1")), op::GET, get()).0,
+            rs::SUCCESS
+        );
+        // Another credential of the same certificate: refused.
+        let (s, r, _) = send(&a, Some(("barney", "pw2")), op::GET, get());
+        assert_eq!((s, r), (rs::OPERATION_FAILED, Some(rr::PERMISSION_DENIED)));
+        // A wrong password: every item fails.
+        let (s, r, _) = send(&a, Some(("fred", "nope")), op::GET, get());
+        assert_eq!(
+            (s, r),
+            (
+                rs::OPERATION_FAILED,
+                Some(rr::AUTHENTICATION_NOT_SUCCESSFUL)
+            )
+        );
+        // The certificate identity itself keeps its rights; another certificate with Fred's
+        // password gets nothing.
+        assert_eq!(send(&a, None, op::GET, get()).0, rs::SUCCESS);
+        let (s, r, _) = send(
+            &crate::Principal::new("b"),
+            Some(("fred", "pw1")),
+            op::GET,
+            get(),
+        );
+        assert_eq!((s, r), (rs::OPERATION_FAILED, Some(rr::ITEM_NOT_FOUND)));
+    }
+
     #[test]
     fn unusable_entries_are_refused() {
         let mut c = configured();

@@ -94,9 +94,62 @@ pub struct Config {
     /// The automatic rotation scheduler (`docs/policy.md`).
     #[serde(default)]
     pub rotation: RotationConfig,
+    /// Username and Password and Device credentials accepted in request headers
+    /// (`docs/access-control.md`); none: header credentials are not checked.
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
     /// The file this configuration was read from (what `kmipd admin reload` reads again).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[credentials]`: the header credentials kmipd accepts (see
+/// [`kmipd_ops::credentials`]); passwords only as Argon2 PHC strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// `[[credentials.users]]`: `username`, `password_hash`.
+    #[serde(default)]
+    pub users: Vec<UserCredential>,
+    /// `[[credentials.devices]]`: `name`, the fields that must match, `password_hash`.
+    #[serde(default)]
+    pub devices: Vec<DeviceCredential>,
+}
+
+/// One `[[credentials.users]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserCredential {
+    /// The Username.
+    pub username: String,
+    /// The Argon2 hash of the password (`$argon2id$v=19$...`).
+    pub password_hash: String,
+}
+
+/// One `[[credentials.devices]]` entry: each field given must match the credential's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCredential {
+    /// The device's name (the label of the objects it creates).
+    pub name: String,
+    /// Device Serial Number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// Device Identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_identifier: Option<String>,
+    /// Network Identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_identifier: Option<String>,
+    /// Machine Identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_identifier: Option<String>,
+    /// Media Identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_identifier: Option<String>,
+    /// The Argon2 hash of the device's Password, when it must send one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
 }
 
 /// `[roles]`: one list of identity patterns per role, and the scopes (see
@@ -334,6 +387,35 @@ impl Config {
             }
         }
         Ok(self.policy.dual_control_commands.clone())
+    }
+
+    /// The header credentials of `[credentials]`.
+    pub fn credentials(&self) -> kmipd_ops::credentials::Credentials {
+        use kmipd_ops::credentials::{Credentials, Device, User};
+        let c = &self.credentials;
+        Credentials {
+            users: c
+                .users
+                .iter()
+                .map(|u| User {
+                    username: u.username.clone(),
+                    password_hash: u.password_hash.clone(),
+                })
+                .collect(),
+            devices: c
+                .devices
+                .iter()
+                .map(|d| Device {
+                    name: d.name.clone(),
+                    serial_number: d.serial_number.clone(),
+                    device_identifier: d.device_identifier.clone(),
+                    network_identifier: d.network_identifier.clone(),
+                    machine_identifier: d.machine_identifier.clone(),
+                    media_identifier: d.media_identifier.clone(),
+                    password_hash: d.password_hash.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// The role assignments of `[roles]`, `identity.administrators` included.
@@ -1025,6 +1107,7 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.role_assignments().validate().map_err(invalid)?;
+        self.credentials().validate().map_err(invalid)?;
         self.policy().map_err(invalid)?;
         self.dual_control_commands().map_err(invalid)?;
         if self.rotation.check_every.is_zero() {
@@ -1181,6 +1264,33 @@ backend = "memory"
         assert_eq!(c.tls.versions, vec![TlsVersion::Tls12, TlsVersion::Tls13]);
         assert!(c.admin.enabled);
         assert_eq!(c.admin.socket, Path::new(DEFAULT_ADMIN_SOCKET));
+    }
+
+    #[test]
+    fn credentials_are_read_and_unusable_ones_refused() {
+        let hash = kmipd_ops::credentials::hash_password("pw", 64, 1).unwrap();
+        let c = parse(&format!(
+            "{MINIMAL}\n[[credentials.users]]\nusername = \"fred\"\npassword_hash = \"{hash}\"\n\
+             [[credentials.devices]]\nname = \"d\"\ndevice_identifier = \"dev-7\"\n"
+        ))
+        .unwrap();
+        c.validate(Path::new("t")).unwrap();
+        let creds = c.credentials();
+        assert_eq!(creds.users.len(), 1);
+        assert_eq!(creds.users[0].username, "fred");
+        assert_eq!(creds.devices[0].device_identifier.as_deref(), Some("dev-7"));
+        assert!(parse(MINIMAL).unwrap().credentials().is_empty());
+        let plain = parse(&format!(
+            "{MINIMAL}\n[[credentials.users]]\nusername = \"fred\"\npassword_hash = \"pw\"\n"
+        ))
+        .unwrap();
+        let e = plain.validate(Path::new("t")).unwrap_err().to_string();
+        assert!(e.contains("fred"), "{e}");
+        let e = parse(&format!(
+            "{MINIMAL}\n[[credentials.users]]\nusername = \"f\"\npassword = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `password`"), "{e}");
     }
 
     #[test]

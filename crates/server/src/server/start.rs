@@ -303,6 +303,7 @@ impl Server {
                 let (store, durable) = opened?;
                 let mut ec = EngineConfig::default();
                 ec.limits.max_message_len = config.limits.max_message_size;
+                ec.credentials = config.credentials();
                 (Engine::new(store, ec), durable)
             }
         };
