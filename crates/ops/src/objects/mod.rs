@@ -159,6 +159,17 @@ pub(crate) fn parse_object(ctx: &Ctx<'_>, object_type: u32, item: &Ttlv) -> Resu
             attributes = cert::attributes(ctx, ct, der)?;
             item.clone()
         }
+        ot::PGP_KEY => {
+            // A PGP key (KMIP 1.2+ §2.2.9): its PGP Key Version and a Key Block whose Raw Key
+            // Material is the key as the client holds it (a transferable key, often
+            // ASCII-armored): kept as given, as an Opaque Object is.
+            let version = r.required(tag::PGP_KEY_VERSION)?;
+            if reader::as_int(version)? < 1 {
+                return Err(Error::InvalidField("PGP Key Version"));
+            }
+            let kb = key_block(ctx, r.required(tag::KEY_BLOCK)?, &mut attributes)?;
+            build::structure(item.tag, vec![version.clone(), kb])
+        }
         TEMPLATE if !ctx.v2() => {
             // The Template's content stays in the object; its Names name the template itself.
             let parsed = RequestAttributes::from_v1_template(item)?;

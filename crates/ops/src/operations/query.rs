@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 
 /// The object types kmipd stores (Query Objects), in Object Type order. Template (6) is a 1.x
 /// object only (2.x renamed the value Reserved), listed for 1.x requests alone.
-pub(crate) const OBJECT_TYPES: [u32; 8] = [
+pub(crate) const OBJECT_TYPES: [u32; 9] = [
     ot::CERTIFICATE,
     ot::SYMMETRIC_KEY,
     ot::PUBLIC_KEY,
@@ -57,6 +57,7 @@ pub(crate) const OBJECT_TYPES: [u32; 8] = [
     TEMPLATE,
     ot::SECRET_DATA,
     ot::OPAQUE_OBJECT,
+    ot::PGP_KEY,
 ];
 
 /// The 1.x Template object type.

@@ -8,7 +8,7 @@
 //! Length) and, for certificates, from the certificate itself; those of the request win.
 //!
 //! Result reasons: Invalid Field / Missing Data for a malformed object; Feature Not Supported
-//! for Split Key, PGP Key and Certificate Request objects (and Template in 2.x); 2.x Non-Unique
+//! for Certificate Request objects (and Template in 2.x); 2.x Non-Unique
 //! Name Attribute when the Name is taken.
 
 use kmipd_proto::enums::unique_identifier as uid_kind;
@@ -145,6 +145,21 @@ mod tests {
             (2, 1),
             operation::REGISTER,
             vec![
+                build::enumeration(tag::OBJECT_TYPE, object_type::CERTIFICATE_REQUEST),
+                build::structure(tag::CERTIFICATE_REQUEST, vec![]),
+            ],
+        );
+        assert_eq!(status, result_status::OPERATION_FAILED);
+        assert_eq!(
+            reason,
+            Some(kmipd_proto::enums::result_reason::FEATURE_NOT_SUPPORTED)
+        );
+        // A PGP Key without its fields.
+        let (status, reason, _) = call(
+            &engine,
+            (2, 1),
+            operation::REGISTER,
+            vec![
                 build::enumeration(tag::OBJECT_TYPE, object_type::PGP_KEY),
                 build::structure(tag::PGP_KEY, vec![]),
             ],
@@ -152,7 +167,7 @@ mod tests {
         assert_eq!(status, result_status::OPERATION_FAILED);
         assert_eq!(
             reason,
-            Some(kmipd_proto::enums::result_reason::FEATURE_NOT_SUPPORTED)
+            Some(kmipd_proto::enums::result_reason::MISSING_DATA)
         );
         // A Split Key without its fields.
         let (status, _, _) = call(
@@ -178,6 +193,63 @@ mod tests {
             reason,
             Some(kmipd_proto::enums::result_reason::MISSING_DATA)
         );
+    }
+
+    #[test]
+    fn a_pgp_key_is_registered_and_returned_as_given() {
+        let engine = Engine::in_memory();
+        let armored = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBF...\n-----END PGP PUBLIC KEY BLOCK-----\n".to_vec();
+        let pgp = build::structure(
+            tag::PGP_KEY,
+            vec![
+                build::int(tag::PGP_KEY_VERSION, 4),
+                build::structure(
+                    tag::KEY_BLOCK,
+                    vec![
+                        build::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::RAW),
+                        build::structure(
+                            tag::KEY_VALUE,
+                            vec![build::bytes(tag::KEY_MATERIAL, armored)],
+                        ),
+                        build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 4),
+                        build::int(tag::CRYPTOGRAPHIC_LENGTH, 2048),
+                    ],
+                ),
+            ],
+        );
+        for version in [(1, 2), (2, 0)] {
+            let (status, _, payload) = call(
+                &engine,
+                version,
+                operation::REGISTER,
+                vec![
+                    build::enumeration(tag::OBJECT_TYPE, object_type::PGP_KEY),
+                    if version.0 == 1 {
+                        build::structure(tag::TEMPLATE_ATTRIBUTE, vec![])
+                    } else {
+                        build::structure(tag::ATTRIBUTES, vec![])
+                    },
+                    pgp.clone(),
+                ],
+            );
+            assert_eq!(status, result_status::SUCCESS);
+            let uid = StructReader::any(&payload.unwrap())
+                .unwrap()
+                .req_text(tag::UNIQUE_IDENTIFIER)
+                .unwrap()
+                .to_owned();
+            let (status, _, payload) = call(
+                &engine,
+                version,
+                operation::GET,
+                vec![build::unique_identifier(uid)],
+            );
+            assert_eq!(status, result_status::SUCCESS);
+            let payload = payload.unwrap();
+            let r = StructReader::any(&payload).unwrap();
+            assert_eq!(r.req_enum(tag::OBJECT_TYPE).unwrap(), object_type::PGP_KEY);
+            assert_eq!(r.required(tag::PGP_KEY).unwrap(), &pgp);
+        }
     }
 
     #[test]
