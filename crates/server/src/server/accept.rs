@@ -463,7 +463,7 @@ async fn connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr, prot
         return;
     }
     if protocol == Protocol::Console {
-        super::console::serve(shared, conn.into_stream(), names, peer).await;
+        super::console::serve(shared, conn.into_stream(), names, serial, peer).await;
         return;
     }
     let end = serve_requests(shared, &mut conn, &names, serial.as_deref(), peer).await;

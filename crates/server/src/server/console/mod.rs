@@ -5,7 +5,9 @@
 //!
 //! **Who.** Each request's identity is the verified client certificate's; its role is looked up
 //! at each request (`[roles]`, reloadable). Administrators, operators and auditors are served;
-//! any other certificate gets 403 on every page. Auditors read everything a KMIP auditor may
+//! any other certificate gets 403 on every page (counted in `kmipd_permission_denied_total`
+//! for its identity, as a KMIP Permission Denied), and so does a certificate revoked by `kmipd
+//! admin client revoke` while its connection is open. Auditors read everything a KMIP auditor may
 //! read and are shown no action (a POST from one is refused with 403).
 //!
 //! **Pages** (`pages.rs`, maud templates, one stylesheet compiled into the binary, no
@@ -61,6 +63,9 @@ use super::accept::Tls;
 pub(super) struct Caller {
     pub(super) names: CertNames,
     pub(super) peer: SocketAddr,
+    /// The certificate's serial (hex): a certificate revoked by `kmipd admin client revoke`
+    /// while its connection is open is refused from its next request on.
+    pub(super) serial: Option<String>,
 }
 
 /// The key of the console's CSRF tokens, drawn at each start (a restart invalidates open
@@ -153,11 +158,16 @@ pub(super) async fn serve(
     shared: &Arc<Shared>,
     stream: Box<Tls>,
     names: CertNames,
+    serial: Option<String>,
     peer: SocketAddr,
 ) {
     let limits = &shared.config.limits;
     let app = router(shared.clone());
-    let caller = Caller { names, peer };
+    let caller = Caller {
+        names,
+        peer,
+        serial,
+    };
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(caller.clone());
         let app = app.clone();

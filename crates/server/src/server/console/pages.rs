@@ -37,11 +37,24 @@ const CSS: &str = include_str!("console.css");
 
 /// The caller's principal when the console serves its role; else the 403 page.
 fn admit(shared: &Shared, caller: &Caller) -> Result<(Principal, Role), Response> {
+    if caller
+        .serial
+        .as_deref()
+        .is_some_and(|s| shared.seen.is_revoked(s))
+    {
+        shared.metrics.refused("client_revoked");
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "This client certificate was revoked (kmipd admin client revoke).",
+        ));
+    }
     let principal = shared.settings.principal(&caller.names);
     match console_role(&principal) {
         Some(role) => Ok((principal, role)),
         None => {
-            shared.metrics.refused("console_role");
+            // Counted as the KMIP port counts a Permission Denied (per identity, bounded).
+            shared.metrics.denied(&caller.names.identity);
             Err(refusal(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -710,7 +723,7 @@ pub(super) async fn action(
         Err(r) => return r,
     };
     let refuse = |line: &str| {
-        s.metrics.refused("console_action");
+        s.metrics.denied(p.name());
         tracing::warn!(identity = p.name(), action = %f.action, reason = line, "console action refused");
         refusal(StatusCode::FORBIDDEN, "Forbidden", line)
     };

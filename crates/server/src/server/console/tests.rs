@@ -99,6 +99,7 @@ impl Fixture {
         Caller {
             names: crate::settings::cert_names(&der, &identity),
             peer: PEER.parse::<SocketAddr>().unwrap(),
+            serial: crate::clients::Seen::serial_of(&der),
         }
     }
 
@@ -393,6 +394,42 @@ async fn console_roles_pages_actions_and_no_key_material() {
         history.contains("chain intact") && history.contains("Revoke"),
         "{history}"
     );
+
+    // Names are escaped (no markup from an object's attributes reaches the page).
+    let xss = f.register(&[9u8; 16], "<script>alert('x')</script>").await;
+    let (_, keys) = f.get("auditor", "/keys?q=script").await;
+    assert!(keys.contains(&xss), "{keys}");
+    assert!(!keys.contains("<script>"), "{keys}");
+    assert!(keys.contains("&lt;script&gt;"), "{keys}");
+
+    // Paging: 27 matching objects make a full first page of 25 and a second one of 2.
+    for i in 0..27 {
+        f.register(&[i; 16], &format!("bulk-{i:02}")).await;
+    }
+    let rows = |page: &str| page.matches("<a href=\"/keys/show?uid=").count();
+    let (_, first) = f.get("operator", "/keys?q=bulk-").await;
+    assert!(first.contains("27 of 30 objects · page 1 of 2"), "{first}");
+    assert_eq!(rows(&first), 25);
+    assert!(first.contains("page=2") && first.contains("bulk-00") && !first.contains("bulk-26"));
+    let (_, second) = f.get("operator", "/keys?q=bulk-&page=2").await;
+    assert_eq!(rows(&second), 2, "{second}");
+    assert!(second.contains("bulk-25") && second.contains("bulk-26") && second.contains("page=1"));
+
+    // The plain client's refusals were counted as its Permission Denied.
+    let metrics = f.shared().metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kmipd_permission_denied_total{identity=\"client\"}")),
+        "{metrics}"
+    );
+
+    // A certificate revoked while its connection is open is refused from its next request.
+    let serial = f.caller("operator").serial.unwrap();
+    f.shared().seen.revoke([serial.as_str()]);
+    let (status, body) = f.get("operator", "/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("revoked"), "{body}");
 
     // The KMIP answer for the same key shows the console changed what a client sees.
     let item = f
