@@ -1558,6 +1558,23 @@ backend = "memory"
     }
 
     #[test]
+    fn the_console_is_off_unless_its_table_is_present() {
+        assert_eq!(parse(MINIMAL).unwrap().console, None);
+        let c = parse(&format!("{MINIMAL}\n[console]\n")).unwrap();
+        assert_eq!(
+            c.console.map(|c| c.listen.to_string()),
+            Some(DEFAULT_CONSOLE_LISTEN.to_owned())
+        );
+        let c = parse(&format!(
+            "{MINIMAL}\n[console]\nlisten = \"0.0.0.0:8443\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.console.map(|c| c.listen.port()), Some(8443));
+        let e = parse(&format!("{MINIMAL}\n[console]\nport = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
+    }
+
+    #[test]
     fn the_example_config_in_docs_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kmipd.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();

@@ -41,8 +41,8 @@ struct Fixture {
     server: ServerHandle,
 }
 
-/// An instance with `operator` and `auditor` certificates and roles, served in-process with a
-/// console listener.
+/// An instance with `operator` and `auditor` certificates and roles, served in-process with
+/// `[console]` in its configuration file (bound to port 0).
 async fn start() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let inst = crate::init_instance_with(
@@ -62,7 +62,10 @@ async fn start() -> Fixture {
     let original = std::fs::read_to_string(&inst.config_path).unwrap();
     std::fs::write(
         &inst.config_path,
-        format!("{original}\n[roles]\noperator = [\"cn:operator\"]\nauditor = [\"cn:auditor\"]\n"),
+        format!(
+            "{original}\n[console]\nlisten = \"127.0.0.1:0\"\n\n\
+             [roles]\noperator = [\"cn:operator\"]\nauditor = [\"cn:auditor\"]\n"
+        ),
     )
     .unwrap();
     let config = inst.config().unwrap();
@@ -70,7 +73,6 @@ async fn start() -> Fixture {
         BOUND,
         Server::new(config)
             .listener(TcpListener::bind("127.0.0.1:0").await.unwrap())
-            .console_listener(TcpListener::bind("127.0.0.1:0").await.unwrap())
             .start(),
     )
     .await
