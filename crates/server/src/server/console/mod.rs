@@ -17,7 +17,8 @@
 //! objects the identity may read **without their key material**; `/keys/show?uid=` one
 //! object's attributes, links and its history from the audit log; `/clients` identities seen
 //! in the audit log, open connections, enrolled certificates; `/audit` the audit trail with
-//! `kmipd audit search`'s filters and the chain's status (`crate::audit::search`).
+//! `kmipd audit search`'s filters over the log and its rotated files, and the chain's status
+//! (`crate::audit::search`).
 //!
 //! **Actions** (activate, revoke, destroy): a button leads to a confirmation page whose form
 //! carries a CSRF token, the HMAC-SHA256 under a key drawn at each start of (identity, action,

@@ -800,11 +800,46 @@ struct Found {
     chain: Result<(usize, Option<u64>, String), String>,
 }
 
-/// Searches the current audit file (its chain checked from its first record's `prev`).
+/// The audit files of the log at `path`, oldest first: its rotated files
+/// (`<name>.<12 digits>`, `crate::audit::rotated_name`), then the current one.
+fn audit_files(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut rotated: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let file = e.file_name().to_string_lossy().into_owned();
+                    let digits = file.strip_prefix(&name)?.strip_prefix('.')?;
+                    (digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| digits.parse().ok().map(|n| (n, e.path())))
+                        .flatten()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort();
+    let mut files: Vec<_> = rotated.into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_owned());
+    files
+}
+
+/// Searches the audit files (rotated ones first, as `kmipd audit search` is given them), the
+/// chain checked from the first file's first record's `prev` (from the start when that is
+/// the genesis; else from where the oldest file kept continues).
 async fn search_audit(s: &Arc<Shared>, filter: Filter) -> Found {
     let path = s.audit.path().to_owned();
     let task = tokio::task::spawn_blocking(move || {
-        let first_prev = std::fs::read_to_string(&path).ok().and_then(|t| {
+        let files = audit_files(&path);
+        let first_prev = files.first().and_then(|f| {
+            let t = std::fs::read_to_string(f).ok()?;
             let line = t.lines().next()?.to_owned();
             let v: serde_json::Value = serde_json::from_str(&line).ok()?;
             v.get("prev")?.as_str().map(str::to_owned)
@@ -814,7 +849,7 @@ async fn search_audit(s: &Arc<Shared>, filter: Filter) -> Found {
             _ => Verifier::new(),
         };
         let mut kept: VecDeque<Record> = VecDeque::new();
-        let r = crate::audit::search(chain, &[&path], &filter, |rec, _| {
+        let r = crate::audit::search(chain, &files, &filter, |rec, _| {
             if kept.len() == AUDIT_ROWS {
                 kept.pop_front();
             }
@@ -926,8 +961,7 @@ pub(super) async fn audit(
             label { "until" input name="until" value=(q.until); }
             button type="submit" { "Search" }
         }
-        p.muted { "The current file " span.mono { (s.audit.path().display()) } "; rotated files: "
-            span.mono { "kmipd audit search" } "." }
+        p.muted { "The audit log " span.mono { (s.audit.path().display()) } " and its rotated files, oldest first." }
         (audit_table(&found))
     };
     page("Audit trail", "/audit", Some((&p, role)), body)
@@ -947,7 +981,11 @@ pub(super) async fn clients(State(s): S, Extension(c): Extension<Caller>) -> Res
     let path = s.audit.path().to_owned();
     let seen = tokio::task::spawn_blocking(move || {
         let mut by: BTreeMap<String, (usize, String, String)> = BTreeMap::new();
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let text: String = audit_files(&path)
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect::<Vec<_>>()
+            .join("\n");
         for line in text.lines() {
             if let Ok(r) = serde_json::from_str::<Record>(line) {
                 let e = by.entry(r.identity).or_default();

@@ -433,6 +433,18 @@ async fn console_roles_pages_actions_and_no_key_material() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains("revoked"), "{body}");
 
+    // After a rotation of the audit log, the trail still covers the rotated file (chain
+    // checked across both).
+    let shared = f.shared();
+    tokio::task::spawn_blocking(move || shared.audit.rotate().unwrap())
+        .await
+        .unwrap();
+    f.register(&[1u8; 16], "after-rotation").await;
+    let (_, trail) = f.get("auditor", "/audit?operation=Register").await;
+    assert!(trail.contains("chain intact"), "{trail}");
+    assert!(trail.contains(&uid) && trail.contains(&other), "{trail}");
+    assert!(trail.contains("31 matched"), "{trail}");
+
     // The KMIP answer for the same key shows the console changed what a client sees.
     let item = f
         .kmip(
