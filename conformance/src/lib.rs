@@ -113,6 +113,7 @@ impl InProcess {
                 now().saturating_add(clock_offset.load(std::sync::atomic::Ordering::Relaxed))
             }),
             credentials: case_credentials().clone(),
+            issuing_ca: issuing_ca(),
             ..kmipd_ops::EngineConfig::default()
         };
         Self {
@@ -126,6 +127,16 @@ impl InProcess {
     pub fn factory() -> impl FnMut() -> Box<dyn Target> {
         || -> Box<dyn Target> { Box::new(InProcess::new()) }
     }
+}
+
+/// The issuing CA of the in-process engine's Certify and Re-certify (as `kmipd init` gives a
+/// server one): an RSA-2048 CA made once per process, signing with SHA-256 as the recording
+/// servers of the TC_134 cases did.
+fn issuing_ca() -> Option<std::sync::Arc<kmipd_ops::issuing::IssuingCa>> {
+    static CA: std::sync::OnceLock<Option<std::sync::Arc<kmipd_ops::issuing::IssuingCa>>> =
+        std::sync::OnceLock::new();
+    CA.get_or_init(|| kmipd_ops::issuing::generate_rsa("kmip-conformance issuing CA").ok())
+        .clone()
 }
 
 impl Default for InProcess {

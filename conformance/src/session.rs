@@ -83,6 +83,8 @@ struct State {
     /// Identifiers of objects the server generated (Create, CreateKeyPair, ReKey, ...): their
     /// key material and crypto output may vary.
     generated: HashSet<String>,
+    /// Identifiers of certificates the server issued (Certify, Re-certify).
+    issued: HashSet<String>,
     /// Identifiers that some response of this file gave so far.
     seen: HashSet<String>,
     /// Identifiers of registered keys whose output is randomized: signatures (PSS, DSA, ECDSA)
@@ -123,6 +125,11 @@ struct Ctx {
     seed_len: Option<usize>,
     /// The 2.x Attributes of a Certificate.
     certificate_attributes: bool,
+    /// The object is a certificate the server issued (Certify, Re-certify): its issuer's
+    /// choices may vary ([`tags::ISSUER_CHOSEN`]).
+    issued_certificate: bool,
+    /// Below the 1.x Attribute Value of an issuer's choice (Certificate Length).
+    issuer_chosen_value: bool,
 }
 
 /// Operation names used by the rules.
@@ -449,6 +456,7 @@ impl Session {
                     _ => None,
                 }),
             generated_object: generated,
+            issued_certificate: key.as_ref().is_some_and(|k| self.state.issued.contains(k)),
             server_format: (op_is(op, "Get") || op_is(op, "Export"))
                 && !s_payload.is_some_and(|p| p.walk_any(|c| c.tag == tags::KEY_FORMAT_TYPE)),
             ..ctx
@@ -493,7 +501,9 @@ impl Session {
             }
             self.state.seen.extend(ids.iter().cloned());
             let ids = ids.into_iter();
-            if GENERATING_OPS.iter().any(|name| op_is(op, name)) {
+            if op_is(op, "Certify") || op_is(op, "ReCertify") {
+                self.state.issued.extend(ids);
+            } else if GENERATING_OPS.iter().any(|name| op_is(op, name)) {
                 self.state.generated.extend(ids);
             } else if op_is(op, "Register")
                 && (s_payload.is_some_and(randomized_signature)
@@ -776,6 +786,8 @@ impl Session {
         let names_uid = attribute_name_of(es) == Some("Unique Identifier");
         // A 1.x Digest is the Attribute Value of an Attribute named Digest.
         let names_digest = attribute_name_of(es) == Some("Digest");
+        let names_issuer_choice =
+            ctx.issued_certificate && attribute_name_of(es) == Some("Certificate Length");
         for i in 0..es.len().max(as_.len()) {
             match (es.get(i), as_.get(i)) {
                 (Some(e), Some(a)) => {
@@ -785,6 +797,8 @@ impl Session {
                     let ctx = Ctx {
                         in_digest: ctx.in_digest
                             || (e.tag == tags::ATTRIBUTE_VALUE && names_digest),
+                        issuer_chosen_value: ctx.issuer_chosen_value
+                            || (e.tag == tags::ATTRIBUTE_VALUE && names_issuer_choice),
                         ..ctx
                     };
                     self.item(e, a, &child, ctx, like)?;
@@ -877,6 +891,20 @@ impl Session {
             || (tag == tags::KEY_FORMAT_TYPE
                 && (ctx.in_digest || ctx.server_format || ctx.certificate_attributes));
         if ignored {
+            return Ok(());
+        }
+        // A certificate the server issued (Certify, Re-certify) is signed by the server's own
+        // issuing CA: its bytes and length, the issuer's name and the serial number ("The
+        // server SHALL set these values based on the information it extracts from a X.509
+        // certificate that is created as a result of a Certify or a Re-certify operation",
+        // KMIP 1.4 §3.13-3.15, 2.1 §4.10-4.13; the serial is the CA's choice, RFC 5280
+        // §4.1.2.2) are the server's, captured and replayed like generated key material. The
+        // subject, the key, the algorithms and everything else are compared.
+        if ctx.issued_certificate && (tags::ISSUER_CHOSEN.contains(&tag) || ctx.issuer_chosen_value)
+        {
+            if e.value != a.value {
+                self.state.replay.push((e.value.clone(), a.value.clone()));
+            }
             return Ok(());
         }
         // RNG Seed's Data Length is "the amount of seed data used", and "the server MAY elect

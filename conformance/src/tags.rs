@@ -18,6 +18,19 @@ pub(crate) use kmipd_proto::tag::{
     TIME_STAMP, UNIQUE_IDENTIFIER, VALIDATION_INFORMATION, VENDOR_IDENTIFICATION,
 };
 
+/// What an issuing CA chooses in a certificate it issues, and the attributes the server derives
+/// from them: the certificate's bytes and length, the issuer's name, the serial number (KMIP
+/// 1.4 §3.9-3.15, 2.1 §4.6-4.13; see `Ctx::issued_certificate` in `session.rs`).
+pub(crate) const ISSUER_CHOSEN: [Tag; 7] = [
+    kmipd_proto::tag::CERTIFICATE_VALUE,
+    kmipd_proto::tag::CERTIFICATE_LENGTH,
+    kmipd_proto::tag::ISSUER,
+    kmipd_proto::tag::SERIAL_NUMBER,
+    kmipd_proto::tag::CERTIFICATE_ISSUER_DISTINGUISHED_NAME,
+    kmipd_proto::tag::ISSUER_DISTINGUISHED_NAME,
+    kmipd_proto::tag::CERTIFICATE_SERIAL_NUMBER,
+];
+
 /// Tags whose Text String values are object identifiers chosen by the server: bound on first
 /// sight in a response, substituted into later requests.
 pub(crate) const IDENTIFIERS: [Tag; 5] = [

@@ -990,3 +990,64 @@ fn a_certificates_key_format_type_attribute_is_the_servers_a_keys_is_not() {
         "KeyFormatType: expected Raw, got X_509",
     );
 }
+
+#[test]
+fn an_issued_certificates_bytes_serial_and_issuer_are_the_servers_its_subject_is_not() {
+    let cert = |value: &str| {
+        format!(
+            r#"{}<Certificate><CertificateType type="Enumeration" value="X_509"/><CertificateValue type="ByteString" value="{value}"/></Certificate>"#,
+            uid("$UNIQUE_IDENTIFIER_0")
+        )
+    };
+    let fields = |issuer: &str, serial: &str, length: &str, subject: &str| {
+        format!(
+            r#"{}<Attribute><AttributeName type="TextString" value="Certificate Identifier"/><AttributeValue><Issuer type="TextString" value="{issuer}"/><SerialNumber type="TextString" value="{serial}"/></AttributeValue></Attribute>{}<Attribute><AttributeName type="TextString" value="X.509 Certificate Issuer"/><AttributeValue><IssuerDistinguishedName type="ByteString" value="{serial}"/></AttributeValue></Attribute><Attribute><AttributeName type="TextString" value="Certificate Subject"/><AttributeValue><CertificateSubjectDistinguishedName type="TextString" value="{subject}"/></AttributeValue></Attribute>"#,
+            uid("$UNIQUE_IDENTIFIER_0"),
+            attr("Certificate Length", "Integer", length)
+        )
+    };
+    // `making` answers uid c1; the case then reads the certificate and its fields.
+    let run_one = |making: &str, actual_value: &str, actual_subject: &str| {
+        let make = req(&[(making, &uid("k"))]);
+        let get = req(&[("Get", &uid("$UNIQUE_IDENTIFIER_0"))]);
+        let attrs = req(&[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]);
+        run(
+            &[
+                make,
+                ok(&[(making, &uid("$UNIQUE_IDENTIFIER_0"))]),
+                get,
+                ok(&[("Get", &cert("0102"))]),
+                attrs,
+                ok(&[(
+                    "GetAttributes",
+                    &fields("CN=KMIP", "9BBA", "635", "CN=Client"),
+                )]),
+            ],
+            &mut Scripted::new(&[
+                ok(&[(making, &uid("c1"))]),
+                ok(&[(
+                    "Get",
+                    &cert(actual_value).replace("$UNIQUE_IDENTIFIER_0", "c1"),
+                )]),
+                ok(&[(
+                    "GetAttributes",
+                    &fields("CN=kmipd CA", "01F3", "852", actual_subject)
+                        .replace("$UNIQUE_IDENTIFIER_0", "c1"),
+                )]),
+            ]),
+        )
+    };
+    for op in ["Certify", "ReCertify"] {
+        assert!(run_one(op, "0304", "CN=Client").passed, "{op}");
+        // The subject comes from the request: compared.
+        assert_fails_at(
+            &run_one(op, "0304", "CN=Other"),
+            "CertificateSubjectDistinguishedName",
+        );
+    }
+    // A certificate the client registered comes back byte for byte.
+    assert_fails_at(
+        &run_one("Register", "0304", "CN=Client"),
+        "CertificateValue",
+    );
+}

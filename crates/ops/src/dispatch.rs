@@ -91,6 +91,9 @@ operations! {
     // ReKeyKeyPair: asymmetric key generation.
     ReKeyKeyPair     = RE_KEY_KEY_PAIR    => re_key_key_pair,    heavy;
     Check            = CHECK              => check,              light;
+    // Certify, ReCertify: RSA/EC signatures with the issuing CA's private key.
+    Certify          = CERTIFY            => certify,            heavy;
+    ReCertify        = RE_CERTIFY         => re_certify,         heavy;
     GetUsageAllocation = GET_USAGE_ALLOCATION => get_usage_allocation, light;
     Interop          = INTEROP            => interop,            light;
     Log              = LOG                => log,                light;
@@ -149,7 +152,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 42);
+        assert_eq!(Op::ALL.len(), 44);
         assert_eq!(Op::from_code(0), None);
     }
 }

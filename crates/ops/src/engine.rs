@@ -139,6 +139,9 @@ pub struct EngineConfig {
     /// The Username and Password and Device credentials the server accepts in request headers
     /// (`credentials.rs`); empty: such credentials are not checked and change nothing.
     pub credentials: crate::credentials::Credentials,
+    /// The CA with which Certify and Re-certify issue certificates (`issuing.rs`); `None`:
+    /// they answer Feature Not Supported.
+    pub issuing_ca: Option<std::sync::Arc<crate::issuing::IssuingCa>>,
 }
 
 /// Where the engine's "now" comes from: the system clock, or (in tests and the conformance
@@ -193,6 +196,7 @@ impl Default for EngineConfig {
             clock: Clock::system(),
             policy: Policy::unrestricted(),
             credentials: crate::credentials::Credentials::default(),
+            issuing_ca: None,
         }
     }
 }

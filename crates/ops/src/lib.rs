@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod fuzzing;
 pub mod incident;
+pub mod issuing;
 mod keyblock;
 mod lifecycle;
 mod object;

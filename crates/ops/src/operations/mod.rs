@@ -4,6 +4,7 @@
 pub(crate) mod activate;
 pub(crate) mod add_attribute;
 pub(crate) mod archive;
+pub(crate) mod certify;
 pub(crate) mod check;
 pub(crate) mod create;
 pub(crate) mod create_key_pair;
@@ -34,6 +35,7 @@ pub(crate) mod modify_attribute;
 pub(crate) mod obtain_lease;
 pub(crate) mod one_time_pad;
 pub(crate) mod query;
+pub(crate) mod re_certify;
 pub(crate) mod re_key;
 pub(crate) mod re_key_key_pair;
 pub(crate) mod recover;
