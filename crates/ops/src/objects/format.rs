@@ -24,7 +24,7 @@ const EC_UNCOMPRESSED: u32 = 1;
 
 /// The object structure `body` of `obj` with its Key Block in format `wanted`.
 pub(crate) fn convert(
-    _ctx: &Ctx<'_>,
+    ctx: &Ctx<'_>,
     obj: &ManagedObject,
     body: &Ttlv,
     wanted: Option<u32>,
@@ -56,6 +56,10 @@ pub(crate) fn convert(
     }
     let value = StructReader::new(kb.required(tag::KEY_VALUE)?, tag::KEY_VALUE)?;
     let material = value.required(tag::KEY_MATERIAL)?;
+    if wanted == kft::PKCS_12 {
+        let der = private_der(stored, material)?;
+        return crate::objects::pkcs12::object(ctx, obj, body, &der);
+    }
     let new_material = convert_material(obj.object_type, stored, wanted, material)?;
     let items = with_child(
         &with_child(

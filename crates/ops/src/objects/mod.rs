@@ -8,6 +8,7 @@
 pub(crate) mod cert;
 pub(crate) mod format;
 pub(crate) mod keys;
+pub(crate) mod pkcs12;
 pub(crate) mod rekey;
 pub(crate) mod template;
 pub(crate) mod wrap;
