@@ -8,9 +8,9 @@
 //! - [`MemoryStore`] keeps everything in memory (tests, the conformance runner).
 //! - [`SledStore`] is the durable embedded backend: records in a versioned format (see
 //!   `docs/storage.md`), key material wrapped by a [`Kek`] (RFC 5649), indexes for
-//!   [`ObjectStore::find`], a write-ahead log with group commit (an applier thread applies
-//!   queued commits as one transaction, a syncer thread covers them with one shared
-//!   `fdatasync`) and background checkpoints that flush and fsync sled.
+//!   [`ObjectStore::find`], a write-ahead log with group commit (a committer thread appends
+//!   queued commits as one WAL frame, covers them with one shared `fdatasync`, then writes
+//!   them into sled) and background checkpoints that flush and fsync sled.
 //! - [`PgStore`] keeps the same records in PostgreSQL, for several kmipd nodes on one
 //!   database (`postgres/mod.rs`: one commit = one transaction, advisory locks, retries).
 //!

@@ -11,8 +11,8 @@
 //! - `keyring.rs`: unlocking with the KEKs, their check values and wrapped blobs, KEK rotation;
 //! - `commit.rs`: a commit's encoding (`prepare`), its writes into sled (`apply_writes`) and
 //!   the WAL payload codec;
-//! - `pipeline.rs`: the applier and syncer threads that check, append, sync and write queued
-//!   commits into sled, and the records pending between append and sled;
+//! - `pipeline.rs`: the committer thread that checks, appends, syncs and writes queued
+//!   commits into sled, one round for everything queued;
 //! - `durable.rs`: the WAL's group `fdatasync`, checkpoints, the fsyncs of sled's own files
 //!   and the poisoned state;
 //! - `index.rs`: the in-memory index;
@@ -46,7 +46,7 @@ pub use open::{DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions};
 use crate::kek::Keyring;
 use durable::Durability;
 use index::MemIndex;
-use pipeline::{Pending, ToApplier};
+use pipeline::ToCommitter;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -58,20 +58,18 @@ pub struct SledStore {
     objects: sled::Tree,
     refs: sled::Tree,
     meta: sled::Tree,
-    /// Creation order and index terms (`index.rs`), updated by the applier.
+    /// Creation order and index terms (`index.rs`), updated by the committer.
     index: Arc<RwLock<MemIndex>>,
-    /// Records of WAL frames not yet written into sled (`pipeline.rs`); reads look here first.
-    pending: Arc<Pending>,
     keyring: RwLock<Keyring>,
     /// Commits hold it shared; a KEK switch and the end of a backup hold it exclusively.
     gate: RwLock<()>,
-    /// While a backup runs: the uids changed since it started (shared with the applier).
+    /// While a backup runs: the uids changed since it started (shared with the committer).
     journal: Arc<Mutex<Option<BTreeSet<String>>>>,
     sequence: AtomicU64,
     corrupt: Mutex<BTreeSet<String>>,
-    /// The applier's queue (`pipeline.rs`); `None` once the store is closing.
-    to_applier: Option<Sender<ToApplier>>,
-    /// The applier and syncer threads (joined on drop).
+    /// The committer's queue (`pipeline.rs`); `None` once the store is closing.
+    to_committer: Option<Sender<ToCommitter>>,
+    /// The committer thread (joined on drop).
     pipeline: Vec<std::thread::JoinHandle<()>>,
     /// sled, the WAL, group commit and checkpoints (shared with the background thread).
     durable: Arc<Durability>,
@@ -80,11 +78,11 @@ pub struct SledStore {
 }
 
 impl Drop for SledStore {
-    /// Closes the applier's queue and waits for the pipeline: everything queued is applied,
+    /// Closes the committer's queue and waits for it: everything queued is applied,
     /// synced and completed. Then stops the background thread and checkpoints (a clean close
     /// leaves an empty WAL).
     fn drop(&mut self) {
-        self.to_applier = None;
+        self.to_committer = None;
         for t in self.pipeline.drain(..) {
             let _ = t.join();
         }
@@ -158,13 +156,13 @@ impl SledStore {
     fn exclusive(&self) -> Result<std::sync::RwLockWriteGuard<'_, ()>, StoreError> {
         let g = self.gate.write().map_err(|_| backend("gate poisoned"))?;
         let (tx, rx) = mpsc::channel();
-        self.to_applier
+        self.to_committer
             .as_ref()
             .ok_or_else(|| backend("the store is closing"))?
-            .send(ToApplier::Barrier(tx))
-            .map_err(|_| backend("the store's applier thread is gone"))?;
+            .send(ToCommitter::Barrier(tx))
+            .map_err(|_| backend("the store's commit thread is gone"))?;
         rx.recv()
-            .map_err(|_| backend("the store's applier thread is gone"))?;
+            .map_err(|_| backend("the store's commit thread is gone"))?;
         Ok(g)
     }
 }

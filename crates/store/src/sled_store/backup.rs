@@ -1,7 +1,7 @@
 //! Online backup and restore of a [`SledStore`].
 //!
 //! [`SledStore::backup`] streams every record and the metadata (key material stays wrapped)
-//! while commits go on: changes made during the copy are journalled (by the applier thread
+//! while commits go on: changes made during the copy are journalled (by the committer thread
 //! and the re-wrap of a KEK rotation) and re-read at the end under a short exclusive section,
 //! so the file is the state at one instant. The scan is no snapshot (a key deleted ahead of it
 //! or inserted behind it is not met), so the records a backup reports are counted on the file's

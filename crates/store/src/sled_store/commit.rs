@@ -2,10 +2,9 @@
 //!
 //! [`SledStore::prepare`](super::SledStore) encodes each change on the caller's thread
 //! (records KEK-wrapped, index terms computed, expectations first so they are checked against
-//! the state before the commit's own writes); the applier thread (`pipeline.rs`) checks the
-//! expectations against its in-memory view and appends one WAL frame for a batch
-//! ([`encode_payload`]); once that frame is synced, the syncer thread writes it into sled
-//! with plain inserts ([`apply_writes`]), the frame's number last, under `refs`' key `0xFF`.
+//! the state before the commit's own writes); the committer thread (`pipeline.rs`) checks the
+//! expectations and appends one WAL frame for a batch ([`encode_payload`]); once that frame
+//! is synced, the same thread writes it into sled with plain inserts ([`apply_writes`]), the frame's number last, under `refs`' key `0xFF`.
 //! The recovery at open decodes the frames ([`decode_payload`]) and applies them with the
 //! same function.
 
@@ -116,14 +115,14 @@ pub(super) enum Op {
         terms: Vec<Term>,
     },
     Delete,
-    /// A condition checked by the applier, never written (nor logged in the WAL).
+    /// A condition checked by the committer, never written (nor logged in the WAL).
     Expect(Option<Revision>),
-    /// A condition on a search ([`Change::ExpectNoOther`]), checked by the applier against
+    /// A condition on a search ([`Change::ExpectNoOther`]), checked by the committer against
     /// the index; never written. Its `uid` is empty.
     NoOther(Box<Search>),
 }
 
-/// A [`Change::ExpectNoOther`], ready for the applier.
+/// A [`Change::ExpectNoOther`], ready for the committer.
 pub(super) struct Search {
     pub(super) query: Query,
     /// The query's index terms (empty: every object is a candidate).

@@ -1,17 +1,16 @@
 //! Durability: what makes a successful commit survive a power cut — the write-ahead log,
 //! group commit and checkpoints.
 //!
-//! **Commit.** The store's applier thread (`pipeline.rs`) checks a commit's conditions and
+//! **Commit.** The store's committer thread (`pipeline.rs`) checks a commit's conditions and
 //! appends one frame to the current WAL segment (`wal.rs`) under the commit mutex; commits
-//! queued together share one frame. The syncer thread then runs one `fdatasync` of every live
-//! WAL segment ([`Durability::sync_wal`]) for everything the applier handed over since its
-//! last round, writes those frames into sled (plain inserts, each frame's number last, in
+//! queued together share one frame. It then runs one `fdatasync` of every live WAL segment
+//! ([`Durability::sync_wal`]) for everything in its round, writes those frames into sled (plain inserts, each frame's number last, in
 //! `refs` under key `0xFF`; [`Durability::applied_through`]), and completes the commits. That
 //! `fdatasync` is the only I/O a commit waits for. sled only ever receives frames already
 //! durable in the WAL.
 //!
 //! **Checkpoint** ([`Durability::checkpoint`]): a new segment is created; under the commit
-//! mutex, appends switch to it; it waits until the syncer has written every frame of the
+//! mutex, appends switch to it; it waits until the committer has written every frame of the
 //! older segments into sled; then sled's `flush()` and the fsyncs below
 //! ([`FileSyncer::sync`]); then the older segments are deleted. Every frame of a deleted
 //! segment was in sled before the flush began, so it is in sled's durable state. A background thread checkpoints every second when
@@ -43,12 +42,11 @@
 //! record or a deletion, so applying it again over some of its own changes gives the same
 //! state.
 //!
-//! **Group commit.** The applier and the syncer form a two-stage pipeline: while the syncer
-//! runs one `fdatasync`, the applier applies the next batch, and the syncer's next round covers
-//! every commit handed over meanwhile. So 64 writers share a handful of syncs, and no
+//! **Group commit.** While the committer runs one round's `fdatasync`, the next commits queue
+//! up, and its next round covers all of them. So 64 writers share a handful of syncs, and no
 //! committer parks on a shared condition variable (each blocking caller waits on its own
 //! channel; see `pipeline.rs`). A frame appended before a checkpoint's segment
-//! switch is covered either by the syncer (its segment is still live: [`Wal::sync`] syncs
+//! switch is covered either by its round's sync (its segment is still live: [`Wal::sync`] syncs
 //! every live segment) or by the checkpoint (the segment leaves the live list only after
 //! sled's flush and fsyncs).
 //!
@@ -75,13 +73,13 @@ use crate::wal::{Wal, sync_dir};
 pub struct SyncStats {
     /// Commits acknowledged as durable by a group sync.
     pub commits: u64,
-    /// Group syncs run (the syncer thread's rounds, each one `fdatasync` round over the live
+    /// Group syncs run (the committer thread's rounds, each one `fdatasync` round over the live
     /// WAL segments); fewer than `commits` under concurrency.
     pub group_syncs: u64,
     /// `fdatasync` calls on WAL segments (one per group sync, two while a checkpoint runs).
     pub wal_fsyncs: u64,
-    /// WAL frames appended: one per batch the applier thread applied (one sled transaction
-    /// each; a batch that aborted and was retried commit by commit counts one per commit).
+    /// WAL frames appended: one per round of the committer thread (more when a commit with a
+    /// search condition had the commits before it in the round appended first).
     pub wal_frames: u64,
     /// Checkpoints completed (sled flush + fsyncs, then older WAL segments deleted).
     pub checkpoints: u64,
@@ -311,7 +309,7 @@ pub(crate) struct Durability {
     pub(crate) syncer: FileSyncer,
     pub(crate) wal: Wal,
     pub(crate) poison: Poison,
-    /// The number of the last frame written into sled (by the syncer; at open, the replay's
+    /// The number of the last frame written into sled (by the committer; at open, the replay's
     /// last), for checkpoints to wait on.
     applied: Mutex<u64>,
     applied_changed: Condvar,
@@ -336,7 +334,7 @@ impl Durability {
         }
     }
 
-    /// The syncer's round (`pipeline.rs`): one `fdatasync` of every live WAL segment, which
+    /// A commit round's sync (`pipeline.rs`): one `fdatasync` of every live WAL segment, which
     /// makes every frame appended before the call durable (a segment no longer live was
     /// covered by a checkpoint instead), on behalf of `commits` commits. Fails without syncing
     /// if the store is poisoned; a failed fsync poisons it.
@@ -360,7 +358,7 @@ impl Durability {
         }
     }
 
-    /// The syncer wrote frames up to `frame` into sled.
+    /// The committer wrote frames up to `frame` into sled.
     pub(crate) fn applied_through(&self, frame: u64) {
         if let Ok(mut a) = self.applied.lock() {
             *a = frame.max(*a);
@@ -368,9 +366,8 @@ impl Durability {
         }
     }
 
-    /// Waits until every frame up to `frame` is in sled (the syncer writes each within one
-    /// sync round); fails if the store is poisoned meanwhile (the syncer then writes nothing
-    /// more).
+    /// Waits until every frame up to `frame` is in sled (the committer writes each within
+    /// its round); fails if the store is poisoned meanwhile (nothing more is written then).
     fn wait_applied(&self, frame: u64) -> Result<(), String> {
         let mut a = self
             .applied
@@ -390,7 +387,7 @@ impl Durability {
     }
 
     /// Checkpoint: under the commit mutex, appends switch to a new segment (if the current one
-    /// holds anything); once the syncer has written every frame appended so far into sled,
+    /// holds anything); once the committer has written every frame appended so far into sled,
     /// sled is flushed and its files fsynced (`FileSyncer::sync`); then the older segments
     /// are deleted. Every frame of a deleted segment was in sled before the flush began, so
     /// it is in sled's durable state. Also the way every

@@ -1,6 +1,6 @@
 //! The in-memory index of a [`SledStore`](super::SledStore): creation order and the index
 //! terms of every object (`query.rs`), built from the `objects` tree when the store opens
-//! and kept current by the applier thread, which updates it after each sled transaction and
+//! and kept current by the committer thread, which updates it after each WAL append and
 //! before the commit is acknowledged.
 //!
 //! sled holds only the records: an index kept as sled keys (about 12 per object) made every

@@ -1,6 +1,6 @@
 //! [`ObjectStore`] for [`SledStore`]: reads (a record parsed and its key material unwrapped
 //! with the KEK it names), `find` through the in-memory index, and `commit_then`, which
-//! encodes on the caller's thread and queues for the applier (`pipeline.rs`).
+//! encodes on the caller's thread and queues for the committer thread (`pipeline.rs`).
 //!
 //! **Damaged records.** A record that fails its checksum or its unwrap is reported as
 //! [`StoreError::Corrupt`] by `get`, and left out by `all` and `find`, so one bad record does
@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use super::commit::{revision_of, select_terms};
-use super::pipeline::{Completion, ToApplier};
+use super::pipeline::{Completion, ToCommitter};
 use super::{SledStore, backend};
 use crate::query::Query;
 use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
@@ -33,13 +33,9 @@ impl SledStore {
         })
     }
 
-    /// The raw record of `uid`: pending (appended to the WAL, not yet in sled:
-    /// `pipeline.rs`), else sled's.
+    /// The raw record of `uid` (sled holds every acknowledged commit: `pipeline.rs`).
     fn raw(&self, uid: &str) -> Result<Option<sled::IVec>, StoreError> {
-        match self.pending.get(uid)? {
-            Some(r) => Ok(r),
-            None => self.objects.get(uid.as_bytes()).map_err(backend),
-        }
+        self.objects.get(uid.as_bytes()).map_err(backend)
     }
 
     /// Loads for a listing: a damaged record is remembered and left out.
@@ -119,10 +115,10 @@ impl ObjectStore for SledStore {
         Ok(out)
     }
 
-    /// Encodes on the caller's thread, then queues for the applier (`pipeline.rs`) and
+    /// Encodes on the caller's thread, then queues for the committer thread (`pipeline.rs`) and
     /// returns. Waits for nothing but the gate held shared (taken exclusively only for a
     /// backup's final cut and a KEK switch, each a short in-memory section). `done` runs on
-    /// the store's applier or syncer thread (or on this one for an encoding error or a locked
+    /// the store's committer thread (or on this one for an encoding error or a locked
     /// or closed store): it must be quick and must not call back into the store.
     fn commit_then(&self, changes: Vec<Change>, done: crate::CommitDone) {
         let done = Completion::new(done);
@@ -141,12 +137,14 @@ impl ObjectStore for SledStore {
             }
         };
         drop(changes);
-        let sent = match &self.to_applier {
-            Some(tx) => tx.send(ToApplier::Commit(prepared, done)).map_err(|e| e.0),
-            None => Err(ToApplier::Commit(prepared, done)),
+        let sent = match &self.to_committer {
+            Some(tx) => tx
+                .send(ToCommitter::Commit(prepared, done))
+                .map_err(|e| e.0),
+            None => Err(ToCommitter::Commit(prepared, done)),
         };
         drop(gate);
-        if let Err(ToApplier::Commit(_, done)) = sent {
+        if let Err(ToCommitter::Commit(_, done)) = sent {
             done.complete(Err(backend("the store is closing")));
         }
     }

@@ -15,7 +15,7 @@ use super::commit::{APPLIED_KEY, apply_writes, decode_payload};
 use super::durable::{Durability, FileSyncer};
 use super::index::MemIndex;
 use super::keyring::META_CURRENT;
-use super::pipeline::{Applier, Pending, Syncer};
+use super::pipeline::Committer;
 use super::{SledStore, backend};
 use crate::StoreError;
 use crate::kek::KekId;
@@ -141,7 +141,6 @@ impl SledStore {
             refs,
             meta,
             index: Arc::new(RwLock::new(index)),
-            pending: Arc::new(Pending::default()),
             keyring: RwLock::new(Keyring {
                 current,
                 keks: BTreeMap::new(),
@@ -150,7 +149,7 @@ impl SledStore {
             journal: Arc::new(Mutex::new(None)),
             sequence: AtomicU64::new(last),
             corrupt: Mutex::new(unindexed),
-            to_applier: None,
+            to_committer: None,
             pipeline: Vec::new(),
             durable,
             background: None,
@@ -169,36 +168,23 @@ impl SledStore {
         Ok(store)
     }
 
-    /// Starts the applier and syncer threads (`pipeline.rs`).
+    /// Starts the committer thread (`pipeline.rs`).
     fn start_pipeline(&mut self) -> Result<(), StoreError> {
-        let (to_syncer, syncer_rx) = mpsc::channel();
-        let syncer = Syncer {
+        let (to_committer, committer_rx) = mpsc::channel();
+        let committer = Committer {
             objects: self.objects.clone(),
             refs: self.refs.clone(),
-            pending: self.pending.clone(),
+            index: self.index.clone(),
             durable: self.durable.clone(),
             journal: self.journal.clone(),
         };
         self.pipeline.push(
             std::thread::Builder::new()
-                .name("kmipd-store-sync".into())
-                .spawn(move || syncer.run(syncer_rx))
+                .name("kmipd-store-commit".into())
+                .spawn(move || committer.run(committer_rx))
                 .map_err(backend)?,
         );
-        let (to_applier, applier_rx) = mpsc::channel();
-        let applier = Applier {
-            objects: self.objects.clone(),
-            pending: self.pending.clone(),
-            index: self.index.clone(),
-            durable: self.durable.clone(),
-        };
-        self.pipeline.push(
-            std::thread::Builder::new()
-                .name("kmipd-store-apply".into())
-                .spawn(move || applier.run(applier_rx, to_syncer))
-                .map_err(backend)?,
-        );
-        self.to_applier = Some(to_applier);
+        self.to_committer = Some(to_committer);
         Ok(())
     }
 }

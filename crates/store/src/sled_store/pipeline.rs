@@ -1,57 +1,53 @@
-//! The commit pipeline of [`SledStore`](crate::SledStore): an **applier** thread and a **syncer** thread per
-//! store (the pattern of the server's audit log writer).
+//! The commit thread of [`SledStore`](crate::SledStore): one thread per store takes every
+//! queued commit and runs a **round** for all of them (group commit).
 //!
 //! ```text
-//! caller (commit_then)        applier thread                    syncer thread
-//! encode records      ──mpsc──▶ take ≤ MAX_BATCH queued ──mpsc──▶ take everything handed over
-//! (outside any lock)            check expectations against        one fdatasync of the live
-//! return                        its in-memory view, one WAL       WAL segments (sync_wal),
-//!                               frame for the batch, then the     then the frames into sled
-//!                               pending records and the index     (plain inserts), then
-//!                               failed commits: done(Err)         done(Ok) / done(Err)
+//! caller (commit_then)        committer thread, one round
+//! encode records      ──mpsc──▶ take ≤ MAX_BATCH queued commits
+//! (outside any lock)            check each against the round's earlier writes, then sled
+//! return                        one WAL frame for those that passed; the in-memory index
+//!                               one fdatasync of the live WAL segments (sync_wal)
+//!                               the frames into sled (plain inserts, frame number last)
+//!                               done(Ok) / done(Err), barriers answered
 //! ```
 //!
-//! While the syncer runs its `fdatasync`, the applier checks and appends the next batch: the
-//! two stages overlap, and everything that queued during one stage is covered by the next
-//! round of it (group commit). No committer parks on a shared condition variable: a caller of
-//! the blocking `commit` waits on its own channel and is the only thread woken for it.
+//! Everything that queues while a round waits for its `fdatasync` is the next round: under
+//! load one sync covers many commits. No committer parks on a shared condition variable: a
+//! caller of the blocking `commit` waits on its own channel and is the only thread woken for
+//! it. One thread rather than an applier and a syncer handing batches to each other: a hand-off
+//! (a futex wake and a context switch) cost more CPU than the overlap of one round's checks
+//! with the previous round's sync saved (`docs/performance.md`).
 //!
 //! **Why sled is written after the sync, without a transaction.** The WAL frame is what makes
 //! a batch atomic and durable; sled only holds its result. Writing a frame into sled once the
 //! frame is durable means that nothing sled may write to disk on its own (a full log buffer,
-//! a checkpoint's flush running beside the syncer) belongs to a commit that could still be
+//! a checkpoint's flush running beside the round) belongs to a commit that could still be
 //! lost: a crash leaves sled with every change of a frame, some of them, or none, and the
 //! replay at open completes it from the WAL (`durable.rs`, "Recovery"). sled's transactions
 //! each sealed and wrote sled's log buffer (about 100 µs of CPU each against about 20 µs for
 //! the same plain inserts: `docs/performance.md`).
 //!
-//! **Pending records.** Between its frame's append and its writes into sled, a commit's
-//! records are in [`Pending`] (uid → the newest record of a frame not yet in sled, or its
-//! deletion), which every read consults before sled: a read sees a commit as soon as its
-//! frame is appended, as it did when the applier wrote sled itself. The applier checks
-//! expectations ([`Op::Expect`], the records a search condition reads) against the commits of
-//! its batch so far, then `Pending`, then sled. The syncer removes a frame's entries once they
-//! are in sled (unless a later frame replaced them), so `Pending` holds at most the frames of
-//! one or two sync rounds.
+//! **Reads and checks.** Reads go to sled, which holds every acknowledged commit and nothing
+//! that is not durable. The committer checks each commit's expectations ([`Op::Expect`], and
+//! the records a search condition ([`Op::NoOther`]) reads) against the record as the round's
+//! earlier commits left it, else sled's: the rounds before it are all in sled.
 //!
 //! **Completions.** Every commit carries a [`Completion`]; it is called exactly once, on the
-//! applier thread (the commit failed its checks), on the syncer thread (after the sync and
-//! sled's writes, or their failure), or on the caller's thread (an encoding error, a locked
-//! or closed store). If it is dropped without being called (a thread died, the store went
-//! away) its `Drop` calls it with an error: a completion is never lost. Callbacks run on the
-//! pipeline threads, so they must be quick and must not call back into the store (the
-//! blocking `commit` and the server only send on a channel). An acknowledged commit is in
-//! sled.
+//! committer thread (after its checks failed, or after the round's sync and sled's writes, or
+//! their failure), or on the caller's thread (an encoding error, a locked or closed store). If
+//! it is dropped without being called (the thread died, the store went away) its `Drop` calls
+//! it with an error: a completion is never lost. Callbacks run on the committer thread, so they
+//! must be quick and must not call back into the store (the blocking `commit` and the server
+//! only send on a channel). An acknowledged commit is in sled.
 //!
-//! **Barriers.** [`ToApplier::Barrier`] is passed on to the syncer, which answers it once
-//! every commit queued before it is in sled (and journalled for a running backup). A backup's
-//! cut and a KEK switch take the store's gate exclusively and then drain the pipeline with a
-//! barrier: `commit_then` encodes and enqueues under the gate held shared, so every commit
-//! encoded before the exclusive section is in sled when it begins.
+//! **Barriers.** [`ToCommitter::Barrier`] is answered at the end of the round that took it:
+//! every commit queued before it is then in sled (and journalled for a running backup). A
+//! backup's cut and a KEK switch take the store's gate exclusively and then drain the queue
+//! with a barrier: `commit_then` encodes and enqueues under the gate held shared, so every
+//! commit encoded before the exclusive section is in sled when it begins.
 //!
-//! **Shutdown.** Dropping the store drops the only sender: the applier handles what is still
-//! queued and returns, which closes the syncer's channel; the syncer syncs and writes what it
-//! was handed, calls every completion and returns. Both are joined before the final
+//! **Shutdown.** Dropping the store drops the only sender: the committer runs rounds for what
+//! is still queued, calls every completion and returns; it is joined before the final
 //! checkpoint.
 
 use std::collections::{BTreeSet, HashMap};
@@ -68,7 +64,7 @@ use super::index::MemIndex;
 use crate::wal;
 use crate::{CommitDone, StoreError};
 
-/// At most this many commits are checked together and appended as one WAL frame.
+/// At most this many commits are taken into one round.
 pub(super) const MAX_BATCH: usize = 1024;
 
 /// The completion of one commit: calls `done` exactly once (with an error if dropped unused).
@@ -97,154 +93,97 @@ impl Drop for Completion {
     }
 }
 
-/// What the applier thread receives.
-pub(super) enum ToApplier {
+/// What the committer thread receives.
+pub(super) enum ToCommitter {
     /// One commit's encoded changes (never empty) and its completion.
     Commit(Vec<Prepared>, Completion),
-    /// Answered (by the syncer) once everything queued before it is in sled.
+    /// Answered once everything queued before it is in sled.
     Barrier(Sender<()>),
 }
 
-/// What the syncer thread receives.
-pub(super) enum ToSyncer {
-    /// Commits that passed their checks: the frame that holds their writes (`None`: they
-    /// wrote nothing, only expectations) and those writes, in order.
-    Batch {
-        frame: Option<u64>,
-        writes: Vec<Write>,
-        done: Vec<Completion>,
-    },
-    /// Answered once every batch before it is in sled.
-    Barrier(Sender<()>),
-}
-
-/// The records of frames appended but not yet written into sled (module docs): uid → (the
-/// frame, the record or `None` for a deletion). Consulted by every read before sled.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    map: RwLock<HashMap<String, (u64, Option<IVec>)>>,
-}
-
-impl Pending {
-    /// The pending state of `uid`: `Some(None)` if a pending frame deletes it, `None` if no
-    /// pending frame touches it (sled has its latest state).
-    pub(crate) fn get(&self, uid: &str) -> Result<Option<Option<IVec>>, StoreError> {
-        let map = self
-            .map
-            .read()
-            .map_err(|_| StoreError::Backend("pending records lock poisoned".into()))?;
-        if map.is_empty() {
-            return Ok(None);
-        }
-        Ok(map.get(uid).map(|(_, r)| r.clone()))
-    }
-
-    /// Frame `frame` was appended with these writes.
-    fn publish(&self, frame: u64, writes: &[Write]) {
-        if let Ok(mut map) = self.map.write() {
-            for (uid, record) in writes {
-                map.insert(uid.clone(), (frame, record.clone()));
-            }
-        }
-    }
-
-    /// Frame `frame`'s writes are in sled: its entries go, unless a later frame replaced them.
-    fn retire(&self, frame: u64, writes: &[Write]) {
-        if let Ok(mut map) = self.map.write() {
-            for (uid, _) in writes {
-                if map.get(uid).is_some_and(|(f, _)| *f == frame) {
-                    map.remove(uid);
-                }
-            }
-        }
-    }
-}
-
-/// What the applier owns: the trees it reads, the pending records, the in-memory index and
-/// the WAL.
-pub(super) struct Applier {
+/// What the committer owns: sled's trees, the in-memory index, the WAL and the backup
+/// journal.
+pub(super) struct Committer {
     pub(super) objects: sled::Tree,
-    pub(super) pending: Arc<Pending>,
+    pub(super) refs: sled::Tree,
     pub(super) index: Arc<RwLock<MemIndex>>,
     pub(super) durable: Arc<Durability>,
+    pub(super) journal: Arc<Mutex<Option<BTreeSet<String>>>>,
 }
 
-/// Commits of a batch that passed their checks and wait for their frame.
+/// One round: the commits taken, where each stands, and what the round writes.
 #[derive(Default)]
-struct Staged {
-    commits: Vec<(Vec<Prepared>, Completion)>,
-    /// The newest record each staged commit wrote (`None`: deleted), for the checks of the
-    /// commits after it.
+struct Round {
+    /// Checked, not yet in a frame.
+    staged: Vec<(Vec<Prepared>, Completion)>,
+    /// The newest record each checked commit of the round wrote (`None`: deleted), for the
+    /// checks of the commits after it.
     latest: HashMap<String, Option<IVec>>,
+    /// The frames appended, with their writes in order.
+    frames: Vec<(u64, Vec<Write>)>,
+    /// Commits in those frames (or that only expected), to complete after the sync.
+    done: Vec<Completion>,
+    barriers: Vec<Sender<()>>,
 }
 
-impl Staged {
-    fn add(&mut self, prepared: Vec<Prepared>, done: Completion) {
+impl Committer {
+    /// The committer thread: returns once every sender is gone and the queue is empty.
+    pub(super) fn run(self, from: Receiver<ToCommitter>) {
+        while let Ok(first) = from.recv() {
+            let mut round = Round::default();
+            let mut taken = 0usize;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    ToCommitter::Commit(p, c) => {
+                        self.take(p, c, &mut round);
+                        taken = taken.saturating_add(1);
+                    }
+                    ToCommitter::Barrier(answer) => round.barriers.push(answer),
+                }
+                if taken < MAX_BATCH {
+                    next = from.try_recv().ok();
+                }
+            }
+            self.append(&mut round);
+            self.finish(round);
+        }
+    }
+
+    /// Checks one commit against the state the round's earlier commits left (a failed check
+    /// completes it alone) and stages it. A commit with a search condition ([`Op::NoOther`])
+    /// first has the staged commits appended and indexed, so that its search sees them.
+    fn take(&self, prepared: Vec<Prepared>, done: Completion, round: &mut Round) {
+        let searches = prepared.iter().any(|p| matches!(p.op, Op::NoOther(_)));
+        if searches && !round.staged.is_empty() {
+            self.append(round);
+        }
+        if let Err(e) = self.check(&prepared, &round.latest) {
+            return done.complete(Err(e));
+        }
         for p in &prepared {
             match &p.op {
                 Op::Put { record, .. } => {
-                    self.latest.insert(p.uid.clone(), Some(record.clone()));
+                    round.latest.insert(p.uid.clone(), Some(record.clone()));
                 }
                 Op::Delete => {
-                    self.latest.insert(p.uid.clone(), None);
+                    round.latest.insert(p.uid.clone(), None);
                 }
                 Op::Expect(_) | Op::NoOther(_) => {}
             }
         }
-        self.commits.push((prepared, done));
-    }
-}
-
-impl Applier {
-    /// The applier thread: returns once every sender is gone and the queue is empty; the
-    /// syncer's channel closes when `to_syncer` is dropped on return.
-    pub(super) fn run(self, from: Receiver<ToApplier>, to_syncer: Sender<ToSyncer>) {
-        let mut commits: Vec<(Vec<Prepared>, Completion)> = Vec::new();
-        while let Ok(first) = from.recv() {
-            let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    ToApplier::Commit(p, c) => commits.push((p, c)),
-                    ToApplier::Barrier(answer) => {
-                        self.apply_batch(std::mem::take(&mut commits), &to_syncer);
-                        let _ = to_syncer.send(ToSyncer::Barrier(answer));
-                    }
-                }
-                if commits.len() < MAX_BATCH {
-                    next = from.try_recv().ok();
-                }
-            }
-            self.apply_batch(std::mem::take(&mut commits), &to_syncer);
-        }
+        round.staged.push((prepared, done));
     }
 
-    /// Checks each commit of a batch in order against the state the commits before it left
-    /// (a failed check completes that commit alone), then appends one frame for those that
-    /// passed. A commit with a search condition ([`Op::NoOther`]) first has the commits
-    /// before it appended and indexed, so that its search sees them.
-    fn apply_batch(&self, batch: Vec<(Vec<Prepared>, Completion)>, to_syncer: &Sender<ToSyncer>) {
-        let mut staged = Staged::default();
-        for (prepared, done) in batch {
-            let searches = prepared.iter().any(|p| matches!(p.op, Op::NoOther(_)));
-            if searches && !staged.commits.is_empty() {
-                self.append(std::mem::take(&mut staged), to_syncer);
-            }
-            match self.check(&prepared, &staged) {
-                Ok(()) => staged.add(prepared, done),
-                Err(e) => done.complete(Err(e)),
-            }
-        }
-        self.append(staged, to_syncer);
-    }
-
-    /// The record of `uid` as the commits before this one left it: staged in this batch,
-    /// else pending, else in sled.
-    fn current(&self, uid: &str, staged: &Staged) -> Result<Option<IVec>, StoreError> {
-        if let Some(r) = staged.latest.get(uid) {
+    /// The record of `uid` as the commits before this one left it: written earlier in this
+    /// round, else in sled.
+    fn current(
+        &self,
+        uid: &str,
+        latest: &HashMap<String, Option<IVec>>,
+    ) -> Result<Option<IVec>, StoreError> {
+        if let Some(r) = latest.get(uid) {
             return Ok(r.clone());
-        }
-        if let Some(r) = self.pending.get(uid)? {
-            return Ok(r);
         }
         self.objects
             .get(uid.as_bytes())
@@ -254,19 +193,23 @@ impl Applier {
     /// A commit's conditions: each [`Op::Expect`] against the uid's current record, each
     /// search ([`Op::NoOther`]) against the index and the current records. Fails with
     /// [`StoreError::Conflict`] on the first that does not hold.
-    fn check(&self, commit: &[Prepared], staged: &Staged) -> Result<(), StoreError> {
+    fn check(
+        &self,
+        commit: &[Prepared],
+        latest: &HashMap<String, Option<IVec>>,
+    ) -> Result<(), StoreError> {
         if let Some(p) = self.durable.poison.poisoned() {
             return Err(StoreError::Backend(p));
         }
         for p in commit {
             match &p.op {
                 Op::Expect(want) => {
-                    let now = self.current(&p.uid, staged)?.map(|raw| revision_of(&raw));
+                    let now = self.current(&p.uid, latest)?.map(|raw| revision_of(&raw));
                     if now != *want {
                         return Err(StoreError::Conflict { uid: p.uid.clone() });
                     }
                 }
-                Op::NoOther(_) => self.check_search(p, staged)?,
+                Op::NoOther(_) => self.check_search(p, latest)?,
                 Op::Put { .. } | Op::Delete => {}
             }
         }
@@ -278,7 +221,11 @@ impl Applier {
     /// object that satisfies the search's query and is not among what it saw. The candidates
     /// are the index's answer (every object when the query has no indexed filter); each is
     /// checked on its stored attributes (parsed, not unwrapped).
-    fn check_search(&self, p: &Prepared, staged: &Staged) -> Result<(), StoreError> {
+    fn check_search(
+        &self,
+        p: &Prepared,
+        latest: &HashMap<String, Option<IVec>>,
+    ) -> Result<(), StoreError> {
         let Op::NoOther(search) = &p.op else {
             return Ok(());
         };
@@ -297,7 +244,7 @@ impl Applier {
             if search.seen.contains(&*uid) {
                 continue;
             }
-            let Some(raw) = self.current(&uid, staged)? else {
+            let Some(raw) = self.current(&uid, latest)? else {
                 continue;
             };
             let matches = match crate::record::parse(&uid, &raw) {
@@ -313,25 +260,23 @@ impl Applier {
         Ok(())
     }
 
-    /// Appends the staged commits' writes as one WAL frame (none if they only expected),
-    /// publishes them as pending, indexes them and hands them to the syncer. A failed append
-    /// poisons the store and fails them all.
-    fn append(&self, staged: Staged, to_syncer: &Sender<ToSyncer>) {
-        let commits = staged.commits;
+    /// Appends the staged commits' writes as one WAL frame (none if they only expected) and
+    /// indexes them; they then wait for the round's sync. A failed append poisons the store
+    /// and fails them all.
+    fn append(&self, round: &mut Round) {
+        let commits = std::mem::take(&mut round.staged);
         if commits.is_empty() {
             return;
         }
-        let fail = |commits: Vec<(Vec<Prepared>, Completion)>, e: &StoreError| {
-            for (_, done) in commits {
-                done.complete(Err(match e {
-                    StoreError::Backend(m) => StoreError::Backend(m.clone()),
-                    other => StoreError::Backend(other.to_string()),
-                }));
-            }
-        };
         let frame = match self.append_frame(&commits) {
             Ok(f) => f,
-            Err(e) => return fail(commits, &e.into_error()),
+            Err(e) => {
+                let why = e.into_error().to_string();
+                for (_, done) in commits {
+                    done.complete(Err(StoreError::Backend(why.clone())));
+                }
+                return;
+            }
         };
         // The index before any completion: a commit's effects are all visible once it is
         // acknowledged. (A poisoned lock would mean a panic in here; the index is then left
@@ -342,8 +287,7 @@ impl Applier {
             }
         }
         let mut writes = Vec::new();
-        let mut done = Vec::with_capacity(commits.len());
-        for (prepared, d) in commits {
+        for (prepared, done) in commits {
             for p in prepared {
                 match p.op {
                     Op::Put { record, .. } => writes.push((p.uid, Some(record))),
@@ -351,18 +295,11 @@ impl Applier {
                     Op::Expect(_) | Op::NoOther(_) => {}
                 }
             }
-            done.push(d);
+            round.done.push(done);
         }
         if let Some(n) = frame {
-            self.pending.publish(n, &writes);
+            round.frames.push((n, writes));
         }
-        // If the syncer is gone the completions come back in the error and their drop
-        // reports the failure.
-        let _ = to_syncer.send(ToSyncer::Batch {
-            frame,
-            writes,
-            done,
-        });
     }
 
     /// Under the commit mutex: appends the writes of `commits` as one WAL frame (same order)
@@ -412,6 +349,59 @@ impl Applier {
         }
         Ok(Some(n))
     }
+
+    /// The end of a round: one `fdatasync` of the live WAL segments, the frames into sled,
+    /// then every completion and barrier.
+    fn finish(&self, round: Round) {
+        let Round {
+            frames,
+            done,
+            barriers,
+            ..
+        } = round;
+        let outcome = if done.is_empty() && frames.is_empty() {
+            Ok(())
+        } else {
+            let n = u64::try_from(done.len()).unwrap_or(u64::MAX);
+            self.durable
+                .sync_wal(n)
+                .and_then(|()| self.write_into_sled(&frames))
+        };
+        for d in done {
+            d.complete(match &outcome {
+                Ok(()) => Ok(()),
+                Err(why) => Err(StoreError::Backend(why.clone())),
+            });
+        }
+        // A failure drops the answers: the barriers' callers get an error.
+        if outcome.is_ok() {
+            for answer in barriers {
+                let _ = answer.send(());
+            }
+        }
+    }
+
+    /// The round's frames (synced) into sled, in order, each then journalled for a running
+    /// backup and reported to checkpoints. A sled error poisons the store (the frames are in
+    /// the WAL, which the next open replays).
+    fn write_into_sled(&self, frames: &[(u64, Vec<Write>)]) -> Result<(), String> {
+        for (n, writes) in frames {
+            if let Err(e) = apply_writes(&self.objects, &self.refs, writes, *n) {
+                let why = format!("writing into sled failed, store poisoned: {e}");
+                self.durable.poison.poison(why.clone());
+                return Err(why);
+            }
+            // After sled's writes: a backup's scan that began before them sees them, or
+            // the journal has them.
+            if let Ok(mut j) = self.journal.lock()
+                && let Some(set) = j.as_mut()
+            {
+                set.extend(writes.iter().map(|(uid, _)| uid.clone()));
+            }
+            self.durable.applied_through(*n);
+        }
+        Ok(())
+    }
 }
 
 /// Applies one appended change to the index.
@@ -426,90 +416,5 @@ fn index_one(index: &mut MemIndex, p: &Prepared) {
         }
         Op::Delete => index.remove(&p.uid),
         Op::Expect(_) | Op::NoOther(_) => {}
-    }
-}
-
-/// What the syncer owns: sled's trees, the pending records, the backup journal.
-pub(super) struct Syncer {
-    pub(super) objects: sled::Tree,
-    pub(super) refs: sled::Tree,
-    pub(super) pending: Arc<Pending>,
-    pub(super) durable: Arc<Durability>,
-    pub(super) journal: Arc<Mutex<Option<BTreeSet<String>>>>,
-}
-
-impl Syncer {
-    /// The syncer thread: for everything handed over since its last round, one `fdatasync`
-    /// of the live WAL segments, then each frame's writes into sled, then each completion
-    /// and barrier. Returns once the applier is gone and the channel is empty.
-    pub(super) fn run(self, from: Receiver<ToSyncer>) {
-        while let Ok(first) = from.recv() {
-            let mut round = vec![first];
-            while let Ok(more) = from.try_recv() {
-                round.push(more);
-            }
-            let commits = round
-                .iter()
-                .map(|m| match m {
-                    ToSyncer::Batch { done, .. } => done.len(),
-                    ToSyncer::Barrier(_) => 0,
-                })
-                .sum::<usize>();
-            let n = u64::try_from(commits).unwrap_or(u64::MAX);
-            let outcome = self
-                .durable
-                .sync_wal(n)
-                .and_then(|()| self.write_into_sled(&round));
-            for m in round {
-                match m {
-                    ToSyncer::Batch { done, .. } => {
-                        for d in done {
-                            d.complete(match &outcome {
-                                Ok(()) => Ok(()),
-                                Err(why) => Err(StoreError::Backend(why.clone())),
-                            });
-                        }
-                    }
-                    // A failure drops the answer: the barrier's caller gets an error.
-                    ToSyncer::Barrier(answer) => {
-                        if outcome.is_ok() {
-                            let _ = answer.send(());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The round's frames (synced) into sled, in order, each then journalled for a running
-    /// backup, retired from the pending records and reported to checkpoints. A sled error
-    /// poisons the store (the frames stay pending and in the WAL, which the next open
-    /// replays).
-    fn write_into_sled(&self, round: &[ToSyncer]) -> Result<(), String> {
-        for m in round {
-            let ToSyncer::Batch {
-                frame: Some(n),
-                writes,
-                ..
-            } = m
-            else {
-                continue;
-            };
-            if let Err(e) = apply_writes(&self.objects, &self.refs, writes, *n) {
-                let why = format!("writing into sled failed, store poisoned: {e}");
-                self.durable.poison.poison(why.clone());
-                return Err(why);
-            }
-            // After sled's writes: a backup's scan that began before them sees them, or
-            // the journal has them.
-            if let Ok(mut j) = self.journal.lock()
-                && let Some(set) = j.as_mut()
-            {
-                set.extend(writes.iter().map(|(uid, _)| uid.clone()));
-            }
-            self.pending.retire(*n, writes);
-            self.durable.applied_through(*n);
-        }
-        Ok(())
     }
 }
