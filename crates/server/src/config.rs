@@ -814,9 +814,39 @@ pub struct AuditConfig {
     /// The hash-chained audit log file (created when absent; one record per batch item).
     #[serde(default = "d_audit_path")]
     pub path: PathBuf,
-    /// `[audit.forward]`: also send the records to a collector (off when absent).
-    #[serde(default)]
-    pub forward: Option<ForwardConfig>,
+    /// `[[audit.forward]]` (or one `[audit.forward]` table): also send the records to these
+    /// collectors, each with its own position and backlog (off when empty).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub forward: Vec<ForwardConfig>,
+}
+
+/// `[audit.forward]` (one table) or `[[audit.forward]]` (an array of them).
+fn one_or_many<'de, D>(d: D) -> Result<Vec<ForwardConfig>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<ForwardConfig>),
+        One(Box<ForwardConfig>),
+    }
+    // Deserialized as a plain value first, so a mistake inside a destination is reported with
+    // its own message rather than as "matches no variant".
+    let value = toml::Value::deserialize(d)?;
+    let parsed = match value {
+        toml::Value::Array(_) => Vec::<ForwardConfig>::deserialize(value).map(OneOrMany::Many),
+        other => ForwardConfig::deserialize(other).map(|f| OneOrMany::One(Box::new(f))),
+    }
+    .map_err(serde::de::Error::custom)?;
+    Ok(match parsed {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(f) => vec![*f],
+    })
 }
 
 fn d_audit_path() -> PathBuf {
@@ -827,7 +857,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             path: d_audit_path(),
-            forward: None,
+            forward: Vec::new(),
         }
     }
 }
@@ -836,6 +866,10 @@ impl Default for AuditConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
+    /// The destination's name: the `destination` label of its metrics and the suffix of its
+    /// default state file. Required when there are several; letters, digits, `.`, `_`, `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// What each record is sent as.
     #[serde(default)]
     pub format: ForwardFormat,
@@ -849,7 +883,7 @@ pub struct ForwardConfig {
     #[serde(default)]
     pub server_name: Option<String>,
     /// The file keeping the last record the collector took (default: the audit log's path
-    /// with `.forward` appended).
+    /// with `.forward` appended, and `.NAME` for a named destination).
     #[serde(default)]
     pub state: Option<PathBuf>,
     /// Most records read from the log and held in memory at once (one write to the socket).
@@ -1004,7 +1038,7 @@ impl Config {
             fix(p);
         }
         fix(&mut self.audit.path);
-        if let Some(f) = self.audit.forward.as_mut() {
+        for f in &mut self.audit.forward {
             f.state.iter_mut().chain(f.ca.iter_mut()).for_each(fix);
         }
         fix(&mut self.admin.socket);
@@ -1110,6 +1144,7 @@ impl Config {
         self.credentials().validate().map_err(invalid)?;
         self.policy().map_err(invalid)?;
         self.dual_control_commands().map_err(invalid)?;
+        self.validate_forward().map_err(invalid)?;
         if self.rotation.check_every.is_zero() {
             return Err(invalid("rotation.check_every must be longer than 0".into()));
         }
@@ -1119,6 +1154,47 @@ impl Config {
 
 impl Config {
     /// The PostgreSQL keys: required with the backend, refused without it.
+    /// `[[audit.forward]]`: names well-formed, and required and unique when there are several;
+    /// no two destinations share a state file.
+    fn validate_forward(&self) -> Result<(), String> {
+        let all = &self.audit.forward;
+        let mut names = std::collections::BTreeSet::new();
+        let mut states = std::collections::BTreeSet::new();
+        for f in all {
+            match &f.name {
+                Some(n) => {
+                    if n.is_empty()
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    {
+                        return Err(format!(
+                            "audit.forward: name {n:?}: letters, digits, '.', '_' and '-' only"
+                        ));
+                    }
+                    if !names.insert(n.clone()) {
+                        return Err(format!("audit.forward: two destinations named {n:?}"));
+                    }
+                }
+                None if all.len() > 1 => {
+                    return Err(format!(
+                        "audit.forward: with several destinations each needs a name ({} has none)",
+                        f.address
+                    ));
+                }
+                None => {}
+            }
+            let state = crate::audit::forward::state_path(f, &self.audit.path);
+            if !states.insert(state.clone()) {
+                return Err(format!(
+                    "audit.forward: two destinations share the state file {}",
+                    state.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_postgres(&self) -> Result<(), String> {
         let st = &self.store;
         if st.backend != StoreBackend::Postgres {
@@ -1486,6 +1562,58 @@ backend = "memory"
                 .unwrap_err();
             assert!(e.contains(named), "{e}");
         }
+    }
+
+    #[test]
+    fn one_forward_table_or_several_named_destinations() {
+        let one = parse(&format!(
+            "{MINIMAL}\n[audit.forward]\naddress = \"tcp:127.0.0.1:514\"\n"
+        ))
+        .unwrap();
+        assert_eq!(one.audit.forward.len(), 1);
+        assert_eq!(one.audit.forward[0].name, None);
+        let two = parse(&format!(
+            "{MINIMAL}\n[[audit.forward]]\nname = \"siem\"\naddress = \"tcp:127.0.0.1:514\"\n\
+             [[audit.forward]]\nname = \"archive\"\nformat = \"syslog\"\naddress = \"unix:/run/a.sock\"\n"
+        ))
+        .unwrap();
+        assert_eq!(two.audit.forward.len(), 2);
+        assert_eq!(two.audit.forward[1].format, ForwardFormat::Syslog);
+        two.validate_forward().unwrap();
+        // What check-config prints reads back the same.
+        let again = parse(&toml::to_string(&two).unwrap()).unwrap();
+        assert_eq!(again.audit.forward, two.audit.forward);
+        for (bad, says) in [
+            (
+                "[[audit.forward]]\naddress = \"tcp:a:1\"\n[[audit.forward]]\nname = \"b\"\naddress = \"tcp:b:1\"\n",
+                "each needs a name",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\naddress = \"tcp:a:1\"\n[[audit.forward]]\nname = \"a\"\naddress = \"tcp:b:1\"\n",
+                "two destinations named",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a/b\"\naddress = \"tcp:a:1\"\n",
+                "letters, digits",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nstate = \"/s\"\naddress = \"tcp:a:1\"\n[[audit.forward]]\nname = \"b\"\nstate = \"/s\"\naddress = \"tcp:b:1\"\n",
+                "share the state file",
+            ),
+        ] {
+            let e = parse(&format!("{MINIMAL}\n{bad}"))
+                .unwrap()
+                .validate_forward()
+                .unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        // A mistake inside a destination is named.
+        let e = parse(&format!(
+            "{MINIMAL}\n[audit.forward]\naddress = \"tcp:a:1\"\nbatchsize = 3\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("batchsize"), "{e}");
     }
 
     #[test]

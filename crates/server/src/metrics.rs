@@ -45,8 +45,8 @@ pub struct Metrics {
     store: OnceLock<Watched>,
     /// The audit log's poisoned flag (`AuditLog::poisoned_flag`).
     audit_poisoned: OnceLock<Arc<AtomicBool>>,
-    /// The audit forwarder's figures (`[audit.forward]`).
-    audit_forward: OnceLock<Arc<crate::audit::forward::ForwardStatus>>,
+    /// Each audit forwarding destination's figures (`[[audit.forward]]`), by name.
+    audit_forward: Mutex<Vec<(String, Arc<crate::audit::forward::ForwardStatus>)>>,
     /// `[tls]`'s certificate files (role, path) and CRL files, read at each scrape.
     tls_files: OnceLock<TlsFiles>,
     /// The engine, for `kmipd_keys_due_deactivation`, `kmipd_keys_past_crypto_period` and
@@ -72,6 +72,14 @@ const DUE_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// The windows of `kmipd_keys_due_deactivation` (label, seconds).
 const DUE_WITHIN: [(&str, i64); 2] = [("7d", 7 * 86_400), ("30d", 30 * 86_400)];
+
+/// One `kmipd_audit_forward_*` family: name, type, help, and its value for a destination.
+type ForwardFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::audit::forward::ForwardStatus) -> u64,
+);
 
 /// The files behind the certificate expiry gauges.
 #[derive(Debug, Default)]
@@ -197,9 +205,15 @@ impl Metrics {
         let _ = self.audit_poisoned.set(audit.poisoned_flag());
     }
 
-    /// Adds the `kmipd_audit_forward_*` series (once; later calls are ignored).
-    pub(crate) fn watch_forward(&self, status: Arc<crate::audit::forward::ForwardStatus>) {
-        let _ = self.audit_forward.set(status);
+    /// Adds the `kmipd_audit_forward_*` series of one destination (label `destination`).
+    pub(crate) fn watch_forward(
+        &self,
+        destination: &str,
+        status: Arc<crate::audit::forward::ForwardStatus>,
+    ) {
+        if let Ok(mut all) = self.audit_forward.lock() {
+            all.push((destination.to_owned(), status));
+        }
     }
 
     /// Adds the certificate and CRL expiry gauges for `[tls]`'s files (once). The files are
@@ -347,29 +361,46 @@ impl Metrics {
                 u8::from(flag.load(Ordering::Acquire))
             );
         }
-        if let Some(f) = self.audit_forward.get() {
-            let _ = writeln!(
-                o,
-                "# HELP kmipd_audit_forward_backlog Audit records durable in the file and not yet \
-                 sent to the collector ([audit.forward]).\n\
-                 # TYPE kmipd_audit_forward_backlog gauge\n\
-                 kmipd_audit_forward_backlog {}\n\
-                 # HELP kmipd_audit_forward_failures_total Failed attempts to forward audit records \
-                 (connect, send, saving the position).\n\
-                 # TYPE kmipd_audit_forward_failures_total counter\n\
-                 kmipd_audit_forward_failures_total {}\n\
-                 # HELP kmipd_audit_forward_last_success_seconds Unix time of the last batch of audit \
-                 records sent (0: none yet).\n\
-                 # TYPE kmipd_audit_forward_last_success_seconds gauge\n\
-                 kmipd_audit_forward_last_success_seconds {}\n\
-                 # HELP kmipd_audit_forward_acknowledged The last audit record sent to the collector.\n\
-                 # TYPE kmipd_audit_forward_acknowledged gauge\n\
-                 kmipd_audit_forward_acknowledged {}",
-                f.backlog.load(Ordering::Relaxed),
-                f.failures.load(Ordering::Relaxed),
-                f.last_success.load(Ordering::Relaxed),
-                f.acknowledged.load(Ordering::Relaxed),
-            );
+        let forward = self
+            .audit_forward
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        if !forward.is_empty() {
+            let families: [ForwardFamily; 4] = [
+                (
+                    "kmipd_audit_forward_backlog",
+                    "gauge",
+                    "Audit records durable in the file and not yet sent to the collector \
+                     ([[audit.forward]]).",
+                    |f| f.backlog.load(Ordering::Relaxed),
+                ),
+                (
+                    "kmipd_audit_forward_failures_total",
+                    "counter",
+                    "Failed attempts to forward audit records (connect, send, saving the \
+                     position).",
+                    |f| f.failures.load(Ordering::Relaxed),
+                ),
+                (
+                    "kmipd_audit_forward_last_success_seconds",
+                    "gauge",
+                    "Unix time of the last batch of audit records sent (0: none yet).",
+                    |f| f.last_success.load(Ordering::Relaxed),
+                ),
+                (
+                    "kmipd_audit_forward_acknowledged",
+                    "gauge",
+                    "The last audit record sent to the collector.",
+                    |f| f.acknowledged.load(Ordering::Relaxed),
+                ),
+            ];
+            for (name, kind, help, value) in families {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (destination, f) in &forward {
+                    let _ = writeln!(o, "{name}{{destination=\"{destination}\"}} {}", value(f));
+                }
+            }
         }
         if let Some(files) = self.tls_files.get() {
             render_tls_files(&mut o, files);

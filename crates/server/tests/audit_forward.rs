@@ -41,7 +41,8 @@ fn config(inst: &Instance, collector: SocketAddr) -> Config {
 
 fn config_with(inst: &Instance, collector: SocketAddr, format: ForwardFormat) -> Config {
     let mut c = inst.config().unwrap();
-    c.audit.forward = Some(ForwardConfig {
+    c.audit.forward = vec![ForwardConfig {
+        name: None,
         format,
         address: format!("tcp:{collector}"),
         ca: None,
@@ -49,7 +50,7 @@ fn config_with(inst: &Instance, collector: SocketAddr, format: ForwardFormat) ->
         state: None,
         batch: 512,
         retry_max: Duration::from_millis(200),
-    });
+    }];
     c
 }
 
@@ -92,11 +93,18 @@ async fn collect(
     }
 }
 
+/// The value of `name` for the unnamed destination (`destination="default"`).
 fn metric(server: &ServerHandle, name: &str) -> u64 {
+    metric_of(server, name, "default")
+}
+
+/// The value of `name{destination="DESTINATION"}`.
+fn metric_of(server: &ServerHandle, name: &str, destination: &str) -> u64 {
     let text = server.metrics().render();
+    let series = format!("{name}{{destination=\"{destination}\"}} ");
     text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} not exported"))
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("{series} not exported:\n{text}"))
         .parse()
         .unwrap()
 }
@@ -325,14 +333,14 @@ async fn syslog_over_tls_verifies_the_collector_and_carries_every_record() {
         collector.local_addr().unwrap(),
         ForwardFormat::Syslog,
     );
-    let forward = config.audit.forward.as_mut().unwrap();
+    let forward = config.audit.forward.first_mut().unwrap();
     forward.address = format!("tls:{}", collector.local_addr().unwrap());
     forward.ca = Some(inst.cert("ca"));
     // First a name the certificate does not carry: the forwarder refuses the collector, sends
     // nothing and counts the failure.
     forward.server_name = Some("not-the-collector.example".to_owned());
     let mut good = config.clone();
-    if let Some(f) = good.audit.forward.as_mut() {
+    if let Some(f) = good.audit.forward.first_mut() {
         f.server_name = Some("localhost".to_owned());
     }
     let server = start(config).await;
@@ -392,4 +400,80 @@ async fn syslog_over_tls_verifies_the_collector_and_carries_every_record() {
     }
     drop(c);
     bounded("stop", server.stop()).await;
+}
+
+/// Several `[[audit.forward]]` destinations are independent: with one collector down, the
+/// other receives every record, while the down one's backlog and failures grow under its own
+/// `destination` label and it has no position; once it is up it receives every record from
+/// the first, and each destination keeps its own state file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_has_its_own_position_backlog_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&tmp);
+    let connector = connector(&inst);
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A port nobody listens on (yet): connections are refused.
+    let down_addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = config(&inst, up.local_addr().unwrap());
+    let mut second = config.audit.forward[0].clone();
+    config.audit.forward[0].name = Some("siem".to_owned());
+    second.name = Some("archive".to_owned());
+    second.address = format!("tcp:{down_addr}");
+    config.audit.forward.push(second);
+    let server = start(config).await;
+    let mut c = connect(&connector, server.local_addr()).await;
+    for _ in 0..3 {
+        c.create_aes(128, None).await.unwrap();
+    }
+    let (stream, _) = bounded("siem connects", up.accept()).await.unwrap();
+    let mut siem = BufReader::new(stream).lines();
+    let want = file_lines(&inst);
+    let mut got = Vec::new();
+    collect(&mut siem, &mut got, want.len()).await;
+    assert_eq!(got, want, "the reachable destination gets every record");
+    let mut seen = false;
+    for _ in 0..300 {
+        if metric_of(&server, "kmipd_audit_forward_backlog", "archive") > 0
+            && metric_of(&server, "kmipd_audit_forward_failures_total", "archive") > 0
+            && metric_of(&server, "kmipd_audit_forward_backlog", "siem") == 0
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the down destination's backlog, not the other's");
+    assert_eq!(
+        metric_of(&server, "kmipd_audit_forward_acknowledged", "archive"),
+        0
+    );
+    assert_eq!(
+        metric_of(&server, "kmipd_audit_forward_failures_total", "siem"),
+        0
+    );
+    // The archive comes up: it gets every record from the first.
+    let archive_listener = TcpListener::bind(down_addr).await.unwrap();
+    let (stream, _) = bounded("archive connects", archive_listener.accept())
+        .await
+        .unwrap();
+    let mut archive = BufReader::new(stream).lines();
+    let mut got = Vec::new();
+    collect(&mut archive, &mut got, want.len()).await;
+    assert_eq!(got[..], want[..], "the archive starts at the first record");
+    drop(c);
+    bounded("stop", server.stop()).await;
+    let audit = audit_path(&inst).display().to_string();
+    for name in ["siem", "archive"] {
+        let state = std::fs::read_to_string(format!("{audit}.forward.{name}")).unwrap();
+        let acked: usize = state.split(' ').next().unwrap().parse().unwrap();
+        assert!(acked >= want.len(), "{name}: {state}");
+    }
+    assert!(
+        !std::path::Path::new(&format!("{audit}.forward")).exists(),
+        "named destinations do not use the unnamed state file"
+    );
 }

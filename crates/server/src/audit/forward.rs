@@ -1,4 +1,10 @@
-//! Forwarding the audit records to a collector (a SIEM): `[audit.forward]`.
+//! Forwarding the audit records to collectors (SIEMs): `[[audit.forward]]`.
+//!
+//! **Several destinations.** Each `[[audit.forward]]` entry gets a forwarder of its own (its
+//! thread, connection, position, state file and backlog), so a collector that is down holds
+//! back only its own destination. Entries are told apart by `name` (required when there are
+//! several): the `destination` label of the metrics, and the default state file
+//! `<audit log>.forward.NAME` (an unnamed single destination keeps `<audit log>.forward`).
 //!
 //! **The file stays the record of truth.** Requests never wait for forwarding: a thread of its
 //! own (`kmipd-audit-forward`) reads the records back from the audit log (rotated files
@@ -25,7 +31,8 @@
 //! Plain TCP has no acknowledgement of its own: a batch written into the kernel's buffers
 //! while the collector dies is counted as sent.
 //!
-//! **Visibility.** `kmipd_audit_forward_backlog` (records), `kmipd_audit_forward_failures_total`
+//! **Visibility.** Per destination (label `destination`, [`destination`]):
+//! `kmipd_audit_forward_backlog` (records), `kmipd_audit_forward_failures_total`
 //! (failed attempts: connect, write, state file), `kmipd_audit_forward_last_success_seconds`
 //! (Unix time of the last batch sent) and `kmipd_audit_forward_acknowledged` (the last record
 //! sent). A failure episode logs one warning (its first error) and one line when forwarding
@@ -123,13 +130,23 @@ fn parse_address(a: &str) -> Result<Target, ForwardError> {
     }
 }
 
-/// The state file's path for the log at `audit`.
+/// The state file's path for the log at `audit`: `state`, or `<audit>.forward` (with
+/// `.NAME` for a named destination).
 pub fn state_path(config: &ForwardConfig, audit: &Path) -> PathBuf {
     config.state.clone().unwrap_or_else(|| {
         let mut s = audit.as_os_str().to_owned();
         s.push(".forward");
+        if let Some(n) = &config.name {
+            s.push(".");
+            s.push(n);
+        }
         PathBuf::from(s)
     })
+}
+
+/// The destination's label in the metrics and the log: its name, or `default`.
+pub fn destination(config: &ForwardConfig) -> &str {
+    config.name.as_deref().unwrap_or("default")
 }
 
 /// The last record acknowledged, from the state file (0 when there is none).
@@ -734,6 +751,7 @@ mod tests {
         log.append("a", "-", &[item(3), item(4)]).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let config = ForwardConfig {
+            name: None,
             format: ForwardFormat::JsonLines,
             address: format!("tcp:{}", listener.local_addr().unwrap()),
             ca: None,
@@ -784,6 +802,7 @@ mod tests {
         let log = AuditLog::open(&path).unwrap();
         log.append("a", "-", &[item(0), item(1)]).unwrap();
         let config = ForwardConfig {
+            name: None,
             format: ForwardFormat::JsonLines,
             address: format!("unix:{}", sock.display()),
             ca: None,

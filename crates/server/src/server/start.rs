@@ -372,17 +372,15 @@ impl Server {
         }
         metrics.watch_audit(&audit);
         metrics.watch_engine(&engine);
-        let forwarder = match &config.audit.forward {
-            Some(f) => {
-                let status = Arc::new(crate::audit::forward::ForwardStatus::default());
-                metrics.watch_forward(status.clone());
-                Some(
-                    crate::audit::forward::start(f, &audit, status, stop.clone())
-                        .map_err(|e| StartError::Other(e.to_string()))?,
-                )
-            }
-            None => None,
-        };
+        let mut forwarders = Vec::with_capacity(config.audit.forward.len());
+        for f in &config.audit.forward {
+            let status = Arc::new(crate::audit::forward::ForwardStatus::default());
+            metrics.watch_forward(crate::audit::forward::destination(f), status.clone());
+            forwarders.push(
+                crate::audit::forward::start(f, &audit, status, stop.clone())
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+            );
+        }
         metrics.watch_tls(&config.tls);
         let sled = watched.as_ref().and_then(|d| d.sled());
         let incidents = Arc::new(Incidents::new(metrics.clone(), sled));
@@ -475,8 +473,8 @@ impl Server {
             if let Some(t) = admin_task {
                 let _ = tokio::time::timeout(grace, t).await;
             }
-            // The forwarder stops at its next look at the token (within 100 ms, or one write).
-            if let Some(f) = forwarder {
+            // The forwarders stop at their next look at the token (within 100 ms, or one write).
+            for f in forwarders {
                 let _ = tokio::task::spawn_blocking(move || f.join()).await;
             }
         });

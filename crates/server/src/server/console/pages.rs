@@ -291,10 +291,28 @@ pub(super) async fn health(State(s): S, Extension(c): Extension<Caller>) -> Resp
     let poisoned = gauge(&text, "kmipd_store_poisoned").is_some_and(|v| v > 0.0);
     let objects = gauge(&text, "kmipd_store_objects");
     let audit_poisoned = gauge(&text, "kmipd_audit_poisoned").is_some_and(|v| v > 0.0);
-    let forward = s.config.audit.forward.as_ref();
-    let backlog = gauge(&text, "kmipd_audit_forward_backlog");
-    let fwd_failures = gauge(&text, "kmipd_audit_forward_failures_total");
-    let fwd_last = gauge(&text, "kmipd_audit_forward_last_success_seconds");
+    // Each [[audit.forward]] destination with its figures (label `destination`).
+    let per_destination = |name: &str, f: &crate::config::ForwardConfig| {
+        let label = format!("destination=\"{}\"", crate::audit::forward::destination(f));
+        series(&text, name)
+            .into_iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, v)| v)
+    };
+    let forward: Vec<_> = s
+        .config
+        .audit
+        .forward
+        .iter()
+        .map(|f| {
+            (
+                f,
+                per_destination("kmipd_audit_forward_backlog", f),
+                per_destination("kmipd_audit_forward_failures_total", f),
+                per_destination("kmipd_audit_forward_last_success_seconds", f),
+            )
+        })
+        .collect();
     let certs = series(&text, "kmipd_certificate_not_after_seconds");
     let crls = series(&text, "kmipd_crl_next_update_seconds");
     let open = s.metrics.open_connections();
@@ -320,14 +338,13 @@ pub(super) async fn health(State(s): S, Extension(c): Extension<Caller>) -> Resp
                 @if audit_poisoned { span.bad { "FAILING (writes refused)" } } @else { span.ok { "writing" } }
             } }
             tr { th { "audit forwarding" } td {
-                @match forward {
-                    None => { span.muted { "off" } }
-                    Some(f) => {
-                        (format!("{:?}", f.format).to_lowercase()) " to " span.mono { (f.address) }
-                        " · backlog " (backlog.unwrap_or(0.0)) " · failures " (fwd_failures.unwrap_or(0.0))
-                        " · last success "
-                        @match fwd_last { Some(t) if t > 0.0 => { (until(now, t, 0).0) } _ => { "never" } }
-                    }
+                @if forward.is_empty() { span.muted { "off" } }
+                @for (i, (f, backlog, fwd_failures, fwd_last)) in forward.iter().enumerate() {
+                    @if i > 0 { br; }
+                    (format!("{:?}", f.format).to_lowercase()) " to " span.mono { (f.address) }
+                    " · backlog " (backlog.unwrap_or(0.0)) " · failures " (fwd_failures.unwrap_or(0.0))
+                    " · last success "
+                    @match fwd_last { Some(t) if *t > 0.0 => { (until(now, *t, 0).0) } _ => { "never" } }
                 }
             } }
         }
