@@ -127,6 +127,9 @@ pub enum Error {
     /// The object's usage limits are exhausted (or a ticket has served its Request Count).
     #[error("usage limit exceeded")]
     UsageLimitExceeded,
+    /// An object the operation needs in the Active state is not Active (a PKCS#12 password).
+    #[error("object not active: {0}")]
+    NotActive(&'static str),
     /// The request's Ticket is unknown to its identity, expired or logged out (`tickets.rs`).
     #[error("invalid ticket")]
     InvalidTicket,
@@ -227,6 +230,8 @@ impl Error {
             Error::IncompatibleUsageMask => rr::PERMISSION_DENIED,
             Error::UsageLimitExceeded if v2 => rr::USAGE_LIMIT_EXCEEDED,
             Error::UsageLimitExceeded => rr::PERMISSION_DENIED,
+            Error::NotActive(_) if v2 => rr::WRONG_KEY_LIFECYCLE_STATE,
+            Error::NotActive(_) => rr::PERMISSION_DENIED,
             // Tickets are 2.x; a 1.x request cannot carry one, but the mapping stays total.
             Error::InvalidTicket if v2 => rr::INVALID_TICKET,
             Error::InvalidTicket => rr::AUTHENTICATION_NOT_SUCCESSFUL,

@@ -7,6 +7,10 @@
 //! Value (1.x Attribute list / 2.x Attributes), from the Key Block (Cryptographic Algorithm and
 //! Length) and, for certificates, from the certificate itself; those of the request win.
 //!
+//! A private key in PKCS#12 format is unpacked (`objects::pkcs12`): the key is stored as
+//! PKCS#8, each certificate of the PFX as a Certificate object linked to it; the password
+//! object must be Active.
+//!
 //! Result reasons: Invalid Field / Missing Data for a malformed object; Feature Not Supported
 //! for Certificate Request objects (and Template in 2.x); 2.x Non-Unique
 //! Name Attribute when the Name is taken.
@@ -37,6 +41,13 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let item = r
         .optional(object_tag)
         .ok_or(Error::MissingData("the object to register"))?;
+    if object_type == kmipd_proto::enums::object_type::PRIVATE_KEY && objects::pkcs12::is_pfx(item)
+    {
+        let uid = objects::pkcs12::register(ctx, attrs, item)?;
+        ctx.set_placeholder(&uid);
+        ctx.produced(uid_kind::REGISTER, &uid);
+        return Ok(Some(uid_payload(&uid)));
+    }
     let parsed = objects::parse_object(ctx, object_type, item)?;
     objects::merge_missing(&mut attrs, parsed.attributes);
     attrs::check_names_free(ctx, attrs.name_values())?;
