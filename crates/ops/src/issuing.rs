@@ -104,6 +104,18 @@ impl IssuingCa {
         self.cert.to_der().unwrap_or_default()
     }
 
+    /// The CA certificate and its private key (PKCS#8), PEM, to write them out (`kmipd init`).
+    pub fn to_pem(&self) -> Result<(String, zeroize::Zeroizing<String>)> {
+        let cert = self.cert.to_pem().map_err(ossl)?;
+        let key = zeroize::Zeroizing::new(self.key.private_key_to_pem_pkcs8().map_err(ossl)?);
+        let text = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .map(str::to_owned)
+                .map_err(|_| Error::Internal("PEM is ASCII"))
+        };
+        Ok((text(&cert)?, zeroize::Zeroizing::new(text(&key)?)))
+    }
+
     /// Validity of the certificates it issues, in days.
     pub fn days(&self) -> u32 {
         self.days

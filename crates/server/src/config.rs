@@ -74,6 +74,10 @@ pub struct Config {
     /// The optional admin web console; absent means none (`crates/server/src/server/console/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<ConsoleConfig>,
+    /// The issuing CA of Certify and Re-certify (`kmipd_ops::issuing`); absent means those
+    /// operations answer Feature Not Supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certify: Option<CertifyConfig>,
     /// Persistence.
     pub store: StoreConfig,
     /// The audit log.
@@ -389,6 +393,22 @@ impl Config {
         Ok(self.policy.dual_control_commands.clone())
     }
 
+    /// The issuing CA of `[certify]`, read from its files; `None` without the table.
+    pub fn issuing_ca(
+        &self,
+    ) -> Result<Option<std::sync::Arc<kmipd_ops::issuing::IssuingCa>>, String> {
+        let Some(c) = &self.certify else {
+            return Ok(None);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| format!("[certify] {}: {e}", p.display()));
+        let cert = read(&c.ca_cert)?;
+        let key = zeroize::Zeroizing::new(read(&c.ca_key)?);
+        kmipd_ops::issuing::IssuingCa::from_pem(&cert, &key, c.days)
+            .map(Some)
+            .map_err(|e| format!("[certify]: {e}"))
+    }
+
     /// The header credentials of `[credentials]`.
     pub fn credentials(&self) -> kmipd_ops::credentials::Credentials {
         use kmipd_ops::credentials::{Credentials, Device, User};
@@ -695,6 +715,26 @@ pub struct ConsoleConfig {
 
 fn d_console_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5698))
+}
+
+/// `[certify]`: the CA with which kmipd issues certificates for the public keys it holds
+/// (Certify, Re-certify; `kmipd_ops::issuing`). Not the client CA of `[tls] client_ca` and
+/// `kmipd admin client`: certificates any client may obtain must not be TLS client
+/// certificates kmipd trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertifyConfig {
+    /// The issuing CA certificate (PEM; Basic Constraints CA:TRUE).
+    pub ca_cert: PathBuf,
+    /// Its private key (PEM, PKCS#8 or traditional).
+    pub ca_key: PathBuf,
+    /// Validity of the certificates it issues, in days (1 to 3650).
+    #[serde(default = "d_certify_days")]
+    pub days: u32,
+}
+
+fn d_certify_days() -> u32 {
+    kmipd_ops::issuing::DEFAULT_DAYS
 }
 
 /// `[store]`.
@@ -1041,6 +1081,10 @@ impl Config {
         for f in &mut self.audit.forward {
             f.state.iter_mut().chain(f.ca.iter_mut()).for_each(fix);
         }
+        if let Some(c) = self.certify.as_mut() {
+            fix(&mut c.ca_cert);
+            fix(&mut c.ca_key);
+        }
         fix(&mut self.admin.socket);
         if let Some(p) = self.admin.client_crl.as_mut() {
             fix(p);
@@ -1142,6 +1186,7 @@ impl Config {
             .map_err(|e| invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.role_assignments().validate().map_err(invalid)?;
         self.credentials().validate().map_err(invalid)?;
+        self.issuing_ca().map_err(invalid)?;
         self.policy().map_err(invalid)?;
         self.dual_control_commands().map_err(invalid)?;
         self.validate_forward().map_err(invalid)?;
@@ -1326,6 +1371,43 @@ backend = "memory"
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_issuing_ca_is_read_and_checked_and_absent_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = kmipd_ops::issuing::generate_rsa("issuing").unwrap();
+        let (cert, key) = ca.to_pem().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert).unwrap();
+        std::fs::write(dir.path().join("ca.key"), key.as_bytes()).unwrap();
+        // Another key than the certificate's.
+        let (_, other) = kmipd_ops::issuing::generate_rsa("other")
+            .unwrap()
+            .to_pem()
+            .unwrap();
+        std::fs::write(dir.path().join("other.key"), other.as_bytes()).unwrap();
+        assert!(parse(MINIMAL).unwrap().issuing_ca().unwrap().is_none());
+        let with = |key: &str, days: &str| {
+            let mut c = parse(&format!(
+                "{MINIMAL}\n[certify]\nca_cert = \"ca.pem\"\nca_key = \"{key}\"\n{days}"
+            ))
+            .unwrap();
+            c.resolve_paths(dir.path());
+            c
+        };
+        let c = with("ca.key", "");
+        assert_eq!(c.certify.as_ref().unwrap().days, 365);
+        assert_eq!(c.issuing_ca().unwrap().unwrap().days(), 365);
+        c.validate(Path::new("t")).unwrap();
+        for (key, days, needle) in [
+            ("other.key", "", "does not belong"),
+            ("missing.key", "", "missing.key"),
+            ("ca.key", "days = 0", "1 to 3650"),
+        ] {
+            let err = with(key, days).issuing_ca().unwrap_err();
+            assert!(err.contains(needle), "{err}");
+            assert!(with(key, days).validate(Path::new("t")).is_err());
+        }
     }
 
     #[test]

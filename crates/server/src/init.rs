@@ -8,6 +8,8 @@
 //! DIR/certs/client.pem/.key           client identities (CN client, client2, admin), clientAuth EKU;
 //! DIR/certs/client2.pem/.key          admin is listed in identity.administrators
 //! DIR/certs/admin.pem/.key
+//! DIR/certs/issuing-ca.pem/.key      RSA-2048 CA of Certify and Re-certify ([certify]; not
+//!                                     trusted for TLS)
 //! DIR/certs/clients.crl               kmipd's CRL of enrolled clients (empty; in tls.crls and
 //!                                     admin.client_crl, see crate::clients)
 //! DIR/softhsm2.conf, DIR/tokens/      the instance's own SoftHSM2 token with the master key
@@ -313,6 +315,13 @@ fn make_instance(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> 
         write_file(&inst.cert(name), &issued.cert_pem, false)?;
         write_file(&inst.key(name), &issued.key_pem, true)?;
     }
+    // The issuing CA of Certify and Re-certify: its own CA, never the client CA above (a
+    // certificate any client can obtain must not open a TLS connection to kmipd).
+    let issuing = kmipd_ops::issuing::generate_rsa("kmipd issuing CA")
+        .and_then(|ca| ca.to_pem())
+        .map_err(|e| InitError::CertCheck("issuing-ca".into(), e.to_string()))?;
+    write_file(&inst.cert("issuing-ca"), &issuing.0, false)?;
+    write_file(&inst.key("issuing-ca"), &issuing.1, true)?;
     mkdir(&dir.join("data"), 0o700)?;
 
     let (store, hsm) = if opts.hsm {
@@ -362,6 +371,10 @@ fn make_instance(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> 
          # `kmipd admin client revoke` publishes kmipd's CRL here (docs/clients.md).\n\
          [admin]\n\
          client_crl = \"certs/clients.crl\"\n\n\
+         # The CA of Certify and Re-certify (docs/configuration.md); not the client CA.\n\
+         [certify]\n\
+         ca_cert = \"certs/issuing-ca.pem\"\n\
+         ca_key = \"certs/issuing-ca.key\"\n\n\
          # Uncomment for Prometheus metrics on http://127.0.0.1:9696/metrics\n\
          # [metrics]\n\
          # listen = \"127.0.0.1:9696\"\n\n\

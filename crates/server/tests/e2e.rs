@@ -768,3 +768,101 @@ async fn shutdown_and_restart(dir: PathBuf) {
     bounded("stop", server.stop()).await;
     assert!(kmipd::audit::verify(env.audit_path()).unwrap() >= kept.len());
 }
+
+/// The Unique Identifier of a response payload's items.
+fn uid_of(items: &[kmipd_ttlv::Ttlv]) -> String {
+    items
+        .iter()
+        .find(|i| i.tag == kmipd_proto::tag::UNIQUE_IDENTIFIER)
+        .and_then(|i| match &i.value {
+            kmipd_ttlv::Value::TextString(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certify_over_the_wire_issues_with_the_issuing_ca_which_tls_does_not_trust() {
+    use kmipd_proto::build;
+    use kmipd_proto::enums::{
+        certificate_request_type, cryptographic_algorithm, key_format_type, object_type,
+    };
+    use kmipd_proto::tag;
+    use openssl::x509::X509;
+
+    let env = instance(false);
+    // `init` configured an issuing CA of its own, unlike the client CA.
+    let issuing = X509::from_pem(&env.read(env.inst.cert("issuing-ca"))).unwrap();
+    let client_ca = X509::from_pem(&env.read(env.inst.cert("ca"))).unwrap();
+    assert_ne!(issuing.to_der().unwrap(), client_ca.to_der().unwrap());
+    let server = start(env.config(), None).await;
+    let addr = server.local_addr();
+    let mut alice = connect(&env.connector("client"), addr).await;
+
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let pk = alice
+        .register(
+            object_type::PUBLIC_KEY,
+            build::structure(
+                tag::PUBLIC_KEY,
+                vec![build::byte_key_block(
+                    key_format_type::X_509,
+                    key.public_key_to_der().unwrap(),
+                    Some((cryptographic_algorithm::RSA, 2048)),
+                )],
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut name = openssl::x509::X509Name::builder().unwrap();
+    name.append_entry_by_text("CN", "client").unwrap();
+    let mut req = openssl::x509::X509ReqBuilder::new().unwrap();
+    req.set_subject_name(&name.build()).unwrap();
+    req.set_pubkey(&key).unwrap();
+    req.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let csr = req.build().to_der().unwrap();
+    let certify = |who_key: &str| {
+        vec![
+            build::unique_identifier(who_key),
+            build::enumeration(
+                tag::CERTIFICATE_REQUEST_TYPE,
+                certificate_request_type::PKCS_10,
+            ),
+            build::bytes(tag::CERTIFICATE_REQUEST_VALUE, csr.clone()),
+        ]
+    };
+    // Another identity cannot certify alice's key.
+    let mut bob = connect(&env.connector("client2"), addr).await;
+    assert!(bob.call(op::CERTIFY, certify(&pk)).await.is_err());
+    let cert_uid = uid_of(&alice.call(op::CERTIFY, certify(&pk)).await.unwrap());
+    let got = alice.get(&cert_uid).await.unwrap();
+    let mut der = None;
+    for i in &got {
+        i.walk(&mut |item, _| {
+            if item.tag == tag::CERTIFICATE_VALUE
+                && let kmipd_ttlv::Value::ByteString(b) = &item.value
+            {
+                der = Some(b.clone());
+            }
+        });
+    }
+    let cert = X509::from_der(&der.unwrap()).unwrap();
+    assert!(cert.verify(&issuing.public_key().unwrap()).unwrap());
+    assert!(cert.public_key().unwrap().public_eq(&key));
+    // A certificate for the subject "client" with its key does not open a TLS connection:
+    // the server trusts the client CA only.
+    let forged = Connector::new(
+        &env.read(env.inst.cert("ca")),
+        &cert.to_pem().unwrap(),
+        &key.private_key_to_pem_pkcs8().unwrap(),
+        TlsOptions {
+            timeout: Duration::from_secs(15),
+            ..TlsOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(refused(&forged, addr).await);
+    bounded("stop", server.stop()).await;
+}

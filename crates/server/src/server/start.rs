@@ -304,6 +304,7 @@ impl Server {
                 let mut ec = EngineConfig::default();
                 ec.limits.max_message_len = config.limits.max_message_size;
                 ec.credentials = config.credentials();
+                ec.issuing_ca = config.issuing_ca().map_err(StartError::Other)?;
                 (Engine::new(store, ec), durable)
             }
         };
