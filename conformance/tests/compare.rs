@@ -1051,3 +1051,50 @@ fn an_issued_certificates_bytes_serial_and_issuer_are_the_servers_its_subject_is
         "CertificateValue",
     );
 }
+
+#[test]
+fn an_issued_certificates_attribute_indices_are_the_servers_a_registered_ones_are_not() {
+    let name = |value: &str, index: Option<i32>| {
+        let index = index.map_or(String::new(), |i| {
+            format!(r#"<AttributeIndex type="Integer" value="{i}"/>"#)
+        });
+        format!(
+            r#"<Attribute><AttributeName type="TextString" value="Name"/>{index}<AttributeValue><NameValue type="TextString" value="{value}"/><NameType type="Enumeration" value="UninterpretedTextString"/></AttributeValue></Attribute>"#
+        )
+    };
+    let run_one = |making: &str, actual: [(&str, Option<i32>); 2]| {
+        let expected = format!(
+            "{}{}{}",
+            uid("$UNIQUE_IDENTIFIER_0"),
+            name("new", None),
+            name("old", Some(1))
+        );
+        let actual = format!(
+            "{}{}{}",
+            uid("c1"),
+            name(actual[0].0, actual[0].1),
+            name(actual[1].0, actual[1].1)
+        );
+        run(
+            &[
+                req(&[(making, &uid("k"))]),
+                ok(&[(making, &uid("$UNIQUE_IDENTIFIER_0"))]),
+                req(&[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]),
+                ok(&[("GetAttributes", &expected)]),
+            ],
+            &mut Scripted::new(&[
+                ok(&[(making, &uid("c1"))]),
+                ok(&[("GetAttributes", &actual)]),
+            ]),
+        )
+    };
+    let swapped = [("old", None), ("new", Some(1))];
+    assert!(run_one("ReCertify", swapped).passed);
+    assert!(run_one("Register", [("new", None), ("old", Some(1))]).passed);
+    assert_fails_at(&run_one("Register", swapped), "Attribute(Name)");
+    // The instances themselves still count.
+    assert_fails_at(
+        &run_one("ReCertify", [("old", None), ("other", Some(1))]),
+        "Attribute(Name)",
+    );
+}
