@@ -111,7 +111,7 @@ fn big_item(t: kmipd_ttlv::Tag, bytes: &[u8]) -> Ttlv {
 }
 
 /// A private key's DER (PKCS#1, PKCS#8 or SEC1) from its stored Key Material.
-fn private_der(format: u32, material: &Ttlv) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn private_der(format: u32, material: &Ttlv) -> Result<Zeroizing<Vec<u8>>> {
     match format {
         kft::PKCS_1 | kft::PKCS_8 | kft::ECPRIVATE_KEY => {
             Ok(Zeroizing::new(reader::as_bytes(material)?.to_vec()))

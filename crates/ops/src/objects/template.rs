@@ -35,6 +35,15 @@ pub(crate) fn server_defaults(
 ) {
     if let Some(d) = digest(object_type, object) {
         attrs.set(tag::DIGEST, d);
+        // An RSA private key given in the Transparent form also gets the Digest of its
+        // standard encoding, PKCS#1 ("the server MAY store additional digests ... of other
+        // formats": KMIP 1.4 §3.17, 2.1 §4.12; the 2.0 Import/Export case TC-IMPEXP-4 shows
+        // both), so a copy of the key in either form can be matched against it.
+        if let Some(extra) = pkcs1_digest(object_type, object) {
+            attrs
+                .0
+                .push(kmipd_proto::attributes::Attribute::std(tag::DIGEST, extra));
+        }
     }
     let sensitive = match attrs.get(tag::SENSITIVE) {
         Some(Value::Boolean(b)) => *b,
@@ -144,6 +153,27 @@ pub(crate) fn digest(object_type: u32, object: &Ttlv) -> Option<Value> {
     Some(Value::Structure(items))
 }
 
+/// The Digest of the PKCS#1 encoding of an RSA private key stored in the Transparent form.
+fn pkcs1_digest(object_type: u32, object: &Ttlv) -> Option<Value> {
+    if object_type != ot::PRIVATE_KEY {
+        return None;
+    }
+    let kb = keyblock::key_block(object).ok()?;
+    if kb.format != kmipd_proto::enums::key_format_type::TRANSPARENT_RSA_PRIVATE_KEY {
+        return None;
+    }
+    let der = crate::objects::format::private_der(kb.format, kb.material).ok()?;
+    let pkcs1 = crate::crypto::keygen::rsa_private_to_pkcs1(&der).ok()?;
+    Some(Value::Structure(vec![
+        build::enumeration(tag::HASHING_ALGORITHM, hashing_algorithm::SHA_256),
+        build::bytes(tag::DIGEST_VALUE, Sha256::digest(&pkcs1).to_vec()),
+        build::enumeration(
+            tag::KEY_FORMAT_TYPE,
+            kmipd_proto::enums::key_format_type::PKCS_1,
+        ),
+    ]))
+}
+
 /// 1.x: the attributes of the registered Template named by `name` (a Name structure), other
 /// than its own Names. Unknown template: Item Not Found.
 pub(crate) fn attributes_of(ctx: &Ctx<'_>, name: &Ttlv) -> Result<Attributes> {
@@ -175,6 +205,83 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
+
+    #[test]
+    fn a_transparent_rsa_private_key_also_gets_the_digest_of_its_pkcs1_form() {
+        let rsa = openssl::rsa::Rsa::generate(1024).unwrap();
+        let big = |t, b: &openssl::bn::BigNumRef| {
+            Ttlv::new(
+                t,
+                Value::BigInteger(kmipd_ttlv::BigInteger::from_unsigned(&b.to_vec())),
+            )
+        };
+        let material = build::structure(
+            tag::KEY_MATERIAL,
+            vec![
+                big(tag::MODULUS, rsa.n()),
+                big(tag::PRIVATE_EXPONENT, rsa.d()),
+                big(tag::PUBLIC_EXPONENT, rsa.e()),
+                big(tag::P, rsa.p().unwrap()),
+                big(tag::Q, rsa.q().unwrap()),
+                big(tag::PRIME_EXPONENT_P, rsa.dmp1().unwrap()),
+                big(tag::PRIME_EXPONENT_Q, rsa.dmq1().unwrap()),
+                big(tag::CRT_COEFFICIENT, rsa.iqmp().unwrap()),
+            ],
+        );
+        let key = build::structure(
+            tag::PRIVATE_KEY,
+            vec![build::structure(
+                tag::KEY_BLOCK,
+                vec![
+                    build::enumeration(
+                        tag::KEY_FORMAT_TYPE,
+                        key_format_type::TRANSPARENT_RSA_PRIVATE_KEY,
+                    ),
+                    build::structure(tag::KEY_VALUE, vec![material]),
+                    build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 4),
+                    build::int(tag::CRYPTOGRAPHIC_LENGTH, 1024),
+                ],
+            )],
+        );
+        let mut attrs = Attributes::new();
+        server_defaults(&mut attrs, ot::PRIVATE_KEY, &key, false);
+        let digests: Vec<&Value> = attrs.all(&AttrName::Std(tag::DIGEST)).collect();
+        assert_eq!(digests.len(), 2);
+        let Value::Structure(items) = digests[1] else {
+            panic!("not a structure");
+        };
+        assert_eq!(
+            items[1],
+            build::bytes(
+                tag::DIGEST_VALUE,
+                Sha256::digest(rsa.private_key_to_der().unwrap()).to_vec()
+            )
+        );
+        assert_eq!(
+            items[2],
+            build::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::PKCS_1)
+        );
+        // A key in a DER form has its one digest.
+        let mut attrs = Attributes::new();
+        let pkcs1 = build::structure(
+            tag::PRIVATE_KEY,
+            vec![build::structure(
+                tag::KEY_BLOCK,
+                vec![
+                    build::enumeration(tag::KEY_FORMAT_TYPE, key_format_type::PKCS_1),
+                    build::structure(
+                        tag::KEY_VALUE,
+                        vec![build::bytes(
+                            tag::KEY_MATERIAL,
+                            rsa.private_key_to_der().unwrap(),
+                        )],
+                    ),
+                ],
+            )],
+        );
+        server_defaults(&mut attrs, ot::PRIVATE_KEY, &pkcs1, false);
+        assert_eq!(attrs.all(&AttrName::Std(tag::DIGEST)).count(), 1);
+    }
 
     #[test]
     fn a_certificate_digest_is_of_its_value_and_names_x509() {
