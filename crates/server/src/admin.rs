@@ -17,7 +17,8 @@
 //! socket is created mode 0600 (bound inside a private 0700 directory, then renamed into place,
 //! so it is never reachable with wider permissions), owned by the service user. As a second
 //! check the server reads the peer's credentials (`SO_PEERCRED`) and refuses any uid but its own
-//! and root. Every command is recorded in the audit log (identity `local-admin`, peer
+//! and root. Every command is recorded in the audit log (identity `local-admin`, or the
+//! administrator who signed it with `--cert`/`--key` ([`crate::approval`]); peer
 //! `unix:uid=N,pid=P`) with its outcome.
 //!
 //! # Protocol
@@ -282,6 +283,9 @@ pub struct Admin {
     settings: Option<Arc<Settings>>,
     signers: Option<(TlsConfig, IdentitySource)>,
     pending: Pending,
+    /// Who signed the command being executed (its audit record's identity instead of
+    /// `local-admin`); set by `signer`, taken by `execute`.
+    signed_by: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -314,6 +318,7 @@ impl Admin {
             settings: None,
             signers: None,
             pending: Pending::default(),
+            signed_by: Mutex::new(None),
         }
     }
 
@@ -356,6 +361,9 @@ impl Admin {
         let names = approval::verify(signed, act, subject, approval::now(), None, tls, *source)
             .map_err(|e| AdminError::Refused(format!("dual control: {e}")))?;
         let principal = settings.principal(&names);
+        if let Ok(mut by) = self.signed_by.lock() {
+            *by = Some(principal.name().to_owned());
+        }
         approval::administrator(&principal)
             .map_err(|e| AdminError::Refused(format!("dual control: {e}")))?;
         Ok(principal)
@@ -410,12 +418,12 @@ impl Admin {
 
     /// Runs one command (blocking) and records it in the audit log. `Ok` is the line printed.
     pub fn execute(&self, request: &Request, peer: &str) -> Result<String, AdminError> {
-        let result = {
+        let (result, signer) = {
             let _one = self
                 .one_at_a_time
                 .lock()
                 .map_err(|_| AdminError::Refused("an earlier admin command panicked".into()))?;
-            match request {
+            let result = match request {
                 Request::RotateKek { signed } => self
                     .dual_gate("rotate-kek", signed.as_ref())
                     .and_then(|note| Ok(self.rotate_kek()? + note.as_deref().unwrap_or(""))),
@@ -456,7 +464,10 @@ impl Admin {
                     self.client_revoke(client, reason.as_deref())
                 }
                 Request::ClientRenew { name, days, out } => self.client_renew(name, *days, out),
-            }
+            };
+            // Taken under the same lock as the command: the next command's signer is its own.
+            let signer = self.signed_by.lock().ok().and_then(|mut by| by.take());
+            (result, signer)
         };
         if let Some(audit) = &self.audit {
             let item = ItemSummary {
@@ -473,7 +484,9 @@ impl Admin {
                     Err(e) => e.to_string(),
                 }),
             };
-            if let Err(e) = audit.append(ADMIN_IDENTITY, peer, &[item]) {
+            // A signed command is recorded under its signer's identity.
+            let identity = signer.unwrap_or_else(|| ADMIN_IDENTITY.to_owned());
+            if let Err(e) = audit.append(&identity, peer, &[item]) {
                 error!(error = %e, "audit record of an admin command not written");
                 return Err(AdminError::Refused(format!(
                     "the command ran ({}) but its audit record could not be written: {e}",

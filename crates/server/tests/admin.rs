@@ -1363,6 +1363,34 @@ fn dual_control_of_kek_rotation_and_restore() {
     );
     // Not listed: the master key rotation needs no approval.
     admin_ok(&cfg, &["rotate-master-key"]);
+    // A signed approval of an object's request approves as that administrator.
+    let rt = runtime();
+    let owner = inst.connector("client");
+    let addr = server.addr;
+    let key = rt.block_on(async {
+        let mut c = connect(&owner, addr).await;
+        c.create_aes(256, None).await.unwrap()
+    });
+    admin_ok(&cfg, &["dual-control", &key]);
+    let get = || {
+        rt.block_on(async {
+            let mut c = connect(&owner, addr).await;
+            c.get_key_bytes(&key).await
+        })
+    };
+    let refused = get().unwrap_err().to_string();
+    let object_request = refused
+        .split_whitespace()
+        .skip_while(|w| *w != "request")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(object_request.starts_with(&format!("{key}.")), "{refused}");
+    admin_ok(
+        &cfg,
+        &refs(&signed("client2", &["approve", &object_request])),
+    );
+    assert_eq!(get().unwrap().len(), 32, "approved by client2");
     let backup = inst.dir.join("one.kmipdbak");
     admin_ok(&cfg, &["backup", backup.to_str().unwrap()]);
     server.stop();
@@ -1410,6 +1438,32 @@ fn dual_control_of_kek_rotation_and_restore() {
         );
     }
     assert!(audit.contains("approved by client2"), "{audit}");
+    // Signed commands are recorded under their signer's identity.
+    let record = |needle: &str| {
+        audit
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {audit}"))
+            .to_owned()
+    };
+    assert!(
+        record("needs the approval of a second administrator: request rotate-kek.")
+            .contains("\"identity\":\"admin\""),
+        "the request is admin's"
+    );
+    assert!(
+        record(&format!("approved dual control request {id}")).contains("\"identity\":\"client2\""),
+        "the approval is client2's"
+    );
+    assert!(
+        record(&format!("approved dual control request {object_request}"))
+            .contains("\"identity\":\"client2\""),
+        "the object approval is client2's"
+    );
+    assert!(
+        record("\"admin dual-control\"").contains("\"identity\":\"local-admin\""),
+        "unsigned commands stay local-admin's"
+    );
     assert!(audit.contains("two different administrators"), "{audit}");
     assert!(audit.contains("approved by admin and client2"), "{audit}");
 }
