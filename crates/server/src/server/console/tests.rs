@@ -397,6 +397,47 @@ async fn console_roles_pages_actions_and_no_key_material() {
         "{history}"
     );
 
+    // Destroy goes through the engine's dual control like a KMIP Destroy: `other`, marked by
+    // an administrator, is refused with a request id for a second administrator's approval;
+    // unmarked, the administrator's confirmed Destroy destroys it, audited under `admin`.
+    let marked = f.register(&[3u8; 16], "console-marked").await;
+    assert!(
+        f.shared()
+            .engine
+            .set_dual_control(&Principal::admin("admin"), &marked)
+            .unwrap()
+    );
+    for (who, target) in [("admin", marked.as_str()), ("admin", other.as_str())] {
+        let (status, confirm) = f
+            .get(who, &format!("/keys/confirm?uid={target}&action=destroy"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{confirm}");
+        let (status, done) = f
+            .post(
+                who,
+                Some(&origin),
+                &form(target, "destroy", &token_in(&confirm)),
+            )
+            .await;
+        if target == marked {
+            assert_eq!(status, StatusCode::CONFLICT, "{done}");
+            assert!(
+                done.contains("dual control") && done.contains("PermissionDenied"),
+                "{done}"
+            );
+            assert_eq!(f.state(target), state::PRE_ACTIVE);
+        } else {
+            assert_eq!(status, StatusCode::OK, "{done}");
+            assert_eq!(f.state(target), state::DESTROYED);
+            let lines = f.audit_lines();
+            let last = lines.last().unwrap();
+            assert_eq!(
+                (&last["identity"], &last["operation"], &last["uids"][0]),
+                (&"admin".into(), &"Destroy".into(), &other.as_str().into())
+            );
+        }
+    }
+
     // Names are escaped (no markup from an object's attributes reaches the page).
     let xss = f.register(&[9u8; 16], "<script>alert('x')</script>").await;
     let (_, keys) = f.get("auditor", "/keys?q=script").await;
@@ -410,7 +451,7 @@ async fn console_roles_pages_actions_and_no_key_material() {
     }
     let rows = |page: &str| page.matches("<a href=\"/keys/show?uid=").count();
     let (_, first) = f.get("operator", "/keys?q=bulk-").await;
-    assert!(first.contains("27 of 30 objects · page 1 of 2"), "{first}");
+    assert!(first.contains("27 of 31 objects · page 1 of 2"), "{first}");
     assert_eq!(rows(&first), 25);
     assert!(first.contains("page=2") && first.contains("bulk-00") && !first.contains("bulk-26"));
     let (_, second) = f.get("operator", "/keys?q=bulk-&page=2").await;
@@ -443,7 +484,7 @@ async fn console_roles_pages_actions_and_no_key_material() {
     let (_, trail) = f.get("auditor", "/audit?operation=Register").await;
     assert!(trail.contains("chain intact"), "{trail}");
     assert!(trail.contains(&uid) && trail.contains(&other), "{trail}");
-    assert!(trail.contains("31 matched"), "{trail}");
+    assert!(trail.contains("32 matched"), "{trail}");
 
     // The KMIP answer for the same key shows the console changed what a client sees.
     let item = f
