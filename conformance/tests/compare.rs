@@ -1098,3 +1098,114 @@ fn an_issued_certificates_attribute_indices_are_the_servers_a_registered_ones_ar
         "Attribute(Name)",
     );
 }
+
+#[test]
+fn a_literal_short_unique_identifier_must_be_one_the_server_gave() {
+    let short = |v: &str| format!(r#"<ShortUniqueIdentifier type="ByteString" value="{v}"/>"#);
+    let attrs = |id: &str, v: &str| {
+        ok_v(
+            2,
+            0,
+            &[(
+                "GetAttributes",
+                &format!("{}<Attributes>{}</Attributes>", uid(id), short(v)),
+            )],
+        )
+    };
+    let create = req_v(
+        2,
+        0,
+        &[(
+            "Create",
+            r#"<ObjectType type="Enumeration" value="SymmetricKey"/>"#,
+        )],
+    );
+    let created = ok_v(2, 0, &[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]);
+    let get = req_v(2, 0, &[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]);
+    let messages = [
+        create,
+        created,
+        get.clone(),
+        attrs("$UNIQUE_IDENTIFIER_0", "$SHORT_UNIQUE_IDENTIFIER_0"),
+        get,
+        attrs("$UNIQUE_IDENTIFIER_0", "f890a516"),
+    ];
+    let server = |first: &str, second: &str| {
+        Scripted::new(&[
+            ok_v(2, 0, &[("Create", &uid("k1"))]),
+            attrs("k1", first),
+            attrs("k1", second),
+        ])
+    };
+    // The recording server's literal, met by the value this server gave before: passes.
+    assert!(run(&messages, &mut server("00112233", "00112233")).passed);
+    // Another value than any this server gave: a difference.
+    assert_fails_at(
+        &run(&messages, &mut server("00112233", "44556677")),
+        "ShortUniqueIdentifier: expected <4 bytes F890A516>",
+    );
+}
+
+#[test]
+fn a_date_sent_in_a_refused_request_fixes_nothing_one_sent_in_a_performed_request_does() {
+    let date = "2018-12-19T09:24:26+00:00";
+    let set = |op: &str| {
+        req(&[(
+            op,
+            &format!(
+                "{}{}",
+                uid("$UNIQUE_IDENTIFIER_0"),
+                attr("Activation Date", "DateTime", date)
+            ),
+        )])
+    };
+    let shown = |d: &str| {
+        ok(&[(
+            "GetAttributes",
+            &format!(
+                "{}{}",
+                uid("$UNIQUE_IDENTIFIER_0"),
+                attr("Activation Date", "DateTime", d)
+            ),
+        )])
+    };
+    let get = req(&[("GetAttributes", &uid("$UNIQUE_IDENTIFIER_0"))]);
+    let other = "2026-01-01T00:00:00+00:00";
+    let server = |second: String| {
+        Scripted::new(&[
+            ok(&[("Create", &uid("k1"))]),
+            second,
+            shown(other).replace("$UNIQUE_IDENTIFIER_0", "k1"),
+        ])
+    };
+    // Refused: the object keeps its own date, which may differ from the one sent.
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        set("AddAttribute"),
+        failed("AddAttribute", "PermissionDenied"),
+        get.clone(),
+        shown(date),
+    ];
+    assert!(
+        run(
+            &messages,
+            &mut server(failed("AddAttribute", "PermissionDenied"))
+        )
+        .passed
+    );
+    // Performed: the date sent must come back.
+    let performed = ok(&[("AddAttribute", &uid("$UNIQUE_IDENTIFIER_0"))]);
+    let messages = [
+        create(),
+        ok(&[("Create", &uid("$UNIQUE_IDENTIFIER_0"))]),
+        set("AddAttribute"),
+        performed,
+        get,
+        shown(date),
+    ];
+    assert_fails_at(
+        &run(&messages, &mut server(ok(&[("AddAttribute", &uid("k1"))]))),
+        "expected 2018-12-19T09:24:26Z, got 2026-01-01T00:00:00Z",
+    );
+}

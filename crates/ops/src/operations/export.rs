@@ -2,9 +2,10 @@
 //! back (on this server or another one).
 //!
 //! The object part is exactly what Get gives (the same Key Format Type, compression and
-//! wrapping choices, the same Sensitive / Not Extractable refusals, dual control, Fresh
-//! cleared); the Attributes are every attribute Get Attributes would list (the server-owned
-//! `y-` attributes of kmipd, such as grants, are left out: they mean nothing elsewhere).
+//! wrapping choices, the same Sensitive / Not Extractable refusals, dual control; Fresh is
+//! left as it is, since only Get serves an object, 2.1 §4.24); the Attributes are every
+//! attribute Get Attributes would list (the server-owned `y-` attributes of kmipd, such as
+//! grants, are left out: they mean nothing elsewhere).
 //!
 //! Access: the caller must be allowed both Export and Get on the object (the key material
 //! leaves the server): its owner, an administrator, or a grantee of both; an operator's or
@@ -66,12 +67,8 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             .map(|a| attrs::for_version(ctx.spec, a).to_v2())
             .collect(),
     );
-    if obj.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)) {
-        // Served once: no longer Fresh (2.1 §4.24).
-        let mut served = obj.clone();
-        served.attributes.set(tag::FRESH, Value::Boolean(false));
-        ctx.tx.put(served);
-    }
+    // Fresh stays as it is: only a Get serves an object (2.1 §4.24, "served via the Get
+    // operation"), and the exported copy carries the attribute to its Import.
     ctx.set_placeholder(&uid);
     Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,

@@ -181,6 +181,22 @@ mod tests {
             .enumeration(tag::STATE)
             .unwrap();
         assert!(state.is_some(), "Export carries the State");
+        // Export does not serve the object as Get does: it stays Fresh.
+        let (_, _, payload) = call(
+            &engine,
+            (2, 0),
+            op::GET_ATTRIBUTES,
+            vec![build::unique_identifier(uid.clone())],
+        );
+        let payload = payload.unwrap();
+        let fresh = StructReader::any(&payload)
+            .unwrap()
+            .structure(tag::ATTRIBUTES)
+            .unwrap()
+            .unwrap()
+            .boolean(tag::FRESH)
+            .unwrap();
+        assert_eq!(fresh, Some(true));
         // Import on a fresh server under another identifier: the same key, the same State.
         let other = Engine::in_memory();
         let (status, _, payload) = call(
