@@ -566,4 +566,75 @@ mod tests {
             );
         }
     }
+
+    /// The Activation Date of the certificate `uid` minus its Initial Date, and its State.
+    fn activation_offset(e: &Engine, uid: &str) -> (Option<i64>, u32) {
+        let (_, _, payload) = call_as(
+            e,
+            "a",
+            (2, 1),
+            operation::GET_ATTRIBUTES,
+            vec![build::unique_identifier(uid)],
+        );
+        let payload = payload.unwrap();
+        let attrs = StructReader::any(&payload)
+            .unwrap()
+            .required(tag::ATTRIBUTES)
+            .unwrap()
+            .clone();
+        let r = StructReader::any(&attrs).unwrap();
+        let date = |t| match r.optional(t).map(|i| &i.value) {
+            Some(kmipd_ttlv::Value::DateTime(d)) => Some(*d),
+            _ => None,
+        };
+        let offset = date(tag::ACTIVATION_DATE).map(|a| a - date(tag::INITIAL_DATE).unwrap());
+        (offset, r.req_enum(tag::STATE).unwrap())
+    }
+
+    #[test]
+    fn re_certify_with_an_offset_activates_the_new_certificate_that_much_later() {
+        use kmipd_proto::enums::state;
+        let e = engine(Some(generate_rsa("ca").unwrap()));
+        let key = rsa_key();
+        let pk = register_public(&e, "a", (1, 4), &key);
+        let (_, _, payload) = call_as(
+            &e,
+            "a",
+            (1, 4),
+            operation::CERTIFY,
+            v1_payload(&pk, None, "c"),
+        );
+        let c1 = uid_of(&payload);
+        let (status, _, _) = call_as(
+            &e,
+            "a",
+            (1, 4),
+            operation::ACTIVATE,
+            vec![build::unique_identifier(&c1)],
+        );
+        assert_eq!(status, result_status::SUCCESS);
+        let mut payload = v1_payload(&c1, None, "c-next");
+        payload.insert(
+            1,
+            Ttlv::new(tag::OFFSET, kmipd_ttlv::Value::Interval(86_400)),
+        );
+        let (status, _, answer) = call_as(&e, "a", (1, 4), operation::RE_CERTIFY, payload);
+        assert_eq!(status, result_status::SUCCESS);
+        let c2 = uid_of(&answer);
+        assert_eq!(
+            activation_offset(&e, &c2),
+            (Some(86_400), state::PRE_ACTIVE)
+        );
+        // Without an Offset, the existing certificate's Activation Date is copied: active.
+        let (_, _, answer) = call_as(
+            &e,
+            "a",
+            (1, 4),
+            operation::RE_CERTIFY,
+            v1_payload(&c2, None, "c-third"),
+        );
+        let c3 = uid_of(&answer);
+        assert_eq!(activation_offset(&e, &c3).1, state::PRE_ACTIVE);
+        assert_eq!(activation_offset(&e, &c3).0, Some(86_400));
+    }
 }
