@@ -31,7 +31,14 @@ const BOUND: Duration = Duration::from_secs(240);
 /// The chromium to drive: `$KMIPD_CHROMIUM`, else `chromium` on the PATH.
 fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("KMIPD_CHROMIUM") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "KMIPD_CHROMIUM={} is not a file: the console browser test needs Debian's chromium; \
+             run scripts/setup.sh (apt-get install chromium)",
+            p.display()
+        );
+        return p;
     }
     std::env::var_os("PATH")
         .and_then(|paths| {
