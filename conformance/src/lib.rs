@@ -96,6 +96,41 @@ fn case_credentials() -> &'static kmipd_ops::credentials::Credentials {
     })
 }
 
+/// [`case_credentials`] as the `[credentials]` of a spawned server's `kmipd.toml`, so the wire
+/// runs see the same server as the in-process ones.
+pub(crate) fn case_credentials_toml() -> String {
+    let q = |v: &str| format!("{v:?}");
+    let c = case_credentials();
+    let mut out = String::new();
+    for u in &c.users {
+        out.push_str(&format!(
+            "\n[[credentials.users]]\nusername = {}\npassword_hash = {}\n",
+            q(&u.username),
+            q(&u.password_hash)
+        ));
+    }
+    for d in &c.devices {
+        out.push_str(&format!(
+            "\n[[credentials.devices]]\nname = {}\n",
+            q(&d.name)
+        ));
+        let fields = [
+            ("serial_number", &d.serial_number),
+            ("device_identifier", &d.device_identifier),
+            ("network_identifier", &d.network_identifier),
+            ("machine_identifier", &d.machine_identifier),
+            ("media_identifier", &d.media_identifier),
+            ("password_hash", &d.password_hash),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                out.push_str(&format!("{k} = {}\n", q(v)));
+            }
+        }
+    }
+    out
+}
+
 impl InProcess {
     /// A fresh engine over an empty in-memory store, default configuration, with a clock the
     /// runner can move forward.

@@ -295,6 +295,8 @@ impl SpawnedServer {
         let mut text =
             std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
         text.push_str("\n[policy]\nenforce_algorithms = false\n");
+        // The header credentials the OASIS cases assume valid, as in-process.
+        text.push_str(&crate::case_credentials_toml());
         if options.https {
             text.push_str("\n[https]\nlisten = \"127.0.0.1:0\"\n");
         }
