@@ -9,7 +9,7 @@
 //! **The file stays the record of truth.** Requests never wait for forwarding: a thread of its
 //! own (`kmipd-audit-forward`) reads the records back from the audit log (rotated files
 //! included, oldest first) and sends them on, in record order. It sends only records the
-//! syncer has made durable ([`AuditLog::durable_seq`]), so a record a crash could still take
+//! writer has made durable ([`AuditLog::durable_seq`]), so a record a crash could still take
 //! back never reaches the collector.
 //!
 //! **Acknowledged position.** After each batch is written to the socket, the number and hash

@@ -5,8 +5,8 @@
 //!   [`Record`]).
 //! - `audit/summary.rs`: which parts of a request and its response a record takes, never key
 //!   material ([`summarize`]).
-//! - `audit/writer.rs`: the open log ([`AuditLog`]): its writer and syncer threads (group
-//!   commit; the reply waits for `fdatasync`), file permissions, crash recovery and rotation.
+//! - `audit/writer.rs`: the open log ([`AuditLog`]): its writer thread (group commit; the
+//!   reply waits for `fdatasync`), file permissions, crash recovery and rotation.
 //! - `audit/verify.rs`: checking a chain, within a file or across rotated files
 //!   ([`Verifier`]), and what each kind of tampering is reported as.
 //! - `audit/forward.rs`: sending the records on to a collector (`[audit.forward]`), from the

@@ -386,7 +386,7 @@ async fn async_submissions_share_syncs_and_a_dropped_one_is_still_recorded() {
     for t in tasks {
         t.await.unwrap();
     }
-    drop(log); // joins the writer and the syncer
+    drop(log); // joins the writer
     assert_eq!(verify(&path).unwrap(), 321);
     assert!(
         lines(&path)

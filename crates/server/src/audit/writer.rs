@@ -1,13 +1,14 @@
 //! The open audit log: appending records durably, recovery after a crash, rotation.
 //!
 //! **Durability.** A request's records are on disk (`fdatasync`) before its reply is sent.
-//! Two threads of their own do the work, so no request thread waits on a lock or the disk:
-//! the **writer** takes every submission queued so far, renders their records in order (the
-//! chain), writes them with one `write` and hands them to the **syncer**, which runs one
-//! `fdatasync` for everything written before it started and then answers each request
-//! ([`AuditLog::submit`] resolves; [`AuditLog::append`] returns). While the syncer waits for
-//! the disk the next submissions queue up at the writer: that is the group commit, and under
-//! load one sync covers the records of many connections. After an I/O failure the log is
+//! A thread of its own does the work, so no request thread waits on a lock or the disk: the
+//! **writer** takes every submission queued so far, renders their records in order (the
+//! chain), writes them with one `write`, runs one `fdatasync` and then answers each request
+//! ([`AuditLog::submit`] resolves; [`AuditLog::append`] returns). While it waits for the disk
+//! the next submissions queue up: that is the group commit, and under load one sync covers
+//! the records of many connections. (A separate syncer thread, fed by the writer, let one
+//! batch's rendering overlap the previous batch's sync, but its hand-off cost more CPU per
+//! request than that saved: `docs/performance.md`.) After an I/O failure the log is
 //! poisoned: every later request fails, and the server withholds its reply.
 //!
 //! **Permissions.** The log is created mode 0600 ([`FILE_MODE`], like the PIN file), and so
@@ -72,32 +73,22 @@ struct Job {
     done: oneshot::Sender<Result<(), AuditError>>,
 }
 
-/// Records written to the file (page cache), waiting for the syncer.
-struct Written {
-    /// The file they were written to (a rotation may have replaced the writer's since).
-    file: Arc<File>,
-    /// The number of the last record written.
-    last_seq: u64,
-    done: Vec<oneshot::Sender<Result<(), AuditError>>>,
-}
-
 struct Inner {
     path: PathBuf,
     /// Set by the writer or syncer after a failed write or sync (shared with them).
     poisoned: Arc<AtomicBool>,
-    /// The number of the last record known durable (set by the syncer after each sync).
+    /// The number of the last record known durable (set by the writer after each sync).
     durable: Arc<AtomicU64>,
     /// To the writer thread; `None` only while dropping.
     jobs: Option<mpsc::Sender<ToWriter>>,
-    /// The writer and syncer threads, joined on drop so that the file is closed and every
-    /// submitted record answered before the log goes away.
+    /// The writer thread, joined on drop so that the file is closed and every submitted
+    /// record answered before the log goes away.
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel ends the writer after the records already submitted; the syncer
-        // ends when the writer has gone.
+        // Closing the channel ends the writer after the records already submitted.
         drop(self.jobs.take());
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -121,7 +112,7 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// Opens (creating when absent) the audit log at `path`, continuing its chain, and starts
-    /// its writer and syncer threads. A torn last line (crash during a write) is cut off.
+    /// its writer thread. A torn last line (crash during a write) is cut off.
     pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
         let path = path.as_ref();
         let err = io_err(path);
@@ -144,17 +135,15 @@ impl AuditLog {
         // The file's directory entry must survive a crash too.
         sync_parent(path);
         let durable = Arc::new(AtomicU64::new(seq));
-        let durable_synced = durable.clone();
         let (jobs, job_rx) = mpsc::channel::<ToWriter>();
-        let (written, written_rx) = mpsc::channel::<Written>();
         let poisoned = Arc::new(AtomicBool::new(false));
-        let poisoned_flag = poisoned.clone();
         let writer = Writer {
             path: path.to_owned(),
-            file: Arc::new(file),
+            file,
             seq,
             last_hash,
             poisoned: poisoned.clone(),
+            durable: durable.clone(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -162,22 +151,14 @@ impl AuditLog {
                 .spawn(f)
                 .map_err(&err)
         };
-        let w = spawn(
-            "kmipd-audit-write",
-            Box::new(move || writer.run(&job_rx, &written)),
-        )?;
-        let sync_path = path.to_owned();
-        let s = spawn(
-            "kmipd-audit-sync",
-            Box::new(move || sync_loop(&sync_path, &written_rx, &poisoned, &durable_synced)),
-        )?;
+        let w = spawn("kmipd-audit-write", Box::new(move || writer.run(&job_rx)))?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                poisoned: poisoned_flag,
+                poisoned,
                 durable,
                 jobs: Some(jobs),
-                threads: vec![w, s],
+                threads: vec![w],
             }),
         })
     }
@@ -301,21 +282,23 @@ impl AuditLog {
 /// The writer thread's state: the file's tail and the chain.
 struct Writer {
     path: PathBuf,
-    file: Arc<File>,
+    file: File,
     seq: u64,
     last_hash: String,
-    /// Set by either thread after an I/O failure: from then on nothing is written and every
-    /// request fails (after a failed `fdatasync` Linux may have dropped the dirty pages, so a
-    /// later successful one would prove nothing).
+    /// Set after an I/O failure: from then on nothing is written and every request fails
+    /// (after a failed `fdatasync` Linux may have dropped the dirty pages, so a later
+    /// successful one would prove nothing).
     poisoned: Arc<AtomicBool>,
+    /// The number of the last record synced (the forwarder sends records up to it).
+    durable: Arc<AtomicU64>,
 }
 
 impl Writer {
     /// Takes every queued submission, renders them into one buffer, writes it with one
-    /// `write` (a crash leaves whole records or a torn last line) and passes them to the
-    /// syncer. While the syncer waits for the disk, the next submissions queue up here: that
-    /// is the group commit, without a lock or a thread per waiting request.
-    fn run(mut self, jobs: &mpsc::Receiver<ToWriter>, written: &mpsc::Sender<Written>) {
+    /// `write` (a crash leaves whole records or a torn last line), syncs and answers. While
+    /// it waits for the disk, the next submissions queue up: that is the group commit,
+    /// without a lock or a thread per waiting request.
+    fn run(mut self, jobs: &mpsc::Receiver<ToWriter>) {
         let mut buf = String::new();
         let mut carried: Option<ToWriter> = None;
         loop {
@@ -345,11 +328,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.write_batch(batch, &mut buf, written);
+            self.write_batch(batch, &mut buf);
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<Job>, buf: &mut String, written: &mpsc::Sender<Written>) {
+    fn write_batch(&mut self, batch: Vec<Job>, buf: &mut String) {
         if self.poisoned.load(Ordering::Acquire) {
             for j in batch {
                 let _ = j.done.send(Err(AuditError::Poisoned));
@@ -375,7 +358,10 @@ impl Writer {
         if done.is_empty() {
             return;
         }
-        if let Err(e) = (&*self.file).write_all(buf.as_bytes()) {
+        let written = (&self.file)
+            .write_all(buf.as_bytes())
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
             self.poisoned.store(true, Ordering::Release);
             for d in done {
                 let _ = d.send(Err(io_copy(&self.path, &e)));
@@ -383,15 +369,9 @@ impl Writer {
             return;
         }
         (self.seq, self.last_hash) = (seq, prev);
-        let w = Written {
-            file: self.file.clone(),
-            last_seq: self.seq,
-            done,
-        };
-        if let Err(mpsc::SendError(w)) = written.send(w) {
-            for d in w.done {
-                let _ = d.send(Err(AuditError::Poisoned));
-            }
+        self.durable.fetch_max(self.seq, Ordering::AcqRel);
+        for d in done {
+            let _ = d.send(Ok(()));
         }
     }
 
@@ -426,7 +406,7 @@ impl Writer {
             .open(&self.path);
         match created {
             Ok(f) => {
-                self.file = Arc::new(f);
+                self.file = f;
                 sync_parent(&self.path);
                 Ok(Rotated {
                     file: rotated,
@@ -518,46 +498,6 @@ fn render_job(
         *prev = hash;
     }
     Ok(())
-}
-
-/// The syncer thread: one `fdatasync` (per file: two around a rotation) covers everything
-/// written before it started, then every request it covered is answered.
-fn sync_loop(
-    path: &Path,
-    written: &mpsc::Receiver<Written>,
-    poisoned: &AtomicBool,
-    durable: &AtomicU64,
-) {
-    while let Ok(first) = written.recv() {
-        let mut batch = vec![first];
-        while let Ok(w) = written.try_recv() {
-            batch.push(w);
-        }
-        let mut files: Vec<Arc<File>> = Vec::new();
-        for w in &batch {
-            if !files.iter().any(|f| Arc::ptr_eq(f, &w.file)) {
-                files.push(w.file.clone());
-            }
-        }
-        let synced = if poisoned.load(Ordering::Acquire) {
-            Err(None)
-        } else {
-            files.iter().try_for_each(|f| f.sync_data()).map_err(Some)
-        };
-        if synced.is_err() {
-            poisoned.store(true, Ordering::Release);
-        } else if let Some(last) = batch.iter().map(|w| w.last_seq).max() {
-            durable.fetch_max(last, Ordering::AcqRel);
-        }
-        for d in batch.into_iter().flat_map(|w| w.done) {
-            let r = match &synced {
-                Ok(()) => Ok(()),
-                Err(Some(e)) => Err(io_copy(path, e)),
-                Err(None) => Err(AuditError::Poisoned),
-            };
-            let _ = d.send(r);
-        }
-    }
 }
 
 /// The last record's number and hash; with `cut`, a torn last line is cut off (otherwise it
