@@ -508,6 +508,29 @@ mod tests {
         );
         assert_eq!(status, result_status::SUCCESS);
         assert_eq!(subject_cn(&certificate(&e, &uid_of(&payload))), "from-csr");
+        // The PEM form of the request; CRMF is not supported.
+        let pem = openssl::x509::X509Req::from_der(&csr(&key, "from-pem"))
+            .unwrap()
+            .to_pem()
+            .unwrap();
+        let with_type = |kind: u32, value: Vec<u8>| {
+            call_as(
+                &e,
+                "a",
+                (2, 1),
+                operation::CERTIFY,
+                vec![
+                    build::unique_identifier(&pk),
+                    build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, kind),
+                    build::bytes(tag::CERTIFICATE_REQUEST_VALUE, value),
+                ],
+            )
+        };
+        let (status, _, payload) = with_type(crt::PEM, pem.clone());
+        assert_eq!(status, result_status::SUCCESS);
+        assert_eq!(subject_cn(&certificate(&e, &uid_of(&payload))), "from-pem");
+        let (_, reason, _) = with_type(crt::CRMF, pem);
+        assert_eq!(reason, Some(result_reason::FEATURE_NOT_SUPPORTED));
     }
 
     #[test]
