@@ -2,10 +2,10 @@
 //! back (on this server or another one).
 //!
 //! The object part is exactly what Get gives (the same Key Format Type, compression and
-//! wrapping choices, the same Sensitive / Not Extractable refusals, dual control; Fresh is
-//! left as it is, since only Get serves an object, 2.1 §4.24); the Attributes are every
-//! attribute Get Attributes would list (the server-owned `y-` attributes of kmipd, such as
-//! grants, are left out: they mean nothing elsewhere).
+//! wrapping choices, the same Sensitive / Not Extractable and One Time Pad refusals, dual
+//! control; Fresh is left as it is, since only Get serves an object, 2.1 §4.24); the
+//! Attributes are every attribute Get Attributes would list (the server-owned `y-`
+//! attributes of kmipd, such as grants, are left out: they mean nothing elsewhere).
 //!
 //! Access: the caller must be allowed both Export and Get on the object (the key material
 //! leaves the server): its owner, an administrator, or a grantee of both; an operator's or
@@ -44,6 +44,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
             ctx.tx.put(obj.clone());
         }
     }
+    crate::operations::one_time_pad::check_export(&obj)?;
     let body = obj.object.as_ref().ok_or(Error::Destroyed)?;
     let wanted_format = r.enumeration(tag::KEY_FORMAT_TYPE)?;
     let compression = r.enumeration(tag::KEY_COMPRESSION_TYPE)?;
