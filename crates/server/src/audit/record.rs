@@ -40,15 +40,78 @@ pub struct Record {
     pub prev: String,
 }
 
-/// The record's line (without newline) and its hash.
-pub(super) fn render(record: &Record) -> Result<(String, String), AuditError> {
-    let body = serde_json::to_string(record).map_err(|e| AuditError::Malformed {
+/// A record's fields, borrowed: serializes exactly as [`Record`] does (the same fields in the
+/// same order), so the writer renders a record without copying its fields first.
+#[derive(Debug, Serialize)]
+pub(super) struct RecordRef<'a> {
+    pub(super) seq: u64,
+    pub(super) time: &'a str,
+    pub(super) identity: &'a str,
+    pub(super) peer: &'a str,
+    pub(super) operation: &'a str,
+    pub(super) uids: &'a [String],
+    pub(super) status: &'a str,
+    pub(super) reason: Option<&'a str>,
+    pub(super) message: Option<&'a str>,
+    pub(super) prev: &'a str,
+}
+
+#[cfg(test)]
+impl Record {
+    fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            seq: self.seq,
+            time: &self.time,
+            identity: &self.identity,
+            peer: &self.peer,
+            operation: &self.operation,
+            uids: &self.uids,
+            status: &self.status,
+            reason: self.reason.as_deref(),
+            message: self.message.as_deref(),
+            prev: &self.prev,
+        }
+    }
+}
+
+/// Appends the record's line and a newline to `out` (the JSON serialized in place, hashed
+/// there, then its closing brace replaced by the hash field) and returns the hash, 64 hex
+/// digits.
+pub(super) fn render_into(
+    record: &RecordRef<'_>,
+    out: &mut Vec<u8>,
+) -> Result<[u8; 64], AuditError> {
+    let malformed = |reason: String| AuditError::Malformed {
         record: usize::try_from(record.seq).unwrap_or(usize::MAX),
-        reason: e.to_string(),
-    })?;
-    let open = body.strip_suffix('}').unwrap_or(&body);
-    let hash = hex::encode(Sha256::digest(body.as_bytes()));
-    Ok((format!("{open},\"hash\":\"{hash}\"}}"), hash))
+        reason,
+    };
+    let start = out.len();
+    serde_json::to_writer(&mut *out, record).map_err(|e| malformed(e.to_string()))?;
+    let digest = Sha256::digest(out.get(start..).unwrap_or_default());
+    let mut hash = [0u8; 64];
+    hex::encode_to_slice(digest, &mut hash).map_err(|e| malformed(e.to_string()))?;
+    if out.pop() != Some(b'}') {
+        return Err(malformed("not a JSON object".to_owned()));
+    }
+    out.extend_from_slice(b",\"hash\":\"");
+    out.extend_from_slice(&hash);
+    out.extend_from_slice(b"\"}\n");
+    Ok(hash)
+}
+
+/// The record's line (without newline) and its hash (tests: the writer uses [`render_into`]).
+#[cfg(test)]
+pub(super) fn render(record: &Record) -> Result<(String, String), AuditError> {
+    let mut out = Vec::new();
+    let hash = render_into(&record.borrowed(), &mut out)?;
+    out.pop();
+    let text = |b: Vec<u8>| {
+        String::from_utf8(b).map_err(|e| AuditError::Malformed {
+            record: usize::try_from(record.seq).unwrap_or(usize::MAX),
+            reason: e.to_string(),
+        })
+    };
+    Ok((text(out)?, text(hash.to_vec())?))
 }
 
 /// Splits a line into the record without its hash (what was hashed) and the stated hash.

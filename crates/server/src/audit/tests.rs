@@ -545,3 +545,31 @@ fn an_empty_log_continues_the_newest_rotated_file() {
     assert_eq!(chain.records(), 6);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A record's line is its JSON (the fields in `Record`'s order) with the hash of that JSON
+/// added as the last field; the writer renders it in place from borrowed fields, and reading
+/// it back gives the same JSON and hash (what `verify` checks).
+#[test]
+fn a_record_renders_as_its_json_with_the_hash_of_that_json() {
+    use sha2::{Digest, Sha256};
+    let record = Record {
+        seq: 7,
+        time: "2026-12-06T23:00:00Z".into(),
+        identity: "CN=a \"quoted\" name".into(),
+        peer: "127.0.0.1:5696".into(),
+        operation: "Get".into(),
+        uids: vec!["u1".into(), "u\u{e9}2".into()],
+        status: "OperationFailed".into(),
+        reason: Some("ItemNotFound".into()),
+        message: None,
+        prev: GENESIS.into(),
+    };
+    let body = serde_json::to_string(&record).unwrap();
+    let (line, hash) = render(&record).unwrap();
+    assert_eq!(hash, hex::encode(Sha256::digest(body.as_bytes())));
+    let open = body.strip_suffix('}').unwrap();
+    assert_eq!(line, format!("{open},\"hash\":\"{hash}\"}}"));
+    let (read, stated) = split_hash(&line).unwrap();
+    assert_eq!((read.as_str(), stated), (body.as_str(), hash.as_str()));
+    assert_eq!(serde_json::from_str::<Record>(&read).unwrap(), record);
+}

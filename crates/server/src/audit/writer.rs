@@ -36,7 +36,7 @@ use std::thread::JoinHandle;
 use kmipd_ttlv::Ttlv;
 use tokio::sync::oneshot;
 
-use super::record::{GENESIS, Record, render, split_hash};
+use super::record::{GENESIS, Record, RecordRef, render_into, split_hash};
 use super::summary::{ItemSummary, summarize};
 use super::{AuditError, io_copy, io_err};
 
@@ -299,7 +299,7 @@ impl Writer {
     /// it waits for the disk, the next submissions queue up: that is the group commit,
     /// without a lock or a thread per waiting request.
     fn run(mut self, jobs: &mpsc::Receiver<ToWriter>) {
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         let mut carried: Option<ToWriter> = None;
         loop {
             let first = match carried.take() {
@@ -332,7 +332,7 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<Job>, buf: &mut String) {
+    fn write_batch(&mut self, batch: Vec<Job>, buf: &mut Vec<u8>) {
         if self.poisoned.load(Ordering::Acquire) {
             for j in batch {
                 let _ = j.done.send(Err(AuditError::Poisoned));
@@ -359,7 +359,7 @@ impl Writer {
             return;
         }
         let written = (&self.file)
-            .write_all(buf.as_bytes())
+            .write_all(buf)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             self.poisoned.store(true, Ordering::Release);
@@ -470,32 +470,37 @@ fn newest_rotated(path: &Path) -> Result<Option<PathBuf>, AuditError> {
     Ok(best.map(|(_, p)| p))
 }
 
-/// Renders one request's records (one per item) onto `buf`, advancing the chain.
+/// Renders one request's records (one per item, each line with its newline) onto `buf`,
+/// advancing the chain; the fields are serialized from where they are, not copied first.
 fn render_job(
     job: &Job,
     time: &str,
     seq: &mut u64,
     prev: &mut String,
-    buf: &mut String,
+    buf: &mut Vec<u8>,
 ) -> Result<(), AuditError> {
     for item in &job.items {
         *seq = seq.saturating_add(1);
-        let record = Record {
+        let record = RecordRef {
             seq: *seq,
-            time: time.to_owned(),
-            identity: job.identity.clone(),
-            peer: job.peer.clone(),
-            operation: item.operation.clone(),
-            uids: item.uids.clone(),
-            status: item.status.clone(),
-            reason: item.reason.clone(),
-            message: item.message.clone(),
-            prev: std::mem::take(prev),
+            time,
+            identity: &job.identity,
+            peer: &job.peer,
+            operation: &item.operation,
+            uids: &item.uids,
+            status: &item.status,
+            reason: item.reason.as_deref(),
+            message: item.message.as_deref(),
+            prev,
         };
-        let (line, hash) = render(&record)?;
-        buf.push_str(&line);
-        buf.push('\n');
-        *prev = hash;
+        let hash = render_into(&record, buf)?;
+        prev.clear();
+        prev.push_str(
+            std::str::from_utf8(&hash).map_err(|e| AuditError::Malformed {
+                record: usize::try_from(*seq).unwrap_or(usize::MAX),
+                reason: e.to_string(),
+            })?,
+        );
     }
     Ok(())
 }
