@@ -30,6 +30,13 @@ algorithm = "HMAC_SHA256"
 algorithm = "RSA"
 min_length = 2048
 """
+# The rotation scheduler's period is read at start only: a short one lets test_pykmip_policy.py
+# see a rotation set by a reloaded policy without waiting a minute (it only acts on objects with
+# Rotate Automatic True, which no other test creates).
+ROTATION = """
+[rotation]
+check_every = "1s"
+"""
 INIT_TIMEOUT = 120  # s: init provisions a SoftHSM2 token and issues certificates
 START_TIMEOUT = 60  # s: until the port accepts connections
 STOP_GRACE = 15  # s: after SIGTERM, before SIGKILL
@@ -106,6 +113,7 @@ class KmipdInstance:
         # is still refused (test_policy_refuses_rsa_1024).
         with open(self.dir / "kmipd.toml", "a") as conf:
             conf.write(POLICY)
+            conf.write(ROTATION)
 
     def start(self, attempts: int = 3) -> "KmipdInstance":
         if not (self.dir / "kmipd.toml").exists():
