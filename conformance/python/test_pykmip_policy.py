@@ -95,7 +95,7 @@ def proxy_create(c, *attrs):
 
 
 def test_crypto_period_sets_deactivation_date(kmipd, client):
-    """Crypto period: Deactivation Date set to the maximum (none asked, later asked)"""
+    """Server policy: crypto period sets Deactivation Date (none asked, later one capped)"""
     with policy(kmipd, '\n[policy.crypto_period]\nSymmetricKey = "30d"\n') as line:
         assert "1 crypto periods" in line, line
         # None asked: Initial Date plus 30 days.
@@ -128,7 +128,7 @@ def mask_of(c, uid):
 
 
 def test_default_usage_mask_per_object_type(kmipd, client):
-    """Default usage mask per object type when the client gives none"""
+    """Server policy: default Cryptographic Usage Mask per object type when none given"""
     masks = enums.CryptographicUsageMask
     wrap = masks.WRAP_KEY.value | masks.UNWRAP_KEY.value
     derive = masks.DERIVE_KEY.value
@@ -154,7 +154,7 @@ def test_default_usage_mask_per_object_type(kmipd, client):
 
 
 def test_policy_rotates_named_key(kmipd, client):
-    """Automatic rotation by policy: scheduler re-keys a named key; Locate by Name finds the new"""
+    """Server policy: automatic rotation by the scheduler; Locate by Name finds the new key"""
     name = unique("rotated")
     extra = '\n[policy.rotate_interval]\nSymmetricKey = "2s"\n'
     with policy(kmipd, extra):
