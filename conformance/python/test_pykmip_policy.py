@@ -7,7 +7,8 @@ tests that run after it see the instance's own policy. The instance runs the rot
 every second (`[rotation] check_every`, set by kmipd_instance.py; it is read at start only).
 
 - Crypto periods: a key created without a Deactivation Date gets Initial Date plus the period; a
-  later one the client asks for is brought back to it; an earlier one is kept.
+  later one the client asks for is brought back to it; an earlier one is kept; with an
+  Activation Date the period runs from it, and a later Protect Stop Date is pulled in.
 - Default usage masks: a Create without a Cryptographic Usage Mask (PyKMIP's ProxyKmipClient
   always sends Encrypt|Decrypt, so the request goes through its KMIPProxy) gets the policy's mask
   for Symmetric Keys, and a Register of Secret Data without one gets the Secret Data mask.
@@ -110,6 +111,17 @@ def test_crypto_period_sets_deactivation_date(kmipd, client):
         )
         got = attributes(client, uid, ["Initial Date", "Deactivation Date"])
         assert got["Deactivation Date"][0].value == got["Initial Date"][0].value + 30 * DAY, got
+        # An Activation Date asked (in a week): the period runs from it; a Protect Stop Date
+        # after its end (a year) is pulled in to it.
+        now = int(time.time())
+        uid = proxy_create(
+            client,
+            AF.create_attribute(enums.AttributeType.ACTIVATION_DATE, now + 7 * DAY),
+            AF.create_attribute(enums.AttributeType.PROTECT_STOP_DATE, now + 365 * DAY),
+        )
+        got = attributes(client, uid, ["Deactivation Date", "Protect Stop Date"])
+        assert got["Deactivation Date"][0].value == now + 37 * DAY, got
+        assert got["Protect Stop Date"][0].value == now + 37 * DAY, got
         # An earlier one (a day) asked: kept.
         asked = int(time.time()) + DAY
         uid = proxy_create(
