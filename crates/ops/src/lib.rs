@@ -37,7 +37,7 @@ pub mod rotation;
 mod streams;
 pub mod tickets;
 
-pub use engine::{Clock, Conflict, Engine, EngineConfig, Prepared, Principal};
+pub use engine::{Clock, Conflict, Engine, EngineConfig, OBJECT_STATES, Prepared, Principal};
 pub use error::Error;
 pub use incident::{Answer, Incident, IncidentKind};
 pub use policy::Policy;

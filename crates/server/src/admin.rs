@@ -286,6 +286,8 @@ pub struct Admin {
     /// Who signed the command being executed (its audit record's identity instead of
     /// `local-admin`); set by `signer`, taken by `execute`.
     signed_by: Mutex<Option<String>>,
+    /// Where an HSM failure of a rotation is counted (`kmipd_hsm_failures_total`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -319,6 +321,7 @@ impl Admin {
             signers: None,
             pending: Pending::default(),
             signed_by: Mutex::new(None),
+            metrics: None,
         }
     }
 
@@ -403,6 +406,24 @@ impl Admin {
     pub fn with_client_crl(mut self, path: Option<PathBuf>) -> Admin {
         self.client_crl = path;
         self
+    }
+
+    /// Where the rotations count their HSM failures (the server's metrics).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Admin {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts `result`'s HSM failure, if it is one, under `operation`.
+    fn count_hsm_failure<T>(
+        &self,
+        operation: crate::metrics::HsmOperation,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if let (Err(StorageError::Hsm(_)), Some(m)) = (&result, &self.metrics) {
+            m.hsm_failed(operation);
+        }
+        result
     }
 
     /// The server's record of client certificates met ([`crate::clients::Seen`]).
@@ -695,14 +716,20 @@ impl Admin {
     pub fn rotate_kek(&self) -> Result<String, AdminError> {
         let d = self.durable("rotate-kek")?;
         let store = d.keyring();
-        let done = crate::storage::rotate_kek(store, d.master.as_ref(), &self.stop)?;
+        let done = self.count_hsm_failure(
+            crate::metrics::HsmOperation::RotateKek,
+            crate::storage::rotate_kek(store, d.master.as_ref(), &self.stop),
+        )?;
         Ok(done.to_string())
     }
 
     /// Master key rotation ([`crate::storage::rotate_master_key`]).
     pub fn rotate_master_key(&self) -> Result<String, AdminError> {
         let d = self.durable("rotate-master-key")?;
-        let done = crate::storage::rotate_master_key(d.keyring(), d.master.as_ref())?;
+        let done = self.count_hsm_failure(
+            crate::metrics::HsmOperation::RotateMasterKey,
+            crate::storage::rotate_master_key(d.keyring(), d.master.as_ref()),
+        )?;
         Ok(done.to_string())
     }
 

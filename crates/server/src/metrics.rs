@@ -54,6 +54,46 @@ pub struct Metrics {
     /// between).
     engine: OnceLock<kmipd_ops::Engine>,
     due: Mutex<Option<(std::time::Instant, KeyCounts)>>,
+    /// Failed HSM calls by operation ([`HsmOperation`]).
+    hsm_failures: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A runtime HSM call that can fail, the `operation` label of `kmipd_hsm_failures_total`
+/// (a fixed set: every one has a series from the start, at 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HsmOperation {
+    /// `kmipd admin rotate-kek`: wrapping the new KEK under the master key.
+    RotateKek,
+    /// `kmipd admin rotate-master-key`: the new master key and the KEKs rewrapped under it.
+    RotateMasterKey,
+}
+
+impl HsmOperation {
+    /// Every operation, in label order.
+    pub(crate) const ALL: [HsmOperation; 2] =
+        [HsmOperation::RotateKek, HsmOperation::RotateMasterKey];
+
+    /// Its label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            HsmOperation::RotateKek => "rotate_kek",
+            HsmOperation::RotateMasterKey => "rotate_master_key",
+        }
+    }
+}
+
+/// The `state` label of `kmipd_objects` for a KMIP State.
+fn state_label(s: u32) -> &'static str {
+    use kmipd_proto::enums::state;
+    match s {
+        state::PRE_ACTIVE => "pre_active",
+        state::ACTIVE => "active",
+        state::DEACTIVATED => "deactivated",
+        state::COMPROMISED => "compromised",
+        state::DESTROYED => "destroyed",
+        state::DESTROYED_COMPROMISED => "destroyed_compromised",
+        _ => "unknown",
+    }
 }
 
 /// What the key gauges show.
@@ -65,6 +105,8 @@ struct KeyCounts {
     past_period: usize,
     /// Objects due for automatic rotation, and the longest wait (seconds).
     rotation: (usize, i64),
+    /// Objects by their current state ([`kmipd_ops::OBJECT_STATES`] order).
+    by_state: [(u32, usize); 6],
 }
 
 /// How old the `kmipd_keys_due_deactivation` counts may be in a scrape.
@@ -165,6 +207,13 @@ impl Metrics {
         }
     }
 
+    /// A runtime HSM call failed.
+    pub(crate) fn hsm_failed(&self, operation: HsmOperation) {
+        if let Ok(mut m) = self.hsm_failures.lock() {
+            *m.entry(operation.label()).or_default() += 1;
+        }
+    }
+
     /// Adds the store's figures to the exposition (once; later calls are ignored).
     pub(crate) fn watch_store(&self, store: &DurableStore) {
         let _ = self.store.set(match store {
@@ -195,6 +244,7 @@ impl Metrics {
                 .ok()?,
             past_period: engine.past_crypto_period().ok()?,
             rotation: engine.rotation_lag().ok()?,
+            by_state: engine.objects_by_state().ok()?,
         };
         *cache = Some((std::time::Instant::now(), counts.clone()));
         Some(counts)
@@ -402,6 +452,22 @@ impl Metrics {
                 }
             }
         }
+        let _ = writeln!(
+            o,
+            "# HELP kmipd_hsm_failures_total Runtime HSM calls that failed, by operation \
+             (a master key or KEK rotation).\n\
+             # TYPE kmipd_hsm_failures_total counter"
+        );
+        if let Ok(m) = self.hsm_failures.lock() {
+            for op in HsmOperation::ALL {
+                let n = m.get(op.label()).copied().unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "kmipd_hsm_failures_total{{operation=\"{}\"}} {n}",
+                    op.label()
+                );
+            }
+        }
         if let Some(files) = self.tls_files.get() {
             render_tls_files(&mut o, files);
         }
@@ -432,6 +498,15 @@ impl Metrics {
                  kmipd_rotation_lag_seconds {}",
                 counts.past_period, counts.rotation.0, counts.rotation.1
             );
+            let _ = writeln!(
+                o,
+                "# HELP kmipd_objects Managed objects by their current state (a destroyed object \
+                 keeps its metadata; counted at most once a minute).\n\
+                 # TYPE kmipd_objects gauge"
+            );
+            for (s, n) in &counts.by_state {
+                let _ = writeln!(o, "kmipd_objects{{state=\"{}\"}} {n}", state_label(*s));
+            }
         }
         match self.store.get() {
             Some(Watched::Sled(s)) => {
@@ -647,6 +722,11 @@ mod tests {
         assert!(t.contains("kmipd_refusals_total{reason=\"max_connections\"} 1"));
         assert!(t.contains("kmipd_internal_errors_total{kind=\"store_corrupt\"} 1\n"));
         assert!(t.contains("kmipd_internal_errors_total{kind=\"internal\"} 0\n"));
+        assert!(t.contains("kmipd_hsm_failures_total{operation=\"rotate_kek\"} 0\n"));
+        m.hsm_failed(HsmOperation::RotateKek);
+        let t = m.render();
+        assert!(t.contains("kmipd_hsm_failures_total{operation=\"rotate_kek\"} 1\n"));
+        assert!(t.contains("kmipd_hsm_failures_total{operation=\"rotate_master_key\"} 0\n"));
     }
 
     #[test]

@@ -1133,7 +1133,8 @@ fn alert_rule_metrics() -> std::collections::BTreeSet<String> {
 /// Every metric the alert rules use is exported by a running kmipd (sled store, SoftHSM2
 /// token, the TLS files `kmipd init` makes): each has its `# TYPE` line in a scrape. Also the
 /// gauges added for the rules hold real values: the certificate expiry of the instance's files,
-/// the audit log not poisoned, a Permission Denied counted for the caller.
+/// the audit log not poisoned, a Permission Denied counted for the caller, the objects counted
+/// by state after a create, activate, revoke and destroy, the HSM failure counters at 0.
 #[test]
 fn alert_rules_use_only_exported_metrics() {
     let names = alert_rule_metrics();
@@ -1168,8 +1169,47 @@ fn alert_rules_use_only_exported_metrics() {
             .await
             .unwrap_err();
         assert_eq!(e.result_reason(), Some(result_reason::PERMISSION_DENIED));
+        // Objects in five states: as created, activated, compromised, deactivated, destroyed.
+        use kmipd_proto::enums::revocation_reason_code as reason;
+        let mut uids = Vec::new();
+        for i in 0..5 {
+            uids.push(
+                c.create_aes(256, Some(&format!("by-state-{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        c.revoke(&uids[2], reason::KEY_COMPROMISE).await.unwrap();
+        for uid in &uids[1..] {
+            if uid != &uids[2] {
+                c.activate(uid).await.unwrap();
+            }
+        }
+        for uid in &uids[3..] {
+            c.revoke(uid, reason::CESSATION_OF_OPERATION).await.unwrap();
+        }
+        c.destroy(&uids[4]).await.unwrap();
     });
     let text = scrape(metrics);
+    let by_state = |state: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("kmipd_objects{{state=\"{state}\"}} ")))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(by_state("pre_active"), Some(1), "{text}");
+    assert_eq!(by_state("active"), Some(1), "{text}");
+    assert_eq!(by_state("compromised"), Some(1), "{text}");
+    assert_eq!(by_state("destroyed"), Some(1), "{text}");
+    assert_eq!(by_state("deactivated"), Some(1), "{text}");
+    assert_eq!(by_state("destroyed_compromised"), Some(0), "{text}");
+    for op in ["rotate_kek", "rotate_master_key"] {
+        assert!(
+            text.contains(&format!(
+                "kmipd_hsm_failures_total{{operation=\"{op}\"}} 0\n"
+            )),
+            "{text}"
+        );
+    }
     let denied: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("kmipd_permission_denied_total{"))

@@ -341,6 +341,7 @@ impl Server {
             crate::settings::Settings::new(&config, engine.clone()).map_err(StartError::Other)?,
         );
         let seen = Arc::new(crate::clients::Seen::default());
+        let metrics = Arc::new(Metrics::default());
         let mut admin_task = None;
         let mut admin_for_reload = None;
         if config.admin.enabled {
@@ -357,7 +358,8 @@ impl Server {
                 .with_settings(settings.clone())
                 .with_signers(config.tls.clone(), config.identity.source)
                 .with_client_crl(config.admin.client_crl.clone())
-                .with_seen(seen.clone()),
+                .with_seen(seen.clone())
+                .with_metrics(metrics.clone()),
             );
             admin_for_reload = Some(admin.clone());
             admin_task = Some(tokio::spawn(crate::admin::serve(
@@ -367,7 +369,6 @@ impl Server {
                 stop.clone(),
             )));
         }
-        let metrics = Arc::new(Metrics::default());
         if let Some(d) = &watched {
             metrics.watch_store(&d.store);
         }

@@ -25,6 +25,8 @@ use super::{rotate_kek, rotate_master_key, unlock};
 struct SoftMaster {
     current: Mutex<u8>,
     live: Mutex<BTreeSet<u8>>,
+    /// Every call fails as an HSM would (a PKCS#11 error).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl SoftMaster {
@@ -32,7 +34,17 @@ impl SoftMaster {
         SoftMaster {
             current: Mutex::new(1),
             live: Mutex::new(BTreeSet::from([1])),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+    fn fail_if_failing(&self) -> kmipd_hsm::Result<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(kmipd_hsm::HsmError::Pkcs11 {
+                op: "test",
+                rv: "CKR_DEVICE_REMOVED".into(),
+            });
+        }
+        Ok(())
     }
     fn wrap_with(v: u8, kek: &[u8]) -> Vec<u8> {
         std::iter::once(v)
@@ -43,6 +55,7 @@ impl SoftMaster {
 
 impl MasterKey for SoftMaster {
     fn wrap_kek(&self, kek: &[u8]) -> kmipd_hsm::Result<Vec<u8>> {
+        self.fail_if_failing()?;
         Ok(Self::wrap_with(*self.current.lock().unwrap(), kek))
     }
     fn unwrap_kek(&self, blob: &[u8]) -> kmipd_hsm::Result<Zeroizing<Vec<u8>>> {
@@ -57,6 +70,7 @@ impl MasterKey for SoftMaster {
         format!("soft.v{}", self.current.lock().unwrap())
     }
     fn rotate(&self, blobs: &[Vec<u8>]) -> kmipd_hsm::Result<Vec<Vec<u8>>> {
+        self.fail_if_failing()?;
         let plain: Vec<_> = blobs.iter().map(|b| self.unwrap_kek(b).unwrap()).collect();
         let mut cur = self.current.lock().unwrap();
         *cur += 1;
@@ -215,4 +229,51 @@ fn a_crash_between_master_key_rotate_and_storing_the_new_blobs() {
     drop((engine, store));
     let (engine, _store) = open(tmp.path(), &master);
     assert_eq!(key_bytes(&engine, &uid), bytes);
+}
+
+/// An HSM failing during `kmipd admin rotate-master-key` and `rotate-kek`: each command fails
+/// and `kmipd_hsm_failures_total` counts it under its operation; a failure that is not the
+/// HSM's (no durable store) is not counted.
+#[test]
+fn hsm_failures_during_rotations_are_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let master = Arc::new(SoftMaster::new());
+    let (engine, store) = open(tmp.path(), &master);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let counted = |op: &str| {
+        let text = metrics.render();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("kmipd_hsm_failures_total{{operation=\"{op}\"}} "))
+            })
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    let no_store = crate::admin::Admin::new(engine.clone(), None, None, CancellationToken::new())
+        .with_metrics(metrics.clone());
+    assert!(no_store.rotate_master_key().is_err());
+    assert_eq!(counted("rotate_master_key"), Some(0));
+    let admin = crate::admin::Admin::new(
+        engine,
+        Some(super::Durable {
+            store: super::DurableStore::Sled(store),
+            master: master.clone(),
+        }),
+        None,
+        CancellationToken::new(),
+    )
+    .with_metrics(metrics.clone());
+    master
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(admin.rotate_master_key().is_err());
+    assert_eq!(counted("rotate_master_key"), Some(1));
+    assert_eq!(counted("rotate_kek"), Some(0));
+    assert!(admin.rotate_kek().is_err());
+    assert_eq!(counted("rotate_kek"), Some(1));
+    master
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let done = admin.rotate_master_key().unwrap();
+    assert!(done.contains("soft.v2 is current"), "{done}");
+    assert_eq!(counted("rotate_master_key"), Some(1));
 }
