@@ -56,6 +56,8 @@ pub struct Metrics {
     due: Mutex<Option<(std::time::Instant, KeyCounts)>>,
     /// Failed HSM calls by operation ([`HsmOperation`]).
     hsm_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// The durable store's count of failed runtime KEK unwraps (`unwrap_kek`).
+    kek_unwrap_failures: OnceLock<Arc<AtomicU64>>,
 }
 
 /// A runtime HSM call that can fail, the `operation` label of `kmipd_hsm_failures_total`
@@ -66,18 +68,25 @@ pub(crate) enum HsmOperation {
     RotateKek,
     /// `kmipd admin rotate-master-key`: the new master key and the KEKs rewrapped under it.
     RotateMasterKey,
+    /// A KEK met at run time unwrapped by the master key (PostgreSQL: rotated through
+    /// another node), counted by [`crate::storage::Durable::kek_unwrap_failures`].
+    UnwrapKek,
 }
 
 impl HsmOperation {
     /// Every operation, in label order.
-    pub(crate) const ALL: [HsmOperation; 2] =
-        [HsmOperation::RotateKek, HsmOperation::RotateMasterKey];
+    pub(crate) const ALL: [HsmOperation; 3] = [
+        HsmOperation::RotateKek,
+        HsmOperation::RotateMasterKey,
+        HsmOperation::UnwrapKek,
+    ];
 
     /// Its label.
     pub(crate) fn label(self) -> &'static str {
         match self {
             HsmOperation::RotateKek => "rotate_kek",
             HsmOperation::RotateMasterKey => "rotate_master_key",
+            HsmOperation::UnwrapKek => "unwrap_kek",
         }
     }
 }
@@ -220,6 +229,13 @@ impl Metrics {
             DurableStore::Sled(s) => Watched::Sled(Arc::downgrade(s)),
             DurableStore::Postgres(s) => Watched::Postgres(Arc::downgrade(s)),
         });
+    }
+
+    /// Counts `durable`'s failed runtime KEK unwraps under `unwrap_kek` (once).
+    pub(crate) fn watch_hsm(&self, durable: &crate::storage::Durable) {
+        let _ = self
+            .kek_unwrap_failures
+            .set(durable.kek_unwrap_failures.clone());
     }
 
     /// Adds `kmipd_keys_due_deactivation{within}` from this engine's store (once).
@@ -455,12 +471,15 @@ impl Metrics {
         let _ = writeln!(
             o,
             "# HELP kmipd_hsm_failures_total Runtime HSM calls that failed, by operation \
-             (a master key or KEK rotation).\n\
+             (a master key or KEK rotation, a KEK met at run time unwrapped).\n\
              # TYPE kmipd_hsm_failures_total counter"
         );
         if let Ok(m) = self.hsm_failures.lock() {
             for op in HsmOperation::ALL {
-                let n = m.get(op.label()).copied().unwrap_or(0);
+                let n = match (op, self.kek_unwrap_failures.get()) {
+                    (HsmOperation::UnwrapKek, Some(c)) => c.load(Ordering::Relaxed),
+                    _ => m.get(op.label()).copied().unwrap_or(0),
+                };
                 let _ = writeln!(
                     o,
                     "kmipd_hsm_failures_total{{operation=\"{}\"}} {n}",

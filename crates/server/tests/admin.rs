@@ -1202,7 +1202,7 @@ fn alert_rules_use_only_exported_metrics() {
     assert_eq!(by_state("destroyed"), Some(1), "{text}");
     assert_eq!(by_state("deactivated"), Some(1), "{text}");
     assert_eq!(by_state("destroyed_compromised"), Some(0), "{text}");
-    for op in ["rotate_kek", "rotate_master_key"] {
+    for op in ["rotate_kek", "rotate_master_key", "unwrap_kek"] {
         assert!(
             text.contains(&format!(
                 "kmipd_hsm_failures_total{{operation=\"{op}\"}} 0\n"

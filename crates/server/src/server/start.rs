@@ -371,6 +371,7 @@ impl Server {
         }
         if let Some(d) = &watched {
             metrics.watch_store(&d.store);
+            metrics.watch_hsm(d);
         }
         metrics.watch_audit(&audit);
         metrics.watch_engine(&engine);

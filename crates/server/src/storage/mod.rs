@@ -256,6 +256,9 @@ pub struct Durable {
     pub store: DurableStore,
     /// The master key in the HSM.
     pub master: Arc<dyn MasterKey>,
+    /// HSM failures unwrapping a KEK met at run time (PostgreSQL: a KEK rotated through
+    /// another node); `kmipd_hsm_failures_total{operation="unwrap_kek"}`. Always 0 with sled.
+    pub kek_unwrap_failures: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -344,6 +347,7 @@ pub fn open_durable(config: &Config) -> Result<Durable, StorageError> {
     Ok(Durable {
         store: DurableStore::Sled(store),
         master,
+        kek_unwrap_failures: Arc::default(),
     })
 }
 

@@ -66,16 +66,30 @@ pub fn open_postgres(
         other => other,
     })?;
     info!(master_key = %master.id(), "PostgreSQL store unlocked");
-    // KEKs rotated through another node: unwrapped by this node's master key when first met.
-    let unwrapper = master.clone();
-    store.set_kek_source(Arc::new(move |id, blob: &[u8]| {
-        let kek = unwrap_kek(unwrapper.as_ref(), id, blob).map_err(|e| e.to_string())?;
-        info!(kek = %id, "KEK learned from the database (rotated through another node)");
-        Ok(kek)
-    }));
+    let kek_unwrap_failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    store.set_kek_source(kek_source(master.clone(), kek_unwrap_failures.clone()));
     Ok(Durable {
         store: DurableStore::Postgres(Arc::new(store)),
         master,
+        kek_unwrap_failures,
+    })
+}
+
+/// How a node unwraps KEKs rotated through another node, when it first meets them: by its
+/// master key, each HSM failure counted in `failures`.
+pub(super) fn kek_source(
+    master: Arc<dyn MasterKey>,
+    failures: Arc<std::sync::atomic::AtomicU64>,
+) -> kmipd_store::KekSource {
+    Arc::new(move |id, blob: &[u8]| {
+        let kek = unwrap_kek(master.as_ref(), id, blob).map_err(|e| {
+            if matches!(e, StorageError::Hsm(_)) {
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            e.to_string()
+        })?;
+        info!(kek = %id, "KEK learned from the database (rotated through another node)");
+        Ok(kek)
     })
 }
 

@@ -59,6 +59,7 @@ impl MasterKey for SoftMaster {
         Ok(Self::wrap_with(*self.current.lock().unwrap(), kek))
     }
     fn unwrap_kek(&self, blob: &[u8]) -> kmipd_hsm::Result<Zeroizing<Vec<u8>>> {
+        self.fail_if_failing()?;
         let v = blob[0];
         assert!(
             self.live.lock().unwrap().contains(&v),
@@ -257,6 +258,7 @@ fn hsm_failures_during_rotations_are_counted() {
         Some(super::Durable {
             store: super::DurableStore::Sled(store),
             master: master.clone(),
+            kek_unwrap_failures: Arc::default(),
         }),
         None,
         CancellationToken::new(),
@@ -276,4 +278,23 @@ fn hsm_failures_during_rotations_are_counted() {
     let done = admin.rotate_master_key().unwrap();
     assert!(done.contains("soft.v2 is current"), "{done}");
     assert_eq!(counted("rotate_master_key"), Some(1));
+
+    // A KEK met at run time (PostgreSQL: rotated through another node), unwrapped by the
+    // HSM: counted under unwrap_kek once the server watches the durable store.
+    let durable = super::Durable {
+        store: super::DurableStore::Sled(Arc::new(SledStore::open(tmp.path().join("b")).unwrap())),
+        master: master.clone(),
+        kek_unwrap_failures: Arc::default(),
+    };
+    metrics.watch_hsm(&durable);
+    let source = super::postgres::kek_source(master.clone(), durable.kek_unwrap_failures.clone());
+    let blob = master.wrap_kek(&[7u8; 32]).unwrap();
+    let id = KekId(2);
+    assert!(source(id, &blob).is_ok());
+    assert_eq!(counted("unwrap_kek"), Some(0));
+    master
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(source(id, &blob).is_err());
+    assert_eq!(counted("unwrap_kek"), Some(1));
 }
