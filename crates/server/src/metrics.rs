@@ -860,6 +860,8 @@ mod tests {
             object("d", 60, state::ACTIVE),
             object("e", 5, state::DESTROYED),
             object("f", -1, state::DEACTIVATED),
+            // Stored Active, its Deactivation Date passed: Deactivated now.
+            object("g", -2, state::ACTIVE),
         ];
         store
             .commit(objects.into_iter().map(Change::Put).collect())
@@ -883,6 +885,20 @@ mod tests {
             t.contains("kmipd_keys_due_deactivation{within=\"30d\"} 3\n"),
             "{t}"
         );
+        // The same objects by their state now.
+        for (label, n) in [
+            ("pre_active", 1),
+            ("active", 3),
+            ("deactivated", 2),
+            ("compromised", 0),
+            ("destroyed", 1),
+            ("destroyed_compromised", 0),
+        ] {
+            assert!(
+                t.contains(&format!("kmipd_objects{{state=\"{label}\"}} {n}\n")),
+                "{label}: {t}"
+            );
+        }
     }
 
     #[test]
