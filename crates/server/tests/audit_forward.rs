@@ -12,6 +12,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+use common::bounded;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,14 +24,6 @@ use kmipd::{InitOptions, Instance, Server, ServerHandle};
 use kmipd_client::{Client, Connector, TlsOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-
-const BOUND: Duration = Duration::from_secs(30);
-
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
 
 fn audit_path(inst: &Instance) -> PathBuf {
     let p = inst.config().unwrap().audit.path;

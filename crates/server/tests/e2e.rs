@@ -13,6 +13,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+use common::bounded;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,15 +28,6 @@ use kmipd_ops::{Engine, Principal};
 use kmipd_proto::enums::{operation as op, result_status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-
-const BOUND: Duration = Duration::from_secs(30);
-
-/// Bounds a future; a test that would hang fails instead.
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
 
 struct Env {
     _tmp: tempfile::TempDir,

@@ -13,6 +13,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+use common::bounded;
+
 use std::time::Duration;
 
 use kmipd::{InitOptions, Server};
@@ -24,14 +27,6 @@ use kmipd_proto::message::{ProtocolVersion, RequestMessage, ResponseMessage};
 use kmipd_ttlv::{Limits, Ttlv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-const BOUND: Duration = Duration::from_secs(30);
-
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
 
 /// A Query request in KMIP XML (as the MSGENC-XML test cases send it).
 const XML_QUERY: &str = r#"<RequestMessage>

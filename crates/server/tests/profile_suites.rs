@@ -13,6 +13,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+use common::{BOUND, bounded};
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,8 +33,6 @@ use kmipd_proto::tag;
 use kmipd_ttlv::{HEADER_LEN, Limits};
 use tokio::net::TcpListener;
 
-const BOUND: Duration = Duration::from_secs(30);
-
 /// The profile suites OpenSSL serves (OpenSSL names) that rustls cannot: every one must work.
 const SUITES: [&str; 8] = [
     "AES128-SHA256",
@@ -43,12 +44,6 @@ const SUITES: [&str; 8] = [
     "ECDHE-RSA-AES128-SHA256",
     "ECDHE-RSA-AES256-SHA384",
 ];
-
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
 
 fn query_bytes() -> Vec<u8> {
     let request = RequestMessage::new(

@@ -12,13 +12,14 @@
     clippy::indexing_slicing
 )]
 
-use std::net::SocketAddr;
+mod common;
+use common::{BOUND, bounded, connect};
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use kmipd::admin::{Request, call};
 use kmipd::{InitOptions, Server};
-use kmipd_client::{Client, Connector, Error, TlsOptions};
+use kmipd_client::Error;
 use kmipd_proto::attributes::Attribute;
 use kmipd_proto::enums::{
     cryptographic_algorithm, object_type, result_reason, revocation_reason_code,
@@ -26,29 +27,6 @@ use kmipd_proto::enums::{
 use kmipd_proto::tag;
 use kmipd_ttlv::Value;
 use tokio::net::TcpListener;
-
-const BOUND: Duration = Duration::from_secs(30);
-
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
-
-async fn connect(inst: &kmipd::Instance, who: &str, addr: SocketAddr) -> Client {
-    let read = |p: PathBuf| std::fs::read(p).unwrap();
-    let c = Connector::new(
-        &read(inst.cert("ca")),
-        &read(inst.cert(who)),
-        &read(inst.key(who)),
-        TlsOptions {
-            timeout: Duration::from_secs(15),
-            ..TlsOptions::default()
-        },
-    )
-    .unwrap();
-    bounded("connect", c.connect(addr)).await.unwrap()
-}
 
 /// The configuration `init` wrote, with `roles` appended.
 fn write_config(path: &Path, original: &str, roles: &str) {

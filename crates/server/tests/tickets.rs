@@ -18,12 +18,13 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+use common::bounded;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use kmipd::{InitOptions, Server};
-use kmipd_client::{Client, Connector, Error, TlsOptions, item, payload_of};
+use kmipd_client::{Client, Error, item, payload_of};
 use kmipd_proto::build;
 use kmipd_proto::enums::{credential_type, object_type, operation as op, result_reason};
 use kmipd_proto::message::ProtocolVersion;
@@ -32,27 +33,8 @@ use kmipd_proto::tag;
 use kmipd_ttlv::Ttlv;
 use tokio::net::TcpListener;
 
-const BOUND: Duration = Duration::from_secs(30);
-
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
-
 async fn connect(inst: &kmipd::Instance, who: &str, addr: SocketAddr) -> Client {
-    let read = |p: PathBuf| std::fs::read(p).unwrap();
-    let c = Connector::new(
-        &read(inst.cert("ca")),
-        &read(inst.cert(who)),
-        &read(inst.key(who)),
-        TlsOptions {
-            timeout: Duration::from_secs(15),
-            ..TlsOptions::default()
-        },
-    )
-    .unwrap();
-    let mut client = bounded("connect", c.connect(addr)).await.unwrap();
+    let mut client = common::connect(inst, who, addr).await;
     client.set_version(ProtocolVersion::new(2, 0));
     client
 }
