@@ -194,8 +194,8 @@ fn get_usage_allocation_draws_on_the_usage_limits_count_until_it_is_spent() {
 }
 
 /// A key registered wrapped (RFC 3394 §4.1: KEK 000102...0F, key 00112233...FF) comes back
-/// unwrapped when asked Not Wrapped, if its wrapping key may unwrap (Unwrap Key); a key whose
-/// mask allows only Wrap Key may not be used to unwrap.
+/// unwrapped when asked Not Wrapped, by Get and by Export alike, if its wrapping key may unwrap
+/// (Unwrap Key); a key whose mask allows only Wrap Key may not be used to unwrap.
 #[test]
 fn a_key_registered_wrapped_is_unwrapped_by_a_get_not_wrapped_when_its_kek_may_unwrap() {
     for (mask, unwraps) in [("WrapKey UnwrapKey", true), ("WrapKey", false)] {
@@ -240,40 +240,54 @@ fn a_key_registered_wrapped_is_unwrapped_by_a_get_not_wrapped_when_its_kek_may_u
 <KeyWrapType type="Enumeration" value="NotWrapped"/></RequestPayload></BatchItem>"#
         );
         let resp = engine.handle_message(&Principal::new("a"), &xml_request((2, 0), &wrapped));
-        let it = batch_items(&resp);
-        let material = field(
-            &it[2],
-            &[
-                tag::RESPONSE_PAYLOAD,
-                tag::SYMMETRIC_KEY,
-                tag::KEY_BLOCK,
-                tag::KEY_VALUE,
-                tag::KEY_MATERIAL,
-            ],
+        let mut it = batch_items(&resp);
+        let uid = kmipd_proto::reader::as_text(
+            field(&it[0], &[tag::RESPONSE_PAYLOAD, tag::UNIQUE_IDENTIFIER]).unwrap(),
+        )
+        .unwrap()
+        .to_owned();
+        let export = format!(
+            r#"<BatchItem><Operation type="Enumeration" value="Export"/><RequestPayload>
+<UniqueIdentifier type="TextString" value="{uid}"/>
+<KeyWrapType type="Enumeration" value="NotWrapped"/></RequestPayload></BatchItem>"#
         );
+        let resp = engine.handle_message(&Principal::new("a"), &xml_request((2, 0), &export));
+        it.extend(batch_items(&resp));
         let as_registered = field(
             &it[1],
             &[tag::RESPONSE_PAYLOAD, tag::SYMMETRIC_KEY, tag::KEY_BLOCK],
         )
         .unwrap();
         assert!(field(as_registered, &[tag::KEY_WRAPPING_DATA]).is_some());
-        if unwraps {
-            assert_eq!(
-                hex::encode(as_bytes(material.unwrap()).unwrap()),
-                "00112233445566778899aabbccddeeff"
+        for n in [2, 3] {
+            let material = field(
+                &it[n],
+                &[
+                    tag::RESPONSE_PAYLOAD,
+                    tag::SYMMETRIC_KEY,
+                    tag::KEY_BLOCK,
+                    tag::KEY_VALUE,
+                    tag::KEY_MATERIAL,
+                ],
             );
-            let kb = field(
-                &it[2],
-                &[tag::RESPONSE_PAYLOAD, tag::SYMMETRIC_KEY, tag::KEY_BLOCK],
-            )
-            .unwrap();
-            assert!(field(kb, &[tag::KEY_WRAPPING_DATA]).is_none());
-        } else {
-            assert!(material.is_none());
-            assert_eq!(
-                as_enum(field(&it[2], &[tag::RESULT_REASON]).unwrap()).unwrap(),
-                kmipd_proto::enums::result_reason::INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK
-            );
+            if unwraps {
+                assert_eq!(
+                    hex::encode(as_bytes(material.unwrap()).unwrap()),
+                    "00112233445566778899aabbccddeeff"
+                );
+                let kb = field(
+                    &it[n],
+                    &[tag::RESPONSE_PAYLOAD, tag::SYMMETRIC_KEY, tag::KEY_BLOCK],
+                )
+                .unwrap();
+                assert!(field(kb, &[tag::KEY_WRAPPING_DATA]).is_none());
+            } else {
+                assert!(material.is_none());
+                assert_eq!(
+                    as_enum(field(&it[n], &[tag::RESULT_REASON]).unwrap()).unwrap(),
+                    kmipd_proto::enums::result_reason::INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK
+                );
+            }
         }
     }
 }

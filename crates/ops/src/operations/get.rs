@@ -10,9 +10,10 @@
 //! (1.4+).
 
 use kmipd_proto::build;
-use kmipd_proto::enums::key_wrap_type;
+use kmipd_proto::enums::{key_wrap_type, operation};
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::tag;
+use kmipd_store::ManagedObject;
 use kmipd_ttlv::{Ttlv, Value};
 
 use crate::context::Ctx;
@@ -25,16 +26,42 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let r = StructReader::any(payload)?;
     let uid = resolve_uid(ctx, &r)?;
     let mut obj = ctx.load(&uid)?;
+    let object = object_part(ctx, &r, &mut obj)?;
+    if obj.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)) {
+        // Served once: no longer Fresh (2.1 §4.24).
+        let mut served = obj.clone();
+        served.attributes.set(tag::FRESH, Value::Boolean(false));
+        ctx.tx.put(served);
+    }
+    ctx.set_placeholder(&uid);
+    Ok(Some(build::structure(
+        tag::RESPONSE_PAYLOAD,
+        vec![
+            Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(obj.object_type)),
+            uid_item(&uid),
+            object,
+        ],
+    )))
+}
+
+/// The object part of a Get answer: `obj` in the Key Format Type, compression and wrapping `r`
+/// asks for, after every refusal Get makes (destroyed, archived, One Time Pad, dual control,
+/// Sensitive / Not Extractable). Export answers with the same part (`export`).
+pub(crate) fn object_part(
+    ctx: &mut Ctx<'_>,
+    r: &StructReader<'_>,
+    obj: &mut ManagedObject,
+) -> Result<Ttlv> {
     if obj.object.is_none() {
         return Err(Error::Destroyed);
     }
-    if crate::operations::archive::is_archived(&obj) {
+    if crate::operations::archive::is_archived(obj) {
         return Err(Error::ObjectArchived);
     }
-    crate::operations::one_time_pad::check_export(&obj)?;
-    if crate::dual::guarded(kmipd_proto::enums::operation::GET, &obj) {
+    crate::operations::one_time_pad::check_export(obj)?;
+    if crate::dual::guarded(operation::GET, obj) {
         let before = obj.attributes.clone();
-        crate::dual::guard(ctx, &mut obj, kmipd_proto::enums::operation::GET)?;
+        crate::dual::guard(ctx, obj, operation::GET)?;
         if obj.attributes != before {
             ctx.tx.put(obj.clone());
         }
@@ -52,29 +79,15 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     } else {
         body
     };
-    let mut object = format::convert(ctx, &obj, body, wanted_format, compression)?;
+    let mut object = format::convert(ctx, obj, body, wanted_format, compression)?;
     match spec {
-        Some(spec) => object = wrap::wrap_object(ctx, &obj, object, spec)?,
+        Some(spec) => object = wrap::wrap_object(ctx, obj, object, spec)?,
         None => {
-            wrap::check_exportable(&obj)?;
+            wrap::check_exportable(obj)?;
             if wrap_type.is_some() {
                 object = wrap::stored_wrap(object, wrap_type)?;
             }
         }
     }
-    if obj.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)) {
-        // Served once: no longer Fresh (2.1 §4.24).
-        let mut served = obj.clone();
-        served.attributes.set(tag::FRESH, Value::Boolean(false));
-        ctx.tx.put(served);
-    }
-    ctx.set_placeholder(&uid);
-    Ok(Some(build::structure(
-        tag::RESPONSE_PAYLOAD,
-        vec![
-            Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(obj.object_type)),
-            uid_item(&uid),
-            object,
-        ],
-    )))
+    Ok(object)
 }
