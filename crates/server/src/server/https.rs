@@ -125,12 +125,41 @@ impl Encoding {
 /// Serves HTTP/1.1 requests on one established TLS connection of the client certificate's
 /// `names` until it closes (see the module docs for the deadlines and shutdown).
 pub(super) async fn serve(shared: &Shared, stream: Box<Tls>, names: &CertNames, peer: SocketAddr) {
-    let limits = &shared.config.limits;
     let service = hyper::service::service_fn(|req| async move {
         // The role is looked up at each request (`kmipd admin reload` may change it).
         let principal = shared.settings.principal(names);
         Ok::<_, Infallible>(handle(shared, &principal, peer, req).await)
     });
+    serve_http1(shared, stream, service, Listener::Https).await;
+}
+
+/// Which HTTP listener a connection belongs to (log lines, and whether an idle close counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Listener {
+    /// KMIP over HTTPS: an idle close is a refusal (`kmipd_refusals_total{reason="idle_timeout"}`),
+    /// as on port 5696.
+    Https,
+    /// The admin console: browsers keep idle connections open, so an idle close is routine and
+    /// logged at debug only.
+    Console,
+}
+
+/// Serves HTTP/1.1 with `service` on one established TLS connection until it closes, with the
+/// deadlines and shutdown of the module docs: a request head within `limits.idle_timeout`, a
+/// response write that stalls for `limits.io_timeout` ends it ([`WriteDeadline`]), graceful
+/// close at shutdown and abandon at the hard stop. Shared by KMIP over HTTPS and the console.
+pub(super) async fn serve_http1<S, B>(
+    shared: &Shared,
+    stream: Box<Tls>,
+    service: S,
+    listener: Listener,
+) where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limits = &shared.config.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -149,13 +178,20 @@ pub(super) async fn serve(shared: &Shared, stream: Box<Tls>, names: &CertNames, 
             }
         }
     };
+    let what = match listener {
+        Listener::Https => "HTTPS",
+        Listener::Console => "console",
+    };
     match result {
-        Ok(()) => debug!("HTTPS connection closed"),
+        Ok(()) => debug!("{what} connection closed"),
+        Err(e) if e.is_timeout() && listener == Listener::Console => {
+            debug!("console connection closed: no request head within limits.idle_timeout");
+        }
         Err(e) if e.is_timeout() => {
             shared.metrics.refused("idle_timeout");
-            info!(idle_timeout = ?limits.idle_timeout, "HTTPS connection closed: no request head within limits.idle_timeout");
+            info!(idle_timeout = ?limits.idle_timeout, "{what} connection closed: no request head within limits.idle_timeout");
         }
-        Err(e) => info!(error = %e, "HTTPS connection closed"),
+        Err(e) => info!(error = %e, "{what} connection closed"),
     }
 }
 

@@ -46,14 +46,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use kmipd_ops::Principal;
 use kmipd_ops::access::{CertNames, Role};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 use tower::ServiceExt;
-use tracing::{debug, info};
 
 use super::Shared;
 use super::accept::Tls;
@@ -153,8 +151,7 @@ async fn secure(mut r: Response) -> Response {
 }
 
 /// Serves the console on one established TLS connection of the client certificate's `names`
-/// until it closes (the deadlines and shutdown of `https.rs`: a request head within
-/// `limits.idle_timeout`, graceful close at shutdown).
+/// until it closes (`https::serve_http1`: the deadlines and shutdown of KMIP over HTTPS).
 pub(super) async fn serve(
     shared: &Arc<Shared>,
     stream: Box<Tls>,
@@ -162,7 +159,6 @@ pub(super) async fn serve(
     serial: Option<String>,
     peer: SocketAddr,
 ) {
-    let limits = &shared.config.limits;
     let app = router(shared.clone());
     let caller = Caller {
         names,
@@ -177,28 +173,5 @@ pub(super) async fn serve(
             Ok::<_, Infallible>(r.unwrap_or_else(|never| match never {}))
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.idle_timeout)
-        .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = shared.stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = shared.hard_stop.cancelled() => return,
-            }
-        }
-    };
-    match result {
-        Ok(()) => debug!("console connection closed"),
-        Err(e) if e.is_timeout() => {
-            debug!("console connection closed: no request head within limits.idle_timeout");
-        }
-        Err(e) => info!(error = %e, "console connection closed"),
-    }
+    super::https::serve_http1(shared, stream, service, super::https::Listener::Console).await;
 }
