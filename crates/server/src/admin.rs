@@ -491,20 +491,11 @@ impl Admin {
             (result, signer)
         };
         if let Some(audit) = &self.audit {
-            let item = ItemSummary {
-                operation: format!("admin {}", request.name()),
-                uids: request.uid().map(str::to_owned).into_iter().collect(),
-                status: if result.is_ok() {
-                    "Success".into()
-                } else {
-                    "OperationFailed".into()
-                },
-                reason: None,
-                message: Some(match &result {
-                    Ok(m) => m.clone(),
-                    Err(e) => e.to_string(),
-                }),
-            };
+            let item = ItemSummary::outcome(
+                format!("admin {}", request.name()),
+                request.uid().map(str::to_owned).into_iter().collect(),
+                &result,
+            );
             // A signed command is recorded under its signer's identity.
             let identity = signer.unwrap_or_else(|| ADMIN_IDENTITY.to_owned());
             if let Err(e) = audit.append(&identity, peer, &[item]) {

@@ -611,20 +611,7 @@ fn restore(
     };
     let result = result.map(|m| format!("{m}{note}"));
     // Audited in the instance's log (the server does not run during a restore).
-    let item = kmipd::audit::ItemSummary {
-        operation: "restore".into(),
-        uids: Vec::new(),
-        status: if result.is_ok() {
-            "Success".into()
-        } else {
-            "OperationFailed".into()
-        },
-        reason: None,
-        message: Some(match &result {
-            Ok(m) => m.clone(),
-            Err(e) => e.clone(),
-        }),
-    };
+    let item = kmipd::audit::ItemSummary::outcome("restore", Vec::new(), &result);
     if let Err(e) = kmipd::audit::AuditLog::open(&config.audit.path)
         .and_then(|log| log.append(kmipd::admin::ADMIN_IDENTITY, "restore", &[item]))
     {

@@ -32,6 +32,28 @@ pub struct ItemSummary {
     pub message: Option<String>,
 }
 
+impl ItemSummary {
+    /// The record of an act that is not a KMIP batch item (an admin command, a restore): Success
+    /// with `result`'s message, or Operation Failed with its error.
+    pub fn outcome<E: std::fmt::Display>(
+        operation: impl Into<String>,
+        uids: Vec<String>,
+        result: &Result<String, E>,
+    ) -> Self {
+        let (status, message) = match result {
+            Ok(m) => ("Success", m.clone()),
+            Err(e) => ("OperationFailed", e.to_string()),
+        };
+        ItemSummary {
+            operation: operation.into(),
+            uids,
+            status: status.into(),
+            reason: None,
+            message: Some(message),
+        }
+    }
+}
+
 /// The recorded parts of every batch item of an exchange. Items the server did not run (after
 /// a failure under Stop) are recorded as `NotRun`; a request that could not be read at all is
 /// recorded from the response's items.
