@@ -101,19 +101,67 @@ pub(crate) fn mark(object: &mut ManagedObject) -> bool {
     true
 }
 
-/// One stored request.
+/// One request for a guarded act and its approval. The rules of expiry and approval here are
+/// shared by object dual control (`A` = the guarded operation, an Operation enumeration value,
+/// stored on the object) and the server's dual control of commands (`A` = the command's name,
+/// kept in the server's memory).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// `UID.XXXXXXXX`.
+pub struct Request<A = u32> {
+    /// `UID.XXXXXXXX` for an object's request.
     pub id: String,
-    /// The guarded operation (Operation enumeration value).
-    pub operation: u32,
+    /// The guarded act.
+    pub act: A,
     /// Who asked.
     pub requester: String,
     /// When (POSIX seconds).
     pub requested_at: i64,
     /// Who approved, and when.
     pub approval: Option<(String, i64)>,
+}
+
+impl<A> Request<A> {
+    /// The time after which it is expired: `window` after its approval, or after the request
+    /// while it is not approved.
+    pub fn expires(&self, window: i64) -> i64 {
+        match &self.approval {
+            Some((_, at)) => at.saturating_add(window),
+            None => self.requested_at.saturating_add(window),
+        }
+    }
+
+    /// `approver` approves it at `now`, unless it is the requester's own or already approved
+    /// (the refusal's message). Expiry is the caller's to check first.
+    pub fn approve(&mut self, approver: &str, now: i64) -> Result<(), String> {
+        if self.requester == approver {
+            return Err(format!(
+                "dual control request {}: a self-approval is refused (requested by {})",
+                self.id, self.requester
+            ));
+        }
+        if let Some((by, _)) = &self.approval {
+            return Err(format!(
+                "dual control request {} is already approved by {by}",
+                self.id
+            ));
+        }
+        self.approval = Some((approver.to_owned(), now));
+        Ok(())
+    }
+}
+
+/// Drops the requests expired at `now`; what a message says of them (empty when none were).
+pub fn drop_expired<A>(all: &mut Vec<Request<A>>, now: i64, window: i64) -> String {
+    let expired: Vec<String> = all
+        .iter()
+        .filter(|r| now > r.expires(window))
+        .map(|r| r.id.clone())
+        .collect();
+    all.retain(|r| now <= r.expires(window));
+    if expired.is_empty() {
+        String::new()
+    } else {
+        format!(" (expired and dropped: {})", expired.join(", "))
+    }
 }
 
 impl Request {
@@ -127,7 +175,7 @@ impl Request {
         Value::TextString(format!(
             "{}\n{}\n{}\n{at}\n{approver}\n{}",
             self.id,
-            operation_name(self.operation),
+            operation_name(self.act),
             self.requested_at,
             self.requester
         ))
@@ -139,7 +187,7 @@ impl Request {
         };
         let mut lines = s.splitn(6, '\n');
         let id = lines.next()?.to_owned();
-        let operation = crate::access::operation_by_name(lines.next()?)?;
+        let act = crate::access::operation_by_name(lines.next()?)?;
         let requested_at = lines.next()?.parse().ok()?;
         let approved_at = lines.next()?;
         let approver = lines.next()?;
@@ -150,19 +198,11 @@ impl Request {
         };
         Some(Request {
             id,
-            operation,
+            act,
             requester,
             requested_at,
             approval,
         })
-    }
-
-    /// The time after which it is expired.
-    fn expires(&self, window: i64) -> i64 {
-        match &self.approval {
-            Some((_, at)) => at.saturating_add(window),
-            None => self.requested_at.saturating_add(window),
-        }
     }
 }
 
@@ -196,17 +236,6 @@ fn window(policy: &Policy) -> i64 {
     policy.dual_control_window.unwrap_or(DEFAULT_WINDOW)
 }
 
-/// Drops the expired requests; their ids.
-fn drop_expired(all: &mut Vec<Request>, now: i64, window: i64) -> Vec<String> {
-    let expired: Vec<String> = all
-        .iter()
-        .filter(|r| now > r.expires(window))
-        .map(|r| r.id.clone())
-        .collect();
-    all.retain(|r| now <= r.expires(window));
-    expired
-}
-
 /// Whether `operation` on `object` is guarded (see the module docs; the mark's removal is
 /// guarded by Delete Attribute itself).
 pub(crate) fn guarded(operation: u32, object: &ManagedObject) -> bool {
@@ -236,17 +265,12 @@ pub(crate) fn guard(
     let now = ctx.now;
     let who = ctx.principal.name().to_owned();
     let mut all = requests(object);
-    let expired = drop_expired(&mut all, now, window);
-    let expired_note = if expired.is_empty() {
-        String::new()
-    } else {
-        format!(" (expired and dropped: {})", expired.join(", "))
-    };
+    let expired_note = drop_expired(&mut all, now, window);
     let what = format!("{} of {}", operation_name(operation), object.uid);
     // The requester's own approved request: used up, the operation goes on.
     if let Some(i) = all
         .iter()
-        .position(|r| r.operation == operation && r.requester == who && r.approval.is_some())
+        .position(|r| r.act == operation && r.requester == who && r.approval.is_some())
     {
         all.remove(i);
         set_requests(object, &all);
@@ -254,7 +278,7 @@ pub(crate) fn guard(
     }
     if let Some(r) = all
         .iter()
-        .find(|r| r.operation == operation && r.requester == who)
+        .find(|r| r.act == operation && r.requester == who)
     {
         let id = r.id.clone();
         let until = r.expires(window);
@@ -271,7 +295,7 @@ pub(crate) fn guard(
     if ctx.principal.role() == Role::Administrator
         && let Some(r) = all
             .iter_mut()
-            .find(|r| r.operation == operation && r.requester != who && r.approval.is_none())
+            .find(|r| r.act == operation && r.requester != who && r.approval.is_none())
     {
         r.approval = Some((who.clone(), now));
         let (id, requester) = (r.id.clone(), r.requester.clone());
@@ -285,7 +309,7 @@ pub(crate) fn guard(
     let id = format!("{}.{}", object.uid, short_id());
     all.push(Request {
         id: id.clone(),
-        operation,
+        act: operation,
         requester: who,
         requested_at: now,
         approval: None,
@@ -335,28 +359,13 @@ pub(crate) fn approve(
     if who.role() != Role::Administrator {
         return (false, Err("only an administrator approves".to_owned()));
     }
-    if r.requester == who.name() {
-        return (
-            false,
-            Err(format!(
-                "dual control request {id}: a self-approval is refused (requested by {})",
-                r.requester
-            )),
-        );
+    if let Err(refusal) = r.approve(who.name(), now) {
+        return (false, Err(refusal));
     }
-    if let Some((by, _)) = &r.approval {
-        return (
-            false,
-            Err(format!(
-                "dual control request {id} is already approved by {by}"
-            )),
-        );
-    }
-    r.approval = Some((who.name().to_owned(), now));
     let message = format!(
         "approved dual control request {id} ({} of {} by {}); its retry within {window}s \
          completes it",
-        operation_name(r.operation),
+        operation_name(r.act),
         object.uid,
         r.requester
     );

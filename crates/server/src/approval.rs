@@ -230,24 +230,8 @@ pub fn check_restore(
     Ok(Some(names))
 }
 
-/// One pending act.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Request {
-    id: String,
-    act: String,
-    requester: String,
-    requested_at: i64,
-    approval: Option<(String, i64)>,
-}
-
-impl Request {
-    fn expires(&self, window: i64) -> i64 {
-        match &self.approval {
-            Some((_, at)) => at.saturating_add(window),
-            None => self.requested_at.saturating_add(window),
-        }
-    }
-}
+/// One pending act (its name), with object dual control's rules of expiry and approval.
+type Request = kmipd_ops::dual::Request<String>;
 
 /// The pending acts of one server (see the module docs).
 #[derive(Debug, Default)]
@@ -277,24 +261,10 @@ impl Pending {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn drop_expired(all: &mut Vec<Request>, now: i64, window: i64) -> String {
-        let expired: Vec<String> = all
-            .iter()
-            .filter(|r| now > r.expires(window))
-            .map(|r| r.id.clone())
-            .collect();
-        all.retain(|r| now <= r.expires(window));
-        if expired.is_empty() {
-            String::new()
-        } else {
-            format!(" (expired and dropped: {})", expired.join(", "))
-        }
-    }
-
     /// `requester` asks for `act` at `now`.
     pub fn request(&self, act: &str, requester: &str, now: i64, window: i64) -> Decision {
         let mut all = self.lock();
-        let note = Self::drop_expired(&mut all, now, window);
+        let note = kmipd_ops::dual::drop_expired(&mut all, now, window);
         if let Some(i) = all
             .iter()
             .position(|r| r.act == act && r.requester == requester && r.approval.is_some())
@@ -359,18 +329,7 @@ impl Pending {
         let Some(r) = all.get_mut(i) else {
             return Err(format!("no pending dual control request {id}"));
         };
-        if r.requester == approver {
-            return Err(format!(
-                "dual control request {id}: a self-approval is refused (requested by {})",
-                r.requester
-            ));
-        }
-        if let Some((by, _)) = &r.approval {
-            return Err(format!(
-                "dual control request {id} is already approved by {by}"
-            ));
-        }
-        r.approval = Some((approver.to_owned(), now));
+        r.approve(approver, now)?;
         Ok(format!(
             "approved dual control request {id} ({} by {}); its retry within {window}s \
              performs it",
@@ -383,18 +342,23 @@ impl Pending {
 mod tests {
     use super::*;
 
+    /// The request id a refusal names.
+    fn request_id(message: &str) -> String {
+        message
+            .split_whitespace()
+            .skip_while(|w| *w != "request")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     #[test]
     fn request_approve_retry_uses_the_approval_up() {
         let p = Pending::default();
         let Decision::Wait(m) = p.request("rotate-kek", "alice", 100, 60) else {
             panic!("goes without approval");
         };
-        let id = m
-            .split_whitespace()
-            .skip_while(|w| *w != "request")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
+        let id = request_id(&m);
         assert!(Pending::is_act(&id), "{id}");
         assert!(!Pending::is_act("6f1c.abcd0123"));
         assert!(
@@ -430,12 +394,7 @@ mod tests {
         let Decision::Wait(m) = p.request("rotate-kek", "alice", 100, 60) else {
             panic!("goes without approval");
         };
-        let id = m
-            .split_whitespace()
-            .skip_while(|w| *w != "request")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
+        let id = request_id(&m);
         let e = p.approve(&id, "bob", 161, 60).unwrap_err();
         assert!(e.contains("expired"), "{e}");
         assert!(
@@ -447,12 +406,7 @@ mod tests {
         let Decision::Wait(m) = p.request("rotate-kek", "alice", 200, 60) else {
             panic!("goes without approval");
         };
-        let id = m
-            .split_whitespace()
-            .skip_while(|w| *w != "request")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
+        let id = request_id(&m);
         p.approve(&id, "bob", 250, 60).unwrap();
         let Decision::Wait(m) = p.request("rotate-kek", "alice", 311, 60) else {
             panic!("an expired approval was used");
