@@ -38,18 +38,44 @@ pub trait Target {
     fn advance_clock(&mut self, _seconds: i64) -> bool {
         false
     }
+
+    /// Subscribes the runner's identity to the server's server-to-client messages (KMIP 1.4
+    /// §5: Put for new objects, Notify for attribute changes), as the server's configuration
+    /// would. Called before the first request of a case whose file shows such messages.
+    /// `false` when the target cannot (no client endpoint the server could reach).
+    fn subscribe(&mut self, _put: bool, _notify: bool) -> bool {
+        false
+    }
+
+    /// The next server-to-client message the server sent (a Request Message), in the order
+    /// sent; with `wait`, waiting for one up to a bound (over the wire it travels on its own
+    /// connection). `Ok(None)`: none (yet).
+    fn pushed(&mut self, _wait: bool) -> Result<Option<Ttlv>, String> {
+        Ok(None)
+    }
+
+    /// Answers the message [`Target::pushed`] gave last with `response`, as the client
+    /// endpoint does.
+    fn answer_pushed(&mut self, _response: &Ttlv) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The engine called directly (no sockets): the in-process mode, a fresh engine per test case,
 /// over an empty in-memory store ([`InProcess::new`]) or an empty store of the caller's
 /// ([`InProcess::with_store`], e.g. a `PgStore` on a schema of its own). The wire mode is
 /// [`wire::WireTarget`].
-#[derive(Debug)]
 pub struct InProcess {
     engine: kmipd_ops::Engine,
     principal: kmipd_ops::Principal,
     /// Seconds added to the system clock (see [`Target::advance_clock`]).
     offset: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// The store, to make the engine again with a subscription before the first request.
+    store: std::sync::Arc<dyn kmipd_store::ObjectStore>,
+    /// Whether a request was sent (a subscription comes before any).
+    used: bool,
+    /// The server-to-client messages the engine gave with its answers, not yet taken.
+    pushed: std::collections::VecDeque<Ttlv>,
 }
 
 /// The header credentials the server of the OASIS cases accepts, as the cases assume: TC_111
@@ -131,6 +157,16 @@ pub(crate) fn case_credentials_toml() -> String {
     out
 }
 
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess")
+            .field("engine", &self.engine)
+            .field("principal", &self.principal)
+            .field("pushed", &self.pushed.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl InProcess {
     /// A fresh engine over an empty in-memory store, default configuration, with a clock the
     /// runner can move forward.
@@ -142,20 +178,33 @@ impl InProcess {
     /// the runner can move forward.
     pub fn with_store(store: std::sync::Arc<dyn kmipd_store::ObjectStore>) -> Self {
         let offset = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-        let clock_offset = std::sync::Arc::clone(&offset);
+        let principal = kmipd_ops::Principal::new("kmip-conformance");
+        Self {
+            engine: Self::engine(&store, &offset, Vec::new()),
+            principal,
+            offset,
+            store,
+            used: false,
+            pushed: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn engine(
+        store: &std::sync::Arc<dyn kmipd_store::ObjectStore>,
+        offset: &std::sync::Arc<std::sync::atomic::AtomicI64>,
+        push: Vec<kmipd_ops::push::Subscription>,
+    ) -> kmipd_ops::Engine {
+        let clock_offset = std::sync::Arc::clone(offset);
         let config = kmipd_ops::EngineConfig {
             clock: kmipd_ops::Clock::from_fn(move || {
                 now().saturating_add(clock_offset.load(std::sync::atomic::Ordering::Relaxed))
             }),
             credentials: case_credentials().clone(),
             issuing_ca: issuing_ca(),
+            push,
             ..kmipd_ops::EngineConfig::default()
         };
-        Self {
-            engine: kmipd_ops::Engine::new(store, config),
-            principal: kmipd_ops::Principal::new("kmip-conformance"),
-            offset,
-        }
+        kmipd_ops::Engine::new(std::sync::Arc::clone(store), config)
     }
 
     /// A factory for [`run_file`].
@@ -182,13 +231,38 @@ impl Default for InProcess {
 
 impl Target for InProcess {
     fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String> {
-        Ok(self.engine.handle_message(&self.principal, request))
+        self.used = true;
+        let answer = self.engine.handle(&self.principal, request);
+        self.pushed
+            .extend(answer.pushes.into_iter().map(|p| p.message));
+        Ok(answer.response)
     }
 
     fn advance_clock(&mut self, seconds: i64) -> bool {
         self.offset
             .fetch_add(seconds, std::sync::atomic::Ordering::Relaxed);
         true
+    }
+
+    /// The engine made again (nothing was sent yet) with a subscription of the runner's
+    /// identity: its messages come with the engine's answers ([`kmipd_ops::Answer::pushes`]).
+    fn subscribe(&mut self, put: bool, notify: bool) -> bool {
+        if self.used {
+            return false;
+        }
+        let subscription = kmipd_ops::push::Subscription {
+            destination: String::from("kmip-conformance"),
+            principal: self.principal.clone(),
+            put,
+            notify,
+            version: None,
+        };
+        self.engine = Self::engine(&self.store, &self.offset, vec![subscription]);
+        true
+    }
+
+    fn pushed(&mut self, _wait: bool) -> Result<Option<Ttlv>, String> {
+        Ok(self.pushed.pop_front())
     }
 }
 
@@ -478,9 +552,40 @@ fn run_document_carrying(
     };
     let mut session = Session::new(markers, Quirks::for_file(name), now);
     session.inherit_generated(std::mem::take(&mut carried.generated));
+    // Server-to-client messages (Put, Notify): the file's configuration subscribes the
+    // runner's identity to the kinds it shows.
+    let shows = |op: &str| {
+        pairs
+            .iter()
+            .any(|(r, _)| is_pushed(r) && operations(r).contains(op))
+    };
+    let (put, notify) = (shows("Put"), shows("Notify"));
+    if (put || notify) && !target.subscribe(put, notify) {
+        return FileOutcome::fail(String::from(
+            "the case has server-to-client messages (Put, Notify) and the target cannot receive them",
+        ));
+    }
     let mut last_time: Option<i64> = None;
     for (n, (template, expected)) in pairs.into_iter().enumerate() {
         let label = format!("request {n} ({})", operations(template));
+        if is_pushed(template) {
+            if let Err(reason) = replay_pushed(&mut session, target, template, expected) {
+                return FileOutcome {
+                    passed: false,
+                    first_difference: Some(format!("{label}: {}", reason.0)),
+                    stable_difference: Some(format!("{label}: {}", reason.1)),
+                };
+            }
+            continue;
+        }
+        if (put || notify)
+            && let Ok(Some(extra)) = target.pushed(false)
+        {
+            return FileOutcome::fail(format!(
+                "{label}: the server sent an unexpected {} before it",
+                operations(&extra)
+            ));
+        }
         // Replay the case's own timeline: when the recorded responses carry literal time
         // stamps, move the server's clock forward by the time that passed between them.
         let time = session.recorded_time(expected);
@@ -522,8 +627,52 @@ fn run_document_carrying(
             };
         }
     }
+    if (put || notify)
+        && let Ok(Some(extra)) = target.pushed(false)
+    {
+        return FileOutcome::fail(format!(
+            "after the last request: the server sent an unexpected {}",
+            operations(&extra)
+        ));
+    }
     carried.generated = session.generated();
     FileOutcome::pass()
+}
+
+/// Whether a Request Message of a document is one the server sends to the client: every batch
+/// item a server-to-client operation (KMIP 1.4 §5: Notify, Put; the 1.4 files do not mark
+/// the direction, the 1.0-1.2 ones say `[Server-to-Client]` in a comment).
+fn is_pushed(request: &Ttlv) -> bool {
+    let ops = operations(request);
+    !ops.is_empty() && ops.split(',').all(|o| o == "Put" || o == "Notify")
+}
+
+/// One server-to-client exchange of a document: the next message the server sent is compared
+/// with the expected one, and answered with the document's Response Message (placeholders
+/// filled). `Err((reason, stable reason))`.
+fn replay_pushed(
+    session: &mut Session,
+    target: &mut dyn Target,
+    expected: &Ttlv,
+    answer: &Ttlv,
+) -> Result<(), (String, String)> {
+    let same = |s: String| (s.clone(), s);
+    let actual = target
+        .pushed(true)
+        .map_err(|e| same(format!("no server-to-client message: {e}")))?
+        .ok_or_else(|| same(format!("the server sent no {}", operations(expected))))?;
+    if let Err(d) = session.compare_pushed(expected, &actual) {
+        let at = if d.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", d.path)
+        };
+        return Err((format!("{at}{}", d.detail), format!("{at}{}", d.stable)));
+    }
+    let response = session.prepare_answer(answer).map_err(same)?;
+    target
+        .answer_pushed(&response)
+        .map_err(|e| same(format!("answering the server: {e}")))
 }
 
 /// The (request, expected response) pairs of a document, in the order the requests are sent.

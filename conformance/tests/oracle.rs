@@ -50,15 +50,28 @@ fn oracle_value(_tag: Tag, ty: ItemType, text: &str) -> Result<Value, String> {
 }
 
 struct Oracle {
-    responses: std::vec::IntoIter<Ttlv>,
+    /// Each response, with the server-to-client messages (Put, Notify) the case shows after
+    /// it.
+    responses: std::vec::IntoIter<(Ttlv, Vec<Ttlv>)>,
+    /// Server-to-client messages sent and not yet taken by the runner.
+    pushed: std::collections::VecDeque<Ttlv>,
 }
 
 impl Target for Oracle {
+    fn subscribe(&mut self, _put: bool, _notify: bool) -> bool {
+        true
+    }
+
+    fn pushed(&mut self, _wait: bool) -> Result<Option<Ttlv>, String> {
+        Ok(self.pushed.pop_front())
+    }
+
     fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String> {
-        let mut response = self
+        let (mut response, pushes) = self
             .responses
             .next()
             .ok_or_else(|| String::from("no more responses"))?;
+        self.pushed.extend(pushes);
         // A client-chosen identifier ($UNIQUE_IDENTIFIER_RANDOM_n) comes back as the client sent it.
         let mut sent = None;
         request.walk(&mut |item, _| {
@@ -86,13 +99,30 @@ fn echo_random(item: &mut Ttlv, sent: Option<&Value>) {
 fn oracle_for(text: &str) -> Oracle {
     let doc = xml::read_document(text, &XmlOptions::default(), &mut oracle_value).unwrap();
     let response_message = Tag::new(0x42_007B).unwrap();
-    let responses: Vec<Ttlv> = doc
-        .items
-        .into_iter()
-        .filter(|m| m.tag == response_message)
-        .collect();
+    let operation = Tag::new(0x42_005C).unwrap();
+    let (notify, put) = (
+        Value::Enumeration(kmipd_proto::enums::operation::NOTIFY),
+        Value::Enumeration(kmipd_proto::enums::operation::PUT),
+    );
+    // A Request Message with Put or Notify is the server's (KMIP 1.4 §5); the Response Message
+    // after it is the client's answer, which the oracle does not send.
+    let mut responses: Vec<(Ttlv, Vec<Ttlv>)> = Vec::new();
+    let mut clients_answer = false;
+    for m in doc.items {
+        let mut pushed = false;
+        m.walk(&mut |i, _| pushed |= i.tag == operation && (i.value == put || i.value == notify));
+        if m.tag == response_message {
+            if !std::mem::take(&mut clients_answer) {
+                responses.push((m, Vec::new()));
+            }
+        } else if pushed {
+            responses.last_mut().unwrap().1.push(m);
+            clients_answer = true;
+        }
+    }
     Oracle {
         responses: responses.into_iter(),
+        pushed: std::collections::VecDeque::new(),
     }
 }
 

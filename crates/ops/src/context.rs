@@ -123,6 +123,11 @@ impl<'a> Tx<'a> {
         Ok(self.store.creation_sequence()?)
     }
 
+    /// The objects this batch writes, with what it writes (`None`: deleted).
+    pub(crate) fn written(&self) -> impl Iterator<Item = (&String, &Option<ManagedObject>)> {
+        self.changes.iter()
+    }
+
     pub(crate) fn savepoint(&self) -> Savepoint {
         Savepoint(self.changes.clone())
     }

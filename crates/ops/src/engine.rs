@@ -156,6 +156,8 @@ pub struct EngineConfig {
     /// The CA with which Certify and Re-certify issue certificates (`issuing.rs`); `None`:
     /// they answer Feature Not Supported.
     pub issuing_ca: Option<std::sync::Arc<crate::issuing::IssuingCa>>,
+    /// Who gets Put and Notify messages (`push.rs`); empty: none are made.
+    pub push: Vec<crate::push::Subscription>,
 }
 
 /// Where the engine's "now" comes from: the system clock, or (in tests and the conformance
@@ -211,6 +213,7 @@ impl Default for EngineConfig {
             policy: Policy::unrestricted(),
             credentials: crate::credentials::Credentials::default(),
             issuing_ca: None,
+            push: Vec::new(),
         }
     }
 }
@@ -393,6 +396,7 @@ impl Engine {
             incidents,
             consumed,
             streamed,
+            pushes,
         } = prepared;
         if changes.is_empty() {
             forget(&self.pending, &consumed);
@@ -400,6 +404,7 @@ impl Engine {
             return Ok(Answer {
                 response: response.to_ttlv(),
                 incidents,
+                pushes: Vec::new(),
             });
         }
         let subject = commit_subject(&changes);
@@ -409,7 +414,7 @@ impl Engine {
             subject,
             now: self.config.clock.now(),
         };
-        let answer = answer_after_commit(response, incidents, &failed, stored);
+        let answer = answer_after_commit(response, incidents, &failed, stored, pushes);
         if answer.is_ok() {
             forget(&self.pending, &consumed);
             self.streams.apply(streamed, self.config.clock.now());
@@ -433,6 +438,7 @@ impl Engine {
             incidents,
             consumed,
             streamed,
+            pushes,
         } = prepared;
         if changes.is_empty() {
             forget(&self.pending, &consumed);
@@ -440,6 +446,7 @@ impl Engine {
             done(Ok(Answer {
                 response: response.to_ttlv(),
                 incidents,
+                pushes: Vec::new(),
             }));
             return;
         }
@@ -455,7 +462,7 @@ impl Engine {
                     subject,
                     now: clock.now(),
                 };
-                let answer = answer_after_commit(response, incidents, &failed, stored);
+                let answer = answer_after_commit(response, incidents, &failed, stored, pushes);
                 if answer.is_ok() {
                     forget(&pending, &consumed);
                     streams.apply(streamed, clock.now());
@@ -652,6 +659,7 @@ impl Engine {
             }
         }
         let streamed = std::mem::take(&mut ctx.stream_changes);
+        let pushes = self.pushes_for(&ctx.tx, version);
         let changes = ctx.tx.into_changes();
         let response = ResponseMessage {
             header: response_header(version, answers.len(), now),
@@ -675,7 +683,32 @@ impl Engine {
             incidents,
             consumed,
             streamed,
+            pushes,
         }
+    }
+
+    /// The Put and Notify messages that the batch's surviving changes call for (`push.rs`):
+    /// each written object against what the store held before the request.
+    fn pushes_for(&self, tx: &Tx<'_>, version: ProtocolVersion) -> Vec<crate::push::Push> {
+        if self.config.push.is_empty() {
+            return Vec::new();
+        }
+        let policy = self.policy();
+        let mut out = Vec::new();
+        for (uid, after) in tx.written() {
+            // A store that cannot read the record now cannot commit over it either.
+            let Ok(before) = self.store.get(uid) else {
+                continue;
+            };
+            out.extend(crate::push::messages_for(
+                &self.config.push,
+                &policy,
+                version,
+                before.as_ref(),
+                after.as_ref(),
+            ));
+        }
+        out
     }
 
     /// The principal a request runs as: the certificate identity, narrowed by the header's
@@ -1077,12 +1110,15 @@ fn answer_after_commit(
     mut incidents: Vec<Incident>,
     failed: &Failed,
     stored: Result<(), StoreError>,
+    pushes: Vec<crate::push::Push>,
 ) -> Result<Answer, Conflict> {
     let version = response.header.protocol_version;
     match stored {
+        // The server-to-client messages only once the change is durable.
         Ok(()) => Ok(Answer {
             response: response.to_ttlv(),
             incidents,
+            pushes,
         }),
         Err(e @ StoreError::Conflict { .. }) => Err(Conflict {
             answer: error_response(version, &failed.items, &Error::Store(e), failed.now).to_ttlv(),
@@ -1098,6 +1134,7 @@ fn answer_after_commit(
             Ok(Answer {
                 response: error_response(version, &failed.items, &err, failed.now).to_ttlv(),
                 incidents,
+                pushes: Vec::new(),
             })
         }
     }
@@ -1118,6 +1155,9 @@ pub struct Prepared {
     /// What its streamed steps do to the open streams, applied once it has completed
     /// (`streams.rs`).
     streamed: Vec<crate::streams::Change>,
+    /// The server-to-client messages its commit calls for (`push.rs`), handed out with the
+    /// answer once the commit is durable.
+    pushes: Vec<crate::push::Push>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -1141,6 +1181,7 @@ impl Prepared {
             incidents: Vec::new(),
             consumed: Vec::new(),
             streamed: Vec::new(),
+            pushes: Vec::new(),
         }
     }
 

@@ -28,6 +28,9 @@ pub struct Answer {
     pub response: Ttlv,
     /// What the operator must hear about (empty almost always).
     pub incidents: Vec<Incident>,
+    /// The server-to-client messages (Put, Notify) the committed changes call for, for the
+    /// configured subscribers (`push.rs`); empty unless the commit succeeded.
+    pub pushes: Vec<crate::push::Push>,
 }
 
 impl Answer {
@@ -36,6 +39,7 @@ impl Answer {
         Answer {
             response,
             incidents: Vec::new(),
+            pushes: Vec::new(),
         }
     }
 }

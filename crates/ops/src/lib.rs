@@ -32,6 +32,7 @@ mod objects;
 mod operations;
 mod pending;
 pub mod policy;
+pub mod push;
 pub mod retry;
 pub mod rotation;
 mod streams;
