@@ -1209,3 +1209,81 @@ fn a_date_sent_in_a_refused_request_fixes_nothing_one_sent_in_a_performed_reques
         "expected 2018-12-19T09:24:26Z, got 2026-01-01T00:00:00Z",
     );
 }
+
+/// The OASIS case's CK_INFO (PKCS11-M-1-21): Cryptoki 2.40, "TEST      Pty Ltd", no flags,
+/// "TEST", library 1.0.
+const CASE_CK_INFO: &str = "022854455354202020202020507479204c7464202020202020202020202020202020000000000000000054455354202020202020202020202020202020202020202020202020202020200100";
+
+fn ck_info(version: &str, manufacturer: &str, flags: &str, description: &str, lib: &str) -> String {
+    let pad = |s: &str| {
+        let mut b = s.as_bytes().to_vec();
+        b.resize(32, b' ');
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    format!(
+        "{version}{}{flags}{}{lib}",
+        pad(manufacturer),
+        pad(description)
+    )
+}
+
+fn pkcs11_answer(function: &str, output: &str) -> String {
+    ok_v(
+        2,
+        1,
+        &[(
+            "PKCS_11",
+            &format!(
+                r#"<PKCS_11Function type="Enumeration" value="{function}"/><PKCS_11OutputParameters type="ByteString" value="{output}"/><PKCS_11ReturnCode type="Enumeration" value="OK"/>"#
+            ),
+        )],
+    )
+}
+
+#[test]
+fn get_info_vendor_fields_are_the_servers_its_version_flags_and_layout_are_not() {
+    let request = |function: &str| {
+        req_v(
+            2,
+            1,
+            &[(
+                "PKCS_11",
+                &format!(r#"<PKCS_11Function type="Enumeration" value="{function}"/>"#),
+            )],
+        )
+    };
+    let expected = pkcs11_answer("C_GetInfo", CASE_CK_INFO);
+    let flags0 = "0000000000000000";
+    let check = |output: &str| {
+        run(
+            &[request("C_GetInfo"), expected.clone()],
+            &mut Scripted::new(&[pkcs11_answer("C_GetInfo", output)]),
+        )
+    };
+    // Another manufacturer, description and library version: the server's own.
+    let own = ck_info(
+        "0228",
+        "kmipd",
+        flags0,
+        "kmipd KMIP key management server",
+        "0003",
+    );
+    assert!(check(&own).passed, "{:?}", check(&own));
+    // Another Cryptoki version, other flags, another length, a NUL-terminated string: not.
+    let path = "BatchItem[0]/ResponsePayload/PKCS_11OutputParameters";
+    for wrong in [
+        ck_info("0300", "kmipd", flags0, "kmipd", "0003"),
+        ck_info("0228", "kmipd", "0000000000000001", "kmipd", "0003"),
+        format!("{}00", ck_info("0228", "kmipd", flags0, "kmipd", "0003")),
+        ck_info("0228", "kmipd\0", flags0, "kmipd", "0003"),
+    ] {
+        assert_fails_at(&check(&wrong), path);
+    }
+    // The rule is C_GetInfo's only: another function's output is compared exactly.
+    let other = pkcs11_answer("C_GetFunctionList", CASE_CK_INFO);
+    let outcome = run(
+        &[request("C_GetFunctionList"), other],
+        &mut Scripted::new(&[pkcs11_answer("C_GetFunctionList", &own)]),
+    );
+    assert_fails_at(&outcome, path);
+}

@@ -757,6 +757,7 @@ pub(crate) mod testing {
             streams: None,
             stream_changes: Vec::new(),
             tickets: &crate::tickets::Tickets::default(),
+            pkcs11: &crate::operations::pkcs11::Contexts::default(),
         };
         f(&mut ctx)
     }

@@ -204,6 +204,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) stream_changes: Vec<crate::streams::Change>,
     /// The engine's Login tickets (`tickets.rs`).
     pub(crate) tickets: &'a crate::tickets::Tickets,
+    /// The engine's PKCS#11 contexts (`operations/pkcs11.rs`).
+    pub(crate) pkcs11: &'a crate::operations::pkcs11::Contexts,
 }
 
 impl Ctx<'_> {

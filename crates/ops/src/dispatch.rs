@@ -123,6 +123,8 @@ operations! {
     Export           = EXPORT             => export,             heavy;
     // Import: parses keys of any format, as Register.
     Import           = IMPORT             => import,             heavy;
+    // PKCS11: session-less Cryptoki functions, contexts in the engine's memory.
+    Pkcs11           = PKCS_11            => pkcs11,             light;
 }
 
 /// Runs one batch item's operation; `Ok(None)` is a success without payload.
@@ -152,7 +154,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 44);
+        assert_eq!(Op::ALL.len(), 45);
         assert_eq!(Op::from_code(0), None);
     }
 }

@@ -231,6 +231,8 @@ pub struct Engine {
     streams: Arc<crate::streams::Streams>,
     /// The live Login tickets (`tickets.rs`).
     tickets: Arc<crate::tickets::Tickets>,
+    /// The live PKCS#11 contexts (`operations/pkcs11.rs`).
+    pkcs11: Arc<crate::operations::pkcs11::Contexts>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -258,6 +260,7 @@ impl Engine {
             pending: Arc::default(),
             streams: Arc::default(),
             tickets: Arc::default(),
+            pkcs11: Arc::default(),
         }
     }
 
@@ -293,6 +296,11 @@ impl Engine {
     /// The Login tickets (for the engine's own transactions outside a request).
     pub(crate) fn tickets_ref(&self) -> &crate::tickets::Tickets {
         self.tickets.as_ref()
+    }
+
+    /// The PKCS#11 contexts (for the engine's own transactions outside a request).
+    pub(crate) fn pkcs11_ref(&self) -> &crate::operations::pkcs11::Contexts {
+        self.pkcs11.as_ref()
     }
 
     /// The store (for the engine's own transactions outside a request: `rotation.rs`).
@@ -594,6 +602,7 @@ impl Engine {
             streams: Some(&self.streams),
             stream_changes: Vec::new(),
             tickets: &self.tickets,
+            pkcs11: &self.pkcs11,
         };
         let mut kept: Vec<ManagedObject> = Vec::new();
         let mut answers: Vec<ResponseBatchItem> = Vec::with_capacity(items.len());

@@ -115,6 +115,16 @@ pub enum Error {
     /// The identity, or the server, has as many streams open as allowed (`streams.rs`).
     #[error("too many open streams")]
     TooManyStreams,
+    /// PKCS#11: a PKCS#11 Interface other than the default one (`operations/pkcs11.rs`).
+    #[error("PKCS#11 interface not supported")]
+    Pkcs11InvalidInterface,
+    /// PKCS#11: a PKCS#11 Function that is not a function of the interface (an Enumeration
+    /// beyond CK_FUNCTION_LIST_3_0, or a vendor-defined Integer kmipd does not define).
+    #[error("not a PKCS#11 function of the interface")]
+    Pkcs11InvalidFunction,
+    /// PKCS#11: Input Parameters that do not decode as the function's parameters.
+    #[error("PKCS#11 input parameters: {0}")]
+    Pkcs11Codec(&'static str),
     /// The object is archived.
     #[error("object archived")]
     ObjectArchived,
@@ -222,6 +232,13 @@ impl Error {
             Error::InvalidAsyncCorrelationValue => rr::ITEM_NOT_FOUND,
             Error::InvalidCorrelationValue if v2 => rr::INVALID_CORRELATION_VALUE,
             Error::InvalidCorrelationValue => rr::ITEM_NOT_FOUND,
+            // PKCS#11 is a 2.x operation: 1.x requests never reach it, the mapping stays total.
+            Error::Pkcs11InvalidInterface if v2 => rr::PKCS_11_INVALID_INTERFACE,
+            Error::Pkcs11InvalidFunction if v2 => rr::PKCS_11_INVALID_FUNCTION,
+            Error::Pkcs11Codec(_) if v2 => rr::PKCS_11_CODEC_ERROR,
+            Error::Pkcs11InvalidInterface
+            | Error::Pkcs11InvalidFunction
+            | Error::Pkcs11Codec(_) => rr::OPERATION_NOT_SUPPORTED,
             // No Result Reason names a server's resource limit.
             Error::TooManyStreams => rr::GENERAL_FAILURE,
             Error::BadCryptographicParameters(_) if v2 => rr::BAD_CRYPTOGRAPHIC_PARAMETERS,

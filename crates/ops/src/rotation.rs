@@ -181,6 +181,7 @@ impl Engine {
                 streams: None,
                 stream_changes: Vec::new(),
                 tickets: self.tickets_ref(),
+                pkcs11: self.pkcs11_ref(),
             };
             let old = ctx.load(uid)?;
             if !is_due(&old, now) {

@@ -34,6 +34,7 @@ pub(crate) mod mac_verify;
 pub(crate) mod modify_attribute;
 pub(crate) mod obtain_lease;
 pub(crate) mod one_time_pad;
+pub(crate) mod pkcs11;
 pub(crate) mod query;
 pub(crate) mod re_certify;
 pub(crate) mod re_key;
