@@ -272,16 +272,6 @@ pub(crate) async fn commit(inner: &Arc<Inner>, changes: Vec<Change>) -> Result<(
     r
 }
 
-/// Ends the transaction without writing and gives the connection back.
-async fn abort(conn: Conn, e: StoreError) -> Failure {
-    if let Ok(c) = conn.client()
-        && c.batch_execute("ROLLBACK").await.is_ok()
-    {
-        conn.release();
-    }
-    Failure::Fatal(e)
-}
-
 async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> {
     let c = conn.client()?;
     // (1) BEGIN, locks, the current KEK id, the sequence numbers of new objects.
@@ -307,11 +297,11 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     numbers.sort_unstable();
     if numbers.len() != plan.provisional.len() {
         let e = backend("the database gave fewer sequence numbers than asked for");
-        return Err(abort(conn, e).await);
+        return Err(conn.abort(e).await);
     }
     let enc = match encode(inner, plan, &numbers) {
         Ok(enc) => enc,
-        Err(e) => return Err(abort(conn, e).await),
+        Err(e) => return Err(conn.abort(e).await),
     };
     if !enc.put_uids.is_empty() {
         let db_kek = db_kek
@@ -339,7 +329,7 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         }
         for (uid, want) in &plan.expects {
             if now.get(uid) != want.as_ref() {
-                return Err(abort(conn, StoreError::Conflict { uid: uid.clone() }).await);
+                return Err(conn.abort(StoreError::Conflict { uid: uid.clone() }).await);
             }
         }
     }
@@ -351,15 +341,13 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
             if let Ok(parsed) = record::parse(&uid, &raw)
                 && query.matches(&parsed.into_shell())
             {
-                return Err(abort(conn, StoreError::Conflict { uid }).await);
+                return Err(conn.abort(StoreError::Conflict { uid }).await);
             }
         }
     }
     if enc.written.is_empty() {
         // Only expectations: they held; nothing to make durable.
-        c.batch_execute("COMMIT").await.map_err(|e| classify(&e))?;
-        conn.release();
-        return Ok(());
+        return conn.commit().await;
     }
     // (3) The expectations, every write, and the transaction id to resolve a lost COMMIT.
     let expect_uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
@@ -395,11 +383,13 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     let txid: i64 = row.try_get(0).map_err(|e| classify(&e))?;
     let bad: Option<String> = row.try_get(1).map_err(|e| classify(&e))?;
     if let Some(uid) = bad {
-        return Err(abort(conn, StoreError::Conflict { uid }).await);
+        return Err(conn.abort(StoreError::Conflict { uid }).await);
     }
     let token: Option<String> = row.try_get(3).map_err(|e| classify(&e))?;
     let Some(token) = token else {
-        return Err(abort(conn, backend("the commit wrote no commit token")).await);
+        return Err(conn
+            .abort(backend("the commit wrote no commit token"))
+            .await);
     };
     // (4) COMMIT. Any failure here has an unknown outcome (a lost connection, or a
     // terminated session whose commit record may already be flushed): the caller asks the
@@ -429,10 +419,10 @@ async fn kek_changed(inner: &Inner, db_kek: Option<KekId>, conn: Conn) -> Failur
         let e = StoreError::Kek(
             "the database names no current KEK: the store was not initialised".into(),
         );
-        return abort(conn, e).await;
+        return conn.abort(e).await;
     };
     // The transaction ends first: learning waits on the database and the HSM.
-    let _ = abort(conn, StoreError::Locked).await;
+    let _ = conn.abort(StoreError::Locked).await;
     match inner.learn_kek(id).await {
         Ok(()) => match inner.keyring.write() {
             Ok(mut ring) => {

@@ -70,16 +70,6 @@ fn db<T>(r: Result<T, tokio_postgres::Error>) -> Result<T, Failure> {
     r.map_err(|e| classify(&e))
 }
 
-/// Ends a failed transaction and gives the connection back.
-async fn fail(conn: Conn, e: StoreError) -> Failure {
-    if let Ok(c) = conn.client()
-        && c.batch_execute("ROLLBACK").await.is_ok()
-    {
-        conn.release();
-    }
-    Failure::Fatal(e)
-}
-
 async fn begin_exclusive(conn: &Conn) -> Result<(), Failure> {
     db(conn
         .client()?
@@ -270,7 +260,7 @@ impl PgStore {
                         match checks.get(&kek.id()) {
                             Some((check, _)) => {
                                 if let Err(e) = verify_check(kek, check) {
-                                    return Err(fail(conn, e).await);
+                                    return Err(conn.abort(e).await);
                                 }
                             }
                             None if fresh && i == 0 => {
@@ -284,7 +274,7 @@ impl PgStore {
                                      KEK with rotate_kek)",
                                     kek.id()
                                 ));
-                                return Err(fail(conn, e).await);
+                                return Err(conn.abort(e).await);
                             }
                         }
                     }
@@ -293,11 +283,10 @@ impl PgStore {
                             let e = StoreError::Kek(format!(
                                 "KEK {id} is still needed by this store but was not supplied"
                             ));
-                            return Err(fail(conn, e).await);
+                            return Err(conn.abort(e).await);
                         }
                     }
-                    db(conn.client()?.batch_execute("COMMIT").await)?;
-                    conn.release();
+                    conn.commit().await?;
                     Ok(current)
                 }
             })
@@ -397,7 +386,7 @@ impl PgStore {
                 let checks = checks_in(&conn).await?;
                 if checks.get(&id).is_some_and(|(_, retired)| !retired) {
                     let e = StoreError::Kek(format!("KEK {id} is still needed"));
-                    return Err(fail(conn, e).await);
+                    return Err(conn.abort(e).await);
                 }
                 db(conn
                     .client()?
@@ -406,8 +395,7 @@ impl PgStore {
                         &[&i64::from(id.0)],
                     )
                     .await)?;
-                db(conn.client()?.batch_execute("COMMIT").await)?;
-                conn.release();
+                conn.commit().await?;
                 Ok(())
             })
             .await
@@ -498,7 +486,7 @@ impl PgStore {
                     match checks.get(&kek.id()) {
                         Some((check, _)) => {
                             if let Err(e) = verify_check(&kek, check) {
-                                return Err(fail(conn, e).await);
+                                return Err(conn.abort(e).await);
                             }
                             // Required again (a resumed rotation).
                             db(conn
@@ -512,8 +500,7 @@ impl PgStore {
                         None => register(&conn, &kek).await?,
                     }
                     set_current(&conn, kek.id()).await?;
-                    db(conn.client()?.batch_execute("COMMIT").await)?;
-                    conn.release();
+                    conn.commit().await?;
                     Ok(())
                 }
             })
@@ -624,8 +611,7 @@ impl PgStore {
                         &[&uids, &records, &cur],
                     )
                     .await)?;
-                    db(c.batch_execute("COMMIT").await)?;
-                    conn.release();
+                    conn.commit().await?;
                     Ok(uids.len())
                 }
             })
@@ -665,7 +651,7 @@ impl PgStore {
                             let e = StoreError::Kek(format!(
                                 "rotation not finished: {uid} is still wrapped by KEK {id}"
                             ));
-                            return Err(fail(conn, e).await);
+                            return Err(conn.abort(e).await);
                         }
                     }
                     let rows = db(conn
@@ -684,8 +670,7 @@ impl PgStore {
                                 .map_err(|_| Failure::Fatal(backend("damaged KEK id")))?,
                         ));
                     }
-                    db(conn.client()?.batch_execute("COMMIT").await)?;
-                    conn.release();
+                    conn.commit().await?;
                     ids.sort();
                     Ok(ids)
                 }

@@ -331,6 +331,27 @@ impl Conn {
     pub(crate) fn release(mut self) {
         self.clean = true;
     }
+
+    /// Commits the transaction and gives the connection back.
+    pub(crate) async fn commit(self) -> Result<(), Failure> {
+        self.client()?
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| classify(&e))?;
+        self.release();
+        Ok(())
+    }
+
+    /// Ends a failed transaction without writing and gives the connection back (closed when
+    /// the ROLLBACK fails); `e`, the failure to return.
+    pub(crate) async fn abort(self, e: StoreError) -> Failure {
+        if let Ok(c) = self.client()
+            && c.batch_execute("ROLLBACK").await.is_ok()
+        {
+            self.release();
+        }
+        Failure::Fatal(e)
+    }
 }
 
 impl Drop for Conn {
