@@ -102,9 +102,115 @@ pub struct Config {
     /// (`docs/access-control.md`); none: header credentials are not checked.
     #[serde(default)]
     pub credentials: CredentialsConfig,
+    /// `[[push]]`: clients that get the server-to-client messages Put and Notify (KMIP 1.4
+    /// §5; [`crate::push`], `docs/access-control.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push: Vec<PushConfig>,
     /// The file this configuration was read from (what `kmipd admin reload` reads again).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[[push]]`: one client identity that gets Put and Notify messages at an endpoint of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// The subscribed identity, as kmipd names clients (the identity of its certificate): what
+    /// it may Get decides what it is sent.
+    pub identity: String,
+    /// The destination's name: the `destination` label of its metrics (default: the
+    /// identity). Letters, digits, `.`, `_`, `-`; unique.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The client's endpoint, `HOST:PORT` (mutual TLS, KMIP framing).
+    pub address: String,
+    /// The PEM bundle of the CA certificates the endpoint's certificate must chain to
+    /// (default: `tls.client_ca`, the CA of the client certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// The name the endpoint's certificate must carry (default: the identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The certificate kmipd presents as TLS client, with `client_key` (default: the server's
+    /// own, `tls.ecdsa_cert` or else `tls.rsa_cert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// The key of `client_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// What it gets: `put` (each new object it may Get) and/or `notify` (each change of the
+    /// attributes of an object it may read).
+    #[serde(default = "d_push_events")]
+    pub events: Vec<PushEvent>,
+    /// The protocol version of the messages (`"1.4"`; default: the version of the request
+    /// that made the change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Most messages waiting for delivery; beyond, new ones are dropped (counted, audited).
+    #[serde(default = "d_push_queue")]
+    pub queue: usize,
+    /// Bound on each connect, handshake, write and read.
+    #[serde(default = "d_push_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Attempts per message before it is given up (audited as failed).
+    #[serde(default = "d_push_attempts")]
+    pub attempts: u32,
+    /// Longest pause between two attempts (the pause doubles from 100 ms).
+    #[serde(default = "d_push_retry_max", with = "duration")]
+    pub retry_max: Duration,
+}
+
+/// `push.events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushEvent {
+    /// Put of each new object.
+    Put,
+    /// Notify of each attribute change.
+    Notify,
+}
+
+fn d_push_events() -> Vec<PushEvent> {
+    vec![PushEvent::Put, PushEvent::Notify]
+}
+
+fn d_push_queue() -> usize {
+    1024
+}
+
+fn d_push_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn d_push_attempts() -> u32 {
+    5
+}
+
+fn d_push_retry_max() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl PushConfig {
+    /// The destination's name (`name`, or else the identity).
+    pub fn destination(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.identity)
+    }
+
+    /// The protocol version of `version`, if set.
+    pub fn protocol_version(
+        &self,
+    ) -> Result<Option<kmipd_proto::message::ProtocolVersion>, String> {
+        let Some(v) = &self.version else {
+            return Ok(None);
+        };
+        let bad = || format!("push.version {v:?}: expected MAJOR.MINOR, 1.0 to 2.1");
+        let (major, minor) = v.split_once('.').ok_or_else(bad)?;
+        let version = kmipd_proto::message::ProtocolVersion::new(
+            major.parse().map_err(|_| bad())?,
+            minor.parse().map_err(|_| bad())?,
+        );
+        version.spec().map(|_| Some(version)).ok_or_else(bad)
+    }
 }
 
 /// `[credentials]`: the header credentials kmipd accepts (see
@@ -1092,6 +1198,12 @@ impl Config {
         if let Some(h) = self.hsm.as_mut() {
             h.resolve_relative_to(base);
         }
+        for p in &mut self.push {
+            p.ca.iter_mut()
+                .chain(p.client_cert.iter_mut())
+                .chain(p.client_key.iter_mut())
+                .for_each(fix);
+        }
     }
 
     /// Checks what serde cannot: pairs of certificate and key, non-zero limits, an HSM for the
@@ -1190,6 +1302,7 @@ impl Config {
         self.policy().map_err(invalid)?;
         self.dual_control_commands().map_err(invalid)?;
         self.validate_forward().map_err(invalid)?;
+        self.validate_push().map_err(invalid)?;
         if self.rotation.check_every.is_zero() {
             return Err(invalid("rotation.check_every must be longer than 0".into()));
         }
@@ -1199,6 +1312,72 @@ impl Config {
 
 impl Config {
     /// The PostgreSQL keys: required with the backend, refused without it.
+    /// `[[push]]`: names well-formed and unique, a client certificate and key in pairs (or the
+    /// server's own), something to send, a version kmipd speaks, non-zero bounds.
+    fn validate_push(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.push {
+            let n = p.destination();
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return Err(format!(
+                    "push: destination name {n:?}: letters, digits, '.', '_' and '-' only \
+                     (set push.name)"
+                ));
+            }
+            if !names.insert(n.to_owned()) {
+                return Err(format!("push: two destinations named {n:?}"));
+            }
+            if p.client_cert.is_some() != p.client_key.is_some() {
+                return Err(format!("push {n}: client_cert and client_key go together"));
+            }
+            if p.client_cert.is_none()
+                && self.tls.ecdsa_cert.is_none()
+                && self.tls.rsa_cert.is_none()
+            {
+                return Err(format!("push {n}: no client certificate (set client_cert)"));
+            }
+            if p.events.is_empty() {
+                return Err(format!("push {n}: events is empty"));
+            }
+            if p.queue == 0 || p.attempts == 0 || p.timeout.is_zero() {
+                return Err(format!(
+                    "push {n}: queue, attempts and timeout must be above 0"
+                ));
+            }
+            p.protocol_version()?;
+            if !p.address.contains(':') {
+                return Err(format!(
+                    "push {n}: address {:?}: expected HOST:PORT",
+                    p.address
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's subscriptions of `[[push]]`, each identity with the role and scope
+    /// `[roles]` gives it.
+    pub fn push_subscriptions(&self) -> Result<Vec<kmipd_ops::push::Subscription>, String> {
+        let roles = self.role_assignments();
+        self.push
+            .iter()
+            .map(|p| {
+                Ok(kmipd_ops::push::Subscription {
+                    destination: p.destination().to_owned(),
+                    principal: roles
+                        .principal(&kmipd_ops::access::CertNames::identity(&p.identity)),
+                    put: p.events.contains(&PushEvent::Put),
+                    notify: p.events.contains(&PushEvent::Notify),
+                    version: p.protocol_version()?,
+                })
+            })
+            .collect()
+    }
+
     /// `[[audit.forward]]`: names well-formed, and required and unique when there are several;
     /// no two destinations share a state file.
     fn validate_forward(&self) -> Result<(), String> {

@@ -35,6 +35,7 @@ pub mod init;
 pub mod logging;
 pub(crate) mod metrics;
 mod plain_http;
+pub mod push;
 pub mod rotation;
 pub(crate) mod server;
 pub mod settings;

@@ -47,6 +47,8 @@ pub struct Metrics {
     audit_poisoned: OnceLock<Arc<AtomicBool>>,
     /// Each audit forwarding destination's figures (`[[audit.forward]]`), by name.
     audit_forward: Mutex<Vec<(String, Arc<crate::audit::forward::ForwardStatus>)>>,
+    /// Each push destination's figures (`[[push]]`), by name.
+    push: Mutex<Vec<(String, Arc<crate::push::PushStatus>)>>,
     /// `[tls]`'s certificate files (role, path) and CRL files, read at each scrape.
     tls_files: OnceLock<TlsFiles>,
     /// The engine, for `kmipd_keys_due_deactivation`, `kmipd_keys_past_crypto_period` and
@@ -130,6 +132,14 @@ type ForwardFamily = (
     &'static str,
     &'static str,
     fn(&crate::audit::forward::ForwardStatus) -> u64,
+);
+
+/// One `kmipd_push_*` family: name, type, help, and its value for a destination.
+type PushFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::push::PushStatus) -> u64,
 );
 
 /// The files behind the certificate expiry gauges.
@@ -278,6 +288,13 @@ impl Metrics {
         status: Arc<crate::audit::forward::ForwardStatus>,
     ) {
         if let Ok(mut all) = self.audit_forward.lock() {
+            all.push((destination.to_owned(), status));
+        }
+    }
+
+    /// Adds the `kmipd_push_*` series of one destination (label `destination`).
+    pub(crate) fn watch_push(&self, destination: &str, status: Arc<crate::push::PushStatus>) {
+        if let Ok(mut all) = self.push.lock() {
             all.push((destination.to_owned(), status));
         }
     }
@@ -464,6 +481,48 @@ impl Metrics {
             for (name, kind, help, value) in families {
                 let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
                 for (destination, f) in &forward {
+                    let _ = writeln!(o, "{name}{{destination=\"{destination}\"}} {}", value(f));
+                }
+            }
+        }
+        let push = self.push.lock().map(|a| a.clone()).unwrap_or_default();
+        if !push.is_empty() {
+            let families: [PushFamily; 5] = [
+                (
+                    "kmipd_push_queued",
+                    "gauge",
+                    "Put and Notify messages waiting for delivery ([[push]]).",
+                    |f| f.queued.load(Ordering::Relaxed),
+                ),
+                (
+                    "kmipd_push_delivered_total",
+                    "counter",
+                    "Put and Notify messages the client took.",
+                    |f| f.delivered.load(Ordering::Relaxed),
+                ),
+                (
+                    "kmipd_push_failed_total",
+                    "counter",
+                    "Put and Notify messages given up after every attempt, or refused by the \
+                     client.",
+                    |f| f.failed.load(Ordering::Relaxed),
+                ),
+                (
+                    "kmipd_push_dropped_total",
+                    "counter",
+                    "Put and Notify messages dropped because the destination's queue was full.",
+                    |f| f.dropped.load(Ordering::Relaxed),
+                ),
+                (
+                    "kmipd_push_attempt_failures_total",
+                    "counter",
+                    "Failed delivery attempts (connect, TLS handshake, write, read).",
+                    |f| f.attempt_failures.load(Ordering::Relaxed),
+                ),
+            ];
+            for (name, kind, help, value) in families {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (destination, f) in &push {
                     let _ = writeln!(o, "{name}{{destination=\"{destination}\"}} {}", value(f));
                 }
             }

@@ -143,6 +143,9 @@ pub(super) async fn execute(
         error!(error = %e, "audit record not written: response withheld, closing the connection");
         return None;
     }
+    // The changes are durable and audited: their Put and Notify messages go to their queues
+    // (never waiting; `crate::push`).
+    shared.push.deliver(out.pushes);
     Some(out.response)
 }
 
@@ -153,6 +156,8 @@ struct Processed {
     incidents: Vec<Incident>,
     /// Why the request was refused before the engine (batch cap).
     refusal: Option<String>,
+    /// The server-to-client messages its committed changes call for.
+    pushes: Vec<kmipd_ops::push::Push>,
 }
 
 /// Batch cap, engine; the items to audit. Blocking: the engine's store commit waits for its
@@ -207,6 +212,7 @@ fn finish(request: &Ttlv, answer: Answer) -> Processed {
         items,
         incidents: answer.incidents,
         refusal: None,
+        pushes: answer.pushes,
     }
 }
 

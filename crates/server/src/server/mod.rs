@@ -80,6 +80,8 @@ struct Shared {
     /// Decoding limits (the engine's, with `limits.max_message_size`).
     limits: Limits,
     audit: AuditLog,
+    /// The delivery of Put and Notify messages (`[[push]]`).
+    push: crate::push::Pusher,
     /// Shutdown began: stop accepting, close idle connections.
     stop: CancellationToken,
     /// The grace period is over: abandon what is left.

@@ -305,6 +305,7 @@ impl Server {
                 ec.limits.max_message_len = config.limits.max_message_size;
                 ec.credentials = config.credentials();
                 ec.issuing_ca = config.issuing_ca().map_err(StartError::Other)?;
+                ec.push = config.push_subscriptions().map_err(StartError::Other)?;
                 (Engine::new(store, ec), durable)
             }
         };
@@ -384,6 +385,10 @@ impl Server {
                     .map_err(|e| StartError::Other(e.to_string()))?,
             );
         }
+        let push = crate::push::Pusher::start(&config, &audit, &stop, &mut |d, status| {
+            metrics.watch_push(d, status);
+        })
+        .map_err(|e| StartError::Other(e.to_string()))?;
         metrics.watch_tls(&config.tls);
         let sled = watched.as_ref().and_then(|d| d.sled());
         let incidents = Arc::new(Incidents::new(metrics.clone(), sled));
@@ -411,6 +416,7 @@ impl Server {
             incidents,
             limits,
             audit,
+            push,
             stop: stop.clone(),
             hard_stop: CancellationToken::new(),
             started: std::time::Instant::now(),
