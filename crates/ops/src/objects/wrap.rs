@@ -71,15 +71,7 @@ pub(crate) fn wrap_object(
         return Err(Error::NotExtractable);
     }
     let s = StructReader::new(spec, tag::KEY_WRAPPING_SPECIFICATION)?;
-    if s.req_enum(tag::WRAPPING_METHOD)? != wrapping_method::ENCRYPT
-        || s.optional(tag::MAC_SIGNATURE_KEY_INFORMATION).is_some()
-    {
-        return Err(Error::FeatureNotSupported("wrapping method"));
-    }
-    let eki = s
-        .optional(tag::ENCRYPTION_KEY_INFORMATION)
-        .ok_or(Error::MissingData("Encryption Key Information"))?;
-    let e = StructReader::new(eki, tag::ENCRYPTION_KEY_INFORMATION)?;
+    let e = encryption_key_information(&s, "wrapping method")?;
     let kek_uid = uid_value(ctx, e.required(tag::UNIQUE_IDENTIFIER)?)?;
     let kek = ctx.load(&kek_uid)?;
     let mode = wrapping_mode(&kek, e.optional(tag::CRYPTOGRAPHIC_PARAMETERS))?;
@@ -130,11 +122,31 @@ pub(crate) fn wrap_object(
     }
     let mut items = with_child(kb.items(), &build::bytes(tag::KEY_VALUE, wrapped));
     items.push(build::structure(tag::KEY_WRAPPING_DATA, kwd));
-    let new_kb = build::structure(tag::KEY_BLOCK, items);
-    Ok(build::structure(
-        object.tag,
-        with_child(body.items(), &new_kb),
-    ))
+    Ok(with_key_block(object.tag, &body, items))
+}
+
+/// The Encryption Key Information of a Key Wrapping Specification or of a key's Key Wrapping
+/// Data, whose Wrapping Method must be Encrypt without MAC/Signature Key Information (else
+/// Feature Not Supported, naming `method`).
+fn encryption_key_information<'a>(
+    s: &StructReader<'a>,
+    method: &'static str,
+) -> Result<StructReader<'a>> {
+    if s.req_enum(tag::WRAPPING_METHOD)? != wrapping_method::ENCRYPT
+        || s.optional(tag::MAC_SIGNATURE_KEY_INFORMATION).is_some()
+    {
+        return Err(Error::FeatureNotSupported(method));
+    }
+    let eki = s
+        .optional(tag::ENCRYPTION_KEY_INFORMATION)
+        .ok_or(Error::MissingData("Encryption Key Information"))?;
+    Ok(StructReader::new(eki, tag::ENCRYPTION_KEY_INFORMATION)?)
+}
+
+/// The object (`object_tag`, its fields `body`) with a Key Block of these items.
+fn with_key_block(object_tag: kmipd_ttlv::Tag, body: &StructReader<'_>, items: Vec<Ttlv>) -> Ttlv {
+    let key_block = build::structure(tag::KEY_BLOCK, items);
+    build::structure(object_tag, with_child(body.items(), &key_block))
 }
 
 /// The attributes a wrapping specification names, in the request's form (1.x Attribute
@@ -225,14 +237,7 @@ pub(crate) fn aes_wrap(kek: &[u8], data: &[u8], mode: u32) -> Result<Vec<u8>> {
         let mut block = Zeroizing::new(aiv.to_vec());
         block.extend_from_slice(&padded);
         let mut out = vec![0u8; 16 + 16];
-        let mut c = openssl::symm::Crypter::new(
-            ecb_cipher(kek.len())?,
-            openssl::symm::Mode::Encrypt,
-            kek,
-            None,
-        )
-        .map_err(|_| Error::CryptographicFailure("key wrap"))?;
-        c.pad(false);
+        let mut c = ecb(kek, openssl::symm::Mode::Encrypt, "key wrap")?;
         let n = c
             .update(&block, &mut out)
             .map_err(|_| Error::CryptographicFailure("key wrap"))?;
@@ -258,15 +263,7 @@ pub(crate) fn unwrap_stored(ctx: &Ctx<'_>, object: Ttlv) -> Result<Ttlv> {
         return Ok(object);
     };
     let kwd = StructReader::new(kwd_item, tag::KEY_WRAPPING_DATA)?;
-    if kwd.req_enum(tag::WRAPPING_METHOD)? != wrapping_method::ENCRYPT
-        || kwd.optional(tag::MAC_SIGNATURE_KEY_INFORMATION).is_some()
-    {
-        return Err(Error::FeatureNotSupported("unwrapping method"));
-    }
-    let eki = kwd
-        .optional(tag::ENCRYPTION_KEY_INFORMATION)
-        .ok_or(Error::MissingData("Encryption Key Information"))?;
-    let e = StructReader::new(eki, tag::ENCRYPTION_KEY_INFORMATION)?;
+    let e = encryption_key_information(&kwd, "unwrapping method")?;
     let kek_uid = reader::as_text(e.required(tag::UNIQUE_IDENTIFIER)?)?;
     let kek = ctx.load(kek_uid)?;
     let mode = wrapping_mode(&kek, e.optional(tag::CRYPTOGRAPHIC_PARAMETERS))?;
@@ -304,11 +301,7 @@ pub(crate) fn unwrap_stored(ctx: &Ctx<'_>, object: Ttlv) -> Result<Ttlv> {
     .into_iter()
     .filter(|c| c.tag != tag::KEY_WRAPPING_DATA)
     .collect();
-    let new_kb = build::structure(tag::KEY_BLOCK, items);
-    Ok(build::structure(
-        object.tag,
-        with_child(body.items(), &new_kb),
-    ))
+    Ok(with_key_block(object.tag, &body, items))
 }
 
 /// AES key unwrap, the inverse of [`aes_wrap`], with its integrity check: RFC 3394 (initial
@@ -321,14 +314,7 @@ pub(crate) fn aes_unwrap(kek: &[u8], data: &[u8], mode: u32) -> Result<Zeroizing
     }
     let (a, plain) = if data.len() == 16 {
         // One block (RFC 5649 only): AES-ECB of AIV || P.
-        let mut c = openssl::symm::Crypter::new(
-            ecb_cipher(kek.len())?,
-            openssl::symm::Mode::Decrypt,
-            kek,
-            None,
-        )
-        .map_err(|_| bad())?;
-        c.pad(false);
+        let mut c = ecb(kek, openssl::symm::Mode::Decrypt, "key unwrap")?;
         let mut out = Zeroizing::new(vec![0u8; 32]);
         let n = c.update(data, &mut out).map_err(|_| bad())?;
         out.truncate(n);
@@ -370,14 +356,7 @@ fn unwrap_blocks(kek: &[u8], data: &[u8]) -> Result<([u8; 8], Zeroizing<Vec<u8>>
     let mut a = <[u8; 8]>::try_from(a0).map_err(|_| bad())?;
     let mut r = Zeroizing::new(rest.to_vec());
     let n = r.len() / 8;
-    let mut c = openssl::symm::Crypter::new(
-        ecb_cipher(kek.len())?,
-        openssl::symm::Mode::Decrypt,
-        kek,
-        None,
-    )
-    .map_err(|_| bad())?;
-    c.pad(false);
+    let mut c = ecb(kek, openssl::symm::Mode::Decrypt, "key unwrap")?;
     let mut block = Zeroizing::new([0u8; 16]);
     let mut out = Zeroizing::new([0u8; 32]);
     for j in (0..6u64).rev() {
@@ -404,6 +383,19 @@ fn unwrap_blocks(kek: &[u8], data: &[u8]) -> Result<([u8; 8], Zeroizing<Vec<u8>>
         }
     }
     Ok((a, r))
+}
+
+/// AES-ECB under `kek` without padding, one block at a time (Cryptographic Failure naming
+/// `failure` when OpenSSL refuses it).
+fn ecb(
+    kek: &[u8],
+    mode: openssl::symm::Mode,
+    failure: &'static str,
+) -> Result<openssl::symm::Crypter> {
+    let mut c = openssl::symm::Crypter::new(ecb_cipher(kek.len())?, mode, kek, None)
+        .map_err(|_| Error::CryptographicFailure(failure))?;
+    c.pad(false);
+    Ok(c)
 }
 
 fn ecb_cipher(len: usize) -> Result<openssl::symm::Cipher> {
