@@ -18,6 +18,8 @@
 //! the public key (its owner, an administrator, or a grantee, `access.rs`); the certificate is
 //! the key owner's. Audited as every operation (the engine's audit of each batch item).
 
+use std::sync::Arc;
+
 use kmipd_proto::attributes::{AttrName, Attribute, Attributes};
 use kmipd_proto::build;
 use kmipd_proto::enums::{
@@ -34,6 +36,7 @@ use openssl::x509::{X509Name, X509Req};
 use crate::context::Ctx;
 use crate::crypto::ossl;
 use crate::error::{Error, Result};
+use crate::issuing::IssuingCa;
 use crate::object::{attr_int, new_object, resolve_uid, touch, uid_payload};
 use crate::objects::{self, format, rekey, template};
 use crate::{attrs, keyblock};
@@ -41,21 +44,11 @@ use crate::{attrs, keyblock};
 /// Handles Certify.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
     let r = StructReader::any(payload)?;
-    let ca = ctx
-        .config
-        .issuing_ca
-        .clone()
-        .ok_or(Error::FeatureNotSupported("no issuing CA is configured"))?;
+    let ca = issuing_ca(ctx)?;
     let key_uid = resolve_uid(ctx, &r)?;
     let key = rekey::existing(ctx, &key_uid, ot::PUBLIC_KEY)?;
     let public = public_key(ctx, &key)?;
-    let request = certificate_request(ctx, &r, &public)?;
-    let requested = objects::request_attributes(ctx, &r, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES)?;
-    check_certificate_type(&requested)?;
-    let subject = match &request {
-        Some(req) => req.subject_name().to_owned().map_err(ossl)?,
-        None => uid_subject(&key_uid)?,
-    };
+    let (requested, subject) = requested(ctx, &r, &public, || uid_subject(&key_uid))?;
     let der = ca.issue(
         &public,
         &subject,
@@ -74,6 +67,33 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ctx.set_placeholder(&uid);
     ctx.produced(uid_kind::CERTIFY, &uid);
     Ok(Some(uid_payload(&uid)))
+}
+
+/// The issuing CA of Certify and Re-certify (none configured: Feature Not Supported).
+pub(crate) fn issuing_ca(ctx: &Ctx<'_>) -> Result<Arc<IssuingCa>> {
+    ctx.config
+        .issuing_ca
+        .clone()
+        .ok_or(Error::FeatureNotSupported("no issuing CA is configured"))
+}
+
+/// What a Certify or Re-certify request asks for, once its public key is known: its attributes
+/// (Template-Attribute or Attributes; X.509 only) and the subject, its Certificate Request's
+/// (checked against `public`), else `default_subject`'s.
+pub(crate) fn requested(
+    ctx: &Ctx<'_>,
+    r: &StructReader<'_>,
+    public: &PKey<Public>,
+    default_subject: impl FnOnce() -> Result<X509Name>,
+) -> Result<(Attributes, X509Name)> {
+    let request = certificate_request(ctx, r, public)?;
+    let requested = objects::request_attributes(ctx, r, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES)?;
+    check_certificate_type(&requested)?;
+    let subject = match &request {
+        Some(req) => req.subject_name().to_owned().map_err(ossl)?,
+        None => default_subject()?,
+    };
+    Ok((requested, subject))
 }
 
 /// A Certificate object for `der` with the attributes derived from it, then `requested` (the

@@ -33,19 +33,13 @@ use crate::context::Ctx;
 use crate::crypto::ossl;
 use crate::error::{Error, Result};
 use crate::object::{attr_int, resolve_uid, touch, uid_payload};
-use crate::objects::{self, cert, rekey};
-use crate::operations::certify::{
-    certificate_request, check_certificate_type, link, new_certificate, public_key,
-};
+use crate::objects::{cert, rekey};
+use crate::operations::certify::{issuing_ca, link, new_certificate, public_key, requested};
 
 /// Handles Re-certify.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
     let r = StructReader::any(payload)?;
-    let ca = ctx
-        .config
-        .issuing_ca
-        .clone()
-        .ok_or(Error::FeatureNotSupported("no issuing CA is configured"))?;
+    let ca = issuing_ca(ctx)?;
     let old_uid = resolve_uid(ctx, &r)?;
     let old = rekey::existing(ctx, &old_uid, ot::CERTIFICATE)?;
     let old_der = certificate_der(&old)?;
@@ -55,13 +49,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         Some(k) => public_key(ctx, &rekey::existing(ctx, k, ot::PUBLIC_KEY)?)?,
         None => old_cert.public_key().map_err(ossl)?,
     };
-    let request = certificate_request(ctx, &r, &public)?;
-    let requested = objects::request_attributes(ctx, &r, tag::TEMPLATE_ATTRIBUTE, tag::ATTRIBUTES)?;
-    check_certificate_type(&requested)?;
-    let subject = match &request {
-        Some(req) => req.subject_name().to_owned().map_err(ossl)?,
-        None => old_cert.subject_name().to_owned().map_err(ossl)?,
-    };
+    let (requested, subject) = requested(ctx, &r, &public, || {
+        old_cert.subject_name().to_owned().map_err(ossl)
+    })?;
     let usage = attr_int(&requested, tag::CRYPTOGRAPHIC_USAGE_MASK)
         .or_else(|| attr_int(&old.attributes, tag::CRYPTOGRAPHIC_USAGE_MASK));
     let der = ca.issue(&public, &subject, ctx.now, usage)?;
