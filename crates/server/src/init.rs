@@ -108,6 +108,22 @@ impl Instance {
         )?)
     }
 
+    /// Issues a client certificate (clientAuth, subject CN = the name) by `ca` for each of
+    /// `names` into `certs/NAME.pem` and `certs/NAME.key` (mode 0600), each checked: `init`'s
+    /// [`DEV_IDENTITIES`], and the further identities a test gives roles to.
+    pub fn issue_clients(&self, ca: &DevCa, names: &[&str]) -> Result<(), InitError> {
+        for &name in names {
+            let issued = ca.issue_client(name, &ClientOptions::default())?;
+            let s = inspect_pem(&issued.cert_pem)?;
+            if s.subject_cn.as_deref() != Some(name) || !s.client_auth {
+                return Err(InitError::CertCheck(name.into(), format!("{s:?}")));
+            }
+            write_file(&self.cert(name), &issued.cert_pem, false)?;
+            write_file(&self.key(name), &issued.key_pem, true)?;
+        }
+        Ok(())
+    }
+
     /// The configuration, loaded and validated.
     pub fn config(&self) -> Result<Config, ConfigError> {
         Config::load(&self.config_path)
@@ -306,15 +322,7 @@ fn make_instance(dir: &Path, opts: &InitOptions) -> Result<Instance, InitError> 
         write_file(&inst.cert(name), &issued.cert_pem, false)?;
         write_file(&inst.key(name), &issued.key_pem, true)?;
     }
-    for name in DEV_IDENTITIES {
-        let issued = ca.issue_client(name, &ClientOptions::default())?;
-        let s = inspect_pem(&issued.cert_pem)?;
-        if s.subject_cn.as_deref() != Some(name) || !s.client_auth {
-            return Err(InitError::CertCheck(name.into(), format!("{s:?}")));
-        }
-        write_file(&inst.cert(name), &issued.cert_pem, false)?;
-        write_file(&inst.key(name), &issued.key_pem, true)?;
-    }
+    inst.issue_clients(&ca, &DEV_IDENTITIES)?;
     // The issuing CA of Certify and Re-certify: its own CA, never the client CA above (a
     // certificate any client can obtain must not open a TLS connection to kmipd).
     let issuing = kmipd_ops::issuing::generate_rsa("kmipd issuing CA")

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kmipd::InitOptions;
-use kmipd::certs::ClientOptions;
 use kmipd_client::{Connector, TlsOptions};
 use kmipd_proto::attributes::Attribute;
 use kmipd_proto::enums::state;
@@ -92,12 +91,8 @@ async fn console_in_a_real_browser() {
         },
     )
     .unwrap();
-    let ca = inst.ca().unwrap();
-    for who in ["operator", "auditor"] {
-        let issued = ca.issue_client(who, &ClientOptions::default()).unwrap();
-        std::fs::write(inst.cert(who), &issued.cert_pem).unwrap();
-        std::fs::write(inst.key(who), issued.key_pem.as_bytes()).unwrap();
-    }
+    inst.issue_clients(&inst.ca().unwrap(), &["operator", "auditor"])
+        .unwrap();
     let original = std::fs::read_to_string(&inst.config_path).unwrap();
     std::fs::write(
         &inst.config_path,

@@ -28,7 +28,6 @@ use tower::ServiceExt;
 
 use super::super::Shared;
 use super::{Caller, router};
-use crate::certs::ClientOptions;
 use crate::{InitOptions, Instance, Server, ServerHandle};
 
 const BOUND: Duration = Duration::from_secs(60);
@@ -53,12 +52,8 @@ async fn start() -> Fixture {
         },
     )
     .unwrap();
-    let ca = inst.ca().unwrap();
-    for who in ["operator", "auditor"] {
-        let issued = ca.issue_client(who, &ClientOptions::default()).unwrap();
-        std::fs::write(inst.cert(who), &issued.cert_pem).unwrap();
-        std::fs::write(inst.key(who), issued.key_pem.as_bytes()).unwrap();
-    }
+    inst.issue_clients(&inst.ca().unwrap(), &["operator", "auditor"])
+        .unwrap();
     let original = std::fs::read_to_string(&inst.config_path).unwrap();
     std::fs::write(
         &inst.config_path,
