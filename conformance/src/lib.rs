@@ -18,6 +18,7 @@ use kmipd_ttlv::{Ttlv, Value};
 
 pub mod https;
 mod placeholders;
+mod push_endpoint;
 pub mod report;
 mod session;
 mod show;
@@ -42,9 +43,11 @@ pub trait Target {
     /// Subscribes the runner's identity to the server's server-to-client messages (KMIP 1.4
     /// §5: Put for new objects, Notify for attribute changes), as the server's configuration
     /// would. Called before the first request of a case whose file shows such messages.
-    /// `false` when the target cannot (no client endpoint the server could reach).
-    fn subscribe(&mut self, _put: bool, _notify: bool) -> bool {
-        false
+    /// `Err` when the target cannot (no client endpoint the server could reach).
+    fn subscribe(&mut self, _put: bool, _notify: bool) -> Result<(), String> {
+        Err(String::from(
+            "this target cannot receive server-to-client messages",
+        ))
     }
 
     /// The next server-to-client message the server sent (a Request Message), in the order
@@ -246,9 +249,11 @@ impl Target for InProcess {
 
     /// The engine made again (nothing was sent yet) with a subscription of the runner's
     /// identity: its messages come with the engine's answers ([`kmipd_ops::Answer::pushes`]).
-    fn subscribe(&mut self, put: bool, notify: bool) -> bool {
+    fn subscribe(&mut self, put: bool, notify: bool) -> Result<(), String> {
         if self.used {
-            return false;
+            return Err(String::from(
+                "a subscription comes before the first request",
+            ));
         }
         let subscription = kmipd_ops::push::Subscription {
             destination: String::from("kmip-conformance"),
@@ -258,7 +263,7 @@ impl Target for InProcess {
             version: None,
         };
         self.engine = Self::engine(&self.store, &self.offset, vec![subscription]);
-        true
+        Ok(())
     }
 
     fn pushed(&mut self, _wait: bool) -> Result<Option<Ttlv>, String> {
@@ -560,9 +565,11 @@ fn run_document_carrying(
             .any(|(r, _)| is_pushed(r) && operations(r).contains(op))
     };
     let (put, notify) = (shows("Put"), shows("Notify"));
-    if (put || notify) && !target.subscribe(put, notify) {
-        return FileOutcome::fail(String::from(
-            "the case has server-to-client messages (Put, Notify) and the target cannot receive them",
+    if (put || notify)
+        && let Err(e) = target.subscribe(put, notify)
+    {
+        return FileOutcome::fail(format!(
+            "the case has server-to-client messages (Put, Notify): {e}"
         ));
     }
     let mut last_time: Option<i64> = None;

@@ -103,6 +103,8 @@ pub struct WireTarget {
     runtime: tokio::runtime::Runtime,
     endpoint: Endpoint,
     server: Option<SpawnedServer>,
+    /// The runner's endpoint for the server's Put and Notify messages, once subscribed.
+    push: Option<crate::push_endpoint::PushEndpoint>,
 }
 
 impl std::fmt::Debug for WireTarget {
@@ -127,6 +129,7 @@ impl WireTarget {
             runtime,
             endpoint,
             server: None,
+            push: None,
         })
     }
 
@@ -189,6 +192,55 @@ impl Target for WireTarget {
     }
 
     // advance_clock: the default (`false`); a server over the network keeps its own clock.
+
+    /// A spawned server only, before the first request: the runner opens its endpoint
+    /// ([`crate::push_endpoint`]) and restarts the server with a `[[push]]` destination for the
+    /// identity `client` pointing to it.
+    fn subscribe(&mut self, put: bool, notify: bool) -> Result<(), String> {
+        if self.client.is_some() {
+            return Err(String::from(
+                "a subscription comes before the first request",
+            ));
+        }
+        let Some(server) = self.server.as_mut() else {
+            return Err(String::from(
+                "a running server (--server) has no push destination for the runner",
+            ));
+        };
+        let endpoint = crate::push_endpoint::PushEndpoint::start(&server.instance_dir())?;
+        let mut events = Vec::new();
+        if put {
+            events.push("\"put\"");
+        }
+        if notify {
+            events.push("\"notify\"");
+        }
+        let table = format!(
+            "\n[[push]]\nidentity = \"client\"\naddress = \"{}\"\n\
+             client_cert = \"certs/push-client.pem\"\nclient_key = \"certs/push-client.key\"\n\
+             events = [{}]\nretry_max = \"1s\"\n",
+            endpoint.addr(),
+            events.join(", ")
+        );
+        server.restart_with(&table)?;
+        self.endpoint.addr = server.addr();
+        self.push = Some(endpoint);
+        Ok(())
+    }
+
+    fn pushed(&mut self, wait: bool) -> Result<Option<Ttlv>, String> {
+        match self.push.as_mut() {
+            Some(p) => p.next(wait),
+            None => Ok(None),
+        }
+    }
+
+    fn answer_pushed(&mut self, response: &Ttlv) -> Result<(), String> {
+        match self.push.as_mut() {
+            Some(p) => p.answer(response),
+            None => Err(String::from("not subscribed")),
+        }
+    }
 }
 
 impl Drop for WireTarget {
@@ -252,6 +304,9 @@ pub struct SpawnedServer {
     root: PathBuf,
     addr: SocketAddr,
     https_addr: Option<SocketAddr>,
+    /// The binary and options it was started with (for [`SpawnedServer::restart_with`]).
+    kmipd: PathBuf,
+    options: SpawnOptions,
 }
 
 impl SpawnedServer {
@@ -266,6 +321,8 @@ impl SpawnedServer {
             root,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             https_addr: None,
+            kmipd: kmipd.to_path_buf(),
+            options: options.clone(),
         };
         let instance = guard.root.join("kmipd");
         let init_log = guard.root.join("init.log");
@@ -301,13 +358,38 @@ impl SpawnedServer {
             text.push_str("\n[https]\nlisten = \"127.0.0.1:0\"\n");
         }
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        guard.serve()?;
+        Ok(guard)
+    }
+
+    /// Stops the server, appends `toml` to its `kmipd.toml` and starts it again on the same
+    /// instance (a new port): a configuration the runner adds before the first request
+    /// (`[[push]]`).
+    pub fn restart_with(&mut self, toml: &str) -> Result<(), String> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let config = self.instance_dir().join("kmipd.toml");
+        let mut text =
+            std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+        text.push_str(toml);
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        self.serve()
+    }
+
+    /// `kmipd serve` on the instance, waiting for the log line that gives the bound address.
+    fn serve(&mut self) -> Result<(), String> {
+        let (kmipd, options) = (self.kmipd.clone(), self.options.clone());
+        let instance = self.instance_dir();
+        let guard = self;
         let serve_log = guard.root.join("serve.log");
         let log = std::fs::File::create(&serve_log)
             .map_err(|e| format!("{}: {e}", serve_log.display()))?;
         let log2 = log
             .try_clone()
             .map_err(|e| format!("{}: {e}", serve_log.display()))?;
-        let child = Command::new(kmipd)
+        let child = Command::new(&kmipd)
             .arg("serve")
             .arg("--config")
             .arg(instance.join("kmipd.toml"))
@@ -332,7 +414,7 @@ impl SpawnedServer {
                         ));
                     }
                 }
-                return Ok(guard);
+                return Ok(());
             }
             if let Some(report) = guard.exit_report() {
                 return Err(format!("kmipd serve: {report}"));

@@ -58,8 +58,8 @@ struct Oracle {
 }
 
 impl Target for Oracle {
-    fn subscribe(&mut self, _put: bool, _notify: bool) -> bool {
-        true
+    fn subscribe(&mut self, _put: bool, _notify: bool) -> Result<(), String> {
+        Ok(())
     }
 
     fn pushed(&mut self, _wait: bool) -> Result<Option<Ttlv>, String> {
@@ -159,4 +159,34 @@ fn every_test_case_passes_against_its_own_expected_responses() {
         files.len(),
         failures.join("\n")
     );
+}
+
+/// The server-to-client steps are checked both ways: a message the case does not show fails
+/// it, and so does a missing one.
+#[test]
+fn pushed_messages_must_be_exactly_the_ones_the_case_shows() {
+    let path = vectors_dir().join("1.0/testcases/TC_NP_1_10_Put.xml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let name = path.to_string_lossy();
+    let outcome = run_document_at(&text, &name, &mut oracle_for(&text), NOW);
+    assert!(outcome.passed, "{:?}", outcome.first_difference);
+
+    // One more message after the last answer (the Put again).
+    let mut extra = oracle_for(&text);
+    let mut responses: Vec<(Ttlv, Vec<Ttlv>)> = extra.responses.by_ref().collect();
+    let put = responses[0].1[0].clone();
+    responses.last_mut().unwrap().1.push(put);
+    extra.responses = responses.into_iter();
+    let outcome = run_document_at(&text, &name, &mut extra, NOW);
+    let why = outcome.first_difference.unwrap();
+    assert!(why.contains("unexpected Put"), "{why}");
+
+    // No Put at all.
+    let mut missing = oracle_for(&text);
+    let mut responses: Vec<(Ttlv, Vec<Ttlv>)> = missing.responses.by_ref().collect();
+    responses[0].1.clear();
+    missing.responses = responses.into_iter();
+    let outcome = run_document_at(&text, &name, &mut missing, NOW);
+    let why = outcome.first_difference.unwrap();
+    assert!(why.contains("sent no Put"), "{why}");
 }
