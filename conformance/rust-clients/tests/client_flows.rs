@@ -31,9 +31,10 @@ use kmipd_proto::message::{
 };
 use kmipd_proto::reader;
 use kmipd_proto::tag;
+use kmipd_test_support::clients;
 use kmipd_test_support::kmip::{
-    aes_key, assert_only_1_0, attr, attr_at, child, failed, find, material_bytes, name, ok,
-    secret_data, template, text, uid, uids, usage, v1_attrs, v1_value,
+    aes_key, assert_only_1_0, attr, child, failed, find, material_bytes, name, ok, secret_data,
+    template, text, uid, uids, usage, v1_attrs, v1_value,
 };
 use kmipd_ttlv::{Ttlv, Value};
 use rustls::pki_types::pem::PemObject;
@@ -282,10 +283,7 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key_on(k: &Kmipd) 
             &mut vc,
             V1_1,
             operation::QUERY,
-            vec![build::enumeration(
-                tag::QUERY_FUNCTION,
-                query_function::QUERY_SERVER_INFORMATION,
-            )],
+            clients::query_server_information(),
         )
         .await);
         assert_eq!(
@@ -315,39 +313,10 @@ fn vsphere_7_health_checks_creates_tags_and_gets_a_pre_active_key_on(k: &Kmipd) 
             "no Name, no x-Product_Version yet: an empty list"
         );
 
-        let ids: [&[u8]; 3] = [b"\x01\x02", b"\xff", b"vc-3"];
-        let names = ["x-Vendor", "x-Product", "x-Product_Version"];
-        let items = names
-            .iter()
-            .zip(ids)
-            .map(|(n, id)| RequestBatchItem {
-                unique_batch_item_id: Some(id.to_vec()),
-                ..RequestBatchItem::new(
-                    operation::ADD_ATTRIBUTE,
-                    vec![
-                        build::unique_identifier(key.clone()),
-                        attr(n, text(&format!("{n}=7.0.3"))),
-                    ],
-                )
-            })
-            .collect();
-        let resp = exchange(&mut vc, &RequestMessage::new(V1_1, items)).await;
-        assert_eq!(resp.header.batch_count, 3);
-        for ((got, id), n) in resp.items.iter().zip(ids).zip(names) {
-            assert_eq!(got.unique_batch_item_id.as_deref(), Some(id));
-            assert_eq!(got.operation, Some(operation::ADD_ATTRIBUTE));
-            let payload = ok(got);
-            assert_eq!(uid(&payload), key);
-            assert_eq!(v1_value(&payload, n), Some(text(&format!("{n}=7.0.3"))));
-        }
-        let attrs = get_attributes(&mut vc, V1_1, &key, &names).await;
-        assert_eq!(
-            v1_attrs(&attrs),
-            names
-                .iter()
-                .map(|n| (n.to_string(), text(&format!("{n}=7.0.3"))))
-                .collect::<Vec<_>>()
-        );
+        let resp = exchange(&mut vc, &clients::vsphere_tagging(&key)).await;
+        clients::check_vsphere_tagged(&resp, &key);
+        let attrs = get_attributes(&mut vc, V1_1, &key, &clients::VSPHERE_TAGS).await;
+        assert_eq!(v1_attrs(&attrs), clients::vsphere_tags());
 
         assert_eq!(state_of(&mut vc, V1_1, &key).await, state::PRE_ACTIVE);
         let object = get_object(&mut vc, V1_1, &key, object_type::SYMMETRIC_KEY).await;
@@ -827,47 +796,11 @@ fn mysql_keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_o
     );
     k.rt.block_on(async {
         let mut c = connect(&connector(k, "client", V1_1, true), k).await;
-        let idx = |n: &str, v: Value| attr_at(n, Some(0), v);
-        let payload = vec![
-            build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-            template(vec![
-                idx("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
-                idx("Cryptographic Length", Value::Integer(256)),
-                idx(
-                    "Cryptographic Usage Mask",
-                    Value::Integer(i32::try_from(mask::ENCRYPT | mask::DECRYPT).unwrap()),
-                ),
-                idx("Name", name("okv-mysql-master-key-1")),
-                idx("Storage Status Mask", Value::Integer(1)),
-            ]),
-        ];
-        let mut msg = RequestMessage::new(
-            V1_1,
-            vec![RequestBatchItem::new(operation::CREATE, payload)],
-        );
-        msg.header.maximum_response_size = Some(65536);
-        let key = uid(&ok(&exchange(&mut c, &msg).await.items[0]));
+        let key = uid(&ok(&exchange(&mut c, &clients::okv_create()).await.items[0]));
         let attrs = get_attributes(&mut c, V1_1, &key, &[]).await;
-        assert_eq!(
-            v1_value(&attrs, "Cryptographic Algorithm"),
-            Some(Value::Enumeration(alg::AES))
-        );
-        assert_eq!(
-            v1_value(&attrs, "Cryptographic Length"),
-            Some(Value::Integer(256))
-        );
-        assert_eq!(
-            v1_value(&attrs, "Name"),
-            Some(name("okv-mysql-master-key-1"))
-        );
-        assert_eq!(v1_value(&attrs, "Storage Status Mask"), None);
-        let mut get = RequestMessage::new(
-            V1_1,
-            vec![RequestBatchItem::new(operation::GET, by_uid(&key))],
-        );
-        get.header.maximum_response_size = Some(65536);
+        clients::check_okv_created(&attrs);
         let object = got_object(
-            &exchange(&mut c, &get).await.items[0],
+            &exchange(&mut c, &clients::okv_get(&key)).await.items[0],
             &key,
             object_type::SYMMETRIC_KEY,
         );
@@ -912,23 +845,7 @@ fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones_on(k:
                 &mut first,
                 V1_4,
                 operation::CREATE_KEY_PAIR,
-                vec![
-                    build::structure(
-                        tag::COMMON_TEMPLATE_ATTRIBUTE,
-                        vec![
-                            attr("Cryptographic Algorithm", Value::Enumeration(alg::RSA)),
-                            attr("Cryptographic Length", Value::Integer(2048)),
-                        ],
-                    ),
-                    build::structure(
-                        tag::PRIVATE_KEY_TEMPLATE_ATTRIBUTE,
-                        vec![usage(mask::DECRYPT), attr("Name", name("veeam-priv"))],
-                    ),
-                    build::structure(
-                        tag::PUBLIC_KEY_TEMPLATE_ATTRIBUTE,
-                        vec![usage(mask::ENCRYPT), attr("Name", name("veeam-pub"))],
-                    ),
-                ],
+                clients::veeam_create_key_pair(),
             )
             .await);
             let private = reader::as_text(find(&created, tag::PRIVATE_KEY_UNIQUE_IDENTIFIER))
@@ -951,15 +868,7 @@ fn veeam_creates_an_rsa_pair_on_one_connection_and_gets_it_on_resumed_ones_on(k:
                 assert_eq!(c.tls_version(), Some(tls.version));
                 ok(&one(&mut c, V1_4, operation::ACTIVATE, by_uid(id)).await);
                 let object = get_object(&mut c, V1_4, id, ot).await;
-                let kb = child(&object, tag::KEY_BLOCK);
-                assert_eq!(
-                    reader::as_enum(child(kb, tag::CRYPTOGRAPHIC_ALGORITHM)).unwrap(),
-                    alg::RSA
-                );
-                assert_eq!(
-                    reader::as_int(child(kb, tag::CRYPTOGRAPHIC_LENGTH)).unwrap(),
-                    2048
-                );
+                clients::check_rsa_2048(&object);
                 ders.push((key_format(&object), material_bytes(&object)));
                 bounded("close", c.shutdown()).await.unwrap();
             }
@@ -1008,12 +917,7 @@ fn storage_array_batch_of_query_locate_get_and_get_attributes_by_id_placeholder_
     );
     k.rt.block_on(async {
         let mut c = connect(&connector(k, "client", V1_0, true), k).await;
-        let custom = |serial: &str, slot: i32| {
-            vec![
-                attr("x-array-serial", text(serial)),
-                attr("x-array-slot", Value::Integer(slot)),
-            ]
-        };
+        let custom = clients::array_attributes;
         let blob = [0xa5u8; 48];
         let opaque = register(
             &mut c,

@@ -24,12 +24,12 @@ use kmipd_proto::reader::{self, StructReader};
 use kmipd_proto::tag;
 use kmipd_test_support::kmip::{
     aes_key, assert_only_1_0, child, failed, find, key_block, key_value_material_only,
-    material_bytes, template, text, uid, usage, v1_attrs, v1_value,
+    material_bytes, template, text, uid, v1_attrs, v1_value,
 };
 use kmipd_ttlv::{Ttlv, Value};
 
-use engine::{attr, attr_at, by_uid, create_aes256_v2, name, ok, secret_data, uids};
-use kmipd_test_support::engine;
+use engine::{attr, by_uid, create_aes256_v2, name, ok, secret_data, uids};
+use kmipd_test_support::{clients, engine};
 
 const V1_1: ProtocolVersion = ProtocolVersion::new(1, 1);
 const V1_2: ProtocolVersion = ProtocolVersion::new(1, 2);
@@ -189,10 +189,7 @@ fn vsphere_health_checks_queries_creates_unnamed_tags_and_gets_a_pre_active_key(
         "vc",
         V1_1,
         operation::QUERY,
-        vec![build::enumeration(
-            tag::QUERY_FUNCTION,
-            query_function::QUERY_SERVER_INFORMATION,
-        )],
+        clients::query_server_information(),
     ));
     assert_eq!(
         reader::as_text(find(&info, tag::VENDOR_IDENTIFICATION)).unwrap(),
@@ -205,39 +202,10 @@ fn vsphere_health_checks_queries_creates_unnamed_tags_and_gets_a_pre_active_key(
     assert_eq!(attrs, by_uid(&key), "no Name, no x-Product_Version yet");
 
     // One batch of three AddAttribute, each Unique Batch Item ID echoed.
-    let ids: [&[u8]; 3] = [b"\x01\x02", b"\xff", b"vc-3"];
-    let names = ["x-Vendor", "x-Product", "x-Product_Version"];
-    let items = names
-        .iter()
-        .zip(ids)
-        .map(|(n, id)| RequestBatchItem {
-            unique_batch_item_id: Some(id.to_vec()),
-            ..item(
-                operation::ADD_ATTRIBUTE,
-                vec![
-                    build::unique_identifier(key.clone()),
-                    attr(n, text(&format!("{n}=7.0.3"))),
-                ],
-            )
-        })
-        .collect();
-    let resp = exchange(&e, "vc", &RequestMessage::new(V1_1, items));
-    assert_eq!(resp.header.batch_count, 3);
-    for ((got, id), n) in resp.items.iter().zip(ids).zip(names) {
-        assert_eq!(got.unique_batch_item_id.as_deref(), Some(id));
-        assert_eq!(got.operation, Some(operation::ADD_ATTRIBUTE));
-        let payload = ok(got);
-        assert_eq!(uid(&payload), key);
-        assert_eq!(v1_value(&payload, n), Some(text(&format!("{n}=7.0.3"))));
-    }
-    let attrs = get_attributes(&e, "vc", V1_1, &key, &names);
-    assert_eq!(
-        v1_attrs(&attrs),
-        names
-            .iter()
-            .map(|n| (n.to_string(), text(&format!("{n}=7.0.3"))))
-            .collect::<Vec<_>>()
-    );
+    let resp = exchange(&e, "vc", &clients::vsphere_tagging(&key));
+    clients::check_vsphere_tagged(&resp, &key);
+    let attrs = get_attributes(&e, "vc", V1_1, &key, &clients::VSPHERE_TAGS);
+    assert_eq!(v1_attrs(&attrs), clients::vsphere_tags());
 
     // Get while still Pre-Active (vSphere never activates).
     assert_eq!(state_of(&e, "vc", V1_1, &key), state::PRE_ACTIVE);
@@ -637,46 +605,12 @@ fn synology_registers_a_secret_renames_it_finds_it_and_activates_it() {
 #[test]
 fn keyring_okv_creates_with_attribute_indexes_a_response_size_and_a_read_only_attribute() {
     let e = Engine::in_memory();
-    let idx = |n: &str, v: Value| attr_at(n, Some(0), v);
-    let payload = vec![
-        build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-        template(vec![
-            idx("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
-            idx("Cryptographic Length", Value::Integer(256)),
-            idx(
-                "Cryptographic Usage Mask",
-                Value::Integer(i32::try_from(mask::ENCRYPT | mask::DECRYPT).unwrap()),
-            ),
-            idx("Name", name("okv-mysql-master-key-1")),
-            idx("Storage Status Mask", Value::Integer(1)),
-        ]),
-    ];
-    let mut msg = RequestMessage::new(V1_1, vec![item(operation::CREATE, payload)]);
-    msg.header.maximum_response_size = Some(65536);
-    let resp = exchange(&e, "okv", &msg);
+    let resp = exchange(&e, "okv", &clients::okv_create());
     let created = ok(&resp.items[0]);
     let key = uid(&created);
     let attrs = get_attributes(&e, "okv", V1_1, &key, &[]);
-    assert_eq!(
-        v1_value(&attrs, "Cryptographic Algorithm"),
-        Some(Value::Enumeration(alg::AES))
-    );
-    assert_eq!(
-        v1_value(&attrs, "Cryptographic Length"),
-        Some(Value::Integer(256))
-    );
-    assert_eq!(
-        v1_value(&attrs, "Name"),
-        Some(name("okv-mysql-master-key-1"))
-    );
-    assert_eq!(
-        v1_value(&attrs, "Storage Status Mask"),
-        None,
-        "not an attribute: tolerated, not stored"
-    );
-    let mut get_msg = RequestMessage::new(V1_1, vec![item(operation::GET, by_uid(&key))]);
-    get_msg.header.maximum_response_size = Some(65536);
-    let got = ok(&exchange(&e, "okv", &get_msg).items[0]);
+    clients::check_okv_created(&attrs);
+    let got = ok(&exchange(&e, "okv", &clients::okv_get(&key)).items[0]);
     assert_eq!(material_bytes(find(&got, tag::SYMMETRIC_KEY)).len(), 32);
 }
 
@@ -693,23 +627,7 @@ fn veeam_creates_an_rsa_2048_pair_activates_and_gets_both_halves_with_bare_key_v
         "veeam",
         v,
         operation::CREATE_KEY_PAIR,
-        vec![
-            build::structure(
-                tag::COMMON_TEMPLATE_ATTRIBUTE,
-                vec![
-                    attr("Cryptographic Algorithm", Value::Enumeration(alg::RSA)),
-                    attr("Cryptographic Length", Value::Integer(2048)),
-                ],
-            ),
-            build::structure(
-                tag::PRIVATE_KEY_TEMPLATE_ATTRIBUTE,
-                vec![usage(mask::DECRYPT), attr("Name", name("veeam-priv"))],
-            ),
-            build::structure(
-                tag::PUBLIC_KEY_TEMPLATE_ATTRIBUTE,
-                vec![usage(mask::ENCRYPT), attr("Name", name("veeam-pub"))],
-            ),
-        ],
+        clients::veeam_create_key_pair(),
     ));
     let private = reader::as_text(find(&got, tag::PRIVATE_KEY_UNIQUE_IDENTIFIER))
         .unwrap()
@@ -728,15 +646,7 @@ fn veeam_creates_an_rsa_2048_pair_activates_and_gets_both_halves_with_bare_key_v
         assert_eq!(object.tag, t);
         let der = material_bytes(&object);
         assert!(der.len() > 256, "a 2048-bit key: {} bytes", der.len());
-        let kb = child(&object, tag::KEY_BLOCK);
-        assert_eq!(
-            reader::as_enum(child(kb, tag::CRYPTOGRAPHIC_ALGORITHM)).unwrap(),
-            alg::RSA
-        );
-        assert_eq!(
-            reader::as_int(child(kb, tag::CRYPTOGRAPHIC_LENGTH)).unwrap(),
-            2048
-        );
+        clients::check_rsa_2048(&object);
     }
     // Asked in another format too, the Key Value stays bare.
     let (_, object) = get(
@@ -797,12 +707,7 @@ fn array_batch(e: &Engine, serial: &str, slot: i32, opaque_get: bool) -> Respons
 fn storage_array_queries_locates_by_custom_attributes_and_gets_by_placeholder_in_one_batch() {
     let e = Engine::in_memory();
     let v = ProtocolVersion::V1_0;
-    let custom = |serial: &str, slot: i32| {
-        vec![
-            attr("x-array-serial", text(serial)),
-            attr("x-array-slot", Value::Integer(slot)),
-        ]
-    };
+    let custom = clients::array_attributes;
     let blob = [0xa5u8; 48];
     let opaque = register(
         &e,

@@ -143,6 +143,7 @@ pub fn fixed_placeholder(
     })
 }
 
+pub mod clients;
 pub mod crash;
 #[cfg(feature = "engine")]
 pub mod engine;
