@@ -253,6 +253,31 @@ mod tests {
         first_item(&e.handle_message(&Principal::new(who), &request(v.0, v.1, op, payload)))
     }
 
+    /// `op` as `who`, which must succeed: the Unique Identifier it answers.
+    fn ok_uid(e: &Engine, who: &str, v: (i32, i32), op: u32, payload: Vec<Ttlv>) -> String {
+        let (status, _, payload) = call_as(e, who, v, op, payload);
+        assert_eq!(status, result_status::SUCCESS);
+        uid_of(&payload)
+    }
+
+    /// `op` as `who`, which must fail: its Result Reason.
+    fn refused(e: &Engine, who: &str, v: (i32, i32), op: u32, payload: Vec<Ttlv>) -> Option<u32> {
+        let (status, reason, _) = call_as(e, who, v, op, payload);
+        assert_eq!(status, result_status::OPERATION_FAILED);
+        reason
+    }
+
+    /// The field `t` of the answer to a 2.1 `op` (which must succeed) on `uid` as `a`.
+    fn answered(e: &Engine, op: u32, uid: &str, t: kmipd_ttlv::Tag) -> Ttlv {
+        let (status, _, payload) = call_as(e, "a", (2, 1), op, vec![build::unique_identifier(uid)]);
+        assert_eq!(status, result_status::SUCCESS);
+        StructReader::any(&payload.unwrap())
+            .unwrap()
+            .required(t)
+            .unwrap()
+            .clone()
+    }
+
     fn uid_of(payload: &Option<Ttlv>) -> String {
         StructReader::any(payload.as_ref().unwrap())
             .unwrap()
@@ -274,7 +299,7 @@ mod tests {
             tag::ATTRIBUTES,
             &[build::usage_mask_attr(2)],
         );
-        let (status, _, payload) = call_as(
+        ok_uid(
             e,
             who,
             v,
@@ -291,9 +316,7 @@ mod tests {
                     )],
                 ),
             ],
-        );
-        assert_eq!(status, result_status::SUCCESS);
-        uid_of(&payload)
+        )
     }
 
     fn csr(key: &PKey<Private>, cn: &str) -> Vec<u8> {
@@ -324,20 +347,7 @@ mod tests {
     }
 
     fn certificate(e: &Engine, uid: &str) -> X509 {
-        let (status, _, payload) = call_as(
-            e,
-            "a",
-            (2, 1),
-            operation::GET,
-            vec![build::unique_identifier(uid)],
-        );
-        assert_eq!(status, result_status::SUCCESS);
-        let payload = payload.unwrap();
-        let cert = StructReader::any(&payload)
-            .unwrap()
-            .required(tag::CERTIFICATE)
-            .unwrap()
-            .clone();
+        let cert = answered(e, operation::GET, uid, tag::CERTIFICATE);
         let der = StructReader::any(&cert)
             .unwrap()
             .req_bytes(tag::CERTIFICATE_VALUE)
@@ -351,20 +361,7 @@ mod tests {
 
     /// The (Link Type, Linked Object Identifier) of an object's Links, and its Names, in order.
     fn links_and_names(e: &Engine, uid: &str) -> (Vec<(u32, String)>, Vec<String>) {
-        let (status, _, payload) = call_as(
-            e,
-            "a",
-            (2, 1),
-            operation::GET_ATTRIBUTES,
-            vec![build::unique_identifier(uid)],
-        );
-        assert_eq!(status, result_status::SUCCESS);
-        let payload = payload.unwrap();
-        let attrs = StructReader::any(&payload)
-            .unwrap()
-            .required(tag::ATTRIBUTES)
-            .unwrap()
-            .clone();
+        let attrs = answered(e, operation::GET_ATTRIBUTES, uid, tag::ATTRIBUTES);
         let mut links = Vec::new();
         let mut names = Vec::new();
         for a in StructReader::any(&attrs).unwrap().items() {
@@ -400,15 +397,13 @@ mod tests {
         let key = rsa_key();
         let pk = register_public(&e, "a", (1, 4), &key);
 
-        let (status, _, payload) = call_as(
+        let c1 = ok_uid(
             &e,
             "a",
             (1, 4),
             operation::CERTIFY,
             v1_payload(&pk, Some(csr(&key, "device-1")), "cert-1"),
         );
-        assert_eq!(status, result_status::SUCCESS);
-        let c1 = uid_of(&payload);
         let cert1 = certificate(&e, &c1);
         assert!(cert1.verify(&ca_cert.public_key().unwrap()).unwrap());
         assert!(cert1.public_key().unwrap().public_eq(&key));
@@ -430,15 +425,13 @@ mod tests {
         );
 
         // Re-certify without a request: the subject and the key stay, the names move.
-        let (status, _, payload) = call_as(
+        let c2 = ok_uid(
             &e,
             "a",
             (1, 4),
             operation::RE_CERTIFY,
             v1_payload(&c1, None, "cert-2"),
         );
-        assert_eq!(status, result_status::SUCCESS);
-        let c2 = uid_of(&payload);
         assert_ne!(c1, c2);
         let cert2 = certificate(&e, &c2);
         assert!(cert2.verify(&ca_cert.public_key().unwrap()).unwrap());
@@ -479,7 +472,7 @@ mod tests {
         let e = engine(Some(generate_rsa("ca").unwrap()));
         let key = rsa_key();
         let pk = register_public(&e, "a", (2, 1), &key);
-        let (status, _, payload) = call_as(
+        let c = ok_uid(
             &e,
             "a",
             (2, 1),
@@ -492,30 +485,24 @@ mod tests {
                 ),
             ],
         );
-        assert_eq!(status, result_status::SUCCESS);
-        let c = uid_of(&payload);
         assert_eq!(subject_cn(&certificate(&e, &c)), pk);
         // A 2.x request is read from Certificate Request Value.
         let other = rsa_key();
-        let (status, reason, _) = call_as(
-            &e,
-            "a",
-            (2, 1),
-            operation::CERTIFY,
-            vec![
-                build::unique_identifier(&pk),
-                build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, crt::PKCS_10),
-                build::bytes(tag::CERTIFICATE_REQUEST_VALUE, csr(&other, "x")),
-            ],
-        );
         assert_eq!(
-            (status, reason),
-            (
-                result_status::OPERATION_FAILED,
-                Some(result_reason::INVALID_FIELD)
-            )
+            refused(
+                &e,
+                "a",
+                (2, 1),
+                operation::CERTIFY,
+                vec![
+                    build::unique_identifier(&pk),
+                    build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, crt::PKCS_10),
+                    build::bytes(tag::CERTIFICATE_REQUEST_VALUE, csr(&other, "x")),
+                ],
+            ),
+            Some(result_reason::INVALID_FIELD)
         );
-        let (status, _, payload) = call_as(
+        let c = ok_uid(
             &e,
             "a",
             (2, 1),
@@ -526,31 +513,37 @@ mod tests {
                 build::bytes(tag::CERTIFICATE_REQUEST_VALUE, csr(&key, "from-csr")),
             ],
         );
-        assert_eq!(status, result_status::SUCCESS);
-        assert_eq!(subject_cn(&certificate(&e, &uid_of(&payload))), "from-csr");
+        assert_eq!(subject_cn(&certificate(&e, &c)), "from-csr");
         // The PEM form of the request; CRMF is not supported.
         let pem = openssl::x509::X509Req::from_der(&csr(&key, "from-pem"))
             .unwrap()
             .to_pem()
             .unwrap();
         let with_type = |kind: u32, value: Vec<u8>| {
-            call_as(
+            vec![
+                build::unique_identifier(&pk),
+                build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, kind),
+                build::bytes(tag::CERTIFICATE_REQUEST_VALUE, value),
+            ]
+        };
+        let c = ok_uid(
+            &e,
+            "a",
+            (2, 1),
+            operation::CERTIFY,
+            with_type(crt::PEM, pem.clone()),
+        );
+        assert_eq!(subject_cn(&certificate(&e, &c)), "from-pem");
+        assert_eq!(
+            refused(
                 &e,
                 "a",
                 (2, 1),
                 operation::CERTIFY,
-                vec![
-                    build::unique_identifier(&pk),
-                    build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, kind),
-                    build::bytes(tag::CERTIFICATE_REQUEST_VALUE, value),
-                ],
-            )
-        };
-        let (status, _, payload) = with_type(crt::PEM, pem.clone());
-        assert_eq!(status, result_status::SUCCESS);
-        assert_eq!(subject_cn(&certificate(&e, &uid_of(&payload))), "from-pem");
-        let (_, reason, _) = with_type(crt::CRMF, pem);
-        assert_eq!(reason, Some(result_reason::FEATURE_NOT_SUPPORTED));
+                with_type(crt::CRMF, pem)
+            ),
+            Some(result_reason::FEATURE_NOT_SUPPORTED)
+        );
     }
 
     #[test]
@@ -558,73 +551,48 @@ mod tests {
         let key = rsa_key();
         let none = engine(None);
         let pk = register_public(&none, "a", (1, 4), &key);
-        let (status, reason, _) = call_as(
-            &none,
-            "a",
-            (1, 4),
-            operation::CERTIFY,
-            v1_payload(&pk, None, "n"),
-        );
         assert_eq!(
-            (status, reason),
-            (
-                result_status::OPERATION_FAILED,
-                Some(result_reason::FEATURE_NOT_SUPPORTED)
-            )
+            refused(
+                &none,
+                "a",
+                (1, 4),
+                operation::CERTIFY,
+                v1_payload(&pk, None, "n"),
+            ),
+            Some(result_reason::FEATURE_NOT_SUPPORTED)
         );
         let e = engine(Some(generate_rsa("ca").unwrap()));
         let pk = register_public(&e, "a", (1, 4), &key);
         // Another client cannot see the key.
-        let (status, reason, _) = call_as(
-            &e,
-            "b",
-            (1, 4),
-            operation::CERTIFY,
-            v1_payload(&pk, None, "n"),
-        );
         assert_eq!(
-            (status, reason),
-            (
-                result_status::OPERATION_FAILED,
-                Some(result_reason::ITEM_NOT_FOUND)
-            )
+            refused(
+                &e,
+                "b",
+                (1, 4),
+                operation::CERTIFY,
+                v1_payload(&pk, None, "n"),
+            ),
+            Some(result_reason::ITEM_NOT_FOUND)
         );
         // A certificate is not a public key; Re-certify of a key is not a certificate.
-        let (_, _, payload) = call_as(
+        let c = ok_uid(
             &e,
             "a",
             (1, 4),
             operation::CERTIFY,
             v1_payload(&pk, None, "c"),
         );
-        let c = uid_of(&payload);
         for (op, uid) in [(operation::CERTIFY, &c), (operation::RE_CERTIFY, &pk)] {
-            let (status, reason, _) = call_as(&e, "a", (1, 4), op, v1_payload(uid, None, "z"));
             assert_eq!(
-                (status, reason),
-                (
-                    result_status::OPERATION_FAILED,
-                    Some(result_reason::ILLEGAL_OPERATION)
-                )
+                refused(&e, "a", (1, 4), op, v1_payload(uid, None, "z")),
+                Some(result_reason::ILLEGAL_OPERATION)
             );
         }
     }
 
     /// The Activation Date of the certificate `uid` minus its Initial Date, and its State.
     fn activation_offset(e: &Engine, uid: &str) -> (Option<i64>, u32) {
-        let (_, _, payload) = call_as(
-            e,
-            "a",
-            (2, 1),
-            operation::GET_ATTRIBUTES,
-            vec![build::unique_identifier(uid)],
-        );
-        let payload = payload.unwrap();
-        let attrs = StructReader::any(&payload)
-            .unwrap()
-            .required(tag::ATTRIBUTES)
-            .unwrap()
-            .clone();
+        let attrs = answered(e, operation::GET_ATTRIBUTES, uid, tag::ATTRIBUTES);
         let r = StructReader::any(&attrs).unwrap();
         let date = |t| match r.optional(t).map(|i| &i.value) {
             Some(kmipd_ttlv::Value::DateTime(d)) => Some(*d),
@@ -640,43 +608,38 @@ mod tests {
         let e = engine(Some(generate_rsa("ca").unwrap()));
         let key = rsa_key();
         let pk = register_public(&e, "a", (1, 4), &key);
-        let (_, _, payload) = call_as(
+        let c1 = ok_uid(
             &e,
             "a",
             (1, 4),
             operation::CERTIFY,
             v1_payload(&pk, None, "c"),
         );
-        let c1 = uid_of(&payload);
-        let (status, _, _) = call_as(
+        ok_uid(
             &e,
             "a",
             (1, 4),
             operation::ACTIVATE,
             vec![build::unique_identifier(&c1)],
         );
-        assert_eq!(status, result_status::SUCCESS);
         let mut payload = v1_payload(&c1, None, "c-next");
         payload.insert(
             1,
             Ttlv::new(tag::OFFSET, kmipd_ttlv::Value::Interval(86_400)),
         );
-        let (status, _, answer) = call_as(&e, "a", (1, 4), operation::RE_CERTIFY, payload);
-        assert_eq!(status, result_status::SUCCESS);
-        let c2 = uid_of(&answer);
+        let c2 = ok_uid(&e, "a", (1, 4), operation::RE_CERTIFY, payload);
         assert_eq!(
             activation_offset(&e, &c2),
             (Some(86_400), state::PRE_ACTIVE)
         );
         // Without an Offset, the existing certificate's Activation Date is copied: active.
-        let (_, _, answer) = call_as(
+        let c3 = ok_uid(
             &e,
             "a",
             (1, 4),
             operation::RE_CERTIFY,
             v1_payload(&c2, None, "c-third"),
         );
-        let c3 = uid_of(&answer);
         assert_eq!(activation_offset(&e, &c3).1, state::PRE_ACTIVE);
         assert_eq!(activation_offset(&e, &c3).0, Some(86_400));
     }
