@@ -321,6 +321,71 @@ mod tests {
         )
     }
 
+    /// An RSA-2048 key and a certificate of it, self-signed, for `cn` (X.509 v3 when `v3`, else
+    /// OpenSSL's default version).
+    fn self_signed(
+        cn: &str,
+        v3: bool,
+    ) -> (
+        openssl::pkey::PKey<openssl::pkey::Private>,
+        openssl::x509::X509,
+    ) {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        if v3 {
+            b.set_version(2).unwrap();
+        }
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        (key, b.build())
+    }
+
+    /// A Private Key object: its Key Block of this format and material, then `extra` fields.
+    fn private_key(format: u32, material: Vec<u8>, extra: Vec<Ttlv>) -> Ttlv {
+        let mut kb = vec![
+            build::enumeration(tag::KEY_FORMAT_TYPE, format),
+            build::structure(
+                tag::KEY_VALUE,
+                vec![build::bytes(tag::KEY_MATERIAL, material)],
+            ),
+        ];
+        kb.extend(extra);
+        build::structure(tag::PRIVATE_KEY, vec![build::structure(tag::KEY_BLOCK, kb)])
+    }
+
+    /// The Key Format Type and Key Material of the Private Key a successful Get answered.
+    fn got_private_key(status: u32, payload: Option<Ttlv>) -> (u32, Vec<u8>) {
+        assert_eq!(status, result_status::SUCCESS);
+        let payload = payload.unwrap();
+        let kb = StructReader::any(&payload)
+            .unwrap()
+            .structure(tag::PRIVATE_KEY)
+            .unwrap()
+            .unwrap()
+            .structure(tag::KEY_BLOCK)
+            .unwrap()
+            .unwrap();
+        let der = kb
+            .structure(tag::KEY_VALUE)
+            .unwrap()
+            .unwrap()
+            .req_bytes(tag::KEY_MATERIAL)
+            .unwrap()
+            .to_vec();
+        (kb.req_enum(tag::KEY_FORMAT_TYPE).unwrap(), der)
+    }
+
     fn password(engine: &Engine, active: bool) -> String {
         password_with(engine, b"s3cret", active)
     }
@@ -359,22 +424,7 @@ mod tests {
     #[test]
     fn a_pfx_registers_as_a_pkcs8_key_and_its_certificate_under_an_active_password() {
         let engine = Engine::in_memory();
-        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
-        let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
-        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "pfx in").unwrap();
-        let name = name.build();
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        let cert = b.build();
+        let (key, cert) = self_signed("pfx in", false);
         let mut pb = openssl::pkcs12::Pkcs12::builder();
         pb.pkey(&key);
         pb.cert(&cert);
@@ -390,19 +440,7 @@ mod tests {
                         tag::ATTRIBUTES,
                         vec![link(link_type::PKCS_12_PASSWORD_LINK, pw).to_v2()],
                     ),
-                    build::structure(
-                        tag::PRIVATE_KEY,
-                        vec![build::structure(
-                            tag::KEY_BLOCK,
-                            vec![
-                                build::enumeration(tag::KEY_FORMAT_TYPE, kft::PKCS_12),
-                                build::structure(
-                                    tag::KEY_VALUE,
-                                    vec![build::bytes(tag::KEY_MATERIAL, pfx.clone())],
-                                ),
-                            ],
-                        )],
-                    ),
+                    private_key(kft::PKCS_12, pfx.clone(), vec![]),
                 ],
             )
         };
@@ -419,29 +457,14 @@ mod tests {
         let (status, _, payload) = register_pfx(&active);
         assert_eq!(status, result_status::SUCCESS);
         let key_uid = uid_of(payload);
-        let (_, _, payload) = call(
+        let (status, _, payload) = call(
             &engine,
             (2, 0),
             op::GET,
             vec![build::unique_identifier(key_uid.clone())],
         );
-        let payload = payload.unwrap();
-        let kb = StructReader::any(&payload)
-            .unwrap()
-            .structure(tag::PRIVATE_KEY)
-            .unwrap()
-            .unwrap()
-            .structure(tag::KEY_BLOCK)
-            .unwrap()
-            .unwrap();
-        assert_eq!(kb.req_enum(tag::KEY_FORMAT_TYPE).unwrap(), kft::PKCS_8);
-        let der = kb
-            .structure(tag::KEY_VALUE)
-            .unwrap()
-            .unwrap()
-            .req_bytes(tag::KEY_MATERIAL)
-            .unwrap()
-            .to_vec();
+        let (format, der) = got_private_key(status, payload);
+        assert_eq!(format, kft::PKCS_8);
         assert!(
             openssl::pkey::PKey::private_key_from_pkcs8(&der)
                 .unwrap()
@@ -498,23 +521,7 @@ mod tests {
     #[test]
     fn a_private_key_comes_as_a_pfx_with_its_certificate_under_its_active_password() {
         let engine = Engine::in_memory();
-        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
-        let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
-        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "pfx test").unwrap();
-        let name = name.build();
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        let cert = b.build();
+        let (key, cert) = self_signed("pfx test", true);
         let cert_uid = register(
             &engine,
             ot::CERTIFICATE,
@@ -535,23 +542,13 @@ mod tests {
                     link(link_type::PKCS_12_PASSWORD_LINK, pw),
                     link(link_type::PKCS_12_CERTIFICATE_LINK, &cert_uid),
                 ],
-                build::structure(
-                    tag::PRIVATE_KEY,
-                    vec![build::structure(
-                        tag::KEY_BLOCK,
-                        vec![
-                            build::enumeration(tag::KEY_FORMAT_TYPE, kft::PKCS_8),
-                            build::structure(
-                                tag::KEY_VALUE,
-                                vec![build::bytes(
-                                    tag::KEY_MATERIAL,
-                                    key.private_key_to_pkcs8().unwrap(),
-                                )],
-                            ),
-                            build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 4),
-                            build::int(tag::CRYPTOGRAPHIC_LENGTH, 2048),
-                        ],
-                    )],
+                private_key(
+                    kft::PKCS_8,
+                    key.private_key_to_pkcs8().unwrap(),
+                    vec![
+                        build::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 4),
+                        build::int(tag::CRYPTOGRAPHIC_LENGTH, 2048),
+                    ],
                 ),
             )
         };
@@ -568,24 +565,8 @@ mod tests {
         };
         let active = password(&engine, true);
         let (status, _, payload) = get(private(&active));
-        assert_eq!(status, result_status::SUCCESS);
-        let payload = payload.unwrap();
-        let kb = StructReader::any(&payload)
-            .unwrap()
-            .structure(tag::PRIVATE_KEY)
-            .unwrap()
-            .unwrap()
-            .structure(tag::KEY_BLOCK)
-            .unwrap()
-            .unwrap();
-        assert_eq!(kb.req_enum(tag::KEY_FORMAT_TYPE).unwrap(), kft::PKCS_12);
-        let der = kb
-            .structure(tag::KEY_VALUE)
-            .unwrap()
-            .unwrap()
-            .req_bytes(tag::KEY_MATERIAL)
-            .unwrap()
-            .to_vec();
+        let (format, der) = got_private_key(status, payload);
+        assert_eq!(format, kft::PKCS_12);
         let parsed = openssl::pkcs12::Pkcs12::from_der(&der)
             .unwrap()
             .parse2("s3cret")
