@@ -150,60 +150,39 @@ mod tests {
 
     #[test]
     fn unsupported_or_empty_objects_are_refused_and_missing_object_is_missing_data() {
+        use kmipd_proto::enums::result_reason;
         let engine = Engine::in_memory();
-        let (status, reason, _) = call(
-            &engine,
-            (2, 1),
-            operation::REGISTER,
-            vec![
-                build::enumeration(tag::OBJECT_TYPE, object_type::CERTIFICATE_REQUEST),
-                build::structure(tag::CERTIFICATE_REQUEST, vec![]),
-            ],
-        );
-        assert_eq!(status, result_status::OPERATION_FAILED);
-        assert_eq!(
-            reason,
-            Some(kmipd_proto::enums::result_reason::FEATURE_NOT_SUPPORTED)
-        );
-        // A PGP Key without its fields.
-        let (status, reason, _) = call(
-            &engine,
-            (2, 1),
-            operation::REGISTER,
-            vec![
-                build::enumeration(tag::OBJECT_TYPE, object_type::PGP_KEY),
-                build::structure(tag::PGP_KEY, vec![]),
-            ],
-        );
-        assert_eq!(status, result_status::OPERATION_FAILED);
-        assert_eq!(
-            reason,
-            Some(kmipd_proto::enums::result_reason::MISSING_DATA)
-        );
-        // A Split Key without its fields.
-        let (status, _, _) = call(
-            &engine,
-            (2, 1),
-            operation::REGISTER,
-            vec![
-                build::enumeration(tag::OBJECT_TYPE, object_type::SPLIT_KEY),
-                build::structure(tag::SPLIT_KEY, vec![]),
-            ],
-        );
-        assert_eq!(status, result_status::OPERATION_FAILED);
-        let (_, reason, _) = call(
-            &engine,
-            (2, 1),
-            operation::REGISTER,
-            vec![build::enumeration(
-                tag::OBJECT_TYPE,
+        // The object type, its object (None: no object at all), and the Result Reason (None:
+        // any failure).
+        let cases = [
+            (
+                object_type::CERTIFICATE_REQUEST,
+                Some(tag::CERTIFICATE_REQUEST),
+                Some(result_reason::FEATURE_NOT_SUPPORTED),
+            ),
+            // A PGP Key without its fields.
+            (
+                object_type::PGP_KEY,
+                Some(tag::PGP_KEY),
+                Some(result_reason::MISSING_DATA),
+            ),
+            // A Split Key without its fields.
+            (object_type::SPLIT_KEY, Some(tag::SPLIT_KEY), None),
+            (
                 object_type::SYMMETRIC_KEY,
-            )],
-        );
-        assert_eq!(
-            reason,
-            Some(kmipd_proto::enums::result_reason::MISSING_DATA)
-        );
+                None,
+                Some(result_reason::MISSING_DATA),
+            ),
+        ];
+        for (kind, object, expected) in cases {
+            let mut payload = vec![build::enumeration(tag::OBJECT_TYPE, kind)];
+            payload.extend(object.map(|t| build::structure(t, vec![])));
+            let (status, reason, _) = call(&engine, (2, 1), operation::REGISTER, payload);
+            assert_eq!(status, result_status::OPERATION_FAILED, "{kind}");
+            if expected.is_some() {
+                assert_eq!(reason, expected, "{kind}");
+            }
+        }
     }
 
     #[test]
