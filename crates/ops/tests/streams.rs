@@ -149,60 +149,49 @@ fn crypt(op: &str, uid: &str, body: &str) -> String {
     )
 }
 
+/// `op` on `uid` with `body`, sent by `a` in 2.1: its batch item.
+fn crypt_as_a(e: &Engine, op: &str, uid: &str, body: &str) -> Ttlv {
+    one(e, "a", (2, 1), &crypt(op, uid, body))
+}
+
 #[test]
 fn gcm_in_parts_matches_one_part_and_decryption_shows_no_plaintext_before_its_tag() {
     let e = Engine::in_memory();
     let uid = register(&e, "a");
     let plain = "00112233445566778899aabbccddeeff0011223344";
-    let whole = one(
+    let whole = crypt_as_a(
         &e,
-        "a",
-        (2, 1),
-        &crypt(
-            "Encrypt",
-            &uid,
-            &format!(r#"{GCM}<Data type="ByteString" value="{plain}"/>"#),
-        ),
+        "Encrypt",
+        &uid,
+        &format!(r#"{GCM}<Data type="ByteString" value="{plain}"/>"#),
     );
     let cipher = bytes_of(ok(&whole), tag::DATA).unwrap();
     let tag_whole = bytes_of(&whole, tag::AUTHENTICATED_ENCRYPTION_TAG).unwrap();
 
     // Encrypt in three parts: the ciphertext comes as the data does, the tag at the end.
     let (p1, p2, p3) = (&plain[..10], &plain[10..30], &plain[30..]);
-    let first = one(
+    let first = crypt_as_a(
         &e,
-        "a",
-        (2, 1),
-        &crypt(
-            "Encrypt",
-            &uid,
-            &format!(r#"{GCM}<Data type="ByteString" value="{p1}"/>{INIT}"#),
-        ),
+        "Encrypt",
+        &uid,
+        &format!(r#"{GCM}<Data type="ByteString" value="{p1}"/>{INIT}"#),
     );
     let value = bytes_of(ok(&first), tag::CORRELATION_VALUE).unwrap();
     let mut streamed = bytes_of(&first, tag::DATA).unwrap_or_default();
-    let second = one(
+    let second = crypt_as_a(
         &e,
-        "a",
-        (2, 1),
-        &crypt(
-            "Encrypt",
-            &uid,
-            &format!(r#"<Data type="ByteString" value="{p2}"/>{}"#, cv(&value)),
-        ),
+        "Encrypt",
+        &uid,
+        &format!(r#"<Data type="ByteString" value="{p2}"/>{}"#, cv(&value)),
     );
     streamed.extend(bytes_of(ok(&second), tag::DATA).unwrap_or_default());
-    let last = one(
+    let last = crypt_as_a(
         &e,
-        "a",
-        (2, 1),
-        &crypt(
-            "Encrypt",
-            &uid,
-            &format!(
-                r#"<Data type="ByteString" value="{p3}"/>{}{FINAL}"#,
-                cv(&value)
-            ),
+        "Encrypt",
+        &uid,
+        &format!(
+            r#"<Data type="ByteString" value="{p3}"/>{}{FINAL}"#,
+            cv(&value)
         ),
     );
     streamed.extend(bytes_of(ok(&last), tag::DATA).unwrap_or_default());
@@ -223,17 +212,13 @@ fn gcm_in_parts_matches_one_part_and_decryption_shows_no_plaintext_before_its_ta
         } else {
             ("", tag_item.as_str())
         };
-        let first = one(
+        let first = crypt_as_a(
             &e,
-            "a",
-            (2, 1),
-            &crypt(
-                "Decrypt",
-                &uid,
-                &format!(
-                    r#"{GCM}<Data type="ByteString" value="{}"/>{early}{INIT}"#,
-                    hex::encode(c1)
-                ),
+            "Decrypt",
+            &uid,
+            &format!(
+                r#"{GCM}<Data type="ByteString" value="{}"/>{early}{INIT}"#,
+                hex::encode(c1)
             ),
         );
         assert_eq!(
@@ -242,18 +227,14 @@ fn gcm_in_parts_matches_one_part_and_decryption_shows_no_plaintext_before_its_ta
             "plaintext before the tag"
         );
         let value = bytes_of(&first, tag::CORRELATION_VALUE).unwrap();
-        let last = one(
+        let last = crypt_as_a(
             &e,
-            "a",
-            (2, 1),
-            &crypt(
-                "Decrypt",
-                &uid,
-                &format!(
-                    r#"<Data type="ByteString" value="{}"/>{}{FINAL}{late}"#,
-                    hex::encode(c2),
-                    cv(&value)
-                ),
+            "Decrypt",
+            &uid,
+            &format!(
+                r#"<Data type="ByteString" value="{}"/>{}{FINAL}{late}"#,
+                hex::encode(c2),
+                cv(&value)
             ),
         );
         if good {
