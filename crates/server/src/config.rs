@@ -1964,6 +1964,30 @@ backend = "memory"
     }
 
     #[test]
+    fn push_destinations_take_defaults_and_are_checked() {
+        let table = "\n[[push]]\nidentity = \"agent\"\naddress = \"127.0.0.1:7000\"\n";
+        let c = parse(&format!("{MINIMAL}{table}")).unwrap();
+        let p = &c.push[0];
+        assert_eq!(p.destination(), "agent");
+        assert_eq!(p.events, [PushEvent::Put, PushEvent::Notify]);
+        assert_eq!((p.queue, p.attempts), (1024, 5));
+        assert_eq!(p.protocol_version(), Ok(None));
+        let subscriptions = c.push_subscriptions().unwrap();
+        assert_eq!(subscriptions[0].principal.name(), "agent");
+        assert!(subscriptions[0].put && subscriptions[0].notify);
+        for (extra, wrong) in [
+            (format!("{table}{table}"), "two destinations"),
+            (format!("{table}version = \"1.9\"\n"), "push.version"),
+            (format!("{table}events = []\n"), "events is empty"),
+            (format!("{table}client_cert = \"x.pem\"\n"), "go together"),
+        ] {
+            let c = parse(&format!("{MINIMAL}{extra}")).unwrap();
+            let e = c.validate(Path::new("/etc/kmipd/kmipd.toml")).unwrap_err();
+            assert!(e.to_string().contains(wrong), "{wrong}: {e}");
+        }
+    }
+
+    #[test]
     fn the_example_config_in_docs_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kmipd.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();

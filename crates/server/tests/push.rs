@@ -50,13 +50,22 @@ fn instance(tmp: &tempfile::TempDir) -> Instance {
 /// requiring a client certificate from the instance CA; each message it reads goes to the
 /// channel and is answered Success without payload, as KMIP 1.4 §5 asks.
 async fn endpoint(inst: &Instance, listener: TcpListener) -> mpsc::UnboundedReceiver<Ttlv> {
+    endpoint_named(inst, listener, "client").await
+}
+
+/// [`endpoint`] with a certificate naming `name`.
+async fn endpoint_named(
+    inst: &Instance,
+    listener: TcpListener,
+    name: &str,
+) -> mpsc::UnboundedReceiver<Ttlv> {
     let ca = inst.ca().unwrap();
     let issued = ca
         .issue_client(
-            "client",
+            name,
             &ClientOptions {
                 eku: ClientEku::ServerAuthOnly,
-                sans: vec!["client".to_owned()],
+                sans: vec![name.to_owned()],
                 ..ClientOptions::default()
             },
         )
@@ -430,5 +439,49 @@ async fn a_destination_that_is_down_fails_nothing_and_is_retried() {
     })
     .await;
     assert_eq!(metric(&server, "kmipd_push_failed_total"), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_certified_for_another_identity_gets_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&tmp);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A certificate of the same CA, but not naming the subscribed identity `client`.
+    let mut pushed = endpoint_named(&inst, listener, "mallory").await;
+    let mut c = config(&inst, &tmp, addr);
+    c.push[0].attempts = 2;
+    let server = start(c).await;
+    let mut client = connect(&inst, "client", server.local_addr()).await;
+    client.set_version(kmipd_proto::message::ProtocolVersion::V1_4);
+    let created = bounded("create", client.call(op::CREATE, create_payload()))
+        .await
+        .unwrap();
+    let uid = uid_of(&created);
+    // Every attempt fails the certificate check: the message is given up, and audited so.
+    bounded("given up", async {
+        while metric(&server, "kmipd_push_failed_total") < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(metric(&server, "kmipd_push_attempt_failures_total"), 2);
+    assert_eq!(metric(&server, "kmipd_push_delivered_total"), 0);
+    assert!(pushed.try_recv().is_err(), "the endpoint read a message");
+    bounded("the audit record", async {
+        while audit_lines(&inst, "Put").is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let puts = audit_lines(&inst, "Put");
+    assert!(
+        puts[0].contains(&uid)
+            && puts[0].contains("OperationFailed")
+            && puts[0].contains("TLS handshake"),
+        "{}",
+        puts[0]
+    );
     server.stop().await;
 }
