@@ -147,30 +147,13 @@ impl PgCluster {
     /// Promotes this standby to a primary (`pg_ctl promote -w`: returns once it accepts
     /// writes).
     pub fn promote(&self) {
-        let data = self.data_dir();
-        self.run_ok(
-            "pg_ctl",
-            &["-D", path_str(&data), "-w", "-t", "60", "promote"],
-        );
+        self.pg_ctl_ok(&["promote"]);
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, every session
     /// cut, as a crash), keeping its files.
     pub fn stop_immediate(&self) {
-        let data = self.data_dir();
-        self.run_ok(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&data),
-                "-w",
-                "-t",
-                "60",
-                "-m",
-                "immediate",
-                "stop",
-            ],
-        );
+        self.pg_ctl_ok(&["-m", "immediate", "stop"]);
     }
 
     /// Whether the server is in recovery (a standby).
@@ -232,19 +215,7 @@ impl PgCluster {
                     .unwrap_or_else(|e| panic!("chown {}: {e}", auto_conf.display()));
             }
             let log = self.dir.join("server.log");
-            let out = self.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    path_str(&data),
-                    "-l",
-                    path_str(&log),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-            );
+            let out = self.pg_ctl(&["-l", path_str(&log), "start"]);
             if out.status.success() {
                 self.port = port;
                 self.spawn_watchdog();
@@ -354,20 +325,7 @@ impl PgCluster {
     ///
     /// [`start_again`]: Self::start_again
     pub fn stop(&self) {
-        let data = self.data_dir();
-        let out = self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&data),
-                "-w",
-                "-t",
-                "60",
-                "-m",
-                "fast",
-                "stop",
-            ],
-        );
+        let out = self.pg_ctl(&["-m", "fast", "stop"]);
         assert!(
             out.status.success(),
             "pg_ctl stop: {}",
@@ -377,21 +335,8 @@ impl PgCluster {
 
     /// Starts a stopped server again on the same port.
     pub fn start_again(&self) {
-        let data = self.data_dir();
         let log = self.dir.join("server.log");
-        self.run_ok(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&data),
-                "-l",
-                path_str(&log),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        self.pg_ctl_ok(&["-l", path_str(&log), "start"]);
     }
 
     /// Turns TLS on with this server certificate chain and key (PEM), for new connections;
@@ -418,6 +363,25 @@ impl PgCluster {
 
     fn run(&self, tool: &str, args: &[&str]) -> Output {
         run_tool(&self.bindir, self.as_postgres, tool, args)
+    }
+
+    /// `pg_ctl -D DATA -w -t 60 ARGS`: the action on this server, waited for (60 s at most).
+    fn pg_ctl(&self, args: &[&str]) -> Output {
+        let data = self.data_dir();
+        let mut all = vec!["-D", path_str(&data), "-w", "-t", "60"];
+        all.extend_from_slice(args);
+        self.run("pg_ctl", &all)
+    }
+
+    /// [`pg_ctl`](Self::pg_ctl), which must succeed.
+    fn pg_ctl_ok(&self, args: &[&str]) {
+        let out = self.pg_ctl(args);
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn run_ok(&self, tool: &str, args: &[&str]) {
