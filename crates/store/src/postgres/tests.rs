@@ -316,12 +316,21 @@ fn find_narrows_through_the_terms_index() {
     raw.batch("ANALYZE");
     let q = Query::new(vec![Filter::Name("name-u01234".into())]);
     assert_eq!(s.find(&q).unwrap(), vec![obj("u01234", 1234, b"m")]);
-    let (sql, params) = select_sql(&q, None).unwrap();
+    reads_the_terms_index(&raw, &q, &[]);
+}
+
+/// Asserts that PostgreSQL plans `q`'s select (its first parameter, a term, written in; then
+/// the `more` parameters) through the terms index, not a scan of the objects; the term in hex.
+fn reads_the_terms_index(raw: &Raw, q: &Query, more: &[(&str, String)]) -> String {
+    let (sql, params) = select_sql(q, None).unwrap();
     let Param::Bytes(term) = &params[0] else {
         panic!("{params:?}")
     };
     let hex: String = term.iter().map(|b| format!("{b:02x}")).collect();
-    let sql = sql.replace("$1", &format!("'\\x{hex}'::bytea"));
+    let mut sql = sql.replace("$1", &format!("'\\x{hex}'::bytea"));
+    for (name, value) in more {
+        sql = sql.replace(name, value);
+    }
     let plan: Vec<String> = raw
         .rt
         .block_on(raw.client.query(&format!("EXPLAIN {sql}"), &[]))
@@ -332,6 +341,7 @@ fn find_narrows_through_the_terms_index() {
     let plan = plan.join("\n");
     assert!(plan.contains("kmipd_terms_term"), "{plan}");
     assert!(!plan.contains("Seq Scan on kmipd_objects"), "{plan}");
+    hex
 }
 
 /// The rotation scheduler's query reads the rotation due date index, and the schema 3 migration
@@ -367,25 +377,11 @@ fn rotation_due_reads_its_index_and_the_migration_fills_it() {
     let raw = Raw::connect(&opts);
     raw.batch("ANALYZE");
     let q = Query::new(vec![Filter::RotationDue(1_500)]);
-    let (sql, params) = select_sql(&q, None).unwrap();
-    let Param::Bytes(term) = &params[0] else {
-        panic!("{params:?}")
-    };
-    let hex: String = term.iter().map(|b| format!("{b:02x}")).collect();
-    let sql = sql
-        .replace("$1", &format!("'\\x{hex}'::bytea"))
-        .replace("$2", &i64::MIN.to_string())
-        .replace("$3", "1500");
-    let plan: Vec<String> = raw
-        .rt
-        .block_on(raw.client.query(&format!("EXPLAIN {sql}"), &[]))
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("kmipd_terms_term"), "{plan}");
-    assert!(!plan.contains("Seq Scan on kmipd_objects"), "{plan}");
+    let hex = reads_the_terms_index(
+        &raw,
+        &q,
+        &[("$2", i64::MIN.to_string()), ("$3", "1500".into())],
+    );
     drop(s);
     // A database of schema 2: no rotation terms. Opening it migrates and fills them.
     raw.batch(&format!(
