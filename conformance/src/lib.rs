@@ -50,6 +50,14 @@ pub trait Target {
         ))
     }
 
+    /// Makes the runner's identity an administrator of the server, for a case that changes
+    /// server-wide settings (Set Constraints, which kmipd lets administrators only do:
+    /// `docs/access-control.md`). Called before the first request of such a case. `false`
+    /// when the target cannot.
+    fn administrator(&mut self) -> bool {
+        false
+    }
+
     /// The next server-to-client message the server sent (a Request Message), in the order
     /// sent; with `wait`, waiting for one up to a bound (over the wire it travels on its own
     /// connection). `Ok(None)`: none (yet).
@@ -268,6 +276,18 @@ impl Target for InProcess {
 
     fn pushed(&mut self, _wait: bool) -> Result<Option<Ttlv>, String> {
         Ok(self.pushed.pop_front())
+    }
+
+    /// The same identity with the role `administrator`, as `[roles]` would give it.
+    fn administrator(&mut self) -> bool {
+        if self.used {
+            return false;
+        }
+        self.principal = kmipd_ops::Principal::with_role(
+            self.principal.name().to_owned(),
+            kmipd_ops::access::Role::Administrator,
+        );
+        true
     }
 }
 
@@ -570,6 +590,15 @@ fn run_document_carrying(
     {
         return FileOutcome::fail(format!(
             "the case has server-to-client messages (Put, Notify): {e}"
+        ));
+    }
+    // Server-wide settings: the case's client is the server's administrator.
+    let sets = pairs
+        .iter()
+        .any(|(r, _)| !is_pushed(r) && operations(r).contains("SetConstraints"));
+    if sets && !target.administrator() {
+        return FileOutcome::fail(String::from(
+            "the case changes server-wide settings (Set Constraints) and the target cannot act as an administrator",
         ));
     }
     let mut last_time: Option<i64> = None;

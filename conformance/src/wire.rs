@@ -241,6 +241,22 @@ impl Target for WireTarget {
             None => Err(String::from("not subscribed")),
         }
     }
+
+    /// A spawned instance's `admin` identity (`kmipd init` lists it in
+    /// `identity.administrators`), before the first request; a running server's (`--server`)
+    /// administrators are not known.
+    fn administrator(&mut self) -> bool {
+        if self.client.is_some() {
+            return false;
+        }
+        match self.server.as_ref().map(|s| s.endpoint("admin")) {
+            Some(Ok(endpoint)) => {
+                self.endpoint = endpoint;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Drop for WireTarget {

@@ -62,6 +62,10 @@ impl Target for Oracle {
         Ok(())
     }
 
+    fn administrator(&mut self) -> bool {
+        true
+    }
+
     fn pushed(&mut self, _wait: bool) -> Result<Option<Ttlv>, String> {
         Ok(self.pushed.pop_front())
     }

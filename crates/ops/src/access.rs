@@ -3,13 +3,15 @@
 //! names (`Ctx::load`) or finds (Locate), and [`refusal`] to say how a refused object answers.
 //!
 //! **Roles** ([`Role`], assigned by configuration with [`RoleAssignments`]):
-//! - `administrator`: everything, on every object;
+//! - `administrator`: everything, on every object, and alone the operations that change the
+//!   whole server ([`ADMINISTRATOR_OPERATIONS`]: Set Constraints);
 //! - `operator`: everything on its own objects; on every other object the lifecycle and
 //!   attribute operations ([`OPERATOR_ON_OTHERS`]: Activate, Revoke, Destroy, Re-Key, Re-Key Key
 //!   Pair, Archive, Recover, the attribute operations, Locate), never Get (key material) nor
 //!   the cryptographic operations;
 //! - `auditor`: only reads ([`AUDITOR_OPERATIONS`]: Locate, Get Attributes, Get Attribute List,
-//!   Query, Discover Versions), on every object; never key material, never a change;
+//!   Query, Discover Versions, Get Constraints), on every object; never key material, never a
+//!   change;
 //! - `client` (anyone in no list): everything on its own objects, nothing on others' but what
 //!   their owners granted.
 //!
@@ -105,13 +107,18 @@ pub const OPERATOR_ON_OTHERS: &[u32] = &[
 pub const AUDITOR_OPERATIONS: &[u32] = &[
     op::DISCOVER_VERSIONS,
     op::QUERY,
+    op::GET_CONSTRAINTS,
     op::LOCATE,
     op::GET_ATTRIBUTES,
     op::GET_ATTRIBUTE_LIST,
 ];
 
-/// Whether `role` permits `operation` at all, whatever the object. Only the auditor's role is
-/// limited here; the others are limited per object ([`may_access`]).
+/// Operations that change the whole server's behaviour: administrators only.
+pub const ADMINISTRATOR_OPERATIONS: &[u32] = &[op::SET_CONSTRAINTS];
+
+/// Whether `role` permits `operation` at all, whatever the object. Only the auditor's role and
+/// the server-wide settings ([`ADMINISTRATOR_OPERATIONS`]) are limited here; the rest is
+/// limited per object ([`may_access`]).
 fn role_permits(role: Role, operation: u32) -> bool {
     match role {
         Role::Auditor => AUDITOR_OPERATIONS.contains(&operation),
@@ -132,6 +139,11 @@ fn role_on_others(role: Role, operation: u32) -> bool {
 /// The refusal of an operation the caller's role never permits (checked before each batch
 /// item): Permission Denied, naming the rule.
 pub fn check_operation(who: &Principal, operation: u32) -> Result<(), Error> {
+    if ADMINISTRATOR_OPERATIONS.contains(&operation) && who.role() != Role::Administrator {
+        return Err(Error::PermissionDenied(
+            "only an administrator changes the server's settings",
+        ));
+    }
     if !role_permits(who.role(), operation) {
         return Err(Error::PermissionDenied(
             "the auditor role only locates objects and reads their attributes",

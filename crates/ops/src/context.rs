@@ -117,6 +117,16 @@ impl<'a> Tx<'a> {
         self.changes.insert(uid.to_owned(), None);
     }
 
+    /// A server setting (`ObjectStore::setting`), read from the store.
+    pub(crate) fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.setting(name)?)
+    }
+
+    /// Stores (or removes) a server setting at once, outside the batch's commit.
+    pub(crate) fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<()> {
+        Ok(self.store.set_setting(name, value)?)
+    }
+
     /// The sequence number of a new object (possibly provisional, numbered at commit:
     /// `ObjectStore::creation_sequence`).
     pub(crate) fn next_sequence(&self) -> Result<u64> {

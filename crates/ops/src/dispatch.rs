@@ -125,6 +125,9 @@ operations! {
     Import           = IMPORT             => import,             heavy;
     // PKCS11: session-less Cryptoki functions, contexts in the engine's memory.
     Pkcs11           = PKCS_11            => pkcs11,             light;
+    // SetConstraints: a store setting written at once (PostgreSQL: a round trip).
+    SetConstraints   = SET_CONSTRAINTS    => set_constraints,    heavy;
+    GetConstraints   = GET_CONSTRAINTS    => get_constraints,    light;
 }
 
 /// Runs one batch item's operation; `Ok(None)` is a success without payload.
@@ -154,7 +157,7 @@ mod tests {
             assert_eq!(Op::from_code(o.code()), Some(*o));
             assert!(Op::ALL.iter().skip(i + 1).all(|p| p.code() != o.code()));
         }
-        assert_eq!(Op::ALL.len(), 45);
+        assert_eq!(Op::ALL.len(), 47);
         assert_eq!(Op::from_code(0), None);
     }
 }

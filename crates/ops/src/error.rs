@@ -125,6 +125,9 @@ pub enum Error {
     /// PKCS#11: Input Parameters that do not decode as the function's parameters.
     #[error("PKCS#11 input parameters: {0}")]
     Pkcs11Codec(&'static str),
+    /// A new object that the server's constraints do not allow (`constraints.rs`).
+    #[error("constraint violation: {0}")]
+    ConstraintViolation(&'static str),
     /// The object is archived.
     #[error("object archived")]
     ObjectArchived,
@@ -239,6 +242,8 @@ impl Error {
             Error::Pkcs11InvalidInterface
             | Error::Pkcs11InvalidFunction
             | Error::Pkcs11Codec(_) => rr::OPERATION_NOT_SUPPORTED,
+            Error::ConstraintViolation(_) if v2 => rr::CONSTRAINT_VIOLATION,
+            Error::ConstraintViolation(_) => rr::PERMISSION_DENIED,
             // No Result Reason names a server's resource limit.
             Error::TooManyStreams => rr::GENERAL_FAILURE,
             Error::BadCryptographicParameters(_) if v2 => rr::BAD_CRYPTOGRAPHIC_PARAMETERS,

@@ -15,6 +15,7 @@
 
 pub mod access;
 mod attrs;
+mod constraints;
 mod context;
 pub mod credentials;
 pub(crate) mod crypto;

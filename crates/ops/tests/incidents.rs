@@ -76,6 +76,12 @@ impl ObjectStore for Faulty {
     fn next_sequence(&self) -> Result<u64, StoreError> {
         self.inner.next_sequence()
     }
+    fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.setting(name)
+    }
+    fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.inner.set_setting(name, value)
+    }
 }
 
 fn setup() -> (Arc<Faulty>, Engine, Principal) {

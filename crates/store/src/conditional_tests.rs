@@ -254,6 +254,29 @@ pub(crate) fn search_conditions(s: &dyn ObjectStore) {
     assert_eq!(found, vec![named("C", 3, "m")]);
 }
 
+/// Settings ([`ObjectStore::setting`]), the same checks for every backend: absent until set,
+/// read back, replaced, removed, each name on its own, never an object.
+pub(crate) fn settings(s: &dyn ObjectStore) {
+    assert_eq!(s.setting("constraints").unwrap(), None);
+    s.set_setting("constraints", Some(b"one")).unwrap();
+    s.set_setting("other", Some(b"")).unwrap();
+    assert_eq!(s.setting("constraints").unwrap(), Some(b"one".to_vec()));
+    s.set_setting("constraints", Some(b"two")).unwrap();
+    assert_eq!(s.setting("constraints").unwrap(), Some(b"two".to_vec()));
+    assert_eq!(s.setting("other").unwrap(), Some(Vec::new()));
+    s.set_setting("other", None).unwrap();
+    assert_eq!(s.setting("other").unwrap(), None);
+    assert_eq!(s.setting("constraints").unwrap(), Some(b"two".to_vec()));
+    // Removing what is absent is no error.
+    s.set_setting("never", None).unwrap();
+    assert!(s.all().unwrap().is_empty(), "a setting is not an object");
+}
+
+#[test]
+fn memory_store_settings() {
+    settings(&MemoryStore::new());
+}
+
 #[test]
 fn memory_store_search_conditions() {
     search_conditions(&MemoryStore::new());

@@ -194,4 +194,17 @@ pub trait ObjectStore: Send + Sync {
     fn reads_are_local(&self) -> bool {
         false
     }
+    /// A server-wide setting kept with the objects (`name` to its bytes; Set Constraints keeps
+    /// the server's constraints so), `None` when never set or removed. Beside the backend's
+    /// own metadata under the key `setting/NAME`: sled's `meta` tree (in its backups),
+    /// PostgreSQL's `kmipd_meta` (shared by every node), or memory.
+    fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores (`Some`) or removes (`None`) a setting, durable on return. Not part of a
+    /// [`commit`](Self::commit): the last call wins. Blocking.
+    fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
+}
+
+/// The metadata key of setting `name` ([`ObjectStore::setting`]), the same in every backend.
+pub(crate) fn setting_key(name: &str) -> String {
+    format!("setting/{name}")
 }

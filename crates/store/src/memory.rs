@@ -14,6 +14,8 @@ pub struct MemoryStore {
     sequence: AtomicU64,
     /// The last revision stamp given (under the write lock).
     stamp: AtomicU64,
+    /// The settings ([`ObjectStore::setting`]).
+    settings: RwLock<BTreeMap<String, Vec<u8>>>,
 }
 
 /// A stamp as a [`Revision`]: its bytes, zero-padded.
@@ -116,6 +118,19 @@ impl ObjectStore for MemoryStore {
 
     fn reads_are_local(&self) -> bool {
         true
+    }
+
+    fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.settings.read().map_err(poisoned)?.get(name).cloned())
+    }
+
+    fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut settings = self.settings.write().map_err(poisoned)?;
+        match value {
+            Some(v) => settings.insert(name.to_owned(), v.to_vec()),
+            None => settings.remove(name),
+        };
+        Ok(())
     }
 }
 

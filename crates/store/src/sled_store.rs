@@ -3,7 +3,7 @@
 //! **Trees.** `objects` (uid → record, `record.rs`), `refs` (under the non-UTF-8 key `0xFF`
 //! the number of the last WAL frame applied; store format 1 also kept index keys here and in
 //! the `index` and `seq` trees, which opening a format-1 store drops), `meta` (store format,
-//! KEKs). Creation order and the index terms of Locate live in memory (`index.rs`), built
+//! KEKs, the server settings of `ObjectStore::setting` under `setting/NAME`). Creation order and the index terms of Locate live in memory (`index.rs`), built
 //! from `objects` at open.
 //!
 //! **Modules**, one job each:

@@ -88,6 +88,7 @@ pub(crate) fn server_defaults(
 pub(crate) fn finish(ctx: &Ctx<'_>, obj: &mut ManagedObject) -> Result<()> {
     ctx.policy.apply(obj, ctx.now)?;
     crate::object::apply_dates(obj, ctx.now);
+    crate::constraints::check_new(&ctx.tx, obj)?;
     if !ctx.v2() {
         return Ok(());
     }

@@ -109,6 +109,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     };
     // The policy's refusals apply; what it would add does not (the supplied values stand).
     ctx.policy.apply(&mut obj.clone(), ctx.now)?;
+    crate::constraints::check_new(&ctx.tx, &obj)?;
     ctx.tx.put(obj);
     ctx.set_placeholder(&uid);
     ctx.produced(uid_kind::REGISTER, &uid);

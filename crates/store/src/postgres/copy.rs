@@ -3,7 +3,8 @@
 //! Every object is copied with its sequence (creation order and Locate order are kept), in
 //! commits of a few hundred objects, re-wrapped under the PostgreSQL store's current KEK
 //! (unlock it with the sled store's current KEK, so both hold the same key). The wrapped KEK
-//! blobs are copied as they are (the master key unwraps them as before). The database
+//! blobs are copied as they are (the master key unwraps them as before), and so are the server
+//! settings (`ObjectStore::setting`). The database
 //! sequence is moved past the highest copied sequence. Then the copy is checked: the same
 //! number of objects, and the same digest: SHA-256 over every object in creation order of
 //! its uid and its record encoded under one KEK (record encoding and AES key wrap are
@@ -65,6 +66,9 @@ pub fn copy_from_sled(from: &SledStore, to: &PgStore) -> Result<CopyReport, Stor
     let blobs = from.wrapped_keks()?;
     for (id, blob) in &blobs {
         to.store_wrapped_kek(*id, blob)?;
+    }
+    for (name, value) in from.settings()? {
+        to.set_setting(&name, Some(&value))?;
     }
     for chunk in objects.chunks(BATCH) {
         to.commit(chunk.iter().cloned().map(Change::Put).collect())?;

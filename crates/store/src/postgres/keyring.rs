@@ -402,6 +402,49 @@ impl PgStore {
         })
     }
 
+    /// The value of `kmipd_meta` row `key`, if any.
+    pub(crate) fn meta_value(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = Arc::new(key);
+        self.run(|inner| async move {
+            retrying(&inner, |conn| {
+                let key = key.clone();
+                async move {
+                    let row = db(conn
+                        .client()?
+                        .query_opt("SELECT value FROM kmipd_meta WHERE key = $1", &[&*key])
+                        .await)?;
+                    let v = match row {
+                        Some(r) => Some(db(r.try_get(0))?),
+                        None => None,
+                    };
+                    conn.release();
+                    Ok(v)
+                }
+            })
+            .await
+        })
+    }
+
+    /// Sets (`Some`) or deletes (`None`) `kmipd_meta` row `key`.
+    pub(crate) fn set_meta_value(
+        &self,
+        key: String,
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        match value {
+            Some(v) => self.execute(
+                "INSERT INTO kmipd_meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                vec![Param::Text(key), Param::Bytes(v.to_vec())],
+            ),
+            None => self.execute(
+                "DELETE FROM kmipd_meta WHERE key = $1",
+                vec![Param::Text(key)],
+            ),
+        }
+        .map(drop)
+    }
+
     /// What the HSM layer recorded of the master key (to refuse a node whose master key
     /// differs), if anything.
     pub fn master_fingerprint(&self) -> Result<Option<Vec<u8>>, StoreError> {

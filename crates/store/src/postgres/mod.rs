@@ -1037,4 +1037,14 @@ impl ObjectStore for PgStore {
             .await
         })
     }
+
+    /// From `kmipd_meta` (`setting/NAME`).
+    fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.meta_value(crate::setting_key(name))
+    }
+
+    /// Into `kmipd_meta`, one statement (every node reads it from there).
+    fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.set_meta_value(crate::setting_key(name), value)
+    }
 }

@@ -19,7 +19,8 @@
 //! - `kmipd_keks(id, check_value, wrapped, retired)`: per KEK, the check value proving a key
 //!   is the registered one, the HSM layer's wrapped blob, and whether it was retired.
 //! - `kmipd_meta(key, value)`: `kek/current` (the current KEK id, 4 bytes big-endian) and
-//!   `master/fingerprint` (what the HSM layer records of its master key).
+//!   `master/fingerprint` (what the HSM layer records of its master key), and the server settings
+//!   under `setting/NAME` (`ObjectStore::setting`: the Set Constraints constraints).
 //! - sequences `kmipd_sequence` ([`ObjectStore::next_sequence`]) and `kmipd_revision`.
 //!
 //! Version 2:

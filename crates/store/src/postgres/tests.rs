@@ -84,6 +84,18 @@ fn pg_store_conditional_commits() {
     crate::conditional_tests::conditional_commits(&s, &versioned);
 }
 
+/// Settings, shared by the nodes of one database.
+#[test]
+fn pg_store_settings_are_shared_by_nodes() {
+    let (_c, opts) = fresh();
+    let a = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let b = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    crate::conditional_tests::settings(&a);
+    assert_eq!(b.setting("constraints").unwrap(), Some(b"two".to_vec()));
+    b.set_setting("constraints", None).unwrap();
+    assert_eq!(a.setting("constraints").unwrap(), None);
+}
+
 #[test]
 fn pg_store_search_conditions() {
     let (_c, opts) = fresh();
@@ -783,6 +795,7 @@ fn copy_from_sled_keeps_every_object_and_blob() {
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
     sled.store_wrapped_kek(KekId(1), b"wrapped-kek-1").unwrap();
+    sled.set_setting("constraints", Some(b"c")).unwrap();
     let mut objects = Vec::new();
     for i in 0..600u64 {
         let seq = sled.next_sequence().unwrap();
@@ -805,6 +818,7 @@ fn copy_from_sled_keeps_every_object_and_blob() {
         vec![(KekId(1), b"wrapped-kek-1".to_vec())]
     );
     assert!(pg.next_sequence().unwrap() > 600);
+    assert_eq!(pg.setting("constraints").unwrap(), Some(b"c".to_vec()));
     // Not into a store that holds objects.
     assert!(copy_from_sled(&sled, &pg).is_err());
 }

@@ -56,6 +56,24 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// Every server setting kept (`ObjectStore::setting`): name and value, by name.
+    pub fn settings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = crate::setting_key("");
+        let mut out = Vec::new();
+        for kv in self.meta.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv.map_err(backend)?;
+            if let Some(name) = k
+                .strip_prefix(prefix.as_bytes())
+                .and_then(|n| std::str::from_utf8(n).ok())
+            {
+                out.push((name.to_owned(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl ObjectStore for SledStore {
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
         match self.raw(uid)? {
@@ -173,5 +191,27 @@ impl ObjectStore for SledStore {
     /// sled reads its page cache or the local disk.
     fn reads_are_local(&self) -> bool {
         true
+    }
+
+    /// From the `meta` tree (`setting/NAME`).
+    fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .meta
+            .get(crate::setting_key(name))
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Into the `meta` tree, then a checkpoint (as the KEK metadata): durable on return.
+    fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let gate = self.gate.read().map_err(|_| backend("gate poisoned"))?;
+        let key = crate::setting_key(name);
+        match value {
+            Some(v) => self.meta.insert(key, v).map(drop),
+            None => self.meta.remove(key).map(drop),
+        }
+        .map_err(backend)?;
+        drop(gate);
+        self.checkpoint()
     }
 }

@@ -947,6 +947,23 @@ fn search_conditions_in_one_batch_see_each_other() {
     assert!(s.get("Q").unwrap().is_none());
 }
 
+/// Settings, and they survive a reopen.
+#[test]
+fn sled_store_settings_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+        crate::conditional_tests::settings(&s);
+    }
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    assert_eq!(s.setting("constraints").unwrap(), Some(b"two".to_vec()));
+    assert_eq!(s.setting("other").unwrap(), None);
+    assert_eq!(
+        s.settings().unwrap(),
+        vec![("constraints".to_owned(), b"two".to_vec())]
+    );
+}
+
 #[test]
 fn sled_store_conditional_commits() {
     let dir = tempfile::tempdir().unwrap();
