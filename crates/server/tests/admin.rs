@@ -962,29 +962,12 @@ fn client_enrollment_issue_sign_list_revoke_renew() {
     );
     assert!(e.contains("holds no client CA"), "{e}");
     let certs = inst.dir.join("certs");
-    let line = admin_ok(
-        &cfg,
-        &[
-            "client",
-            "import-ca",
-            "--cert",
-            &arg(&certs.join("ca.pem")),
-            "--key",
-            &arg(&certs.join("ca.key")),
-        ],
-    );
+    let (ca_pem, ca_key) = (arg(&certs.join("ca.pem")), arg(&certs.join("ca.key")));
+    let import_ca = ["client", "import-ca", "--cert", &ca_pem, "--key", &ca_key];
+    let line = admin_ok(&cfg, &import_ca);
     assert!(line.contains("wrapped under the KEK"), "{line}");
-    let e = admin_err(
-        &cfg,
-        &[
-            "client",
-            "import-ca",
-            "--cert",
-            &arg(&certs.join("ca.pem")),
-            "--key",
-            &arg(&certs.join("ca.key")),
-        ],
-    );
+    // Once only.
+    let e = admin_err(&cfg, &import_ca);
     assert!(e.contains("already holds a client CA"), "{e}");
 
     // Issue: key (0600), certificate, CA, PKCS#12 and its password (0600).
