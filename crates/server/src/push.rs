@@ -13,7 +13,9 @@
 //!
 //! The request path never waits: a message is queued with `try_send`, and a full queue drops
 //! it. Every message ends in exactly one audit record (operation Put or Notify, the object,
-//! Success or Operation Failed with why: delivered, refused by the client, given up, dropped)
+//! Success or Operation Failed with why: delivered, refused by the client, given up, dropped,
+//! still queued when the server stopped; a message whose attempt the stop interrupts is
+//! recorded as given up)
 //! under the subscribed identity, with the endpoint's address as peer, and in the
 //! `kmipd_push_*` metrics of its destination. Key bytes are never logged.
 
@@ -247,7 +249,7 @@ impl Worker {
     async fn run(mut self, mut rx: mpsc::Receiver<Push>) {
         loop {
             let push = tokio::select! {
-                () = self.stop.cancelled() => return,
+                () = self.stop.cancelled() => break,
                 p = rx.recv() => match p {
                     Some(p) => p,
                     None => return,
@@ -275,6 +277,17 @@ impl Worker {
             {
                 warn!(destination = %self.destination, error = %e, "push audit record not written");
             }
+        }
+        // Stopping: what is still queued is not sent, and says so in the audit log.
+        rx.close();
+        while let Ok(push) = rx.try_recv() {
+            self.status.queued.fetch_sub(1, Ordering::Relaxed);
+            self.status.failed.fetch_add(1, Ordering::Relaxed);
+            let record = summary(&push, Err("not delivered: the server stopped".to_owned()));
+            drop(
+                self.audit
+                    .submit(push.identity.clone(), self.address.clone(), vec![record]),
+            );
         }
     }
 
