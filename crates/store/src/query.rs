@@ -136,58 +136,95 @@ const KIND_ROTATION: u8 = b'r';
 /// Tag of the item an attribute value is encoded in for its index key.
 const VALUE_TAG: Tag = Tag::from_bytes([0x54, 0xff, 0x7f]);
 
-fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
-    let len = u32::try_from(bytes.len())
+fn push_len(out: &mut Vec<u8>, len: usize) -> Result<(), StoreError> {
+    let len = u32::try_from(len)
         .map_err(|_| StoreError::Backend("index field longer than 4 GiB".into()))?;
     out.extend_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
+    push_len(out, bytes.len())?;
     out.extend_from_slice(bytes);
     Ok(())
 }
 
-fn name_bytes(name: &AttrName) -> Vec<u8> {
+/// Appends lp(the attribute name's bytes): 1 ‖ the tag's 3 bytes for a standard attribute, 2 ‖
+/// its 1.x name for a custom one.
+fn push_name_lp(out: &mut Vec<u8>, name: &AttrName) -> Result<(), StoreError> {
     match name {
         AttrName::Std(t) => {
-            let mut v = vec![1];
-            v.extend_from_slice(&t.to_bytes());
-            v
+            let tag = t.to_bytes();
+            push_len(out, tag.len().saturating_add(1))?;
+            out.push(1);
+            out.extend_from_slice(&tag);
         }
         AttrName::Custom { .. } => {
-            let mut v = vec![2];
-            v.extend_from_slice(name.v1_name().as_bytes());
-            v
+            let n = name.v1_name();
+            push_len(out, n.len().saturating_add(1))?;
+            out.push(2);
+            out.extend_from_slice(n.as_bytes());
         }
     }
+    Ok(())
 }
 
-fn value_bytes(v: &Value) -> Result<Vec<u8>, StoreError> {
-    kmipd_ttlv::encode_to_vec(&Ttlv::new(VALUE_TAG, v.clone()))
-        .map_err(|e| StoreError::Backend(format!("index value: {e}")))
+/// Appends lp(the value's TTLV encoding under [`VALUE_TAG`]), encoded in place.
+fn push_value_lp(out: &mut Vec<u8>, v: &Value) -> Result<(), StoreError> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    kmipd_ttlv::encode(&Ttlv::new(VALUE_TAG, v.clone()), out)
+        .map_err(|e| StoreError::Backend(format!("index value: {e}")))?;
+    let len = u32::try_from(out.len().saturating_sub(at).saturating_sub(4))
+        .map_err(|_| StoreError::Backend("index field longer than 4 GiB".into()))?;
+    if let Some(slot) = out.get_mut(at..at.saturating_add(4)) {
+        slot.copy_from_slice(&len.to_be_bytes());
+    }
+    Ok(())
+}
+
+// One builder per kind of term, used both for an object's terms (`index_terms`) and for a
+// query's prefixes (`filter_prefix`), so the two agree by construction; they write straight
+// into the term's buffer (no copy of the owner, name or value into a `Filter` first).
+
+fn owner_term(owner: &str) -> Result<Vec<u8>, StoreError> {
+    let mut k = Vec::with_capacity(owner.len().saturating_add(5));
+    k.push(KIND_OWNER);
+    push_lp(&mut k, owner.as_bytes())?;
+    Ok(k)
+}
+
+fn name_term(name: &str) -> Result<Vec<u8>, StoreError> {
+    let mut k = Vec::with_capacity(name.len().saturating_add(5));
+    k.push(KIND_NAME);
+    push_lp(&mut k, name.as_bytes())?;
+    Ok(k)
+}
+
+fn attr_term(name: &AttrName, value: &Value) -> Result<Vec<u8>, StoreError> {
+    let mut k = Vec::with_capacity(48);
+    k.push(KIND_ATTR);
+    push_name_lp(&mut k, name)?;
+    push_value_lp(&mut k, value)?;
+    Ok(k)
+}
+
+fn date_term(name: &AttrName) -> Result<Vec<u8>, StoreError> {
+    let mut k = Vec::with_capacity(16);
+    k.push(KIND_DATE);
+    push_name_lp(&mut k, name)?;
+    Ok(k)
 }
 
 /// The prefix under which the index entries of `f` are (for dates: without the date).
 pub(crate) fn filter_prefix(f: &Filter) -> Result<Vec<u8>, StoreError> {
-    let mut k = Vec::new();
     match f {
-        Filter::Owner(o) => {
-            k.push(KIND_OWNER);
-            push_lp(&mut k, o.as_bytes())?;
-        }
-        Filter::Name(n) => {
-            k.push(KIND_NAME);
-            push_lp(&mut k, n.as_bytes())?;
-        }
-        Filter::Attr(name, value) => {
-            k.push(KIND_ATTR);
-            push_lp(&mut k, &name_bytes(name))?;
-            push_lp(&mut k, &value_bytes(value)?)?;
-        }
-        Filter::Date(name, _, _) => {
-            k.push(KIND_DATE);
-            push_lp(&mut k, &name_bytes(name))?;
-        }
-        Filter::RotationDue(_) => k.push(KIND_ROTATION),
+        Filter::Owner(o) => owner_term(o),
+        Filter::Name(n) => name_term(n),
+        Filter::Attr(name, value) => attr_term(name, value),
+        Filter::Date(name, _, _) => date_term(name),
+        Filter::RotationDue(_) => Ok(vec![KIND_ROTATION]),
     }
-    Ok(k)
 }
 
 /// True for the index term (or [`filter_prefix`]) of a [`Filter::Name`].
@@ -216,23 +253,52 @@ pub(crate) type Term = (Vec<u8>, Option<i64>);
 /// Every index term of the object (deduplicated, sorted): its owner, each Name, each indexed
 /// attribute value, each date and its rotation due date.
 pub(crate) fn index_terms(o: &ManagedObject) -> Result<Vec<Term>, StoreError> {
-    let mut terms = vec![(filter_prefix(&Filter::Owner(o.owner.clone()))?, None)];
+    let mut terms = vec![(owner_term(&o.owner)?, None)];
     for n in o.attributes.name_values() {
-        terms.push((filter_prefix(&Filter::Name(n.to_owned()))?, None));
+        terms.push((name_term(n)?, None));
     }
     for a in o.attributes.iter() {
         if indexed_attr(&a.name, &a.value) {
-            terms.push((
-                filter_prefix(&Filter::Attr(a.name.clone(), a.value.clone()))?,
-                None,
-            ));
+            terms.push((attr_term(&a.name, &a.value)?, None));
         }
         if let Some(d) = date_seconds(&a.value) {
-            terms.push((filter_prefix(&Filter::Date(a.name.clone(), d, d))?, Some(d)));
+            terms.push((date_term(&a.name)?, Some(d)));
         }
     }
     terms.extend(rotation_term(o));
     terms.sort();
     terms.dedup();
     Ok(terms)
+}
+
+#[cfg(test)]
+mod term_bytes {
+    use super::*;
+
+    /// The terms' bytes are stored by the PostgreSQL backend (`kmipd_terms`): they must not
+    /// change. One example of each kind, written out by hand.
+    #[test]
+    fn each_kind_of_term_keeps_its_bytes() {
+        let p = |f: Filter| filter_prefix(&f).unwrap();
+        assert_eq!(p(Filter::Owner("ab".into())), b"o\0\0\0\x02ab");
+        assert_eq!(p(Filter::Name("k1".into())), b"n\0\0\0\x02k1");
+        let state = AttrName::Std(tag::STATE);
+        assert_eq!(
+            p(Filter::Date(state.clone(), 5, 9)),
+            [b'd', 0, 0, 0, 4, 1, 0x42, 0x00, 0x8d]
+        );
+        let mut attr = vec![b'a', 0, 0, 0, 4, 1, 0x42, 0x00, 0x8d, 0, 0, 0, 16];
+        attr.extend_from_slice(&[0x54, 0xff, 0x7f, 0x05, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 0]);
+        assert_eq!(p(Filter::Attr(state, Value::Enumeration(2))), attr);
+        let custom = AttrName::Custom {
+            vendor: None,
+            name: "x-c".into(),
+        };
+        let mut attr = vec![b'a', 0, 0, 0, 4, 2, b'x', b'-', b'c', 0, 0, 0, 16];
+        attr.extend_from_slice(&[
+            0x54, 0xff, 0x7f, 0x07, 0, 0, 0, 1, b'v', 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        assert_eq!(p(Filter::Attr(custom, Value::TextString("v".into()))), attr);
+        assert_eq!(p(Filter::RotationDue(3)), b"r");
+    }
 }
