@@ -126,21 +126,28 @@ const DUE_MAX_AGE: Duration = Duration::from_secs(60);
 /// The windows of `kmipd_keys_due_deactivation` (label, seconds).
 const DUE_WITHIN: [(&str, i64); 2] = [("7d", 7 * 86_400), ("30d", 30 * 86_400)];
 
-/// One `kmipd_audit_forward_*` family: name, type, help, and its value for a destination.
-type ForwardFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&crate::audit::forward::ForwardStatus) -> u64,
-);
+/// One family labelled by destination (`kmipd_audit_forward_*` over a forwarding's status,
+/// `kmipd_push_*` over a push destination's): name, type, help, and its value for a
+/// destination.
+type DestinationFamily<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
-/// One `kmipd_push_*` family: name, type, help, and its value for a destination.
-type PushFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&crate::push::PushStatus) -> u64,
-);
+type ForwardFamily = DestinationFamily<crate::audit::forward::ForwardStatus>;
+
+type PushFamily = DestinationFamily<crate::push::PushStatus>;
+
+/// Each family with its value for each destination.
+fn render_by_destination<T>(
+    o: &mut String,
+    families: &[DestinationFamily<T>],
+    destinations: &[(String, Arc<T>)],
+) {
+    for (name, kind, help, value) in families {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (destination, f) in destinations {
+            let _ = writeln!(o, "{name}{{destination=\"{destination}\"}} {}", value(f));
+        }
+    }
+}
 
 /// The files behind the certificate expiry gauges.
 #[derive(Debug, Default)]
@@ -478,12 +485,7 @@ impl Metrics {
                     |f| f.acknowledged.load(Ordering::Relaxed),
                 ),
             ];
-            for (name, kind, help, value) in families {
-                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (destination, f) in &forward {
-                    let _ = writeln!(o, "{name}{{destination=\"{destination}\"}} {}", value(f));
-                }
-            }
+            render_by_destination(&mut o, &families, &forward);
         }
         let push = self.push.lock().map(|a| a.clone()).unwrap_or_default();
         if !push.is_empty() {
@@ -520,12 +522,7 @@ impl Metrics {
                     |f| f.attempt_failures.load(Ordering::Relaxed),
                 ),
             ];
-            for (name, kind, help, value) in families {
-                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (destination, f) in &push {
-                    let _ = writeln!(o, "{name}{{destination=\"{destination}\"}} {}", value(f));
-                }
-            }
+            render_by_destination(&mut o, &families, &push);
         }
         let _ = writeln!(
             o,
