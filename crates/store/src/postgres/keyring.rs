@@ -448,37 +448,12 @@ impl PgStore {
     /// What the HSM layer recorded of the master key (to refuse a node whose master key
     /// differs), if anything.
     pub fn master_fingerprint(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.run(|inner| async move {
-            retrying(&inner, |conn| async move {
-                let row = db(conn
-                    .client()?
-                    .query_opt(
-                        "SELECT value FROM kmipd_meta WHERE key = $1",
-                        &[&META_MASTER],
-                    )
-                    .await)?;
-                let v = match row {
-                    Some(r) => Some(db(r.try_get(0))?),
-                    None => None,
-                };
-                conn.release();
-                Ok(v)
-            })
-            .await
-        })
+        self.meta_value(META_MASTER.to_owned())
     }
 
     /// Records the master key's fingerprint (replacing the previous one).
     pub fn set_master_fingerprint(&self, fingerprint: &[u8]) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO kmipd_meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            vec![
-                Param::Text(META_MASTER.to_owned()),
-                Param::Bytes(fingerprint.to_vec()),
-            ],
-        )
-        .map(drop)
+        self.set_meta_value(META_MASTER.to_owned(), Some(fingerprint))
     }
 
     /// One statement in its own transaction, retried as every operation is; the rows it
