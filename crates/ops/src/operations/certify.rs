@@ -389,6 +389,17 @@ mod tests {
         String::from_utf8_lossy(entry.data().as_slice()).into_owned()
     }
 
+    /// `cert` is signed by `ca` under its name, for `key`, with subject `CN=cn`.
+    fn check_issued(cert: &X509, ca: &X509, key: &PKey<Private>, cn: &str) {
+        assert!(cert.verify(&ca.public_key().unwrap()).unwrap());
+        assert_eq!(
+            cert.issuer_name().to_der().unwrap(),
+            ca.subject_name().to_der().unwrap()
+        );
+        assert!(cert.public_key().unwrap().public_eq(key));
+        assert_eq!(subject_cn(cert), cn);
+    }
+
     #[test]
     fn certify_then_re_certify_issue_signed_certificates_and_move_links_and_names() {
         let ca = generate_rsa("kmipd test issuing CA").unwrap();
@@ -405,13 +416,7 @@ mod tests {
             v1_payload(&pk, Some(csr(&key, "device-1")), "cert-1"),
         );
         let cert1 = certificate(&e, &c1);
-        assert!(cert1.verify(&ca_cert.public_key().unwrap()).unwrap());
-        assert!(cert1.public_key().unwrap().public_eq(&key));
-        assert_eq!(subject_cn(&cert1), "device-1");
-        assert_eq!(
-            cert1.issuer_name().to_der().unwrap(),
-            ca_cert.subject_name().to_der().unwrap()
-        );
+        check_issued(&cert1, &ca_cert, &key, "device-1");
         assert_eq!(
             links_and_names(&e, &pk).0,
             vec![(link_type::CERTIFICATE_LINK, c1.clone())]
@@ -434,9 +439,7 @@ mod tests {
         );
         assert_ne!(c1, c2);
         let cert2 = certificate(&e, &c2);
-        assert!(cert2.verify(&ca_cert.public_key().unwrap()).unwrap());
-        assert!(cert2.public_key().unwrap().public_eq(&key));
-        assert_eq!(subject_cn(&cert2), "device-1");
+        check_issued(&cert2, &ca_cert, &key, "device-1");
         assert_ne!(
             cert1.serial_number().to_bn().unwrap(),
             cert2.serial_number().to_bn().unwrap()
