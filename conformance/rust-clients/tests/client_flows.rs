@@ -688,32 +688,8 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret_o
         assert_eq!(probe.tls_version(), Some(rustls::ProtocolVersion::TLSv1_2));
         drop(probe);
 
-        let q = ok(&one_shot(
-            &dsm,
-            k,
-            operation::QUERY,
-            vec![
-                build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
-                build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
-            ],
-        )
-        .await);
-        let ops: Vec<u32> = q
-            .iter()
-            .filter(|i| i.tag == tag::OPERATION)
-            .map(|i| reader::as_enum(i).unwrap())
-            .collect();
-        for op in [
-            operation::REGISTER,
-            operation::LOCATE,
-            operation::MODIFY_ATTRIBUTE,
-            operation::ACTIVATE,
-            operation::GET,
-        ] {
-            assert!(ops.contains(&op), "{op} not in Query Operations");
-        }
-        assert!(q.iter().any(|i| i.tag == tag::OBJECT_TYPE
-            && reader::as_enum(i).unwrap() == object_type::SECRET_DATA));
+        let q = ok(&one_shot(&dsm, k, operation::QUERY, clients::synology_query()).await);
+        clients::check_synology_query(&q);
 
         let located = async |n: &str| {
             let by_name = vec![attr("Name", name(n))];
@@ -760,13 +736,7 @@ fn synology_dsm_over_rsa_suites_registers_renames_finds_and_activates_a_secret_o
         let mut c = connect(&dsm, k).await;
         let attrs =
             get_attributes(&mut c, V1_2, &secret, &["Operation Policy Name", "State"]).await;
-        assert_eq!(
-            v1_attrs(&attrs),
-            [
-                ("Operation Policy Name".to_owned(), text("default")),
-                ("State".to_owned(), Value::Enumeration(state::ACTIVE)),
-            ]
-        );
+        assert_eq!(v1_attrs(&attrs), clients::synology_activated());
         let object = get_object(&mut c, V1_2, &secret, object_type::SECRET_DATA).await;
         assert_eq!(material_bytes(&object), passphrase);
     });

@@ -523,29 +523,9 @@ fn synology_registers_a_secret_renames_it_finds_it_and_activates_it() {
         "dsm",
         v,
         operation::QUERY,
-        vec![
-            build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
-            build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
-        ],
+        clients::synology_query(),
     ));
-    let ops: Vec<u32> = q
-        .iter()
-        .filter(|i| i.tag == tag::OPERATION)
-        .map(|i| reader::as_enum(i).unwrap())
-        .collect();
-    for op in [
-        operation::REGISTER,
-        operation::LOCATE,
-        operation::MODIFY_ATTRIBUTE,
-        operation::ACTIVATE,
-        operation::GET,
-    ] {
-        assert!(ops.contains(&op), "{op} not in Query Operations");
-    }
-    assert!(
-        q.iter().any(|i| i.tag == tag::OBJECT_TYPE
-            && reader::as_enum(i).unwrap() == object_type::SECRET_DATA)
-    );
+    clients::check_synology_query(&q);
 
     let by_name = |n: &str| vec![attr("Name", name(n))];
     assert!(locate(&e, "dsm", v, by_name("dsm-volume1")).is_empty());
@@ -589,13 +569,7 @@ fn synology_registers_a_secret_renames_it_finds_it_and_activates_it() {
     assert!(locate(&e, "dsm", v, by_name("dsm-pending")).is_empty());
     activate(&e, "dsm", v, &secret);
     let attrs = get_attributes(&e, "dsm", v, &secret, &["Operation Policy Name", "State"]);
-    assert_eq!(
-        v1_attrs(&attrs),
-        [
-            ("Operation Policy Name".to_owned(), text("default")),
-            ("State".to_owned(), Value::Enumeration(state::ACTIVE)),
-        ]
-    );
+    assert_eq!(v1_attrs(&attrs), clients::synology_activated());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, cryptographic_usage_mask as mask, object_type, operation,
-    query_function,
+    query_function, state,
 };
 use kmipd_proto::message::{ProtocolVersion, RequestBatchItem, RequestMessage, ResponseMessage};
 use kmipd_proto::reader;
@@ -179,5 +179,44 @@ pub fn array_attributes(serial: &str, slot: i32) -> Vec<Ttlv> {
     vec![
         attr("x-array-serial", text(serial)),
         attr("x-array-slot", Value::Integer(slot)),
+    ]
+}
+
+/// Synology DSM's Query (1.2): Query Operations and Query Objects.
+pub fn synology_query() -> Vec<Ttlv> {
+    vec![
+        build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OPERATIONS),
+        build::enumeration(tag::QUERY_FUNCTION, query_function::QUERY_OBJECTS),
+    ]
+}
+
+/// The answer to [`synology_query`] offers the operations DSM uses and Secret Data.
+pub fn check_synology_query(q: &[Ttlv]) {
+    let ops: Vec<u32> = q
+        .iter()
+        .filter(|i| i.tag == tag::OPERATION)
+        .map(|i| reader::as_enum(i).unwrap())
+        .collect();
+    for op in [
+        operation::REGISTER,
+        operation::LOCATE,
+        operation::MODIFY_ATTRIBUTE,
+        operation::ACTIVATE,
+        operation::GET,
+    ] {
+        assert!(ops.contains(&op), "{op} not in Query Operations");
+    }
+    assert!(
+        q.iter().any(|i| i.tag == tag::OBJECT_TYPE
+            && reader::as_enum(i).unwrap() == object_type::SECRET_DATA)
+    );
+}
+
+/// What DSM reads back of its activated secret: Operation Policy Name and State
+/// (`v1_attrs` of Get Attributes of those two).
+pub fn synology_activated() -> [(String, Value); 2] {
+    [
+        ("Operation Policy Name".to_owned(), text("default")),
+        ("State".to_owned(), Value::Enumeration(state::ACTIVE)),
     ]
 }
