@@ -18,7 +18,12 @@
 #                                            # target/bench-venv, made by python-env.sh)
 #   scripts/bench.sh --store postgres        # kmipd on PostgreSQL instead: get, create and
 #                                            # cycle against one node, then two nodes on the
-#                                            # same database (no PyKMIP, no memory rows)
+#                                            # same database (no PyKMIP, no memory rows),
+#                                            # with kmipd's and PostgreSQL's CPU per operation
+#                                            # and the writing transactions per operation
+#   BENCH_PG_STATEMENTS=1 scripts/bench.sh --store postgres  # and pg_stat_statements' counts
+#                                            # per row (the extension costs some CPU itself)
+#   BENCH_PG_CONF='name = value' scripts/bench.sh --store postgres  # a PostgreSQL setting
 #
 # Each row also prints the server's CPU per request: its utime+stime (/proc/PID/stat, all
 # threads) over the row, set-up and connections included, divided by the requests (a cycle is
@@ -70,6 +75,7 @@ else
     bench=target/release/kmip-bench
 fi
 rows_re="${BENCH_ROWS:-}"
+clk_tck=$(getconf CLK_TCK)
 
 mkdir -p target/bench
 work=$(mktemp -d "$PWD/target/bench/run-XXXXXX")
@@ -131,6 +137,28 @@ pg_as() {
         "$@"
     fi
 }
+# utime+stime of the kmipd nodes 1..N (all threads), in clock ticks.
+kmipd_ticks() {
+    local n t=0
+    for ((n = 0; n < $1; n++)); do
+        t=$((t + $(sed 's/.*) //' "/proc/${pids[$n]}/stat" | awk '{print $12 + $13}')))
+    done
+    echo "$t"
+}
+# utime+stime of the postmaster, of its live children and of the children it reaped.
+pg_ticks() {
+    local t c
+    t=$(sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13 + $14 + $15}')
+    for c in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
+        t=$((t + $(sed 's/.*) //' "/proc/$c/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
+    done
+    echo "$t"
+}
+# The next transaction id: the difference counts the transactions that wrote (a read-only
+# transaction gets no id), exactly, where pg_stat_database lags by up to seconds per backend.
+pg_xacts() {
+    psql_kmipd -c "SELECT txid_snapshot_xmax(txid_current_snapshot())"
+}
 pg_bench() {
     pgbin=$(pg_config --bindir 2>/dev/null || true)
     if [[ ! -x "$pgbin/initdb" ]]; then
@@ -157,8 +185,21 @@ synchronous_commit = on
 max_connections = 300
 shared_buffers = 128MB
 PGCONF
+    if [[ -n "${BENCH_PG_STATEMENTS:-}" ]]; then
+        printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n" |
+            pg_as tee -a "$pgdir/data/postgresql.auto.conf" >/dev/null
+    fi
+    if [[ -n "${BENCH_PG_CONF:-}" ]]; then
+        echo "$BENCH_PG_CONF" | pg_as tee -a "$pgdir/data/postgresql.auto.conf" >/dev/null
+    fi
     pg_as "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 start >/dev/null
+    psql_kmipd() { pg_as "$pgbin/psql" -X -q -A -t -h 127.0.0.1 -p "$pgport" -U postgres -d kmipd "$@"; }
     pg_as "$pgbin/psql" -X -q -h 127.0.0.1 -p "$pgport" -U postgres -c "CREATE DATABASE kmipd"
+    if [[ -n "${BENCH_PG_STATEMENTS:-}" ]]; then
+        psql_kmipd -c "CREATE EXTENSION pg_stat_statements"
+    fi
+    local postmaster
+    postmaster=$(head -1 "$pgdir/data/postmaster.pid")
     local url="postgresql://postgres@127.0.0.1:$pgport/kmipd"
     local pool="${BENCH_PG_POOL:-}"
 
@@ -203,12 +244,22 @@ NODECONF
         "cycle (create+get+destroy)|16|--workload cycle"
     )
     local results="$work/results.tsv" r label conns args nodes i out
+    local k0 k1 p0 p1 x0 x1 cpu
     : >"$results"
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
     for r in "${runs[@]}"; do
         IFS='|' read -r label conns args <<<"$r"
+        if [[ -n "$rows_re" ]] && ! [[ "$label" =~ $rows_re ]]; then
+            continue
+        fi
         for nodes in 1 2; do
             local bpids=()
+            if [[ -n "${BENCH_PG_STATEMENTS:-}" ]]; then
+                psql_kmipd -c "SELECT pg_stat_statements_reset()" >/dev/null
+            fi
+            k0=$(kmipd_ticks "$nodes")
+            p0=$(pg_ticks "$postmaster")
+            x0=$(pg_xacts)
             for ((i = 0; i < nodes; i++)); do
                 out="$work/out-$nodes-$i-$(echo "$label-$conns" | tr -c 'a-zA-Z0-9' _).txt"
                 # shellcheck disable=SC2086
@@ -219,10 +270,26 @@ NODECONF
             done
             for ((i = 0; i < nodes; i++)); do
                 wait "${bpids[$i]}" || true
+            done
+            k1=$(kmipd_ticks "$nodes")
+            p1=$(pg_ticks "$postmaster")
+            x1=$(pg_xacts)
+            # CPU seconds of the kmipd node(s) and of PostgreSQL, and transactions, over the
+            # row: on the first node's line, for the whole row.
+            cpu="$(awk -v k=$((k1 - k0)) -v p=$((p1 - p0)) -v hz="$clk_tck" \
+                'BEGIN {printf "%.6f\t%.6f", k / hz, p / hz}')"$'\t'$((x1 - x0))
+            for ((i = 0; i < nodes; i++)); do
                 out="$work/out-$nodes-$i-$(echo "$label-$conns" | tr -c 'a-zA-Z0-9' _).txt"
-                printf '%s\t%s\t%s\t%s\n' "$label" "$conns" "$nodes" "$(tail -1 "$out")" >>"$results"
+                printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$conns" "$nodes" "$cpu" "$(tail -1 "$out")" >>"$results"
+                cpu=$'0\t0\t0'
                 echo "bench: $nodes node(s), $label x$conns, node $((i + 1)): $(grep -v '^{' "$out" | tail -1)" >&2
             done
+            if [[ -n "${BENCH_PG_STATEMENTS:-}" ]]; then
+                echo "bench: statements, $nodes node(s), $label x$conns:" >&2
+                psql_kmipd -F $'\t' -c "SELECT calls, round(total_exec_time::numeric, 1), \
+                    round(total_plan_time::numeric, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
+                    FROM pg_stat_statements ORDER BY calls DESC LIMIT 12" >&2
+            fi
         done
     done
     load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -232,11 +299,12 @@ import json, os, subprocess, sys
 results, load_before, load_after, secs, pgver, pool = sys.argv[1:7]
 rows, order = {}, []
 for line in open(results):
-    label, conns, nodes, js = line.rstrip("\n").split("\t", 3)
+    label, conns, nodes, kcpu, pcpu, xacts, js = line.rstrip("\n").split("\t", 6)
     try:
         r = json.loads(js)
     except ValueError:
         r = {"failed": js[:200]}
+    r["kcpu"], r["pcpu"], r["xacts"] = float(kcpu), float(pcpu), int(xacts)
     key = (label, conns)
     rows.setdefault(key, {}).setdefault(nodes, []).append(r)
     if key not in order:
@@ -258,6 +326,21 @@ def cell(rs):
 for key in order:
     one, two = cell(rows[key].get("1")), cell(rows[key].get("2"))
     print(f"| {key[0]} | {key[1]} | {one[0]} | {one[1]} | {one[2]} | {two[0]} | {two[1]} | {two[2]} | {one[3] + two[3]} |")
+# CPU per operation (a cycle is one operation of three requests): kmipd's utime+stime (every
+# node of the row) and PostgreSQL's (the postmaster, its children and the children it reaped),
+# set-up included; transactions that wrote (took a transaction id) per operation.
+print()
+print("| workload | conns | nodes | kmipd CPU µs/op | PostgreSQL CPU µs/op | write transactions/op |")
+print("|---|---|---|---|---|---|")
+for key in order:
+    for nodes, rs in sorted(rows[key].items()):
+        if any("failed" in r or "ops" not in r for r in rs):
+            continue
+        ops = sum(r["ops"] for r in rs)
+        if ops == 0:
+            continue
+        k, p, x = (sum(r[f] for r in rs) for f in ("kcpu", "pcpu", "xacts"))
+        print(f"| {key[0]} | {key[1]} | {nodes} | {k * 1e6 / ops:,.0f} | {p * 1e6 / ops:,.0f} | {x / ops:.2f} |")
 for key in order:
     for nodes, rs in rows[key].items():
         for r in rs:
@@ -343,7 +426,6 @@ results="$work/results.tsv"
 : >"$results"
 # utime+stime of a process (all its threads), in clock ticks.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-clk_tck=$(getconf CLK_TCK)
 run_one() { # server-label port seconds label args...
     local who=$1 port=$2 s=$3 label=$4
     shift 4
