@@ -9,20 +9,28 @@
 //! Name. Commits without search conditions take no search lock: they check nothing a
 //! search could invalidate, so they serialize after any search that missed them.
 //!
-//! Round trips of one attempt: (1) `BEGIN`, the advisory locks, the current KEK id and the
-//! sequence numbers of the objects the commit creates (`nextval` once per provisional number,
-//! see [`ObjectStore::creation_sequence`]), in one simple query; the records are encoded
-//! after it, with those numbers; (2) each search condition re-run (only when the commit has them); (3) the
-//! expectations' check, every write and `txid_current()` in one statement (data-modifying
-//! CTEs on one snapshot: nothing is written when an expectation fails, and the terms of a
-//! rewritten object are deleted and inserted without the delete seeing the new ones); (4)
-//! `COMMIT`. A commit of expectations only reads the revisions in (2) and writes nothing. Encoding (key wrap
-//! under the current KEK) happens in each attempt, so an attempt that finds another node
+//! Round trips of one attempt: (1) `BEGIN` and `kmipd_begin` (schema version 4, one prepared
+//! statement), sent together: the advisory locks, the current KEK id, the sequence numbers of
+//! the objects the commit creates (one per provisional number, see
+//! [`ObjectStore::creation_sequence`]) and, for a commit that writes, the transaction id and
+//! a new commit token; the records are encoded after it, with those numbers; (2) each search
+//! condition re-run (only when the commit has them); (3) the expectations' check and every
+//! write in one statement (data-modifying CTEs on one snapshot: nothing is written when an
+//! expectation fails, and the terms of a rewritten object are deleted and inserted without
+//! the delete seeing the new ones), sent together with `COMMIT`. Sending `COMMIT` before the
+//! check's answer is sound: a failed expectation wrote nothing, so committing the transaction
+//! only releases its locks; a failed statement aborts the transaction, so the `COMMIT` rolls it
+//! back. Only a connection lost before both answers arrive leaves the outcome unknown, and
+//! the transaction id and the commit token, both known from (1), resolve it (`resolve`). A
+//! commit of expectations only reads the revisions in (2) and writes nothing. Encoding (key
+//! wrap under the current KEK) happens in each attempt, so an attempt that finds another node
 //! switched the KEK re-encodes under the new one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio_postgres::types::ToSql;
 
 use crate::kek::KekId;
 use crate::query::{Filter, Query, filter_prefix, index_terms, is_name_term};
@@ -33,6 +41,12 @@ use super::{
     Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_SEARCH, Param, backend, classify, describe,
     object_lock, retrying, revision, select_rows, select_sql, seq_key, term_lock,
 };
+
+/// A commit's first statement (schema version 4): its locks, then the current KEK id, the
+/// sequence numbers of its new objects, and for a commit that writes its transaction id and
+/// commit token.
+const BEGIN_SQL: &str =
+    "SELECT kek, txid, token, seqs FROM kmipd_begin($1, $2, $3, $4, $5, $6, $7)";
 
 /// How a commit with search conditions takes the search lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,31 +144,13 @@ impl Plan {
         Ok(plan)
     }
 
-    /// The locks (and the current KEK id) as one simple query.
-    fn begin_sql(&self) -> String {
-        let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({LOCK_NS}, {LOCK_KEK});");
+    /// How `kmipd_begin` takes the search lock: 0 not at all, 1 shared, 2 exclusively.
+    fn search_mode(&self) -> i32 {
         match self.search_lock {
-            SearchLock::None => {}
-            SearchLock::ByName => sql.push_str(&format!(
-                "SELECT pg_advisory_xact_lock_shared({LOCK_NS}, {LOCK_SEARCH});"
-            )),
-            SearchLock::All => sql.push_str(&format!(
-                "SELECT pg_advisory_xact_lock({LOCK_NS}, {LOCK_SEARCH});"
-            )),
+            SearchLock::None => 0,
+            SearchLock::ByName => 1,
+            SearchLock::All => 2,
         }
-        for k in &self.locks {
-            sql.push_str(&format!("SELECT pg_advisory_xact_lock({k});"));
-        }
-        sql.push_str(
-            "SELECT 'kek', encode(value, 'hex') FROM kmipd_meta WHERE key = 'kek/current';",
-        );
-        if !self.provisional.is_empty() {
-            sql.push_str(&format!(
-                "SELECT 'seq', nextval('kmipd_sequence') FROM generate_series(1, {})",
-                self.provisional.len()
-            ));
-        }
-        sql
     }
 }
 
@@ -219,8 +215,8 @@ fn encode(inner: &Inner, plan: &Plan, numbers: &[u64]) -> Result<Encoded, StoreE
 }
 
 /// Every write of a commit, its expectations checked first (`bad`: the first expected uid
-/// whose revision differs; then nothing is written), its commit token (`tok`) and
-/// `txid_current()`. All CTEs share the
+/// whose revision differs; then nothing is written) and its commit token (`$13`, from
+/// `kmipd_begin`). All CTEs share the
 /// statement's snapshot, taken after the locks: the check sees the state before the writes,
 /// and the terms delete sees only the old terms.
 const WRITE_SQL: &str = "\
@@ -242,10 +238,9 @@ advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, \
     CASE WHEN (SELECT ok FROM ok) THEN GREATEST(0, $10::bigint - \
     (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM kmipd_sequence)) \
     ELSE 0 END)), \
-tok AS (INSERT INTO kmipd_commit_tokens (token) SELECT gen_random_uuid() \
-    WHERE (SELECT ok FROM ok) RETURNING token) \
-SELECT txid_current(), (SELECT u FROM bad), (SELECT count(*) FROM advance), \
-    (SELECT token::text FROM tok)";
+tok AS (INSERT INTO kmipd_commit_tokens (token) SELECT $13::text::uuid \
+    WHERE (SELECT ok FROM ok)) \
+SELECT (SELECT u FROM bad), (SELECT count(*) FROM advance)";
 
 /// A [`Revision`] as the revision number it was made from (0, never a revision, for one this
 /// store did not make).
@@ -274,26 +269,39 @@ pub(crate) async fn commit(inner: &Arc<Inner>, changes: Vec<Change>) -> Result<(
 
 async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> {
     let c = conn.client()?;
-    // (1) BEGIN, locks, the current KEK id, the sequence numbers of new objects.
-    let messages = c
-        .simple_query(&plan.begin_sql())
+    let writes = !plan.writes.is_empty();
+    // (1) BEGIN and `kmipd_begin`, sent together (prepared once per connection).
+    let begin = c
+        .prepare_cached(BEGIN_SQL)
         .await
         .map_err(|e| classify(&e))?;
-    let mut db_kek = None;
-    let mut numbers = Vec::with_capacity(plan.provisional.len());
-    for m in &messages {
-        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-            match r.get(0) {
-                Some("kek") => db_kek = r.get(1).map(str::to_owned),
-                Some("seq") => {
-                    if let Some(n) = r.get(1).and_then(|v| v.parse::<u64>().ok()) {
-                        numbers.push(n);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
+    let fresh = i32::try_from(plan.provisional.len())
+        .map_err(|_| Failure::Fatal(backend("too many new objects in one commit")))?;
+    let search_mode = plan.search_mode();
+    let begin_params: [&(dyn ToSql + Sync); 7] = [
+        &LOCK_NS,
+        &LOCK_KEK,
+        &LOCK_SEARCH,
+        &search_mode,
+        &plan.locks,
+        &fresh,
+        &writes,
+    ];
+    let (begun, row) = tokio::join!(
+        biased;
+        c.batch_execute("BEGIN"),
+        c.query_one(&begin, &begin_params)
+    );
+    begun.map_err(|e| classify(&e))?;
+    let row = row.map_err(|e| classify(&e))?;
+    let db_kek: Option<Vec<u8>> = row.try_get(0).map_err(|e| classify(&e))?;
+    let txid: Option<i64> = row.try_get(1).map_err(|e| classify(&e))?;
+    let token: Option<String> = row.try_get(2).map_err(|e| classify(&e))?;
+    let seqs: Vec<i64> = row.try_get(3).map_err(|e| classify(&e))?;
+    let mut numbers: Vec<u64> = seqs
+        .into_iter()
+        .filter_map(|n| u64::try_from(n).ok())
+        .collect();
     numbers.sort_unstable();
     if numbers.len() != plan.provisional.len() {
         let e = backend("the database gave fewer sequence numbers than asked for");
@@ -306,8 +314,8 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     if !enc.put_uids.is_empty() {
         let db_kek = db_kek
             .as_deref()
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .map(KekId);
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(|b| KekId(u32::from_be_bytes(b)));
         if db_kek != enc.kek {
             return Err(kek_changed(inner, db_kek, conn).await);
         }
@@ -349,7 +357,11 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         // Only expectations: they held; nothing to make durable.
         return conn.commit().await;
     }
-    // (3) The expectations, every write, and the transaction id to resolve a lost COMMIT.
+    let (Some(txid), Some(token)) = (txid, token) else {
+        let e = backend("kmipd_begin gave no transaction id or commit token for a write");
+        return Err(conn.abort(e).await);
+    };
+    // (3) The expectations and every write, then COMMIT, sent together.
     let expect_uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
     let expect_revs: Vec<Option<i64>> = plan
         .expects
@@ -360,46 +372,49 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         .prepare_cached(WRITE_SQL)
         .await
         .map_err(|e| classify(&e))?;
-    let row = c
-        .query_one(
-            &stmt,
-            &[
-                &enc.written,
-                &enc.deleted,
-                &enc.put_uids,
-                &enc.put_seqs,
-                &enc.put_keks,
-                &enc.put_records,
-                &enc.term_uids,
-                &enc.terms,
-                &enc.term_dates,
-                &enc.max_seq,
-                &expect_uids,
-                &expect_revs,
-            ],
-        )
-        .await
-        .map_err(|e| classify(&e))?;
-    let txid: i64 = row.try_get(0).map_err(|e| classify(&e))?;
-    let bad: Option<String> = row.try_get(1).map_err(|e| classify(&e))?;
-    if let Some(uid) = bad {
-        return Err(conn.abort(StoreError::Conflict { uid }).await);
-    }
-    let token: Option<String> = row.try_get(3).map_err(|e| classify(&e))?;
-    let Some(token) = token else {
-        return Err(conn
-            .abort(backend("the commit wrote no commit token"))
-            .await);
+    let write_params: [&(dyn ToSql + Sync); 13] = [
+        &enc.written,
+        &enc.deleted,
+        &enc.put_uids,
+        &enc.put_seqs,
+        &enc.put_keks,
+        &enc.put_records,
+        &enc.term_uids,
+        &enc.terms,
+        &enc.term_dates,
+        &enc.max_seq,
+        &expect_uids,
+        &expect_revs,
+        &token,
+    ];
+    let (written, committed) = tokio::join!(
+        biased;
+        c.query_one(&stmt, &write_params),
+        c.batch_execute("COMMIT")
+    );
+    let lost = Lost { txid, token };
+    // Whether an expectation failed (then nothing was written, whatever COMMIT did).
+    let bad: Option<String> = match written.and_then(|row| row.try_get(0)) {
+        Ok(bad) => bad,
+        // The statement failed: the transaction is aborted and the COMMIT rolled it back.
+        // (The connection is not reused.)
+        Err(e) if e.as_db_error().is_some() => return Err(classify(&e)),
+        // No answer: the COMMIT may have run.
+        Err(e) => return Err(Failure::Unknown(lost, describe(&e))),
     };
-    // (4) COMMIT. Any failure here has an unknown outcome (a lost connection, or a
-    // terminated session whose commit record may already be flushed): the caller asks the
+    // (4) The COMMIT's answer. Any failure here has an unknown outcome (a lost connection, or
+    // a terminated session whose commit record may already be flushed): the caller asks the
     // database about this transaction instead of guessing (`resolve`).
-    match c.batch_execute("COMMIT").await {
-        Ok(()) => {
+    match (committed, bad) {
+        (Ok(()), bad) => {
             conn.release();
-            Ok(())
+            match bad {
+                None => Ok(()),
+                Some(uid) => Err(Failure::Fatal(StoreError::Conflict { uid })),
+            }
         }
-        Err(e) => Err(Failure::Unknown(Lost { txid, token }, describe(&e))),
+        (Err(_), Some(uid)) => Err(Failure::Fatal(StoreError::Conflict { uid })),
+        (Err(e), None) => Err(Failure::Unknown(lost, describe(&e))),
     }
 }
 

@@ -35,12 +35,25 @@
 //!   write it with the other terms; the migration adds it for the objects already stored
 //!   ([`ROTATION_TERMS`], reading each record once, in the migration's transaction).
 //!
+//! Version 4:
+//! - the function `kmipd_begin`, a commit's first statement (`commit.rs`): it takes the
+//!   commit's advisory locks in the order given (the KEK lock shared, the search lock shared or
+//!   exclusive or not at all, then the object and Name locks), and only then, each in a
+//!   statement of its own and so on a snapshot taken after the locks (a VOLATILE PL/pgSQL
+//!   function takes a new snapshot per statement under READ COMMITTED), reads the current KEK
+//!   id and takes the sequence numbers of the new objects; for a commit that writes it also
+//!   gives the transaction id and a new commit token. One prepared statement instead of a
+//!   simple query of several statements that PostgreSQL parsed and planned on every commit.
+//!   It also sets `plan_cache_mode = force_generic_plan` for the rest of the transaction:
+//!   PostgreSQL otherwise kept planning the write statement (`WITH bad AS ...`) afresh on
+//!   many executions, its array parameters making the generic plan look costlier than it is.
+//!
 //! [`PgStore`]: super::PgStore
 //! [`ObjectStore::find`]: crate::ObjectStore::find
 //! [`ObjectStore::next_sequence`]: crate::ObjectStore::next_sequence
 
 /// The highest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The version whose migration adds the rotation due date terms of the objects stored before
 /// it (done in Rust by `migrate`, its SQL is empty).
@@ -92,6 +105,37 @@ CREATE INDEX kmipd_commit_tokens_at ON kmipd_commit_tokens USING brin (at);
 "#,
     ),
     (ROTATION_TERMS, "SELECT 1;"),
+    (
+        4,
+        r#"
+CREATE OR REPLACE FUNCTION kmipd_begin(
+    ns integer, kek_lock integer, search_lock integer, search_mode integer, locks bigint[],
+    fresh integer, writes boolean,
+    OUT kek bytea, OUT txid bigint, OUT token text, OUT seqs bigint[])
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    k bigint;
+BEGIN
+    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+    PERFORM pg_advisory_xact_lock_shared(ns, kek_lock);
+    IF search_mode = 1 THEN
+        PERFORM pg_advisory_xact_lock_shared(ns, search_lock);
+    ELSIF search_mode = 2 THEN
+        PERFORM pg_advisory_xact_lock(ns, search_lock);
+    END IF;
+    FOREACH k IN ARRAY locks LOOP
+        PERFORM pg_advisory_xact_lock(k);
+    END LOOP;
+    SELECT m.value INTO kek FROM kmipd_meta m WHERE m.key = 'kek/current';
+    seqs := ARRAY(SELECT nextval('kmipd_sequence') FROM generate_series(1, fresh));
+    IF writes THEN
+        txid := txid_current();
+        token := gen_random_uuid()::text;
+    END IF;
+END
+$fn$;
+"#,
+    ),
 ];
 
 /// Creates the version table if needed (idempotent, run under the migration lock).
