@@ -13,14 +13,14 @@
 )]
 
 mod common;
-use common::bounded;
+use common::{bounded, instance};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use kmipd::config::{Config, ForwardConfig, ForwardFormat};
-use kmipd::{InitOptions, Instance, Server, ServerHandle};
+use kmipd::{Instance, Server, ServerHandle};
 use kmipd_client::{Client, Connector, TlsOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -102,17 +102,6 @@ fn metric_of(server: &ServerHandle, name: &str, destination: &str) -> u64 {
         .unwrap_or_else(|| panic!("{series} not exported:\n{text}"))
         .parse()
         .unwrap()
-}
-
-fn instance(tmp: &tempfile::TempDir) -> Instance {
-    kmipd::init_instance_with(
-        &tmp.path().join("kmipd"),
-        &InitOptions {
-            hsm: false,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap()
 }
 
 fn connector(inst: &Instance) -> Connector {

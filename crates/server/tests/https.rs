@@ -18,7 +18,7 @@ use common::bounded;
 
 use std::time::Duration;
 
-use kmipd::{InitOptions, Server};
+use kmipd::Server;
 use kmipd_client::{Connector, Error, HttpResponse, TlsOptions, item};
 use kmipd_ops::Engine;
 use kmipd_proto::build;
@@ -73,14 +73,7 @@ fn response_of(tree: &Ttlv) -> ResponseMessage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kmip_over_https() {
     let tmp = tempfile::tempdir().unwrap();
-    let inst = kmipd::init_instance_with(
-        &tmp.path().join("kmipd"),
-        &InitOptions {
-            hsm: false,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap();
+    let inst = common::instance(&tmp);
     let mut config = inst.config().unwrap();
     config.limits.max_message_size = 64 * 1024;
     let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kmipd::certs::{ClientEku, ClientOptions, DevCa};
-use kmipd::{InitOptions, Server, ServerHandle};
+use kmipd::{Server, ServerHandle};
 use kmipd_client::{Connector, TlsOptions, item};
 use kmipd_ops::Engine;
 use kmipd_proto::build;
@@ -155,14 +155,7 @@ async fn start(config: kmipd::Config) -> ServerHandle {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_suites_through_openssl() {
     let tmp = tempfile::tempdir().unwrap();
-    let inst = kmipd::init_instance_with(
-        &tmp.path().join("kmipd"),
-        &InitOptions {
-            hsm: false,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap();
+    let inst = common::instance(&tmp);
     let ca = inst.ca().unwrap();
     let ca_pem = inst.cert("ca");
     let files = tmp.path().join("creds");

@@ -14,7 +14,7 @@
 )]
 
 mod common;
-use common::{bounded, connect};
+use common::{bounded, connect, instance};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use kmipd::certs::{ClientEku, ClientOptions};
 use kmipd::config::{Config, PushConfig, PushEvent};
-use kmipd::{InitOptions, Instance, Server, ServerHandle};
+use kmipd::{Instance, Server, ServerHandle};
 use kmipd_proto::build;
 use kmipd_proto::enums::{
     cryptographic_algorithm as alg, object_type, operation as op, put_function, result_status,
@@ -34,17 +34,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-
-fn instance(tmp: &tempfile::TempDir) -> Instance {
-    kmipd::init_instance_with(
-        &tmp.path().join("kmipd"),
-        &InitOptions {
-            hsm: false,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap()
-}
 
 /// The client's endpoint: a TLS listener with a certificate naming `client` (serverAuth),
 /// requiring a client certificate from the instance CA; each message it reads goes to the

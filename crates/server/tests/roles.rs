@@ -17,8 +17,8 @@ use common::{BOUND, bounded, connect};
 
 use std::path::{Path, PathBuf};
 
+use kmipd::Server;
 use kmipd::admin::{Request, call};
-use kmipd::{InitOptions, Server};
 use kmipd_client::Error;
 use kmipd_proto::attributes::Attribute;
 use kmipd_proto::enums::{
@@ -50,14 +50,7 @@ fn reason(e: Error) -> Option<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditor_reads_but_never_gets_key_material_and_a_reload_makes_it_an_operator() {
     let tmp = tempfile::tempdir().unwrap();
-    let inst = kmipd::init_instance_with(
-        &tmp.path().join("kmipd"),
-        &InitOptions {
-            hsm: false,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap();
+    let inst = common::instance(&tmp);
     let original = std::fs::read_to_string(&inst.config_path).unwrap();
     write_config(
         &inst.config_path,

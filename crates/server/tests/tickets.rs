@@ -23,7 +23,7 @@ use common::bounded;
 
 use std::net::SocketAddr;
 
-use kmipd::{InitOptions, Server};
+use kmipd::Server;
 use kmipd_client::{Client, Error, item, payload_of};
 use kmipd_proto::build;
 use kmipd_proto::enums::{credential_type, object_type, operation as op, result_reason};
@@ -113,14 +113,7 @@ fn uid(id: &str) -> Vec<Ttlv> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_credentials_export_and_import_over_mutual_tls() {
     let tmp = tempfile::tempdir().unwrap();
-    let inst = kmipd::init_instance_with(
-        &tmp.path().join("kmipd"),
-        &InitOptions {
-            hsm: false,
-            ..InitOptions::default()
-        },
-    )
-    .unwrap();
+    let inst = common::instance(&tmp);
     let original = std::fs::read_to_string(&inst.config_path).unwrap();
     let hash = |p| kmipd_ops::credentials::hash_password(p, 256, 1).unwrap();
     std::fs::write(

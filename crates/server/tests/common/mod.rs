@@ -1,5 +1,6 @@
-//! Helpers shared by the server's integration tests (`mod common;`): a bound on every wait, so
-//! a test that would hang fails instead, and a mutual-TLS client for an instance's identity.
+//! Helpers shared by the server's integration tests (`mod common;`): an instance without an
+//! HSM, a bound on every wait, so a test that would hang fails instead, and a mutual-TLS client
+//! for an instance's identity.
 // Each test crate includes this module and uses only part of it.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
@@ -8,6 +9,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kmipd_client::{Client, Connector, TlsOptions};
+
+/// A development instance without a SoftHSM2 token, in `tmp`'s `kmipd` directory.
+pub fn instance(tmp: &tempfile::TempDir) -> kmipd::Instance {
+    kmipd::init_instance_with(
+        &tmp.path().join("kmipd"),
+        &kmipd::InitOptions {
+            hsm: false,
+            ..kmipd::InitOptions::default()
+        },
+    )
+    .unwrap()
+}
 
 /// How long any single wait of a test may take.
 pub const BOUND: Duration = Duration::from_secs(30);
