@@ -490,6 +490,13 @@ mod tests {
         );
         assert_eq!(subject_cn(&certificate(&e, &c)), pk);
         // A 2.x request is read from Certificate Request Value.
+        let with_type = |kind: u32, value: Vec<u8>| {
+            vec![
+                build::unique_identifier(&pk),
+                build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, kind),
+                build::bytes(tag::CERTIFICATE_REQUEST_VALUE, value),
+            ]
+        };
         let other = rsa_key();
         assert_eq!(
             refused(
@@ -497,11 +504,7 @@ mod tests {
                 "a",
                 (2, 1),
                 operation::CERTIFY,
-                vec![
-                    build::unique_identifier(&pk),
-                    build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, crt::PKCS_10),
-                    build::bytes(tag::CERTIFICATE_REQUEST_VALUE, csr(&other, "x")),
-                ],
+                with_type(crt::PKCS_10, csr(&other, "x"))
             ),
             Some(result_reason::INVALID_FIELD)
         );
@@ -510,11 +513,7 @@ mod tests {
             "a",
             (2, 1),
             operation::CERTIFY,
-            vec![
-                build::unique_identifier(&pk),
-                build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, crt::PKCS_10),
-                build::bytes(tag::CERTIFICATE_REQUEST_VALUE, csr(&key, "from-csr")),
-            ],
+            with_type(crt::PKCS_10, csr(&key, "from-csr")),
         );
         assert_eq!(subject_cn(&certificate(&e, &c)), "from-csr");
         // The PEM form of the request; CRMF is not supported.
@@ -522,13 +521,6 @@ mod tests {
             .unwrap()
             .to_pem()
             .unwrap();
-        let with_type = |kind: u32, value: Vec<u8>| {
-            vec![
-                build::unique_identifier(&pk),
-                build::enumeration(tag::CERTIFICATE_REQUEST_TYPE, kind),
-                build::bytes(tag::CERTIFICATE_REQUEST_VALUE, value),
-            ]
-        };
         let c = ok_uid(
             &e,
             "a",
