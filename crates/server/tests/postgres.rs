@@ -1,6 +1,7 @@
 //! Several `kmipd serve` processes on one PostgreSQL database (the harness is
 //! `tests/cluster/`): one world seen through either node, a revocation through one node
-//! refused by the other at once, two Creates of one Name on two nodes at once, a node started
+//! refused by the other at once (and the server's constraints set through one node enforced by
+//! the other at once), two Creates of one Name on two nodes at once, a node started
 //! while PostgreSQL is down, a node whose master key differs, the admin commands with
 //! PostgreSQL, and `kmipd migrate` from a sled instance.
 #![allow(
@@ -12,39 +13,21 @@
 
 mod cluster;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster::{BOUND, Cluster, KMIPD, Node, connect, run_bounded, runtime};
-use kmipd_proto::enums::revocation_reason_code as rc;
+use kmipd_proto::build;
+use kmipd_proto::enums::{
+    object_type as ot, operation as op, result_reason, revocation_reason_code as rc,
+};
+use kmipd_proto::tag;
 use kmipd_test_support::pg::PgCluster;
 
-/// What only this binary asks of a node: its metrics, its log.
+/// What only this binary asks of a node: its log.
 impl Node {
-    /// `GET /metrics` of a node configured with `[metrics]` (after it listens), at the address
-    /// it logged.
-    fn scrape(&self) -> String {
-        use std::io::{Read, Write};
-        let log = self.log_text();
-        let addr: SocketAddr = log
-            .lines()
-            .find_map(|l| l.split("metrics on http://").nth(1))
-            .and_then(|a| a.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .expect("no metrics listener logged");
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-        out
-    }
-
     /// How many log lines contain `needle`.
     fn log_count(&self, needle: &str) -> usize {
         self.log_text()
@@ -72,9 +55,7 @@ impl Cluster {
     /// [`Cluster::node_config`] with a metrics listener on a free loopback port.
     fn node_config_with_metrics(&self, name: &str) -> PathBuf {
         let path = self.node_config(name);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
-        std::fs::write(&path, text).unwrap();
+        cluster::with_metrics(&path);
         path
     }
 
@@ -189,8 +170,10 @@ fn metrics_show_the_postgres_store_s_figures() {
     a.stop();
 }
 
+/// Also the server's constraints (Set Constraints, a setting in `kmipd_meta`): set through one
+/// node, enforced by the other from its next request.
 #[test]
-fn a_key_revoked_through_one_node_is_refused_by_the_other_at_once() {
+fn a_key_revoked_and_constraints_set_through_one_node_hold_on_the_other_at_once() {
     let c = Cluster::new();
     let a = Node::start(&c.node_config("a"));
     let b = Node::start(&c.node_config("b"));
@@ -198,6 +181,8 @@ fn a_key_revoked_through_one_node_is_refused_by_the_other_at_once() {
     runtime().block_on(async {
         let mut on_a = connect(&conn, a.addr()).await;
         let mut on_b = connect(&conn, b.addr()).await;
+        // B makes a 128-bit key before any constraint.
+        on_b.create_aes(128, None).await.unwrap();
         let uid = on_a.create_aes(256, None).await.unwrap();
         on_a.activate(&uid).await.unwrap();
         // B uses the key (and would have cached it, if it cached).
@@ -213,6 +198,44 @@ fn a_key_revoked_through_one_node_is_refused_by_the_other_at_once() {
             .await
             .unwrap_err();
         assert!(e.result_reason().is_some(), "a KMIP refusal: {e:?}");
+
+        // An administrator on A allows only 256-bit symmetric keys: B's very next 128-bit
+        // Create is refused, a 256-bit one is made; B's Get Constraints shows them.
+        let mut admin_on_a = connect(&c.connector("admin"), a.addr()).await;
+        let only_256 = build::structure(
+            tag::CONSTRAINTS,
+            vec![build::structure(
+                tag::CONSTRAINT,
+                vec![
+                    build::structure(
+                        tag::OBJECT_TYPES,
+                        vec![build::enumeration(tag::OBJECT_TYPE, ot::SYMMETRIC_KEY)],
+                    ),
+                    build::structure(
+                        tag::ATTRIBUTES,
+                        vec![build::int(tag::CRYPTOGRAPHIC_LENGTH, 256)],
+                    ),
+                ],
+            )],
+        );
+        admin_on_a
+            .call(op::SET_CONSTRAINTS, vec![only_256.clone()])
+            .await
+            .unwrap();
+        let e = on_b.create_aes(128, None).await.unwrap_err();
+        assert_eq!(
+            e.result_reason(),
+            Some(result_reason::CONSTRAINT_VIOLATION),
+            "{e:?}"
+        );
+        on_b.create_aes(256, None).await.unwrap();
+        assert_eq!(
+            on_b.call(op::GET_CONSTRAINTS, vec![]).await.unwrap(),
+            vec![only_256]
+        );
+        // Cleared through A: B makes the 128-bit key again.
+        admin_on_a.call(op::SET_CONSTRAINTS, vec![]).await.unwrap();
+        on_b.create_aes(128, None).await.unwrap();
     });
     a.stop();
     b.stop();

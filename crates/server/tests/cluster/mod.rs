@@ -7,7 +7,9 @@
 //!
 //! Every wait is bounded: child processes are killed past [`BOUND`] and when their handle
 //! drops; client calls have timeouts. Nothing here asserts speed.
+// Each test crate includes this module and uses only part of it.
 #![allow(
+    dead_code,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
@@ -146,6 +148,27 @@ impl Node {
         assert!(status.success());
         let (s, log) = self.wait_exit();
         assert!(s.success(), "kmipd exited with {s}:\n{log}");
+    }
+
+    /// `GET /metrics` of a node configured with `[metrics]` (after it listens), at the address
+    /// it logged.
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let log = self.log_text();
+        let addr: SocketAddr = log
+            .lines()
+            .find_map(|l| l.split("metrics on http://").nth(1))
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .expect("no metrics listener logged");
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out
     }
 
     /// SIGKILL, at once.
@@ -297,19 +320,52 @@ impl Cluster {
 
     /// A client connector with identity `who` (`client`, `client2`, `admin`).
     pub fn connector(&self, who: &str) -> Connector {
-        let read = |p: PathBuf| std::fs::read(p).unwrap();
-        let certs = self.dir.join("certs");
-        Connector::new(
-            &read(certs.join("ca.pem")),
-            &read(certs.join(format!("{who}.pem"))),
-            &read(certs.join(format!("{who}.key"))),
-            TlsOptions {
-                timeout: Duration::from_secs(30),
-                ..TlsOptions::default()
-            },
-        )
-        .unwrap()
+        connector_in(&self.dir, who)
     }
+}
+
+/// `kmipd init --dir DIR` through the binary, with its SoftHSM2 token (a sled store that
+/// survives restarts) or without (`--no-hsm`: an in-memory store).
+pub fn init(dir: &Path, hsm: bool) {
+    let mut cmd = Command::new(KMIPD);
+    cmd.args(["init", "--dir"]).arg(dir);
+    if !hsm {
+        cmd.arg("--no-hsm");
+    }
+    let (ok, out, err) = run_bounded(cmd);
+    assert!(ok, "kmipd init failed:\n{out}\n{err}");
+}
+
+/// A client connector with identity `who` of the instance in `dir` (made by `kmipd init`).
+pub fn connector_in(dir: &Path, who: &str) -> Connector {
+    let read = |p: PathBuf| std::fs::read(p).unwrap();
+    let certs = dir.join("certs");
+    Connector::new(
+        &read(certs.join("ca.pem")),
+        &read(certs.join(format!("{who}.pem"))),
+        &read(certs.join(format!("{who}.key"))),
+        TlsOptions {
+            timeout: Duration::from_secs(30),
+            ..TlsOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Appends a metrics listener on a free loopback port to the configuration at `config`.
+pub fn with_metrics(config: &Path) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(config, text).unwrap();
+}
+
+/// The value of the sample `series` (name and labels) in a scrape; 0 when absent (a counter
+/// with labels has no series until it moves).
+pub fn sample(scrape: &str, series: &str) -> u64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 /// A small runtime for the clients.
