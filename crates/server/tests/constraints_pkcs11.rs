@@ -1,10 +1,10 @@
 //! Set Constraints, Get Constraints and PKCS_11 over the wire, against the `kmipd` binary on
 //! an instance made by `kmipd init` (the harness is `tests/cluster/`'s `Node`; the PostgreSQL
-//! multi-node case of the constraints is in `postgres.rs`): an administrator's constraints bind
-//! every client's new objects and survive a restart of a sled instance, a client's Set
-//! Constraints is Permission Denied, each is in the audit trail (`kmipd audit search`) and in
-//! the request metrics; a PKCS#11 context is usable by its identity only, on any of its
-//! connections, and its calls are audited.
+//! multi-node case of the constraints is in `postgres.rs`): an administrator's constraints
+//! bind every client's new objects and survive a SIGKILL and restart of a sled instance, a
+//! client's Set Constraints is Permission Denied, each is in the audit trail (`kmipd audit
+//! search`) and in the request metrics; a PKCS#11 context is usable by its identity only, on
+//! any of its connections, and its calls are audited.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -136,7 +136,7 @@ async fn aes(c: &mut Client, bits: i32, group: Option<&str>) -> Result<String, E
 
 /// Over the wire on sled: an administrator sets constraints, a client reads them and is bound
 /// by them (and refused to set them); the audit trail and the metrics show each; a restart
-/// keeps them; an empty Set Constraints clears them.
+/// after a SIGKILL keeps them; an empty Set Constraints clears them.
 #[test]
 fn constraints_set_by_an_administrator_bind_clients_are_audited_counted_and_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -201,7 +201,9 @@ fn constraints_set_by_an_administrator_bind_clients_are_audited_counted_and_surv
     ] {
         assert_eq!(sample(&m, &series), n, "{series} in:\n{m}");
     }
-    node.stop();
+    // SIGKILL: the setting was durable when Set Constraints answered (`set_setting`), not
+    // only after a clean shutdown.
+    node.kill9();
 
     // A restart (the sled store reopened) keeps them; cleared by an empty Set Constraints.
     let node = Node::start(&config);
