@@ -333,8 +333,15 @@ fn a_pkcs11_context_serves_its_identity_on_any_connection_and_no_other() {
     node.stop();
 
     // Every call is in the audit trail under its caller; a PKCS#11 return code travels in a
-    // successful KMIP answer, so each is a Success (the CK_RV is not recorded).
+    // successful KMIP answer, so each is a Success, and a CK_RV other than CKR_OK is the
+    // record's message (client2's two calls on client's context: CKR_CRYPTOKI_NOT_INITIALIZED).
     let records = audit_search(&dir, &["--operation", "PKCS_11"]);
+    let messages: Vec<Option<&str>> = records.iter().map(|r| r["message"].as_str()).collect();
+    let refused = Some("PKCS#11 return code 0x00000190");
+    assert_eq!(
+        messages,
+        [None, None, refused, refused, None, None, refused, refused]
+    );
     let who: Vec<&str> = who_and_outcome(&records)
         .into_iter()
         .map(|(identity, status, reason)| {

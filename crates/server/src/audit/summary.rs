@@ -90,12 +90,32 @@ pub fn summarize(request: &Ttlv, response: &Ttlv) -> Vec<ItemSummary> {
                 reason: a
                     .and_then(|a| a.result_reason)
                     .map(|r| enum_name(tag::RESULT_REASON, r)),
-                message: a
-                    .filter(|a| a.result_status != result_status::SUCCESS)
-                    .and_then(|a| a.result_message.clone()),
+                message: a.and_then(|a| {
+                    if a.result_status != result_status::SUCCESS {
+                        a.result_message.clone()
+                    } else {
+                        a.payload.as_ref().and_then(pkcs11_failure)
+                    }
+                }),
             }
         })
         .collect()
+}
+
+/// A PKCS#11 return code other than CKR_OK in a successful answer: the PKCS_11 operation
+/// carries its failures (another identity's Correlation Value, a function kmipd does not offer)
+/// inside a KMIP Success, so the record's message is where an auditor sees them.
+fn pkcs11_failure(payload: &Ttlv) -> Option<String> {
+    let Value::Structure(items) = &payload.value else {
+        return None;
+    };
+    items.iter().find_map(|i| match i.value {
+        Value::Enumeration(rv) if i.tag == tag::PKCS_11_RETURN_CODE && rv != 0 => Some(format!(
+            "PKCS#11 return code {}",
+            enum_name(tag::PKCS_11_RETURN_CODE, rv)
+        )),
+        _ => None,
+    })
 }
 
 /// (Operation, Request Payload) of each batch item, read leniently (a malformed request still
