@@ -46,10 +46,13 @@
 //!   simple query of several statements that PostgreSQL parsed and planned on every commit.
 //!   As first written it also set `plan_cache_mode = force_generic_plan` for the rest of the
 //!   transaction (PostgreSQL keeps planning the write statement afresh, its array parameters
-//!   making the generic plan look costlier): that saved some CPU per create, but the generic
-//!   plan of a commit that deletes or rewrites an object scanned `kmipd_terms` whole, about
-//!   20 ms of PostgreSQL CPU per Destroy on a store of some 100,000 terms (the cycle benchmark
-//!   fell from about 300 to 67 per second). Version 5 undoes it.
+//!   making the generic plan look costlier): that saved some CPU per create, but a generic
+//!   plan is made once per connection, while the table is small, and kept: the write
+//!   statement's expectation check (`bad`, a join of the expected uids with `kmipd_objects`)
+//!   was planned as a sequential scan of `kmipd_objects` (auto_explain), which costs about
+//!   20 ms of PostgreSQL CPU per commit with an expectation (a Destroy) once the table holds
+//!   some 40,000 objects: the cycle benchmark fell from about 300 to 67-75 per second.
+//!   Version 5 undoes it.
 //!
 //! Version 5:
 //! - `kmipd_begin` again, without the `plan_cache_mode` setting: PostgreSQL chooses between
