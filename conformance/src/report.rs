@@ -244,11 +244,11 @@ pub fn render(
          `client` identity). `passed/total` per protocol version; mandatory and optional are the \
          Profiles documents' test cases, Test Cases the non-normative KMIP Test Cases notes. How \
          responses are compared: `conformance/README.md`. Cases that no correct server can pass \
-         (OASIS defects, each verified): `conformance/known-defects.txt`. Cases outside \
-         the KMIP profiles kmipd claims (PKCS#11, Quantum Safe, Suite B, Certify, \
-         Put/Notify) fail with Operation Not \
-         Supported or a feature refusal until they are implemented. A failure listed for a \
-         version fails in both modes unless it is listed again under \"Over the wire\"."
+         (OASIS defects, each verified, with the command that shows it): \
+         `conformance/known-defects.txt`; every other file passes in-process. Server-to-client \
+         cases (Put, Notify) run with the runner as the client's endpoint; a case that sets \
+         constraints runs as an administrator. A failure listed for a version fails in both \
+         modes unless it is listed again under \"Over the wire\"."
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "## Summary");
