@@ -274,6 +274,26 @@ pub(crate) fn v1_item(version: Version, attr: &Attribute, index: usize) -> Ttlv 
     for_version(version, attr).to_v1(index)
 }
 
+/// The attribute list of an answer or message (Get Attributes, Put, Notify) in `version`'s
+/// form: one 2.x Attributes structure (present even when empty), or the 1.x Attribute
+/// structures, each with its per-name index ([`v1_item`]).
+pub(crate) fn listed<'a>(
+    version: Version,
+    attributes: impl IntoIterator<Item = (usize, &'a Attribute)>,
+) -> Vec<Ttlv> {
+    let attributes = attributes.into_iter();
+    if version >= Version::V2_0 {
+        vec![build::structure(
+            tag::ATTRIBUTES,
+            attributes
+                .map(|(_, a)| for_version(version, a).to_v2())
+                .collect(),
+        )]
+    } else {
+        attributes.map(|(i, a)| v1_item(version, a, i)).collect()
+    }
+}
+
 /// The attribute as `version` defines it: the fields of a structured value that the version
 /// lacks are left out (the Digest's Key Format Type is a 1.1 addition; tags newer than the
 /// version in any structure).

@@ -195,18 +195,7 @@ fn put_payload(spec: Version, object: &ManagedObject) -> Option<Vec<Ttlv>> {
         None => items.push(build::enumeration(tag::PUT_FUNCTION, put_function::NEW)),
     }
     items.push(body);
-    let attributes = visible(spec, object);
-    if spec >= Version::V2_0 {
-        items.push(build::structure(
-            tag::ATTRIBUTES,
-            attributes
-                .iter()
-                .map(|(_, a)| attrs::for_version(spec, a).to_v2())
-                .collect(),
-        ));
-    } else {
-        items.extend(attributes.iter().map(|(i, a)| attrs::v1_item(spec, a, *i)));
-    }
+    items.extend(attrs::listed(spec, visible(spec, object)));
     Some(items)
 }
 
@@ -243,17 +232,9 @@ fn notify_payload(
         changed.push(lcd);
     }
     let mut items = vec![build::unique_identifier(&after.uid)];
-    if spec >= Version::V2_0 {
-        // 2.x Attributes cannot express a deleted attribute: the changed ones only.
-        items.push(build::structure(
-            tag::ATTRIBUTES,
-            changed
-                .iter()
-                .map(|(_, a)| attrs::for_version(spec, a).to_v2())
-                .collect(),
-        ));
-    } else {
-        items.extend(changed.iter().map(|(i, a)| attrs::v1_item(spec, a, *i)));
+    items.extend(attrs::listed(spec, changed.iter().map(|&&(i, a)| (i, a))));
+    // 2.x Attributes cannot express a deleted attribute: the changed ones only.
+    if spec < Version::V2_0 {
         for (i, a) in gone {
             let mut fields = vec![build::text(tag::ATTRIBUTE_NAME, a.name.v1_name())];
             if *i != 0 {

@@ -69,21 +69,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
         out
     };
     let mut items = vec![uid_item(&uid)];
-    if ctx.v2() {
-        items.push(build::structure(
-            tag::ATTRIBUTES,
-            selected
-                .iter()
-                .map(|(_, a)| attrs::for_version(ctx.spec, a).to_v2())
-                .collect(),
-        ));
-    } else {
-        items.extend(
-            selected
-                .iter()
-                .map(|(i, a)| attrs::v1_item(ctx.spec, a, *i)),
-        );
-    }
+    items.extend(attrs::listed(ctx.spec, selected));
     ctx.set_placeholder(&uid);
     Ok(Some(build::structure(tag::RESPONSE_PAYLOAD, items)))
 }
