@@ -26,30 +26,12 @@ use std::time::{Duration, Instant};
 
 use kmipd_client::{Client, Connector, TlsOptions};
 
-const KMIPD: &str = env!("CARGO_BIN_EXE_kmipd");
-/// Bound on one admin command or one server start.
-const BOUND: Duration = Duration::from_secs(120);
+mod cluster;
 
-/// `kmipd init --dir DIR` through the binary.
-fn init(dir: &Path, hsm: bool) {
-    let mut cmd = Command::new(KMIPD);
-    cmd.args(["init", "--dir"]).arg(dir);
-    if !hsm {
-        cmd.arg("--no-hsm");
-    }
-    let (ok, out, err) = run_bounded(cmd);
-    assert!(ok, "kmipd init failed:\n{out}\n{err}");
-}
-
-/// Runs a command to completion within [`BOUND`]; (success, stdout, stderr).
-fn run_bounded(mut cmd: Command) -> (bool, String, String) {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    finish(child)
-}
+// The kmipd binary, the bound on one admin command or server start, `kmipd init`, bounded
+// commands, the client's runtime, connectors and connections: the harness shared with the
+// multi-node tests.
+use cluster::{BOUND, KMIPD, connect, connector_in, init, run_bounded, runtime};
 
 fn finish(child: Child) -> (bool, String, String) {
     kmipd_test_support::finish_bounded(child, BOUND)
@@ -201,31 +183,8 @@ impl Instance {
     }
 
     fn connector(&self, who: &str) -> Connector {
-        let read = |p: PathBuf| std::fs::read(p).unwrap();
-        let certs = self.dir.join("certs");
-        Connector::new(
-            &read(certs.join("ca.pem")),
-            &read(certs.join(format!("{who}.pem"))),
-            &read(certs.join(format!("{who}.key"))),
-            TlsOptions {
-                timeout: Duration::from_secs(30),
-                ..TlsOptions::default()
-            },
-        )
-        .unwrap()
+        connector_in(&self.dir, who)
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn connect(c: &Connector, addr: SocketAddr) -> Client {
-    c.connect(addr).await.unwrap()
 }
 
 /// Creates `n` AES-256 keys named `{prefix}-{i}`; returns uid → key bytes.
