@@ -300,20 +300,24 @@ mod tests {
     }
 
     fn create(e: &Engine, who: &Principal) -> (String, Answer) {
+        create_with(e, who, Vec::new())
+    }
+
+    /// Creates an AES-128 key with these attributes besides algorithm, length and mask.
+    fn create_with(e: &Engine, who: &Principal, extra: Vec<Ttlv>) -> (String, Answer) {
+        let mut template = vec![
+            attr("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
+            attr("Cryptographic Length", Value::Integer(128)),
+            attr("Cryptographic Usage Mask", Value::Integer(12)),
+        ];
+        template.extend(extra);
         let answer = call(
             e,
             who,
             op::CREATE,
             vec![
                 build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                build::structure(
-                    tag::TEMPLATE_ATTRIBUTE,
-                    vec![
-                        attr("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
-                        attr("Cryptographic Length", Value::Integer(128)),
-                        attr("Cryptographic Usage Mask", Value::Integer(12)),
-                    ],
-                ),
+                build::structure(tag::TEMPLATE_ATTRIBUTE, template),
             ],
         );
         let mut uid = String::new();
@@ -505,28 +509,8 @@ mod tests {
     fn a_key_that_get_would_not_hand_out_is_not_put() {
         let alice = Principal::new("alice");
         let e = engine(vec![subscription(alice.clone(), true, true)]);
-        let answer = call(
-            &e,
-            &alice,
-            op::CREATE,
-            vec![
-                build::enumeration(tag::OBJECT_TYPE, object_type::SYMMETRIC_KEY),
-                build::structure(
-                    tag::TEMPLATE_ATTRIBUTE,
-                    vec![
-                        attr("Cryptographic Algorithm", Value::Enumeration(alg::AES)),
-                        attr("Cryptographic Length", Value::Integer(128)),
-                        attr("Cryptographic Usage Mask", Value::Integer(12)),
-                        attr("Extractable", Value::Boolean(false)),
-                    ],
-                ),
-            ],
-        );
-        let mut created = false;
-        answer
-            .response
-            .walk(&mut |i, _| created |= i.tag == tag::UNIQUE_IDENTIFIER);
-        assert!(created, "{:?}", answer.response);
+        // (create_with asserts the key was created)
+        let (_, answer) = create_with(&e, &alice, vec![attr("Extractable", Value::Boolean(false))]);
         assert!(
             answer.pushes.is_empty(),
             "a non-extractable key is not pushed"
