@@ -66,15 +66,15 @@ impl Want {
     }
 }
 
+/// One object as [`ObjectStore::get_revised`] reads it.
+pub type ObjectRead = Result<Option<(ManagedObject, Revision)>, StoreError>;
+
 /// What [`AsyncAccess::fetch`] read for a [`Want`]: one entry for each thing wanted. An object
 /// that could not be read carries the error [`ObjectStore::get_revised`] would have returned.
 #[derive(Debug, Default)]
 pub struct Fetched {
     /// Each wanted object (`None`: absent) with its revision.
-    pub objects: Vec<(
-        String,
-        Result<Option<(ManagedObject, Revision)>, StoreError>,
-    )>,
+    pub objects: Vec<(String, ObjectRead)>,
     /// Each wanted setting (`None`: never set).
     pub settings: Vec<(String, Option<Vec<u8>>)>,
     /// Each wanted search with the objects that satisfy it, in creation order.
@@ -97,7 +97,7 @@ pub trait AsyncAccess: Send + Sync {
 /// [`Overlay::take_commit`].
 pub struct Overlay {
     base: Arc<dyn ObjectStore>,
-    objects: HashMap<String, Result<Option<(ManagedObject, Revision)>, StoreError>>,
+    objects: HashMap<String, ObjectRead>,
     settings: HashMap<String, Result<Option<Vec<u8>>, StoreError>>,
     found: Vec<(Query, Result<Vec<ManagedObject>, StoreError>)>,
     missed: Mutex<Want>,
