@@ -65,15 +65,16 @@ fn custom(name: &str) -> AttrName {
     }
 }
 
-/// True when `name` is the dual control mark (in either spelling).
+/// True when `name` is the dual control mark (in either spelling). Allocates nothing: it is
+/// asked of every attribute of every object a Get or Destroy reads.
 pub fn is_mark(name: &AttrName) -> bool {
-    name.canonical() == custom(MARK_ATTRIBUTE)
+    name.is_custom_v1(MARK_ATTRIBUTE)
 }
 
 /// True when `name` is a stored request (never copied to a Re-Key replacement: an approval
 /// is for one object).
 pub(crate) fn is_request(name: &AttrName) -> bool {
-    name.canonical() == custom(REQUEST_ATTRIBUTE)
+    name.is_custom_v1(REQUEST_ATTRIBUTE)
 }
 
 /// Whether the object needs dual control under `policy`.

@@ -18,13 +18,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kmipd_proto::enums::{batch_error_continuation as bec, operation as op, result_status};
 use kmipd_proto::message::{
-    ProtocolVersion, RequestBatchItem, RequestHeader, RequestMessage, ResponseBatchItem,
+    BatchItemRef, ProtocolVersion, RequestHeader, RequestMessage, ResponseBatchItem,
     ResponseHeader, ResponseMessage,
 };
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
-use kmipd_store::prefetch::{AsyncAccess, Overlay, Want};
 use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore, Revision, StoreError};
 use kmipd_ttlv::{Limits, Ttlv, Value};
 
@@ -368,33 +367,10 @@ impl Engine {
     /// ([`Prepared::needs_commit`] false) completes without touching the store. Dropping a
     /// `Prepared` discards its changes. Does not block on I/O except for the store's reads.
     pub fn prepare(&self, principal: &Principal, request: &Ttlv) -> Prepared {
-        self.prepare_in(self.store.as_ref(), principal, request)
-    }
-
-    /// [`Engine::prepare`] against `overlay` (what was fetched ahead for this request,
-    /// [`kmipd_store::prefetch`]) instead of the store: never blocks. When it read something
-    /// not fetched ([`Overlay::take_missed`] not empty) or asked what an overlay does not
-    /// serve ([`Overlay::unsupported`]), the result is meaningless: drop it, fetch what was
-    /// missed (or run the request with [`Engine::handle`]) and prepare again. Only for
-    /// [replayable](Self::is_replayable) requests, whose preparation leaves nothing behind.
-    pub fn prepare_over(
-        &self,
-        overlay: &Overlay,
-        principal: &Principal,
-        request: &Ttlv,
-    ) -> Prepared {
-        self.prepare_in(overlay, principal, request)
-    }
-
-    fn prepare_in(
-        &self,
-        store: &dyn ObjectStore,
-        principal: &Principal,
-        request: &Ttlv,
-    ) -> Prepared {
-        if let Ok(m) = RequestMessage::from_ttlv(request) {
-            let items = m.items.into_iter().map(Item::Read).collect();
-            return self.run(store, principal, &m.header, items);
+        // The batch items are read in place: their payloads are borrowed, not copied.
+        if let Ok((header, items)) = RequestMessage::read(request) {
+            let items = items.into_iter().map(Item::Read).collect();
+            return self.run(principal, &header, items);
         }
         let header = if request.tag == tag::REQUEST_MESSAGE {
             RequestMessage::salvage_header(request)
@@ -407,7 +383,7 @@ impl Engine {
             return Prepared::answer(single_failure(ProtocolVersion::V1_0, &err, now));
         };
         match salvage_items(request) {
-            Some(items) if !items.is_empty() => self.run(store, principal, &header, items),
+            Some(items) if !items.is_empty() => self.run(principal, &header, items),
             _ => {
                 let version = self.answer_version(header.protocol_version);
                 Prepared::answer(single_failure(version, &err, now))
@@ -435,7 +411,7 @@ impl Engine {
             forget(&self.pending, &consumed);
             self.streams.apply(streamed, self.config.clock.now());
             return Ok(Answer {
-                response: response.to_ttlv(),
+                response: response.into_ttlv(),
                 incidents,
                 pushes: Vec::new(),
             });
@@ -464,28 +440,6 @@ impl Engine {
         prepared: Prepared,
         done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
     ) {
-        self.complete_then_in(self.store.as_ref(), prepared, done);
-    }
-
-    /// [`Engine::complete_then`] for a request prepared with [`Engine::prepare_over`]: its
-    /// commit is handed to `overlay` ([`Overlay::take_commit`]), for the caller to run
-    /// ([`AsyncAccess::commit`]) and then pass its outcome on; `done` is called then (at once
-    /// when there is nothing to commit).
-    pub fn complete_then_over(
-        &self,
-        overlay: &Overlay,
-        prepared: Prepared,
-        done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
-    ) {
-        self.complete_then_in(overlay, prepared, done);
-    }
-
-    fn complete_then_in(
-        &self,
-        store: &dyn ObjectStore,
-        prepared: Prepared,
-        done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
-    ) {
         let Prepared {
             response,
             changes,
@@ -499,7 +453,7 @@ impl Engine {
             forget(&self.pending, &consumed);
             self.streams.apply(streamed, self.config.clock.now());
             done(Ok(Answer {
-                response: response.to_ttlv(),
+                response: response.into_ttlv(),
                 incidents,
                 pushes: Vec::new(),
             }));
@@ -509,7 +463,7 @@ impl Engine {
         let clock = self.config.clock.clone();
         let pending = Arc::clone(&self.pending);
         let streams = Arc::clone(&self.streams);
-        store.commit_then(
+        self.store.commit_then(
             changes,
             Box::new(move |stored| {
                 let failed = Failed {
@@ -533,92 +487,6 @@ impl Engine {
     /// block.
     pub fn store_reads_are_local(&self) -> bool {
         self.store.reads_are_local()
-    }
-
-    /// The store's asynchronous reads and commits ([`ObjectStore::async_access`]), if it
-    /// has them (PostgreSQL): a server prepares [light](Self::is_light),
-    /// [replayable](Self::is_replayable) requests on its async threads against an
-    /// [overlay](Self::overlay) of what it fetched with them.
-    pub fn async_access(&self) -> Option<Arc<dyn AsyncAccess>> {
-        self.store.async_access()
-    }
-
-    /// An empty [`Overlay`] over the store, for one request ([`Engine::prepare_over`]).
-    pub fn overlay(&self) -> Overlay {
-        Overlay::new(Arc::clone(&self.store))
-    }
-
-    /// Whether preparing `request` leaves nothing behind in the engine's memory, so that a
-    /// preparation may be dropped and run again (as [`Engine::prepare_over`] needs): no
-    /// Asynchronous Indicator (a deferred request is kept for Poll), no Authentication (a
-    /// Login ticket with a usage limit is used up when presented), and no Login, Logout,
-    /// Delegated Login (tickets) or PKCS#11 (contexts) item. Streamed cryptography stages its
-    /// changes until completion, as the commit does. Anything unreadable is not replayable.
-    pub fn is_replayable(request: &Ttlv) -> bool {
-        let Some(header) = request
-            .children()
-            .into_iter()
-            .flatten()
-            .find(|c| c.tag == tag::REQUEST_HEADER)
-        else {
-            return false;
-        };
-        let header_ok = header.children().into_iter().flatten().all(|f| {
-            f.tag != tag::AUTHENTICATION
-                && !(f.tag == tag::ASYNCHRONOUS_INDICATOR && f.value != Value::Boolean(false))
-        });
-        let items_ok = request
-            .children()
-            .into_iter()
-            .flatten()
-            .filter(|c| c.tag == tag::BATCH_ITEM)
-            .all(|item| {
-                item.children().into_iter().flatten().any(|f| {
-                    f.tag == tag::OPERATION
-                        && matches!(f.value, Value::Enumeration(code)
-                            if crate::dispatch::Op::from_code(code).is_some()
-                                && ![op::LOGIN, op::LOGOUT, op::DELEGATED_LOGIN, op::PKCS_11]
-                                    .contains(&code))
-                })
-            });
-        header_ok && items_ok
-    }
-
-    /// What preparing `request` will most likely read, to fetch before the first
-    /// preparation ([`Engine::prepare_over`]): every Unique Identifier the batch items name
-    /// (the objects themselves, wrapping keys, ...), and the constraints setting when an item
-    /// creates an object. Anything else it reads is fetched after a first preparation misses
-    /// it.
-    pub fn reads_ahead(request: &Ttlv) -> Want {
-        fn uids(t: &Ttlv, want: &mut Want) {
-            match &t.value {
-                Value::TextString(s) if t.tag == tag::UNIQUE_IDENTIFIER => want.uid(s),
-                Value::Structure(c) => c.iter().for_each(|c| uids(c, want)),
-                _ => {}
-            }
-        }
-        let mut want = Want::default();
-        for item in request
-            .children()
-            .into_iter()
-            .flatten()
-            .filter(|c| c.tag == tag::BATCH_ITEM)
-        {
-            for f in item.children().into_iter().flatten() {
-                match &f.value {
-                    Value::Enumeration(code)
-                        if f.tag == tag::OPERATION
-                            && [op::CREATE, op::CREATE_SPLIT_KEY, op::JOIN_SPLIT_KEY]
-                                .contains(code) =>
-                    {
-                        want.setting(crate::constraints::SETTING);
-                    }
-                    _ if f.tag == tag::REQUEST_PAYLOAD => uids(f, &mut want),
-                    _ => {}
-                }
-            }
-        }
-        want
     }
 
     /// Whether every batch item of `request` names a light operation (small, bounded work:
@@ -676,13 +544,7 @@ impl Engine {
         })
     }
 
-    fn run(
-        &self,
-        store: &dyn ObjectStore,
-        principal: &Principal,
-        header: &RequestHeader,
-        items: Vec<Item>,
-    ) -> Prepared {
+    fn run(&self, principal: &Principal, header: &RequestHeader, items: Vec<Item<'_>>) -> Prepared {
         let Some(version) = self.served(header.protocol_version) else {
             // KMIP 1.4 §11.1: a major version mismatch gets a header and one batch item
             // without Operation (Invalid Message in 1.x, Unsupported Protocol Version in 2.x).
@@ -696,7 +558,7 @@ impl Engine {
         if usize::try_from(header.batch_count).ok() != Some(items.len()) {
             return Prepared::answer(error_response(
                 version,
-                &items,
+                &echoes(&items),
                 &Error::InvalidMessage("batch count does not match the batch items"),
                 self.config.clock.now(),
             ));
@@ -706,7 +568,7 @@ impl Engine {
         if ![bec::STOP, bec::CONTINUE, bec::UNDO].contains(&option) {
             return Prepared::answer(error_response(
                 version,
-                &items,
+                &echoes(&items),
                 &Error::InvalidField("Batch Error Continuation Option"),
                 self.config.clock.now(),
             ));
@@ -716,9 +578,11 @@ impl Engine {
         // certificate identity for this request; a bad one fails every item.
         let narrowed = match self.authenticate(principal, header, version, now) {
             Ok(p) => p,
-            Err(err) => return Prepared::answer(error_response(version, &items, &err, now)),
+            Err(err) => {
+                return Prepared::answer(error_response(version, &echoes(&items), &err, now));
+            }
         };
-        let principal = &narrowed;
+        let principal: &Principal = &narrowed;
         if header.asynchronous_indicator == Some(true)
             && let Some(pending) = self.defer(principal, version, &items, now)
         {
@@ -731,7 +595,7 @@ impl Engine {
             version,
             spec,
             now,
-            tx: Tx::new(store, now),
+            tx: Tx::new(self.store.as_ref(), now),
             id_placeholder: None,
             batch_uids: Vec::new(),
             uid_by_kind: Vec::new(),
@@ -763,7 +627,7 @@ impl Engine {
             match result {
                 Ok(payload) => answers.push(ResponseBatchItem {
                     operation: answered_as,
-                    unique_batch_item_id: item.unique_batch_item_id(),
+                    unique_batch_item_id: item.echo().unique_batch_item_id,
                     result_status: result_status::SUCCESS,
                     result_reason: None,
                     result_message: None,
@@ -781,7 +645,7 @@ impl Engine {
                     }
                     answers.push(ResponseBatchItem {
                         operation: answered_as,
-                        ..failure(version, item, &err)
+                        ..failure(version, &item.echo(), &err)
                     });
                     incidents.extend(Incident::of(&err, item.operation(), item.object()));
                     if option == bec::CONTINUE {
@@ -807,8 +671,14 @@ impl Engine {
             }
         }
         let streamed = std::mem::take(&mut ctx.stream_changes);
-        let pushes = self.pushes_for(store, &ctx.tx, version);
+        let pushes = self.pushes_for(&ctx.tx, version);
         let changes = ctx.tx.into_changes();
+        // What a failed commit's answer echoes; nothing to commit, nothing to keep.
+        let items = if changes.is_empty() {
+            Vec::new()
+        } else {
+            echoes(&items)
+        };
         let response = ResponseMessage {
             header: response_header(version, answers.len(), now),
             items: answers,
@@ -837,12 +707,7 @@ impl Engine {
 
     /// The Put and Notify messages that the batch's surviving changes call for (`push.rs`):
     /// each written object against what the store held before the request.
-    fn pushes_for(
-        &self,
-        store: &dyn ObjectStore,
-        tx: &Tx<'_>,
-        version: ProtocolVersion,
-    ) -> Vec<crate::push::Push> {
+    fn pushes_for(&self, tx: &Tx<'_>, version: ProtocolVersion) -> Vec<crate::push::Push> {
         if self.config.push.is_empty() {
             return Vec::new();
         }
@@ -850,7 +715,7 @@ impl Engine {
         let mut out = Vec::new();
         for (uid, after) in tx.written() {
             // A store that cannot read the record now cannot commit over it either.
-            let Ok(before) = store.get(uid) else {
+            let Ok(before) = self.store.get(uid) else {
                 continue;
             };
             out.extend(crate::push::messages_for(
@@ -868,16 +733,17 @@ impl Engine {
     /// Authentication (`tickets.rs`): a Ticket (2.x) by what the ticket carries; a Username
     /// and Password or Device credential, when the server has credentials configured, by the
     /// verified credential (`credentials.rs`). Other credential types change nothing.
-    fn authenticate(
+    fn authenticate<'p>(
         &self,
-        principal: &Principal,
+        principal: &'p Principal,
         header: &RequestHeader,
         version: ProtocolVersion,
         now: i64,
-    ) -> Result<Principal, Error> {
+    ) -> Result<std::borrow::Cow<'p, Principal>, Error> {
         use kmipd_proto::enums::credential_type as ct;
         let Some(auth) = &header.authentication else {
-            return Ok(principal.clone());
+            // No credentials: the certificate identity as it is, not a copy.
+            return Ok(std::borrow::Cow::Borrowed(principal));
         };
         let mut narrowed = principal.clone();
         for credential in StructReader::new(auth, tag::AUTHENTICATION)?.repeated(tag::CREDENTIAL) {
@@ -902,7 +768,7 @@ impl Engine {
                 _ => {}
             }
         }
-        Ok(narrowed)
+        Ok(std::borrow::Cow::Owned(narrowed))
     }
 
     /// An asynchronous request (`pending.rs`): its one item kept for a later Poll, answered
@@ -912,7 +778,7 @@ impl Engine {
         &self,
         principal: &Principal,
         version: ProtocolVersion,
-        items: &[Item],
+        items: &[Item<'_>],
         now: i64,
     ) -> Option<Prepared> {
         let [Item::Read(item)] = items else {
@@ -923,12 +789,12 @@ impl Engine {
         {
             return None;
         }
-        let value = self.pending.defer(principal.name(), item.clone(), now)?;
+        let value = self.pending.defer(principal.name(), item.to_item(), now)?;
         Some(Prepared::answer(ResponseMessage {
             header: response_header(version, 1, now),
             items: vec![ResponseBatchItem {
                 operation: Some(item.operation),
-                unique_batch_item_id: item.unique_batch_item_id.clone(),
+                unique_batch_item_id: item.unique_batch_item_id.map(<[u8]>::to_vec),
                 result_status: result_status::OPERATION_PENDING,
                 result_reason: None,
                 result_message: None,
@@ -943,7 +809,7 @@ impl Engine {
     fn poll_or_cancel(
         &self,
         ctx: &mut Ctx<'_>,
-        item: &RequestBatchItem,
+        item: &BatchItemRef<'_>,
         consumed: &mut Vec<(String, Vec<u8>)>,
         answered_as: &mut Option<u32>,
     ) -> Result<Option<Ttlv>, Error> {
@@ -951,7 +817,6 @@ impl Engine {
         crate::access::check_operation(ctx.principal, item.operation)?;
         let payload = item
             .payload
-            .as_ref()
             .ok_or(Error::MissingData("Asynchronous Correlation Value"))?;
         let value = StructReader::any(payload)?
             .req_bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE)?
@@ -975,7 +840,7 @@ impl Engine {
             )));
         }
         *answered_as = Some(deferred.operation);
-        run_item(ctx, &deferred)
+        run_item(ctx, &deferred.borrowed())
     }
 
     /// Grants `operations` (Operation enumeration values) on object `uid` to `grantee`, adding
@@ -1232,7 +1097,7 @@ impl Conflict {
 /// What answering a failed commit needs.
 struct Failed {
     /// The request's items, each answered with the failure.
-    items: Vec<Item>,
+    items: Vec<Echo>,
     /// The one object the commit changed, if it changed one.
     subject: Option<String>,
     /// The time stamp of the answer.
@@ -1269,23 +1134,24 @@ fn answer_after_commit(
     match stored {
         // The server-to-client messages only once the change is durable.
         Ok(()) => Ok(Answer {
-            response: response.to_ttlv(),
+            response: response.into_ttlv(),
             incidents,
             pushes,
         }),
         Err(e @ StoreError::Conflict { .. }) => Err(Conflict {
-            answer: error_response(version, &failed.items, &Error::Store(e), failed.now).to_ttlv(),
+            answer: error_response(version, &failed.items, &Error::Store(e), failed.now)
+                .into_ttlv(),
         }),
         Err(e) => {
             let err = Error::Store(e);
             // One incident for the commit: its operation when the request has one item.
             let operation = match failed.items.as_slice() {
-                [only] => only.operation(),
+                [only] => only.operation,
                 _ => None,
             };
             incidents.extend(Incident::of(&err, operation, failed.subject.as_deref()));
             Ok(Answer {
-                response: error_response(version, &failed.items, &err, failed.now).to_ttlv(),
+                response: error_response(version, &failed.items, &err, failed.now).into_ttlv(),
                 incidents,
                 pushes: Vec::new(),
             })
@@ -1298,8 +1164,8 @@ fn answer_after_commit(
 pub struct Prepared {
     response: ResponseMessage,
     changes: Vec<Change>,
-    /// The request's items, to fail them all if the commit fails.
-    items: Vec<Item>,
+    /// The request's items, to fail them all if the commit fails (empty without changes).
+    items: Vec<Echo>,
     /// Store and internal failures of its items, for the operator.
     incidents: Vec<Incident>,
     /// The pending asynchronous items (identity, correlation value) this request polled or
@@ -1345,16 +1211,17 @@ impl Prepared {
     }
 }
 
-/// One batch item of a request: read, or unreadable (what could be read of it is echoed).
-enum Item {
-    Read(RequestBatchItem),
+/// One batch item of a request, borrowed from the request message: read, or unreadable
+/// (what could be read of it is echoed).
+enum Item<'a> {
+    Read(BatchItemRef<'a>),
     Unreadable {
         operation: Option<u32>,
-        unique_batch_item_id: Option<Vec<u8>>,
+        unique_batch_item_id: Option<&'a [u8]>,
     },
 }
 
-impl Item {
+impl Item<'_> {
     fn operation(&self) -> Option<u32> {
         match self {
             Item::Read(i) => Some(i.operation),
@@ -1365,27 +1232,43 @@ impl Item {
     /// The Unique Identifier the item's payload names, if any (the object of an incident).
     fn object(&self) -> Option<&str> {
         let Item::Read(i) = self else { return None };
-        StructReader::any(i.payload.as_ref()?)
+        StructReader::any(i.payload?)
             .ok()?
             .text(tag::UNIQUE_IDENTIFIER)
             .ok()
             .flatten()
     }
 
-    fn unique_batch_item_id(&self) -> Option<Vec<u8>> {
-        match self {
-            Item::Read(i) => i.unique_batch_item_id.clone(),
+    /// What a failure answer echoes of it.
+    fn echo(&self) -> Echo {
+        let (operation, unique_batch_item_id) = match self {
+            Item::Read(i) => (Some(i.operation), i.unique_batch_item_id),
             Item::Unreadable {
+                operation,
                 unique_batch_item_id,
-                ..
-            } => unique_batch_item_id.clone(),
+            } => (*operation, *unique_batch_item_id),
+        };
+        Echo {
+            operation,
+            unique_batch_item_id: unique_batch_item_id.map(<[u8]>::to_vec),
         }
     }
 }
 
+/// What the answer to a failed batch item echoes of it (kept past the request message for a
+/// commit that fails).
+struct Echo {
+    operation: Option<u32>,
+    unique_batch_item_id: Option<Vec<u8>>,
+}
+
+fn echoes(items: &[Item<'_>]) -> Vec<Echo> {
+    items.iter().map(Item::echo).collect()
+}
+
 /// The batch items of a request message that did not read as a whole; `None` when the message
 /// holds anything but a header and batch items.
-fn salvage_items(request: &Ttlv) -> Option<Vec<Item>> {
+fn salvage_items(request: &Ttlv) -> Option<Vec<Item<'_>>> {
     let r = StructReader::any(request).ok()?;
     let mut items = Vec::new();
     for child in r.items() {
@@ -1395,18 +1278,14 @@ fn salvage_items(request: &Ttlv) -> Option<Vec<Item>> {
         if child.tag != tag::BATCH_ITEM {
             return None;
         }
-        items.push(match RequestBatchItem::from_ttlv(child) {
+        items.push(match BatchItemRef::from_ttlv(child) {
             Ok(item) => Item::Read(item),
             Err(_) => {
                 let r = StructReader::any(child).ok();
                 Item::Unreadable {
                     operation: r.and_then(|r| r.enumeration(tag::OPERATION).ok().flatten()),
-                    unique_batch_item_id: r.and_then(|r| {
-                        r.bytes(tag::UNIQUE_BATCH_ITEM_ID)
-                            .ok()
-                            .flatten()
-                            .map(<[u8]>::to_vec)
-                    }),
+                    unique_batch_item_id: r
+                        .and_then(|r| r.bytes(tag::UNIQUE_BATCH_ITEM_ID).ok().flatten()),
                 }
             }
         });
@@ -1416,14 +1295,14 @@ fn salvage_items(request: &Ttlv) -> Option<Vec<Item>> {
 
 /// Runs one batch item: the operation must exist in the request's version, and a critical
 /// Message Extension (none is understood) refuses the item (KMIP 1.4 §11.1).
-fn run_item(ctx: &mut Ctx<'_>, item: &RequestBatchItem) -> Result<Option<Ttlv>, Error> {
+fn run_item(ctx: &mut Ctx<'_>, item: &BatchItemRef<'_>) -> Result<Option<Ttlv>, Error> {
     let defined = kmipd_proto::spec::enum_of_tag(tag::OPERATION.value())
         .and_then(|e| e.entry(item.operation))
         .is_some_and(|e| e.defined_in(ctx.spec));
     if !defined {
         return Err(Error::OperationNotSupported);
     }
-    if let Some(ext) = &item.message_extension {
+    if let Some(ext) = item.message_extension {
         let critical = StructReader::any(ext)?.boolean(tag::CRITICALITY_INDICATOR)?;
         if critical != Some(false) {
             return Err(Error::FeatureNotSupported("critical message extension"));
@@ -1431,7 +1310,7 @@ fn run_item(ctx: &mut Ctx<'_>, item: &RequestBatchItem) -> Result<Option<Ttlv>, 
     }
     ctx.operation = item.operation;
     crate::access::check_operation(ctx.principal, item.operation)?;
-    dispatch::dispatch(ctx, item.operation, item.payload.as_ref())
+    dispatch::dispatch(ctx, item.operation, item.payload)
 }
 
 /// A response header stamped `now` (the engine's [`Clock`]).
@@ -1450,10 +1329,10 @@ fn response_header(version: ProtocolVersion, count: usize, now: i64) -> Response
     }
 }
 
-fn failure(version: ProtocolVersion, item: &Item, err: &Error) -> ResponseBatchItem {
+fn failure(version: ProtocolVersion, item: &Echo, err: &Error) -> ResponseBatchItem {
     ResponseBatchItem {
-        operation: item.operation(),
-        unique_batch_item_id: item.unique_batch_item_id(),
+        operation: item.operation,
+        unique_batch_item_id: item.unique_batch_item_id.clone(),
         result_status: result_status::OPERATION_FAILED,
         result_reason: Some(err.result_reason(version)),
         result_message: Some(err.client_message()),
@@ -1465,7 +1344,7 @@ fn failure(version: ProtocolVersion, item: &Item, err: &Error) -> ResponseBatchI
 /// Every item of the request fails with the same error.
 fn error_response(
     version: ProtocolVersion,
-    items: &[Item],
+    items: &[Echo],
     err: &Error,
     now: i64,
 ) -> ResponseMessage {

@@ -186,10 +186,16 @@ pub(crate) fn touch(ctx: &Ctx<'_>, obj: &mut ManagedObject) {
 
 /// Moves the object's State by a lifecycle `event`: the next state, or `lifecycle`'s refusal.
 pub(crate) fn transition_state(obj: &mut ManagedObject, event: Event) -> Result<()> {
-    let current = current_state(obj).ok_or(Error::Internal("object without State"))?;
-    let next = transition(current, event)?;
+    let next = next_state(obj, event)?;
     obj.attributes.set(tag::STATE, Value::Enumeration(next));
     Ok(())
+}
+
+/// The State a lifecycle `event` would move the object to, or `lifecycle`'s refusal; the
+/// object is left as it is.
+pub(crate) fn next_state(obj: &ManagedObject, event: Event) -> Result<u32> {
+    let current = current_state(obj).ok_or(Error::Internal("object without State"))?;
+    transition(current, event)
 }
 
 /// Ends an operation that changed an existing object: Last Change Date = now, the object is

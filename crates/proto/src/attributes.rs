@@ -104,6 +104,27 @@ impl AttrName {
         }
     }
 
+    /// True when this is a custom attribute whose 1.x spelling ([`v1_name`](Self::v1_name)) is
+    /// `v1`; nothing is allocated.
+    pub fn is_custom_v1(&self, v1: &str) -> bool {
+        match self {
+            AttrName::Std(_) => false,
+            AttrName::Custom { vendor: None, name } => name == v1,
+            AttrName::Custom {
+                vendor: Some(v),
+                name,
+            } => {
+                if name.starts_with("x-") || name.starts_with("y-") {
+                    name == v1
+                } else {
+                    v1.strip_prefix(v.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        == Some(name.as_str())
+                }
+            }
+        }
+    }
+
     /// True when both name the same attribute: standard ones by tag, custom ones by their 1.x
     /// spelling, so a 1.x `x-foo` and a 2.x vendor attribute `x`/`foo` are one attribute.
     pub fn same_attribute(&self, other: &AttrName) -> bool {
@@ -505,6 +526,34 @@ pub fn write_attributes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_custom_v1` answers as comparing the canonical forms does (which allocates).
+    #[test]
+    fn is_custom_v1_agrees_with_the_canonical_form() {
+        let names = [
+            AttrName::Std(tag::STATE),
+            AttrName::from_v1_name("y-kmipd-dual-control"),
+            AttrName::from_v1_name("x-other"),
+            vendor("y", "kmipd-dual-control"),
+            vendor("y", "y-kmipd-dual-control"),
+            vendor("x", "kmipd-dual-control"),
+            vendor("y-kmipd", "dual-control"),
+            vendor("yy", "kmipd-dual-control"),
+        ];
+        for v1 in ["y-kmipd-dual-control", "x-other", "State", "y-"] {
+            let wanted = AttrName::Custom {
+                vendor: None,
+                name: v1.to_owned(),
+            };
+            for n in &names {
+                assert_eq!(
+                    n.is_custom_v1(v1),
+                    n.canonical() == wanted,
+                    "{n:?} against {v1}"
+                );
+            }
+        }
+    }
 
     /// A 2.x vendor attribute.
     fn vendor(vendor: &str, name: &str) -> AttrName {

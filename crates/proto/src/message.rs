@@ -112,6 +112,47 @@ pub struct RequestBatchItem {
     pub message_extension: Option<Ttlv>,
 }
 
+/// A request Batch Item read in place ([`RequestMessage::read`]): the fields of a
+/// [`RequestBatchItem`], its payload and extension borrowed from the message tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchItemRef<'a> {
+    /// Operation.
+    pub operation: u32,
+    /// Ephemeral (2.x).
+    pub ephemeral: Option<bool>,
+    /// Unique Batch Item ID.
+    pub unique_batch_item_id: Option<&'a [u8]>,
+    /// Request Payload.
+    pub payload: Option<&'a Ttlv>,
+    /// Message Extension.
+    pub message_extension: Option<&'a Ttlv>,
+}
+
+impl<'a> BatchItemRef<'a> {
+    /// Reads a request Batch Item (the checks of [`RequestBatchItem::from_ttlv`]).
+    pub fn from_ttlv(item: &'a Ttlv) -> Result<Self, ProtoError> {
+        let r = StructReader::new(item, tag::BATCH_ITEM)?;
+        Ok(BatchItemRef {
+            operation: r.req_enum(tag::OPERATION)?,
+            ephemeral: r.boolean(tag::EPHEMERAL)?,
+            unique_batch_item_id: r.bytes(tag::UNIQUE_BATCH_ITEM_ID)?,
+            payload: r.optional(tag::REQUEST_PAYLOAD),
+            message_extension: r.optional(tag::MESSAGE_EXTENSION),
+        })
+    }
+
+    /// An owned copy.
+    pub fn to_item(&self) -> RequestBatchItem {
+        RequestBatchItem {
+            operation: self.operation,
+            ephemeral: self.ephemeral,
+            unique_batch_item_id: self.unique_batch_item_id.map(<[u8]>::to_vec),
+            payload: self.payload.cloned(),
+            message_extension: self.message_extension.cloned(),
+        }
+    }
+}
+
 /// A request message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestMessage {
@@ -133,11 +174,21 @@ impl RequestMessage {
 
     /// Reads a Request Message.
     pub fn from_ttlv(item: &Ttlv) -> Result<Self, ProtoError> {
+        let (header, items) = RequestMessage::read(item)?;
+        Ok(RequestMessage {
+            header,
+            items: items.iter().map(BatchItemRef::to_item).collect(),
+        })
+    }
+
+    /// Reads a Request Message as [`RequestMessage::from_ttlv`] does (the same checks), its
+    /// batch items borrowed from `item` rather than copied.
+    pub fn read(item: &Ttlv) -> Result<(RequestHeader, Vec<BatchItemRef<'_>>), ProtoError> {
         let r = StructReader::new(item, tag::REQUEST_MESSAGE)?;
         let header = RequestHeader::from_ttlv(r.required(tag::REQUEST_HEADER)?)?;
         let items = r
             .repeated(tag::BATCH_ITEM)
-            .map(RequestBatchItem::from_ttlv)
+            .map(BatchItemRef::from_ttlv)
             .collect::<Result<Vec<_>, _>>()?;
         for child in r.items() {
             if child.tag != tag::REQUEST_HEADER && child.tag != tag::BATCH_ITEM {
@@ -150,7 +201,7 @@ impl RequestMessage {
         if items.is_empty() {
             return Err(ProtoError::Missing(tag::BATCH_ITEM));
         }
-        Ok(RequestMessage { header, items })
+        Ok((header, items))
     }
 
     /// Reads as much of a request header as is readable from a request that fails to parse,
@@ -253,14 +304,18 @@ impl RequestBatchItem {
 
     /// Reads a request Batch Item.
     pub fn from_ttlv(item: &Ttlv) -> Result<Self, ProtoError> {
-        let r = StructReader::new(item, tag::BATCH_ITEM)?;
-        Ok(RequestBatchItem {
-            operation: r.req_enum(tag::OPERATION)?,
-            ephemeral: r.boolean(tag::EPHEMERAL)?,
-            unique_batch_item_id: r.bytes(tag::UNIQUE_BATCH_ITEM_ID)?.map(<[u8]>::to_vec),
-            payload: r.optional(tag::REQUEST_PAYLOAD).cloned(),
-            message_extension: r.optional(tag::MESSAGE_EXTENSION).cloned(),
-        })
+        BatchItemRef::from_ttlv(item).map(|i| i.to_item())
+    }
+
+    /// This item, borrowed.
+    pub fn borrowed(&self) -> BatchItemRef<'_> {
+        BatchItemRef {
+            operation: self.operation,
+            ephemeral: self.ephemeral,
+            unique_batch_item_id: self.unique_batch_item_id.as_deref(),
+            payload: self.payload.as_ref(),
+            message_extension: self.message_extension.as_ref(),
+        }
     }
 
     /// The request Batch Item tree.
@@ -316,6 +371,41 @@ pub struct ResponseBatchItem {
     pub payload: Option<Ttlv>,
 }
 
+/// A response Batch Item read in place ([`ResponseMessage::read`]): the fields of a
+/// [`ResponseBatchItem`], borrowed from the message tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResponseItemRef<'a> {
+    /// Operation.
+    pub operation: Option<u32>,
+    /// Unique Batch Item ID.
+    pub unique_batch_item_id: Option<&'a [u8]>,
+    /// Result Status.
+    pub result_status: u32,
+    /// Result Reason.
+    pub result_reason: Option<u32>,
+    /// Result Message.
+    pub result_message: Option<&'a str>,
+    /// Asynchronous Correlation Value.
+    pub asynchronous_correlation_value: Option<&'a [u8]>,
+    /// Response Payload.
+    pub payload: Option<&'a Ttlv>,
+}
+
+impl ResponseItemRef<'_> {
+    /// An owned copy.
+    pub fn to_item(&self) -> ResponseBatchItem {
+        ResponseBatchItem {
+            operation: self.operation,
+            unique_batch_item_id: self.unique_batch_item_id.map(<[u8]>::to_vec),
+            result_status: self.result_status,
+            result_reason: self.result_reason,
+            result_message: self.result_message.map(str::to_owned),
+            asynchronous_correlation_value: self.asynchronous_correlation_value.map(<[u8]>::to_vec),
+            payload: self.payload.cloned(),
+        }
+    }
+}
+
 /// A response message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseMessage {
@@ -326,15 +416,31 @@ pub struct ResponseMessage {
 }
 
 impl ResponseMessage {
-    /// The Response Message tree.
+    /// The Response Message tree (a copy; [`ResponseMessage::into_ttlv`] moves the payloads).
     pub fn to_ttlv(&self) -> Ttlv {
-        let mut items = vec![self.header.to_ttlv()];
-        items.extend(self.items.iter().map(ResponseBatchItem::to_ttlv));
+        self.clone().into_ttlv()
+    }
+
+    /// The Response Message tree, the payloads moved into it rather than copied.
+    pub fn into_ttlv(self) -> Ttlv {
+        let mut items = Vec::with_capacity(1 + self.items.len());
+        items.push(self.header.into_ttlv());
+        items.extend(self.items.into_iter().map(ResponseBatchItem::into_ttlv));
         build::structure(tag::RESPONSE_MESSAGE, items)
     }
 
     /// Reads a Response Message (for clients and tests).
     pub fn from_ttlv(item: &Ttlv) -> Result<Self, ProtoError> {
+        let (header, items) = ResponseMessage::read(item)?;
+        Ok(ResponseMessage {
+            header,
+            items: items.iter().map(ResponseItemRef::to_item).collect(),
+        })
+    }
+
+    /// Reads a Response Message as [`ResponseMessage::from_ttlv`] does (the same checks), its
+    /// batch items borrowed from `item` rather than copied.
+    pub fn read(item: &Ttlv) -> Result<(ResponseHeader, Vec<ResponseItemRef<'_>>), ProtoError> {
         let r = StructReader::new(item, tag::RESPONSE_MESSAGE)?;
         let h = StructReader::new(r.required(tag::RESPONSE_HEADER)?, tag::RESPONSE_HEADER)?;
         let header = ResponseHeader {
@@ -348,35 +454,37 @@ impl ResponseMessage {
             .repeated(tag::BATCH_ITEM)
             .map(|b| {
                 let b = StructReader::any(b)?;
-                Ok(ResponseBatchItem {
+                Ok(ResponseItemRef {
                     operation: b.enumeration(tag::OPERATION)?,
-                    unique_batch_item_id: b.bytes(tag::UNIQUE_BATCH_ITEM_ID)?.map(<[u8]>::to_vec),
+                    unique_batch_item_id: b.bytes(tag::UNIQUE_BATCH_ITEM_ID)?,
                     result_status: b.req_enum(tag::RESULT_STATUS)?,
                     result_reason: b.enumeration(tag::RESULT_REASON)?,
-                    result_message: b.text(tag::RESULT_MESSAGE)?.map(str::to_owned),
-                    asynchronous_correlation_value: b
-                        .bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE)?
-                        .map(<[u8]>::to_vec),
-                    payload: b.optional(tag::RESPONSE_PAYLOAD).cloned(),
+                    result_message: b.text(tag::RESULT_MESSAGE)?,
+                    asynchronous_correlation_value: b.bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE)?,
+                    payload: b.optional(tag::RESPONSE_PAYLOAD),
                 })
             })
             .collect::<Result<Vec<_>, ProtoError>>()?;
-        Ok(ResponseMessage { header, items })
+        Ok((header, items))
     }
 }
 
 impl ResponseHeader {
     /// The Response Header tree.
     pub fn to_ttlv(&self) -> Ttlv {
-        let mut items = vec![
-            self.protocol_version.to_ttlv(),
-            build::datetime(tag::TIME_STAMP, self.time_stamp),
-        ];
-        if let Some(v) = &self.client_correlation_value {
-            items.push(build::text(tag::CLIENT_CORRELATION_VALUE, v.clone()));
+        self.clone().into_ttlv()
+    }
+
+    /// The Response Header tree, its values moved into it.
+    pub fn into_ttlv(self) -> Ttlv {
+        let mut items = Vec::with_capacity(5);
+        items.push(self.protocol_version.to_ttlv());
+        items.push(build::datetime(tag::TIME_STAMP, self.time_stamp));
+        if let Some(v) = self.client_correlation_value {
+            items.push(build::text(tag::CLIENT_CORRELATION_VALUE, v));
         }
-        if let Some(v) = &self.server_correlation_value {
-            items.push(build::text(tag::SERVER_CORRELATION_VALUE, v.clone()));
+        if let Some(v) = self.server_correlation_value {
+            items.push(build::text(tag::SERVER_CORRELATION_VALUE, v));
         }
         items.push(build::int(tag::BATCH_COUNT, self.batch_count));
         build::structure(tag::RESPONSE_HEADER, items)
@@ -384,27 +492,33 @@ impl ResponseHeader {
 }
 
 impl ResponseBatchItem {
-    /// The response Batch Item tree.
+    /// The response Batch Item tree (a copy; [`ResponseBatchItem::into_ttlv`] moves the
+    /// payload).
     pub fn to_ttlv(&self) -> Ttlv {
-        let mut items = Vec::with_capacity(6);
+        self.clone().into_ttlv()
+    }
+
+    /// The response Batch Item tree, the payload moved into it rather than copied.
+    pub fn into_ttlv(self) -> Ttlv {
+        let mut items = Vec::with_capacity(7);
         if let Some(op) = self.operation {
             items.push(build::enumeration(tag::OPERATION, op));
         }
-        if let Some(v) = &self.unique_batch_item_id {
-            items.push(build::bytes(tag::UNIQUE_BATCH_ITEM_ID, v.clone()));
+        if let Some(v) = self.unique_batch_item_id {
+            items.push(build::bytes(tag::UNIQUE_BATCH_ITEM_ID, v));
         }
         items.push(build::enumeration(tag::RESULT_STATUS, self.result_status));
         if let Some(v) = self.result_reason {
             items.push(build::enumeration(tag::RESULT_REASON, v));
         }
-        if let Some(v) = &self.result_message {
-            items.push(build::text(tag::RESULT_MESSAGE, v.clone()));
+        if let Some(v) = self.result_message {
+            items.push(build::text(tag::RESULT_MESSAGE, v));
         }
-        if let Some(v) = &self.asynchronous_correlation_value {
-            items.push(build::bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE, v.clone()));
+        if let Some(v) = self.asynchronous_correlation_value {
+            items.push(build::bytes(tag::ASYNCHRONOUS_CORRELATION_VALUE, v));
         }
-        if let Some(v) = &self.payload {
-            items.push(v.clone());
+        if let Some(v) = self.payload {
+            items.push(v);
         }
         build::structure(tag::BATCH_ITEM, items)
     }

@@ -25,7 +25,9 @@ pub(crate) const MAX_IDENTITIES: usize = 1000;
 /// The server's counters. Shared (`Arc`) between connections and the metrics listener.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String), u64>>,
+    /// Operation -> result status -> count (nested so that counting an existing series
+    /// looks it up by `&str`, allocating nothing).
+    requests: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     buckets: [AtomicU64; 12],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -33,8 +35,6 @@ pub struct Metrics {
     connections_total: AtomicU64,
     handshake_failures: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
-    /// Requests prepared against reads fetched ahead (PostgreSQL), by how they ended.
-    prefetched: Mutex<BTreeMap<&'static str, u64>>,
     /// Established TLS connections by library, version and suite.
     tls_connections: Mutex<BTreeMap<(&'static str, String, String), u64>>,
     /// Batch items answered Permission Denied, by identity (at most [`MAX_IDENTITIES`]
@@ -164,8 +164,14 @@ impl Metrics {
     /// One batch item answered.
     pub(crate) fn item(&self, operation: &str, result: &str) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((operation.to_owned(), result.to_owned()))
-                .or_default() += 1;
+            if let Some(n) = m.get_mut(operation).and_then(|r| r.get_mut(result)) {
+                *n += 1;
+            } else {
+                *m.entry(operation.to_owned())
+                    .or_default()
+                    .entry(result.to_owned())
+                    .or_default() += 1;
+            }
         }
     }
 
@@ -225,16 +231,6 @@ impl Metrics {
     pub(crate) fn refused(&self, reason: &'static str) {
         if let Ok(mut m) = self.refusals.lock() {
             *m.entry(reason).or_default() += 1;
-        }
-    }
-
-    /// A light request on a store with asynchronous reads was prepared against reads fetched
-    /// ahead: `outcome` is `no_fetch` (it read nothing), `one_fetch`, `refetched` (a preparation read more than the first
-    /// fetch, which was fetched before preparing again) or `blocking` (sent to the blocking
-    /// pool after all).
-    pub(crate) fn prefetched(&self, outcome: &'static str) {
-        if let Ok(mut m) = self.prefetched.lock() {
-            *m.entry(outcome).or_default() += 1;
         }
     }
 
@@ -354,7 +350,10 @@ impl Metrics {
              # TYPE kmipd_requests_total counter"
         );
         if let Ok(m) = self.requests.lock() {
-            for ((op, res), n) in m.iter() {
+            for (op, res, n) in m
+                .iter()
+                .flat_map(|(op, r)| r.iter().map(move |(res, n)| (op, res, n)))
+            {
                 let _ = writeln!(
                     o,
                     "kmipd_requests_total{{operation=\"{}\",result=\"{}\"}} {n}",
@@ -424,23 +423,6 @@ impl Metrics {
         if let Ok(m) = self.refusals.lock() {
             for (reason, n) in m.iter() {
                 let _ = writeln!(o, "kmipd_refusals_total{{reason=\"{reason}\"}} {n}");
-            }
-        }
-        if let Ok(m) = self.prefetched.lock()
-            && !m.is_empty()
-        {
-            let _ = writeln!(
-                o,
-                "# HELP kmipd_prefetched_requests_total Light requests prepared on the async \
-                 threads against reads fetched ahead (PostgreSQL), by outcome: no_fetch, \
-                 one_fetch, refetched, blocking.\n\
-                 # TYPE kmipd_prefetched_requests_total counter"
-            );
-            for (outcome, n) in m.iter() {
-                let _ = writeln!(
-                    o,
-                    "kmipd_prefetched_requests_total{{outcome=\"{outcome}\"}} {n}"
-                );
             }
         }
         let _ = writeln!(

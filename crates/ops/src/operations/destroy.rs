@@ -16,7 +16,7 @@ use kmipd_ttlv::{Ttlv, Value};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::lifecycle::Event;
-use crate::object::{current_state, resolve_uid, save_and_answer, transition_state};
+use crate::object::{current_state, next_state, resolve_uid, save_and_answer, transition_state};
 
 /// Handles Destroy.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> {
@@ -29,8 +29,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     ) {
         return Err(Error::Destroyed);
     }
-    // The state allows Destroy (checked on a copy) before dual control records a request.
-    transition_state(&mut obj.clone(), Event::Destroy)?;
+    // The state allows Destroy (checked without changing it) before dual control records a
+    // request.
+    next_state(&obj, Event::Destroy)?;
     crate::dual::guard(ctx, &mut obj, kmipd_proto::enums::operation::DESTROY)?;
     transition_state(&mut obj, Event::Destroy)?;
     obj.object = None;

@@ -27,17 +27,18 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, payload: &Ttlv) -> Result<Option<Ttlv>> 
     let uid = resolve_uid(ctx, &r)?;
     let mut obj = ctx.load(&uid)?;
     let object = object_part(ctx, &r, &mut obj)?;
+    let object_type = obj.object_type;
     if obj.attributes.get(tag::FRESH) == Some(&Value::Boolean(true)) {
-        // Served once: no longer Fresh (2.1 §4.24).
-        let mut served = obj.clone();
-        served.attributes.set(tag::FRESH, Value::Boolean(false));
-        ctx.tx.put(served);
+        // Served once: no longer Fresh (2.1 §4.24). The object itself is written back (its
+        // answer is already made): no copy.
+        obj.attributes.set(tag::FRESH, Value::Boolean(false));
+        ctx.tx.put(obj);
     }
     ctx.set_placeholder(&uid);
     Ok(Some(build::structure(
         tag::RESPONSE_PAYLOAD,
         vec![
-            Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(obj.object_type)),
+            Ttlv::new(tag::OBJECT_TYPE, Value::Enumeration(object_type)),
             uid_item(&uid),
             object,
         ],

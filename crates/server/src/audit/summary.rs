@@ -58,8 +58,9 @@ impl ItemSummary {
 /// a failure under Stop) are recorded as `NotRun`; a request that could not be read at all is
 /// recorded from the response's items.
 pub fn summarize(request: &Ttlv, response: &Ttlv) -> Vec<ItemSummary> {
-    let answers = ResponseMessage::from_ttlv(response)
-        .map(|m| m.items)
+    // Read in place: the payloads (a Get's key) are looked at, not copied.
+    let answers = ResponseMessage::read(response)
+        .map(|(_, items)| items)
         .unwrap_or_default();
     let asked = request_items(request);
     let n = asked.len().max(answers.len()).max(1);
@@ -72,7 +73,7 @@ pub fn summarize(request: &Ttlv, response: &Ttlv) -> Vec<ItemSummary> {
             if let Some(p) = q.and_then(|q| q.1) {
                 collect_uids(p, &mut uids);
             }
-            if let Some(p) = a.and_then(|a| a.payload.as_ref()) {
+            if let Some(p) = a.and_then(|a| a.payload) {
                 collect_uids(p, &mut uids);
             }
             if uids.len() > MAX_UIDS {
@@ -92,9 +93,9 @@ pub fn summarize(request: &Ttlv, response: &Ttlv) -> Vec<ItemSummary> {
                     .map(|r| enum_name(tag::RESULT_REASON, r)),
                 message: a.and_then(|a| {
                     if a.result_status != result_status::SUCCESS {
-                        a.result_message.clone()
+                        a.result_message.map(str::to_owned)
                     } else {
-                        a.payload.as_ref().and_then(pkcs11_failure)
+                        a.payload.and_then(pkcs11_failure)
                     }
                 }),
             }
