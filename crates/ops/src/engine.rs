@@ -24,6 +24,7 @@ use kmipd_proto::message::{
 use kmipd_proto::reader::StructReader;
 use kmipd_proto::spec::Version;
 use kmipd_proto::tag;
+use kmipd_store::prefetch::{AsyncAccess, Overlay, Want};
 use kmipd_store::{Change, ManagedObject, MemoryStore, ObjectStore, Revision, StoreError};
 use kmipd_ttlv::{Limits, Ttlv, Value};
 
@@ -367,10 +368,34 @@ impl Engine {
     /// ([`Prepared::needs_commit`] false) completes without touching the store. Dropping a
     /// `Prepared` discards its changes. Does not block on I/O except for the store's reads.
     pub fn prepare(&self, principal: &Principal, request: &Ttlv) -> Prepared {
+        self.prepare_in(self.store.as_ref(), principal, request)
+    }
+
+    /// [`Engine::prepare`] against `overlay` (what was fetched ahead for this request,
+    /// [`kmipd_store::prefetch`]) instead of the store: never blocks. When it read something
+    /// not fetched ([`Overlay::take_missed`] not empty) or asked what an overlay does not
+    /// serve ([`Overlay::unsupported`]), the result is meaningless: drop it, fetch what was
+    /// missed (or run the request with [`Engine::handle`]) and prepare again. Only for
+    /// [replayable](Self::is_replayable) requests, whose preparation leaves nothing behind.
+    pub fn prepare_over(
+        &self,
+        overlay: &Overlay,
+        principal: &Principal,
+        request: &Ttlv,
+    ) -> Prepared {
+        self.prepare_in(overlay, principal, request)
+    }
+
+    fn prepare_in(
+        &self,
+        store: &dyn ObjectStore,
+        principal: &Principal,
+        request: &Ttlv,
+    ) -> Prepared {
         // The batch items are read in place: their payloads are borrowed, not copied.
         if let Ok((header, items)) = RequestMessage::read(request) {
             let items = items.into_iter().map(Item::Read).collect();
-            return self.run(principal, &header, items);
+            return self.run(store, principal, &header, items);
         }
         let header = if request.tag == tag::REQUEST_MESSAGE {
             RequestMessage::salvage_header(request)
@@ -383,7 +408,7 @@ impl Engine {
             return Prepared::answer(single_failure(ProtocolVersion::V1_0, &err, now));
         };
         match salvage_items(request) {
-            Some(items) if !items.is_empty() => self.run(principal, &header, items),
+            Some(items) if !items.is_empty() => self.run(store, principal, &header, items),
             _ => {
                 let version = self.answer_version(header.protocol_version);
                 Prepared::answer(single_failure(version, &err, now))
@@ -440,6 +465,28 @@ impl Engine {
         prepared: Prepared,
         done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
     ) {
+        self.complete_then_in(self.store.as_ref(), prepared, done);
+    }
+
+    /// [`Engine::complete_then`] for a request prepared with [`Engine::prepare_over`]: its
+    /// commit is handed to `overlay` ([`Overlay::take_commit`]), for the caller to run
+    /// ([`AsyncAccess::commit`]) and then pass its outcome on; `done` is called then (at once
+    /// when there is nothing to commit).
+    pub fn complete_then_over(
+        &self,
+        overlay: &Overlay,
+        prepared: Prepared,
+        done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
+    ) {
+        self.complete_then_in(overlay, prepared, done);
+    }
+
+    fn complete_then_in(
+        &self,
+        store: &dyn ObjectStore,
+        prepared: Prepared,
+        done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
+    ) {
         let Prepared {
             response,
             changes,
@@ -463,7 +510,7 @@ impl Engine {
         let clock = self.config.clock.clone();
         let pending = Arc::clone(&self.pending);
         let streams = Arc::clone(&self.streams);
-        self.store.commit_then(
+        store.commit_then(
             changes,
             Box::new(move |stored| {
                 let failed = Failed {
@@ -487,6 +534,92 @@ impl Engine {
     /// block.
     pub fn store_reads_are_local(&self) -> bool {
         self.store.reads_are_local()
+    }
+
+    /// The store's asynchronous reads and commits ([`ObjectStore::async_access`]), if it
+    /// has them (PostgreSQL): a server prepares [light](Self::is_light),
+    /// [replayable](Self::is_replayable) requests on its async threads against an
+    /// [overlay](Self::overlay) of what it fetched with them.
+    pub fn async_access(&self) -> Option<Arc<dyn AsyncAccess>> {
+        self.store.async_access()
+    }
+
+    /// An empty [`Overlay`] over the store, for one request ([`Engine::prepare_over`]).
+    pub fn overlay(&self) -> Overlay {
+        Overlay::new(Arc::clone(&self.store))
+    }
+
+    /// Whether preparing `request` leaves nothing behind in the engine's memory, so that a
+    /// preparation may be dropped and run again (as [`Engine::prepare_over`] needs): no
+    /// Asynchronous Indicator (a deferred request is kept for Poll), no Authentication (a
+    /// Login ticket with a usage limit is used up when presented), and no Login, Logout,
+    /// Delegated Login (tickets) or PKCS#11 (contexts) item. Streamed cryptography stages its
+    /// changes until completion, as the commit does. Anything unreadable is not replayable.
+    pub fn is_replayable(request: &Ttlv) -> bool {
+        let Some(header) = request
+            .children()
+            .into_iter()
+            .flatten()
+            .find(|c| c.tag == tag::REQUEST_HEADER)
+        else {
+            return false;
+        };
+        let header_ok = header.children().into_iter().flatten().all(|f| {
+            f.tag != tag::AUTHENTICATION
+                && !(f.tag == tag::ASYNCHRONOUS_INDICATOR && f.value != Value::Boolean(false))
+        });
+        let items_ok = request
+            .children()
+            .into_iter()
+            .flatten()
+            .filter(|c| c.tag == tag::BATCH_ITEM)
+            .all(|item| {
+                item.children().into_iter().flatten().any(|f| {
+                    f.tag == tag::OPERATION
+                        && matches!(f.value, Value::Enumeration(code)
+                            if crate::dispatch::Op::from_code(code).is_some()
+                                && ![op::LOGIN, op::LOGOUT, op::DELEGATED_LOGIN, op::PKCS_11]
+                                    .contains(&code))
+                })
+            });
+        header_ok && items_ok
+    }
+
+    /// What preparing `request` will most likely read, to fetch before the first
+    /// preparation ([`Engine::prepare_over`]): every Unique Identifier the batch items name
+    /// (the objects themselves, wrapping keys, ...), and the constraints setting when an item
+    /// creates an object. Anything else it reads is fetched after a first preparation misses
+    /// it.
+    pub fn reads_ahead(request: &Ttlv) -> Want {
+        fn uids(t: &Ttlv, want: &mut Want) {
+            match &t.value {
+                Value::TextString(s) if t.tag == tag::UNIQUE_IDENTIFIER => want.uid(s),
+                Value::Structure(c) => c.iter().for_each(|c| uids(c, want)),
+                _ => {}
+            }
+        }
+        let mut want = Want::default();
+        for item in request
+            .children()
+            .into_iter()
+            .flatten()
+            .filter(|c| c.tag == tag::BATCH_ITEM)
+        {
+            for f in item.children().into_iter().flatten() {
+                match &f.value {
+                    Value::Enumeration(code)
+                        if f.tag == tag::OPERATION
+                            && [op::CREATE, op::CREATE_SPLIT_KEY, op::JOIN_SPLIT_KEY]
+                                .contains(code) =>
+                    {
+                        want.setting(crate::constraints::SETTING);
+                    }
+                    _ if f.tag == tag::REQUEST_PAYLOAD => uids(f, &mut want),
+                    _ => {}
+                }
+            }
+        }
+        want
     }
 
     /// Whether every batch item of `request` names a light operation (small, bounded work:
@@ -544,7 +677,13 @@ impl Engine {
         })
     }
 
-    fn run(&self, principal: &Principal, header: &RequestHeader, items: Vec<Item<'_>>) -> Prepared {
+    fn run(
+        &self,
+        store: &dyn ObjectStore,
+        principal: &Principal,
+        header: &RequestHeader,
+        items: Vec<Item<'_>>,
+    ) -> Prepared {
         let Some(version) = self.served(header.protocol_version) else {
             // KMIP 1.4 §11.1: a major version mismatch gets a header and one batch item
             // without Operation (Invalid Message in 1.x, Unsupported Protocol Version in 2.x).
@@ -595,7 +734,7 @@ impl Engine {
             version,
             spec,
             now,
-            tx: Tx::new(self.store.as_ref(), now),
+            tx: Tx::new(store, now),
             id_placeholder: None,
             batch_uids: Vec::new(),
             uid_by_kind: Vec::new(),
@@ -671,7 +810,7 @@ impl Engine {
             }
         }
         let streamed = std::mem::take(&mut ctx.stream_changes);
-        let pushes = self.pushes_for(&ctx.tx, version);
+        let pushes = self.pushes_for(store, &ctx.tx, version);
         let changes = ctx.tx.into_changes();
         // What a failed commit's answer echoes; nothing to commit, nothing to keep.
         let items = if changes.is_empty() {
@@ -707,7 +846,12 @@ impl Engine {
 
     /// The Put and Notify messages that the batch's surviving changes call for (`push.rs`):
     /// each written object against what the store held before the request.
-    fn pushes_for(&self, tx: &Tx<'_>, version: ProtocolVersion) -> Vec<crate::push::Push> {
+    fn pushes_for(
+        &self,
+        store: &dyn ObjectStore,
+        tx: &Tx<'_>,
+        version: ProtocolVersion,
+    ) -> Vec<crate::push::Push> {
         if self.config.push.is_empty() {
             return Vec::new();
         }
@@ -715,7 +859,7 @@ impl Engine {
         let mut out = Vec::new();
         for (uid, after) in tx.written() {
             // A store that cannot read the record now cannot commit over it either.
-            let Ok(before) = self.store.get(uid) else {
+            let Ok(before) = store.get(uid) else {
                 continue;
             };
             out.extend(crate::push::messages_for(

@@ -35,6 +35,8 @@ pub struct Metrics {
     connections_total: AtomicU64,
     handshake_failures: AtomicU64,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests prepared against reads fetched ahead (PostgreSQL), by how they ended.
+    prefetched: Mutex<BTreeMap<&'static str, u64>>,
     /// Established TLS connections by library, version and suite.
     tls_connections: Mutex<BTreeMap<(&'static str, String, String), u64>>,
     /// Batch items answered Permission Denied, by identity (at most [`MAX_IDENTITIES`]
@@ -234,6 +236,16 @@ impl Metrics {
         }
     }
 
+    /// A light request on a store with asynchronous reads was prepared against reads fetched
+    /// ahead: `outcome` is `no_fetch` (it read nothing), `one_fetch`, `refetched` (a preparation read more than the first
+    /// fetch, which was fetched before preparing again) or `blocking` (sent to the blocking
+    /// pool after all).
+    pub(crate) fn prefetched(&self, outcome: &'static str) {
+        if let Ok(mut m) = self.prefetched.lock() {
+            *m.entry(outcome).or_default() += 1;
+        }
+    }
+
     /// An incident of the engine (a store or internal failure; `kind` is its label).
     pub(crate) fn internal_error(&self, kind: IncidentKind) {
         if let Ok(mut m) = self.internal_errors.lock() {
@@ -423,6 +435,23 @@ impl Metrics {
         if let Ok(m) = self.refusals.lock() {
             for (reason, n) in m.iter() {
                 let _ = writeln!(o, "kmipd_refusals_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        if let Ok(m) = self.prefetched.lock()
+            && !m.is_empty()
+        {
+            let _ = writeln!(
+                o,
+                "# HELP kmipd_prefetched_requests_total Light requests prepared on the async \
+                 threads against reads fetched ahead (PostgreSQL), by outcome: no_fetch, \
+                 one_fetch, refetched, blocking.\n\
+                 # TYPE kmipd_prefetched_requests_total counter"
+            );
+            for (outcome, n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "kmipd_prefetched_requests_total{{outcome=\"{outcome}\"}} {n}"
+                );
             }
         }
         let _ = writeln!(

@@ -170,6 +170,121 @@ fn metrics_show_the_postgres_store_s_figures() {
     a.stop();
 }
 
+/// Light requests on PostgreSQL are prepared on the async threads against reads fetched ahead
+/// (`kmipd_store::prefetch`): a 2.x Create with a Name, whose Name search is not among the
+/// reads fetched ahead, after a second fetch, and committed once; a Get after one fetch.
+#[test]
+fn light_requests_run_on_reads_fetched_ahead_and_a_missed_search_commits_once() {
+    let c = Cluster::new();
+    let a = Node::start(&c.node_config_with_metrics("a"));
+    let conn = c.connector("client");
+    let rt = runtime();
+    let mut cl = rt.block_on(connect(&conn, a.addr()));
+    let name = "fetched-after-a-miss";
+    let delta = |before: &str, after: &str, series: &str| {
+        cluster::sample(after, series).saturating_sub(cluster::sample(before, series))
+    };
+    let outcome = |o: &str| format!("kmipd_prefetched_requests_total{{outcome=\"{o}\"}}");
+    let before = a.scrape();
+    let uid = rt.block_on(cl.create_aes(256, Some(name))).unwrap();
+    let created = a.scrape();
+    assert_eq!(
+        delta(&before, &created, "kmipd_store_commits_total"),
+        1,
+        "the Create committed once:\n{created}"
+    );
+    assert_eq!(
+        delta(&before, &created, &outcome("refetched")),
+        1,
+        "the Name search fetched after a first preparation missed it:\n{created}"
+    );
+    let key = rt.block_on(cl.get_key_bytes(&uid)).unwrap();
+    assert_eq!(key.len(), 32);
+    // A second Create of the Name is refused, as on the blocking path, and stores nothing.
+    let got = a.scrape();
+    assert!(rt.block_on(cl.create_aes(256, Some(name))).is_err());
+    let refused = a.scrape();
+    assert_eq!(delta(&got, &refused, "kmipd_store_commits_total"), 0);
+    let found = rt.block_on(cl.locate_by_name(name)).unwrap();
+    assert_eq!(found, vec![uid], "one object under the Name");
+    let after = a.scrape();
+    assert_eq!(
+        delta(&created, &got, &outcome("one_fetch")),
+        1,
+        "the Get:\n{got}"
+    );
+    assert_eq!(delta(&got, &refused, &outcome("refetched")), 1, "{refused}");
+    assert_eq!(delta(&before, &after, &outcome("blocking")), 0, "{after}");
+    a.stop();
+}
+
+/// PostgreSQL down while light requests run on the async path: a Get and a Create fail with
+/// General Failure within the request deadline (`store.deadline_ms`), the connection to the
+/// client stays up, and the node serves again once PostgreSQL is back.
+#[test]
+fn a_postgres_outage_fails_light_requests_with_general_failure_within_the_deadline() {
+    use kmipd_proto::enums::result_reason::GENERAL_FAILURE;
+    const DEADLINE: Duration = Duration::from_millis(3000);
+    // A PostgreSQL of this test's own: it is stopped and started.
+    let pg = Arc::new(PgCluster::start());
+    let c = Cluster::on(pg.clone());
+    let config = c.node_config_with(
+        "a",
+        &c.url(),
+        "connect_timeout_ms = 1000\nstatement_timeout_ms = 2000\ndeadline_ms = 3000\n",
+    );
+    cluster::with_metrics(&config);
+    let a = Node::start(&config);
+    let conn = c.connector("client");
+    let rt = runtime();
+    let mut cl = rt.block_on(connect(&conn, a.addr()));
+    let uid = rt.block_on(cl.create_aes(256, None)).unwrap();
+    rt.block_on(cl.get(&uid)).unwrap();
+    pg.stop();
+    for what in ["Get", "Create"] {
+        let started = Instant::now();
+        let failed = rt.block_on(async {
+            match what {
+                "Get" => cl.get(&uid).await.map(|_| ()),
+                _ => cl.create_aes(256, None).await.map(|_| ()),
+            }
+        });
+        let took = started.elapsed();
+        let e = failed.expect_err("PostgreSQL is down");
+        assert_eq!(e.result_reason(), Some(GENERAL_FAILURE), "{what}: {e}");
+        assert!(
+            took < DEADLINE + Duration::from_millis(1500),
+            "{what} failed after {took:?}, past its deadline of {DEADLINE:?}"
+        );
+    }
+    pg.start_again();
+    let back = Instant::now() + BOUND;
+    loop {
+        match rt.block_on(cl.get(&uid)) {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e.result_reason(), Some(GENERAL_FAILURE), "{e}");
+                assert!(
+                    Instant::now() < back,
+                    "no Get succeeded after the restart: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let m = a.scrape();
+    assert!(
+        cluster::sample(&m, "kmipd_prefetched_requests_total{outcome=\"one_fetch\"}") >= 4,
+        "the requests ran on the async path:\n{m}"
+    );
+    assert_eq!(
+        cluster::sample(&m, "kmipd_prefetched_requests_total{outcome=\"blocking\"}"),
+        0,
+        "{m}"
+    );
+    a.stop();
+}
+
 /// Also the server's constraints (Set Constraints, a setting in `kmipd_meta`): set through one
 /// node, enforced by the other from its next request.
 #[test]

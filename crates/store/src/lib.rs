@@ -17,12 +17,15 @@
 //! The trait is synchronous and transactional (one commit = one transaction), so that a
 //! networked SQL backend can sit behind it later. Reads and the blocking `commit` belong on a
 //! blocking thread pool; an async server commits with [`ObjectStore::commit_then`] and awaits
-//! its completion (for `SledStore` it never waits for I/O).
+//! its completion (for `SledStore` it never waits for I/O). A networked store also offers
+//! [`ObjectStore::async_access`]: reads fetched ahead as futures, served to the engine by a
+//! [`prefetch::Overlay`], so that short requests need no blocking thread either.
 
 pub mod deadline;
 mod kek;
 mod memory;
 mod postgres;
+pub mod prefetch;
 mod query;
 mod record;
 mod sled_store;
@@ -193,6 +196,13 @@ pub trait ObjectStore: Send + Sync {
     /// store only from threads that may block.
     fn reads_are_local(&self) -> bool {
         false
+    }
+    /// Asynchronous reads and commits that run on the caller's runtime ([`prefetch`]), for a
+    /// store whose reads wait on the network (PostgreSQL), so that a server can prepare short
+    /// requests on its async threads against what it fetched ahead ([`prefetch::Overlay`]).
+    /// `None` (the default): none.
+    fn async_access(&self) -> Option<std::sync::Arc<dyn prefetch::AsyncAccess>> {
+        None
     }
     /// A server-wide setting kept with the objects (`name` to its bytes; Set Constraints keeps
     /// the server's constraints so), `None` when never set or removed. Beside the backend's

@@ -6,9 +6,15 @@
 //! public-key cryptography; small, bounded work) is prepared right on the async thread and its
 //! store commit, if any, awaited without holding a thread (`Engine::complete_then`), run again
 //! as `kmipd_ops::Retry` says when it meets a concurrent change, if the store's reads wait on
-//! nothing but this process (`Engine::store_reads_are_local`: sled, memory). Anything else,
-//! and every request with PostgreSQL, runs whole on the blocking pool (`Engine::handle`),
-//! its store work as a whole bounded by `store.deadline_ms` from its arrival
+//! nothing but this process (`Engine::store_reads_are_local`: sled, memory). With a store
+//! whose reads wait on the network but that offers asynchronous reads
+//! (`Engine::async_access`: PostgreSQL), a light request that is also replayable
+//! (`Engine::is_replayable`: its preparation leaves nothing in the engine's memory) runs on
+//! the async thread too: what it names is fetched ahead on this task, it is prepared against
+//! those reads (`kmipd_store::prefetch::Overlay`), prepared again after fetching whatever a
+//! preparation read beyond them (bounded), and its commit awaited on this task ([`prefetched`]).
+//! Anything else runs whole on the blocking pool (`Engine::handle`). Either way the store
+//! work as a whole is bounded by `store.deadline_ms` from the request's arrival
 //! (`kmipd_store::deadline`). Undecodable TTLV with a readable header is answered
 //! Invalid Message; a batch over `limits.max_batch_items` gets an Invalid Message response and
 //! the connection stays open.
@@ -57,7 +63,35 @@ pub(super) async fn execute(
             j = task => Some(j),
         }
     };
-    let joined = match kmipd_ttlv::decode(&message, &limits) {
+    // `store.deadline_ms` bounds the request's store work as a whole, counted from its
+    // arrival, as well as each store operation (a networked store only).
+    let until = started + Duration::from_millis(shared.config.store.deadline_ms);
+    let decoded = kmipd_ttlv::decode(&message, &limits);
+    // A networked store with asynchronous reads (PostgreSQL): a light request whose
+    // preparation leaves nothing behind is prepared here too, against what was fetched ahead.
+    if let Ok(tree) = &decoded
+        && !engine.store_reads_are_local()
+        && Engine::is_light(tree)
+        && Engine::is_replayable(tree)
+        && batch_len(tree) <= max_batch
+        && let Some(access) = engine.async_access()
+    {
+        match prefetched(shared, access.as_ref(), principal, tree, until).await {
+            Prefetched::Answered(answer, fetches) => {
+                shared.metrics.prefetched(match fetches {
+                    0 => "no_fetch",
+                    1 => "one_fetch",
+                    _ => "refetched",
+                });
+                drop(permit);
+                let out = finish(tree, answer);
+                return conclude(shared, principal, peer, started, out).await;
+            }
+            Prefetched::Stopped => return None,
+            Prefetched::Blocking => shared.metrics.prefetched("blocking"),
+        }
+    }
+    let joined = match decoded {
         Ok(tree)
             if engine.store_reads_are_local()
                 && Engine::is_light(&tree)
@@ -88,9 +122,6 @@ pub(super) async fn execute(
         }
         decoded => {
             let (engine, principal) = (engine.clone(), principal.clone());
-            // `store.deadline_ms` bounds the request's store work as a whole, counted from
-            // its arrival, as well as each store operation (a networked store only).
-            let until = started + Duration::from_millis(shared.config.store.deadline_ms);
             blocking(Box::new(move || {
                 let out = kmipd_store::deadline::within(until, || {
                     process(&engine, &principal, decoded, max_batch)
@@ -108,6 +139,18 @@ pub(super) async fn execute(
             return None;
         }
     };
+    conclude(shared, principal, peer, started, out).await
+}
+
+/// Incidents, metrics and the audit records of a processed request, then its response (`None`
+/// when none may be sent).
+async fn conclude(
+    shared: &Shared,
+    principal: &Principal,
+    peer: SocketAddr,
+    started: Instant,
+    out: Processed,
+) -> Option<Vec<u8>> {
     if let Some(r) = &out.refusal {
         shared.metrics.refused("max_batch_items");
         warn!(reason = %r, "request refused: limits.max_batch_items");
@@ -147,6 +190,101 @@ pub(super) async fn execute(
     // (never waiting; `crate::push`).
     shared.push.deliver(out.pushes);
     Some(out.response)
+}
+
+/// How a request prepared against reads fetched ahead ended.
+enum Prefetched {
+    /// Completed (committed, if it changed anything), after this many fetches (in all runs).
+    Answered(Answer, usize),
+    /// It needs what an overlay does not serve, or kept reading more than was fetched: run
+    /// it on the blocking pool (its preparations left nothing behind).
+    Blocking,
+    /// The server is stopping hard.
+    Stopped,
+}
+
+/// Rounds of fetching what a preparation missed before the request goes to the blocking pool.
+const MAX_FETCH_ROUNDS: usize = 4;
+
+/// A light, replayable request over a store with asynchronous reads (PostgreSQL), on this
+/// task: fetch what it names ([`Engine::reads_ahead`]), prepare it against those reads
+/// ([`Engine::prepare_over`]); when the preparation read something more, drop it, fetch that
+/// and prepare again (at most [`MAX_FETCH_ROUNDS`] fetches); then await its commit here, and
+/// run it again from fresh reads as [`Retry`] says when the commit meets a concurrent change.
+/// A fetch that fails (the database unreachable, `until` passed) is served to the preparation
+/// as the error of each read it covered, so the answer is the one a synchronous read would
+/// have led to (General Failure, an incident).
+async fn prefetched(
+    shared: &Shared,
+    access: &dyn kmipd_store::prefetch::AsyncAccess,
+    principal: &Principal,
+    tree: &Ttlv,
+    until: Instant,
+) -> Prefetched {
+    let engine = &shared.engine;
+    let mut retry = Retry::new();
+    let mut want = Engine::reads_ahead(tree);
+    let mut total = 0usize;
+    loop {
+        let mut overlay = engine.overlay();
+        let mut fetches = 0usize;
+        let prepared = loop {
+            if !want.is_empty() {
+                if fetches == MAX_FETCH_ROUNDS {
+                    return Prefetched::Blocking;
+                }
+                fetches = fetches.saturating_add(1);
+                total = total.saturating_add(1);
+                let wanted = std::mem::take(&mut want);
+                let fetched = tokio::select! {
+                    () = shared.hard_stop.cancelled() => return Prefetched::Stopped,
+                    r = access.fetch(wanted.clone(), until) => r,
+                };
+                match fetched {
+                    Ok(f) => overlay.add(f),
+                    Err(e) => overlay.fail(&wanted, &e),
+                }
+            }
+            let prepared = engine.prepare_over(&overlay, principal, tree);
+            if overlay.unsupported() {
+                return Prefetched::Blocking;
+            }
+            want = overlay.take_missed();
+            if want.is_empty() {
+                break prepared;
+            }
+        };
+        let (answered, answer) = tokio::sync::oneshot::channel();
+        engine.complete_then_over(&overlay, prepared, move |outcome| {
+            let _ = answered.send(outcome);
+        });
+        if let Some((changes, done)) = overlay.take_commit() {
+            let stored = tokio::select! {
+                () = shared.hard_stop.cancelled() => return Prefetched::Stopped,
+                r = access.commit(changes, until) => r,
+            };
+            done(stored);
+        }
+        let Ok(outcome) = answer.await else {
+            return Prefetched::Stopped;
+        };
+        match outcome {
+            Ok(answer) => return Prefetched::Answered(answer, total),
+            Err(conflict) => match retry.after_conflict() {
+                Some(pause) => {
+                    tokio::select! {
+                        () = shared.hard_stop.cancelled() => return Prefetched::Stopped,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    // Everything read again, fresh.
+                    want = overlay.served();
+                }
+                None => {
+                    return Prefetched::Answered(Answer::clean(conflict.into_answer()), total);
+                }
+            },
+        }
+    }
 }
 
 struct Processed {

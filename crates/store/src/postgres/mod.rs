@@ -8,7 +8,9 @@
 //! Call it from threads that may block (a blocking pool, plain threads), **never from an
 //! async executor thread**: the wait would stall that executor (it does not panic).
 //! [`ObjectStore::commit_then`] spawns the commit on the store's runtime and calls `done`
-//! there, so it never blocks its caller.
+//! there, so it never blocks its caller. [`ObjectStore::async_access`] (`fetch.rs`) gives the
+//! same reads and commits as futures that run on the caller's runtime instead (the server's
+//! async threads, for short requests: no hop to the store's runtime).
 //!
 //! **Schema.** `schema.rs` (versioned migrations applied at open; a newer schema is refused).
 //! Records are the bytes of `record.rs`, as in sled: key material wrapped by the KEK (RFC
@@ -59,6 +61,7 @@
 
 mod commit;
 mod copy;
+mod fetch;
 mod keyring;
 mod schema;
 
@@ -1036,6 +1039,11 @@ impl ObjectStore for PgStore {
             })
             .await
         })
+    }
+
+    /// Reads and commits on the caller's runtime (`fetch.rs`).
+    fn async_access(&self) -> Option<Arc<dyn crate::prefetch::AsyncAccess>> {
+        Some(Arc::new(fetch::PgAsync(self.inner.clone())))
     }
 
     /// From `kmipd_meta` (`setting/NAME`).
