@@ -297,3 +297,148 @@ fn plain(uid: &str, seq: u64, version: u8) -> ManagedObject {
 fn memory_store_conditional_commits() {
     conditional_commits(&MemoryStore::new(), &plain);
 }
+
+/// The queries of [`locate_after_updates`]: one per kind of index term (owner, Name, a
+/// standard and a custom attribute, a date range, the rotation due date), and pairs of them.
+fn term_queries() -> Vec<Query> {
+    let state = |n| Filter::Attr(AttrName::Std(tag::STATE), Value::Enumeration(n));
+    let app = |v: &str| {
+        Filter::Attr(
+            AttrName::Custom {
+                vendor: None,
+                name: "x-app".into(),
+            },
+            Value::TextString(v.into()),
+        )
+    };
+    let initial = |from, to| Filter::Date(AttrName::Std(tag::INITIAL_DATE), from, to);
+    let mut out: Vec<Query> = [
+        Filter::Owner("alice".into()),
+        Filter::Owner("bob".into()),
+        Filter::Name("name-A".into()),
+        Filter::Name("name-B".into()),
+        Filter::Name("second".into()),
+        Filter::Name("renamed".into()),
+        state(1),
+        state(2),
+        app("app0"),
+        app("app1"),
+        app("moved"),
+        initial(0, i64::MAX),
+        initial(1_000, 1_002),
+        initial(5_000, 5_000),
+        Filter::RotationDue(10_000),
+        Filter::RotationDue(1_000_000),
+        Filter::Attr(AttrName::Std(tag::OBJECT_TYPE), Value::Enumeration(2)),
+    ]
+    .into_iter()
+    .map(|f| Query::new(vec![f]))
+    .collect();
+    out.push(Query::new(vec![Filter::Owner("alice".into()), state(2)]));
+    out.push(Query::new(vec![app("app1"), initial(0, 5_000)]));
+    out.push(Query::default());
+    out
+}
+
+/// Locate (`find`) by every kind of index term gives the same objects, in the same order, as
+/// [`MemoryStore`] (a scan, no index) after the same commits: creates, then updates that
+/// change, add and remove terms of each kind (owner, Name, attribute, date, rotation), leave
+/// the terms alone, delete objects and create one again under a deleted uid.
+pub(crate) fn locate_after_updates(s: &dyn ObjectStore) {
+    let oracle = MemoryStore::new();
+    let both = |changes: Vec<Change>| {
+        s.commit(changes.clone()).unwrap();
+        oracle.commit(changes).unwrap();
+    };
+    let check = |when: &str| {
+        for q in term_queries() {
+            let uids = |store: &dyn ObjectStore| -> Vec<String> {
+                store.find(&q).unwrap().into_iter().map(|o| o.uid).collect()
+            };
+            assert_eq!(uids(s), uids(&oracle), "{when}: {q:?}");
+        }
+        assert_eq!(s.all().unwrap(), oracle.all().unwrap(), "{when}");
+    };
+    let rotating = |o: &mut ManagedObject, initial: i64, interval: u32| {
+        o.attributes
+            .set(tag::ROTATE_AUTOMATIC, Value::Boolean(true));
+        o.attributes
+            .set(tag::INITIAL_DATE, Value::DateTime(initial));
+        o.attributes
+            .set(tag::ROTATE_INTERVAL, Value::Interval(interval));
+    };
+    let mut a = obj("A", 1, b"a");
+    let b = obj("B", 2, b"b");
+    let mut c = obj("C", 3, b"c");
+    rotating(&mut c, 1_000, 500);
+    let d = obj("D", 4, b"d");
+    both(vec![
+        Change::Put(a.clone()),
+        Change::Put(b.clone()),
+        Change::Put(c.clone()),
+        Change::Put(d.clone()),
+    ]);
+    check("created");
+
+    // A: a second Name, another state and custom value, a new Initial Date; B: another
+    // owner and no custom attribute; C: rotation due later; D unchanged (no term changes).
+    a.attributes.add(kmipd_proto::attributes::Attribute {
+        name: AttrName::Std(tag::NAME),
+        value: Value::Structure(vec![Ttlv::new(
+            tag::NAME_VALUE,
+            Value::TextString("second".into()),
+        )]),
+    });
+    a.attributes.set(tag::STATE, Value::Enumeration(2));
+    a.attributes.set_named(
+        AttrName::Custom {
+            vendor: None,
+            name: "x-app".into(),
+        },
+        Value::TextString("moved".into()),
+    );
+    a.attributes.set(tag::INITIAL_DATE, Value::DateTime(5_000));
+    let mut b2 = b.clone();
+    b2.owner = "bob".into();
+    b2.attributes.remove_all(&AttrName::Custom {
+        vendor: None,
+        name: "x-app".into(),
+    });
+    rotating(&mut c, 1_000, 900_000);
+    both(vec![
+        Change::Put(a.clone()),
+        Change::Put(b2.clone()),
+        Change::Put(c.clone()),
+        Change::Put(d.clone()),
+    ]);
+    check("updated");
+
+    // A: its first Name renamed, rotation off; C deleted; B back as it was.
+    a.attributes.set(
+        tag::NAME,
+        Value::Structure(vec![Ttlv::new(
+            tag::NAME_VALUE,
+            Value::TextString("renamed".into()),
+        )]),
+    );
+    c.attributes
+        .remove_all(&AttrName::Std(tag::ROTATE_AUTOMATIC));
+    both(vec![
+        Change::Put(a.clone()),
+        Change::Put(b.clone()),
+        Change::Delete("C".into()),
+    ]);
+    check("renamed and deleted");
+
+    // Two writes of one uid in one commit (the last wins), and C again under its old uid.
+    let mut d2 = d.clone();
+    d2.attributes.set(tag::STATE, Value::Enumeration(2));
+    both(vec![
+        Change::Put(d2),
+        Change::Put(d.clone()),
+        Change::Put(obj("C", 5, b"c2")),
+    ]);
+    check("rewritten");
+    both(vec![Change::Delete("A".into()), Change::Delete("D".into())]);
+    check("deleted");
+}

@@ -26,6 +26,7 @@
 //! wrap under the current KEK) happens in each attempt, so an attempt that finds another node
 //! switched the KEK re-encodes under the new one.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,11 +43,11 @@ use super::{
     object_lock, retrying, revision, select_rows, select_sql, seq_key, term_lock,
 };
 
-/// A commit's first statement (schema version 4): its locks, then the current KEK id, the
-/// sequence numbers of its new objects, and for a commit that writes its transaction id and
-/// commit token.
-const BEGIN_SQL: &str =
-    "SELECT kek, txid, token, seqs FROM kmipd_begin($1, $2, $3, $4, $5, $6, $7)";
+/// A commit's first statement (schema version 6): its locks, then the current KEK id, the
+/// sequence numbers of its new objects, and for a commit that writes its transaction id,
+/// commit token and the current records of the uids it writes (whose terms it replaces).
+const BEGIN_SQL: &str = "SELECT kek, txid, token, seqs, old_uids, old_records \
+     FROM kmipd_begin($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// How a commit with search conditions takes the search lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,9 +162,17 @@ struct Encoded {
     put_seqs: Vec<i64>,
     put_keks: Vec<Option<i64>>,
     put_records: Vec<Vec<u8>>,
+    /// The terms to insert: those of the new records that the replaced ones lacked.
     term_uids: Vec<String>,
     terms: Vec<Vec<u8>>,
     term_dates: Vec<Option<i64>>,
+    /// The terms to delete: those of the replaced records that the new ones lack.
+    gone_uids: Vec<String>,
+    gone_terms: Vec<Vec<u8>>,
+    gone_dates: Vec<Option<i64>>,
+    /// Uids whose stored record does not parse (its terms unknown): all their terms are
+    /// deleted by uid (a scan of `kmipd_terms`; damaged records only).
+    purge: Vec<String>,
     deleted: Vec<String>,
     written: Vec<String>,
     max_seq: i64,
@@ -171,8 +180,16 @@ struct Encoded {
 }
 
 /// `plan`'s writes encoded under the current KEK, provisional sequence numbers replaced by
-/// `numbers` (taken from the database, one per provisional number, in the same order).
-fn encode(inner: &Inner, plan: &Plan, numbers: &[u64]) -> Result<Encoded, StoreError> {
+/// `numbers` (taken from the database, one per provisional number, in the same order); the
+/// index terms to delete and to insert are the difference between the terms of the records
+/// in `old` (the stored records of the written uids, read under the commit's locks) and those
+/// of the new ones.
+fn encode(
+    inner: &Inner,
+    plan: &Plan,
+    numbers: &[u64],
+    old: &BTreeMap<String, Vec<u8>>,
+) -> Result<Encoded, StoreError> {
     let kek = inner.current()?;
     let mut e = Encoded {
         kek: Some(kek.id()),
@@ -180,8 +197,23 @@ fn encode(inner: &Inner, plan: &Plan, numbers: &[u64]) -> Result<Encoded, StoreE
     };
     for (uid, o) in &plan.writes {
         e.written.push(uid.clone());
+        let old_terms = match old.get(uid) {
+            None => Vec::new(),
+            Some(raw) => match record::parse(uid, raw) {
+                Ok(parsed) => index_terms(&parsed.into_shell())?,
+                Err(_) => {
+                    e.purge.push(uid.clone());
+                    Vec::new()
+                }
+            },
+        };
         let Some(o) = o else {
             e.deleted.push(uid.clone());
+            for (term, date) in old_terms {
+                e.gone_uids.push(uid.clone());
+                e.gone_terms.push(term);
+                e.gone_dates.push(date);
+            }
             continue;
         };
         let numbered;
@@ -205,42 +237,96 @@ fn encode(inner: &Inner, plan: &Plan, numbers: &[u64]) -> Result<Encoded, StoreE
             .push(o.object.as_ref().map(|_| i64::from(kek.id().0)));
         e.put_records.push(record::encode(o, &kek)?);
         e.max_seq = e.max_seq.max(i64::try_from(o.sequence).unwrap_or(i64::MAX));
-        for (term, date) in index_terms(o)? {
-            e.term_uids.push(uid.clone());
-            e.terms.push(term);
-            e.term_dates.push(date);
+        // Both lists sorted and deduplicated (`index_terms`): merge them.
+        let new_terms = index_terms(o)?;
+        let (mut olds, mut news) = (
+            old_terms.into_iter().peekable(),
+            new_terms.into_iter().peekable(),
+        );
+        loop {
+            let order = match (olds.peek(), news.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(a), Some(b)) => a.cmp(b),
+            };
+            match order {
+                Ordering::Equal => {
+                    olds.next();
+                    news.next();
+                }
+                Ordering::Less => {
+                    if let Some((term, date)) = olds.next() {
+                        e.gone_uids.push(uid.clone());
+                        e.gone_terms.push(term);
+                        e.gone_dates.push(date);
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some((term, date)) = news.next() {
+                        e.term_uids.push(uid.clone());
+                        e.terms.push(term);
+                        e.term_dates.push(date);
+                    }
+                }
+            }
         }
     }
     Ok(e)
 }
 
 /// Every write of a commit, its expectations checked first (`bad`: the first expected uid
-/// whose revision differs; then nothing is written) and its commit token (`$13`, from
-/// `kmipd_begin`). All CTEs share the
-/// statement's snapshot, taken after the locks: the check sees the state before the writes,
-/// and the terms delete sees only the old terms.
-const WRITE_SQL: &str = "\
-WITH bad AS (SELECT e.u FROM unnest($11::text[], $12::bigint[]) AS e(u, r) \
+/// whose revision differs; then nothing is written) and its commit token (`$15`, from
+/// `kmipd_begin`). All CTEs share the statement's snapshot, taken after the locks: the check
+/// sees the state before the writes, and the term deletes see only the old terms. Only the
+/// terms that changed are deleted (`$1`-`$3`, each row found through `kmipd_terms_term`:
+/// dated terms by their date, the others by `date IS NULL`, both index conditions) and
+/// inserted (`$9`-`$11`). `$purge` is empty, or the CTE that deletes every term of the uids
+/// in `$16` (records that did not parse).
+macro_rules! write_sql {
+    ($purge:literal) => {
+        concat!(
+            "WITH bad AS (SELECT e.u FROM unnest($13::text[], $14::bigint[]) AS e(u, r) \
     LEFT JOIN kmipd_objects o ON o.uid = e.u WHERE o.revision IS DISTINCT FROM e.r LIMIT 1), \
-ok AS (SELECT NOT EXISTS (SELECT 1 FROM bad) AS ok), \
-del_terms AS (DELETE FROM kmipd_terms WHERE uid = ANY($1::text[]) AND (SELECT ok FROM ok)), \
-del_objects AS (DELETE FROM kmipd_objects WHERE uid = ANY($2::text[]) AND (SELECT ok FROM ok)), \
+ok AS (SELECT NOT EXISTS (SELECT 1 FROM bad) AS ok), ",
+            $purge,
+            "del_dated AS (DELETE FROM kmipd_terms k \
+    USING unnest($1::text[], $2::bytea[], $3::bigint[]) AS g(u, t, d) \
+    WHERE k.term = g.t AND k.date = g.d AND k.uid = g.u AND (SELECT ok FROM ok)), \
+del_undated AS (DELETE FROM kmipd_terms k \
+    USING unnest($1::text[], $2::bytea[], $3::bigint[]) AS g(u, t, d) \
+    WHERE g.d IS NULL AND k.term = g.t AND k.date IS NULL AND k.uid = g.u \
+    AND (SELECT ok FROM ok)), \
+del_objects AS (DELETE FROM kmipd_objects WHERE uid = ANY($4::text[]) AND (SELECT ok FROM ok)), \
 put AS (INSERT INTO kmipd_objects (uid, sequence, revision, kek_id, record) \
     SELECT u, s, nextval('kmipd_revision'), k, r \
-    FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bytea[]) AS t(u, s, k, r) \
+    FROM unnest($5::text[], $6::bigint[], $7::bigint[], $8::bytea[]) AS t(u, s, k, r) \
     WHERE (SELECT ok FROM ok) \
     ON CONFLICT (uid) DO UPDATE SET sequence = EXCLUDED.sequence, \
     revision = EXCLUDED.revision, kek_id = EXCLUDED.kek_id, record = EXCLUDED.record), \
 ins_terms AS (INSERT INTO kmipd_terms (uid, term, date) \
-    SELECT u, t, d FROM unnest($7::text[], $8::bytea[], $9::bigint[]) AS x(u, t, d) \
+    SELECT u, t, d FROM unnest($9::text[], $10::bytea[], $11::bigint[]) AS x(u, t, d) \
     WHERE (SELECT ok FROM ok)), \
 advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, \
-    CASE WHEN (SELECT ok FROM ok) THEN GREATEST(0, $10::bigint - \
+    CASE WHEN (SELECT ok FROM ok) THEN GREATEST(0, $12::bigint - \
     (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM kmipd_sequence)) \
     ELSE 0 END)), \
-tok AS (INSERT INTO kmipd_commit_tokens (token) SELECT $13::text::uuid \
+tok AS (INSERT INTO kmipd_commit_tokens (token) SELECT $15::text::uuid \
     WHERE (SELECT ok FROM ok)) \
-SELECT (SELECT u FROM bad), (SELECT count(*) FROM advance)";
+SELECT (SELECT u FROM bad), (SELECT count(*) FROM advance)"
+        )
+    };
+}
+
+/// [`write_sql`] without a purge (every stored record parsed).
+const WRITE_SQL: &str = write_sql!("");
+#[cfg(test)]
+pub(crate) const WRITE_SQL_FOR_TESTS: &str = WRITE_SQL;
+
+/// [`write_sql`] with the purge of the terms of `$16`.
+const WRITE_PURGE_SQL: &str = write_sql!(
+    "purge AS (DELETE FROM kmipd_terms WHERE uid = ANY($16::text[]) AND (SELECT ok FROM ok)), "
+);
 
 /// A [`Revision`] as the revision number it was made from (0, never a revision, for one this
 /// store did not make).
@@ -278,7 +364,8 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     let fresh = i32::try_from(plan.provisional.len())
         .map_err(|_| Failure::Fatal(backend("too many new objects in one commit")))?;
     let search_mode = plan.search_mode();
-    let begin_params: [&(dyn ToSql + Sync); 7] = [
+    let uids: Vec<&str> = plan.writes.keys().map(String::as_str).collect();
+    let begin_params: [&(dyn ToSql + Sync); 8] = [
         &LOCK_NS,
         &LOCK_KEK,
         &LOCK_SEARCH,
@@ -286,6 +373,7 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         &plan.locks,
         &fresh,
         &writes,
+        &uids,
     ];
     let (begun, row) = tokio::join!(
         biased;
@@ -298,6 +386,13 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     let txid: Option<i64> = row.try_get(1).map_err(|e| classify(&e))?;
     let token: Option<String> = row.try_get(2).map_err(|e| classify(&e))?;
     let seqs: Vec<i64> = row.try_get(3).map_err(|e| classify(&e))?;
+    let old_uids: Option<Vec<String>> = row.try_get(4).map_err(|e| classify(&e))?;
+    let old_records: Option<Vec<Vec<u8>>> = row.try_get(5).map_err(|e| classify(&e))?;
+    let old: BTreeMap<String, Vec<u8>> = old_uids
+        .unwrap_or_default()
+        .into_iter()
+        .zip(old_records.unwrap_or_default())
+        .collect();
     let mut numbers: Vec<u64> = seqs
         .into_iter()
         .filter_map(|n| u64::try_from(n).ok())
@@ -307,7 +402,7 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         let e = backend("the database gave fewer sequence numbers than asked for");
         return Err(conn.abort(e).await);
     }
-    let enc = match encode(inner, plan, &numbers) {
+    let enc = match encode(inner, plan, &numbers, &old) {
         Ok(enc) => enc,
         Err(e) => return Err(conn.abort(e).await),
     };
@@ -368,12 +463,16 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         .iter()
         .map(|(_, r)| r.as_ref().map(revision_number))
         .collect();
-    let stmt = c
-        .prepare_cached(WRITE_SQL)
-        .await
-        .map_err(|e| classify(&e))?;
-    let write_params: [&(dyn ToSql + Sync); 13] = [
-        &enc.written,
+    let sql = if enc.purge.is_empty() {
+        WRITE_SQL
+    } else {
+        WRITE_PURGE_SQL
+    };
+    let stmt = c.prepare_cached(sql).await.map_err(|e| classify(&e))?;
+    let mut write_params: Vec<&(dyn ToSql + Sync)> = vec![
+        &enc.gone_uids,
+        &enc.gone_terms,
+        &enc.gone_dates,
         &enc.deleted,
         &enc.put_uids,
         &enc.put_seqs,
@@ -387,6 +486,9 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         &expect_revs,
         &token,
     ];
+    if !enc.purge.is_empty() {
+        write_params.push(&enc.purge);
+    }
     let (written, committed) = tokio::join!(
         biased;
         c.query_one(&stmt, &write_params),

@@ -58,12 +58,25 @@
 //! - `kmipd_begin` again, without the `plan_cache_mode` setting: PostgreSQL chooses between
 //!   the custom and the generic plan of each statement itself.
 //!
+//! Version 6 (fewer index entries per write):
+//! - `kmipd_terms_uid` dropped: a commit deletes an object's old terms through
+//!   `kmipd_terms_term` (term, date, uid), by the terms of the record it replaces, which
+//!   `kmipd_begin` now returns (the record's terms are a function of it, `index_terms`), and
+//!   writes only the terms that changed. Every term row thus costs one B-tree entry, not two.
+//! - `kmipd_objects_kek` dropped: a partial index on `kek_id IS NOT NULL` holds nearly every
+//!   row, and the KEK rotation's `kek_id <> current` cannot be answered by it (it pages
+//!   through the primary key).
+//! - `kmipd_begin` with an eighth argument, the uids the commit writes: after the locks it
+//!   also returns their current records (`old_uids`, `old_records`). The seven-argument
+//!   function of version 5 stays for nodes of the previous version during a rolling upgrade
+//!   (they still write correctly: they delete terms by uid, a scan of `kmipd_terms` now).
+//!
 //! [`PgStore`]: super::PgStore
 //! [`ObjectStore::find`]: crate::ObjectStore::find
 //! [`ObjectStore::next_sequence`]: crate::ObjectStore::next_sequence
 
 /// The highest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The version whose migration adds the rotation due date terms of the objects stored before
 /// it (done in Rust by `migrate`, its SQL is empty).
@@ -171,6 +184,41 @@ BEGIN
     IF writes THEN
         txid := txid_current();
         token := gen_random_uuid()::text;
+    END IF;
+END
+$fn$;
+"#,
+    ),
+    (
+        6,
+        r#"
+DROP INDEX IF EXISTS kmipd_terms_uid;
+DROP INDEX IF EXISTS kmipd_objects_kek;
+CREATE OR REPLACE FUNCTION kmipd_begin(
+    ns integer, kek_lock integer, search_lock integer, search_mode integer, locks bigint[],
+    fresh integer, writes boolean, uids text[],
+    OUT kek bytea, OUT txid bigint, OUT token text, OUT seqs bigint[],
+    OUT old_uids text[], OUT old_records bytea[])
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    k bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(ns, kek_lock);
+    IF search_mode = 1 THEN
+        PERFORM pg_advisory_xact_lock_shared(ns, search_lock);
+    ELSIF search_mode = 2 THEN
+        PERFORM pg_advisory_xact_lock(ns, search_lock);
+    END IF;
+    FOREACH k IN ARRAY locks LOOP
+        PERFORM pg_advisory_xact_lock(k);
+    END LOOP;
+    SELECT m.value INTO kek FROM kmipd_meta m WHERE m.key = 'kek/current';
+    seqs := ARRAY(SELECT nextval('kmipd_sequence') FROM generate_series(1, fresh));
+    IF writes THEN
+        txid := txid_current();
+        token := gen_random_uuid()::text;
+        SELECT array_agg(o.uid), array_agg(o.record) INTO old_uids, old_records
+            FROM kmipd_objects o WHERE o.uid = ANY(uids);
     END IF;
 END
 $fn$;

@@ -410,6 +410,248 @@ fn rotation_due_reads_its_index_and_the_migration_fills_it() {
     );
 }
 
+/// Every row of `kmipd_terms`, sorted: (uid, term, date).
+fn term_rows(raw: &Raw) -> Vec<(String, Vec<u8>, Option<i64>)> {
+    raw.rt
+        .block_on(raw.client.query(
+            "SELECT uid, term, date FROM kmipd_terms ORDER BY uid, term, date",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Asserts that `kmipd_terms` holds exactly the index terms of the stored objects: no term
+/// missing, none left over from an older record, none twice.
+fn terms_are_the_records_terms(s: &PgStore, raw: &Raw) {
+    let mut want = Vec::new();
+    for o in s.all().unwrap() {
+        for (term, date) in crate::query::index_terms(&o).unwrap() {
+            want.push((o.uid.clone(), term, date));
+        }
+    }
+    want.sort();
+    assert_eq!(term_rows(raw), want);
+}
+
+/// The shared Locate check (every kind of term, after updates that change only some terms,
+/// deletes and a uid created again), and the terms table equal to the records' terms after it.
+#[test]
+fn pg_store_locate_after_updates() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    crate::conditional_tests::locate_after_updates(&s);
+    terms_are_the_records_terms(&s, &Raw::connect(&opts));
+}
+
+/// An update writes only the terms that changed: the rows of the unchanged terms are the same
+/// tuples as before (their `ctid`s, where a delete and insert would move them), and a
+/// rewrite without any change of terms touches no term row.
+#[test]
+fn an_update_writes_only_the_terms_that_changed() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let raw = Raw::connect(&opts);
+    let mut a = obj("A", 1, b"a");
+    s.commit(vec![Change::Put(a.clone())]).unwrap();
+    let ctids = || -> Vec<(String, Vec<u8>)> {
+        raw.rt
+            .block_on(raw.client.query(
+                "SELECT ctid::text, term FROM kmipd_terms WHERE uid = 'A' ORDER BY term",
+                &[],
+            ))
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let before = ctids();
+    // No term changes (key material only).
+    a.object = obj("A", 1, b"other").object;
+    s.commit(vec![Change::Put(a.clone())]).unwrap();
+    assert_eq!(ctids(), before);
+    // One term changes (the state): only its row is new.
+    a.attributes.set(tag::STATE, Value::Enumeration(2));
+    s.commit(vec![Change::Put(a.clone())]).unwrap();
+    let after = ctids();
+    let kept = after.iter().filter(|r| before.contains(r)).count();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(kept, before.len() - 1, "{before:?}\n{after:?}");
+    terms_are_the_records_terms(&s, &raw);
+}
+
+/// A record that no longer parses (its old terms unknown) can still be replaced or deleted:
+/// all its term rows go (deleted by uid) and the new record's terms are written.
+#[test]
+fn a_damaged_record_is_replaced_with_its_terms() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let raw = Raw::connect(&opts);
+    s.commit(vec![
+        Change::Put(obj("bad", 1, b"k1")),
+        Change::Put(obj("gone", 2, b"k2")),
+        Change::Put(obj("kept", 3, b"k3")),
+    ])
+    .unwrap();
+    raw.batch(
+        "UPDATE kmipd_objects SET record = set_byte(record, 3, get_byte(record, 3) # 1) \
+         WHERE uid IN ('bad', 'gone')",
+    );
+    let mut fixed = obj("bad", 1, b"k1");
+    fixed.owner = "bob".into();
+    s.commit(vec![
+        Change::Put(fixed.clone()),
+        Change::Delete("gone".into()),
+    ])
+    .unwrap();
+    terms_are_the_records_terms(&s, &raw);
+    assert_eq!(
+        s.find(&Query::new(vec![Filter::Owner("bob".into())]))
+            .unwrap(),
+        vec![fixed]
+    );
+    assert_eq!(
+        s.find(&Query::new(vec![Filter::Owner("alice".into())]))
+            .unwrap(),
+        vec![obj("kept", 3, b"k3")]
+    );
+}
+
+/// A database of schema version 5 with objects in it (the terms rows of version 5 are those
+/// of version 6: the migration changes indexes and the begin function, not data): opening it
+/// migrates to 6, drops the two indexes, keeps every Locate result, and later updates keep the
+/// terms exact.
+#[test]
+fn schema_5_with_data_upgrades_and_keeps_locate_results() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let mut objects: Vec<ManagedObject> = (0..50u64)
+        .map(|i| obj(&format!("u{i:02}"), i, &[u8::try_from(i).unwrap()]))
+        .collect();
+    s.commit(objects.iter().cloned().map(Change::Put).collect())
+        .unwrap();
+    objects[7].attributes.set(tag::STATE, Value::Enumeration(2));
+    s.commit(vec![
+        Change::Put(objects[7].clone()),
+        Change::Delete("u08".into()),
+    ])
+    .unwrap();
+    let queries = [
+        Query::new(vec![Filter::Owner("alice".into())]),
+        Query::new(vec![Filter::Name("name-u03".into())]),
+        Query::new(vec![Filter::Attr(
+            AttrName::Std(tag::STATE),
+            Value::Enumeration(2),
+        )]),
+        Query::new(vec![Filter::Attr(
+            AttrName::Custom {
+                vendor: None,
+                name: "x-app".into(),
+            },
+            Value::TextString("app1".into()),
+        )]),
+        Query::new(vec![Filter::Date(
+            AttrName::Std(tag::INITIAL_DATE),
+            1_010,
+            1_020,
+        )]),
+    ];
+    let results = |s: &PgStore| -> Vec<Vec<ManagedObject>> {
+        queries.iter().map(|q| s.find(q).unwrap()).collect()
+    };
+    let before = results(&s);
+    assert_eq!(before[2].len(), 1);
+    assert_eq!(before[4].len(), 11);
+    drop(s);
+    // Back to version 5: its indexes and its seven-argument begin function only.
+    let raw = Raw::connect(&opts);
+    raw.batch(
+        "CREATE INDEX kmipd_terms_uid ON kmipd_terms (uid); \
+         CREATE INDEX kmipd_objects_kek ON kmipd_objects (kek_id) WHERE kek_id IS NOT NULL; \
+         DROP FUNCTION kmipd_begin(integer, integer, integer, integer, bigint[], integer, \
+             boolean, text[]); \
+         DELETE FROM kmipd_schema WHERE version = 6",
+    );
+    let index = |name: &str| {
+        raw.scalar_i64(&format!(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname = '{name}'"
+        ))
+    };
+    assert_eq!(index("kmipd_terms_uid"), 1);
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    assert_eq!(
+        raw.scalar_i64("SELECT max(version)::bigint FROM kmipd_schema"),
+        6
+    );
+    assert_eq!(index("kmipd_terms_uid"), 0);
+    assert_eq!(index("kmipd_objects_kek"), 0);
+    assert_eq!(results(&s), before);
+    objects[7].attributes.set(tag::STATE, Value::Enumeration(1));
+    s.commit(vec![
+        Change::Put(objects[7].clone()),
+        Change::Delete("u15".into()),
+    ])
+    .unwrap();
+    terms_are_the_records_terms(&s, &raw);
+    assert_eq!(s.find(&queries[2]).unwrap(), vec![]);
+    assert_eq!(s.find(&queries[4]).unwrap().len(), 10);
+}
+
+/// The write statement's term deletes find their rows through `kmipd_terms_term` (the only
+/// index of `kmipd_terms` since version 6), never by scanning the table; the plan PostgreSQL
+/// makes for a commit that changes one term of an object among a few thousand.
+#[test]
+fn the_term_deletes_read_the_terms_index() {
+    let (_c, opts) = fresh();
+    let s = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    s.commit(
+        (0..3000u64)
+            .map(|i| Change::Put(obj(&format!("u{i:05}"), i, b"m")))
+            .collect(),
+    )
+    .unwrap();
+    let raw = Raw::connect(&opts);
+    raw.batch(&format!(
+        "ANALYZE; PREPARE w AS {}",
+        commit::WRITE_SQL_FOR_TESTS
+    ));
+    let term = crate::query::filter_prefix(&Filter::Attr(
+        AttrName::Std(tag::STATE),
+        Value::Enumeration(1),
+    ))
+    .unwrap();
+    let date =
+        crate::query::filter_prefix(&Filter::Date(AttrName::Std(tag::INITIAL_DATE), 0, 0)).unwrap();
+    let hex = |b: &[u8]| -> String { b.iter().map(|b| format!("{b:02x}")).collect() };
+    let plan: Vec<String> = raw
+        .rt
+        .block_on(raw.client.query(
+            &format!(
+                "EXPLAIN EXECUTE w('{{u00007,u00007}}', '{{\"\\\\x{}\",\"\\\\x{}\"}}', \
+                 '{{NULL,1007}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', \
+                 0, '{{u00007}}', '{{1}}', '{}')",
+                hex(&term),
+                hex(&date),
+                uuid_text()
+            ),
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("kmipd_terms_term"), "{plan}");
+    assert!(!plan.contains("Seq Scan on kmipd_terms"), "{plan}");
+}
+
+fn uuid_text() -> &'static str {
+    "00000000-0000-4000-8000-000000000001"
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let (_c, opts) = fresh();

@@ -947,6 +947,13 @@ fn search_conditions_in_one_batch_see_each_other() {
     assert!(s.get("Q").unwrap().is_none());
 }
 
+#[test]
+fn sled_store_locate_after_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    crate::conditional_tests::locate_after_updates(&s);
+}
+
 /// Settings, and they survive a reopen.
 #[test]
 fn sled_store_settings_are_durable() {
