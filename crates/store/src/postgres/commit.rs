@@ -46,8 +46,8 @@ use super::{
 /// A commit's first statement (schema version 6): its locks, then the current KEK id, the
 /// sequence numbers of its new objects, and for a commit that writes its transaction id,
 /// commit token and the current records of the uids it writes (whose terms it replaces).
-const BEGIN_SQL: &str = "SELECT kek, txid, token, seqs, old_uids, old_records \
-     FROM kmipd_begin($1, $2, $3, $4, $5, $6, $7, $8)";
+const BEGIN_SQL: &str = "SELECT kek, txid, token, seqs, found_uids, found_revisions, \
+     found_records FROM kmipd_begin($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// How a commit with search conditions takes the search lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl Plan {
 
 /// The encoded writes of one attempt, as column arrays.
 #[derive(Default)]
-struct Encoded {
+pub(crate) struct Encoded {
     put_uids: Vec<String>,
     put_seqs: Vec<i64>,
     put_keks: Vec<Option<i64>>,
@@ -166,10 +166,20 @@ struct Encoded {
     term_uids: Vec<String>,
     terms: Vec<Vec<u8>>,
     term_dates: Vec<Option<i64>>,
-    /// The terms to delete: those of the replaced records that the new ones lack.
-    gone_uids: Vec<String>,
-    gone_terms: Vec<Vec<u8>>,
-    gone_dates: Vec<Option<i64>>,
+    /// The terms to delete: those of the replaced records that the new ones lack, with a
+    /// date and without.
+    gone_dated_uids: Vec<String>,
+    gone_dated_terms: Vec<Vec<u8>>,
+    gone_dates: Vec<i64>,
+    gone_undated_uids: Vec<String>,
+    gone_undated_terms: Vec<Vec<u8>>,
+    /// The commit token (from `kmipd_begin`).
+    token: String,
+    /// Some put replaces a stored row (an upsert then, else a plain insert).
+    replaces: bool,
+    /// Some put brings a sequence number not taken from `kmipd_sequence` in this commit (a
+    /// copy from sled): the sequence is advanced past `max_seq`.
+    advance: bool,
     /// Uids whose stored record does not parse (its terms unknown): all their terms are
     /// deleted by uid (a scan of `kmipd_terms`; damaged records only).
     purge: Vec<String>,
@@ -188,7 +198,7 @@ fn encode(
     inner: &Inner,
     plan: &Plan,
     numbers: &[u64],
-    old: &BTreeMap<String, Vec<u8>>,
+    old: &BTreeMap<String, &[u8]>,
 ) -> Result<Encoded, StoreError> {
     let kek = inner.current()?;
     let mut e = Encoded {
@@ -197,25 +207,28 @@ fn encode(
     };
     for (uid, o) in &plan.writes {
         e.written.push(uid.clone());
-        let old_terms = match old.get(uid) {
-            None => Vec::new(),
+        let (old_terms, old_seq) = match old.get(uid) {
+            None => (Vec::new(), None),
             Some(raw) => match record::parse(uid, raw) {
-                Ok(parsed) => index_terms(&parsed.into_shell())?,
+                Ok(parsed) => {
+                    let shell = parsed.into_shell();
+                    (index_terms(&shell)?, Some(shell.sequence))
+                }
                 Err(_) => {
                     e.purge.push(uid.clone());
-                    Vec::new()
+                    (Vec::new(), None)
                 }
             },
         };
         let Some(o) = o else {
             e.deleted.push(uid.clone());
-            for (term, date) in old_terms {
-                e.gone_uids.push(uid.clone());
-                e.gone_terms.push(term);
-                e.gone_dates.push(date);
+            for term in old_terms {
+                e.gone(uid, term);
             }
             continue;
         };
+        e.replaces |= old.contains_key(uid);
+        e.advance |= o.sequence < PROVISIONAL_SEQUENCE && old_seq != Some(o.sequence);
         let numbered;
         let o = if o.sequence >= PROVISIONAL_SEQUENCE {
             let i = plan
@@ -256,10 +269,8 @@ fn encode(
                     news.next();
                 }
                 Ordering::Less => {
-                    if let Some((term, date)) = olds.next() {
-                        e.gone_uids.push(uid.clone());
-                        e.gone_terms.push(term);
-                        e.gone_dates.push(date);
+                    if let Some(term) = olds.next() {
+                        e.gone(uid, term);
                     }
                 }
                 Ordering::Greater => {
@@ -275,66 +286,132 @@ fn encode(
     Ok(e)
 }
 
-/// Every write of a commit, its expectations checked first (`bad`: the first expected uid
-/// whose revision differs; then nothing is written) and its commit token (`$15`, from
-/// `kmipd_begin`). All CTEs share the statement's snapshot, taken after the locks: the check
-/// sees the state before the writes, and the term deletes see only the old terms. Only the
-/// terms that changed are deleted (`$1`-`$3`, each row found through `kmipd_terms_term`:
-/// dated terms by their date, the others by `date IS NULL`, both index conditions) and
-/// inserted (`$9`-`$11`). `$purge` is empty, or the CTE that deletes every term of the uids
-/// in `$16` (records that did not parse).
-macro_rules! write_sql {
-    ($purge:literal) => {
-        concat!(
-            "WITH bad AS (SELECT e.u FROM unnest($13::text[], $14::bigint[]) AS e(u, r) \
-    LEFT JOIN kmipd_objects o ON o.uid = e.u WHERE o.revision IS DISTINCT FROM e.r LIMIT 1), \
-ok AS (SELECT NOT EXISTS (SELECT 1 FROM bad) AS ok), ",
-            $purge,
-            "del_dated AS (DELETE FROM kmipd_terms k \
-    USING unnest($1::text[], $2::bytea[], $3::bigint[]) AS g(u, t, d) \
-    WHERE k.term = g.t AND k.date = g.d AND k.uid = g.u AND (SELECT ok FROM ok)), \
-del_undated AS (DELETE FROM kmipd_terms k \
-    USING unnest($1::text[], $2::bytea[], $3::bigint[]) AS g(u, t, d) \
-    WHERE g.d IS NULL AND k.term = g.t AND k.date IS NULL AND k.uid = g.u \
-    AND (SELECT ok FROM ok)), \
-del_objects AS (DELETE FROM kmipd_objects WHERE uid = ANY($4::text[]) AND (SELECT ok FROM ok)), \
-put AS (INSERT INTO kmipd_objects (uid, sequence, revision, kek_id, record) \
-    SELECT u, s, nextval('kmipd_revision'), k, r \
-    FROM unnest($5::text[], $6::bigint[], $7::bigint[], $8::bytea[]) AS t(u, s, k, r) \
-    WHERE (SELECT ok FROM ok) \
-    ON CONFLICT (uid) DO UPDATE SET sequence = EXCLUDED.sequence, \
-    revision = EXCLUDED.revision, kek_id = EXCLUDED.kek_id, record = EXCLUDED.record), \
-ins_terms AS (INSERT INTO kmipd_terms (uid, term, date) \
-    SELECT u, t, d FROM unnest($9::text[], $10::bytea[], $11::bigint[]) AS x(u, t, d) \
-    WHERE (SELECT ok FROM ok)), \
-advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, \
-    CASE WHEN (SELECT ok FROM ok) THEN GREATEST(0, $12::bigint - \
-    (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM kmipd_sequence)) \
-    ELSE 0 END)), \
-tok AS (INSERT INTO kmipd_commit_tokens (token) SELECT $15::text::uuid \
-    WHERE (SELECT ok FROM ok)) \
-SELECT (SELECT u FROM bad), (SELECT count(*) FROM advance)"
-        )
-    };
+impl Encoded {
+    /// A term of `uid`'s replaced record that its new state lacks.
+    fn gone(&mut self, uid: &str, (term, date): crate::query::Term) {
+        match date {
+            Some(d) => {
+                self.gone_dated_uids.push(uid.to_owned());
+                self.gone_dated_terms.push(term);
+                self.gone_dates.push(d);
+            }
+            None => {
+                self.gone_undated_uids.push(uid.to_owned());
+                self.gone_undated_terms.push(term);
+            }
+        }
+    }
 }
 
-/// [`write_sql`] without a purge (every stored record parsed).
-const WRITE_SQL: &str = write_sql!("");
-#[cfg(test)]
-pub(crate) const WRITE_SQL_FOR_TESTS: &str = WRITE_SQL;
-
-/// [`write_sql`] with the purge of the terms of `$16`.
-const WRITE_PURGE_SQL: &str = write_sql!(
-    "purge AS (DELETE FROM kmipd_terms WHERE uid = ANY($16::text[]) AND (SELECT ok FROM ok)), "
-);
-
-/// A [`Revision`] as the revision number it was made from (0, never a revision, for one this
-/// store did not make).
-fn revision_number(r: &Revision) -> i64 {
-    match r.0.split_first_chunk::<8>() {
-        Some((head, tail)) if tail.iter().all(|b| *b == 0) => i64::from_be_bytes(*head),
-        _ => 0,
+/// The statement that makes every write of a commit (its expectations were checked after
+/// its locks, in `kmipd_begin`), with its parameters: data-modifying CTEs on one snapshot, so
+/// the term deletes see only the old terms. Only what the commit needs is in it (a create is
+/// one insert into each table), and prepared once per connection for each shape. The terms
+/// that changed are deleted through `kmipd_terms_term` (dated terms by their date, the others
+/// by `date IS NULL`: both index conditions); the terms of a record that did not parse
+/// (`purge`) by uid, a scan of `kmipd_terms`.
+fn write_statement(e: &Encoded) -> (String, Vec<&(dyn ToSql + Sync)>) {
+    fn arg<'a>(params: &mut Vec<&'a (dyn ToSql + Sync)>, v: &'a (dyn ToSql + Sync)) -> usize {
+        params.push(v);
+        params.len()
     }
+    let mut ctes: Vec<String> = Vec::new();
+    let mut p: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    if !e.purge.is_empty() {
+        let u = arg(&mut p, &e.purge);
+        ctes.push(format!(
+            "purge AS (DELETE FROM kmipd_terms WHERE uid = ANY(${u}::text[]))"
+        ));
+    }
+    if !e.gone_dated_uids.is_empty() {
+        let (u, t, d) = (
+            arg(&mut p, &e.gone_dated_uids),
+            arg(&mut p, &e.gone_dated_terms),
+            arg(&mut p, &e.gone_dates),
+        );
+        ctes.push(format!(
+            "del_dated AS (DELETE FROM kmipd_terms k \
+             USING unnest(${u}::text[], ${t}::bytea[], ${d}::bigint[]) AS g(u, t, d) \
+             WHERE k.term = g.t AND k.date = g.d AND k.uid = g.u)"
+        ));
+    }
+    if !e.gone_undated_uids.is_empty() {
+        let (u, t) = (
+            arg(&mut p, &e.gone_undated_uids),
+            arg(&mut p, &e.gone_undated_terms),
+        );
+        ctes.push(format!(
+            "del_undated AS (DELETE FROM kmipd_terms k \
+             USING unnest(${u}::text[], ${t}::bytea[]) AS g(u, t) \
+             WHERE k.term = g.t AND k.date IS NULL AND k.uid = g.u)"
+        ));
+    }
+    if !e.deleted.is_empty() {
+        let u = arg(&mut p, &e.deleted);
+        ctes.push(format!(
+            "del_objects AS (DELETE FROM kmipd_objects WHERE uid = ANY(${u}::text[]))"
+        ));
+    }
+    if !e.put_uids.is_empty() {
+        let (u, s, k, r) = (
+            arg(&mut p, &e.put_uids),
+            arg(&mut p, &e.put_seqs),
+            arg(&mut p, &e.put_keks),
+            arg(&mut p, &e.put_records),
+        );
+        let upsert = if e.replaces {
+            " ON CONFLICT (uid) DO UPDATE SET sequence = EXCLUDED.sequence, \
+             revision = EXCLUDED.revision, kek_id = EXCLUDED.kek_id, record = EXCLUDED.record"
+        } else {
+            ""
+        };
+        ctes.push(format!(
+            "put AS (INSERT INTO kmipd_objects (uid, sequence, revision, kek_id, record) \
+             SELECT u, s, nextval('kmipd_revision'), k, r \
+             FROM unnest(${u}::text[], ${s}::bigint[], ${k}::bigint[], ${r}::bytea[]) \
+             AS t(u, s, k, r){upsert})"
+        ));
+    }
+    if !e.term_uids.is_empty() {
+        let (u, t, d) = (
+            arg(&mut p, &e.term_uids),
+            arg(&mut p, &e.terms),
+            arg(&mut p, &e.term_dates),
+        );
+        ctes.push(format!(
+            "ins_terms AS (INSERT INTO kmipd_terms (uid, term, date) \
+             SELECT u, t, d FROM unnest(${u}::text[], ${t}::bytea[], ${d}::bigint[]) AS x(u, t, d))"
+        ));
+    }
+    let tail = if e.advance {
+        let m = arg(&mut p, &e.max_seq);
+        ctes.push(format!(
+            "advance AS (SELECT nextval('kmipd_sequence') FROM generate_series(1, \
+             GREATEST(0, ${m}::bigint - (SELECT CASE WHEN is_called THEN last_value \
+             ELSE last_value - 1 END FROM kmipd_sequence))))"
+        ));
+        "SELECT count(*) FROM advance"
+    } else {
+        "SELECT 1"
+    };
+    let t = arg(&mut p, &e.token);
+    ctes.push(format!(
+        "tok AS (INSERT INTO kmipd_commit_tokens (token) VALUES (${t}::text::uuid))"
+    ));
+    (format!("WITH {} {tail}", ctes.join(", ")), p)
+}
+
+/// The write statement of a commit that only deletes one dated and one undated term (its
+/// parameters: the dated term's uid, term and date, the other's uid and term, the token).
+#[cfg(test)]
+pub(crate) fn term_deletes_for_tests(
+    dated: (&str, Vec<u8>, i64),
+    undated: (&str, Vec<u8>),
+) -> String {
+    let mut e = Encoded::default();
+    e.gone(dated.0, (dated.1, Some(dated.2)));
+    e.gone(undated.0, (undated.1, None));
+    write_statement(&e).0
 }
 
 /// Applies `changes` in one transaction, retried as the module doc says.
@@ -364,8 +441,12 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     let fresh = i32::try_from(plan.provisional.len())
         .map_err(|_| Failure::Fatal(backend("too many new objects in one commit")))?;
     let search_mode = plan.search_mode();
-    let uids: Vec<&str> = plan.writes.keys().map(String::as_str).collect();
-    let begin_params: [&(dyn ToSql + Sync); 8] = [
+    let written: Vec<&str> = plan.writes.keys().map(String::as_str).collect();
+    let mut uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
+    uids.extend_from_slice(&written);
+    uids.sort_unstable();
+    uids.dedup();
+    let begin_params: [&(dyn ToSql + Sync); 9] = [
         &LOCK_NS,
         &LOCK_KEK,
         &LOCK_SEARCH,
@@ -374,6 +455,7 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         &fresh,
         &writes,
         &uids,
+        &written,
     ];
     let (begun, row) = tokio::join!(
         biased;
@@ -386,12 +468,32 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
     let txid: Option<i64> = row.try_get(1).map_err(|e| classify(&e))?;
     let token: Option<String> = row.try_get(2).map_err(|e| classify(&e))?;
     let seqs: Vec<i64> = row.try_get(3).map_err(|e| classify(&e))?;
-    let old_uids: Option<Vec<String>> = row.try_get(4).map_err(|e| classify(&e))?;
-    let old_records: Option<Vec<Vec<u8>>> = row.try_get(5).map_err(|e| classify(&e))?;
-    let old: BTreeMap<String, Vec<u8>> = old_uids
-        .unwrap_or_default()
-        .into_iter()
-        .zip(old_records.unwrap_or_default())
+    let found_uids: Option<Vec<String>> = row.try_get(4).map_err(|e| classify(&e))?;
+    let found_revisions: Option<Vec<i64>> = row.try_get(5).map_err(|e| classify(&e))?;
+    let found_records: Option<Vec<Option<Vec<u8>>>> = row.try_get(6).map_err(|e| classify(&e))?;
+    let found_uids = found_uids.unwrap_or_default();
+    let found_revisions = found_revisions.unwrap_or_default();
+    let found_records = found_records.unwrap_or_default();
+    if found_revisions.len() != found_uids.len() || found_records.len() != found_uids.len() {
+        let e = backend("kmipd_begin gave arrays of different lengths");
+        return Err(conn.abort(e).await);
+    }
+    // (2) The expectations, on what `kmipd_begin` read after the locks: nobody can change
+    // an expected object before this transaction ends (every writer takes its lock).
+    let now: BTreeMap<&str, Revision> = found_uids
+        .iter()
+        .map(String::as_str)
+        .zip(found_revisions.iter().map(|r| revision(*r)))
+        .collect();
+    for (uid, want) in &plan.expects {
+        if now.get(uid.as_str()) != want.as_ref() {
+            return Err(conn.abort(StoreError::Conflict { uid: uid.clone() }).await);
+        }
+    }
+    let old: BTreeMap<String, &[u8]> = found_uids
+        .iter()
+        .zip(&found_records)
+        .filter_map(|(u, r)| Some((u.clone(), r.as_deref()?)))
         .collect();
     let mut numbers: Vec<u64> = seqs
         .into_iter()
@@ -415,27 +517,7 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
             return Err(kek_changed(inner, db_kek, conn).await);
         }
     }
-    // (2) Expectations, before any write: in the write statement when there are writes,
-    // else here.
-    if !plan.expects.is_empty() && enc.written.is_empty() {
-        let uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
-        let stmt = c
-            .prepare_cached("SELECT uid, revision FROM kmipd_objects WHERE uid = ANY($1::text[])")
-            .await
-            .map_err(|e| classify(&e))?;
-        let rows = c.query(&stmt, &[&uids]).await.map_err(|e| classify(&e))?;
-        let mut now = BTreeMap::new();
-        for r in rows {
-            let uid: String = r.try_get(0).map_err(|e| classify(&e))?;
-            let rev: i64 = r.try_get(1).map_err(|e| classify(&e))?;
-            now.insert(uid, revision(rev));
-        }
-        for (uid, want) in &plan.expects {
-            if now.get(uid) != want.as_ref() {
-                return Err(conn.abort(StoreError::Conflict { uid: uid.clone() }).await);
-            }
-        }
-    }
+    // (2) The search conditions, run again.
     for (query, sql, params) in &plan.searches {
         let rows = select_rows(c, sql, params).await?;
         for (uid, raw) in rows {
@@ -456,67 +538,37 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         let e = backend("kmipd_begin gave no transaction id or commit token for a write");
         return Err(conn.abort(e).await);
     };
-    // (3) The expectations and every write, then COMMIT, sent together.
-    let expect_uids: Vec<&str> = plan.expects.iter().map(|(u, _)| u.as_str()).collect();
-    let expect_revs: Vec<Option<i64>> = plan
-        .expects
-        .iter()
-        .map(|(_, r)| r.as_ref().map(revision_number))
-        .collect();
-    let sql = if enc.purge.is_empty() {
-        WRITE_SQL
-    } else {
-        WRITE_PURGE_SQL
+    // (3) Every write, then COMMIT, sent together.
+    let lost = Lost {
+        txid,
+        token: token.clone(),
     };
-    let stmt = c.prepare_cached(sql).await.map_err(|e| classify(&e))?;
-    let mut write_params: Vec<&(dyn ToSql + Sync)> = vec![
-        &enc.gone_uids,
-        &enc.gone_terms,
-        &enc.gone_dates,
-        &enc.deleted,
-        &enc.put_uids,
-        &enc.put_seqs,
-        &enc.put_keks,
-        &enc.put_records,
-        &enc.term_uids,
-        &enc.terms,
-        &enc.term_dates,
-        &enc.max_seq,
-        &expect_uids,
-        &expect_revs,
-        &token,
-    ];
-    if !enc.purge.is_empty() {
-        write_params.push(&enc.purge);
-    }
+    let mut enc = enc;
+    enc.token = token;
+    let (sql, params) = write_statement(&enc);
+    let stmt = c.prepare_cached(&sql).await.map_err(|e| classify(&e))?;
     let (written, committed) = tokio::join!(
         biased;
-        c.query_one(&stmt, &write_params),
+        c.execute(&stmt, &params),
         c.batch_execute("COMMIT")
     );
-    let lost = Lost { txid, token };
-    // Whether an expectation failed (then nothing was written, whatever COMMIT did).
-    let bad: Option<String> = match written.and_then(|row| row.try_get(0)) {
-        Ok(bad) => bad,
+    match written {
+        Ok(_) => {}
         // The statement failed: the transaction is aborted and the COMMIT rolled it back.
         // (The connection is not reused.)
         Err(e) if e.as_db_error().is_some() => return Err(classify(&e)),
         // No answer: the COMMIT may have run.
         Err(e) => return Err(Failure::Unknown(lost, describe(&e))),
-    };
+    }
     // (4) The COMMIT's answer. Any failure here has an unknown outcome (a lost connection, or
     // a terminated session whose commit record may already be flushed): the caller asks the
     // database about this transaction instead of guessing (`resolve`).
-    match (committed, bad) {
-        (Ok(()), bad) => {
+    match committed {
+        Ok(()) => {
             conn.release();
-            match bad {
-                None => Ok(()),
-                Some(uid) => Err(Failure::Fatal(StoreError::Conflict { uid })),
-            }
+            Ok(())
         }
-        (Err(_), Some(uid)) => Err(Failure::Fatal(StoreError::Conflict { uid })),
-        (Err(e), None) => Err(Failure::Unknown(lost, describe(&e))),
+        Err(e) => Err(Failure::Unknown(lost, describe(&e))),
     }
 }
 

@@ -66,10 +66,13 @@
 //! - `kmipd_objects_kek` dropped: a partial index on `kek_id IS NOT NULL` holds nearly every
 //!   row, and the KEK rotation's `kek_id <> current` cannot be answered by it (it pages
 //!   through the primary key).
-//! - `kmipd_begin` with an eighth argument, the uids the commit writes: after the locks it
-//!   also returns their current records (`old_uids`, `old_records`). The seven-argument
-//!   function of version 5 stays for nodes of the previous version during a rolling upgrade
-//!   (they still write correctly: they delete terms by uid, a scan of `kmipd_terms` now).
+//! - `kmipd_begin` with two more arguments, the uids the commit expects or writes and those it
+//!   writes: after the locks it also returns the current revision of each that exists and
+//!   the record of each written one (`found_uids`, `found_revisions`, `found_records`), so
+//!   the expectations are checked there (under the locks) and the write statement carries no
+//!   check. The seven-argument function of version 5 stays for nodes of the previous version
+//!   during a rolling upgrade (they still write correctly: they delete terms by uid, a scan
+//!   of `kmipd_terms` now).
 //!
 //! [`PgStore`]: super::PgStore
 //! [`ObjectStore::find`]: crate::ObjectStore::find
@@ -196,9 +199,9 @@ DROP INDEX IF EXISTS kmipd_terms_uid;
 DROP INDEX IF EXISTS kmipd_objects_kek;
 CREATE OR REPLACE FUNCTION kmipd_begin(
     ns integer, kek_lock integer, search_lock integer, search_mode integer, locks bigint[],
-    fresh integer, writes boolean, uids text[],
+    fresh integer, writes boolean, uids text[], written text[],
     OUT kek bytea, OUT txid bigint, OUT token text, OUT seqs bigint[],
-    OUT old_uids text[], OUT old_records bytea[])
+    OUT found_uids text[], OUT found_revisions bigint[], OUT found_records bytea[])
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     k bigint;
@@ -217,7 +220,11 @@ BEGIN
     IF writes THEN
         txid := txid_current();
         token := gen_random_uuid()::text;
-        SELECT array_agg(o.uid), array_agg(o.record) INTO old_uids, old_records
+    END IF;
+    IF cardinality(uids) > 0 THEN
+        SELECT array_agg(o.uid), array_agg(o.revision),
+               array_agg(CASE WHEN o.uid = ANY(written) THEN o.record END)
+            INTO found_uids, found_revisions, found_records
             FROM kmipd_objects o WHERE o.uid = ANY(uids);
     END IF;
 END

@@ -571,7 +571,7 @@ fn schema_5_with_data_upgrades_and_keeps_locate_results() {
         "CREATE INDEX kmipd_terms_uid ON kmipd_terms (uid); \
          CREATE INDEX kmipd_objects_kek ON kmipd_objects (kek_id) WHERE kek_id IS NOT NULL; \
          DROP FUNCTION kmipd_begin(integer, integer, integer, integer, bigint[], integer, \
-             boolean, text[]); \
+             boolean, text[], text[]); \
          DELETE FROM kmipd_schema WHERE version = 6",
     );
     let index = |name: &str| {
@@ -601,8 +601,10 @@ fn schema_5_with_data_upgrades_and_keeps_locate_results() {
 }
 
 /// The write statement's term deletes find their rows through `kmipd_terms_term` (the only
-/// index of `kmipd_terms` since version 6), never by scanning the table; the plan PostgreSQL
-/// makes for a commit that changes one term of an object among a few thousand.
+/// index of `kmipd_terms` since version 6), never by scanning the table: in the plan
+/// PostgreSQL makes for a commit that changes two terms of an object among a few thousand,
+/// and in the generic plan of the same statement (what a connection may keep once it has
+/// run it a few times).
 #[test]
 fn the_term_deletes_read_the_terms_index() {
     let (_c, opts) = fresh();
@@ -613,12 +615,7 @@ fn the_term_deletes_read_the_terms_index() {
             .collect(),
     )
     .unwrap();
-    let raw = Raw::connect(&opts);
-    raw.batch(&format!(
-        "ANALYZE; PREPARE w AS {}",
-        commit::WRITE_SQL_FOR_TESTS
-    ));
-    let term = crate::query::filter_prefix(&Filter::Attr(
+    let state = crate::query::filter_prefix(&Filter::Attr(
         AttrName::Std(tag::STATE),
         Value::Enumeration(1),
     ))
@@ -626,26 +623,62 @@ fn the_term_deletes_read_the_terms_index() {
     let date =
         crate::query::filter_prefix(&Filter::Date(AttrName::Std(tag::INITIAL_DATE), 0, 0)).unwrap();
     let hex = |b: &[u8]| -> String { b.iter().map(|b| format!("{b:02x}")).collect() };
-    let plan: Vec<String> = raw
-        .rt
-        .block_on(raw.client.query(
-            &format!(
-                "EXPLAIN EXECUTE w('{{u00007,u00007}}', '{{\"\\\\x{}\",\"\\\\x{}\"}}', \
-                 '{{NULL,1007}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', \
-                 0, '{{u00007}}', '{{1}}', '{}')",
-                hex(&term),
-                hex(&date),
-                uuid_text()
-            ),
-            &[],
-        ))
+    let sql =
+        commit::term_deletes_for_tests(("u00007", date.clone(), 1007), ("u00007", state.clone()));
+    let raw = Raw::connect(&opts);
+    raw.batch(&format!("ANALYZE; PREPARE w AS {sql}"));
+    let explain = || -> String {
+        let plan: Vec<String> = raw
+            .rt
+            .block_on(raw.client.query(
+                &format!(
+                    "EXPLAIN EXECUTE w('{{u00007}}', '{{\"\\\\x{}\"}}', '{{1007}}', \
+                     '{{u00007}}', '{{\"\\\\x{}\"}}', '{}')",
+                    hex(&date),
+                    hex(&state),
+                    uuid_text()
+                ),
+                &[],
+            ))
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        plan.join("\n")
+    };
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        raw.batch(&format!("SET plan_cache_mode = {mode}"));
+        let plan = explain();
+        assert_eq!(
+            plan.matches("Index Scan using kmipd_terms_term").count(),
+            2,
+            "{mode}: {plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "{mode}: {plan}");
+    }
+    // And the statement deletes exactly those two rows.
+    let before = raw.scalar_i64("SELECT count(*) FROM kmipd_terms");
+    raw.batch(&format!(
+        "BEGIN; EXECUTE w('{{u00007}}', '{{\"\\\\x{}\"}}', '{{1007}}', '{{u00007}}', \
+         '{{\"\\\\x{}\"}}', '{}'); COMMIT",
+        hex(&date),
+        hex(&state),
+        uuid_text()
+    ));
+    assert_eq!(
+        raw.scalar_i64("SELECT count(*) FROM kmipd_terms"),
+        before - 2
+    );
+    assert_eq!(
+        raw.scalar_i64("SELECT count(*) FROM kmipd_terms WHERE uid = 'u00007'"),
+        i64::try_from(
+            crate::query::index_terms(&obj("u00007", 7, b"m"))
+                .unwrap()
+                .len()
+        )
         .unwrap()
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("kmipd_terms_term"), "{plan}");
-    assert!(!plan.contains("Seq Scan on kmipd_terms"), "{plan}");
+            - 2
+    );
 }
 
 fn uuid_text() -> &'static str {
