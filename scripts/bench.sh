@@ -24,6 +24,8 @@
 #   BENCH_PG_STATEMENTS=1 scripts/bench.sh --store postgres  # and pg_stat_statements' counts
 #                                            # per row (the extension costs some CPU itself)
 #   BENCH_PG_CONF='name = value' scripts/bench.sh --store postgres  # a PostgreSQL setting
+#   BENCH_PG_SQL='ALTER TABLE ...' scripts/bench.sh --store postgres  # SQL run once the
+#                                            # nodes have made the schema (a table setting)
 #
 # Each row also prints the server's CPU per request: its utime+stime (/proc/PID/stat, all
 # threads) over the row, set-up and connections included, divided by the requests (a cycle is
@@ -235,6 +237,10 @@ NODECONF
     done
     certs="$work/kmipd/certs"
     tls=(--ca "$certs/ca.pem" --cert "$certs/client.pem" --key "$certs/client.key")
+    if [[ -n "${BENCH_PG_SQL:-}" ]]; then
+        # SQL run once the nodes have made the schema (a table setting to try, say).
+        psql_kmipd -c "$BENCH_PG_SQL" >&2
+    fi
 
     # label | connections (over all nodes) | kmip-bench arguments
     local runs=(
@@ -289,6 +295,9 @@ NODECONF
                 psql_kmipd -F $'\t' -c "SELECT calls, round(total_exec_time::numeric, 1), \
                     round(total_plan_time::numeric, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
                     FROM pg_stat_statements ORDER BY calls DESC LIMIT 12" >&2
+                echo "bench: kmipd_objects updates (all rows so far): total, HOT" >&2
+                psql_kmipd -F $'\t' -c "SELECT pg_sleep(0.6), n_tup_upd, n_tup_hot_upd \
+                    FROM pg_stat_user_tables WHERE relname = 'kmipd_objects'" >&2
             fi
         done
     done

@@ -9,21 +9,24 @@
 //! Name. Commits without search conditions take no search lock: they check nothing a
 //! search could invalidate, so they serialize after any search that missed them.
 //!
-//! Round trips of one attempt: (1) `BEGIN` and `kmipd_begin` (schema version 4, one prepared
-//! statement), sent together: the advisory locks, the current KEK id, the sequence numbers of
-//! the objects the commit creates (one per provisional number, see
-//! [`ObjectStore::creation_sequence`]) and, for a commit that writes, the transaction id and
-//! a new commit token; the records are encoded after it, with those numbers; (2) each search
-//! condition re-run (only when the commit has them); (3) the expectations' check and every
-//! write in one statement (data-modifying CTEs on one snapshot: nothing is written when an
-//! expectation fails, and the terms of a rewritten object are deleted and inserted without
-//! the delete seeing the new ones), sent together with `COMMIT`. Sending `COMMIT` before the
-//! check's answer is sound: a failed expectation wrote nothing, so committing the transaction
-//! only releases its locks; a failed statement aborts the transaction, so the `COMMIT` rolls it
-//! back. Only a connection lost before both answers arrive leaves the outcome unknown, and
-//! the transaction id and the commit token, both known from (1), resolve it (`resolve`). A
-//! commit of expectations only reads the revisions in (2) and writes nothing. Encoding (key
-//! wrap under the current KEK) happens in each attempt, so an attempt that finds another node
+//! Round trips of one attempt: (1) `BEGIN` and `kmipd_begin` (schema version 6, one prepared
+//! statement), sent together: the advisory locks, then the current KEK id, the sequence
+//! numbers of the objects the commit creates (one per provisional number, see
+//! [`ObjectStore::creation_sequence`]), the current revision of every uid the commit expects
+//! or writes and the record of every uid it writes, and, for a commit that writes, the
+//! transaction id and a new commit token. The expectations are checked on those revisions:
+//! read after the locks, they cannot change before the transaction ends (every writer takes
+//! the object's lock), so a failed one ends the attempt with `Conflict` before anything is
+//! written. The records are encoded after it, with those numbers; the index terms to delete
+//! and insert are the difference between the replaced records' terms and the new ones' (only
+//! what changed is written). (2) Each search condition re-run (only when the commit has them).
+//! (3) Every write in one statement, shaped for the commit (`write_statement`:
+//! data-modifying CTEs on one snapshot, so the term deletes never see the new terms), sent
+//! together with `COMMIT`; a failed statement aborts the transaction, so the `COMMIT` rolls
+//! it back. Only a connection lost before both answers arrive leaves the outcome unknown,
+//! and the transaction id and the commit token, both known from (1), resolve it (`resolve`).
+//! A commit of expectations only writes nothing and commits after (2). Encoding (key wrap
+//! under the current KEK) happens in each attempt, so an attempt that finds another node
 //! switched the KEK re-encodes under the new one.
 
 use std::cmp::Ordering;

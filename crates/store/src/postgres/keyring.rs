@@ -409,10 +409,14 @@ impl PgStore {
             retrying(&inner, |conn| {
                 let key = key.clone();
                 async move {
-                    let row = db(conn
-                        .client()?
-                        .query_opt("SELECT value FROM kmipd_meta WHERE key = $1", &[&*key])
+                    // Prepared once per connection: read on every Create (the constraints
+                    // setting), where an unnamed statement cost a round trip and a parse
+                    // and plan each time.
+                    let c = conn.client()?;
+                    let stmt = db(c
+                        .prepare_cached("SELECT value FROM kmipd_meta WHERE key = $1")
                         .await)?;
+                    let row = db(c.query_opt(&stmt, &[&*key]).await)?;
                     let v = match row {
                         Some(r) => Some(db(r.try_get(0))?),
                         None => None,
