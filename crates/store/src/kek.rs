@@ -197,16 +197,20 @@ impl Keyring {
         uid: &str,
         raw: &[u8],
     ) -> Result<Result<crate::ManagedObject, KekId>, crate::StoreError> {
-        let parsed = crate::record::parse(uid, raw)?;
-        let mut o = parsed.shell();
-        if let Some((id, wrapped)) = &parsed.wrapped {
-            let kek = match Keyring::kek(ring, *id) {
-                Ok(k) => k,
-                Err(crate::StoreError::Kek(_)) => return Ok(Err(*id)),
-                Err(e) => return Err(e),
-            };
-            o.object = Some(crate::record::open_sealed(uid, wrapped, &kek)?);
-        }
+        let mut parsed = crate::record::parse(uid, raw)?;
+        let object = match parsed.wrapped.take() {
+            Some((id, wrapped)) => {
+                let kek = match Keyring::kek(ring, id) {
+                    Ok(k) => k,
+                    Err(crate::StoreError::Kek(_)) => return Ok(Err(id)),
+                    Err(e) => return Err(e),
+                };
+                Some(crate::record::open_sealed(uid, &wrapped, &kek)?)
+            }
+            None => None,
+        };
+        let mut o = parsed.into_shell();
+        o.object = object;
         Ok(Ok(o))
     }
 }

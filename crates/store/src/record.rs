@@ -264,31 +264,51 @@ pub(crate) fn parse(uid: &str, bytes: &[u8]) -> Result<Parsed, StoreError> {
 fn parse_v1(uid: &str, bytes: &[u8]) -> Result<Parsed, StoreError> {
     let root = kmipd_ttlv::decode(bytes, &LIMITS).map_err(|e| corrupt(uid, e.to_string()))?;
     let bad = |what: &str| corrupt(uid, format!("field {what} missing or of the wrong type"));
-    let children = match &root.value {
+    let children = match root.value {
         Value::Structure(c) if root.tag == RECORD => c,
         _ => return Err(bad("Store Record")),
     };
-    let find = |t: Tag| children.iter().find(|c| c.tag == t).map(|c| &c.value);
-    let text = |t: Tag, what: &str| match find(t) {
-        Some(Value::TextString(s)) => Ok(s.clone()),
-        _ => Err(bad(what)),
+    // The fields are moved out of the decoded tree, not cloned: the first item of each tag
+    // counts (later ones and unknown tags are ignored), as a search for each tag would find.
+    let mut fields = RecordFields::default();
+    for c in children {
+        let slot = match c.tag {
+            UID => &mut fields.uid,
+            OBJECT_TYPE => &mut fields.object_type,
+            OWNER => &mut fields.owner,
+            SEQUENCE => &mut fields.sequence,
+            ATTRIBUTES => &mut fields.attributes,
+            KEK_ID => &mut fields.kek_id,
+            WRAPPED => &mut fields.wrapped,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(c.value);
+        }
+    }
+    let record_uid = match fields.uid {
+        Some(Value::TextString(s)) => s,
+        _ => return Err(bad("Unique Identifier")),
     };
-    let record_uid = text(UID, "Unique Identifier")?;
     if record_uid != uid {
         return Err(corrupt(uid, "record is stored under another identifier"));
     }
-    let object_type = match find(OBJECT_TYPE) {
-        Some(Value::Enumeration(v)) => *v,
+    let object_type = match fields.object_type {
+        Some(Value::Enumeration(v)) => v,
         _ => return Err(bad("Object Type")),
     };
-    let owner = text(OWNER, "Owner")?;
-    let sequence = match find(SEQUENCE) {
+    let owner = match fields.owner {
+        Some(Value::TextString(s)) => s,
+        _ => return Err(bad("Owner")),
+    };
+    let sequence = match fields.sequence {
         Some(Value::LongInteger(v)) => u64::from_be_bytes(v.to_be_bytes()),
         _ => return Err(bad("Sequence")),
     };
     let mut attributes = Attributes::new();
-    match find(ATTRIBUTES) {
+    match fields.attributes {
         Some(Value::Structure(list)) => {
+            attributes.0.reserve_exact(list.len());
             for a in list {
                 attributes
                     .0
@@ -297,8 +317,12 @@ fn parse_v1(uid: &str, bytes: &[u8]) -> Result<Parsed, StoreError> {
         }
         _ => return Err(bad("Attributes")),
     }
-    let wrapped = match (find(KEK_ID), find(WRAPPED)) {
-        (Some(Value::Enumeration(k)), Some(Value::ByteString(b))) => Some((KekId(*k), b.to_vec())),
+    let wrapped = match (fields.kek_id, fields.wrapped) {
+        (Some(Value::Enumeration(k)), Some(Value::ByteString(mut b))) => {
+            // Taken out of its `Zeroizing` (which is left empty): the wrapped form is not
+            // secret, it is what sled stores.
+            Some((KekId(k), std::mem::take(&mut *b)))
+        }
         (None, None) => None,
         _ => return Err(bad("Wrapped Object")),
     };
@@ -312,27 +336,52 @@ fn parse_v1(uid: &str, bytes: &[u8]) -> Result<Parsed, StoreError> {
     })
 }
 
-fn parse_attr(a: &Ttlv) -> Option<Attribute> {
-    let f = match &a.value {
+/// The fields of a record's Structure, each the first item with its tag.
+#[derive(Default)]
+struct RecordFields {
+    uid: Option<Value>,
+    object_type: Option<Value>,
+    owner: Option<Value>,
+    sequence: Option<Value>,
+    attributes: Option<Value>,
+    kek_id: Option<Value>,
+    wrapped: Option<Value>,
+}
+
+fn parse_attr(a: Ttlv) -> Option<Attribute> {
+    let f = match a.value {
         Value::Structure(f) if a.tag == ATTRIBUTE => f,
         _ => return None,
     };
-    let get = |t: Tag| f.iter().find(|c| c.tag == t).map(|c| &c.value);
-    let name = match (get(ATTR_TAG), get(ATTR_VENDOR), get(ATTR_NAME)) {
-        (Some(Value::Enumeration(v)), None, None) => AttrName::Std(Tag::new(*v).ok()?),
+    // Moved out, the first item of each tag counting (as in `parse_v1`).
+    let (mut tag, mut vendor, mut name, mut value) = (None, None, None, None);
+    for c in f {
+        let slot = match c.tag {
+            ATTR_TAG => &mut tag,
+            ATTR_VENDOR => &mut vendor,
+            ATTR_NAME => &mut name,
+            ATTR_VALUE => &mut value,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(c.value);
+        }
+    }
+    let name = match (tag, vendor, name) {
+        (Some(Value::Enumeration(v)), None, None) => AttrName::Std(Tag::new(v).ok()?),
         (None, vendor, Some(Value::TextString(n))) => AttrName::Custom {
             vendor: match vendor {
-                Some(Value::TextString(v)) => Some(v.clone()),
+                Some(Value::TextString(v)) => Some(v),
                 None => None,
                 Some(_) => return None,
             },
-            name: n.clone(),
+            name: n,
         },
         _ => return None,
     };
     Some(Attribute {
         name,
-        value: get(ATTR_VALUE)?.clone(),
+        value: value?,
     })
 }
 
@@ -447,5 +496,299 @@ mod one_pass {
         assert_eq!(encode(&o, &kek).unwrap(), tree_encoded(&o, &kek));
         let parsed = parse("u-1", &encode(&o, &kek).unwrap()).unwrap();
         assert!(parsed.wrapped.is_none());
+    }
+}
+
+#[cfg(test)]
+mod moved_parse {
+    use super::*;
+    use kmipd_proto::tag;
+
+    /// The parser as it was before it moved the fields out (each found by a search and
+    /// cloned), for comparison.
+    fn cloning_parse(uid: &str, bytes: &[u8]) -> Result<Parsed, StoreError> {
+        let (body, _) = bytes.split_last_chunk::<4>().unwrap();
+        let root =
+            kmipd_ttlv::decode(&body[1..], &LIMITS).map_err(|e| corrupt(uid, e.to_string()))?;
+        let bad = |what: &str| corrupt(uid, format!("field {what} missing or of the wrong type"));
+        let children = match &root.value {
+            Value::Structure(c) if root.tag == RECORD => c,
+            _ => return Err(bad("Store Record")),
+        };
+        let find = |t: Tag| children.iter().find(|c| c.tag == t).map(|c| &c.value);
+        let text = |t: Tag, what: &str| match find(t) {
+            Some(Value::TextString(s)) => Ok(s.clone()),
+            _ => Err(bad(what)),
+        };
+        let record_uid = text(UID, "Unique Identifier")?;
+        if record_uid != uid {
+            return Err(corrupt(uid, "record is stored under another identifier"));
+        }
+        let object_type = match find(OBJECT_TYPE) {
+            Some(Value::Enumeration(v)) => *v,
+            _ => return Err(bad("Object Type")),
+        };
+        let owner = text(OWNER, "Owner")?;
+        let sequence = match find(SEQUENCE) {
+            Some(Value::LongInteger(v)) => u64::from_be_bytes(v.to_be_bytes()),
+            _ => return Err(bad("Sequence")),
+        };
+        let mut attributes = Attributes::new();
+        match find(ATTRIBUTES) {
+            Some(Value::Structure(list)) => {
+                for a in list {
+                    attributes
+                        .0
+                        .push(cloning_attr(a).ok_or_else(|| bad("Attribute"))?);
+                }
+            }
+            _ => return Err(bad("Attributes")),
+        }
+        let wrapped = match (find(KEK_ID), find(WRAPPED)) {
+            (Some(Value::Enumeration(k)), Some(Value::ByteString(b))) => {
+                Some((KekId(*k), b.to_vec()))
+            }
+            (None, None) => None,
+            _ => return Err(bad("Wrapped Object")),
+        };
+        Ok(Parsed {
+            uid: record_uid,
+            object_type,
+            owner,
+            sequence,
+            attributes,
+            wrapped,
+        })
+    }
+
+    fn cloning_attr(a: &Ttlv) -> Option<Attribute> {
+        let f = match &a.value {
+            Value::Structure(f) if a.tag == ATTRIBUTE => f,
+            _ => return None,
+        };
+        let get = |t: Tag| f.iter().find(|c| c.tag == t).map(|c| &c.value);
+        let name = match (get(ATTR_TAG), get(ATTR_VENDOR), get(ATTR_NAME)) {
+            (Some(Value::Enumeration(v)), None, None) => AttrName::Std(Tag::new(*v).ok()?),
+            (None, vendor, Some(Value::TextString(n))) => AttrName::Custom {
+                vendor: match vendor {
+                    Some(Value::TextString(v)) => Some(v.clone()),
+                    None => None,
+                    Some(_) => return None,
+                },
+                name: n.clone(),
+            },
+            _ => return None,
+        };
+        Some(Attribute {
+            name,
+            value: get(ATTR_VALUE)?.clone(),
+        })
+    }
+
+    /// A record of these items, with its format byte and checksum.
+    fn framed(items: Vec<Ttlv>) -> Vec<u8> {
+        let mut out = vec![FORMAT_VERSION];
+        out.extend(enc(&Ttlv::new(RECORD, Value::Structure(items))).unwrap());
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    fn same(a: Result<Parsed, StoreError>, b: Result<Parsed, StoreError>) {
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.wrapped, b.wrapped);
+                assert_eq!(a.into_shell(), b.into_shell());
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("different outcomes: {a:?} / {b:?}"),
+        }
+    }
+
+    fn attr(fields: Vec<Ttlv>) -> Ttlv {
+        Ttlv::new(ATTRIBUTE, Value::Structure(fields))
+    }
+
+    /// Moving the fields out gives what cloning them gave: for a stored object, and for
+    /// records with duplicated, missing, mistyped and unknown items (the first of a tag counts).
+    #[test]
+    fn moving_parse_is_the_cloning_parse() {
+        let kek = Kek::new(KekId(7), &Zeroizing::new([1; 32]));
+        let mut attributes = Attributes::default();
+        attributes.set(tag::CRYPTOGRAPHIC_LENGTH, Value::Integer(128));
+        attributes.set(tag::STATE, Value::Enumeration(2));
+        attributes.set_named(
+            AttrName::Custom {
+                vendor: Some("acme".into()),
+                name: "colour".into(),
+            },
+            Value::TextString("red".into()),
+        );
+        let o = ManagedObject {
+            uid: "u-9".into(),
+            object_type: 2,
+            owner: "alice".into(),
+            object: Some(Ttlv::new(
+                tag::SYMMETRIC_KEY,
+                Value::Structure(vec![Ttlv::new(
+                    tag::KEY_MATERIAL,
+                    Value::ByteString(Zeroizing::new(vec![4; 16])),
+                )]),
+            )),
+            attributes,
+            sequence: 42,
+        };
+        let good = encode(&o, &kek).unwrap();
+        same(parse("u-9", &good), cloning_parse("u-9", &good));
+        let parsed = parse("u-9", &good).unwrap();
+        assert_eq!(parsed.wrapped.as_ref().unwrap().0, KekId(7));
+        let mut shell = o.clone();
+        shell.object = None;
+        assert_eq!(parsed.into_shell(), shell);
+
+        let uid = || Ttlv::new(UID, Value::TextString("u".into()));
+        let ty = || Ttlv::new(OBJECT_TYPE, Value::Enumeration(2));
+        let owner = || Ttlv::new(OWNER, Value::TextString("o".into()));
+        let seq = || Ttlv::new(SEQUENCE, Value::LongInteger(-1));
+        let std_attr = |v: i32| {
+            attr(vec![
+                Ttlv::new(
+                    ATTR_TAG,
+                    Value::Enumeration(tag::CRYPTOGRAPHIC_LENGTH.value()),
+                ),
+                Ttlv::new(ATTR_VALUE, Value::Integer(v)),
+            ])
+        };
+        let attrs = |list: Vec<Ttlv>| Ttlv::new(ATTRIBUTES, Value::Structure(list));
+        let unknown = || Ttlv::new(t(0x7f), Value::Integer(0));
+        let cases: Vec<Vec<Ttlv>> = vec![
+            vec![uid(), ty(), owner(), seq(), attrs(vec![])],
+            // Duplicates: the first counts.
+            vec![
+                uid(),
+                Ttlv::new(UID, Value::TextString("other".into())),
+                ty(),
+                Ttlv::new(OBJECT_TYPE, Value::Integer(1)),
+                owner(),
+                Ttlv::new(OWNER, Value::TextString("second".into())),
+                seq(),
+                attrs(vec![std_attr(1)]),
+                attrs(vec![std_attr(2)]),
+                unknown(),
+            ],
+            // A duplicate of the wrong type first fails, as before.
+            vec![
+                Ttlv::new(OWNER, Value::Integer(3)),
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![]),
+            ],
+            vec![uid(), ty(), owner(), seq()],
+            vec![uid(), owner(), seq(), attrs(vec![])],
+            vec![
+                Ttlv::new(UID, Value::TextString("v".into())),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![]),
+            ],
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                Ttlv::new(SEQUENCE, Value::Integer(1)),
+                attrs(vec![]),
+            ],
+            // Attributes: custom with and without vendor, duplicated fields, bad shapes.
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![
+                    attr(vec![
+                        Ttlv::new(ATTR_NAME, Value::TextString("x-a".into())),
+                        Ttlv::new(ATTR_VALUE, Value::TextString("1".into())),
+                        Ttlv::new(ATTR_VALUE, Value::TextString("2".into())),
+                    ]),
+                    attr(vec![
+                        Ttlv::new(ATTR_VENDOR, Value::TextString("v".into())),
+                        Ttlv::new(ATTR_NAME, Value::TextString("n".into())),
+                        unknown(),
+                        Ttlv::new(ATTR_VALUE, Value::Boolean(true)),
+                    ]),
+                    std_attr(5),
+                ]),
+            ],
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![attr(vec![Ttlv::new(ATTR_VALUE, Value::Integer(1))])]),
+            ],
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![attr(vec![
+                    Ttlv::new(ATTR_VENDOR, Value::Integer(1)),
+                    Ttlv::new(ATTR_NAME, Value::TextString("n".into())),
+                    Ttlv::new(ATTR_VALUE, Value::Integer(1)),
+                ])]),
+            ],
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![attr(vec![
+                    Ttlv::new(ATTR_TAG, Value::Enumeration(tag::STATE.value())),
+                    Ttlv::new(ATTR_NAME, Value::TextString("n".into())),
+                    Ttlv::new(ATTR_VALUE, Value::Integer(1)),
+                ])]),
+            ],
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![Ttlv::new(ATTR_VALUE, Value::Integer(1))]),
+            ],
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![std_attr(1)]),
+                Ttlv::new(KEK_ID, Value::Enumeration(1)),
+            ],
+            vec![
+                uid(),
+                ty(),
+                owner(),
+                seq(),
+                attrs(vec![]),
+                Ttlv::new(KEK_ID, Value::Enumeration(3)),
+                Ttlv::new(WRAPPED, Value::ByteString(Zeroizing::new(vec![1, 2, 3]))),
+                Ttlv::new(WRAPPED, Value::ByteString(Zeroizing::new(vec![9]))),
+            ],
+        ];
+        for (i, items) in cases.into_iter().enumerate() {
+            let raw = framed(items);
+            let ours = parse("u", &raw);
+            same(ours, cloning_parse("u", &raw));
+        }
+        let not_a_record = {
+            let mut out = vec![FORMAT_VERSION];
+            out.extend(enc(&Ttlv::new(UID, Value::Structure(vec![uid()]))).unwrap());
+            let crc = crc32fast::hash(&out);
+            out.extend_from_slice(&crc.to_be_bytes());
+            out
+        };
+        same(parse("u", &not_a_record), cloning_parse("u", &not_a_record));
     }
 }
