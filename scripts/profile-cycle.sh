@@ -18,7 +18,10 @@
 #
 # BIN is a kmipd binary with kmip-bench beside it (cargo build --release -p kmipd -p
 # kmipd-bench; copy both aside for the "before" build). The load average is printed with every
-# figure: say it with the figure.
+# figure: say it with the figure. PROFILE_STORE="key = value; ..." adds settings to the
+# instance's [store] section (e.g. "object_cache_entries = 0"); PROFILE_WORKLOAD (default
+# cycle) runs another kmip-bench workload (a request per operation counted as one, except
+# cycle's three).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,9 +48,21 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$kmipd" init --dir "$work/kmipd" --listen "127.0.0.1:$port" >/dev/null
+if [[ -n "${PROFILE_STORE:-}" ]]; then
+    python3 - "$work/kmipd/kmipd.toml" "$PROFILE_STORE" <<'PYEOF'
+import sys
+path, settings = sys.argv[1], [s.strip() for s in sys.argv[2].split(";") if s.strip()]
+text = open(path).read()
+assert "[store]\n" in text, "no [store] section in " + path
+open(path, "w").write(text.replace("[store]\n", "[store]\n" + "".join(s + "\n" for s in settings), 1))
+PYEOF
+fi
+workload="${PROFILE_WORKLOAD:-cycle}"
+per_op=1
+[[ "$workload" == cycle ]] && per_op=3
 certs="$work/kmipd/certs"
 load_args=(--server "127.0.0.1:$port" --ca "$certs/ca.pem" --cert "$certs/client.pem"
-    --key "$certs/client.key" --connections 16 --workload cycle --json --timeout 120)
+    --key "$certs/client.key" --connections 16 --workload "$workload" --json --timeout 120)
 
 serve() { # [wrapper...]: starts kmipd serve and waits for its port
     "$@" "$kmipd" serve --config "$work/kmipd/kmipd.toml" >"$work/kmipd.log" 2>&1 &
@@ -86,16 +101,16 @@ case "$mode" in
         kill -INT "$spid"
         wait "$spid" || true
         stop
-        python3 - "$work" "$before" "$after" "$(getconf CLK_TCK)" "$(load)" <<'PYEOF'
+        python3 - "$work" "$before" "$after" "$(getconf CLK_TCK)" "$(load)" "$per_op" <<'PYEOF'
 import json, re, sys
 work, before, after, tck, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 r = json.loads(open(work + "/bench.json").read().strip().splitlines()[-1])
-req = r["ops"] * 3
+req = r["ops"] * int(sys.argv[6])
 stat = open(work + "/stat.txt").read()
 def per(name):
     m = re.search(r"([\d,]+)\s+" + re.escape(name), stat)
     return int(m.group(1).replace(",", "")) / req if m else float("nan")
-print(f"cycles/s {r['ops_per_sec']:.0f}, errors {r['errors']}; per request: kmipd CPU "
+print(f"{'cycles' if int(sys.argv[6]) == 3 else 'ops'}/s {r['ops_per_sec']:.0f}, errors {r['errors']}; per request: kmipd CPU "
       f"{(after - before) / tck / req * 1e6:.1f} µs, page faults {per('page-faults'):.2f}, "
       f"context switches {per('context-switches'):.2f}, fdatasync "
       f"{per('syscalls:sys_enter_fdatasync'):.3f}, futex {per('syscalls:sys_enter_futex'):.2f}; "
@@ -112,14 +127,14 @@ PYEOF
         stop
         out=$(ls -S "$work"/cg.* | head -1)
         callgrind_annotate --auto=no --inclusive=no --threshold=100 "$out" >"$work/annotate.txt" 2>/dev/null
-        python3 - "$work/annotate.txt" "$cycles" "$(load)" "$out" <<'PYEOF'
+        python3 - "$work/annotate.txt" "$cycles" "$(load)" "$out" "$per_op" <<'PYEOF'
 import re, sys
 path, cycles, load, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 text = open(path).read()
 total = int(re.search(r"([\d,]+) \([\d. ]+%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
 sha = sum(int(m.group(1).replace(",", "")) for m in
           re.finditer(r"^\s*([\d,]+) \([\d. ]+%\)\s+\S*sha2::sha256::compress256", text, re.M))
-req = cycles * 3
+req = cycles * int(sys.argv[5])
 print(f"instructions per request: {total / req:,.0f} ({(total - sha) / req:,.0f} without "
       f"SHA-256's compress256); load average {load}; callgrind data: {out}")
 PYEOF

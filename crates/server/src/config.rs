@@ -856,6 +856,13 @@ pub struct StoreConfig {
     /// Bound of sled's page cache in MiB (sled's own default is 1 GiB).
     #[serde(default = "d_cache_capacity_mb")]
     pub cache_capacity_mb: u64,
+    /// sled only: bound of the cache of decoded objects in entries (0: no cache).
+    #[serde(default = "d_object_cache_entries")]
+    pub object_cache_entries: usize,
+    /// sled only: bound of the cache of decoded objects in MiB, their estimated decoded size
+    /// (0: no cache).
+    #[serde(default = "d_object_cache_mb")]
+    pub object_cache_mb: u64,
     /// PostgreSQL only: libpq-style URL or key=value string; several hosts and
     /// `target_session_attrs=read-write` for a primary with standbys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -906,6 +913,12 @@ fn d_data_dir() -> PathBuf {
 fn d_cache_capacity_mb() -> u64 {
     kmipd_store::DEFAULT_CACHE_CAPACITY_MB
 }
+fn d_object_cache_entries() -> usize {
+    kmipd_store::DEFAULT_OBJECT_CACHE_ENTRIES
+}
+fn d_object_cache_mb() -> u64 {
+    kmipd_store::DEFAULT_OBJECT_CACHE_MB
+}
 
 impl StoreConfig {
     /// The options the PostgreSQL store is opened with (`None` without `store.url`).
@@ -924,6 +937,8 @@ impl StoreConfig {
     pub fn sled_options(&self) -> kmipd_store::SledOptions {
         kmipd_store::SledOptions {
             cache_capacity_mb: self.cache_capacity_mb,
+            object_cache_entries: self.object_cache_entries,
+            object_cache_mb: self.object_cache_mb,
         }
     }
 }
@@ -1676,6 +1691,26 @@ backend = "memory"
         let c = parse(&MINIMAL.replace("[store]", "[store]\ncache_capacity_mb = 0")).unwrap();
         let e = c.validate(Path::new("t")).unwrap_err().to_string();
         assert!(e.contains("store.cache_capacity_mb"), "{e}");
+    }
+
+    #[test]
+    fn the_object_cache_bounds_parse_default_and_0_disables() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            (c.store.object_cache_entries, c.store.object_cache_mb),
+            (10_000, 32)
+        );
+        let c = parse(&MINIMAL.replace(
+            "[store]",
+            "[store]\nobject_cache_entries = 0\nobject_cache_mb = 8",
+        ))
+        .unwrap();
+        c.validate(Path::new("t")).unwrap();
+        let o = c.store.sled_options();
+        assert_eq!(
+            (o.object_cache_entries, o.object_cache_bytes()),
+            (0, 8 << 20)
+        );
     }
 
     #[test]

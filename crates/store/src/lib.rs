@@ -43,7 +43,8 @@ pub use postgres::{
 pub use query::{Filter, Query, rotation_due_at};
 pub use record::FORMAT_VERSION;
 pub use sled_store::{
-    BackupInfo, DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions, SledStore, SyncStats,
+    BackupInfo, DEFAULT_CACHE_CAPACITY_MB, DEFAULT_OBJECT_CACHE_ENTRIES, DEFAULT_OBJECT_CACHE_MB,
+    STORE_FORMAT, SledOptions, SledStore, SyncStats,
 };
 
 use kmipd_proto::attributes::Attributes;

@@ -777,7 +777,7 @@ mod moved_parse {
                 Ttlv::new(WRAPPED, Value::ByteString(Zeroizing::new(vec![9]))),
             ],
         ];
-        for (i, items) in cases.into_iter().enumerate() {
+        for items in cases {
             let raw = framed(items);
             let ours = parse("u", &raw);
             same(ours, cloning_parse("u", &raw));

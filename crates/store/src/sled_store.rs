@@ -16,6 +16,7 @@
 //! - `durable.rs`: the WAL's group `fdatasync`, checkpoints, the fsyncs of sled's own files
 //!   and the poisoned state;
 //! - `index.rs`: the in-memory index;
+//! - `cache.rs`: the bounded cache of decoded objects that reads consult before sled;
 //! - `object_store.rs`: the [`ObjectStore`](crate::ObjectStore) impl (reads, damaged records, `commit_then`);
 //! - `backup.rs`: online backup and restore.
 //!
@@ -31,6 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::StoreError;
 
 mod backup;
+mod cache;
 mod commit;
 mod durable;
 mod index;
@@ -40,10 +42,12 @@ mod open;
 mod pipeline;
 
 pub use backup::BackupInfo;
+pub use cache::{DEFAULT_OBJECT_CACHE_ENTRIES, DEFAULT_OBJECT_CACHE_MB};
 pub use durable::SyncStats;
 pub use open::{DEFAULT_CACHE_CAPACITY_MB, STORE_FORMAT, SledOptions};
 
 use crate::kek::Keyring;
+use cache::ObjectCache;
 use durable::Durability;
 use index::MemIndex;
 use pipeline::ToCommitter;
@@ -75,6 +79,8 @@ pub struct SledStore {
     durable: Arc<Durability>,
     /// The background checkpoint thread (stopped and joined on drop).
     background: Option<std::thread::JoinHandle<()>>,
+    /// Decoded objects by uid (`cache.rs`), updated by the committer (shared with it).
+    cache: Arc<ObjectCache>,
 }
 
 impl Drop for SledStore {

@@ -9,10 +9,12 @@
 //! same function.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sled::IVec;
 
+use super::cache::Cached;
 use super::index::Select;
 use super::{SledStore, backend};
 use crate::query::{Query, Term, filter_prefix, index_terms};
@@ -52,11 +54,12 @@ fn split_lp(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
 impl SledStore {
     /// Encodes the changes of a commit (the caller's thread, no lock but the shared gate).
     /// Expectations come first, so that they are checked against the state before the
-    /// commit's own writes.
-    pub(super) fn prepare(&self, changes: &[Change]) -> Result<Vec<Prepared>, StoreError> {
+    /// commit's own writes. With the object cache on, each Put keeps its object (moved, not
+    /// copied) and its record's revision, for the committer to put in the cache.
+    pub(super) fn prepare(&self, changes: Vec<Change>) -> Result<Vec<Prepared>, StoreError> {
         let kek = self.current()?;
         let mut prepared = Vec::with_capacity(changes.len());
-        for c in changes {
+        for c in &changes {
             match c {
                 Change::Expect { uid, revision } => prepared.push(Prepared {
                     uid: uid.clone(),
@@ -73,23 +76,28 @@ impl SledStore {
                 Change::Put(_) | Change::Delete(_) => {}
             }
         }
+        let caching = self.cache.enabled();
         for c in changes {
             match c {
                 Change::Put(o) => {
-                    let record = IVec::from(record::encode(o, &kek)?);
-                    let terms = index_terms(o)?;
+                    let record = IVec::from(record::encode(&o, &kek)?);
+                    let terms = index_terms(&o)?;
                     self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
+                    let uid = o.uid.clone();
+                    let sequence = o.sequence;
+                    let cached = caching.then(|| Cached::new(o, revision_of(&record)));
                     prepared.push(Prepared {
-                        uid: o.uid.clone(),
+                        uid,
                         op: Op::Put {
                             record,
-                            sequence: o.sequence,
+                            sequence,
                             terms,
+                            cached,
                         },
                     });
                 }
                 Change::Delete(uid) => prepared.push(Prepared {
-                    uid: uid.clone(),
+                    uid,
                     op: Op::Delete,
                 }),
                 Change::Expect { .. } | Change::ExpectNoOther { .. } => {}
@@ -113,6 +121,9 @@ pub(super) enum Op {
         record: IVec,
         sequence: u64,
         terms: Vec<Term>,
+        /// The object this record encodes and the record's revision, for the object cache
+        /// (`None` when it is off).
+        cached: Option<Arc<Cached>>,
     },
     Delete,
     /// A condition checked by the committer, never written (nor logged in the WAL).

@@ -82,6 +82,7 @@ impl SledStore {
         }
         ring.keks = given;
         drop(ring);
+        self.cache.clear();
         self.checkpoint()
     }
 
@@ -200,6 +201,7 @@ impl SledStore {
         ring.current = Some(id);
         ring.keks.insert(id, Arc::new(new));
         drop(ring);
+        self.cache.clear();
         drop(_g);
         self.checkpoint()
     }
@@ -241,10 +243,18 @@ impl SledStore {
             };
             let new_raw = record::rewrap(&parsed, &object, &current)?;
             let _g = self.gate.read().map_err(|_| backend("gate poisoned"))?;
+            // The swap and the cache entry's removal in one section (`cache.rs`): a changed
+            // record means a changed revision.
+            let mut section = self.cache.section();
             let swapped = self
                 .objects
                 .compare_and_swap(&k, Some(&raw), Some(new_raw))
                 .map_err(backend)?;
+            match section.as_mut() {
+                Some(s) => s.remove(&uid),
+                None => self.cache.clear(),
+            }
+            drop(section);
             if swapped.is_ok() {
                 self.journal(std::iter::once(uid));
                 done += 1;
@@ -296,6 +306,7 @@ impl SledStore {
         if let Ok(mut ring) = self.keyring.write() {
             ring.keks.retain(|id, _| *id == current);
         }
+        self.cache.clear();
         Ok(retired)
     }
 }

@@ -1,5 +1,5 @@
-//! [`ObjectStore`] for [`SledStore`]: reads (a record parsed and its key material unwrapped
-//! with the KEK it names), `find` through the in-memory index, and `commit_then`, which
+//! [`ObjectStore`] for [`SledStore`]: reads (from the cache of decoded objects, `cache.rs`,
+//! else a record parsed and its key material unwrapped with the KEK it names), `find` through the in-memory index, and `commit_then`, which
 //! encodes on the caller's thread and queues for the committer thread (`pipeline.rs`).
 //!
 //! **Damaged records.** A record that fails its checksum or its unwrap is reported as
@@ -8,8 +8,9 @@
 //! ([`SledStore::corrupt_records`]).
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
+use super::cache::Cached;
 use super::commit::{revision_of, select_terms};
 use super::pipeline::{Completion, ToCommitter};
 use super::{SledStore, backend};
@@ -38,8 +39,45 @@ impl SledStore {
         self.objects.get(uid.as_bytes()).map_err(backend)
     }
 
-    /// Loads for a listing: a damaged record is remembered and left out.
+    /// A read through the object cache (`cache.rs`): its entry, else the record decoded
+    /// (and put in the cache unless a write ran meanwhile). A damaged record is remembered,
+    /// then reported.
+    fn read(&self, uid: &str) -> Result<Option<Arc<Cached>>, StoreError> {
+        let miss = match self.cache.get(uid) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(miss) => miss,
+        };
+        let Some(raw) = self.raw(uid)? else {
+            return Ok(None);
+        };
+        let object = self.decode_read(uid, &raw)?;
+        let Some(miss) = miss else {
+            return Ok(Some(Cached::uncounted(object, revision_of(&raw))));
+        };
+        let cached = Cached::new(object, revision_of(&raw));
+        self.cache.fill(miss, uid, cached.clone());
+        Ok(Some(cached))
+    }
+
+    /// A read that bypasses the object cache (tests: what sled holds).
+    #[cfg(test)]
+    pub(super) fn get_uncached(
+        &self,
+        uid: &str,
+    ) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
+        match self.raw(uid)? {
+            Some(raw) => Ok(Some((self.decode_read(uid, &raw)?, revision_of(&raw)))),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads for a listing: a damaged record is remembered and left out. An object in the
+    /// cache comes from there; one read from sled is not put in it (a listing would push
+    /// out what reads use).
     fn load_listed(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
+        if let Ok(hit) = self.cache.get(uid) {
+            return Ok(Some(hit.object.clone()));
+        }
         let Some(raw) = self.raw(uid)? else {
             return Ok(None);
         };
@@ -75,19 +113,24 @@ impl SledStore {
 }
 
 impl ObjectStore for SledStore {
+    /// From the object cache, else sled (`cache.rs`).
     fn get(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        match self.raw(uid)? {
-            Some(raw) => self.decode_read(uid, &raw).map(Some),
-            None => Ok(None),
+        if !self.cache.enabled() {
+            return match self.raw(uid)? {
+                Some(raw) => self.decode_read(uid, &raw).map(Some),
+                None => Ok(None),
+            };
         }
+        Ok(self.read(uid)?.map(|c| c.object.clone()))
     }
 
-    /// The record is read once; its revision is the first 16 bytes of its SHA-256.
+    /// From the object cache, else sled: the record is read once; its revision is the first
+    /// 16 bytes of its SHA-256.
     fn get_revised(&self, uid: &str) -> Result<Option<(ManagedObject, Revision)>, StoreError> {
-        match self.raw(uid)? {
-            Some(raw) => Ok(Some((self.decode_read(uid, &raw)?, revision_of(&raw)))),
-            None => Ok(None),
-        }
+        Ok(self.read(uid)?.map(|c| match Arc::try_unwrap(c) {
+            Ok(c) => (c.object, c.revision),
+            Err(c) => (c.object.clone(), c.revision),
+        }))
     }
 
     fn all(&self) -> Result<Vec<ManagedObject>, StoreError> {
@@ -147,14 +190,13 @@ impl ObjectStore for SledStore {
             Ok(g) => g,
             Err(_) => return done.complete(Err(backend("gate poisoned"))),
         };
-        let prepared = match self.prepare(&changes) {
+        let prepared = match self.prepare(changes) {
             Ok(p) => p,
             Err(e) => {
                 drop(gate);
                 return done.complete(Err(e));
             }
         };
-        drop(changes);
         let sent = match &self.to_committer {
             Some(tx) => tx
                 .send(ToCommitter::Commit(prepared, done))

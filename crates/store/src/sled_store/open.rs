@@ -24,6 +24,8 @@ use crate::query::index_terms;
 use crate::record;
 use crate::wal::{self, Wal};
 
+use super::cache::{DEFAULT_OBJECT_CACHE_ENTRIES, DEFAULT_OBJECT_CACHE_MB, ObjectCache};
+
 /// Default bound of sled's page cache, in MiB (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY_MB: u64 = 64;
 
@@ -33,12 +35,19 @@ pub struct SledOptions {
     /// Bound of sled's page cache in MiB (`sled::Config::cache_capacity`). sled's default of
     /// 1 GiB is far more than a key store needs and grows the resident size under a long run.
     pub cache_capacity_mb: u64,
+    /// Bound of the cache of decoded objects (`cache.rs`) in entries; 0 disables it.
+    pub object_cache_entries: usize,
+    /// Bound of the cache of decoded objects in MiB (their estimated decoded size); 0
+    /// disables it.
+    pub object_cache_mb: u64,
 }
 
 impl Default for SledOptions {
     fn default() -> Self {
         SledOptions {
             cache_capacity_mb: DEFAULT_CACHE_CAPACITY_MB,
+            object_cache_entries: DEFAULT_OBJECT_CACHE_ENTRIES,
+            object_cache_mb: DEFAULT_OBJECT_CACHE_MB,
         }
     }
 }
@@ -47,6 +56,11 @@ impl SledOptions {
     /// The cache bound in bytes (saturating).
     pub fn cache_capacity_bytes(&self) -> u64 {
         self.cache_capacity_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// The object cache's bound in bytes (saturating).
+    pub fn object_cache_bytes(&self) -> usize {
+        usize::try_from(self.object_cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
     }
 }
 
@@ -153,6 +167,10 @@ impl SledStore {
             pipeline: Vec::new(),
             durable,
             background: None,
+            cache: Arc::new(ObjectCache::new(
+                options.object_cache_entries,
+                options.object_cache_bytes(),
+            )),
         };
         store.start_pipeline()?;
         // The replayed frames and the format byte into sled's durable state; the old
@@ -177,6 +195,7 @@ impl SledStore {
             index: self.index.clone(),
             durable: self.durable.clone(),
             journal: self.journal.clone(),
+            cache: self.cache.clone(),
         };
         self.pipeline.push(
             std::thread::Builder::new()

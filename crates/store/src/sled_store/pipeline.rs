@@ -28,7 +28,8 @@
 //! the same plain inserts: `docs/performance.md`).
 //!
 //! **Reads and checks.** Reads go to sled, which holds every acknowledged commit and nothing
-//! that is not durable. The committer checks each commit's expectations ([`Op::Expect`], and
+//! that is not durable, or to the cache of decoded objects, which the round updates after
+//! sled's writes and before its completions (`cache.rs`). The committer checks each commit's expectations ([`Op::Expect`], and
 //! the records a search condition ([`Op::NoOther`]) reads) against the record as the round's
 //! earlier commits left it, else sled's: the rounds before it are all in sled.
 //!
@@ -56,6 +57,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sled::IVec;
 
+use super::cache::{ObjectCache, Update};
 use super::commit::{
     Failure, Op, Prepared, Write, apply_writes, encode_payload, revision_of, set_frame_number,
 };
@@ -109,6 +111,8 @@ pub(super) struct Committer {
     pub(super) index: Arc<RwLock<MemIndex>>,
     pub(super) durable: Arc<Durability>,
     pub(super) journal: Arc<Mutex<Option<BTreeSet<String>>>>,
+    /// The cache of decoded objects, updated once a round's writes are in sled (`cache.rs`).
+    pub(super) cache: Arc<ObjectCache>,
 }
 
 /// One round: the commits taken, where each stands, and what the round writes.
@@ -124,6 +128,8 @@ struct Round {
     /// Commits in those frames (or that only expected), to complete after the sync.
     done: Vec<Completion>,
     barriers: Vec<Sender<()>>,
+    /// What the frames' writes do to the object cache, in order.
+    cache: Vec<(String, Update)>,
 }
 
 impl Committer {
@@ -204,7 +210,12 @@ impl Committer {
         for p in commit {
             match &p.op {
                 Op::Expect(want) => {
-                    let now = self.current(&p.uid, latest)?.map(|raw| revision_of(&raw));
+                    // Outside the round, the cache's revision when it has the uid: it is
+                    // sled's between rounds (`cache.rs`).
+                    let now = match (latest.contains_key(&p.uid), self.cache.revision(&p.uid)) {
+                        (false, Some(r)) => Some(r),
+                        _ => self.current(&p.uid, latest)?.map(|raw| revision_of(&raw)),
+                    };
                     if now != *want {
                         return Err(StoreError::Conflict { uid: p.uid.clone() });
                     }
@@ -290,8 +301,15 @@ impl Committer {
         for (prepared, done) in commits {
             for p in prepared {
                 match p.op {
-                    Op::Put { record, .. } => writes.push((p.uid, Some(record))),
-                    Op::Delete => writes.push((p.uid, None)),
+                    Op::Put { record, cached, .. } => {
+                        let update = cached.map_or(Update::Remove, Update::Put);
+                        round.cache.push((p.uid.clone(), update));
+                        writes.push((p.uid, Some(record)));
+                    }
+                    Op::Delete => {
+                        round.cache.push((p.uid.clone(), Update::Remove));
+                        writes.push((p.uid, None));
+                    }
                     Op::Expect(_) | Op::NoOther(_) => {}
                 }
             }
@@ -357,15 +375,25 @@ impl Committer {
             frames,
             done,
             barriers,
+            cache,
             ..
         } = round;
         let outcome = if done.is_empty() && frames.is_empty() {
             Ok(())
         } else {
             let n = u64::try_from(done.len()).unwrap_or(u64::MAX);
-            self.durable
+            // The cache after sled and before any completion: an acknowledged commit is in
+            // both (`cache.rs`); after a failure sled may hold part of the round.
+            let epoch = self.cache.epoch();
+            let written = self
+                .durable
                 .sync_wal(n)
-                .and_then(|()| self.write_into_sled(&frames))
+                .and_then(|()| self.write_into_sled(&frames));
+            match &written {
+                Ok(()) => self.cache.apply(epoch, cache),
+                Err(_) => self.cache.clear(),
+            }
+            written
         };
         for d in done {
             d.complete(match &outcome {

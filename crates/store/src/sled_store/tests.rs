@@ -157,6 +157,10 @@ fn a_damaged_record_fails_alone() {
         raw[i] ^= 0x01;
         s.objects.insert(uid, raw).unwrap();
     }
+    // The cache of decoded objects still holds what was written (the damage is behind it):
+    // the damage shows once the record is read from sled.
+    assert_eq!(s.get("k2").unwrap().unwrap(), obj("k2", 3, &material(2)));
+    s.cache.clear();
     for uid in ["k2", "k3"] {
         match s.get(uid) {
             Err(StoreError::Corrupt { uid: u, reason }) => {
@@ -191,6 +195,8 @@ fn a_record_moved_under_another_uid_is_refused() {
     fill(&s, 2);
     let raw = s.objects.get("k0").unwrap().unwrap();
     s.objects.insert("k1", raw).unwrap();
+    // Behind the cache of decoded objects, which holds k1 as written.
+    s.cache.clear();
     assert!(matches!(s.get("k1"), Err(StoreError::Corrupt { .. })));
 }
 
@@ -354,12 +360,14 @@ fn the_page_cache_is_bounded_by_the_options() {
     assert_eq!(SledOptions::default().cache_capacity_bytes(), 64 << 20);
     let huge = SledOptions {
         cache_capacity_mb: u64::MAX,
+        ..SledOptions::default()
     };
     assert_eq!(huge.cache_capacity_bytes(), u64::MAX);
     // A store with a tiny cache works and reads back what it wrote.
     let dir = tempfile::tempdir().unwrap();
     let tiny = SledOptions {
         cache_capacity_mb: 1,
+        ..SledOptions::default()
     };
     {
         let s = SledStore::open_with(dir.path(), &tiny).unwrap();
@@ -1211,4 +1219,275 @@ fn rotation_due_is_answered_by_the_index_also_after_reopen() {
     let s = SledStore::open(dir.path()).unwrap();
     s.unlock(vec![kek(1, 1)]).unwrap();
     assert_eq!(due(&s), ["due", "exactly", "later"]);
+}
+
+// ---- the cache of decoded objects (cache.rs) ---------------------------------------------------
+
+/// The store answers `uid` as sled does: the cached read (object and revision) equals a read
+/// that bypasses the cache.
+fn reads_as_sled(s: &SledStore, uid: &str) -> Option<(ManagedObject, Revision)> {
+    let cached = s.get_revised(uid).unwrap();
+    assert_eq!(cached, s.get_uncached(uid).unwrap(), "{uid}");
+    assert_eq!(
+        s.get(uid).unwrap(),
+        cached.as_ref().map(|(o, _)| o.clone()),
+        "{uid}"
+    );
+    cached
+}
+
+fn cache_entries(s: &SledStore) -> usize {
+    s.cache.usage().0
+}
+
+/// A read after each kind of commit (put, modify, delete, a conflict, expectations only, a
+/// search condition that failed) and after a KEK rotation's re-wrap returns exactly what sled
+/// returns; the committer fills the cache with what it wrote.
+#[test]
+fn a_cached_read_after_each_kind_of_commit_is_what_sled_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    assert!(s.cache.enabled());
+    // Put: in the cache from the committer, before any read.
+    s.commit(vec![Change::Put(versioned("A", 1, 0))]).unwrap();
+    assert_eq!(cache_entries(&s), 1);
+    let (o, r0) = reads_as_sled(&s, "A").unwrap();
+    assert_eq!(o, versioned("A", 1, 0));
+    // Modify, conditional on the read.
+    s.commit(vec![
+        expect("A", Some(r0)),
+        Change::Put(versioned("A", 1, 1)),
+    ])
+    .unwrap();
+    let (o, r1) = reads_as_sled(&s, "A").unwrap();
+    assert_eq!(o, versioned("A", 1, 1));
+    assert_ne!(r0, r1);
+    // A conflict changes nothing.
+    assert!(matches!(
+        s.commit(vec![
+            expect("A", Some(r0)),
+            Change::Put(versioned("A", 1, 2))
+        ]),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(reads_as_sled(&s, "A").unwrap().1, r1);
+    // Expectations only, and a failed search condition, change nothing.
+    s.commit(vec![expect("A", Some(r1))]).unwrap();
+    assert_eq!(reads_as_sled(&s, "A").unwrap().1, r1);
+    let taken = crate::conditional_tests::named("N", 5, "n");
+    s.commit(vec![Change::Put(taken)]).unwrap();
+    assert!(matches!(
+        s.commit(vec![
+            crate::conditional_tests::no_other_named("n", &[]),
+            Change::Put(versioned("A", 1, 3)),
+        ]),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(reads_as_sled(&s, "A").unwrap().1, r1);
+    // Several writes of one uid in one commit: the last counts.
+    s.commit(vec![
+        Change::Put(versioned("B", 2, 0)),
+        Change::Put(versioned("B", 2, 1)),
+    ])
+    .unwrap();
+    assert_eq!(reads_as_sled(&s, "B").unwrap().0, versioned("B", 2, 1));
+    s.commit(vec![
+        Change::Put(versioned("C", 3, 0)),
+        Change::Delete("C".into()),
+    ])
+    .unwrap();
+    assert_eq!(reads_as_sled(&s, "C"), None);
+    // Delete.
+    s.commit(vec![expect("A", Some(r1)), Change::Delete("A".into())])
+        .unwrap();
+    assert_eq!(reads_as_sled(&s, "A"), None);
+    // Created again after the delete.
+    s.commit(vec![expect("A", None), Change::Put(versioned("A", 1, 4))])
+        .unwrap();
+    assert_eq!(reads_as_sled(&s, "A").unwrap().0, versioned("A", 1, 4));
+    // A read fills the cache: an object written before a reopen.
+    drop(s);
+    let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
+    assert_eq!(cache_entries(&s), 0);
+    let (_, rb) = reads_as_sled(&s, "B").unwrap();
+    assert_eq!(cache_entries(&s), 1);
+    // A KEK rotation re-wraps the records (new bytes, new revisions): the cache follows, and a
+    // commit conditional on what was read before it conflicts, as without a cache.
+    fill(&s, 20);
+    for i in 0..20 {
+        reads_as_sled(&s, &format!("k{i}"));
+    }
+    s.begin_kek_rotation(kek(2, 2)).unwrap();
+    assert_eq!(cache_entries(&s), 0);
+    reads_as_sled(&s, "B");
+    let (done, _) = s.rewrap_step(5).unwrap();
+    assert_eq!(done, 5);
+    let (_, rb2) = reads_as_sled(&s, "B").unwrap();
+    assert_ne!(rb, rb2, "B was re-wrapped");
+    assert!(matches!(
+        s.commit(vec![expect("B", Some(rb)), Change::Delete("B".into())]),
+        Err(StoreError::Conflict { .. })
+    ));
+    let r = s.rotate_kek(kek(2, 2)).unwrap();
+    assert_eq!(r.retired, [KekId(1)]);
+    for uid in ["A", "B", "N"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..20).map(|i| format!("k{i}")))
+    {
+        assert!(reads_as_sled(&s, &uid).is_some(), "{uid}");
+    }
+}
+
+/// Listings read through the cache and agree with sled; with the cache off (either bound 0)
+/// nothing is kept and reads are the same.
+#[test]
+fn listings_and_a_disabled_cache_read_as_sled() {
+    for (entries, mb) in [(10_000, 32), (0, 32), (10_000, 0), (3, 32)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SledOptions {
+            object_cache_entries: entries,
+            object_cache_mb: mb,
+            ..SledOptions::default()
+        };
+        let s = SledStore::open_with(dir.path(), &options).unwrap();
+        s.unlock(vec![kek(1, 1)]).unwrap();
+        fill(&s, 10);
+        s.commit(vec![Change::Delete("k3".into())]).unwrap();
+        assert!(cache_entries(&s) <= entries.min(if mb == 0 { 0 } else { 10 }));
+        let all = s.all().unwrap();
+        assert_eq!(all.len(), 9);
+        for o in &all {
+            assert_eq!(
+                Some(o.clone()),
+                s.get_uncached(&o.uid).unwrap().map(|(o, _)| o)
+            );
+            reads_as_sled(&s, &o.uid);
+        }
+        assert!(cache_entries(&s) <= entries.min(if mb == 0 { 0 } else { 10 }));
+        let app1 = s
+            .find(&Query::new(vec![Filter::Attr(
+                AttrName::Custom {
+                    vendor: None,
+                    name: "x-app".into(),
+                },
+                Value::TextString("app1".into()),
+            )]))
+            .unwrap();
+        assert_eq!(app1.len(), 5, "k0, k2, k4, k6, k8 have seq 1, 3, 5, 7, 9");
+    }
+}
+
+/// Reads racing commits on one object never return a revision older than the last
+/// acknowledged commit's, nor an object a later acknowledged delete removed, nor an object with
+/// another object's revision; each writer's commits, conditional on its own reads, never
+/// conflict; eviction (a cache of 2 entries over 4 objects) races too.
+#[test]
+fn reads_racing_commits_never_go_back_past_an_acknowledged_commit() {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicU64;
+    let dir = tempfile::tempdir().unwrap();
+    let options = SledOptions {
+        object_cache_entries: 2,
+        ..SledOptions::default()
+    };
+    let s = Arc::new(SledStore::open_with(dir.path(), &options).unwrap());
+    s.unlock(vec![kek(1, 1)]).unwrap();
+    const UIDS: [&str; 4] = ["A", "B", "C", "D"];
+    const STEPS: u64 = 300;
+    // Per uid: the last step acknowledged and the last step begun (each step a Put of that
+    // version, every fifth a Delete).
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
+    let begun: Arc<Vec<AtomicU64>> = Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
+    let truth: Arc<Mutex<HashMap<(usize, u64), Revision>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let version = |o: &ManagedObject| -> u64 {
+        match o.attributes.get(tag::INITIAL_DATE) {
+            Some(Value::DateTime(d)) => u64::try_from(*d - 1_000_000).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let at = |uid: usize, v: u64| {
+        let mut o = obj(UIDS[uid], 1, &material(usize::try_from(v).unwrap()));
+        o.attributes.set(
+            tag::INITIAL_DATE,
+            Value::DateTime(1_000_000 + i64::try_from(v).unwrap()),
+        );
+        o
+    };
+    let writers: Vec<_> = (0..UIDS.len())
+        .map(|u| {
+            let (s, acked, begun, truth) = (s.clone(), acked.clone(), begun.clone(), truth.clone());
+            std::thread::spawn(move || {
+                for v in 1..=STEPS {
+                    begun[u].store(v, Ordering::SeqCst);
+                    let change = if v % 5 == 0 {
+                        Change::Delete(UIDS[u].into())
+                    } else {
+                        Change::Put(at(u, v))
+                    };
+                    // Conditional on what this writer (the only one of the uid) read: the
+                    // committer's check (against the cache's revision) must let it pass.
+                    let read = s.get_revised(UIDS[u]).unwrap().map(|(_, r)| r);
+                    s.commit(vec![expect(UIDS[u], read), change]).unwrap();
+                    if v % 5 != 0 {
+                        let (_, r) = s.get_uncached(UIDS[u]).unwrap().unwrap();
+                        truth.lock().unwrap().insert((u, v), r);
+                    }
+                    acked[u].store(v, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..3)
+        .map(|k| {
+            let (s, acked, begun, stop) = (s.clone(), acked.clone(), begun.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut reads = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let u = usize::try_from(reads % 4).unwrap() ^ (k % 2);
+                    reads += 1;
+                    let floor = acked[u].load(Ordering::SeqCst);
+                    let got = s.get_revised(UIDS[u]).unwrap();
+                    let ceiling = begun[u].load(Ordering::SeqCst);
+                    match got {
+                        Some((o, r)) => {
+                            let v = version(&o);
+                            assert_eq!(o, at(u, v));
+                            assert!(
+                                v >= floor && v <= ceiling && v % 5 != 0,
+                                "{}: read version {v} after {floor} was acknowledged",
+                                UIDS[u]
+                            );
+                            seen.push((u, v, r));
+                        }
+                        None => assert!(
+                            floor == 0 || (floor..=ceiling).any(|d| d % 5 == 0),
+                            "{}: read nothing after {floor} was acknowledged",
+                            UIDS[u]
+                        ),
+                    }
+                }
+                (seen, reads)
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let truth = truth.lock().unwrap();
+    let mut total = 0;
+    for r in readers {
+        let (seen, reads) = r.join().unwrap();
+        total += reads;
+        for (u, v, r) in seen {
+            assert_eq!(truth.get(&(u, v)), Some(&r), "{} version {v}", UIDS[u]);
+        }
+    }
+    assert!(total > 100, "the readers ran: {total}");
+    for uid in UIDS {
+        reads_as_sled(&s, uid);
+    }
 }
