@@ -1202,7 +1202,18 @@ fn a_kek_rotated_through_one_node_is_learned_by_the_others() {
     let done = a.rotate_kek(new).unwrap();
     assert_eq!((done.rewrapped, done.retired.clone()), (1, vec![KekId(1)]));
     drop(lock);
-    drop(b.lock_rotations().unwrap());
+    // Dropping the guard closes its connection; PostgreSQL releases the session's lock when
+    // its backend notices, a moment later: B gets the lock within a bounded wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match b.lock_rotations() {
+            Ok(l) => break drop(l),
+            Err(StoreError::Kek(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the rotation lock was not released: {e}"),
+        }
+    }
 
     // B reads the re-wrapped record: it learns KEK 2, once.
     for _ in 0..3 {
