@@ -22,6 +22,7 @@
 //! [`prefetch::Overlay`], so that short requests need no blocking thread either.
 
 pub mod deadline;
+mod journal;
 mod kek;
 mod memory;
 mod postgres;
@@ -34,6 +35,7 @@ mod wal;
 #[cfg(test)]
 mod conditional_tests;
 
+pub use journal::{Journal, JournalEntry};
 pub use kek::{Kek, KekId, KekRotation, MlockWarning};
 pub use memory::MemoryStore;
 pub use postgres::{
@@ -177,6 +179,26 @@ pub trait ObjectStore: Send + Sync {
     /// a thread of the store: it must be quick and must not call back into the store (send
     /// on a channel, wake a task).
     fn commit_then(&self, changes: Vec<Change>, done: CommitDone);
+    /// [`commit_then`](Self::commit_then) with one opaque record for the store's attached
+    /// [`Journal`], made durable with the commit (the same WAL frame, the same `fdatasync`)
+    /// when the commit succeeds, and dropped unrendered when it does not. Only a store that
+    /// [`journals`](Self::journals) takes the entry: the default (PostgreSQL, memory) ignores
+    /// it and just commits, so a caller gives one only when `journals()` said true. With no
+    /// changes and an entry, a journalling store makes just the entry durable.
+    fn commit_journaled(
+        &self,
+        changes: Vec<Change>,
+        entry: Option<JournalEntry>,
+        done: CommitDone,
+    ) {
+        drop(entry);
+        self.commit_then(changes, done);
+    }
+    /// Whether a [`Journal`] is attached, so that [`commit_journaled`](Self::commit_journaled)
+    /// makes its entries durable with the commits. `false` by default (PostgreSQL, memory).
+    fn journals(&self) -> bool {
+        false
+    }
     /// A fresh sequence number (monotonic, never reused by a stored object).
     fn next_sequence(&self) -> Result<u64, StoreError>;
     /// The sequence number of an object about to be created: [`next_sequence`] (the default),

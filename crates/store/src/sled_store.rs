@@ -29,7 +29,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::StoreError;
+use crate::{Change, Journal, JournalEntry, StoreError};
 
 mod backup;
 mod cache;
@@ -50,7 +50,7 @@ use crate::kek::Keyring;
 use cache::ObjectCache;
 use durable::Durability;
 use index::MemIndex;
-use pipeline::ToCommitter;
+use pipeline::{Completion, ToCommitter};
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -69,6 +69,9 @@ pub struct SledStore {
     gate: RwLock<()>,
     /// While a backup runs: the uids changed since it started (shared with the committer).
     journal: Arc<Mutex<Option<BTreeSet<String>>>>,
+    /// The journal lines found in the WAL at open, until a journal takes them
+    /// ([`attach_journal`](SledStore::attach_journal)).
+    recovered_lines: Mutex<Vec<u8>>,
     sequence: AtomicU64,
     corrupt: Mutex<BTreeSet<String>>,
     /// The committer's queue (`pipeline.rs`); `None` once the store is closing.
@@ -156,6 +159,83 @@ impl SledStore {
             .unwrap_or_default()
     }
 
+    /// Attaches `journal` (`crate::journal`; once per store, before any journal entry is
+    /// committed): from now on a commit's entry ([`ObjectStore::commit_journaled`]) is
+    /// rendered by it on the committer thread, carried in the commit's WAL frame and written
+    /// to its file after the frame's sync; checkpoints sync it before deleting segments. The
+    /// lines found in the WAL at open are first handed to [`Journal::recover`], which appends
+    /// those its file lacks.
+    ///
+    /// [`ObjectStore::commit_journaled`]: crate::ObjectStore::commit_journaled
+    pub fn attach_journal(&self, journal: Arc<dyn Journal>) -> Result<(), StoreError> {
+        let mut recovered = self
+            .recovered_lines
+            .lock()
+            .map_err(|_| backend("recovered journal lock poisoned"))?;
+        if self.durable.journal.get().is_some() {
+            return Err(backend("a journal is attached already"));
+        }
+        journal
+            .recover(&recovered)
+            .map_err(|e| backend(format!("journal recovery: {e}")))?;
+        self.durable.journal.set(journal).map_err(backend)?;
+        *recovered = Vec::new();
+        Ok(())
+    }
+
+    /// Makes one journal entry durable with no change to the store: it takes its place in the
+    /// journal's order among the commits (`pipeline.rs`), and `done` gets the outcome once the
+    /// WAL frame that carries it is synced and its lines are written. Never waits for I/O.
+    pub fn journal_then(&self, entry: JournalEntry, done: crate::CommitDone) {
+        self.queue(Vec::new(), Some(entry), done);
+    }
+
+    /// Runs `f` on the committer thread between two rounds: every commit and entry queued
+    /// before it is then durable and its journal lines written, none queued after it is yet.
+    /// `f` gets the reason the store is poisoned, if it is; it is dropped uncalled when the
+    /// store is closing. How the journal's owner rotates its file.
+    pub fn run_between_rounds(
+        &self,
+        f: Box<dyn FnOnce(Option<String>) + Send>,
+    ) -> Result<(), StoreError> {
+        self.to_committer
+            .as_ref()
+            .ok_or_else(|| backend("the store is closing"))?
+            .send(ToCommitter::Run(f))
+            .map_err(|_| backend("the store's commit thread is gone"))
+    }
+
+    /// Encodes a commit's changes on the caller's thread and queues them, with its journal
+    /// entry, for the committer thread (`pipeline.rs`). Waits for nothing but the gate held
+    /// shared.
+    fn queue(&self, changes: Vec<Change>, entry: Option<JournalEntry>, done: crate::CommitDone) {
+        let done = Completion::new(done);
+        if changes.is_empty() && entry.is_none() {
+            return done.complete(Ok(()));
+        }
+        let gate = match self.gate.read() {
+            Ok(g) => g,
+            Err(_) => return done.complete(Err(backend("gate poisoned"))),
+        };
+        let prepared = match self.prepare(changes) {
+            Ok(p) => p,
+            Err(e) => {
+                drop(gate);
+                return done.complete(Err(e));
+            }
+        };
+        let sent = match &self.to_committer {
+            Some(tx) => tx
+                .send(ToCommitter::Commit(prepared, entry, done))
+                .map_err(|e| e.0),
+            None => Err(ToCommitter::Commit(prepared, entry, done)),
+        };
+        drop(gate);
+        if let Err(ToCommitter::Commit(_, _, done)) = sent {
+            done.complete(Err(backend("the store is closing")));
+        }
+    }
+
     /// Takes the gate exclusively, then waits until every commit queued so far is applied
     /// (and journalled): from here until the guard is dropped, sled holds every commit that
     /// was encoded before, and no new one is encoded.
@@ -175,3 +255,6 @@ impl SledStore {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod journal_tests;

@@ -24,9 +24,12 @@ use crate::{Change, Revision, StoreError};
 /// Key in `refs` of the number of the last WAL frame applied to sled (written after the
 /// frame's changes). Not UTF-8, so never a uid.
 pub(super) const APPLIED_KEY: &[u8] = &[0xFF];
-/// Format byte of the WAL frame payloads this build writes (2: no index keys; 1, still
-/// replayed: each Put also carried the record's `refs` value).
+/// Format byte of the WAL frame payloads this build writes without journal lines (2: no index
+/// keys; 1, still replayed: each Put also carried the record's `refs` value).
 const WAL_FORMAT: u8 = 2;
+/// Format byte of a frame that also carries journal lines (format 2 and one `A` field): only
+/// such frames use it, so a store without a journal stays readable by builds before it.
+const WAL_FORMAT_JOURNAL: u8 = 3;
 
 pub(super) fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
     let len = u32::try_from(bytes.len()).map_err(|_| backend("field longer than 4 GiB"))?;
@@ -206,9 +209,15 @@ impl Failure {
 /// mutex by [`set_frame_number`]), then one lp field per change: `P` lp(uid) lp(record) or
 /// `D` lp(uid). The record is the encoded one (key material KEK-wrapped). Format 1 had a
 /// third field after a Put's record (its index keys), which a replay ignores. Expectations
-/// are not written: a logged commit already passed them.
-pub(super) fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![WAL_FORMAT];
+/// are not written: a logged commit already passed them. Journal lines (`crate::journal`),
+/// when there are any, follow as one last field `A` lp(lines), and the format byte is then 3.
+pub(super) fn encode_payload(prepared: &[&Prepared], lines: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let format = if lines.is_empty() {
+        WAL_FORMAT
+    } else {
+        WAL_FORMAT_JOURNAL
+    };
+    let mut out = vec![format];
     out.extend_from_slice(&0u64.to_be_bytes());
     let mut change = Vec::new();
     for p in prepared {
@@ -227,6 +236,12 @@ pub(super) fn encode_payload(prepared: &[&Prepared]) -> Result<Vec<u8>, StoreErr
         }
         push_lp(&mut out, &change)?;
     }
+    if !lines.is_empty() {
+        change.clear();
+        change.push(b'A');
+        push_lp(&mut change, lines)?;
+        push_lp(&mut out, &change)?;
+    }
     Ok(out)
 }
 
@@ -238,13 +253,22 @@ pub(super) fn set_frame_number(payload: &mut [u8], n: u64) -> std::io::Result<()
     Ok(())
 }
 
-/// Parses a WAL payload (format 1 or 2) back into its frame number and writes (a replay's
-/// index is rebuilt from the records).
-pub(super) fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Write>)> {
+/// A decoded WAL payload: its frame number, its writes, and its journal lines (empty when
+/// it has none).
+pub(super) struct Decoded<'a> {
+    pub(super) frame: u64,
+    pub(super) writes: Vec<Write>,
+    pub(super) lines: &'a [u8],
+}
+
+/// Parses a WAL payload (format 1, 2 or 3) back into its frame number, writes (a replay's
+/// index is rebuilt from the records) and journal lines.
+pub(super) fn decode_payload(payload: &[u8]) -> Option<Decoded<'_>> {
     let (format, rest) = payload.split_first()?;
-    if !matches!(*format, 1 | WAL_FORMAT) {
+    if !matches!(*format, 1 | WAL_FORMAT | WAL_FORMAT_JOURNAL) {
         return None;
     }
+    let mut lines: &[u8] = &[];
     let (n, rest) = rest.split_first_chunk::<8>()?;
     let mut prepared = Vec::new();
     for change in split_lp(rest)? {
@@ -257,14 +281,19 @@ pub(super) fn decode_payload(payload: &[u8]) -> Option<(u64, Vec<Write>)> {
             ))
         };
         match (*format, kind, fields.as_slice()) {
-            (1, b'P', [uid, rec, _]) | (WAL_FORMAT, b'P', [uid, rec]) => {
+            (1, b'P', [uid, rec, _]) | (WAL_FORMAT | WAL_FORMAT_JOURNAL, b'P', [uid, rec]) => {
                 prepared.push(put(uid, rec)?);
             }
             (_, b'D', [uid]) => prepared.push((String::from_utf8(uid.to_vec()).ok()?, None)),
+            (WAL_FORMAT_JOURNAL, b'A', [text]) if lines.is_empty() => lines = text,
             _ => return None,
         }
     }
-    Some((u64::from_be_bytes(*n), prepared))
+    Some(Decoded {
+        frame: u64::from_be_bytes(*n),
+        writes: prepared,
+        lines,
+    })
 }
 
 /// The index terms of the indexed filters of `query` (none: the query needs a scan).

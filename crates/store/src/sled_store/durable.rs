@@ -63,9 +63,10 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::Journal;
 use crate::wal::{Wal, sync_dir};
 
 /// Counters of what the durability layer did (for tests and the operator).
@@ -302,6 +303,59 @@ impl Background {
     }
 }
 
+/// The [`Journal`] attached to the store, if any (set once, by `SledStore::attach_journal`),
+/// and the WAL segment from which a checkpoint must keep segments until then.
+#[derive(Default)]
+pub(crate) struct Attached {
+    journal: OnceLock<Arc<dyn Journal>>,
+    /// While journal lines recovered at open wait for their journal: the first segment that
+    /// holds them (checkpoints delete no segment from it on).
+    hold: Mutex<Option<u64>>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached")
+            .field("journal", &self.journal.get().is_some())
+            .field("hold", &self.hold.lock().ok().and_then(|h| *h))
+            .finish()
+    }
+}
+
+impl Attached {
+    /// The journal, once attached.
+    pub(crate) fn get(&self) -> Option<&Arc<dyn Journal>> {
+        self.journal.get()
+    }
+
+    /// Attaches `journal` (once) and lifts the hold on the WAL segments.
+    pub(crate) fn set(&self, journal: Arc<dyn Journal>) -> Result<(), String> {
+        self.journal
+            .set(journal)
+            .map_err(|_| "a journal is attached already".to_owned())?;
+        if let Ok(mut h) = self.hold.lock() {
+            *h = None;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints keep WAL segments from `segment` on until a journal is attached.
+    pub(crate) fn hold_from(&self, segment: u64) {
+        if let Ok(mut h) = self.hold.lock() {
+            *h = Some(segment);
+        }
+    }
+
+    /// The oldest segment a checkpoint that would keep `keep` and newer must keep.
+    fn keep(&self, keep: u64) -> u64 {
+        match self.hold.lock() {
+            Ok(h) => h.map_or(keep, |held| held.min(keep)),
+            // Unknown: keep every segment.
+            Err(_) => 0,
+        }
+    }
+}
+
 /// Everything a commit, a checkpoint and the background thread share.
 #[derive(Debug)]
 pub(crate) struct Durability {
@@ -309,6 +363,8 @@ pub(crate) struct Durability {
     pub(crate) syncer: FileSyncer,
     pub(crate) wal: Wal,
     pub(crate) poison: Poison,
+    /// The journal whose lines ride in the WAL frames (`crate::journal`), if attached.
+    pub(crate) journal: Attached,
     /// The number of the last frame written into sled (by the committer; at open, the replay's
     /// last), for checkpoints to wait on.
     applied: Mutex<u64>,
@@ -326,6 +382,7 @@ impl Durability {
             syncer,
             wal,
             poison: Poison::default(),
+            journal: Attached::default(),
             applied: Mutex::new(applied),
             applied_changed: Condvar::new(),
             checkpointing: Mutex::new(()),
@@ -423,7 +480,18 @@ impl Durability {
             self.poison.poison(why.clone());
             return Err(why);
         }
-        self.wal.retire_before(keep).map_err(|e| e.to_string())?;
+        // The journal's lines of every frame up to `last` were written before the frame went
+        // into sled (`pipeline.rs`): once synced, the segments holding them may go.
+        if let Some(j) = self.journal.get()
+            && let Err(e) = j.sync()
+        {
+            let why = format!("journal fsync failed, store poisoned: {e}");
+            self.poison.poison(why.clone());
+            return Err(why);
+        }
+        self.wal
+            .retire_before(self.journal.keep(keep))
+            .map_err(|e| e.to_string())?;
         bump(&self.syncer.counters.checkpoints);
         Ok(())
     }

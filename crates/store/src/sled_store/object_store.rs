@@ -12,7 +12,6 @@ use std::sync::{Arc, mpsc};
 
 use super::cache::Cached;
 use super::commit::{revision_of, select_terms};
-use super::pipeline::{Completion, ToCommitter};
 use super::{SledStore, backend};
 use crate::query::Query;
 use crate::{Change, ManagedObject, ObjectStore, Revision, StoreError};
@@ -182,31 +181,24 @@ impl ObjectStore for SledStore {
     /// the store's committer thread (or on this one for an encoding error or a locked
     /// or closed store): it must be quick and must not call back into the store.
     fn commit_then(&self, changes: Vec<Change>, done: crate::CommitDone) {
-        let done = Completion::new(done);
-        if changes.is_empty() {
-            return done.complete(Ok(()));
-        }
-        let gate = match self.gate.read() {
-            Ok(g) => g,
-            Err(_) => return done.complete(Err(backend("gate poisoned"))),
-        };
-        let prepared = match self.prepare(changes) {
-            Ok(p) => p,
-            Err(e) => {
-                drop(gate);
-                return done.complete(Err(e));
-            }
-        };
-        let sent = match &self.to_committer {
-            Some(tx) => tx
-                .send(ToCommitter::Commit(prepared, done))
-                .map_err(|e| e.0),
-            None => Err(ToCommitter::Commit(prepared, done)),
-        };
-        drop(gate);
-        if let Err(ToCommitter::Commit(_, done)) = sent {
-            done.complete(Err(backend("the store is closing")));
-        }
+        self.queue(changes, None, done);
+    }
+
+    /// [`commit_then`](Self::commit_then) with the entry rendered on the committer thread into
+    /// the commit's WAL frame, after the commit's checks passed (`pipeline.rs`); fails the
+    /// commit when no journal is attached.
+    fn commit_journaled(
+        &self,
+        changes: Vec<Change>,
+        entry: Option<crate::JournalEntry>,
+        done: crate::CommitDone,
+    ) {
+        self.queue(changes, entry, done);
+    }
+
+    /// Once [`attach_journal`](SledStore::attach_journal) has run.
+    fn journals(&self) -> bool {
+        self.durable.journal.get().is_some()
     }
 
     /// [`commit_then`](Self::commit_then), then waits on a channel of its own for the

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::commit::{APPLIED_KEY, apply_writes, decode_payload};
+use super::commit::{APPLIED_KEY, apply_writes, decode_payload, encode_payload, set_frame_number};
 use super::durable::{Durability, FileSyncer};
 use super::index::MemIndex;
 use super::keyring::META_CURRENT;
@@ -130,7 +130,7 @@ impl SledStore {
         // Recovery: commits acknowledged from the WAL that sled had not flushed.
         let wal_dir = dir.join("wal");
         let segments = wal::list_segments(&wal_dir).map_err(backend)?;
-        let applied = replay(&objects, &refs, &segments, &syncer)?;
+        let (mut applied, recovered) = replay(&objects, &refs, &segments, &syncer)?;
         if format != Some(STORE_FORMAT) {
             meta.insert(META_FORMAT, &[STORE_FORMAT]).map_err(backend)?;
         }
@@ -148,7 +148,15 @@ impl SledStore {
         let first_segment = segments.last().map_or(1, |(id, _)| id.saturating_add(1));
         let log =
             Wal::create(&wal_dir, first_segment, applied.saturating_add(1)).map_err(backend)?;
+        if !recovered.is_empty() {
+            // The journal lines of the old segments, which the checkpoint below deletes, are
+            // carried into the new one until a journal takes them (`attach_journal`).
+            applied = carry_lines(&log, &objects, &refs, &recovered)?;
+        }
         let durable = Arc::new(Durability::new(db, syncer, log, applied));
+        if !recovered.is_empty() {
+            durable.journal.hold_from(first_segment);
+        }
         let mut store = SledStore {
             dir,
             objects,
@@ -161,6 +169,7 @@ impl SledStore {
             }),
             gate: RwLock::new(()),
             journal: Arc::new(Mutex::new(None)),
+            recovered_lines: Mutex::new(recovered),
             sequence: AtomicU64::new(last),
             corrupt: Mutex::new(unindexed),
             to_committer: None,
@@ -223,14 +232,16 @@ pub(super) fn applied_frame(refs: &sled::Tree) -> Result<u64, StoreError> {
 /// Recovery: applies, in order, the frames of `segments` that sled does not have yet (frame
 /// number = last applied + 1); skips those it has; ignores a segment's torn tail and, after
 /// a gap in the numbering, everything else (never acknowledged: see `docs/storage.md`).
-/// Returns the number of the last frame applied to sled.
+/// Returns the number of the last frame applied to sled, and the journal lines of every
+/// frame kept (applied or skipped), in order: the journal's file may lack any of them.
 fn replay(
     objects: &sled::Tree,
     refs: &sled::Tree,
     segments: &[(u64, PathBuf)],
     syncer: &FileSyncer,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Vec<u8>), StoreError> {
     let mut applied = applied_frame(refs)?;
+    let mut lines = Vec::new();
     let counters = &syncer.counters;
     let count = |c: &AtomicU64, n: u64| {
         c.fetch_add(n, Ordering::Relaxed);
@@ -247,25 +258,50 @@ fn replay(
                 count(&counters.discarded_bytes, frame_len);
                 continue;
             }
-            let (n, writes) = decode_payload(payload).ok_or_else(|| {
+            let decoded = decode_payload(payload).ok_or_else(|| {
                 backend(format!(
                     "WAL frame in {} is of an unknown format (written by a newer kmipd?)",
                     path.display()
                 ))
             })?;
+            let n = decoded.frame;
             if n <= applied {
                 count(&counters.skipped_frames, 1);
             } else if n == applied.saturating_add(1) {
-                apply_writes(objects, refs, &writes, n).map_err(backend)?;
+                apply_writes(objects, refs, &decoded.writes, n).map_err(backend)?;
                 applied = n;
                 count(&counters.replayed_frames, 1);
             } else {
                 gap = true;
                 count(&counters.discarded_bytes, frame_len);
+                continue;
             }
+            lines.extend_from_slice(decoded.lines);
         }
     }
-    Ok(applied)
+    Ok((applied, lines))
+}
+
+/// At open, before the first checkpoint deletes the old segments: appends the journal lines
+/// they held as one frame (lines only) to the new segment, syncs it and records it as applied
+/// in sled. Returns its number.
+fn carry_lines(
+    log: &Wal,
+    objects: &sled::Tree,
+    refs: &sled::Tree,
+    lines: &[u8],
+) -> Result<u64, StoreError> {
+    let mut payload = encode_payload(&[], lines)?;
+    let mut w = log.lock().map_err(backend)?;
+    let n = w.next_frame;
+    set_frame_number(&mut payload, n).map_err(backend)?;
+    let frame = wal::encode_frame(&payload).map_err(backend)?;
+    log.append(&mut w, &frame).map_err(backend)?;
+    w.next_frame = n.saturating_add(1);
+    drop(w);
+    log.sync().map_err(backend)?;
+    apply_writes(objects, refs, &[], n).map_err(backend)?;
+    Ok(n)
 }
 
 /// Drops what store format 1 kept in sled for its indexes: the `index` and `seq` trees and

@@ -64,7 +64,7 @@ use super::commit::{
 use super::durable::Durability;
 use super::index::MemIndex;
 use crate::wal;
-use crate::{CommitDone, StoreError};
+use crate::{CommitDone, JournalEntry, StoreError};
 
 /// At most this many commits are taken into one round.
 pub(super) const MAX_BATCH: usize = 1024;
@@ -97,10 +97,14 @@ impl Drop for Completion {
 
 /// What the committer thread receives.
 pub(super) enum ToCommitter {
-    /// One commit's encoded changes (never empty) and its completion.
-    Commit(Vec<Prepared>, Completion),
+    /// One commit's encoded changes, its journal entry, and its completion. Never both empty.
+    Commit(Vec<Prepared>, Option<JournalEntry>, Completion),
     /// Answered once everything queued before it is in sled.
     Barrier(Sender<()>),
+    /// Ends the round; run on the committer thread once the round is finished (its journal
+    /// lines written), with the reason the store is poisoned, if it is. How the journal's
+    /// owner acts between two rounds (an audit log's rotation).
+    Run(Box<dyn FnOnce(Option<String>) + Send>),
 }
 
 /// What the committer owns: sled's trees, the in-memory index, the WAL and the backup
@@ -120,6 +124,11 @@ pub(super) struct Committer {
 struct Round {
     /// Checked, not yet in a frame.
     staged: Vec<(Vec<Prepared>, Completion)>,
+    /// The journal lines of the staged commits, in their order (for their frame).
+    staged_lines: Vec<u8>,
+    /// The journal lines of the frames appended, in order: written to the journal after the
+    /// round's sync.
+    lines: Vec<u8>,
     /// The newest record each checked commit of the round wrote (`None`: deleted), for the
     /// checks of the commits after it.
     latest: HashMap<String, Option<IVec>>,
@@ -139,13 +148,18 @@ impl Committer {
             let mut round = Round::default();
             let mut taken = 0usize;
             let mut next = Some(first);
+            let mut then = None;
             while let Some(msg) = next.take() {
                 match msg {
-                    ToCommitter::Commit(p, c) => {
-                        self.take(p, c, &mut round);
+                    ToCommitter::Commit(p, entry, c) => {
+                        self.take(p, entry, c, &mut round);
                         taken = taken.saturating_add(1);
                     }
                     ToCommitter::Barrier(answer) => round.barriers.push(answer),
+                    ToCommitter::Run(f) => {
+                        then = Some(f);
+                        break;
+                    }
                 }
                 if taken < MAX_BATCH {
                     next = from.try_recv().ok();
@@ -153,19 +167,46 @@ impl Committer {
             }
             self.append(&mut round);
             self.finish(round);
+            if let Some(f) = then {
+                f(self.durable.poison.poisoned());
+            }
         }
     }
 
     /// Checks one commit against the state the round's earlier commits left (a failed check
     /// completes it alone) and stages it. A commit with a search condition ([`Op::NoOther`])
     /// first has the staged commits appended and indexed, so that its search sees them.
-    fn take(&self, prepared: Vec<Prepared>, done: Completion, round: &mut Round) {
+    ///
+    /// Its journal entry, if any, is rendered here, once the checks passed (a commit that
+    /// fails them drops its entry unrendered), so the journal's order is the order of the
+    /// commits in the frames.
+    fn take(
+        &self,
+        prepared: Vec<Prepared>,
+        entry: Option<JournalEntry>,
+        done: Completion,
+        round: &mut Round,
+    ) {
         let searches = prepared.iter().any(|p| matches!(p.op, Op::NoOther(_)));
         if searches && !round.staged.is_empty() {
             self.append(round);
         }
         if let Err(e) = self.check(&prepared, &round.latest) {
             return done.complete(Err(e));
+        }
+        if let Some(entry) = entry {
+            let Some(journal) = self.durable.journal.get() else {
+                return done.complete(Err(StoreError::Backend(
+                    "a journal entry, but no journal is attached".to_owned(),
+                )));
+            };
+            let mark = round.staged_lines.len();
+            if let Err(e) = journal.render(entry, &mut round.staged_lines) {
+                round.staged_lines.truncate(mark);
+                return done.complete(Err(StoreError::Backend(format!(
+                    "journal entry not rendered: {e}"
+                ))));
+            }
         }
         for p in &prepared {
             match &p.op {
@@ -276,10 +317,11 @@ impl Committer {
     /// and fails them all.
     fn append(&self, round: &mut Round) {
         let commits = std::mem::take(&mut round.staged);
+        let lines = std::mem::take(&mut round.staged_lines);
         if commits.is_empty() {
             return;
         }
-        let frame = match self.append_frame(&commits) {
+        let frame = match self.append_frame(&commits, &lines) {
             Ok(f) => f,
             Err(e) => {
                 let why = e.into_error().to_string();
@@ -317,14 +359,17 @@ impl Committer {
         }
         if let Some(n) = frame {
             round.frames.push((n, writes));
+            round.lines.extend_from_slice(&lines);
         }
     }
 
-    /// Under the commit mutex: appends the writes of `commits` as one WAL frame (same order)
-    /// and returns its number; `None` (nothing appended) when they write nothing.
+    /// Under the commit mutex: appends the writes of `commits` and their journal `lines` as
+    /// one WAL frame (same order) and returns its number; `None` (nothing appended) when they
+    /// write nothing and have no lines.
     fn append_frame(
         &self,
         commits: &[(Vec<Prepared>, Completion)],
+        lines: &[u8],
     ) -> Result<Option<u64>, Failure> {
         if let Some(p) = self.durable.poison.poisoned() {
             return Err(Failure::Other(p));
@@ -335,10 +380,18 @@ impl Committer {
             .flat_map(|(p, _)| p)
             .filter(|p| p.writes())
             .collect();
-        if items.is_empty() {
+        if items.is_empty() && lines.is_empty() {
             return Ok(None);
         }
-        let mut payload = encode_payload(&items).map_err(Failure::Aborted)?;
+        let mut payload = encode_payload(&items, lines).map_err(|e| {
+            // The lines advanced the journal's chain: no later line could follow them.
+            if !lines.is_empty() {
+                self.durable
+                    .poison
+                    .poison(format!("WAL frame not encoded, store poisoned: {e}"));
+            }
+            Failure::Aborted(e)
+        })?;
         let wal = &self.durable.wal;
         let mut w = wal.lock().map_err(|e| other(&e))?;
         let n = w.next_frame;
@@ -376,6 +429,7 @@ impl Committer {
             done,
             barriers,
             cache,
+            lines,
             ..
         } = round;
         let outcome = if done.is_empty() && frames.is_empty() {
@@ -388,6 +442,7 @@ impl Committer {
             let written = self
                 .durable
                 .sync_wal(n)
+                .and_then(|()| self.write_journal(&lines))
                 .and_then(|()| self.write_into_sled(&frames));
             match &written {
                 Ok(()) => self.cache.apply(epoch, cache),
@@ -407,6 +462,24 @@ impl Committer {
                 let _ = answer.send(());
             }
         }
+    }
+
+    /// The round's journal lines (in synced frames) to the journal's file, before the frames
+    /// go into sled: a checkpoint that finds a frame in sled syncs the journal before it
+    /// deletes the frame's segment. A failure poisons the store (the lines are in the WAL,
+    /// and the next open hands them to the journal again).
+    fn write_journal(&self, lines: &[u8]) -> Result<(), String> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let Some(journal) = self.durable.journal.get() else {
+            return Ok(());
+        };
+        journal.write(lines).map_err(|e| {
+            let why = format!("journal write failed, store poisoned: {e}");
+            self.durable.poison.poison(why.clone());
+            why
+        })
     }
 
     /// The round's frames (synced) into sled, in order, each then journalled for a running
