@@ -442,13 +442,21 @@ impl Engine {
             });
         }
         let subject = commit_subject(&changes);
+        let version = response.header.protocol_version;
         let stored = self.store.commit(changes);
         let failed = Failed {
             items,
             subject,
             now: self.config.clock.now(),
         };
-        let answer = answer_after_commit(response, incidents, &failed, stored, pushes);
+        let answer = answer_after_commit(
+            version,
+            response.into_ttlv(),
+            incidents,
+            &failed,
+            stored,
+            pushes,
+        );
         if answer.is_ok() {
             forget(&self.pending, &consumed);
             self.streams.apply(streamed, self.config.clock.now());
@@ -465,7 +473,12 @@ impl Engine {
         prepared: Prepared,
         done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
     ) {
-        self.complete_then_in(self.store.as_ref(), prepared, done);
+        self.complete_journaled_in(
+            self.store.as_ref(),
+            prepared,
+            |_| None,
+            move |answer, _| done(answer),
+        );
     }
 
     /// [`Engine::complete_then`] for a request prepared with [`Engine::prepare_over`]: its
@@ -478,14 +491,32 @@ impl Engine {
         prepared: Prepared,
         done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
     ) {
-        self.complete_then_in(overlay, prepared, done);
+        self.complete_journaled_in(overlay, prepared, |_| None, move |answer, _| done(answer));
     }
 
-    fn complete_then_in(
+    /// [`Engine::complete_then`] with a record of the request (the server's audit record) made
+    /// durable together with its commit, when the store [journals](ObjectStore::journals):
+    /// `journal` is called here, on the caller's thread, with the response the request gets if
+    /// its commit succeeds (and only when there is a commit and the store journals), and its
+    /// entry goes with the changes to [`ObjectStore::commit_journaled`]. `done` gets the
+    /// outcome and whether the entry is durable: `true` only when the commit was stored with
+    /// it. When the commit's checks fail ([`Conflict`]) or it fails, the entry was dropped
+    /// unwritten; a request run again makes a new one.
+    pub fn complete_journaled(
+        &self,
+        prepared: Prepared,
+        journal: impl FnOnce(&Ttlv) -> Option<kmipd_store::JournalEntry>,
+        done: impl FnOnce(Result<Answer, Conflict>, bool) + Send + 'static,
+    ) {
+        self.complete_journaled_in(self.store.as_ref(), prepared, journal, done);
+    }
+
+    fn complete_journaled_in(
         &self,
         store: &dyn ObjectStore,
         prepared: Prepared,
-        done: impl FnOnce(Result<Answer, Conflict>) + Send + 'static,
+        journal: impl FnOnce(&Ttlv) -> Option<kmipd_store::JournalEntry>,
+        done: impl FnOnce(Result<Answer, Conflict>, bool) + Send + 'static,
     ) {
         let Prepared {
             response,
@@ -499,31 +530,46 @@ impl Engine {
         if changes.is_empty() {
             forget(&self.pending, &consumed);
             self.streams.apply(streamed, self.config.clock.now());
-            done(Ok(Answer {
-                response: response.into_ttlv(),
-                incidents,
-                pushes: Vec::new(),
-            }));
+            done(
+                Ok(Answer {
+                    response: response.into_ttlv(),
+                    incidents,
+                    pushes: Vec::new(),
+                }),
+                false,
+            );
             return;
         }
         let subject = commit_subject(&changes);
+        let version = response.header.protocol_version;
+        // Built here rather than in the completion, which runs on the store's commit thread.
+        let success = response.into_ttlv();
+        let entry = if store.journals() {
+            journal(&success)
+        } else {
+            None
+        };
+        let journaled = entry.is_some();
         let clock = self.config.clock.clone();
         let pending = Arc::clone(&self.pending);
         let streams = Arc::clone(&self.streams);
-        store.commit_then(
+        store.commit_journaled(
             changes,
+            entry,
             Box::new(move |stored| {
+                let committed = stored.is_ok();
                 let failed = Failed {
                     items,
                     subject,
                     now: clock.now(),
                 };
-                let answer = answer_after_commit(response, incidents, &failed, stored, pushes);
+                let answer =
+                    answer_after_commit(version, success, incidents, &failed, stored, pushes);
                 if answer.is_ok() {
                     forget(&pending, &consumed);
                     streams.apply(streamed, clock.now());
                 }
-                done(answer);
+                done(answer, journaled && committed);
             }),
         );
     }
@@ -1268,17 +1314,17 @@ fn commit_subject(changes: &[Change]) -> Option<String> {
 
 /// The answer once the store has the commit's outcome.
 fn answer_after_commit(
-    response: ResponseMessage,
+    version: ProtocolVersion,
+    response: Ttlv,
     mut incidents: Vec<Incident>,
     failed: &Failed,
     stored: Result<(), StoreError>,
     pushes: Vec<crate::push::Push>,
 ) -> Result<Answer, Conflict> {
-    let version = response.header.protocol_version;
     match stored {
         // The server-to-client messages only once the change is durable.
         Ok(()) => Ok(Answer {
-            response: response.into_ttlv(),
+            response,
             incidents,
             pushes,
         }),

@@ -9,8 +9,10 @@
 //! **The file stays the record of truth.** Requests never wait for forwarding: a thread of its
 //! own (`kmipd-audit-forward`) reads the records back from the audit log (rotated files
 //! included, oldest first) and sends them on, in record order. It sends only records the
-//! writer has made durable ([`AuditLog::durable_seq`]), so a record a crash could still take
-//! back never reaches the collector.
+//! writer has made durable ([`AuditLog::durable_seq`]; with the sled store's journal, the
+//! records written after the `fdatasync` of the WAL frame that carries them, which a restart
+//! puts back in the file if a crash took them), so a record a crash could still take back
+//! never reaches the collector.
 //!
 //! **Acknowledged position.** After each batch is written to the socket, the number and hash
 //! of its last record go into the state file (`<audit log>.forward` by default; one line

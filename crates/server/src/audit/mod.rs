@@ -5,7 +5,8 @@
 //!   [`Record`]).
 //! - `audit/summary.rs`: which parts of a request and its response a record takes, never key
 //!   material ([`summarize`]).
-//! - `audit/writer.rs`: the open log ([`AuditLog`]): its writer thread (group commit; the
+//! - `audit/writer.rs`: the open log ([`AuditLog`]): the sled store's journal (the records
+//!   made durable in the store's WAL frames) or its own writer thread (group commit; the
 //!   reply waits for `fdatasync`), file permissions, crash recovery and rotation.
 //! - `audit/verify.rs`: checking a chain, within a file or across rotated files
 //!   ([`Verifier`]), and what each kind of tampering is reported as.
@@ -83,6 +84,10 @@ pub enum AuditError {
     /// The audit log's lock was poisoned by a panic elsewhere.
     #[error("audit log unusable after an earlier failure")]
     Poisoned,
+    /// The sled store that carries the records ([`AuditLog::open_journaled`]) failed them
+    /// (poisoned, closing) or could not take the log.
+    #[error("audit log in the store's journal: {0}")]
+    Store(String),
     /// A rotation was asked of a file that holds no record.
     #[error("audit log {0} holds no record: nothing to rotate")]
     NothingToRotate(PathBuf),

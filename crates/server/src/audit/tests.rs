@@ -573,3 +573,102 @@ fn a_record_renders_as_its_json_with_the_hash_of_that_json() {
     assert_eq!((read.as_str(), stated), (body.as_str(), hash.as_str()));
     assert_eq!(serde_json::from_str::<Record>(&read).unwrap(), record);
 }
+
+/// The sled store and the audit log opened as its journal, in `dir` (`store/`, `audit.log`).
+fn journaled(dir: &Path) -> (std::sync::Arc<kmipd_store::SledStore>, AuditLog) {
+    let kek = kmipd_store::Kek::new(kmipd_store::KekId(1), &zeroize::Zeroizing::new([7; 32]));
+    let store =
+        std::sync::Arc::new(kmipd_store::SledStore::open_with_kek(dir.join("store"), kek).unwrap());
+    let log = AuditLog::open_journaled(dir.join("audit.log"), store.clone()).unwrap();
+    (store, log)
+}
+
+/// As the store's journal: records from 8 threads in one chain, the file 0600, a rotation
+/// that continues the chain, and a reopen that goes on from the file.
+#[test]
+fn as_the_stores_journal_records_keep_one_chain_across_rotation_and_reopen() {
+    let dir = tempdir("journal");
+    let path = dir.join("audit.log");
+    {
+        let (_store, log) = journaled(&dir);
+        assert!(log.journaled());
+        assert_eq!(mode(&path), 0o600);
+        assert!(matches!(log.rotate(), Err(AuditError::NothingToRotate(_))));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| append_n(&log, 20));
+            }
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                while std::fs::metadata(&path).unwrap().len() == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                log.rotate().unwrap()
+            });
+        });
+        assert_eq!(
+            log.durable_seq().load(std::sync::atomic::Ordering::Acquire),
+            160
+        );
+    }
+    let (_store, log) = journaled(&dir);
+    append_n(&log, 1);
+    drop(log);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("audit.log."))
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.push(path.clone());
+    let mut chain = Verifier::new();
+    for f in &files {
+        chain.file(f).unwrap();
+    }
+    assert_eq!((chain.records(), chain.last_seq()), (161, Some(161)));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A crash after the WAL frame's `fdatasync` but before the audit file kept the records (the
+/// page cache lost): the store's WAL has them, and opening the log as the store's journal
+/// appends them; the chain verifies and goes on.
+#[test]
+fn a_record_only_in_the_stores_wal_is_appended_at_open_and_the_chain_verifies() {
+    let dir = tempdir("journal-crash");
+    let image = tempdir("journal-crash-image");
+    {
+        let (store, log) = journaled(&dir);
+        store.pause_checkpoints(true);
+        store.checkpoint().unwrap();
+        kmipd_test_support::copy_dir(&dir.join("store"), &image.join("store"));
+        append_n(&log, 3);
+        std::fs::copy(dir.join("audit.log"), image.join("audit.log")).unwrap();
+        append_n(&log, 4);
+        // The image: sled as of the checkpoint, the WAL as it is now, and the audit file
+        // without the last four records.
+        kmipd_test_support::copy_dir(
+            &dir.join("store").join("wal"),
+            &image.join("store").join("wal"),
+        );
+        assert_eq!(lines(&image.join("audit.log")).len(), 3);
+    }
+    let (_store, log) = journaled(&image);
+    assert_eq!(
+        log.durable_seq().load(std::sync::atomic::Ordering::Acquire),
+        7
+    );
+    assert_eq!(verify(image.join("audit.log")).unwrap(), 7);
+    assert_eq!(
+        lines(&image.join("audit.log")),
+        lines(&dir.join("audit.log"))
+    );
+    append_n(&log, 1);
+    drop(log);
+    assert_eq!(verify(image.join("audit.log")).unwrap(), 8);
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(image).unwrap();
+}

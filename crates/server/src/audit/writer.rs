@@ -1,5 +1,15 @@
 //! The open audit log: appending records durably, recovery after a crash, rotation.
 //!
+//! **Two ways to durability.** With the sled store, [`AuditLog::open_journaled`] makes the
+//! log the store's journal ([`kmipd_store::Journal`], implemented here by `FileJournal`): the
+//! store's committer thread renders each record into the chain in the order of its commits,
+//! carries it in a WAL frame (a light request's success record in its own commit's frame), and
+//! writes it to the file once that frame is synced; its checkpoints sync the file, and the
+//! records the WAL holds and the file lacks after a crash are appended when the log is opened
+//! again (`docs/storage.md`, "The journal"). One `fdatasync` then covers a durable request's
+//! change and its record. Otherwise ([`AuditLog::open`]: PostgreSQL, the memory store,
+//! tests) the log has a writer thread of its own, described next.
+//!
 //! **Durability.** A request's records are on disk (`fdatasync`) before its reply is sent.
 //! A thread of its own does the work, so no request thread waits on a lock or the disk: the
 //! **writer** takes every submission queued so far, renders their records in order (the
@@ -30,9 +40,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
+use kmipd_store::{Journal, JournalEntry, SledStore};
 use kmipd_ttlv::Ttlv;
 use tokio::sync::oneshot;
 
@@ -67,20 +78,49 @@ pub struct Rotated {
 
 /// One request's records, waiting for the writer.
 struct Job {
+    entry: Entry,
+    done: oneshot::Sender<Result<(), AuditError>>,
+}
+
+/// One request's records, before they are rendered: the store's journal entry
+/// ([`kmipd_store::JournalEntry`]) when the log is the sled store's journal.
+pub(crate) struct Entry {
     identity: String,
     peer: String,
     items: Vec<ItemSummary>,
-    done: oneshot::Sender<Result<(), AuditError>>,
+}
+
+impl Entry {
+    /// The records of one request (one per item).
+    pub(crate) fn new(identity: String, peer: String, items: Vec<ItemSummary>) -> Entry {
+        Entry {
+            identity,
+            peer,
+            items,
+        }
+    }
+}
+
+/// Where records go.
+enum Sink {
+    /// The writer thread's queue (PostgreSQL and memory stores, tests).
+    Writer(mpsc::Sender<ToWriter>),
+    /// The sled store's committer, which orders, carries and writes the records with its
+    /// commits ([`FileJournal`]).
+    Store(Arc<SledStore>),
 }
 
 struct Inner {
     path: PathBuf,
     /// Set by the writer or syncer after a failed write or sync (shared with them).
     poisoned: Arc<AtomicBool>,
-    /// The number of the last record known durable (set by the writer after each sync).
+    /// The number of the last record known durable (set by the writer after each sync, or by
+    /// the journal once the WAL frame that carries it is synced).
     durable: Arc<AtomicU64>,
-    /// To the writer thread; `None` only while dropping.
-    jobs: Option<mpsc::Sender<ToWriter>>,
+    /// `None` only while dropping.
+    sink: Option<Sink>,
+    /// The file's state when the log is the store's journal.
+    journal: Option<Arc<FileJournal>>,
     /// The writer thread, joined on drop so that the file is closed and every submitted
     /// record answered before the log goes away.
     threads: Vec<JoinHandle<()>>,
@@ -88,8 +128,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel ends the writer after the records already submitted.
-        drop(self.jobs.take());
+        // Closing the channel ends the writer after the records already submitted. (The
+        // store's committer answers what was queued when the store closes.)
+        drop(self.sink.take());
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -116,35 +157,9 @@ impl AuditLog {
     pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
         let path = path.as_ref();
         let err = io_err(path);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(FILE_MODE)
-            .open(path)
-            .map_err(&err)?;
-        let (mut seq, mut last_hash) = last_record(&mut file, path, true)?;
-        if seq == 0
-            && let Some(rotated) = newest_rotated(path)?
-        {
-            // An empty file after a rotation (or a crash in the middle of one): the chain
-            // goes on from the file the records were moved to.
-            let mut f = File::open(&rotated).map_err(io_err(&rotated))?;
-            (seq, last_hash) = last_record(&mut f, &rotated, false)?;
-        }
-        // The file's directory entry must survive a crash too.
-        sync_parent(path);
-        let durable = Arc::new(AtomicU64::new(seq));
+        let writer = Writer::open(path)?;
+        let (poisoned, durable) = (writer.poisoned.clone(), writer.durable.clone());
         let (jobs, job_rx) = mpsc::channel::<ToWriter>();
-        let poisoned = Arc::new(AtomicBool::new(false));
-        let writer = Writer {
-            path: path.to_owned(),
-            file,
-            seq,
-            last_hash,
-            poisoned: poisoned.clone(),
-            durable: durable.clone(),
-        };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.to_owned())
@@ -157,10 +172,58 @@ impl AuditLog {
                 path: path.to_owned(),
                 poisoned,
                 durable,
-                jobs: Some(jobs),
+                sink: Some(Sink::Writer(jobs)),
+                journal: None,
                 threads: vec![w],
             }),
         })
+    }
+
+    /// Opens the audit log at `path` as the journal of the sled `store`
+    /// ([`SledStore::attach_journal`]): a request's records are rendered by the store's
+    /// committer thread, in the order of its commits, carried in the WAL frame of the commit
+    /// they describe ([`kmipd_store::ObjectStore::commit_journaled`]) or of a frame of their
+    /// own, and written to the file once that frame is synced: one `fdatasync` makes a
+    /// durable request's change and its record durable. The file is synced before a
+    /// checkpoint deletes the WAL segments that hold its lines; the records found in the WAL
+    /// at open that the file lacks (a crash between the frame's sync and the file's) are
+    /// appended first. No writer thread. Blocking.
+    pub fn open_journaled(
+        path: impl AsRef<Path>,
+        store: Arc<SledStore>,
+    ) -> Result<AuditLog, AuditError> {
+        let path = path.as_ref();
+        let writer = Writer::open(path)?;
+        let (poisoned, durable) = (writer.poisoned.clone(), writer.durable.clone());
+        let journal = Arc::new(FileJournal {
+            writer: Mutex::new(writer),
+        });
+        store
+            .attach_journal(journal.clone())
+            .map_err(|e| AuditError::Store(e.to_string()))?;
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                poisoned,
+                durable,
+                sink: Some(Sink::Store(store)),
+                journal: Some(journal),
+                threads: Vec::new(),
+            }),
+        })
+    }
+
+    /// Whether the records are the sled store's journal ([`AuditLog::open_journaled`]): a
+    /// light request's record then goes with its commit
+    /// ([`kmipd_ops::Engine::complete_journaled`]) when its engine runs on that store.
+    pub fn journaled(&self) -> bool {
+        self.inner.journal.is_some()
+    }
+
+    /// The journal entry of one request's records, for
+    /// [`kmipd_ops::Engine::complete_journaled`].
+    pub(crate) fn entry(identity: String, peer: String, items: Vec<ItemSummary>) -> JournalEntry {
+        Box::new(Entry::new(identity, peer, items))
     }
 
     /// The file.
@@ -187,9 +250,25 @@ impl AuditLog {
     /// file is made. Refused when the file holds no record. Blocking; not from async code.
     pub fn rotate(&self) -> Result<Rotated, AuditError> {
         let (tx, rx) = mpsc::channel();
-        let jobs = self.inner.jobs.as_ref().ok_or(AuditError::Poisoned)?;
-        jobs.send(ToWriter::Rotate(tx))
-            .map_err(|_| AuditError::Poisoned)?;
+        match self.inner.sink.as_ref().ok_or(AuditError::Poisoned)? {
+            Sink::Writer(jobs) => jobs
+                .send(ToWriter::Rotate(tx))
+                .map_err(|_| AuditError::Poisoned)?,
+            Sink::Store(store) => {
+                let journal = self.inner.journal.clone().ok_or(AuditError::Poisoned)?;
+                // Between two of the committer's rounds: every record queued before is in the
+                // file, none after.
+                store
+                    .run_between_rounds(Box::new(move |poisoned| {
+                        let rotated = match poisoned {
+                            Some(why) => Err(AuditError::Store(why)),
+                            None => journal.with(Writer::rotate),
+                        };
+                        let _ = tx.send(rotated);
+                    }))
+                    .map_err(|e| AuditError::Store(e.to_string()))?;
+            }
+        }
         rx.recv().map_err(|_| AuditError::Poisoned)?
     }
 
@@ -266,16 +345,136 @@ impl AuditLog {
         items: Vec<ItemSummary>,
     ) -> Result<oneshot::Receiver<Result<(), AuditError>>, AuditError> {
         let (done, rx) = oneshot::channel();
-        let job = Job {
-            identity,
-            peer,
-            items,
-            done,
-        };
-        let jobs = self.inner.jobs.as_ref().ok_or(AuditError::Poisoned)?;
-        jobs.send(ToWriter::Job(job))
-            .map_err(|_| AuditError::Poisoned)?;
+        let entry = Entry::new(identity, peer, items);
+        match self.inner.sink.as_ref().ok_or(AuditError::Poisoned)? {
+            Sink::Writer(jobs) => jobs
+                .send(ToWriter::Job(Job { entry, done }))
+                .map_err(|_| AuditError::Poisoned)?,
+            Sink::Store(store) => {
+                let poisoned = self.inner.poisoned.clone();
+                store.journal_then(
+                    Box::new(entry),
+                    Box::new(move |r| {
+                        let r = r.map_err(|e| {
+                            // Only a poisoned or closing store fails an entry of its own.
+                            poisoned.store(true, Ordering::Release);
+                            AuditError::Store(e.to_string())
+                        });
+                        let _ = done.send(r);
+                    }),
+                );
+            }
+        }
         Ok(rx)
+    }
+}
+
+/// The audit file as the sled store's journal ([`AuditLog::open_journaled`]): the file's
+/// tail and the chain, behind a lock taken by the store's committer thread (render, write),
+/// its checkpoints (sync) and a rotation (run on the committer thread between two rounds).
+struct FileJournal {
+    writer: Mutex<Writer>,
+}
+
+impl FileJournal {
+    /// Runs `f` on the file's state; a poisoned lock (a panic in here) is a poisoned log.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        let mut w = self.writer.lock().map_err(|_| AuditError::Poisoned)?;
+        if w.poisoned.load(Ordering::Acquire) {
+            return Err(AuditError::Poisoned);
+        }
+        f(&mut w)
+    }
+}
+
+impl Journal for FileJournal {
+    /// Renders the entry's records onto `out`, advancing the chain (the committer writes the
+    /// frame's lines only after it is synced, and a failure there poisons the store, so the
+    /// chain never needs to go back).
+    fn render(&self, entry: JournalEntry, out: &mut Vec<u8>) -> Result<(), String> {
+        let entry = entry
+            .downcast::<Entry>()
+            .map_err(|_| "not an audit record".to_owned())?;
+        self.with(|w| {
+            let time = now_rfc3339();
+            let (mark, seq, prev) = (out.len(), w.seq, w.last_hash.clone());
+            render_job(&entry, &time, &mut w.seq, &mut w.last_hash, out).inspect_err(|_| {
+                out.truncate(mark);
+                (w.seq, w.last_hash) = (seq, prev);
+            })
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// Appends the lines (already durable in a synced WAL frame): from now on the forwarder
+    /// may send them.
+    fn write(&self, lines: &[u8]) -> Result<(), String> {
+        self.with(|w| {
+            if let Err(e) = (&w.file).write_all(lines) {
+                w.poisoned.store(true, Ordering::Release);
+                return Err(io_copy(&w.path, &e));
+            }
+            w.durable.fetch_max(w.seq, Ordering::AcqRel);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// Syncs outside the lock (on a duplicate of the file's descriptor), so the committer
+    /// does not wait for a checkpoint's sync. A rotation meanwhile synced the old file itself.
+    fn sync(&self) -> Result<(), String> {
+        let (file, path, poisoned) = self
+            .with(|w| {
+                let file = w.file.try_clone().map_err(io_err(&w.path))?;
+                Ok((file, w.path.clone(), w.poisoned.clone()))
+            })
+            .map_err(|e| e.to_string())?;
+        file.sync_data().map_err(|e| {
+            poisoned.store(true, Ordering::Release);
+            io_copy(&path, &e).to_string()
+        })
+    }
+
+    /// Appends the WAL's records that follow the file's last one (each must continue the
+    /// chain), then syncs the file.
+    fn recover(&self, lines: &[u8]) -> Result<(), String> {
+        self.with(|w| {
+            let mut missing = Vec::new();
+            for line in String::from_utf8_lossy(lines).lines() {
+                let (body, hash) = split_hash(line).ok_or_else(|| AuditError::Malformed {
+                    record: 0,
+                    reason: "a record in the store's WAL has no hash".to_owned(),
+                })?;
+                let record: Record =
+                    serde_json::from_str(&body).map_err(|e| AuditError::Malformed {
+                        record: 0,
+                        reason: e.to_string(),
+                    })?;
+                if record.seq <= w.seq {
+                    continue;
+                }
+                if record.seq != w.seq.saturating_add(1) || record.prev != w.last_hash {
+                    return Err(AuditError::Store(format!(
+                        "the store's WAL holds audit record {} but {} ends with record {}:                          the records do not continue the file's chain",
+                        record.seq,
+                        w.path.display(),
+                        w.seq
+                    )));
+                }
+                missing.extend_from_slice(line.as_bytes());
+                missing.push(b'\n');
+                (w.seq, w.last_hash) = (record.seq, hash.to_owned());
+            }
+            let err = io_err(&w.path);
+            (&w.file).write_all(&missing).map_err(&err)?;
+            w.file.sync_data().map_err(&err)?;
+            w.durable.fetch_max(w.seq, Ordering::AcqRel);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -294,6 +493,38 @@ struct Writer {
 }
 
 impl Writer {
+    /// Opens (creating when absent) the file, cuts a torn last line and finds where the chain
+    /// goes on (the newest rotated file's last record when the file is empty).
+    fn open(path: &Path) -> Result<Writer, AuditError> {
+        let err = io_err(path);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(path)
+            .map_err(&err)?;
+        let (mut seq, mut last_hash) = last_record(&mut file, path, true)?;
+        if seq == 0
+            && let Some(rotated) = newest_rotated(path)?
+        {
+            // An empty file after a rotation (or a crash in the middle of one): the chain
+            // goes on from the file the records were moved to.
+            let mut f = File::open(&rotated).map_err(io_err(&rotated))?;
+            (seq, last_hash) = last_record(&mut f, &rotated, false)?;
+        }
+        // The file's directory entry must survive a crash too.
+        sync_parent(path);
+        Ok(Writer {
+            path: path.to_owned(),
+            file,
+            seq,
+            last_hash,
+            poisoned: Arc::new(AtomicBool::new(false)),
+            durable: Arc::new(AtomicU64::new(seq)),
+        })
+    }
+
     /// Takes every queued submission, renders them into one buffer, writes it with one
     /// `write` (a crash leaves whole records or a torn last line), syncs and answers. While
     /// it waits for the disk, the next submissions queue up: that is the group commit,
@@ -345,7 +576,7 @@ impl Writer {
         let mut done = Vec::with_capacity(batch.len());
         for j in batch {
             let mark = (buf.len(), seq, prev.clone());
-            match render_job(&j, &time, &mut seq, &mut prev, buf) {
+            match render_job(&j.entry, &time, &mut seq, &mut prev, buf) {
                 Ok(()) => done.push(j.done),
                 Err(e) => {
                     // This request only: its records are dropped, the chain goes on.
@@ -473,7 +704,7 @@ fn newest_rotated(path: &Path) -> Result<Option<PathBuf>, AuditError> {
 /// Renders one request's records (one per item, each line with its newline) onto `buf`,
 /// advancing the chain; the fields are serialized from where they are, not copied first.
 fn render_job(
-    job: &Job,
+    job: &Entry,
     time: &str,
     seq: &mut u64,
     prev: &mut String,

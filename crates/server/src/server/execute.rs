@@ -22,7 +22,11 @@
 //! Then: the engine's incidents go to the operator ([`crate::incidents`]), each batch item is
 //! counted (`kmipd_requests_total`), and the request's audit records are queued and awaited
 //! ([`crate::audit`]): the reply is sent only once they are durable, and withheld (the
-//! connection closed) if they cannot be written.
+//! connection closed) if they cannot be written. With the sled store's journal
+//! ([`AuditLog::journaled`]) a light request that commits has its success record summarized
+//! here before the commit and made durable in the commit's own WAL frame
+//! (`Engine::complete_journaled`): one `fdatasync` and no second queue; if the commit fails,
+//! the failure is recorded through the queue as any other record.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -35,7 +39,7 @@ use kmipd_ttlv::{Ttlv, Value};
 use tracing::{debug, error, warn};
 
 use super::Shared;
-use crate::audit::{self, ItemSummary};
+use crate::audit::{self, AuditLog, ItemSummary};
 
 /// Runs one request (see the module docs), then waits (without holding a thread) for its audit
 /// records to be durable; the encoded response, or `None` when no response may be sent.
@@ -99,26 +103,51 @@ pub(super) async fn execute(
         {
             // Run again when the commit finds an object changed by a concurrent request.
             let mut retry = Retry::new();
-            let answer = loop {
+            let journaled = shared.audit.journaled();
+            let (answer, audited) = loop {
                 let prepared = engine.prepare(principal, &tree);
                 let (answered, answer) = tokio::sync::oneshot::channel();
-                engine.complete_then(prepared, move |outcome| {
-                    let _ = answered.send(outcome);
-                });
-                let outcome = tokio::select! {
+                // With the sled store's journal, the success record is summarized here (not
+                // on the store's commit thread) and made durable in the commit's own frame.
+                let mut summarized = None;
+                engine.complete_journaled(
+                    prepared,
+                    |response| {
+                        if !journaled {
+                            return None;
+                        }
+                        let items = audit::summarize(&tree, response);
+                        summarized = Some(items.clone());
+                        Some(AuditLog::entry(
+                            principal.name().to_owned(),
+                            peer.to_string(),
+                            items,
+                        ))
+                    },
+                    move |outcome, durable| {
+                        let _ = answered.send((outcome, durable));
+                    },
+                );
+                let (outcome, durable) = tokio::select! {
                     () = shared.hard_stop.cancelled() => return None,
                     r = answer => r.ok()?,
                 };
                 match outcome {
-                    Ok(answer) => break answer,
+                    Ok(answer) => break (answer, summarized.filter(|_| durable)),
                     Err(conflict) => match retry.after_conflict() {
                         Some(pause) => tokio::time::sleep(pause).await,
-                        None => break Answer::clean(conflict.into_answer()),
+                        None => break (Answer::clean(conflict.into_answer()), None),
                     },
                 }
             };
             drop(permit);
-            Ok(finish(&tree, answer))
+            Ok(match audited {
+                Some(items) => Processed {
+                    audited: true,
+                    ..finish_summarized(answer, items)
+                },
+                None => finish(&tree, answer),
+            })
         }
         decoded => {
             let (engine, principal) = (engine.clone(), principal.clone());
@@ -174,17 +203,20 @@ async fn conclude(
             "request"
         );
     }
-    // Queued now, in this order; the reply waits until the records are on disk.
-    let audited = shared
-        .audit
-        .submit(principal.name().to_owned(), peer.to_string(), out.items);
-    let audited = tokio::select! {
-        () = shared.hard_stop.cancelled() => return None,
-        r = audited => r,
-    };
-    if let Err(e) = audited {
-        error!(error = %e, "audit record not written: response withheld, closing the connection");
-        return None;
+    // Queued now, in this order; the reply waits until the records are on disk (unless they
+    // became durable with the request's commit).
+    if !out.audited {
+        let audited = shared
+            .audit
+            .submit(principal.name().to_owned(), peer.to_string(), out.items);
+        let audited = tokio::select! {
+            () = shared.hard_stop.cancelled() => return None,
+            r = audited => r,
+        };
+        if let Err(e) = audited {
+            error!(error = %e, "audit record not written: response withheld, closing the connection");
+            return None;
+        }
     }
     // The changes are durable and audited: their Put and Notify messages go to their queues
     // (never waiting; `crate::push`).
@@ -296,6 +328,8 @@ struct Processed {
     refusal: Option<String>,
     /// The server-to-client messages its committed changes call for.
     pushes: Vec<kmipd_ops::push::Push>,
+    /// Whether `items` are durable already (in the store's journal, with the commit).
+    audited: bool,
 }
 
 /// Batch cap, engine; the items to audit. Blocking: the engine's store commit waits for its
@@ -344,6 +378,11 @@ fn process(
 /// The items to audit, the encoded answer and the incidents of a completed request.
 fn finish(request: &Ttlv, answer: Answer) -> Processed {
     let items = audit::summarize(request, &answer.response);
+    finish_summarized(answer, items)
+}
+
+/// [`finish`] with the items summarized already.
+fn finish_summarized(answer: Answer, items: Vec<ItemSummary>) -> Processed {
     let response = kmipd_ttlv::encode_to_vec(&answer.response).unwrap_or_default();
     Processed {
         response,
@@ -351,6 +390,7 @@ fn finish(request: &Ttlv, answer: Answer) -> Processed {
         incidents: answer.incidents,
         refusal: None,
         pushes: answer.pushes,
+        audited: false,
     }
 }
 

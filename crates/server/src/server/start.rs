@@ -313,10 +313,16 @@ impl Server {
             Some(a) => a,
             None => {
                 let path = config.audit.path.clone();
-                tokio::task::spawn_blocking(move || AuditLog::open(path))
-                    .await
-                    .map_err(|e| StartError::Other(format!("audit opening task: {e}")))?
-                    .map_err(|e| StartError::Other(e.to_string()))?
+                // With sled, the records ride in the store's commits (one fdatasync for a
+                // change and its record); otherwise the log's own writer thread.
+                let sled = durable.as_ref().and_then(|d| d.sled()).cloned();
+                tokio::task::spawn_blocking(move || match sled {
+                    Some(store) => AuditLog::open_journaled(path, store),
+                    None => AuditLog::open(path),
+                })
+                .await
+                .map_err(|e| StartError::Other(format!("audit opening task: {e}")))?
+                .map_err(|e| StartError::Other(e.to_string()))?
             }
         };
         let local_addr = listener

@@ -4,9 +4,11 @@
 //! ```text
 //! caller (commit_then)        committer thread, one round
 //! encode records      ──mpsc──▶ take ≤ MAX_BATCH queued commits
-//! (outside any lock)            check each against the round's earlier writes, then sled
-//! return                        one WAL frame for those that passed; the in-memory index
+//! (outside any lock)            check each against the round's earlier writes, then sled;
+//! return                        render its journal entry, if any
+//!                               one WAL frame for those that passed; the in-memory index
 //!                               one fdatasync of the live WAL segments (sync_wal)
+//!                               the journal's lines to its file (no sync)
 //!                               the frames into sled (plain inserts, frame number last)
 //!                               done(Ok) / done(Err), barriers answered
 //! ```
@@ -40,6 +42,17 @@
 //! it with an error: a completion is never lost. Callbacks run on the committer thread, so they
 //! must be quick and must not call back into the store (the blocking `commit` and the server
 //! only send on a channel). An acknowledged commit is in sled.
+//!
+//! **Journal.** With a [`Journal`](crate::Journal) attached (`SledStore::attach_journal`), a
+//! commit may carry one opaque entry, and an entry may come alone
+//! (`SledStore::journal_then`). The committer renders it in [`Committer::take`] once the
+//! commit's checks passed (a failed check drops it unrendered), so the journal's order is the
+//! order of the commits in the frames; the round's lines go in its frame (a frame may carry
+//! only lines), are written to the journal's file after the round's `fdatasync` and before the
+//! frames go into sled (a checkpoint that finds a frame in sled syncs the journal before it
+//! deletes the frame's segment), and a failed write poisons the store. Rendering is the only
+//! work the journal adds to the serial path (a few µs per record; the caller summarized it).
+//! [`ToCommitter::Run`] ends a round and runs a closure after it (the journal's rotation).
 //!
 //! **Barriers.** [`ToCommitter::Barrier`] is answered at the end of the round that took it:
 //! every commit queued before it is then in sled (and journalled for a running backup). A
