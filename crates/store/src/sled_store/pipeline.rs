@@ -8,8 +8,8 @@
 //! return                        render its journal entry, if any
 //!                               one WAL frame for those that passed; the in-memory index
 //!                               one fdatasync of the live WAL segments (sync_wal)
-//!                               the journal's lines to its file (no sync)
 //!                               the frames into sled (plain inserts, frame number last)
+//!                               the journal's lines to its file (no sync)
 //!                               done(Ok) / done(Err), barriers answered
 //! ```
 //!
@@ -48,9 +48,9 @@
 //! (`SledStore::journal_then`). The committer renders it in [`Committer::take`] once the
 //! commit's checks passed (a failed check drops it unrendered), so the journal's order is the
 //! order of the commits in the frames; the round's lines go in its frame (a frame may carry
-//! only lines), are written to the journal's file after the round's `fdatasync` and before the
-//! frames go into sled (a checkpoint that finds a frame in sled syncs the journal before it
-//! deletes the frame's segment), and a failed write poisons the store. Rendering is the only
+//! only lines), are written to the journal's file after the round's `fdatasync` and sled's
+//! writes, before the frames are reported applied (a checkpoint waits for that, then syncs the
+//! journal before it deletes the frames' segment), and a failed write poisons the store. Rendering is the only
 //! work the journal adds to the serial path (a few µs per record; the caller summarized it).
 //! [`ToCommitter::Run`] ends a round and runs a closure after it (the journal's rotation).
 //!
@@ -455,8 +455,13 @@ impl Committer {
             let written = self
                 .durable
                 .sync_wal(n)
+                .and_then(|()| self.write_into_sled(&frames))
                 .and_then(|()| self.write_journal(&lines))
-                .and_then(|()| self.write_into_sled(&frames));
+                .map(|()| {
+                    if let Some((n, _)) = frames.last() {
+                        self.durable.applied_through(*n);
+                    }
+                });
             match &written {
                 Ok(()) => self.cache.apply(epoch, cache),
                 Err(_) => self.cache.clear(),
@@ -477,10 +482,12 @@ impl Committer {
         }
     }
 
-    /// The round's journal lines (in synced frames) to the journal's file, before the frames
-    /// go into sled: a checkpoint that finds a frame in sled syncs the journal before it
-    /// deletes the frame's segment. A failure poisons the store (the lines are in the WAL,
-    /// and the next open hands them to the journal again).
+    /// The round's journal lines (in synced frames) to the journal's file, once the frames
+    /// are in sled and before they are reported applied: a checkpoint, which waits for that,
+    /// syncs the journal before it deletes the frames' segment. So a record appears in the
+    /// file when its change is visible, just before the commit is acknowledged. A failure
+    /// poisons the store (the lines are in the WAL, and the next open hands them to the
+    /// journal again).
     fn write_journal(&self, lines: &[u8]) -> Result<(), String> {
         if lines.is_empty() {
             return Ok(());
@@ -496,7 +503,8 @@ impl Committer {
     }
 
     /// The round's frames (synced) into sled, in order, each then journalled for a running
-    /// backup and reported to checkpoints. A sled error poisons the store (the frames are in
+    /// backup (the caller then writes the journal's lines and reports the frames applied to
+    /// checkpoints). A sled error poisons the store (the frames are in
     /// the WAL, which the next open replays).
     fn write_into_sled(&self, frames: &[(u64, Vec<Write>)]) -> Result<(), String> {
         for (n, writes) in frames {
@@ -512,7 +520,6 @@ impl Committer {
             {
                 set.extend(writes.iter().map(|(uid, _)| uid.clone()));
             }
-            self.durable.applied_through(*n);
         }
         Ok(())
     }
