@@ -328,25 +328,9 @@ fn a_kill_under_load_keeps_every_acknowledged_change_and_its_audit_record() {
     let rt = runtime();
     let server = Served::start(&cfg, &[]);
     let connector = inst.connector("client");
-    // Never set: the kill ends the writers.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers = cycle_writers(&rt, &connector, server.addr, 4, &stop);
-    // Some cycles acknowledged, then the kill. A record reaches the file just before its reply
-    // is sent, and each connection has one request in flight: 44 Destroys in the file mean at
-    // least 40 acknowledged.
-    let deadline = Instant::now() + BOUND;
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(inst.dir.join("audit.log")).unwrap_or_default();
-        if text.matches("\"Destroy\"").count() >= 44 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server.kill9();
-    let acked: Vec<Acked> = writers
-        .into_iter()
-        .map(|h| rt.block_on(h).unwrap())
-        .collect();
+    // A record reaches the file just before its reply is sent, and each connection has one
+    // request in flight: 44 Destroys in the file mean at least 40 acknowledged.
+    let acked = killed_under_cycles(&rt, server, &connector, 4, &inst.dir, ("Destroy", 44));
     let count = |f: fn(&Acked) -> usize| acked.iter().map(f).sum::<usize>();
     assert!(
         count(|a| a.destroyed.len()) >= 40,
@@ -415,6 +399,36 @@ fn cycle_writers(
         .collect()
 }
 
+/// Runs `n` [`cycle_writers`] against `server` until its audit log (in `dir`) holds `records.1`
+/// records of operation `records.0` (or [`BOUND`] passes), SIGKILLs it, and answers what each
+/// writer had acknowledged.
+fn killed_under_cycles(
+    rt: &tokio::runtime::Runtime,
+    server: Served,
+    connector: &Connector,
+    n: usize,
+    dir: &Path,
+    records: (&str, usize),
+) -> Vec<Acked> {
+    // Never set: the kill ends the writers.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = cycle_writers(rt, connector, server.addr, n, &stop);
+    let needle = format!("\"{}\"", records.0);
+    let deadline = Instant::now() + BOUND;
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+        if text.matches(needle.as_str()).count() >= records.1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+    writers
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect()
+}
+
 /// The Success records of `files` (one chain, verified on the way), counted by (operation,
 /// uid).
 fn success_records(files: &[PathBuf]) -> BTreeMap<(String, String), usize> {
@@ -470,21 +484,7 @@ fn a_kill_under_load_leaves_no_stored_object_without_its_create_record() {
     let rt = runtime();
     let server = Served::start(&cfg, &[]);
     let connector = inst.connector("client");
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers = cycle_writers(&rt, &connector, server.addr, 8, &stop);
-    let deadline = Instant::now() + BOUND;
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(inst.dir.join("audit.log")).unwrap_or_default();
-        if text.matches("\"Create\"").count() >= 80 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server.kill9();
-    let acked: Vec<Acked> = writers
-        .into_iter()
-        .map(|h| rt.block_on(h).unwrap())
-        .collect();
+    let acked = killed_under_cycles(&rt, server, &connector, 8, &inst.dir, ("Create", 80));
     // Up to one Create per connection recorded and not yet answered at the kill.
     assert!(acked.iter().map(|a| a.created.len()).sum::<usize>() >= 72);
 
