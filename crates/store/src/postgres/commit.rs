@@ -9,7 +9,7 @@
 //! Name. Commits without search conditions take no search lock: they check nothing a
 //! search could invalidate, so they serialize after any search that missed them.
 //!
-//! Round trips of one attempt: (1) `BEGIN` and `kmipd_begin` (schema version 6, one prepared
+//! Round trips of one attempt: (1) `BEGIN` and `kmipd_begin` (schema version 6 and later, one prepared
 //! statement), sent together: the advisory locks, then the current KEK id, the sequence
 //! numbers of the objects the commit creates (one per provisional number, see
 //! [`ObjectStore::creation_sequence`]), the current revision of every uid the commit expects
@@ -46,7 +46,7 @@ use super::{
     object_lock, retrying, revision, select_rows, select_sql, seq_key, term_lock,
 };
 
-/// A commit's first statement (schema version 6): its locks, then the current KEK id, the
+/// A commit's first statement (schema version 6 and later): its locks, then the current KEK id, the
 /// sequence numbers of its new objects, and for a commit that writes its transaction id,
 /// commit token and the current records of the uids it writes (whose terms it replaces).
 const BEGIN_SQL: &str = "SELECT kek, txid, token, seqs, found_uids, found_revisions, \

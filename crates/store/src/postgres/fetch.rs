@@ -26,6 +26,9 @@ pub(crate) struct PgAsync(pub(crate) Arc<Inner>);
 const ONE_SQL: &str = "SELECT uid, record, revision FROM kmipd_objects WHERE uid = $1";
 /// Several objects by identifier.
 const MANY_SQL: &str = "SELECT uid, record, revision FROM kmipd_objects WHERE uid = ANY($1)";
+/// One setting by key (a scalar parameter: PostgreSQL plans `= ANY($1)` afresh on every
+/// call, `= $1` once per connection).
+const ONE_META_SQL: &str = "SELECT key, value FROM kmipd_meta WHERE key = $1";
 /// Settings by key.
 const META_SQL: &str = "SELECT key, value FROM kmipd_meta WHERE key = ANY($1)";
 
@@ -122,13 +125,18 @@ async fn fetch(inner: &Arc<Inner>, want: Want) -> Result<Fetched, StoreError> {
                     .collect::<Result<Vec<_>, tokio_postgres::Error>>()
             };
             let settings = async {
-                if keys.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let stmt = c.prepare_cached(META_SQL).await?;
-                c.query(&stmt, &[&*keys])
-                    .await?
-                    .iter()
+                let rows = match keys.as_slice() {
+                    [] => return Ok(Vec::new()),
+                    [one] => {
+                        let stmt = c.prepare_cached(ONE_META_SQL).await?;
+                        c.query(&stmt, &[one]).await?
+                    }
+                    many => {
+                        let stmt = c.prepare_cached(META_SQL).await?;
+                        c.query(&stmt, &[&many]).await?
+                    }
+                };
+                rows.iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                     .collect::<Result<Vec<_>, tokio_postgres::Error>>()
             };
