@@ -6,7 +6,11 @@
 
 /// mimalloc instead of glibc's malloc: the request path allocates many small short-lived
 /// buffers on several threads (TTLV trees, records, TLS), where glibc's arenas showed up at
-/// about 15% of a profile (`docs/performance.md`).
+/// about 15% of a profile (`docs/performance.md`). Built with `no_thp`: mimalloc does not ask
+/// for transparent huge pages (`madvise(MADV_HUGEPAGE)`), so a heap that grows (the object
+/// cache, sled's cache, the index filling up) faults in 4 KiB pages instead of zeroing 2 MiB
+/// at a time, which was 6-7% of kmipd's CPU on the cycle workload (`docs/performance.md`,
+/// issue 20, fourth round).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
