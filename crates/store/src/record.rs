@@ -102,6 +102,7 @@ fn corrupt(uid: &str, reason: impl Into<String>) -> StoreError {
     }
 }
 
+#[cfg(test)]
 fn enc(item: &Ttlv) -> Result<Vec<u8>, StoreError> {
     kmipd_ttlv::encode_to_vec(item).map_err(|e| StoreError::Backend(format!("encode: {e}")))
 }
@@ -115,56 +116,36 @@ pub(crate) fn encode(o: &ManagedObject, kek: &Kek) -> Result<Vec<u8>, StoreError
     let mut out = Vec::with_capacity(1024);
     out.push(FORMAT_VERSION);
     let record = open_structure(&mut out, RECORD);
-    put(&mut out, &Ttlv::new(UID, Value::TextString(o.uid.clone())))?;
+    put_text(&mut out, UID, &o.uid)?;
+    put(&mut out, OBJECT_TYPE, &Value::Enumeration(o.object_type))?;
+    put_text(&mut out, OWNER, &o.owner)?;
     put(
         &mut out,
-        &Ttlv::new(OBJECT_TYPE, Value::Enumeration(o.object_type)),
-    )?;
-    put(
-        &mut out,
-        &Ttlv::new(OWNER, Value::TextString(o.owner.clone())),
-    )?;
-    put(
-        &mut out,
-        &Ttlv::new(
-            SEQUENCE,
-            Value::LongInteger(i64::from_be_bytes(o.sequence.to_be_bytes())),
-        ),
+        SEQUENCE,
+        &Value::LongInteger(i64::from_be_bytes(o.sequence.to_be_bytes())),
     )?;
     let attributes = open_structure(&mut out, ATTRIBUTES);
     for a in o.attributes.iter() {
         let attribute = open_structure(&mut out, ATTRIBUTE);
         match &a.name {
             AttrName::Std(tag) => {
-                put(
-                    &mut out,
-                    &Ttlv::new(ATTR_TAG, Value::Enumeration(tag.value())),
-                )?;
+                put(&mut out, ATTR_TAG, &Value::Enumeration(tag.value()))?;
             }
             AttrName::Custom { vendor, name } => {
                 if let Some(v) = vendor {
-                    put(
-                        &mut out,
-                        &Ttlv::new(ATTR_VENDOR, Value::TextString(v.clone())),
-                    )?;
+                    put_text(&mut out, ATTR_VENDOR, v)?;
                 }
-                put(
-                    &mut out,
-                    &Ttlv::new(ATTR_NAME, Value::TextString(name.clone())),
-                )?;
+                put_text(&mut out, ATTR_NAME, name)?;
             }
         }
-        put(&mut out, &Ttlv::new(ATTR_VALUE, a.value.clone()))?;
+        put(&mut out, ATTR_VALUE, &a.value)?;
         close_structure(&mut out, attribute)?;
     }
     close_structure(&mut out, attributes)?;
     if let Some(object) = &o.object {
         let wrapped = seal(&o.uid, object, kek)?;
-        put(&mut out, &Ttlv::new(KEK_ID, Value::Enumeration(kek.id().0)))?;
-        put(
-            &mut out,
-            &Ttlv::new(WRAPPED, Value::ByteString(Zeroizing::new(wrapped))),
-        )?;
+        put(&mut out, KEK_ID, &Value::Enumeration(kek.id().0))?;
+        put_bytes(&mut out, WRAPPED, &wrapped)?;
     }
     close_structure(&mut out, record)?;
     let crc = crc32fast::hash(&out);
@@ -172,9 +153,38 @@ pub(crate) fn encode(o: &ManagedObject, kek: &Kek) -> Result<Vec<u8>, StoreError
     Ok(out)
 }
 
-/// Appends one item.
-fn put(out: &mut Vec<u8>, item: &Ttlv) -> Result<(), StoreError> {
-    kmipd_ttlv::encode(item, out).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+/// Appends one item (its value borrowed, not copied into an item first).
+fn put(out: &mut Vec<u8>, tag: Tag, value: &Value) -> Result<(), StoreError> {
+    kmipd_ttlv::encode_value(tag, value, out)
+        .map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+/// Appends a Text String item (the same bytes as [`put`] of `Value::TextString`).
+fn put_text(out: &mut Vec<u8>, tag: Tag, text: &str) -> Result<(), StoreError> {
+    put_variable(out, tag, kmipd_ttlv::ItemType::TextString, text.as_bytes())
+}
+
+/// Appends a Byte String item (the same bytes as [`put`] of `Value::ByteString`).
+fn put_bytes(out: &mut Vec<u8>, tag: Tag, bytes: &[u8]) -> Result<(), StoreError> {
+    put_variable(out, tag, kmipd_ttlv::ItemType::ByteString, bytes)
+}
+
+/// Appends an item of a variable-length type: header, the bytes, zero padding to 8.
+fn put_variable(
+    out: &mut Vec<u8>,
+    tag: Tag,
+    item_type: kmipd_ttlv::ItemType,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| StoreError::Backend("record item longer than 4 GiB".into()))?;
+    out.extend_from_slice(&tag.to_bytes());
+    out.push(item_type.code());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    let padding = bytes.len().next_multiple_of(8).saturating_sub(bytes.len());
+    out.resize(out.len().saturating_add(padding), 0);
+    Ok(())
 }
 
 /// Appends a Structure's header, its length a placeholder; returns where the length is.
@@ -201,15 +211,19 @@ fn close_structure(out: &mut [u8], at: usize) -> Result<(), StoreError> {
 }
 
 /// The wrapped form of an object.
+/// The plaintext, Structure 0x54FF0E { uid, object }, is written straight into one buffer
+/// (zeroized when dropped), without first building that structure around a copy of the object.
 pub(crate) fn seal(uid: &str, object: &Ttlv, kek: &Kek) -> Result<Vec<u8>, StoreError> {
-    let sealed = Ttlv::new(
-        SEALED,
-        Value::Structure(vec![
-            Ttlv::new(UID, Value::TextString(uid.to_owned())),
-            object.clone(),
-        ]),
-    );
-    let plain = Zeroizing::new(enc(&sealed)?);
+    let mut plain = Zeroizing::new(Vec::with_capacity(
+        kmipd_ttlv::encoded_len(object)
+            .saturating_add(uid.len())
+            .saturating_add(24),
+    ));
+    let sealed = open_structure(&mut plain, SEALED);
+    put_text(&mut plain, UID, uid)?;
+    kmipd_ttlv::encode(object, &mut plain)
+        .map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
+    close_structure(&mut plain, sealed)?;
     kek.wrap(&plain)
         .map_err(|e| StoreError::Backend(format!("key wrap: {e}")))
 }
@@ -412,6 +426,19 @@ mod one_pass {
         Ttlv::new(ATTRIBUTE, Value::Structure(f))
     }
 
+    /// The wrapped object as the tree-building sealer made it (before the one-pass writer):
+    /// Structure { uid, a copy of the object } encoded, then wrapped.
+    fn tree_sealed(uid: &str, object: &Ttlv, kek: &Kek) -> Vec<u8> {
+        let sealed = Ttlv::new(
+            SEALED,
+            Value::Structure(vec![
+                Ttlv::new(UID, Value::TextString(uid.to_owned())),
+                object.clone(),
+            ]),
+        );
+        kek.wrap(&enc(&sealed).unwrap()).unwrap()
+    }
+
     /// The record as the tree-building encoder made it (before the one-pass writer).
     fn tree_encoded(o: &ManagedObject, kek: &Kek) -> Vec<u8> {
         let mut items = vec![
@@ -431,7 +458,7 @@ mod one_pass {
             items.push(Ttlv::new(KEK_ID, Value::Enumeration(kek.id().0)));
             items.push(Ttlv::new(
                 WRAPPED,
-                Value::ByteString(Zeroizing::new(seal(&o.uid, object, kek).unwrap())),
+                Value::ByteString(Zeroizing::new(tree_sealed(&o.uid, object, kek))),
             ));
         }
         let body = enc(&Ttlv::new(RECORD, Value::Structure(items))).unwrap();

@@ -25,6 +25,19 @@ pub fn encode(item: &Ttlv, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     result
 }
 
+/// Appends the encoding of an item made of `tag` and `value`, exactly as [`encode`] would
+/// encode `Ttlv::new(tag, value.clone())`, without building (cloning) that item.
+///
+/// On error (a value longer than 4 GiB), `out` is left as it was.
+pub fn encode_value(tag: crate::Tag, value: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    let result = write_parts(tag, value, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
 /// Encodes `item` into a new vector of exactly the right capacity.
 pub fn encode_to_vec(item: &Ttlv) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(encoded_len(item));
@@ -54,9 +67,13 @@ fn padded(len: usize) -> usize {
 }
 
 fn write_item(item: &Ttlv, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    out.extend_from_slice(&item.tag.to_bytes());
-    out.push(item.value.item_type().code());
-    match &item.value {
+    write_parts(item.tag, &item.value, out)
+}
+
+fn write_parts(tag: crate::Tag, value: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.extend_from_slice(&tag.to_bytes());
+    out.push(value.item_type().code());
+    match value {
         Value::Structure(children) => {
             let len_at = out.len();
             out.extend_from_slice(&[0; 4]);
@@ -64,7 +81,7 @@ fn write_item(item: &Ttlv, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                 write_item(child, out)?;
             }
             let len = out.len() - len_at - 4;
-            let len32 = u32::try_from(len).map_err(|_| EncodeError { tag: item.tag, len })?;
+            let len32 = u32::try_from(len).map_err(|_| EncodeError { tag, len })?;
             if let Some(slot) = out.get_mut(len_at..len_at + 4) {
                 slot.copy_from_slice(&len32.to_be_bytes());
             }
@@ -75,9 +92,9 @@ fn write_item(item: &Ttlv, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             fixed8(out, v.to_be_bytes())
         }
         Value::Boolean(v) => fixed8(out, u64::from(*v).to_be_bytes()),
-        Value::TextString(s) => variable(out, item.tag, s.as_bytes())?,
-        Value::ByteString(b) => variable(out, item.tag, b)?,
-        Value::BigInteger(b) => variable(out, item.tag, b.as_bytes())?,
+        Value::TextString(s) => variable(out, tag, s.as_bytes())?,
+        Value::ByteString(b) => variable(out, tag, b)?,
+        Value::BigInteger(b) => variable(out, tag, b.as_bytes())?,
     }
     Ok(())
 }

@@ -9,7 +9,10 @@
 
 mod common;
 
-use kmipd_ttlv::{HEADER_LEN, Limits, decode, encode_to_vec, encoded_len, frame_len, fuzzing};
+use kmipd_ttlv::{
+    HEADER_LEN, Limits, decode, encode, encode_to_vec, encode_value, encoded_len, frame_len,
+    fuzzing,
+};
 use proptest::prelude::*;
 
 proptest! {
@@ -24,6 +27,16 @@ proptest! {
         prop_assert_eq!(&back, &tree);
         let header: &[u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
         prop_assert_eq!(frame_len(header, &Limits::unbounded()).unwrap().total_len, bytes.len());
+    }
+
+    /// `encode_value` appends what `encode` appends for the item made of the same tag and value.
+    #[test]
+    fn encode_value_appends_what_encode_appends(tree in common::arb_tree(true)) {
+        let mut by_item = b"prefix".to_vec();
+        encode(&tree, &mut by_item).unwrap();
+        let mut by_parts = b"prefix".to_vec();
+        encode_value(tree.tag, &tree.value, &mut by_parts).unwrap();
+        prop_assert_eq!(by_parts, by_item);
     }
 
     #[test]
