@@ -87,6 +87,11 @@ impl<P: Postings> Table<P> {
         Some(id)
     }
 
+    /// The bytes of the interned prefix `id`.
+    fn prefix(&self, id: TermId) -> Option<&[u8]> {
+        self.terms.get(at(id))?.as_ref().map(|(p, _)| &**p)
+    }
+
     fn postings(&self, prefix: &[u8]) -> Option<&P> {
         let id = self.ids.get(prefix)?;
         self.terms.get(at(*id))?.as_ref().map(|(_, p)| p)
@@ -132,7 +137,17 @@ pub(super) type Select = (Vec<u8>, Option<(i64, i64)>);
 impl MemIndex {
     /// Indexes `uid` with these terms, replacing what was indexed for it. Returns false (and
     /// indexes nothing for it) only past 2^32 objects or distinct terms.
+    ///
+    /// A replace (the uid is indexed) keeps the object's slot and every term it had already
+    /// (same prefix, and for a date term the same date): only the terms that changed are
+    /// looked up and their postings touched, which is what most replaces need (a first Get's
+    /// Fresh flag, a Destroy's state and dates).
     pub(super) fn put(&mut self, uid: &str, sequence: u64, terms: &[Term]) -> bool {
+        if let Some(&slot) = self.by_uid.get(uid)
+            && let Some(old) = self.objects.get_mut(at(slot)).and_then(Option::take)
+        {
+            return self.replace(slot, old, sequence, terms);
+        }
         let uid: Arc<str> = match self.by_uid.get_key_value(uid) {
             Some((k, _)) => k.clone(),
             None => Arc::from(uid),
@@ -180,6 +195,95 @@ impl MemIndex {
         match self.objects.get_mut(at(slot)) {
             Some(o) => *o = object,
             None => self.objects.push(object),
+        }
+        true
+    }
+
+    /// [`put`](Self::put) of an indexed object, `old` taken out of its `slot`: the terms it
+    /// keeps are found among its own (a few, compared by their bytes), the others interned
+    /// and posted, the ones it lost unposted (and released when no object has them).
+    fn replace(&mut self, slot: Slot, old: Object, sequence: u64, terms: &[Term]) -> bool {
+        let mut kept_exact = vec![false; old.exact.len()];
+        let mut kept_dates = vec![false; old.dates.len()];
+        let mut exact = Vec::with_capacity(old.exact.len());
+        let mut dates = Vec::with_capacity(old.dates.len());
+        for (prefix, date) in terms {
+            match *date {
+                None => {
+                    let had = old
+                        .exact
+                        .iter()
+                        .zip(kept_exact.iter_mut())
+                        .find(|(id, kept)| {
+                            !**kept && self.exact.prefix(**id) == Some(prefix.as_slice())
+                        });
+                    if let Some((id, kept)) = had {
+                        *kept = true;
+                        exact.push(*id);
+                        continue;
+                    }
+                    let Some(id) = self.exact.intern(prefix) else {
+                        continue;
+                    };
+                    if let Some(p) = self.exact.postings_mut(id) {
+                        p.insert(slot);
+                    }
+                    exact.push(id);
+                }
+                Some(d) => {
+                    let had =
+                        old.dates
+                            .iter()
+                            .zip(kept_dates.iter_mut())
+                            .find(|((id, was), kept)| {
+                                !**kept
+                                    && *was == d
+                                    && self.dates.prefix(*id) == Some(prefix.as_slice())
+                            });
+                    if let Some(((id, _), kept)) = had {
+                        *kept = true;
+                        dates.push((*id, d));
+                        continue;
+                    }
+                    let Some(id) = self.dates.intern(prefix) else {
+                        continue;
+                    };
+                    if let Some(p) = self.dates.postings_mut(id) {
+                        p.insert((d, slot));
+                    }
+                    dates.push((id, d));
+                }
+            }
+        }
+        for (id, kept) in old.exact.iter().zip(&kept_exact) {
+            if !kept {
+                if let Some(p) = self.exact.postings_mut(*id) {
+                    p.remove(&slot);
+                }
+                self.exact.release_if_empty(*id);
+            }
+        }
+        for ((id, d), kept) in old.dates.iter().zip(&kept_dates) {
+            if !kept {
+                if let Some(p) = self.dates.postings_mut(*id) {
+                    p.remove(&(*d, slot));
+                }
+                self.dates.release_if_empty(*id);
+            }
+        }
+        if old.sequence != sequence {
+            self.order.remove(&(old.sequence, slot));
+            self.order.insert((sequence, slot));
+        }
+        let object = Some(Object {
+            uid: old.uid,
+            sequence,
+            exact: exact.into_boxed_slice(),
+            dates: dates.into_boxed_slice(),
+        });
+        match self.objects.get_mut(at(slot)) {
+            Some(o) => *o = object,
+            None => return false,
         }
         true
     }
@@ -395,5 +499,53 @@ mod tests {
             })
             .collect();
         assert_eq!(live, distinct.len());
+        // Every exact term's postings are exactly the objects that have it (replaces kept,
+        // added and dropped terms; the sequences changed at every put).
+        for p in &distinct {
+            let want: Vec<String> = model
+                .iter()
+                .filter(|(_, (_, t))| t.iter().any(|(q, d)| q == p && d.is_none()))
+                .map(|(u, _)| u.clone())
+                .collect();
+            assert_eq!(
+                select(&ix, &[(std::str::from_utf8(p).unwrap(), None)]),
+                want
+            );
+        }
+    }
+
+    /// A replace that keeps some terms, changes a date and drops a term leaves the postings
+    /// and the term table as a remove and a fresh put would.
+    #[test]
+    fn a_replace_keeps_what_did_not_change() {
+        let mut ix = MemIndex::default();
+        assert!(ix.put(
+            "a",
+            1,
+            &[exact("owner"), exact("state=1"), date("init", 10)]
+        ));
+        assert!(ix.put("b", 2, &[exact("owner"), date("init", 10)]));
+        let slot = ix.by_uid["a"];
+        assert!(ix.put(
+            "a",
+            1,
+            &[exact("owner"), exact("state=2"), date("init", 11)]
+        ));
+        assert_eq!(ix.by_uid["a"], slot);
+        assert_eq!(select(&ix, &[("owner", None)]), ["a", "b"]);
+        assert_eq!(select(&ix, &[("state=2", None)]), ["a"]);
+        assert!(
+            ix.exact.postings(b"state=1").is_none(),
+            "dropped with its last object"
+        );
+        assert_eq!(select(&ix, &[("init", Some((10, 10)))]), ["b"]);
+        assert_eq!(select(&ix, &[("init", Some((11, 11)))]), ["a"]);
+        assert!(ix.put("a", 5, &[exact("owner")]));
+        let order: Vec<String> = ix.in_order().iter().map(|u| u.to_string()).collect();
+        assert_eq!(order, ["b", "a"]);
+        assert_eq!(select(&ix, &[("init", Some((0, 99)))]), ["b"]);
+        ix.remove("a");
+        ix.remove("b");
+        assert!(ix.exact.is_empty() && ix.dates.is_empty() && ix.order.is_empty());
     }
 }
