@@ -85,6 +85,7 @@ fn fetch(store: &dyn ObjectStore, want: &Want) -> Fetched {
             .iter()
             .map(|q| (q.clone(), store.find(q).unwrap()))
             .collect(),
+        hinted: Vec::new(),
     }
 }
 

@@ -11,9 +11,17 @@
 //! nothing it lacked is the one completed; its commit is handed back
 //! ([`Overlay::take_commit`]) for the server to await on its own task.
 //!
-//! Nothing is kept across requests: every overlay is filled for one request and dropped with
-//! it, so what it serves is as fresh as a synchronous read at the same moment (and every commit
-//! carries [`Change::Expect`] with the revisions read, as always).
+//! Nothing is kept across requests but one thing: every overlay is filled for one request and
+//! dropped with it, so what it serves is as fresh as a synchronous read at the same moment
+//! (and every commit carries [`Change::Expect`] with the revisions read, as always). The one
+//! thing is settings: a store may serve a setting from its memory of the last value it read
+//! ([`Fetched::hinted`]; settings change seldom and every create reads the constraints),
+//! and then what was served is checked against the database before the answer stands: inside
+//! the commit's transaction ([`AsyncAccess::commit`]'s `checked`, a difference failing the
+//! commit as a [`StoreError::Conflict`], so the request is prepared again from fresh reads),
+//! or, for a request that commits nothing, by reading them again
+//! ([`AsyncAccess::check_settings`]). So a setting changed through another node holds here
+//! from the next request on, as before.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -79,15 +87,30 @@ pub struct Fetched {
     pub settings: Vec<(String, Option<Vec<u8>>)>,
     /// Each wanted search with the objects that satisfy it, in creation order.
     pub found: Vec<(Query, Vec<ManagedObject>)>,
+    /// The names of the settings above served from the store's memory of its last read
+    /// rather than read now: to be checked ([module docs](self)).
+    pub hinted: Vec<String>,
 }
+
+/// Settings with the values a preparation was served.
+pub type SettingValues = Vec<(String, Option<Vec<u8>>)>;
 
 /// Asynchronous reads and commits of a networked store, run on the caller's runtime.
 pub trait AsyncAccess: Send + Sync {
     /// Reads everything `want` names, in as few round trips as the store can. Bounded by
     /// `until` (the request's deadline) and the store's own deadline, whichever ends first.
     fn fetch(&self, want: Want, until: Instant) -> StoreFuture<Fetched>;
-    /// [`ObjectStore::commit`] as a future, bounded as `fetch`.
-    fn commit(&self, changes: Vec<Change>, until: Instant) -> StoreFuture<()>;
+    /// [`ObjectStore::commit`] as a future, bounded as `fetch`; it fails with
+    /// [`StoreError::Conflict`] (nothing written) when a setting in `checked` no longer has
+    /// the value given, read in the commit's own transaction.
+    fn commit(
+        &self,
+        changes: Vec<Change>,
+        checked: SettingValues,
+        until: Instant,
+    ) -> StoreFuture<()>;
+    /// Reads the settings in `checked` now: true when each still has the value given.
+    fn check_settings(&self, checked: SettingValues, until: Instant) -> StoreFuture<bool>;
 }
 
 /// A store that serves what was fetched for one request ([module docs](self)). Reads of
@@ -99,6 +122,8 @@ pub struct Overlay {
     base: Arc<dyn ObjectStore>,
     objects: HashMap<String, ObjectRead>,
     settings: HashMap<String, Result<Option<Vec<u8>>, StoreError>>,
+    /// The settings served from the store's memory rather than read ([`Fetched::hinted`]).
+    hinted: Vec<String>,
     found: Vec<(Query, Result<Vec<ManagedObject>, StoreError>)>,
     missed: Mutex<Want>,
     unsupported: AtomicBool,
@@ -143,6 +168,7 @@ impl Overlay {
             base,
             objects: HashMap::new(),
             settings: HashMap::new(),
+            hinted: Vec::new(),
             found: Vec::new(),
             missed: Mutex::new(Want::default()),
             unsupported: AtomicBool::new(false),
@@ -156,6 +182,11 @@ impl Overlay {
             self.objects.insert(uid, o);
         }
         for (name, v) in fetched.settings {
+            let hinted = fetched.hinted.contains(&name);
+            self.hinted.retain(|h| *h != name);
+            if hinted {
+                self.hinted.push(name.clone());
+            }
             self.settings.insert(name, Ok(v));
         }
         for (q, objects) in fetched.found {
@@ -171,12 +202,25 @@ impl Overlay {
             self.objects.insert(uid.clone(), Err(duplicate(error)));
         }
         for name in &want.settings {
+            self.hinted.retain(|h| h != name);
             self.settings.insert(name.clone(), Err(duplicate(error)));
         }
         for q in &want.queries {
             self.found.retain(|(seen, _)| seen != q);
             self.found.push((q.clone(), Err(duplicate(error))));
         }
+    }
+
+    /// The settings served from the store's memory, with the values served: what must be
+    /// checked before the answer stands ([module docs](self)).
+    pub fn hinted(&self) -> SettingValues {
+        self.hinted
+            .iter()
+            .filter_map(|name| match self.settings.get(name) {
+                Some(Ok(v)) => Some((name.clone(), v.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Everything served so far (to fetch again after a conflict).
@@ -313,6 +357,7 @@ mod tests {
             ],
             settings: vec![("constraints".into(), None)],
             found: vec![(Query::default(), vec![object("a")])],
+            hinted: Vec::new(),
         });
         assert_eq!(overlay.get_revised("a").unwrap(), Some((object("a"), rev)));
         assert_eq!(overlay.get("gone").unwrap(), None);
@@ -362,5 +407,42 @@ mod tests {
         done(Ok(()));
         assert!(rx.recv().unwrap());
         assert!(overlay.take_commit().is_none());
+    }
+
+    #[test]
+    fn settings_served_from_memory_are_listed_for_checking_until_read_again() {
+        let mut overlay = Overlay::new(Arc::new(MemoryStore::new()));
+        overlay.add(Fetched {
+            settings: vec![("c".into(), Some(b"v1".to_vec())), ("d".into(), None)],
+            hinted: vec!["c".into()],
+            ..Fetched::default()
+        });
+        assert_eq!(overlay.setting("c").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(
+            overlay.hinted(),
+            vec![("c".to_owned(), Some(b"v1".to_vec()))]
+        );
+        // Read again from the database: nothing left to check.
+        overlay.add(Fetched {
+            settings: vec![("c".into(), Some(b"v2".to_vec()))],
+            ..Fetched::default()
+        });
+        assert_eq!(overlay.setting("c").unwrap(), Some(b"v2".to_vec()));
+        assert_eq!(overlay.hinted(), vec![]);
+        // A failed read is not checked either (the preparation saw the error).
+        overlay.add(Fetched {
+            settings: vec![("d".into(), None)],
+            hinted: vec!["d".into()],
+            ..Fetched::default()
+        });
+        assert_eq!(overlay.hinted(), vec![("d".to_owned(), None)]);
+        overlay.fail(
+            &Want {
+                settings: vec!["d".into()],
+                ..Want::default()
+            },
+            &StoreError::Backend("down".into()),
+        );
+        assert_eq!(overlay.hinted(), vec![]);
     }
 }

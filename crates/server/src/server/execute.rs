@@ -290,16 +290,41 @@ async fn prefetched(
         engine.complete_then_over(&overlay, prepared, move |outcome| {
             let _ = answered.send(outcome);
         });
-        if let Some((changes, done)) = overlay.take_commit() {
+        // Settings served from the store's memory are checked before the answer stands: by
+        // the commit, in its transaction, or else by reading them again.
+        let hinted = overlay.hinted();
+        let committed = overlay.take_commit();
+        let checked_by_commit = committed.is_some();
+        if let Some((changes, done)) = committed {
             let stored = tokio::select! {
                 () = shared.hard_stop.cancelled() => return Prefetched::Stopped,
-                r = access.commit(changes, until) => r,
+                r = access.commit(changes, hinted.clone(), until) => r,
             };
             done(stored);
         }
         let Ok(outcome) = answer.await else {
             return Prefetched::Stopped;
         };
+        if !checked_by_commit && !hinted.is_empty() {
+            let still = tokio::select! {
+                () = shared.hard_stop.cancelled() => return Prefetched::Stopped,
+                r = access.check_settings(hinted, until) => r,
+            };
+            total = total.saturating_add(1);
+            match still {
+                Ok(true) => {}
+                // Changed (the store now knows the new value): prepare again, fresh.
+                Ok(false) => {
+                    if total > MAX_FETCH_ROUNDS.saturating_mul(2) {
+                        return Prefetched::Blocking;
+                    }
+                    want = overlay.served();
+                    continue;
+                }
+                // Nothing was written: the blocking path reads afresh and meets the failure.
+                Err(_) => return Prefetched::Blocking,
+            }
+        }
         match outcome {
             Ok(answer) => return Prefetched::Answered(answer, total),
             Err(conflict) => match retry.after_conflict() {

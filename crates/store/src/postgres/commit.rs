@@ -41,10 +41,12 @@ use crate::query::{Filter, Query, filter_prefix, index_terms, is_name_term};
 use crate::record;
 use crate::{Change, ManagedObject, PROVISIONAL_SEQUENCE, Revision, StoreError};
 
+use super::fetch::{compare_settings, read_settings};
 use super::{
     Conn, Failure, Inner, LOCK_KEK, LOCK_NS, LOCK_SEARCH, Param, backend, classify, describe,
     object_lock, retrying, revision, select_rows, select_sql, seq_key, term_lock,
 };
+use crate::prefetch::SettingValues;
 
 /// A commit's first statement (schema version 6 and later): its locks, then the current KEK id, the
 /// sequence numbers of its new objects, and for a commit that writes its transaction id,
@@ -419,11 +421,23 @@ pub(crate) fn term_deletes_for_tests(
 
 /// Applies `changes` in one transaction, retried as the module doc says.
 pub(crate) async fn commit(inner: &Arc<Inner>, changes: Vec<Change>) -> Result<(), StoreError> {
+    commit_checked(inner, changes, Vec::new()).await
+}
+
+/// [`commit`], failing with `Conflict` (nothing written) when a setting in `checked` no longer
+/// has the value given: read in the first round trip, after `kmipd_begin`, in the same
+/// transaction (`prefetch.rs`: settings served from the node's memory).
+pub(crate) async fn commit_checked(
+    inner: &Arc<Inner>,
+    changes: Vec<Change>,
+    checked: SettingValues,
+) -> Result<(), StoreError> {
     let plan = Arc::new(Plan::new(changes)?);
+    let checked = Arc::new(checked);
     let writes = !plan.writes.is_empty();
     let r = retrying(inner, |conn| {
-        let (inner, plan) = (inner.clone(), plan.clone());
-        async move { attempt(&inner, &plan, conn).await }
+        let (inner, plan, checked) = (inner.clone(), plan.clone(), checked.clone());
+        async move { attempt(&inner, &plan, &checked, conn).await }
     })
     .await;
     if r.is_ok() && writes && inner.counts.tick_written(TOKEN_CLEANUP_EVERY) {
@@ -433,7 +447,12 @@ pub(crate) async fn commit(inner: &Arc<Inner>, changes: Vec<Change>) -> Result<(
     r
 }
 
-async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> {
+async fn attempt(
+    inner: &Inner,
+    plan: &Plan,
+    checked: &SettingValues,
+    conn: Conn,
+) -> Result<(), Failure> {
     let c = conn.client()?;
     let writes = !plan.writes.is_empty();
     // (1) BEGIN and `kmipd_begin`, sent together (prepared once per connection).
@@ -460,13 +479,22 @@ async fn attempt(inner: &Inner, plan: &Plan, conn: Conn) -> Result<(), Failure> 
         &uids,
         &written,
     ];
-    let (begun, row) = tokio::join!(
+    let checked_keys: Vec<String> = checked
+        .iter()
+        .map(|(name, _)| crate::setting_key(name))
+        .collect();
+    let (begun, row, settings) = tokio::join!(
         biased;
         c.batch_execute("BEGIN"),
-        c.query_one(&begin, &begin_params)
+        c.query_one(&begin, &begin_params),
+        read_settings(c, &checked_keys)
     );
     begun.map_err(|e| classify(&e))?;
     let row = row.map_err(|e| classify(&e))?;
+    let settings = settings.map_err(|e| classify(&e))?;
+    if let Err(e) = compare_settings(inner, checked, &settings) {
+        return Err(conn.abort(e).await);
+    }
     let db_kek: Option<Vec<u8>> = row.try_get(0).map_err(|e| classify(&e))?;
     let txid: Option<i64> = row.try_get(1).map_err(|e| classify(&e))?;
     let token: Option<String> = row.try_get(2).map_err(|e| classify(&e))?;

@@ -16,7 +16,7 @@ use super::{
     Inner, backend, classify, commit, retrying, revision, select_rows, select_sql,
     with_request_deadline,
 };
-use crate::prefetch::{AsyncAccess, Fetched, StoreFuture, Want};
+use crate::prefetch::{AsyncAccess, Fetched, SettingValues, StoreFuture, Want};
 use crate::{Change, StoreError};
 
 /// The [`AsyncAccess`] of one store.
@@ -62,14 +62,26 @@ impl AsyncAccess for PgAsync {
         Box::pin(async move { bounded(&inner, until, fetch(&inner, want)).await })
     }
 
-    /// `PgStore::commit_then`'s commit, on the caller's runtime.
-    fn commit(&self, changes: Vec<Change>, until: Instant) -> StoreFuture<()> {
+    /// `PgStore::commit_then`'s commit, on the caller's runtime, with the settings in
+    /// `checked` read in its transaction.
+    fn commit(
+        &self,
+        changes: Vec<Change>,
+        checked: SettingValues,
+        until: Instant,
+    ) -> StoreFuture<()> {
         let inner = self.0.clone();
         Box::pin(async move {
             if changes.is_empty() {
-                return Ok(());
+                return check(&inner, checked, until).await;
             }
-            let r = match bounded(&inner, until, commit::commit(&inner, changes)).await {
+            let r = match bounded(
+                &inner,
+                until,
+                commit::commit_checked(&inner, changes, checked),
+            )
+            .await
+            {
                 Err(StoreError::Backend(m))
                     if m.starts_with("database operation did not finish") =>
                 {
@@ -80,6 +92,95 @@ impl AsyncAccess for PgAsync {
             inner.counts.count(&r);
             r
         })
+    }
+
+    fn check_settings(&self, checked: SettingValues, until: Instant) -> StoreFuture<bool> {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            match check(&inner, checked, until).await {
+                Ok(()) => Ok(true),
+                Err(StoreError::Conflict { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// Reads the settings in `checked` now (remembering what it read): `Conflict` when one no
+/// longer has the value given.
+async fn check(
+    inner: &Arc<Inner>,
+    checked: SettingValues,
+    until: Instant,
+) -> Result<(), StoreError> {
+    if checked.is_empty() {
+        return Ok(());
+    }
+    let keys: Arc<Vec<String>> = Arc::new(
+        checked
+            .iter()
+            .map(|(name, _)| crate::setting_key(name))
+            .collect(),
+    );
+    let read = bounded(inner, until, async {
+        retrying(inner, |conn| {
+            let keys = keys.clone();
+            async move {
+                let c = conn.client()?;
+                let rows = read_settings(c, &keys).await.map_err(|e| classify(&e))?;
+                conn.release();
+                Ok(rows)
+            }
+        })
+        .await
+    })
+    .await?;
+    compare_settings(inner, &checked, &read)
+}
+
+/// The rows of `kmipd_meta` under `keys` (`(key, value)`).
+pub(crate) async fn read_settings(
+    c: &deadpool_postgres::ClientWrapper,
+    keys: &[String],
+) -> Result<Vec<(String, Vec<u8>)>, tokio_postgres::Error> {
+    let rows = match keys {
+        [] => return Ok(Vec::new()),
+        [one] => {
+            let stmt = c.prepare_cached(ONE_META_SQL).await?;
+            c.query(&stmt, &[one]).await?
+        }
+        many => {
+            let stmt = c.prepare_cached(META_SQL).await?;
+            c.query(&stmt, &[&many]).await?
+        }
+    };
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Whether each setting in `checked` has the value given in `read` (the rows of
+/// [`read_settings`] for their keys); remembers what was read. `Conflict` naming the first that
+/// differs.
+pub(crate) fn compare_settings(
+    inner: &Inner,
+    checked: &SettingValues,
+    read: &[(String, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let mut changed = None;
+    for (name, served) in checked {
+        let key = crate::setting_key(name);
+        let now = read.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+        if now != *served && changed.is_none() {
+            changed = Some(name.clone());
+        }
+        inner.remember_hint(name, now);
+    }
+    match changed {
+        None => Ok(()),
+        Some(name) => Err(StoreError::Conflict {
+            uid: format!("(the setting {name})"),
+        }),
     }
 }
 
@@ -98,11 +199,28 @@ async fn fetch(inner: &Arc<Inner>, want: Want) -> Result<Fetched, StoreError> {
         .iter()
         .map(|q| select_sql(q, None))
         .collect::<Result<Vec<_>, _>>()?;
-    let keys: Vec<String> = want
+    // Settings this node read or wrote before are served from its memory (and checked before
+    // the answer stands: `prefetch.rs`); the others are read now.
+    let hinted: Vec<(String, Option<Vec<u8>>)> = want
         .settings
         .iter()
-        .map(|s| crate::setting_key(s))
+        .filter_map(|name| Some((name.clone(), inner.hint(name)?)))
         .collect();
+    let to_read: Vec<String> = want
+        .settings
+        .iter()
+        .filter(|name| !hinted.iter().any(|(h, _)| h == *name))
+        .cloned()
+        .collect();
+    let keys: Vec<String> = to_read.iter().map(|s| crate::setting_key(s)).collect();
+    if want.uids.is_empty() && want.queries.is_empty() && keys.is_empty() {
+        let mut out = Fetched::default();
+        for (name, value) in hinted {
+            out.hinted.push(name.clone());
+            out.settings.push((name, value));
+        }
+        return Ok(out);
+    }
     let (want, searches, keys) = (Arc::new(want), Arc::new(searches), Arc::new(keys));
     let (objects, settings, found): Rows = retrying(inner, |conn| {
         let (want, searches, keys) = (want.clone(), searches.clone(), keys.clone());
@@ -124,22 +242,7 @@ async fn fetch(inner: &Arc<Inner>, want: Want) -> Result<Fetched, StoreError> {
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
                     .collect::<Result<Vec<_>, tokio_postgres::Error>>()
             };
-            let settings = async {
-                let rows = match keys.as_slice() {
-                    [] => return Ok(Vec::new()),
-                    [one] => {
-                        let stmt = c.prepare_cached(ONE_META_SQL).await?;
-                        c.query(&stmt, &[one]).await?
-                    }
-                    many => {
-                        let stmt = c.prepare_cached(META_SQL).await?;
-                        c.query(&stmt, &[&many]).await?
-                    }
-                };
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            };
+            let settings = read_settings(c, keys.as_slice());
             let (objects, settings) =
                 tokio::try_join!(objects, settings).map_err(|e| classify(&e))?;
             let mut found = Vec::with_capacity(searches.len());
@@ -162,12 +265,17 @@ async fn fetch(inner: &Arc<Inner>, want: Want) -> Result<Fetched, StoreError> {
         };
         out.objects.push((uid.clone(), read));
     }
-    for (name, key) in want.settings.iter().zip(keys.iter()) {
+    for (name, key) in to_read.iter().zip(keys.iter()) {
         let value = settings
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone());
+        inner.remember_hint(name, value.clone());
         out.settings.push((name.clone(), value));
+    }
+    for (name, value) in hinted {
+        out.hinted.push(name.clone());
+        out.settings.push((name, value));
     }
     for (query, rows) in want.queries.iter().zip(found) {
         let objects = inner

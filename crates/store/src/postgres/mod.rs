@@ -68,12 +68,12 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -172,6 +172,9 @@ pub(crate) struct Inner {
     counted: Mutex<Option<(Instant, u64)>>,
     /// The next provisional sequence number, less [`PROVISIONAL_SEQUENCE`].
     provisional: AtomicU64,
+    /// The last value this node read or wrote of each setting, by name: what the read path
+    /// serves without reading, checked before an answer stands (`prefetch.rs`, `fetch.rs`).
+    pub(crate) hints: Mutex<HashMap<String, Option<Vec<u8>>>>,
 }
 
 /// Commit outcomes counted by [`PgStore::stats`].
@@ -368,6 +371,31 @@ impl Drop for Conn {
 }
 
 impl Inner {
+    /// The setting `name` as this node last read or wrote it, if it did.
+    pub(crate) fn hint(&self, name: &str) -> Option<Option<Vec<u8>>> {
+        self.hints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Remembers `value` as the setting `name` just read.
+    pub(crate) fn remember_hint(&self, name: &str, value: Option<Vec<u8>>) {
+        self.hints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), value);
+    }
+
+    /// Forgets the setting `name` (the next read goes to the database).
+    pub(crate) fn forget_hint(&self, name: &str) {
+        self.hints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
     pub(crate) async fn conn(&self) -> Result<Conn, Failure> {
         match self.pool.get().await {
             Ok(obj) => Ok(Conn {
@@ -733,6 +761,7 @@ impl PgStore {
                 learning: tokio::sync::Mutex::new(()),
                 counted: Mutex::new(None),
                 provisional: AtomicU64::new(0),
+                hints: Mutex::new(HashMap::new()),
             }),
         };
         let schema = opts.schema.clone();
@@ -1053,6 +1082,8 @@ impl ObjectStore for PgStore {
 
     /// Into `kmipd_meta`, one statement (every node reads it from there).
     fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        // Forgotten first: a failed write may still have happened.
+        self.inner.forget_hint(name);
         self.set_meta_value(crate::setting_key(name), value)
     }
 }

@@ -96,6 +96,72 @@ fn pg_store_settings_are_shared_by_nodes() {
     assert_eq!(a.setting("constraints").unwrap(), None);
 }
 
+/// The asynchronous read path serves a setting from the node's memory of its last read, and
+/// what it served is checked: a commit fails as a conflict (nothing written) when another
+/// node changed the setting since, a check reads it again; either way the node then serves
+/// the new value.
+#[test]
+fn a_setting_served_from_memory_is_checked_by_the_commit_and_by_a_check() {
+    use crate::prefetch::Want;
+    let (_c, opts) = fresh();
+    let a = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let b = PgStore::open_with_kek(&opts, kek(1, 1)).unwrap();
+    let access = b.async_access().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let until = || std::time::Instant::now() + Duration::from_secs(30);
+    let want = Want {
+        settings: vec!["c".into()],
+        ..Want::default()
+    };
+    let fetch = || rt.block_on(access.fetch(want.clone(), until())).unwrap();
+    // The first read goes to the database; the next is served from memory.
+    let first = fetch();
+    assert_eq!(first.settings, vec![("c".to_owned(), None)]);
+    assert!(first.hinted.is_empty());
+    a.set_setting("c", Some(b"v1")).unwrap();
+    let stale = fetch();
+    assert_eq!(stale.settings, vec![("c".to_owned(), None)]);
+    assert_eq!(stale.hinted, vec!["c".to_owned()]);
+    // A commit prepared on the stale value fails and writes nothing...
+    let put = |uid: &str| vec![Change::Put(obj(uid, 1, b"k"))];
+    let checked = vec![("c".to_owned(), None)];
+    let e = rt
+        .block_on(access.commit(put("u1"), checked, until()))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
+    assert_eq!(a.get("u1").unwrap(), None);
+    // ...and the node now serves the new value (still from memory), with which it commits.
+    let fresh = fetch();
+    assert_eq!(fresh.settings, vec![("c".to_owned(), Some(b"v1".to_vec()))]);
+    assert_eq!(fresh.hinted, vec!["c".to_owned()]);
+    let checked = vec![("c".to_owned(), Some(b"v1".to_vec()))];
+    rt.block_on(access.commit(put("u1"), checked.clone(), until()))
+        .unwrap();
+    assert!(a.get("u1").unwrap().is_some());
+    // A check without a commit: true while unchanged, false once changed through A.
+    assert!(
+        rt.block_on(access.check_settings(checked.clone(), until()))
+            .unwrap()
+    );
+    a.set_setting("c", None).unwrap();
+    assert!(
+        !rt.block_on(access.check_settings(checked, until()))
+            .unwrap()
+    );
+    assert_eq!(fetch().settings, vec![("c".to_owned(), None)]);
+    // A setting written through this node is read from the database next time.
+    b.set_setting("c", Some(b"v2")).unwrap();
+    let after_write = fetch();
+    assert_eq!(
+        after_write.settings,
+        vec![("c".to_owned(), Some(b"v2".to_vec()))]
+    );
+    assert!(after_write.hinted.is_empty());
+}
+
 #[test]
 fn pg_store_search_conditions() {
     let (_c, opts) = fresh();
