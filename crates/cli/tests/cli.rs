@@ -310,6 +310,79 @@ fn each_exit_code() {
     assert_eq!(run(c, &["locate"]).code, 4);
 }
 
+/// A TLS server with kmipd's server certificate that answers its one connection's first
+/// request with `answer` (a whole TTLV item) and then closes; gives up after 30 s unasked.
+fn wrong_server(answer: Vec<u8>) -> SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let s = server();
+    let chain = CertificateDer::pem_file_iter(s.inst.cert("server-ec"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(s.inst.key("server-ec")).unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        let tcp = loop {
+            match listener.accept() {
+                Ok((tcp, _)) => break tcp,
+                Err(_) if std::time::Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => return,
+            }
+        };
+        tcp.set_nonblocking(false).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut header = [0u8; 8];
+        if tls.read_exact(&mut header).is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let mut body = vec![0u8; usize::try_from(len).unwrap()];
+        if tls.read_exact(&mut body).is_ok() {
+            let _ = tls.write_all(&answer);
+            let _ = tls.flush();
+        }
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    });
+    addr
+}
+
+#[test]
+fn a_response_that_does_not_fit_the_request_exits_5() {
+    let h = Home::new();
+    // A well-formed TTLV item, but an Integer where a Response Message structure belongs.
+    let integer = vec![0x42, 0x00, 0x7B, 0x02, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0];
+    // A header announcing an item longer than any message the client accepts.
+    let oversized = vec![0x42, 0x00, 0x7B, 0x01, 0x7f, 0xff, 0xff, 0xf8];
+    for answer in [integer, oversized] {
+        let addr = wrong_server(answer);
+        let mut c = h.kmip_as("client");
+        c.args(["--server", &addr.to_string()]);
+        let out = run(c, &["locate"]);
+        assert_eq!(out.code, 5, "{}", out.stderr);
+        assert!(out.stderr.contains("response"), "{}", out.stderr);
+    }
+}
+
 #[test]
 fn a_profile_replaces_the_flags() {
     let h = Home::new();
