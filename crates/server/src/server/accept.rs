@@ -485,6 +485,7 @@ async fn serve_requests(
 ) -> End {
     let revoked = shared.seen.revoked(serial);
     tokio::pin!(revoked);
+    let peer = super::execute::Peer::from(peer);
     loop {
         // A revocation closes the connection at once, idle or in the middle of a request.
         let read = tokio::select! {
@@ -511,7 +512,7 @@ async fn serve_requests(
         }
         let span = info_span!("request", bytes = request.message.len());
         let principal = shared.settings.principal(names);
-        let outcome = execute(shared, &principal, peer, request.message)
+        let outcome = execute(shared, &principal, &peer, request.message)
             .instrument(span)
             .await;
         let Some(response) = outcome else {

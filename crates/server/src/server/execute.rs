@@ -41,12 +41,28 @@ use tracing::{debug, error, warn};
 use super::Shared;
 use crate::audit::{self, AuditLog, ItemSummary};
 
+/// A client's address and its text as audit records carry it, formatted once (per connection
+/// on the KMIP listener) rather than at every request.
+pub(super) struct Peer {
+    addr: SocketAddr,
+    text: String,
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            text: addr.to_string(),
+        }
+    }
+}
+
 /// Runs one request (see the module docs), then waits (without holding a thread) for its audit
 /// records to be durable; the encoded response, or `None` when no response may be sent.
 pub(super) async fn execute(
     shared: &Shared,
     principal: &Principal,
-    peer: SocketAddr,
+    peer: &Peer,
     message: Vec<u8>,
 ) -> Option<Vec<u8>> {
     let started = Instant::now();
@@ -120,7 +136,7 @@ pub(super) async fn execute(
                         summarized = Some(items.clone());
                         Some(AuditLog::entry(
                             principal.name().to_owned(),
-                            peer.to_string(),
+                            peer.text.clone(),
                             items,
                         ))
                     },
@@ -176,7 +192,7 @@ pub(super) async fn execute(
 async fn conclude(
     shared: &Shared,
     principal: &Principal,
-    peer: SocketAddr,
+    peer: &Peer,
     started: Instant,
     out: Processed,
 ) -> Option<Vec<u8>> {
@@ -186,7 +202,7 @@ async fn conclude(
     }
     shared
         .incidents
-        .report(&out.incidents, principal.name(), peer);
+        .report(&out.incidents, principal.name(), peer.addr);
     let elapsed = started.elapsed();
     for item in &out.items {
         shared.metrics.item(&item.operation, &item.status);
@@ -206,9 +222,10 @@ async fn conclude(
     // Queued now, in this order; the reply waits until the records are on disk (unless they
     // became durable with the request's commit).
     if !out.audited {
-        let audited = shared
-            .audit
-            .submit(principal.name().to_owned(), peer.to_string(), out.items);
+        let audited =
+            shared
+                .audit
+                .submit(principal.name().to_owned(), peer.text.clone(), out.items);
         let audited = tokio::select! {
             () = shared.hard_stop.cancelled() => return None,
             r = audited => r,

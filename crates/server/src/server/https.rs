@@ -386,7 +386,7 @@ async fn handle(
         Ok(m) => m,
         Err(line) => return refuse(shared, "https_bad_body", StatusCode::BAD_REQUEST, &line),
     };
-    let Some(response) = execute(shared, principal, peer, message).await else {
+    let Some(response) = execute(shared, principal, &peer.into(), message).await else {
         // Already logged (audit failure, hard stop): no answer may be given.
         let mut r = plain(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -763,7 +763,7 @@ pub(super) async fn action(
     let Some(message) = request_of(&f.action, &f.uid, &f.reason, now) else {
         return refusal(StatusCode::BAD_REQUEST, "Bad request", "Unknown action.");
     };
-    let Some(answer) = super::super::execute::execute(&s, &p, c.peer, message).await else {
+    let Some(answer) = super::super::execute::execute(&s, &p, &c.peer.into(), message).await else {
         return refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "Not done",

@@ -167,8 +167,8 @@ impl Fixture {
         );
         let bytes = kmipd_ttlv::encode_to_vec(&request.to_ttlv()).unwrap();
         let shared = self.shared();
-        let peer = PEER.parse().unwrap();
-        let answer = super::super::execute::execute(&shared, &Principal::new(who), peer, bytes)
+        let peer = PEER.parse::<SocketAddr>().unwrap().into();
+        let answer = super::super::execute::execute(&shared, &Principal::new(who), &peer, bytes)
             .await
             .unwrap();
         let tree = kmipd_ttlv::decode(&answer, &kmipd_ttlv::Limits::unbounded()).unwrap();
