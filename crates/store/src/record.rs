@@ -113,6 +113,18 @@ fn enc(item: &Ttlv) -> Result<Vec<u8>, StoreError> {
 /// record's tree (a test compares them with the tree-built encoding), with no second buffer and
 /// no per-attribute structure built first.
 pub(crate) fn encode(o: &ManagedObject, kek: &Kek) -> Result<Vec<u8>, StoreError> {
+    encode_sealed(o, kek, None).map(|(record, _)| record)
+}
+
+/// [`encode`], with the object's wrapped form given when the caller has it already: `sealed`
+/// must be what [`seal`] makes of this uid and object under this KEK (RFC 5649 is
+/// deterministic, so the record is byte for byte what [`encode`] writes). Returns the record
+/// and the wrapped object it holds (none without key material).
+pub(crate) fn encode_sealed(
+    o: &ManagedObject,
+    kek: &Kek,
+    sealed: Option<Vec<u8>>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
     let mut out = Vec::with_capacity(1024);
     out.push(FORMAT_VERSION);
     let record = open_structure(&mut out, RECORD);
@@ -142,15 +154,20 @@ pub(crate) fn encode(o: &ManagedObject, kek: &Kek) -> Result<Vec<u8>, StoreError
         close_structure(&mut out, attribute)?;
     }
     close_structure(&mut out, attributes)?;
+    let mut kept = None;
     if let Some(object) = &o.object {
-        let wrapped = seal(&o.uid, object, kek)?;
+        let wrapped = match sealed {
+            Some(w) => w,
+            None => seal(&o.uid, object, kek)?,
+        };
         put(&mut out, KEK_ID, &Value::Enumeration(kek.id().0))?;
         put_bytes(&mut out, WRAPPED, &wrapped)?;
+        kept = Some(wrapped);
     }
     close_structure(&mut out, record)?;
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_be_bytes());
-    Ok(out)
+    Ok((out, kept))
 }
 
 /// Appends one item (its value borrowed, not copied into an item first).
@@ -518,6 +535,11 @@ mod one_pass {
             sequence: u64::MAX - 1,
         };
         assert_eq!(encode(&o, &kek).unwrap(), tree_encoded(&o, &kek));
+        // Given its wrapped form, the record is the same, and it gives that form back.
+        let wrapped = seal(&o.uid, o.object.as_ref().unwrap(), &kek).unwrap();
+        let (again, kept) = encode_sealed(&o, &kek, Some(wrapped.clone())).unwrap();
+        assert_eq!(again, tree_encoded(&o, &kek));
+        assert_eq!(kept, Some(wrapped));
         o.object = None;
         o.attributes = Attributes::default();
         assert_eq!(encode(&o, &kek).unwrap(), tree_encoded(&o, &kek));

@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kmipd_ttlv::{Ttlv, Value};
 
+use crate::kek::KekId;
 use crate::{ManagedObject, Revision};
 
 /// Default bound of the cache in entries.
@@ -55,16 +56,31 @@ pub const DEFAULT_OBJECT_CACHE_MB: u64 = 32;
 pub(super) struct Cached {
     pub(super) object: ManagedObject,
     pub(super) revision: Revision,
-    /// [`approx_size`] of the object.
+    /// The object structure's wrapped form in the record and the KEK that wrapped it, when
+    /// the committer put the entry (its Put had just made it): a later Put of the same uid
+    /// and the same object structure under the same KEK writes these bytes again instead of
+    /// wrapping anew ([`ObjectCache::sealed_for`]). Not secret (RFC 5649 output).
+    sealed: Option<(KekId, Vec<u8>)>,
+    /// [`approx_size`] of the object (and the wrapped form's bytes).
     size: usize,
 }
 
 impl Cached {
     pub(super) fn new(object: ManagedObject, revision: Revision) -> Arc<Cached> {
-        let size = approx_size(&object);
+        Cached::written(object, revision, None)
+    }
+
+    /// An entry for a Put's object, with the wrapped form its record holds.
+    pub(super) fn written(
+        object: ManagedObject,
+        revision: Revision,
+        sealed: Option<(KekId, Vec<u8>)>,
+    ) -> Arc<Cached> {
+        let size = approx_size(&object).saturating_add(sealed.as_ref().map_or(0, |(_, w)| w.len()));
         Arc::new(Cached {
             object,
             revision,
+            sealed,
             size,
         })
     }
@@ -74,6 +90,7 @@ impl Cached {
         Arc::new(Cached {
             object,
             revision,
+            sealed: None,
             size: 0,
         })
     }
@@ -173,6 +190,24 @@ impl ObjectCache {
             return None;
         }
         self.lock()?.map.get(uid).map(|e| e.cached.revision)
+    }
+
+    /// The wrapped form of `object`'s object structure under the KEK `kek`, when `uid`'s
+    /// entry holds one made for an equal object structure (uid, KEK and structure equal:
+    /// RFC 5649 makes the same bytes), so a Put that leaves the key material as it was (a
+    /// first Get's Fresh flag, an attribute edit) does not wrap it again. The structures
+    /// are compared without an early exit in byte strings (key material).
+    pub(super) fn sealed_for(&self, object: &ManagedObject, kek: KekId) -> Option<Vec<u8>> {
+        if !self.enabled() {
+            return None;
+        }
+        let new = object.object.as_ref()?;
+        let inner = self.lock()?;
+        let cached = &inner.map.get(&object.uid)?.cached;
+        let (id, wrapped) = cached.sealed.as_ref()?;
+        let old = cached.object.object.as_ref()?;
+        (*id == kek && cached.object.uid == object.uid && same_structure(old, new))
+            .then(|| wrapped.clone())
     }
 
     /// Fills `uid`'s entry with what a read decoded after `miss`, unless a write ran since.
@@ -276,6 +311,25 @@ impl ObjectCache {
     #[cfg(test)]
     pub(super) fn usage(&self) -> (usize, usize) {
         self.lock().map_or((0, 0), |i| (i.map.len(), i.bytes))
+    }
+}
+
+/// Whether two object structures are equal (tags, types and values), byte strings and big
+/// integers compared in time that depends on their lengths only.
+fn same_structure(a: &Ttlv, b: &Ttlv) -> bool {
+    fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    }
+    if a.tag != b.tag {
+        return false;
+    }
+    match (&a.value, &b.value) {
+        (Value::Structure(x), Value::Structure(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_structure(p, q))
+        }
+        (Value::ByteString(x), Value::ByteString(y)) => same_bytes(x, y),
+        (Value::BigInteger(x), Value::BigInteger(y)) => same_bytes(x.as_bytes(), y.as_bytes()),
+        (x, y) => x == y,
     }
 }
 

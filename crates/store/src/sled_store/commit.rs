@@ -83,12 +83,23 @@ impl SledStore {
         for c in changes {
             match c {
                 Change::Put(o) => {
-                    let record = IVec::from(record::encode(&o, &kek)?);
+                    // The wrapped object of the uid's cached entry, when this Put leaves the
+                    // object structure as it was (`ObjectCache::sealed_for`).
+                    let reuse = if caching {
+                        self.cache.sealed_for(&o, kek.id())
+                    } else {
+                        None
+                    };
+                    let (record, sealed) = record::encode_sealed(&o, &kek, reuse)?;
+                    let record = IVec::from(record);
                     let terms = index_terms(&o)?;
                     self.sequence.fetch_max(o.sequence, Ordering::Relaxed);
                     let uid = o.uid.clone();
                     let sequence = o.sequence;
-                    let cached = caching.then(|| Cached::new(o, revision_of(&record)));
+                    let cached = caching.then(|| {
+                        let revision = revision_of(&record);
+                        Cached::written(o, revision, sealed.map(|w| (kek.id(), w)))
+                    });
                     prepared.push(Prepared {
                         uid,
                         op: Op::Put {

@@ -1491,3 +1491,45 @@ fn reads_racing_commits_never_go_back_past_an_acknowledged_commit() {
         reads_as_sled(&s, uid);
     }
 }
+
+/// A Put that leaves the object structure as it was writes the wrapped form the cached entry
+/// holds (`ObjectCache::sealed_for`), and that is the record a fresh wrap gives; a Put that
+/// changes the key material, or one with the cache off, wraps anew. Each reads back from sled.
+#[test]
+fn a_put_of_the_same_object_structure_writes_the_same_wrapped_form() {
+    for cache in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = if cache {
+            SledOptions::default()
+        } else {
+            SledOptions {
+                object_cache_entries: 0,
+                ..SledOptions::default()
+            }
+        };
+        let s = SledStore::open_with(dir.path(), &options).unwrap();
+        s.unlock(vec![kek(1, 1)]).unwrap();
+        let first = obj("A", 1, b"material one");
+        s.commit(vec![Change::Put(first.clone())]).unwrap();
+        let mut edited = first.clone();
+        edited.attributes.set(tag::STATE, Value::Enumeration(2));
+        if cache {
+            let ring = s.current().unwrap();
+            assert!(s.cache.sealed_for(&edited, ring.id()).is_some());
+            assert!(s.cache.sealed_for(&edited, KekId(2)).is_none());
+            let other = obj("A", 1, b"material two");
+            assert!(s.cache.sealed_for(&other, ring.id()).is_none());
+        }
+        s.commit(vec![Change::Put(edited.clone())]).unwrap();
+        let fresh = record::encode(&edited, &s.current().unwrap()).unwrap();
+        assert_eq!(
+            s.objects.get(b"A").unwrap().unwrap().as_ref(),
+            fresh.as_slice()
+        );
+        assert_eq!(reads_as_sled(&s, "A").unwrap().0, edited);
+        let rekeyed = obj("A", 1, b"material two");
+        s.commit(vec![Change::Put(rekeyed.clone())]).unwrap();
+        assert_eq!(reads_as_sled(&s, "A").unwrap().0, rekeyed);
+        assert_eq!(s.get_uncached("A").unwrap().unwrap().0, rekeyed);
+    }
+}
