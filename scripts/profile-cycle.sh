@@ -21,7 +21,9 @@
 # figure: say it with the figure. PROFILE_STORE="key = value; ..." adds settings to the
 # instance's [store] section (e.g. "object_cache_entries = 0"); PROFILE_WORKLOAD (default
 # cycle) runs another kmip-bench workload (a request per operation counted as one, except
-# cycle's three).
+# cycle's three). PROFILE_PREFILL=N first stores N keys (kmip-bench create over 64 connections,
+# kmipd run without a wrapper and stopped again), so that the measurement runs over a store of
+# that size, as the cycle row of `scripts/bench.sh` does after its create row.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -87,6 +89,15 @@ stop() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$kpid/stat"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+if [[ "${PROFILE_PREFILL:-0}" -gt 0 ]]; then
+    serve
+    "$bench" --server "127.0.0.1:$port" --ca "$certs/ca.pem" --cert "$certs/client.pem" \
+        --key "$certs/client.key" --connections 64 --workload create --json --timeout 120 \
+        --requests "$PROFILE_PREFILL" >"$work/prefill.json" 2>&1 ||
+        { tail -5 "$work/prefill.json" >&2; exit 1; }
+    stop
+fi
 
 case "$mode" in
     stat)
