@@ -7,7 +7,8 @@
 #   scripts/profile-cycle.sh stat  BIN [SECONDS]   # CPU per request (utime+stime of kmipd over
 #                                                  # the run / requests) and, per request, page
 #                                                  # faults, context switches, fdatasync and
-#                                                  # futex calls (perf stat; adds a little CPU)
+#                                                  # futex calls (perf stat; adds a little CPU);
+#                                                  # kmipd's resident memory at the end
 #   scripts/profile-cycle.sh callgrind BIN [CYCLES] # instructions per request of all kmipd
 #                                                  # threads (user space), counters zeroed after
 #                                                  # 200 warm-up cycles; repeatable whatever the
@@ -109,10 +110,11 @@ case "$mode" in
         spid=$!
         "$bench" "${load_args[@]}" --seconds "$secs" >"$work/bench.json" 2>&1 || true
         after=$(cpu_ticks)
+        rss=$(awk '/^VmRSS/ {print $2}' "/proc/$kpid/status")
         kill -INT "$spid"
         wait "$spid" || true
         stop
-        python3 - "$work" "$before" "$after" "$(getconf CLK_TCK)" "$(load)" "$per_op" <<'PYEOF'
+        python3 - "$work" "$before" "$after" "$(getconf CLK_TCK)" "$(load)" "$per_op" "$rss" <<'PYEOF'
 import json, re, sys
 work, before, after, tck, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 r = json.loads(open(work + "/bench.json").read().strip().splitlines()[-1])
@@ -125,7 +127,7 @@ print(f"{'cycles' if int(sys.argv[6]) == 3 else 'ops'}/s {r['ops_per_sec']:.0f},
       f"{(after - before) / tck / req * 1e6:.1f} µs, page faults {per('page-faults'):.2f}, "
       f"context switches {per('context-switches'):.2f}, fdatasync "
       f"{per('syscalls:sys_enter_fdatasync'):.3f}, futex {per('syscalls:sys_enter_futex'):.2f}; "
-      f"load average {load}")
+      f"kmipd resident {int(sys.argv[7]) / 1024:.0f} MiB at the end; load average {load}")
 PYEOF
         ;;
     callgrind)
