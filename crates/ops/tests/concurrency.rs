@@ -24,7 +24,9 @@ use kmipd_store::{Kek, KekId, ManagedObject, MemoryStore, ObjectStore, SledStore
 use kmipd_ttlv::{Ttlv, Value};
 use zeroize::Zeroizing;
 
-use engine::{TempDir, attr, by_uid, create_aes256_v2, message, name, ok_uid, one, uid_item};
+use engine::{
+    TempDir, attr, by_uid, create_aes256_v2, create_named, message, ok_uid, one, uid_item,
+};
 use kmipd_test_support::engine;
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
@@ -160,15 +162,6 @@ fn every_concurrent_edit_of_one_object_is_kept_over_sled() {
     let kek = Kek::new(KekId(1), &Zeroizing::new([0x5a; 32]));
     let store = SledStore::open_with_kek(&tmp.0, kek).unwrap();
     every_concurrent_edit_is_kept(Arc::new(store));
-}
-
-/// A 2.1 Create of an AES-256 key named `n`.
-fn create_named(n: &str) -> Ttlv {
-    let mut payload = create_aes256_v2();
-    if let Value::Structure(attrs) = &mut payload[1].value {
-        attrs.push(Ttlv::new(tag::NAME, name(n)));
-    }
-    message(V21, vec![(op::CREATE, payload)]).to_ttlv()
 }
 
 /// Two 2.1 Creates of one Name, both checked before either commits: the second's commit

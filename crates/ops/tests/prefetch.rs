@@ -16,13 +16,12 @@ use std::sync::{Arc, Mutex};
 use kmipd_ops::{Answer, Clock, Engine, EngineConfig, Principal};
 use kmipd_proto::enums::{operation as op, result_status as rs};
 use kmipd_proto::message::{ProtocolVersion, ResponseMessage};
-use kmipd_proto::tag;
 use kmipd_store::prefetch::{Fetched, Want};
 use kmipd_store::{Change, CommitDone, ManagedObject, MemoryStore, ObjectStore, Revision};
 use kmipd_store::{Query, StoreError};
-use kmipd_ttlv::{Ttlv, Value};
+use kmipd_ttlv::Ttlv;
 
-use engine::{by_uid, create_aes256_v2, message, name, ok_uid};
+use engine::{by_uid, create_named, message, ok_uid};
 use kmipd_test_support::engine;
 
 const V21: ProtocolVersion = ProtocolVersion::V2_1;
@@ -131,14 +130,6 @@ fn over_overlay(
 
 fn items(t: &Ttlv) -> ResponseMessage {
     ResponseMessage::from_ttlv(t).unwrap()
-}
-
-fn create_named(n: &str) -> Ttlv {
-    let mut payload = create_aes256_v2();
-    if let Value::Structure(attrs) = &mut payload[1].value {
-        attrs.push(Ttlv::new(tag::NAME, name(n)));
-    }
-    message(V21, vec![(op::CREATE, payload)]).to_ttlv()
 }
 
 #[test]

@@ -14,9 +14,9 @@ use kmipd_ttlv::Ttlv;
 
 pub use crate::TempDir;
 pub use crate::kmip::{
-    attr, attr_at, batch_items, by_uid, create_aes256_v2, field, key_material, message, name, ok,
-    ok_uid, opaque_secret, result_message, secret_data, status, uid_item, uid_of, uids,
-    xml_request,
+    attr, attr_at, batch_items, by_uid, create_aes256_v2, create_named, field, key_material,
+    message, name, ok, ok_uid, opaque_secret, result_message, secret_data, status, uid_item,
+    uid_of, uids, xml_request,
 };
 
 /// Sends a request tree to `e` as `who`; the answer, read as a Response Message.

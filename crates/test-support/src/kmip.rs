@@ -266,6 +266,19 @@ pub fn create_aes256_v2() -> Vec<Ttlv> {
     build::create_symmetric_key_v2(alg::AES, 256, usage_mask::ENCRYPT | usage_mask::DECRYPT)
 }
 
+/// A 2.1 Create request of an AES-256 key named `n`.
+pub fn create_named(n: &str) -> Ttlv {
+    let mut payload = create_aes256_v2();
+    if let Value::Structure(attrs) = &mut payload[1].value {
+        attrs.push(Ttlv::new(tag::NAME, name(n)));
+    }
+    message(
+        ProtocolVersion::V2_1,
+        vec![(kmipd_proto::enums::operation::CREATE, payload)],
+    )
+    .to_ttlv()
+}
+
 /// A Secret Data structure of Secret Data Type `kind` holding `bytes` (Opaque format).
 pub fn opaque_secret(kind: u32, bytes: &[u8]) -> Ttlv {
     secret_data(kind, kft::OPAQUE, bytes)
