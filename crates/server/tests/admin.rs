@@ -429,6 +429,20 @@ fn killed_under_cycles(
         .collect()
 }
 
+/// The rotated files of `dir/audit.log` (`audit.log.<record number>`), in chain order.
+fn rotated_audit_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("audit.log."))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// The Success records of `files` (one chain, verified on the way), counted by (operation,
 /// uid).
 fn success_records(files: &[PathBuf]) -> BTreeMap<(String, String), usize> {
@@ -554,15 +568,7 @@ fn rotating_the_audit_log_under_load_keeps_the_chain_and_every_record() {
         .map(|h| rt.block_on(h).unwrap())
         .collect();
     server.stop();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&inst.dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("audit.log."))
-        })
-        .collect();
-    files.sort();
+    let mut files = rotated_audit_files(&inst.dir);
     assert_eq!(files.len(), 3, "{files:?}");
     files.push(inst.dir.join("audit.log"));
     let records = success_records(&files);
@@ -842,14 +848,7 @@ fn rotate_audit_continues_the_chain_and_verify_checks_the_files_together() {
     });
     server.stop();
     let current = inst.dir.join("audit.log");
-    let rotated: Vec<PathBuf> = std::fs::read_dir(&inst.dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("audit.log."))
-        })
-        .collect();
+    let rotated = rotated_audit_files(&inst.dir);
     assert_eq!(rotated.len(), 1, "{rotated:?}");
     assert!(line.contains(&rotated[0].display().to_string()), "{line}");
     // The new file starts with the command's own record.
