@@ -165,22 +165,14 @@ impl MemIndex {
         for (prefix, date) in terms {
             match *date {
                 None => {
-                    let Some(id) = self.exact.intern(prefix) else {
-                        continue;
-                    };
-                    if let Some(p) = self.exact.postings_mut(id) {
-                        p.insert(slot);
+                    if let Some(id) = self.post_exact(prefix, slot) {
+                        exact.push(id);
                     }
-                    exact.push(id);
                 }
                 Some(d) => {
-                    let Some(id) = self.dates.intern(prefix) else {
-                        continue;
-                    };
-                    if let Some(p) = self.dates.postings_mut(id) {
-                        p.insert((d, slot));
+                    if let Some(id) = self.post_date(prefix, d, slot) {
+                        dates.push((id, d));
                     }
-                    dates.push((id, d));
                 }
             }
         }
@@ -222,13 +214,9 @@ impl MemIndex {
                         exact.push(*id);
                         continue;
                     }
-                    let Some(id) = self.exact.intern(prefix) else {
-                        continue;
-                    };
-                    if let Some(p) = self.exact.postings_mut(id) {
-                        p.insert(slot);
+                    if let Some(id) = self.post_exact(prefix, slot) {
+                        exact.push(id);
                     }
-                    exact.push(id);
                 }
                 Some(d) => {
                     let had =
@@ -245,13 +233,9 @@ impl MemIndex {
                         dates.push((*id, d));
                         continue;
                     }
-                    let Some(id) = self.dates.intern(prefix) else {
-                        continue;
-                    };
-                    if let Some(p) = self.dates.postings_mut(id) {
-                        p.insert((d, slot));
+                    if let Some(id) = self.post_date(prefix, d, slot) {
+                        dates.push((id, d));
                     }
-                    dates.push((id, d));
                 }
             }
         }
@@ -286,6 +270,25 @@ impl MemIndex {
             None => return false,
         }
         true
+    }
+
+    /// Interns the exact term `prefix` and posts `slot` under it; `None` past 2^32 terms.
+    fn post_exact(&mut self, prefix: &[u8], slot: Slot) -> Option<TermId> {
+        let id = self.exact.intern(prefix)?;
+        if let Some(p) = self.exact.postings_mut(id) {
+            p.insert(slot);
+        }
+        Some(id)
+    }
+
+    /// Interns the date term `prefix` and posts `slot` under it at `date`; `None` past 2^32
+    /// terms.
+    fn post_date(&mut self, prefix: &[u8], date: i64, slot: Slot) -> Option<TermId> {
+        let id = self.dates.intern(prefix)?;
+        if let Some(p) = self.dates.postings_mut(id) {
+            p.insert((date, slot));
+        }
+        Some(id)
     }
 
     /// Forgets `uid` (nothing if it is not indexed).
