@@ -213,47 +213,44 @@ async fn fetch(inner: &Arc<Inner>, want: Want) -> Result<Fetched, StoreError> {
         .cloned()
         .collect();
     let keys: Vec<String> = to_read.iter().map(|s| crate::setting_key(s)).collect();
-    if want.uids.is_empty() && want.queries.is_empty() && keys.is_empty() {
-        let mut out = Fetched::default();
-        for (name, value) in hinted {
-            out.hinted.push(name.clone());
-            out.settings.push((name, value));
-        }
-        return Ok(out);
-    }
+    let nothing_to_read = want.uids.is_empty() && want.queries.is_empty() && keys.is_empty();
     let (want, searches, keys) = (Arc::new(want), Arc::new(searches), Arc::new(keys));
-    let (objects, settings, found): Rows = retrying(inner, |conn| {
-        let (want, searches, keys) = (want.clone(), searches.clone(), keys.clone());
-        async move {
-            let c = conn.client()?;
-            let objects = async {
-                let rows = match want.uids.as_slice() {
-                    [] => return Ok(Vec::new()),
-                    [one] => {
-                        let stmt = c.prepare_cached(ONE_SQL).await?;
-                        c.query(&stmt, &[one]).await?
-                    }
-                    many => {
-                        let stmt = c.prepare_cached(MANY_SQL).await?;
-                        c.query(&stmt, &[&many]).await?
-                    }
+    let (objects, settings, found): Rows = if nothing_to_read {
+        Rows::default()
+    } else {
+        retrying(inner, |conn| {
+            let (want, searches, keys) = (want.clone(), searches.clone(), keys.clone());
+            async move {
+                let c = conn.client()?;
+                let objects = async {
+                    let rows = match want.uids.as_slice() {
+                        [] => return Ok(Vec::new()),
+                        [one] => {
+                            let stmt = c.prepare_cached(ONE_SQL).await?;
+                            c.query(&stmt, &[one]).await?
+                        }
+                        many => {
+                            let stmt = c.prepare_cached(MANY_SQL).await?;
+                            c.query(&stmt, &[&many]).await?
+                        }
+                    };
+                    rows.iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
                 };
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                    .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            };
-            let settings = read_settings(c, keys.as_slice());
-            let (objects, settings) =
-                tokio::try_join!(objects, settings).map_err(|e| classify(&e))?;
-            let mut found = Vec::with_capacity(searches.len());
-            for (sql, params) in searches.iter() {
-                found.push(select_rows(c, sql, params).await?);
+                let settings = read_settings(c, keys.as_slice());
+                let (objects, settings) =
+                    tokio::try_join!(objects, settings).map_err(|e| classify(&e))?;
+                let mut found = Vec::with_capacity(searches.len());
+                for (sql, params) in searches.iter() {
+                    found.push(select_rows(c, sql, params).await?);
+                }
+                conn.release();
+                Ok((objects, settings, found))
             }
-            conn.release();
-            Ok((objects, settings, found))
-        }
-    })
-    .await?;
+        })
+        .await?
+    };
     let mut out = Fetched::default();
     for uid in &want.uids {
         let read = match objects.iter().find(|(u, _, _)| u == uid) {
