@@ -9,12 +9,14 @@
 //! Name. Commits without search conditions take no search lock: they check nothing a
 //! search could invalidate, so they serialize after any search that missed them.
 //!
-//! Round trips of one attempt: (1) `BEGIN` and `kmipd_begin` (schema version 6 and later, one prepared
-//! statement), sent together: the advisory locks, then the current KEK id, the sequence
-//! numbers of the objects the commit creates (one per provisional number, see
+//! Round trips of one attempt: (1) `BEGIN` and `kmipd_begin` (schema version 6 and later, one
+//! prepared statement), sent together: the advisory locks, then the current KEK id, the
+//! sequence numbers of the objects the commit creates (one per provisional number, see
 //! [`ObjectStore::creation_sequence`]), the current revision of every uid the commit expects
 //! or writes and the record of every uid it writes, and, for a commit that writes, the
-//! transaction id and a new commit token. The expectations are checked on those revisions:
+//! transaction id and a new commit token; with them, the settings the request was served from
+//! the node's memory (`checked`, `prefetch.rs`), read in the same transaction, a changed one
+//! ending the attempt with `Conflict`. The expectations are checked on those revisions:
 //! read after the locks, they cannot change before the transaction ends (every writer takes
 //! the object's lock), so a failed one ends the attempt with `Conflict` before anything is
 //! written. The records are encoded after it, with those numbers; the index terms to delete
@@ -48,9 +50,9 @@ use super::{
 };
 use crate::prefetch::SettingValues;
 
-/// A commit's first statement (schema version 6 and later): its locks, then the current KEK id, the
-/// sequence numbers of its new objects, and for a commit that writes its transaction id,
-/// commit token and the current records of the uids it writes (whose terms it replaces).
+/// A commit's first statement (schema version 6 and later): its locks, then the current KEK
+/// id, the sequence numbers of its new objects, and for a commit that writes its transaction
+/// id, commit token and the current records of the uids it writes (whose terms it replaces).
 const BEGIN_SQL: &str = "SELECT kek, txid, token, seqs, found_uids, found_revisions, \
      found_records FROM kmipd_begin($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 

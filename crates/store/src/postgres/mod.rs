@@ -172,9 +172,10 @@ pub(crate) struct Inner {
     counted: Mutex<Option<(Instant, u64)>>,
     /// The next provisional sequence number, less [`PROVISIONAL_SEQUENCE`].
     provisional: AtomicU64,
-    /// The last value this node read or wrote of each setting, by name: what the read path
-    /// serves without reading, checked before an answer stands (`prefetch.rs`, `fetch.rs`).
-    pub(crate) hints: Mutex<HashMap<String, Option<Vec<u8>>>>,
+    /// The last value this node read of each setting, by name (forgotten when it writes one):
+    /// what the read path serves without reading, checked before an answer stands
+    /// (`prefetch.rs`, `fetch.rs`).
+    hints: Mutex<HashMap<String, Option<Vec<u8>>>>,
 }
 
 /// Commit outcomes counted by [`PgStore::stats`].
@@ -371,7 +372,7 @@ impl Drop for Conn {
 }
 
 impl Inner {
-    /// The setting `name` as this node last read or wrote it, if it did.
+    /// The setting `name` as this node last read it, if it did (and has not written it since).
     pub(crate) fn hint(&self, name: &str) -> Option<Option<Vec<u8>>> {
         self.hints
             .lock()
