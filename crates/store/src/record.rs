@@ -178,30 +178,13 @@ fn put(out: &mut Vec<u8>, tag: Tag, value: &Value) -> Result<(), StoreError> {
 
 /// Appends a Text String item (the same bytes as [`put`] of `Value::TextString`).
 fn put_text(out: &mut Vec<u8>, tag: Tag, text: &str) -> Result<(), StoreError> {
-    put_variable(out, tag, kmipd_ttlv::ItemType::TextString, text.as_bytes())
+    kmipd_ttlv::encode_text(tag, text, out).map_err(|e| StoreError::Backend(format!("encode: {e}")))
 }
 
 /// Appends a Byte String item (the same bytes as [`put`] of `Value::ByteString`).
 fn put_bytes(out: &mut Vec<u8>, tag: Tag, bytes: &[u8]) -> Result<(), StoreError> {
-    put_variable(out, tag, kmipd_ttlv::ItemType::ByteString, bytes)
-}
-
-/// Appends an item of a variable-length type: header, the bytes, zero padding to 8.
-fn put_variable(
-    out: &mut Vec<u8>,
-    tag: Tag,
-    item_type: kmipd_ttlv::ItemType,
-    bytes: &[u8],
-) -> Result<(), StoreError> {
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| StoreError::Backend("record item longer than 4 GiB".into()))?;
-    out.extend_from_slice(&tag.to_bytes());
-    out.push(item_type.code());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(bytes);
-    let padding = bytes.len().next_multiple_of(8).saturating_sub(bytes.len());
-    out.resize(out.len().saturating_add(padding), 0);
-    Ok(())
+    kmipd_ttlv::encode_byte_string(tag, bytes, out)
+        .map_err(|e| StoreError::Backend(format!("encode: {e}")))
 }
 
 /// Appends a Structure's header, its length a placeholder; returns where the length is.

@@ -1,6 +1,6 @@
 //! Encoding: the exact inverse of [`decode`](crate::decode).
 
-use crate::{Ttlv, Value};
+use crate::{ItemType, Ttlv, Value};
 
 /// An item too long for the 4-byte TTLV length field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,42 @@ pub fn encode(item: &Ttlv, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 pub fn encode_value(tag: crate::Tag, value: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
     let result = write_parts(tag, value, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Appends a Text String item of `tag` holding `text`, as [`encode_value`] would append
+/// `Value::TextString(text.to_owned())`, without the owned copy.
+///
+/// On error (a value longer than 4 GiB), `out` is left as it was.
+pub fn encode_text(tag: crate::Tag, text: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_variable(tag, ItemType::TextString, text.as_bytes(), out)
+}
+
+/// Appends a Byte String item of `tag` holding `bytes`, as [`encode_value`] would append
+/// `Value::ByteString` of a copy of them, without the copy.
+///
+/// On error (a value longer than 4 GiB), `out` is left as it was.
+pub fn encode_byte_string(
+    tag: crate::Tag,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    encode_variable(tag, ItemType::ByteString, bytes, out)
+}
+
+fn encode_variable(
+    tag: crate::Tag,
+    item_type: ItemType,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&tag.to_bytes());
+    out.push(item_type.code());
+    let result = variable(out, tag, bytes);
     if result.is_err() {
         out.truncate(start);
     }

@@ -49,7 +49,9 @@ pub mod fuzzing;
 
 pub use decode::decode;
 pub use dump::{DumpOptions, Names, NoNames, dump, dump_with};
-pub use encode::{EncodeError, encode, encode_to_vec, encode_value, encoded_len};
+pub use encode::{
+    EncodeError, encode, encode_byte_string, encode_text, encode_to_vec, encode_value, encoded_len,
+};
 pub use error::{DecodeError, ErrorKind};
 pub use frame::{Frame, FrameError, HEADER_LEN, frame_len};
 pub use item_type::ItemType;

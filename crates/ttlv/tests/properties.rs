@@ -10,8 +10,8 @@
 mod common;
 
 use kmipd_ttlv::{
-    HEADER_LEN, Limits, decode, encode, encode_to_vec, encode_value, encoded_len, frame_len,
-    fuzzing,
+    HEADER_LEN, Limits, Value, decode, encode, encode_byte_string, encode_text, encode_to_vec,
+    encode_value, encoded_len, frame_len, fuzzing,
 };
 use proptest::prelude::*;
 
@@ -37,6 +37,22 @@ proptest! {
         let mut by_parts = b"prefix".to_vec();
         encode_value(tree.tag, &tree.value, &mut by_parts).unwrap();
         prop_assert_eq!(by_parts, by_item);
+    }
+
+    /// The borrowed forms of the two string types append what `encode` appends.
+    #[test]
+    fn encode_text_and_byte_string_append_what_encode_appends(
+        text in ".{0,40}",
+        bytes in prop::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let tag = kmipd_ttlv::Tag::new(0x42_0001).unwrap();
+        let (mut by_item, mut borrowed) = (Vec::new(), Vec::new());
+        encode(&kmipd_ttlv::Ttlv::new(tag, Value::TextString(text.clone())), &mut by_item).unwrap();
+        encode_text(tag, &text, &mut borrowed).unwrap();
+        let as_bytes = Value::ByteString(zeroize::Zeroizing::new(bytes.clone()));
+        encode(&kmipd_ttlv::Ttlv::new(tag, as_bytes), &mut by_item).unwrap();
+        encode_byte_string(tag, &bytes, &mut borrowed).unwrap();
+        prop_assert_eq!(borrowed, by_item);
     }
 
     #[test]
