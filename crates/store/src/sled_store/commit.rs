@@ -84,12 +84,9 @@ impl SledStore {
             match c {
                 Change::Put(o) => {
                     // The wrapped object of the uid's cached entry, when this Put leaves the
-                    // object structure as it was (`ObjectCache::sealed_for`).
-                    let reuse = if caching {
-                        self.cache.sealed_for(&o, kek.id())
-                    } else {
-                        None
-                    };
+                    // object structure as it was (`ObjectCache::sealed_for`; none when the
+                    // cache is off).
+                    let reuse = self.cache.sealed_for(&o, kek.id());
                     let (record, sealed) = record::encode_sealed(&o, &kek, reuse)?;
                     let record = IVec::from(record);
                     let terms = index_terms(&o)?;
