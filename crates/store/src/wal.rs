@@ -5,14 +5,24 @@
 //! go to the newest segment; a checkpoint (`sled_store/durable.rs`) switches to a new one and deletes the
 //! older ones once sled has flushed everything they hold.
 //!
-//! **Frame.** `len` (u32 LE) ‖ `crc` (CRC-32 of the payload, u32 LE) ‖ payload (`len` bytes).
-//! One frame per commit, written with one `write_all`. The payload format belongs to the store
+//! **Zeros written ahead.** A new segment is created with zeros already written and made
+//! durable (twice what the segment before it held, [`prefill_after`]), and frames
+//! overwrite them from the start. A commit's `fdatasync` then writes only the frames' data
+//! pages: appending to a file also changes its size and allocates blocks, so each sync wrote the
+//! data, then the allocation metadata, then the inode (three device writes and waits on ext4;
+//! `docs/performance.md`, "Zeros written ahead"). A segment that outgrows its zeros simply
+//! grows as before.
+//!
+//! **Frame.** `len` (u32 LE, never 0) ‖ `crc` (CRC-32 of the payload, u32 LE) ‖ payload (`len`
+//! bytes). One frame per commit, written with one `write_all`. The payload format belongs to the store
 //! (`sled_store/commit.rs`: format byte, frame number, the commit's prepared entries; key material is
 //! already KEK-wrapped there, never plaintext).
 //!
-//! **Reading.** [`read_segment`] returns the frames up to the first one that is short or fails
-//! its CRC (a torn tail: never acknowledged, because an acknowledgement needs an `fdatasync`
-//! covering every earlier byte of the segment) and how many bytes it ignored from there.
+//! **Reading.** [`read_segment`] returns the frames up to the first one that is short, fails its
+//! CRC or has length 0 (the zeros not yet overwritten, or a torn tail: never acknowledged,
+//! because an acknowledgement needs an `fdatasync` covering every earlier byte of the segment)
+//! and how many bytes it ignored from there up to the last non-zero byte (0 when only zeros
+//! follow the last frame).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -25,6 +35,24 @@ pub(crate) const SEGMENT_LIMIT: u64 = 32 << 20;
 
 /// Header of a frame: length and CRC-32.
 const HEADER: usize = 8;
+
+/// The most zeros a new segment gets: a segment is checkpointed early once it holds
+/// [`SEGMENT_LIMIT`], and frames committed meanwhile still find zeros.
+const PREFILL_MAX: u64 = SEGMENT_LIMIT + SEGMENT_LIMIT / 4;
+
+/// The zeros written ahead into a new segment when the one before it held `previous` bytes:
+/// twice that (checkpoints come about once a second, so the next segment holds about as much as
+/// the last; twice leaves room for a slower checkpoint or a busier second), in whole 4 KiB
+/// pages, at most [`PREFILL_MAX`]. An idle store's next segment gets none, and a lightly used
+/// one a page or so.
+pub(crate) fn prefill_after(previous: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    previous
+        .saturating_mul(2)
+        .div_ceil(PAGE)
+        .saturating_mul(PAGE)
+        .min(PREFILL_MAX)
+}
 
 /// One open segment file.
 #[derive(Debug)]
@@ -88,8 +116,11 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// The frame around `payload`.
+/// The frame around `payload` (never empty: a length of 0 marks where the frames end).
 pub(crate) fn encode_frame(payload: &[u8]) -> io::Result<Vec<u8>> {
+    if payload.is_empty() {
+        return Err(other("empty WAL frame"));
+    }
     let len = u32::try_from(payload.len()).map_err(|_| other("WAL frame longer than 4 GiB"))?;
     let mut out = Vec::with_capacity(payload.len().saturating_add(HEADER));
     out.extend_from_slice(&len.to_le_bytes());
@@ -103,7 +134,8 @@ pub(crate) fn encode_frame(payload: &[u8]) -> io::Result<Vec<u8>> {
 pub(crate) struct SegmentContents {
     /// Payloads of the valid frames, in order.
     pub(crate) frames: Vec<Vec<u8>>,
-    /// Bytes from the first invalid frame to the end of the file (0 for a clean segment).
+    /// Bytes from the first invalid frame to the last non-zero byte of the file (0 for a clean
+    /// segment, whether or not zeros follow its last frame).
     pub(crate) torn_bytes: u64,
 }
 
@@ -115,7 +147,9 @@ pub(crate) fn read_segment(path: &Path) -> io::Result<SegmentContents> {
     while !rest.is_empty() {
         let parsed = rest.split_first_chunk::<4>().and_then(|(len, r)| {
             let (crc, r) = r.split_first_chunk::<4>()?;
-            let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+            let len = usize::try_from(u32::from_le_bytes(*len))
+                .ok()
+                .filter(|l| *l > 0)?;
             let payload = r.get(..len)?;
             (crc32fast::hash(payload) == u32::from_le_bytes(*crc))
                 .then(|| (payload, r.get(len..).unwrap_or_default()))
@@ -126,7 +160,8 @@ pub(crate) fn read_segment(path: &Path) -> io::Result<SegmentContents> {
                 rest = r;
             }
             None => {
-                out.torn_bytes = u64::try_from(rest.len()).unwrap_or(u64::MAX);
+                let written = rest.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+                out.torn_bytes = u64::try_from(written).unwrap_or(u64::MAX);
                 break;
             }
         }
@@ -134,11 +169,28 @@ pub(crate) fn read_segment(path: &Path) -> io::Result<SegmentContents> {
     Ok(out)
 }
 
-fn create_segment(dir: &Path, id: u64) -> io::Result<Arc<Segment>> {
+/// A new segment file with `prefill` bytes of zeros written and made durable (the file's
+/// position stays at 0, where the first frame goes), and its directory entry made durable.
+fn create_segment(dir: &Path, id: u64, prefill: u64) -> io::Result<Arc<Segment>> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 20;
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(segment_path(dir, id))?;
+    if prefill > 0 {
+        let zeros = vec![0u8; usize::try_from(prefill.min(CHUNK)).unwrap_or(0)];
+        let mut at = 0u64;
+        while at < prefill {
+            let n = (prefill - at).min(CHUNK);
+            let part = zeros
+                .get(..usize::try_from(n).unwrap_or(usize::MAX))
+                .ok_or_else(|| other("WAL prefill chunk"))?;
+            file.write_all_at(part, at)?;
+            at = at.saturating_add(n);
+        }
+        file.sync_all()?;
+    }
     sync_dir(dir)?;
     Ok(Arc::new(Segment { id, file }))
 }
@@ -151,7 +203,7 @@ impl Wal {
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
-        let current = create_segment(dir, id)?;
+        let current = create_segment(dir, id, 0)?;
         Ok(Wal {
             dir: dir.to_owned(),
             live: Mutex::new(vec![current.clone()]),
@@ -199,11 +251,12 @@ impl Wal {
         Ok(u64::try_from(live.len()).unwrap_or(u64::MAX))
     }
 
-    /// The next segment, created and made durable (outside the commit mutex: the directory
-    /// fsync does not hold up commits). Only one caller at a time (checkpoints are serialized).
+    /// The next segment, created with its zeros written ahead ([`prefill_after`] the current
+    /// segment's size) and made durable, outside the commit mutex: neither the zeros nor the
+    /// fsyncs hold up commits. Only one caller at a time (checkpoints are serialized).
     pub(crate) fn create_next(&self) -> io::Result<Arc<Segment>> {
         let id = self.lock()?.current.id.saturating_add(1);
-        create_segment(&self.dir, id)
+        create_segment(&self.dir, id, prefill_after(self.current_size()))
     }
 
     /// Under the commit mutex: appends go to `next` (from [`Wal::create_next`]) from now on.
@@ -217,6 +270,15 @@ impl Wal {
         w.current = next;
         self.current_size.store(0, Ordering::Relaxed);
         Ok(id)
+    }
+
+    /// At a clean close (nothing appends any more): cuts the current segment's zeros not yet
+    /// overwritten, so that a closed store's log holds frames only (a clean close after a
+    /// checkpoint leaves one empty segment, readable by kmipd versions that wrote no zeros).
+    pub(crate) fn trim(&self) -> io::Result<()> {
+        let w = self.lock()?;
+        w.current.file.set_len(self.current_size())?;
+        w.current.file.sync_all()
     }
 
     /// The id of the current segment.
@@ -261,14 +323,17 @@ mod tests {
         let wal = Wal::create(dir.path(), 1, 1).unwrap();
         {
             let mut w = wal.lock().unwrap();
-            for p in [&b"one"[..], b"", b"three"] {
+            for p in [&b"one"[..], b"2", b"three"] {
                 wal.append(&mut w, &encode_frame(p).unwrap()).unwrap();
             }
         }
         assert_eq!(wal.sync().unwrap(), 1);
         let path = segment_path(dir.path(), 1);
         let clean = read_segment(&path).unwrap();
-        assert_eq!(clean.frames, [b"one".to_vec(), vec![], b"three".to_vec()]);
+        assert_eq!(
+            clean.frames,
+            [b"one".to_vec(), b"2".to_vec(), b"three".to_vec()]
+        );
         assert_eq!(clean.torn_bytes, 0);
         // A partial frame, then a frame with a bad CRC.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -288,6 +353,78 @@ mod tests {
         let torn = read_segment(&path).unwrap();
         assert_eq!(torn.frames.len(), 3);
         assert_eq!(torn.torn_bytes, u64::try_from(bytes.len() - full).unwrap());
+    }
+
+    #[test]
+    fn an_empty_frame_is_refused_since_length_zero_marks_the_end() {
+        assert!(encode_frame(b"").is_err());
+    }
+
+    #[test]
+    fn prefill_is_twice_the_last_segment_in_pages_and_bounded() {
+        assert_eq!(prefill_after(0), 0);
+        assert_eq!(prefill_after(1), 4096);
+        assert_eq!(prefill_after(4097), 12288);
+        assert_eq!(prefill_after(10 << 20), 20 << 20);
+        assert_eq!(prefill_after(SEGMENT_LIMIT), PREFILL_MAX);
+        assert_eq!(prefill_after(u64::MAX), PREFILL_MAX);
+    }
+
+    /// The next segment gets its zeros ahead; frames overwrite them from the start, the zeros
+    /// after the last frame read as a clean end, and a torn frame over them counts only its own
+    /// bytes, while anything non-zero after a length of 0 counts as torn up to its last byte.
+    #[test]
+    fn a_segment_with_zeros_ahead_reads_its_frames_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create(dir.path(), 1, 1).unwrap();
+        let first = encode_frame(&[7u8; 5000]).unwrap();
+        {
+            let mut w = wal.lock().unwrap();
+            wal.append(&mut w, &first).unwrap();
+        }
+        assert_eq!(
+            std::fs::metadata(segment_path(dir.path(), 1))
+                .unwrap()
+                .len(),
+            5008
+        );
+        let next = wal.create_next().unwrap();
+        let path = segment_path(dir.path(), 2);
+        let prefill = prefill_after(5008);
+        assert_eq!(prefill, 12288);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 12288);
+        assert!(bytes.iter().all(|b| *b == 0));
+        assert!(read_segment(&path).unwrap().frames.is_empty());
+        assert_eq!(read_segment(&path).unwrap().torn_bytes, 0);
+        {
+            let mut w = wal.lock().unwrap();
+            wal.switch(&mut w, next).unwrap();
+            for p in [&b"one"[..], b"two"] {
+                wal.append(&mut w, &encode_frame(p).unwrap()).unwrap();
+            }
+        }
+        wal.sync().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 12288, "frames overwrite the zeros");
+        let clean = read_segment(&path).unwrap();
+        assert_eq!(clean.frames, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(clean.torn_bytes, 0);
+        // A frame torn over the zeros: only its own bytes are discarded.
+        let end = 2 * (HEADER + 3);
+        let mut torn = bytes.clone();
+        torn[end..end + 6].copy_from_slice(&encode_frame(b"three").unwrap()[..6]);
+        std::fs::write(&path, &torn).unwrap();
+        let r = read_segment(&path).unwrap();
+        assert_eq!(r.frames.len(), 2);
+        assert_eq!(r.torn_bytes, 6);
+        // A length of 0 with non-zero bytes after it: torn up to the last non-zero byte.
+        let mut gap = bytes;
+        gap[end + 100] = 0xAB;
+        std::fs::write(&path, &gap).unwrap();
+        let r = read_segment(&path).unwrap();
+        assert_eq!(r.frames.len(), 2);
+        assert_eq!(r.torn_bytes, 101);
     }
 
     #[test]

@@ -467,6 +467,42 @@ fn commits_only_in_the_wal_are_replayed_and_a_torn_tail_is_cut() {
     check_all(&r, 10);
 }
 
+/// A checkpoint's new segment has zeros written ahead of its frames: a crash image whose
+/// newest segment is one replays every frame, reads the zeros after the last one as the end,
+/// and discards only the bytes of a frame torn over them.
+#[test]
+fn a_segment_with_zeros_ahead_replays_and_cuts_only_a_frame_torn_over_them() {
+    let (dir, live, _base, image) = crash_dirs();
+    let s = paused_store_and_base(&live, &dir.path().join("unused"));
+    // The next segment gets twice what this one holds: room for the same frames.
+    fill(&s, 10);
+    s.checkpoint().unwrap();
+    let base = dir.path().join("base-after-checkpoint");
+    copy_dir(&live, &base);
+    fill(&s, 10);
+    crash_image(&base, &live, &image);
+    drop(s);
+    let seg = last_segment(&image);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let frames = wal::read_segment(&seg).unwrap().frames;
+    assert_eq!(frames.len(), 10);
+    let end: usize = frames.iter().map(|f| 8 + f.len()).sum();
+    assert!(
+        bytes.len() > end + 11,
+        "no zeros ahead: {} bytes",
+        bytes.len()
+    );
+    assert!(bytes[end..].iter().all(|b| *b == 0));
+    let torn = wal::encode_frame(b"\x01never acknowledged").unwrap();
+    bytes[end..end + 11].copy_from_slice(&torn[..11]);
+    std::fs::write(&seg, &bytes).unwrap();
+    let r = SledStore::open_with_kek(&image, kek(1, 1)).unwrap();
+    let st = r.sync_stats();
+    assert_eq!(st.replayed_frames, 10, "{st:?}");
+    assert_eq!(st.discarded_bytes, 11, "{st:?}");
+    check_all(&r, 10);
+}
+
 #[test]
 fn frames_sled_already_has_are_skipped_so_replaying_twice_changes_nothing() {
     let (_dir, live, base, image) = crash_dirs();
@@ -545,13 +581,19 @@ fn a_checkpoint_keeps_one_segment_and_a_clean_close_leaves_it_empty() {
         s.pause_checkpoints(true);
         fill(&s, 3);
         let seg = last_segment(dir.path());
-        assert!(std::fs::metadata(&seg).unwrap().len() > 0);
+        let held = std::fs::metadata(&seg).unwrap().len();
+        assert!(held > 0);
         let before = s.sync_stats().checkpoints;
         s.checkpoint().unwrap();
         assert_eq!(s.sync_stats().checkpoints, before + 1);
         let segs = wal::list_segments(&dir.path().join("wal")).unwrap();
         assert_eq!(segs.len(), 1);
-        assert_eq!(std::fs::metadata(&segs[0].1).unwrap().len(), 0);
+        // The new segment holds only the zeros written ahead for the next frames.
+        assert_no_frames(&segs[0].1);
+        assert_eq!(
+            std::fs::metadata(&segs[0].1).unwrap().len(),
+            wal::prefill_after(held)
+        );
         assert!(segs[0].1 != seg);
         // Background checkpoints run when resumed.
         s.pause_checkpoints(false);
@@ -567,10 +609,21 @@ fn a_checkpoint_keeps_one_segment_and_a_clean_close_leaves_it_empty() {
     }
     let segs = wal::list_segments(&dir.path().join("wal")).unwrap();
     assert_eq!(segs.len(), 1);
+    // The close cut the zeros written ahead.
     assert_eq!(std::fs::metadata(&segs[0].1).unwrap().len(), 0);
     let s = SledStore::open_with_kek(dir.path(), kek(1, 1)).unwrap();
     assert_eq!(s.sync_stats().replayed_frames, 0);
+    assert_eq!(s.sync_stats().discarded_bytes, 0);
     check_all(&s, 4);
+}
+
+/// A segment with no frames: empty, or only the zeros written ahead of its first frame.
+fn assert_no_frames(segment: &Path) {
+    let bytes = std::fs::read(segment).unwrap();
+    assert!(bytes.iter().all(|b| *b == 0), "{}", segment.display());
+    let contents = wal::read_segment(segment).unwrap();
+    assert!(contents.frames.is_empty());
+    assert_eq!(contents.torn_bytes, 0);
 }
 
 /// Concurrent commits are applied in batches (one sled transaction); a commit whose
