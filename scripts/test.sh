@@ -12,6 +12,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "installing prerequisites (if missing)"
 scripts/setup.sh
 
+# A cold run writes about 5 GB under target/ (debug builds with line tables only, Cargo.toml);
+# a full disk shows up as a linker crash (ld: Bus error), so say how much room there is.
+step "free disk space for target/: $(df -h --output=avail . | tail -1 | tr -d ' ')"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
