@@ -171,28 +171,35 @@ pub(crate) fn read_segment(path: &Path) -> io::Result<SegmentContents> {
 
 /// A new segment file with `prefill` bytes of zeros written and made durable (the file's
 /// position stays at 0, where the first frame goes), and its directory entry made durable.
+/// Without room for the zeros (a nearly full disk) the segment starts empty and grows with its
+/// frames, as segments did before zeros were written ahead: a checkpoint never fails for them.
 fn create_segment(dir: &Path, id: u64, prefill: u64) -> io::Result<Arc<Segment>> {
-    use std::os::unix::fs::FileExt;
-    const CHUNK: u64 = 1 << 20;
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(segment_path(dir, id))?;
-    if prefill > 0 {
-        let zeros = vec![0u8; usize::try_from(prefill.min(CHUNK)).unwrap_or(0)];
-        let mut at = 0u64;
-        while at < prefill {
-            let n = (prefill - at).min(CHUNK);
-            let part = zeros
-                .get(..usize::try_from(n).unwrap_or(usize::MAX))
-                .ok_or_else(|| other("WAL prefill chunk"))?;
-            file.write_all_at(part, at)?;
-            at = at.saturating_add(n);
-        }
-        file.sync_all()?;
+    if prefill > 0 && write_zeros(&file, prefill).is_err() {
+        file.set_len(0)?;
     }
     sync_dir(dir)?;
     Ok(Arc::new(Segment { id, file }))
+}
+
+/// Writes `len` zeros from the start of `file` (its position unmoved) and syncs it.
+fn write_zeros(file: &File, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; usize::try_from(len.min(CHUNK)).unwrap_or(0)];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(CHUNK);
+        let part = zeros
+            .get(..usize::try_from(n).unwrap_or(usize::MAX))
+            .ok_or_else(|| other("WAL prefill chunk"))?;
+        file.write_all_at(part, at)?;
+        at = at.saturating_add(n);
+    }
+    file.sync_all()
 }
 
 impl Wal {
