@@ -173,15 +173,23 @@ pub(crate) fn read_segment(path: &Path) -> io::Result<SegmentContents> {
 /// position stays at 0, where the first frame goes), and its directory entry made durable.
 /// Without room for the zeros (a nearly full disk) the segment starts empty and grows with its
 /// frames, as segments did before zeros were written ahead: a checkpoint never fails for them.
+/// On failure the file is removed again, so that the next attempt can create it.
 fn create_segment(dir: &Path, id: u64, prefill: u64) -> io::Result<Arc<Segment>> {
+    let path = segment_path(dir, id);
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(segment_path(dir, id))?;
-    if prefill > 0 && write_zeros(&file, prefill).is_err() {
-        file.set_len(0)?;
+        .open(&path)?;
+    let made = if prefill > 0 && write_zeros(&file, prefill).is_err() {
+        file.set_len(0)
+    } else {
+        Ok(())
     }
-    sync_dir(dir)?;
+    .and_then(|()| sync_dir(dir));
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(Arc::new(Segment { id, file }))
 }
 
