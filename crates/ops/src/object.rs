@@ -73,7 +73,7 @@ pub(crate) fn uid_payload(uid: &str) -> Ttlv {
 /// tree and PostgreSQL's primary-key index take each new object at their right edge, and the
 /// objects clients use most (the recent ones) share pages that stay cached. Random (version 4)
 /// identifiers scattered every insert, read and destroy over the whole tree, so the CPU per
-/// request grew with the store (`docs/performance.md`, "Time-ordered identifiers"). The
+/// request grew with the store (`docs/performance.md`, "Fifth round"). The
 /// identifier tells its creation time to the millisecond, which Initial Date already tells
 /// anyone allowed to see the object; identifiers were never secrets (access is by owner and
 /// grant, `docs/access-control.md`).

@@ -10,7 +10,7 @@
 //! overwrite them from the start. A commit's `fdatasync` then writes only the frames' data
 //! pages: appending to a file also changes its size and allocates blocks, so each sync wrote the
 //! data, then the allocation metadata, then the inode (three device writes and waits on ext4;
-//! `docs/performance.md`, "Zeros written ahead"). A segment that outgrows its zeros simply
+//! `docs/performance.md`, "Fifth round"). A segment that outgrows its zeros simply
 //! grows as before.
 //!
 //! **Frame.** `len` (u32 LE, never 0) ‖ `crc` (CRC-32 of the payload, u32 LE) ‖ payload (`len`
