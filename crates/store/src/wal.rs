@@ -197,6 +197,15 @@ fn create_segment(dir: &Path, id: u64, prefill: u64) -> io::Result<Arc<Segment>>
 fn write_zeros(file: &File, len: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     const CHUNK: u64 = 1 << 20;
+    // Tests: a disk with room for only part of the zeros.
+    #[cfg(test)]
+    if let Some(room) = tests::FAIL_ZEROS_AFTER
+        .with(std::cell::Cell::get)
+        .filter(|room| *room < len)
+    {
+        file.write_all_at(&vec![0u8; usize::try_from(room).unwrap_or(0)], 0)?;
+        return Err(io::Error::other("no space left on device (test)"));
+    }
     let zeros = vec![0u8; usize::try_from(len.min(CHUNK)).unwrap_or(0)];
     let mut at = 0u64;
     while at < len {
@@ -331,6 +340,42 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Tests: [`write_zeros`] on this thread writes this many zeros, then fails as a full
+        /// disk does.
+        pub(super) static FAIL_ZEROS_AFTER: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    /// Without room for the zeros, the next segment starts empty (what the failed write left is
+    /// cut), frames append to it and read back, and the checkpoint's switch goes on.
+    #[test]
+    fn a_segment_without_room_for_its_zeros_starts_empty_and_takes_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create(dir.path(), 1, 1).unwrap();
+        {
+            let mut w = wal.lock().unwrap();
+            wal.append(&mut w, &encode_frame(&[7u8; 5000]).unwrap())
+                .unwrap();
+        }
+        FAIL_ZEROS_AFTER.with(|f| f.set(Some(4096)));
+        let next = wal.create_next();
+        FAIL_ZEROS_AFTER.with(|f| f.set(None));
+        let next = next.unwrap();
+        let path = segment_path(dir.path(), 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        {
+            let mut w = wal.lock().unwrap();
+            wal.switch(&mut w, next).unwrap();
+            wal.append(&mut w, &encode_frame(b"one").unwrap()).unwrap();
+        }
+        wal.sync().unwrap();
+        let r = read_segment(&path).unwrap();
+        assert_eq!(r.frames, [b"one".to_vec()]);
+        assert_eq!(r.torn_bytes, 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 11);
+    }
 
     #[test]
     fn frames_round_trip_and_a_torn_tail_is_cut() {
