@@ -143,20 +143,32 @@ pub(crate) async fn read_settings(
     c: &deadpool_postgres::ClientWrapper,
     keys: &[String],
 ) -> Result<Vec<(String, Vec<u8>)>, tokio_postgres::Error> {
-    let rows = match keys {
-        [] => return Ok(Vec::new()),
-        [one] => {
-            let stmt = c.prepare_cached(ONE_META_SQL).await?;
-            c.query(&stmt, &[one]).await?
-        }
-        many => {
-            let stmt = c.prepare_cached(META_SQL).await?;
-            c.query(&stmt, &[&many]).await?
-        }
-    };
-    rows.iter()
+    by_keys(c, keys, ONE_META_SQL, META_SQL)
+        .await?
+        .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
+}
+
+/// The rows of the statement `one` (`key = $1`) for a single key, of `many` (`key = ANY($1)`)
+/// for several; no query for none.
+async fn by_keys(
+    c: &deadpool_postgres::ClientWrapper,
+    keys: &[String],
+    one: &str,
+    many: &str,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    match keys {
+        [] => Ok(Vec::new()),
+        [key] => {
+            let stmt = c.prepare_cached(one).await?;
+            c.query(&stmt, &[key]).await
+        }
+        keys => {
+            let stmt = c.prepare_cached(many).await?;
+            c.query(&stmt, &[&keys]).await
+        }
+    }
 }
 
 /// Whether each setting in `checked` has the value given in `read` (the rows of
@@ -223,18 +235,9 @@ async fn fetch(inner: &Arc<Inner>, want: Want) -> Result<Fetched, StoreError> {
             async move {
                 let c = conn.client()?;
                 let objects = async {
-                    let rows = match want.uids.as_slice() {
-                        [] => return Ok(Vec::new()),
-                        [one] => {
-                            let stmt = c.prepare_cached(ONE_SQL).await?;
-                            c.query(&stmt, &[one]).await?
-                        }
-                        many => {
-                            let stmt = c.prepare_cached(MANY_SQL).await?;
-                            c.query(&stmt, &[&many]).await?
-                        }
-                    };
-                    rows.iter()
+                    by_keys(c, &want.uids, ONE_SQL, MANY_SQL)
+                        .await?
+                        .iter()
                         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
                         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
                 };
