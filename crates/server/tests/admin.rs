@@ -431,16 +431,11 @@ fn killed_under_cycles(
 
 /// The rotated files of `dir/audit.log` (`audit.log.<record number>`), in chain order.
 fn rotated_audit_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    kmipd::audit::rotated_files(&dir.join("audit.log"))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("audit.log."))
-        })
-        .collect();
-    files.sort();
-    files
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
 }
 
 /// The Success records of `files` (one chain, verified on the way), counted by (operation,

@@ -67,7 +67,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::writer::{AuditLog, rotated_name};
+use super::writer::{AuditLog, rotated_files};
 use crate::config::{ForwardConfig, ForwardFormat};
 
 /// How long the forwarder waits when there is nothing to send, between looks at the log.
@@ -316,34 +316,11 @@ impl Tail {
     /// The file holding record `self.next`: the oldest rotated file whose last record is at or
     /// after it, or the live file.
     fn open_next(&mut self) -> std::io::Result<()> {
-        let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(d) => d.to_owned(),
-            None => PathBuf::from("."),
-        };
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!("{name}.");
-        let mut best: Option<u64> = None;
-        for entry in std::fs::read_dir(&dir)? {
-            let file_name = entry?.file_name().to_string_lossy().into_owned();
-            let Some(digits) = file_name.strip_prefix(&prefix) else {
-                continue;
-            };
-            if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            if let Ok(n) = digits.parse::<u64>()
-                && n >= self.next
-                && best.is_none_or(|b| n < b)
-            {
-                best = Some(n);
-            }
-        }
-        let (path, rotated) = match best {
-            Some(n) => (rotated_name(&self.path, n), true),
+        let next = rotated_files(&self.path)?
+            .into_iter()
+            .find(|(n, _)| *n >= self.next);
+        let (path, rotated) = match next {
+            Some((_, p)) => (p, true),
             None => (self.path.clone(), false),
         };
         let f = File::open(&path)?;

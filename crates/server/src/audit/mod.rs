@@ -30,7 +30,7 @@ pub use record::{GENESIS, Record};
 pub use search::{Filter, SearchError, Searched, parse_time, search};
 pub use summary::{ItemSummary, summarize};
 pub use verify::{Verifier, head, verify};
-pub use writer::{AuditLog, FILE_MODE, Rotated, rotated_name};
+pub use writer::{AuditLog, FILE_MODE, Rotated, rotated_files, rotated_name};
 
 /// What went wrong with the audit log.
 #[derive(Debug, thiserror::Error)]

@@ -406,6 +406,15 @@ fn query_item() -> ItemSummary {
     }
 }
 
+/// The rotated files of the log at `path`, in chain order.
+fn rotated(path: &Path) -> Vec<PathBuf> {
+    rotated_files(path)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
 fn append_n(log: &AuditLog, n: usize) {
     for _ in 0..n {
         log.append("a", "-", &[query_item()]).unwrap();
@@ -449,12 +458,7 @@ fn a_rotation_continues_the_chain_in_a_new_file() {
     });
     append_n(&log, 1);
     drop(log);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p != &path)
-        .collect();
-    files.sort();
+    let mut files = rotated(&path);
     assert_eq!(files.len(), 2, "{files:?}");
     files.push(path.clone());
     let mut chain = Verifier::new();
@@ -614,15 +618,7 @@ fn as_the_stores_journal_records_keep_one_chain_across_rotation_and_reopen() {
     let (_store, log) = journaled(&dir);
     append_n(&log, 1);
     drop(log);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("audit.log."))
-        })
-        .collect();
-    files.sort();
+    let mut files = rotated(&path);
     assert_eq!(files.len(), 1, "{files:?}");
     files.push(path.clone());
     let mut chain = Verifier::new();

@@ -672,19 +672,16 @@ pub fn rotated_name(path: &Path, last_seq: u64) -> PathBuf {
     path.with_file_name(format!("{name}.{last_seq:012}"))
 }
 
-/// The rotated file of `path` with the highest record number, if any.
-fn newest_rotated(path: &Path) -> Result<Option<PathBuf>, AuditError> {
+/// The rotated files of the audit log at `path` (`<name>.<12 digits>`, [`rotated_name`]), each
+/// with the number of its last record, in chain order (oldest first). Other files are left out.
+pub fn rotated_files(path: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return Ok(None);
-    };
-    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => d.to_owned(),
-        None => PathBuf::from("."),
+        return Ok(Vec::new());
     };
     let prefix = format!("{name}.");
-    let mut best: Option<(u64, PathBuf)> = None;
-    for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
-        let entry = entry.map_err(io_err(&dir))?;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(log_dir(path))? {
+        let entry = entry?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
         let Some(digits) = file_name.strip_prefix(&prefix) else {
             continue;
@@ -692,13 +689,25 @@ fn newest_rotated(path: &Path) -> Result<Option<PathBuf>, AuditError> {
         if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        if let Ok(n) = digits.parse::<u64>()
-            && best.as_ref().is_none_or(|(m, _)| n > *m)
-        {
-            best = Some((n, entry.path()));
+        if let Ok(n) = digits.parse::<u64>() {
+            out.push((n, entry.path()));
         }
     }
-    Ok(best.map(|(_, p)| p))
+    out.sort();
+    Ok(out)
+}
+
+/// The directory of the audit log at `path` (`.` for a bare file name).
+fn log_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The rotated file of `path` with the highest record number, if any.
+fn newest_rotated(path: &Path) -> Result<Option<PathBuf>, AuditError> {
+    let mut rotated = rotated_files(path).map_err(io_err(log_dir(path)))?;
+    Ok(rotated.pop().map(|(_, p)| p))
 }
 
 /// Renders one request's records (one per item, each line with its newline) onto `buf`,

@@ -820,30 +820,11 @@ struct Found {
 /// The audit files of the log at `path`, oldest first: its rotated files
 /// (`<name>.<12 digits>`, `crate::audit::rotated_name`), then the current one.
 fn audit_files(path: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut rotated: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| {
-                    let file = e.file_name().to_string_lossy().into_owned();
-                    let digits = file.strip_prefix(&name)?.strip_prefix('.')?;
-                    (digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()))
-                        .then(|| digits.parse().ok().map(|n| (n, e.path())))
-                        .flatten()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    rotated.sort();
-    let mut files: Vec<_> = rotated.into_iter().map(|(_, p)| p).collect();
+    let mut files: Vec<_> = crate::audit::rotated_files(path)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
     files.push(path.to_owned());
     files
 }
